@@ -1,0 +1,142 @@
+// The error taxonomy: every failure fpeer reports carries a stable code; tests assert codes, not text.
+
+/**
+ * What kind of failure this is, which decides the process exit code:
+ * usage (the user must fix the call), refused (a peer said no), network,
+ * verify (content or signature did not check out), plugin (no transport for a protocol),
+ * protocol (a peer spoke the wire protocol wrongly), io (local disk), internal (a bug).
+ */
+export type ErrorKind = 'usage' | 'refused' | 'network' | 'verify' | 'plugin' | 'protocol' | 'io' | 'internal'
+
+/** Exit codes, documented in docs/scripting.md. */
+export const EXIT_CODES: Readonly<Record<ErrorKind, number>> = {
+  usage: 2,
+  refused: 3,
+  network: 4,
+  verify: 5,
+  plugin: 6,
+  protocol: 7,
+  io: 8,
+  internal: 70,
+}
+
+/** Stable error codes with their kind. Add new ones at the end of their group; never rename one. */
+export const ERROR_CODES = {
+  // usage
+  E_USAGE: 'usage',
+  E_NO_SUCH_FOLDER: 'usage',
+  E_NOT_A_DIRECTORY: 'usage',
+  E_BAD_PEER_ID: 'usage',
+  E_BAD_ADDRESS: 'usage',
+  E_STATE: 'usage',
+  // wire protocol
+  E_MSG_EMPTY: 'protocol',
+  E_MSG_UNKNOWN_TYPE: 'protocol',
+  E_MSG_TOO_LONG: 'protocol',
+  E_MSG_LINE_TOO_LONG: 'protocol',
+  E_MSG_TOO_MANY_FILES: 'protocol',
+  E_MSG_TRUNCATED: 'protocol',
+  E_MSG_BAD_FIELD: 'protocol',
+  E_MSG_BAD_ENCODING: 'protocol',
+  E_MSG_UNEXPECTED: 'protocol',
+  E_MSG_TIMEOUT: 'protocol',
+  E_MSG_FOLDER_MISMATCH: 'protocol',
+  // refusals
+  E_REFUSED: 'refused',
+  E_NOT_ALLOWED: 'refused',
+  E_UNKNOWN_FOLDER: 'refused',
+  E_NO_COMMON_PROTOCOL: 'refused',
+  E_PEER_ERROR: 'refused',
+  // verification
+  E_PATH_UNSAFE: 'verify',
+  E_HASH_MISMATCH: 'verify',
+  E_SIZE_MISMATCH: 'verify',
+  E_BAD_SIGNATURE: 'verify',
+  E_UNSIGNED: 'verify',
+  E_PEER_ID_MISMATCH: 'verify',
+  E_NONCE_MISMATCH: 'verify',
+  E_HOST_KEY_MISMATCH: 'verify',
+  // network
+  E_CONNECT: 'network',
+  E_CONNECTION_LOST: 'network',
+  E_TIMEOUT: 'network',
+  E_TRANSFER: 'network',
+  E_NOT_FOUND: 'network',
+  E_ACCESS: 'refused',
+  // plugins
+  E_NO_TRANSPORT: 'plugin',
+  E_PLUGIN: 'plugin',
+  // local disk
+  E_IO: 'io',
+  E_DISK_FULL: 'io',
+  E_LOCKED: 'io',
+  // bugs
+  E_INTERNAL: 'internal',
+} as const satisfies Record<string, ErrorKind>
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+/** An error with a stable code, a kind and optionally a hint saying what to do next. */
+export class FpeerError extends Error {
+  readonly code: ErrorCode
+  readonly kind: ErrorKind
+  readonly hint?: string
+  readonly details?: Record<string, unknown>
+
+  constructor(code: ErrorCode, message: string, options: {hint?: string; cause?: unknown; details?: Record<string, unknown>} = {}) {
+    super(message, options.cause === undefined ? undefined : {cause: options.cause})
+    this.name = 'FpeerError'
+    this.code = code
+    this.kind = ERROR_CODES[code]
+    if (options.hint !== undefined) this.hint = options.hint
+    if (options.details !== undefined) this.details = options.details
+  }
+
+  get exitCode(): number {
+    return EXIT_CODES[this.kind]
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {code: this.code, kind: this.kind, message: this.message, ...(this.hint ? {hint: this.hint} : {}), ...(this.details ? {details: this.details} : {})}
+  }
+}
+
+export function isFpeerError(err: unknown, code?: ErrorCode): err is FpeerError {
+  return err instanceof FpeerError && (code === undefined || err.code === code)
+}
+
+/** Maps a Node system error (ENOSPC, ECONNREFUSED…) to a FpeerError, keeping the cause. */
+export function fromSystemError(err: unknown, context: string): FpeerError {
+  if (err instanceof FpeerError) return err
+  const e = err as NodeJS.ErrnoException
+  const sys = e?.code
+  const msg = `${context}: ${e?.message ?? String(err)}`
+  switch (sys) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return new FpeerError('E_DISK_FULL', msg, {cause: err, hint: 'free some disk space and run the command again; nothing partial was kept'})
+    case 'ECONNREFUSED':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EADDRNOTAVAIL':
+      return new FpeerError('E_CONNECT', msg, {cause: err, hint: 'is the peer running `fpeer serve` at that address?'})
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'UND_ERR_SOCKET':
+      return new FpeerError('E_CONNECTION_LOST', msg, {cause: err})
+    case 'ETIMEDOUT':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+      return new FpeerError('E_TIMEOUT', msg, {cause: err})
+    case 'ENOENT':
+      return new FpeerError('E_NOT_FOUND', msg, {cause: err})
+    case 'EACCES':
+    case 'EPERM':
+      return new FpeerError('E_ACCESS', msg, {cause: err})
+    case 'ELOCKED':
+      return new FpeerError('E_LOCKED', msg, {cause: err})
+    default:
+      return new FpeerError(sys && /^E[A-Z]+$/.test(sys) ? 'E_IO' : 'E_INTERNAL', msg, {cause: err})
+  }
+}

@@ -1,0 +1,83 @@
+// Path safety: every relative path from the wire is checked here before it touches the disk.
+import {lstat, mkdir, realpath} from 'node:fs/promises'
+import path from 'node:path'
+import {FpeerError} from '../errors.js'
+
+export const MAX_PATH_BYTES = 4096
+export const MAX_SEGMENT_BYTES = 255
+/** Temp files fpeer writes while a download is in flight; never listed, never served. */
+export const PART_PREFIX = '.fpeer-part-'
+
+/**
+ * Checks a relative path from a message and returns its segments. Refuses empty paths,
+ * absolute paths, NUL, empty, `.` and `..` segments, over-long names, and fpeer's own temp names.
+ */
+export function checkRelativePath(rel: string): string[] {
+  const bad = (why: string): never => {
+    throw new FpeerError('E_PATH_UNSAFE', `unsafe path ${JSON.stringify(rel.slice(0, 120))}: ${why}`)
+  }
+  if (rel === '') bad('empty')
+  if (rel.includes('\0')) bad('contains NUL')
+  if (rel.startsWith('/')) bad('absolute')
+  if (Buffer.byteLength(rel) > MAX_PATH_BYTES) bad(`longer than ${MAX_PATH_BYTES} bytes`)
+  const segments = rel.split('/')
+  for (const seg of segments) {
+    if (seg === '' || seg === '.' || seg === '..') bad(`segment ${JSON.stringify(seg)} not allowed`)
+    if (Buffer.byteLength(seg) > MAX_SEGMENT_BYTES) bad(`a name is longer than ${MAX_SEGMENT_BYTES} bytes`)
+    if (seg.startsWith(PART_PREFIX)) bad('reserved name')
+  }
+  return segments
+}
+
+function isInside(root: string, target: string): boolean {
+  return target === root || target.startsWith(root.endsWith(path.sep) ? root : root + path.sep)
+}
+
+/**
+ * Resolves `rel` inside `rootReal` (already a realpath) for reading: the real path of the
+ * target must stay inside the root, so a symlink that points out is refused.
+ */
+export async function resolveForRead(rootReal: string, rel: string): Promise<string> {
+  const joined = rel === '' ? rootReal : path.join(rootReal, ...checkRelativePath(rel))
+  let real: string
+  try {
+    real = await realpath(joined)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new FpeerError('E_NOT_FOUND', `no such file: ${rel}`)
+    throw new FpeerError('E_ACCESS', `cannot read ${rel}: ${(err as Error).message}`)
+  }
+  if (!isInside(rootReal, real)) throw new FpeerError('E_PATH_UNSAFE', `${rel} leads outside the shared folder`)
+  return real
+}
+
+/**
+ * Prepares the parent directory of `rel` inside `rootReal` for writing: creates missing
+ * directories and refuses any existing component that is not a real directory (a symlink,
+ * a file). Returns the absolute target path. The caller writes a temp file beside it and renames.
+ */
+export async function prepareForWrite(rootReal: string, rel: string): Promise<string> {
+  const segments = checkRelativePath(rel)
+  let dir = rootReal
+  for (const seg of segments.slice(0, -1)) {
+    dir = path.join(dir, seg)
+    let st
+    try {
+      st = await lstat(dir)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      await mkdir(dir)
+      continue
+    }
+    if (st.isSymbolicLink()) throw new FpeerError('E_PATH_UNSAFE', `${rel} goes through a symlink (${path.relative(rootReal, dir)})`)
+    if (!st.isDirectory()) throw new FpeerError('E_PATH_UNSAFE', `${rel}: ${path.relative(rootReal, dir)} is not a directory`)
+  }
+  const target = path.join(dir, segments[segments.length - 1]!)
+  try {
+    const st = await lstat(target)
+    if (st.isDirectory()) throw new FpeerError('E_PATH_UNSAFE', `${rel} is a directory here`)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  return target
+}

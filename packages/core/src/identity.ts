@@ -1,0 +1,160 @@
+// Peer identity: an ed25519 key pair (tweetnacl), the printable peer ID, and detached signatures.
+import nacl from 'tweetnacl'
+import {FpeerError} from './errors.js'
+
+const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
+
+function base32Encode(bytes: Uint8Array): string {
+  let out = ''
+  let bits = 0
+  let value = 0
+  for (const b of bytes) {
+    value = (value << 8) | b
+    bits += 8
+    while (bits >= 5) {
+      out += B32[(value >>> (bits - 5)) & 31]
+      bits -= 5
+    }
+  }
+  if (bits > 0) out += B32[(value << (5 - bits)) & 31]
+  return out
+}
+
+function base32Decode(text: string): Uint8Array | undefined {
+  const out: number[] = []
+  let bits = 0
+  let value = 0
+  for (const ch of text) {
+    const i = B32.indexOf(ch)
+    if (i < 0) return undefined
+    value = ((value << 5) | i) & 0xffff
+    bits += 5
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 0xff)
+      bits -= 8
+    }
+  }
+  return Uint8Array.from(out)
+}
+
+/**
+ * A peer's identity, its ed25519 public key. The canonical printed form is the key in
+ * RFC 4648 base32 without padding, upper case, in four dash-separated groups of 13
+ * (e.g. `ABCDEFGHIJKLM-NOPQRSTUVWXYZ-…`). Parsing is lenient: case, dashes and spaces
+ * are ignored, so an ID read aloud or pasted from a wrapped line still parses.
+ */
+export class PeerId {
+  readonly publicKey: Uint8Array
+
+  private constructor(publicKey: Uint8Array) {
+    this.publicKey = publicKey
+  }
+
+  static fromPublicKey(publicKey: Uint8Array): PeerId {
+    if (publicKey.length !== nacl.sign.publicKeyLength) {
+      throw new FpeerError('E_BAD_PEER_ID', `a public key has ${nacl.sign.publicKeyLength} bytes, got ${publicKey.length}`)
+    }
+    return new PeerId(Uint8Array.from(publicKey))
+  }
+
+  /** Parses any printed form of a peer ID; throws E_BAD_PEER_ID. */
+  static parse(text: string): PeerId {
+    const compact = text.replace(/[\s-]/g, '').toUpperCase()
+    const bytes = compact.length === 52 ? base32Decode(compact) : undefined
+    if (!bytes || bytes.length !== 32 || base32Encode(bytes) !== compact) {
+      throw new FpeerError('E_BAD_PEER_ID', `not a peer ID: ${JSON.stringify(text.slice(0, 80))}`, {
+        hint: 'a peer ID is 52 base32 letters and digits, as printed by `fpeer id`',
+      })
+    }
+    return new PeerId(bytes)
+  }
+
+  static tryParse(text: string): PeerId | undefined {
+    try {
+      return PeerId.parse(text)
+    } catch {
+      return undefined
+    }
+  }
+
+  /** The compact form used on the wire (no dashes). */
+  get compact(): string {
+    return base32Encode(this.publicKey)
+  }
+
+  toString(): string {
+    const c = this.compact
+    return `${c.slice(0, 13)}-${c.slice(13, 26)}-${c.slice(26, 39)}-${c.slice(39)}`
+  }
+
+  toJSON(): string {
+    return this.toString()
+  }
+
+  equals(other: PeerId | undefined): boolean {
+    return other !== undefined && Buffer.compare(Buffer.from(this.publicKey), Buffer.from(other.publicKey)) === 0
+  }
+
+  /** Short form for logs. */
+  get short(): string {
+    return this.compact.slice(0, 7)
+  }
+}
+
+/** A key pair. The secret key never leaves the key store except to sign. */
+export interface KeyPair {
+  readonly publicKey: Uint8Array
+  readonly secretKey: Uint8Array
+}
+
+export function generateKeyPair(): KeyPair {
+  const kp = nacl.sign.keyPair()
+  return {publicKey: kp.publicKey, secretKey: kp.secretKey}
+}
+
+export function keyPairFromSecretKey(secretKey: Uint8Array): KeyPair {
+  const kp = nacl.sign.keyPair.fromSecretKey(secretKey)
+  return {publicKey: kp.publicKey, secretKey: kp.secretKey}
+}
+
+/** Our own identity: the key pair and the ID that names it. */
+export class Identity {
+  readonly id: PeerId
+  readonly #keys: KeyPair
+
+  constructor(keys: KeyPair) {
+    this.#keys = keys
+    this.id = PeerId.fromPublicKey(keys.publicKey)
+  }
+
+  get publicKey(): Uint8Array {
+    return this.#keys.publicKey
+  }
+
+  /** The 32-byte ed25519 seed, for transports that need the raw private key (SSH). */
+  get seed(): Uint8Array {
+    return this.#keys.secretKey.slice(0, 32)
+  }
+
+  sign(data: Uint8Array): Uint8Array {
+    return nacl.sign.detached(data, this.#keys.secretKey)
+  }
+
+  /** Keeps the secret out of logs and JSON. */
+  toJSON(): Record<string, string> {
+    return {id: this.id.toString()}
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return `Identity(${this.id.toString()})`
+  }
+}
+
+export function verifySignature(data: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
+  if (signature.length !== nacl.sign.signatureLength || publicKey.length !== nacl.sign.publicKeyLength) return false
+  return nacl.sign.detached.verify(data, signature, publicKey)
+}
+
+export function randomNonce(bytes = 16): string {
+  return Buffer.from(nacl.randomBytes(bytes)).toString('base64url')
+}

@@ -1,0 +1,180 @@
+// Fetching a file list from a peer: bounded concurrency, hash while streaming, land atomically or only verify.
+import {createHash} from 'node:crypto'
+import {createReadStream} from 'node:fs'
+import {open, rename, stat, unlink, utimes} from 'node:fs/promises'
+import path from 'node:path'
+import {FpeerError, fromSystemError, isFpeerError} from '../errors.js'
+import {PART_PREFIX, checkRelativePath, prepareForWrite} from '../fs/safe-path.js'
+import {sha256File} from '../fs/scan.js'
+import type {TransferClient} from '../transport.js'
+import type {FileEntry} from '../wire/types.js'
+
+/** Progress events, for bars and `--progress=json`. */
+export type FetchEvent =
+  | {event: 'file-start'; path: string; size?: number}
+  | {event: 'bytes'; path: string; bytes: number}
+  | {event: 'file-done'; path: string; size: number; skipped: boolean}
+  | {event: 'retry'; path: string; attempt: number; code: string}
+
+export interface FetchOptions {
+  client: TransferClient
+  /** The folder name on the remote side (Line 2). */
+  folder: string
+  files: FileEntry[]
+  /**
+   * `land`: write each verified file into `root` (a realpath). `verify`: only stream and
+   * check each file's hash and size (the host's fetch-back check, seed step 13).
+   */
+  mode: 'land' | 'verify'
+  root?: string
+  concurrency: number
+  /** Attempts after the first, for network failures. */
+  retries?: number
+  /** Whether the transport honours `offset` (resume a part file) or a retry starts clean. */
+  resume?: boolean
+  onEvent?(ev: FetchEvent): void
+  signal?: AbortSignal
+}
+
+export interface FetchResult {
+  files: number
+  fetched: number
+  skipped: number
+  bytes: number
+}
+
+const RETRYABLE = new Set(['E_CONNECTION_LOST', 'E_TIMEOUT', 'E_TRANSFER', 'E_CONNECT'])
+
+/** A part file's name is fixed per target, so a later attempt finds it and can resume. */
+function partPath(target: string): string {
+  const base = path.basename(target)
+  return path.join(path.dirname(target), PART_PREFIX + createHash('sha256').update(base).digest('hex').slice(0, 24))
+}
+
+async function hashPrefix(file: string, bytes: number): Promise<ReturnType<typeof createHash>> {
+  const hash = createHash('sha256')
+  if (bytes > 0) for await (const chunk of createReadStream(file, {start: 0, end: bytes - 1, highWaterMark: 1 << 20})) hash.update(chunk as Buffer)
+  return hash
+}
+
+/** Every file entry a fetch acts on MUST carry its hash: nothing is trusted before its hash is checked. */
+function requireHash(file: FileEntry): string {
+  if (!file.sha256) {
+    throw new FpeerError('E_UNSIGNED', `no sha256 for ${JSON.stringify(file.path)}: cannot verify it`, {hint: 'the peer sent a seed-form file list without hashes'})
+  }
+  return file.sha256
+}
+
+async function fetchOne(opts: FetchOptions, file: FileEntry): Promise<{bytes: number; skipped: boolean}> {
+  const expected = requireHash(file)
+  checkRelativePath(file.path)
+  let target: string | undefined
+  if (opts.mode === 'land') {
+    target = await prepareForWrite(opts.root!, file.path)
+    // Already here with the right content: nothing to move.
+    const have = await stat(target).catch(() => undefined)
+    if (have?.isFile() && (file.size === undefined || have.size === file.size) && (await sha256File(target).catch(() => '')) === expected) {
+      return {bytes: 0, skipped: true}
+    }
+  }
+  const part = target ? partPath(target) : undefined
+  const retries = opts.retries ?? 3
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return {bytes: await attemptOne(opts, file, expected, target, part), skipped: false}
+    } catch (err) {
+      const e = isFpeerError(err) ? err : fromSystemError(err, `fetching ${file.path}`)
+      if (!RETRYABLE.has(e.code) || attempt >= retries || opts.signal?.aborted) {
+        if (part && !(opts.resume && RETRYABLE.has(e.code))) await unlink(part).catch(() => {})
+        throw e
+      }
+      opts.onEvent?.({event: 'retry', path: file.path, attempt: attempt + 1, code: e.code})
+      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)))
+    }
+  }
+}
+
+async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string, target: string | undefined, part: string | undefined): Promise<number> {
+  let offset = 0
+  let hash = createHash('sha256')
+  if (part && opts.resume) {
+    const have = await stat(part).catch(() => undefined)
+    if (have && have.size > 0 && (file.size === undefined || have.size <= file.size)) {
+      offset = have.size
+      hash = await hashPrefix(part, offset)
+    }
+  }
+  const fh = part ? await open(part, offset > 0 ? 'a' : 'w', 0o644) : undefined
+  let received = offset
+  try {
+    const {stream} = await opts.client.get(opts.folder, file.path, {offset, ...(opts.signal ? {signal: opts.signal} : {})})
+    for await (const chunk of stream) {
+      const buf = chunk as Buffer
+      received += buf.length
+      if (file.size !== undefined && received > file.size) {
+        stream.destroy()
+        throw new FpeerError('E_SIZE_MISMATCH', `${file.path}: peer sent more than the ${file.size} bytes announced`)
+      }
+      hash.update(buf)
+      if (fh) await fh.write(buf)
+      opts.onEvent?.({event: 'bytes', path: file.path, bytes: buf.length})
+    }
+  } catch (err) {
+    await fh?.close()
+    throw err
+  }
+  await fh?.close()
+  if (file.size !== undefined && received !== file.size) {
+    // Fewer bytes than announced and no error: the connection ended early.
+    throw new FpeerError('E_CONNECTION_LOST', `${file.path}: got ${received} of ${file.size} bytes`)
+  }
+  const got = hash.digest('hex')
+  if (got !== expected) {
+    if (part) await unlink(part).catch(() => {})
+    throw new FpeerError('E_HASH_MISMATCH', `${file.path}: content does not match its sha256`, {details: {path: file.path, expected, got}})
+  }
+  if (part && target) {
+    if (file.mtimeMs !== undefined) await utimes(part, new Date(), new Date(file.mtimeMs)).catch(() => {})
+    await rename(part, target)
+  }
+  return received - offset
+}
+
+/**
+ * Fetches (or verifies) every file, `concurrency` at a time. Stops at the first failure
+ * that retrying cannot mend and throws it; files already landed stay (each was verified).
+ */
+export async function fetchFiles(opts: FetchOptions): Promise<FetchResult> {
+  const result: FetchResult = {files: opts.files.length, fetched: 0, skipped: 0, bytes: 0}
+  if (opts.mode === 'land' && !opts.root) throw new FpeerError('E_INTERNAL', 'land mode needs a root')
+  // Validate every name before the first byte moves, so a hostile list changes nothing.
+  for (const f of opts.files) {
+    checkRelativePath(f.path)
+    requireHash(f)
+  }
+  const seen = new Set<string>()
+  for (const f of opts.files) {
+    if (seen.has(f.path)) throw new FpeerError('E_MSG_BAD_FIELD', `${f.path} is listed twice`)
+    seen.add(f.path)
+  }
+  let next = 0
+  let failure: unknown
+  const worker = async () => {
+    while (failure === undefined && next < opts.files.length) {
+      const file = opts.files[next++]!
+      opts.onEvent?.({event: 'file-start', path: file.path, ...(file.size === undefined ? {} : {size: file.size})})
+      try {
+        const r = await fetchOne(opts, file)
+        result.bytes += r.bytes
+        if (r.skipped) result.skipped++
+        else result.fetched++
+        opts.onEvent?.({event: 'file-done', path: file.path, size: file.size ?? r.bytes, skipped: r.skipped})
+      } catch (err) {
+        failure ??= err
+      }
+    }
+  }
+  await Promise.all(Array.from({length: Math.max(1, Math.min(opts.concurrency, opts.files.length))}, worker))
+  if (failure !== undefined) throw isFpeerError(failure) ? failure : fromSystemError(failure, 'fetch')
+  return result
+}

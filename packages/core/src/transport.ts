@@ -1,0 +1,135 @@
+// The transfer plugin contract: one interface every transport plugin (HTTP, FTP, SFTP, MANUAL, …) implements.
+//
+// Core validates and normalises everything (names, paths, who may read what, hashes,
+// temp files, concurrency); a plugin only moves bytes. Errors a plugin throws SHOULD be
+// FpeerError with the codes named below; anything else is wrapped as E_TRANSFER.
+import type {Readable} from 'node:stream'
+import type {Identity, PeerId} from './identity.js'
+
+/** What a transport can and cannot do. The conformance suite skips what is declared unsupported. */
+export interface TransportSupports {
+  /** It runs a server that other peers fetch from. False for MANUAL. */
+  serve: boolean
+  /** It fetches from a peer's server by itself. False for MANUAL. */
+  fetch: boolean
+  /** `get()` honours `offset` (resume after a dropped connection). */
+  resume: boolean
+  /** The server knows which peer (by key) is connecting, so per-peer access applies (SFTP). */
+  peerAuth: boolean
+  /** The client verifies the server's identity against the expected peer (SFTP host key). */
+  serverAuth: boolean
+}
+
+/** Who is asking to read, as far as the transport can tell. */
+export interface AccessContext {
+  /** The remote IP address of the connection (IPv4-mapped IPv6 addresses are given as IPv4). */
+  address: string
+  /** The peer's verified identity, when the transport authenticates peers (`supports.peerAuth`). */
+  peer?: PeerId
+}
+
+/** An entry of a served folder, as listings show it. */
+export interface FileStat {
+  type: 'file' | 'directory'
+  size: number
+  mtimeMs: number
+}
+
+/**
+ * The read-only view of shared folders that core hands to a transport server. Every
+ * method confines `path` to the named folder (by realpath; `..`, absolute paths, NUL and
+ * symlinks that leave the folder are refused) and checks that `who` may read it.
+ * Paths are `/`-separated and relative to the folder; `''` is the folder itself.
+ * Errors: E_UNKNOWN_FOLDER, E_PATH_UNSAFE, E_NOT_FOUND, E_ACCESS (not allowed, or unreadable).
+ */
+export interface FileSource {
+  /** The folder names `who` may see. */
+  folders(who: AccessContext): Promise<string[]>
+  stat(folder: string, path: string, who: AccessContext): Promise<FileStat>
+  /** Lists a directory; names are single segments. */
+  list(folder: string, path: string, who: AccessContext): Promise<Array<FileStat & {name: string}>>
+  /** Opens a file for reading from `start` (inclusive) to `end` (inclusive). */
+  open(folder: string, path: string, who: AccessContext, range?: {start?: number; end?: number}): Promise<{stream: Readable; size: number; mtimeMs: number}>
+}
+
+/** What core gives a transport server. */
+export interface ServeOptions {
+  /** Address to listen on, e.g. `127.0.0.1`. */
+  host: string
+  /** Port to listen on; 0 picks a free one. */
+  port: number
+  files: FileSource
+  /** This peer's identity (the SFTP host key is derived from it). */
+  identity: Identity
+  /** Decides whether an authenticated peer may connect at all (`supports.peerAuth` transports call it at login). */
+  admit?(who: AccessContext): boolean
+  log?: Logger
+}
+
+/** A running transport server. */
+export interface TransportServer {
+  readonly host: string
+  readonly port: number
+  /** Stops listening and ends open connections; resolves when all are closed. */
+  close(): Promise<void>
+}
+
+/** What core gives a transport client. */
+export interface ConnectOptions {
+  /** The peer's address: always the address the control connection came from, never one a message names. */
+  host: string
+  /** The port from Line 3 of the message. */
+  port: number
+  /** This peer's identity (SFTP logs in with it). */
+  identity: Identity
+  /** Who the server must be (`supports.serverAuth` transports refuse any other with E_HOST_KEY_MISMATCH). */
+  expectedPeer?: PeerId
+  /** Most `get()` calls core will have open at once; a transport that needs one connection per transfer pools this many. */
+  concurrency: number
+  /** Connect and idle timeout, in ms. */
+  timeoutMs: number
+  /** Local address to connect from (`fpeer request --bind`). */
+  localAddress?: string
+  log?: Logger
+}
+
+/** A connection (or pool of connections) to one peer's transport server. */
+export interface TransferClient {
+  /**
+   * Opens `folder/path` on the peer for reading from byte `offset` (default 0). Resolves
+   * once the transfer has started; the stream yields the bytes from `offset` to the end.
+   * May be called up to `concurrency` times at once. Errors: E_NOT_FOUND, E_ACCESS,
+   * E_CONNECT, E_CONNECTION_LOST, E_TIMEOUT, E_HOST_KEY_MISMATCH, E_TRANSFER.
+   */
+  get(folder: string, path: string, options?: {offset?: number; signal?: AbortSignal}): Promise<{stream: Readable; size?: number}>
+  /** Closes every connection; safe to call twice. */
+  close(): Promise<void>
+}
+
+/** A transport: one wire protocol for moving file bytes, named on Line 4 of a message. */
+export interface Transport {
+  /** Line 4's protocol name, upper case, e.g. `HTTP`. */
+  readonly protocol: string
+  /** One line for `fpeer protocols`. */
+  readonly description: string
+  readonly supports: TransportSupports
+  /** Starts serving. Required when `supports.serve`. */
+  serve?(options: ServeOptions): Promise<TransportServer>
+  /** Connects to a peer. Required when `supports.fetch`. */
+  connect?(options: ConnectOptions): Promise<TransferClient>
+}
+
+/** What a plugin's `fpeer:transport` hook returns. */
+export interface TransportHookResult {
+  transports: Transport[]
+}
+
+/** Minimal structured logger: one line per event on stderr. Never pass secrets. */
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void
+  info(msg: string, fields?: Record<string, unknown>): void
+  warn(msg: string, fields?: Record<string, unknown>): void
+  error(msg: string, fields?: Record<string, unknown>): void
+}
+
+export const silentLogger: Logger = {debug() {}, info() {}, warn() {}, error() {}}

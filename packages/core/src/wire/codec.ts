@@ -1,0 +1,83 @@
+// The message codec: text or framed lines to domain messages and back. Pure: no sockets, no disk.
+import {FpeerError} from '../errors.js'
+import {BePeerRequestFromWire, BePeerRequestToWire} from './be-peer-request.js'
+import {checkFolderName} from './fields.js'
+import {FilesToGetFromWire, FilesToGetToWire} from './files-to-get.js'
+import {FilesUpdatedFromWire, FilesUpdatedToWire} from './files-updated.js'
+import {type Line, formatLine, parseLine, splitMessage} from './frame.js'
+import {PeerErrorFromWire, PeerErrorToWire} from './peer-error.js'
+import {TrustedPeerConfirmFromWire, TrustedPeerConfirmToWire} from './trusted-peer-confirm.js'
+import type {Message, MessageType} from './types.js'
+
+const FROM_WIRE: Record<MessageType, (lines: Line[], folder: string) => Message> = {
+  BePeerRequest: BePeerRequestFromWire,
+  FilesToGet: FilesToGetFromWire,
+  FilesUpdated: FilesUpdatedFromWire,
+  TrustedPeerConfirm: TrustedPeerConfirmFromWire,
+  PeerError: PeerErrorFromWire,
+}
+
+/** Type names accepted on Line 1; `FileToGet` is how the seed's update section spells FilesToGet. */
+const TYPE_ALIASES: Record<string, MessageType> = {FileToGet: 'FilesToGet'}
+
+export function messageTypeOf(word: string): MessageType | undefined {
+  if (Object.hasOwn(FROM_WIRE, word)) return word as MessageType
+  return TYPE_ALIASES[word]
+}
+
+/** Parses the lines of one message (without the terminating empty line). */
+export function parseLines(raw: string[]): Message {
+  if (raw.length === 0) throw new FpeerError('E_MSG_EMPTY', 'empty message')
+  const lines = raw.map(parseLine)
+  const type = messageTypeOf(lines[0]!.value)
+  if (!type) {
+    throw new FpeerError('E_MSG_UNKNOWN_TYPE', `unknown message type ${JSON.stringify(lines[0]!.value.slice(0, 60))}`, {
+      hint: 'Line 1 is one of BePeerRequest, FilesToGet, FilesUpdated, TrustedPeerConfirm',
+    })
+  }
+  if (lines.length < 2) throw new FpeerError('E_MSG_TRUNCATED', `${type} has no folder name on line 2`)
+  for (let i = 1; i < Math.min(lines.length, 4); i++) {
+    if (Object.keys(lines[i]!.attrs).length > 0) throw new FpeerError('E_MSG_BAD_FIELD', `line ${i + 1} cannot carry attributes`)
+  }
+  const folder = lines[1]!.value === '*' && type === 'PeerError' ? '*' : checkFolderName(lines[1]!.value)
+  return FROM_WIRE[type](lines, folder)
+}
+
+/** Parses one whole message; the text MUST end with the empty line. Returns the message and any text after it. */
+export function parseMessage(text: string): Message {
+  const {lines} = splitMessage(text)
+  return parseLines(lines)
+}
+
+/** Parses every message in a text (several messages back to back). */
+export function parseMessages(text: string): Message[] {
+  const out: Message[] = []
+  let rest = text
+  while (rest.replace(/[\r\n]/g, '') !== '') {
+    const split = splitMessage(rest)
+    out.push(parseLines(split.lines))
+    rest = split.rest
+  }
+  return out
+}
+
+export function messageToLines(msg: Message): Line[] {
+  switch (msg.type) {
+    case 'BePeerRequest':
+      return BePeerRequestToWire(msg)
+    case 'FilesToGet':
+      return FilesToGetToWire(msg)
+    case 'FilesUpdated':
+      return FilesUpdatedToWire(msg)
+    case 'TrustedPeerConfirm':
+      return TrustedPeerConfirmToWire(msg)
+    case 'PeerError':
+      return PeerErrorToWire(msg)
+  }
+}
+
+/** Formats a message in its canonical wire form, LF line breaks, ending with the empty line. */
+export function formatMessage(msg: Message): string {
+  if (msg.folder !== '*' || msg.type !== 'PeerError') checkFolderName(msg.folder)
+  return messageToLines(msg).map(formatLine).join('\n') + '\n\n'
+}

@@ -1,0 +1,157 @@
+// The frame layer: lines, the empty line that ends a message, and fpeer's TAB-separated attributes.
+import {FpeerError} from '../errors.js'
+import {MAX_FILES, MAX_LINE_BYTES, MAX_MESSAGE_BYTES} from './limits.js'
+
+/**
+ * One line of a message: the seed's value, then any fpeer attributes. On the wire:
+ * `value *( TAB key "=" attr-value )`. A seed-form line has no TAB, so it is all value.
+ */
+export interface Line {
+  value: string
+  attrs: Record<string, string>
+}
+
+const ATTR_KEY = /^[a-z][a-z0-9-]{0,31}$/
+
+/** Characters that never appear raw in an attribute value or an encoded name. */
+// eslint-disable-next-line no-control-regex
+const NEEDS_PCT = /[%\u0000-\u001f\u007f]/g
+
+export function pctEncode(text: string): string {
+  return text.replace(NEEDS_PCT, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'))
+}
+
+export function pctDecode(text: string): string {
+  if (!text.includes('%')) return text
+  if (/%(?![0-9A-Fa-f]{2})/.test(text)) throw new FpeerError('E_MSG_BAD_ENCODING', `bad percent-escape in ${JSON.stringify(text.slice(0, 80))}`)
+  // Escapes stand for bytes, so a name that is not valid UTF-8 once decoded is refused.
+  const parts: Buffer[] = []
+  let last = 0
+  for (const m of text.matchAll(/%([0-9A-Fa-f]{2})/g)) {
+    parts.push(Buffer.from(text.slice(last, m.index), 'utf8'), Buffer.from([parseInt(m[1]!, 16)]))
+    last = m.index! + 3
+  }
+  parts.push(Buffer.from(text.slice(last), 'utf8'))
+  return decodeUtf8(Buffer.concat(parts))
+}
+
+const strictDecoder = new TextDecoder('utf-8', {fatal: true})
+
+export function decodeUtf8(bytes: Uint8Array): string {
+  try {
+    return strictDecoder.decode(bytes)
+  } catch {
+    throw new FpeerError('E_MSG_BAD_ENCODING', 'message is not valid UTF-8')
+  }
+}
+
+/** Parses one line (already without its line break) into value and attributes. */
+export function parseLine(text: string): Line {
+  const tab = text.indexOf('\t')
+  if (tab < 0) return {value: text, attrs: {}}
+  const value = text.slice(0, tab)
+  const attrs: Record<string, string> = {}
+  for (const part of text.slice(tab + 1).split('\t')) {
+    const eq = part.indexOf('=')
+    const key = eq < 0 ? part : part.slice(0, eq)
+    if (!ATTR_KEY.test(key)) throw new FpeerError('E_MSG_BAD_FIELD', `bad attribute name ${JSON.stringify(key.slice(0, 40))}`)
+    if (key in attrs) throw new FpeerError('E_MSG_BAD_FIELD', `attribute ${key} given twice`)
+    attrs[key] = eq < 0 ? '' : pctDecode(part.slice(eq + 1))
+  }
+  return {value, attrs}
+}
+
+/** Formats one line; attributes are written sorted by key so that the text is canonical (it is what gets signed). */
+export function formatLine(line: Line): string {
+  const keys = Object.keys(line.attrs).sort()
+  let out = line.value
+  for (const key of keys) {
+    if (!ATTR_KEY.test(key)) throw new FpeerError('E_INTERNAL', `bad attribute name ${key}`)
+    out += `\t${key}=${pctEncode(line.attrs[key]!)}`
+  }
+  return out
+}
+
+/**
+ * Splits a whole message text into its lines. The message MUST end with an empty line
+ * (the seed's "[EOL]"); LF and CRLF are both accepted. Leading empty lines are skipped.
+ * Returns the lines before the terminating empty line and the rest of the text.
+ */
+export function splitMessage(text: string): {lines: string[]; rest: string} {
+  const lines: string[] = []
+  let pos = 0
+  let bytes = 0
+  while (pos <= text.length) {
+    const nl = text.indexOf('\n', pos)
+    if (nl < 0) break
+    let line = text.slice(pos, nl)
+    if (line.endsWith('\r')) line = line.slice(0, -1)
+    pos = nl + 1
+    bytes += Buffer.byteLength(line) + 1
+    if (bytes > MAX_MESSAGE_BYTES) throw new FpeerError('E_MSG_TOO_LONG', `message longer than ${MAX_MESSAGE_BYTES} bytes`)
+    if (line === '') {
+      if (lines.length === 0) continue
+      return {lines, rest: text.slice(pos)}
+    }
+    checkLine(line, lines.length)
+    lines.push(line)
+  }
+  if (lines.length === 0 && text.slice(pos).trim() === '') throw new FpeerError('E_MSG_EMPTY', 'no message')
+  throw new FpeerError('E_MSG_TRUNCATED', 'message does not end with an empty line', {hint: 'every message ends with an empty line (the seed\'s [EOL])'})
+}
+
+function checkLine(line: string, index: number): void {
+  if (Buffer.byteLength(line) > MAX_LINE_BYTES) throw new FpeerError('E_MSG_LINE_TOO_LONG', `line ${index + 1} is longer than ${MAX_LINE_BYTES} bytes`)
+  if (index >= MAX_FILES + 4) throw new FpeerError('E_MSG_TOO_MANY_FILES', `more than ${MAX_FILES} files in one message`)
+}
+
+/**
+ * Incremental framing for a byte stream: feed chunks, get whole messages (as line arrays).
+ * Enforces the line, file-count and message-size limits as bytes arrive, so a hostile
+ * sender cannot make the reader buffer more than one limit's worth.
+ */
+export class FrameDecoder {
+  #partial: Buffer[] = []
+  #partialBytes = 0
+  #lines: string[] = []
+  #messageBytes = 0
+
+  /** True while a message has started but not ended. */
+  get inMessage(): boolean {
+    return this.#lines.length > 0 || this.#partialBytes > 0
+  }
+
+  /** Feeds bytes; returns every message completed by them. Throws FpeerError on a limit or bad UTF-8. */
+  push(chunk: Buffer): string[][] {
+    const done: string[][] = []
+    let start = 0
+    while (start < chunk.length) {
+      const nl = chunk.indexOf(0x0a, start)
+      const end = nl < 0 ? chunk.length : nl
+      const piece = chunk.subarray(start, end)
+      this.#partialBytes += piece.length
+      this.#messageBytes += piece.length + (nl < 0 ? 0 : 1)
+      if (this.#partialBytes > MAX_LINE_BYTES + 1) throw new FpeerError('E_MSG_LINE_TOO_LONG', `line ${this.#lines.length + 1} is longer than ${MAX_LINE_BYTES} bytes`)
+      if (this.#messageBytes > MAX_MESSAGE_BYTES) throw new FpeerError('E_MSG_TOO_LONG', `message longer than ${MAX_MESSAGE_BYTES} bytes`)
+      if (piece.length > 0) this.#partial.push(piece)
+      if (nl < 0) break
+      let raw = this.#partial.length === 1 ? this.#partial[0]! : Buffer.concat(this.#partial)
+      this.#partial = []
+      this.#partialBytes = 0
+      if (raw.length > 0 && raw[raw.length - 1] === 0x0d) raw = raw.subarray(0, raw.length - 1)
+      if (raw.length === 0) {
+        if (this.#lines.length > 0) {
+          done.push(this.#lines)
+          this.#lines = []
+        }
+        this.#messageBytes = 0
+      } else {
+        const line = decodeUtf8(raw)
+        checkLine(line, this.#lines.length)
+        this.#lines.push(line)
+      }
+      start = nl + 1
+    }
+    return done
+  }
+}

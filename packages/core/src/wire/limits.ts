@@ -1,0 +1,14 @@
+// Size and time limits of the wire protocol (docs/protocol.md, "Limits").
+
+/** Longest line, in bytes, without its line break. */
+export const MAX_LINE_BYTES = 8192
+/** Most file lines in one message. */
+export const MAX_FILES = 1_000_000
+/** Largest message, in bytes, including line breaks. */
+export const MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+/** Longest folder name (Line 2), in bytes. */
+export const MAX_FOLDER_BYTES = 255
+/** A message must be complete this long after its first byte arrives. */
+export const DEFAULT_MESSAGE_TIMEOUT_MS = 30_000
+/** How long a peer may wait for the next message before the connection is closed. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 120_000
