@@ -1,0 +1,49 @@
+// The seam between the protocol sessions and the application: what a session may ask of its peer node.
+import type {FetchEvent} from '../transfer/fetch.js'
+import type {Identity, PeerId} from '../identity.js'
+import type {IndexedFile} from '../fs/scan.js'
+import type {TransportRegistry} from '../registry.js'
+import type {Logger} from '../transport.js'
+import type {PeerRecord} from '../store/peerfile.js'
+
+/** Timeouts of a handshake, in ms. */
+export interface HandshakeTimeouts {
+  /** Waiting for a reply that needs no transfer (FilesToGet after BePeerRequest). */
+  reply: number
+  /** Waiting for a reply that needs a whole transfer first (FilesUpdated, TrustedPeerConfirm). */
+  transfer: number
+  /** Transport connect/idle timeout. */
+  io: number
+}
+
+export function defaultTimeouts(): HandshakeTimeouts {
+  const env = (name: string, dflt: number) => Number(process.env[name] || dflt)
+  return {
+    reply: env('FPEER_REPLY_TIMEOUT_MS', 120_000),
+    transfer: env('FPEER_TRANSFER_TIMEOUT_MS', 3_600_000),
+    io: env('FPEER_IO_TIMEOUT_MS', 30_000),
+  }
+}
+
+/** What the host side of a handshake needs from the node that runs it. */
+export interface HostContext {
+  identity: Identity
+  registry: TransportRegistry
+  log: Logger
+  timeouts: HandshakeTimeouts
+  /** Concurrency for the fetch-back. */
+  concurrency: number
+  /** Is this folder shared here, and is it open? */
+  folder(name: string): Promise<{open: boolean} | undefined>
+  /** May this sender (by verified ID; undefined for a seed-form request) join the folder? */
+  mayJoin(folder: string, sender: PeerId | undefined): Promise<boolean>
+  /** The folder's current file structure (a fresh, incremental scan). */
+  fileList(folder: string): Promise<IndexedFile[]>
+  /** The port this node serves `protocol` on, or undefined when it does not serve it. */
+  servedPort(protocol: string): number | undefined
+  /** Lets a requester read the folder while its handshake runs; returns the revoke function. */
+  grant(folder: string, address: string, peer: PeerId | undefined): () => void
+  /** Adds a confirmed peer to the folder's peerlist (seed step 16). */
+  confirmPeer(folder: string, record: PeerRecord): Promise<void>
+  onFetchEvent?(ev: FetchEvent): void
+}

@@ -1,0 +1,53 @@
+// Helpers both sides of the handshake share: nonces, reply checks, file-list comparison.
+import {FpeerError} from '../errors.js'
+import type {PeerId} from '../identity.js'
+import {randomNonce} from '../identity.js'
+import type {IndexedFile} from '../fs/scan.js'
+import {verifyMessage} from '../wire/signing.js'
+import type {FileEntry, Message, MessageType} from '../wire/types.js'
+
+export {randomNonce}
+
+/** Throws the peer's PeerError as E_PEER_ERROR / E_REFUSED, or E_MSG_UNEXPECTED for any type but `want`. */
+export function expectType<T extends MessageType>(msg: Message, want: T, folder: string): Extract<Message, {type: T}> {
+  if (msg.type === 'PeerError') {
+    throw new FpeerError(msg.code === 'E_NOT_ALLOWED' || msg.code === 'E_UNKNOWN_FOLDER' ? 'E_REFUSED' : 'E_PEER_ERROR', `the peer refused: ${msg.code}: ${msg.text}`, {
+      details: {peerCode: msg.code},
+    })
+  }
+  if (msg.type !== want) throw new FpeerError('E_MSG_UNEXPECTED', `expected ${want}, got ${msg.type}`)
+  if (msg.folder !== folder) throw new FpeerError('E_MSG_FOLDER_MISMATCH', `expected folder ${JSON.stringify(folder)}, got ${JSON.stringify(msg.folder)}`)
+  return msg as Extract<Message, {type: T}>
+}
+
+/** Verifies signature, sender and that the message answers our nonce. */
+export function verifyReply(msg: Message, expectedSender: PeerId | undefined, ourNonce: string): PeerId {
+  const sender = verifyMessage(msg, expectedSender)
+  if (msg.meta.re !== ourNonce) throw new FpeerError('E_NONCE_MISMATCH', `${msg.type} does not answer this handshake (stale or replayed)`)
+  return sender
+}
+
+export function toEntries(files: IndexedFile[]): FileEntry[] {
+  return files.map((f) => ({path: f.path, size: f.size, sha256: f.sha256, mtimeMs: f.mtimeMs}))
+}
+
+/** The two lists name the same files with the same content. */
+export function sameFiles(a: FileEntry[], b: FileEntry[]): boolean {
+  if (a.length !== b.length) return false
+  const m = new Map(a.map((f) => [f.path, f]))
+  for (const f of b) {
+    const g = m.get(f.path)
+    if (!g) return false
+    if (f.sha256 !== undefined && g.sha256 !== undefined && f.sha256 !== g.sha256) return false
+    if (f.size !== undefined && g.size !== undefined && f.size !== g.size) return false
+  }
+  return true
+}
+
+export function parseProtocolList(text: string | undefined): string[] {
+  if (!text) return []
+  return text
+    .split(',')
+    .map((p) => p.trim().toUpperCase())
+    .filter((p) => /^[A-Z][A-Z0-9._+-]{0,31}$/.test(p))
+}

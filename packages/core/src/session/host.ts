@@ -1,0 +1,124 @@
+// The host's side of "Becoming a Peer" (seed steps 6-9 and 13-16), run per control connection.
+import {FpeerError, isFpeerError} from '../errors.js'
+import type {PeerId} from '../identity.js'
+import type {MessageChannel} from '../net/channel.js'
+import {fetchFiles} from '../transfer/fetch.js'
+import {claimedSender, isPlain, signMessage, verifyMessage} from '../wire/signing.js'
+import type {BePeerRequest, FileEntry, FilesToGet, Message, PeerError, TrustedPeerConfirm} from '../wire/types.js'
+import type {HostContext} from './context.js'
+import {expectType, parseProtocolList, randomNonce, sameFiles, toEntries, verifyReply} from './handshake.js'
+
+/** Writes a PeerError reply; best effort, the connection may already be gone. */
+export async function replyError(channel: MessageChannel, folder: string, err: unknown): Promise<void> {
+  const e = isFpeerError(err) ? err : new FpeerError('E_INTERNAL', 'internal error')
+  const msg: PeerError = {type: 'PeerError', folder: folder || '*', meta: {}, code: e.code, text: e.message}
+  await channel.send(msg).catch(() => {})
+}
+
+/** Chooses the transfer protocol: the requester's wish if both have it, else the host's first that the requester has. */
+export function chooseProtocol(request: BePeerRequest, ctx: HostContext): string {
+  const theirs = parseProtocolList(request.meta.protocols)
+  const want = request.meta.want?.toUpperCase()
+  if (isPlain(request) || theirs.length === 0) {
+    if (ctx.servedPort('HTTP') !== undefined) return 'HTTP'
+    throw new FpeerError('E_NO_COMMON_PROTOCOL', 'this host does not serve HTTP, the only protocol a seed-form request can use')
+  }
+  const ours = ctx.registry.protocols((t) => t.supports.serve).filter((p) => ctx.servedPort(p) !== undefined)
+  if (want === 'MANUAL' && theirs.includes('MANUAL')) return 'MANUAL'
+  if (want) {
+    if (ours.includes(want) && theirs.includes(want)) return want
+    throw new FpeerError('E_NO_COMMON_PROTOCOL', `asked for ${want}; this host serves ${ours.join(', ') || 'nothing'}`)
+  }
+  const common = ours.filter((p) => theirs.includes(p))
+  if (common.length === 0) throw new FpeerError('E_NO_COMMON_PROTOCOL', `no common protocol: host has ${ours.join(', ')}, requester has ${theirs.join(', ')}`)
+  return common[0]!
+}
+
+/**
+ * Serves one control connection. A BePeerRequest starts the handshake; anything else
+ * in this state is a typed protocol error. Malformed input gets a PeerError and the
+ * connection is closed; the caller's other connections are unaffected.
+ */
+export async function serveConnection(channel: MessageChannel, ctx: HostContext, handlers: Partial<Record<Message['type'], (msg: Message) => Promise<void>>> = {}): Promise<void> {
+  let folder = '*'
+  try {
+    const first = await channel.next(ctx.timeouts.reply)
+    folder = first.folder
+    if (first.type === 'BePeerRequest') await hostHandshake(channel, first, ctx)
+    else if (handlers[first.type]) await handlers[first.type]!(first)
+    else throw new FpeerError('E_MSG_UNEXPECTED', `${first.type} cannot start a conversation`)
+  } catch (err) {
+    const e = isFpeerError(err) ? err : new FpeerError('E_INTERNAL', String((err as Error)?.message ?? err), {cause: err})
+    ctx.log.warn('handshake failed', {peer: channel.remoteAddress, folder, code: e.code, reason: e.message})
+    if (e.code !== 'E_CONNECTION_LOST') await replyError(channel, folder, e)
+  } finally {
+    await channel.close()
+  }
+}
+
+async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ctx: HostContext): Promise<void> {
+  const address = channel.remoteAddress
+  const folder = request.folder
+  const plain = isPlain(request)
+  // State check, then validation, then dispatch.
+  const shared = await ctx.folder(folder)
+  if (!shared) throw new FpeerError('E_UNKNOWN_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
+  let sender: PeerId | undefined
+  if (!plain) {
+    // A request is self-signed: it proves the sender holds the key of the ID it claims.
+    sender = verifyMessage(request)
+  } else if (claimedSender(request)) {
+    throw new FpeerError('E_UNSIGNED', 'BePeerRequest names an id but is not signed')
+  }
+  if (!(await ctx.mayJoin(folder, sender))) {
+    throw new FpeerError('E_NOT_ALLOWED', sender ? `peer ${sender.toString()} may not join ${folder}` : `${folder} is not open to unidentified peers`)
+  }
+  const protocol = chooseProtocol(request, ctx)
+  const files = toEntries(await ctx.fileList(folder))
+  const port = protocol === 'MANUAL' ? (ctx.servedPort('HTTP') ?? 0) : ctx.servedPort(protocol)!
+  const hostNonce = randomNonce()
+  let ftg: FilesToGet = {type: 'FilesToGet', folder, port, protocol, files, meta: {}}
+  if (plain) {
+    // The seed's plain form: no attributes at all, so a seed peer reads it unchanged.
+    ftg = {...ftg, files: files.map((f) => ({path: f.path}))}
+  } else {
+    ftg.meta = {nonce: hostNonce, re: request.meta.nonce ?? '', ...(protocol === 'MANUAL' ? {via: 'HTTP'} : {})}
+    ftg = signMessage(ftg, ctx.identity)
+  }
+  const revoke = ctx.grant(folder, address, sender)
+  ctx.log.info('sent FilesToGet', {peer: sender?.short ?? address, folder, protocol, files: files.length})
+  try {
+    await channel.send(ftg)
+    const reply = await channel.next(ctx.timeouts.transfer)
+    const fu = expectType(reply, 'FilesUpdated', folder)
+    if (!plain) verifyReply(fu, sender, hostNonce)
+    if (!sameFiles(files, fu.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated does not list the files of the FilesToGet')
+    // Seed step 13: download the files back from the requester, from the address its
+    // connection came from (never one a message names), and check every hash against ours.
+    const transport = ctx.registry.get(fu.protocol)
+    if (!transport.connect) throw new FpeerError('E_NO_TRANSPORT', `${fu.protocol} cannot fetch`)
+    const client = await transport.connect({host: address, port: fu.port, identity: ctx.identity, ...(sender ? {expectedPeer: sender} : {}), concurrency: ctx.concurrency, timeoutMs: ctx.timeouts.io, log: ctx.log})
+    let verified
+    try {
+      verified = await fetchFiles({client, folder, files, mode: 'verify', concurrency: ctx.concurrency, resume: transport.supports.resume, ...(ctx.onFetchEvent ? {onEvent: ctx.onFetchEvent} : {})})
+    } finally {
+      await client.close()
+    }
+    ctx.log.info('verified peer copy', {peer: sender?.short ?? address, folder, files: verified.files, bytes: verified.bytes})
+    await ctx.confirmPeer(folder, {
+      id: sender ? sender.toString() : `plain:${address}`,
+      address,
+      ...(request.meta.ctl && /^\d{1,5}$/.test(request.meta.ctl) ? {controlPort: Number(request.meta.ctl)} : {}),
+      protocols: plain ? ['HTTP'] : parseProtocolList(request.meta.protocols),
+      role: 'member',
+      confirmedAt: new Date().toISOString(),
+    })
+    const confirmFiles: FileEntry[] = plain ? files.map((f) => ({path: f.path})) : files
+    let tpc: TrustedPeerConfirm = {type: 'TrustedPeerConfirm', folder, port: ftg.port, protocol, files: confirmFiles, meta: {}}
+    if (!plain) tpc = signMessage({...tpc, meta: {nonce: randomNonce(), re: fu.meta.nonce ?? ''}}, ctx.identity)
+    await channel.send(tpc)
+    ctx.log.info('confirmed peer', {peer: sender?.toString() ?? address, folder})
+  } finally {
+    revoke()
+  }
+}

@@ -1,0 +1,149 @@
+// The requester's side of "Becoming a Peer" (seed steps 4-5, 10-12 and 17).
+import {mkdir, realpath} from 'node:fs/promises'
+import {FpeerError} from '../errors.js'
+import type {Identity, PeerId} from '../identity.js'
+import {LocalFileSource} from '../fs/local-source.js'
+import {prepareForWrite} from '../fs/safe-path.js'
+import {sha256File} from '../fs/scan.js'
+import {connectChannel} from '../net/channel.js'
+import type {TransportRegistry} from '../registry.js'
+import {type FetchEvent, type FetchResult, fetchFiles} from '../transfer/fetch.js'
+import type {Logger, TransportServer} from '../transport.js'
+import {signMessage} from '../wire/signing.js'
+import type {BePeerRequest, FileEntry, FilesToGet, FilesUpdated} from '../wire/types.js'
+import type {HandshakeTimeouts} from './context.js'
+import {expectType, randomNonce, sameFiles, verifyReply} from './handshake.js'
+
+/** What a MANUAL transfer is told, so a plugin can show it to the user or a script. */
+export interface ManualRequest {
+  folder: string
+  /** The host's address (the control connection's), and a port its files may be fetched from by hand (0 if none). */
+  host: string
+  port: number
+  /** The protocol of that port (`via=`), e.g. HTTP. */
+  via?: string
+  hostId: string
+  into: string
+  files: FileEntry[]
+}
+
+export interface RequestOptions {
+  host: string
+  port: number
+  folder: string
+  /** Directory to fill; created if missing. */
+  into: string
+  /** Local address to connect from and to serve the fetch-back on. */
+  bind?: string
+  /** Ask for this protocol (Line 4). */
+  protocol?: string
+  /** Refuse any host but this one. */
+  expectedHost?: PeerId
+  /** Our control port, announced as `ctl=` so the host can send us updates later. */
+  controlPort?: number
+  identity: Identity
+  registry: TransportRegistry
+  concurrency: number
+  timeouts: HandshakeTimeouts
+  log: Logger
+  onEvent?(ev: FetchEvent | {event: 'files-to-get'; files: number; bytes: number; protocol: string} | {event: 'phase'; phase: string}): void
+  /** Called for protocol MANUAL; resolves when the user has placed the files (or throws to stop, resumable). */
+  manual?(req: ManualRequest): Promise<void>
+}
+
+export interface RequestResult {
+  folder: string
+  into: string
+  host: {id: string; address: string; port: number}
+  protocol: string
+  files: FileEntry[]
+  transfer: FetchResult
+  confirmedAt: string
+}
+
+/** Checks files the user placed by hand: each must exist and match its hash. */
+async function checkPlaced(root: string, files: FileEntry[]): Promise<FetchResult> {
+  const missing: string[] = []
+  const wrong: string[] = []
+  for (const f of files) {
+    const target = await prepareForWrite(root, f.path)
+    const got = await sha256File(target).catch(() => undefined)
+    if (got === undefined) missing.push(f.path)
+    else if (got !== f.sha256) wrong.push(f.path)
+  }
+  if (wrong.length) throw new FpeerError('E_HASH_MISMATCH', `${wrong.length} placed file(s) do not match: ${wrong.slice(0, 5).join(', ')}`, {details: {files: wrong}})
+  if (missing.length) throw new FpeerError('E_STATE', `${missing.length} file(s) not placed yet: ${missing.slice(0, 5).join(', ')}`, {details: {files: missing}, hint: 'place them, then run the request again with --resume'})
+  return {files: files.length, fetched: 0, skipped: files.length, bytes: 0}
+}
+
+export async function requestFolder(opts: RequestOptions): Promise<RequestResult> {
+  await mkdir(opts.into, {recursive: true})
+  const root = await realpath(opts.into)
+  const channel = await connectChannel(opts.host, opts.port, {...(opts.bind ? {localAddress: opts.bind} : {}), timeoutMs: opts.timeouts.io})
+  let server: TransportServer | undefined
+  try {
+    const nonce = randomNonce()
+    const protocols = opts.registry.protocols((t) => t.supports.fetch || t.protocol === 'MANUAL')
+    const meta: Record<string, string> = {nonce, protocols: protocols.join(',')}
+    if (opts.protocol) meta.want = opts.protocol.toUpperCase()
+    if (opts.controlPort) meta.ctl = String(opts.controlPort)
+    const bpr: BePeerRequest = signMessage({type: 'BePeerRequest', folder: opts.folder, meta}, opts.identity)
+    opts.onEvent?.({event: 'phase', phase: 'BePeerRequest'})
+    await channel.send(bpr)
+
+    const ftg: FilesToGet = expectType(await channel.next(opts.timeouts.reply), 'FilesToGet', opts.folder)
+    const hostId = verifyReply(ftg, opts.expectedHost, nonce)
+    if (opts.protocol && ftg.protocol !== opts.protocol.toUpperCase()) throw new FpeerError('E_NO_COMMON_PROTOCOL', `asked for ${opts.protocol.toUpperCase()}, host chose ${ftg.protocol}`)
+    const hostAddress = channel.remoteAddress
+    opts.onEvent?.({event: 'files-to-get', files: ftg.files.length, bytes: ftg.files.reduce((n, f) => n + (f.size ?? 0), 0), protocol: ftg.protocol})
+    opts.log.debug('got FilesToGet', {host: hostId.short, files: ftg.files.length, protocol: ftg.protocol})
+
+    // Seed step 10: fetch over Line 4's protocol, from the address the message came from.
+    let transfer: FetchResult
+    if (ftg.protocol === 'MANUAL') {
+      if (!opts.manual) throw new FpeerError('E_NO_TRANSPORT', 'no handler for protocol MANUAL', {hint: 'install it with `fpeer plugins:install manual`'})
+      await opts.manual({folder: opts.folder, host: hostAddress, port: ftg.port, ...(ftg.meta.via ? {via: ftg.meta.via} : {}), hostId: hostId.toString(), into: root, files: ftg.files})
+      transfer = await checkPlaced(root, ftg.files)
+    } else {
+      const transport = opts.registry.get(ftg.protocol)
+      if (!transport.connect) throw new FpeerError('E_NO_TRANSPORT', `${ftg.protocol} cannot fetch`)
+      const client = await transport.connect({host: hostAddress, port: ftg.port, identity: opts.identity, expectedPeer: hostId, concurrency: opts.concurrency, timeoutMs: opts.timeouts.io, ...(opts.bind ? {localAddress: opts.bind} : {}), log: opts.log})
+      try {
+        opts.onEvent?.({event: 'phase', phase: 'fetch'})
+        transfer = await fetchFiles({client, folder: opts.folder, files: ftg.files, mode: 'land', root, concurrency: opts.concurrency, resume: transport.supports.resume, ...(opts.onEvent ? {onEvent: opts.onEvent} : {})})
+      } finally {
+        await client.close()
+      }
+    }
+
+    // Seed steps 11-12: serve our copies to the host alone, and tell it where.
+    const serveProtocol = opts.registry.has(ftg.protocol) && opts.registry.get(ftg.protocol).supports.serve ? ftg.protocol : 'HTTP'
+    const serving = opts.registry.get(serveProtocol)
+    const source = new LocalFileSource(
+      {root: (f) => (f === opts.folder ? root : undefined), mayRead: (f, who) => f === opts.folder && (who.peer ? who.peer.equals(hostId) : who.address === hostAddress)},
+      () => [opts.folder],
+    )
+    server = await serving.serve!({host: channel.localAddress, port: 0, files: source, identity: opts.identity, admit: (who) => (who.peer ? who.peer.equals(hostId) : who.address === hostAddress), log: opts.log})
+    const fuNonce = randomNonce()
+    const fu: FilesUpdated = signMessage({type: 'FilesUpdated', folder: opts.folder, port: server.port, protocol: serveProtocol, files: ftg.files, meta: {nonce: fuNonce, re: ftg.meta.nonce ?? ''}}, opts.identity)
+    opts.onEvent?.({event: 'phase', phase: 'FilesUpdated'})
+    await channel.send(fu)
+
+    // Seed steps 14-15: the host's signed confirmation.
+    const tpc = expectType(await channel.next(opts.timeouts.transfer), 'TrustedPeerConfirm', opts.folder)
+    verifyReply(tpc, hostId, fuNonce)
+    if (!sameFiles(ftg.files, tpc.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'TrustedPeerConfirm does not confirm the files that were fetched')
+    return {
+      folder: opts.folder,
+      into: root,
+      host: {id: hostId.toString(), address: hostAddress, port: opts.port},
+      protocol: ftg.protocol,
+      files: ftg.files,
+      transfer,
+      confirmedAt: new Date().toISOString(),
+    }
+  } finally {
+    await server?.close().catch(() => {})
+    await channel.close()
+  }
+}

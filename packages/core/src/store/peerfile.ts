@@ -1,0 +1,138 @@
+// A folder's peerfile: its confirmed peers (lowdb) and its file structure (an append-only journal).
+import {appendFile, mkdir, open, readFile, rename} from 'node:fs/promises'
+import path from 'node:path'
+import type {IndexedFile} from '../fs/scan.js'
+import {LockedDb} from './locked-db.js'
+
+/** A confirmed peer of one folder. */
+export interface PeerRecord {
+  /** Canonical peer ID, or `plain:<address>` for a seed-form peer that has no key. */
+  id: string
+  /** The address the peer's control connection came from. */
+  address: string
+  /** Where its `fpeer serve` listens for messages, if it said (`ctl=`). */
+  controlPort?: number
+  /** Transfer protocols it can use. */
+  protocols: string[]
+  /** `host`: we joined it; `member`: it joined us. */
+  role: 'host' | 'member'
+  confirmedAt: string
+}
+
+interface PeersDoc {
+  version: 1
+  folder: string
+  peers: Record<string, PeerRecord>
+}
+
+type JournalLine = {p: string; s: number; m: number; h: string; i?: number} | {p: string; d: 1}
+
+/** The directory under the home that holds one folder's peerfile. */
+export function folderStateDir(home: string, folder: string): string {
+  return path.join(home, 'folders', encodeURIComponent(folder))
+}
+
+export class Peerfile {
+  readonly folder: string
+  readonly dir: string
+  readonly #peers: LockedDb<PeersDoc>
+  readonly #journal: string
+  #lines = 0
+
+  constructor(home: string, folder: string) {
+    this.folder = folder
+    this.dir = folderStateDir(home, folder)
+    this.#peers = new LockedDb<PeersDoc>(path.join(this.dir, 'peers.json'), () => ({version: 1, folder, peers: {}}))
+    this.#journal = path.join(this.dir, 'files.jsonl')
+  }
+
+  async peers(): Promise<PeerRecord[]> {
+    return Object.values((await this.#peers.read()).peers).sort((a, b) => (a.confirmedAt < b.confirmedAt ? -1 : 1))
+  }
+
+  async addPeer(peer: PeerRecord): Promise<void> {
+    await this.#peers.update((doc) => {
+      doc.peers[peer.id] = peer
+    })
+  }
+
+  /**
+   * The file structure. Stored as a journal of JSON lines, one per added/changed/removed
+   * file, so a change to one file in a folder of 100,000 appends one line instead of
+   * rewriting the whole document; compacted when it grows past twice the live entries.
+   */
+  async files(): Promise<Map<string, IndexedFile>> {
+    const map = new Map<string, IndexedFile>()
+    let text: string
+    try {
+      text = await readFile(this.#journal, 'utf8')
+    } catch {
+      this.#lines = 0
+      return map
+    }
+    let lines = 0
+    for (const line of text.split('\n')) {
+      if (line === '') continue
+      lines++
+      let rec: JournalLine
+      try {
+        rec = JSON.parse(line) as JournalLine
+      } catch {
+        continue // a torn last line after a crash: the rescan puts it right
+      }
+      if ('d' in rec) map.delete(rec.p)
+      else map.set(rec.p, {path: rec.p, size: rec.s, mtimeMs: rec.m, sha256: rec.h, ...(rec.i === undefined ? {} : {ino: rec.i})})
+    }
+    this.#lines = lines
+    return map
+  }
+
+  /** Records a new scan against the previous structure; returns what changed. */
+  async record(previous: Map<string, IndexedFile>, scan: IndexedFile[]): Promise<{changed: IndexedFile[]; removed: string[]}> {
+    const changed: IndexedFile[] = []
+    const removed: string[] = []
+    const seen = new Set<string>()
+    for (const f of scan) {
+      seen.add(f.path)
+      const old = previous.get(f.path)
+      if (!old || old.sha256 !== f.sha256 || old.size !== f.size || old.mtimeMs !== f.mtimeMs || old.ino !== f.ino) changed.push(f)
+    }
+    for (const p of previous.keys()) if (!seen.has(p)) removed.push(p)
+    if (changed.length === 0 && removed.length === 0) return {changed, removed}
+    await mkdir(this.dir, {recursive: true, mode: 0o700})
+    const live = scan.length
+    if (this.#lines + changed.length + removed.length > 2 * live + 1024) {
+      await this.#rewrite(scan)
+    } else {
+      const text = changed.map((f) => JSON.stringify(toLine(f))).join('\n') + (changed.length ? '\n' : '') + removed.map((p) => JSON.stringify({p, d: 1})).join('\n') + (removed.length ? '\n' : '')
+      await appendFile(this.#journal, text, {mode: 0o600})
+      this.#lines += changed.length + removed.length
+    }
+    return {changed, removed}
+  }
+
+  async #rewrite(scan: IndexedFile[]): Promise<void> {
+    const tmp = `${this.#journal}.tmp`
+    const fh = await open(tmp, 'w', 0o600)
+    try {
+      const chunk: string[] = []
+      for (const f of scan) {
+        chunk.push(JSON.stringify(toLine(f)))
+        if (chunk.length >= 4096) {
+          await fh.write(chunk.join('\n') + '\n')
+          chunk.length = 0
+        }
+      }
+      if (chunk.length) await fh.write(chunk.join('\n') + '\n')
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    await rename(tmp, this.#journal)
+    this.#lines = scan.length
+  }
+}
+
+function toLine(f: IndexedFile): JournalLine {
+  return {p: f.path, s: f.size, m: f.mtimeMs, h: f.sha256, ...(f.ino === undefined ? {} : {i: f.ino})}
+}
