@@ -1,0 +1,84 @@
+// The base of every fpeer command: home, transport registry, logging, and errors mapped to stable exit codes.
+import {Command, Flags, type Interfaces} from '@oclif/core'
+import {
+  EXIT_CODES,
+  FpeerError,
+  type Logger,
+  type TransportHookResult,
+  TransportRegistry,
+  createLogger,
+  ensureHome,
+  isFpeerError,
+  resolveHome,
+} from '@fpeer/core'
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+export abstract class BaseCommand<T extends typeof Command> extends Command {
+  static override enableJsonFlag = true
+
+  static override baseFlags = {
+    debug: Flags.boolean({description: 'Show stack traces and debug logs on stderr.', helpGroup: 'GLOBAL'}),
+  }
+
+  protected flags!: BaseFlags<T>
+  protected args!: BaseArgs<T>
+  protected home!: string
+  protected log_!: Logger
+
+  public override async init(): Promise<void> {
+    await super.init()
+    const {flags, args} = await this.parse({flags: this.ctor.flags, baseFlags: (this.ctor as typeof BaseCommand).baseFlags, enableJsonFlag: this.ctor.enableJsonFlag, args: this.ctor.args, strict: this.ctor.strict})
+    this.flags = flags as BaseFlags<T>
+    this.args = args as BaseArgs<T>
+    this.home = resolveHome(this.config.configDir)
+    await ensureHome(this.home)
+    const debug = Boolean(this.flags.debug || process.env.DEBUG)
+    this.log_ = createLogger({level: debug ? 'debug' : ((process.env.FPEER_LOG_LEVEL as 'info') ?? (this.jsonEnabled() ? 'warn' : 'info'))})
+  }
+
+  /** Every transport the installed plugins provide, through their `fpeer:transport` hooks. */
+  protected async registry(): Promise<TransportRegistry> {
+    const registry = new TransportRegistry()
+    const runHook = this.config.runHook.bind(this.config) as unknown as (event: string, opts: object) => Promise<{successes: Array<{result: unknown; plugin: {name: string}}>; failures: Array<{error: Error; plugin: {name: string}}>}>
+    const res = await runHook('fpeer:transport', {})
+    for (const s of res.successes) {
+      for (const t of (s.result as TransportHookResult | undefined)?.transports ?? []) registry.add(t, s.plugin.name)
+    }
+    for (const f of res.failures) this.log_.warn('a transfer plugin failed to load', {plugin: f.plugin.name, reason: f.error.message})
+    return registry
+  }
+
+  /** Writes a human line to stderr (never stdout, which carries results). */
+  protected note(text: string): void {
+    if (!this.jsonEnabled()) process.stderr.write(text + '\n')
+  }
+
+  /** Writes a human result to stdout, unless --json is on (then the returned object is the output). */
+  protected out(text: string): void {
+    if (!this.jsonEnabled()) process.stdout.write(text + '\n')
+  }
+
+  protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
+    // oclif's own exits and parse errors keep their behaviour, mapped to the usage exit code.
+    if (err.oclif?.exit !== undefined && !isFpeerError(err)) {
+      if (err.oclif.exit === 0) return
+      if (!this.jsonEnabled()) throw err
+    }
+    const e: FpeerError = isFpeerError(err)
+      ? err
+      : err.oclif
+        ? new FpeerError('E_USAGE', err.message)
+        : new FpeerError('E_INTERNAL', err.message || String(err), {cause: err})
+    process.exitCode = EXIT_CODES[e.kind]
+    if (this.jsonEnabled()) {
+      process.stdout.write(JSON.stringify({error: e.toJSON()}) + '\n')
+    } else {
+      process.stderr.write(`Error [${e.code}]: ${e.message}\n`)
+      if (e.hint) process.stderr.write(`  Hint: ${e.hint}\n`)
+      if (this.flags?.debug || process.env.DEBUG) process.stderr.write(`${(e.cause as Error)?.stack ?? e.stack}\n`)
+    }
+    return undefined
+  }
+}

@@ -1,0 +1,51 @@
+// `fpeer serve`: runs this peer until interrupted.
+import {Args, Flags} from '@oclif/core'
+import {DEFAULT_CONTROL_PORT, FpeerError, PeerNode, loadIdentity, shareFolder} from '@fpeer/core'
+import {BaseCommand} from '../base.js'
+
+export default class Serve extends BaseCommand<typeof Serve> {
+  static override summary = 'Run this peer: answer peers on the control port and serve shared folders.'
+  static override description = `Listens for messages on the control port (default ${DEFAULT_CONTROL_PORT}) and serves every shared folder over each installed transfer protocol (HTTP on 7735, FTP on 7736, SFTP on 7737 unless --data-port says otherwise). With a directory, shares it first. Logs one line per event on stderr; with --json, prints one JSON document on stdout once listening. Stops cleanly on SIGINT or SIGTERM.`
+  static override examples = [
+    '<%= config.bin %> serve ./docs --name 00-MainDocuments --open',
+    '<%= config.bin %> serve --host 127.0.0.1 --port 7734 --data-port HTTP=8080',
+  ]
+  static override args = {dir: Args.directory({description: 'directory to share and serve', exists: true})}
+  static override flags = {
+    host: Flags.string({description: 'address to listen on', default: '0.0.0.0'}),
+    port: Flags.integer({description: 'control port', default: DEFAULT_CONTROL_PORT, min: 0, max: 65535}),
+    'data-port': Flags.string({description: 'PROTOCOL=PORT for a transfer server (0: any free port; repeatable)', multiple: true}),
+    name: Flags.string({description: 'folder name for DIR'}),
+    open: Flags.boolean({description: 'let any peer join DIR', allowNo: true}),
+    allow: Flags.string({description: 'peer ID allowed to join DIR (repeatable)', multiple: true}),
+    concurrency: Flags.integer({description: 'parallel transfers when checking a peer', default: 8, min: 1, max: 64}),
+  }
+
+  async run(): Promise<{id: string; host: string; control: number; ports: Record<string, number>}> {
+    const ports: Record<string, number> = {}
+    for (const spec of this.flags['data-port'] ?? []) {
+      const m = /^([A-Za-z][A-Za-z0-9._+-]*)=(\d{1,5})$/.exec(spec)
+      if (!m || Number(m[2]) > 65535) throw new FpeerError('E_USAGE', `--data-port wants PROTOCOL=PORT, got ${JSON.stringify(spec)}`)
+      ports[m[1]!.toUpperCase()] = Number(m[2])
+    }
+    if (this.args.dir) {
+      const f = await shareFolder({home: this.home, dir: this.args.dir, ...(this.flags.name ? {name: this.flags.name} : {}), ...(this.flags.open === undefined ? {} : {open: this.flags.open}), ...(this.flags.allow ? {allow: this.flags.allow} : {})})
+      this.log_.info('sharing', {folder: f.name, path: f.path, files: f.files, open: f.open})
+    }
+    const identity = await loadIdentity(this.home)
+    const node = new PeerNode({home: this.home, identity, registry: await this.registry(), log: this.log_, host: this.flags.host, controlPort: this.flags.port, ports, concurrency: this.flags.concurrency})
+    await node.start()
+    const ready = {id: identity.id.toString(), host: this.flags.host, control: node.controlPort, ports: node.ports}
+    if (this.jsonEnabled()) process.stdout.write(JSON.stringify(ready) + '\n')
+    else this.note(`fpeer ${identity.id.toString()} serving on ${this.flags.host}:${node.controlPort} (${Object.entries(node.ports).map(([p, n]) => `${p} ${n}`).join(', ')}); Ctrl-C stops`)
+    await new Promise<void>((resolve) => {
+      const stop = () => resolve()
+      process.once('SIGINT', stop)
+      process.once('SIGTERM', stop)
+    })
+    this.log_.info('stopping')
+    await node.stop()
+    // The ready document was the output; returning undefined keeps oclif from printing another.
+    return undefined as never
+  }
+}

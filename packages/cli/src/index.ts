@@ -1,0 +1,2 @@
+// @fpeer/cli: the fpeer command line; `run` is oclif's.
+export {run} from '@oclif/core'
