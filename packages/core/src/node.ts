@@ -116,7 +116,7 @@ export class PeerNode {
     }
     const ctx = this.#hostContext()
     const maxConnections = this.options.maxConnections ?? 256
-    this.#control = net.createServer((socket) => {
+    this.#control = net.createServer({allowHalfOpen: true}, (socket) => {
       if (this.#connections.size >= maxConnections) {
         socket.end('PeerError\n*\nE_BUSY\ntoo many connections\n\n')
         return

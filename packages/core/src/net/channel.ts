@@ -33,6 +33,11 @@ export class MessageChannel {
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.#onData(chunk))
     socket.on('error', (err) => this.#fail(fromSystemError(err, 'control connection')))
+    // The peer finished sending (half-close, e.g. `nc -N`): answer what we have, then expect nothing more.
+    socket.on('end', () => {
+      this.#closed = true
+      this.#wake()
+    })
     socket.on('close', () => {
       this.#closed = true
       this.#clearTimer()
