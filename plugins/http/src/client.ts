@@ -1,0 +1,160 @@
+// The HTTP transport's client: fetches files from a peer's HTTP server through an undici connection pool.
+import {Transform, type Readable, type TransformCallback} from 'node:stream'
+import {Pool} from 'undici'
+import {FpeerError, isFpeerError, type ConnectOptions, type TransferClient} from '@fpeer/core'
+import {filePath} from './url.js'
+
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN'])
+const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+const LOST_CODES = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'ERR_STREAM_PREMATURE_CLOSE',
+])
+
+/**
+ * Maps what undici or the socket threw to the contract's codes. `midBody` is true once the
+ * response has started: any failure then is a lost connection, which fetchFiles retries.
+ */
+export function mapError(err: unknown, context: string, midBody = false): FpeerError {
+  if (isFpeerError(err)) return err
+  const e = err as {code?: string; name?: string; message?: string; cause?: {code?: string}}
+  const code = e?.code ?? e?.cause?.code
+  const msg = `${context}: ${e?.message ?? String(err)}`
+  if (e?.name === 'AbortError' || code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR') return new FpeerError('E_TRANSFER', `${context}: aborted`, {cause: err})
+  if (code && CONNECT_CODES.has(code)) return new FpeerError('E_CONNECT', msg, {cause: err, hint: 'is the peer running `fpeer serve` at that address?'})
+  if (code && TIMEOUT_CODES.has(code)) return new FpeerError('E_TIMEOUT', msg, {cause: err})
+  if ((code && LOST_CODES.has(code)) || midBody) return new FpeerError('E_CONNECTION_LOST', msg, {cause: err})
+  return new FpeerError('E_TRANSFER', msg, {cause: err})
+}
+
+function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const v = headers[name]
+  return Array.isArray(v) ? v[0] : v
+}
+
+function statusError(status: number, context: string): FpeerError {
+  if (status === 404 || status === 410) return new FpeerError('E_NOT_FOUND', `${context}: not found (HTTP ${status})`)
+  if (status === 401 || status === 403) return new FpeerError('E_ACCESS', `${context}: access denied (HTTP ${status})`)
+  // Redirects are never followed: the peer's address comes from the control connection, not from its replies.
+  if (status >= 300 && status < 400) return new FpeerError('E_TRANSFER', `${context}: the server redirected (HTTP ${status}); redirects are not followed`)
+  return new FpeerError('E_TRANSFER', `${context}: unexpected HTTP ${status}`)
+}
+
+/**
+ * Re-emits `body` with the first `skip` bytes dropped (for a server that ignored Range) and
+ * with its errors mapped to FpeerError, so a connection lost mid-file reads as E_CONNECTION_LOST.
+ * Destroying the returned stream destroys the body, which frees its connection.
+ */
+function wrapBody(body: Readable, skip: number, context: string): Readable {
+  let toSkip = skip
+  const out = new Transform({
+    highWaterMark: 1 << 18,
+    transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
+      if (toSkip > 0) {
+        if (chunk.length <= toSkip) {
+          toSkip -= chunk.length
+          cb()
+          return
+        }
+        chunk = chunk.subarray(toSkip)
+        toSkip = 0
+      }
+      cb(null, chunk)
+    },
+    flush(cb: TransformCallback) {
+      cb(toSkip > 0 ? new FpeerError('E_CONNECTION_LOST', `${context}: body ended before offset ${skip}`) : null)
+    },
+  })
+  body.on('error', (err) => out.destroy(mapError(err, context, true)))
+  out.on('close', () => {
+    if (!body.destroyed) body.destroy()
+  })
+  body.pipe(out)
+  return out
+}
+
+function emptyStream(): Readable {
+  const out = new Transform()
+  out.end()
+  return out
+}
+
+/** A pool of keep-alive connections to one peer's HTTP server. */
+export class HttpTransferClient implements TransferClient {
+  readonly #pool: Pool
+  #closing: Promise<void> | undefined
+
+  constructor(pool: Pool) {
+    this.#pool = pool
+  }
+
+  async get(folder: string, rel: string, options: {offset?: number; signal?: AbortSignal} = {}): Promise<{stream: Readable; size?: number}> {
+    const offset = options.offset ?? 0
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new FpeerError('E_INTERNAL', `bad offset ${offset}`)
+    const path = filePath(folder, rel)
+    const context = `GET ${path}`
+    let res
+    try {
+      res = await this.#pool.request({
+        method: 'GET',
+        path,
+        headers: {'accept-encoding': 'identity', ...(offset > 0 ? {range: `bytes=${offset}-`} : {})},
+        ...(options.signal ? {signal: options.signal} : {}),
+      })
+    } catch (err) {
+      throw mapError(err, context)
+    }
+    const {statusCode: status, headers, body} = res
+    const drop = async (err: FpeerError): Promise<never> => {
+      await body.dump().catch(() => {})
+      throw err
+    }
+    if (status === 200) {
+      const length = header(headers, 'content-length')
+      const size = length === undefined ? undefined : Number(length)
+      // A server without Range support sends the whole file; skip what we already have.
+      if (size !== undefined && size < offset) return drop(new FpeerError('E_TRANSFER', `${context}: file is ${size} bytes, shorter than offset ${offset}`))
+      return {stream: wrapBody(body, offset, context), ...(size === undefined ? {} : {size})}
+    }
+    if (status === 206) {
+      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header(headers, 'content-range') ?? '')
+      if (!m || Number(m[1]) !== offset) return drop(new FpeerError('E_TRANSFER', `${context}: server sent range ${JSON.stringify(header(headers, 'content-range'))} for offset ${offset}`))
+      return {stream: wrapBody(body, 0, context), ...(m[3] === '*' ? {} : {size: Number(m[3])})}
+    }
+    if (status === 416 && offset > 0) {
+      // Resuming a part file that already holds every byte: there is nothing left to send.
+      const m = /^bytes \*\/(\d+)$/.exec(header(headers, 'content-range') ?? '')
+      if (m && Number(m[1]) === offset) {
+        await body.dump().catch(() => {})
+        return {stream: emptyStream(), size: offset}
+      }
+      return drop(new FpeerError('E_TRANSFER', `${context}: offset ${offset} is beyond the end of the file`))
+    }
+    return drop(statusError(status, context))
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#pool.destroy().catch(() => {})
+    return this.#closing
+  }
+}
+
+/** Creates the pool; no connection is made until the first get(). */
+export async function connectHttp(options: ConnectOptions): Promise<TransferClient> {
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host
+  const pool = new Pool(`http://${host}:${options.port}`, {
+    connections: Math.max(1, options.concurrency),
+    pipelining: 1,
+    // undici hands its own `localAddress` to the connector, overriding one set in `connect`.
+    ...(options.localAddress ? {localAddress: options.localAddress} : {}),
+    connect: {timeout: options.timeoutMs},
+    headersTimeout: options.timeoutMs,
+    bodyTimeout: options.timeoutMs,
+  })
+  return new HttpTransferClient(pool)
+}

@@ -1,0 +1,16 @@
+// @fpeer/plugin-http: the HTTP transfer plugin (read-only node:http server with Range, undici client).
+import type {Transport} from '@fpeer/core'
+import {connectHttp} from './client.js'
+import {serveHttp} from './server.js'
+
+export const httpTransport: Transport = {
+  protocol: 'HTTP',
+  description: 'plain HTTP/1.1: read-only server with byte ranges (works with curl, wget, browsers); no peer authentication',
+  supports: {serve: true, fetch: true, resume: true, peerAuth: false, serverAuth: false},
+  serve: serveHttp,
+  connect: connectHttp,
+}
+
+export {connectHttp, HttpTransferClient} from './client.js'
+export {serveHttp, HttpTransportServer, SERVER_TIMEOUTS, parseRange, type RangeRequest} from './server.js'
+export {encodeSegment, filePath, parseTarget} from './url.js'

@@ -1,0 +1,243 @@
+// The HTTP transport's server: read-only GET and HEAD of shared files over node:http, with single byte ranges.
+import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import {Transform, type TransformCallback} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+import {FpeerError, isFpeerError, silentLogger, type AccessContext, type FileSource, type Logger, type ServeOptions, type TransportServer} from '@fpeer/core'
+import {encodeSegment, parseTarget} from './url.js'
+
+/** Server-side timeouts, in ms. Idle sockets and stalled readers are dropped so a slow peer cannot pin the server. */
+export const SERVER_TIMEOUTS = {
+  /** Time to receive a request's headers. */
+  headers: 15_000,
+  /** Time to receive a whole request (GET and HEAD have no body). */
+  request: 30_000,
+  /** How long an idle keep-alive connection stays open. */
+  keepAlive: 5_000,
+  /** A socket with no traffic either way for this long is destroyed, even mid-response. */
+  socketIdle: 120_000,
+}
+
+const ALLOW = 'GET, HEAD'
+
+/** The outcome of reading a `Range` header against a file of `size` bytes. */
+export type RangeRequest = {kind: 'full'} | {kind: 'partial'; start: number; end: number} | {kind: 'unsatisfiable'}
+
+/**
+ * Reads a single-range `Range: bytes=a-b | a- | -n` header (RFC 9110 §14). A header that
+ * is malformed, not in bytes or asks for several ranges is ignored, which the RFC allows,
+ * so the whole file is sent.
+ */
+export function parseRange(header: string | undefined, size: number): RangeRequest {
+  if (header === undefined) return {kind: 'full'}
+  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header)
+  if (!m || (m[1] === '' && m[2] === '')) return {kind: 'full'}
+  if (m[1] === '') {
+    const suffix = Number(m[2])
+    if (suffix === 0 || size === 0) return {kind: 'unsatisfiable'}
+    return {kind: 'partial', start: Math.max(0, size - suffix), end: size - 1}
+  }
+  const start = Number(m[1])
+  const end = m[2] === '' ? size - 1 : Number(m[2])
+  if (end < start) return {kind: 'full'}
+  if (start >= size) return {kind: 'unsatisfiable'}
+  return {kind: 'partial', start, end: Math.min(end, size - 1)}
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+}
+
+/** Node gives IPv4 peers of a dual-stack socket as `::ffff:a.b.c.d`; the contract wants plain IPv4. */
+function remoteAddress(req: IncomingMessage): string {
+  const addr = req.socket.remoteAddress ?? ''
+  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr
+}
+
+function statusFor(err: unknown): number {
+  if (!isFpeerError(err)) return 500
+  switch (err.code) {
+    case 'E_NOT_FOUND':
+    case 'E_UNKNOWN_FOLDER':
+    // 404 rather than 400: a path that leaves the folder should look like one that does not exist.
+    case 'E_PATH_UNSAFE':
+      return 404
+    case 'E_ACCESS':
+      return 403
+    default:
+      return 500
+  }
+}
+
+function sendStatus(res: ServerResponse, status: number, code: string, extra: Record<string, string> = {}): void {
+  // Only the status and code: source errors name absolute server paths, which a peer has no business seeing.
+  const body = `${status} ${code}\n`
+  res.writeHead(status, {'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'X-Content-Type-Options': 'nosniff', ...extra})
+  res.end(res.req.method === 'HEAD' ? undefined : body)
+}
+
+/** Passes exactly `length` bytes; more or fewer (the file changed or the read failed) is an error, so the socket is torn down. */
+class ExactLength extends Transform {
+  #left: number
+  constructor(length: number) {
+    super()
+    this.#left = length
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.#left -= chunk.length
+    if (this.#left < 0) cb(new Error('file grew while being sent'))
+    else cb(null, chunk)
+  }
+  override _flush(cb: TransformCallback): void {
+    cb(this.#left === 0 ? null : new Error(`file ended ${this.#left} bytes early`))
+  }
+}
+
+function listingPage(title: string, entries: Array<{name: string; directory: boolean}>, parent: boolean): string {
+  const items = entries.map((e) => {
+    const label = e.directory ? `${e.name}/` : e.name
+    // `./` keeps a name like `a:b` from being read as a URL scheme.
+    return `<li><a href="./${encodeSegment(e.name)}${e.directory ? '/' : ''}">${escapeHtml(label)}</a></li>`
+  })
+  if (parent) items.unshift('<li><a href="../">../</a></li>')
+  return `<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head>\n<body><h1>${escapeHtml(title)}</h1>\n<ul>\n${items.join('\n')}\n</ul></body></html>\n`
+}
+
+function sendListing(res: ServerResponse, title: string, entries: Array<{name: string; directory: boolean}>, parent: boolean): void {
+  const body = listingPage(title, entries, parent)
+  res.writeHead(200, {'Content-Type': 'text/html; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-cache', 'X-Content-Type-Options': 'nosniff'})
+  res.end(res.req.method === 'HEAD' ? undefined : body)
+}
+
+async function sendFile(req: IncomingMessage, res: ServerResponse, files: FileSource, folder: string, rel: string, who: AccessContext, st: {size: number; mtimeMs: number}): Promise<void> {
+  const lastModified = new Date(st.mtimeMs).toUTCString()
+  // If-Range with anything but our current Last-Modified means the client's copy is stale: send it all.
+  const ifRange = req.headers['if-range']
+  const range = parseRange(ifRange === undefined || ifRange === lastModified ? req.headers.range : undefined, st.size)
+  if (range.kind === 'unsatisfiable') {
+    sendStatus(res, 416, 'E_RANGE', {'Content-Range': `bytes */${st.size}`, 'Accept-Ranges': 'bytes'})
+    return
+  }
+  const start = range.kind === 'partial' ? range.start : 0
+  const end = range.kind === 'partial' ? range.end : st.size - 1
+  const opened = await files.open(folder, rel, who, {start, end})
+  if (opened.size !== st.size) {
+    opened.stream.destroy()
+    sendStatus(res, 503, 'E_CHANGED', {'Retry-After': '1'})
+    return
+  }
+  const length = end - start + 1
+  const headers: Record<string, string | number> = {
+    'Content-Type': 'application/octet-stream',
+    'Content-Length': length,
+    'Last-Modified': lastModified,
+    'Accept-Ranges': 'bytes',
+    'X-Content-Type-Options': 'nosniff',
+  }
+  if (range.kind === 'partial') headers['Content-Range'] = `bytes ${start}-${end}/${st.size}`
+  res.writeHead(range.kind === 'partial' ? 206 : 200, headers)
+  if (req.method === 'HEAD') {
+    opened.stream.destroy()
+    res.end()
+    return
+  }
+  // pipeline keeps backpressure end to end; on any failure it destroys the response, so a
+  // short body is never ended cleanly and the client sees the connection drop.
+  await pipeline(opened.stream, new ExactLength(length), res)
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, files: FileSource): Promise<void> {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    sendStatus(res, 405, 'E_METHOD', {Allow: ALLOW})
+    return
+  }
+  const target = parseTarget(req.url ?? '')
+  if (!target) {
+    sendStatus(res, 400, 'E_BAD_REQUEST')
+    return
+  }
+  const who: AccessContext = {address: remoteAddress(req)}
+  const [folder, ...rest] = target.segments
+  if (folder === undefined) {
+    const names = await files.folders(who)
+    sendListing(res, 'fpeer shared folders', names.map((name) => ({name, directory: true})), false)
+    return
+  }
+  const rel = rest.join('/')
+  const st = await files.stat(folder, rel, who)
+  if (st.type === 'directory') {
+    if (!target.directory) {
+      // Relative links in the listing only resolve against a URL ending in `/`. Rebuilt from
+      // the decoded segments so that `//host`-style targets can never become an open redirect.
+      res.writeHead(301, {Location: `/${target.segments.map(encodeSegment).join('/')}/`, 'Content-Length': 0})
+      res.end()
+      return
+    }
+    const entries = await files.list(folder, rel, who)
+    sendListing(res, `/${[folder, ...rest].join('/')}/`, entries.map((e) => ({name: e.name, directory: e.type === 'directory'})), true)
+    return
+  }
+  if (target.directory) throw new FpeerError('E_NOT_FOUND', `${rel} is not a directory`)
+  await sendFile(req, res, files, folder, rel, who, st)
+}
+
+/** A running HTTP server; close() stops it and drops every connection. */
+export class HttpTransportServer implements TransportServer {
+  readonly host: string
+  readonly port: number
+  readonly #server: Server
+  #closing: Promise<void> | undefined
+
+  constructor(server: Server, host: string, port: number) {
+    this.#server = server
+    this.host = host
+    this.port = port
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= new Promise<void>((resolve) => {
+      this.#server.close(() => resolve())
+      // Transfers in flight are cut, not drained: core closes the server when it is done serving.
+      this.#server.closeAllConnections()
+    })
+    return this.#closing
+  }
+}
+
+/** Starts the HTTP server on `options.host:options.port`. */
+export async function serveHttp(options: ServeOptions): Promise<TransportServer> {
+  const log: Logger = options.log ?? silentLogger
+  const server = createServer((req, res) => {
+    handle(req, res, options.files).catch((err: unknown) => {
+      log.debug('http request failed', {method: req.method, url: req.url, code: isFpeerError(err) ? err.code : undefined, error: (err as Error)?.message})
+      if (!res.headersSent && !res.destroyed) {
+        sendStatus(res, statusFor(err), isFpeerError(err) ? err.code : 'E_INTERNAL')
+      } else {
+        res.destroy()
+        req.socket.destroy()
+      }
+    })
+  })
+  server.headersTimeout = SERVER_TIMEOUTS.headers
+  server.requestTimeout = SERVER_TIMEOUTS.request
+  server.keepAliveTimeout = SERVER_TIMEOUTS.keepAlive
+  server.setTimeout(SERVER_TIMEOUTS.socketIdle)
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      reject(
+        new FpeerError('E_BAD_ADDRESS', `cannot listen on ${options.host}:${options.port}: ${err.message}`, {
+          cause: err,
+          ...(err.code === 'EADDRINUSE' ? {hint: 'another program uses that port; pick another with --port'} : {}),
+        }),
+      )
+    }
+    server.once('error', onError)
+    server.listen({host: options.host, port: options.port}, () => {
+      server.off('error', onError)
+      resolve()
+    })
+  })
+  const addr = server.address()
+  const port = typeof addr === 'object' && addr ? addr.port : options.port
+  log.info('http server listening', {host: options.host, port})
+  return new HttpTransportServer(server, options.host, port)
+}
