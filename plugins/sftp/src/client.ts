@@ -1,0 +1,505 @@
+// The SFTP transport client: a pool of ssh2-sftp-client connections logged in with this peer's key, checking the server's host key, reading files with many READs in flight.
+//
+// An SFTP connection runs one transfer at a time here (ssh2-sftp-client is not made for
+// concurrent operations on one connection), so the client keeps up to `concurrency`
+// connections and lends each to one get() at a time. A file is read with many READ
+// requests outstanding, as OpenSSH's sftp and ssh2's fastGet do: one READ at a time
+// would make throughput a matter of round trips.
+import {Readable} from 'node:stream'
+import SftpClient from 'ssh2-sftp-client'
+import type {Client as SshClient, ConnectConfig, SFTPWrapper} from 'ssh2'
+import {FpeerError, checkRelativePath, fromSystemError, isFpeerError, silentLogger} from '@fpeer/core'
+import type {ConnectOptions, Logger, TransferClient} from '@fpeer/core'
+import {ED25519, fingerprint, parsePublicKeyBlob, privateKeyPem, publicKeyBlob} from './keys.js'
+
+/** How a file is read: READ size and how many READs may be in flight. */
+export interface SftpClientTuning {
+  /** Bytes per READ; capped by what the server's SFTP implementation allows. */
+  chunkBytes: number
+  /** READ requests in flight per transfer. */
+  maxOutstanding: number
+}
+
+export const DEFAULT_CLIENT_TUNING: Readonly<SftpClientTuning> = {
+  chunkBytes: 256 * 1024,
+  maxOutstanding: 64,
+}
+
+/** SFTP v3 status codes ssh2 puts in `err.code`. */
+const FX_NO_SUCH_FILE = 2
+const FX_PERMISSION_DENIED = 3
+/** The user name is not checked by fpeer servers; the key is the login. */
+const USERNAME = 'fpeer'
+
+// ─── errors ─────────────────────────────────────────────────────────────────
+
+/** What an ssh2 / ssh2-sftp-client error means to fpeer, as a FpeerError. */
+export function mapSshError(err: unknown, context: string): FpeerError {
+  if (isFpeerError(err)) return err
+  const e = err as {code?: unknown; level?: unknown; message?: unknown} | undefined
+  const message = `${context}: ${typeof e?.message === 'string' ? e.message : String(err)}`
+  const opts = {cause: err}
+  if (e?.code === FX_NO_SUCH_FILE) return new FpeerError('E_NOT_FOUND', message, opts)
+  if (e?.code === FX_PERMISSION_DENIED) return new FpeerError('E_ACCESS', message, opts)
+  if (e?.level === 'client-authentication') {
+    return new FpeerError('E_ACCESS', message, {...opts, hint: 'the peer does not accept this identity: has it added you as a peer?'})
+  }
+  if (e?.level === 'client-timeout') return new FpeerError('E_TIMEOUT', message, opts)
+  if (typeof e?.code === 'string' && /^E[A-Z]+$/.test(e.code)) {
+    const mapped = fromSystemError(err, context)
+    if (mapped.code !== 'E_IO' && mapped.code !== 'E_INTERNAL') return mapped
+  }
+  const text = typeof e?.message === 'string' ? e.message : ''
+  if (/No response from server|Connection lost|Not connected|No SFTP connection|closed|Unexpected (end|close)/i.test(text)) {
+    return new FpeerError('E_CONNECTION_LOST', message, opts)
+  }
+  if (/timed out/i.test(text)) return new FpeerError('E_TIMEOUT', message, opts)
+  return new FpeerError('E_TRANSFER', message, opts)
+}
+
+// ─── one connection ─────────────────────────────────────────────────────────
+
+/** One logged-in SFTP connection of the pool. */
+class Connection {
+  readonly sc: SftpClient
+  sftp: SFTPWrapper | undefined
+  alive = false
+  /** The ssh2 error that ended the connection, when one did. */
+  lastError: unknown
+  /** Set by the host key check, so a refused host key is told apart from other failures. */
+  hostKeyMismatch = false
+  /** Whether this connection has already served a transfer (a stale one may be dead). */
+  used = false
+
+  constructor(log: Logger) {
+    const dead = () => {
+      this.alive = false
+    }
+    // Without callbacks of our own ssh2-sftp-client would print its events on stdout.
+    this.sc = new SftpClient('fpeer', {
+      error: (err) => {
+        this.lastError = err
+        dead()
+        log.debug('sftp connection error', {error: (err as Error)?.message})
+      },
+      end: dead,
+      close: dead,
+    })
+    const ssh = this.ssh
+    ssh.prependListener('error', (err: Error) => {
+      this.lastError = err
+    })
+    ssh.on('close', dead)
+    ssh.on('end', dead)
+  }
+
+  get ssh(): SshClient {
+    return (this.sc as unknown as {client: SshClient}).client
+  }
+
+  async open(options: ConnectOptions): Promise<void> {
+    const expected = options.expectedPeer ? publicKeyBlob(options.expectedPeer.publicKey) : undefined
+    const config: ConnectConfig = {
+      host: options.host,
+      port: options.port,
+      username: USERNAME,
+      privateKey: privateKeyPem(options.identity),
+      authHandler: ['publickey'],
+      readyTimeout: options.timeoutMs,
+      keepaliveInterval: Math.max(1000, Math.min(15_000, options.timeoutMs)),
+      keepaliveCountMax: 3,
+      // fpeer host keys are ed25519; asking for nothing else means a server cannot offer
+      // some other key to dodge the check.
+      algorithms: {serverHostKey: [ED25519]},
+      hostVerifier: (key: Buffer) => {
+        if (!expected) return true
+        if (Buffer.isBuffer(key) && key.equals(expected)) return true
+        this.hostKeyMismatch = true
+        const got = parsePublicKeyBlob(key)
+        options.log?.warn('sftp host key mismatch', {host: options.host, port: options.port, got: got ? fingerprint(got) : 'not ed25519'})
+        return false
+      },
+      ...(options.localAddress ? {localAddress: options.localAddress} : {}),
+    }
+    try {
+      this.sftp = await this.sc.connect(config)
+      this.alive = true
+    } catch (err) {
+      this.destroy()
+      if (this.hostKeyMismatch) {
+        throw new FpeerError('E_HOST_KEY_MISMATCH', `the SFTP server at ${options.host}:${options.port} is not peer ${options.expectedPeer?.short}`, {
+          cause: err,
+          hint: 'someone else answers at that address, or the peer changed its identity',
+        })
+      }
+      // ssh2-sftp-client rewraps errors and drops ssh2's `level`; the raw error keeps it.
+      throw mapSshError((this.lastError as {level?: unknown})?.level ? this.lastError : err, `connecting to ${options.host}:${options.port}`)
+    }
+  }
+
+  destroy(): void {
+    this.alive = false
+    this.sc.end().catch(() => {})
+    try {
+      this.ssh.destroy()
+    } catch {
+      // already gone
+    }
+  }
+}
+
+// ─── reading one file ───────────────────────────────────────────────────────
+
+interface ReadReq {
+  pos: number
+  len: number
+  buf: Buffer
+  done: boolean
+  n: number
+  err: unknown
+}
+
+/**
+ * A file read from `start` to `end` (exclusive; the size the server reported) with up to
+ * `maxOutstanding` READs in flight, delivered in order. A short read asks for the rest
+ * first; a zero read (EOF) before `end` ends the stream early, and core, which knows the
+ * expected size, decides what that means. Any failure is E_CONNECTION_LOST (or E_TIMEOUT)
+ * so that core retries and resumes.
+ */
+class PipelinedReader extends Readable {
+  readonly #sftp: SFTPWrapper
+  readonly #handle: Buffer
+  readonly #end: number
+  readonly #chunk: number
+  readonly #maxOutstanding: number
+  readonly #timeoutMs: number
+  readonly #onDone: (err: Error | null) => void
+  #next: number
+  #queue: ReadReq[] = []
+  #wantMore = true
+  #finished = false
+  #timer: NodeJS.Timeout | undefined
+  #gotData = false
+  #startError: FpeerError | undefined
+  #ready!: {resolve(): void; reject(err: FpeerError): void}
+  /**
+   * Settles with the first READ: an error there (no such file, permission denied) is the
+   * server's answer to this file, not a lost connection, and get() rejects with it.
+   */
+  readonly ready: Promise<void>
+
+  constructor(opts: {sftp: SFTPWrapper; handle: Buffer; start: number; end: number; chunk: number; maxOutstanding: number; timeoutMs: number; onDone(err: Error | null): void}) {
+    super({highWaterMark: opts.chunk * 4})
+    this.#sftp = opts.sftp
+    this.#handle = opts.handle
+    this.#next = opts.start
+    this.#end = opts.end
+    this.#chunk = opts.chunk
+    this.#maxOutstanding = opts.maxOutstanding
+    this.#timeoutMs = opts.timeoutMs
+    this.#onDone = opts.onDone
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.#ready = {resolve, reject}
+    })
+    this.#pump()
+    if (this.#queue.length === 0) this.#finish()
+  }
+
+  override _read(): void {
+    this.#wantMore = true
+    this.#pump()
+    this.#deliver()
+  }
+
+  #issue(pos: number, len: number, front = false): void {
+    const req: ReadReq = {pos, len, buf: Buffer.allocUnsafe(len), done: false, n: 0, err: undefined}
+    if (front) this.#queue.unshift(req)
+    else this.#queue.push(req)
+    this.#arm()
+    try {
+      this.#sftp.read(this.#handle, req.buf, 0, len, pos, (err, n) => {
+        req.done = true
+        req.err = err
+        req.n = n ?? 0
+        this.#arm()
+        this.#deliver()
+      })
+    } catch (err) {
+      req.done = true
+      req.err = err
+    }
+  }
+
+  #pump(): void {
+    while (!this.#finished && this.#wantMore && this.#queue.length < this.#maxOutstanding && this.#next < this.#end) {
+      const len = Math.min(this.#chunk, this.#end - this.#next)
+      this.#issue(this.#next, len)
+      this.#next += len
+    }
+  }
+
+  #deliver(): void {
+    if (this.#finished) return
+    while (this.#queue.length > 0 && this.#queue[0]!.done) {
+      const req = this.#queue.shift()!
+      if (req.err && !this.#gotData) {
+        this.#startError = mapSshError(req.err, 'reading')
+        this.#ready.reject(this.#startError)
+        this.destroy()
+        return
+      }
+      if (req.err) {
+        // Mid-transfer every failure is retryable: core resumes from what it has.
+        const mapped = mapSshError(req.err, 'SFTP read failed')
+        this.destroy(mapped.code === 'E_TIMEOUT' ? mapped : new FpeerError('E_CONNECTION_LOST', mapped.message, {cause: req.err}))
+        return
+      }
+      if (req.n === 0) {
+        // The file ended before the size the server reported: it shrank under us.
+        this.#finish()
+        return
+      }
+      if (req.n < req.len) this.#issue(req.pos + req.n, req.len - req.n, true)
+      if (!this.#gotData) {
+        this.#gotData = true
+        this.#ready.resolve()
+      }
+      this.#wantMore = this.push(req.n === req.len ? req.buf : req.buf.subarray(0, req.n))
+      if (this.#finished) return
+    }
+    if (this.#queue.length === 0 && this.#next >= this.#end) {
+      this.#finish()
+      return
+    }
+    this.#pump()
+  }
+
+  #finish(): void {
+    if (this.#finished) return
+    this.#finished = true
+    clearTimeout(this.#timer)
+    this.#gotData = true
+    this.#ready.resolve()
+    this.push(null)
+  }
+
+  /** The watchdog: READs in flight and no answer for `timeoutMs` means the server is gone. */
+  #arm(): void {
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+    if (this.#finished || this.#queue.length === 0) return
+    this.#timer = setTimeout(() => {
+      const err = new FpeerError('E_TIMEOUT', `no SFTP data for ${this.#timeoutMs} ms`)
+      if (!this.#gotData) {
+        this.#startError = err
+        this.#ready.reject(err)
+        this.destroy()
+      } else {
+        this.destroy(err)
+      }
+    }, this.#timeoutMs)
+    this.#timer.unref()
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#finished = true
+    clearTimeout(this.#timer)
+    this.#queue = []
+    try {
+      this.#sftp.close(this.#handle, () => {})
+    } catch {
+      // connection already gone
+    }
+    // A transfer abandoned with READs in flight leaves stale answers on the wire; the
+    // connection still works (answers are matched by request id), so only errors drop it.
+    if (!this.#gotData) {
+      // Destroyed before the first byte (e.g. aborted): get() must not wait for ever.
+      this.#gotData = true
+      this.#ready.reject(this.#startError ?? new FpeerError('E_TRANSFER', 'the transfer was stopped before it started'))
+    }
+    this.#onDone(err ?? this.#startError ?? null)
+    cb(err)
+  }
+}
+
+// ─── the pool ───────────────────────────────────────────────────────────────
+
+/** The TransferClient: a pool of up to `concurrency` SFTP connections to one peer. */
+class SftpTransferClient implements TransferClient {
+  readonly #options: ConnectOptions
+  readonly #tuning: SftpClientTuning
+  readonly #log: Logger
+  readonly #all = new Set<Connection>()
+  #idle: Connection[] = []
+  #opening = 0
+  #waiters: Array<() => void> = []
+  #closed = false
+
+  constructor(options: ConnectOptions, tuning: SftpClientTuning) {
+    this.#options = options
+    this.#tuning = tuning
+    this.#log = options.log ?? silentLogger
+  }
+
+  /** Opens the first connection, so that a wrong host key or a refused login fails connect(). */
+  async start(): Promise<void> {
+    this.#release(await this.#newConnection())
+  }
+
+  async #newConnection(): Promise<Connection> {
+    this.#opening++
+    try {
+      const conn = new Connection(this.#log)
+      await conn.open(this.#options)
+      if (this.#closed) {
+        conn.destroy()
+        throw new FpeerError('E_CONNECTION_LOST', 'the SFTP client was closed')
+      }
+      this.#all.add(conn)
+      return conn
+    } finally {
+      this.#opening--
+    }
+  }
+
+  async #acquire(): Promise<Connection> {
+    for (;;) {
+      if (this.#closed) throw new FpeerError('E_CONNECTION_LOST', 'the SFTP client was closed')
+      const conn = this.#idle.pop()
+      if (conn) {
+        if (conn.alive && conn.sftp) return conn
+        this.#drop(conn)
+        continue
+      }
+      if (this.#all.size + this.#opening < Math.max(1, this.#options.concurrency)) return this.#newConnection()
+      await new Promise<void>((resolve) => this.#waiters.push(resolve))
+    }
+  }
+
+  #release(conn: Connection): void {
+    if (this.#closed || !conn.alive) this.#drop(conn)
+    else this.#idle.push(conn)
+    this.#waiters.shift()?.()
+  }
+
+  #drop(conn: Connection): void {
+    this.#all.delete(conn)
+    this.#idle = this.#idle.filter((c) => c !== conn)
+    conn.destroy()
+  }
+
+  async get(folder: string, path: string, options: {offset?: number; signal?: AbortSignal} = {}): Promise<{stream: Readable; size?: number}> {
+    const {signal} = options
+    const offset = options.offset ?? 0
+    if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new FpeerError('E_TRANSFER', 'aborted')
+    // Core checks names before calling; checking again here keeps a stray `..` from ever
+    // reaching the wire, where the server would resolve it against its own tree.
+    if (folder === '' || folder === '.' || folder === '..' || /[/\0]/.test(folder)) throw new FpeerError('E_PATH_UNSAFE', `not a folder name: ${JSON.stringify(folder)}`)
+    checkRelativePath(path)
+    const remote = `/${folder}/${path}`
+    // A connection idle in the pool may have been closed by the server meanwhile; one
+    // that fails before the first byte is replaced once by a fresh one.
+    for (let attempt = 0; ; attempt++) {
+      const conn = await this.#acquire()
+      const reused = conn.used
+      conn.used = true
+      let handle: Buffer
+      let size: number
+      try {
+        handle = await this.#call(conn, (cb) => conn.sftp!.open(remote, 'r', cb), `opening ${remote}`)
+        try {
+          size = (await this.#call<{size: number}>(conn, (cb) => conn.sftp!.fstat(handle, cb), `reading the size of ${remote}`)).size
+        } catch (err) {
+          conn.sftp?.close(handle, () => {})
+          throw err
+        }
+      } catch (err) {
+        const e = mapSshError(err, `opening ${remote}`)
+        const connectionLevel = e.code === 'E_CONNECTION_LOST' || e.code === 'E_TIMEOUT'
+        if (connectionLevel) this.#drop(conn)
+        this.#release(conn)
+        if (connectionLevel && reused && attempt === 0) continue
+        throw e
+      }
+      const chunk = Math.max(1024, Math.min(this.#tuning.chunkBytes, maxReadLen(conn.sftp!)))
+      const stream = new PipelinedReader({
+        sftp: conn.sftp!,
+        handle,
+        start: offset,
+        end: Math.max(offset, size),
+        chunk,
+        maxOutstanding: Math.max(1, Math.min(this.#tuning.maxOutstanding, Math.ceil((16 << 20) / chunk))),
+        timeoutMs: this.#options.timeoutMs,
+        onDone: (err) => {
+          signal?.removeEventListener('abort', onAbort)
+          if (err && (isFpeerError(err, 'E_CONNECTION_LOST') || isFpeerError(err, 'E_TIMEOUT') || !isFpeerError(err))) this.#drop(conn)
+          this.#release(conn)
+        },
+      })
+      const onAbort = () => stream.destroy(signal?.reason instanceof Error ? signal.reason : new FpeerError('E_TRANSFER', 'aborted'))
+      signal?.addEventListener('abort', onAbort, {once: true})
+      try {
+        await stream.ready
+      } catch (err) {
+        const e = mapSshError(err, `reading ${remote}`)
+        if (reused && attempt === 0 && (e.code === 'E_CONNECTION_LOST' || e.code === 'E_TIMEOUT') && !signal?.aborted) continue
+        throw e
+      }
+      return {stream, size}
+    }
+  }
+
+  /** One SFTP request with the connect/idle timeout; a request that times out drops the connection. */
+  #call<T>(conn: Connection, start: (cb: (err: Error | undefined | null, value: T) => void) => void, what: string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#drop(conn)
+        reject(new FpeerError('E_TIMEOUT', `${what}: no answer for ${this.#options.timeoutMs} ms`))
+      }, this.#options.timeoutMs)
+      timer.unref()
+      try {
+        if (!conn.sftp || !conn.alive) throw new FpeerError('E_CONNECTION_LOST', `${what}: the connection is closed`)
+        start((err, value) => {
+          clearTimeout(timer)
+          if (err) reject(mapSshError(err, what))
+          else resolve(value)
+        })
+      } catch (err) {
+        clearTimeout(timer)
+        reject(mapSshError(err, what))
+      }
+    })
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    for (const wake of this.#waiters.splice(0)) wake()
+    const conns = [...this.#all]
+    this.#all.clear()
+    this.#idle = []
+    await Promise.all(
+      conns.map(async (conn) => {
+        await Promise.race([conn.sc.end().catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())])
+        conn.destroy()
+      }),
+    )
+  }
+}
+
+/**
+ * The longest READ ssh2 sends in one request to this server (it splits longer ones into
+ * sequential requests, which would undo the pipelining). ssh2 knows it from the server's
+ * software name and the limits@openssh.com extension but does not expose it.
+ */
+function maxReadLen(sftp: SFTPWrapper): number {
+  const n = (sftp as unknown as {_maxReadLen?: unknown})._maxReadLen
+  return typeof n === 'number' && n > 0 ? n : 32 * 1024 - 2048
+}
+
+/** Connects to a peer's SFTP server (first connection now, more on demand). */
+export async function connectSftp(options: ConnectOptions, tuning: Partial<SftpClientTuning> = {}): Promise<TransferClient> {
+  const client = new SftpTransferClient(options, {...DEFAULT_CLIENT_TUNING, ...tuning})
+  await client.start()
+  return client
+}
