@@ -1,0 +1,42 @@
+// Maps what basic-ftp throws (FTP replies, socket errors, its own messages) to fpeer's stable error codes.
+import {FpeerError, fromSystemError} from '@fpeer/core'
+
+/** Where in a get() the failure happened: it decides what an ambiguous error means. */
+export type FtpPhase = 'connect' | 'start' | 'transfer'
+
+/** basic-ftp's FTPError: an error reply, with the numeric reply code. */
+function replyCode(err: unknown): number | undefined {
+  const code = (err as {code?: unknown})?.code
+  return typeof code === 'number' ? code : undefined
+}
+
+/** basic-ftp reports timeouts with these texts (and no errno code). */
+const TIMEOUT_TEXT = /\bTimeout\b|timed out/i
+/** basic-ftp's texts for a peer that went away. */
+const LOST_TEXT = /closed connection unexpectedly|sent FIN packet|closed due to transmission error|User closed client/i
+
+export function mapFtpError(err: unknown, context: string, phase: FtpPhase): FpeerError {
+  if (err instanceof FpeerError) return err
+  const message = `${context}: ${(err as Error)?.message ?? String(err)}`
+  const reply = replyCode(err)
+  if (reply !== undefined) {
+    if (reply === 530 || reply === 532) return new FpeerError('E_ACCESS', message, {cause: err})
+    if (phase === 'connect') return new FpeerError('E_CONNECT', message, {cause: err, hint: 'the peer answered but refused the FTP session'})
+    // 550 is "file unavailable": vsftpd and others use it for missing and unreadable files alike.
+    if (reply === 550 || reply === 553 || reply === 450) {
+      return new FpeerError(/permission|denied|access/i.test(message) ? 'E_ACCESS' : 'E_NOT_FOUND', message, {cause: err})
+    }
+    if (reply === 421 || reply === 425 || reply === 426) return new FpeerError('E_CONNECTION_LOST', message, {cause: err})
+    return new FpeerError(phase === 'transfer' ? 'E_CONNECTION_LOST' : 'E_TRANSFER', message, {cause: err})
+  }
+  const sys = (err as NodeJS.ErrnoException)?.code
+  if (sys === 'ETIMEDOUT' || TIMEOUT_TEXT.test(message)) return new FpeerError('E_TIMEOUT', message, {cause: err})
+  if (phase === 'connect') {
+    const e = fromSystemError(err, context)
+    return e.code === 'E_CONNECT' ? e : new FpeerError('E_CONNECT', message, {cause: err, hint: 'is the peer running `fpeer serve` with FTP at that address?'})
+  }
+  // Once bytes flow, any failure means the stream ended short: retryable, resumable.
+  if (phase === 'transfer' || LOST_TEXT.test(message)) return new FpeerError('E_CONNECTION_LOST', message, {cause: err})
+  const e = fromSystemError(err, context)
+  return e.code === 'E_INTERNAL' || e.code === 'E_IO' ? new FpeerError('E_TRANSFER', message, {cause: err}) : e
+}

@@ -1,0 +1,250 @@
+// The FTP transport client: a pool of basic-ftp connections, one per concurrent transfer, each RETR streamed to the caller.
+import {Socket, type SocketConnectOpts} from 'node:net'
+import {PassThrough, Writable, type Readable} from 'node:stream'
+import {Client} from 'basic-ftp'
+import {FpeerError, isFpeerError, silentLogger, type ConnectOptions, type Logger, type TransferClient} from '@fpeer/core'
+import {mapFtpError} from './client-errors.js'
+
+/** FTP has no way to put CR or LF in a path: RFC 959 lines end at CRLF, and basic-ftp refuses them. */
+const UNSENDABLE_NAME = /[\r\n]/
+
+/** Replies to SIZE that mean "not supported here", not "no such file". */
+const SIZE_UNSUPPORTED = new Set([500, 501, 502, 504])
+
+function replyCode(err: unknown): number | undefined {
+  const code = (err as {code?: unknown})?.code
+  return typeof code === 'number' ? code : undefined
+}
+
+function abortError(signal: AbortSignal): FpeerError {
+  return new FpeerError('E_TRANSFER', 'FTP transfer aborted', {cause: signal.reason})
+}
+
+/**
+ * basic-ftp has no option for the local address. Its one socket seam, `FTPContext._newSocket`
+ * (public in its typings, used for control and data sockets alike), is wrapped so both bind:
+ * fpeer's server accepts a data connection only from the control connection's address.
+ */
+function bindLocalAddress(client: Client, localAddress: string): void {
+  client.ftp._newSocket = () => {
+    const socket = new Socket()
+    const connect = socket.connect.bind(socket) as (options: SocketConnectOpts, listener?: () => void) => Socket
+    ;(socket as unknown as {connect: unknown}).connect = (options: SocketConnectOpts, listener?: () => void) => connect({...options, localAddress} as SocketConnectOpts, listener)
+    return socket
+  }
+}
+
+/** Connects to a peer's FTP server; the first connection is made now so a wrong address fails here (E_CONNECT). */
+export async function connectFtp(options: ConnectOptions): Promise<TransferClient> {
+  const pool = new FtpClientPool(options)
+  await pool.prime()
+  return pool
+}
+
+/**
+ * Up to `concurrency` logged-in connections. basic-ftp runs one command at a time per
+ * connection, so each get() borrows a connection for the whole transfer. A connection
+ * whose transfer failed after it started is closed, never reused: its control channel
+ * may still owe a reply that would confuse the next command.
+ */
+export class FtpClientPool implements TransferClient {
+  readonly #opts: ConnectOptions
+  readonly #log: Logger
+  readonly #max: number
+  readonly #idle: Client[] = []
+  readonly #inUse = new Set<Client>()
+  readonly #waiters: Array<() => void> = []
+  #live = 0
+  #closed = false
+
+  constructor(options: ConnectOptions) {
+    this.#opts = options
+    this.#log = options.log ?? silentLogger
+    this.#max = Math.max(1, Math.floor(options.concurrency) || 1)
+  }
+
+  /** Opens one connection and parks it. */
+  async prime(): Promise<void> {
+    const {client} = await this.#acquire()
+    this.#release(client, true)
+  }
+
+  async get(folder: string, path: string, options: {offset?: number; signal?: AbortSignal} = {}): Promise<{stream: Readable; size?: number}> {
+    if (UNSENDABLE_NAME.test(folder) || UNSENDABLE_NAME.test(path)) {
+      throw new FpeerError('E_PATH_UNSAFE', `FTP cannot name ${JSON.stringify(path)}: CR and LF cannot travel in FTP commands`)
+    }
+    const remote = `/${folder}/${path}`
+    const offset = options.offset ?? 0
+    const signal = options.signal
+    for (let attempt = 0; ; attempt++) {
+      if (signal?.aborted) throw abortError(signal)
+      const {client, reused} = await this.#acquire(signal)
+      try {
+        return await this.#download(client, remote, offset, signal)
+      } catch (err) {
+        // A parked connection the server closed while idle fails on its first command; one fresh
+        // connection is part of borrowing, not a retry of the transfer.
+        if (reused && attempt === 0 && isFpeerError(err, 'E_CONNECTION_LOST') && !signal?.aborted) continue
+        throw err
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    for (const c of this.#idle.splice(0)) c.close()
+    for (const c of this.#inUse) c.close()
+    this.#live = this.#inUse.size
+    for (const w of this.#waiters.splice(0)) w()
+  }
+
+  /** Runs one RETR on a borrowed connection; returns it to the pool (or closes it) in every outcome. */
+  async #download(client: Client, remote: string, offset: number, signal: AbortSignal | undefined): Promise<{stream: Readable; size?: number}> {
+    const onAbort = () => client.close()
+    signal?.addEventListener('abort', onAbort, {once: true})
+    const unlisten = () => signal?.removeEventListener('abort', onAbort)
+
+    let size: number | undefined
+    try {
+      size = await client.size(remote)
+    } catch (err) {
+      const code = replyCode(err)
+      if (code === undefined || !SIZE_UNSUPPORTED.has(code)) {
+        unlisten()
+        // After an error reply the connection is in a clean state and can be reused.
+        this.#release(client, code !== undefined && !client.closed)
+        throw signal?.aborted ? abortError(signal) : mapFtpError(err, `FTP SIZE ${remote}`, 'start')
+      }
+    }
+
+    const out = new PassThrough({highWaterMark: 1 << 18})
+    let started = false
+    let done = false
+    return new Promise((resolve, reject) => {
+      const begin = () => {
+        if (started) return
+        started = true
+        resolve(size === undefined ? {stream: out} : {stream: out, size})
+      }
+      // Forwards into `out` with backpressure, but never ends it: basic-ftp ends its destination
+      // even when the transfer failed, and a reader must not take a cut file for a whole one.
+      const sink = new Writable({
+        highWaterMark: 1 << 16,
+        write(chunk: Buffer, _enc, cb) {
+          begin()
+          if (out.destroyed) return cb(new Error('the reader went away'))
+          if (out.write(chunk)) return cb()
+          const go = () => {
+            out.off('drain', go)
+            out.off('close', go)
+            cb(out.destroyed ? new Error('the reader went away') : null)
+          }
+          out.on('drain', go)
+          out.on('close', go)
+        },
+        final(cb) {
+          cb()
+        },
+      })
+      // A reader that stops early abandons the transfer; the connection cannot be reused.
+      out.on('close', () => {
+        if (!done) client.close()
+      })
+      client.downloadTo(sink, remote, offset).then(
+        () => {
+          done = true
+          unlisten()
+          begin()
+          out.end()
+          this.#release(client, true)
+        },
+        (err: unknown) => {
+          done = true
+          unlisten()
+          const e = signal?.aborted ? abortError(signal) : mapFtpError(err, `FTP RETR ${remote}`, started ? 'transfer' : 'start')
+          // Only a clean error reply before any byte (550: no such file) leaves the connection reusable.
+          this.#release(client, !started && replyCode(err) === 550 && !client.closed)
+          if (started) out.destroy(e)
+          else {
+            out.destroy()
+            reject(e)
+          }
+        },
+      )
+    })
+  }
+
+  async #acquire(signal?: AbortSignal): Promise<{client: Client; reused: boolean}> {
+    for (;;) {
+      if (this.#closed) throw new FpeerError('E_STATE', 'the FTP client is closed')
+      const idle = this.#idle.pop()
+      if (idle) {
+        if (idle.closed) {
+          this.#live--
+          continue
+        }
+        this.#inUse.add(idle)
+        return {client: idle, reused: true}
+      }
+      if (this.#live < this.#max) {
+        this.#live++
+        try {
+          return {client: await this.#open(), reused: false}
+        } catch (err) {
+          this.#live--
+          this.#wake()
+          throw err
+        }
+      }
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => {
+          const i = this.#waiters.indexOf(wake)
+          if (i >= 0) this.#waiters.splice(i, 1)
+          reject(abortError(signal!))
+        }
+        const wake = () => {
+          signal?.removeEventListener('abort', onAbort)
+          resolve()
+        }
+        if (signal?.aborted) return onAbort()
+        signal?.addEventListener('abort', onAbort, {once: true})
+        this.#waiters.push(wake)
+      })
+    }
+  }
+
+  async #open(): Promise<Client> {
+    const {host, port, timeoutMs, localAddress} = this.#opts
+    const client = new Client(timeoutMs)
+    if (localAddress) bindLocalAddress(client, localAddress)
+    this.#inUse.add(client)
+    try {
+      await client.access({host, port, user: 'anonymous', password: 'fpeer@'})
+    } catch (err) {
+      this.#inUse.delete(client)
+      client.close()
+      throw mapFtpError(err, `FTP connect to ${host}:${port}`, 'connect')
+    }
+    if (this.#closed) {
+      this.#inUse.delete(client)
+      client.close()
+      throw new FpeerError('E_STATE', 'the FTP client is closed')
+    }
+    this.#log.debug('ftp: connected', {host, port, live: this.#live})
+    return client
+  }
+
+  #release(client: Client, reusable: boolean): void {
+    if (!this.#inUse.delete(client)) return
+    if (reusable && !this.#closed && !client.closed) this.#idle.push(client)
+    else {
+      client.close()
+      this.#live--
+    }
+    this.#wake()
+  }
+
+  #wake(): void {
+    this.#waiters.shift()?.()
+  }
+}

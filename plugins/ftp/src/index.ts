@@ -1,0 +1,15 @@
+// @fpeer/plugin-ftp: the FTP transport, a read-only passive-mode server on node:net and a basic-ftp client.
+import type {Transport} from '@fpeer/core'
+import {connectFtp} from './client.js'
+import {startFtpServer} from './server.js'
+
+export const ftpTransport: Transport = {
+  protocol: 'FTP',
+  description: 'FTP: read-only passive-mode server, basic-ftp client; no encryption, no peer authentication',
+  supports: {serve: true, fetch: true, resume: true, peerAuth: false, serverAuth: false},
+  serve: (options) => startFtpServer(options),
+  connect: (options) => connectFtp(options),
+}
+
+export {startFtpServer, DEFAULT_LIMITS, type FtpLimits} from './server.js'
+export {connectFtp, FtpClientPool} from './client.js'

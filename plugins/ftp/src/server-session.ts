@@ -1,0 +1,478 @@
+// One FTP control connection: login, working directory, passive data endpoint, and the read-only command set.
+import {isIPv6, type Socket} from 'node:net'
+import {Readable} from 'node:stream'
+import {isFpeerError, type AccessContext, type FileSource, type FileStat, type Logger} from '@fpeer/core'
+import {MLST_FACTS, formatEpsv, formatListLine, formatMlstFeature, formatMlsxLine, formatPasv, formatTimeVal, isListableName, parseMlstOpts, type ListEntry, type MlstFact} from './list-format.js'
+import {openPassive, type PassiveEndpoint} from './passive.js'
+import {PRE_LOGIN_VERBS, WRITE_VERBS, baseName, formatReply, parseCommand, parseRestOffset, plainAddress, quotePath, resolvePath, splitLines, splitPath, stripListOptions, type ParsedCommand} from './server-commands.js'
+
+/** Bounds that keep one bad or slow client from holding the server. */
+export interface FtpLimits {
+  /** Open control connections, in all. */
+  maxConnections: number
+  /** Open control connections from one address. */
+  maxConnectionsPerAddress: number
+  /** A control connection with no command for this long is closed (421). */
+  idleTimeoutMs: number
+  /** How long a passive port waits for its connection, and how long a transfer may stall. */
+  dataTimeoutMs: number
+  /** Commands a client may send ahead while a transfer runs. */
+  maxQueuedCommands: number
+  /** Longest command line, in bytes. */
+  maxLineBytes: number
+}
+
+export const DEFAULT_LIMITS: Readonly<FtpLimits> = {
+  maxConnections: 128,
+  maxConnectionsPerAddress: 32,
+  idleTimeoutMs: 300_000,
+  dataTimeoutMs: 60_000,
+  maxQueuedCommands: 64,
+  maxLineBytes: 8192,
+}
+
+/** A failure that already knows its FTP reply. */
+class ReplyError extends Error {
+  constructor(
+    readonly code: number,
+    text: string,
+  ) {
+    super(text)
+  }
+}
+
+type Outcome = 'ok' | 'source' | 'client' | 'aborted'
+
+/** Replies queued for a client that does not read them, before it is cut off. */
+const MAX_UNREAD_REPLY_BYTES = 1 << 20
+
+const ROOT_STAT: FileStat = {type: 'directory', size: 0, mtimeMs: 0}
+
+export interface SessionDeps {
+  files: FileSource
+  log: Logger
+  limits: FtpLimits
+  onClose(): void
+}
+
+export class FtpSession {
+  readonly #socket: Socket
+  readonly #deps: SessionDeps
+  readonly #who: AccessContext
+  readonly #localHost: string
+  #pending: Buffer = Buffer.alloc(0)
+  readonly #queue: ParsedCommand[] = []
+  #running = false
+  #closed = false
+  #user: string | undefined
+  #loggedIn = false
+  #cwd = '/'
+  #rest = 0
+  #facts = new Set<MlstFact>(MLST_FACTS)
+  #passive: PassiveEndpoint | undefined
+  #transfer: {abort(): void} | undefined
+
+  constructor(socket: Socket, deps: SessionDeps) {
+    this.#socket = socket
+    this.#deps = deps
+    this.#who = {address: plainAddress(socket.remoteAddress)}
+    this.#localHost = plainAddress(socket.localAddress)
+  }
+
+  get address(): string {
+    return this.#who.address
+  }
+
+  start(): void {
+    const s = this.#socket
+    s.on('error', (err) => this.#deps.log.debug('ftp: control connection error', {peer: this.#who.address, error: err.message}))
+    s.on('close', () => this.#teardown())
+    s.on('data', (chunk: Buffer) => this.#onData(chunk))
+    s.setTimeout(this.#deps.limits.idleTimeoutMs, () => {
+      // The control connection is quiet during a transfer; the data side has its own timeout.
+      if (this.#transfer) return
+      this.#reply(421, 'Idle timeout, closing control connection')
+      this.#end()
+    })
+    this.#reply(220, 'fpeer FTP server ready (read-only)')
+  }
+
+  /** Ends the session at once (server shutdown). */
+  destroy(): void {
+    this.#reply(421, 'Server shutting down')
+    this.#teardown()
+    this.#socket.destroy()
+  }
+
+  #teardown(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#queue.length = 0
+    this.#transfer?.abort()
+    this.#passive?.close()
+    this.#passive = undefined
+    this.#deps.onClose()
+  }
+
+  #end(): void {
+    this.#teardown()
+    this.#socket.end()
+    // A client that never closes its side must not keep the socket open.
+    setTimeout(() => this.#socket.destroy(), 2000).unref()
+  }
+
+  #reply(code: number, text: string | readonly string[]): void {
+    if (this.#closed || !this.#socket.writable) return
+    // A client that sends commands but never reads the replies must not grow our buffers.
+    if (this.#socket.writableLength > MAX_UNREAD_REPLY_BYTES) {
+      this.#deps.log.warn('ftp: client does not read replies, closing', {peer: this.#who.address})
+      this.#teardown()
+      this.#socket.destroy()
+      return
+    }
+    this.#socket.write(formatReply(code, text))
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#closed) return
+    const {lines, rest, overflow} = splitLines(this.#pending.length ? Buffer.concat([this.#pending, chunk]) : chunk, this.#deps.limits.maxLineBytes)
+    this.#pending = Buffer.from(rest)
+    for (const line of lines) {
+      const cmd = parseCommand(line)
+      // ABOR must act while a transfer runs, not queue behind it.
+      if ('verb' in cmd && cmd.verb === 'ABOR' && this.#transfer) {
+        this.#transfer.abort()
+        continue
+      }
+      this.#queue.push(cmd)
+    }
+    if (overflow) {
+      this.#reply(500, 'Command line too long, closing control connection')
+      this.#end()
+      return
+    }
+    if (this.#queue.length > this.#deps.limits.maxQueuedCommands) {
+      this.#reply(421, 'Too many commands queued, closing control connection')
+      this.#end()
+      return
+    }
+    void this.#drain()
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#running) return
+    this.#running = true
+    try {
+      while (!this.#closed && this.#queue.length > 0) {
+        const cmd = this.#queue.shift()!
+        try {
+          await this.#dispatch(cmd)
+        } catch (err) {
+          this.#replyError(err)
+        }
+      }
+    } finally {
+      this.#running = false
+    }
+  }
+
+  #replyError(err: unknown): void {
+    if (err instanceof ReplyError) return this.#reply(err.code, err.message)
+    if (isFpeerError(err)) {
+      switch (err.code) {
+        case 'E_NOT_FOUND':
+        case 'E_UNKNOWN_FOLDER':
+          return this.#reply(550, 'No such file or directory')
+        case 'E_ACCESS':
+        case 'E_PATH_UNSAFE':
+          return this.#reply(550, 'Permission denied')
+      }
+    }
+    this.#deps.log.warn('ftp: command failed', {peer: this.#who.address, error: (err as Error)?.message ?? String(err)})
+    this.#reply(451, 'Local error, action aborted')
+  }
+
+  async #dispatch(cmd: ParsedCommand): Promise<void> {
+    if ('error' in cmd) return this.#reply(cmd.error === 'encoding' ? 501 : 500, cmd.error === 'encoding' ? 'Command is not valid UTF-8' : 'Syntax error, command unrecognized')
+    const {verb, arg} = cmd
+    this.#deps.log.debug('ftp: command', {peer: this.#who.address, verb})
+    if (!this.#loggedIn && !PRE_LOGIN_VERBS.has(verb)) return this.#reply(530, 'Log in with USER and PASS first')
+    if (WRITE_VERBS.has(verb)) {
+      if (verb === 'STOR' || verb === 'STOU' || verb === 'APPE') this.#takePassive()?.close()
+      return verb === 'SITE' ? this.#reply(502, 'SITE commands are not supported') : this.#reply(550, 'Permission denied: this server is read-only')
+    }
+    switch (verb) {
+      case 'USER':
+        this.#user = arg
+        this.#loggedIn = false
+        return this.#reply(331, 'Any password will do: fpeer FTP has no accounts')
+      case 'PASS':
+        if (this.#user === undefined) return this.#reply(503, 'Send USER first')
+        this.#loggedIn = true
+        return this.#reply(230, 'Logged in, read-only access')
+      case 'QUIT':
+        this.#reply(221, 'Goodbye')
+        return this.#end()
+      case 'SYST':
+        return this.#reply(215, 'UNIX Type: L8')
+      case 'FEAT':
+        return this.#reply(211, ['Features:', 'EPSV', 'MDTM', formatMlstFeature(this.#facts), 'PASV', 'REST STREAM', 'SIZE', 'TVFS', 'UTF8', 'End'])
+      case 'OPTS':
+        return this.#opts(arg)
+      case 'NOOP':
+        return this.#reply(200, 'NOOP ok')
+      case 'HELP':
+        return this.#reply(214, ['Commands:', 'USER PASS QUIT SYST FEAT OPTS NOOP PWD CWD CDUP TYPE MODE STRU PASV EPSV', 'SIZE MDTM REST RETR LIST NLST MLSD MLST ABOR', 'Read-only, passive mode only.'])
+      case 'AUTH':
+      case 'PBSZ':
+      case 'PROT':
+        return this.#reply(502, 'TLS is not supported')
+      case 'PORT':
+      case 'EPRT':
+      case 'LPRT':
+        // Active mode would let a command make this server connect to any address.
+        return this.#reply(502, 'Active mode is refused, use PASV or EPSV')
+      case 'PWD':
+      case 'XPWD':
+        return this.#reply(257, `"${quotePath(this.#cwd)}" is the current directory`)
+      case 'CWD':
+      case 'XCWD':
+        return this.#cwdTo(resolvePath(this.#cwd, arg))
+      case 'CDUP':
+      case 'XCUP':
+        return this.#cwdTo(resolvePath(this.#cwd, '..'))
+      case 'TYPE':
+        return this.#type(arg)
+      case 'MODE':
+        return arg.toUpperCase() === 'S' ? this.#reply(200, 'Mode set to S') : this.#reply(504, 'Only stream mode is supported')
+      case 'STRU':
+        return arg.toUpperCase() === 'F' ? this.#reply(200, 'Structure set to F') : this.#reply(504, 'Only file structure is supported')
+      case 'PASV':
+        return this.#pasv(false, arg)
+      case 'EPSV':
+        return this.#pasv(true, arg)
+      case 'REST': {
+        const offset = parseRestOffset(arg)
+        if (offset === undefined) return this.#reply(501, 'REST needs a byte offset')
+        this.#rest = offset
+        return this.#reply(350, `Restarting at ${offset}, send RETR`)
+      }
+      case 'SIZE': {
+        const st = await this.#stat(resolvePath(this.#cwd, arg))
+        return st.type === 'file' ? this.#reply(213, String(st.size)) : this.#reply(550, 'Not a plain file')
+      }
+      case 'MDTM': {
+        const st = await this.#stat(resolvePath(this.#cwd, arg))
+        return st.type === 'file' ? this.#reply(213, formatTimeVal(st.mtimeMs)) : this.#reply(550, 'Not a plain file')
+      }
+      case 'MLST': {
+        const target = resolvePath(this.#cwd, arg)
+        const st = await this.#stat(target)
+        return this.#reply(250, [`Listing ${target}`, ` ${formatMlsxLine(st, target, this.#facts)}`, 'End'])
+      }
+      case 'RETR':
+        return this.#retr(arg)
+      case 'LIST':
+      case 'NLST':
+      case 'MLSD':
+        return this.#listing(verb, arg)
+      case 'ABOR':
+        // No transfer is running (a running one is aborted as the line arrives).
+        this.#takePassive()?.close()
+        return this.#reply(225, 'No transfer to abort')
+      default:
+        return this.#reply(500, `${verb} not understood`)
+    }
+  }
+
+  #opts(arg: string): void {
+    const space = arg.indexOf(' ')
+    const what = (space === -1 ? arg : arg.slice(0, space)).toUpperCase()
+    const value = space === -1 ? '' : arg.slice(space + 1)
+    if (what === 'UTF8' || what === 'UTF-8') {
+      return value.toUpperCase() === 'OFF' ? this.#reply(504, 'Names are always UTF-8') : this.#reply(200, 'Always in UTF-8 mode')
+    }
+    if (what === 'MLST') {
+      this.#facts = parseMlstOpts(value)
+      return this.#reply(200, `MLST OPTS ${[...this.#facts].map((f) => `${f};`).join('')}`)
+    }
+    this.#reply(501, 'Option not understood')
+  }
+
+  #type(arg: string): void {
+    const t = arg.toUpperCase().replace(/ +/g, ' ')
+    // ASCII mode is accepted but sends bytes unchanged, like vsftpd by default: fpeer moves files, not text.
+    if (t === 'I' || t === 'L 8' || t === 'A' || t === 'A N') return this.#reply(200, `Type set to ${t}`)
+    this.#reply(504, 'Only types A and I are supported')
+  }
+
+  async #cwdTo(target: string): Promise<void> {
+    const st = await this.#stat(target)
+    if (st.type !== 'directory') return this.#reply(550, 'Not a directory')
+    this.#cwd = target
+    this.#reply(250, `Directory changed to ${target}`)
+  }
+
+  /** The entry at an absolute FTP path: `/` is the virtual root listing the folders. */
+  async #stat(abs: string): Promise<FileStat> {
+    const {folder, rel} = splitPath(abs)
+    if (folder === undefined) return ROOT_STAT
+    return this.#deps.files.stat(folder, rel, this.#who)
+  }
+
+  async #entries(abs: string): Promise<ListEntry[]> {
+    const {folder, rel} = splitPath(abs)
+    if (folder !== undefined) return this.#deps.files.list(folder, rel, this.#who)
+    const out: ListEntry[] = []
+    for (const name of await this.#deps.files.folders(this.#who)) {
+      const st = await this.#deps.files.stat(name, '', this.#who).catch(() => undefined)
+      if (st) out.push({...st, name})
+    }
+    return out
+  }
+
+  async #pasv(extended: boolean, arg: string): Promise<void> {
+    const v6 = isIPv6(this.#localHost)
+    if (extended) {
+      const proto = arg.toUpperCase()
+      if (proto === 'ALL') return this.#reply(200, 'EPSV ALL ok')
+      if (proto !== '' && proto !== (v6 ? '2' : '1')) return this.#reply(522, `Network protocol not supported, use (${v6 ? 2 : 1})`)
+    } else if (v6) {
+      return this.#reply(502, 'PASV cannot name an IPv6 address, use EPSV')
+    }
+    this.#takePassive()?.close()
+    let endpoint: PassiveEndpoint
+    try {
+      endpoint = await openPassive({host: this.#localHost, peer: this.#who.address, acceptTimeoutMs: this.#deps.limits.dataTimeoutMs, log: this.#deps.log})
+    } catch (err) {
+      this.#deps.log.warn('ftp: cannot open a passive port', {error: (err as Error).message})
+      return this.#reply(425, 'Cannot open a passive data port')
+    }
+    if (this.#closed) return endpoint.close()
+    this.#passive = endpoint
+    this.#reply(extended ? 229 : 227, extended ? formatEpsv(endpoint.port) : formatPasv(this.#localHost, endpoint.port)!)
+  }
+
+  /** The prepared data endpoint, detached from the session: each transfer uses one and closes it. */
+  #takePassive(): PassiveEndpoint | undefined {
+    const p = this.#passive
+    this.#passive = undefined
+    return p
+  }
+
+  async #retr(arg: string): Promise<void> {
+    const start = this.#rest
+    this.#rest = 0
+    const passive = this.#takePassive()
+    if (!passive) return this.#reply(425, 'Use PASV or EPSV first')
+    try {
+      const abs = resolvePath(this.#cwd, arg)
+      const {folder, rel} = splitPath(abs)
+      if (folder === undefined || rel === '') return this.#reply(550, 'Not a plain file')
+      // Open before 150, so a missing or unreadable file is a clean 550.
+      const opened = await this.#deps.files.open(folder, rel, this.#who, {start})
+      if (start > opened.size) {
+        opened.stream.destroy()
+        return this.#reply(554, 'Restart offset is beyond the end of the file')
+      }
+      await this.#send(passive, `${baseName(abs)} (${opened.size - start} bytes)`, opened.stream, opened.size - start)
+    } finally {
+      passive.close()
+    }
+  }
+
+  async #listing(verb: 'LIST' | 'NLST' | 'MLSD', arg: string): Promise<void> {
+    this.#rest = 0
+    const passive = this.#takePassive()
+    if (!passive) return this.#reply(425, 'Use PASV or EPSV first')
+    try {
+      const target = resolvePath(this.#cwd, verb === 'MLSD' ? arg : stripListOptions(arg))
+      const st = await this.#stat(target)
+      let entries: ListEntry[]
+      if (st.type === 'directory') entries = await this.#entries(target)
+      else if (verb === 'MLSD') throw new ReplyError(501, 'Not a directory')
+      else entries = [{...st, name: baseName(target)}]
+      const now = Date.now()
+      const lines = entries
+        .filter((e) => isListableName(e.name))
+        .map((e) => (verb === 'LIST' ? formatListLine(e, now) : verb === 'NLST' ? e.name : formatMlsxLine(e, e.name, this.#facts)))
+      const body = Buffer.from(lines.map((l) => `${l}\r\n`).join(''))
+      await this.#send(passive, verb === 'MLSD' ? 'MLSD' : 'file list', Readable.from([body]), body.length)
+    } finally {
+      passive.close()
+    }
+  }
+
+  /** Waits for the data connection, sends `source` on it and gives the final reply. Never 226 unless every byte went. */
+  async #send(passive: PassiveEndpoint, what: string, source: Readable, expected: number): Promise<void> {
+    let data: Socket
+    try {
+      data = await passive.connection()
+    } catch {
+      source.destroy()
+      return this.#reply(425, 'No data connection')
+    }
+    this.#reply(150, `Opening BINARY mode data connection for ${what}`)
+    const outcome = await this.#pump(data, source, expected)
+    switch (outcome) {
+      case 'ok':
+        return this.#reply(226, 'Transfer complete')
+      case 'source':
+        return this.#reply(451, 'Local error reading the file, transfer aborted')
+      case 'client':
+        return this.#reply(426, 'Data connection closed, transfer aborted')
+      case 'aborted':
+        this.#reply(426, 'Transfer aborted')
+        return this.#reply(226, 'ABOR successful')
+    }
+  }
+
+  async #pump(data: Socket, source: Readable, expected: number): Promise<Outcome> {
+    let outcome: Outcome | undefined
+    let finished = false
+    const fail = (o: Outcome) => {
+      if (outcome !== undefined || finished) return
+      outcome = o
+      // A reset, not a FIN: the client must not mistake a cut transfer for the end of the file.
+      if (!data.destroyed) data.resetAndDestroy()
+      source.destroy()
+    }
+    this.#transfer = {abort: () => fail('aborted')}
+    data.setTimeout(this.#deps.limits.dataTimeoutMs, () => fail('client'))
+    data.on('error', () => fail('client'))
+    data.on('close', () => fail('client'))
+    source.on('error', () => {}) // reported through the iterator below; keep a late one from crashing
+    let sent = 0
+    try {
+      for await (const chunk of source) {
+        if (outcome !== undefined) break
+        const buf = chunk as Buffer
+        sent += buf.length
+        if (!data.write(buf)) await drainOrClose(data)
+      }
+      if (outcome === undefined && sent !== expected) fail('source')
+      if (outcome === undefined) {
+        await new Promise<void>((resolve, reject) => data.end((err?: Error | null) => (err ? reject(err) : resolve())))
+        if (outcome === undefined) finished = true
+      }
+    } catch {
+      fail(data.destroyed ? 'client' : 'source')
+    } finally {
+      this.#transfer = undefined
+    }
+    return outcome ?? 'ok'
+  }
+}
+
+function drainOrClose(socket: Socket): Promise<void> {
+  if (socket.destroyed) return Promise.resolve()
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off('drain', done)
+      socket.off('close', done)
+      resolve()
+    }
+    socket.on('drain', done)
+    socket.on('close', done)
+  })
+}
