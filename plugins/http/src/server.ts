@@ -37,10 +37,10 @@ export function parseRange(header: string | undefined, size: number): RangeReque
     return {kind: 'partial', start: Math.max(0, size - suffix), end: size - 1}
   }
   const start = Number(m[1])
-  const end = m[2] === '' ? size - 1 : Number(m[2])
-  if (end < start) return {kind: 'full'}
+  // `a-b` with b < a is malformed (ignored); `a-` past the end is unsatisfiable.
+  if (m[2] !== '' && Number(m[2]) < start) return {kind: 'full'}
   if (start >= size) return {kind: 'unsatisfiable'}
-  return {kind: 'partial', start, end: Math.min(end, size - 1)}
+  return {kind: 'partial', start, end: m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1)}
 }
 
 function escapeHtml(text: string): string {
