@@ -18,18 +18,19 @@ export interface SftpClientTuning {
   chunkBytes: number
   /** READ requests in flight per transfer. */
   maxOutstanding: number
+  /** The SSH user name. fpeer servers ignore it (the key is the login); other servers may need a real account. */
+  username: string
 }
 
 export const DEFAULT_CLIENT_TUNING: Readonly<SftpClientTuning> = {
   chunkBytes: 256 * 1024,
   maxOutstanding: 64,
+  username: 'fpeer',
 }
 
 /** SFTP v3 status codes ssh2 puts in `err.code`. */
 const FX_NO_SUCH_FILE = 2
 const FX_PERMISSION_DENIED = 3
-/** The user name is not checked by fpeer servers; the key is the login. */
-const USERNAME = 'fpeer'
 
 // ─── errors ─────────────────────────────────────────────────────────────────
 
@@ -97,12 +98,12 @@ class Connection {
     return (this.sc as unknown as {client: SshClient}).client
   }
 
-  async open(options: ConnectOptions): Promise<void> {
+  async open(options: ConnectOptions, username: string): Promise<void> {
     const expected = options.expectedPeer ? publicKeyBlob(options.expectedPeer.publicKey) : undefined
     const config: ConnectConfig = {
       host: options.host,
       port: options.port,
-      username: USERNAME,
+      username,
       privateKey: privateKeyPem(options.identity),
       authHandler: ['publickey'],
       readyTimeout: options.timeoutMs,
@@ -121,6 +122,8 @@ class Connection {
       },
       ...(options.localAddress ? {localAddress: options.localAddress} : {}),
     }
+    // Many small READ requests go out back to back; Nagle's algorithm would hold them for ACKs.
+    this.ssh.once('connect', () => this.ssh.setNoDelay(true))
     try {
       this.sftp = await this.sc.connect(config)
       this.alive = true
@@ -350,7 +353,7 @@ class SftpTransferClient implements TransferClient {
     this.#opening++
     try {
       const conn = new Connection(this.#log)
-      await conn.open(this.#options)
+      await conn.open(this.#options, this.#tuning.username)
       if (this.#closed) {
         conn.destroy()
         throw new FpeerError('E_CONNECTION_LOST', 'the SFTP client was closed')

@@ -267,7 +267,15 @@ class ReadOnlySftpSession {
     for (const ev of ['READLINK', 'EXTENDED']) sftp.on(ev, unsupported)
     sftp.on('error', (err: Error) => this.#ctx.log.debug('sftp session error', {error: err.message}))
     sftp.on('close', () => this.dispose())
-    sftp.on('end', () => this.dispose())
+    sftp.on('end', () => {
+      // The client sent EOF: it will not ask for more, and waits for us to close the channel.
+      this.dispose()
+      try {
+        sftp.end()
+      } catch {
+        // already closed
+      }
+    })
   }
 
   /** Frees every handle; called when the channel goes away. */
