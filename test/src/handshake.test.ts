@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import {rm} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
+import {Identity, generateKeyPair} from '@fpeer/core'
 import {Peer, makeTree, tempDir, treeHashes} from './harness.js'
 
 describe('becoming a peer over HTTP, through the fpeer binary', () => {
@@ -83,17 +84,20 @@ describe('becoming a peer over HTTP, through the fpeer binary', () => {
   })
 
   it('a wrong --peer-id refuses the host before any file lands', async () => {
-    const other = await Peer.create('127.0.0.4')
+    const fresh = await Peer.create('127.0.0.4')
     const dest = path.join(work, 'wrong-host')
     try {
+      assert.equal((await host.run(['allow', '00-MainDocuments', await fresh.id()])).code, 0)
       await host.serve()
-      const r = await requester.run(['request', host.control, '00-MainDocuments', '--into', dest, '--bind', '127.0.0.2', '--json', '--peer-id', await other.id()])
-      assert.equal(r.code, 5)
+      const wrongId = new Identity(generateKeyPair()).id.toString()
+      const r = await fresh.run(['request', host.control, '00-MainDocuments', '--into', dest, '--bind', '127.0.0.4', '--json', '--peer-id', wrongId])
+      assert.equal(r.code, 5, r.stdout + r.stderr)
       assert.equal(JSON.parse(r.stdout).error.code, 'E_PEER_ID_MISMATCH')
       assert.deepEqual([...(await treeHashes(dest)).keys()], [])
+      assert.deepEqual((await fresh.json(['status'])).folders, [])
     } finally {
       await host.stop()
-      await other.destroy()
+      await fresh.destroy()
     }
   })
 })

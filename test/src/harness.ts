@@ -71,7 +71,9 @@ export class Peer {
         const nl = out.indexOf('\n')
         if (nl >= 0) {
           clearTimeout(t)
-          resolve(JSON.parse(out.slice(0, nl)))
+          const doc = JSON.parse(out.slice(0, nl))
+          if (doc.error || typeof doc.control !== 'number') reject(new Error(`serve failed: ${out.slice(0, nl)} ${this.serveStderr}`))
+          else resolve(doc)
         }
       })
       child.once('exit', (code) => {

@@ -12,7 +12,7 @@ import {Peer, makeTree, tempDir, treeHashes} from './harness.js'
 const exec = promisify(execFile)
 
 /** Sends raw bytes on a fresh connection and collects everything the daemon answers until it closes. */
-function converse(port: number, chunks: Array<string | Buffer>, options: {gapMs?: number; timeoutMs?: number} = {}): Promise<string> {
+function converse(port: number, chunks: Array<string | Buffer>, options: {gapMs?: number; timeoutMs?: number; until?: RegExp} = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = net.connect({host: '127.0.0.1', port})
     let got = ''
@@ -20,7 +20,10 @@ function converse(port: number, chunks: Array<string | Buffer>, options: {gapMs?
       s.destroy()
       reject(new Error(`no close within ${options.timeoutMs ?? 10_000} ms; got ${JSON.stringify(got)}`))
     }, options.timeoutMs ?? 10_000)
-    s.on('data', (d) => (got += d.toString()))
+    s.on('data', (d) => {
+      got += d.toString()
+      if (options.until?.test(got)) s.destroy()
+    })
     s.on('close', () => {
       clearTimeout(t)
       resolve(got)
@@ -87,7 +90,7 @@ describe('seed form and malformed input against fpeer serve', () => {
     it(`${c.name} gets a PeerError with ${c.code}, and the daemon keeps serving others`, async () => {
       const pending = converse(host.ready!.control, c.send, {...(c.gapMs ? {gapMs: c.gapMs} : {})})
       // While the bad client is connected, a good one is answered.
-      const good = await converse(host.ready!.control, ['BePeerRequest\nseed\n\n'], {timeoutMs: 15_000})
+      const good = await converse(host.ready!.control, ['BePeerRequest\nseed\n\n'], {timeoutMs: 15_000, until: /\n\n/})
       assert.match(good, /^FilesToGet\nseed\n/)
       const reply = await pending
       const lines = reply.split('\n')

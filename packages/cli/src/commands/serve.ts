@@ -14,10 +14,10 @@ export default class Serve extends BaseCommand<typeof Serve> {
   static override flags = {
     host: Flags.string({description: 'address to listen on', default: '0.0.0.0'}),
     port: Flags.integer({description: 'control port', default: DEFAULT_CONTROL_PORT, min: 0, max: 65535}),
-    'data-port': Flags.string({description: 'PROTOCOL=PORT for a transfer server (0: any free port; repeatable)', multiple: true}),
+    'data-port': Flags.string({description: 'PROTOCOL=PORT for a transfer server (0: any free port; repeatable)', multiple: true, multipleNonGreedy: true}),
     name: Flags.string({description: 'folder name for DIR'}),
     open: Flags.boolean({description: 'let any peer join DIR', allowNo: true}),
-    allow: Flags.string({description: 'peer ID allowed to join DIR (repeatable)', multiple: true}),
+    allow: Flags.string({description: 'peer ID allowed to join DIR (repeatable)', multiple: true, multipleNonGreedy: true}),
     concurrency: Flags.integer({description: 'parallel transfers when checking a peer', default: 8, min: 1, max: 64}),
   }
 

@@ -12,7 +12,7 @@ export default class Share extends BaseCommand<typeof Share> {
   static override flags = {
     name: Flags.string({description: "folder name peers ask for (default: the directory's name)"}),
     open: Flags.boolean({description: 'let any peer join', allowNo: true}),
-    allow: Flags.string({description: 'peer ID allowed to join (repeatable)', multiple: true}),
+    allow: Flags.string({description: 'peer ID allowed to join (repeatable)', multiple: true, multipleNonGreedy: true}),
   }
 
   async run(): Promise<FolderSummary> {

@@ -66,8 +66,14 @@ export async function prepareForWrite(rootReal: string, rel: string): Promise<st
       st = await lstat(dir)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-      await mkdir(dir)
-      continue
+      try {
+        await mkdir(dir)
+        continue
+      } catch (mkErr) {
+        // Another worker created it between our lstat and mkdir: check what is there now.
+        if ((mkErr as NodeJS.ErrnoException).code !== 'EEXIST') throw mkErr
+        st = await lstat(dir)
+      }
     }
     if (st.isSymbolicLink()) throw new FpeerError('E_PATH_UNSAFE', `${rel} goes through a symlink (${path.relative(rootReal, dir)})`)
     if (!st.isDirectory()) throw new FpeerError('E_PATH_UNSAFE', `${rel}: ${path.relative(rootReal, dir)} is not a directory`)
