@@ -70,6 +70,8 @@ export class FtpSession {
   #rest = 0
   #facts = new Set<MlstFact>(MLST_FACTS)
   #passive: PassiveEndpoint | undefined
+  /** The endpoint a running command took: teardown must close it too, or its listener outlives the session. */
+  #inUse: PassiveEndpoint | undefined
   #transfer: {abort(): void} | undefined
 
   constructor(socket: Socket, deps: SessionDeps) {
@@ -111,6 +113,7 @@ export class FtpSession {
     this.#transfer?.abort()
     this.#passive?.close()
     this.#passive = undefined
+    this.#inUse?.close()
     this.#deps.onClose()
   }
 
@@ -353,10 +356,11 @@ export class FtpSession {
     this.#reply(extended ? 229 : 227, extended ? formatEpsv(endpoint.port) : formatPasv(this.#localHost, endpoint.port)!)
   }
 
-  /** The prepared data endpoint, detached from the session: each transfer uses one and closes it. */
+  /** The prepared data endpoint, taken for one command: each transfer uses one and closes it. */
   #takePassive(): PassiveEndpoint | undefined {
     const p = this.#passive
     this.#passive = undefined
+    this.#inUse = p
     return p
   }
 
