@@ -33,6 +33,8 @@ export interface FetchOptions {
   /** Whether the transport honours `offset` (resume a part file) or a retry starts clean. */
   resume?: boolean
   onEvent?(ev: FetchEvent): void
+  /** Where a file is on the peer when that differs from where it lands here (conflict copies). */
+  remotePathOf?(file: FileEntry): string
   signal?: AbortSignal
 }
 
@@ -107,7 +109,7 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
   const fh = part ? await open(part, offset > 0 ? 'a' : 'w', 0o644) : undefined
   let received = offset
   try {
-    const {stream} = await opts.client.get(opts.folder, file.path, {offset, ...(opts.signal ? {signal: opts.signal} : {})})
+    const {stream} = await opts.client.get(opts.folder, opts.remotePathOf?.(file) ?? file.path, {offset, ...(opts.signal ? {signal: opts.signal} : {})})
     for await (const chunk of stream) {
       const buf = chunk as Buffer
       received += buf.length
