@@ -4,9 +4,10 @@
  * What kind of failure this is, which decides the process exit code:
  * usage (the user must fix the call), refused (a peer said no), network,
  * verify (content or signature did not check out), plugin (no transport for a protocol),
- * protocol (a peer spoke the wire protocol wrongly), io (local disk), internal (a bug).
+ * protocol (a peer spoke the wire protocol wrongly), io (local disk), internal (a bug),
+ * pending (nothing failed: the user has to act, then resume; sysexits' EX_TEMPFAIL).
  */
-export type ErrorKind = 'usage' | 'refused' | 'network' | 'verify' | 'plugin' | 'protocol' | 'io' | 'internal'
+export type ErrorKind = 'usage' | 'refused' | 'network' | 'verify' | 'plugin' | 'protocol' | 'io' | 'internal' | 'pending'
 
 /** Exit codes, documented in docs/scripting.md. */
 export const EXIT_CODES: Readonly<Record<ErrorKind, number>> = {
@@ -18,6 +19,7 @@ export const EXIT_CODES: Readonly<Record<ErrorKind, number>> = {
   protocol: 7,
   io: 8,
   internal: 70,
+  pending: 75,
 }
 
 /** Stable error codes with their kind. Add new ones at the end of their group; never rename one. */
@@ -29,6 +31,7 @@ export const ERROR_CODES = {
   E_BAD_PEER_ID: 'usage',
   E_BAD_ADDRESS: 'usage',
   E_STATE: 'usage',
+  E_UNKNOWN_PLUGIN: 'usage',
   // wire protocol
   E_MSG_EMPTY: 'protocol',
   E_MSG_UNKNOWN_TYPE: 'protocol',
@@ -72,6 +75,8 @@ export const ERROR_CODES = {
   E_LOCKED: 'io',
   // bugs
   E_INTERNAL: 'internal',
+  // waiting on the user (MANUAL: files to place, then `fpeer request --resume`)
+  E_PENDING: 'pending',
 } as const satisfies Record<string, ErrorKind>
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -1,5 +1,6 @@
 // The transport registry: Line 4's protocol name to the plugin that implements it.
 import {FpeerError} from './errors.js'
+import {knownPlugin} from './plugins.js'
 import type {Transport} from './transport.js'
 
 /** Where a transport came from, for `fpeer protocols`. */
@@ -24,10 +25,10 @@ export class TransportRegistry {
   get(protocol: string): Transport {
     const found = this.#byProtocol.get(protocol.toUpperCase())
     if (!found) {
-      const short = protocol.toLowerCase()
+      const known = knownPlugin(protocol)
       throw new FpeerError('E_NO_TRANSPORT', `no transfer plugin for protocol ${protocol.toUpperCase()}`, {
-        hint: `install it with \`fpeer plugins:install ${short}\` (package @fpeer/plugin-${short})`,
-        details: {protocol: protocol.toUpperCase(), plugin: `@fpeer/plugin-${short}`},
+        hint: known ? `install it with \`fpeer plugins:install ${known.short}\` (package ${known.package})` : 'no known fpeer plugin provides it; `fpeer protocols` lists what this peer has',
+        details: {protocol: protocol.toUpperCase(), ...(known ? {plugin: known.package, install: `fpeer plugins:install ${known.short}`} : {})},
       })
     }
     return found.transport

@@ -5,6 +5,7 @@
 // FpeerError with the codes named below; anything else is wrapped as E_TRANSFER.
 import type {Readable} from 'node:stream'
 import type {Identity, PeerId} from './identity.js'
+import type {FileEntry} from './wire/types.js'
 
 /** What a transport can and cannot do. The conformance suite skips what is declared unsupported. */
 export interface TransportSupports {
@@ -106,6 +107,65 @@ export interface TransferClient {
   close(): Promise<void>
 }
 
+/** What a requester must get by hand (protocol MANUAL), as core hands it to `Transport.handOver`. */
+export interface ManualRequest {
+  folder: string
+  /** The host's address: the control connection's, never one a message names. */
+  host: string
+  /** Line 3: a port the files may be fetched from by hand; 0 if none. */
+  port: number
+  /** `via=`: the protocol of that port, e.g. HTTP. */
+  via?: string
+  /** The host's peer ID, verified from its signed FilesToGet. */
+  hostId: string
+  /** The directory the files must land in (absolute, symlinks resolved). */
+  into: string
+  /** Every file of the FilesToGet, with its size and SHA-256. */
+  files: FileEntry[]
+}
+
+/** Which files of a ManualRequest are not in place, by core's check of size and SHA-256. */
+export interface PlacedState {
+  /** Paths with nothing at their target yet. */
+  missing: string[]
+  /** Paths whose target holds other bytes (wrong, or still being written). */
+  wrong: string[]
+}
+
+/** One file to get by hand, as `HandOverIO.show` receives it. */
+export interface ManualFile {
+  /** The path in the folder, `/`-separated, as the FilesToGet names it. */
+  path: string
+  size: number
+  sha256: string
+  /** Where it must land: an absolute path inside `into`. */
+  target: string
+  /** Where it can be fetched from, when the host offers a port for it (`via=HTTP`). */
+  url?: string
+  state: 'missing' | 'wrong'
+}
+
+/** What a hand-over tells the user or script: the files still to place, and where from. */
+export interface ManualListing {
+  folder: string
+  host: string
+  hostId: string
+  into: string
+  via?: string
+  files: ManualFile[]
+}
+
+/** What core (and the CLI) give `Transport.handOver`. */
+export interface HandOverIO {
+  /** Checks every file's target against its size and SHA-256; a transport never hashes by itself. */
+  check(): Promise<PlacedState>
+  /** Shows what to get; the caller picks the format (one JSON document, or one file per line). */
+  show(listing: ManualListing): void
+  /** How long to wait for the files, polling `check()`, in ms; 0 does not wait. */
+  waitMs: number
+  signal?: AbortSignal
+}
+
 /** A transport: one wire protocol for moving file bytes, named on Line 4 of a message. */
 export interface Transport {
   /** Line 4's protocol name, upper case, e.g. `HTTP`. */
@@ -117,6 +177,14 @@ export interface Transport {
   serve?(options: ServeOptions): Promise<TransportServer>
   /** Connects to a peer. Required when `supports.fetch`. */
   connect?(options: ConnectOptions): Promise<TransferClient>
+  /**
+   * For transports where a person moves the bytes (MANUAL; `supports.fetch` is false):
+   * shows what to get and where from, then resolves once nothing is missing (core checks
+   * every hash again and reports E_HASH_MISMATCH). Resolves at once, showing nothing, when
+   * everything is already in place (a resumed request). Errors: E_PENDING when files are
+   * still missing and it does not wait, or the wait ran out (the request can be resumed).
+   */
+  handOver?(request: ManualRequest, io: HandOverIO): Promise<void>
 }
 
 /** What a plugin's `fpeer:transport` hook returns. */

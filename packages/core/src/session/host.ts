@@ -86,6 +86,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     ftg = signMessage(ftg, ctx.identity)
   }
   const revoke = ctx.grant(folder, address, sender)
+  let confirmed = false
   ctx.log.info('sent FilesToGet', {peer: sender?.short ?? address, folder, protocol, files: files.length})
   try {
     await channel.send(ftg)
@@ -117,8 +118,13 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     let tpc: TrustedPeerConfirm = {type: 'TrustedPeerConfirm', folder, port: ftg.port, protocol, files: confirmFiles, meta: {}}
     if (!plain) tpc = signMessage({...tpc, meta: {nonce: randomNonce(), re: fu.meta.nonce ?? ''}}, ctx.identity)
     await channel.send(tpc)
+    confirmed = true
     ctx.log.info('confirmed peer', {peer: sender?.toString() ?? address, folder})
   } finally {
-    revoke()
+    // A MANUAL requester may hang up to fetch the files by hand (from our HTTP port) and come
+    // back with a fresh request (`fpeer request --resume`): it keeps read access for as long
+    // as we would have waited for its FilesUpdated on this connection, and no longer.
+    if (protocol === 'MANUAL' && !confirmed) setTimeout(revoke, Math.min(ctx.timeouts.transfer, 2 ** 31 - 1)).unref()
+    else revoke()
   }
 }

@@ -1,5 +1,5 @@
 // The requester's side of "Becoming a Peer" (seed steps 4-5, 10-12 and 17).
-import {mkdir, realpath} from 'node:fs/promises'
+import {mkdir, realpath, stat} from 'node:fs/promises'
 import {FpeerError} from '../errors.js'
 import type {Identity, PeerId} from '../identity.js'
 import {LocalFileSource} from '../fs/local-source.js'
@@ -8,24 +8,11 @@ import {sha256File} from '../fs/scan.js'
 import {connectChannel} from '../net/channel.js'
 import type {TransportRegistry} from '../registry.js'
 import {type FetchEvent, type FetchResult, fetchFiles} from '../transfer/fetch.js'
-import type {Logger, TransportServer} from '../transport.js'
+import type {Logger, ManualRequest, PlacedState, TransportServer} from '../transport.js'
 import {signMessage} from '../wire/signing.js'
 import type {BePeerRequest, FileEntry, FilesToGet, FilesUpdated} from '../wire/types.js'
 import type {HandshakeTimeouts} from './context.js'
 import {expectType, randomNonce, sameFiles, verifyReply} from './handshake.js'
-
-/** What a MANUAL transfer is told, so a plugin can show it to the user or a script. */
-export interface ManualRequest {
-  folder: string
-  /** The host's address (the control connection's), and a port its files may be fetched from by hand (0 if none). */
-  host: string
-  port: number
-  /** The protocol of that port (`via=`), e.g. HTTP. */
-  via?: string
-  hostId: string
-  into: string
-  files: FileEntry[]
-}
 
 export interface RequestOptions {
   host: string
@@ -47,8 +34,8 @@ export interface RequestOptions {
   timeouts: HandshakeTimeouts
   log: Logger
   onEvent?(ev: FetchEvent | {event: 'files-to-get'; files: number; bytes: number; protocol: string} | {event: 'phase'; phase: string}): void
-  /** Called for protocol MANUAL; resolves when the user has placed the files (or throws to stop, resumable). */
-  manual?(req: ManualRequest): Promise<void>
+  /** Called for protocol MANUAL; resolves when the user has placed the files (or throws to stop, resumable). `check` tells which are not in place. */
+  manual?(req: ManualRequest, check: () => Promise<PlacedState>): Promise<void>
 }
 
 export interface RequestResult {
@@ -61,20 +48,44 @@ export interface RequestResult {
   confirmedAt: string
 }
 
-/** Checks files the user placed by hand: each must exist and match its hash. */
-async function checkPlaced(root: string, files: FileEntry[]): Promise<FetchResult> {
+/**
+ * Which files the user has not placed (yet) with the right size and hash. `seen` remembers
+ * the hash of an unchanged file (same size, mtime, inode), so polling does not rehash it.
+ */
+async function placedState(root: string, files: FileEntry[], seen = new Map<string, {key: string; ok: boolean}>()): Promise<PlacedState> {
   const missing: string[] = []
   const wrong: string[] = []
   for (const f of files) {
     const target = await prepareForWrite(root, f.path)
-    const got = await sha256File(target).catch(() => undefined)
-    if (got === undefined) missing.push(f.path)
-    else if (got !== f.sha256) wrong.push(f.path)
+    const st = await stat(target).catch(() => undefined)
+    if (!st?.isFile()) {
+      missing.push(f.path)
+      continue
+    }
+    if (f.size !== undefined && st.size !== f.size) {
+      wrong.push(f.path)
+      continue
+    }
+    const key = `${st.size}:${st.mtimeMs}:${st.ino}`
+    let ok = seen.get(f.path)?.key === key ? seen.get(f.path)!.ok : undefined
+    if (ok === undefined) {
+      ok = (await sha256File(target).catch(() => undefined)) === f.sha256
+      seen.set(f.path, {key, ok})
+    }
+    if (!ok) wrong.push(f.path)
   }
+  return {missing, wrong}
+}
+
+/** Checks files the user placed by hand: each must exist and match its hash. */
+async function checkPlaced(root: string, files: FileEntry[]): Promise<FetchResult> {
+  const {missing, wrong} = await placedState(root, files)
   if (wrong.length) throw new FpeerError('E_HASH_MISMATCH', `${wrong.length} placed file(s) do not match: ${wrong.slice(0, 5).join(', ')}`, {details: {files: wrong}})
-  if (missing.length) throw new FpeerError('E_STATE', `${missing.length} file(s) not placed yet: ${missing.slice(0, 5).join(', ')}`, {details: {files: missing}, hint: 'place them, then run the request again with --resume'})
+  if (missing.length) throw new FpeerError('E_PENDING', `${missing.length} file(s) not placed yet: ${missing.slice(0, 5).join(', ')}`, {details: {files: missing}, hint: 'place them, then run the request again with --resume'})
   return {files: files.length, fetched: 0, skipped: files.length, bytes: 0}
 }
+
+export type {ManualRequest}
 
 export async function requestFolder(opts: RequestOptions): Promise<RequestResult> {
   await mkdir(opts.into, {recursive: true})
@@ -102,7 +113,8 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
     let transfer: FetchResult
     if (ftg.protocol === 'MANUAL') {
       if (!opts.manual) throw new FpeerError('E_NO_TRANSPORT', 'no handler for protocol MANUAL', {hint: 'install it with `fpeer plugins:install manual`'})
-      await opts.manual({folder: opts.folder, host: hostAddress, port: ftg.port, ...(ftg.meta.via ? {via: ftg.meta.via} : {}), hostId: hostId.toString(), into: root, files: ftg.files})
+      const seen = new Map<string, {key: string; ok: boolean}>()
+      await opts.manual({folder: opts.folder, host: hostAddress, port: ftg.port, ...(ftg.meta.via ? {via: ftg.meta.via} : {}), hostId: hostId.toString(), into: root, files: ftg.files}, () => placedState(root, ftg.files, seen))
       transfer = await checkPlaced(root, ftg.files)
     } else {
       const transport = opts.registry.get(ftg.protocol)
