@@ -1,8 +1,13 @@
-// The MANUAL transport: a person (or a script) moves the bytes; fpeer only says what to get and checks it.
+// @fpeer/plugin-manual: the MANUAL transport; a person (or a script) moves the bytes, fpeer says what to get and checks it.
 import type {Transport} from '@fpeer/core'
+import {handOver} from './hand-over.js'
 
 export const manualTransport: Transport = {
   protocol: 'MANUAL',
   description: 'the user places the files by hand (or by script); fpeer lists them and checks every hash',
   supports: {serve: false, fetch: false, resume: false, peerAuth: false, serverAuth: false},
+  handOver: (request, io) => handOver(request, io),
 }
+
+export {handOver, listing, POLL_MS} from './hand-over.js'
+export {encodeSegment, fileUrl} from './url.js'

@@ -1,6 +1,7 @@
-// oclif hook `fpeer:transport`: tells core that this plugin provides MANUAL.
+// The oclif `fpeer:transport` hook: tells the CLI this plugin provides the MANUAL transport.
+import type {TransportHookResult} from '@fpeer/core'
 import {manualTransport} from '../index.js'
 
-export default async function transportHook() {
+export default async function transportHook(): Promise<TransportHookResult> {
   return {transports: [manualTransport]}
 }
