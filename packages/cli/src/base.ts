@@ -35,7 +35,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.home = resolveHome(this.config.configDir)
     await ensureHome(this.home)
     const debug = Boolean(this.flags.debug || process.env.DEBUG)
-    this.log_ = createLogger({level: debug ? 'debug' : ((process.env.FPEER_LOG_LEVEL as 'info') ?? (this.jsonEnabled() ? 'warn' : 'info'))})
+    // Long-running commands take --progress: `json` makes every stderr line (events and log lines) a JSON object.
+    const progress = (this.flags as {progress?: string}).progress
+    const level = debug ? 'debug' : ((process.env.FPEER_LOG_LEVEL as 'info') ?? (progress === 'none' || (this.jsonEnabled() && progress !== 'json') ? 'warn' : 'info'))
+    this.log_ = createLogger({level, json: progress === 'json'})
   }
 
   /** Every transport the installed plugins provide, through their `fpeer:transport` hooks. */

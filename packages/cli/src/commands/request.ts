@@ -3,6 +3,7 @@ import path from 'node:path'
 import {Args, Flags} from '@oclif/core'
 import {DEFAULT_CONTROL_PORT, PeerId, type RequestResult, defaultTimeouts, requestAndRecord} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
+import {createProgress, progressFlag, type ProgressMode} from '../progress.js'
 import {formatBytes, parseHostPort} from '../util.js'
 
 export default class Request extends BaseCommand<typeof Request> {
@@ -23,12 +24,14 @@ export default class Request extends BaseCommand<typeof Request> {
     'peer-id': Flags.string({description: 'refuse the host unless its ID is this one'}),
     concurrency: Flags.integer({description: 'parallel transfers', default: 8, min: 1, max: 64}),
     'control-port': Flags.integer({description: 'control port this peer serves on, told to the host for later updates', default: DEFAULT_CONTROL_PORT}),
+    progress: progressFlag(),
   }
 
   async run(): Promise<RequestResult & {ms: number}> {
     const {host, port} = parseHostPort(this.args.host)
     const expectedHost = this.flags['peer-id'] ? PeerId.parse(this.flags['peer-id']) : undefined
     const t0 = Date.now()
+    const progress = createProgress({mode: this.flags.progress as ProgressMode, json: this.jsonEnabled()})
     const result = await requestAndRecord(this.home, {
       host,
       port,
@@ -42,7 +45,8 @@ export default class Request extends BaseCommand<typeof Request> {
       concurrency: this.flags.concurrency,
       timeouts: defaultTimeouts(),
       log: this.log_,
-    })
+      onEvent: (ev) => progress.onEvent(ev),
+    }).finally(() => progress.stop())
     const ms = Date.now() - t0
     this.out(`confirmed: peer of ${result.folder} on ${result.host.address} (${result.host.id}) over ${result.protocol}: ${result.files.length} files, ${result.transfer.fetched} fetched, ${formatBytes(result.transfer.bytes)} in ${(ms / 1000).toFixed(2)} s into ${result.into}`)
     return {...result, ms}

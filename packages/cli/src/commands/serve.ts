@@ -2,10 +2,11 @@
 import {Args, Flags} from '@oclif/core'
 import {DEFAULT_CONTROL_PORT, FpeerError, PeerNode, loadIdentity, shareFolder} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
+import {progressFlag} from '../progress.js'
 
 export default class Serve extends BaseCommand<typeof Serve> {
   static override summary = 'Run this peer: answer peers on the control port and serve shared folders.'
-  static override description = `Listens for messages on the control port (default ${DEFAULT_CONTROL_PORT}) and serves every shared folder over each installed transfer protocol (HTTP on 7735, FTP on 7736, SFTP on 7737 unless --data-port says otherwise). With a directory, shares it first. Logs one line per event on stderr; with --json, prints one JSON document on stdout once listening. Stops cleanly on SIGINT or SIGTERM.`
+  static override description = `Listens for messages on the control port (default ${DEFAULT_CONTROL_PORT}) and serves every shared folder over each installed transfer protocol (HTTP on 7735, FTP on 7736, SFTP on 7737 unless --data-port says otherwise). With a directory, shares it first. Logs one line per event on stderr (--progress=json: one JSON object per line); with --json, prints one JSON document on stdout once listening. Stops cleanly on SIGINT or SIGTERM.`
   static override examples = [
     '<%= config.bin %> serve ./docs --name 00-MainDocuments --open',
     '<%= config.bin %> serve --host 127.0.0.1 --port 7734 --data-port HTTP=8080',
@@ -19,6 +20,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     open: Flags.boolean({description: 'let any peer join DIR', allowNo: true}),
     allow: Flags.string({description: 'peer ID allowed to join DIR (repeatable)', multiple: true, multipleNonGreedy: true}),
     concurrency: Flags.integer({description: 'parallel transfers when checking a peer', default: 8, min: 1, max: 64}),
+    progress: progressFlag('events on stderr: auto or bar (one line per event), json (one JSON object per line), none (warnings and errors only)'),
   }
 
   async run(): Promise<{id: string; host: string; control: number; ports: Record<string, number>}> {

@@ -1,0 +1,149 @@
+// Transfer progress for long-running commands: a bar on a terminal's stderr, NDJSON events for scripts, or nothing.
+import {Flags} from '@oclif/core'
+import cliProgress from 'cli-progress'
+import type {FetchEvent} from '@fpeer/core'
+import {formatBytes} from './util.js'
+
+/** Every event a transfer reports: the fetcher's, plus the requester's phases and the host's file list. */
+export type TransferEvent = FetchEvent | {event: 'files-to-get'; files: number; bytes: number; protocol: string} | {event: 'phase'; phase: string}
+
+/**
+ * `auto`: a bar when stderr is a terminal and --json is off, else nothing. `bar`: always the bar.
+ * `json`: one JSON object per line on stderr (stdout keeps the one result document). `none`: nothing.
+ */
+export type ProgressMode = 'auto' | 'bar' | 'json' | 'none'
+
+/** The `--progress` flag of long-running commands. */
+export function progressFlag(description = 'progress on stderr: auto (a bar on a terminal), bar, json (one JSON event per line), none') {
+  return Flags.string({description, options: ['auto', 'bar', 'json', 'none'], default: 'auto'})
+}
+
+export interface ProgressReporter {
+  onEvent(ev: TransferEvent): void
+  /** Draws the final state and releases the terminal; call it on success and on failure. */
+  stop(): void
+}
+
+/** How often `--progress=json` reports accumulated bytes: chunk-level events would be thousands of lines. */
+const JSON_PROGRESS_INTERVAL_MS = 250
+
+export function createProgress(options: {mode: ProgressMode; json: boolean; stream?: NodeJS.WriteStream; now?: () => number}): ProgressReporter {
+  const stream = options.stream ?? process.stderr
+  const mode = options.mode === 'auto' ? (stream.isTTY && !options.json ? 'bar' : 'none') : options.mode
+  if (mode === 'none') return {onEvent() {}, stop() {}}
+  return mode === 'json' ? jsonProgress(stream, options.now ?? Date.now) : barProgress(stream)
+}
+
+/** Running totals shared by both renderers; bytes of a retried file are counted once. */
+class Totals {
+  files = 0
+  bytes = 0
+  filesDone = 0
+  bytesDone = 0
+  readonly #perFile = new Map<string, number>()
+
+  apply(ev: TransferEvent): void {
+    switch (ev.event) {
+      case 'files-to-get':
+        this.files = ev.files
+        this.bytes = ev.bytes
+        break
+      case 'bytes': {
+        this.#perFile.set(ev.path, (this.#perFile.get(ev.path) ?? 0) + ev.bytes)
+        this.bytesDone += ev.bytes
+        break
+      }
+      case 'retry': {
+        // The next attempt reports its bytes again (from the resume offset at most), so forget this one's.
+        this.bytesDone -= this.#perFile.get(ev.path) ?? 0
+        this.#perFile.delete(ev.path)
+        break
+      }
+      case 'file-done': {
+        // A skipped file (already here) moved no bytes but is done all the same.
+        this.bytesDone += ev.size - (this.#perFile.get(ev.path) ?? 0)
+        this.#perFile.delete(ev.path)
+        this.filesDone++
+        break
+      }
+      default:
+        break
+    }
+  }
+}
+
+function jsonProgress(stream: NodeJS.WritableStream, now: () => number): ProgressReporter {
+  const totals = new Totals()
+  let last = 0
+  let dirty = false
+  const write = (doc: Record<string, unknown>) => stream.write(JSON.stringify({time: new Date(now()).toISOString(), ...doc}) + '\n')
+  const progress = () => {
+    dirty = false
+    last = now()
+    write({event: 'progress', files: totals.filesDone, totalFiles: totals.files, bytes: totals.bytesDone, totalBytes: totals.bytes})
+  }
+  return {
+    onEvent(ev) {
+      totals.apply(ev)
+      if (ev.event === 'bytes') {
+        dirty = true
+        if (now() - last >= JSON_PROGRESS_INTERVAL_MS) progress()
+        return
+      }
+      write({...ev})
+      if (ev.event === 'file-done' || ev.event === 'files-to-get') progress()
+    },
+    stop() {
+      if (dirty) progress()
+    },
+  }
+}
+
+function barProgress(stream: NodeJS.WriteStream): ProgressReporter {
+  const totals = new Totals()
+  let started = 0
+  let bar: cliProgress.SingleBar | undefined
+  const payload = () => {
+    const secs = Math.max((Date.now() - started) / 1000, 0.001)
+    return {
+      files: `${totals.filesDone}/${totals.files} files`,
+      bytes: `${formatBytes(totals.bytesDone)}/${formatBytes(totals.bytes)}`,
+      speed: `${formatBytes(Math.round(totals.bytesDone / secs))}/s`,
+    }
+  }
+  return {
+    onEvent(ev) {
+      totals.apply(ev)
+      if (ev.event === 'files-to-get') {
+        // MANUAL moves no bytes through fpeer: there is nothing to draw.
+        if (ev.protocol === 'MANUAL' || bar) return
+        started = Date.now()
+        bar = new cliProgress.SingleBar(
+          {
+            stream,
+            format: '{bar} {percentage}% | {files} | {bytes} | {speed} | ETA {eta_formatted}',
+            barsize: 24,
+            hideCursor: true,
+            clearOnComplete: false,
+            stopOnComplete: false,
+            fps: 10,
+            etaBuffer: 50,
+          },
+          cliProgress.Presets.shades_classic,
+        )
+        bar.start(Math.max(totals.bytes, 1), 0, payload())
+        return
+      }
+      if (!bar || ev.event === 'phase') return
+      bar.update(Math.min(totals.bytesDone, Math.max(totals.bytes, 1)), payload())
+      // Done moving bytes: draw the final state now, before the handshake's next steps log anything.
+      if (ev.event === 'file-done' && totals.filesDone === totals.files) this.stop()
+    },
+    stop() {
+      if (!bar) return
+      if (totals.filesDone === totals.files) bar.update(Math.max(totals.bytes, 1), payload())
+      bar.stop()
+      bar = undefined
+    },
+  }
+}
