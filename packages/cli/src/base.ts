@@ -64,23 +64,23 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
-    // oclif's own exits and parse errors keep their behaviour, mapped to the usage exit code.
-    if (err.oclif?.exit !== undefined && !isFpeerError(err)) {
+    // `this.exit(n)` (EEXIT) keeps oclif's behaviour; parse errors (missing args, bad flags) become E_USAGE.
+    if (err.oclif?.exit !== undefined && !isFpeerError(err) && (err as {code?: string}).code === 'EEXIT') {
       if (err.oclif.exit === 0) return
-      if (!this.jsonEnabled()) throw err
+      throw err
     }
     const e: FpeerError = isFpeerError(err)
       ? err
       : err.oclif
-        ? new FpeerError('E_USAGE', err.message)
-        : new FpeerError('E_INTERNAL', err.message || String(err), {cause: err})
+        ? new FpeerError('E_USAGE', err.message.replace(/\n?See more help with --help$/, ''), {hint: `see \`${[this.config.bin, this.id?.replaceAll(':', ' ')].filter(Boolean).join(' ')} --help\``})
+        : new FpeerError('E_INTERNAL', err.message || String(err), {cause: err, hint: 'this is a bug in fpeer; run again with --debug and report the stack trace'})
     process.exitCode = EXIT_CODES[e.kind]
     if (this.jsonEnabled()) {
       process.stdout.write(JSON.stringify({error: e.toJSON()}) + '\n')
     } else {
       process.stderr.write(`Error [${e.code}]: ${e.message}\n`)
       if (e.hint) process.stderr.write(`  Hint: ${e.hint}\n`)
-      if (this.flags?.debug || process.env.DEBUG) process.stderr.write(`${(e.cause as Error)?.stack ?? e.stack}\n`)
+      if (this.flags?.debug || this.argv.includes('--debug') || process.env.DEBUG) process.stderr.write(`${(e.cause as Error)?.stack ?? e.stack}\n`)
     }
     return undefined
   }
