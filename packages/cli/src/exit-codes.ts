@@ -1,7 +1,8 @@
 // The exit codes fpeer documents, from core's taxonomy: one table for `fpeer --help`, docs/commands.md and docs/scripting.md.
 import {EXIT_CODES, type ErrorKind} from '@fpeer/core'
 
-const MEANING: Partial<Record<ErrorKind, string>> = {
+// Keyed by string, not ErrorKind, so a kind added to core later still compiles here and shows its name until described.
+const MEANING: Record<string, string> = {
   usage: 'bad usage: a missing or malformed argument, an unknown command or folder (fix the call)',
   refused: 'the peer refused: not allowed, unknown folder, no common protocol, access denied',
   network: 'network: cannot connect, connection lost, timed out, transfer failed',
