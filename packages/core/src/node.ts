@@ -1,16 +1,25 @@
 // A running peer (`fpeer serve`): the control port, one transport server per protocol, and the folders' state.
+import {type FSWatcher, watch} from 'node:fs'
+import {writeFile} from 'node:fs/promises'
 import net from 'node:net'
-import {FpeerError} from './errors.js'
-import type {Identity, PeerId} from './identity.js'
+import path from 'node:path'
+import {FpeerError, isFpeerError} from './errors.js'
+import {type Identity, PeerId} from './identity.js'
 import {LocalFileSource} from './fs/local-source.js'
-import {type IndexedFile, scanFolder} from './fs/scan.js'
+import {isIgnoredName} from './fs/scan.js'
 import {MessageChannel, normalizeAddress} from './net/channel.js'
 import type {TransportRegistry} from './registry.js'
 import {type HandshakeTimeouts, type HostContext, defaultTimeouts} from './session/context.js'
 import {serveConnection} from './session/host.js'
+import {requestFolder} from './session/requester.js'
 import {ConfigStore, type FolderConfig} from './store/config.js'
-import {Peerfile, type PeerRecord} from './store/peerfile.js'
+import {type FileRecord, Peerfile, type PeerRecord, isLive} from './store/peerfile.js'
+import {FolderSync} from './sync/folder.js'
+import {type SyncContext, fetcherFrom, pushUpdate, receiveUpdate} from './sync/update.js'
+import {type FileVersion, entryToVersion, verifyVersion, versionToEntry} from './sync/version.js'
+import {fetchFiles} from './transfer/fetch.js'
 import type {AccessContext, Logger, TransportServer} from './transport.js'
+import type {FileEntry} from './wire/types.js'
 
 /** The documented default ports: control, then one per built-in protocol. */
 export const DEFAULT_CONTROL_PORT = 7734
@@ -29,6 +38,31 @@ export interface PeerNodeOptions {
   concurrency?: number
   maxConnections?: number
   timeouts?: HandshakeTimeouts
+  /** Listen for messages (false: only serve files, e.g. for `fpeer push`). */
+  control?: boolean
+  /** Watch folders, rescan and catch up with peers (the daemon); false for one-shot use. */
+  sync?: boolean
+  /** Full rescan every this many ms (also after file-system events). */
+  rescanIntervalMs?: number
+  /** Catch up with every peer every this many ms (and at start). */
+  syncIntervalMs?: number
+}
+
+/** Counters of update traffic, written to `stats.json` in the home (`fpeer status --json` shows them). */
+export interface SyncStats {
+  messagesIn: number
+  messagesOut: number
+  filesFetched: number
+  bytesFetched: number
+  filesVerified: number
+  pushes: number
+  pulls: number
+}
+
+/** Turns a record into its file line: version attributes when it has one, a tombstone when deleted. */
+export function recordToEntry(r: FileRecord): FileEntry {
+  if (r.version) return versionToEntry(r.version)
+  return {path: r.path, size: r.size, sha256: r.sha256, mtimeMs: r.mtimeMs}
 }
 
 interface Grant {
@@ -37,28 +71,26 @@ interface Grant {
   peer: PeerId | undefined
 }
 
-/** One serialised queue per key, so two scans of one folder never run at once. */
-class KeyedMutex {
-  readonly #tails = new Map<string, Promise<unknown>>()
-  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#tails.get(key) ?? Promise.resolve()
-    const next = prev.then(fn, fn)
-    this.#tails.set(key, next.catch(() => {}))
-    return next
-  }
-}
-
 export class PeerNode {
   readonly options: PeerNodeOptions
   readonly config: ConfigStore
   readonly #servers = new Map<string, TransportServer>()
   readonly #grants = new Set<Grant>()
-  readonly #scanLock = new KeyedMutex()
   readonly #connections = new Set<net.Socket>()
   #control: net.Server | undefined
   #folders = new Map<string, FolderConfig>()
   #peers = new Map<string, PeerRecord[]>()
   #refreshTimer: NodeJS.Timeout | undefined
+  #rescanTimer: NodeJS.Timeout | undefined
+  #syncTimer: NodeJS.Timeout | undefined
+  readonly #syncs = new Map<string, FolderSync>()
+  readonly #watchers = new Map<string, FSWatcher>()
+  readonly #pending = new Map<string, NodeJS.Timeout>()
+  readonly #nonces = new Map<string, number>()
+  readonly #work = new Set<Promise<unknown>>()
+  #stopping = false
+  readonly stats: SyncStats = {messagesIn: 0, messagesOut: 0, filesFetched: 0, bytesFetched: 0, filesVerified: 0, pushes: 0, pulls: 0}
+  #statsDirty = false
 
   constructor(options: PeerNodeOptions) {
     this.options = options
@@ -82,6 +114,188 @@ export class PeerNode {
     const peers = new Map<string, PeerRecord[]>()
     for (const f of folders) peers.set(f.name, await new Peerfile(this.options.home, f.name).peers())
     this.#peers = peers
+    for (const f of folders) {
+      const cur = this.#syncs.get(f.name)
+      if (!cur || cur.folder.path !== f.path || cur.folder.open !== f.open) this.#syncs.set(f.name, new FolderSync(this.options.home, f, this.options.identity, this.options.log))
+      if (this.options.sync && !this.#watchers.has(f.name) && !this.#stopping) this.#watch(f)
+    }
+  }
+
+  /** The address outgoing connections come from, so peers know where to fetch back. */
+  get #localAddress(): string | undefined {
+    const h = this.options.host
+    return h === '0.0.0.0' || h === '::' || h === '' ? undefined : h
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#work.add(p)
+    void p.finally(() => this.#work.delete(p)).catch(() => {})
+    return p
+  }
+
+  #count(what: keyof SyncStats, n = 1): void {
+    this.stats[what] += n
+    this.#statsDirty = true
+  }
+
+  async #flushStats(): Promise<void> {
+    if (!this.#statsDirty) return
+    this.#statsDirty = false
+    await writeFile(path.join(this.options.home, 'stats.json'), JSON.stringify({pid: process.pid, ...this.stats}) + '\n', {mode: 0o600}).catch(() => {})
+  }
+
+  #watch(f: FolderConfig): void {
+    try {
+      const w = watch(f.path, {recursive: true}, (_event, name) => {
+        const rel = name ? String(name) : ''
+        if (rel.split('/').some((seg) => isIgnoredName(seg))) return
+        this.#schedule(f.name)
+      })
+      w.on('error', (err) => this.options.log.warn('cannot watch folder; relying on periodic rescans', {folder: f.name, reason: err.message}))
+      this.#watchers.set(f.name, w)
+    } catch (err) {
+      this.options.log.warn('cannot watch folder; relying on periodic rescans', {folder: f.name, reason: (err as Error).message})
+    }
+  }
+
+  /** Debounces file-system events into one rescan-and-push. */
+  #schedule(folder: string, delayMs = 300): void {
+    if (this.#stopping) return
+    clearTimeout(this.#pending.get(folder))
+    const t = setTimeout(() => {
+      this.#pending.delete(folder)
+      void this.#track(this.pushChanges(folder).catch((err: Error) => this.options.log.warn('rescan failed', {folder, reason: err.message})))
+    }, delayMs)
+    t.unref()
+    this.#pending.set(folder, t)
+  }
+
+  /** Rescans a folder and pushes every new version to its peers (`fpeer push`, the watcher). */
+  async pushChanges(folder: string): Promise<{versions: number; peers: number; failed: number}> {
+    const sync = this.#syncs.get(folder)
+    if (!sync) throw new FpeerError('E_NO_SUCH_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
+    const {versions} = await sync.rescan()
+    if (versions.length === 0) return {versions: 0, peers: 0, failed: 0}
+    this.options.log.info('local change', {folder, versions: versions.length})
+    const r = await this.pushVersions(folder, versions, [])
+    return {versions: versions.length, ...r}
+  }
+
+  /** Pushes versions to every confirmed peer of the folder but `exclude` (IDs); failures are logged, the peer catches up later. */
+  async pushVersions(folder: string, versions: FileVersion[], exclude: string[]): Promise<{peers: number; failed: number}> {
+    const peers = (this.#peers.get(folder) ?? []).filter((p) => p.controlPort && !p.id.startsWith('plain:') && !exclude.includes(p.id))
+    let failed = 0
+    await Promise.all(
+      peers.map(async (p) => {
+        try {
+          this.#count('pushes')
+          await pushUpdate(this.#syncContext(), folder, p, versions)
+        } catch (err) {
+          failed++
+          this.options.log.warn('push failed; the peer will catch up', {folder, peer: p.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: (err as Error).message})
+        }
+      }),
+    )
+    return {peers: peers.length, failed}
+  }
+
+  /**
+   * Catches up with one peer (an offline spell, a missed push): asks it for the folder as a
+   * confirmed peer, takes only what is newer, and passes that on to the other peers.
+   */
+  async pullFrom(folder: string, peer: PeerRecord): Promise<number> {
+    const sync = this.#syncs.get(folder)
+    if (!sync || !peer.controlPort || peer.id.startsWith('plain:')) return 0
+    const ctx = this.#syncContext()
+    let applied: FileVersion[] = []
+    let created: FileVersion[] = []
+    this.#count('pulls')
+    await requestFolder({
+      host: peer.address,
+      port: peer.controlPort,
+      folder,
+      into: sync.folder.path,
+      ...(this.#localAddress ? {bind: this.#localAddress} : {}),
+      expectedHost: PeerId.parse(peer.id),
+      controlPort: this.controlPort,
+      identity: this.options.identity,
+      registry: this.options.registry,
+      concurrency: this.options.concurrency ?? 8,
+      timeouts: this.options.timeouts ?? defaultTimeouts(),
+      log: this.options.log,
+      apply: async (ftg, from) => {
+        this.#count('messagesIn')
+        const versions: FileVersion[] = []
+        const originals: FileEntry[] = []
+        for (const e of ftg.files) {
+          const v = entryToVersion(e)
+          if (v) {
+            verifyVersion(folder, v)
+            versions.push(v)
+          } else if (e.ext?.del !== '1') originals.push(e)
+        }
+        const res = await sync.apply(versions, fetcherFrom(ctx, folder, from.protocol, from.host, from.port, from.hostId))
+        applied = res.applied
+        created = res.created
+        const records = await sync.records()
+        const missing = originals.filter((e) => !records.has(e.path))
+        let bytes = 0
+        if (missing.length > 0) {
+          const client = await ctx.registry.get(from.protocol).connect!({host: from.host, port: from.port, identity: ctx.identity, expectedPeer: from.hostId, concurrency: ctx.concurrency, timeoutMs: ctx.timeouts.io, ...(ctx.localAddress ? {localAddress: ctx.localAddress} : {}), log: ctx.log})
+          try {
+            bytes = (await fetchFiles({client, folder, files: missing, mode: 'land', root: sync.folder.path, concurrency: ctx.concurrency})).bytes
+          } finally {
+            await client.close()
+          }
+          await sync.adopt(missing.map((entry) => ({entry})))
+        }
+        const got = new Set([...res.fetched, ...res.copied, ...res.applied.filter((v) => !v.deleted).map((v) => v.path), ...missing.map((e) => e.path)])
+        this.#count('messagesOut')
+        return {transfer: {files: ftg.files.length, fetched: res.fetched.length + missing.length, skipped: 0, bytes}, got}
+      },
+    })
+    if (applied.length) this.#forward(folder, applied, [peer.id])
+    if (created.length) this.#forward(folder, created, [])
+    return applied.length
+  }
+
+  /** Catches up with every peer of every folder; peers that are offline are skipped quietly. */
+  async catchUp(): Promise<void> {
+    for (const [folder, peers] of this.#peers) {
+      for (const p of peers) {
+        if (this.#stopping) return
+        await this.pullFrom(folder, p).catch((err: Error) =>
+          this.options.log.debug('catch-up skipped', {folder, peer: p.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: err.message}),
+        )
+      }
+    }
+  }
+
+  #forward(folder: string, versions: FileVersion[], exclude: string[]): void {
+    if (this.#stopping || versions.length === 0) return
+    void this.#track(this.pushVersions(folder, versions, exclude))
+  }
+
+  #syncContext(): SyncContext {
+    return {
+      identity: this.options.identity,
+      registry: this.options.registry,
+      log: this.options.log,
+      timeouts: this.options.timeouts ?? defaultTimeouts(),
+      concurrency: this.options.concurrency ?? 8,
+      ...(this.#localAddress ? {localAddress: this.#localAddress} : {}),
+      sync: (folder) => this.#syncs.get(folder),
+      isPeer: (folder, id) => (this.#peers.get(folder) ?? []).some((p) => p.id === id.toString()),
+      servedPort: (protocol) => this.#servers.get(protocol.toUpperCase())?.port,
+      forward: (folder, versions, exclude) => this.#forward(folder, versions, exclude),
+      freshNonce: (nonce) => {
+        if (this.#nonces.has(nonce)) return false
+        this.#nonces.set(nonce, Date.now())
+        if (this.#nonces.size > 100_000) for (const k of [...this.#nonces.keys()].slice(0, 50_000)) this.#nonces.delete(k)
+        return true
+      },
+      count: (what, n = 1) => this.#count(what, n),
+    }
   }
 
   #mayRead(folder: string, who: AccessContext): boolean {
@@ -114,6 +328,7 @@ export class PeerNode {
       this.#servers.set(p, server)
       this.options.log.info('serving files', {protocol: p, address: `${server.host}:${server.port}`})
     }
+    if (this.options.control === false) return
     const ctx = this.#hostContext()
     const maxConnections = this.options.maxConnections ?? 256
     this.#control = net.createServer({allowHalfOpen: true}, (socket) => {
@@ -134,30 +349,55 @@ export class PeerNode {
       )
       this.#control!.listen(this.options.controlPort, this.options.host, () => resolve())
     })
-    this.#refreshTimer = setInterval(() => void this.refresh().catch(() => {}), 2000)
+    this.#refreshTimer = setInterval(() => {
+      void this.refresh().catch(() => {})
+      void this.#flushStats()
+    }, 1000)
     this.#refreshTimer.unref()
+    if (this.options.sync) {
+      const rescanMs = this.options.rescanIntervalMs ?? Number(process.env.FPEER_RESCAN_INTERVAL_MS || 60_000)
+      this.#rescanTimer = setInterval(() => {
+        for (const f of this.#folders.keys()) this.#schedule(f, 0)
+      }, rescanMs)
+      this.#rescanTimer.unref()
+      const syncMs = this.options.syncIntervalMs ?? Number(process.env.FPEER_SYNC_INTERVAL_MS || 300_000)
+      this.#syncTimer = setInterval(() => void this.#track(this.catchUp()), syncMs)
+      this.#syncTimer.unref()
+      // Changes made while this peer was down: ours go out, theirs come in.
+      void this.#track(
+        (async () => {
+          for (const f of this.#folders.keys()) await this.pushChanges(f).catch((err: Error) => this.options.log.warn('rescan failed', {folder: f, reason: err.message}))
+          await this.catchUp()
+        })(),
+      )
+    }
     this.options.log.info('peer listening', {id: this.options.identity.id.toString(), control: `${this.options.host}:${this.controlPort}`, folders: this.#folders.size})
   }
 
   async stop(): Promise<void> {
-    if (this.#refreshTimer) clearInterval(this.#refreshTimer)
+    this.#stopping = true
+    for (const t of [this.#refreshTimer, this.#rescanTimer, this.#syncTimer]) if (t) clearInterval(t)
+    for (const t of this.#pending.values()) clearTimeout(t)
+    for (const w of this.#watchers.values()) w.close()
+    this.#watchers.clear()
+    // Let pushes and applies under way finish (bounded), so nothing is left half-recorded.
+    await Promise.race([Promise.allSettled([...this.#work]), new Promise((r) => setTimeout(r, 10_000).unref())])
+    this.#statsDirty = true
+    await this.#flushStats()
     for (const s of this.#connections) s.destroy()
     await new Promise<void>((resolve) => (this.#control ? this.#control.close(() => resolve()) : resolve()))
     await Promise.all([...this.#servers.values()].map((s) => s.close().catch(() => {})))
     this.#servers.clear()
   }
 
-  /** The folder's file structure: an incremental rescan recorded in its peerfile. */
-  async fileList(folder: string): Promise<IndexedFile[]> {
-    const f = this.#folders.get(folder) ?? (await this.config.folder(folder))
-    if (!f) throw new FpeerError('E_UNKNOWN_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
-    return this.#scanLock.run(folder, async () => {
-      const pf = new Peerfile(this.options.home, folder)
-      const previous = await pf.files()
-      const scan = await scanFolder(f.path, previous)
-      await pf.record(previous, scan)
-      return scan
-    })
+  /** The folder's file structure after a rescan, as file lines; changes the rescan found are pushed. */
+  async fileList(folder: string): Promise<FileEntry[]> {
+    const sync = this.#syncs.get(folder)
+    if (!sync) throw new FpeerError('E_UNKNOWN_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
+    const {versions} = await sync.rescan()
+    if (versions.length) this.#forward(folder, versions, [])
+    const all = await sync.records()
+    return [...all.values()].filter((r) => isLive(r) || r.version).sort((a, b) => (a.path < b.path ? -1 : 1)).map(recordToEntry)
   }
 
   #hostContext(): HostContext {
@@ -180,6 +420,8 @@ export class PeerNode {
         return f.allow.includes(id) || (this.#peers.get(folder) ?? []).some((p) => p.id === id)
       },
       fileList: (folder) => this.fileList(folder),
+      isPeer: (folder, id) => (this.#peers.get(folder) ?? []).some((p) => p.id === id.toString()),
+      handlers: {FilesToGet: (channel, msg) => receiveUpdate(channel, msg, this.#syncContext())},
       servedPort: (protocol) => this.#servers.get(protocol.toUpperCase())?.port,
       grant: (folder, address, peer) => {
         const g: Grant = {folder, address: normalizeAddress(address), peer}

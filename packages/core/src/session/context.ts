@@ -1,7 +1,7 @@
 // The seam between the protocol sessions and the application: what a session may ask of its peer node.
 import type {FetchEvent} from '../transfer/fetch.js'
 import type {Identity, PeerId} from '../identity.js'
-import type {IndexedFile} from '../fs/scan.js'
+import type {FileEntry} from '../wire/types.js'
 import type {TransportRegistry} from '../registry.js'
 import type {Logger} from '../transport.js'
 import type {PeerRecord} from '../store/peerfile.js'
@@ -37,8 +37,15 @@ export interface HostContext {
   folder(name: string): Promise<{open: boolean} | undefined>
   /** May this sender (by verified ID; undefined for a seed-form request) join the folder? */
   mayJoin(folder: string, sender: PeerId | undefined): Promise<boolean>
-  /** The folder's current file structure (a fresh, incremental scan). */
-  fileList(folder: string): Promise<IndexedFile[]>
+  /**
+   * The folder's current file structure (after a fresh, incremental scan), as file lines:
+   * live files with size, sha256, mtime and their version attributes, and tombstones (`del=1`).
+   */
+  fileList(folder: string): Promise<FileEntry[]>
+  /** Is this ID already a confirmed peer of the folder? (Then only what it fetched is checked back.) */
+  isPeer(folder: string, id: PeerId): boolean
+  /** Other message handlers (updates), by type, for conversations not started by a BePeerRequest. */
+  handlers?: Partial<Record<'FilesToGet', (channel: import('../net/channel.js').MessageChannel, msg: import('../wire/types.js').FilesToGet) => Promise<void>>>
   /** The port this node serves `protocol` on, or undefined when it does not serve it. */
   servedPort(protocol: string): number | undefined
   /** Lets a requester read the folder while its handshake runs; returns the revoke function. */

@@ -4,9 +4,9 @@ import type {PeerId} from '../identity.js'
 import type {MessageChannel} from '../net/channel.js'
 import {fetchFiles} from '../transfer/fetch.js'
 import {claimedSender, isPlain, signMessage, verifyMessage} from '../wire/signing.js'
-import type {BePeerRequest, FileEntry, FilesToGet, Message, PeerError, TrustedPeerConfirm} from '../wire/types.js'
+import type {BePeerRequest, FileEntry, FilesToGet, PeerError, TrustedPeerConfirm} from '../wire/types.js'
 import type {HostContext} from './context.js'
-import {expectType, parseProtocolList, randomNonce, sameFiles, toEntries, verifyReply} from './handshake.js'
+import {expectType, parseProtocolList, randomNonce, sameFiles, verifyReply} from './handshake.js'
 
 /** Writes a PeerError reply; best effort, the connection may already be gone. */
 export async function replyError(channel: MessageChannel, folder: string, err: unknown): Promise<void> {
@@ -39,13 +39,13 @@ export function chooseProtocol(request: BePeerRequest, ctx: HostContext): string
  * in this state is a typed protocol error. Malformed input gets a PeerError and the
  * connection is closed; the caller's other connections are unaffected.
  */
-export async function serveConnection(channel: MessageChannel, ctx: HostContext, handlers: Partial<Record<Message['type'], (msg: Message) => Promise<void>>> = {}): Promise<void> {
+export async function serveConnection(channel: MessageChannel, ctx: HostContext): Promise<void> {
   let folder = '*'
   try {
     const first = await channel.next(ctx.timeouts.reply)
     folder = first.folder
     if (first.type === 'BePeerRequest') await hostHandshake(channel, first, ctx)
-    else if (handlers[first.type]) await handlers[first.type]!(first)
+    else if (first.type === 'FilesToGet' && first.meta.update === '1' && ctx.handlers?.FilesToGet) await ctx.handlers.FilesToGet(channel, first)
     else throw new FpeerError('E_MSG_UNEXPECTED', `${first.type} cannot start a conversation`)
   } catch (err) {
     const e = isFpeerError(err) ? err : new FpeerError('E_INTERNAL', String((err as Error)?.message ?? err), {cause: err})
@@ -74,13 +74,16 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     throw new FpeerError('E_NOT_ALLOWED', sender ? `peer ${sender.toString()} may not join ${folder}` : `${folder} is not open to unidentified peers`)
   }
   const protocol = chooseProtocol(request, ctx)
-  const files = toEntries(await ctx.fileList(folder))
+  const entries = await ctx.fileList(folder)
+  const live = entries.filter((e) => e.ext?.del !== '1')
+  const files = plain ? live : entries
+  const rejoin = sender !== undefined && ctx.isPeer(folder, sender)
   const port = protocol === 'MANUAL' ? (ctx.servedPort('HTTP') ?? 0) : ctx.servedPort(protocol)!
   const hostNonce = randomNonce()
   let ftg: FilesToGet = {type: 'FilesToGet', folder, port, protocol, files, meta: {}}
   if (plain) {
     // The seed's plain form: no attributes at all, so a seed peer reads it unchanged.
-    ftg = {...ftg, files: files.map((f) => ({path: f.path}))}
+    ftg = {...ftg, files: live.map((f) => ({path: f.path}))}
   } else {
     ftg.meta = {nonce: hostNonce, re: request.meta.nonce ?? '', ...(protocol === 'MANUAL' ? {via: 'HTTP'} : {})}
     ftg = signMessage(ftg, ctx.identity)
@@ -93,17 +96,20 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     const reply = await channel.next(ctx.timeouts.transfer)
     const fu = expectType(reply, 'FilesUpdated', folder)
     if (!plain) verifyReply(fu, sender, hostNonce)
-    if (!sameFiles(files, fu.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated does not list the files of the FilesToGet')
+    if (!sameFiles(plain ? live : files, fu.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated does not list the files of the FilesToGet')
+    // A new peer's whole copy is checked; a confirmed peer catching up marks what it fetched (`got=1`).
+    const took = new Set(fu.files.filter((f) => f.ext?.got === '1').map((f) => f.path))
+    const check = rejoin ? live.filter((f) => took.has(f.path)) : live
     // Seed step 13: download the files back from the requester, from the address its
     // connection came from (never one a message names), and check every hash against ours.
     const transport = ctx.registry.get(fu.protocol)
     if (!transport.connect) throw new FpeerError('E_NO_TRANSPORT', `${fu.protocol} cannot fetch`)
-    const client = await transport.connect({host: address, port: fu.port, identity: ctx.identity, ...(sender ? {expectedPeer: sender} : {}), concurrency: ctx.concurrency, timeoutMs: ctx.timeouts.io, log: ctx.log})
-    let verified
+    const client = check.length === 0 ? undefined : await transport.connect({host: address, port: fu.port, identity: ctx.identity, ...(sender ? {expectedPeer: sender} : {}), concurrency: ctx.concurrency, timeoutMs: ctx.timeouts.io, log: ctx.log})
+    let verified = {files: 0, bytes: 0}
     try {
-      verified = await fetchFiles({client, folder, files, mode: 'verify', concurrency: ctx.concurrency, resume: transport.supports.resume, ...(ctx.onFetchEvent ? {onEvent: ctx.onFetchEvent} : {})})
+      if (client) verified = await fetchFiles({client, folder, files: check.map((f) => ({path: f.path, sha256: f.sha256!, size: f.size!})), mode: 'verify', concurrency: ctx.concurrency, resume: transport.supports.resume, ...(ctx.onFetchEvent ? {onEvent: ctx.onFetchEvent} : {})})
     } finally {
-      await client.close()
+      await client?.close()
     }
     ctx.log.info('verified peer copy', {peer: sender?.short ?? address, folder, files: verified.files, bytes: verified.bytes})
     await ctx.confirmPeer(folder, {
@@ -114,7 +120,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
       role: 'member',
       confirmedAt: new Date().toISOString(),
     })
-    const confirmFiles: FileEntry[] = plain ? files.map((f) => ({path: f.path})) : files
+    const confirmFiles: FileEntry[] = plain ? live.map((f) => ({path: f.path})) : files
     let tpc: TrustedPeerConfirm = {type: 'TrustedPeerConfirm', folder, port: ftg.port, protocol, files: confirmFiles, meta: {}}
     if (!plain) tpc = signMessage({...tpc, meta: {nonce: randomNonce(), re: fu.meta.nonce ?? ''}}, ctx.identity)
     await channel.send(tpc)

@@ -34,6 +34,11 @@ export interface RequestOptions {
   timeouts: HandshakeTimeouts
   log: Logger
   onEvent?(ev: FetchEvent | {event: 'files-to-get'; files: number; bytes: number; protocol: string} | {event: 'phase'; phase: string}): void
+  /**
+   * Replaces the plain fetch for a folder this peer already holds (a catch-up): decides
+   * per version what to take and fetches only that. Returns what it fetched or copied.
+   */
+  apply?(ftg: FilesToGet, fetchFrom: {host: string; port: number; protocol: string; hostId: PeerId}): Promise<{transfer: FetchResult; got: Set<string>}>
   /** Called for protocol MANUAL; resolves when the user has placed the files (or throws to stop, resumable). `check` tells which are not in place. */
   manual?(req: ManualRequest, check: () => Promise<PlacedState>): Promise<void>
 }
@@ -111,18 +116,24 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
 
     // Seed step 10: fetch over Line 4's protocol, from the address the message came from.
     let transfer: FetchResult
-    if (ftg.protocol === 'MANUAL') {
+    const live = ftg.files.filter((f) => f.ext?.del !== '1')
+    let got = new Set(live.map((f) => f.path))
+    if (opts.apply) {
+      const r = await opts.apply(ftg, {host: hostAddress, port: ftg.port, protocol: ftg.protocol, hostId})
+      transfer = r.transfer
+      got = r.got
+    } else if (ftg.protocol === 'MANUAL') {
       if (!opts.manual) throw new FpeerError('E_NO_TRANSPORT', 'no handler for protocol MANUAL', {hint: 'install it with `fpeer plugins:install manual`'})
       const seen = new Map<string, {key: string; ok: boolean}>()
-      await opts.manual({folder: opts.folder, host: hostAddress, port: ftg.port, ...(ftg.meta.via ? {via: ftg.meta.via} : {}), hostId: hostId.toString(), into: root, files: ftg.files}, () => placedState(root, ftg.files, seen))
-      transfer = await checkPlaced(root, ftg.files)
+      await opts.manual({folder: opts.folder, host: hostAddress, port: ftg.port, ...(ftg.meta.via ? {via: ftg.meta.via} : {}), hostId: hostId.toString(), into: root, files: live}, () => placedState(root, live, seen))
+      transfer = await checkPlaced(root, live)
     } else {
       const transport = opts.registry.get(ftg.protocol)
       if (!transport.connect) throw new FpeerError('E_NO_TRANSPORT', `${ftg.protocol} cannot fetch`)
       const client = await transport.connect({host: hostAddress, port: ftg.port, identity: opts.identity, expectedPeer: hostId, concurrency: opts.concurrency, timeoutMs: opts.timeouts.io, ...(opts.bind ? {localAddress: opts.bind} : {}), log: opts.log})
       try {
         opts.onEvent?.({event: 'phase', phase: 'fetch'})
-        transfer = await fetchFiles({client, folder: opts.folder, files: ftg.files, mode: 'land', root, concurrency: opts.concurrency, resume: transport.supports.resume, ...(opts.onEvent ? {onEvent: opts.onEvent} : {})})
+        transfer = await fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume: transport.supports.resume, ...(opts.onEvent ? {onEvent: opts.onEvent} : {})})
       } finally {
         await client.close()
       }
@@ -137,7 +148,8 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
     )
     server = await serving.serve!({host: channel.localAddress, port: 0, files: source, identity: opts.identity, admit: (who) => (who.peer ? who.peer.equals(hostId) : who.address === hostAddress), log: opts.log})
     const fuNonce = randomNonce()
-    const fu: FilesUpdated = signMessage({type: 'FilesUpdated', folder: opts.folder, port: server.port, protocol: serveProtocol, files: ftg.files, meta: {nonce: fuNonce, re: ftg.meta.nonce ?? ''}}, opts.identity)
+    const fuFiles = ftg.files.map((f) => (got.has(f.path) ? {...f, ext: {...f.ext, got: '1'}} : f))
+    const fu: FilesUpdated = signMessage({type: 'FilesUpdated', folder: opts.folder, port: server.port, protocol: serveProtocol, files: fuFiles, meta: {nonce: fuNonce, re: ftg.meta.nonce ?? ''}}, opts.identity)
     opts.onEvent?.({event: 'phase', phase: 'FilesUpdated'})
     await channel.send(fu)
 

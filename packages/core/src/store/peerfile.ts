@@ -1,8 +1,25 @@
 // A folder's peerfile: its confirmed peers (lowdb) and its file structure (an append-only journal).
 import {appendFile, mkdir, open, readFile, rename} from 'node:fs/promises'
 import path from 'node:path'
+import lockfile from 'proper-lockfile'
+import {FpeerError} from '../errors.js'
 import type {IndexedFile} from '../fs/scan.js'
+import type {FileVersion} from '../sync/version.js'
 import {LockedDb} from './locked-db.js'
+
+/**
+ * A path's entry in the file structure: what is on disk (size, mtime, hash, inode) and,
+ * once the path has changed since the folder was first shared, the signed version that
+ * put it there. A deleted path stays as a tombstone (`version.deleted`), so that the
+ * deletion propagates and an old copy elsewhere does not bring the file back.
+ */
+export interface FileRecord extends IndexedFile {
+  version?: FileVersion
+}
+
+export function isLive(r: FileRecord): boolean {
+  return !r.version?.deleted
+}
 
 /** A confirmed peer of one folder. */
 export interface PeerRecord {
@@ -25,7 +42,17 @@ interface PeersDoc {
   peers: Record<string, PeerRecord>
 }
 
-type JournalLine = {p: string; s: number; m: number; h: string; i?: number} | {p: string; d: 1}
+type JournalLine = {p: string; s: number; m: number; h: string; i?: number; v?: VersionLine} | {p: string; d: 1}
+interface VersionLine {
+  d?: 1
+  l: number
+  o: string
+  vv: Record<string, number>
+  s: string
+  h: string
+  z: number
+  m: number
+}
 
 /** The directory under the home that holds one folder's peerfile. */
 export function folderStateDir(home: string, folder: string): string {
@@ -61,8 +88,8 @@ export class Peerfile {
    * file, so a change to one file in a folder of 100,000 appends one line instead of
    * rewriting the whole document; compacted when it grows past twice the live entries.
    */
-  async files(): Promise<Map<string, IndexedFile>> {
-    const map = new Map<string, IndexedFile>()
+  async files(): Promise<Map<string, FileRecord>> {
+    const map = new Map<string, FileRecord>()
     let text: string
     try {
       text = await readFile(this.#journal, 'utf8')
@@ -81,14 +108,14 @@ export class Peerfile {
         continue // a torn last line after a crash: the rescan puts it right
       }
       if ('d' in rec) map.delete(rec.p)
-      else map.set(rec.p, {path: rec.p, size: rec.s, mtimeMs: rec.m, sha256: rec.h, ...(rec.i === undefined ? {} : {ino: rec.i})})
+      else map.set(rec.p, fromLine(rec))
     }
     this.#lines = lines
     return map
   }
 
   /** Records a new scan against the previous structure; returns what changed. */
-  async record(previous: Map<string, IndexedFile>, scan: IndexedFile[]): Promise<{changed: IndexedFile[]; removed: string[]}> {
+  async record(previous: Map<string, FileRecord>, scan: IndexedFile[]): Promise<{changed: IndexedFile[]; removed: string[]}> {
     const changed: IndexedFile[] = []
     const removed: string[] = []
     const seen = new Set<string>()
@@ -111,7 +138,41 @@ export class Peerfile {
     return {changed, removed}
   }
 
-  async #rewrite(scan: IndexedFile[]): Promise<void> {
+  /**
+   * Writes records (new versions, tombstones, rescanned files) for the given paths, given
+   * the whole structure after the change (`all`, used when the journal is compacted).
+   */
+  async put(records: FileRecord[], all: Map<string, FileRecord>): Promise<void> {
+    if (records.length === 0) return
+    await mkdir(this.dir, {recursive: true, mode: 0o700})
+    if (this.#lines + records.length > 2 * all.size + 1024) {
+      await this.#rewrite([...all.values()])
+      return
+    }
+    await appendFile(this.#journal, records.map((r) => JSON.stringify(toLine(r))).join('\n') + '\n', {mode: 0o600})
+    this.#lines += records.length
+  }
+
+  /**
+   * Runs `fn` holding this folder's state lock, shared by every fpeer process on this
+   * home (the daemon, `fpeer push`, …), so one change is recorded once.
+   */
+  async locked<T>(fn: () => Promise<T>): Promise<T> {
+    await mkdir(this.dir, {recursive: true, mode: 0o700})
+    let release: () => Promise<void>
+    try {
+      release = await lockfile.lock(this.dir, {realpath: false, lockfilePath: path.join(this.dir, 'state.lock'), stale: 15_000, update: 5_000, retries: {retries: 1000, minTimeout: 10, maxTimeout: 200}})
+    } catch (err) {
+      throw new FpeerError('E_LOCKED', `the state of ${this.folder} is locked by another fpeer process`, {cause: err})
+    }
+    try {
+      return await fn()
+    } finally {
+      await release().catch(() => {})
+    }
+  }
+
+  async #rewrite(scan: FileRecord[]): Promise<void> {
     const tmp = `${this.#journal}.tmp`
     const fh = await open(tmp, 'w', 0o600)
     try {
@@ -133,6 +194,16 @@ export class Peerfile {
   }
 }
 
-function toLine(f: IndexedFile): JournalLine {
-  return {p: f.path, s: f.size, m: f.mtimeMs, h: f.sha256, ...(f.ino === undefined ? {} : {i: f.ino})}
+function toLine(f: FileRecord): JournalLine {
+  const line: JournalLine = {p: f.path, s: f.size, m: f.mtimeMs, h: f.sha256, ...(f.ino === undefined ? {} : {i: f.ino})}
+  const v = f.version
+  if (v) line.v = {...(v.deleted ? {d: 1 as const} : {}), l: v.lamport, o: v.origin, vv: v.vv, s: v.sig, h: v.sha256, z: v.size, m: v.mtimeMs}
+  return line
+}
+
+function fromLine(rec: Exclude<JournalLine, {d: 1}>): FileRecord {
+  const r: FileRecord = {path: rec.p, size: rec.s, mtimeMs: rec.m, sha256: rec.h, ...(rec.i === undefined ? {} : {ino: rec.i})}
+  const v = rec.v
+  if (v) r.version = {path: rec.p, deleted: v.d === 1, sha256: v.h, size: v.z, mtimeMs: v.m, lamport: v.l, origin: v.o, vv: v.vv, sig: v.s}
+  return r
 }

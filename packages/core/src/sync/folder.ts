@@ -1,0 +1,337 @@
+// One shared folder's synchronisation state: local changes become signed versions; incoming versions are applied.
+import {copyFile, lstat, mkdir, rename, rm, rmdir, unlink} from 'node:fs/promises'
+import path from 'node:path'
+import {FpeerError} from '../errors.js'
+import type {Identity} from '../identity.js'
+import {PART_PREFIX, checkRelativePath, prepareForWrite} from '../fs/safe-path.js'
+import {type IndexedFile, scanFolder, sha256File} from '../fs/scan.js'
+import type {FolderConfig} from '../store/config.js'
+import {type FileRecord, Peerfile, isLive} from '../store/peerfile.js'
+import type {Logger} from '../transport.js'
+import type {FileEntry} from '../wire/types.js'
+import {type FileVersion, conflictPath, decide, signVersion} from './version.js'
+
+/** In-process serialisation per folder; the peerfile's lock file serialises across processes. */
+const queues = new Map<string, Promise<unknown>>()
+function serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  const prev = queues.get(key) ?? Promise.resolve()
+  const next = prev.then(fn, fn)
+  queues.set(key, next.catch(() => {}))
+  return next
+}
+
+/** What applying a batch of incoming versions did. */
+export interface ApplyResult {
+  /** Versions now held here that were not before: pass these on to the other peers. */
+  applied: FileVersion[]
+  /** Versions this peer created meanwhile (conflict copies, local edits found on the way): push these too. */
+  created: FileVersion[]
+  /** Paths whose content came over the network. */
+  fetched: string[]
+  /** Paths whose content was found locally (a rename, an identical file). */
+  copied: string[]
+  /** Conflict copies made. */
+  conflicts: string[]
+}
+
+/** Fetches the content of incoming versions from the peer that offered them, landing each `entry.path` under `stagingRoot`. */
+export type ContentFetcher = (items: Array<{remotePath: string; entry: FileEntry}>, stagingRoot: string) => Promise<void>
+
+export function versionOf(r: FileRecord | undefined): FileVersion | undefined {
+  return r?.version
+}
+
+export class FolderSync {
+  readonly folder: FolderConfig
+  readonly peerfile: Peerfile
+  readonly #identity: Identity
+  readonly #log: Logger | undefined
+  readonly #key: string
+
+  constructor(home: string, folder: FolderConfig, identity: Identity, log?: Logger) {
+    this.folder = folder
+    this.peerfile = new Peerfile(home, folder.name)
+    this.#identity = identity
+    this.#log = log
+    this.#key = `${home}\0${folder.name}`
+  }
+
+  #run<T>(fn: () => Promise<T>): Promise<T> {
+    return serial(this.#key, () => this.peerfile.locked(fn))
+  }
+
+  /** The file structure: live files and tombstones, with versions. */
+  records(): Promise<Map<string, FileRecord>> {
+    return this.peerfile.files()
+  }
+
+  /**
+   * Rescans the folder. The first scan of a folder records its files as the original
+   * content (no versions); after that every change (new, changed, deleted file) becomes
+   * a version signed by this peer. Returns the new versions, to be pushed to the peers.
+   */
+  rescan(): Promise<{versions: FileVersion[]; files: FileRecord[]}> {
+    return this.#run(async () => {
+      const all = await this.peerfile.files()
+      const initial = all.size === 0
+      const live = new Map([...all].filter(([, r]) => isLive(r)))
+      const scan = await scanFolder(this.folder.path, live)
+      const {versions, changed} = this.#diff(all, scan, initial)
+      await this.peerfile.put(changed, all)
+      return {versions, files: [...all.values()].filter(isLive)}
+    })
+  }
+
+  /** Computes records for what changed between `all` and `scan`, updating `all` in place. */
+  #diff(all: Map<string, FileRecord>, scan: IndexedFile[], initial: boolean): {versions: FileVersion[]; changed: FileRecord[]} {
+    let clock = lamportOf(all)
+    const versions: FileVersion[] = []
+    const changed: FileRecord[] = []
+    const me = this.#identity.id.compact
+    const seen = new Set<string>()
+    for (const f of scan) {
+      seen.add(f.path)
+      const prev = all.get(f.path)
+      if (prev && isLive(prev) && prev.sha256 === f.sha256) {
+        if (prev.size !== f.size || prev.mtimeMs !== f.mtimeMs || prev.ino !== f.ino) {
+          const r = {...f, ...(prev.version ? {version: prev.version} : {})}
+          all.set(f.path, r)
+          changed.push(r)
+        }
+        continue
+      }
+      const r: FileRecord = {...f}
+      if (!initial) {
+        clock++
+        r.version = signVersion(this.folder.name, {path: f.path, deleted: false, sha256: f.sha256, size: f.size, mtimeMs: f.mtimeMs, lamport: clock, vv: {...prev?.version?.vv, [me]: clock}}, this.#identity)
+        versions.push(r.version)
+      }
+      all.set(f.path, r)
+      changed.push(r)
+    }
+    for (const [p, prev] of [...all]) {
+      if (seen.has(p) || !isLive(prev)) continue
+      clock++
+      const v = signVersion(this.folder.name, {path: p, deleted: true, sha256: '', size: 0, mtimeMs: Date.now(), lamport: clock, vv: {...prev.version?.vv, [me]: clock}}, this.#identity)
+      const r: FileRecord = {path: p, size: 0, mtimeMs: v.mtimeMs, sha256: '', version: v}
+      all.set(p, r)
+      changed.push(r)
+      versions.push(v)
+    }
+    return {versions, changed}
+  }
+
+  /**
+   * Records the outcome of joining this folder: the entries of the host's FilesToGet,
+   * with their versions, as this peer's structure (the files were fetched and checked).
+   */
+  adopt(entries: Array<{entry: FileEntry; version?: FileVersion}>): Promise<void> {
+    return this.#run(async () => {
+      const all = await this.peerfile.files()
+      const changed: FileRecord[] = []
+      for (const {entry, version} of entries) {
+        if (version?.deleted) {
+          const r: FileRecord = {path: entry.path, size: 0, mtimeMs: version.mtimeMs, sha256: '', version}
+          all.set(entry.path, r)
+          changed.push(r)
+          continue
+        }
+        const st = await lstat(path.join(this.folder.path, entry.path)).catch(() => undefined)
+        if (!st?.isFile()) continue
+        const r: FileRecord = {path: entry.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: entry.sha256!, ...(version ? {version} : {})}
+        all.set(entry.path, r)
+        changed.push(r)
+      }
+      await this.peerfile.put(changed, all)
+    })
+  }
+
+  /**
+   * Applies incoming versions (already verified as signed by their origins, from a
+   * confirmed peer). Decides each against ours, finds content locally where it can
+   * (renames, identical files), fetches the rest with `fetch`, lands everything
+   * atomically, keeps losers of concurrent edits as conflict copies, and records it all.
+   */
+  apply(incoming: FileVersion[], fetch: ContentFetcher): Promise<ApplyResult> {
+    return this.#run(async () => {
+      const root = this.folder.path
+      const all = await this.peerfile.files()
+      const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: []}
+      // A local edit not yet scanned must not be overwritten unseen: scan the paths first.
+      await this.#catchUpLocal(all, incoming.map((v) => v.path), result)
+      let clock = lamportOf(all)
+      const bySha = new Map<string, string>()
+      for (const r of all.values()) if (isLive(r) && r.sha256) bySha.set(r.sha256, r.path)
+
+      const toFetch: Array<{remotePath: string; entry: FileEntry}> = []
+      const landed: Array<{path: string; version?: FileVersion}> = []
+      const deletions: FileVersion[] = []
+      const moves: Array<{from: string; to: string}> = []
+      const copies: Array<{from: string; to: string}> = []
+
+      for (const v of dedupe(incoming)) {
+        checkRelativePath(v.path)
+        const local = all.get(v.path)
+        const d = decide(local?.version, v)
+        if (d.action === 'skip') continue
+        if (local?.version === undefined && local && isLive(local) && !v.deleted && local.sha256 === v.sha256) {
+          // The original content already here: adopt the statement, nothing moves.
+          landed.push({path: v.path, version: v})
+          result.applied.push(v)
+          continue
+        }
+        if (d.action === 'keep-conflict') {
+          if (v.deleted) continue
+          const cp = conflictPath(v)
+          if (all.get(cp) && isLive(all.get(cp)!)) continue
+          const have = bySha.get(v.sha256)
+          if (have) copies.push({from: have, to: cp})
+          else toFetch.push({remotePath: v.path, entry: {path: cp, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
+          landed.push({path: cp})
+          result.conflicts.push(cp)
+          continue
+        }
+        if (d.action === 'take-conflict' && local && isLive(local)) {
+          const cp = conflictPath({path: v.path, origin: local.version?.origin ?? this.#identity.id.compact, sha256: local.sha256})
+          moves.push({from: v.path, to: cp})
+          landed.push({path: cp})
+          result.conflicts.push(cp)
+        }
+        result.applied.push(v)
+        clock = Math.max(clock, v.lamport)
+        if (v.deleted) {
+          deletions.push(v)
+          continue
+        }
+        const have = bySha.get(v.sha256)
+        if (have && have !== v.path) copies.push({from: have, to: v.path})
+        else if (!(local && isLive(local) && local.sha256 === v.sha256)) toFetch.push({remotePath: v.path, entry: {path: v.path, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
+        landed.push({path: v.path, version: v})
+      }
+
+      // Conflict copies of our own versions first (before anything overwrites them), then local copies, then the network.
+      for (const m of moves) {
+        const target = await prepareForWrite(root, m.to)
+        await rename(path.join(root, m.from), target).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err
+        })
+      }
+      for (const c of copies) {
+        const target = await prepareForWrite(root, c.to)
+        const part = path.join(path.dirname(target), `${PART_PREFIX}copy-${process.pid}-${Date.now()}`)
+        await copyFile(path.join(root, c.from), part)
+        await rename(part, target)
+        result.copied.push(c.to)
+      }
+      if (toFetch.length > 0) {
+        // Fetch everything into a staging folder first, so a failure (bad hash, dropped
+        // peer) leaves the folder and its records exactly as they were.
+        const staging = path.join(root, '.fpeer', `staging-${process.pid}-${Date.now()}`)
+        await rm(staging, {recursive: true, force: true})
+        await mkdir(staging, {recursive: true})
+        try {
+          await fetch(toFetch, staging)
+          for (const f of toFetch) {
+            const target = await prepareForWrite(root, f.entry.path)
+            await rename(path.join(staging, ...checkRelativePath(f.entry.path)), target)
+          }
+        } finally {
+          await rm(staging, {recursive: true, force: true})
+        }
+        result.fetched.push(...toFetch.map((f) => f.entry.path))
+      }
+      for (const v of deletions) {
+        const target = path.join(root, ...checkRelativePath(v.path))
+        await unlink(target).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err
+        })
+        await removeEmptyParents(root, v.path)
+      }
+
+      // Record: deletions as tombstones, landed paths as scanned now; conflict copies become our own versions.
+      const changed: FileRecord[] = []
+      for (const v of deletions) {
+        const r: FileRecord = {path: v.path, size: 0, mtimeMs: v.mtimeMs, sha256: '', version: v}
+        all.set(v.path, r)
+        changed.push(r)
+      }
+      for (const l of landed) {
+        const st = await lstat(path.join(root, l.path)).catch(() => undefined)
+        if (!st?.isFile()) throw new FpeerError('E_IO', `${l.path} did not land`)
+        let version = l.version
+        let sha = version?.sha256
+        if (!version) {
+          // A conflict copy: new here, so it is our change, signed by us like any other.
+          sha = await sha256File(path.join(root, l.path))
+          clock++
+          version = signVersion(this.folder.name, {path: l.path, deleted: false, sha256: sha, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), lamport: clock, vv: {...all.get(l.path)?.version?.vv, [this.#identity.id.compact]: clock}}, this.#identity)
+          result.created.push(version)
+        }
+        const r: FileRecord = {path: l.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: sha!, version}
+        all.set(l.path, r)
+        changed.push(r)
+      }
+      for (const m of moves) if (!landed.some((l) => l.path === m.from)) all.delete(m.from)
+      await this.peerfile.put(changed, all)
+      if (result.applied.length || result.conflicts.length) {
+        this.#log?.info('applied update', {folder: this.folder.name, applied: result.applied.length, fetched: result.fetched.length, copied: result.copied.length, conflicts: result.conflicts.length})
+      }
+      return result
+    })
+  }
+
+  /** Turns unscanned local edits of `paths` into versions before anything replaces them. */
+  async #catchUpLocal(all: Map<string, FileRecord>, paths: string[], result: ApplyResult): Promise<void> {
+    const me = this.#identity.id.compact
+    let clock = lamportOf(all)
+    const changed: FileRecord[] = []
+    for (const p of new Set(paths)) {
+      const rec = all.get(p)
+      const abs = path.join(this.folder.path, ...checkRelativePath(p))
+      const st = await lstat(abs).catch(() => undefined)
+      const onDisk = st?.isFile()
+      if (rec && isLive(rec) && onDisk && st!.size === rec.size && Math.trunc(st!.mtimeMs) === rec.mtimeMs && (rec.ino === undefined || rec.ino === st!.ino)) continue
+      if ((!rec || !isLive(rec)) && !onDisk) continue
+      if (rec && isLive(rec) && !onDisk) continue // deleted locally: the next rescan records it; nothing to protect
+      if (!onDisk) continue
+      const sha = await sha256File(abs)
+      if (rec && isLive(rec) && rec.sha256 === sha) continue
+      clock++
+      const v = signVersion(this.folder.name, {path: p, deleted: false, sha256: sha, size: st!.size, mtimeMs: Math.trunc(st!.mtimeMs), lamport: clock, vv: {...rec?.version?.vv, [me]: clock}}, this.#identity)
+      const r: FileRecord = {path: p, size: st!.size, mtimeMs: Math.trunc(st!.mtimeMs), ino: st!.ino, sha256: sha, version: v}
+      all.set(p, r)
+      changed.push(r)
+      result.created.push(v)
+    }
+    await this.peerfile.put(changed, all)
+  }
+}
+
+export function lamportOf(all: Map<string, FileRecord>): number {
+  let max = 0
+  for (const r of all.values()) if (r.version && r.version.lamport > max) max = r.version.lamport
+  return max
+}
+
+/** The newest version per path, when a batch names a path twice. */
+function dedupe(versions: FileVersion[]): FileVersion[] {
+  const by = new Map<string, FileVersion>()
+  for (const v of versions) {
+    const old = by.get(v.path)
+    if (!old || v.lamport > old.lamport || (v.lamport === old.lamport && v.origin > old.origin)) by.set(v.path, v)
+  }
+  // Files before deletions, so a rename's new name can be copied from the old one before it goes.
+  return [...by.values()].sort((a, b) => Number(a.deleted) - Number(b.deleted))
+}
+
+async function removeEmptyParents(root: string, rel: string): Promise<void> {
+  const segs = rel.split('/')
+  for (let i = segs.length - 1; i > 0; i--) {
+    try {
+      await rmdir(path.join(root, ...segs.slice(0, i)))
+    } catch {
+      return
+    }
+  }
+}
+

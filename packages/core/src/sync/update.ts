@@ -1,0 +1,156 @@
+// "Updating Other Peers": pushing versions to a peer (FilesToGet → FilesUpdated → TrustedPeerConfirm) and receiving them.
+import {FpeerError} from '../errors.js'
+import {type Identity, PeerId, randomNonce} from '../identity.js'
+import {connectChannel, type MessageChannel} from '../net/channel.js'
+import type {TransportRegistry} from '../registry.js'
+import type {HandshakeTimeouts} from '../session/context.js'
+import {expectType, verifyReply} from '../session/handshake.js'
+import type {PeerRecord} from '../store/peerfile.js'
+import {fetchFiles} from '../transfer/fetch.js'
+import type {Logger} from '../transport.js'
+import {signMessage, verifyMessage} from '../wire/signing.js'
+import type {FileEntry, FilesToGet, FilesUpdated, TrustedPeerConfirm} from '../wire/types.js'
+import type {ContentFetcher, FolderSync} from './folder.js'
+import {type FileVersion, entryToVersion, verifyVersion, versionToEntry} from './version.js'
+
+/** How long an update's FilesToGet stays acceptable (`ts=`), against replays. */
+export const UPDATE_MAX_AGE_MS = 10 * 60_000
+
+/** What update sessions need from the node that runs them. */
+export interface SyncContext {
+  identity: Identity
+  registry: TransportRegistry
+  log: Logger
+  timeouts: HandshakeTimeouts
+  concurrency: number
+  /** Address to connect from (the node's own), so peers see where to fetch back. */
+  localAddress?: string
+  sync(folder: string): FolderSync | undefined
+  isPeer(folder: string, id: PeerId): boolean
+  servedPort(protocol: string): number | undefined
+  /** Passes versions on to the folder's other peers (seed update step 4). */
+  forward(folder: string, versions: FileVersion[], exclude: string[]): void
+  /** Remembers a nonce; false when it was seen before (a replay). */
+  freshNonce(nonce: string): boolean
+  count(what: 'messagesIn' | 'messagesOut' | 'filesFetched' | 'bytesFetched' | 'filesVerified', n?: number): void
+}
+
+/** A content fetcher that downloads from `host:port` over `protocol`, from the peer `expected`. */
+export function fetcherFrom(ctx: SyncContext, folder: string, protocol: string, host: string, port: number, expected: PeerId): ContentFetcher {
+  return async (items, staging) => {
+    const transport = ctx.registry.get(protocol)
+    if (!transport.connect) throw new FpeerError('E_NO_TRANSPORT', `${protocol} cannot fetch`)
+    const client = await transport.connect({host, port, identity: ctx.identity, expectedPeer: expected, concurrency: ctx.concurrency, timeoutMs: ctx.timeouts.io, ...(ctx.localAddress ? {localAddress: ctx.localAddress} : {}), log: ctx.log})
+    const remote = new Map(items.map((i) => [i.entry.path, i.remotePath]))
+    try {
+      const r = await fetchFiles({client, folder, files: items.map((i) => i.entry), mode: 'land', root: staging, concurrency: ctx.concurrency, resume: false, remotePathOf: (f) => remote.get(f.path) ?? f.path})
+      ctx.count('filesFetched', r.fetched)
+      ctx.count('bytesFetched', r.bytes)
+    } finally {
+      await client.close()
+    }
+  }
+}
+
+/** The protocol to offer a peer: the first we serve that it has, HTTP first. */
+function protocolFor(ctx: SyncContext, peer: PeerRecord): string {
+  const ours = ctx.registry.protocols((t) => t.supports.serve).filter((p) => ctx.servedPort(p) !== undefined)
+  return ours.find((p) => peer.protocols.includes(p)) ?? ours[0] ?? 'HTTP'
+}
+
+/**
+ * Pushes versions to one peer: FilesToGet with only those files; the peer fetches what
+ * it needs and answers FilesUpdated marking what it took (`got=1`); we fetch those back,
+ * check them, and confirm with TrustedPeerConfirm (seed update steps 1-3 and 5).
+ */
+export async function pushUpdate(ctx: SyncContext, folder: string, peer: PeerRecord, versions: FileVersion[]): Promise<{got: number; verified: number}> {
+  const peerId = PeerId.parse(peer.id)
+  if (!peer.controlPort) throw new FpeerError('E_USAGE', `peer ${peerId.short} has no control port`)
+  const protocol = protocolFor(ctx, peer)
+  const port = ctx.servedPort(protocol)
+  if (port === undefined) throw new FpeerError('E_NO_TRANSPORT', `this peer serves no ${protocol}`)
+  const channel = await connectChannel(peer.address, peer.controlPort, {timeoutMs: ctx.timeouts.io, ...(ctx.localAddress ? {localAddress: ctx.localAddress} : {})})
+  try {
+    const nonce = randomNonce()
+    const files = versions.map(versionToEntry)
+    const ftg: FilesToGet = signMessage({type: 'FilesToGet', folder, port, protocol, files, meta: {nonce, update: '1', ts: String(Date.now())}}, ctx.identity)
+    await channel.send(ftg)
+    ctx.count('messagesOut')
+    const fu: FilesUpdated = expectType(await channel.next(ctx.timeouts.transfer), 'FilesUpdated', folder)
+    ctx.count('messagesIn')
+    verifyReply(fu, peerId, nonce)
+    // Check what the peer says it took: fetched back from the address it answers from.
+    const sent = new Map(versions.map((v) => [v.path, v]))
+    const check: FileEntry[] = []
+    for (const e of fu.files) {
+      const v = sent.get(e.path)
+      if (e.ext?.got !== '1' || !v || v.deleted) continue
+      if (e.sha256 !== v.sha256) throw new FpeerError('E_HASH_MISMATCH', `${peerId.short} took other content for ${e.path}`)
+      check.push({path: e.path, sha256: v.sha256, size: v.size})
+    }
+    if (check.length > 0) {
+      const transport = ctx.registry.get(fu.protocol)
+      const client = await transport.connect!({host: channel.remoteAddress, port: fu.port, identity: ctx.identity, expectedPeer: peerId, concurrency: ctx.concurrency, timeoutMs: ctx.timeouts.io, ...(ctx.localAddress ? {localAddress: ctx.localAddress} : {}), log: ctx.log})
+      try {
+        await fetchFiles({client, folder, files: check, mode: 'verify', concurrency: ctx.concurrency})
+        ctx.count('filesVerified', check.length)
+      } finally {
+        await client.close()
+      }
+    }
+    const tpc: TrustedPeerConfirm = signMessage({type: 'TrustedPeerConfirm', folder, port, protocol, files: fu.files, meta: {nonce: randomNonce(), re: fu.meta.nonce ?? ''}}, ctx.identity)
+    await channel.send(tpc)
+    ctx.count('messagesOut')
+    return {got: fu.files.filter((e) => e.ext?.got === '1').length, verified: check.length}
+  } finally {
+    await channel.close()
+  }
+}
+
+/**
+ * Receives an update (a FilesToGet with `update=1`): only from a confirmed peer, with a
+ * valid signature, fresh, every version signed by its origin; applies what is new, answers
+ * FilesUpdated, waits for the TrustedPeerConfirm, and passes what was new on.
+ */
+export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ctx: SyncContext): Promise<void> {
+  ctx.count('messagesIn')
+  const folder = ftg.folder
+  const sync = ctx.sync(folder)
+  if (!sync) throw new FpeerError('E_UNKNOWN_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
+  const sender = verifyMessage(ftg)
+  if (!ctx.isPeer(folder, sender)) throw new FpeerError('E_NOT_ALLOWED', `${sender.toString()} is not a confirmed peer of ${folder}`)
+  const ts = Number(ftg.meta.ts)
+  if (!ftg.meta.nonce || !Number.isFinite(ts) || Math.abs(Date.now() - ts) > UPDATE_MAX_AGE_MS || !ctx.freshNonce(`${sender.compact}:${ftg.meta.nonce}`)) {
+    throw new FpeerError('E_NONCE_MISMATCH', `update from ${sender.short} is stale or replayed`)
+  }
+  const versions: FileVersion[] = []
+  for (const e of ftg.files) {
+    const v = entryToVersion(e)
+    if (!v) throw new FpeerError('E_MSG_BAD_FIELD', `update entry ${JSON.stringify(e.path)} carries no version`)
+    // Authentic: signed where the change began, so no peer on the way can alter it.
+    verifyVersion(folder, v)
+    versions.push(v)
+  }
+  const result = await sync.apply(versions, fetcherFrom(ctx, folder, ftg.protocol, channel.remoteAddress, ftg.port, sender))
+  const records = await sync.records()
+  const took = new Set([...result.fetched, ...result.copied, ...result.applied.map((v) => v.path)])
+  const files: FileEntry[] = versions.map((v) => {
+    const r = records.get(v.path)
+    const e: FileEntry = r?.version ? versionToEntry(r.version) : {path: v.path, ...(r ? {sha256: r.sha256, size: r.size} : {})}
+    if (took.has(v.path) && !v.deleted) e.ext = {...e.ext, got: '1'}
+    return e
+  })
+  const serveProtocol = ctx.servedPort(ftg.protocol) !== undefined ? ftg.protocol : 'HTTP'
+  const fuNonce = randomNonce()
+  await channel.send(signMessage({type: 'FilesUpdated', folder, port: ctx.servedPort(serveProtocol) ?? 0, protocol: serveProtocol, files, meta: {nonce: fuNonce, re: ftg.meta.nonce}}, ctx.identity))
+  ctx.count('messagesOut')
+  try {
+    const tpc = expectType(await channel.next(ctx.timeouts.transfer), 'TrustedPeerConfirm', folder)
+    ctx.count('messagesIn')
+    verifyReply(tpc, sender, fuNonce)
+  } finally {
+    // Seed update step 4: each updated peer passes the update on, once, to its other peers.
+    if (result.applied.length) ctx.forward(folder, result.applied, [sender.toString()])
+    if (result.created.length) ctx.forward(folder, result.created, [])
+  }
+}
