@@ -3,10 +3,12 @@ import {realpath, stat} from 'node:fs/promises'
 import path from 'node:path'
 import {FpeerError} from './errors.js'
 import {type Identity, PeerId} from './identity.js'
-import {scanFolder} from './fs/scan.js'
 import {ConfigStore, type FolderConfig} from './store/config.js'
 import {loadIdentity} from './store/home.js'
-import {Peerfile, type PeerRecord} from './store/peerfile.js'
+import {Peerfile, type PeerRecord, isLive} from './store/peerfile.js'
+import {FolderSync} from './sync/folder.js'
+import {type FileVersion, entryToVersion, isConflictPath} from './sync/version.js'
+import type {FileEntry} from './wire/types.js'
 import {type RequestOptions, type RequestResult, requestFolder} from './session/requester.js'
 import {checkFolderName} from './wire/fields.js'
 
@@ -20,13 +22,11 @@ export interface FolderSummary {
   peers: number
 }
 
-/** Scans a folder and records the scan in its peerfile; returns file and byte counts. */
-export async function indexFolder(home: string, folder: FolderConfig): Promise<{files: number; bytes: number}> {
-  const pf = new Peerfile(home, folder.name)
-  const previous = await pf.files()
-  const scan = await scanFolder(folder.path, previous)
-  await pf.record(previous, scan)
-  return {files: scan.length, bytes: scan.reduce((n, f) => n + f.size, 0)}
+/** Scans a folder and records the scan in its peerfile (changes since the last scan become versions); returns counts. */
+export async function indexFolder(home: string, folder: FolderConfig, identity?: Identity): Promise<{files: number; bytes: number}> {
+  const sync = new FolderSync(home, folder, identity ?? (await loadIdentity(home)))
+  const {files} = await sync.rescan()
+  return {files: files.length, bytes: files.reduce((n, f) => n + f.size, 0)}
 }
 
 export async function shareFolder(opts: {home: string; dir: string; name?: string; open?: boolean; allow?: string[]}): Promise<FolderSummary> {
@@ -52,10 +52,9 @@ export async function folderSummaries(home: string): Promise<FolderSummary[]> {
   const out: FolderSummary[] = []
   for (const f of await new ConfigStore(home).folders()) {
     const pf = new Peerfile(home, f.name)
-    const files = await pf.files()
-    let bytes = 0
-    for (const x of files.values()) bytes += x.size
-    out.push({...f, files: files.size, bytes, peers: (await pf.peers()).length})
+    const files = [...(await pf.files()).values()].filter(isLive)
+    const bytes = files.reduce((n, x) => n + x.size, 0)
+    out.push({...f, files: files.length, bytes, peers: (await pf.peers()).length})
   }
   return out
 }
@@ -67,7 +66,10 @@ export async function folderPeers(home: string, folder: string): Promise<PeerRec
 
 export async function folderFiles(home: string, folder: string) {
   await new ConfigStore(home).requireFolder(folder)
-  return [...(await new Peerfile(home, folder).files()).values()].sort((a, b) => (a.path < b.path ? -1 : 1)).map(({ino: _ino, ...f}) => f)
+  return [...(await new Peerfile(home, folder).files()).values()]
+    .filter(isLive)
+    .sort((a, b) => (a.path < b.path ? -1 : 1))
+    .map(({ino: _ino, version, ...f}) => ({...f, ...(version ? {version: {lamport: version.lamport, origin: PeerId.parse(version.origin).toString()}} : {})}))
 }
 
 /**
@@ -85,6 +87,8 @@ export async function requestAndRecord(home: string, opts: Omit<RequestOptions, 
   const identity = opts.identity ?? (await loadIdentity(home))
   const result = await requestFolder({...opts, identity})
   const folder = await config.share({name: opts.folder, path: result.into})
+  // Seed step 17, and the host's versions kept, so later updates compare against them.
+  await new FolderSync(home, folder, identity).adopt(result.files.map((entry) => ({entry, ...versionField(entry)})))
   await new Peerfile(home, opts.folder).addPeer({
     id: PeerId.parse(result.host.id).toString(),
     address: result.host.address,
@@ -93,6 +97,19 @@ export async function requestAndRecord(home: string, opts: Omit<RequestOptions, 
     role: 'host',
     confirmedAt: result.confirmedAt,
   })
-  await indexFolder(home, folder)
+  await indexFolder(home, folder, identity)
   return result
+}
+
+function versionField(entry: FileEntry): {version?: FileVersion} {
+  const v = entryToVersion(entry)
+  return v ? {version: v} : {}
+}
+
+/** Conflict copies in a folder: the losers of concurrent edits, kept beside the winners. */
+export async function folderConflicts(home: string, folder: string): Promise<Array<{path: string; of: string; size: number; sha256: string}>> {
+  const files = await folderFiles(home, folder)
+  return files
+    .filter((f) => isConflictPath(f.path))
+    .map((f) => ({path: f.path, of: f.path.replace(/\.sync-conflict-[A-Z2-7]{7}-[0-9a-f]{8}/, ''), size: f.size, sha256: f.sha256}))
 }

@@ -1,0 +1,31 @@
+// `fpeer push`: rescans a shared folder now and pushes what changed to its peers.
+import {Args, Flags} from '@oclif/core'
+import {ConfigStore, FpeerError, PeerNode, loadIdentity} from '@fpeer/core'
+import {BaseCommand} from '../base.js'
+
+export default class Push extends BaseCommand<typeof Push> {
+  static override summary = 'Rescan a shared folder now and push its changes to every peer.'
+  static override description = `What \`fpeer serve\` does by itself when it notices a change, on demand. The peers fetch the changed files from this process (served on --bind while the push runs), check them against this peer's signed versions, and pass them on to their own peers.`
+  static override examples = ['<%= config.bin %> push 00-MainDocuments', '<%= config.bin %> push 00-MainDocuments --bind 127.0.0.2 --json']
+  static override args = {folder: Args.string({description: 'shared folder name', required: true})}
+  static override flags = {
+    bind: Flags.string({description: 'local address to push from and serve the changed files on (peers fetch from it)', default: '0.0.0.0'}),
+    concurrency: Flags.integer({description: 'parallel transfers', default: 8, min: 1, max: 64}),
+  }
+
+  async run(): Promise<{folder: string; versions: number; peers: number; failed: number}> {
+    await new ConfigStore(this.home).requireFolder(this.args.folder)
+    const identity = await loadIdentity(this.home)
+    const ports = Object.fromEntries((await this.registry()).protocols().map((p) => [p, 0]))
+    const node = new PeerNode({home: this.home, identity, registry: await this.registry(), log: this.log_, host: this.flags.bind, controlPort: 0, ports, control: false, sync: false, concurrency: this.flags.concurrency})
+    await node.start()
+    try {
+      const r = await node.pushChanges(this.args.folder)
+      this.out(r.versions === 0 ? `${this.args.folder}: no changes` : `${this.args.folder}: ${r.versions} change(s) pushed to ${r.peers - r.failed} of ${r.peers} peer(s)`)
+      if (r.failed > 0 && r.failed === r.peers) throw new FpeerError('E_CONNECT', `no peer of ${this.args.folder} could be reached`, {hint: 'they catch up when they come back (fpeer serve)'})
+      return {folder: this.args.folder, ...r}
+    } finally {
+      await node.stop()
+    }
+  }
+}
