@@ -1,21 +1,25 @@
 // `fpeer request`: asks a host to become a peer of one of its folders (the seed's steps 4-17).
-import path from 'node:path'
 import {Args, Flags} from '@oclif/core'
-import {DEFAULT_CONTROL_PORT, PeerId, type RequestResult, defaultTimeouts, requestAndRecord} from '@fpeer/core'
+import {DEFAULT_CONTROL_PORT, EXIT_CODES, type RequestResult, defaultTimeouts, requestAndRecord} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
+import {ManualHandOver, type PendingDocument, requestTarget} from '../hand-over.js'
 import {createProgress, progressFlag, type ProgressMode} from '../progress.js'
-import {formatBytes, parseHostPort} from '../util.js'
+import {formatBytes} from '../util.js'
 
 export default class Request extends BaseCommand<typeof Request> {
   static override summary = 'Become a peer of a folder on another peer: fetch it, let the host check it, get confirmed.'
-  static override description = 'Exits 0 only when the host has confirmed this peer with a signed TrustedPeerConfirm; the folder is then shared here too, with the host in its peerlist.'
+  static override description = `Exits 0 only when the host has confirmed this peer with a signed TrustedPeerConfirm; the folder is then shared here too, with the host in its peerlist.
+
+With --protocol manual, you place the files: it prints them (stdout: one URL, else target path, per line; --json: one document with path, size, sha256, url and target of each) and exits 75 (pending), keeping the request; once they are in place, \`fpeer request --resume [FOLDER]\` (or the same request again) checks them and goes on. With --wait it polls for them instead, up to --wait-timeout.`
   static override examples = [
     '<%= config.bin %> request 127.0.0.1 00-MainDocuments --into ./docs',
     '<%= config.bin %> request 127.0.0.1:7734 00-MainDocuments --protocol sftp --peer-id ABCDEFGHIJKLM-…',
+    '<%= config.bin %> request 127.0.0.1 00-MainDocuments --protocol manual --json | jq -r \'.files[] | "-o", .target, .url\' | xargs -d \'\\n\' curl -sS --fail --create-dirs',
+    '<%= config.bin %> request --resume 00-MainDocuments',
   ]
   static override args = {
-    host: Args.string({description: `host[:port] of the peer (control port, default ${DEFAULT_CONTROL_PORT})`, required: true}),
-    folder: Args.string({description: 'folder name on that peer', required: true}),
+    host: Args.string({description: `host[:port] of the peer (control port, default ${DEFAULT_CONTROL_PORT}); with --resume and no FOLDER, the folder`}),
+    folder: Args.string({description: 'folder name on that peer'}),
   }
   static override flags = {
     into: Flags.string({description: 'directory to fill (default: ./FOLDER)'}),
@@ -24,31 +28,46 @@ export default class Request extends BaseCommand<typeof Request> {
     'peer-id': Flags.string({description: 'refuse the host unless its ID is this one'}),
     concurrency: Flags.integer({description: 'parallel transfers', default: 8, min: 1, max: 64}),
     'control-port': Flags.integer({description: 'control port this peer serves on, told to the host for later updates', default: DEFAULT_CONTROL_PORT}),
+    resume: Flags.boolean({description: 'go on with the pending (MANUAL) request of FOLDER, or the only one'}),
+    wait: Flags.boolean({description: 'MANUAL: wait for the files to be placed instead of exiting 75 (pending)'}),
+    'wait-timeout': Flags.integer({description: 'MANUAL: seconds --wait waits before the request is left pending', default: 1800, min: 1}),
     progress: progressFlag(),
   }
 
-  async run(): Promise<RequestResult & {ms: number}> {
-    const {host, port} = parseHostPort(this.args.host)
-    const expectedHost = this.flags['peer-id'] ? PeerId.parse(this.flags['peer-id']) : undefined
+  #manual: ManualHandOver | undefined
+
+  async run(): Promise<(RequestResult & {state: 'confirmed'; ms: number}) | PendingDocument> {
+    const target = await requestTarget(this.home, this.args, this.flags)
+    const registry = await this.registry()
+    // A protocol asked for must have a plugin here: E_NO_TRANSPORT names it before anything is sent.
+    if (target.protocol) registry.get(target.protocol)
+    this.#manual = new ManualHandOver({home: this.home, target, registry, json: this.jsonEnabled(), waitMs: this.flags.wait ? this.flags['wait-timeout'] * 1000 : 0})
     const t0 = Date.now()
     const progress = createProgress({mode: this.flags.progress as ProgressMode, json: this.jsonEnabled()})
     const result = await requestAndRecord(this.home, {
-      host,
-      port,
-      folder: this.args.folder,
-      into: path.resolve(this.flags.into ?? this.args.folder),
-      ...(this.flags.bind ? {bind: this.flags.bind} : {}),
-      ...(this.flags.protocol ? {protocol: this.flags.protocol} : {}),
-      ...(expectedHost ? {expectedHost} : {}),
-      controlPort: this.flags['control-port'],
-      registry: await this.registry(),
+      ...target,
+      registry,
+      manual: this.#manual.callback,
       concurrency: this.flags.concurrency,
       timeouts: defaultTimeouts(),
       log: this.log_,
       onEvent: (ev) => progress.onEvent(ev),
     }).finally(() => progress.stop())
     const ms = Date.now() - t0
-    this.out(`confirmed: peer of ${result.folder} on ${result.host.address} (${result.host.id}) over ${result.protocol}: ${result.files.length} files, ${result.transfer.fetched} fetched, ${formatBytes(result.transfer.bytes)} in ${(ms / 1000).toFixed(2)} s into ${result.into}`)
-    return {...result, ms}
+    await this.#manual.confirmed()
+    // After a hand-over, stdout carried the files to get; the confirmation is then for humans only.
+    const say = this.#manual.listing ? (t: string) => this.note(t) : (t: string) => this.out(t)
+    say(`confirmed: peer of ${result.folder} on ${result.host.address} (${result.host.id}) over ${result.protocol}: ${result.files.length} files, ${result.transfer.fetched} fetched, ${formatBytes(result.transfer.bytes)} in ${(ms / 1000).toFixed(2)} s into ${result.into}`)
+    return {state: 'confirmed', ...result, ms}
+  }
+
+  /** A MANUAL request that stopped with files to place is not a failure: exit 75 and the pending document. */
+  protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
+    const pending = await this.#manual?.stopped(err).catch(() => undefined)
+    if (!pending) return super.catch(err)
+    process.exitCode = EXIT_CODES.pending
+    if (this.jsonEnabled()) process.stdout.write(JSON.stringify(pending) + '\n')
+    else this.note(`pending: ${pending.files.length} file(s) still to place in ${pending.into}; then \`${pending.resume}\``)
+    return undefined
   }
 }
