@@ -13,7 +13,7 @@ export default class Request extends BaseCommand<typeof Request> {
 With --protocol manual, you place the files: it prints them (stdout: one URL, else target path, per line; --json: one document with path, size, sha256, url and target of each) and exits 75 (pending), keeping the request; once they are in place, \`fpeer request --resume [FOLDER]\` (or the same request again) checks them and goes on. With --wait it polls for them instead, up to --wait-timeout.`
   static override examples = [
     '<%= config.bin %> request 127.0.0.1 00-MainDocuments --into ./docs',
-    '<%= config.bin %> request 127.0.0.1:7734 00-MainDocuments --protocol sftp --peer-id ABCDEFGHIJKLM-…',
+    '<%= config.bin %> request 127.0.0.1:7734 00-MainDocuments --protocol http --peer-id "$HOST_ID" --json | jq .transfer',
     '<%= config.bin %> request 127.0.0.1 00-MainDocuments --protocol manual --json | jq -r \'.files[] | "-o", .target, .url\' | xargs -d \'\\n\' curl -sS --fail --create-dirs',
     '<%= config.bin %> request --resume 00-MainDocuments',
   ]
