@@ -27,7 +27,8 @@ export function knownPlugin(protocol: string): {protocol: string; short: string;
  */
 export function knownPluginForInstall(arg: string): {protocol: string; short: string; package: string; core: boolean} | undefined {
   const at = arg.indexOf('@', 1)
-  const name = (at === -1 ? arg : arg.slice(0, at)).toLowerCase()
+  // npm names are lower case; `SFTP` is refused rather than guessed at.
+  const name = at === -1 ? arg : arg.slice(0, at)
   for (const protocol of Object.keys(KNOWN_PLUGINS)) {
     const k = knownPlugin(protocol)!
     if (name === k.short || name === k.package) return k
