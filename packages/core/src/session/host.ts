@@ -104,7 +104,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     // connection came from (never one a message names), and check every hash against ours.
     const transport = ctx.registry.get(fu.protocol)
     if (!transport.connect) throw new FpeerError('E_NO_TRANSPORT', `${fu.protocol} cannot fetch`)
-    const client = check.length === 0 ? undefined : await transport.connect({host: address, port: fu.port, identity: ctx.identity, ...(sender ? {expectedPeer: sender} : {}), concurrency: ctx.concurrency, timeoutMs: ctx.timeouts.io, log: ctx.log})
+    const client = check.length === 0 ? undefined : await transport.connect({host: address, port: fu.port, identity: ctx.identity, ...(sender ? {expectedPeer: sender} : {}), concurrency: ctx.concurrency, timeoutMs: ctx.timeouts.io, localAddress: channel.localAddress, log: ctx.log})
     let verified = {files: 0, bytes: 0}
     try {
       if (client) verified = await fetchFiles({client, folder, files: check.map((f) => ({path: f.path, sha256: f.sha256!, size: f.size!})), mode: 'verify', concurrency: ctx.concurrency, resume: transport.supports.resume, ...(ctx.onFetchEvent ? {onEvent: ctx.onFetchEvent} : {})})

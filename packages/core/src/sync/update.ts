@@ -36,11 +36,11 @@ export interface SyncContext {
 }
 
 /** A content fetcher that downloads from `host:port` over `protocol`, from the peer `expected`. */
-export function fetcherFrom(ctx: SyncContext, folder: string, protocol: string, host: string, port: number, expected: PeerId): ContentFetcher {
+export function fetcherFrom(ctx: SyncContext, folder: string, protocol: string, host: string, port: number, expected: PeerId, localAddress = ctx.localAddress): ContentFetcher {
   return async (items, staging) => {
     const transport = ctx.registry.get(protocol)
     if (!transport.connect) throw new FpeerError('E_NO_TRANSPORT', `${protocol} cannot fetch`)
-    const client = await transport.connect({host, port, identity: ctx.identity, expectedPeer: expected, concurrency: ctx.concurrency, timeoutMs: ctx.timeouts.io, ...(ctx.localAddress ? {localAddress: ctx.localAddress} : {}), log: ctx.log})
+    const client = await transport.connect({host, port, identity: ctx.identity, expectedPeer: expected, concurrency: ctx.concurrency, timeoutMs: ctx.timeouts.io, ...(localAddress ? {localAddress} : {}), log: ctx.log})
     const remote = new Map(items.map((i) => [i.entry.path, i.remotePath]))
     try {
       const r = await fetchFiles({client, folder, files: items.map((i) => i.entry), mode: 'land', root: staging, concurrency: ctx.concurrency, resume: false, remotePathOf: (f) => remote.get(f.path) ?? f.path})
@@ -90,7 +90,7 @@ export async function pushUpdate(ctx: SyncContext, folder: string, peer: PeerRec
     }
     if (check.length > 0) {
       const transport = ctx.registry.get(fu.protocol)
-      const client = await transport.connect!({host: channel.remoteAddress, port: fu.port, identity: ctx.identity, expectedPeer: peerId, concurrency: ctx.concurrency, timeoutMs: ctx.timeouts.io, ...(ctx.localAddress ? {localAddress: ctx.localAddress} : {}), log: ctx.log})
+      const client = await transport.connect!({host: channel.remoteAddress, port: fu.port, identity: ctx.identity, expectedPeer: peerId, concurrency: ctx.concurrency, timeoutMs: ctx.timeouts.io, localAddress: channel.localAddress, log: ctx.log})
       try {
         await fetchFiles({client, folder, files: check, mode: 'verify', concurrency: ctx.concurrency})
         ctx.count('filesVerified', check.length)
@@ -131,7 +131,7 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
     verifyVersion(folder, v)
     versions.push(v)
   }
-  const result = await sync.apply(versions, fetcherFrom(ctx, folder, ftg.protocol, channel.remoteAddress, ftg.port, sender))
+  const result = await sync.apply(versions, fetcherFrom(ctx, folder, ftg.protocol, channel.remoteAddress, ftg.port, sender, channel.localAddress))
   const records = await sync.records()
   const took = new Set([...result.fetched, ...result.copied, ...result.applied.map((v) => v.path)])
   const files: FileEntry[] = versions.map((v) => {

@@ -67,7 +67,7 @@ export function verifyVersion(folder: string, v: FileVersion): void {
 /** Writes a version as the attributes of a FilesToGet file line. */
 export function versionToEntry(v: FileVersion): FileEntry {
   const ext: Record<string, string> = {ver: String(v.lamport), origin: v.origin, vv: formatVector(v.vv), osig: v.sig}
-  if (v.deleted) return {path: v.path, ext: {...ext, del: '1'}}
+  if (v.deleted) return {path: v.path, mtimeMs: v.mtimeMs, ext: {...ext, del: '1'}}
   return {path: v.path, size: v.size, sha256: v.sha256, mtimeMs: v.mtimeMs, ext}
 }
 
