@@ -81,8 +81,19 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES
 
+/** Marks FpeerErrors across copies of @fpeer/core (an installed plugin brings its own). */
+const BRAND = Symbol.for('fpeer.FpeerError')
+
 /** An error with a stable code, a kind and optionally a hint saying what to do next. */
 export class FpeerError extends Error {
+  /**
+   * `instanceof` checks the brand, not the prototype: a plugin installed with
+   * `fpeer plugins:install` loads its own copy of this module, and its errors must keep their codes.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true
+  }
+
   readonly code: ErrorCode
   readonly kind: ErrorKind
   readonly hint?: string
@@ -91,6 +102,7 @@ export class FpeerError extends Error {
   constructor(code: ErrorCode, message: string, options: {hint?: string; cause?: unknown; details?: Record<string, unknown>} = {}) {
     super(message, options.cause === undefined ? undefined : {cause: options.cause})
     this.name = 'FpeerError'
+    Object.defineProperty(this, BRAND, {value: true})
     this.code = code
     this.kind = ERROR_CODES[code]
     if (options.hint !== undefined) this.hint = options.hint
