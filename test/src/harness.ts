@@ -54,9 +54,14 @@ export class Peer {
     return (await this.json<{id: string}>(['id'])).id
   }
 
-  /** Starts `fpeer serve --json` on this peer's address with free ports; resolves once it is listening. */
-  async serve(args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<NonNullable<Peer['ready']>> {
-    const child = spawn(process.execPath, [FPEER, 'serve', '--host', this.address, '--port', '0', '--data-port', 'HTTP=0', '--data-port', 'FTP=0', '--data-port', 'SFTP=0', '--json', ...args], {
+  /**
+   * Starts `fpeer serve --json` on this peer's address; resolves once it is listening. With
+   * free ports (the default) every port is picked by the OS; `ports: 'default'` keeps the
+   * documented ones (control 7734, HTTP 7735), which peers that push updates rely on.
+   */
+  async serve(args: string[] = [], env: NodeJS.ProcessEnv = {}, options: {ports?: 'free' | 'default'} = {}): Promise<NonNullable<Peer['ready']>> {
+    const portArgs = options.ports === 'default' ? [] : ['--port', '0', '--data-port', 'HTTP=0', '--data-port', 'FTP=0', '--data-port', 'SFTP=0']
+    const child = spawn(process.execPath, [FPEER, 'serve', '--host', this.address, ...portArgs, '--json', ...args], {
       env: {...this.env, ...env},
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -179,3 +184,13 @@ export async function makeTree(dir: string, bigBytes = 50 * 1024 * 1024): Promis
   }
 }
 
+
+/** Polls `check` until it returns true or `timeoutMs` passes (then throws with `what`). */
+export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000, everyMs = 200): Promise<void> {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    if (await check()) return
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+}

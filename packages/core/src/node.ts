@@ -1,12 +1,11 @@
 // A running peer (`fpeer serve`): the control port, one transport server per protocol, and the folders' state.
-import {type FSWatcher, watch} from 'node:fs'
 import {writeFile} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 import {FpeerError, isFpeerError} from './errors.js'
 import {type Identity, PeerId} from './identity.js'
 import {LocalFileSource} from './fs/local-source.js'
-import {isIgnoredName} from './fs/scan.js'
+import {FolderWatcher} from './fs/watch.js'
 import {MessageChannel, normalizeAddress} from './net/channel.js'
 import type {TransportRegistry} from './registry.js'
 import {type HandshakeTimeouts, type HostContext, defaultTimeouts} from './session/context.js'
@@ -84,7 +83,7 @@ export class PeerNode {
   #rescanTimer: NodeJS.Timeout | undefined
   #syncTimer: NodeJS.Timeout | undefined
   readonly #syncs = new Map<string, FolderSync>()
-  readonly #watchers = new Map<string, FSWatcher>()
+  readonly #watchers = new Map<string, FolderWatcher>()
   readonly #pending = new Map<string, NodeJS.Timeout>()
   readonly #nonces = new Map<string, number>()
   readonly #work = new Set<Promise<unknown>>()
@@ -145,17 +144,9 @@ export class PeerNode {
   }
 
   #watch(f: FolderConfig): void {
-    try {
-      const w = watch(f.path, {recursive: true}, (_event, name) => {
-        const rel = name ? String(name) : ''
-        if (rel.split('/').some((seg) => isIgnoredName(seg))) return
-        this.#schedule(f.name)
-      })
-      w.on('error', (err) => this.options.log.warn('cannot watch folder; relying on periodic rescans', {folder: f.name, reason: err.message}))
-      this.#watchers.set(f.name, w)
-    } catch (err) {
-      this.options.log.warn('cannot watch folder; relying on periodic rescans', {folder: f.name, reason: (err as Error).message})
-    }
+    const w = new FolderWatcher(f.path, () => this.#schedule(f.name), (err) => this.options.log.warn('cannot watch folder; relying on periodic rescans', {folder: f.name, reason: err.message}))
+    this.#watchers.set(f.name, w)
+    void w.start().catch((err: Error) => this.options.log.warn('cannot watch folder; relying on periodic rescans', {folder: f.name, reason: err.message}))
   }
 
   /** Debounces file-system events into one rescan-and-push. */
