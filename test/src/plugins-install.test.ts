@@ -1,0 +1,236 @@
+// End to end: `fpeer plugins:install sftp` from a real npm registry (verdaccio on loopback), a request over it, and uninstall.
+import assert from 'node:assert/strict'
+import {type ChildProcess, spawn} from 'node:child_process'
+import http from 'node:http'
+import {mkdir, rm, writeFile} from 'node:fs/promises'
+import net from 'node:net'
+import path from 'node:path'
+import {after, before, describe, it} from 'node:test'
+import {Peer, ROOT, makeTree, runFpeer, tempDir, treeHashes} from './harness.js'
+
+const FOLDER = 'installed-sftp'
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+async function freePort(): Promise<number> {
+  const srv = net.createServer()
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
+  const port = (srv.address() as net.AddressInfo).port
+  await new Promise<void>((resolve) => srv.close(() => resolve()))
+  return port
+}
+
+function ping(url: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get(`${url}-/ping`, {timeout: 2000}, (res) => {
+      res.resume()
+      resolve(res.statusCode === 200)
+    })
+    req.once('error', () => resolve(false))
+    req.once('timeout', () => req.destroy())
+  })
+}
+
+/** Runs a command to completion, bounded; resolves with its exit code and output. */
+function run(cmd: string, args: string[], options: {cwd: string; env: NodeJS.ProcessEnv; timeoutMs?: number}): Promise<{code: number | null; out: string}> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe']})
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()))
+    const t = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`${cmd} ${args.join(' ')} timed out: ${out}`))
+    }, options.timeoutMs ?? 120_000)
+    child.once('error', reject)
+    child.once('close', (code) => {
+      clearTimeout(t)
+      resolve({code, out})
+    })
+  })
+}
+
+/**
+ * verdaccio 6 on 127.0.0.1 with temp storage. @fpeer/* is served only from what the test
+ * publishes (anonymous publish, no uplink); every other package (ssh2, lowdb, …) is proxied
+ * from the public npm registry, read-only.
+ */
+async function startVerdaccio(dir: string): Promise<{url: string; child: ChildProcess; log: () => string}> {
+  const port = await freePort()
+  const url = `http://127.0.0.1:${port}/`
+  const config = path.join(dir, 'config.yaml')
+  await mkdir(dir, {recursive: true})
+  await writeFile(
+    config,
+    [
+      `storage: ${JSON.stringify(path.join(dir, 'storage'))}`,
+      'auth:',
+      '  htpasswd:',
+      `    file: ${JSON.stringify(path.join(dir, 'htpasswd'))}`,
+      '    max_users: -1',
+      'uplinks:',
+      '  npmjs:',
+      '    url: https://registry.npmjs.org/',
+      '    timeout: 60s',
+      'packages:',
+      "  '@fpeer/*':",
+      '    access: $all',
+      '    publish: $all',
+      '    unpublish: $all',
+      "  '**':",
+      '    access: $all',
+      '    proxy: npmjs',
+      'log: {type: stdout, format: pretty, level: warn}',
+      '',
+    ].join('\n'),
+  )
+  const child = spawn(process.execPath, [path.join(ROOT, 'node_modules/verdaccio/bin/verdaccio'), '--config', config, '--listen', `127.0.0.1:${port}`], {stdio: ['ignore', 'pipe', 'pipe']})
+  let log = ''
+  child.stdout!.on('data', (d: Buffer) => (log += d.toString()))
+  child.stderr!.on('data', (d: Buffer) => (log += d.toString()))
+  const deadline = Date.now() + 30_000
+  while (!(await ping(url))) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL')
+      throw new Error(`verdaccio did not start: ${log}`)
+    }
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  return {url, child, log: () => log}
+}
+
+async function stopChild(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  child.kill('SIGTERM')
+  const t = setTimeout(() => child.kill('SIGKILL'), 5000)
+  await exited
+  clearTimeout(t)
+}
+
+describe('fpeer plugins:install refuses names it does not know, without asking anyone', () => {
+  it('a bare unknown name, another package, a URL or a GitHub slug is E_UNKNOWN_PLUGIN (exit 2), and no registry is contacted', async () => {
+    const work = await tempDir()
+    // A "registry" that counts connections: none may arrive.
+    let connections = 0
+    const trap = net.createServer((s) => {
+      connections++
+      s.destroy()
+    })
+    await new Promise<void>((resolve) => trap.listen(0, '127.0.0.1', resolve))
+    const registry = `http://127.0.0.1:${(trap.address() as net.AddressInfo).port}/`
+    try {
+      const env = {...process.env, FPEER_HOME: path.join(work, 'home'), FPEER_DATA_DIR: path.join(work, 'data'), FPEER_CONFIG_DIR: path.join(work, 'config'), FPEER_CACHE_DIR: path.join(work, 'cache'), FPEER_NPM_REGISTRY: registry, npm_config_registry: registry}
+      for (const args of [['plugins:install', 'nonsense-name'], ['plugins', 'install', 'sftpp'], ['plugins:add', '@evil/plugin-sftp'], ['plugins:install', 'https://github.com/someone/fpeer-plugin'], ['plugins:install', 'someone/fpeer-plugin'], ['plugins:install', 'SFTP'], ['plugins:install', 'sftp', 'nonsense-name']]) {
+        const r = await runFpeer([...args, '--json'], {env})
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`)
+        const err = JSON.parse(r.stdout).error
+        assert.equal(err.code, 'E_UNKNOWN_PLUGIN', args.join(' '))
+        assert.ok(err.details.known.includes('@fpeer/plugin-sftp'))
+      }
+      const text = await runFpeer(['plugins:install', 'nonsense-name'], {env})
+      assert.equal(text.code, 2)
+      assert.match(text.stderr, /E_UNKNOWN_PLUGIN/)
+      assert.equal(connections, 0, 'a refused name reached the registry')
+      assert.equal((await runFpeer(['plugins', '--json'], {env})).stdout.includes('nonsense'), false)
+    } finally {
+      await new Promise((resolve) => trap.close(resolve))
+      await rm(work, {recursive: true, force: true})
+    }
+  })
+})
+
+describe('fpeer plugins:install sftp from a registry, a request over SFTP, then plugins:uninstall', {timeout: 480_000}, () => {
+  let work: string
+  let verdaccio: Awaited<ReturnType<typeof startVerdaccio>> | undefined
+  let npmEnv: NodeJS.ProcessEnv
+  let host: Peer
+  let requester: Peer
+
+  before(async () => {
+    work = await tempDir('fpeer-plugins-')
+    verdaccio = await startVerdaccio(path.join(work, 'verdaccio'))
+    const npmrc = path.join(work, 'npmrc')
+    // Anonymous publish still needs some token for npm to send; verdaccio allows $all for @fpeer/*.
+    await writeFile(npmrc, `registry=${verdaccio.url}\n//${verdaccio.url.slice('http://'.length)}:_authToken=anonymous\n`)
+    npmEnv = {
+      npm_config_userconfig: npmrc,
+      npm_config_cache: path.join(work, 'npm-cache'),
+      npm_config_registry: verdaccio.url,
+      npm_config_update_notifier: 'false',
+      npm_config_fund: 'false',
+      npm_config_audit: 'false',
+      FPEER_NPM_REGISTRY: verdaccio.url,
+    }
+    // Publish what `plugins:install sftp` needs from the workspace: the plugin and core (ftp too).
+    for (const dir of ['packages/core', 'plugins/sftp', 'plugins/ftp']) {
+      const r = await run('npm', ['publish', '--registry', verdaccio.url], {cwd: path.join(ROOT, dir), env: {...process.env, ...npmEnv}})
+      assert.equal(r.code, 0, `npm publish ${dir}: ${r.out}`)
+    }
+    const peerEnv = (name: string) => ({...npmEnv, FPEER_DATA_DIR: path.join(work, name, 'data'), FPEER_CONFIG_DIR: path.join(work, name, 'config'), FPEER_CACHE_DIR: path.join(work, name, 'cache')})
+    host = await Peer.create('127.0.0.1', peerEnv('host'))
+    requester = await Peer.create('127.0.0.2', peerEnv('requester'))
+  })
+
+  after(async () => {
+    await requester?.destroy()
+    await host?.destroy()
+    await stopChild(verdaccio?.child)
+    await rm(work, {recursive: true, force: true})
+  })
+
+  it('installs @fpeer/plugin-sftp as `sftp` on both peers; fpeer plugins and fpeer protocols show it', async () => {
+    for (const p of [host, requester]) {
+      const r = await p.run(['plugins:install', 'sftp'], {timeoutMs: 180_000})
+      assert.equal(r.code, 0, `${r.stdout}${r.stderr}\nverdaccio: ${verdaccio!.log()}`)
+      const plugins = await p.json<Array<{name: string; type: string; version: string}>>(['plugins'])
+      const sftp = plugins.find((x) => x.name === '@fpeer/plugin-sftp')
+      assert.ok(sftp, JSON.stringify(plugins))
+      assert.equal(sftp.type, 'user')
+      assert.equal(sftp.version, '0.1.0')
+      const protocols = (await p.json(['protocols'])).protocols as Array<{protocol: string; plugin: string}>
+      assert.deepEqual(protocols.map((x) => `${x.protocol} ${x.plugin}`), ['HTTP @fpeer/plugin-http', 'MANUAL @fpeer/plugin-manual', 'SFTP @fpeer/plugin-sftp'])
+    }
+  })
+
+  it('a request over the installed SFTP plugin is confirmed; the trees are identical and each peerlist lists the other', async () => {
+    const shared = path.join(work, 'shared')
+    const into = path.join(work, 'copy')
+    await makeTree(shared, 2 * 1024 * 1024)
+    const hostId = await host.id()
+    const requesterId = await requester.id()
+    const ready = await host.serve([shared, '--name', FOLDER, '--allow', requesterId])
+    assert.ok(ready.ports.SFTP, JSON.stringify(ready))
+    const r = await requester.run(['request', host.control, FOLDER, '--into', into, '--bind', '127.0.0.2', '--protocol', 'sftp', '--peer-id', hostId, '--json'])
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    const doc = JSON.parse(r.stdout)
+    assert.equal(doc.protocol, 'SFTP')
+    assert.equal(doc.transfer.fetched, 8)
+    assert.deepEqual(await treeHashes(into), await treeHashes(shared))
+    assert.deepEqual((await host.json(['peers', FOLDER])).peers.map((p: {id: string}) => p.id), [requesterId])
+    assert.deepEqual((await requester.json(['peers', FOLDER])).peers.map((p: {id: string}) => p.id), [hostId])
+  })
+
+  it('after plugins:uninstall sftp, SFTP is gone and asking for it is E_NO_TRANSPORT naming the install command', async () => {
+    const r = await requester.run(['plugins:uninstall', 'sftp'])
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    assert.equal((await requester.json<Array<{name: string}>>(['plugins'])).some((x) => x.name === '@fpeer/plugin-sftp'), false)
+    assert.deepEqual(((await requester.json(['protocols'])).protocols as Array<{protocol: string}>).map((x) => x.protocol), ['HTTP', 'MANUAL'])
+    const again = await requester.run(['request', host.control, FOLDER, '--into', path.join(work, 'copy2'), '--bind', '127.0.0.2', '--protocol', 'sftp', '--json'])
+    assert.equal(again.code, 6, again.stdout + again.stderr)
+    const err = JSON.parse(again.stdout).error
+    assert.equal(err.code, 'E_NO_TRANSPORT')
+    assert.equal(err.details.plugin, '@fpeer/plugin-sftp')
+    assert.match(err.hint, /fpeer plugins:install sftp/)
+    const text = await requester.run(['request', host.control, FOLDER, '--into', path.join(work, 'copy2'), '--protocol', 'sftp'])
+    assert.match(text.stderr, /Error \[E_NO_TRANSPORT\].*SFTP[\s\S]*fpeer plugins:install sftp/)
+  })
+
+  it('plugins:link --no-install puts the workspace plugin back, and plugins lists it as a link', async () => {
+    const r = await requester.run(['plugins:link', '--no-install', path.join(ROOT, 'plugins/sftp')])
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    const sftp = (await requester.json<Array<{name: string; type: string}>>(['plugins'])).find((x) => x.name === '@fpeer/plugin-sftp')
+    assert.equal(sftp?.type, 'link')
+    assert.ok(((await requester.json(['protocols'])).protocols as Array<{protocol: string}>).some((x) => x.protocol === 'SFTP'))
+    assert.equal((await requester.run(['plugins:uninstall', '@fpeer/plugin-sftp'])).code, 0)
+  })
+})
