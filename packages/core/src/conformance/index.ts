@@ -117,6 +117,8 @@ export function runTransportConformance(opts: ConformanceOptions): void {
       for (const key of ['serve', 'fetch', 'resume', 'peerAuth', 'serverAuth'] as const) assert.equal(typeof sup[key], 'boolean', `supports.${key}`)
       if (sup.serve) assert.equal(typeof transport.serve, 'function', 'supports.serve but no serve()')
       if (sup.fetch) assert.equal(typeof transport.connect, 'function', 'supports.fetch but no connect()')
+      // A transport that cannot fetch leaves the bytes to a person; it must say how (MANUAL).
+      else assert.equal(typeof transport.handOver, 'function', 'supports.fetch false but no handOver()')
     })
 
     if (!sup.serve || !sup.fetch) {
