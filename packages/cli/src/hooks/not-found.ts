@@ -24,18 +24,23 @@ const hook: Hook<'command_not_found'> = async function (opts) {
   const hidden = new Set(opts.config.commands.filter((c) => c.hidden).map((c) => c.id))
   const ids = [...opts.config.commandIDs, ...opts.config.commands.flatMap((c) => c.aliases)].filter((c) => !hidden.has(c))
   const spaced = (id: string) => id.replaceAll(':', ' ')
-  const [suggestion] = closestCommands(opts.id, ids)
+  // `fpeer reqest x` arrives as id "reqest:x": the words after the first that is not a topic are arguments.
+  const words = opts.id.split(':')
+  let n = 1
+  while (n < words.length && opts.config.findTopic(words.slice(0, n).join(':'))) n++
+  const typed = words.slice(0, n).join(':')
+  const [suggestion] = closestCommands(typed, ids)
   const argv = process.argv.slice(2)
   // At a terminal, oclif's not-found plugin asks "Did you mean …?" and runs the answer.
   if (suggestion && process.stdin.isTTY && process.stderr.isTTY && !argv.includes('--json')) {
     const {default: utils} = (await import('@oclif/plugin-not-found/lib/utils.js' as string)) as {default: {getConfirmation(s: string): Promise<boolean>}}
-    process.stderr.write(`unknown command: ${spaced(opts.id)}\n`)
+    process.stderr.write(`unknown command: ${spaced(typed)}\n`)
     if (await utils.getConfirmation(spaced(suggestion)).catch(() => false)) {
-      const rest = opts.argv?.length ? opts.argv : []
+      const rest = opts.argv?.length ? opts.argv : words.slice(n)
       return opts.config.runCommand(suggestion, rest)
     }
   }
-  const e = new FpeerError('E_USAGE', `unknown command: ${spaced(opts.id)}`, {
+  const e = new FpeerError('E_USAGE', `unknown command: ${spaced(typed)}`, {
     hint: suggestion ? `did you mean \`${opts.config.bin} ${spaced(suggestion)}\`? \`${opts.config.bin} help\` lists every command` : `\`${opts.config.bin} help\` lists every command`,
     ...(suggestion ? {details: {suggestion: spaced(suggestion)}} : {}),
   })
