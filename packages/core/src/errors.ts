@@ -50,6 +50,8 @@ export const ERROR_CODES = {
   E_UNKNOWN_FOLDER: 'refused',
   E_NO_COMMON_PROTOCOL: 'refused',
   E_PEER_ERROR: 'refused',
+  E_BUSY: 'refused',
+  E_DELEGATED: 'refused',
   // verification
   E_PATH_UNSAFE: 'verify',
   E_HASH_MISMATCH: 'verify',

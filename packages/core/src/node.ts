@@ -37,6 +37,8 @@ export interface PeerNodeOptions {
   concurrency?: number
   maxConnections?: number
   timeouts?: HandshakeTimeouts
+  /** Handshakes answered at once; past that a request is handed to another confirmed peer (seed step 8). */
+  maxHandshakes?: number
   /** Listen for messages (false: only serve files, e.g. for `fpeer push`). */
   control?: boolean
   /** Watch folders, rescan and catch up with peers (the daemon); false for one-shot use. */
@@ -88,6 +90,7 @@ export class PeerNode {
   readonly #nonces = new Map<string, number>()
   readonly #work = new Set<Promise<unknown>>()
   #stopping = false
+  #delegateTurn = 0
   readonly stats: SyncStats = {messagesIn: 0, messagesOut: 0, filesFetched: 0, bytesFetched: 0, filesVerified: 0, pushes: 0, pulls: 0}
   #statsDirty = false
 
@@ -412,6 +415,14 @@ export class PeerNode {
       },
       fileList: (folder) => this.fileList(folder),
       isPeer: (folder, id) => (this.#peers.get(folder) ?? []).some((p) => p.id === id.toString()),
+      delegateFor: (folder, requester) => {
+        // This connection is one of #connections: busy when the others reach the limit.
+        if (this.#connections.size - 1 < (this.options.maxHandshakes ?? 64)) return undefined
+        const candidates = (this.#peers.get(folder) ?? []).filter((p) => p.controlPort && !p.id.startsWith('plain:') && p.id !== requester.toString())
+        if (candidates.length === 0) return undefined
+        const p = candidates[this.#delegateTurn++ % candidates.length]!
+        return {id: PeerId.parse(p.id), address: p.address, controlPort: p.controlPort!}
+      },
       handlers: {FilesToGet: (channel, msg) => receiveUpdate(channel, msg, this.#syncContext())},
       servedPort: (protocol) => this.#servers.get(protocol.toUpperCase())?.port,
       grant: (folder, address, peer) => {

@@ -20,6 +20,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     open: Flags.boolean({description: 'let any peer join DIR', allowNo: true}),
     allow: Flags.string({description: 'peer ID allowed to join DIR (repeatable)', multiple: true, multipleNonGreedy: true}),
     concurrency: Flags.integer({description: 'parallel transfers when checking a peer', default: 8, min: 1, max: 64}),
+    'max-handshakes': Flags.integer({description: 'handshakes answered at once; past that a request is handed to another peer of the folder (seed step 8)', default: 64, min: 0}),
     sync: Flags.boolean({description: 'watch shared folders, push changes to peers and catch up with them', default: true, allowNo: true}),
     progress: progressFlag('events on stderr: auto or bar (one line per event), json (one JSON object per line), none (warnings and errors only)'),
   }
@@ -36,7 +37,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
       this.log_.info('sharing', {folder: f.name, path: f.path, files: f.files, open: f.open})
     }
     const identity = await loadIdentity(this.home)
-    const node = new PeerNode({home: this.home, identity, registry: await this.registry(), log: this.log_, host: this.flags.host, controlPort: this.flags.port, ports, concurrency: this.flags.concurrency, sync: this.flags.sync})
+    const node = new PeerNode({home: this.home, identity, registry: await this.registry(), log: this.log_, host: this.flags.host, controlPort: this.flags.port, ports, concurrency: this.flags.concurrency, sync: this.flags.sync, maxHandshakes: this.flags['max-handshakes']})
     await node.start()
     const ready = {id: identity.id.toString(), host: this.flags.host, control: node.controlPort, ports: node.ports}
     if (this.jsonEnabled()) process.stdout.write(JSON.stringify(ready) + '\n')

@@ -44,6 +44,11 @@ export interface HostContext {
   fileList(folder: string): Promise<FileEntry[]>
   /** Is this ID already a confirmed peer of the folder? (Then only what it fetched is checked back.) */
   isPeer(folder: string, id: PeerId): boolean
+  /**
+   * Seed step 8: when this host is busy, a confirmed peer (not `requester`) to hand the
+   * request to, with the address and control port to reach it; undefined to answer itself.
+   */
+  delegateFor?(folder: string, requester: PeerId): {id: PeerId; address: string; controlPort: number} | undefined
   /** Other message handlers (updates), by type, for conversations not started by a BePeerRequest. */
   handlers?: Partial<Record<'FilesToGet', (channel: import('../net/channel.js').MessageChannel, msg: import('../wire/types.js').FilesToGet) => Promise<void>>>
   /** The port this node serves `protocol` on, or undefined when it does not serve it. */

@@ -6,6 +6,7 @@ import {fetchFiles} from '../transfer/fetch.js'
 import {claimedSender, isPlain, signMessage, verifyMessage} from '../wire/signing.js'
 import type {BePeerRequest, FileEntry, FilesToGet, PeerError, TrustedPeerConfirm} from '../wire/types.js'
 import type {HostContext} from './context.js'
+import {checkTicket, issueTicket} from './delegation.js'
 import {expectType, parseProtocolList, randomNonce, sameFiles, verifyReply} from './handshake.js'
 
 /** Writes a PeerError reply; best effort, the connection may already be gone. */
@@ -70,8 +71,26 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
   } else if (claimedSender(request)) {
     throw new FpeerError('E_UNSIGNED', 'BePeerRequest names an id but is not signed')
   }
-  if (!(await ctx.mayJoin(folder, sender))) {
+  // A request delegated to us by a confirmed peer carries its ticket, which admits the requester.
+  const delegatedBy = sender && request.meta.ticket ? checkTicket(request, sender, ctx.identity.id) : undefined
+  if (delegatedBy && !ctx.isPeer(folder, delegatedBy)) throw new FpeerError('E_NOT_ALLOWED', `the ticket's issuer ${delegatedBy.short} is not a confirmed peer of ${folder}`)
+  if (!delegatedBy && !(await ctx.mayJoin(folder, sender))) {
     throw new FpeerError('E_NOT_ALLOWED', sender ? `peer ${sender.toString()} may not join ${folder}` : `${folder} is not open to unidentified peers`)
+  }
+  // Seed step 8: a busy host asks another peer holding the folder to answer; it sends the
+  // FilesToGet from its own address. Only fpeer requesters can follow (they check the ticket's signer).
+  const delegate = sender && !delegatedBy ? ctx.delegateFor?.(folder, sender) : undefined
+  if (sender && delegate) {
+    const msg: PeerError = {
+      type: 'PeerError',
+      folder,
+      code: 'E_DELEGATED',
+      text: `busy: ask ${delegate.id.toString()} at ${delegate.address}:${delegate.controlPort}`,
+      meta: {nonce: randomNonce(), re: request.meta.nonce ?? '', delegate: delegate.id.compact, addr: delegate.address, ctl: String(delegate.controlPort), ...issueTicket(ctx.identity, folder, sender, delegate.id)},
+    }
+    await channel.send(signMessage(msg, ctx.identity))
+    ctx.log.info('delegated request', {peer: sender.short, folder, to: delegate.id.short})
+    return
   }
   const protocol = chooseProtocol(request, ctx)
   const entries = await ctx.fileList(folder)

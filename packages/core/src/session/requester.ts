@@ -1,7 +1,7 @@
 // The requester's side of "Becoming a Peer" (seed steps 4-5, 10-12 and 17).
 import {mkdir, realpath, stat} from 'node:fs/promises'
 import {FpeerError} from '../errors.js'
-import type {Identity, PeerId} from '../identity.js'
+import {type Identity, PeerId} from '../identity.js'
 import {LocalFileSource} from '../fs/local-source.js'
 import {prepareForWrite} from '../fs/safe-path.js'
 import {sha256File} from '../fs/scan.js'
@@ -26,6 +26,10 @@ export interface RequestOptions {
   protocol?: string
   /** Refuse any host but this one. */
   expectedHost?: PeerId
+  /** Attributes added to the BePeerRequest's Line 1 (a delegation ticket). */
+  extraMeta?: Record<string, string>
+  /** Follow a busy host's delegation to another peer (seed step 8); default true. */
+  followDelegation?: boolean
   /** Our control port, announced as `ctl=` so the host can send us updates later. */
   controlPort?: number
   identity: Identity
@@ -44,6 +48,8 @@ export interface RequestOptions {
 }
 
 export interface RequestResult {
+  /** The host that handed the request to `host` (seed step 8), if it did. */
+  delegatedBy?: string
   folder: string
   into: string
   host: {id: string; address: string; port: number}
@@ -100,14 +106,29 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
   try {
     const nonce = randomNonce()
     const protocols = opts.registry.protocols((t) => t.supports.fetch || t.protocol === 'MANUAL')
-    const meta: Record<string, string> = {nonce, protocols: protocols.join(',')}
+    const meta: Record<string, string> = {...opts.extraMeta, nonce, protocols: protocols.join(',')}
     if (opts.protocol) meta.want = opts.protocol.toUpperCase()
     if (opts.controlPort) meta.ctl = String(opts.controlPort)
     const bpr: BePeerRequest = signMessage({type: 'BePeerRequest', folder: opts.folder, meta}, opts.identity)
     opts.onEvent?.({event: 'phase', phase: 'BePeerRequest'})
     await channel.send(bpr)
 
-    const ftg: FilesToGet = expectType(await channel.next(opts.timeouts.reply), 'FilesToGet', opts.folder)
+    const first = await channel.next(opts.timeouts.reply)
+    if (first.type === 'PeerError' && first.code === 'E_DELEGATED' && opts.followDelegation !== false && !opts.extraMeta?.ticket) {
+      // Seed step 8: the host is busy and names a peer of the folder to ask instead. Only a
+      // delegation signed by the host we asked (and answering our nonce) is followed, and
+      // only to the peer it names, whose own signature we then require.
+      const host = verifyReply(first, opts.expectedHost, nonce)
+      const to = PeerId.tryParse(first.meta.delegate ?? '')
+      const port = Number(first.meta.ctl)
+      if (!to || !first.meta.addr || !Number.isInteger(port) || port < 1 || port > 65535) throw new FpeerError('E_MSG_BAD_FIELD', 'incomplete delegation')
+      opts.log.info('host is busy; asking the peer it delegated to', {host: host.short, delegate: to.short, address: `${first.meta.addr}:${port}`})
+      await channel.close()
+      const ticket = {ticket: first.meta.ticket ?? '', 'ticket-by': first.meta['ticket-by'] ?? '', 'ticket-exp': first.meta['ticket-exp'] ?? ''}
+      const result = await requestFolder({...opts, host: first.meta.addr, port, expectedHost: to, extraMeta: ticket})
+      return {...result, delegatedBy: host.toString()}
+    }
+    const ftg: FilesToGet = expectType(first, 'FilesToGet', opts.folder)
     const hostId = verifyReply(ftg, opts.expectedHost, nonce)
     if (opts.protocol && ftg.protocol !== opts.protocol.toUpperCase()) throw new FpeerError('E_NO_COMMON_PROTOCOL', `asked for ${opts.protocol.toUpperCase()}, host chose ${ftg.protocol}`)
     const hostAddress = channel.remoteAddress
