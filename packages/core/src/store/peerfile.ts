@@ -1,5 +1,5 @@
 // A folder's peerfile: its confirmed peers (lowdb) and its file structure (an append-only journal).
-import {appendFile, mkdir, open, readFile, rename} from 'node:fs/promises'
+import {appendFile, mkdir, open, readFile, rename, stat} from 'node:fs/promises'
 import path from 'node:path'
 import lockfile from 'proper-lockfile'
 import {FpeerError} from '../errors.js'
@@ -151,6 +151,20 @@ export class Peerfile {
     }
     await appendFile(this.#journal, records.map((r) => JSON.stringify(toLine(r))).join('\n') + '\n', {mode: 0o600})
     this.#lines += records.length
+  }
+
+  /** Whether the structure was ever recorded (an empty folder's first scan counts). */
+  async initialized(): Promise<boolean> {
+    return stat(this.#journal).then(
+      () => true,
+      () => false,
+    )
+  }
+
+  /** Marks the structure as recorded, even when it holds no file yet. */
+  async touch(): Promise<void> {
+    await mkdir(this.dir, {recursive: true, mode: 0o700})
+    await appendFile(this.#journal, '', {mode: 0o600})
   }
 
   /**

@@ -73,11 +73,12 @@ export class FolderSync {
   rescan(): Promise<{versions: FileVersion[]; files: FileRecord[]}> {
     return this.#run(async () => {
       const all = await this.peerfile.files()
-      const initial = all.size === 0
+      const initial = !(await this.peerfile.initialized())
       const live = new Map([...all].filter(([, r]) => isLive(r)))
       const scan = await scanFolder(this.folder.path, live)
       const {versions, changed} = this.#diff(all, scan, initial)
       await this.peerfile.put(changed, all)
+      if (initial) await this.peerfile.touch()
       return {versions, files: [...all.values()].filter(isLive)}
     })
   }
@@ -143,6 +144,7 @@ export class FolderSync {
         changed.push(r)
       }
       await this.peerfile.put(changed, all)
+      await this.peerfile.touch()
     })
   }
 
