@@ -128,6 +128,9 @@ function barProgress(stream: NodeJS.WriteStream): ProgressReporter {
             stopOnComplete: false,
             fps: 10,
             etaBuffer: 50,
+            // Only reached off a terminal when --progress=bar asked for it: then write plain lines.
+            noTTYOutput: !stream.isTTY,
+            notTTYSchedule: 1000,
           },
           cliProgress.Presets.shades_classic,
         )
