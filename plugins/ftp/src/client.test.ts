@@ -57,7 +57,7 @@ class CountingSource implements FileSource {
   }
 }
 
-describe('FTP client', () => {
+describe('FTP client', {timeout: 120_000}, () => {
   let tree: Tree
   let source: CountingSource
   let server: TransportServer
@@ -65,7 +65,7 @@ describe('FTP client', () => {
   before(async () => {
     tree = await makeTree()
     source = new CountingSource(localSource(tree))
-    server = await serve(source, {idleTimeoutMs: 400})
+    server = await serve(source)
     big = await readFile(path.join(tree.root, BIG_FILE))
   })
   after(async () => {
@@ -120,14 +120,16 @@ describe('FTP client', () => {
   })
 
   it('reconnects when the server dropped a parked connection', async () => {
-    const client = await connectFtp(options(server.port, {concurrency: 1}))
+    const impatient = await serve(source, {idleTimeoutMs: 1000})
+    const client = await connectFtp(options(impatient.port, {concurrency: 1}))
     try {
       assert.equal((await readAll((await client.get(FOLDER, 'empty.bin')).stream)).length, 0)
-      await new Promise((r) => setTimeout(r, 900)) // the server's idle timeout is 400 ms
+      await new Promise((r) => setTimeout(r, 2500))
       const {stream} = await client.get(FOLDER, BIG_FILE)
       assert.ok((await readAll(stream)).equals(big))
     } finally {
       await client.close()
+      await impatient.close()
     }
   })
 
@@ -176,7 +178,7 @@ describe('FTP client', () => {
   })
 })
 
-describe('FTP client against misbehaving servers', () => {
+describe('FTP client against misbehaving servers', {timeout: 60_000}, () => {
   it('a server that never greets is E_TIMEOUT', async () => {
     const sockets = new Set<Socket>()
     const silent = createServer((s) => {

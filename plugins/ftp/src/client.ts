@@ -1,6 +1,6 @@
 // The FTP transport client: a pool of basic-ftp connections, one per concurrent transfer, each RETR streamed to the caller.
 import {Socket, type SocketConnectOpts} from 'node:net'
-import {PassThrough, Writable, type Readable} from 'node:stream'
+import {PassThrough, Readable, Writable} from 'node:stream'
 import {Client} from 'basic-ftp'
 import {FpeerError, isFpeerError, silentLogger, type ConnectOptions, type Logger, type TransferClient} from '@fpeer/core'
 import {mapFtpError} from './client-errors.js'
@@ -117,7 +117,19 @@ export class FtpClientPool implements TransferClient {
       }
     }
 
-    const out = new PassThrough({highWaterMark: 1 << 18})
+    // basic-ftp writes into `sink`, which forwards into `inner` with backpressure; the caller
+    // reads `out`, which replays `inner` and then throws if the transfer failed. Ending `inner`
+    // on failure too (and throwing after it) hands the caller every byte that did arrive, so a
+    // resumed fetch continues from there; destroying the stream would discard what is buffered.
+    const inner = new PassThrough({highWaterMark: 1 << 18})
+    let failure: FpeerError | undefined
+    const out = Readable.from(
+      (async function* () {
+        for await (const chunk of inner) yield chunk as Buffer
+        if (failure) throw failure
+      })(),
+      {objectMode: false, highWaterMark: 1 << 16},
+    )
     let started = false
     let done = false
     return new Promise((resolve, reject) => {
@@ -126,28 +138,32 @@ export class FtpClientPool implements TransferClient {
         started = true
         resolve(size === undefined ? {stream: out} : {stream: out, size})
       }
-      // Forwards into `out` with backpressure, but never ends it: basic-ftp ends its destination
-      // even when the transfer failed, and a reader must not take a cut file for a whole one.
+      // Never ends `inner` itself: basic-ftp ends its destination even when the transfer
+      // failed, and a reader must not take a cut file for a whole one.
       const sink = new Writable({
         highWaterMark: 1 << 16,
         write(chunk: Buffer, _enc, cb) {
           begin()
-          if (out.destroyed) return cb(new Error('the reader went away'))
-          if (out.write(chunk)) return cb()
+          if (inner.destroyed) return cb(new Error('the reader went away'))
+          if (inner.write(chunk)) return cb()
           const go = () => {
-            out.off('drain', go)
-            out.off('close', go)
-            cb(out.destroyed ? new Error('the reader went away') : null)
+            inner.off('drain', go)
+            inner.off('close', go)
+            cb(inner.destroyed ? new Error('the reader went away') : null)
           }
-          out.on('drain', go)
-          out.on('close', go)
+          inner.on('drain', go)
+          inner.on('close', go)
         },
         final(cb) {
           cb()
         },
       })
-      // A reader that stops early abandons the transfer; the connection cannot be reused.
+      // A reader that stops early (even before its first read) abandons the transfer; the
+      // connection cannot be reused.
       out.on('close', () => {
+        if (!done) inner.destroy()
+      })
+      inner.on('close', () => {
         if (!done) client.close()
       })
       client.downloadTo(sink, remote, offset).then(
@@ -155,7 +171,7 @@ export class FtpClientPool implements TransferClient {
           done = true
           unlisten()
           begin()
-          out.end()
+          inner.end()
           this.#release(client, true)
         },
         (err: unknown) => {
@@ -164,8 +180,11 @@ export class FtpClientPool implements TransferClient {
           const e = signal?.aborted ? abortError(signal) : mapFtpError(err, `FTP RETR ${remote}`, started ? 'transfer' : 'start')
           // Only a clean error reply before any byte (550: no such file) leaves the connection reusable.
           this.#release(client, !started && replyCode(err) === 550 && !client.closed)
-          if (started) out.destroy(e)
-          else {
+          if (started) {
+            failure = e
+            inner.end()
+          } else {
+            inner.destroy()
             out.destroy()
             reject(e)
           }

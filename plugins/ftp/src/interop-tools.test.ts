@@ -10,7 +10,7 @@ import {BIG_BYTES, BIG_FILE, FOLDER, OUTSIDE_SECRET, UNSENDABLE_NAMES, localSour
 const CURL = '/usr/bin/curl'
 const LFTP = '/usr/bin/lftp'
 
-describe('real clients against the fpeer FTP server', () => {
+describe('real clients against the fpeer FTP server', {timeout: 300_000}, () => {
   let tree: Tree
   let server: TransportServer
   let base: string

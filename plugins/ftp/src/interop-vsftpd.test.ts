@@ -45,7 +45,7 @@ async function waitForPort(port: number, child: ChildProcess, stderr: () => stri
   throw new Error(`vsftpd did not listen on ${port}: ${stderr()}`)
 }
 
-describe('the FTP client against vsftpd', {skip: !isRoot && 'vsftpd must be started as root (it chroots anonymous users)'}, () => {
+describe('the FTP client against vsftpd', {timeout: 120_000, skip: !isRoot && 'vsftpd must be started as root (it chroots anonymous users)'}, () => {
   let tree: Tree
   let vsftpd: ChildProcess | undefined
   let port: number
@@ -109,7 +109,9 @@ describe('the FTP client against vsftpd', {skip: !isRoot && 'vsftpd must be star
     if (vsftpd?.pid && vsftpd.exitCode === null) {
       const exited = new Promise((r) => vsftpd!.once('exit', r))
       process.kill(-vsftpd.pid, 'SIGTERM')
+      const timer = setTimeout(() => process.kill(-vsftpd!.pid!, 'SIGKILL'), 5000)
       await exited
+      clearTimeout(timer)
     }
     await tree?.dispose()
   })

@@ -437,8 +437,10 @@ export class FtpSession {
     const fail = (o: Outcome) => {
       if (outcome !== undefined || finished) return
       outcome = o
-      // A reset, not a FIN: the client must not mistake a cut transfer for the end of the file.
-      if (!data.destroyed) data.resetAndDestroy()
+      // Close now; the 451/426 that follows on the control connection is what marks the file
+      // as cut (a 226 never follows). No reset: it would throw away bytes already in flight,
+      // which the client can keep and resume from, and on Linux it can read as a clean end anyway.
+      if (!data.destroyed) data.destroy()
       source.destroy()
     }
     this.#transfer = {abort: () => fail('aborted')}
