@@ -1,6 +1,6 @@
 // Every command's --json: one JSON document on stdout and nothing else, on success and on failure; errors carry stable codes.
 import assert from 'node:assert/strict'
-import {spawn} from 'node:child_process'
+import {spawn, spawnSync} from 'node:child_process'
 import {rm} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
@@ -83,10 +83,21 @@ describe('--json on every command', () => {
   })
 
   it('with no arguments, or bad ones: one document (success or {"error"}), a stable code, no stack trace', async () => {
-    for (const id of ids) {
-      if (!jsonIds.has(id) || id === 'serve') continue
-      for (const extra of [[], ['--no-such-flag']]) {
-        const r = await local.run([...id.split(':'), ...extra, '--json'], {input: ''})
+    const runs = ids.filter((id) => jsonIds.has(id) && id !== 'serve').flatMap((id) => [[], ['--no-such-flag']].map((extra) => ({id, extra})))
+    // Three at a time: each is a whole CLI start, and none of them touches the network.
+    const results = new Map<number, Awaited<ReturnType<Peer['run']>>>()
+    let next = 0
+    await Promise.all(
+      [0, 1, 2].map(async () => {
+        while (next < runs.length) {
+          const i = next++
+          results.set(i, await local.run([...runs[i]!.id.split(':'), ...runs[i]!.extra, '--json'], {input: ''}))
+        }
+      }),
+    )
+    for (const [i, {id, extra}] of runs.entries()) {
+      {
+        const r = results.get(i)!
         const doc = oneDocument(r.stdout, `${id} ${extra.join(' ')}`)
         // oclif's own commands (plugins) print their own error object: one document, but not fpeer's codes.
         if (r.code !== 0 && !ours.has(id)) assert.ok(doc.error, `${id}: ${r.stdout}`)
@@ -143,5 +154,24 @@ describe('--json on every command', () => {
     const debug = await local.run(['request', '127.0.0.1:1', 'Nothing', '--into', path.join(work, 'x'), '--debug'])
     assert.equal(debug.code, 4)
     assert.match(debug.stderr, /\n\s+at /)
+  })
+
+  it('shell completion: `fpeer autocomplete bash` explains the setup, and the bash script completes fpeer', async () => {
+    const env = {XDG_CACHE_HOME: path.join(local.home, 'cache'), XDG_DATA_HOME: path.join(local.home, 'data')}
+    const setup = await local.run(['autocomplete', 'bash'], {env})
+    assert.equal(setup.code, 0, setup.stderr)
+    assert.match(setup.stdout, /fpeer autocomplete script bash/)
+    const script = await local.run(['autocomplete', 'script', 'bash'], {env})
+    assert.equal(script.code, 0, script.stderr)
+    assert.match(script.stdout, /FPEER_AC_BASH_SETUP_PATH/)
+    // Complete for real in bash, as a user's shell would after sourcing the setup.
+    const fn = path.join(env.XDG_CACHE_HOME, 'fpeer', 'autocomplete', 'functions', 'bash', 'fpeer.bash')
+    const complete = (line: string) => {
+      const words = line.split(' ')
+      const script = `source '${fn}'; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; COMP_LINE='${line}'; COMP_POINT=${line.length}; _fpeer_autocomplete; echo "\${COMPREPLY[*]}"`
+      return spawnSync('bash', ['-c', script], {encoding: 'utf8'}).stdout.trim()
+    }
+    assert.equal(complete('fpeer req'), 'request')
+    assert.equal(complete('fpeer message p'), 'parse')
   })
 })
