@@ -1,11 +1,11 @@
 // Fetching a file list from a peer: bounded concurrency, hash while streaming, land atomically or only verify.
 import {createHash} from 'node:crypto'
-import {createReadStream} from 'node:fs'
+import {closeSync, createReadStream, futimesSync, openSync, readFileSync, renameSync, unlinkSync, writeSync} from 'node:fs'
 import {open, rename, stat, unlink, utimes} from 'node:fs/promises'
 import path from 'node:path'
 import {FpeerError, fromSystemError, isFpeerError} from '../errors.js'
-import {PART_PREFIX, checkRelativePath, prepareForWrite} from '../fs/safe-path.js'
-import {sha256File} from '../fs/scan.js'
+import {PART_PREFIX, checkRelativePath, prepareForWriteSync} from '../fs/safe-path.js'
+import {SMALL_FILE_BYTES, sha256File} from '../fs/scan.js'
 import type {TransferClient} from '../transport.js'
 import type {FileEntry} from '../wire/types.js'
 
@@ -45,6 +45,9 @@ export interface FetchResult {
   bytes: number
 }
 
+/** Bytes of a large file gathered before one write. */
+const WRITE_BATCH = 4 << 20
+
 const RETRYABLE = new Set(['E_CONNECTION_LOST', 'E_TIMEOUT', 'E_TRANSFER', 'E_CONNECT'])
 
 /** A part file's name is fixed per target, so a later attempt finds it and can resume. */
@@ -67,27 +70,46 @@ function requireHash(file: FileEntry): string {
   return file.sha256
 }
 
-async function fetchOne(opts: FetchOptions, file: FileEntry): Promise<{bytes: number; skipped: boolean}> {
+/** The SHA-256 of a file already at the target, or '' when it cannot be read. */
+async function hashExisting(target: string, size: number): Promise<string> {
+  try {
+    return size <= SMALL_FILE_BYTES ? createHash('sha256').update(readFileSync(target)).digest('hex') : await sha256File(target)
+  } catch {
+    return ''
+  }
+}
+
+/** Per-fetch state: the directories of `root` already checked, so each is checked once per fetch. */
+interface FetchState {
+  checkedDirs: Set<string>
+}
+
+async function fetchOne(opts: FetchOptions, state: FetchState, file: FileEntry): Promise<{bytes: number; skipped: boolean}> {
   const expected = requireHash(file)
   checkRelativePath(file.path)
   let target: string | undefined
   if (opts.mode === 'land') {
-    target = await prepareForWrite(opts.root!, file.path)
-    // Already here with the right content: nothing to move.
-    const have = await stat(target).catch(() => undefined)
-    if (have?.isFile() && (file.size === undefined || have.size === file.size) && (await sha256File(target).catch(() => '')) === expected) {
-      return {bytes: 0, skipped: true}
+    const prepared = prepareForWriteSync(opts.root!, file.path, state.checkedDirs)
+    target = prepared.target
+    // Already here with the right content: nothing to move. (No target, nothing to hash.)
+    const have = prepared.existing
+    if (have?.isFile() && (file.size === undefined || have.size === file.size)) {
+      if ((await hashExisting(target, have.size)) === expected) return {bytes: 0, skipped: true}
     }
   }
+  // A file of known small size is received into memory, checked, and only then written:
+  // no part file exists until its content is known good, so there is nothing to resume.
+  const small = file.size !== undefined && file.size <= SMALL_FILE_BYTES
   const part = target ? partPath(target) : undefined
   const retries = opts.retries ?? 3
   for (let attempt = 0; ; attempt++) {
     try {
-      return {bytes: await attemptOne(opts, file, expected, target, part), skipped: false}
+      const bytes = small ? await attemptSmall(opts, file, expected, target, part) : await attemptOne(opts, file, expected, target, part)
+      return {bytes, skipped: false}
     } catch (err) {
       const e = isFpeerError(err) ? err : fromSystemError(err, `fetching ${file.path}`)
       if (!RETRYABLE.has(e.code) || attempt >= retries || opts.signal?.aborted) {
-        if (part && !(opts.resume && RETRYABLE.has(e.code))) await unlink(part).catch(() => {})
+        if (part && !small && !(opts.resume && RETRYABLE.has(e.code))) await unlink(part).catch(() => {})
         throw e
       }
       opts.onEvent?.({event: 'retry', path: file.path, attempt: attempt + 1, code: e.code})
@@ -108,6 +130,11 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
   }
   const fh = part ? await open(part, offset > 0 ? 'a' : 'w', 0o644) : undefined
   let received = offset
+  // Chunks are written in batches of WRITE_BATCH bytes, one batch in flight while the next
+  // is received and hashed, instead of one awaited write per network chunk.
+  let batch: Buffer[] = []
+  let batchBytes = 0
+  let writing: Promise<unknown> | undefined
   try {
     const {stream} = await opts.client.get(opts.folder, opts.remotePathOf?.(file) ?? file.path, {offset, ...(opts.signal ? {signal: opts.signal} : {})})
     for await (const chunk of stream) {
@@ -118,10 +145,24 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
         throw new FpeerError('E_SIZE_MISMATCH', `${file.path}: peer sent more than the ${file.size} bytes announced`)
       }
       hash.update(buf)
-      if (fh) await fh.write(buf)
+      if (fh) {
+        batch.push(buf)
+        batchBytes += buf.length
+        if (batchBytes >= WRITE_BATCH) {
+          await writing
+          writing = fh.writev(batch)
+          batch = []
+          batchBytes = 0
+        }
+      }
       opts.onEvent?.({event: 'bytes', path: file.path, bytes: buf.length})
     }
+    await writing
+    if (fh && batch.length) await fh.writev(batch)
   } catch (err) {
+    // What was received before the failure is a good prefix: write it, so a resume starts after it.
+    await writing?.catch(() => {})
+    if (fh && batch.length) await fh.writev(batch).catch(() => {})
     await fh?.close()
     throw err
   }
@@ -143,6 +184,56 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
 }
 
 /**
+ * Receives a small file whole, checks size and hash, then lands it with a handful of
+ * synchronous calls (write the part file, set its mtime, rename it over the target):
+ * microseconds each on a local disk, where the thread pool would add tens per call.
+ */
+async function attemptSmall(opts: FetchOptions, file: FileEntry, expected: string, target: string | undefined, part: string | undefined): Promise<number> {
+  const size = file.size!
+  const chunks: Buffer[] = []
+  let received = 0
+  const hash = createHash('sha256')
+  const {stream} = await opts.client.get(opts.folder, opts.remotePathOf?.(file) ?? file.path, opts.signal ? {signal: opts.signal} : {})
+  for await (const chunk of stream) {
+    const buf = chunk as Buffer
+    received += buf.length
+    if (received > size) {
+      stream.destroy()
+      throw new FpeerError('E_SIZE_MISMATCH', `${file.path}: peer sent more than the ${size} bytes announced`)
+    }
+    hash.update(buf)
+    if (target) chunks.push(buf)
+    opts.onEvent?.({event: 'bytes', path: file.path, bytes: buf.length})
+  }
+  if (received !== size) throw new FpeerError('E_CONNECTION_LOST', `${file.path}: got ${received} of ${size} bytes`)
+  const got = hash.digest('hex')
+  if (got !== expected) throw new FpeerError('E_HASH_MISMATCH', `${file.path}: content does not match its sha256`, {details: {path: file.path, expected, got}})
+  if (part && target) {
+    const content = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)
+    const fd = openSync(part, 'w', 0o644)
+    try {
+      for (let off = 0; off < content.length; ) off += writeSync(fd, content, off, content.length - off)
+      if (file.mtimeMs !== undefined) {
+        try {
+          futimesSync(fd, new Date(), new Date(file.mtimeMs))
+        } catch {
+          // keeping the peer's mtime is best effort, as for large files
+        }
+      }
+    } catch (err) {
+      closeSync(fd)
+      try {
+        unlinkSync(part)
+      } catch {}
+      throw err
+    }
+    closeSync(fd)
+    renameSync(part, target)
+  }
+  return received
+}
+
+/**
  * Fetches (or verifies) every file, `concurrency` at a time. Stops at the first failure
  * that retrying cannot mend and throws it; files already landed stay (each was verified).
  */
@@ -161,12 +252,13 @@ export async function fetchFiles(opts: FetchOptions): Promise<FetchResult> {
   }
   let next = 0
   let failure: unknown
+  const state: FetchState = {checkedDirs: new Set()}
   const worker = async () => {
     while (failure === undefined && next < opts.files.length) {
       const file = opts.files[next++]!
       opts.onEvent?.({event: 'file-start', path: file.path, ...(file.size === undefined ? {} : {size: file.size})})
       try {
-        const r = await fetchOne(opts, file)
+        const r = await fetchOne(opts, state, file)
         result.bytes += r.bytes
         if (r.skipped) result.skipped++
         else result.fetched++
