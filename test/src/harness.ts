@@ -189,7 +189,8 @@ export async function makeTree(dir: string, bigBytes = 50 * 1024 * 1024): Promis
 export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000, everyMs = 200): Promise<void> {
   const end = Date.now() + timeoutMs
   for (;;) {
-    if (await check()) return
+    // A file caught mid-rename is "not yet", not a failure.
+    if (await Promise.resolve().then(check).catch(() => false)) return
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, everyMs))
   }

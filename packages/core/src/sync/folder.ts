@@ -1,5 +1,5 @@
 // One shared folder's synchronisation state: local changes become signed versions; incoming versions are applied.
-import {copyFile, lstat, mkdir, rename, rm, rmdir, unlink} from 'node:fs/promises'
+import {copyFile, link, lstat, mkdir, rename, rm, rmdir, unlink} from 'node:fs/promises'
 import path from 'node:path'
 import {FpeerError} from '../errors.js'
 import type {Identity} from '../identity.js'
@@ -212,10 +212,15 @@ export class FolderSync {
       }
 
       // Conflict copies of our own versions first (before anything overwrites them), then local copies, then the network.
+      // The loser keeps its content under its conflict name (a hard link, or a copy where links
+      // are not possible); the winner then replaces the path by rename, so the path never vanishes.
       for (const m of moves) {
         const target = await prepareForWrite(root, m.to)
-        await rename(path.join(root, m.from), target).catch((err: NodeJS.ErrnoException) => {
-          if (err.code !== 'ENOENT') throw err
+        const from = path.join(root, m.from)
+        await link(from, target).catch(async (err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT') return
+          if (err.code === 'EEXIST') await unlink(target)
+          await copyFile(from, target)
         })
       }
       for (const c of copies) {
@@ -273,7 +278,6 @@ export class FolderSync {
         all.set(l.path, r)
         changed.push(r)
       }
-      for (const m of moves) if (!landed.some((l) => l.path === m.from)) all.delete(m.from)
       await this.peerfile.put(changed, all)
       if (result.applied.length || result.conflicts.length) {
         this.#log?.info('applied update', {folder: this.folder.name, applied: result.applied.length, fetched: result.fetched.length, copied: result.copied.length, conflicts: result.conflicts.length})
