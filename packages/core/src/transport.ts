@@ -103,9 +103,22 @@ export interface TransferClient {
    * E_CONNECT, E_CONNECTION_LOST, E_TIMEOUT, E_HOST_KEY_MISMATCH, E_TRANSFER.
    */
   get(folder: string, path: string, options?: {offset?: number; signal?: AbortSignal}): Promise<{stream: Readable; size?: number}>
+  /**
+   * Optional: fetches many small files in one round trip. Core asks only for files whose
+   * announced size is at most SMALL_FILE_BYTES and bounds the count and bytes of one call.
+   * Yields one result per item, in the order asked: the file's bytes, or its error
+   * (E_NOT_FOUND, E_ACCESS; E_SIZE_MISMATCH for a body larger than announced). A failure
+   * of the whole exchange is thrown (E_CONNECTION_LOST, E_TIMEOUT, …) and core retries the
+   * items not yet yielded. A peer whose server cannot batch makes it throw
+   * E_TRANSFER with `details.unsupported`, and core falls back to `get()`.
+   */
+  getMany?(folder: string, items: Array<{path: string; size: number}>, options?: {signal?: AbortSignal}): AsyncIterable<BatchItem>
   /** Closes every connection; safe to call twice. */
   close(): Promise<void>
 }
+
+/** One result of `TransferClient.getMany`. */
+export type BatchItem = {path: string; data: Buffer} | {path: string; error: import('./errors.js').FpeerError}
 
 /** What a requester must get by hand (protocol MANUAL), as core hands it to `Transport.handOver`. */
 export interface ManualRequest {

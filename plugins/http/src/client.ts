@@ -1,8 +1,8 @@
 // The HTTP transport's client: fetches files from a peer's HTTP server through an undici connection pool.
 import {Transform, type Readable, type TransformCallback} from 'node:stream'
 import {Pool} from 'undici'
-import {FpeerError, isFpeerError, type ConnectOptions, type TransferClient} from '@fpeer/core'
-import {filePath} from './url.js'
+import {FpeerError, checkRelativePath, isFpeerError, type BatchItem, type ConnectOptions, type TransferClient} from '@fpeer/core'
+import {encodeSegment, filePath} from './url.js'
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN'])
 const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
@@ -136,6 +136,73 @@ export class HttpTransferClient implements TransferClient {
       return drop(new FpeerError('E_TRANSFER', `${context}: offset ${offset} is beyond the end of the file`))
     }
     return drop(statusError(status, context))
+  }
+
+  /**
+   * Many small files in one POST to `/<folder>/.fpeer/batch` (docs/protocol.md §6): the
+   * reply frames each file as `<status> <size>\n` plus its bytes, in the order asked. A
+   * body larger than announced is refused before it is read; a server without the
+   * endpoint (404, 405, 501) reports `unsupported`, and core falls back to GET.
+   */
+  async *getMany(folder: string, items: Array<{path: string; size: number}>, options: {signal?: AbortSignal} = {}): AsyncIterable<BatchItem> {
+    const path = `/${encodeSegment(folder)}/.fpeer/batch`
+    const context = `POST ${path} (${items.length} files)`
+    const body = items.map((i) => checkRelativePath(i.path).map(encodeSegment).join('/')).join('\n') + '\n'
+    let res
+    try {
+      res = await this.#pool.request({method: 'POST', path, body, headers: {'content-type': 'text/plain; charset=utf-8', 'accept-encoding': 'identity'}, ...(options.signal ? {signal: options.signal} : {})})
+    } catch (err) {
+      throw mapError(err, context)
+    }
+    if (res.statusCode === 404 || res.statusCode === 405 || res.statusCode === 501) {
+      await res.body.dump().catch(() => {})
+      throw new FpeerError('E_TRANSFER', `${context}: the peer cannot batch (HTTP ${res.statusCode})`, {details: {unsupported: true}})
+    }
+    if (res.statusCode !== 200) {
+      await res.body.dump().catch(() => {})
+      throw statusError(res.statusCode, context)
+    }
+    let buf: Buffer = Buffer.alloc(0)
+    let index = 0
+    let want: {status: number; size: number} | undefined
+    let complete = false
+    try {
+      for await (const chunk of res.body) {
+        buf = buf.length === 0 ? (chunk as Buffer) : Buffer.concat([buf, chunk as Buffer])
+        for (;;) {
+          if (!want) {
+            const nl = buf.indexOf(0x0a)
+            if (nl < 0) {
+              if (buf.length > 32) throw new FpeerError('E_TRANSFER', `${context}: bad frame`)
+              break
+            }
+            const m = /^(\d{3}) (\d{1,12})$/.exec(buf.subarray(0, nl).toString('latin1'))
+            if (!m || index >= items.length) throw new FpeerError('E_TRANSFER', `${context}: bad frame`)
+            want = {status: Number(m[1]), size: Number(m[2])}
+            buf = buf.subarray(nl + 1)
+            // Refuse a body larger than announced before reading it: nothing unbounded is buffered.
+            if (want.status === 200 && want.size > items[index]!.size) throw new FpeerError('E_SIZE_MISMATCH', `${items[index]!.path}: peer sent more than the ${items[index]!.size} bytes announced`)
+          }
+          const item = items[index]!
+          if (want.status !== 200) {
+            yield {path: item.path, error: statusError(want.status, `${context}: ${item.path}`)}
+          } else {
+            if (buf.length < want.size) break
+            yield {path: item.path, data: Buffer.from(buf.subarray(0, want.size))}
+            buf = buf.subarray(want.size)
+          }
+          want = undefined
+          index++
+        }
+      }
+      complete = true
+    } catch (err) {
+      throw mapError(err, context, true)
+    } finally {
+      // Stopped early (an error here or in the caller): drop the connection, not the rest of the reply.
+      if (!complete && !res.body.destroyed) res.body.destroy()
+    }
+    if (index !== items.length) throw new FpeerError('E_CONNECTION_LOST', `${context}: reply ended after ${index} files`)
   }
 
   close(): Promise<void> {

@@ -17,7 +17,7 @@ export const SERVER_TIMEOUTS = {
   socketIdle: 120_000,
 }
 
-const ALLOW = 'GET, HEAD'
+const ALLOW = 'GET, HEAD' // and POST, for /<folder>/.fpeer/batch only
 /** Bodies up to this size are read whole and sent in one write. */
 const SMALL_BODY = 256 * 1024
 
@@ -171,7 +171,90 @@ async function sendOpened(req: IncomingMessage, res: ServerResponse, opened: Ope
   await pipeline(opened.stream, new ExactLength(length), res)
 }
 
+/** Limits of one batch request (docs/protocol.md §6, "HTTP batch"). */
+export const BATCH_LIMITS = {files: 4096, requestBytes: 4 << 20, fileBytes: 4 << 20}
+
+/** Reads a request body of at most `limit` bytes; undefined when it is larger. */
+async function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
+  const chunks: Buffer[] = []
+  let bytes = 0
+  for await (const chunk of req) {
+    bytes += (chunk as Buffer).length
+    if (bytes > limit) return undefined
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+/**
+ * `POST /<folder>/.fpeer/batch`: the body names files, one percent-encoded path per line;
+ * the reply streams them back in that order, each as a line `<status> <size>` and then
+ * `<size>` bytes. Every file goes through the same FileSource checks as a GET; `.fpeer` is
+ * never a served name, so this URL cannot shadow a real file.
+ */
+async function sendBatch(req: IncomingMessage, res: ServerResponse, files: FileSource, folder: string, who: AccessContext): Promise<void> {
+  const body = await readBody(req, BATCH_LIMITS.requestBytes)
+  if (body === undefined) {
+    sendStatus(res, 413, 'E_TOO_LARGE')
+    return
+  }
+  const paths: string[] = []
+  for (const line of body.split('\n')) {
+    if (line === '') continue
+    const segs = line.split('/').map((seg) => {
+      try {
+        return decodeURIComponent(seg)
+      } catch {
+        return '/'
+      }
+    })
+    // A bad escape or an encoded `/` is refused per file below, as an unsafe path.
+    paths.push(segs.some((seg) => seg.includes('/')) ? '' : segs.join('/'))
+  }
+  if (paths.length > BATCH_LIMITS.files) {
+    sendStatus(res, 413, 'E_TOO_LARGE')
+    return
+  }
+  res.writeHead(200, {'Content-Type': 'application/vnd.fpeer.batch', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff'})
+  for (const rel of paths) {
+    let opened: Opened | undefined
+    let status = 200
+    try {
+      if (rel === '') throw new FpeerError('E_PATH_UNSAFE', 'bad path')
+      opened = await files.open(folder, rel, who)
+      if (opened.size > BATCH_LIMITS.fileBytes) status = 413
+    } catch (err) {
+      status = statusFor(err)
+    }
+    if (status !== 200 || !opened) {
+      opened?.stream.destroy()
+      if (!res.write(`${status} 0\n`)) await new Promise((r) => res.once('drain', r))
+      continue
+    }
+    const chunks: Buffer[] = []
+    let got = 0
+    for await (const chunk of opened.stream) {
+      got += (chunk as Buffer).length
+      if (got > opened.size) break
+      chunks.push(chunk as Buffer)
+    }
+    opened.stream.destroy()
+    // A file that changed under us cannot be framed honestly: drop the connection (the caller tears it down).
+    if (got !== opened.size) throw new Error(`file changed while being sent`)
+    const ok = res.write(Buffer.concat([Buffer.from(`200 ${got}\n`), ...chunks], got + String(got).length + 5))
+    if (!ok) await new Promise((r) => res.once('drain', r))
+  }
+  res.end()
+}
+
 async function handle(req: IncomingMessage, res: ServerResponse, files: FileSource): Promise<void> {
+  if (req.method === 'POST') {
+    const t = parseTarget(req.url ?? '')
+    if (t && t.segments.length === 3 && t.segments[1] === '.fpeer' && t.segments[2] === 'batch' && !t.directory) {
+      await sendBatch(req, res, files, t.segments[0]!, {address: remoteAddress(req)})
+      return
+    }
+  }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     sendStatus(res, 405, 'E_METHOD', {Allow: ALLOW})
     return

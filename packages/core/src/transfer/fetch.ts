@@ -82,6 +82,8 @@ async function hashExisting(target: string, size: number): Promise<string> {
 /** Per-fetch state: the directories of `root` already checked, so each is checked once per fetch. */
 interface FetchState {
   checkedDirs: Set<string>
+  /** The peer cannot batch: fetch one by one from now on. */
+  noBatch?: boolean
 }
 
 async function fetchOne(opts: FetchOptions, state: FetchState, file: FileEntry): Promise<{bytes: number; skipped: boolean}> {
@@ -208,29 +210,133 @@ async function attemptSmall(opts: FetchOptions, file: FileEntry, expected: strin
   if (received !== size) throw new FpeerError('E_CONNECTION_LOST', `${file.path}: got ${received} of ${size} bytes`)
   const got = hash.digest('hex')
   if (got !== expected) throw new FpeerError('E_HASH_MISMATCH', `${file.path}: content does not match its sha256`, {details: {path: file.path, expected, got}})
-  if (part && target) {
-    const content = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)
-    const fd = openSync(part, 'w', 0o644)
-    try {
-      for (let off = 0; off < content.length; ) off += writeSync(fd, content, off, content.length - off)
-      if (file.mtimeMs !== undefined) {
-        try {
-          futimesSync(fd, new Date(), new Date(file.mtimeMs))
-        } catch {
-          // keeping the peer's mtime is best effort, as for large files
-        }
-      }
-    } catch (err) {
-      closeSync(fd)
-      try {
-        unlinkSync(part)
-      } catch {}
-      throw err
-    }
-    closeSync(fd)
-    renameSync(part, target)
-  }
+  if (part && target) landSmall(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), file, part, target)
   return received
+}
+
+/** Lands checked content: writes the part file, keeps the peer's mtime, renames it over the target. */
+function landSmall(content: Buffer, file: FileEntry, part: string, target: string): void {
+  const fd = openSync(part, 'w', 0o644)
+  try {
+    for (let off = 0; off < content.length; ) off += writeSync(fd, content, off, content.length - off)
+    if (file.mtimeMs !== undefined) {
+      try {
+        futimesSync(fd, new Date(), new Date(file.mtimeMs))
+      } catch {
+        // keeping the peer's mtime is best effort, as for large files
+      }
+    }
+  } catch (err) {
+    closeSync(fd)
+    try {
+      unlinkSync(part)
+    } catch {}
+    throw err
+  }
+  closeSync(fd)
+  renameSync(part, target)
+}
+
+/** At most this many files, and bytes, in one getMany() call. */
+const BATCH_FILES = 256
+const BATCH_BYTES = 8 << 20
+
+/** The small files of a fetch, grouped for getMany(); the rest stay single. */
+function plan(files: FileEntry[], batching: boolean): Array<FileEntry | FileEntry[]> {
+  if (!batching) return files
+  const tasks: Array<FileEntry | FileEntry[]> = []
+  let batch: FileEntry[] = []
+  let bytes = 0
+  for (const f of files) {
+    if (f.size === undefined || f.size > SMALL_FILE_BYTES) {
+      tasks.push(f)
+      continue
+    }
+    if (batch.length >= BATCH_FILES || bytes + f.size > BATCH_BYTES) {
+      tasks.push(batch)
+      batch = []
+      bytes = 0
+    }
+    batch.push(f)
+    bytes += f.size
+  }
+  if (batch.length) tasks.push(batch)
+  // Large files first: they take longest, so the small batches fill the gaps around them.
+  return tasks.sort((a, b) => Number(Array.isArray(a)) - Number(Array.isArray(b)))
+}
+
+/**
+ * Fetches a batch of small files with one getMany() per attempt: each result is checked
+ * (exact size, SHA-256) before it lands, like a single small file. Network failures retry
+ * the files not yet received; a peer that cannot batch gets them one by one.
+ */
+async function fetchBatch(opts: FetchOptions, state: FetchState, files: FileEntry[], result: FetchResult): Promise<void> {
+  const targets = new Map<string, {target?: string; part?: string}>()
+  let todo: FileEntry[] = []
+  for (const file of files) {
+    opts.onEvent?.({event: 'file-start', path: file.path, size: file.size!})
+    let target: string | undefined
+    if (opts.mode === 'land') {
+      const prepared = prepareForWriteSync(opts.root!, file.path, state.checkedDirs)
+      target = prepared.target
+      const have = prepared.existing
+      if (have?.isFile() && have.size === file.size && (await hashExisting(target, have.size)) === file.sha256) {
+        result.skipped++
+        opts.onEvent?.({event: 'file-done', path: file.path, size: file.size!, skipped: true})
+        continue
+      }
+    }
+    targets.set(file.path, target ? {target, part: partPath(target)} : {})
+    todo.push(file)
+  }
+  const retries = opts.retries ?? 3
+  for (let attempt = 0; todo.length > 0; attempt++) {
+    if (state.noBatch) {
+      for (const f of todo) await runSingle(opts, state, f, result)
+      return
+    }
+    const byRemote = new Map(todo.map((f) => [opts.remotePathOf?.(f) ?? f.path, f]))
+    const done = new Set<string>()
+    try {
+      const items = todo.map((f) => ({path: opts.remotePathOf?.(f) ?? f.path, size: f.size!}))
+      for await (const item of opts.client.getMany!(opts.folder, items, opts.signal ? {signal: opts.signal} : {})) {
+        const file = byRemote.get(item.path)
+        if (!file || done.has(file.path)) throw new FpeerError('E_TRANSFER', `the peer sent ${JSON.stringify(item.path)}, which was not asked for`)
+        if ('error' in item) throw item.error
+        if (item.data.length !== file.size) throw new FpeerError(item.data.length > file.size! ? 'E_SIZE_MISMATCH' : 'E_CONNECTION_LOST', `${file.path}: got ${item.data.length} of ${file.size} bytes`)
+        const got = createHash('sha256').update(item.data).digest('hex')
+        if (got !== file.sha256) throw new FpeerError('E_HASH_MISMATCH', `${file.path}: content does not match its sha256`, {details: {path: file.path, expected: file.sha256, got}})
+        const t = targets.get(file.path)!
+        if (t.target && t.part) landSmall(item.data, file, t.part, t.target)
+        done.add(file.path)
+        result.fetched++
+        result.bytes += item.data.length
+        opts.onEvent?.({event: 'bytes', path: file.path, bytes: item.data.length})
+        opts.onEvent?.({event: 'file-done', path: file.path, size: file.size!, skipped: false})
+      }
+      if (done.size !== todo.length) throw new FpeerError('E_CONNECTION_LOST', `the peer answered ${done.size} of ${todo.length} files`)
+      return
+    } catch (err) {
+      const e = isFpeerError(err) ? err : fromSystemError(err, `fetching ${todo.length} files`)
+      todo = todo.filter((f) => !done.has(f.path))
+      if (e.code === 'E_TRANSFER' && (e.details as {unsupported?: boolean} | undefined)?.unsupported) {
+        state.noBatch = true
+        continue
+      }
+      if (!RETRYABLE.has(e.code) || attempt >= retries || opts.signal?.aborted) throw e
+      opts.onEvent?.({event: 'retry', path: todo[0]?.path ?? '', attempt: attempt + 1, code: e.code})
+      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)))
+    }
+  }
+}
+
+async function runSingle(opts: FetchOptions, state: FetchState, file: FileEntry, result: FetchResult): Promise<void> {
+  opts.onEvent?.({event: 'file-start', path: file.path, ...(file.size === undefined ? {} : {size: file.size})})
+  const r = await fetchOne(opts, state, file)
+  result.bytes += r.bytes
+  if (r.skipped) result.skipped++
+  else result.fetched++
+  opts.onEvent?.({event: 'file-done', path: file.path, size: file.size ?? r.bytes, skipped: r.skipped})
 }
 
 /**
@@ -253,22 +359,20 @@ export async function fetchFiles(opts: FetchOptions): Promise<FetchResult> {
   let next = 0
   let failure: unknown
   const state: FetchState = {checkedDirs: new Set()}
+  // Small files travel in batches when the transport can batch; everything else one by one.
+  const tasks = plan(opts.files, opts.client.getMany !== undefined)
   const worker = async () => {
-    while (failure === undefined && next < opts.files.length) {
-      const file = opts.files[next++]!
-      opts.onEvent?.({event: 'file-start', path: file.path, ...(file.size === undefined ? {} : {size: file.size})})
+    while (failure === undefined && next < tasks.length) {
+      const task = tasks[next++]!
       try {
-        const r = await fetchOne(opts, state, file)
-        result.bytes += r.bytes
-        if (r.skipped) result.skipped++
-        else result.fetched++
-        opts.onEvent?.({event: 'file-done', path: file.path, size: file.size ?? r.bytes, skipped: r.skipped})
+        if (Array.isArray(task)) await fetchBatch(opts, state, task, result)
+        else await runSingle(opts, state, task, result)
       } catch (err) {
         failure ??= err
       }
     }
   }
-  await Promise.all(Array.from({length: Math.max(1, Math.min(opts.concurrency, opts.files.length))}, worker))
+  await Promise.all(Array.from({length: Math.max(1, Math.min(opts.concurrency, tasks.length))}, worker))
   if (failure !== undefined) throw isFpeerError(failure) ? failure : fromSystemError(failure, 'fetch')
   return result
 }
