@@ -3,7 +3,8 @@
 // check) between two peers on loopback, beside `cp -a` and the reference tools of
 // ../shared/bench/anchors.sh measured in the same run, and prints the ratios.
 //
-//   BENCH=small,large        scenarios to run (default: small,large; `all` adds FTP and SFTP)
+//   BENCH=small,large        scenarios to run (default: small,large; `all` adds FTP, SFTP and chain10,
+//                            the update of one file along a chain of 10 peers sharing the small set)
 //   BENCH_RUNS=3             runs per scenario and per anchor; the median is reported
 //   BENCH_ANCHORS=a,b|none   override the reference tools (names of anchors.sh, or `syncthing`)
 //   BENCH_TIMEOUT_S=600      one fpeer run or one anchors.sh invocation is killed after this
@@ -12,7 +13,7 @@
 // Loopback only: the host serves on 127.0.0.1, the requester binds 127.0.0.2. Every process
 // started here is killed and every temp directory removed on exit, including on Ctrl-C.
 import {spawn} from 'node:child_process'
-import {mkdtemp, rm, readdir, stat} from 'node:fs/promises'
+import {mkdtemp, readFile, rm, readdir, stat, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -36,6 +37,7 @@ const SCENARIOS = [
   {name: 'large-ftp', kind: 'request', workload: 'large', protocol: 'FTP', plugins: ['ftp'], anchors: ['cp-local-limit', 'lftp-mirror-vsftpd']},
   {name: 'small-sftp', kind: 'request', workload: 'small', protocol: 'SFTP', plugins: ['sftp'], anchors: ['cp-local-limit', 'sftp-openssh', 'rclone-sftp-openssh']},
   {name: 'large-sftp', kind: 'request', workload: 'large', protocol: 'SFTP', plugins: ['sftp'], anchors: ['cp-local-limit', 'sftp-openssh']},
+  {name: 'chain10', kind: 'chain', workload: 'small', protocol: 'HTTP', peers: 10, anchors: []},
 ]
 const DEFAULT_SET = ['small', 'large']
 
@@ -245,6 +247,87 @@ async function benchRequest(sc, source, runs) {
   return {tool: `fpeer request (${sc.protocol})`, times, median: median(times), status, bytes: expected.bytes, files: expected.files}
 }
 
+/**
+ * Issue 4's update benchmark: a chain of `sc.peers` peers (127.0.20.1 … .N, each its own home
+ * and `fpeer serve` on the default ports) sharing the workload, joined one after the other
+ * (not timed). Each run changes one file at one end and times until the last peer holds the
+ * new content; the bytes moved are the fetched bytes (and fetch-back checks) every peer counted.
+ */
+async function benchChain(sc, source, runs) {
+  const xdg = await xdgFor([])
+  const peers = []
+  for (let i = 0; i < sc.peers; i++) {
+    const p = await peerEnv(`chain${i}`, xdg)
+    p.env.FPEER_SYNC_INTERVAL_MS = '3600000'
+    p.env.FPEER_RESCAN_INTERVAL_MS = '3600000'
+    p.address = `127.0.20.${i + 1}`
+    p.dir = path.join(p.home, 'folder')
+    peers.push(p)
+  }
+  const first = peers[0]
+  const cp = await run('cp', ['-a', source, first.dir])
+  if (cp.code !== 0) throw new Error(`cp -a failed: ${cp.stderr}`)
+  const share = await run(process.execPath, [FPEER, 'share', first.dir, '--name', sc.workload, '--json'], {env: first.env})
+  if (share.code !== 0) throw new Error(`fpeer share failed: ${share.stderr}`)
+  const servers = []
+  const stats = async () => {
+    let bytes = 0
+    let files = 0
+    let messages = 0
+    for (const p of peers) {
+      const s = JSON.parse(await readFile(path.join(p.home, 'stats.json'), 'utf8').catch(() => '{}'))
+      bytes += s.bytesFetched ?? 0
+      files += s.filesFetched ?? 0
+      messages += s.messagesIn ?? 0
+    }
+    return {bytes, files, messages}
+  }
+  const times = []
+  let status = 'ok'
+  let moved = {bytes: 0, files: 0, messages: 0}
+  try {
+    for (const p of peers) servers.push(await startServer(process.execPath, [FPEER, 'serve', '--host', p.address, '--json'], p.env))
+    for (let i = 1; i < peers.length; i++) {
+      const idr = await run(process.execPath, [FPEER, 'id', '--json'], {env: peers[i].env})
+      await run(process.execPath, [FPEER, 'allow', sc.workload, JSON.parse(idr.stdout).id], {env: peers[i - 1].env})
+      const r = await run(process.execPath, [FPEER, 'request', `${peers[i - 1].address}:7734`, sc.workload, '--into', peers[i].dir, '--bind', peers[i].address, '--progress', 'none'], {env: peers[i].env})
+      if (r.code !== 0) throw new Error(`chain join ${i} failed: ${r.stderr.slice(-500)}`)
+      log(`${sc.name}: peer ${i} joined`)
+    }
+    await new Promise((r) => setTimeout(r, 3000))
+    const rel = 'd50/f050.dat'
+    const last = path.join(peers[peers.length - 1].dir, rel)
+    for (let i = 0; i < runs && !stopping; i++) {
+      const before = await stats()
+      const content = Buffer.alloc(4096, i + 1)
+      const t0 = process.hrtime.bigint()
+      await writeFile(path.join(first.dir, rel), content)
+      const deadline = Date.now() + TIMEOUT_MS
+      let ok = false
+      while (Date.now() < deadline) {
+        const got = await readFile(last).catch(() => undefined)
+        if (got && got.equals(content)) {
+          ok = true
+          break
+        }
+        await new Promise((r) => setTimeout(r, 10))
+      }
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6
+      times.push(ms)
+      if (!ok && status === 'ok') status = 'TIMEOUT'
+      // Counters are written once a second: let the last ones land, then read the bytes moved.
+      await new Promise((r) => setTimeout(r, 2500))
+      const after = await stats()
+      moved = {bytes: after.bytes - before.bytes, files: after.files - before.files, messages: after.messages - before.messages}
+      log(`${sc.name} run ${i + 1}/${runs}: ${(ms / 1000).toFixed(2)} s, ${moved.files} files / ${moved.bytes} bytes fetched, ${moved.messages} messages ${ok ? 'ok' : 'TIMEOUT'}`)
+    }
+  } finally {
+    for (const s of servers) await stopServer(s.child)
+    for (const p of peers) await removeTemp(p.home)
+  }
+  return {tool: `fpeer update, chain of ${sc.peers} (${moved.files} fetches, ${moved.bytes} B, ${moved.messages} msgs)`, times, median: median(times), status, bytes: moved.bytes, files: moved.files}
+}
+
 // --- anchors ------------------------------------------------------------------------------
 
 /** Runs anchors.sh once per workload for every anchor the chosen scenarios name; caches the results. */
@@ -314,7 +397,7 @@ async function main() {
     if (stopping) break
     const source = path.join(DATA, sc.workload)
     const names = anchorOverride === undefined ? sc.anchors : anchorOverride === 'none' ? [] : anchorOverride.split(/[,\s]+/).filter(Boolean)
-    const fpeer = await benchRequest(sc, source, RUNS)
+    const fpeer = sc.kind === 'chain' ? await benchChain(sc, source, RUNS) : await benchRequest(sc, source, RUNS)
     const refs = names.length ? await anchors(sc.workload, names, RUNS) : []
     results.push({scenario: sc.name, workload: sc.workload, protocol: sc.protocol, bytes: fpeer.bytes, files: fpeer.files, fpeer, anchors: refs})
   }

@@ -167,7 +167,8 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
       {root: (f) => (f === opts.folder ? root : undefined), mayRead: (f, who) => f === opts.folder && (who.peer ? who.peer.equals(hostId) : who.address === hostAddress)},
       () => [opts.folder],
     )
-    server = await serving.serve!({host: channel.localAddress, port: 0, files: source, identity: opts.identity, admit: (who) => (who.peer ? who.peer.equals(hostId) : who.address === hostAddress), log: opts.log})
+    // The temporary server is an implementation detail of this handshake: its chatter is debug.
+    server = await serving.serve!({host: channel.localAddress, port: 0, files: source, identity: opts.identity, admit: (who) => (who.peer ? who.peer.equals(hostId) : who.address === hostAddress), log: {...opts.log, info: opts.log.debug}})
     const fuNonce = randomNonce()
     const fuFiles = ftg.files.map((f) => (got.has(f.path) ? {...f, ext: {...f.ext, got: '1'}} : f))
     const fu: FilesUpdated = signMessage({type: 'FilesUpdated', folder: opts.folder, port: server.port, protocol: serveProtocol, files: fuFiles, meta: {nonce: fuNonce, re: ftg.meta.nonce ?? ''}}, opts.identity)
