@@ -270,16 +270,21 @@ export class PeerNode {
     void this.#track(this.pushVersions(folder, versions, exclude))
   }
 
+  /** What both session contexts share. */
+  #basics() {
+    return {identity: this.options.identity, registry: this.options.registry, log: this.options.log, timeouts: this.options.timeouts ?? defaultTimeouts(), concurrency: this.options.concurrency ?? 8}
+  }
+
+  #isPeer(folder: string, id: PeerId): boolean {
+    return (this.#peers.get(folder) ?? []).some((p) => p.id === id.toString())
+  }
+
   #syncContext(): SyncContext {
     return {
-      identity: this.options.identity,
-      registry: this.options.registry,
-      log: this.options.log,
-      timeouts: this.options.timeouts ?? defaultTimeouts(),
-      concurrency: this.options.concurrency ?? 8,
+      ...this.#basics(),
       ...(this.#localAddress ? {localAddress: this.#localAddress} : {}),
       sync: (folder) => this.#syncs.get(folder),
-      isPeer: (folder, id) => (this.#peers.get(folder) ?? []).some((p) => p.id === id.toString()),
+      isPeer: (folder, id) => this.#isPeer(folder, id),
       servedPort: (protocol) => this.#servers.get(protocol.toUpperCase())?.port,
       forward: (folder, versions, exclude) => this.#forward(folder, versions, exclude),
       freshNonce: (nonce) => {
@@ -396,11 +401,7 @@ export class PeerNode {
 
   #hostContext(): HostContext {
     return {
-      identity: this.options.identity,
-      registry: this.options.registry,
-      log: this.options.log,
-      timeouts: this.options.timeouts ?? defaultTimeouts(),
-      concurrency: this.options.concurrency ?? 8,
+      ...this.#basics(),
       folder: async (name) => {
         const f = this.#folders.get(name)
         return f ? {open: f.open} : undefined
@@ -414,7 +415,7 @@ export class PeerNode {
         return f.allow.includes(id) || (this.#peers.get(folder) ?? []).some((p) => p.id === id)
       },
       fileList: (folder) => this.fileList(folder),
-      isPeer: (folder, id) => (this.#peers.get(folder) ?? []).some((p) => p.id === id.toString()),
+      isPeer: (folder, id) => this.#isPeer(folder, id),
       delegateFor: (folder, requester) => {
         // This connection is one of #connections: busy when the others reach the limit.
         if (this.#connections.size - 1 < (this.options.maxHandshakes ?? 64)) return undefined
