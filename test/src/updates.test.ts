@@ -215,3 +215,23 @@ describe('updates in a full mesh of 5', () => {
     for (let i = 1; i < 5; i++) assert.equal((await net.peers[i]!.json(['conflicts', 'docs'])).conflicts.length, 1)
   })
 })
+
+describe('a push to a peer that is down is retried', () => {
+  let net: Network
+  before(async () => {
+    net = await Network.create('127.0.17', 2)
+    // The second peer never catches up by itself: only the retried push can bring it the change.
+    net.peers[1]!.env.FPEER_SYNC_INTERVAL_MS = '0'
+    await net.build([[0, 1]], {'note.txt': 'before\n'})
+  })
+  after(() => net.destroy())
+
+  it('the change made while it was down arrives once it is back, without a restart of the sender', async () => {
+    await net.peers[1]!.stop()
+    await writeFile(path.join(net.dirs[0]!, 'note.txt'), 'while you were down\n')
+    await waitFor('the push to fail', () => net.peers[0]!.serveStderr.includes('push failed'), 20_000)
+    await net.peers[1]!.serve([], {}, {ports: 'default'})
+    await net.waitAll('the retried push', async (i) => (await net.content(i, 'note.txt')) === 'while you were down\n', [1])
+    assert.match(net.peers[0]!.serveStderr, /retried push delivered/)
+  })
+})

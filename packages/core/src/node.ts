@@ -60,6 +60,9 @@ export interface SyncStats {
   pulls: number
 }
 
+/** Failures worth pushing again: the peer was unreachable or dropped, not one that refused. */
+const RETRY_CODES = new Set(['E_CONNECT', 'E_TIMEOUT', 'E_CONNECTION_LOST'])
+
 /** Turns a record into its file line: version attributes when it has one, a tombstone when deleted. */
 export function recordToEntry(r: FileRecord): FileEntry {
   if (r.version) return versionToEntry(r.version)
@@ -91,6 +94,7 @@ export class PeerNode {
   readonly #work = new Set<Promise<unknown>>()
   #stopping = false
   #delegateTurn = 0
+  readonly #retries = new Map<string, {versions: Map<string, FileVersion>; attempt: number; timer: NodeJS.Timeout | undefined}>()
   readonly stats: SyncStats = {messagesIn: 0, messagesOut: 0, filesFetched: 0, bytesFetched: 0, filesVerified: 0, pushes: 0, pulls: 0}
   #statsDirty = false
 
@@ -186,11 +190,55 @@ export class PeerNode {
           await pushUpdate(this.#syncContext(), folder, p, versions)
         } catch (err) {
           failed++
-          this.options.log.warn('push failed; the peer will catch up', {folder, peer: p.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: (err as Error).message})
+          const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
+          this.options.log.warn('push failed; will retry, and the peer catches up when it returns', {folder, peer: p.id.slice(0, 7), code, reason: (err as Error).message})
+          if (this.options.sync && RETRY_CODES.has(code)) this.#retryLater(folder, p.id, versions)
         }
       }),
     )
     return {peers: peers.length, failed}
+  }
+
+  /**
+   * Queues versions for a peer that could not be reached, and pushes them again with a
+   * growing delay (2 s, 4 s, … 60 s, 8 tries); later failures add their versions to the same
+   * queue (the newest per path). Past that, the periodic catch-up takes over.
+   */
+  #retryLater(folder: string, peerId: string, versions: FileVersion[], attempt = 0): void {
+    if (this.#stopping) return
+    const key = `${folder}\0${peerId}`
+    let entry = this.#retries.get(key)
+    if (!entry) {
+      entry = {versions: new Map(), attempt, timer: undefined}
+      this.#retries.set(key, entry)
+    }
+    for (const v of versions) {
+      const old = entry.versions.get(v.path)
+      if (!old || v.lamport > old.lamport || (v.lamport === old.lamport && v.origin > old.origin)) entry.versions.set(v.path, v)
+    }
+    if (entry.timer) return
+    if (entry.attempt >= 8) {
+      this.#retries.delete(key)
+      return
+    }
+    const e = entry
+    e.timer = setTimeout(() => {
+      e.timer = undefined
+      this.#retries.delete(key)
+      const peer = (this.#peers.get(folder) ?? []).find((p) => p.id === peerId)
+      if (!peer || this.#stopping) return
+      const batch = [...e.versions.values()]
+      void this.#track(
+        pushUpdate(this.#syncContext(), folder, peer, batch).then(
+          () => this.options.log.info('retried push delivered', {folder, peer: peerId.slice(0, 7), versions: batch.length}),
+          (err: unknown) => {
+            const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
+            if (RETRY_CODES.has(code)) this.#retryLater(folder, peerId, batch, e.attempt + 1)
+          },
+        ),
+      )
+    }, Math.min(60_000, 2000 * 2 ** e.attempt))
+    e.timer.unref()
   }
 
   /**
@@ -359,14 +407,17 @@ export class PeerNode {
         for (const f of this.#folders.keys()) this.#schedule(f, 0)
       }, rescanMs)
       this.#rescanTimer.unref()
-      const syncMs = this.options.syncIntervalMs ?? Number(process.env.FPEER_SYNC_INTERVAL_MS || 300_000)
-      this.#syncTimer = setInterval(() => void this.#track(this.catchUp()), syncMs)
-      this.#syncTimer.unref()
+      // 0 turns catching up off (at start and periodically); pushes and their retries remain.
+      const syncMs = this.options.syncIntervalMs ?? Number(process.env.FPEER_SYNC_INTERVAL_MS ?? 300_000)
+      if (syncMs > 0) {
+        this.#syncTimer = setInterval(() => void this.#track(this.catchUp()), syncMs)
+        this.#syncTimer.unref()
+      }
       // Changes made while this peer was down: ours go out, theirs come in.
       void this.#track(
         (async () => {
           for (const f of this.#folders.keys()) await this.pushChanges(f).catch((err: Error) => this.options.log.warn('rescan failed', {folder: f, reason: err.message}))
-          await this.catchUp()
+          if (syncMs > 0) await this.catchUp()
         })(),
       )
     }
@@ -377,6 +428,8 @@ export class PeerNode {
     this.#stopping = true
     for (const t of [this.#refreshTimer, this.#rescanTimer, this.#syncTimer]) if (t) clearInterval(t)
     for (const t of this.#pending.values()) clearTimeout(t)
+    for (const r of this.#retries.values()) clearTimeout(r.timer)
+    this.#retries.clear()
     for (const w of this.#watchers.values()) w.close()
     this.#watchers.clear()
     // Let pushes and applies under way finish (bounded), so nothing is left half-recorded.
