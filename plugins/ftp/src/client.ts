@@ -21,15 +21,20 @@ function abortError(signal: AbortSignal): FpeerError {
 }
 
 /**
- * basic-ftp has no option for the local address. Its one socket seam, `FTPContext._newSocket`
- * (public in its typings, used for control and data sockets alike), is wrapped so both bind:
- * fpeer's server accepts a data connection only from the control connection's address.
+ * basic-ftp has no option for the local address or TCP_NODELAY. Its one socket seam,
+ * `FTPContext._newSocket` (public in its typings, used for control and data sockets alike),
+ * is wrapped so both bind to `localAddress` when given (fpeer's server accepts a data
+ * connection only from the control connection's address) and send without Nagle's delay,
+ * which otherwise stalls every command/reply round trip by ~40 ms.
  */
-function bindLocalAddress(client: Client, localAddress: string): void {
+function tuneSockets(client: Client, localAddress: string | undefined): void {
   client.ftp._newSocket = () => {
     const socket = new Socket()
-    const connect = socket.connect.bind(socket) as (options: SocketConnectOpts, listener?: () => void) => Socket
-    ;(socket as unknown as {connect: unknown}).connect = (options: SocketConnectOpts, listener?: () => void) => connect({...options, localAddress} as SocketConnectOpts, listener)
+    socket.setNoDelay(true)
+    if (localAddress) {
+      const connect = socket.connect.bind(socket) as (options: SocketConnectOpts, listener?: () => void) => Socket
+      ;(socket as unknown as {connect: unknown}).connect = (options: SocketConnectOpts, listener?: () => void) => connect({...options, localAddress} as SocketConnectOpts, listener)
+    }
     return socket
   }
 }
@@ -235,7 +240,7 @@ export class FtpClientPool implements TransferClient {
   async #open(): Promise<Client> {
     const {host, port, timeoutMs, localAddress} = this.#opts
     const client = new Client(timeoutMs)
-    if (localAddress) bindLocalAddress(client, localAddress)
+    tuneSockets(client, localAddress)
     this.#inUse.add(client)
     try {
       await client.access({host, port, user: 'anonymous', password: 'fpeer@'})
