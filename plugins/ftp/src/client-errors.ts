@@ -26,10 +26,7 @@ export function mapFtpError(err: unknown, context: string, phase: FtpPhase): Fpe
     if (reply === 550 || reply === 553 || reply === 450) {
       return new FpeerError(/permission|denied|access/i.test(message) ? 'E_ACCESS' : 'E_NOT_FOUND', message, {cause: err})
     }
-    // 451 is RFC 959's transient "action aborted: local error" (fpeer's server sends it for a
-    // cut transfer); whether it arrives before or after the data began is a race, so it is a
-    // lost transfer either way, like 426.
-    if (reply === 421 || reply === 425 || reply === 426 || reply === 451) return new FpeerError('E_CONNECTION_LOST', message, {cause: err})
+    if (reply === 421 || reply === 425 || reply === 426) return new FpeerError('E_CONNECTION_LOST', message, {cause: err})
     return new FpeerError(phase === 'transfer' ? 'E_CONNECTION_LOST' : 'E_TRANSFER', message, {cause: err})
   }
   const sys = (err as NodeJS.ErrnoException)?.code

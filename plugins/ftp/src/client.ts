@@ -21,20 +21,15 @@ function abortError(signal: AbortSignal): FpeerError {
 }
 
 /**
- * basic-ftp has no option for the local address or TCP_NODELAY. Its one socket seam,
- * `FTPContext._newSocket` (public in its typings, used for control and data sockets alike),
- * is wrapped so both bind to `localAddress` when given (fpeer's server accepts a data
- * connection only from the control connection's address) and send without Nagle's delay,
- * which otherwise stalls every command/reply round trip by ~40 ms.
+ * basic-ftp has no option for the local address. Its one socket seam, `FTPContext._newSocket`
+ * (public in its typings, used for control and data sockets alike), is wrapped so both bind:
+ * fpeer's server accepts a data connection only from the control connection's address.
  */
-function tuneSockets(client: Client, localAddress: string | undefined): void {
+function bindLocalAddress(client: Client, localAddress: string): void {
   client.ftp._newSocket = () => {
     const socket = new Socket()
-    socket.setNoDelay(true)
-    if (localAddress) {
-      const connect = socket.connect.bind(socket) as (options: SocketConnectOpts, listener?: () => void) => Socket
-      ;(socket as unknown as {connect: unknown}).connect = (options: SocketConnectOpts, listener?: () => void) => connect({...options, localAddress} as SocketConnectOpts, listener)
-    }
+    const connect = socket.connect.bind(socket) as (options: SocketConnectOpts, listener?: () => void) => Socket
+    ;(socket as unknown as {connect: unknown}).connect = (options: SocketConnectOpts, listener?: () => void) => connect({...options, localAddress} as SocketConnectOpts, listener)
     return socket
   }
 }
@@ -240,7 +235,7 @@ export class FtpClientPool implements TransferClient {
   async #open(): Promise<Client> {
     const {host, port, timeoutMs, localAddress} = this.#opts
     const client = new Client(timeoutMs)
-    tuneSockets(client, localAddress)
+    if (localAddress) bindLocalAddress(client, localAddress)
     this.#inUse.add(client)
     try {
       await client.access({host, port, user: 'anonymous', password: 'fpeer@'})

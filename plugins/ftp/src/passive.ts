@@ -41,7 +41,6 @@ export async function openPassive(options: PassiveOptions): Promise<PassiveEndpo
 
   server.on('connection', (socket) => {
     socket.on('error', () => {})
-    socket.setNoDelay(true)
     const from = plainAddress(socket.remoteAddress)
     if (closed || accepted || from !== options.peer) {
       if (from !== options.peer) options.log.warn('ftp: data connection from a foreign address refused', {from, peer: options.peer})

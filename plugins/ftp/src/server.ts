@@ -25,9 +25,6 @@ export async function startFtpServer(options: ServeOptions, limits: Partial<FtpL
   }
 
   const server = createServer((socket) => {
-    // Replies are small writes answered by small writes: without this, Nagle and delayed
-    // ACKs stall each command/reply round trip by ~40 ms.
-    socket.setNoDelay(true)
     const address = plainAddress(socket.remoteAddress)
     if (closing) return void socket.destroy()
     if (sessions.size >= lim.maxConnections) return refuse(socket, 'Too many connections, try again later')
