@@ -232,6 +232,7 @@ describe('a push to a peer that is down is retried', () => {
     await waitFor('the push to fail', () => net.peers[0]!.serveStderr.includes('push failed'), 20_000)
     await net.peers[1]!.serve([], {}, {ports: 'default'})
     await net.waitAll('the retried push', async (i) => (await net.content(i, 'note.txt')) === 'while you were down\n', [1])
-    assert.match(net.peers[0]!.serveStderr, /retried push delivered/)
+    // The receiver has the file before the sender hears its FilesUpdated: wait for the sender's word.
+    await waitFor('the sender to log the delivery', () => /retried push delivered/.test(net.peers[0]!.serveStderr), 20_000)
   })
 })
