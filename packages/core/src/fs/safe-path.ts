@@ -39,17 +39,14 @@ function isInside(root: string, target: string): boolean {
  * target must stay inside the root, so a symlink that points out is refused.
  */
 export async function resolveForRead(rootReal: string, rel: string): Promise<string> {
-  const joined = rel === '' ? rootReal : path.join(rootReal, ...checkRelativePath(rel))
+  const joined = joinInside(rootReal, rel)
   let real: string
   try {
     real = await realpath(joined)
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ENOENT' || code === 'ENOTDIR') throw new FpeerError('E_NOT_FOUND', `no such file: ${rel}`)
-    throw new FpeerError('E_ACCESS', `cannot read ${rel}: ${(err as Error).message}`)
+    return notReadable(rel, err)
   }
-  if (!isInside(rootReal, real)) throw new FpeerError('E_PATH_UNSAFE', `${rel} leads outside the shared folder`)
-  return real
+  return confined(rootReal, rel, real)
 }
 
 /**
@@ -57,15 +54,28 @@ export async function resolveForRead(rootReal: string, rel: string): Promise<str
  * path per request (a few microseconds on a local disk). Same checks, same errors.
  */
 export function resolveForReadSync(rootReal: string, rel: string): string {
-  const joined = rel === '' ? rootReal : path.join(rootReal, ...checkRelativePath(rel))
+  const joined = joinInside(rootReal, rel)
   let real: string
   try {
     real = realpathSync.native(joined)
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ENOENT' || code === 'ENOTDIR') throw new FpeerError('E_NOT_FOUND', `no such file: ${rel}`)
-    throw new FpeerError('E_ACCESS', `cannot read ${rel}: ${(err as Error).message}`)
+    return notReadable(rel, err)
   }
+  return confined(rootReal, rel, real)
+}
+
+function joinInside(rootReal: string, rel: string): string {
+  return rel === '' ? rootReal : path.join(rootReal, ...checkRelativePath(rel))
+}
+
+function notReadable(rel: string, err: unknown): never {
+  const code = (err as NodeJS.ErrnoException).code
+  if (code === 'ENOENT' || code === 'ENOTDIR') throw new FpeerError('E_NOT_FOUND', `no such file: ${rel}`)
+  throw new FpeerError('E_ACCESS', `cannot read ${rel}: ${(err as Error).message}`)
+}
+
+/** The real path must stay inside the root, so a symlink that points out is refused. */
+function confined(rootReal: string, rel: string, real: string): string {
   if (!isInside(rootReal, real)) throw new FpeerError('E_PATH_UNSAFE', `${rel} leads outside the shared folder`)
   return real
 }
