@@ -236,3 +236,25 @@ describe('a push to a peer that is down is retried', () => {
     await waitFor('the sender to log the delivery', () => /retried push delivered/.test(net.peers[0]!.serveStderr), 20_000)
   })
 })
+
+describe('fpeer push', () => {
+  let net: Network
+  before(async () => {
+    net = await Network.create('127.0.18', 2)
+    await net.build([[0, 1]], {'doc.txt': 'v1\n'})
+    // The first peer's daemon no longer watches: only `fpeer push` can send its change.
+    await net.peers[0]!.stop()
+    await net.peers[0]!.serve(['--no-sync'], {}, {ports: 'default'})
+  })
+  after(() => net.destroy())
+
+  it('rescans and pushes a change by hand; the peer fetches it from the pushing process', async () => {
+    await writeFile(path.join(net.dirs[0]!, 'doc.txt'), 'v2 pushed by hand\n')
+    const r = await net.peers[0]!.run(['push', 'docs', '--bind', net.peers[0]!.address, '--json'])
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    assert.deepEqual(JSON.parse(r.stdout), {folder: 'docs', versions: 1, peers: 1, failed: 0})
+    await net.waitAll('the pushed change', async (i) => (await net.content(i, 'doc.txt')) === 'v2 pushed by hand\n', [1])
+    const again = await net.peers[0]!.run(['push', 'docs', '--bind', net.peers[0]!.address, '--json'])
+    assert.deepEqual(JSON.parse(again.stdout), {folder: 'docs', versions: 0, peers: 0, failed: 0})
+  })
+})
