@@ -6,7 +6,8 @@ import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+/** The repository root (this file runs from test/dist/src/). */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
 export const FPEER = path.join(ROOT, 'packages/cli/bin/run.js')
 
 export interface RunResult {

@@ -61,6 +61,10 @@ export const ERROR_CODES = {
   E_PEER_ID_MISMATCH: 'verify',
   E_NONCE_MISMATCH: 'verify',
   E_HOST_KEY_MISMATCH: 'verify',
+  // a signed request meant for another peer, outside its time window, or seen before
+  E_WRONG_DESTINATION: 'verify',
+  E_STALE_MESSAGE: 'verify',
+  E_REPLAY: 'verify',
   // network
   E_CONNECT: 'network',
   E_CONNECTION_LOST: 'network',
@@ -71,10 +75,13 @@ export const ERROR_CODES = {
   // plugins
   E_NO_TRANSPORT: 'plugin',
   E_PLUGIN: 'plugin',
+  E_PLUGIN_NOT_FOUND: 'plugin',
+  E_UNSUPPORTED: 'plugin',
   // local disk
   E_IO: 'io',
   E_DISK_FULL: 'io',
   E_LOCKED: 'io',
+  E_STATE_CORRUPT: 'io',
   // bugs
   E_INTERNAL: 'internal',
   // waiting on the user (MANUAL: files to place, then `fpeer request --resume`)
