@@ -6,7 +6,7 @@ import path from 'node:path'
 import {FpeerError, isFpeerError} from '../errors.js'
 import type {AccessContext, FileSource, FileStat} from '../transport.js'
 import {SMALL_FILE_BYTES, isIgnoredName} from './scan.js'
-import {checkRelativePath, resolveForReadSync} from './safe-path.js'
+import {resolveForReadSync} from './safe-path.js'
 
 /** How the source finds a folder and decides who may read it. */
 export interface FolderAccess {
@@ -44,7 +44,8 @@ export class LocalFileSource implements FileSource {
 
   async #resolve(folder: string, rel: string, who: AccessContext): Promise<string> {
     const root = await this.#root(folder, who)
-    if (rel !== '' && checkRelativePath(rel).some(isIgnoredName)) throw new FpeerError('E_NOT_FOUND', `no such file: ${rel}`)
+    // fpeer's own names are not there as far as a peer can tell (checked before the path rules, which refuse them).
+    if (rel !== '' && rel.split('/').some(isIgnoredName)) throw new FpeerError('E_NOT_FOUND', `no such file: ${rel}`)
     return resolveForReadSync(root, rel)
   }
 

@@ -1,17 +1,43 @@
 // Path safety: every relative path from the wire is checked here before it touches the disk.
-import {type Stats, lstatSync, mkdirSync, realpathSync} from 'node:fs'
+import {realpathSync} from 'node:fs'
 import {lstat, mkdir, realpath} from 'node:fs/promises'
 import path from 'node:path'
 import {FpeerError} from '../errors.js'
 
 export const MAX_PATH_BYTES = 4096
 export const MAX_SEGMENT_BYTES = 255
+/** Most segments in one path: checked before any directory is made, so a list cannot make 1,000 levels. */
+export const MAX_PATH_DEPTH = 64
 /** Temp files fpeer writes while a download is in flight; never listed, never served. */
 export const PART_PREFIX = '.fpeer-part-'
+/** fpeer's own names: `.fpeer` and everything beginning `.fpeer-` (part files, staging folders). */
+const RESERVED = '.fpeer'
+
+/** Code points that render as nothing (U+00AD, U+200B-U+200F, U+2060, U+FEFF, variation selectors…). */
+const INVISIBLE = /\p{Default_Ignorable_Code_Point}/gu
+
+/**
+ * The form of a name that reserved-name checks compare: invisible code points removed,
+ * NFKC (so full-width `．ｆｐｅｅｒ` is `.fpeer`), lower case, twice so that folding one
+ * cannot produce another foldable form.
+ */
+export function foldName(name: string): string {
+  let s = name
+  for (let i = 0; i < 2; i++) s = s.replace(INVISIBLE, '').normalize('NFKC').toLowerCase()
+  return s
+}
+
+/** Is this one segment fpeer's own (in any case or Unicode spelling)? Never offered, never accepted. */
+export function isReservedName(segment: string): boolean {
+  // Printable ASCII folds by lower case alone; the full fold only for the rest.
+  const folded = /^[\x20-\x7E]*$/.test(segment) ? segment.toLowerCase() : foldName(segment)
+  return folded === RESERVED || folded.startsWith(`${RESERVED}-`)
+}
 
 /**
  * Checks a relative path from a message and returns its segments. Refuses empty paths,
- * absolute paths, NUL, empty, `.` and `..` segments, over-long names, and fpeer's own temp names.
+ * absolute paths, NUL, empty, `.` and `..` segments, over-long names, paths deeper than
+ * MAX_PATH_DEPTH, and fpeer's own names in any spelling (isReservedName).
  */
 export function checkRelativePath(rel: string): string[] {
   const bad = (why: string): never => {
@@ -22,10 +48,11 @@ export function checkRelativePath(rel: string): string[] {
   if (rel.startsWith('/')) bad('absolute')
   if (Buffer.byteLength(rel) > MAX_PATH_BYTES) bad(`longer than ${MAX_PATH_BYTES} bytes`)
   const segments = rel.split('/')
+  if (segments.length > MAX_PATH_DEPTH) bad(`deeper than ${MAX_PATH_DEPTH} levels`)
   for (const seg of segments) {
     if (seg === '' || seg === '.' || seg === '..') bad(`segment ${JSON.stringify(seg)} not allowed`)
     if (Buffer.byteLength(seg) > MAX_SEGMENT_BYTES) bad(`a name is longer than ${MAX_SEGMENT_BYTES} bytes`)
-    if (seg.startsWith(PART_PREFIX)) bad('reserved name')
+    if (isReservedName(seg)) bad(`${JSON.stringify(seg)} is reserved for fpeer`)
   }
   return segments
 }
@@ -115,48 +142,4 @@ export async function prepareForWrite(rootReal: string, rel: string): Promise<st
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
   return target
-}
-
-/** A checked write target: its absolute path and what is there now (undefined: nothing). */
-export interface WriteTarget {
-  target: string
-  existing: Stats | undefined
-}
-
-/**
- * prepareForWrite for many files under one root, as a fetch lands them: each parent
- * directory is checked (or created) once and remembered in `checked`, instead of once per
- * file, and the target's own lstat is returned so the caller need not stat it again.
- *
- * The checks are synchronous: on a local disk an lstat or mkdir takes microseconds, far less
- * than a round trip through libuv's thread pool, and a fetch of 10,000 small files makes
- * tens of thousands of them. `checked` MUST only hold directories of `rootReal` that this
- * writer verified; it lives for one fetch, the span over which the check is trusted anyway.
- */
-export function prepareForWriteSync(rootReal: string, rel: string, checked: Set<string>): WriteTarget {
-  const segments = checkRelativePath(rel)
-  let dir = rootReal
-  for (let i = 0; i < segments.length - 1; i++) {
-    dir = path.join(dir, segments[i]!)
-    if (checked.has(dir)) continue
-    let st = lstatSync(dir, {throwIfNoEntry: false})
-    if (st === undefined) {
-      try {
-        mkdirSync(dir)
-        checked.add(dir)
-        continue
-      } catch (err) {
-        // Another writer created it between our lstat and mkdir: check what is there now.
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-        st = lstatSync(dir)
-      }
-    }
-    if (st.isSymbolicLink()) throw new FpeerError('E_PATH_UNSAFE', `${rel} goes through a symlink (${path.relative(rootReal, dir)})`)
-    if (!st.isDirectory()) throw new FpeerError('E_PATH_UNSAFE', `${rel}: ${path.relative(rootReal, dir)} is not a directory`)
-    checked.add(dir)
-  }
-  const target = path.join(dir, segments[segments.length - 1]!)
-  const existing = lstatSync(target, {throwIfNoEntry: false})
-  if (existing?.isDirectory()) throw new FpeerError('E_PATH_UNSAFE', `${rel} is a directory here`)
-  return {target, existing}
 }

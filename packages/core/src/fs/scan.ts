@@ -3,7 +3,7 @@ import {createHash} from 'node:crypto'
 import {createReadStream, lstatSync, readFileSync} from 'node:fs'
 import {opendir} from 'node:fs/promises'
 import path from 'node:path'
-import {PART_PREFIX} from './safe-path.js'
+import {isReservedName} from './safe-path.js'
 
 /** One file of a folder's file structure. */
 export interface IndexedFile {
@@ -20,9 +20,9 @@ export async function sha256File(absPath: string): Promise<string> {
   return hash.digest('hex')
 }
 
-/** Names fpeer never shares: its temp files and its conflict/bookkeeping folder. */
+/** Names fpeer never shares: its own (`.fpeer`, `.fpeer-*` in any case or Unicode spelling), the names it never accepts either. */
 export function isIgnoredName(name: string): boolean {
-  return name.startsWith(PART_PREFIX) || name === '.fpeer'
+  return isReservedName(name)
 }
 
 async function* walk(root: string, rel: string): AsyncGenerator<{rel: string; abs: string}> {

@@ -1,10 +1,15 @@
 // One shared folder's synchronisation state: local changes become signed versions; incoming versions are applied.
-import {copyFile, link, lstat, mkdir, rename, rm, rmdir, unlink} from 'node:fs/promises'
+import {randomBytes} from 'node:crypto'
+import {type Stats, closeSync, createReadStream, createWriteStream, mkdirSync} from 'node:fs'
+import {realpath, rm} from 'node:fs/promises'
 import path from 'node:path'
-import {FpeerError} from '../errors.js'
+import {pipeline} from 'node:stream/promises'
+import {FpeerError, isFpeerError} from '../errors.js'
 import type {Identity} from '../identity.js'
-import {PART_PREFIX, checkRelativePath, prepareForWrite} from '../fs/safe-path.js'
-import {type IndexedFile, scanFolder, sha256File} from '../fs/scan.js'
+import {FolderDirs, setLandedMode} from '../fs/folder-dirs.js'
+import {PART_PREFIX, checkRelativePath} from '../fs/safe-path.js'
+import {type IndexedFile, scanFolder} from '../fs/scan.js'
+import {hashExisting} from '../transfer/fetch.js'
 import type {FolderConfig} from '../store/config.js'
 import {type FileRecord, Peerfile, isLive} from '../store/peerfile.js'
 import type {Logger} from '../transport.js'
@@ -130,18 +135,23 @@ export class FolderSync {
     return this.#run(async () => {
       const all = await this.peerfile.files()
       const changed: FileRecord[] = []
-      for (const {entry, version} of entries) {
-        if (version?.deleted) {
-          const r: FileRecord = {path: entry.path, size: 0, mtimeMs: version.mtimeMs, sha256: '', version}
+      const dirs = new FolderDirs(await realpath(this.folder.path))
+      try {
+        for (const {entry, version} of entries) {
+          if (version?.deleted) {
+            const r: FileRecord = {path: entry.path, size: 0, mtimeMs: version.mtimeMs, sha256: '', version}
+            all.set(entry.path, r)
+            changed.push(r)
+            continue
+          }
+          const st = lstatInside(dirs, entry.path)
+          if (!st?.isFile()) continue
+          const r: FileRecord = {path: entry.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: entry.sha256!, ...(version ? {version} : {})}
           all.set(entry.path, r)
           changed.push(r)
-          continue
         }
-        const st = await lstat(path.join(this.folder.path, entry.path)).catch(() => undefined)
-        if (!st?.isFile()) continue
-        const r: FileRecord = {path: entry.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: entry.sha256!, ...(version ? {version} : {})}
-        all.set(entry.path, r)
-        changed.push(r)
+      } finally {
+        dirs.close()
       }
       await this.peerfile.put(changed, all)
       await this.peerfile.touch()
@@ -156,151 +166,164 @@ export class FolderSync {
    */
   apply(incoming: FileVersion[], fetch: ContentFetcher): Promise<ApplyResult> {
     return this.#run(async () => {
-      const root = this.folder.path
-      const all = await this.peerfile.files()
-      const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: []}
-      // A local edit not yet scanned must not be overwritten unseen: scan the paths first.
-      await this.#catchUpLocal(all, incoming.map((v) => v.path), result)
-      let clock = lamportOf(all)
-      const bySha = new Map<string, string>()
-      for (const r of all.values()) if (isLive(r) && r.sha256) bySha.set(r.sha256, r.path)
-
-      const toFetch: Array<{remotePath: string; entry: FileEntry}> = []
-      const landed: Array<{path: string; version?: FileVersion}> = []
-      const deletions: FileVersion[] = []
-      const moves: Array<{from: string; to: string}> = []
-      const copies: Array<{from: string; to: string}> = []
-
-      for (const v of dedupe(incoming)) {
-        checkRelativePath(v.path)
-        const local = all.get(v.path)
-        const d = decide(local?.version, v)
-        if (d.action === 'skip') continue
-        if (local?.version === undefined && local && isLive(local) && !v.deleted && local.sha256 === v.sha256) {
-          // The original content already here: adopt the statement, nothing moves.
-          landed.push({path: v.path, version: v})
-          result.applied.push(v)
-          continue
-        }
-        if (d.action === 'keep-conflict') {
-          if (v.deleted) continue
-          const cp = conflictPath(v)
-          if (all.get(cp) && isLive(all.get(cp)!)) continue
-          const have = bySha.get(v.sha256)
-          if (have) copies.push({from: have, to: cp})
-          else toFetch.push({remotePath: v.path, entry: {path: cp, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
-          landed.push({path: cp})
-          result.conflicts.push(cp)
-          continue
-        }
-        if (d.action === 'take-conflict' && local && isLive(local)) {
-          const cp = conflictPath({path: v.path, origin: local.version?.origin ?? this.#identity.id.compact, sha256: local.sha256})
-          moves.push({from: v.path, to: cp})
-          landed.push({path: cp})
-          result.conflicts.push(cp)
-        }
-        result.applied.push(v)
-        clock = Math.max(clock, v.lamport)
-        if (v.deleted) {
-          deletions.push(v)
-          continue
-        }
-        const have = bySha.get(v.sha256)
-        if (have && have !== v.path) copies.push({from: have, to: v.path})
-        else if (!(local && isLive(local) && local.sha256 === v.sha256)) toFetch.push({remotePath: v.path, entry: {path: v.path, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
-        landed.push({path: v.path, version: v})
+      // Every disk operation below goes through `dirs`: parents are opened without following
+      // a symlink, so a symlinked directory in the folder can neither be written through nor
+      // have files deleted or read through it (docs/security.md, "Files on disk").
+      const root = await realpath(this.folder.path)
+      const dirs = new FolderDirs(root)
+      try {
+        return await this.#apply(root, dirs, incoming, fetch)
+      } finally {
+        dirs.close()
       }
-
-      // Conflict copies of our own versions first (before anything overwrites them), then local copies, then the network.
-      // The loser keeps its content under its conflict name (a hard link, or a copy where links
-      // are not possible); the winner then replaces the path by rename, so the path never vanishes.
-      for (const m of moves) {
-        const target = await prepareForWrite(root, m.to)
-        const from = path.join(root, m.from)
-        await link(from, target).catch(async (err: NodeJS.ErrnoException) => {
-          if (err.code === 'ENOENT') return
-          if (err.code === 'EEXIST') await unlink(target)
-          await copyFile(from, target)
-        })
-      }
-      for (const c of copies) {
-        const target = await prepareForWrite(root, c.to)
-        const part = path.join(path.dirname(target), `${PART_PREFIX}copy-${process.pid}-${Date.now()}`)
-        await copyFile(path.join(root, c.from), part)
-        await rename(part, target)
-        result.copied.push(c.to)
-      }
-      if (toFetch.length > 0) {
-        // Fetch everything into a staging folder first, so a failure (bad hash, dropped
-        // peer) leaves the folder and its records exactly as they were.
-        const staging = path.join(root, '.fpeer', `staging-${process.pid}-${Date.now()}`)
-        await rm(staging, {recursive: true, force: true})
-        await mkdir(staging, {recursive: true})
-        try {
-          await fetch(toFetch, staging)
-          for (const f of toFetch) {
-            const target = await prepareForWrite(root, f.entry.path)
-            await rename(path.join(staging, ...checkRelativePath(f.entry.path)), target)
-          }
-        } finally {
-          await rm(staging, {recursive: true, force: true})
-        }
-        result.fetched.push(...toFetch.map((f) => f.entry.path))
-      }
-      for (const v of deletions) {
-        const target = path.join(root, ...checkRelativePath(v.path))
-        await unlink(target).catch((err: NodeJS.ErrnoException) => {
-          if (err.code !== 'ENOENT') throw err
-        })
-        await removeEmptyParents(root, v.path)
-      }
-
-      // Record: deletions as tombstones, landed paths as scanned now; conflict copies become our own versions.
-      const changed: FileRecord[] = []
-      for (const v of deletions) {
-        const r: FileRecord = {path: v.path, size: 0, mtimeMs: v.mtimeMs, sha256: '', version: v}
-        all.set(v.path, r)
-        changed.push(r)
-      }
-      for (const l of landed) {
-        const st = await lstat(path.join(root, l.path)).catch(() => undefined)
-        if (!st?.isFile()) throw new FpeerError('E_IO', `${l.path} did not land`)
-        let version = l.version
-        let sha = version?.sha256
-        if (!version) {
-          // A conflict copy: new here, so it is our change, signed by us like any other.
-          sha = await sha256File(path.join(root, l.path))
-          clock++
-          version = signVersion(this.folder.name, {path: l.path, deleted: false, sha256: sha, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), lamport: clock, vv: {...all.get(l.path)?.version?.vv, [this.#identity.id.compact]: clock}}, this.#identity)
-          result.created.push(version)
-        }
-        const r: FileRecord = {path: l.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: sha!, version}
-        all.set(l.path, r)
-        changed.push(r)
-      }
-      await this.peerfile.put(changed, all)
-      if (result.applied.length || result.conflicts.length) {
-        this.#log?.info('applied update', {folder: this.folder.name, applied: result.applied.length, fetched: result.fetched.length, copied: result.copied.length, conflicts: result.conflicts.length})
-      }
-      return result
     })
   }
 
+  async #apply(root: string, dirs: FolderDirs, incoming: FileVersion[], fetch: ContentFetcher): Promise<ApplyResult> {
+    const all = await this.peerfile.files()
+    const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: []}
+    // A local edit not yet scanned must not be overwritten unseen: scan the paths first.
+    await this.#catchUpLocal(dirs, all, incoming.map((v) => v.path), result)
+    let clock = lamportOf(all)
+    const bySha = new Map<string, string>()
+    for (const r of all.values()) if (isLive(r) && r.sha256) bySha.set(r.sha256, r.path)
+
+    const toFetch: Array<{remotePath: string; entry: FileEntry}> = []
+    const landed: Array<{path: string; version?: FileVersion}> = []
+    const deletions: FileVersion[] = []
+    const moves: Array<{from: string; to: string}> = []
+    const copies: Array<{from: string; to: string}> = []
+
+    for (const v of dedupe(incoming)) {
+      checkRelativePath(v.path)
+      const local = all.get(v.path)
+      const d = decide(local?.version, v)
+      if (d.action === 'skip') continue
+      if (local?.version === undefined && local && isLive(local) && !v.deleted && local.sha256 === v.sha256) {
+        // The original content already here: adopt the statement, nothing moves.
+        landed.push({path: v.path, version: v})
+        result.applied.push(v)
+        continue
+      }
+      if (d.action === 'keep-conflict') {
+        if (v.deleted) continue
+        const cp = conflictPath(v)
+        if (all.get(cp) && isLive(all.get(cp)!)) continue
+        const have = bySha.get(v.sha256)
+        if (have) copies.push({from: have, to: cp})
+        else toFetch.push({remotePath: v.path, entry: {path: cp, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
+        landed.push({path: cp})
+        result.conflicts.push(cp)
+        continue
+      }
+      if (d.action === 'take-conflict' && local && isLive(local)) {
+        const cp = conflictPath({path: v.path, origin: local.version?.origin ?? this.#identity.id.compact, sha256: local.sha256})
+        moves.push({from: v.path, to: cp})
+        landed.push({path: cp})
+        result.conflicts.push(cp)
+      }
+      result.applied.push(v)
+      clock = Math.max(clock, v.lamport)
+      if (v.deleted) {
+        deletions.push(v)
+        continue
+      }
+      const have = bySha.get(v.sha256)
+      if (have && have !== v.path) copies.push({from: have, to: v.path})
+      else if (!(local && isLive(local) && local.sha256 === v.sha256)) toFetch.push({remotePath: v.path, entry: {path: v.path, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
+      landed.push({path: v.path, version: v})
+    }
+
+    // Conflict copies of our own versions first (before anything overwrites them), then local copies, then the network.
+    // The loser keeps its content under its conflict name (a hard link, or a copy where links
+    // are not possible); the winner then replaces the path by rename, so the path never vanishes.
+    for (const m of moves) await linkOrCopyInside(dirs, m.from, m.to)
+    for (const c of copies) {
+      await copyInside(dirs, c.from, c.to)
+      result.copied.push(c.to)
+    }
+    if (toFetch.length > 0) {
+      // Fetch everything into a staging folder first, so a failure (bad hash, dropped
+      // peer) leaves the folder and its records exactly as they were. Its name is reserved
+      // (never offered or accepted) and random, and mkdir makes it or fails: a user's own
+      // `.fpeer` file or a planted link cannot be in its way.
+      const stagingName = `${PART_PREFIX}staging-${randomBytes(8).toString('hex')}`
+      const top = dirs.need([], false)
+      try {
+        mkdirSync(top.at(stagingName), 0o700)
+      } finally {
+        top.release()
+      }
+      const staging = path.join(root, stagingName)
+      try {
+        await fetch(toFetch, staging)
+        const staged = new FolderDirs(staging)
+        try {
+          for (const f of toFetch) moveInside(staged, dirs, f.entry.path)
+        } finally {
+          staged.close()
+        }
+      } finally {
+        await rm(staging, {recursive: true, force: true})
+      }
+      result.fetched.push(...toFetch.map((f) => f.entry.path))
+    }
+    for (const v of deletions) {
+      try {
+        unlinkInside(dirs, v.path)
+      } catch (err) {
+        // A parent here is a symlink or a file: the path is not in this folder as far as
+        // fpeer can see, so there is nothing of ours to delete. Recorded, never followed.
+        if (!isFpeerError(err, 'E_PATH_UNSAFE')) throw err
+        this.#log?.warn('deletion not applied: its path goes through a symlink or a file here', {folder: this.folder.name, path: v.path, code: err.code})
+      }
+    }
+
+    // Record: deletions as tombstones, landed paths as scanned now; conflict copies become our own versions.
+    const changed: FileRecord[] = []
+    for (const v of deletions) {
+      const r: FileRecord = {path: v.path, size: 0, mtimeMs: v.mtimeMs, sha256: '', version: v}
+      all.set(v.path, r)
+      changed.push(r)
+    }
+    for (const l of landed) {
+      const st = lstatInside(dirs, l.path)
+      if (!st?.isFile()) throw new FpeerError('E_IO', `${l.path} did not land`)
+      let version = l.version
+      let sha = version?.sha256
+      if (!version) {
+        // A conflict copy: new here, so it is our change, signed by us like any other.
+        sha = await hashInside(dirs, l.path)
+        clock++
+        version = signVersion(this.folder.name, {path: l.path, deleted: false, sha256: sha, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), lamport: clock, vv: {...all.get(l.path)?.version?.vv, [this.#identity.id.compact]: clock}}, this.#identity)
+        result.created.push(version)
+      }
+      const r: FileRecord = {path: l.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: sha!, version}
+      all.set(l.path, r)
+      changed.push(r)
+    }
+    await this.peerfile.put(changed, all)
+    if (result.applied.length || result.conflicts.length) {
+      this.#log?.info('applied update', {folder: this.folder.name, applied: result.applied.length, fetched: result.fetched.length, copied: result.copied.length, conflicts: result.conflicts.length})
+    }
+    return result
+  }
+
   /** Turns unscanned local edits of `paths` into versions before anything replaces them. */
-  async #catchUpLocal(all: Map<string, FileRecord>, paths: string[], result: ApplyResult): Promise<void> {
+  async #catchUpLocal(dirs: FolderDirs, all: Map<string, FileRecord>, paths: string[], result: ApplyResult): Promise<void> {
     const me = this.#identity.id.compact
     let clock = lamportOf(all)
     const changed: FileRecord[] = []
     for (const p of new Set(paths)) {
       const rec = all.get(p)
-      const abs = path.join(this.folder.path, ...checkRelativePath(p))
-      const st = await lstat(abs).catch(() => undefined)
+      // Through a symlinked parent there is no file of this folder: never read one out there.
+      const st = lstatInside(dirs, p)
       const onDisk = st?.isFile()
       if (rec && isLive(rec) && onDisk && st!.size === rec.size && Math.trunc(st!.mtimeMs) === rec.mtimeMs && (rec.ino === undefined || rec.ino === st!.ino)) continue
       if ((!rec || !isLive(rec)) && !onDisk) continue
       if (rec && isLive(rec) && !onDisk) continue // deleted locally: the next rescan records it; nothing to protect
       if (!onDisk) continue
-      const sha = await sha256File(abs)
+      const sha = await hashInside(dirs, p)
       if (rec && isLive(rec) && rec.sha256 === sha) continue
       clock++
       const v = signVersion(this.folder.name, {path: p, deleted: false, sha256: sha, size: st!.size, mtimeMs: Math.trunc(st!.mtimeMs), lamport: clock, vv: {...rec?.version?.vv, [me]: clock}}, this.#identity)
@@ -330,14 +353,147 @@ function dedupe(versions: FileVersion[]): FileVersion[] {
   return [...by.values()].sort((a, b) => Number(a.deleted) - Number(b.deleted))
 }
 
-async function removeEmptyParents(root: string, rel: string): Promise<void> {
-  const segs = rel.split('/')
-  for (let i = segs.length - 1; i > 0; i--) {
+/** Splits a checked path into its parent's segments and its name. */
+function split(rel: string): {parent: string[]; name: string} {
+  const parent = checkRelativePath(rel)
+  return {name: parent.pop()!, parent}
+}
+
+/** What is at `rel` without following any symlink on the way (undefined: nothing, or a parent is not a real directory). */
+function lstatInside(dirs: FolderDirs, rel: string): Stats | undefined {
+  const {parent, name} = split(rel)
+  let dir
+  try {
+    dir = dirs.open(parent, false)
+  } catch (err) {
+    if (isFpeerError(err, 'E_PATH_UNSAFE')) return undefined
+    throw err
+  }
+  if (!dir) return undefined
+  try {
+    return dir.lstat(name)
+  } finally {
+    dir.release()
+  }
+}
+
+/** The SHA-256 of the regular file at `rel`, opened without following links. */
+async function hashInside(dirs: FolderDirs, rel: string): Promise<string> {
+  const {parent, name} = split(rel)
+  const dir = dirs.need(parent, false)
+  try {
+    const sha = await hashExisting(dir, name)
+    if (!sha) throw new FpeerError('E_IO', `cannot read ${rel}`)
+    return sha
+  } finally {
+    dir.release()
+  }
+}
+
+/** Moves a staged file to `rel` in the folder, through both folders' descriptors. */
+function moveInside(from: FolderDirs, to: FolderDirs, rel: string): void {
+  const {parent, name} = split(rel)
+  const src = from.need(parent, false)
+  try {
+    const dest = to.need(parent, true)
     try {
-      await rmdir(path.join(root, ...segs.slice(0, i)))
+      src.renameTo(name, dest, name)
+    } finally {
+      dest.release()
+    }
+  } finally {
+    src.release()
+  }
+}
+
+/**
+ * Keeps the file at `from` also as `to` (a conflict copy): a hard link under a fresh part
+ * name renamed over `to`, or a copy where links are not possible. Nothing at `from`: nothing to keep.
+ */
+async function linkOrCopyInside(dirs: FolderDirs, from: string, to: string): Promise<void> {
+  const f = split(from)
+  const t = split(to)
+  const src = dirs.open(f.parent, false)
+  if (!src) return
+  try {
+    if (!src.lstat(f.name)?.isFile()) return
+    const dest = dirs.need(t.parent, true)
+    try {
+      const part = `${PART_PREFIX}link-${randomBytes(8).toString('hex')}`
+      try {
+        src.linkTo(f.name, dest, part)
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        if (code === 'ENOENT') return
+        if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP') throw err
+        await copyInside(dirs, from, to)
+        return
+      }
+      try {
+        dest.rename(part, t.name)
+      } catch (err) {
+        dest.unlink(part)
+        throw err
+      }
+    } finally {
+      dest.release()
+    }
+  } finally {
+    src.release()
+  }
+}
+
+/** Copies the regular file at `from` to `to`: read by descriptor, written to an exclusive part file, renamed over `to`. */
+async function copyInside(dirs: FolderDirs, from: string, to: string): Promise<void> {
+  const f = split(from)
+  const t = split(to)
+  const src = dirs.need(f.parent, false)
+  try {
+    const {fd: inFd} = src.openFile(f.name)
+    const dest = dirs.need(t.parent, true)
+    try {
+      const {fd: outFd, name: part} = dest.createExclusive(`${PART_PREFIX}copy-`)
+      try {
+        await pipeline(createReadStream('', {fd: inFd, autoClose: false}), createWriteStream('', {fd: outFd, autoClose: false}))
+        setLandedMode(outFd)
+      } catch (err) {
+        closeSync(outFd)
+        dest.unlink(part)
+        throw err
+      }
+      closeSync(outFd)
+      dest.rename(part, t.name)
+    } finally {
+      closeSync(inFd)
+      dest.release()
+    }
+  } finally {
+    src.release()
+  }
+}
+
+/**
+ * Deletes the file at `rel`: its parents are opened without following a symlink (one there
+ * is E_PATH_UNSAFE), and unlink removes a symlink at the name itself, never its target.
+ * Then removes the parents this left empty, the same way.
+ */
+function unlinkInside(dirs: FolderDirs, rel: string): void {
+  const {parent, name} = split(rel)
+  const dir = dirs.open(parent, false)
+  if (!dir) return
+  try {
+    if (dir.lstat(name)?.isDirectory()) return // a directory here now: not the file the version deleted
+    dir.unlink(name)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  } finally {
+    dir.release()
+  }
+  for (let i = parent.length; i > 0; i--) {
+    try {
+      dirs.rmdir(parent.slice(0, i))
     } catch {
       return
     }
   }
 }
-

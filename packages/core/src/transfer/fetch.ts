@@ -1,11 +1,11 @@
 // Fetching a file list from a peer: bounded concurrency, hash while streaming, land atomically or only verify.
 import {createHash} from 'node:crypto'
-import {closeSync, createReadStream, futimesSync, openSync, readFileSync, renameSync, unlinkSync, writeSync} from 'node:fs'
-import {open, rename, stat, unlink, utimes} from 'node:fs/promises'
-import path from 'node:path'
+import {closeSync, createReadStream, futimesSync, readSync, writeSync, writev} from 'node:fs'
+import {promisify} from 'node:util'
 import {FpeerError, fromSystemError, isFpeerError} from '../errors.js'
-import {PART_PREFIX, checkRelativePath, prepareForWriteSync} from '../fs/safe-path.js'
-import {SMALL_FILE_BYTES, sha256File} from '../fs/scan.js'
+import {type Dir, FolderDirs, findPart, partPrefix, setLandedMode} from '../fs/folder-dirs.js'
+import {checkRelativePath} from '../fs/safe-path.js'
+import {SMALL_FILE_BYTES} from '../fs/scan.js'
 import type {TransferClient} from '../transport.js'
 import type {FileEntry} from '../wire/types.js'
 
@@ -50,16 +50,35 @@ const WRITE_BATCH = 4 << 20
 
 const RETRYABLE = new Set(['E_CONNECTION_LOST', 'E_TIMEOUT', 'E_TRANSFER', 'E_CONNECT'])
 
-/** A part file's name is fixed per target, so a later attempt finds it and can resume. */
-function partPath(target: string): string {
-  const base = path.basename(target)
-  return path.join(path.dirname(target), PART_PREFIX + createHash('sha256').update(base).digest('hex').slice(0, 24))
+const writevAt = promisify(writev)
+
+/**
+ * Where a file lands: a directory of the folder held open (fs/folder-dirs.ts) and the
+ * target's name in it. Part files are created beside it, exclusively, with a prefix fixed
+ * per name (so a resume can find one) and a random suffix (so none can be planted ahead).
+ */
+interface Landing {
+  dir: Dir
+  name: string
+  prefix: string
 }
 
-async function hashPrefix(file: string, bytes: number): Promise<ReturnType<typeof createHash>> {
+const sha256Hex = (s: string) => createHash('sha256').update(s).digest('hex')
+
+/** Hashes the first `bytes` of an open file, by descriptor (never by path, which could be swapped). */
+async function hashPrefix(fd: number, bytes: number): Promise<ReturnType<typeof createHash>> {
   const hash = createHash('sha256')
-  if (bytes > 0) for await (const chunk of createReadStream(file, {start: 0, end: bytes - 1, highWaterMark: 1 << 20})) hash.update(chunk as Buffer)
+  if (bytes > 0) for await (const chunk of createReadStream('', {fd, start: 0, end: bytes - 1, highWaterMark: 1 << 20, autoClose: false})) hash.update(chunk as Buffer)
   return hash
+}
+
+/** Removes a part file, best effort (unlink never follows a symlink). */
+function dropPart(landing: Landing, part: string): void {
+  try {
+    landing.dir.unlink(part)
+  } catch {
+    // already gone
+  }
 }
 
 /** Every file entry a fetch acts on MUST carry its hash: nothing is trusted before its hash is checked. */
@@ -70,18 +89,50 @@ function requireHash(file: FileEntry): string {
   return file.sha256
 }
 
-/** The SHA-256 of a file already at the target, or '' when it cannot be read. */
-async function hashExisting(target: string, size: number): Promise<string> {
+/** The SHA-256 of a regular file already at the target (opened without following links), or '' when it cannot be read. */
+export async function hashExisting(dir: Dir, name: string): Promise<string> {
+  let opened
   try {
-    return size <= SMALL_FILE_BYTES ? createHash('sha256').update(readFileSync(target)).digest('hex') : await sha256File(target)
+    opened = dir.openFile(name)
   } catch {
     return ''
   }
+  const {fd, st} = opened
+  try {
+    const hash = createHash('sha256')
+    if (st.size <= SMALL_FILE_BYTES) {
+      const buf = Buffer.allocUnsafe(st.size)
+      let got = 0
+      for (let n = -1; got < st.size && n !== 0; got += n) n = readSync(fd, buf, got, st.size - got, got)
+      return hash.update(buf.subarray(0, got)).digest('hex')
+    }
+    for await (const chunk of createReadStream('', {fd, highWaterMark: 1 << 20, autoClose: false})) hash.update(chunk as Buffer)
+    return hash.digest('hex')
+  } catch {
+    return ''
+  } finally {
+    closeSync(fd)
+  }
 }
 
-/** Per-fetch state: the directories of `root` already checked, so each is checked once per fetch. */
+/** Opens where `rel` lands (creating its parents, no symlink followed) and checks the target is not a directory. */
+function landingFor(dirs: FolderDirs, rel: string): {landing: Landing; existing: ReturnType<Dir['lstat']>} {
+  const segments = checkRelativePath(rel)
+  const name = segments.pop()!
+  const dir = dirs.need(segments)
+  try {
+    const existing = dir.lstat(name)
+    if (existing?.isDirectory()) throw new FpeerError('E_PATH_UNSAFE', `${rel} is a directory here`)
+    return {landing: {dir, name, prefix: partPrefix(name, sha256Hex)}, existing}
+  } catch (err) {
+    dir.release()
+    throw err
+  }
+}
+
+/** Per-fetch state: the folder's directories, opened once per fetch and held by descriptor. */
 interface FetchState {
-  checkedDirs: Set<string>
+  dirs: FolderDirs | undefined
   /** The peer cannot batch: fetch one by one from now on. */
   noBatch?: boolean
 }
@@ -89,54 +140,104 @@ interface FetchState {
 async function fetchOne(opts: FetchOptions, state: FetchState, file: FileEntry): Promise<{bytes: number; skipped: boolean}> {
   const expected = requireHash(file)
   checkRelativePath(file.path)
-  let target: string | undefined
+  let landing: Landing | undefined
   if (opts.mode === 'land') {
-    const prepared = prepareForWriteSync(opts.root!, file.path, state.checkedDirs)
-    target = prepared.target
+    const prepared = landingFor(state.dirs!, file.path)
+    landing = prepared.landing
     // Already here with the right content: nothing to move. (No target, nothing to hash.)
     const have = prepared.existing
     if (have?.isFile() && (file.size === undefined || have.size === file.size)) {
-      if ((await hashExisting(target, have.size)) === expected) return {bytes: 0, skipped: true}
+      if ((await hashExisting(landing.dir, landing.name)) === expected) {
+        landing.dir.release()
+        return {bytes: 0, skipped: true}
+      }
     }
   }
   // A file of known small size is received into memory, checked, and only then written:
   // no part file exists until its content is known good, so there is nothing to resume.
   const small = file.size !== undefined && file.size <= SMALL_FILE_BYTES
-  const part = target ? partPath(target) : undefined
   const retries = opts.retries ?? 3
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const bytes = small ? await attemptSmall(opts, file, expected, target, part) : await attemptOne(opts, file, expected, target, part)
-      return {bytes, skipped: false}
-    } catch (err) {
-      const e = isFpeerError(err) ? err : fromSystemError(err, `fetching ${file.path}`)
-      if (!RETRYABLE.has(e.code) || attempt >= retries || opts.signal?.aborted) {
-        if (part && !small && !(opts.resume && RETRYABLE.has(e.code))) await unlink(part).catch(() => {})
-        throw e
+  try {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const bytes = small ? await attemptSmall(opts, file, expected, landing) : await attemptOne(opts, file, expected, landing)
+        return {bytes, skipped: false}
+      } catch (err) {
+        const e = isFpeerError(err) ? err : fromSystemError(err, `fetching ${file.path}`)
+        if (!RETRYABLE.has(e.code) || attempt >= retries || opts.signal?.aborted) throw e
+        opts.onEvent?.({event: 'retry', path: file.path, attempt: attempt + 1, code: e.code})
+        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)))
       }
-      opts.onEvent?.({event: 'retry', path: file.path, attempt: attempt + 1, code: e.code})
-      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)))
     }
+  } finally {
+    landing?.dir.release()
   }
 }
 
-async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string, target: string | undefined, part: string | undefined): Promise<number> {
+/**
+ * One attempt at a large file: streamed into a part file created exclusively beside the
+ * target (or, with `resume`, an earlier attempt's part found by its prefix and checked),
+ * hashed on the way, renamed over the target only when size and hash match. A part is
+ * kept for a later resume only when the failure was the network's and resume is on.
+ */
+async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string, landing: Landing | undefined): Promise<number> {
   let offset = 0
   let hash = createHash('sha256')
-  if (part && opts.resume) {
-    const have = await stat(part).catch(() => undefined)
-    if (have && have.size > 0 && (file.size === undefined || have.size <= file.size)) {
-      offset = have.size
-      hash = await hashPrefix(part, offset)
+  let fd: number | undefined
+  let part: string | undefined
+  if (landing && opts.resume) {
+    const found = findPart(landing.dir, landing.prefix)
+    if (found && found.size > 0 && (file.size === undefined || found.size <= file.size)) {
+      ;({fd, name: part, size: offset} = found)
+      hash = await hashPrefix(fd, offset)
+    } else if (found) {
+      closeSync(found.fd)
+      dropPart(landing, found.name)
     }
   }
-  const fh = part ? await open(part, offset > 0 ? 'a' : 'w', 0o644) : undefined
+  if (landing && fd === undefined) ({fd, name: part} = landing.dir.createExclusive(landing.prefix))
+  try {
+    const received = await streamInto(opts, file, expected, fd, offset, hash)
+    if (landing && fd !== undefined && part) {
+      if (file.mtimeMs !== undefined) {
+        try {
+          futimesSync(fd, new Date(), new Date(file.mtimeMs))
+        } catch {
+          // keeping the peer's mtime is best effort
+        }
+      }
+      setLandedMode(fd)
+      landing.dir.rename(part, landing.name)
+      part = undefined
+    }
+    return received - offset
+  } catch (err) {
+    const e = isFpeerError(err) ? err : fromSystemError(err, `fetching ${file.path}`)
+    if (landing && part && !(opts.resume && RETRYABLE.has(e.code))) dropPart(landing, part)
+    throw e
+  } finally {
+    if (fd !== undefined) closeSync(fd)
+  }
+}
+
+/** Streams the file into `fd` from `offset` (or only hashes it, without one); checks size and hash. Returns the bytes now held. */
+async function streamInto(opts: FetchOptions, file: FileEntry, expected: string, fd: number | undefined, offset: number, hash: ReturnType<typeof createHash>): Promise<number> {
   let received = offset
   // Chunks are written in batches of WRITE_BATCH bytes, one batch in flight while the next
-  // is received and hashed, instead of one awaited write per network chunk.
+  // is received and hashed, instead of one awaited write per network chunk. Writes are
+  // positional, so a resumed part continues exactly after its checked prefix.
   let batch: Buffer[] = []
   let batchBytes = 0
+  let written = offset
   let writing: Promise<unknown> | undefined
+  const flush = () => {
+    const at = written
+    written += batchBytes
+    const p = writevAt(fd!, batch, at)
+    batch = []
+    batchBytes = 0
+    return p
+  }
   try {
     const {stream} = await opts.client.get(opts.folder, opts.remotePathOf?.(file) ?? file.path, {offset, ...(opts.signal ? {signal: opts.signal} : {})})
     for await (const chunk of stream) {
@@ -147,42 +248,31 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
         throw new FpeerError('E_SIZE_MISMATCH', `${file.path}: peer sent more than the ${file.size} bytes announced`)
       }
       hash.update(buf)
-      if (fh) {
+      if (fd !== undefined) {
         batch.push(buf)
         batchBytes += buf.length
         if (batchBytes >= WRITE_BATCH) {
           await writing
-          writing = fh.writev(batch)
-          batch = []
-          batchBytes = 0
+          writing = flush()
         }
       }
       opts.onEvent?.({event: 'bytes', path: file.path, bytes: buf.length})
     }
     await writing
-    if (fh && batch.length) await fh.writev(batch)
+    if (fd !== undefined && batch.length) await flush()
   } catch (err) {
     // What was received before the failure is a good prefix: write it, so a resume starts after it.
     await writing?.catch(() => {})
-    if (fh && batch.length) await fh.writev(batch).catch(() => {})
-    await fh?.close()
+    if (fd !== undefined && batch.length && !isFpeerError(err, 'E_SIZE_MISMATCH')) await flush().catch(() => {})
     throw err
   }
-  await fh?.close()
   if (file.size !== undefined && received !== file.size) {
     // Fewer bytes than announced and no error: the connection ended early.
     throw new FpeerError('E_CONNECTION_LOST', `${file.path}: got ${received} of ${file.size} bytes`)
   }
   const got = hash.digest('hex')
-  if (got !== expected) {
-    if (part) await unlink(part).catch(() => {})
-    throw new FpeerError('E_HASH_MISMATCH', `${file.path}: content does not match its sha256`, {details: {path: file.path, expected, got}})
-  }
-  if (part && target) {
-    if (file.mtimeMs !== undefined) await utimes(part, new Date(), new Date(file.mtimeMs)).catch(() => {})
-    await rename(part, target)
-  }
-  return received - offset
+  if (got !== expected) throw new FpeerError('E_HASH_MISMATCH', `${file.path}: content does not match its sha256`, {details: {path: file.path, expected, got}})
+  return received
 }
 
 /**
@@ -190,7 +280,7 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
  * synchronous calls (write the part file, set its mtime, rename it over the target):
  * microseconds each on a local disk, where the thread pool would add tens per call.
  */
-async function attemptSmall(opts: FetchOptions, file: FileEntry, expected: string, target: string | undefined, part: string | undefined): Promise<number> {
+async function attemptSmall(opts: FetchOptions, file: FileEntry, expected: string, landing: Landing | undefined): Promise<number> {
   const size = file.size!
   const chunks: Buffer[] = []
   let received = 0
@@ -204,19 +294,23 @@ async function attemptSmall(opts: FetchOptions, file: FileEntry, expected: strin
       throw new FpeerError('E_SIZE_MISMATCH', `${file.path}: peer sent more than the ${size} bytes announced`)
     }
     hash.update(buf)
-    if (target) chunks.push(buf)
+    if (landing) chunks.push(buf)
     opts.onEvent?.({event: 'bytes', path: file.path, bytes: buf.length})
   }
   if (received !== size) throw new FpeerError('E_CONNECTION_LOST', `${file.path}: got ${received} of ${size} bytes`)
   const got = hash.digest('hex')
   if (got !== expected) throw new FpeerError('E_HASH_MISMATCH', `${file.path}: content does not match its sha256`, {details: {path: file.path, expected, got}})
-  if (part && target) landSmall(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), file, part, target)
+  if (landing) landSmall(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), file, landing)
   return received
 }
 
-/** Lands checked content: writes the part file, keeps the peer's mtime, renames it over the target. */
-function landSmall(content: Buffer, file: FileEntry, part: string, target: string): void {
-  const fd = openSync(part, 'w', 0o644)
+/**
+ * Lands checked content: creates a part file exclusively beside the target (never
+ * following a link, mode 0600 while it is written), keeps the peer's mtime, renames it
+ * over the target. Both calls go through the directory's descriptor (fs/folder-dirs.ts).
+ */
+function landSmall(content: Buffer, file: FileEntry, landing: Landing): void {
+  const {fd, name: part} = landing.dir.createExclusive(landing.prefix)
   try {
     for (let off = 0; off < content.length; ) off += writeSync(fd, content, off, content.length - off)
     if (file.mtimeMs !== undefined) {
@@ -226,15 +320,19 @@ function landSmall(content: Buffer, file: FileEntry, part: string, target: strin
         // keeping the peer's mtime is best effort, as for large files
       }
     }
+    setLandedMode(fd)
+    closeSync(fd)
   } catch (err) {
     closeSync(fd)
-    try {
-      unlinkSync(part)
-    } catch {}
+    dropPart(landing, part)
     throw err
   }
-  closeSync(fd)
-  renameSync(part, target)
+  try {
+    landing.dir.rename(part, landing.name)
+  } catch (err) {
+    dropPart(landing, part)
+    throw err
+  }
 }
 
 /** At most this many files, and bytes, in one getMany() call. */
@@ -271,28 +369,42 @@ function plan(files: FileEntry[], batching: boolean): Array<FileEntry | FileEntr
  * the files not yet received; a peer that cannot batch gets them one by one.
  */
 async function fetchBatch(opts: FetchOptions, state: FetchState, files: FileEntry[], result: FetchResult): Promise<void> {
-  const targets = new Map<string, {target?: string; part?: string}>()
+  const targets = new Map<string, Landing | undefined>()
+  try {
+    await fetchBatchInto(opts, state, files, result, targets)
+  } finally {
+    for (const t of targets.values()) t?.dir.release()
+  }
+}
+
+async function fetchBatchInto(opts: FetchOptions, state: FetchState, files: FileEntry[], result: FetchResult, targets: Map<string, Landing | undefined>): Promise<void> {
   let todo: FileEntry[] = []
   for (const file of files) {
     opts.onEvent?.({event: 'file-start', path: file.path, size: file.size!})
-    let target: string | undefined
+    let landing: Landing | undefined
     if (opts.mode === 'land') {
-      const prepared = prepareForWriteSync(opts.root!, file.path, state.checkedDirs)
-      target = prepared.target
+      const prepared = landingFor(state.dirs!, file.path)
+      landing = prepared.landing
       const have = prepared.existing
-      if (have?.isFile() && have.size === file.size && (await hashExisting(target, have.size)) === file.sha256) {
+      if (have?.isFile() && have.size === file.size && (await hashExisting(landing.dir, landing.name)) === file.sha256) {
+        landing.dir.release()
         result.skipped++
         opts.onEvent?.({event: 'file-done', path: file.path, size: file.size!, skipped: true})
         continue
       }
     }
-    targets.set(file.path, target ? {target, part: partPath(target)} : {})
+    targets.set(file.path, landing)
     todo.push(file)
   }
   const retries = opts.retries ?? 3
   for (let attempt = 0; todo.length > 0; attempt++) {
     if (state.noBatch) {
-      for (const f of todo) await runSingle(opts, state, f, result)
+      for (const f of todo) {
+        // runSingle opens its own landing: let go of this one first.
+        targets.get(f.path)?.dir.release()
+        targets.delete(f.path)
+        await runSingle(opts, state, f, result)
+      }
       return
     }
     const byRemote = new Map(todo.map((f) => [opts.remotePathOf?.(f) ?? f.path, f]))
@@ -306,8 +418,8 @@ async function fetchBatch(opts: FetchOptions, state: FetchState, files: FileEntr
         if (item.data.length !== file.size) throw new FpeerError(item.data.length > file.size! ? 'E_SIZE_MISMATCH' : 'E_CONNECTION_LOST', `${file.path}: got ${item.data.length} of ${file.size} bytes`)
         const got = createHash('sha256').update(item.data).digest('hex')
         if (got !== file.sha256) throw new FpeerError('E_HASH_MISMATCH', `${file.path}: content does not match its sha256`, {details: {path: file.path, expected: file.sha256, got}})
-        const t = targets.get(file.path)!
-        if (t.target && t.part) landSmall(item.data, file, t.part, t.target)
+        const t = targets.get(file.path)
+        if (t) landSmall(item.data, file, t)
         done.add(file.path)
         result.fetched++
         result.bytes += item.data.length
@@ -358,7 +470,7 @@ export async function fetchFiles(opts: FetchOptions): Promise<FetchResult> {
   }
   let next = 0
   let failure: unknown
-  const state: FetchState = {checkedDirs: new Set()}
+  const state: FetchState = {dirs: opts.mode === 'land' ? new FolderDirs(opts.root!) : undefined}
   // Small files travel in batches when the transport can batch; everything else one by one.
   const tasks = plan(opts.files, opts.client.getMany !== undefined)
   const worker = async () => {
@@ -372,7 +484,11 @@ export async function fetchFiles(opts: FetchOptions): Promise<FetchResult> {
       }
     }
   }
-  await Promise.all(Array.from({length: Math.max(1, Math.min(opts.concurrency, tasks.length))}, worker))
+  try {
+    await Promise.all(Array.from({length: Math.max(1, Math.min(opts.concurrency, tasks.length))}, worker))
+  } finally {
+    state.dirs?.close()
+  }
   if (failure !== undefined) throw isFpeerError(failure) ? failure : fromSystemError(failure, 'fetch')
   return result
 }

@@ -1,0 +1,362 @@
+// No-follow file operations inside a folder: parents are reached through directory descriptors, never through a symlink.
+import {randomBytes} from 'node:crypto'
+import {
+  type Stats,
+  closeSync,
+  constants,
+  fchmodSync,
+  fstatSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmdirSync,
+  unlinkSync,
+} from 'node:fs'
+import path from 'node:path'
+import {FpeerError} from '../errors.js'
+import {PART_PREFIX} from './safe-path.js'
+
+const {O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY, O_NONBLOCK} = constants
+
+/**
+ * Linux shows every open descriptor as /proc/self/fd/N, a "magic link" that the kernel
+ * resolves to the open object itself, not by its path. `/proc/self/fd/N/name` is therefore
+ * Node's `openat(N, name)`: once a directory is open, swapping it (or any parent) for a
+ * symlink cannot redirect what is created, renamed or removed in it. Decided once per process.
+ */
+let viaFd: boolean | undefined
+function fdPathsWork(rootFd: number): boolean {
+  if (viaFd === undefined) {
+    try {
+      const a = fstatSync(rootFd)
+      const b = lstatSync(`/proc/self/fd/${rootFd}/.`)
+      viaFd = a.dev === b.dev && a.ino === b.ino
+    } catch {
+      viaFd = false
+    }
+  }
+  return viaFd
+}
+
+/** Unreferenced directory descriptors kept open per FolderDirs; beyond this they are closed. */
+const MAX_OPEN_DIRS = 128
+
+/** The mode a landed file gets: what `open(…, 0o644)` would give under this process's umask. */
+let fileMode: number | undefined
+export function landedMode(): number {
+  // process.umask() reads by setting and restoring; once per process is enough.
+  fileMode ??= 0o644 & ~process.umask()
+  return fileMode
+}
+
+function unsafe(rel: string, why: string): never {
+  throw new FpeerError('E_PATH_UNSAFE', `${rel}: ${why}`)
+}
+
+/** One directory of the folder, held open (or, without /proc, re-checked by path) while it is used. */
+export class Dir {
+  /** The directory's relative path in the folder ('' for the folder itself). */
+  readonly rel: string
+  /** How this process names the directory: /proc/self/fd/N, or its checked absolute path. */
+  readonly base: string
+  readonly fd: number | undefined
+  refs = 0
+  readonly #owner: FolderDirs
+
+  constructor(owner: FolderDirs, rel: string, base: string, fd: number | undefined) {
+    this.#owner = owner
+    this.rel = rel
+    this.base = base
+    this.fd = fd
+  }
+
+  /** The name `name` in this directory, for one system call. */
+  at(name: string): string {
+    return `${this.base}/${name}`
+  }
+
+  /** Without /proc, the path is trusted only after the chain is checked again, right before use. */
+  #recheck(): void {
+    if (this.fd === undefined) this.#owner.checkChain(this.rel)
+  }
+
+  /** What is at `name` (never following a symlink there), or undefined. */
+  lstat(name: string): Stats | undefined {
+    return lstatSync(this.at(name), {throwIfNoEntry: false})
+  }
+
+  list(): string[] {
+    return readdirSync(this.base)
+  }
+
+  /**
+   * Opens `name` for reading without following a symlink; refuses anything but a regular
+   * file. O_NONBLOCK keeps a FIFO planted there from blocking the open.
+   */
+  openFile(name: string): {fd: number; st: Stats} {
+    this.#recheck()
+    const fd = openSync(this.at(name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+    const st = fstatSync(fd)
+    if (!st.isFile()) {
+      closeSync(fd)
+      unsafe(this.#owner.relOf(this.rel, name), 'not a regular file')
+    }
+    return {fd, st}
+  }
+
+  /**
+   * Creates a new file named `prefix` + random hex, exclusively (O_EXCL: a name that
+   * exists, a symlink included, is never opened), mode 0600 until it lands.
+   */
+  createExclusive(prefix: string, flags = O_WRONLY): {fd: number; name: string} {
+    this.#recheck()
+    for (let attempt = 0; ; attempt++) {
+      const name = prefix + randomBytes(8).toString('hex')
+      try {
+        return {fd: openSync(this.at(name), flags | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600), name}
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 4) throw err
+      }
+    }
+  }
+
+  /** Renames within this directory. rename(2) replaces a symlink at `to`, never follows it. */
+  rename(from: string, to: string): void {
+    this.#recheck()
+    const there = this.lstat(to)
+    if (there?.isDirectory()) unsafe(this.#owner.relOf(this.rel, to), 'is a directory here')
+    renameSync(this.at(from), this.at(to))
+  }
+
+  /** Moves `from` in this directory to `to` in `dest` (both held by the same FolderDirs root filesystem). */
+  renameTo(from: string, dest: Dir, to: string): void {
+    this.#recheck()
+    dest.#recheck()
+    if (dest.lstat(to)?.isDirectory()) unsafe(this.#owner.relOf(dest.rel, to), 'is a directory here')
+    renameSync(this.at(from), dest.at(to))
+  }
+
+  /** A hard link of `from` here as `to` in `dest`; link(2) never follows a symlink at `from`. */
+  linkTo(from: string, dest: Dir, to: string): void {
+    this.#recheck()
+    dest.#recheck()
+    linkSync(this.at(from), dest.at(to))
+  }
+
+  /** Removes `name`; unlink(2) removes a symlink itself, never its target. */
+  unlink(name: string): void {
+    this.#recheck()
+    unlinkSync(this.at(name))
+  }
+
+  release(): void {
+    this.#owner.release(this)
+  }
+}
+
+/**
+ * The directories of one folder (a realpath) as one operation uses them: each is opened
+ * from its parent's descriptor with O_NOFOLLOW|O_DIRECTORY, so a symlink anywhere in a
+ * path is refused (E_PATH_UNSAFE) and a directory swapped for a symlink after it was
+ * opened changes nothing. Descriptors are cached for the operation and closed by close().
+ * Without /proc (not Linux) every use re-checks the chain with lstat instead, which leaves
+ * the window between that check and the system call (docs/security.md, "Files on disk").
+ */
+export class FolderDirs {
+  readonly root: string
+  readonly #dirs = new Map<string, Dir>()
+  #closed = false
+
+  constructor(rootReal: string) {
+    this.root = rootReal
+    const fd = openSync(rootReal, O_RDONLY | O_DIRECTORY)
+    if (fdPathsWork(fd)) {
+      this.#dirs.set('', new Dir(this, '', `/proc/self/fd/${fd}`, fd))
+    } else {
+      closeSync(fd)
+      this.#dirs.set('', new Dir(this, '', rootReal, undefined))
+    }
+  }
+
+  relOf(dirRel: string, name: string): string {
+    return dirRel === '' ? name : `${dirRel}/${name}`
+  }
+
+  /**
+   * The directory `segments` (already checked by checkRelativePath), held until release().
+   * With `create`, missing directories are made; without it, a missing one gives undefined.
+   */
+  open(segments: string[], create: boolean): Dir | undefined {
+    if (this.#closed) throw new FpeerError('E_INTERNAL', 'folder directories used after close')
+    let dir = this.#dirs.get('')!
+    let rel = ''
+    for (const seg of segments) {
+      rel = this.relOf(rel, seg)
+      const cached = this.#dirs.get(rel)
+      if (cached) {
+        dir = cached
+        continue
+      }
+      const next = this.#openChild(dir, seg, rel, create)
+      if (!next) return undefined
+      this.#dirs.set(rel, next)
+      dir = next
+    }
+    dir.refs++
+    this.#trim()
+    return dir
+  }
+
+  /** Like open(), but a missing directory is an error: for callers that just made it. */
+  need(segments: string[], create = true): Dir {
+    const d = this.open(segments, create)
+    if (!d) throw new FpeerError('E_NOT_FOUND', `no such directory: ${segments.join('/')}`)
+    return d
+  }
+
+  #openChild(parent: Dir, seg: string, rel: string, create: boolean): Dir | undefined {
+    const p = parent.at(seg)
+    if (parent.fd === undefined) {
+      // No descriptors: check by lstat, which sees a symlink as one (mkdir never follows one either).
+      let st = lstatSync(p, {throwIfNoEntry: false})
+      if (!st && create) {
+        try {
+          mkdirSync(p)
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+        }
+        st = lstatSync(p)
+      }
+      if (!st) return undefined
+      if (!st.isDirectory()) unsafe(rel, st.isSymbolicLink() ? 'goes through a symlink' : 'is not a directory')
+      return new Dir(this, rel, p, undefined)
+    }
+    if (create) {
+      try {
+        mkdirSync(p)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      }
+    }
+    let fd: number
+    try {
+      fd = openSync(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ENOENT' && !create) return undefined
+      if (code === 'ENOTDIR' || code === 'ELOOP') unsafe(rel, lstatSync(p, {throwIfNoEntry: false})?.isSymbolicLink() ? 'goes through a symlink' : 'is not a directory')
+      throw err
+    }
+    return new Dir(this, rel, `/proc/self/fd/${fd}`, fd)
+  }
+
+  /** Re-checks, by lstat from the root, that every component of `rel` is a real directory. */
+  checkChain(rel: string): void {
+    if (rel === '') return
+    let p = this.root
+    let r = ''
+    for (const seg of rel.split('/')) {
+      p = path.join(p, seg)
+      r = this.relOf(r, seg)
+      const st = lstatSync(p, {throwIfNoEntry: false})
+      if (!st?.isDirectory()) unsafe(r, st?.isSymbolicLink() ? 'goes through a symlink' : 'is not a directory')
+    }
+  }
+
+  release(dir: Dir): void {
+    dir.refs--
+    if (this.#closed && dir.refs <= 0 && dir.fd !== undefined) this.#closeDir(dir)
+  }
+
+  /** Removes the empty directory `segments` and forgets it (and anything cached below it). */
+  rmdir(segments: string[]): void {
+    const parent = this.need(segments.slice(0, -1), false)
+    try {
+      rmdirSync(parent.at(segments[segments.length - 1]!))
+    } finally {
+      parent.release()
+    }
+    const rel = segments.join('/')
+    for (const [k, d] of this.#dirs) {
+      if ((k === rel || k.startsWith(`${rel}/`)) && d.refs <= 0) {
+        this.#dirs.delete(k)
+        this.#closeDir(d)
+      }
+    }
+  }
+
+  #closeDir(dir: Dir): void {
+    if (dir.fd === undefined) return
+    try {
+      closeSync(dir.fd)
+    } catch {
+      // already closed
+    }
+  }
+
+  /** Closes unreferenced descriptors once too many are open (a fetch of many directories). */
+  #trim(): void {
+    if (this.#dirs.size <= MAX_OPEN_DIRS) return
+    for (const [k, d] of this.#dirs) {
+      if (k === '' || d.refs > 0) continue
+      this.#dirs.delete(k)
+      this.#closeDir(d)
+    }
+  }
+
+  /** Closes every descriptor not in use now; those still held close on their release. */
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    for (const d of this.#dirs.values()) if (d.refs <= 0) this.#closeDir(d)
+    this.#dirs.clear()
+  }
+}
+
+/** The part-file prefix for a target name: fixed per name (so a resume finds it), a random suffix follows. */
+export function partPrefix(name: string, hash: (s: string) => string): string {
+  return `${PART_PREFIX}${hash(name).slice(0, 24)}-`
+}
+
+/**
+ * An earlier attempt's part file for `prefix` in `dir`, opened without following links and
+ * only if it is a regular file of ours with one link; anything else found there under that
+ * prefix is removed (unlink never follows). Undefined when there is none to resume.
+ */
+export function findPart(dir: Dir, prefix: string): {fd: number; name: string; size: number} | undefined {
+  let found: {fd: number; name: string; size: number} | undefined
+  for (const name of dir.list()) {
+    if (!name.startsWith(prefix) || found) continue
+    let fd: number | undefined
+    try {
+      fd = openSync(dir.at(name), O_RDWR | O_NOFOLLOW | O_NONBLOCK)
+      const st = fstatSync(fd)
+      const mine = process.getuid === undefined || st.uid === process.getuid()
+      if (st.isFile() && st.nlink === 1 && mine) {
+        found = {fd, name, size: st.size}
+        continue
+      }
+    } catch {
+      // a symlink (ELOOP), a FIFO, vanished: not ours to resume
+    }
+    if (fd !== undefined) closeSync(fd)
+    try {
+      dir.unlink(name)
+    } catch {
+      // already gone
+    }
+  }
+  return found
+}
+
+/** Makes a just-written part file readable as a landed file would be (it was created 0600). */
+export function setLandedMode(fd: number): void {
+  try {
+    fchmodSync(fd, landedMode())
+  } catch {
+    // best effort, like the mtime
+  }
+}
