@@ -11,6 +11,7 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
+  readlinkSync,
   renameSync,
   rmdirSync,
   unlinkSync,
@@ -83,6 +84,22 @@ export class Dir {
     if (this.fd === undefined) this.#owner.checkChain(this.rel)
   }
 
+  /**
+   * Checks that this directory is still where it was opened (root/rel). A directory held
+   * by descriptor cannot be redirected, but it can be moved away whole: what would land
+   * in it then lands wherever it went, so landing stops with E_PATH_UNSAFE instead.
+   */
+  verifyPlace(): void {
+    if (this.fd === undefined) return this.#owner.checkChain(this.rel)
+    let now: string
+    try {
+      now = readlinkSync(`/proc/self/fd/${this.fd}`)
+    } catch {
+      now = ''
+    }
+    if (now !== this.#owner.absOf(this.rel)) unsafe(this.rel || '.', 'the directory was moved or replaced while a file was landing in it')
+  }
+
   /** What is at `name` (never following a symlink there), or undefined. */
   lstat(name: string): Stats | undefined {
     return lstatSync(this.at(name), {throwIfNoEntry: false})
@@ -125,18 +142,22 @@ export class Dir {
 
   /** Renames within this directory. rename(2) replaces a symlink at `to`, never follows it. */
   rename(from: string, to: string): void {
-    this.#recheck()
+    this.verifyPlace()
     const there = this.lstat(to)
     if (there?.isDirectory()) unsafe(this.#owner.relOf(this.rel, to), 'is a directory here')
     renameSync(this.at(from), this.at(to))
+    // Moved between the check and rename(2): the file is in the moved directory (where only
+    // someone able to write there could have put it); report it rather than call it landed.
+    this.verifyPlace()
   }
 
   /** Moves `from` in this directory to `to` in `dest` (both held by the same FolderDirs root filesystem). */
   renameTo(from: string, dest: Dir, to: string): void {
     this.#recheck()
-    dest.#recheck()
+    dest.verifyPlace()
     if (dest.lstat(to)?.isDirectory()) unsafe(this.#owner.relOf(dest.rel, to), 'is a directory here')
     renameSync(this.at(from), dest.at(to))
+    dest.verifyPlace()
   }
 
   /** A hard link of `from` here as `to` in `dest`; link(2) never follows a symlink at `from`. */
@@ -179,6 +200,10 @@ export class FolderDirs {
       closeSync(fd)
       this.#dirs.set('', new Dir(this, '', rootReal, undefined))
     }
+  }
+
+  absOf(rel: string): string {
+    return rel === '' ? this.root : path.join(this.root, rel)
   }
 
   relOf(dirRel: string, name: string): string {
