@@ -237,6 +237,8 @@ export class FolderSync {
     // Conflict copies of our own versions first (before anything overwrites them), then local copies, then the network.
     // The loser keeps its content under its conflict name (a hard link, or a copy where links
     // are not possible); the winner then replaces the path by rename, so the path never vanishes.
+    // Every place something will land must be reachable without a symlink before a byte moves.
+    for (const l of landed) dirs.open(checkRelativePath(l.path).slice(0, -1), false)?.release()
     for (const m of moves) await linkOrCopyInside(dirs, m.from, m.to)
     for (const c of copies) {
       await copyInside(dirs, c.from, c.to)
