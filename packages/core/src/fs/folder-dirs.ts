@@ -42,8 +42,8 @@ function fdPathsWork(rootFd: number): boolean {
   return viaFd
 }
 
-/** Unreferenced directory descriptors kept open per FolderDirs; beyond this they are closed. */
-const MAX_OPEN_DIRS = 128
+/** Directory descriptors kept open per FolderDirs; beyond this the least recently used unreferenced ones are closed. */
+const MAX_OPEN_DIRS = 256
 
 /** The mode a landed file gets: what `open(…, 0o644)` would give under this process's umask. */
 let fileMode: number | undefined
@@ -55,6 +55,17 @@ export function landedMode(): number {
 
 function unsafe(rel: string, why: string): never {
   throw new FpeerError('E_PATH_UNSAFE', `${rel}: ${why}`)
+}
+
+/** rename(2) of a file over `to`; a directory there makes it fail (EISDIR), which is the peer's path being unsafe here. */
+function renameOver(from: string, to: string, rel: string): void {
+  try {
+    renameSync(from, to)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST') unsafe(rel, 'is a directory here')
+    throw err
+  }
 }
 
 /** One directory of the folder, held open (or, without /proc, re-checked by path) while it is used. */
@@ -143,9 +154,7 @@ export class Dir {
   /** Renames within this directory. rename(2) replaces a symlink at `to`, never follows it. */
   rename(from: string, to: string): void {
     this.verifyPlace()
-    const there = this.lstat(to)
-    if (there?.isDirectory()) unsafe(this.#owner.relOf(this.rel, to), 'is a directory here')
-    renameSync(this.at(from), this.at(to))
+    renameOver(this.at(from), this.at(to), this.#owner.relOf(this.rel, to))
     // Moved between the check and rename(2): the file is in the moved directory (where only
     // someone able to write there could have put it); report it rather than call it landed.
     this.verifyPlace()
@@ -155,8 +164,7 @@ export class Dir {
   renameTo(from: string, dest: Dir, to: string): void {
     this.#recheck()
     dest.verifyPlace()
-    if (dest.lstat(to)?.isDirectory()) unsafe(this.#owner.relOf(dest.rel, to), 'is a directory here')
-    renameSync(this.at(from), dest.at(to))
+    renameOver(this.at(from), dest.at(to), this.#owner.relOf(dest.rel, to))
     dest.verifyPlace()
   }
 
@@ -222,6 +230,9 @@ export class FolderDirs {
       rel = this.relOf(rel, seg)
       const cached = this.#dirs.get(rel)
       if (cached) {
+        // Most recently used last, so trimming closes the coldest first.
+        this.#dirs.delete(rel)
+        this.#dirs.set(rel, cached)
         dir = cached
         continue
       }
@@ -259,23 +270,26 @@ export class FolderDirs {
       if (!st.isDirectory()) unsafe(rel, st.isSymbolicLink() ? 'goes through a symlink' : 'is not a directory')
       return new Dir(this, rel, p, undefined)
     }
-    if (create) {
+    // Open first (the common case: it exists); make it only when missing.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const fd = openSync(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        return new Dir(this, rel, `/proc/self/fd/${fd}`, fd)
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        if (code === 'ENOTDIR' || code === 'ELOOP') unsafe(rel, lstatSync(p, {throwIfNoEntry: false})?.isSymbolicLink() ? 'goes through a symlink' : 'is not a directory')
+        if (code !== 'ENOENT' || !create || attempt > 0) {
+          if (code === 'ENOENT' && !create) return undefined
+          throw err
+        }
+      }
       try {
         mkdirSync(p)
       } catch (err) {
+        // Made meanwhile by another writer: open what is there now, with the same checks.
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
       }
     }
-    let fd: number
-    try {
-      fd = openSync(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      if (code === 'ENOENT' && !create) return undefined
-      if (code === 'ENOTDIR' || code === 'ELOOP') unsafe(rel, lstatSync(p, {throwIfNoEntry: false})?.isSymbolicLink() ? 'goes through a symlink' : 'is not a directory')
-      throw err
-    }
-    return new Dir(this, rel, `/proc/self/fd/${fd}`, fd)
   }
 
   /** Re-checks, by lstat from the root, that every component of `rel` is a real directory. */
@@ -326,6 +340,7 @@ export class FolderDirs {
   #trim(): void {
     if (this.#dirs.size <= MAX_OPEN_DIRS) return
     for (const [k, d] of this.#dirs) {
+      if (this.#dirs.size <= (MAX_OPEN_DIRS * 3) / 4) return
       if (k === '' || d.refs > 0) continue
       this.#dirs.delete(k)
       this.#closeDir(d)
