@@ -11,6 +11,9 @@ export {randomNonce}
 /** Throws the peer's PeerError as E_PEER_ERROR / E_REFUSED, or E_MSG_UNEXPECTED for any type but `want`. */
 export function expectType<T extends MessageType>(msg: Message, want: T, folder: string): Extract<Message, {type: T}> {
   if (msg.type === 'PeerError') {
+    // We named the peer we meant (to=) and the one that answered says it is another: the
+    // same failure as a FilesToGet signed by an unexpected key, found one step earlier.
+    if (msg.code === 'E_WRONG_DESTINATION') throw new FpeerError('E_PEER_ID_MISMATCH', `the peer at that address is not the one asked for: ${msg.code}: ${msg.text}`, {details: {peerCode: msg.code}, hint: 'check --peer-id (or the address)'})
     throw new FpeerError(msg.code === 'E_NOT_ALLOWED' || msg.code === 'E_UNKNOWN_FOLDER' ? 'E_REFUSED' : 'E_PEER_ERROR', `the peer refused: ${msg.code}: ${msg.text}`, {
       details: {peerCode: msg.code},
     })
