@@ -14,7 +14,7 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
   static override examples = [
     '<%= config.bin %> request 127.0.0.1 00-MainDocuments --into ./docs',
     '<%= config.bin %> request 127.0.0.1:7734 00-MainDocuments --protocol http --peer-id "$HOST_ID" --json | jq .transfer',
-    '<%= config.bin %> request 127.0.0.1 00-MainDocuments --protocol manual --json | jq -r \'.files[] | "-o", .target, .url\' | xargs -d \'\\n\' curl -sS --fail --create-dirs',
+    '<%= config.bin %> request 127.0.0.1 00-MainDocuments --protocol manual --json | jq -j \'.files[] | .url, "\\u0000", .target, "\\u0000"\' | xargs -0 -r -n 2 sh -c \'curl -fsS --create-dirs -o "$2" -- "$1"\' _',
     '<%= config.bin %> request --resume 00-MainDocuments',
   ]
   static override args = {
