@@ -132,7 +132,8 @@ describe('terminal injection: nothing a peer or the disk names reaches a termina
     const host = await hostileHost(hostIdentity, {raw: `PeerError\n*\nE_NOT_ALLOWED\n${TITLE}\n\n`})
     try {
       const args = ['request', `127.0.0.1:${host.port}`, 'docs', '--into', path.join(work, 'refused'), '--bind', '127.0.0.2']
-      const text = await requester.run(args)
+      // --debug: the stack trace, which quotes the message, is escaped too.
+      const text = await requester.run([...args, '--debug'])
       assert.equal(text.code, 3, text.stdout + text.stderr)
       assertNoRawControl(text.stdout, 'stdout')
       assertNoRawControl(text.stderr, 'stderr')

@@ -84,7 +84,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       process.stdout.write(JSON.stringify({error: e.toJSON()}) + '\n')
     } else {
       process.stderr.write(errorText(e))
-      if (this.flags?.debug || this.argv.includes('--debug') || process.env.DEBUG) process.stderr.write(`${(e.cause as Error)?.stack ?? e.stack}\n`)
+      if (this.flags?.debug || this.argv.includes('--debug') || process.env.DEBUG) process.stderr.write(escapeForTerminal(`${(e.cause as Error)?.stack ?? e.stack}`, {keep: '\n'}) + '\n')
     }
     return undefined
   }
