@@ -138,8 +138,8 @@ describe('a full fpeer request over each transfer protocol, through the fpeer bi
     assert.deepEqual([...(await treeHashes(into)).keys()], [], 'nothing lands by itself')
     assert.deepEqual(await peerIds(host).then((ids) => ids.includes(id)), false)
 
-    // Fetch by hand from the host's HTTP port with the URLs as given (the folder is not open).
-    const fetched = await sh(`jq -r '.files[] | "-o", .target, .url' | xargs -d '\\n' curl -sS --fail --create-dirs --interface ${address}`, r.stdout)
+    // Fetch by hand from the host's HTTP port with the URLs as given (the folder is not open; each URL carries the grant secret).
+    const fetched = await sh(`jq -j '.files[] | .url, "\\u0000", .target, "\\u0000"' | xargs -0 -r -n 2 sh -c 'curl -fsS --create-dirs --interface ${address} -o "$2" -- "$1"' _`, r.stdout)
     assert.equal(fetched.code, 0, fetched.stderr)
     assert.deepEqual(await treeHashes(into), await treeHashes(shared))
 

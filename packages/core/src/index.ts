@@ -8,6 +8,7 @@ export {scanFolder, sha256File, isIgnoredName, type IndexedFile} from './fs/scan
 export {LocalFileSource, type FolderAccess} from './fs/local-source.js'
 export {fetchFiles, type FetchEvent, type FetchOptions, type FetchResult} from './transfer/fetch.js'
 export {createLogger, type LogLevel} from './log.js'
+export {escapeForTerminal, needsTerminalEscape, tty} from './display.js'
 export {TransportRegistry, type RegisteredTransport} from './registry.js'
 export {KNOWN_PLUGINS, knownPlugin, knownPluginForInstall, pluginShortName} from './plugins.js'
 export {MessageChannel, connectChannel, normalizeAddress} from './net/channel.js'
