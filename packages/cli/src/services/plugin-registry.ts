@@ -1,0 +1,108 @@
+// `fpeer plugins install`: asks the npm registry whether a known plugin's scoped package exists before anything is installed.
+import {spawn} from 'node:child_process'
+import {existsSync} from 'node:fs'
+import {createRequire} from 'node:module'
+import os from 'node:os'
+import path from 'node:path'
+import {FpeerError, type PluginInstallTarget} from '@fpeer/core'
+
+/** How long one `npm view` may take: long enough for a slow registry, short enough that a dead one is an error, not a hang. */
+export const REGISTRY_LOOKUP_TIMEOUT_MS = 60_000
+
+export interface RegistryLookupOptions {
+  /** `--registry` for npm (FPEER_NPM_REGISTRY / oclif.npmRegistry); undefined lets npm use its own (npm_config_registry, .npmrc). */
+  registry?: string
+  /** npm's working directory: the oclif data dir when it exists, so npm reads the same project .npmrc as the install will. */
+  cwd: string
+  timeoutMs?: number
+}
+
+/**
+ * The npm CLI plugin-plugins itself runs (its pinned dependency, else the one on PATH), so the
+ * lookup and the install read the same configuration.
+ */
+function npmCommand(): {cmd: string; args: string[]} {
+  try {
+    const req = createRequire(import.meta.url)
+    const fromPlugins = createRequire(req.resolve('@oclif/plugin-plugins'))
+    const pjsonPath = fromPlugins.resolve('npm/package.json')
+    const pjson = fromPlugins(pjsonPath) as {bin: {npm: string}}
+    return {cmd: process.execPath, args: [path.join(path.dirname(pjsonPath), pjson.bin.npm)]}
+  } catch {
+    return {cmd: 'npm', args: []}
+  }
+}
+
+/** Which registry a lookup went to, for messages: npm's default unless configured. */
+export function registryName(registry: string | undefined): string {
+  const url = registry ?? process.env.npm_config_registry ?? process.env.NPM_CONFIG_REGISTRY
+  return url ? `the npm registry ${url}` : "npm's configured registry (https://registry.npmjs.org/ unless .npmrc says otherwise)"
+}
+
+/** The other ways to get a plugin that the registry does not have; named in E_PLUGIN_NOT_FOUND. */
+export function otherWays(target: PluginInstallTarget): string[] {
+  const short = target.known?.short ?? 'NAME'
+  return [
+    `from a clone of fpeer (npm ci && npx tsc -b): fpeer plugins link --no-install <clone>/plugins/${short}`,
+    `from a registry that has ${target.package}: FPEER_NPM_REGISTRY=<url> fpeer plugins install ${short}`,
+  ]
+}
+
+/**
+ * Resolves when the registry has `target.package` at `target.range` (any version when none),
+ * E_PLUGIN_NOT_FOUND when it does not, E_CONNECT / E_TIMEOUT when it cannot be asked.
+ * Read-only: nothing is written to the oclif data dir.
+ */
+export async function assertInRegistry(target: PluginInstallTarget, options: RegistryLookupOptions): Promise<void> {
+  if (!target.package) return
+  const spec = `${target.package}@${target.range ?? '*'}`
+  const npm = npmCommand()
+  const args = [...npm.args, 'view', spec, 'name', '--json', '--loglevel=silent', '--fetch-retries=1', '--no-update-notifier', ...(options.registry ? [`--registry=${options.registry}`] : [])]
+  const timeoutMs = options.timeoutMs ?? REGISTRY_LOOKUP_TIMEOUT_MS
+  const where = registryName(options.registry)
+  const {code, stdout, timedOut} = await new Promise<{code: number | null; stdout: string; timedOut: boolean}>((resolve, reject) => {
+    const child = spawn(npm.cmd, args, {cwd: existsSync(options.cwd) ? options.cwd : os.homedir(), stdio: ['ignore', 'pipe', 'ignore']})
+    let out = ''
+    let timedOut = false
+    child.stdout.on('data', (d: Buffer) => {
+      // A name lookup is small; a registry streaming megabytes at us is cut off.
+      if (out.length < 1_000_000) out += d.toString()
+    })
+    const timer = setTimeout(() => {
+      timedOut = true
+      child.kill('SIGKILL')
+    }, timeoutMs)
+    child.once('error', (err) => {
+      clearTimeout(timer)
+      reject(new FpeerError('E_PLUGIN', `cannot run npm to look up ${spec}: ${err.message}`, {cause: err, hint: 'fpeer plugins install needs npm (it comes with Node.js)'}))
+    })
+    child.once('close', (code) => {
+      clearTimeout(timer)
+      resolve({code, stdout: out, timedOut})
+    })
+  })
+  if (timedOut) {
+    throw new FpeerError('E_TIMEOUT', `the npm registry did not answer within ${timeoutMs / 1000} s looking up ${spec}`, {details: {package: target.package, registry: where}})
+  }
+  let doc: unknown
+  try {
+    doc = stdout.trim() === '' ? undefined : JSON.parse(stdout)
+  } catch {
+    doc = undefined
+  }
+  const names = typeof doc === 'string' ? [doc] : Array.isArray(doc) ? doc : []
+  if (code === 0 && names.includes(target.package)) return
+  const npmCode = (doc as {error?: {code?: string}} | undefined)?.error?.code
+  // npm prints nothing (older) or E404 (newer) when the name or no version in the range exists.
+  if ((code === 0 && names.length === 0) || npmCode === 'E404') {
+    const ways = otherWays(target)
+    throw new FpeerError('E_PLUGIN_NOT_FOUND', `${spec} is not in ${where}`, {
+      hint: `fpeer installs only ${target.package} for \`${target.arg}\`, never a package of another name; other ways: ${ways.join('; ')}`,
+      details: {package: target.package, ...(target.range ? {range: target.range} : {}), registry: where, ways},
+    })
+  }
+  throw new FpeerError('E_CONNECT', `cannot ask ${where} for ${spec}${npmCode ? ` (${npmCode})` : ''}`, {
+    hint: 'check the network and the registry (FPEER_NPM_REGISTRY, npm_config_registry or .npmrc)',
+    details: {package: target.package, registry: where, ...(npmCode ? {npm: npmCode} : {})},
+  })
+}
