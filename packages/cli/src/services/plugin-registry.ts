@@ -60,6 +60,7 @@ export async function assertInRegistry(target: PluginInstallTarget, options: Reg
   const args = [...npm.args, 'view', spec, 'name', '--json', '--loglevel=silent', '--fetch-retries=1', '--no-update-notifier', ...(options.registry ? [`--registry=${options.registry}`] : [])]
   const timeoutMs = options.timeoutMs ?? REGISTRY_LOOKUP_TIMEOUT_MS
   const where = registryName(options.registry)
+  const registry = options.registry ?? process.env.npm_config_registry ?? process.env.NPM_CONFIG_REGISTRY ?? null
   const {code, stdout, timedOut} = await new Promise<{code: number | null; stdout: string; timedOut: boolean}>((resolve, reject) => {
     const child = spawn(npm.cmd, args, {cwd: existsSync(options.cwd) ? options.cwd : os.homedir(), stdio: ['ignore', 'pipe', 'ignore']})
     let out = ''
@@ -82,7 +83,7 @@ export async function assertInRegistry(target: PluginInstallTarget, options: Reg
     })
   })
   if (timedOut) {
-    throw new FpeerError('E_TIMEOUT', `the npm registry did not answer within ${timeoutMs / 1000} s looking up ${spec}`, {details: {package: target.package, registry: where}})
+    throw new FpeerError('E_TIMEOUT', `the npm registry did not answer within ${timeoutMs / 1000} s looking up ${spec}`, {details: {package: target.package, registry}})
   }
   let doc: unknown
   try {
@@ -98,11 +99,11 @@ export async function assertInRegistry(target: PluginInstallTarget, options: Reg
     const ways = otherWays(target)
     throw new FpeerError('E_PLUGIN_NOT_FOUND', `${spec} is not in ${where}`, {
       hint: `fpeer installs only ${target.package} for \`${target.arg}\`, never a package of another name; other ways: ${ways.join('; ')}`,
-      details: {package: target.package, ...(target.range ? {range: target.range} : {}), registry: where, ways},
+      details: {package: target.package, ...(target.range ? {range: target.range} : {}), registry, ways},
     })
   }
   throw new FpeerError('E_CONNECT', `cannot ask ${where} for ${spec}${npmCode ? ` (${npmCode})` : ''}`, {
     hint: 'check the network and the registry (FPEER_NPM_REGISTRY, npm_config_registry or .npmrc)',
-    details: {package: target.package, registry: where, ...(npmCode ? {npm: npmCode} : {})},
+    details: {package: target.package, registry, ...(npmCode ? {npm: npmCode} : {})},
   })
 }
