@@ -57,7 +57,13 @@ export async function assertInRegistry(target: PluginInstallTarget, options: Reg
   if (!target.package) return
   const spec = `${target.package}@${target.range ?? '*'}`
   const npm = npmCommand()
-  const args = [...npm.args, 'view', spec, 'name', '--json', '--loglevel=silent', '--fetch-retries=1', '--no-update-notifier', ...(options.registry ? [`--registry=${options.registry}`] : [])]
+  const args = [
+    ...npm.args,
+    ...['view', spec, 'name', '--json', '--loglevel=silent', '--no-update-notifier'],
+    // One quick retry: a dead registry is an error in seconds, not after npm's minute of backoff.
+    ...['--fetch-retries=1', '--fetch-retry-mintimeout=1000', '--fetch-retry-maxtimeout=2000'],
+    ...(options.registry ? [`--registry=${options.registry}`] : []),
+  ]
   const timeoutMs = options.timeoutMs ?? REGISTRY_LOOKUP_TIMEOUT_MS
   const where = registryName(options.registry)
   const registry = options.registry ?? process.env.npm_config_registry ?? process.env.NPM_CONFIG_REGISTRY ?? null
