@@ -2,10 +2,14 @@
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import type net from 'node:net'
-import {mkdir, readdir, rm, writeFile} from 'node:fs/promises'
+import {mkdir, readFile, readdir, rm, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
+import {spawn} from 'node:child_process'
+import {fileURLToPath} from 'node:url'
 import {type RunResult, runFpeer, tempDir, treeHashes} from '../src/harness.js'
+
+const WITHOUT_GUARD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures/install-without-guard.js')
 
 /**
  * A real HTTP npm registry on loopback that knows only the decoys, as the public registry
@@ -119,6 +123,31 @@ describe('plugins install against a registry with decoy unscoped sftp/ftp and no
       await attempt(['plugins:install', arg, '--json'], {code: 2, error: 'E_UNKNOWN_PLUGIN'})
     }
     assert.deepEqual(registry.asked, [])
+  })
+
+  it('with the name guard switched off, oclif falls back to the decoy and the preinstall hook stops it: E_UNKNOWN_PLUGIN (exit 2), the decoy is never fetched, no package recorded', async () => {
+    registry.asked.length = 0
+    const r = await new Promise<{code: number | null; stdout: string}>((resolve, reject) => {
+      const child = spawn(process.execPath, [WITHOUT_GUARD, 'plugins', 'install', 'sftp', '--json'], {env, stdio: ['ignore', 'pipe', 'ignore']})
+      let stdout = ''
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+      const t = setTimeout(() => child.kill('SIGKILL'), 120_000)
+      child.once('error', reject)
+      child.once('close', (code) => {
+        clearTimeout(t)
+        resolve({code, stdout})
+      })
+    })
+    assert.equal(r.code, 2, r.stdout)
+    const err = JSON.parse(r.stdout).error
+    assert.equal(err.code, 'E_UNKNOWN_PLUGIN')
+    // oclif fell back to the unscoped name (its scoped lookup got a 404), and went no further:
+    // the hook stopped it before its install asked the registry for the decoy.
+    assert.deepEqual(err.details.refused, ['sftp@latest'])
+    assert.deepEqual(registry.asked, ['/@fpeer/plugin-sftp'])
+    const pjson = JSON.parse(await readFile(path.join(work, 'data', 'package.json'), 'utf8')) as {dependencies: object; oclif: {plugins: unknown[]}}
+    assert.deepEqual([pjson.dependencies, pjson.oclif.plugins], [{}, []])
+    await rm(path.join(work, 'data'), {recursive: true, force: true})
   })
 
   it('a registry that resets every connection is E_CONNECT (exit 4), and nothing is written', async () => {

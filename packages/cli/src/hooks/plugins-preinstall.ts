@@ -12,10 +12,14 @@ import {ALLOW_ANY_PLUGIN_ENV, failInHook} from './plugins-install-guard.js'
 const preinstall: Hook<'plugins:preinstall'> = async function ({plugin}) {
   if (process.env[ALLOW_ANY_PLUGIN_ENV] === '1' || pluginInstallAllowed(plugin)) return
   const asked = plugin.type === 'npm' ? `${plugin.name}@${plugin.tag}` : plugin.url
-  failInHook(this, new FpeerError('E_UNKNOWN_PLUGIN', `refusing to install ${asked}: not a known fpeer transfer plugin`, {
+  const err = new FpeerError('E_UNKNOWN_PLUGIN', `refusing to install ${asked}: not a known fpeer transfer plugin`, {
     hint: `to install another package on purpose, set ${ALLOW_ANY_PLUGIN_ENV}=1`,
     details: {refused: [asked]},
-  }), process.argv)
+  })
+  // With --json, plugin-plugins' install command prints the error it catches as its one
+  // document and exits with its exitCode; oclif lets a hook's error through only with `oclif.exit`.
+  if (process.argv.includes('--json')) throw Object.assign(err, {oclif: {exit: err.exitCode}})
+  failInHook(this, err, process.argv)
 }
 
 export default preinstall
