@@ -65,10 +65,10 @@ async function sendUpdate(target: {host: string; port: number}, from: string, wi
 /** The target's peer ID (compact), which an update names in `to=`. */
 let targetId = ''
 
-function update(signer: Identity, port: number, versions: FileVersion[], meta: Record<string, string> = {}): string {
+function update(signer: Identity, port: number, versions: FileVersion[], meta: Record<string, string | undefined> = {}): string {
   const m: Message = {type: 'FilesToGet', folder: 'docs', port, protocol: 'HTTP', files: versions.map(versionToEntry), meta: {}}
   // An attribute given as undefined is left out (a message without it).
-  for (const [k, v] of Object.entries({nonce: `n-${Math.random()}`, update: '1', ts: String(Date.now()), to: targetId, ...meta})) if (v !== undefined) m.meta[k] = v
+  for (const [k, v] of Object.entries({nonce: `n-${Math.random()}`, update: '1', ts: String(Date.now()), to: targetId, dst: '127.0.15.1:7734', ...meta})) if (v !== undefined) m.meta[k] = v
   return formatMessage(signMessage(m, signer))
 }
 
@@ -171,7 +171,8 @@ describe('hostile updates are refused and change nothing', () => {
     const srv = await fileServer(MIDDLE, {'a.txt': 'elsewhere\n'})
     try {
       const other = new Identity(generateKeyPair()).id.compact
-      for (const meta of [{to: other}, {to: undefined as unknown as string}]) {
+      // Another peer's ID; the target's ID but dialled elsewhere (a relay's address); no binding at all.
+      for (const meta of [{to: other}, {dst: '127.0.15.9:7734'}, {to: undefined, dst: undefined}]) {
         const wire = update(mIdentity, srv.port, [version('elsewhere\n')], meta)
         assert.deepEqual(await sendUpdate({host: TARGET, port: 7734}, MIDDLE, wire, mIdentity), {type: 'PeerError', code: 'E_WRONG_DESTINATION'})
       }
