@@ -16,6 +16,19 @@ export interface RunResult {
   stderr: string
 }
 
+/** oclif's data, config and cache directories in `dir`, so linked plugins never touch the user's. */
+export function oclifDirs(dir: string): NodeJS.ProcessEnv {
+  return {FPEER_DATA_DIR: path.join(dir, 'data'), FPEER_CONFIG_DIR: path.join(dir, 'config'), FPEER_CACHE_DIR: path.join(dir, 'cache')}
+}
+
+/** Links the FTP and SFTP workspace plugins (no npm install) into the oclif dirs of `env`. */
+export async function linkPlugins(env: NodeJS.ProcessEnv, plugins = ['ftp', 'sftp']): Promise<void> {
+  for (const p of plugins) {
+    const r = await runFpeer(['plugins:link', '--no-install', path.join(ROOT, 'plugins', p)], {env: {...process.env, ...env}})
+    if (r.code !== 0) throw new Error(`linking ${p} failed: ${r.stderr}`)
+  }
+}
+
 export async function tempDir(prefix = 'fpeer-e2e-'): Promise<string> {
   return mkdtemp(path.join(os.tmpdir(), prefix))
 }

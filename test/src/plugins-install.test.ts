@@ -1,8 +1,9 @@
-// End to end: `fpeer plugins:install sftp` from a real npm registry (verdaccio on loopback), a request over it, and uninstall.
+// End to end: `fpeer plugins:install sftp` from a real npm registry (verdaccio on loopback) that also holds decoy unscoped `sftp`/`ftp` packages, a request over it, and uninstall.
 import assert from 'node:assert/strict'
 import {type ChildProcess, spawn} from 'node:child_process'
+import {existsSync} from 'node:fs'
 import http from 'node:http'
-import {mkdir, rm, writeFile} from 'node:fs/promises'
+import {mkdir, readFile, rm, writeFile} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
@@ -49,10 +50,14 @@ function run(cmd: string, args: string[], options: {cwd: string; env: NodeJS.Pro
   })
 }
 
+/** The unscoped names a careless expansion of `sftp` / `ftp` falls back to: strangers' packages on the public registry. */
+const DECOYS = ['sftp', 'ftp']
+
 /**
- * verdaccio 6 on 127.0.0.1 with temp storage. @fpeer/* is served only from what the test
- * publishes (anonymous publish, no uplink); every other package (ssh2, lowdb, …) is proxied
- * from the public npm registry, read-only.
+ * verdaccio 6 on 127.0.0.1 with temp storage. @fpeer/* and the decoys are served only from
+ * what the test publishes (anonymous publish, no uplink, so the public `sftp` and `ftp` are
+ * never fetched); every other package (ssh2, lowdb, …) is proxied from the public npm
+ * registry, read-only.
  */
 async function startVerdaccio(dir: string): Promise<{url: string; child: ChildProcess; log: () => string}> {
   const port = await freePort()
@@ -76,6 +81,7 @@ async function startVerdaccio(dir: string): Promise<{url: string; child: ChildPr
       '    access: $all',
       '    publish: $all',
       '    unpublish: $all',
+      ...DECOYS.flatMap((name) => [`  '${name}':`, '    access: $all', '    publish: $all', '    unpublish: $all']),
       "  '**':",
       '    access: $all',
       '    proxy: npmjs',
@@ -96,6 +102,35 @@ async function startVerdaccio(dir: string): Promise<{url: string; child: ChildPr
     await new Promise((r) => setTimeout(r, 250))
   }
   return {url, child, log: () => log}
+}
+
+/**
+ * A decoy unscoped package: a valid oclif plugin (so an install would keep it) whose install
+ * script writes `marker`, the proof that a stranger's code ran.
+ */
+async function makeDecoy(dir: string, name: string, marker: string): Promise<string> {
+  const root = path.join(dir, `decoy-${name}`)
+  await mkdir(root, {recursive: true})
+  const script = `require('fs').writeFileSync(${JSON.stringify(marker)}, 'decoy ${name} ran')`
+  await writeFile(
+    path.join(root, 'package.json'),
+    JSON.stringify({name, version: '9.9.9', description: 'decoy: must never be installed by fpeer', type: 'commonjs', scripts: {preinstall: `node -e ${JSON.stringify(script)}`, postinstall: `node -e ${JSON.stringify(script)}`}, oclif: {}}, null, 2),
+  )
+  await writeFile(path.join(root, 'index.js'), 'module.exports = {}\n')
+  return root
+}
+
+/** What a failed or refused install must not leave in the oclif data dir: the decoys in node_modules or package.json. */
+async function decoyTraces(dataDir: string): Promise<string[]> {
+  const traces: string[] = []
+  for (const name of DECOYS) if (existsSync(path.join(dataDir, 'node_modules', name))) traces.push(`node_modules/${name}`)
+  const pjsonPath = path.join(dataDir, 'package.json')
+  if (existsSync(pjsonPath)) {
+    const pjson = JSON.parse(await readFile(pjsonPath, 'utf8')) as {dependencies?: Record<string, string>; oclif?: {plugins?: Array<{name: string} | string>}}
+    for (const name of Object.keys(pjson.dependencies ?? {})) if (DECOYS.includes(name)) traces.push(`dependencies.${name}`)
+    for (const p of pjson.oclif?.plugins ?? []) if (DECOYS.includes(typeof p === 'string' ? p : p.name)) traces.push(`oclif.plugins ${JSON.stringify(p)}`)
+  }
+  return traces
 }
 
 async function stopChild(child: ChildProcess | undefined): Promise<void> {
@@ -120,7 +155,7 @@ describe('fpeer plugins:install refuses names it does not know, without asking a
     const registry = `http://127.0.0.1:${(trap.address() as net.AddressInfo).port}/`
     try {
       const env = {...process.env, FPEER_HOME: path.join(work, 'home'), FPEER_DATA_DIR: path.join(work, 'data'), FPEER_CONFIG_DIR: path.join(work, 'config'), FPEER_CACHE_DIR: path.join(work, 'cache'), FPEER_NPM_REGISTRY: registry, npm_config_registry: registry}
-      for (const args of [['plugins:install', 'nonsense-name'], ['plugins', 'install', 'sftpp'], ['plugins:add', '@evil/plugin-sftp'], ['plugins:install', 'https://github.com/someone/fpeer-plugin'], ['plugins:install', 'someone/fpeer-plugin'], ['plugins:install', 'SFTP'], ['plugins:install', 'sftp', 'nonsense-name']]) {
+      for (const args of [['plugins:install', 'nonsense-name'], ['plugins', 'install', 'sftpp'], ['plugins:add', '@evil/plugin-sftp'], ['plugins:install', 'https://github.com/someone/fpeer-plugin'], ['plugins:install', 'someone/fpeer-plugin'], ['plugins:install', 'SFTP'], ['plugins:install', 'sftp', 'nonsense-name'], ['plugins:install', 'sftp@npm:sftp@1.0.0'], ['plugins', 'add', '@fpeer/plugin-sftp@file:../sftp'], ['plugins:install', 'file:./fpeer-plugin-sftp-0.1.0.tgz']]) {
         const r = await runFpeer([...args, '--json'], {env})
         assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`)
         const err = JSON.parse(r.stdout).error
@@ -139,18 +174,24 @@ describe('fpeer plugins:install refuses names it does not know, without asking a
   })
 })
 
-describe('fpeer plugins:install sftp from a registry, a request over SFTP, then plugins:uninstall', {timeout: 480_000}, () => {
+describe('fpeer plugins:install sftp from a registry that also holds decoy unscoped `sftp` and `ftp`, a request over SFTP, then plugins:uninstall', {timeout: 480_000}, () => {
   let work: string
   let verdaccio: Awaited<ReturnType<typeof startVerdaccio>> | undefined
   let npmEnv: NodeJS.ProcessEnv
   let host: Peer
   let requester: Peer
+  const dataDir = (name: string) => path.join(work, name, 'data')
+  const marker = (name: string) => path.join(work, `decoy-${name}-ran`)
+  const publish = async (dir: string) => {
+    const r = await run('npm', ['publish', '--registry', verdaccio!.url], {cwd: dir, env: {...process.env, ...npmEnv}})
+    assert.equal(r.code, 0, `npm publish ${dir}: ${r.out}`)
+  }
 
   before(async () => {
     work = await tempDir('fpeer-plugins-')
     verdaccio = await startVerdaccio(path.join(work, 'verdaccio'))
     const npmrc = path.join(work, 'npmrc')
-    // Anonymous publish still needs some token for npm to send; verdaccio allows $all for @fpeer/*.
+    // Anonymous publish still needs some token for npm to send; verdaccio allows $all for @fpeer/* and the decoys.
     await writeFile(npmrc, `registry=${verdaccio.url}\n//${verdaccio.url.slice('http://'.length)}:_authToken=anonymous\n`)
     npmEnv = {
       npm_config_userconfig: npmrc,
@@ -161,12 +202,15 @@ describe('fpeer plugins:install sftp from a registry, a request over SFTP, then 
       npm_config_audit: 'false',
       FPEER_NPM_REGISTRY: verdaccio.url,
     }
-    // Publish what `plugins:install sftp` needs from the workspace: the plugin and core (ftp too).
-    for (const dir of ['packages/core', 'plugins/sftp', 'plugins/ftp']) {
-      const r = await run('npm', ['publish', '--registry', verdaccio.url], {cwd: path.join(ROOT, dir), env: {...process.env, ...npmEnv}})
-      assert.equal(r.code, 0, `npm publish ${dir}: ${r.out}`)
+    // Core and the decoys now; the plugins themselves only once the not-found case has run.
+    await publish(path.join(ROOT, 'packages/core'))
+    for (const name of DECOYS) {
+      await publish(await makeDecoy(work, name, marker(name)))
+      // The decoy really is what an unscoped fallback would get from this registry.
+      const view = await run('npm', ['view', name, 'name', 'version', '--json', '--registry', verdaccio.url], {cwd: work, env: {...process.env, ...npmEnv}})
+      assert.deepEqual(JSON.parse(view.out), {name, version: '9.9.9'}, view.out)
     }
-    const peerEnv = (name: string) => ({...npmEnv, FPEER_DATA_DIR: path.join(work, name, 'data'), FPEER_CONFIG_DIR: path.join(work, name, 'config'), FPEER_CACHE_DIR: path.join(work, name, 'cache')})
+    const peerEnv = (name: string) => ({...npmEnv, FPEER_DATA_DIR: dataDir(name), FPEER_CONFIG_DIR: path.join(work, name, 'config'), FPEER_CACHE_DIR: path.join(work, name, 'cache')})
     host = await Peer.create('127.0.0.1', peerEnv('host'))
     requester = await Peer.create('127.0.0.2', peerEnv('requester'))
   })
@@ -178,8 +222,32 @@ describe('fpeer plugins:install sftp from a registry, a request over SFTP, then 
     await rm(work, {recursive: true, force: true})
   })
 
-  it('installs @fpeer/plugin-sftp as `sftp` on both peers; fpeer plugins and fpeer protocols show it', async () => {
-    for (const p of [host, requester]) {
+  it('with @fpeer/plugin-sftp and -ftp not published, `plugins install sftp|ftp` is E_PLUGIN_NOT_FOUND (exit 6) naming the other ways; no decoy is installed and nothing is left behind', async () => {
+    for (const args of [['plugins:install', 'sftp'], ['plugins', 'install', 'sftp@^0.1'], ['plugins:add', 'ftp'], ['plugins:install', '@fpeer/plugin-sftp']]) {
+      const r = await host.run([...args, '--json'], {timeoutMs: 120_000})
+      assert.equal(r.code, 6, `${args.join(' ')}: ${r.stdout}${r.stderr}`)
+      // One JSON document, nothing else, on stdout.
+      const err = JSON.parse(r.stdout).error
+      assert.equal(err.code, 'E_PLUGIN_NOT_FOUND', args.join(' '))
+      assert.equal(err.kind, 'plugin')
+      assert.match(err.details.package, /^@fpeer\/plugin-s?ftp$/)
+      assert.ok(err.details.ways.some((w: string) => w.includes('fpeer plugins link')), JSON.stringify(err))
+    }
+    const text = await host.run(['plugins', 'install', 'sftp'], {timeoutMs: 120_000})
+    assert.equal(text.code, 6, text.stdout + text.stderr)
+    assert.equal(text.stdout, '')
+    assert.match(text.stderr, /Error \[E_PLUGIN_NOT_FOUND\][\s\S]*Hint: .*fpeer plugins link --no-install <clone>\/plugins\/sftp/)
+    for (const name of DECOYS) assert.equal(existsSync(marker(name)), false, `the decoy ${name}'s install script ran`)
+    assert.deepEqual(await decoyTraces(dataDir('host')), [])
+    // Nothing at all was installed: no node_modules, no plugin recorded.
+    assert.equal(existsSync(path.join(dataDir('host'), 'node_modules')), false)
+    assert.deepEqual((await host.json<Array<{name: string; type: string}>>(['plugins'])).filter((x) => x.type === 'user'), [])
+  })
+
+  it('once published, installs @fpeer/plugin-sftp as `sftp` on both peers, never the decoy; fpeer plugins and fpeer protocols show it', async () => {
+    await publish(path.join(ROOT, 'plugins/sftp'))
+    await publish(path.join(ROOT, 'plugins/ftp'))
+    for (const [name, p] of [['host', host], ['requester', requester]] as const) {
       const r = await p.run(['plugins:install', 'sftp'], {timeoutMs: 180_000})
       assert.equal(r.code, 0, `${r.stdout}${r.stderr}\nverdaccio: ${verdaccio!.log()}`)
       const plugins = await p.json<Array<{name: string; type: string; version: string}>>(['plugins'])
@@ -189,7 +257,11 @@ describe('fpeer plugins:install sftp from a registry, a request over SFTP, then 
       assert.equal(sftp.version, '0.1.0')
       const protocols = (await p.json(['protocols'])).protocols as Array<{protocol: string; plugin: string}>
       assert.deepEqual(protocols.map((x) => `${x.protocol} ${x.plugin}`), ['HTTP @fpeer/plugin-http', 'MANUAL @fpeer/plugin-manual', 'SFTP @fpeer/plugin-sftp'])
+      assert.deepEqual(await decoyTraces(dataDir(name)), [])
+      const pjson = JSON.parse(await readFile(path.join(dataDir(name), 'package.json'), 'utf8')) as {dependencies: Record<string, string>}
+      assert.deepEqual(Object.keys(pjson.dependencies), ['@fpeer/plugin-sftp'])
     }
+    for (const name of DECOYS) assert.equal(existsSync(marker(name)), false, `the decoy ${name}'s install script ran`)
   })
 
   it('a request over the installed SFTP plugin is confirmed; the trees are identical and each peerlist lists the other', async () => {

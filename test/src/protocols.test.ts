@@ -6,14 +6,10 @@ import net from 'node:net'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {FrameDecoder, Identity, type Message, formatMessage, generateKeyPair, parseLines, signMessage} from '@fpeer/core'
-import {FPEER, Peer, ROOT, exists, makeTree, runFpeer, tempDir, treeHashes} from './harness.js'
+import {FPEER, Peer, exists, linkPlugins, makeTree, oclifDirs, runFpeer, tempDir, treeHashes} from './harness.js'
 
 const FOLDER = 'Shared Docs #1'
 
-/** oclif's data, config and cache directories in `dir`, so linked plugins never touch the user's. */
-function oclifDirs(dir: string): NodeJS.ProcessEnv {
-  return {FPEER_DATA_DIR: path.join(dir, 'data'), FPEER_CONFIG_DIR: path.join(dir, 'config'), FPEER_CACHE_DIR: path.join(dir, 'cache')}
-}
 
 /** Runs a shell pipeline (real jq, xargs, curl) with `input` on stdin; bounded. */
 function sh(script: string, input: string, timeoutMs = 60_000): Promise<{code: number | null; stdout: string; stderr: string}> {
@@ -62,10 +58,7 @@ describe('a full fpeer request over each transfer protocol, through the fpeer bi
     withPlugins = oclifDirs(path.join(work, 'oclif-plugins'))
     without = oclifDirs(path.join(work, 'oclif-bare'))
     // FTP and SFTP are not core plugins: link the workspace packages (no npm install).
-    for (const p of ['ftp', 'sftp']) {
-      const r = await runFpeer(['plugins:link', '--no-install', path.join(ROOT, 'plugins', p)], {env: {...process.env, ...withPlugins}})
-      assert.equal(r.code, 0, r.stderr)
-    }
+    await linkPlugins(withPlugins)
     host = await Peer.create('127.0.0.1', withPlugins)
     hostId = await host.id()
     const ready = await host.serve([shared, '--name', FOLDER])
@@ -117,7 +110,13 @@ describe('a full fpeer request over each transfer protocol, through the fpeer bi
     const urls = lines.stdout.trim().split('\n')
     assert.equal(urls.length, 8)
     const port = host.ready!.ports.HTTP
-    assert.ok(urls.includes(`http://127.0.0.1:${port}/Shared%20Docs%20%231/percent/100%25%20done%20%231.txt`), urls.join('\n'))
+    // Each URL carries the grant secret of the signed FilesToGet: access is by secret, not by address.
+    const done100 = urls.find((u) => u.startsWith(`http://127.0.0.1:${port}/Shared%20Docs%20%231/percent/100%25%20done%20%231.txt?grant=`))
+    assert.ok(done100, urls.join('\n'))
+    const withoutGrant = await sh(`curl -s -o /dev/null -w '%{http_code}' --interface ${address} '${done100.split('?')[0]}'`, '')
+    assert.equal(withoutGrant.stdout, '403', 'the requester\'s address alone opens nothing')
+    const otherGrant = await sh(`curl -s -o /dev/null -w '%{http_code}' --interface ${address} '${done100.split('?')[0]}?grant=${'x'.repeat(43)}'`, '')
+    assert.equal(otherGrant.stdout, '403', 'a made-up secret opens nothing')
     assert.match(lines.stderr, /fpeer request --resume/)
 
     // The same request again, with --json: still pending, one document.
@@ -139,8 +138,8 @@ describe('a full fpeer request over each transfer protocol, through the fpeer bi
     assert.deepEqual([...(await treeHashes(into)).keys()], [], 'nothing lands by itself')
     assert.deepEqual(await peerIds(host).then((ids) => ids.includes(id)), false)
 
-    // Fetch by hand from the host's HTTP port (as the requester's address: the folder is not open).
-    const fetched = await sh(`jq -r '.files[] | "-o", .target, .url' | xargs -d '\\n' curl -sS --fail --create-dirs --interface ${address}`, r.stdout)
+    // Fetch by hand from the host's HTTP port with the URLs as given (the folder is not open; each URL carries the grant secret).
+    const fetched = await sh(`jq -j '.files[] | .url, "\\u0000", .target, "\\u0000"' | xargs -0 -r -n 2 sh -c 'curl -fsS --create-dirs --interface ${address} -o "$2" -- "$1"' _`, r.stdout)
     assert.equal(fetched.code, 0, fetched.stderr)
     assert.deepEqual(await treeHashes(into), await treeHashes(shared))
 

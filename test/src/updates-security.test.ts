@@ -11,6 +11,7 @@ import {
   FrameDecoder,
   Identity,
   type Message,
+  PeerId,
   formatMessage,
   generateKeyPair,
   loadIdentity,
@@ -61,8 +62,13 @@ async function sendUpdate(target: {host: string; port: number}, from: string, wi
   })
 }
 
-function update(signer: Identity, port: number, versions: FileVersion[], meta: Record<string, string> = {}): string {
-  const m: Message = {type: 'FilesToGet', folder: 'docs', port, protocol: 'HTTP', files: versions.map(versionToEntry), meta: {nonce: `n-${Math.random()}`, update: '1', ts: String(Date.now()), ...meta}}
+/** The target's peer ID (compact), which an update names in `to=`. */
+let targetId = ''
+
+function update(signer: Identity, port: number, versions: FileVersion[], meta: Record<string, string | undefined> = {}): string {
+  const m: Message = {type: 'FilesToGet', folder: 'docs', port, protocol: 'HTTP', files: versions.map(versionToEntry), meta: {}}
+  // An attribute given as undefined is left out (a message without it).
+  for (const [k, v] of Object.entries({nonce: `n-${Math.random()}`, update: '1', ts: String(Date.now()), to: targetId, dst: '127.0.15.1:7734', ...meta})) if (v !== undefined) m.meta[k] = v
   return formatMessage(signMessage(m, signer))
 }
 
@@ -86,6 +92,7 @@ describe('hostile updates are refused and change nothing', () => {
     middle = await Peer.create(MIDDLE)
     await target.run(['share', dir, '--name', 'docs', '--allow', await middle.id()])
     await target.serve([], {}, {ports: 'default'})
+    targetId = PeerId.parse(target.ready!.id).compact
     const r = await middle.run(['request', `${TARGET}:7734`, 'docs', '--into', path.join(work, 'middle'), '--bind', MIDDLE, '--json'])
     assert.equal(r.code, 0, r.stdout + r.stderr)
     mIdentity = await loadIdentity(middle.home)
@@ -135,23 +142,40 @@ describe('hostile updates are refused and change nothing', () => {
     }
   })
 
-  it('a genuine update relayed by a confirmed peer is taken; replaying it is refused with E_NONCE_MISMATCH', async () => {
+  it('a genuine update relayed by a confirmed peer is taken; replaying it is refused with E_REPLAY', async () => {
     const srv = await fileServer(MIDDLE, {'a.txt': 'relayed\n'})
     try {
       const wire = update(mIdentity, srv.port, [version('relayed\n')])
       assert.deepEqual(await sendUpdate({host: TARGET, port: 7734}, MIDDLE, wire, mIdentity), {type: 'FilesUpdated'})
       assert.equal(await content(), 'relayed\n')
-      assert.deepEqual(await sendUpdate({host: TARGET, port: 7734}, MIDDLE, wire, mIdentity), {type: 'PeerError', code: 'E_NONCE_MISMATCH'})
+      assert.deepEqual(await sendUpdate({host: TARGET, port: 7734}, MIDDLE, wire, mIdentity), {type: 'PeerError', code: 'E_REPLAY'})
     } finally {
       await srv.close()
     }
   })
 
-  it('an update stamped long ago is refused as stale', async () => {
+  it('an update stamped long ago, or far ahead, is refused as stale', async () => {
     const srv = await fileServer(MIDDLE, {'a.txt': 'stale\n'})
     try {
-      const reply = await sendUpdate({host: TARGET, port: 7734}, MIDDLE, update(mIdentity, srv.port, [version('stale\n')], {ts: String(Date.now() - 3_600_000)}), mIdentity)
-      assert.deepEqual(reply, {type: 'PeerError', code: 'E_NONCE_MISMATCH'})
+      for (const ts of [Date.now() - 3_600_000, Date.now() + 3_600_000]) {
+        const reply = await sendUpdate({host: TARGET, port: 7734}, MIDDLE, update(mIdentity, srv.port, [version('stale\n')], {ts: String(ts)}), mIdentity)
+        assert.deepEqual(reply, {type: 'PeerError', code: 'E_STALE_MESSAGE'})
+      }
+      assert.equal(await content(), 'relayed\n')
+    } finally {
+      await srv.close()
+    }
+  })
+
+  it('an update meant for another peer, or for no peer in particular, is refused with E_WRONG_DESTINATION', async () => {
+    const srv = await fileServer(MIDDLE, {'a.txt': 'elsewhere\n'})
+    try {
+      const other = new Identity(generateKeyPair()).id.compact
+      // Another peer's ID; the target's ID but dialled elsewhere (a relay's address); no binding at all.
+      for (const meta of [{to: other}, {dst: '127.0.15.9:7734'}, {to: undefined, dst: undefined}]) {
+        const wire = update(mIdentity, srv.port, [version('elsewhere\n')], meta)
+        assert.deepEqual(await sendUpdate({host: TARGET, port: 7734}, MIDDLE, wire, mIdentity), {type: 'PeerError', code: 'E_WRONG_DESTINATION'})
+      }
       assert.equal(await content(), 'relayed\n')
     } finally {
       await srv.close()

@@ -8,6 +8,7 @@ import {
   TransportRegistry,
   createLogger,
   ensureHome,
+  escapeForTerminal,
   isFpeerError,
   resolveHome,
 } from '@fpeer/core'
@@ -53,14 +54,18 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return registry
   }
 
-  /** Writes a human line to stderr (never stdout, which carries results). */
+  /**
+   * Writes a human line to stderr (never stdout, which carries results). Like `out`, it is a
+   * terminal's only way in: only the TABs and LFs of the caller's layout stay raw (build the
+   * line with `tty` so that values have theirs escaped too).
+   */
   protected note(text: string): void {
-    if (!this.jsonEnabled()) process.stderr.write(text + '\n')
+    if (!this.jsonEnabled()) process.stderr.write(escapeForTerminal(text, {keep: '\t\n'}) + '\n')
   }
 
-  /** Writes a human result to stdout, unless --json is on (then the returned object is the output). */
+  /** Writes a human result to stdout, unless --json is on (then the returned object is the output); escaped as `note` is. */
   protected out(text: string): void {
-    if (!this.jsonEnabled()) process.stdout.write(text + '\n')
+    if (!this.jsonEnabled()) process.stdout.write(escapeForTerminal(text, {keep: '\t\n'}) + '\n')
   }
 
   protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
@@ -78,10 +83,20 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (this.jsonEnabled()) {
       process.stdout.write(JSON.stringify({error: e.toJSON()}) + '\n')
     } else {
-      process.stderr.write(`Error [${e.code}]: ${e.message}\n`)
-      if (e.hint) process.stderr.write(`  Hint: ${e.hint}\n`)
-      if (this.flags?.debug || this.argv.includes('--debug') || process.env.DEBUG) process.stderr.write(`${(e.cause as Error)?.stack ?? e.stack}\n`)
+      process.stderr.write(errorText(e))
+      if (this.flags?.debug || this.argv.includes('--debug') || process.env.DEBUG) process.stderr.write(escapeForTerminal(`${(e.cause as Error)?.stack ?? e.stack}`, {keep: '\n'}) + '\n')
     }
     return undefined
   }
+}
+
+/**
+ * An error for a terminal: `Error [CODE]: message` and its hint. Both may quote a peer (a
+ * PeerError reason, a file name), so nothing in them reaches the terminal raw; a line break
+ * in them (a usage message has some) is kept but indented, so it cannot pass for a line of
+ * fpeer's own. The exact text is in `--json`'s `error`.
+ */
+export function errorText(e: FpeerError): string {
+  const show = (text: string) => escapeForTerminal(text, {keep: '\n'}).replaceAll('\n', '\n    ')
+  return `Error [${e.code}]: ${show(e.message)}\n${e.hint ? `  Hint: ${show(e.hint)}\n` : ''}`
 }

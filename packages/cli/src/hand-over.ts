@@ -9,6 +9,8 @@ import {
   type RequestOptions,
   type TransportRegistry,
   isFpeerError,
+  needsTerminalEscape,
+  tty,
 } from '@fpeer/core'
 import {parseHostPort} from './util.js'
 
@@ -116,13 +118,22 @@ export class ManualHandOver {
   }
 
   #show(listing: ManualListing): void {
+    // A NUL cannot be in a file name, and it is the one separator a name cannot fake in the
+    // `--json | jq -j … | xargs -0` recipe: refuse rather than hand over a listing it would split.
+    const nul = listing.files.find((f) => f.path.includes('\0') || f.target.includes('\0') || f.url?.includes('\0'))
+    if (nul) throw new FpeerError('E_PATH_UNSAFE', `the host offered a name with a NUL: ${JSON.stringify(nul.path.slice(0, 120))}`, {details: {path: nul.path}})
     this.listing = listing
-    // stdout: one file per line (its URL, else its target), so `| xargs` works; the rest is for humans.
-    if (!this.#json) for (const f of listing.files) process.stdout.write(`${f.url ?? f.target}\n`)
+    // stdout: one file per line (its URL, else its target), so `| xargs -d '\n'` works. A URL is
+    // percent-encoded; a target with a line break or another control character is escaped
+    // (`\n`), so no name can add a line or an argument, and it is marked on stderr.
+    if (!this.#json) for (const f of listing.files) process.stdout.write(tty`${f.url ?? f.target}` + '\n')
     if (this.#json && this.#waitMs === 0) return
-    const lines = [`MANUAL: ${listing.files.length} file(s) of ${listing.folder} to place in ${listing.into}, from ${listing.host} (host ${listing.hostId}):`]
-    for (const f of listing.files) lines.push(`  ${f.path}\t${f.size} bytes\tsha256 ${f.sha256}${f.state === 'wrong' ? '\t(present, but wrong)' : ''}\n    -> ${f.target}${f.url ? `\n    <- ${f.url}` : ''}`)
-    lines.push(this.#waitMs > 0 ? `waiting up to ${Math.round(this.#waitMs / 1000)} s for them (Ctrl-C stops; resume with \`fpeer request --resume ${listing.folder}\`)` : `then run \`fpeer request --resume ${listing.folder}\``)
+    const lines = [tty`MANUAL: ${listing.files.length} file(s) of ${listing.folder} to place in ${listing.into}, from ${listing.host} (host ${listing.hostId}):`]
+    for (const f of listing.files) {
+      const marks = [f.state === 'wrong' ? '(present, but wrong)' : '', needsTerminalEscape(f.path) ? '(control characters in the name, shown escaped: use --json for the exact name)' : ''].filter(Boolean)
+      lines.push(tty`  ${f.path}\t${f.size} bytes\tsha256 ${f.sha256}` + marks.map((m) => `\t${m}`).join('') + tty`\n    -> ${f.target}` + (f.url ? tty`\n    <- ${f.url}` : ''))
+    }
+    lines.push(this.#waitMs > 0 ? tty`waiting up to ${Math.round(this.#waitMs / 1000)} s for them (Ctrl-C stops; resume with \`fpeer request --resume ${listing.folder}\`)` : tty`then run \`fpeer request --resume ${listing.folder}\``)
     process.stderr.write(lines.join('\n') + '\n')
   }
 

@@ -2,6 +2,8 @@
 import {writeFile} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
+import {GrantTable} from './access/grants.js'
+import {ReplayGuard} from './access/replay-guard.js'
 import {FpeerError, isFpeerError} from './errors.js'
 import {type Identity, PeerId} from './identity.js'
 import {LocalFileSource} from './fs/local-source.js'
@@ -17,6 +19,7 @@ import {FolderSync} from './sync/folder.js'
 import {type SyncContext, fetcherFrom, pushUpdate, receiveUpdate} from './sync/update.js'
 import {type FileVersion, entryToVersion, verifyVersion, versionToEntry} from './sync/version.js'
 import {fetchFiles} from './transfer/fetch.js'
+import {withPeerClient} from './transfer/peer-client.js'
 import type {AccessContext, Logger, TransportServer} from './transport.js'
 import type {FileEntry} from './wire/types.js'
 
@@ -47,6 +50,8 @@ export interface PeerNodeOptions {
   rescanIntervalMs?: number
   /** Catch up with every peer every this many ms (and at start). */
   syncIntervalMs?: number
+  /** `HOST:PORT`s peers reach this control port at besides its own address (NAT, port forwards); see `dst=`. */
+  publicAddresses?: string[]
 }
 
 /** Counters of update traffic, written to `stats.json` in the home (`fpeer status --json` shows them). */
@@ -69,17 +74,14 @@ export function recordToEntry(r: FileRecord): FileEntry {
   return {path: r.path, size: r.size, sha256: r.sha256, mtimeMs: r.mtimeMs}
 }
 
-interface Grant {
-  folder: string
-  address: string
-  peer: PeerId | undefined
-}
-
 export class PeerNode {
   readonly options: PeerNodeOptions
   readonly config: ConfigStore
   readonly #servers = new Map<string, TransportServer>()
-  readonly #grants = new Set<Grant>()
+  /** Who may read which folder right now (handshakes, updates), by secret or key (§4.6). */
+  readonly #grants = new GrantTable()
+  /** One guard for every conversation-opening message: requests and updates (§4.5). */
+  readonly #replay = new ReplayGuard()
   readonly #connections = new Set<net.Socket>()
   #control: net.Server | undefined
   #folders = new Map<string, FolderConfig>()
@@ -90,7 +92,6 @@ export class PeerNode {
   readonly #syncs = new Map<string, FolderSync>()
   readonly #watchers = new Map<string, FolderWatcher>()
   readonly #pending = new Map<string, NodeJS.Timeout>()
-  readonly #nonces = new Map<string, number>()
   readonly #work = new Set<Promise<unknown>>()
   #stopping = false
   #delegateTurn = 0
@@ -276,19 +277,14 @@ export class PeerNode {
             versions.push(v)
           } else if (e.ext?.del !== '1') originals.push(e)
         }
-        const res = await sync.apply(versions, fetcherFrom(ctx, folder, from.protocol, from.host, from.port, from.hostId))
+        const res = await sync.apply(versions, fetcherFrom(ctx, folder, from))
         applied = res.applied
         created = res.created
         const records = await sync.records()
         const missing = originals.filter((e) => !records.has(e.path))
         let bytes = 0
         if (missing.length > 0) {
-          const client = await ctx.registry.get(from.protocol).connect!({host: from.host, port: from.port, identity: ctx.identity, expectedPeer: from.hostId, concurrency: ctx.concurrency, timeoutMs: ctx.timeouts.io, ...(ctx.localAddress ? {localAddress: ctx.localAddress} : {}), log: ctx.log})
-          try {
-            bytes = (await fetchFiles({client, folder, files: missing, mode: 'land', root: sync.folder.path, concurrency: ctx.concurrency})).bytes
-          } finally {
-            await client.close()
-          }
+          bytes = (await withPeerClient(ctx, {localAddress: ctx.localAddress, ...from}, (client) => fetchFiles({client, folder, files: missing, mode: 'land', root: sync.folder.path, concurrency: ctx.concurrency}))).bytes
           await sync.adopt(missing.map((entry) => ({entry})))
         }
         const got = new Set([...res.fetched, ...res.copied, ...res.applied.filter((v) => !v.deleted).map((v) => v.path), ...missing.map((e) => e.path)])
@@ -320,7 +316,7 @@ export class PeerNode {
 
   /** What both session contexts share. */
   #basics() {
-    return {identity: this.options.identity, registry: this.options.registry, log: this.options.log, timeouts: this.options.timeouts ?? defaultTimeouts(), concurrency: this.options.concurrency ?? 8}
+    return {identity: this.options.identity, registry: this.options.registry, log: this.options.log, timeouts: this.options.timeouts ?? defaultTimeouts(), concurrency: this.options.concurrency ?? 8, publicAddresses: this.options.publicAddresses ?? []}
   }
 
   #isPeer(folder: string, id: PeerId): boolean {
@@ -335,12 +331,8 @@ export class PeerNode {
       isPeer: (folder, id) => this.#isPeer(folder, id),
       servedPort: (protocol) => this.#servers.get(protocol.toUpperCase())?.port,
       forward: (folder, versions, exclude) => this.#forward(folder, versions, exclude),
-      freshNonce: (nonce) => {
-        if (this.#nonces.has(nonce)) return false
-        this.#nonces.set(nonce, Date.now())
-        if (this.#nonces.size > 100_000) for (const k of [...this.#nonces.keys()].slice(0, 50_000)) this.#nonces.delete(k)
-        return true
-      },
+      replay: this.#replay,
+      grant: (folder, peer) => this.#grants.issue(folder, peer),
       count: (what, n = 1) => this.#count(what, n),
     }
   }
@@ -349,12 +341,10 @@ export class PeerNode {
     const f = this.#folders.get(folder)
     if (!f) return false
     if (f.open) return true
-    for (const g of this.#grants) {
-      if (g.folder !== folder) continue
-      if (who.peer ? g.peer?.equals(who.peer) : g.address === who.address) return true
-    }
+    if (this.#grants.allows(folder, who)) return true
+    // A confirmed peer that logs in by key (SFTP) may read; by address alone, nobody may.
     const id = who.peer?.toString()
-    return (this.#peers.get(folder) ?? []).some((p) => (id ? p.id === id : p.address === who.address))
+    return id !== undefined && (this.#peers.get(folder) ?? []).some((p) => p.id === id)
   }
 
   async start(): Promise<void> {
@@ -479,11 +469,8 @@ export class PeerNode {
       },
       handlers: {FilesToGet: (channel, msg) => receiveUpdate(channel, msg, this.#syncContext())},
       servedPort: (protocol) => this.#servers.get(protocol.toUpperCase())?.port,
-      grant: (folder, address, peer) => {
-        const g: Grant = {folder, address: normalizeAddress(address), peer}
-        this.#grants.add(g)
-        return () => this.#grants.delete(g)
-      },
+      grant: (folder, peer) => this.#grants.issue(folder, peer),
+      replay: this.#replay,
       confirmPeer: async (folder, record) => {
         await new Peerfile(this.options.home, folder).addPeer(record)
         await this.refresh()

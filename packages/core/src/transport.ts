@@ -27,6 +27,12 @@ export interface AccessContext {
   address: string
   /** The peer's verified identity, when the transport authenticates peers (`supports.peerAuth`). */
   peer?: PeerId
+  /**
+   * The grant secret the fetcher presented (`grant=` of a signed FilesToGet or FilesUpdated,
+   * docs/protocol.md §4.6): HTTP `Authorization: Bearer <secret>` or `?grant=<secret>`, the FTP
+   * password. Access to a folder that is not open is decided by it (or by `peer`), never by `address`.
+   */
+  grant?: string
 }
 
 /** An entry of a served folder, as listings show it. */
@@ -91,6 +97,12 @@ export interface ConnectOptions {
   timeoutMs: number
   /** Local address to connect from (`fpeer request --bind`). */
   localAddress?: string
+  /**
+   * The grant secret from the message that named this server (`grant=`): a transport MUST
+   * present it on every request (HTTP `Authorization: Bearer`, FTP password); transports
+   * that log in by key (`supports.peerAuth`) may ignore it.
+   */
+  grant?: string
   log?: Logger
 }
 
@@ -129,6 +141,8 @@ export interface ManualRequest {
   port: number
   /** `via=`: the protocol of that port, e.g. HTTP. */
   via?: string
+  /** `grant=`: the secret that lets this requester read the files there (HTTP: `?grant=` or `Authorization: Bearer`). */
+  grant?: string
   /** The host's peer ID, verified from its signed FilesToGet. */
   hostId: string
   /** The directory the files must land in (absolute, symlinks resolved). */

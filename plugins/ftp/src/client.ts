@@ -238,7 +238,9 @@ export class FtpClientPool implements TransferClient {
     if (localAddress) bindLocalAddress(client, localAddress)
     this.#inUse.add(client)
     try {
-      await client.access({host, port, user: 'anonymous', password: 'fpeer@'})
+      // The grant secret is the password (§4.6); without one, only open folders can be read.
+      const grant = this.#opts.grant
+      await client.access({host, port, user: grant ? 'fpeer' : 'anonymous', password: grant ?? 'fpeer@'})
     } catch (err) {
       this.#inUse.delete(client)
       client.close()

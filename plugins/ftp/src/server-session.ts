@@ -212,6 +212,9 @@ export class FtpSession {
       case 'PASS':
         if (this.#user === undefined) return this.#reply(503, 'Send USER first')
         this.#loggedIn = true
+        // The password is the grant secret a peer was given (§4.6); anonymous logins see open folders only.
+        if (/^[A-Za-z0-9_-]{16,128}$/.test(arg)) this.#who.grant = arg
+        else delete this.#who.grant
         return this.#reply(230, 'Logged in, read-only access')
       case 'QUIT':
         this.#reply(221, 'Goodbye')

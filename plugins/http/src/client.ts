@@ -87,10 +87,13 @@ function emptyStream(): Readable {
 /** A pool of keep-alive connections to one peer's HTTP server. */
 export class HttpTransferClient implements TransferClient {
   readonly #pool: Pool
+  /** Sent with every request: the grant secret of the message that named this server (§4.6). */
+  readonly #auth: Record<string, string>
   #closing: Promise<void> | undefined
 
-  constructor(pool: Pool) {
+  constructor(pool: Pool, grant?: string) {
     this.#pool = pool
+    this.#auth = grant ? {authorization: `Bearer ${grant}`} : {}
   }
 
   async get(folder: string, rel: string, options: {offset?: number; signal?: AbortSignal} = {}): Promise<{stream: Readable; size?: number}> {
@@ -103,7 +106,7 @@ export class HttpTransferClient implements TransferClient {
       res = await this.#pool.request({
         method: 'GET',
         path,
-        headers: {'accept-encoding': 'identity', ...(offset > 0 ? {range: `bytes=${offset}-`} : {})},
+        headers: {'accept-encoding': 'identity', ...this.#auth, ...(offset > 0 ? {range: `bytes=${offset}-`} : {})},
         ...(options.signal ? {signal: options.signal} : {}),
       })
     } catch (err) {
@@ -150,7 +153,7 @@ export class HttpTransferClient implements TransferClient {
     const body = items.map((i) => checkRelativePath(i.path).map(encodeSegment).join('/')).join('\n') + '\n'
     let res
     try {
-      res = await this.#pool.request({method: 'POST', path, body, headers: {'content-type': 'text/plain; charset=utf-8', 'accept-encoding': 'identity'}, ...(options.signal ? {signal: options.signal} : {})})
+      res = await this.#pool.request({method: 'POST', path, body, headers: {'content-type': 'text/plain; charset=utf-8', 'accept-encoding': 'identity', ...this.#auth}, ...(options.signal ? {signal: options.signal} : {})})
     } catch (err) {
       throw mapError(err, context)
     }
@@ -223,5 +226,5 @@ export async function connectHttp(options: ConnectOptions): Promise<TransferClie
     headersTimeout: options.timeoutMs,
     bodyTimeout: options.timeoutMs,
   })
-  return new HttpTransferClient(pool)
+  return new HttpTransferClient(pool, options.grant)
 }

@@ -55,6 +55,24 @@ function remoteAddress(req: IncomingMessage): string {
   return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr
 }
 
+/**
+ * Who is asking: the address, and the grant secret presented as `Authorization: Bearer
+ * <secret>` or, for URLs typed by hand (MANUAL), as the query `?grant=<secret>` (§4.6).
+ */
+function requester(req: IncomingMessage): AccessContext {
+  const who: AccessContext = {address: remoteAddress(req)}
+  const auth = req.headers.authorization
+  const bearer = auth !== undefined ? /^Bearer ([A-Za-z0-9_-]{16,128})$/.exec(auth)?.[1] : undefined
+  let grant = bearer
+  const q = req.url?.indexOf('?') ?? -1
+  if (grant === undefined && q >= 0) {
+    const v = new URLSearchParams(req.url!.slice(q + 1)).get('grant')
+    if (v !== null && /^[A-Za-z0-9_-]{16,128}$/.test(v)) grant = v
+  }
+  if (grant !== undefined) who.grant = grant
+  return who
+}
+
 function statusFor(err: unknown): number {
   if (!isFpeerError(err)) return 500
   switch (err.code) {
@@ -251,7 +269,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, files: FileSour
   if (req.method === 'POST') {
     const t = parseTarget(req.url ?? '')
     if (t && t.segments.length === 3 && t.segments[1] === '.fpeer' && t.segments[2] === 'batch' && !t.directory) {
-      await sendBatch(req, res, files, t.segments[0]!, {address: remoteAddress(req)})
+      await sendBatch(req, res, files, t.segments[0]!, requester(req))
       return
     }
   }
@@ -264,7 +282,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, files: FileSour
     sendStatus(res, 400, 'E_BAD_REQUEST')
     return
   }
-  const who: AccessContext = {address: remoteAddress(req)}
+  const who = requester(req)
   const [folder, ...rest] = target.segments
   if (folder === undefined) {
     const names = await files.folders(who)

@@ -14,7 +14,7 @@ export function listing(req: ManualRequest, state: PlacedState): ManualListing {
   for (const f of req.files) {
     const st = todo.get(f.path)
     if (!st) continue
-    const url = fileUrl(req.via, req.host, req.port, req.folder, f.path)
+    const url = fileUrl(req.via, req.host, req.port, req.folder, f.path, req.grant)
     files.push({path: f.path, size: f.size ?? 0, sha256: f.sha256 ?? '', target: path.join(req.into, ...f.path.split('/')), ...(url ? {url} : {}), state: st})
   }
   return {folder: req.folder, host: req.host, hostId: req.hostId, into: req.into, ...(req.via ? {via: req.via} : {}), files}

@@ -1,6 +1,6 @@
 // `fpeer allow`: lets a peer join a shared folder.
 import {Args} from '@oclif/core'
-import {type FolderConfig, allowPeer} from '@fpeer/core'
+import {type FolderConfig, allowPeer, tty} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
 
 export default class Allow extends BaseCommand<typeof Allow> {
@@ -13,7 +13,7 @@ export default class Allow extends BaseCommand<typeof Allow> {
 
   async run(): Promise<FolderConfig> {
     const f = await allowPeer({home: this.home, folder: this.args.folder, id: this.args.id})
-    this.out(`${f.name}: ${f.allow.length} allowed peer(s)`)
+    this.out(tty`${f.name}: ${f.allow.length} allowed peer(s)`)
     return f
   }
 }

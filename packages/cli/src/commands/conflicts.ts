@@ -1,6 +1,6 @@
 // `fpeer conflicts`: the conflict copies in a shared folder.
 import {Args} from '@oclif/core'
-import {folderConflicts} from '@fpeer/core'
+import {folderConflicts, tty} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
 
 export default class Conflicts extends BaseCommand<typeof Conflicts> {
@@ -10,8 +10,8 @@ export default class Conflicts extends BaseCommand<typeof Conflicts> {
 
   async run(): Promise<{folder: string; conflicts: Awaited<ReturnType<typeof folderConflicts>>}> {
     const conflicts = await folderConflicts(this.home, this.args.folder)
-    for (const c of conflicts) this.out(`${c.path}\t(of ${c.of})`)
-    if (conflicts.length === 0) this.note(`${this.args.folder} has no conflict copies`)
+    for (const c of conflicts) this.out(tty`${c.path}\t(of ${c.of})`)
+    if (conflicts.length === 0) this.note(tty`${this.args.folder} has no conflict copies`)
     return {folder: this.args.folder, conflicts}
   }
 }

@@ -1,6 +1,6 @@
 // `fpeer files`: a shared folder's file structure, as last indexed.
 import {Args} from '@oclif/core'
-import {folderFiles} from '@fpeer/core'
+import {folderFiles, tty} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
 
 export default class Files extends BaseCommand<typeof Files> {
@@ -10,7 +10,7 @@ export default class Files extends BaseCommand<typeof Files> {
 
   async run(): Promise<{folder: string; files: Awaited<ReturnType<typeof folderFiles>>}> {
     const files = await folderFiles(this.home, this.args.folder)
-    for (const f of files) this.out(`${f.sha256}  ${f.size}\t${f.path}`)
+    for (const f of files) this.out(tty`${f.sha256}  ${f.size}\t${f.path}`)
     return {folder: this.args.folder, files}
   }
 }

@@ -1,6 +1,6 @@
 // `fpeer peers`: a shared folder's peerlist.
 import {Args} from '@oclif/core'
-import {type PeerRecord, folderPeers} from '@fpeer/core'
+import {type PeerRecord, folderPeers, tty} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
 
 export default class Peers extends BaseCommand<typeof Peers> {
@@ -10,8 +10,8 @@ export default class Peers extends BaseCommand<typeof Peers> {
 
   async run(): Promise<{folder: string; peers: PeerRecord[]}> {
     const peers = await folderPeers(this.home, this.args.folder)
-    for (const p of peers) this.out(`${p.id}\t${p.address}${p.controlPort ? `:${p.controlPort}` : ''}\t${p.role}\t${p.protocols.join(',')}\t${p.confirmedAt}`)
-    if (peers.length === 0) this.note(`${this.args.folder} has no peers yet`)
+    for (const p of peers) this.out(tty`${p.id}\t${p.address}${p.controlPort ? `:${p.controlPort}` : ''}\t${p.role}\t${p.protocols.join(',')}\t${p.confirmedAt}`)
+    if (peers.length === 0) this.note(tty`${this.args.folder} has no peers yet`)
     return {folder: this.args.folder, peers}
   }
 }

@@ -1,4 +1,5 @@
 // `fpeer protocols`: the transfer protocols this peer can use, and which plugin provides each.
+import {tty} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
 
 export default class Protocols extends BaseCommand<typeof Protocols> {
@@ -7,7 +8,7 @@ export default class Protocols extends BaseCommand<typeof Protocols> {
 
   async run(): Promise<{protocols: Array<{protocol: string; plugin: string; description: string; supports: Record<string, boolean>}>}> {
     const protocols = (await this.registry()).list().map(({transport, plugin}) => ({protocol: transport.protocol, plugin, description: transport.description, supports: {...transport.supports}}))
-    for (const p of protocols) this.out(`${p.protocol}\t${p.plugin}\t${p.description}`)
+    for (const p of protocols) this.out(tty`${p.protocol}\t${p.plugin}\t${p.description}`)
     return {protocols}
   }
 }

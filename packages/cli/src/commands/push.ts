@@ -1,6 +1,6 @@
 // `fpeer push`: rescans a shared folder now and pushes what changed to its peers.
 import {Args, Flags} from '@oclif/core'
-import {ConfigStore, FpeerError, PeerNode, loadIdentity} from '@fpeer/core'
+import {ConfigStore, FpeerError, PeerNode, loadIdentity, tty} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
 
 export default class Push extends BaseCommand<typeof Push> {
@@ -21,7 +21,7 @@ export default class Push extends BaseCommand<typeof Push> {
     await node.start()
     try {
       const r = await node.pushChanges(this.args.folder)
-      this.out(r.versions === 0 ? `${this.args.folder}: no changes` : `${this.args.folder}: ${r.versions} change(s) pushed to ${r.peers - r.failed} of ${r.peers} peer(s)`)
+      this.out(r.versions === 0 ? tty`${this.args.folder}: no changes` : tty`${this.args.folder}: ${r.versions} change(s) pushed to ${r.peers - r.failed} of ${r.peers} peer(s)`)
       if (r.failed > 0 && r.failed === r.peers) throw new FpeerError('E_CONNECT', `no peer of ${this.args.folder} could be reached`, {hint: 'they catch up when they come back (fpeer serve)'})
       return {folder: this.args.folder, ...r}
     } finally {

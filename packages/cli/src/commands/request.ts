@@ -1,6 +1,6 @@
 // `fpeer request`: asks a host to become a peer of one of its folders (the seed's steps 4-17).
 import {Args, Flags} from '@oclif/core'
-import {DEFAULT_CONTROL_PORT, EXIT_CODES, type RequestResult, defaultTimeouts, requestAndRecord} from '@fpeer/core'
+import {DEFAULT_CONTROL_PORT, EXIT_CODES, type RequestResult, defaultTimeouts, requestAndRecord, tty} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
 import {ManualHandOver, type PendingDocument, requestTarget} from '../hand-over.js'
 import {createProgress, progressFlag, type ProgressMode} from '../progress.js'
@@ -14,7 +14,7 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
   static override examples = [
     '<%= config.bin %> request 127.0.0.1 00-MainDocuments --into ./docs',
     '<%= config.bin %> request 127.0.0.1:7734 00-MainDocuments --protocol http --peer-id "$HOST_ID" --json | jq .transfer',
-    '<%= config.bin %> request 127.0.0.1 00-MainDocuments --protocol manual --json | jq -r \'.files[] | "-o", .target, .url\' | xargs -d \'\\n\' curl -sS --fail --create-dirs',
+    '<%= config.bin %> request 127.0.0.1 00-MainDocuments --protocol manual --json | jq -j \'.files[] | .url, "\\u0000", .target, "\\u0000"\' | xargs -0 -r -n 2 sh -c \'curl -fsS --create-dirs -o "$2" -- "$1"\' _',
     '<%= config.bin %> request --resume 00-MainDocuments',
   ]
   static override args = {
@@ -57,7 +57,7 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
     await this.#manual.confirmed()
     // After a hand-over, stdout carried the files to get; the confirmation is then for humans only.
     const say = this.#manual.listing ? (t: string) => this.note(t) : (t: string) => this.out(t)
-    say(`confirmed: peer of ${result.folder} on ${result.host.address} (${result.host.id}) over ${result.protocol}: ${result.files.length} files, ${result.transfer.fetched} fetched, ${formatBytes(result.transfer.bytes)} in ${(ms / 1000).toFixed(2)} s into ${result.into}`)
+    say(tty`confirmed: peer of ${result.folder} on ${result.host.address} (${result.host.id}) over ${result.protocol}: ${result.files.length} files, ${result.transfer.fetched} fetched, ${formatBytes(result.transfer.bytes)} in ${(ms / 1000).toFixed(2)} s into ${result.into}`)
     return {state: 'confirmed', ...result, ms}
   }
 
@@ -67,7 +67,7 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
     if (!pending) return super.catch(err)
     process.exitCode = EXIT_CODES.pending
     if (this.jsonEnabled()) process.stdout.write(JSON.stringify(pending) + '\n')
-    else this.note(`pending: ${pending.files.length} file(s) still to place in ${pending.into}; then \`${pending.resume}\``)
+    else this.note(tty`pending: ${pending.files.length} file(s) still to place in ${pending.into}; then \`${pending.resume}\``)
     return undefined
   }
 }

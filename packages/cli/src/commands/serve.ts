@@ -1,8 +1,19 @@
 // `fpeer serve`: runs this peer until interrupted.
+import {isIP} from 'node:net'
 import {Args, Flags} from '@oclif/core'
-import {DEFAULT_CONTROL_PORT, FpeerError, PeerNode, loadIdentity, shareFolder} from '@fpeer/core'
+import {DEFAULT_CONTROL_PORT, FpeerError, PeerNode, formatDestination, loadIdentity, shareFolder} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
 import {progressFlag} from '../progress.js'
+
+/** `--public-address HOST:PORT` values in the form `dst=` carries (`[v6]:port` for IPv6). */
+function parsePublicAddresses(specs: string[]): string[] {
+  return specs.map((spec) => {
+    const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\s\[\]]+)):(\d{1,5})$/.exec(spec)
+    // dst= holds the address the requester's socket reached, so a name would never match.
+    if (!m || isIP(m[1] ?? m[2]!) === 0 || Number(m[3]) < 1 || Number(m[3]) > 65535) throw new FpeerError('E_USAGE', `--public-address wants HOST:PORT (e.g. 203.0.113.7:7734 or [2001:db8::1]:7734), got ${JSON.stringify(spec)}`)
+    return formatDestination(m[1] ?? m[2]!, Number(m[3]))
+  })
+}
 
 export default class Serve extends BaseCommand<typeof Serve> {
   static override summary = 'Run this peer: answer peers on the control port and serve shared folders.'
@@ -21,6 +32,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     allow: Flags.string({description: 'peer ID allowed to join DIR (repeatable)', multiple: true, multipleNonGreedy: true}),
     concurrency: Flags.integer({description: 'parallel transfers when checking a peer', default: 8, min: 1, max: 64}),
     'max-handshakes': Flags.integer({description: 'handshakes answered at once; past that a request is handed to another peer of the folder (seed step 8)', default: 64, min: 0}),
+    'public-address': Flags.string({description: 'HOST:PORT peers reach this control port at through NAT or a port forward (repeatable); requests are bound to the address they were sent to', multiple: true, multipleNonGreedy: true}),
     sync: Flags.boolean({description: 'watch shared folders, push changes to peers and catch up with them', default: true, allowNo: true}),
     progress: progressFlag('events on stderr: auto or bar (one line per event), json (one JSON object per line), none (warnings and errors only)'),
   }
@@ -37,7 +49,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
       this.log_.info('sharing', {folder: f.name, path: f.path, files: f.files, open: f.open})
     }
     const identity = await loadIdentity(this.home)
-    const node = new PeerNode({home: this.home, identity, registry: await this.registry(), log: this.log_, host: this.flags.host, controlPort: this.flags.port, ports, concurrency: this.flags.concurrency, sync: this.flags.sync, maxHandshakes: this.flags['max-handshakes']})
+    const node = new PeerNode({home: this.home, identity, registry: await this.registry(), log: this.log_, host: this.flags.host, controlPort: this.flags.port, ports, concurrency: this.flags.concurrency, sync: this.flags.sync, maxHandshakes: this.flags['max-handshakes'], publicAddresses: parsePublicAddresses(this.flags['public-address'] ?? [])})
     await node.start()
     const ready = {id: identity.id.toString(), host: this.flags.host, control: node.controlPort, ports: node.ports}
     if (this.jsonEnabled()) process.stdout.write(JSON.stringify(ready) + '\n')

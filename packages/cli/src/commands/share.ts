@@ -1,6 +1,6 @@
 // `fpeer share`: registers a folder to share.
 import {Args, Flags} from '@oclif/core'
-import {type FolderSummary, shareFolder} from '@fpeer/core'
+import {type FolderSummary, shareFolder, tty} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
 import {formatBytes} from '../util.js'
 
@@ -17,7 +17,7 @@ export default class Share extends BaseCommand<typeof Share> {
 
   async run(): Promise<FolderSummary> {
     const f = await shareFolder({home: this.home, dir: this.args.dir, ...(this.flags.name ? {name: this.flags.name} : {}), ...(this.flags.open === undefined ? {} : {open: this.flags.open}), ...(this.flags.allow ? {allow: this.flags.allow} : {})})
-    this.out(`shared ${f.name} from ${f.path}: ${f.files} files, ${formatBytes(f.bytes)}, ${f.open ? 'open to anyone' : `${f.allow.length} allowed peer(s)`}`)
+    this.out(tty`shared ${f.name} from ${f.path}: ${f.files} files, ${formatBytes(f.bytes)}, ${f.open ? 'open to anyone' : `${f.allow.length} allowed peer(s)`}`)
     return f
   }
 }

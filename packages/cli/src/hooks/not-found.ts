@@ -1,6 +1,7 @@
 // `fpeer reqest`: names the closest command; asks to run it only at a terminal, never in a script.
 import type {Hook} from '@oclif/core'
-import {EXIT_CODES, FpeerError} from '@fpeer/core'
+import {EXIT_CODES, FpeerError, tty} from '@fpeer/core'
+import {errorText} from '../base.js'
 
 /** Edit distance (insertions, deletions, substitutions), small strings only. */
 function distance(a: string, b: string): number {
@@ -34,7 +35,7 @@ const hook: Hook<'command_not_found'> = async function (opts) {
   // At a terminal, oclif's not-found plugin asks "Did you mean …?" and runs the answer.
   if (suggestion && process.stdin.isTTY && process.stderr.isTTY && !argv.includes('--json')) {
     const {default: utils} = (await import('@oclif/plugin-not-found/lib/utils.js' as string)) as {default: {getConfirmation(s: string): Promise<boolean>}}
-    process.stderr.write(`unknown command: ${spaced(typed)}\n`)
+    process.stderr.write(tty`unknown command: ${spaced(typed)}` + '\n')
     if (await utils.getConfirmation(spaced(suggestion)).catch(() => false)) {
       const rest = opts.argv?.length ? opts.argv : words.slice(n)
       return opts.config.runCommand(suggestion, rest)
@@ -45,7 +46,7 @@ const hook: Hook<'command_not_found'> = async function (opts) {
     ...(suggestion ? {details: {suggestion: spaced(suggestion)}} : {}),
   })
   if (argv.includes('--json')) process.stdout.write(JSON.stringify({error: e.toJSON()}) + '\n')
-  else process.stderr.write(`Error [${e.code}]: ${e.message}\n  Hint: ${e.hint}\n`)
+  else process.stderr.write(errorText(e))
   this.exit(EXIT_CODES.usage)
 }
 

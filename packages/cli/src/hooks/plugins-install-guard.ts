@@ -1,29 +1,45 @@
-// oclif `prerun` hook: `fpeer plugins:install` takes only the transfer plugins fpeer knows, so a typo never installs a stranger's package.
+// oclif `prerun` hook: `fpeer plugins install` installs only the scoped packages of the transfer plugins fpeer knows, and only once the registry has them.
 import type {Hook} from '@oclif/core'
-import {EXIT_CODES, FpeerError, KNOWN_PLUGINS, knownPluginForInstall, pluginShortName} from '@fpeer/core'
+import {FpeerError, isFpeerError, resolvePluginInstall} from '@fpeer/core'
+import {assertInRegistry} from '../services/plugin-registry.js'
 
 /** Set to 1 to install a package that is not a known fpeer plugin (a third-party transport), on purpose. */
 export const ALLOW_ANY_PLUGIN_ENV = 'FPEER_ALLOW_ANY_PLUGIN'
 
-const INSTALL_COMMANDS = new Set(['plugins:install', 'plugins:add'])
+/** The ids oclif gives `plugins install` (and its alias `plugins add`), typed with a space or a colon. */
+export const INSTALL_COMMANDS = new Set(['plugins:install', 'plugins:add'])
+
+/** Prints one error the way fpeer's commands do (one JSON document with --json) and exits with its kind's code. */
+export function failInHook(ctx: {exit(code?: number): void}, err: FpeerError, argv: readonly string[]): void {
+  if (argv.includes('--json')) process.stdout.write(JSON.stringify({error: err.toJSON()}) + '\n')
+  else process.stderr.write(`Error [${err.code}]: ${err.message}\n${err.hint ? `  Hint: ${err.hint}\n` : ''}`)
+  ctx.exit(err.exitCode)
+}
 
 /**
- * Runs before the command, so before @oclif/plugin-plugins expands `sftp` to
- * `@fpeer/plugin-sftp` (oclif `scope`) and asks the registry whether it exists: a refused
- * name never reaches npm. Accepted: `sftp`, `sftp@0.1.0`, `@fpeer/plugin-sftp[@range]`.
+ * Runs before @oclif/plugin-plugins parses its arguments. Left alone, plugin-plugins expands
+ * `sftp` to `@fpeer/plugin-sftp` (oclif `scope`) only when the registry has it and otherwise
+ * installs the unscoped `sftp`, a stranger's package with its own install scripts. So every
+ * argument is resolved here: a known short name is rewritten in place (oclif hands this same
+ * argv array to the command) to its full scoped name, after the registry confirmed it exists;
+ * anything else is refused (E_UNKNOWN_PLUGIN) before any registry is asked, unless
+ * FPEER_ALLOW_ANY_PLUGIN=1. A missing plugin is E_PLUGIN_NOT_FOUND and nothing is installed.
  */
-const guard: Hook<'prerun'> = async function ({Command, argv}) {
-  if (!INSTALL_COMMANDS.has(Command.id) || process.env[ALLOW_ANY_PLUGIN_ENV] === '1') return
-  const unknown = argv.filter((a) => !a.startsWith('-') && !knownPluginForInstall(a))
-  if (unknown.length === 0) return
-  const known = Object.entries(KNOWN_PLUGINS).map(([protocol, k]) => `${pluginShortName(protocol)} (${k.package})`)
-  const err = new FpeerError('E_UNKNOWN_PLUGIN', `not a known fpeer transfer plugin: ${unknown.join(', ')}`, {
-    hint: `known: ${known.join(', ')}; to install another package on purpose, set ${ALLOW_ANY_PLUGIN_ENV}=1`,
-    details: {refused: unknown, known: Object.values(KNOWN_PLUGINS).map((k) => k.package)},
-  })
-  if (argv.includes('--json')) process.stdout.write(JSON.stringify({error: err.toJSON()}) + '\n')
-  else process.stderr.write(`Error [${err.code}]: ${err.message}\n  Hint: ${err.hint}\n`)
-  this.exit(EXIT_CODES[err.kind])
+const guard: Hook<'prerun'> = async function ({Command, argv, config}) {
+  if (!INSTALL_COMMANDS.has(Command.id)) return
+  // Every install flag is boolean, so each argument not starting with `-` names a package.
+  const positions = argv.flatMap((a, i) => (a.startsWith('-') ? [] : [i]))
+  try {
+    const targets = resolvePluginInstall(
+      positions.map((i) => argv[i]!),
+      process.env[ALLOW_ANY_PLUGIN_ENV] === '1',
+    )
+    for (const t of targets) await assertInRegistry(t, {registry: config.npmRegistry, cwd: config.dataDir})
+    targets.forEach((t, n) => (argv[positions[n]!] = t.spec))
+  } catch (err) {
+    if (!isFpeerError(err)) throw err
+    failInHook(this, err, argv)
+  }
 }
 
 export default guard

@@ -16,19 +16,19 @@ import {
   verifyMessage,
 } from '@fpeer/core'
 
-/** Reads all of stdin as UTF-8 (the wire codec checks the encoding again). */
-export async function readStdin(stream: NodeJS.ReadableStream = process.stdin): Promise<string> {
+/** Reads all of stdin as bytes: the wire decoder, not this, decides what UTF-8 (and BOM) it accepts. */
+export async function readStdin(stream: NodeJS.ReadableStream = process.stdin): Promise<Buffer> {
   const chunks: Buffer[] = []
   for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer))
-  return Buffer.concat(chunks).toString('utf8')
+  return Buffer.concat(chunks)
 }
 
 /**
  * Wire text to messages, always an array (a script reads `.[0]` whatever it got).
  * `verify`: every message must carry a valid signature by its `id=`.
  */
-export function parseWire(text: string, options: {verify?: boolean} = {}): Message[] {
-  const messages = parseMessages(text)
+export function parseWire(input: Uint8Array | string, options: {verify?: boolean} = {}): Message[] {
+  const messages = parseMessages(input)
   if (messages.length === 0) throw new FpeerError('E_MSG_EMPTY', 'no message on stdin', {hint: 'pipe wire text in, e.g. `fpeer message build … | fpeer message parse`'})
   if (options.verify) for (const m of messages) verifyMessage(m)
   return messages
@@ -128,7 +128,7 @@ export interface SendOptions {
   host: string
   port: number
   /** The wire text; it must hold exactly one message, sent in canonical form. */
-  text: string
+  text: Uint8Array | string
   bind?: string
   /** Bounds the connection and the wait for the reply, in ms. */
   timeoutMs: number

@@ -348,6 +348,26 @@ export function runTransportConformance(opts: ConformanceOptions): void {
       })
     })
 
+    test('the grant secret the client was given reaches the FileSource on every request', {skip: sup.peerAuth && 'transport authenticates peers by key (supports.peerAuth)'}, async () => {
+      const grant = 'G'.repeat(43)
+      await peer({grant, mayRead: (_f, who) => who.grant === grant}, async ({client, source: served}) => {
+        await readAll((await client.get(FOLDER, HOSTILE_NAMES[0]!)).stream)
+        if (client.getMany) for await (const item of client.getMany(FOLDER, [{path: HOSTILE_NAMES[0]!, size: 1 << 20}])) assert.ok(!('error' in item), `batch item refused: ${'error' in item ? item.error.code : ''}`)
+        assert.ok(served.whos.length > 0, 'the server never consulted the FileSource')
+        for (const who of served.whos) assert.equal(who.grant, grant)
+      })
+    })
+
+    test('a wrong grant secret opens nothing (E_ACCESS)', {skip: sup.peerAuth && 'transport authenticates peers by key (supports.peerAuth)'}, async () => {
+      const grant = 'G'.repeat(43)
+      await peer({grant: 'W'.repeat(43), mayRead: (_f, who) => who.grant === grant}, async ({client}) => {
+        await rejectsWith(async () => {
+          const {stream} = await client.get(FOLDER, HOSTILE_NAMES[0]!)
+          await readAll(stream)
+        }, 'E_ACCESS')
+      })
+    })
+
     test('admit() returning false refuses the peer with E_ACCESS', {skip: !sup.peerAuth && 'transport does not authenticate peers (supports.peerAuth false)'}, async () => {
       const served = await serveFixture(transport, fx, {admit: () => false})
       try {

@@ -13,6 +13,8 @@ export interface PeerSetup {
   concurrency?: number
   /** Overrides the peer the client expects (to test serverAuth). */
   expectedPeer?: PeerId
+  /** The grant secret the client presents (ConnectOptions.grant). */
+  grant?: string
 }
 
 export interface Served {
@@ -49,6 +51,7 @@ export function connectOptions(served: Served, clientIdentity: Identity, setup: 
     expectedPeer: setup.expectedPeer ?? served.identity.id,
     concurrency: setup.concurrency ?? 4,
     timeoutMs,
+    ...(setup.grant ? {grant: setup.grant} : {}),
   }
 }
 

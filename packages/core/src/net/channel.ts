@@ -53,6 +53,14 @@ export class MessageChannel {
     return normalizeAddress(this.socket.localAddress)
   }
 
+  get localPort(): number {
+    return this.socket.localPort ?? 0
+  }
+
+  get remotePort(): number {
+    return this.socket.remotePort ?? 0
+  }
+
   #onData(chunk: Buffer): void {
     if (this.#error) return
     const wasIn = this.#decoder.inMessage

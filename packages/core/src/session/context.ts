@@ -5,6 +5,8 @@ import type {FileEntry} from '../wire/types.js'
 import type {TransportRegistry} from '../registry.js'
 import type {Logger} from '../transport.js'
 import type {PeerRecord} from '../store/peerfile.js'
+import type {Grant} from '../access/grants.js'
+import type {ReplayGuard} from '../access/replay-guard.js'
 
 /** Timeouts of a handshake, in ms. */
 export interface HandshakeTimeouts {
@@ -53,8 +55,12 @@ export interface HostContext {
   handlers?: Partial<Record<'FilesToGet', (channel: import('../net/channel.js').MessageChannel, msg: import('../wire/types.js').FilesToGet) => Promise<void>>>
   /** The port this node serves `protocol` on, or undefined when it does not serve it. */
   servedPort(protocol: string): number | undefined
-  /** Lets a requester read the folder while its handshake runs; returns the revoke function. */
-  grant(folder: string, address: string, peer: PeerId | undefined): () => void
+  /** Lets a requester read the folder while its handshake runs: by the returned grant's secret, or (SFTP) by its key. */
+  grant(folder: string, peer: PeerId | undefined): Grant
+  /** Refuses requests replayed or sent too long ago (§4.5). */
+  replay: ReplayGuard
+  /** `HOST:PORT`s this peer is reached at from outside besides its sockets' own (`dst=`, §4.5). */
+  publicAddresses?: readonly string[]
   /** Adds a confirmed peer to the folder's peerlist (seed step 16). */
   confirmPeer(folder: string, record: PeerRecord): Promise<void>
   onFetchEvent?(ev: FetchEvent): void

@@ -3,6 +3,7 @@ import {FpeerError} from '../errors.js'
 import type {PeerId} from '../identity.js'
 import {randomNonce} from '../identity.js'
 import type {IndexedFile} from '../fs/scan.js'
+import {MAX_REASON_CHARS} from '../wire/limits.js'
 import {verifyMessage} from '../wire/signing.js'
 import type {FileEntry, Message, MessageType} from '../wire/types.js'
 
@@ -11,8 +12,13 @@ export {randomNonce}
 /** Throws the peer's PeerError as E_PEER_ERROR / E_REFUSED, or E_MSG_UNEXPECTED for any type but `want`. */
 export function expectType<T extends MessageType>(msg: Message, want: T, folder: string): Extract<Message, {type: T}> {
   if (msg.type === 'PeerError') {
-    throw new FpeerError(msg.code === 'E_NOT_ALLOWED' || msg.code === 'E_UNKNOWN_FOLDER' ? 'E_REFUSED' : 'E_PEER_ERROR', `the peer refused: ${msg.code}: ${msg.text}`, {
-      details: {peerCode: msg.code},
+    // We named the peer we meant (to=) and the one that answered says it is another: the
+    // same failure as a FilesToGet signed by an unexpected key, found one step earlier.
+    if (msg.code === 'E_WRONG_DESTINATION') throw new FpeerError('E_PEER_ID_MISMATCH', `the peer at that address is not the one asked for: ${msg.code}: ${msg.text.slice(0, MAX_REASON_CHARS)}`, {details: {peerCode: msg.code}, hint: 'check --peer-id (or the address)'})
+    // The reason is the peer's free text: kept (clipped) for --json, escaped by whatever prints it to a terminal.
+    const reason = msg.text.length > MAX_REASON_CHARS ? msg.text.slice(0, MAX_REASON_CHARS) + '…' : msg.text
+    throw new FpeerError(msg.code === 'E_NOT_ALLOWED' || msg.code === 'E_UNKNOWN_FOLDER' ? 'E_REFUSED' : 'E_PEER_ERROR', `the peer refused: ${msg.code}: ${reason}`, {
+      details: {peerCode: msg.code, peerReason: reason},
     })
   }
   if (msg.type !== want) throw new FpeerError('E_MSG_UNEXPECTED', `expected ${want}, got ${msg.type}`)

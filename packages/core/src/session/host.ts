@@ -2,7 +2,9 @@
 import {FpeerError, isFpeerError} from '../errors.js'
 import type {PeerId} from '../identity.js'
 import type {MessageChannel} from '../net/channel.js'
+import {checkDestination} from '../access/replay-guard.js'
 import {fetchFiles} from '../transfer/fetch.js'
+import {withPeerClient} from '../transfer/peer-client.js'
 import {claimedSender, isPlain, signMessage, verifyMessage} from '../wire/signing.js'
 import type {BePeerRequest, FileEntry, FilesToGet, PeerError, TrustedPeerConfirm} from '../wire/types.js'
 import type {HostContext} from './context.js'
@@ -66,8 +68,11 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
   if (!shared) throw new FpeerError('E_UNKNOWN_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
   let sender: PeerId | undefined
   if (!plain) {
-    // A request is self-signed: it proves the sender holds the key of the ID it claims.
+    // A request is self-signed: it proves the sender holds the key of the ID it claims;
+    // bound to this peer and to a time, it cannot be relayed here or replayed (§4.5).
     sender = verifyMessage(request)
+    checkDestination(request, ctx.identity.id, {address: channel.localAddress, port: channel.localPort}, ctx.publicAddresses)
+    ctx.replay.check(request, sender)
   } else if (claimedSender(request)) {
     throw new FpeerError('E_UNSIGNED', 'BePeerRequest names an id but is not signed')
   }
@@ -99,15 +104,16 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
   const rejoin = sender !== undefined && ctx.isPeer(folder, sender)
   const port = protocol === 'MANUAL' ? (ctx.servedPort('HTTP') ?? 0) : ctx.servedPort(protocol)!
   const hostNonce = randomNonce()
+  // The requester reads the folder with this secret (or, over SFTP, by its key) until the handshake ends.
+  const grant = ctx.grant(folder, sender)
   let ftg: FilesToGet = {type: 'FilesToGet', folder, port, protocol, files, meta: {}}
   if (plain) {
     // The seed's plain form: no attributes at all, so a seed peer reads it unchanged.
     ftg = {...ftg, files: live.map((f) => ({path: f.path}))}
   } else {
-    ftg.meta = {nonce: hostNonce, re: request.meta.nonce ?? '', ...(protocol === 'MANUAL' ? {via: 'HTTP'} : {})}
+    ftg.meta = {nonce: hostNonce, re: request.meta.nonce ?? '', grant: grant.token, ...(protocol === 'MANUAL' ? {via: 'HTTP'} : {})}
     ftg = signMessage(ftg, ctx.identity)
   }
-  const revoke = ctx.grant(folder, address, sender)
   let confirmed = false
   ctx.log.info('sent FilesToGet', {peer: sender?.short ?? address, folder, protocol, files: files.length})
   try {
@@ -121,15 +127,14 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     const check = rejoin ? live.filter((f) => took.has(f.path)) : live
     // Seed step 13: download the files back from the requester, from the address its
     // connection came from (never one a message names), and check every hash against ours.
-    const transport = ctx.registry.get(fu.protocol)
-    if (!transport.connect) throw new FpeerError('E_NO_TRANSPORT', `${fu.protocol} cannot fetch`)
-    const client = check.length === 0 ? undefined : await transport.connect({host: address, port: fu.port, identity: ctx.identity, ...(sender ? {expectedPeer: sender} : {}), concurrency: ctx.concurrency, timeoutMs: ctx.timeouts.io, localAddress: channel.localAddress, log: ctx.log})
-    let verified = {files: 0, bytes: 0}
-    try {
-      if (client) verified = await fetchFiles({client, folder, files: check.map((f) => ({path: f.path, sha256: f.sha256!, size: f.size!})), mode: 'verify', concurrency: ctx.concurrency, resume: transport.supports.resume, ...(ctx.onFetchEvent ? {onEvent: ctx.onFetchEvent} : {})})
-    } finally {
-      await client?.close()
-    }
+    const resume = ctx.registry.has(fu.protocol) && ctx.registry.get(fu.protocol).supports.resume
+    const endpoint = {protocol: fu.protocol, host: address, port: fu.port, peer: sender, grant: fu.meta.grant, localAddress: channel.localAddress}
+    const verified =
+      check.length === 0
+        ? {files: 0, bytes: 0}
+        : await withPeerClient(ctx, endpoint, (client) =>
+            fetchFiles({client, folder, files: check.map((f) => ({path: f.path, sha256: f.sha256!, size: f.size!})), mode: 'verify', concurrency: ctx.concurrency, resume, ...(ctx.onFetchEvent ? {onEvent: ctx.onFetchEvent} : {})}),
+          )
     ctx.log.info('verified peer copy', {peer: sender?.short ?? address, folder, files: verified.files, bytes: verified.bytes})
     await ctx.confirmPeer(folder, {
       id: sender ? sender.toString() : `plain:${address}`,
@@ -149,7 +154,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     // A MANUAL requester may hang up to fetch the files by hand (from our HTTP port) and come
     // back with a fresh request (`fpeer request --resume`): it keeps read access for as long
     // as we would have waited for its FilesUpdated on this connection, and no longer.
-    if (protocol === 'MANUAL' && !confirmed) setTimeout(revoke, Math.min(ctx.timeouts.transfer, 2 ** 31 - 1)).unref()
-    else revoke()
+    if (protocol === 'MANUAL' && !confirmed) setTimeout(grant.revoke, Math.min(ctx.timeouts.transfer, 2 ** 31 - 1)).unref()
+    else grant.revoke()
   }
 }

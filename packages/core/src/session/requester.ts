@@ -5,10 +5,13 @@ import {type Identity, PeerId} from '../identity.js'
 import {LocalFileSource} from '../fs/local-source.js'
 import {prepareForWrite} from '../fs/safe-path.js'
 import {sha256File} from '../fs/scan.js'
+import {GrantTable} from '../access/grants.js'
+import {formatDestination} from '../access/replay-guard.js'
 import {connectChannel} from '../net/channel.js'
 import type {TransportRegistry} from '../registry.js'
 import {type FetchEvent, type FetchResult, fetchFiles} from '../transfer/fetch.js'
-import type {Logger, ManualRequest, PlacedState, TransportServer} from '../transport.js'
+import {type PeerEndpoint, withPeerClient} from '../transfer/peer-client.js'
+import type {AccessContext, Logger, ManualRequest, PlacedState, TransportServer} from '../transport.js'
 import {signMessage} from '../wire/signing.js'
 import type {BePeerRequest, FileEntry, FilesToGet, FilesUpdated} from '../wire/types.js'
 import type {HandshakeTimeouts} from './context.js'
@@ -42,7 +45,7 @@ export interface RequestOptions {
    * Replaces the plain fetch for a folder this peer already holds (a catch-up): decides
    * per version what to take and fetches only that. Returns what it fetched or copied.
    */
-  apply?(ftg: FilesToGet, fetchFrom: {host: string; port: number; protocol: string; hostId: PeerId}): Promise<{transfer: FetchResult; got: Set<string>}>
+  apply?(ftg: FilesToGet, fetchFrom: PeerEndpoint & {peer: PeerId}): Promise<{transfer: FetchResult; got: Set<string>}>
   /** Called for protocol MANUAL; resolves when the user has placed the files (or throws to stop, resumable). `check` tells which are not in place. */
   manual?(req: ManualRequest, check: () => Promise<PlacedState>): Promise<void>
 }
@@ -106,7 +109,9 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
   try {
     const nonce = randomNonce()
     const protocols = opts.registry.protocols((t) => t.supports.fetch || t.protocol === 'MANUAL')
-    const meta: Record<string, string> = {...opts.extraMeta, nonce, protocols: protocols.join(',')}
+    // Bound to this host (its ID when known, else the address and port we dialled) and to now (§4.5).
+    const meta: Record<string, string> = {...opts.extraMeta, nonce, ts: String(Date.now()), dst: formatDestination(channel.remoteAddress, channel.remotePort), protocols: protocols.join(',')}
+    if (opts.expectedHost) meta.to = opts.expectedHost.compact
     if (opts.protocol) meta.want = opts.protocol.toUpperCase()
     if (opts.controlPort) meta.ctl = String(opts.controlPort)
     const bpr: BePeerRequest = signMessage({type: 'BePeerRequest', folder: opts.folder, meta}, opts.identity)
@@ -139,39 +144,37 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
     let transfer: FetchResult
     const live = ftg.files.filter((f) => f.ext?.del !== '1')
     let got = new Set(live.map((f) => f.path))
+    const from = {protocol: ftg.protocol, host: hostAddress, port: ftg.port, peer: hostId, grant: ftg.meta.grant, localAddress: opts.bind}
     if (opts.apply) {
-      const r = await opts.apply(ftg, {host: hostAddress, port: ftg.port, protocol: ftg.protocol, hostId})
+      const r = await opts.apply(ftg, from)
       transfer = r.transfer
       got = r.got
     } else if (ftg.protocol === 'MANUAL') {
       if (!opts.manual) throw new FpeerError('E_NO_TRANSPORT', 'no handler for protocol MANUAL', {hint: 'install it with `fpeer plugins:install manual`'})
       const seen = new Map<string, {key: string; ok: boolean}>()
-      await opts.manual({folder: opts.folder, host: hostAddress, port: ftg.port, ...(ftg.meta.via ? {via: ftg.meta.via} : {}), hostId: hostId.toString(), into: root, files: live}, () => placedState(root, live, seen))
+      await opts.manual({folder: opts.folder, host: hostAddress, port: ftg.port, ...(ftg.meta.via ? {via: ftg.meta.via} : {}), ...(ftg.meta.grant ? {grant: ftg.meta.grant} : {}), hostId: hostId.toString(), into: root, files: live}, () => placedState(root, live, seen))
       transfer = await checkPlaced(root, live)
     } else {
-      const transport = opts.registry.get(ftg.protocol)
-      if (!transport.connect) throw new FpeerError('E_NO_TRANSPORT', `${ftg.protocol} cannot fetch`)
-      const client = await transport.connect({host: hostAddress, port: ftg.port, identity: opts.identity, expectedPeer: hostId, concurrency: opts.concurrency, timeoutMs: opts.timeouts.io, ...(opts.bind ? {localAddress: opts.bind} : {}), log: opts.log})
-      try {
+      const resume = opts.registry.get(ftg.protocol).supports.resume
+      transfer = await withPeerClient(opts, from, (client) => {
         opts.onEvent?.({event: 'phase', phase: 'fetch'})
-        transfer = await fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume: transport.supports.resume, ...(opts.onEvent ? {onEvent: opts.onEvent} : {})})
-      } finally {
-        await client.close()
-      }
+        return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, ...(opts.onEvent ? {onEvent: opts.onEvent} : {})})
+      })
     }
 
     // Seed steps 11-12: serve our copies to the host alone, and tell it where.
     const serveProtocol = opts.registry.has(ftg.protocol) && opts.registry.get(ftg.protocol).supports.serve ? ftg.protocol : 'HTTP'
     const serving = opts.registry.get(serveProtocol)
-    const source = new LocalFileSource(
-      {root: (f) => (f === opts.folder ? root : undefined), mayRead: (f, who) => f === opts.folder && (who.peer ? who.peer.equals(hostId) : who.address === hostAddress)},
-      () => [opts.folder],
-    )
+    // The host alone may read our copies: by the secret we send it (or, over SFTP, by its key).
+    const grants = new GrantTable()
+    const {token: grant} = grants.issue(opts.folder, hostId)
+    const isHost = (who: AccessContext) => grants.allows(opts.folder, who)
+    const source = new LocalFileSource({root: (f) => (f === opts.folder ? root : undefined), mayRead: (f, who) => isHost(who) && f === opts.folder}, () => [opts.folder])
     // The temporary server is an implementation detail of this handshake: its chatter is debug.
-    server = await serving.serve!({host: channel.localAddress, port: 0, files: source, identity: opts.identity, admit: (who) => (who.peer ? who.peer.equals(hostId) : who.address === hostAddress), log: {...opts.log, info: opts.log.debug}})
+    server = await serving.serve!({host: channel.localAddress, port: 0, files: source, identity: opts.identity, admit: isHost, log: {...opts.log, info: opts.log.debug}})
     const fuNonce = randomNonce()
     const fuFiles = ftg.files.map((f) => (got.has(f.path) ? {...f, ext: {...f.ext, got: '1'}} : f))
-    const fu: FilesUpdated = signMessage({type: 'FilesUpdated', folder: opts.folder, port: server.port, protocol: serveProtocol, files: fuFiles, meta: {nonce: fuNonce, re: ftg.meta.nonce ?? ''}}, opts.identity)
+    const fu: FilesUpdated = signMessage({type: 'FilesUpdated', folder: opts.folder, port: server.port, protocol: serveProtocol, files: fuFiles, meta: {nonce: fuNonce, re: ftg.meta.nonce ?? '', grant}}, opts.identity)
     opts.onEvent?.({event: 'phase', phase: 'FilesUpdated'})
     await channel.send(fu)
 

@@ -1,4 +1,6 @@
 // "Updating Other Peers": pushing versions to a peer (FilesToGet → FilesUpdated → TrustedPeerConfirm) and receiving them.
+import type {Grant} from '../access/grants.js'
+import {type ReplayGuard, checkDestination, formatDestination} from '../access/replay-guard.js'
 import {FpeerError} from '../errors.js'
 import {type Identity, PeerId, randomNonce} from '../identity.js'
 import {connectChannel, type MessageChannel} from '../net/channel.js'
@@ -7,14 +9,12 @@ import type {HandshakeTimeouts} from '../session/context.js'
 import {expectType, verifyReply} from '../session/handshake.js'
 import type {PeerRecord} from '../store/peerfile.js'
 import {fetchFiles} from '../transfer/fetch.js'
+import {type PeerEndpoint, withPeerClient} from '../transfer/peer-client.js'
 import type {Logger} from '../transport.js'
 import {signMessage, verifyMessage} from '../wire/signing.js'
 import type {FileEntry, FilesToGet, FilesUpdated, TrustedPeerConfirm} from '../wire/types.js'
 import type {ContentFetcher, FolderSync} from './folder.js'
 import {type FileVersion, entryToVersion, verifyVersion, versionToEntry} from './version.js'
-
-/** How long an update's FilesToGet stays acceptable (`ts=`), against replays. */
-export const UPDATE_MAX_AGE_MS = 10 * 60_000
 
 /** What update sessions need from the node that runs them. */
 export interface SyncContext {
@@ -30,25 +30,24 @@ export interface SyncContext {
   servedPort(protocol: string): number | undefined
   /** Passes versions on to the folder's other peers (seed update step 4). */
   forward(folder: string, versions: FileVersion[], exclude: string[]): void
-  /** Remembers a nonce; false when it was seen before (a replay). */
-  freshNonce(nonce: string): boolean
+  /** Refuses updates replayed or sent too long ago (§4.5). */
+  replay: ReplayGuard
+  /** `HOST:PORT`s this peer is reached at from outside besides its sockets' own (`dst=`, §4.5). */
+  publicAddresses?: readonly string[]
+  /** Lets `peer` read the folder from our transfer servers for one exchange (§4.6). */
+  grant(folder: string, peer: PeerId): Grant
   count(what: 'messagesIn' | 'messagesOut' | 'filesFetched' | 'bytesFetched' | 'filesVerified', n?: number): void
 }
 
-/** A content fetcher that downloads from `host:port` over `protocol`, from the peer `expected`. */
-export function fetcherFrom(ctx: SyncContext, folder: string, protocol: string, host: string, port: number, expected: PeerId, localAddress = ctx.localAddress): ContentFetcher {
+/** A content fetcher that downloads from a peer's endpoint (the address its message came from). */
+export function fetcherFrom(ctx: SyncContext, folder: string, from: PeerEndpoint): ContentFetcher {
   return async (items, staging) => {
-    const transport = ctx.registry.get(protocol)
-    if (!transport.connect) throw new FpeerError('E_NO_TRANSPORT', `${protocol} cannot fetch`)
-    const client = await transport.connect({host, port, identity: ctx.identity, expectedPeer: expected, concurrency: ctx.concurrency, timeoutMs: ctx.timeouts.io, ...(localAddress ? {localAddress} : {}), log: ctx.log})
     const remote = new Map(items.map((i) => [i.entry.path, i.remotePath]))
-    try {
-      const r = await fetchFiles({client, folder, files: items.map((i) => i.entry), mode: 'land', root: staging, concurrency: ctx.concurrency, resume: false, remotePathOf: (f) => remote.get(f.path) ?? f.path})
-      ctx.count('filesFetched', r.fetched)
-      ctx.count('bytesFetched', r.bytes)
-    } finally {
-      await client.close()
-    }
+    const r = await withPeerClient(ctx, {localAddress: ctx.localAddress, ...from}, (client) =>
+      fetchFiles({client, folder, files: items.map((i) => i.entry), mode: 'land', root: staging, concurrency: ctx.concurrency, resume: false, remotePathOf: (f) => remote.get(f.path) ?? f.path}),
+    )
+    ctx.count('filesFetched', r.fetched)
+    ctx.count('bytesFetched', r.bytes)
   }
 }
 
@@ -70,10 +69,12 @@ export async function pushUpdate(ctx: SyncContext, folder: string, peer: PeerRec
   const port = ctx.servedPort(protocol)
   if (port === undefined) throw new FpeerError('E_NO_TRANSPORT', `this peer serves no ${protocol}`)
   const channel = await connectChannel(peer.address, peer.controlPort, {timeoutMs: ctx.timeouts.io, ...(ctx.localAddress ? {localAddress: ctx.localAddress} : {})})
+  const grant = ctx.grant(folder, peerId)
   try {
     const nonce = randomNonce()
     const files = versions.map(versionToEntry)
-    const ftg: FilesToGet = signMessage({type: 'FilesToGet', folder, port, protocol, files, meta: {nonce, update: '1', ts: String(Date.now())}}, ctx.identity)
+    // Bound to this peer (to=) and to now (ts=), with the secret that lets it read our copies.
+    const ftg: FilesToGet = signMessage({type: 'FilesToGet', folder, port, protocol, files, meta: {nonce, update: '1', ts: String(Date.now()), to: peerId.compact, dst: formatDestination(channel.remoteAddress, channel.remotePort), grant: grant.token}}, ctx.identity)
     await channel.send(ftg)
     ctx.count('messagesOut')
     const fu: FilesUpdated = expectType(await channel.next(ctx.timeouts.transfer), 'FilesUpdated', folder)
@@ -89,20 +90,17 @@ export async function pushUpdate(ctx: SyncContext, folder: string, peer: PeerRec
       check.push({path: e.path, sha256: v.sha256, size: v.size})
     }
     if (check.length > 0) {
-      const transport = ctx.registry.get(fu.protocol)
-      const client = await transport.connect!({host: channel.remoteAddress, port: fu.port, identity: ctx.identity, expectedPeer: peerId, concurrency: ctx.concurrency, timeoutMs: ctx.timeouts.io, localAddress: channel.localAddress, log: ctx.log})
-      try {
-        await fetchFiles({client, folder, files: check, mode: 'verify', concurrency: ctx.concurrency})
-        ctx.count('filesVerified', check.length)
-      } finally {
-        await client.close()
-      }
+      await withPeerClient(ctx, {protocol: fu.protocol, host: channel.remoteAddress, port: fu.port, peer: peerId, grant: fu.meta.grant, localAddress: channel.localAddress}, (client) =>
+        fetchFiles({client, folder, files: check, mode: 'verify', concurrency: ctx.concurrency}),
+      )
+      ctx.count('filesVerified', check.length)
     }
     const tpc: TrustedPeerConfirm = signMessage({type: 'TrustedPeerConfirm', folder, port, protocol, files: fu.files, meta: {nonce: randomNonce(), re: fu.meta.nonce ?? ''}}, ctx.identity)
     await channel.send(tpc)
     ctx.count('messagesOut')
     return {got: fu.files.filter((e) => e.ext?.got === '1').length, verified: check.length}
   } finally {
+    grant.revoke()
     await channel.close()
   }
 }
@@ -119,10 +117,8 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
   if (!sync) throw new FpeerError('E_UNKNOWN_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
   const sender = verifyMessage(ftg)
   if (!ctx.isPeer(folder, sender)) throw new FpeerError('E_NOT_ALLOWED', `${sender.toString()} is not a confirmed peer of ${folder}`)
-  const ts = Number(ftg.meta.ts)
-  if (!ftg.meta.nonce || !Number.isFinite(ts) || Math.abs(Date.now() - ts) > UPDATE_MAX_AGE_MS || !ctx.freshNonce(`${sender.compact}:${ftg.meta.nonce}`)) {
-    throw new FpeerError('E_NONCE_MISMATCH', `update from ${sender.short} is stale or replayed`)
-  }
+  checkDestination(ftg, ctx.identity.id, {address: channel.localAddress, port: channel.localPort}, ctx.publicAddresses)
+  ctx.replay.check(ftg, sender)
   const versions: FileVersion[] = []
   for (const e of ftg.files) {
     const v = entryToVersion(e)
@@ -131,7 +127,7 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
     verifyVersion(folder, v)
     versions.push(v)
   }
-  const result = await sync.apply(versions, fetcherFrom(ctx, folder, ftg.protocol, channel.remoteAddress, ftg.port, sender, channel.localAddress))
+  const result = await sync.apply(versions, fetcherFrom(ctx, folder, {protocol: ftg.protocol, host: channel.remoteAddress, port: ftg.port, peer: sender, grant: ftg.meta.grant, localAddress: channel.localAddress}))
   const records = await sync.records()
   const took = new Set([...result.fetched, ...result.copied, ...result.applied.map((v) => v.path)])
   const files: FileEntry[] = versions.map((v) => {
@@ -142,13 +138,15 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
   })
   const serveProtocol = ctx.servedPort(ftg.protocol) !== undefined ? ftg.protocol : 'HTTP'
   const fuNonce = randomNonce()
-  await channel.send(signMessage({type: 'FilesUpdated', folder, port: ctx.servedPort(serveProtocol) ?? 0, protocol: serveProtocol, files, meta: {nonce: fuNonce, re: ftg.meta.nonce}}, ctx.identity))
-  ctx.count('messagesOut')
+  const grant = ctx.grant(folder, sender)
   try {
+    await channel.send(signMessage({type: 'FilesUpdated', folder, port: ctx.servedPort(serveProtocol) ?? 0, protocol: serveProtocol, files, meta: {nonce: fuNonce, re: ftg.meta.nonce ?? '', grant: grant.token}}, ctx.identity))
+    ctx.count('messagesOut')
     const tpc = expectType(await channel.next(ctx.timeouts.transfer), 'TrustedPeerConfirm', folder)
     ctx.count('messagesIn')
     verifyReply(tpc, sender, fuNonce)
   } finally {
+    grant.revoke()
     // Seed update step 4: each updated peer passes the update on, once, to its other peers.
     if (result.applied.length) ctx.forward(folder, result.applied, [sender.toString()])
     if (result.created.length) ctx.forward(folder, result.created, [])

@@ -4,7 +4,7 @@ import {BePeerRequestFromWire, BePeerRequestToWire} from './be-peer-request.js'
 import {checkFolderName} from './fields.js'
 import {FilesToGetFromWire, FilesToGetToWire} from './files-to-get.js'
 import {FilesUpdatedFromWire, FilesUpdatedToWire} from './files-updated.js'
-import {type Line, formatLine, parseLine, splitMessage} from './frame.js'
+import {type Line, formatLine, parseLine, splitMessages} from './frame.js'
 import {PeerErrorFromWire, PeerErrorToWire} from './peer-error.js'
 import {TrustedPeerConfirmFromWire, TrustedPeerConfirmToWire} from './trusted-peer-confirm.js'
 import type {Message, MessageType} from './types.js'
@@ -43,22 +43,21 @@ export function parseLines(raw: string[]): Message {
   return FROM_WIRE[type](lines, folder)
 }
 
-/** Parses one whole message; the text MUST end with the empty line. Returns the message and any text after it. */
-export function parseMessage(text: string): Message {
-  const {lines} = splitMessage(text)
-  return parseLines(lines)
+/** Parses a whole input holding exactly one message (the empty line that ends it included). */
+export function parseMessage(input: Uint8Array | string): Message {
+  const messages = parseMessages(input)
+  if (messages.length === 0) throw new FpeerError('E_MSG_EMPTY', 'no message')
+  if (messages.length > 1) throw new FpeerError('E_MSG_UNEXPECTED', `one message expected, got ${messages.length}`)
+  return messages[0]!
 }
 
-/** Parses every message in a text (several messages back to back). */
-export function parseMessages(text: string): Message[] {
-  const out: Message[] = []
-  let rest = text
-  while (rest.replace(/[\r\n]/g, '') !== '') {
-    const split = splitMessage(rest)
-    out.push(parseLines(split.lines))
-    rest = split.rest
-  }
-  return out
+/**
+ * Parses every message of a whole input (several messages back to back), with the framing a
+ * control connection uses (FrameDecoder), so `fpeer message parse` and `fpeer serve` accept
+ * exactly the same bytes. An input without any message gives an empty array.
+ */
+export function parseMessages(input: Uint8Array | string): Message[] {
+  return splitMessages(input).map(parseLines)
 }
 
 export function messageToLines(msg: Message): Line[] {

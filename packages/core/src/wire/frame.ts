@@ -35,7 +35,11 @@ export function pctDecode(text: string): string {
   return decodeUtf8(Buffer.concat(parts))
 }
 
-const strictDecoder = new TextDecoder('utf-8', {fatal: true})
+// ignoreBOM: a U+FEFF is text like any other here; the one BOM rule lives in FrameDecoder.
+const strictDecoder = new TextDecoder('utf-8', {fatal: true, ignoreBOM: true})
+
+/** U+FEFF in UTF-8: ignored once, at the start of a message's first line (docs/protocol.md, section 2). */
+const BOM = Buffer.from([0xef, 0xbb, 0xbf])
 
 export function decodeUtf8(bytes: Uint8Array): string {
   try {
@@ -72,34 +76,6 @@ export function formatLine(line: Line): string {
   return out
 }
 
-/**
- * Splits a whole message text into its lines. The message MUST end with an empty line
- * (the seed's "[EOL]"); LF and CRLF are both accepted. Leading empty lines are skipped.
- * Returns the lines before the terminating empty line and the rest of the text.
- */
-export function splitMessage(text: string): {lines: string[]; rest: string} {
-  const lines: string[] = []
-  let pos = 0
-  let bytes = 0
-  while (pos <= text.length) {
-    const nl = text.indexOf('\n', pos)
-    if (nl < 0) break
-    let line = text.slice(pos, nl)
-    if (line.endsWith('\r')) line = line.slice(0, -1)
-    pos = nl + 1
-    bytes += Buffer.byteLength(line) + 1
-    if (bytes > MAX_MESSAGE_BYTES) throw new FpeerError('E_MSG_TOO_LONG', `message longer than ${MAX_MESSAGE_BYTES} bytes`)
-    if (line === '') {
-      if (lines.length === 0) continue
-      return {lines, rest: text.slice(pos)}
-    }
-    checkLine(line, lines.length)
-    lines.push(line)
-  }
-  if (lines.length === 0 && text.slice(pos).trim() === '') throw new FpeerError('E_MSG_EMPTY', 'no message')
-  throw new FpeerError('E_MSG_TRUNCATED', 'message does not end with an empty line', {hint: 'every message ends with an empty line (the seed\'s [EOL])'})
-}
-
 function checkLine(line: string, index: number): void {
   if (Buffer.byteLength(line) > MAX_LINE_BYTES) throw new FpeerError('E_MSG_LINE_TOO_LONG', `line ${index + 1} is longer than ${MAX_LINE_BYTES} bytes`)
   if (index >= MAX_FILES + 4) throw new FpeerError('E_MSG_TOO_MANY_FILES', `more than ${MAX_FILES} files in one message`)
@@ -108,7 +84,9 @@ function checkLine(line: string, index: number): void {
 /**
  * Incremental framing for a byte stream: feed chunks, get whole messages (as line arrays).
  * Enforces the line, file-count and message-size limits as bytes arrive, so a hostile
- * sender cannot make the reader buffer more than one limit's worth.
+ * sender cannot make the reader buffer more than one limit's worth. It is the only
+ * framing code: a control connection feeds it from the socket, and `splitMessages` (hence
+ * `fpeer message parse`) feeds it a whole text, so both accept exactly the same bytes.
  */
 export class FrameDecoder {
   #partial: Buffer[] = []
@@ -139,6 +117,8 @@ export class FrameDecoder {
       this.#partial = []
       this.#partialBytes = 0
       if (raw.length > 0 && raw[raw.length - 1] === 0x0d) raw = raw.subarray(0, raw.length - 1)
+      // Text tools prepend a BOM to a file; drop one before Line 1 only, so a name keeps its U+FEFF.
+      if (this.#lines.length === 0 && raw.length > BOM.length && raw.subarray(0, BOM.length).equals(BOM)) raw = raw.subarray(BOM.length)
       if (raw.length === 0) {
         if (this.#lines.length > 0) {
           done.push(this.#lines)
@@ -154,4 +134,22 @@ export class FrameDecoder {
     }
     return done
   }
+
+  /** The input ended: bytes of an unfinished message are E_MSG_TRUNCATED. */
+  end(): void {
+    if (this.inMessage) {
+      throw new FpeerError('E_MSG_TRUNCATED', 'message does not end with an empty line', {hint: "every message ends with an empty line (the seed's [EOL])"})
+    }
+  }
+}
+
+/**
+ * Splits a whole input (stdin, a file) into messages, as line arrays, through the same
+ * FrameDecoder a control connection uses. A string is taken as its UTF-8 bytes.
+ */
+export function splitMessages(input: Uint8Array | string): string[][] {
+  const decoder = new FrameDecoder()
+  const messages = decoder.push(typeof input === 'string' ? Buffer.from(input, 'utf8') : Buffer.from(input.buffer, input.byteOffset, input.byteLength))
+  decoder.end()
+  return messages
 }

@@ -1,6 +1,7 @@
 // PeerError: fpeer's reply to a message it cannot or will not answer (not in the seed; see docs/protocol.md).
 import {FpeerError} from '../errors.js'
 import type {Line} from './frame.js'
+import {MAX_REASON_CHARS} from './limits.js'
 import type {PeerError} from './types.js'
 
 export function PeerErrorFromWire(lines: Line[], folder: string): PeerError {
@@ -12,6 +13,6 @@ export function PeerErrorFromWire(lines: Line[], folder: string): PeerError {
 
 export function PeerErrorToWire(msg: PeerError): Line[] {
   // eslint-disable-next-line no-control-regex
-  const text = msg.text.replace(/[\u0000-\u001f\u007f]+/g, ' ').slice(0, 1024) || msg.code
+  const text = msg.text.replace(/[\u0000-\u001f\u007f]+/g, ' ').slice(0, MAX_REASON_CHARS) || msg.code
   return [{value: 'PeerError', attrs: msg.meta}, {value: msg.folder, attrs: {}}, {value: msg.code, attrs: {}}, {value: text, attrs: {}}]
 }

@@ -41,7 +41,7 @@ export default class MessageBuild extends BaseCommand<typeof MessageBuild> {
       fields = {type: f.type, folder: f.folder, meta, protocol: f.protocol, ...(f.port === undefined ? {} : {port: f.port}), ...(f.file ? {files: f.file} : {}), ...(f.code ? {code: f.code} : {}), ...(f.text ? {text: f.text} : {})}
     } else {
       if (process.stdin.isTTY) this.note('reading JSON from stdin (or give --type and --folder); end with Ctrl-D')
-      const text = await readStdin()
+      const text = (await readStdin()).toString('utf8')
       try {
         json = JSON.parse(text)
       } catch (err) {
