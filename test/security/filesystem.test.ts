@@ -12,6 +12,7 @@ import {
   FrameDecoder,
   Identity,
   type Message,
+  PeerId,
   formatMessage,
   generateKeyPair,
   loadIdentity,
@@ -356,7 +357,7 @@ describe('a confirmed peer cannot delete, read or write through a symlink in the
     return signVersion('share', {path: p, ...content, mtimeMs: Date.now(), lamport, vv: {[origin.id.compact]: lamport}}, origin)
   }
   const push = (versions: FileVersion[]) => {
-    const m: Message = {type: 'FilesToGet', folder: 'share', port: filesPort, protocol: 'HTTP', files: versions.map(versionToEntry), meta: {nonce: `n-${Math.random()}`, update: '1', ts: String(Date.now())}}
+    const m: Message = {type: 'FilesToGet', folder: 'share', port: filesPort, protocol: 'HTTP', files: versions.map(versionToEntry), meta: {nonce: `n-${Math.random()}`, update: '1', ts: String(Date.now()), to: PeerId.parse(target.ready!.id).compact, dst: target.control}}
     return sendUpdate({host: TARGET, port: target.ready!.control}, MIDDLE, formatMessage(signMessage(m, mIdentity)), mIdentity)
   }
   /** The attacked `serve` still answers on its control port. */
