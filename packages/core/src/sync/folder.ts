@@ -132,30 +132,25 @@ export class FolderSync {
    * with their versions, as this peer's structure (the files were fetched and checked).
    */
   adopt(entries: Array<{entry: FileEntry; version?: FileVersion}>): Promise<void> {
-    return this.#run(async () => {
+    return this.#run(() => this.#withDirs(async (_root, dirs) => {
       const all = await this.peerfile.files()
       const changed: FileRecord[] = []
-      const dirs = new FolderDirs(await realpath(this.folder.path))
-      try {
-        for (const {entry, version} of entries) {
-          if (version?.deleted) {
-            const r: FileRecord = {path: entry.path, size: 0, mtimeMs: version.mtimeMs, sha256: '', version}
-            all.set(entry.path, r)
-            changed.push(r)
-            continue
-          }
-          const st = lstatInside(dirs, entry.path)
-          if (!st?.isFile()) continue
-          const r: FileRecord = {path: entry.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: entry.sha256!, ...(version ? {version} : {})}
+      for (const {entry, version} of entries) {
+        if (version?.deleted) {
+          const r: FileRecord = {path: entry.path, size: 0, mtimeMs: version.mtimeMs, sha256: '', version}
           all.set(entry.path, r)
           changed.push(r)
+          continue
         }
-      } finally {
-        dirs.close()
+        const st = lstatInside(dirs, entry.path)
+        if (!st?.isFile()) continue
+        const r: FileRecord = {path: entry.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: entry.sha256!, ...(version ? {version} : {})}
+        all.set(entry.path, r)
+        changed.push(r)
       }
       await this.peerfile.put(changed, all)
       await this.peerfile.touch()
-    })
+    }))
   }
 
   /**
@@ -165,150 +160,151 @@ export class FolderSync {
    * atomically, keeps losers of concurrent edits as conflict copies, and records it all.
    */
   apply(incoming: FileVersion[], fetch: ContentFetcher): Promise<ApplyResult> {
-    return this.#run(async () => {
-      // Every disk operation below goes through `dirs`: parents are opened without following
-      // a symlink, so a symlinked directory in the folder can neither be written through nor
-      // have files deleted or read through it (docs/security.md, "Files on disk").
-      const root = await realpath(this.folder.path)
-      const dirs = new FolderDirs(root)
-      try {
-        return await this.#apply(root, dirs, incoming, fetch)
-      } finally {
-        dirs.close()
+    // Every disk operation below goes through `dirs`: parents are opened without following
+    // a symlink, so a symlinked directory in the folder can neither be written through nor
+    // have files deleted or read through it (docs/security.md, "Files on disk").
+    return this.#run(() => this.#withDirs(async (root, dirs) => {
+      const all = await this.peerfile.files()
+      const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: []}
+      // A local edit not yet scanned must not be overwritten unseen: scan the paths first.
+      await this.#catchUpLocal(dirs, all, incoming.map((v) => v.path), result)
+      let clock = lamportOf(all)
+      const bySha = new Map<string, string>()
+      for (const r of all.values()) if (isLive(r) && r.sha256) bySha.set(r.sha256, r.path)
+
+      const toFetch: Array<{remotePath: string; entry: FileEntry}> = []
+      const landed: Array<{path: string; version?: FileVersion}> = []
+      const deletions: FileVersion[] = []
+      const moves: Array<{from: string; to: string}> = []
+      const copies: Array<{from: string; to: string}> = []
+
+      for (const v of dedupe(incoming)) {
+        checkRelativePath(v.path)
+        const local = all.get(v.path)
+        const d = decide(local?.version, v)
+        if (d.action === 'skip') continue
+        if (local?.version === undefined && local && isLive(local) && !v.deleted && local.sha256 === v.sha256) {
+          // The original content already here: adopt the statement, nothing moves.
+          landed.push({path: v.path, version: v})
+          result.applied.push(v)
+          continue
+        }
+        if (d.action === 'keep-conflict') {
+          if (v.deleted) continue
+          const cp = conflictPath(v)
+          if (all.get(cp) && isLive(all.get(cp)!)) continue
+          const have = bySha.get(v.sha256)
+          if (have) copies.push({from: have, to: cp})
+          else toFetch.push({remotePath: v.path, entry: {path: cp, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
+          landed.push({path: cp})
+          result.conflicts.push(cp)
+          continue
+        }
+        if (d.action === 'take-conflict' && local && isLive(local)) {
+          const cp = conflictPath({path: v.path, origin: local.version?.origin ?? this.#identity.id.compact, sha256: local.sha256})
+          moves.push({from: v.path, to: cp})
+          landed.push({path: cp})
+          result.conflicts.push(cp)
+        }
+        result.applied.push(v)
+        clock = Math.max(clock, v.lamport)
+        if (v.deleted) {
+          deletions.push(v)
+          continue
+        }
+        const have = bySha.get(v.sha256)
+        if (have && have !== v.path) copies.push({from: have, to: v.path})
+        else if (!(local && isLive(local) && local.sha256 === v.sha256)) toFetch.push({remotePath: v.path, entry: {path: v.path, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
+        landed.push({path: v.path, version: v})
       }
-    })
+
+      // Conflict copies of our own versions first (before anything overwrites them), then local copies, then the network.
+      // The loser keeps its content under its conflict name (a hard link, or a copy where links
+      // are not possible); the winner then replaces the path by rename, so the path never vanishes.
+      // Every place something will land must be reachable without a symlink before a byte moves.
+      for (const l of landed) dirs.open(checkRelativePath(l.path).slice(0, -1), false)?.release()
+      for (const m of moves) await linkOrCopyInside(dirs, m.from, m.to)
+      for (const c of copies) {
+        await copyInside(dirs, c.from, c.to)
+        result.copied.push(c.to)
+      }
+      if (toFetch.length > 0) {
+        // Fetch everything into a staging folder first, so a failure (bad hash, dropped
+        // peer) leaves the folder and its records exactly as they were. Its name is reserved
+        // (never offered or accepted) and random, and mkdir makes it or fails: a user's own
+        // `.fpeer` file or a planted link cannot be in its way.
+        const stagingName = `${PART_PREFIX}staging-${randomBytes(8).toString('hex')}`
+        const top = dirs.need([], false)
+        try {
+          mkdirSync(top.at(stagingName), 0o700)
+        } finally {
+          top.release()
+        }
+        const staging = path.join(root, stagingName)
+        try {
+          await fetch(toFetch, staging)
+          const staged = new FolderDirs(staging)
+          try {
+            for (const f of toFetch) moveInside(staged, dirs, f.entry.path)
+          } finally {
+            staged.close()
+          }
+        } finally {
+          await rm(staging, {recursive: true, force: true})
+        }
+        result.fetched.push(...toFetch.map((f) => f.entry.path))
+      }
+      for (const v of deletions) {
+        try {
+          unlinkInside(dirs, v.path)
+        } catch (err) {
+          // A parent here is a symlink or a file: the path is not in this folder as far as
+          // fpeer can see, so there is nothing of ours to delete. Recorded, never followed.
+          if (!isFpeerError(err, 'E_PATH_UNSAFE')) throw err
+          this.#log?.warn('deletion not applied: its path goes through a symlink or a file here', {folder: this.folder.name, path: v.path, code: err.code})
+        }
+      }
+
+      // Record: deletions as tombstones, landed paths as scanned now; conflict copies become our own versions.
+      const changed: FileRecord[] = []
+      for (const v of deletions) {
+        const r: FileRecord = {path: v.path, size: 0, mtimeMs: v.mtimeMs, sha256: '', version: v}
+        all.set(v.path, r)
+        changed.push(r)
+      }
+      for (const l of landed) {
+        const st = lstatInside(dirs, l.path)
+        if (!st?.isFile()) throw new FpeerError('E_IO', `${l.path} did not land`)
+        let version = l.version
+        let sha = version?.sha256
+        if (!version) {
+          // A conflict copy: new here, so it is our change, signed by us like any other.
+          sha = await hashInside(dirs, l.path)
+          clock++
+          version = signVersion(this.folder.name, {path: l.path, deleted: false, sha256: sha, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), lamport: clock, vv: {...all.get(l.path)?.version?.vv, [this.#identity.id.compact]: clock}}, this.#identity)
+          result.created.push(version)
+        }
+        const r: FileRecord = {path: l.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: sha!, version}
+        all.set(l.path, r)
+        changed.push(r)
+      }
+      await this.peerfile.put(changed, all)
+      if (result.applied.length || result.conflicts.length) {
+        this.#log?.info('applied update', {folder: this.folder.name, applied: result.applied.length, fetched: result.fetched.length, copied: result.copied.length, conflicts: result.conflicts.length})
+      }
+      return result
+    }))
   }
 
-  async #apply(root: string, dirs: FolderDirs, incoming: FileVersion[], fetch: ContentFetcher): Promise<ApplyResult> {
-    const all = await this.peerfile.files()
-    const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: []}
-    // A local edit not yet scanned must not be overwritten unseen: scan the paths first.
-    await this.#catchUpLocal(dirs, all, incoming.map((v) => v.path), result)
-    let clock = lamportOf(all)
-    const bySha = new Map<string, string>()
-    for (const r of all.values()) if (isLive(r) && r.sha256) bySha.set(r.sha256, r.path)
-
-    const toFetch: Array<{remotePath: string; entry: FileEntry}> = []
-    const landed: Array<{path: string; version?: FileVersion}> = []
-    const deletions: FileVersion[] = []
-    const moves: Array<{from: string; to: string}> = []
-    const copies: Array<{from: string; to: string}> = []
-
-    for (const v of dedupe(incoming)) {
-      checkRelativePath(v.path)
-      const local = all.get(v.path)
-      const d = decide(local?.version, v)
-      if (d.action === 'skip') continue
-      if (local?.version === undefined && local && isLive(local) && !v.deleted && local.sha256 === v.sha256) {
-        // The original content already here: adopt the statement, nothing moves.
-        landed.push({path: v.path, version: v})
-        result.applied.push(v)
-        continue
-      }
-      if (d.action === 'keep-conflict') {
-        if (v.deleted) continue
-        const cp = conflictPath(v)
-        if (all.get(cp) && isLive(all.get(cp)!)) continue
-        const have = bySha.get(v.sha256)
-        if (have) copies.push({from: have, to: cp})
-        else toFetch.push({remotePath: v.path, entry: {path: cp, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
-        landed.push({path: cp})
-        result.conflicts.push(cp)
-        continue
-      }
-      if (d.action === 'take-conflict' && local && isLive(local)) {
-        const cp = conflictPath({path: v.path, origin: local.version?.origin ?? this.#identity.id.compact, sha256: local.sha256})
-        moves.push({from: v.path, to: cp})
-        landed.push({path: cp})
-        result.conflicts.push(cp)
-      }
-      result.applied.push(v)
-      clock = Math.max(clock, v.lamport)
-      if (v.deleted) {
-        deletions.push(v)
-        continue
-      }
-      const have = bySha.get(v.sha256)
-      if (have && have !== v.path) copies.push({from: have, to: v.path})
-      else if (!(local && isLive(local) && local.sha256 === v.sha256)) toFetch.push({remotePath: v.path, entry: {path: v.path, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
-      landed.push({path: v.path, version: v})
+  /** Runs `fn` with the folder's directories (fs/folder-dirs.ts), closed afterwards. */
+  async #withDirs<T>(fn: (root: string, dirs: FolderDirs) => Promise<T>): Promise<T> {
+    const root = await realpath(this.folder.path)
+    const dirs = new FolderDirs(root)
+    try {
+      return await fn(root, dirs)
+    } finally {
+      dirs.close()
     }
-
-    // Conflict copies of our own versions first (before anything overwrites them), then local copies, then the network.
-    // The loser keeps its content under its conflict name (a hard link, or a copy where links
-    // are not possible); the winner then replaces the path by rename, so the path never vanishes.
-    // Every place something will land must be reachable without a symlink before a byte moves.
-    for (const l of landed) dirs.open(checkRelativePath(l.path).slice(0, -1), false)?.release()
-    for (const m of moves) await linkOrCopyInside(dirs, m.from, m.to)
-    for (const c of copies) {
-      await copyInside(dirs, c.from, c.to)
-      result.copied.push(c.to)
-    }
-    if (toFetch.length > 0) {
-      // Fetch everything into a staging folder first, so a failure (bad hash, dropped
-      // peer) leaves the folder and its records exactly as they were. Its name is reserved
-      // (never offered or accepted) and random, and mkdir makes it or fails: a user's own
-      // `.fpeer` file or a planted link cannot be in its way.
-      const stagingName = `${PART_PREFIX}staging-${randomBytes(8).toString('hex')}`
-      const top = dirs.need([], false)
-      try {
-        mkdirSync(top.at(stagingName), 0o700)
-      } finally {
-        top.release()
-      }
-      const staging = path.join(root, stagingName)
-      try {
-        await fetch(toFetch, staging)
-        const staged = new FolderDirs(staging)
-        try {
-          for (const f of toFetch) moveInside(staged, dirs, f.entry.path)
-        } finally {
-          staged.close()
-        }
-      } finally {
-        await rm(staging, {recursive: true, force: true})
-      }
-      result.fetched.push(...toFetch.map((f) => f.entry.path))
-    }
-    for (const v of deletions) {
-      try {
-        unlinkInside(dirs, v.path)
-      } catch (err) {
-        // A parent here is a symlink or a file: the path is not in this folder as far as
-        // fpeer can see, so there is nothing of ours to delete. Recorded, never followed.
-        if (!isFpeerError(err, 'E_PATH_UNSAFE')) throw err
-        this.#log?.warn('deletion not applied: its path goes through a symlink or a file here', {folder: this.folder.name, path: v.path, code: err.code})
-      }
-    }
-
-    // Record: deletions as tombstones, landed paths as scanned now; conflict copies become our own versions.
-    const changed: FileRecord[] = []
-    for (const v of deletions) {
-      const r: FileRecord = {path: v.path, size: 0, mtimeMs: v.mtimeMs, sha256: '', version: v}
-      all.set(v.path, r)
-      changed.push(r)
-    }
-    for (const l of landed) {
-      const st = lstatInside(dirs, l.path)
-      if (!st?.isFile()) throw new FpeerError('E_IO', `${l.path} did not land`)
-      let version = l.version
-      let sha = version?.sha256
-      if (!version) {
-        // A conflict copy: new here, so it is our change, signed by us like any other.
-        sha = await hashInside(dirs, l.path)
-        clock++
-        version = signVersion(this.folder.name, {path: l.path, deleted: false, sha256: sha, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), lamport: clock, vv: {...all.get(l.path)?.version?.vv, [this.#identity.id.compact]: clock}}, this.#identity)
-        result.created.push(version)
-      }
-      const r: FileRecord = {path: l.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: sha!, version}
-      all.set(l.path, r)
-      changed.push(r)
-    }
-    await this.peerfile.put(changed, all)
-    if (result.applied.length || result.conflicts.length) {
-      this.#log?.info('applied update', {folder: this.folder.name, applied: result.applied.length, fetched: result.fetched.length, copied: result.copied.length, conflicts: result.conflicts.length})
-    }
-    return result
   }
 
   /** Turns unscanned local edits of `paths` into versions before anything replaces them. */

@@ -189,7 +189,6 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
     const found = findPart(landing.dir, landing.prefix)
     if (found && found.size > 0 && (file.size === undefined || found.size <= file.size)) {
       ;({fd, name: part, size: offset} = found)
-      hash = await hashPrefix(fd, offset)
     } else if (found) {
       closeSync(found.fd)
       dropPart(landing, found.name)
@@ -197,6 +196,7 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
   }
   if (landing && fd === undefined) ({fd, name: part} = landing.dir.createExclusive(landing.prefix))
   try {
+    if (offset > 0) hash = await hashPrefix(fd!, offset)
     const received = await streamInto(opts, file, expected, fd, offset, hash)
     if (landing && fd !== undefined && part) {
       if (file.mtimeMs !== undefined) {
