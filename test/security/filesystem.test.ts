@@ -21,7 +21,7 @@ import {
   signVersion,
   versionToEntry,
 } from '@fpeer/core'
-import {Peer, pseudoRandom, tempDir} from '../src/harness.js'
+import {Peer, pseudoRandom, tempDir, waitFor} from '../src/harness.js'
 
 const sha = (b: string | Buffer) => createHash('sha256').update(b).digest('hex')
 
@@ -376,7 +376,8 @@ describe('a confirmed peer cannot delete, read or write through a symlink in the
     const outsideSha = sha(await readFile(path.join(outside, 'x')))
     assert.ok(!reply.files.some((f) => f.sha256 === outsideSha), 'the outside file was read as part of the folder')
     assert.deepEqual(await snapshot(outside), before)
-    assert.match(target.serveStderr, /E_PATH_UNSAFE/)
+    // The log line and the reply travel on different pipes: wait for the line.
+    await waitFor('the skipped deletion in the log', () => /E_PATH_UNSAFE/.test(target.serveStderr), 10_000, 50)
     await assertServing()
   })
 
@@ -390,16 +391,20 @@ describe('a confirmed peer cannot delete, read or write through a symlink in the
   })
 
   it('fpeer own names in an update are refused with E_PATH_UNSAFE, in any spelling', async () => {
+    const before = await snapshot(outside)
+    const inside = await snapshot(dir)
     for (const bad of ['.fpeer', '.FPEER/x', '.fpeer\u200d', 'sub/.fpeer-part-x']) {
       served.set(bad, 'evil\n')
       const reply = await push([version(bad, 'evil\n')])
       assert.deepEqual({type: reply.type, code: reply.type === 'PeerError' ? reply.code : undefined}, {type: 'PeerError', code: 'E_PATH_UNSAFE'}, bad)
     }
-    assert.equal(await readFile(path.join(dir, '.fpeer'), 'utf8'), 'a file of the user that happens to have this name\n')
+    assert.deepEqual(await snapshot(dir), inside)
+    assert.deepEqual(await snapshot(outside), before)
     await assertServing()
   })
 
   it('a real .fpeer file in the share does not break updates that carry content', async () => {
+    const before = await snapshot(outside)
     const text = 'updated while .fpeer is a file\n'
     served.set('a.txt', text)
     const reply = await push([version('a.txt', text)])
@@ -407,6 +412,9 @@ describe('a confirmed peer cannot delete, read or write through a symlink in the
     assert.equal(await readFile(path.join(dir, 'a.txt'), 'utf8'), text)
     // No staging or part file is left behind in the folder.
     assert.deepEqual((await readdir(dir)).filter((n) => n.toLowerCase().startsWith('.fpeer-')), [])
+    assert.equal(await readFile(path.join(dir, '.fpeer'), 'utf8'), 'a file of the user that happens to have this name\n')
+    assert.deepEqual(await snapshot(outside), before)
+    await assertServing()
   })
 
   it('fpeer own names in a share are never offered', async () => {
@@ -414,6 +422,7 @@ describe('a confirmed peer cannot delete, read or write through a symlink in the
     await writeFile(path.join(dir, '.Fpeer', 'x'), 'hidden\n')
     await writeFile(path.join(dir, '.fpeer\u200d'), 'hidden\n')
     await writeFile(path.join(dir, 'visible.txt'), 'shown\n')
+    const before = await snapshot(outside)
     const joiner = await Peer.create('127.0.21.7')
     try {
       assert.equal((await target.run(['allow', 'share', await joiner.id()])).code, 0)
@@ -426,5 +435,7 @@ describe('a confirmed peer cannot delete, read or write through a symlink in the
     } finally {
       await joiner.destroy()
     }
+    assert.deepEqual(await snapshot(outside), before)
+    await assertServing()
   })
 })
