@@ -63,8 +63,6 @@ interface Landing {
   prefix: string
 }
 
-const sha256Hex = (s: string) => createHash('sha256').update(s).digest('hex')
-
 /** Hashes the first `bytes` of an open file, by descriptor (never by path, which could be swapped). */
 async function hashPrefix(fd: number, bytes: number): Promise<ReturnType<typeof createHash>> {
   const hash = createHash('sha256')
@@ -123,7 +121,7 @@ function landingFor(dirs: FolderDirs, rel: string): {landing: Landing; existing:
   try {
     const existing = dir.lstat(name)
     if (existing?.isDirectory()) throw new FpeerError('E_PATH_UNSAFE', `${rel} is a directory here`)
-    return {landing: {dir, name, prefix: partPrefix(name, sha256Hex)}, existing}
+    return {landing: {dir, name, prefix: partPrefix(name)}, existing}
   } catch (err) {
     dir.release()
     throw err
