@@ -1,6 +1,6 @@
-// Runs the shell recipes of a Markdown document for real: two peers on loopback, `fpeer` on PATH, temp homes.
+// Runs the shell recipes of a Markdown document for real: two peers on loopback, `fpeer` on PATH and for `npx`, temp homes.
 import {type ChildProcess, spawn} from 'node:child_process'
-import {chmod, cp, mkdir, rm, writeFile} from 'node:fs/promises'
+import {chmod, cp, mkdir, rm, symlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {FPEER, ROOT, tempDir} from './harness.js'
 
@@ -70,6 +70,10 @@ export class DocWorld {
     const shim = path.join(world.bin, 'fpeer')
     await writeFile(shim, `#!/bin/sh\nexec "${process.execPath}" "${FPEER}" "$@"\n`)
     await chmod(shim, 0o755)
+    // The working directory stands for the clone, where `npm ci` linked the workspace's bin: `npx fpeer` finds it there and never asks the registry.
+    await mkdir(path.join(world.work, 'node_modules/.bin'), {recursive: true})
+    await symlink(shim, path.join(world.work, 'node_modules/.bin/fpeer'))
+    env.npm_config_update_notifier = 'false'
     env.PATH = `${world.bin}:${process.env.PATH}`
     return world
   }
