@@ -40,6 +40,8 @@ export function suggest(words: string[], commands: string[], topics: string[]): 
       const [c] = closestCommands(typed, names)
       if (c === undefined) continue
       const d = distance(typed, c)
+      // A topic typed right is not the typo (`message prase`): the command under it is.
+      if (topic && d === 0) continue
       if (!best || d < best.d || (d === best.d && (best.topic && !topic || (best.topic === topic && n > best.words)))) best = {suggestion: c, words: n, topic, d}
     }
   }
