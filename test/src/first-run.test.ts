@@ -100,6 +100,27 @@ describe('the first hour', () => {
     assert.equal(JSON.parse(both.stdout).error.code, 'E_USAGE')
   })
 
+  it('Ctrl-C during fpeer demo: exit 130, the host stopped and every file removed', async () => {
+    const tmp = path.join(work, 'tmp-interrupted')
+    await mkdir(tmp)
+    const child = spawn(process.execPath, [FPEER, 'demo'], {env: {...env, TMPDIR: tmp}, stdio: ['ignore', 'pipe', 'pipe']})
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()))
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : null))))
+    const t = setTimeout(() => child.kill('SIGKILL'), 60_000)
+    // The first message is on the wire: the demo's directory exists and its host listens.
+    await Promise.race([new Promise<void>((resolve) => child.stdout.on('data', () => /: BePeerRequest /.test(out) && resolve())), exited])
+    child.kill('SIGINT')
+    const code = await exited
+    clearTimeout(t)
+    // The handshake may win the race to the signal; either way nothing is left behind.
+    assert.ok(code === 130 || code === 0, `exit ${code}: ${err}`)
+    if (code === 130) assert.match(err, /^interrupted: /m)
+    assert.deepEqual(await readdir(tmp), [])
+  })
+
   it('-V, --version, version (each with --json) and -h', async () => {
     for (const args of [['-V'], ['--version'], ['version']]) {
       const r = await runFpeer(args, {env})

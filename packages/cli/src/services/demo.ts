@@ -65,6 +65,9 @@ export interface DemoOptions {
   onMessage?(m: DemoMessage): void
 }
 
+/** How long the clean-up waits for an interrupted step to give up before removing its files anyway. */
+const CLEANUP_WAIT_MS = 15_000
+
 /** Whether this machine can bind `address` (127.0.0.2 is loopback on Linux, not on every system). */
 async function canBind(address: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -95,8 +98,13 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   let node: PeerNode | undefined
   const interrupted = aborted(opts.signal)
   interrupted.catch(() => {})
+  // Steps an interruption left running: they still write into the homes, so the clean-up waits for them.
+  const running: Array<Promise<unknown>> = []
   try {
-    const step = <T>(p: Promise<T>) => Promise.race([p, interrupted])
+    const step = <T>(p: Promise<T>) => {
+      running.push(p)
+      return Promise.race([p, interrupted])
+    }
     const hostHome = path.join(dir, 'host-home')
     const requesterHome = path.join(dir, 'requester-home')
     const shared = path.join(dir, 'host', DEMO_FOLDER)
@@ -152,7 +160,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       timings: {setupMs, handshakeMs, totalMs: Date.now() - t0},
     }
   } finally {
+    // Stopping the host makes a request still in flight fail at once (its connections close).
     await node?.stop().catch(() => {})
-    if (!kept) await rm(dir, {recursive: true, force: true})
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([Promise.allSettled(running), new Promise((resolve) => (timer = setTimeout(resolve, CLEANUP_WAIT_MS)))])
+    clearTimeout(timer)
+    if (!kept) await rm(dir, {recursive: true, force: true, maxRetries: 5})
   }
 }
