@@ -71,6 +71,8 @@ describe('--json on every command', () => {
       'message:build': {args: ['--type', 'BePeerRequest', '--folder', 'Docs']},
       'message:send': {args: [host.control, '--bind', '127.0.0.2'], input: 'BePeerRequest\nnope\n\n'},
       plugins: {args: []},
+      demo: {args: []},
+      version: {args: []},
     }
     for (const id of ids) {
       const spec = ok[id]

@@ -1,6 +1,6 @@
-// Runs the shell recipes of a Markdown document for real: two peers on loopback, `fpeer` on PATH, temp homes.
+// Runs the shell recipes of a Markdown document for real: two peers on loopback, `fpeer` on PATH and for `npx`, temp homes.
 import {type ChildProcess, spawn} from 'node:child_process'
-import {chmod, cp, mkdir, rm, writeFile} from 'node:fs/promises'
+import {chmod, cp, mkdir, readFile, readdir, rm, symlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {FPEER, ROOT, tempDir} from './harness.js'
 
@@ -70,6 +70,10 @@ export class DocWorld {
     const shim = path.join(world.bin, 'fpeer')
     await writeFile(shim, `#!/bin/sh\nexec "${process.execPath}" "${FPEER}" "$@"\n`)
     await chmod(shim, 0o755)
+    // The working directory stands for the clone, where `npm ci` linked the workspace's bin: `npx fpeer` finds it there and never asks the registry.
+    await mkdir(path.join(world.work, 'node_modules/.bin'), {recursive: true})
+    await symlink(shim, path.join(world.work, 'node_modules/.bin/fpeer'))
+    env.npm_config_update_notifier = 'false'
     env.PATH = `${world.bin}:${process.env.PATH}`
     return world
   }
@@ -152,9 +156,39 @@ export class DocWorld {
         const t = setTimeout(() => killGroup(child, 'SIGKILL'), 5000)
         await exited
         clearTimeout(t)
+        // A block's shell can exit before the fpeer it started has finished writing its home: wait for the whole group.
+        if (!(await groupGone(child.pid!, 10_000))) {
+          killGroup(child, 'SIGKILL')
+          await groupGone(child.pid!, 5000)
+        }
       }),
     )
   }
+}
+
+/**
+ * Resolves true once no live process of the group led by `pid` is left, false after
+ * `timeoutMs`. Read from /proc, not with kill(-pid, 0): an orphan's zombie counts for kill
+ * and is never reaped where PID 1 does not reap.
+ */
+async function groupGone(pid: number, timeoutMs: number): Promise<boolean> {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    if (!(await groupAlive(pid))) return true
+    if (Date.now() > end) return false
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+async function groupAlive(pgid: number): Promise<boolean> {
+  for (const name of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue
+    const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '')
+    // Fields after the command name (which may hold spaces): state, ppid, pgrp.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    if (Number(pgrp) === pgid && state !== 'Z' && state !== 'X') return true
+  }
+  return false
 }
 
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {

@@ -7,7 +7,7 @@ import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {Config} from '@oclif/core'
 import {DOCS, DocWorld, extractBlocks, runDocument} from './doc-runner.js'
-import {ROOT, treeHashes} from './harness.js'
+import {ROOT, exists, treeHashes} from './harness.js'
 
 const CLI = path.join(ROOT, 'packages/cli')
 
@@ -28,10 +28,19 @@ describe('the README and docs/scripting.md, run as written', () => {
     try {
       await world.fixture('00-MainDocuments', MAIN_DOCUMENTS)
       const results = await runDocument(world, 'README.md', await readFile(path.join(ROOT, 'README.md'), 'utf8'))
-      assert.equal(results.filter((r) => !r.block.bg).length, 1)
+      const ran = results.filter((r) => !r.block.bg)
+      // The demo showed the four messages and both peerlists.
+      const demo = ran.find((r) => r.block.peer === 'demo')!
+      for (const type of ['BePeerRequest', 'FilesToGet', 'FilesUpdated', 'TrustedPeerConfirm']) assert.match(demo.stdout, new RegExp(`: ${type} `))
+      assert.match(demo.stdout, /peers of 00-MainDocuments on the requester[^\n]*\n[^\n]*127\.0\.0\.1/)
       assert.deepEqual(await treeHashes(path.join(world.work, 'copy')), await treeHashes(path.join(world.work, '00-MainDocuments')))
-      // `fpeer peers` on the other side printed the host.
-      assert.match(results.at(-1)!.stdout, /127\.0\.0\.1/)
+      // `fpeer peers` on the other side printed the host; the change made later arrived.
+      const request = ran.find((r) => r.block.code.includes('fpeer peers'))!
+      assert.match(request.stdout, /127\.0\.0\.1/)
+      assert.equal(ran.at(-1)!.stdout, 'more news\n')
+      // The README's homes were used (each side its own), not the ones the runner set.
+      assert.ok(await exists(path.join(world.work, '.fpeer/host/identity.json')))
+      assert.ok(await exists(path.join(world.work, '.fpeer/other/identity.json')))
     } finally {
       await world.destroy()
     }

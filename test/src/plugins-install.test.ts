@@ -241,7 +241,7 @@ describe('fpeer plugins:install sftp from a registry that also holds decoy unsco
     assert.deepEqual(await decoyTraces(dataDir('host')), [])
     // Nothing at all was installed: no node_modules, no plugin recorded.
     assert.equal(existsSync(path.join(dataDir('host'), 'node_modules')), false)
-    assert.deepEqual((await host.json<Array<{name: string; type: string}>>(['plugins'])).filter((x) => x.type === 'user'), [])
+    assert.deepEqual((await host.json<{plugins: Array<{name: string; type: string}>}>(['plugins']).then((d) => d.plugins)).filter((x) => x.type === 'user'), [])
   })
 
   it('once published, installs @fpeer/plugin-sftp as `sftp` on both peers, never the decoy; fpeer plugins and fpeer protocols show it', async () => {
@@ -250,10 +250,11 @@ describe('fpeer plugins:install sftp from a registry that also holds decoy unsco
     for (const [name, p] of [['host', host], ['requester', requester]] as const) {
       const r = await p.run(['plugins:install', 'sftp'], {timeoutMs: 180_000})
       assert.equal(r.code, 0, `${r.stdout}${r.stderr}\nverdaccio: ${verdaccio!.log()}`)
-      const plugins = await p.json<Array<{name: string; type: string; version: string}>>(['plugins'])
+      const plugins = await p.json<{plugins: Array<{name: string; type: string; version: string; protocols: string[]}>}>(['plugins']).then((d) => d.plugins)
       const sftp = plugins.find((x) => x.name === '@fpeer/plugin-sftp')
       assert.ok(sftp, JSON.stringify(plugins))
       assert.equal(sftp.type, 'user')
+      assert.deepEqual(sftp.protocols, ['SFTP'])
       assert.equal(sftp.version, '0.1.0')
       const protocols = (await p.json(['protocols'])).protocols as Array<{protocol: string; plugin: string}>
       assert.deepEqual(protocols.map((x) => `${x.protocol} ${x.plugin}`), ['HTTP @fpeer/plugin-http', 'MANUAL @fpeer/plugin-manual', 'SFTP @fpeer/plugin-sftp'])
@@ -285,7 +286,7 @@ describe('fpeer plugins:install sftp from a registry that also holds decoy unsco
   it('after plugins:uninstall sftp, SFTP is gone and asking for it is E_NO_TRANSPORT naming the install command', async () => {
     const r = await requester.run(['plugins:uninstall', 'sftp'])
     assert.equal(r.code, 0, r.stdout + r.stderr)
-    assert.equal((await requester.json<Array<{name: string}>>(['plugins'])).some((x) => x.name === '@fpeer/plugin-sftp'), false)
+    assert.equal((await requester.json<{plugins: Array<{name: string}>}>(['plugins']).then((d) => d.plugins)).some((x) => x.name === '@fpeer/plugin-sftp'), false)
     assert.deepEqual(((await requester.json(['protocols'])).protocols as Array<{protocol: string}>).map((x) => x.protocol), ['HTTP', 'MANUAL'])
     const again = await requester.run(['request', host.control, FOLDER, '--into', path.join(work, 'copy2'), '--bind', '127.0.0.2', '--protocol', 'sftp', '--json'])
     assert.equal(again.code, 6, again.stdout + again.stderr)
@@ -300,7 +301,7 @@ describe('fpeer plugins:install sftp from a registry that also holds decoy unsco
   it('plugins:link --no-install puts the workspace plugin back, and plugins lists it as a link', async () => {
     const r = await requester.run(['plugins:link', '--no-install', path.join(ROOT, 'plugins/sftp')])
     assert.equal(r.code, 0, r.stdout + r.stderr)
-    const sftp = (await requester.json<Array<{name: string; type: string}>>(['plugins'])).find((x) => x.name === '@fpeer/plugin-sftp')
+    const sftp = (await requester.json<{plugins: Array<{name: string; type: string}>}>(['plugins']).then((d) => d.plugins)).find((x) => x.name === '@fpeer/plugin-sftp')
     assert.equal(sftp?.type, 'link')
     assert.ok(((await requester.json(['protocols'])).protocols as Array<{protocol: string}>).some((x) => x.protocol === 'SFTP'))
     assert.equal((await requester.run(['plugins:uninstall', '@fpeer/plugin-sftp'])).code, 0)

@@ -4,6 +4,7 @@ import {
   EXIT_CODES,
   FpeerError,
   type Logger,
+  type LogLevel,
   type TransportHookResult,
   TransportRegistry,
   createLogger,
@@ -21,6 +22,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   static override baseFlags = {
     debug: Flags.boolean({description: 'Show stack traces and debug logs on stderr.', helpGroup: 'GLOBAL'}),
+    quiet: Flags.boolean({char: 'q', description: 'Log only warnings and errors on stderr.', helpGroup: 'GLOBAL', exclusive: ['verbose']}),
+    verbose: Flags.boolean({char: 'v', description: 'Log debug lines too on stderr (without stack traces).', helpGroup: 'GLOBAL'}),
   }
 
   protected flags!: BaseFlags<T>
@@ -35,11 +38,22 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.args = args as BaseArgs<T>
     this.home = resolveHome(this.config.configDir)
     await ensureHome(this.home)
-    const debug = Boolean(this.flags.debug || process.env.DEBUG)
     // Long-running commands take --progress: `json` makes every stderr line (events and log lines) a JSON object.
     const progress = (this.flags as {progress?: string}).progress
-    const level = debug ? 'debug' : ((process.env.FPEER_LOG_LEVEL as 'info') ?? (progress === 'none' || (this.jsonEnabled() && progress !== 'json') ? 'warn' : 'info'))
-    this.log_ = createLogger({level, json: progress === 'json'})
+    this.log_ = createLogger({level: this.logLevel(progress), json: progress === 'json'})
+  }
+
+  /** True with -v, --debug or DEBUG: the user asked for more than the usual lines. */
+  protected get verbose(): boolean {
+    return Boolean(this.flags.verbose || this.flags.debug || process.env.DEBUG)
+  }
+
+  /** A flag the user typed wins over FPEER_LOG_LEVEL, which wins over the command's own default (quieter under --json or --progress=none). */
+  private logLevel(progress: string | undefined): LogLevel {
+    if (this.verbose) return 'debug'
+    if (this.flags.quiet) return 'warn'
+    if (process.env.FPEER_LOG_LEVEL) return process.env.FPEER_LOG_LEVEL as LogLevel
+    return progress === 'none' || (this.jsonEnabled() && progress !== 'json') ? 'warn' : 'info'
   }
 
   /** Every transport the installed plugins provide, through their `fpeer:transport` hooks. */

@@ -4,6 +4,7 @@ import {exitCodeTable} from './exit-codes.js'
 
 /** The examples of `fpeer --help`; tests run each one (with `<%= config.bin %>` as `fpeer`). */
 export const ROOT_EXAMPLES = [
+  '<%= config.bin %> demo',
   '<%= config.bin %> id',
   '<%= config.bin %> share ./docs --name 00-MainDocuments --open',
   '<%= config.bin %> serve --host 127.0.0.2 --port 0 --data-port HTTP=0',

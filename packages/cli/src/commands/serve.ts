@@ -53,6 +53,8 @@ export default class Serve extends BaseCommand<typeof Serve> {
     await node.start()
     const ready = {id: identity.id.toString(), host: this.flags.host, control: node.controlPort, ports: node.ports}
     if (this.jsonEnabled()) process.stdout.write(JSON.stringify(ready) + '\n')
+    // Under --progress=json every stderr line is a JSON object, the ready line too.
+    else if (this.flags.progress === 'json') this.log_.info('serving on', ready)
     else this.note(`fpeer ${identity.id.toString()} serving on ${this.flags.host}:${node.controlPort} (${Object.entries(node.ports).map(([p, n]) => `${p} ${n}`).join(', ')}); Ctrl-C stops`)
     await new Promise<void>((resolve) => {
       const stop = () => resolve()

@@ -9,6 +9,8 @@ import type {Message} from '../wire/types.js'
 export interface ChannelOptions {
   /** A message must be complete this long after its first byte (slow senders are cut off). */
   messageTimeoutMs?: number
+  /** Sees every whole message as it crosses this connection (`fpeer demo` shows them); it must not throw. */
+  tap?(direction: 'sent' | 'received', text: string): void
 }
 
 /** Strips the IPv4-mapped prefix so `::ffff:127.0.0.2` and `127.0.0.2` are one address. */
@@ -26,9 +28,11 @@ export class MessageChannel {
   #waiter: {resolve: () => void} | undefined
   #messageTimer: NodeJS.Timeout | undefined
   readonly #messageTimeoutMs: number
+  readonly #tap: ChannelOptions['tap']
 
   constructor(socket: net.Socket, options: ChannelOptions = {}) {
     this.socket = socket
+    this.#tap = options.tap
     this.#messageTimeoutMs = options.messageTimeoutMs ?? Number(process.env.FPEER_MESSAGE_TIMEOUT_MS || DEFAULT_MESSAGE_TIMEOUT_MS)
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.#onData(chunk))
@@ -71,7 +75,10 @@ export class MessageChannel {
       this.#fail(err as FpeerError)
       return
     }
-    for (const lines of done) this.#queue.push(lines)
+    for (const lines of done) {
+      this.#queue.push(lines)
+      this.#tap?.('received', lines.join('\n') + '\n\n')
+    }
     if (done.length > 0) this.#clearTimer()
     if (this.#decoder.inMessage && (!wasIn || done.length > 0) && !this.#messageTimer) {
       this.#messageTimer = setTimeout(() => {
@@ -141,6 +148,7 @@ export class MessageChannel {
     await new Promise<void>((resolve, reject) => {
       this.socket.write(text, 'utf8', (err) => (err ? reject(fromSystemError(err, 'send')) : resolve()))
     })
+    this.#tap?.('sent', text)
   }
 
   /** Ends the connection after pending writes. */

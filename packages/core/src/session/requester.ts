@@ -48,6 +48,8 @@ export interface RequestOptions {
   apply?(ftg: FilesToGet, fetchFrom: PeerEndpoint & {peer: PeerId}): Promise<{transfer: FetchResult; got: Set<string>}>
   /** Called for protocol MANUAL; resolves when the user has placed the files (or throws to stop, resumable). `check` tells which are not in place. */
   manual?(req: ManualRequest, check: () => Promise<PlacedState>): Promise<void>
+  /** Sees each message of the handshake as it crosses the wire, as text (`fpeer demo`). */
+  onWire?(direction: 'sent' | 'received', text: string): void
 }
 
 export interface RequestResult {
@@ -104,7 +106,7 @@ export type {ManualRequest}
 export async function requestFolder(opts: RequestOptions): Promise<RequestResult> {
   await mkdir(opts.into, {recursive: true})
   const root = await realpath(opts.into)
-  const channel = await connectChannel(opts.host, opts.port, {...(opts.bind ? {localAddress: opts.bind} : {}), timeoutMs: opts.timeouts.io})
+  const channel = await connectChannel(opts.host, opts.port, {...(opts.bind ? {localAddress: opts.bind} : {}), timeoutMs: opts.timeouts.io, ...(opts.onWire ? {tap: opts.onWire} : {})})
   let server: TransportServer | undefined
   try {
     const nonce = randomNonce()
