@@ -4,6 +4,9 @@ import {DEFAULT_CONTROL_PORT, FpeerError, PeerNode, loadIdentity, shareFolder} f
 import {BaseCommand} from '../base.js'
 import {progressFlag} from '../progress.js'
 
+/** `serve` exits this long after SIGINT/SIGTERM at the latest (docs/security.md, "Connections"). */
+export const STOP_DEADLINE_MS = 5000
+
 export default class Serve extends BaseCommand<typeof Serve> {
   static override summary = 'Run this peer: answer peers on the control port and serve shared folders.'
   static override description = `Listens for messages on the control port (default ${DEFAULT_CONTROL_PORT}) and serves every shared folder over each installed transfer protocol (HTTP on 7735, FTP on 7736, SFTP on 7737 unless --data-port says otherwise). With a directory, shares it first. Logs one line per event on stderr (--progress=json: one JSON object per line); with --json, prints one JSON document on stdout once listening. Stops cleanly on SIGINT or SIGTERM.`
@@ -48,7 +51,19 @@ export default class Serve extends BaseCommand<typeof Serve> {
       process.once('SIGTERM', stop)
     })
     this.log_.info('stopping')
+    // Whatever peers do, serve is gone within STOP_DEADLINE_MS of the signal; a second signal ends it at once.
+    const force = (why: string) => {
+      this.log_.warn('stopping now, without waiting for the rest', {why})
+      process.exit(1)
+    }
+    const watchdog = setTimeout(() => force(`not stopped within ${STOP_DEADLINE_MS} ms`), STOP_DEADLINE_MS)
+    const again = () => force('a second signal')
+    process.once('SIGINT', again)
+    process.once('SIGTERM', again)
     await node.stop()
+    clearTimeout(watchdog)
+    process.off('SIGINT', again)
+    process.off('SIGTERM', again)
     // The ready document was the output; returning undefined keeps oclif from printing another.
     return undefined as never
   }

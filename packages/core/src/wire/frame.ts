@@ -121,6 +121,11 @@ export class FrameDecoder {
     return this.#lines.length > 0 || this.#partialBytes > 0
   }
 
+  /** Complete lines of the message under way. */
+  get lines(): number {
+    return this.#lines.length
+  }
+
   /** Feeds bytes; returns every message completed by them. Throws FpeerError on a limit or bad UTF-8. */
   push(chunk: Buffer): string[][] {
     const done: string[][] = []
