@@ -1,20 +1,32 @@
 // The HTTP transport's server: read-only GET and HEAD of shared files over node:http, with single byte ranges.
 import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import type {Socket} from 'node:net'
 import {Transform, type TransformCallback} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
-import {FpeerError, isFpeerError, silentLogger, type AccessContext, type FileSource, type Logger, type ServeOptions, type TransportServer} from '@fpeer/core'
+import {ConnectionGuard, FpeerError, isFpeerError, silentLogger, type AccessContext, type FileSource, type Logger, type ServeOptions, type TransportServer} from '@fpeer/core'
 import {encodeSegment, parseTarget} from './url.js'
 
 /** Server-side timeouts, in ms. Idle sockets and stalled readers are dropped so a slow peer cannot pin the server. */
 export const SERVER_TIMEOUTS = {
-  /** Time to receive a request's headers. */
-  headers: 15_000,
+  /** Time to receive a request's headers (from accept, for the first request). */
+  headers: 10_000,
   /** Time to receive a whole request (GET and HEAD have no body). */
   request: 30_000,
   /** How long an idle keep-alive connection stays open. */
   keepAlive: 5_000,
   /** A socket with no traffic either way for this long is destroyed, even mid-response. */
   socketIdle: 120_000,
+}
+
+/** Connections at once, in all and from one address (core's ConnectionGuard shares them fairly). */
+export const SERVER_LIMITS = {maxConnections: 256, maxPerAddress: 32}
+
+/** What the guard writes before it closes a connection: a status only to one that has not sent a request yet. */
+function farewell(why: string, started: boolean): string | undefined {
+  if (started) return undefined
+  const [status, code] = why === 'timeout' ? ['408 Request Timeout', 'E_TIMEOUT'] : ['503 Service Unavailable', 'E_BUSY']
+  const body = `${status.slice(0, 3)} ${code}\n`
+  return `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nConnection: close\r\n${why === 'timeout' ? '' : 'Retry-After: 1\r\n'}\r\n${body}`
 }
 
 const ALLOW = 'GET, HEAD' // and POST, for /<folder>/.fpeer/batch only
@@ -306,12 +318,14 @@ export class HttpTransportServer implements TransportServer {
   readonly host: string
   readonly port: number
   readonly #server: Server
+  readonly #guard: ConnectionGuard | undefined
   #closing: Promise<void> | undefined
 
-  constructor(server: Server, host: string, port: number) {
+  constructor(server: Server, host: string, port: number, guard?: ConnectionGuard) {
     this.#server = server
     this.host = host
     this.port = port
+    this.#guard = guard
   }
 
   close(): Promise<void> {
@@ -319,6 +333,7 @@ export class HttpTransportServer implements TransportServer {
       this.#server.close(() => resolve())
       // Transfers in flight are cut, not drained: core closes the server when it is done serving.
       this.#server.closeAllConnections()
+      this.#guard?.close()
     })
     return this.#closing
   }
@@ -327,7 +342,18 @@ export class HttpTransportServer implements TransportServer {
 /** Starts the HTTP server on `options.host:options.port`. */
 export async function serveHttp(options: ServeOptions): Promise<TransportServer> {
   const log: Logger = options.log ?? silentLogger
+  const guard = new ConnectionGuard({
+    name: 'http',
+    // Between requests node closes a keep-alive connection after keepAlive; the guard's idle deadline is the backstop.
+    limits: {...SERVER_LIMITS, firstMs: SERVER_TIMEOUTS.headers, idleMs: SERVER_TIMEOUTS.keepAlive + 1000},
+    log,
+    farewell: (why, conn) => farewell(why, conn?.started ?? false),
+  })
   const server = createServer((req, res) => {
+    // A request under way (a 512 MiB body streaming) is busy: never idle-closed, never evicted.
+    const conn = guard.of(req.socket)
+    conn?.busy()
+    res.once('close', () => conn?.idle())
     handle(req, res, options.files).catch((err: unknown) => {
       log.debug('http request failed', {method: req.method, url: req.url, code: isFpeerError(err) ? err.code : undefined, error: (err as Error)?.message})
       if (!res.headersSent && !res.destroyed) {
@@ -342,6 +368,7 @@ export async function serveHttp(options: ServeOptions): Promise<TransportServer>
   server.requestTimeout = SERVER_TIMEOUTS.request
   server.keepAliveTimeout = SERVER_TIMEOUTS.keepAlive
   server.setTimeout(SERVER_TIMEOUTS.socketIdle)
+  server.on('connection', (socket: Socket) => void guard.admit(socket))
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       reject(
@@ -360,5 +387,5 @@ export async function serveHttp(options: ServeOptions): Promise<TransportServer>
   const addr = server.address()
   const port = typeof addr === 'object' && addr ? addr.port : options.port
   log.info('http server listening', {host: options.host, port})
-  return new HttpTransportServer(server, options.host, port)
+  return new HttpTransportServer(server, options.host, port, guard)
 }
