@@ -504,8 +504,8 @@ export class PeerNode {
       fileList: (folder) => this.fileList(folder),
       isPeer: (folder, id) => this.#isPeer(folder, id),
       delegateFor: (folder, requester) => {
-        // This connection is one of #connections: busy when the others reach the limit.
-        if (this.#connections.size - 1 < (this.options.maxHandshakes ?? 64)) return undefined
+        // Handshakes under way, this one included; idle connections (a flood of them) do not make the host busy.
+        if ((this.#guard?.busy ?? 1) - 1 < (this.options.maxHandshakes ?? 64)) return undefined
         const candidates = (this.#peers.get(folder) ?? []).filter((p) => p.controlPort && !p.id.startsWith('plain:') && p.id !== requester.toString())
         if (candidates.length === 0) return undefined
         const p = candidates[this.#delegateTurn++ % candidates.length]!

@@ -24,8 +24,11 @@ export interface GuardOptions {
   name: string
   limits: ConnectionLimits
   log?: Logger
-  /** Bytes to write before the socket is closed (a PeerError, an HTTP status, an FTP 421); undefined: none. */
-  farewell?(why: Farewell): string | undefined
+  /**
+   * Bytes to write before the socket is closed (a PeerError, an HTTP status, an FTP 421);
+   * undefined: none. `conn` is the admitted connection (undefined for a refused newcomer).
+   */
+  farewell?(why: Farewell, conn: GuardedConnection | undefined): string | undefined
 }
 
 /** How long a farewell may take to write before the socket is destroyed anyway: a busy reply never blocks. */
@@ -72,6 +75,11 @@ export class GuardedConnection {
   touch(): void {
     if (this.#state === 'new') this.idle()
     this.#busyUntil = Date.now() + (this.#guard.limits.quietMs ?? 5000)
+  }
+
+  /** Has the server reported any progress (a line, a request, a login)? */
+  get started(): boolean {
+    return this.#state !== 'new'
   }
 
   get isBusy(): boolean {
@@ -131,6 +139,13 @@ export class ConnectionGuard {
   /** Connections admitted and still open. */
   get size(): number {
     return this.#size
+  }
+
+  /** Connections doing work (a handshake, a transfer) rather than waiting for their peer. */
+  get busy(): number {
+    let n = 0
+    for (const set of this.#byAddress.values()) for (const c of set) if (c.isBusy) n++
+    return n
   }
 
   /** The guarded connection of a socket this guard admitted. */
@@ -196,7 +211,7 @@ export class ConnectionGuard {
       this.#forget(victim)
       this.counts.evicted++
       this.#log.debug(`${this.name}: evicted an idle connection for a newcomer`, {peer: victim.address})
-      this.#leave(victim.socket, 'evicted')
+      this.#leave(victim.socket, 'evicted', victim)
       return true
     }
     return false
@@ -205,13 +220,13 @@ export class ConnectionGuard {
   #refuse(socket: net.Socket, address: string, why: string): undefined {
     this.counts.refused++
     this.#log.debug(`${this.name}: connection refused`, {peer: address, why})
-    this.#leave(socket, 'busy')
+    this.#leave(socket, 'busy', undefined)
     return undefined
   }
 
   /** Says goodbye (best effort, bounded by FAREWELL_MS) and destroys the socket. */
-  #leave(socket: net.Socket, why: Farewell): void {
-    const text = this.#farewell?.(why)
+  #leave(socket: net.Socket, why: Farewell, conn: GuardedConnection | undefined): void {
+    const text = this.#farewell?.(why, conn)
     if (text === undefined || socket.destroyed || !socket.writable) {
       socket.destroy()
       return
@@ -249,7 +264,7 @@ export class ConnectionGuard {
         this.#forget(c)
         this.counts.expired++
         this.#log.debug(`${this.name}: connection past its deadline closed`, {peer: c.address})
-        this.#leave(c.socket, 'timeout')
+        this.#leave(c.socket, 'timeout', c)
       }
     }
   }

@@ -1,0 +1,270 @@
+// Attacks on connections: resets on refused sockets, idle and dripping floods on every port, slow senders, and SIGTERM under load.
+import assert from 'node:assert/strict'
+import {readdir, rm} from 'node:fs/promises'
+import net from 'node:net'
+import path from 'node:path'
+import {after, before, describe, it} from 'node:test'
+import {CONTROL_MAX_CONNECTIONS} from '@fpeer/core'
+import {SERVER_LIMITS} from '@fpeer/plugin-http'
+import {Peer, ROOT, makeTree, runFpeer, tempDir, treeHashes, waitFor} from '../src/harness.js'
+
+const FOLDER = 'Flooded'
+/** Ten hostile source addresses: the flood is spread so that no per-address cap alone stops it. */
+const ATTACKERS = Array.from({length: 10}, (_, i) => `127.0.0.${20 + i}`)
+/** The legitimate requester's address. */
+const LEGIT = '127.0.0.9'
+/** Connections held open against each port. */
+const FLOOD = 1000
+/** The issue's bound: a legitimate request completes within 5 s while a flood is held; serve exits within 5 s of SIGTERM. */
+const BOUND_MS = 5000
+/** Global caps of the FTP and SFTP servers (plugins/ftp DEFAULT_LIMITS, plugins/sftp DEFAULT_SERVER_LIMITS). */
+const FTP_MAX = 128
+const SFTP_MAX = 64
+
+/** oclif's data, config and cache directories in `dir`, so linked plugins never touch the user's. */
+function oclifDirs(dir: string): NodeJS.ProcessEnv {
+  return {FPEER_DATA_DIR: path.join(dir, 'data'), FPEER_CONFIG_DIR: path.join(dir, 'config'), FPEER_CACHE_DIR: path.join(dir, 'cache')}
+}
+
+/** How a dripping connection starts, and the byte it then sends every second: each stays valid as long as it can. */
+interface Drip {
+  prefix: string
+  byte: string
+}
+
+/** Raw sockets against one port, from the attacker addresses; half of them drip one byte a second. */
+class Flood {
+  readonly sockets: net.Socket[] = []
+  readonly #live = new Set<net.Socket>()
+  #drip: NodeJS.Timeout | undefined
+
+  get open(): number {
+    return this.#live.size
+  }
+
+  static async start(host: string, port: number, count: number, drip: Drip): Promise<Flood> {
+    const f = new Flood()
+    // Batches keep the listen backlog from overflowing into SYN retries.
+    for (let i = 0; i < count; i += 100) {
+      await Promise.all(Array.from({length: Math.min(100, count - i)}, (_, j) => f.#connect(host, port, ATTACKERS[(i + j) % ATTACKERS.length]!, (i + j) % 2 === 1 ? drip.prefix : '')))
+    }
+    f.#drip = setInterval(() => {
+      for (let i = 1; i < f.sockets.length; i += 2) if (f.#live.has(f.sockets[i]!)) f.sockets[i]!.write(drip.byte)
+    }, 1000)
+    return f
+  }
+
+  #connect(host: string, port: number, from: string, prefix: string): Promise<void> {
+    return new Promise((resolve) => {
+      const s = net.connect({host, port, localAddress: from})
+      this.sockets.push(s)
+      s.on('error', () => {})
+      s.on('data', () => {})
+      s.once('connect', () => {
+        if (prefix) s.write(prefix)
+        this.#live.add(s)
+        resolve()
+      })
+      s.once('close', () => {
+        this.#live.delete(s)
+        resolve()
+      })
+    })
+  }
+
+  /** Closes every socket and waits until all are closed. */
+  async stop(): Promise<void> {
+    clearInterval(this.#drip)
+    await Promise.all(
+      this.sockets.map((s) => {
+        if (s.closed) return undefined
+        const closed = new Promise((r) => s.once('close', r))
+        s.destroy()
+        return closed
+      }),
+    )
+  }
+}
+
+/** One connection from `from`; resolves with everything the server sent once it closes. */
+function talk(host: string, port: number, from: string, send: string | undefined, opts: {fin?: boolean} = {}): {socket: net.Socket; reply: Promise<string>} {
+  const socket = net.connect({host, port, localAddress: from})
+  let text = ''
+  socket.on('error', () => {})
+  socket.on('data', (d: Buffer) => (text += d.toString()))
+  socket.once('connect', () => {
+    if (send !== undefined) socket.write(send)
+    if (opts.fin) socket.end()
+  })
+  return {socket, reply: new Promise((resolve) => socket.once('close', () => resolve(text)))}
+}
+
+/** Resolves `p`, or rejects once `ms` have passed (then the named bound was broken). */
+async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  let t: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`${what} took more than ${ms} ms`)), ms)))])
+  } finally {
+    clearTimeout(t)
+  }
+}
+
+async function fds(pid: number): Promise<number> {
+  return (await readdir(`/proc/${pid}/fd`)).length
+}
+
+describe('connections: a hostile peer can neither crash serve nor lock others out', () => {
+  let work: string
+  let shared: string
+  let env: NodeJS.ProcessEnv
+  let host: Peer
+  let hostId: string
+  const requesters: Peer[] = []
+
+  /** A legitimate `fpeer request` from LEGIT over `protocol`, by a new peer (the folder is open). */
+  async function legitRequest(protocol: string): Promise<void> {
+    const requester = await Peer.create(LEGIT, env)
+    requesters.push(requester)
+    const into = path.join(work, `copy-${requesters.length}`)
+    const r = await requester.run(['request', host.control, FOLDER, '--into', into, '--bind', LEGIT, '--protocol', protocol, '--peer-id', hostId, '--json'], {timeoutMs: 60_000})
+    assert.equal(r.code, 0, `${r.stdout} ${r.stderr}`)
+    assert.deepEqual(await treeHashes(into), await treeHashes(shared))
+  }
+
+  function alive(p: Peer): void {
+    assert.equal(p.serveProcess?.exitCode, null, `serve exited: ${p.serveStderr.slice(-2000)}`)
+  }
+
+  before(async () => {
+    work = await tempDir()
+    shared = path.join(work, 'shared')
+    await makeTree(shared, 1024 * 1024)
+    env = oclifDirs(path.join(work, 'oclif'))
+    for (const p of ['ftp', 'sftp']) {
+      const r = await runFpeer(['plugins:link', '--no-install', path.join(ROOT, 'plugins', p)], {env: {...process.env, ...env}})
+      assert.equal(r.code, 0, r.stderr)
+    }
+    // A long first-line deadline on this host: a flood that is still held cannot pass for one the deadline dropped.
+    host = await Peer.create('127.0.0.1', {...env, FPEER_FIRST_LINE_TIMEOUT_MS: '120000', FPEER_LOG_LEVEL: 'warn'})
+    hostId = await host.id()
+    await host.serve([shared, '--name', FOLDER, '--open', '--no-sync'])
+  })
+
+  after(async () => {
+    for (const p of requesters) await p.destroy()
+    await host?.destroy()
+    await rm(work, {recursive: true, force: true})
+  })
+
+  it('a reset on a refused connection leaves serve running, leaks no socket, and a newcomer still gets in', async () => {
+    const pid = host.serveProcess!.pid!
+    const flood = await Flood.start(host.address, host.ready!.control, 300, {prefix: '', byte: ''})
+    try {
+      await waitFor('the control port to be full', () => flood.open === CONTROL_MAX_CONNECTIONS, 20_000, 50)
+      const before = await fds(pid)
+      // Refused: its address holds as many connections as any other, so it may evict nobody.
+      const refused = talk(host.address, host.ready!.control, ATTACKERS[0]!, 'BePeerRequest\n')
+      assert.match(await within(BOUND_MS, 'the busy reply', refused.reply), /^PeerError\n\*\nE_BUSY\n/)
+      // The crash of the issue: refused connections that sent bytes, then reset.
+      const resets = Array.from({length: 100}, (_, i) => talk(host.address, host.ready!.control, ATTACKERS[i % ATTACKERS.length]!, 'BePeerRequest\nFlooded\n'))
+      await Promise.all(resets.map(({socket}) => new Promise<void>((resolve) => (socket.connecting ? socket.once('connect', () => resolve()) : resolve()))))
+      for (const {socket} of resets) if (!socket.destroyed) socket.resetAndDestroy()
+      await Promise.all(resets.map((r) => r.reply))
+      await waitFor('the refused sockets to be closed on the server', async () => (await fds(pid)) <= before, 10_000, 100)
+      alive(host)
+      // And the port still answers a legitimate requester.
+      await legitRequest('http')
+      alive(host)
+    } finally {
+      await flood.stop()
+    }
+  })
+
+  for (const [port, protocol, cap, drip] of [
+    ['control', 'http', CONTROL_MAX_CONNECTIONS, {prefix: 'BePeerRequest', byte: 'x'}],
+    ['HTTP', 'http', SERVER_LIMITS.maxConnections, {prefix: 'GET /', byte: 'a'}],
+    ['FTP', 'ftp', FTP_MAX, {prefix: 'USER ', byte: 'a'}],
+    ['SFTP', 'sftp', SFTP_MAX, {prefix: 'SSH-2.0-', byte: 'a'}],
+  ] as const) {
+    it(`with ${FLOOD} idle or dripping connections held on the ${port} port, a legitimate ${protocol.toUpperCase()} request completes within ${BOUND_MS / 1000} s`, async (t) => {
+      const target = port === 'control' ? host.ready!.control : host.ready!.ports[port]!
+      const flood = await Flood.start(host.address, target, FLOOD, drip)
+      try {
+        await waitFor(`the ${port} port to be full`, () => flood.open === cap, 20_000, 50)
+        // Measured from when the flood is held: the bound is the fairness property, not a speed.
+        const t0 = Date.now()
+        await within(BOUND_MS, `a ${protocol} request under a flood`, legitRequest(protocol))
+        t.diagnostic(`request took ${Date.now() - t0} ms with ${flood.open} flood connections open`)
+        alive(host)
+      } finally {
+        await flood.stop()
+      }
+    })
+  }
+
+  it(`serve exits within ${BOUND_MS / 1000} s of SIGTERM while ${FLOOD} connections are held and a handshake waits`, async (t) => {
+    const victim = await Peer.create('127.0.0.3', {...env, FPEER_LOG_LEVEL: 'warn'})
+    try {
+      const ready = await victim.serve([shared, '--name', FOLDER, '--open', '--no-sync'])
+      // A handshake under way: the plain request gets its FilesToGet, then the host waits for FilesUpdated.
+      const waiting = talk(victim.address, ready.control, LEGIT, `BePeerRequest\n${FOLDER}\n\n`)
+      await waitFor('the FilesToGet', () => waiting.socket.bytesRead > 0, 10_000, 50)
+      const floods = [await Flood.start(victim.address, ready.control, FLOOD, {prefix: 'BePeerRequest', byte: 'x'}), await Flood.start(victim.address, ready.ports.HTTP!, FLOOD, {prefix: 'GET /', byte: 'a'})]
+      try {
+        const child = victim.serveProcess!
+        const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+        const t0 = Date.now()
+        child.kill('SIGTERM')
+        assert.equal(await within(BOUND_MS, 'serve stopping', exited), 0, victim.serveStderr.slice(-2000))
+        t.diagnostic(`serve exited ${Date.now() - t0} ms after SIGTERM`)
+      } finally {
+        for (const f of floods) await f.stop()
+        waiting.socket.destroy()
+      }
+    } finally {
+      await victim.destroy()
+    }
+  })
+})
+
+describe('connections: slow and silent senders are dropped on short deadlines', () => {
+  let peer: Peer
+  let port: number
+  const FIRST_MS = 1500
+  const MESSAGE_MS = 3000
+
+  before(async () => {
+    peer = await Peer.create('127.0.0.4', {FPEER_FIRST_LINE_TIMEOUT_MS: String(FIRST_MS), FPEER_MESSAGE_TIMEOUT_MS: String(MESSAGE_MS), FPEER_LOG_LEVEL: 'warn'})
+    port = (await peer.serve(['--no-sync'])).control
+  })
+
+  after(async () => {
+    await peer?.destroy()
+  })
+
+  it('a connection that sends nothing and half-closes is closed at once, not held', async () => {
+    const {reply} = talk(peer.address, port, '127.0.0.5', undefined, {fin: true})
+    await within(FIRST_MS, 'closing a 0-byte half-closed connection', reply)
+    assert.equal(peer.serveProcess?.exitCode, null)
+  })
+
+  it('a silent connection is closed with E_MSG_TIMEOUT after the first-line deadline', async () => {
+    const {reply} = talk(peer.address, port, '127.0.0.5', undefined)
+    assert.match(await within(FIRST_MS + 3000, 'dropping a silent connection', reply), /^PeerError\n\*\nE_MSG_TIMEOUT\n/)
+  })
+
+  it('a first line dripped one byte at a time, and a message dripped after its first line, are both cut off', async () => {
+    const partial = talk(peer.address, port, '127.0.0.5', 'Be')
+    const slowMessage = talk(peer.address, port, '127.0.0.6', 'BePeerRequest\n')
+    const drip = setInterval(() => {
+      for (const c of [partial, slowMessage]) if (!c.socket.destroyed) c.socket.write('x')
+    }, 200)
+    try {
+      assert.match(await within(FIRST_MS + 3000, 'dropping a dripped first line', partial.reply), /^PeerError\n\*\nE_MSG_TIMEOUT\n/)
+      assert.match(await within(MESSAGE_MS + 3000, 'dropping a dripped message', slowMessage.reply), /^PeerError\n\S*\nE_MSG_(TIMEOUT|LINE_TOO_LONG)\n/)
+    } finally {
+      clearInterval(drip)
+    }
+    assert.equal(peer.serveProcess?.exitCode, null)
+  })
+})
