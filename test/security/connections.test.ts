@@ -1,6 +1,6 @@
 // Attacks on connections: resets on refused sockets, idle and dripping floods on every port, slow senders, and SIGTERM under load.
 import assert from 'node:assert/strict'
-import {readdir, rm} from 'node:fs/promises'
+import {readFile, readdir, rm} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
@@ -178,6 +178,37 @@ describe('connections: a hostile peer can neither crash serve nor lock others ou
     } finally {
       await flood.stop()
     }
+  })
+
+  it('eight connections each sending a 100 MiB message share one buffer budget: refused with E_BUSY, and serve stays small', async (t) => {
+    const pid = host.serveProcess!.pid!
+    const rss = async () => Number(/VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]) * 1024
+    let peak = await rss()
+    const sampler = setInterval(() => void rss().then((n) => (peak = Math.max(peak, n)), () => {}), 50)
+    const line = Buffer.from(`${'d/'.repeat(50)}${'f'.repeat(150)}\tsize=1\n`)
+    const chunk = Buffer.concat(Array.from({length: Math.ceil((1 << 20) / line.length)}, () => line))
+    try {
+      const replies = await Promise.all(
+        ATTACKERS.slice(0, 8).map(async (from) => {
+          const c = talk(host.address, host.ready!.control, from, `FilesToGet\tupdate=1\n${FOLDER}\n1\nHTTP\n`)
+          await new Promise<void>((resolve) => c.socket.once('connect', () => resolve()))
+          // 100 MiB, written with backpressure until the server closes the connection.
+          for (let i = 0; i < 100 && !c.socket.destroyed && c.socket.writable; i++) {
+            if (!c.socket.write(chunk)) await new Promise((r) => (c.socket.once('drain', r), c.socket.once('close', r)))
+          }
+          return c.reply
+        }),
+      )
+      const codes = replies.map((r) => /^PeerError\n\S*\n(E_[A-Z_]+)\n/.exec(r)?.[1])
+      assert.ok(codes.every((c) => c === 'E_BUSY' || c === 'E_MSG_TOO_LONG'), `codes: ${codes.join(', ')}`)
+      assert.ok(codes.includes('E_BUSY'), `no connection hit the shared budget: ${codes.join(', ')}`)
+    } finally {
+      clearInterval(sampler)
+    }
+    t.diagnostic(`peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB`)
+    assert.ok(peak < 256 * 2 ** 20, `serve grew to ${(peak / 2 ** 20).toFixed(0)} MiB`)
+    alive(host)
+    await legitRequest('http')
   })
 
   for (const [port, protocol, cap, drip] of [

@@ -27,7 +27,7 @@ export function normalizeAddress(address: string | undefined): string {
 
 export class MessageChannel {
   readonly socket: net.Socket
-  readonly #decoder = new FrameDecoder()
+  #decoder = new FrameDecoder()
   readonly #queue: Array<string[]> = []
   #error: FpeerError | undefined
   #closed = false
@@ -56,7 +56,9 @@ export class MessageChannel {
     socket.on('close', () => {
       this.#closed = true
       this.#clearTimer()
-      this.#release()
+      // A message under way can no longer complete: drop it, so its bytes are freed with the budget.
+      this.#decoder = new FrameDecoder()
+      if (this.#queue.length === 0) this.#release()
       this.#wake()
     })
   }
@@ -116,6 +118,9 @@ export class MessageChannel {
     this.#error ??= err
     this.#clearTimer()
     this.socket.pause()
+    // Nothing more is read from a failed channel: its buffers go before its budget is given back.
+    this.#decoder = new FrameDecoder()
+    this.#queue.length = 0
     this.#release()
     this.#wake()
   }
