@@ -349,11 +349,18 @@ export async function serveHttp(options: ServeOptions): Promise<TransportServer>
     log,
     farewell: (why, conn) => farewell(why, conn?.started ?? false),
   })
+  const inFlight = new WeakMap<Socket, number>()
   const server = createServer((req, res) => {
     // A request under way (a 512 MiB body streaming) is busy: never idle-closed, never evicted.
+    // Pipelined requests overlap, so the connection is idle only once every response is done.
     const conn = guard.of(req.socket)
+    inFlight.set(req.socket, (inFlight.get(req.socket) ?? 0) + 1)
     conn?.busy()
-    res.once('close', () => conn?.idle())
+    res.once('close', () => {
+      const left = (inFlight.get(req.socket) ?? 1) - 1
+      inFlight.set(req.socket, left)
+      if (left === 0) conn?.idle()
+    })
     handle(req, res, options.files).catch((err: unknown) => {
       log.debug('http request failed', {method: req.method, url: req.url, code: isFpeerError(err) ? err.code : undefined, error: (err as Error)?.message})
       if (!res.headersSent && !res.destroyed) {
