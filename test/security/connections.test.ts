@@ -9,8 +9,12 @@ import {SERVER_LIMITS} from '@fpeer/plugin-http'
 import {Peer, ROOT, makeTree, runFpeer, tempDir, treeHashes, waitFor} from '../src/harness.js'
 
 const FOLDER = 'Flooded'
-/** Ten hostile source addresses: the flood is spread so that no per-address cap alone stops it. */
-const ATTACKERS = Array.from({length: 10}, (_, i) => `127.0.0.${20 + i}`)
+/**
+ * Thirty hostile source addresses: the flood is spread so that no per-address cap alone stops
+ * it, and thin enough (2 SFTP connections an address) that the legitimate client gets fewer
+ * connections than it would open, and must make do.
+ */
+const ATTACKERS = Array.from({length: 30}, (_, i) => `127.0.0.${20 + i}`)
 /** The legitimate requester's address. */
 const LEGIT = '127.0.0.9'
 /** Connections held open against each port. */
