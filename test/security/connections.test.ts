@@ -4,7 +4,7 @@ import {readFile, readdir, rm} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {CONTROL_MAX_CONNECTIONS} from '@fpeer/core'
+import {CONTROL_MAX_CONNECTIONS, CONTROL_MAX_PER_ADDRESS} from '@fpeer/core'
 import {SERVER_LIMITS} from '@fpeer/plugin-http'
 import {Peer, ROOT, makeTree, runFpeer, tempDir, treeHashes, waitFor} from '../src/harness.js'
 
@@ -15,6 +15,8 @@ const FOLDER = 'Flooded'
  * connections than it would open, and must make do.
  */
 const ATTACKERS = Array.from({length: 30}, (_, i) => `127.0.0.${20 + i}`)
+/** An attacker that takes its whole per-address share of the control port. */
+const GREEDY = '127.0.0.60'
 /** The legitimate requester's address. */
 const LEGIT = '127.0.0.9'
 /** Connections held open against each port. */
@@ -46,11 +48,11 @@ class Flood {
     return this.#live.size
   }
 
-  static async start(host: string, port: number, count: number, drip: Drip): Promise<Flood> {
+  static async start(host: string, port: number, count: number, drip: Drip, from: readonly string[] = ATTACKERS): Promise<Flood> {
     const f = new Flood()
     // Batches keep the listen backlog from overflowing into SYN retries.
     for (let i = 0; i < count; i += 100) {
-      await Promise.all(Array.from({length: Math.min(100, count - i)}, (_, j) => f.#connect(host, port, ATTACKERS[(i + j) % ATTACKERS.length]!, (i + j) % 2 === 1 ? drip.prefix : '')))
+      await Promise.all(Array.from({length: Math.min(100, count - i)}, (_, j) => f.#connect(host, port, from[(i + j) % from.length]!, (i + j) % 2 === 1 ? drip.prefix : '')))
     }
     f.#drip = setInterval(() => {
       for (let i = 1; i < f.sockets.length; i += 2) if (f.#live.has(f.sockets[i]!)) f.sockets[i]!.write(drip.byte)
@@ -162,15 +164,18 @@ describe('connections: a hostile peer can neither crash serve nor lock others ou
 
   it('a reset on a refused connection leaves serve running, leaks no socket, and a newcomer still gets in', async () => {
     const pid = host.serveProcess!.pid!
+    // One address takes its whole share with handshakes under way (busy: never evicted), so
+    // that whatever it opens next is refused; idle connections from the others fill the port.
+    const greedy = Array.from({length: CONTROL_MAX_PER_ADDRESS}, () => talk(host.address, host.ready!.control, GREEDY, `BePeerRequest\n${FOLDER}\n\n`))
+    await waitFor('the FilesToGet of every greedy handshake', () => greedy.every((g) => g.socket.bytesRead > 0), 20_000, 50)
     const flood = await Flood.start(host.address, host.ready!.control, 300, {prefix: '', byte: ''})
     try {
-      await waitFor('the control port to be full', () => flood.open === CONTROL_MAX_CONNECTIONS, 20_000, 50)
+      await waitFor('the control port to be full', () => flood.open === CONTROL_MAX_CONNECTIONS - CONTROL_MAX_PER_ADDRESS, 20_000, 50)
       const before = await fds(pid)
-      // Refused: its address holds as many connections as any other, so it may evict nobody.
-      const refused = talk(host.address, host.ready!.control, ATTACKERS[0]!, 'BePeerRequest\n')
+      const refused = talk(host.address, host.ready!.control, GREEDY, 'BePeerRequest\n')
       assert.match(await within(BOUND_MS, 'the busy reply', refused.reply), /^PeerError\n\*\nE_BUSY\n/)
       // The crash of the issue: refused connections that sent bytes, then reset.
-      const resets = Array.from({length: 100}, (_, i) => talk(host.address, host.ready!.control, ATTACKERS[i % ATTACKERS.length]!, 'BePeerRequest\nFlooded\n'))
+      const resets = Array.from({length: 100}, () => talk(host.address, host.ready!.control, GREEDY, 'BePeerRequest\nFlooded\n'))
       await Promise.all(resets.map(({socket}) => new Promise<void>((resolve) => (socket.connecting ? socket.once('connect', () => resolve()) : resolve()))))
       for (const {socket} of resets) if (!socket.destroyed) socket.resetAndDestroy()
       await Promise.all(resets.map((r) => r.reply))
@@ -181,6 +186,8 @@ describe('connections: a hostile peer can neither crash serve nor lock others ou
       alive(host)
     } finally {
       await flood.stop()
+      for (const g of greedy) g.socket.destroy()
+      await Promise.all(greedy.map((g) => g.reply))
     }
   })
 
