@@ -3,7 +3,7 @@ import {createServer, type IncomingMessage, type Server, type ServerResponse} fr
 import type {Socket} from 'node:net'
 import {Transform, type TransformCallback} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
-import {ConnectionGuard, FpeerError, isFpeerError, silentLogger, type AccessContext, type FileSource, type Logger, type ServeOptions, type TransportServer} from '@fpeer/core'
+import {ByteBudget, ConnectionGuard, FpeerError, isFpeerError, silentLogger, type AccessContext, type FileSource, type Logger, type ServeOptions, type TransportServer} from '@fpeer/core'
 import {encodeSegment, parseTarget} from './url.js'
 
 /** Server-side timeouts, in ms. Idle sockets and stalled readers are dropped so a slow peer cannot pin the server. */
@@ -18,8 +18,14 @@ export const SERVER_TIMEOUTS = {
   socketIdle: 120_000,
 }
 
-/** Connections at once, in all and from one address (core's ConnectionGuard shares them fairly). */
-export const SERVER_LIMITS = {maxConnections: 256, maxPerAddress: 32}
+/**
+ * Connections at once, in all and from one address (core's ConnectionGuard shares them
+ * fairly), and request-body bytes held at once across all of them (batch requests).
+ */
+export const SERVER_LIMITS = {maxConnections: 256, maxPerAddress: 32, bodyBytes: 32 << 20}
+
+/** Each request's server-wide body budget, so that many batch bodies at once cannot add up. */
+const bodyBudgets = new WeakMap<IncomingMessage, ByteBudget>()
 
 /** What the guard writes before it closes a connection: a status only to one that has not sent a request yet. */
 function farewell(why: string, started: boolean): string | undefined {
@@ -77,6 +83,8 @@ function statusFor(err: unknown): number {
       return 404
     case 'E_ACCESS':
       return 403
+    case 'E_BUSY':
+      return 503
     default:
       return 500
   }
@@ -190,12 +198,18 @@ export const BATCH_LIMITS = {files: 4096, requestBytes: 4 << 20, fileBytes: 4 <<
 async function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
   const chunks: Buffer[] = []
   let bytes = 0
-  for await (const chunk of req) {
-    bytes += (chunk as Buffer).length
-    if (bytes > limit) return undefined
-    chunks.push(chunk as Buffer)
+  const budget = bodyBudgets.get(req)
+  try {
+    for await (const chunk of req) {
+      if (bytes + (chunk as Buffer).length > limit) return undefined
+      if (budget && !budget.take((chunk as Buffer).length)) throw new FpeerError('E_BUSY', 'request bodies in flight use the whole server budget; try again later')
+      bytes += (chunk as Buffer).length
+      chunks.push(chunk as Buffer)
+    }
+    return Buffer.concat(chunks).toString('utf8')
+  } finally {
+    budget?.give(bytes)
   }
-  return Buffer.concat(chunks).toString('utf8')
 }
 
 /**
@@ -350,15 +364,18 @@ export async function serveHttp(options: ServeOptions): Promise<TransportServer>
     farewell: (why, conn) => farewell(why, conn?.started ?? false),
   })
   const inFlight = new WeakMap<Socket, number>()
+  const bodies = new ByteBudget(SERVER_LIMITS.bodyBytes)
   const server = createServer((req, res) => {
+    bodyBudgets.set(req, bodies)
     // A request under way (a 512 MiB body streaming) is busy: never idle-closed, never evicted.
     // Pipelined requests overlap, so the connection is idle only once every response is done.
-    const conn = guard.of(req.socket)
-    inFlight.set(req.socket, (inFlight.get(req.socket) ?? 0) + 1)
+    const socket = req.socket
+    const conn = guard.of(socket)
+    inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1)
     conn?.busy()
     res.once('close', () => {
-      const left = (inFlight.get(req.socket) ?? 1) - 1
-      inFlight.set(req.socket, left)
+      const left = (inFlight.get(socket) ?? 1) - 1
+      inFlight.set(socket, left)
       if (left === 0) conn?.idle()
     })
     handle(req, res, options.files).catch((err: unknown) => {
