@@ -9,7 +9,7 @@ export const STOP_DEADLINE_MS = 5000
 
 export default class Serve extends BaseCommand<typeof Serve> {
   static override summary = 'Run this peer: answer peers on the control port and serve shared folders.'
-  static override description = `Listens for messages on the control port (default ${DEFAULT_CONTROL_PORT}) and serves every shared folder over each installed transfer protocol (HTTP on 7735, FTP on 7736, SFTP on 7737 unless --data-port says otherwise). With a directory, shares it first. Logs one line per event on stderr (--progress=json: one JSON object per line); with --json, prints one JSON document on stdout once listening. Stops cleanly on SIGINT or SIGTERM.`
+  static override description = `Listens for messages on the control port (default ${DEFAULT_CONTROL_PORT}) and serves every shared folder over each installed transfer protocol (HTTP on 7735, FTP on 7736, SFTP on 7737 unless --data-port says otherwise). With a directory, shares it first. Logs one line per event on stderr (--progress=json: one JSON object per line); with --json, prints one JSON document on stdout once listening. Stops cleanly on SIGINT or SIGTERM, within 5 s whatever peers do; a second signal stops it at once.`
   static override examples = [
     '<%= config.bin %> serve ./docs --name 00-MainDocuments --open --host 127.0.0.2',
     '<%= config.bin %> serve --host 127.0.0.2 --port 7744 --data-port HTTP=0 --json --progress=json',
