@@ -269,6 +269,30 @@ describe('connections: a hostile peer can neither crash serve nor lock others ou
   })
 })
 
+describe('connections: a second signal stops serve at once', () => {
+  it('SIGTERM, then SIGTERM again while a handshake holds the grace period: serve exits at once and says why', async () => {
+    const work = await tempDir()
+    const peer = await Peer.create('127.0.0.7')
+    try {
+      await makeTree(work, 1024)
+      const ready = await peer.serve([work, '--name', FOLDER, '--open', '--no-sync'])
+      const waiting = talk(peer.address, ready.control, LEGIT, `BePeerRequest\n${FOLDER}\n\n`)
+      await waitFor('the FilesToGet', () => waiting.socket.bytesRead > 0, 10_000, 50)
+      const child = peer.serveProcess!
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+      child.kill('SIGTERM')
+      await waitFor('serve to log that it is stopping', () => peer.serveStderr.includes('stopping'), 5000, 20)
+      child.kill('SIGTERM')
+      assert.equal(await within(BOUND_MS, 'serve stopping on a second signal', exited), 1)
+      assert.match(peer.serveStderr, /stopping now, without waiting for the rest/)
+      waiting.socket.destroy()
+    } finally {
+      await peer.destroy()
+      await rm(work, {recursive: true, force: true})
+    }
+  })
+})
+
 describe('connections: slow and silent senders are dropped on short deadlines', () => {
   let peer: Peer
   let port: number
