@@ -398,7 +398,8 @@ export class PeerNode {
       // runs a conversation, bounded by the handshake's own reply and transfer timeouts.
       limits: {maxConnections: this.options.maxConnections ?? CONTROL_MAX_CONNECTIONS, maxPerAddress: this.options.maxConnectionsPerAddress ?? CONTROL_MAX_PER_ADDRESS, firstMs, idleMs: messageMs + 5000},
       log: this.options.log,
-      farewell: (why) => (why === 'timeout' ? `PeerError\n*\nE_MSG_TIMEOUT\nno complete line within ${firstMs} ms\n\n` : 'PeerError\n*\nE_BUSY\ntoo many connections\n\n'),
+      farewell: (why, conn) =>
+        why !== 'timeout' ? 'PeerError\n*\nE_BUSY\ntoo many connections\n\n' : `PeerError\n*\nE_MSG_TIMEOUT\n${conn?.started ? `message not complete within ${messageMs} ms` : `no complete line within ${firstMs} ms`}\n\n`,
     })
     this.#guard = guard
     this.#control = net.createServer({allowHalfOpen: true}, (socket) => {
@@ -462,10 +463,8 @@ export class PeerNode {
     const listening = new Promise<void>((resolve) => (this.#control ? this.#control.close(() => resolve()) : resolve()))
     this.#guard?.closeIdle()
     // Let pushes, applies and handshakes under way finish (briefly), so nothing is left half-recorded.
-    const idle = async () => {
-      for (let i = 0; i < STOP_GRACE_MS / 50 && (this.#work.size > 0 || this.#connections.size > 0); i++) await new Promise((r) => setTimeout(r, 50))
-    }
-    await idle()
+    const end = Date.now() + STOP_GRACE_MS
+    while (Date.now() < end && (this.#work.size > 0 || this.#connections.size > 0)) await new Promise((r) => setTimeout(r, 50))
     // Then every socket of every server is cut, so that stop() ends within seconds.
     this.#guard?.close()
     for (const s of this.#connections) s.destroy()
