@@ -4,7 +4,7 @@ import net from 'node:net'
 import {describe, it} from 'node:test'
 import {FpeerError} from '../errors.js'
 import {MessageChannel} from './channel.js'
-import {ByteBudget, ConnectionGuard, type ConnectionLimits, type GuardedConnection} from './limits.js'
+import {ByteBudget, ConnectionGuard, addressKey, type ConnectionLimits, type GuardedConnection} from './limits.js'
 
 interface Client {
   socket: net.Socket
@@ -121,6 +121,17 @@ describe('ConnectionGuard', () => {
     await until('the refused ones gone', () => s.guard.counts.refused === 20)
     await s.close()
     await held.closed
+  })
+})
+
+describe('addressKey', () => {
+  it('counts IPv4 by address and IPv6 by its /64', () => {
+    assert.equal(addressKey('127.0.0.2'), '127.0.0.2')
+    assert.equal(addressKey('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64')
+    assert.equal(addressKey('2001:db8:1:2:bbbb:cccc:dddd:eeee'), '2001:db8:1:2::/64')
+    assert.equal(addressKey('2001:db8::5'), '2001:db8:0:0::/64')
+    assert.equal(addressKey('::1'), '0:0:0:0::/64')
+    assert.equal(addressKey('fe80::1%eth0'), 'fe80:0:0:0::/64')
   })
 })
 

@@ -42,10 +42,28 @@ function plain(address: string | undefined): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
 }
 
+/**
+ * The key connections are counted under: the address for IPv4, the /64 prefix for IPv6
+ * (one host is routinely given a whole /64, so one IPv6 address per connection is free).
+ */
+export function addressKey(address: string): string {
+  if (!address.includes(':')) return address
+  const [head = '', tail] = address.split('%')[0]!.split('::') as [string, string | undefined]
+  const left = head ? head.split(':') : []
+  const right = tail ? tail.split(':') : []
+  const groups = tail === undefined ? left : [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right]
+  return `${groups
+    .slice(0, 4)
+    .map((g) => (parseInt(g, 16) || 0).toString(16))
+    .join(':')}::/64`
+}
+
 /** One admitted connection; the server reports its progress so deadlines and eviction know what it is doing. */
 export class GuardedConnection {
   readonly socket: net.Socket
   readonly address: string
+  /** What the caps count it under (addressKey). */
+  readonly key: string
   readonly acceptedAt = Date.now()
   #state: State = 'new'
   #since = Date.now()
@@ -56,6 +74,7 @@ export class GuardedConnection {
     this.#guard = guard
     this.socket = socket
     this.address = address
+    this.key = addressKey(address)
   }
 
   /** Waiting for the peer's next request: the idle deadline runs, and a newcomer may evict it when the port is full. */
@@ -161,12 +180,12 @@ export class ConnectionGuard {
       socket.destroy()
       return undefined
     }
-    const mine = this.#byAddress.get(address)?.size ?? 0
+    const mine = this.#byAddress.get(addressKey(address))?.size ?? 0
     if (mine >= this.limits.maxPerAddress) return this.#refuse(socket, address, 'too many connections from this address')
     if (this.#size >= this.limits.maxConnections && !this.#evictFor(mine)) return this.#refuse(socket, address, 'too many connections')
     const conn = new GuardedConnection(this, socket, address)
-    let set = this.#byAddress.get(address)
-    if (!set) this.#byAddress.set(address, (set = new Set()))
+    let set = this.#byAddress.get(conn.key)
+    if (!set) this.#byAddress.set(conn.key, (set = new Set()))
     set.add(conn)
     this.#size++
     this.counts.admitted++
@@ -192,10 +211,10 @@ export class ConnectionGuard {
   }
 
   #forget(conn: GuardedConnection): void {
-    const set = this.#byAddress.get(conn.address)
+    const set = this.#byAddress.get(conn.key)
     if (!set?.delete(conn)) return
     this.#size--
-    if (set.size === 0) this.#byAddress.delete(conn.address)
+    if (set.size === 0) this.#byAddress.delete(conn.key)
     if (this.#size === 0) this.#stopSweeper()
   }
 
