@@ -9,6 +9,7 @@ import {type Identity, PeerId} from './identity.js'
 import {LocalFileSource} from './fs/local-source.js'
 import {FolderWatcher} from './fs/watch.js'
 import {MessageChannel, normalizeAddress} from './net/channel.js'
+import {ByteBudget, ConnectionGuard} from './net/limits.js'
 import type {TransportRegistry} from './registry.js'
 import {type HandshakeTimeouts, type HostContext, defaultTimeouts} from './session/context.js'
 import {serveConnection} from './session/host.js'
@@ -22,6 +23,10 @@ import {fetchFiles} from './transfer/fetch.js'
 import {withPeerClient} from './transfer/peer-client.js'
 import type {AccessContext, Logger, TransportServer} from './transport.js'
 import type {FileEntry} from './wire/types.js'
+import {CONTROL_BUFFER_BYTES, CONTROL_MAX_CONNECTIONS, CONTROL_MAX_PER_ADDRESS, DEFAULT_FIRST_LINE_TIMEOUT_MS, DEFAULT_MESSAGE_TIMEOUT_MS} from './wire/limits.js'
+
+/** How long work under way (pushes, applies, handshakes) may go on after stop() before every connection is cut. */
+export const STOP_GRACE_MS = 2500
 
 /** The documented default ports: control, then one per built-in protocol. */
 export const DEFAULT_CONTROL_PORT = 7734
@@ -38,7 +43,10 @@ export interface PeerNodeOptions {
   /** Port per protocol; 0 picks a free one; protocols not named use DEFAULT_PORTS or 0. */
   ports?: Record<string, number>
   concurrency?: number
+  /** Control connections at once (default 256); see ConnectionGuard for how they are shared. */
   maxConnections?: number
+  /** Control connections at once from one address (default 32). */
+  maxConnectionsPerAddress?: number
   timeouts?: HandshakeTimeouts
   /** Handshakes answered at once; past that a request is handed to another confirmed peer (seed step 8). */
   maxHandshakes?: number
@@ -84,6 +92,7 @@ export class PeerNode {
   readonly #replay = new ReplayGuard()
   readonly #connections = new Set<net.Socket>()
   #control: net.Server | undefined
+  #guard: ConnectionGuard | undefined
   #folders = new Map<string, FolderConfig>()
   #peers = new Map<string, PeerRecord[]>()
   #refreshTimer: NodeJS.Timeout | undefined
@@ -367,19 +376,37 @@ export class PeerNode {
     }
     if (this.options.control === false) return
     const ctx = this.#hostContext()
-    const maxConnections = this.options.maxConnections ?? 256
+    const env = (name: string, dflt: number) => Number(process.env[name] || dflt)
+    const firstMs = env('FPEER_FIRST_LINE_TIMEOUT_MS', DEFAULT_FIRST_LINE_TIMEOUT_MS)
+    const messageMs = env('FPEER_MESSAGE_TIMEOUT_MS', DEFAULT_MESSAGE_TIMEOUT_MS)
+    // One budget for every control connection: many large messages at once cannot add up past it.
+    const budget = new ByteBudget(env('FPEER_CONTROL_BUFFER_BYTES', CONTROL_BUFFER_BYTES))
+    const guard = new ConnectionGuard({
+      name: 'control',
+      // After its first line a connection is bounded by the channel's message deadline (a typed
+      // E_MSG_TIMEOUT); the guard's idle deadline is only the backstop. After its first message it
+      // runs a conversation, bounded by the handshake's own reply and transfer timeouts.
+      limits: {maxConnections: this.options.maxConnections ?? CONTROL_MAX_CONNECTIONS, maxPerAddress: this.options.maxConnectionsPerAddress ?? CONTROL_MAX_PER_ADDRESS, firstMs, idleMs: messageMs + 5000},
+      log: this.options.log,
+      farewell: (why, conn) =>
+        why !== 'timeout' ? 'PeerError\n*\nE_BUSY\ntoo many connections\n\n' : `PeerError\n*\nE_MSG_TIMEOUT\n${conn?.started ? `message not complete within ${messageMs} ms` : `no complete line within ${firstMs} ms`}\n\n`,
+    })
+    this.#guard = guard
     this.#control = net.createServer({allowHalfOpen: true}, (socket) => {
-      if (this.#connections.size >= maxConnections) {
-        socket.end('PeerError\n*\nE_BUSY\ntoo many connections\n\n')
-        return
-      }
+      const conn = guard.admit(socket)
+      if (!conn) return
       this.#connections.add(socket)
       socket.once('close', () => this.#connections.delete(socket))
+      const channel = new MessageChannel(socket, {messageTimeoutMs: messageMs, budget, onProgress: (what) => (what === 'line' ? conn.idle() : conn.busy())})
       void (async () => {
         await this.refresh().catch((err: Error) => this.options.log.error('cannot read configuration', {reason: err.message}))
-        await serveConnection(new MessageChannel(socket), ctx)
-      })()
+        await serveConnection(channel, ctx)
+      })().catch((err: Error) => {
+        this.options.log.error('control connection failed', {reason: err.message})
+        socket.destroy()
+      })
     })
+    this.#control.on('error', (err) => this.options.log.warn('control server error', {reason: err.message}))
     await new Promise<void>((resolve, reject) => {
       this.#control!.once('error', (err: NodeJS.ErrnoException) =>
         reject(new FpeerError(err.code === 'EADDRINUSE' ? 'E_USAGE' : 'E_IO', `cannot listen on ${this.options.host}:${this.options.controlPort}: ${err.message}`, {hint: err.code === 'EADDRINUSE' ? 'another fpeer serve runs there? pick --port' : undefined})),
@@ -422,14 +449,20 @@ export class PeerNode {
     this.#retries.clear()
     for (const w of this.#watchers.values()) w.close()
     this.#watchers.clear()
-    // Let pushes and applies under way finish (bounded), so nothing is left half-recorded.
-    await Promise.race([Promise.allSettled([...this.#work]), new Promise((r) => setTimeout(r, 10_000).unref())])
+    // No new connections; the idle ones go now, whatever their peers do.
+    const listening = new Promise<void>((resolve) => (this.#control ? this.#control.close(() => resolve()) : resolve()))
+    this.#guard?.closeIdle()
+    // Let pushes, applies and handshakes under way finish (briefly), so nothing is left half-recorded.
+    const end = Date.now() + STOP_GRACE_MS
+    while (Date.now() < end && (this.#work.size > 0 || this.#connections.size > 0)) await new Promise((r) => setTimeout(r, 50))
+    // Then every socket of every server is cut, so that stop() ends within seconds.
+    this.#guard?.close()
+    for (const s of this.#connections) s.destroy()
+    const bounded = (p: Promise<unknown>) => Promise.race([p.catch(() => {}), new Promise((r) => setTimeout(r, 1500).unref())])
+    await bounded(Promise.all([listening, ...[...this.#servers.values()].map((s) => s.close())]))
+    this.#servers.clear()
     this.#statsDirty = true
     await this.#flushStats()
-    for (const s of this.#connections) s.destroy()
-    await new Promise<void>((resolve) => (this.#control ? this.#control.close(() => resolve()) : resolve()))
-    await Promise.all([...this.#servers.values()].map((s) => s.close().catch(() => {})))
-    this.#servers.clear()
   }
 
   /** The folder's file structure after a rescan, as file lines; changes the rescan found are pushed. */
@@ -460,8 +493,8 @@ export class PeerNode {
       fileList: (folder) => this.fileList(folder),
       isPeer: (folder, id) => this.#isPeer(folder, id),
       delegateFor: (folder, requester) => {
-        // This connection is one of #connections: busy when the others reach the limit.
-        if (this.#connections.size - 1 < (this.options.maxHandshakes ?? 64)) return undefined
+        // Handshakes under way, this one included; idle connections (a flood of them) do not make the host busy.
+        if ((this.#guard?.busy ?? 1) - 1 < (this.options.maxHandshakes ?? 64)) return undefined
         const candidates = (this.#peers.get(folder) ?? []).filter((p) => p.controlPort && !p.id.startsWith('plain:') && p.id !== requester.toString())
         if (candidates.length === 0) return undefined
         const p = candidates[this.#delegateTurn++ % candidates.length]!

@@ -50,7 +50,7 @@ export async function connectFtp(options: ConnectOptions): Promise<TransferClien
 export class FtpClientPool implements TransferClient {
   readonly #opts: ConnectOptions
   readonly #log: Logger
-  readonly #max: number
+  #max: number
   readonly #idle: Client[] = []
   readonly #inUse = new Set<Client>()
   readonly #waiters: Array<() => void> = []
@@ -211,6 +211,13 @@ export class FtpClientPool implements TransferClient {
           return {client: await this.#open(), reused: false}
         } catch (err) {
           this.#live--
+          // A busy server may refuse more connections than it gives us (its per-address share):
+          // make do with those we have rather than fail the file.
+          if (this.#live > 0 && !this.#closed) {
+            this.#log.debug('ftp: another connection refused; going on with fewer', {live: this.#live})
+            this.#max = this.#live
+            continue
+          }
           this.#wake()
           throw err
         }

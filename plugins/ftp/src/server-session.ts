@@ -12,8 +12,10 @@ export interface FtpLimits {
   maxConnections: number
   /** Open control connections from one address. */
   maxConnectionsPerAddress: number
-  /** A control connection with no command for this long is closed (421). */
+  /** A control connection with no command under way for this long is closed (421), even one that drips bytes. */
   idleTimeoutMs: number
+  /** From accept to the first complete command line. */
+  firstLineTimeoutMs: number
   /** How long a passive port waits for its connection, and how long a transfer may stall. */
   dataTimeoutMs: number
   /** Commands a client may send ahead while a transfer runs. */
@@ -25,7 +27,8 @@ export interface FtpLimits {
 export const DEFAULT_LIMITS: Readonly<FtpLimits> = {
   maxConnections: 128,
   maxConnectionsPerAddress: 32,
-  idleTimeoutMs: 300_000,
+  idleTimeoutMs: 60_000,
+  firstLineTimeoutMs: 10_000,
   dataTimeoutMs: 60_000,
   maxQueuedCommands: 64,
   maxLineBytes: 8192,
@@ -53,6 +56,8 @@ export interface SessionDeps {
   log: Logger
   limits: FtpLimits
   onClose(): void
+  /** Told when commands start running (true) and when none is left (false), for the connection guard. */
+  onActivity?(busy: boolean): void
 }
 
 export class FtpSession {
@@ -165,6 +170,7 @@ export class FtpSession {
   async #drain(): Promise<void> {
     if (this.#running) return
     this.#running = true
+    this.#deps.onActivity?.(true)
     try {
       while (!this.#closed && this.#queue.length > 0) {
         const cmd = this.#queue.shift()!
@@ -176,6 +182,7 @@ export class FtpSession {
       }
     } finally {
       this.#running = false
+      this.#deps.onActivity?.(false)
     }
   }
 

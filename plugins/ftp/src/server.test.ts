@@ -374,7 +374,7 @@ describe('fpeer FTP server under faults and limits', {timeout: 120_000}, () => {
     }
   })
 
-  it('limits connections in all and per address', async () => {
+  it('limits connections in all and per address, sharing them fairly between addresses', async () => {
     const server = await serve(localSource(tree), {maxConnections: 3, maxConnectionsPerAddress: 2})
     const open: RawFtp[] = []
     try {
@@ -383,11 +383,17 @@ describe('fpeer FTP server under faults and limits', {timeout: 120_000}, () => {
       open.push(third)
       await third.expect(421)
       open.push(await RawFtp.login(server.port, {localAddress: '127.0.0.2'}))
-      const fourth = await RawFtp.open(server.port, {localAddress: '127.0.0.3'})
+      // Full, but 127.0.0.1 holds two idle connections: a newcomer from 127.0.0.3 takes the oldest one's place.
+      const fourth = await RawFtp.login(server.port, {localAddress: '127.0.0.3'})
       open.push(fourth)
-      await fourth.expect(421)
+      await open[0]!.expect(421)
+      await waitClosed(open[0]!)
+      // Now every address holds one: a newcomer from 127.0.0.4 cannot fairly evict anyone.
+      const fifth = await RawFtp.open(server.port, {localAddress: '127.0.0.4'})
+      open.push(fifth)
+      await fifth.expect(421)
       // A slot freed is a slot reusable.
-      await open[0]!.close()
+      await open[1]!.close()
       await new Promise((r) => setTimeout(r, 50))
       open.push(await RawFtp.login(server.port))
     } finally {

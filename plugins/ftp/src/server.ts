@@ -1,7 +1,7 @@
 // The FTP transport server: a small, strict, read-only FTP server on node:net that reads only through core's FileSource.
-import {createServer, type Socket} from 'node:net'
-import {silentLogger, type ServeOptions, type TransportServer} from '@fpeer/core'
-import {formatReply, plainAddress} from './server-commands.js'
+import {createServer} from 'node:net'
+import {ConnectionGuard, silentLogger, type ServeOptions, type TransportServer} from '@fpeer/core'
+import {formatReply} from './server-commands.js'
 import {DEFAULT_LIMITS, FtpSession, type FtpLimits} from './server-session.js'
 
 export {DEFAULT_LIMITS, type FtpLimits} from './server-session.js'
@@ -14,33 +14,25 @@ export async function startFtpServer(options: ServeOptions, limits: Partial<FtpL
   const log = options.log ?? silentLogger
   const lim: FtpLimits = {...DEFAULT_LIMITS, ...limits}
   const sessions = new Set<FtpSession>()
-  const perAddress = new Map<string, number>()
   let closing: Promise<void> | undefined
-
-  const refuse = (socket: Socket, why: string) => {
-    log.warn('ftp: connection refused', {peer: plainAddress(socket.remoteAddress), why})
-    socket.on('error', () => {})
-    socket.end(formatReply(421, why))
-    setTimeout(() => socket.destroy(), 1000).unref()
-  }
+  const guard = new ConnectionGuard({
+    name: 'ftp',
+    // The session closes a quiet connection itself (421); the guard also closes one that drips bytes without a command.
+    limits: {maxConnections: lim.maxConnections, maxPerAddress: lim.maxConnectionsPerAddress, firstMs: lim.firstLineTimeoutMs, idleMs: lim.idleTimeoutMs + 1000},
+    log,
+    farewell: (why) => formatReply(421, why === 'busy' ? 'Too many connections, try again later' : why === 'evicted' ? 'Idle connection closed to admit another client' : 'Timeout, closing control connection'),
+  })
 
   const server = createServer((socket) => {
-    const address = plainAddress(socket.remoteAddress)
     if (closing) return void socket.destroy()
-    if (sessions.size >= lim.maxConnections) return refuse(socket, 'Too many connections, try again later')
-    const mine = perAddress.get(address) ?? 0
-    if (mine >= lim.maxConnectionsPerAddress) return refuse(socket, 'Too many connections from your address')
-    perAddress.set(address, mine + 1)
+    const conn = guard.admit(socket)
+    if (!conn) return
     const session: FtpSession = new FtpSession(socket, {
       files: options.files,
       log,
       limits: lim,
-      onClose: () => {
-        sessions.delete(session)
-        const n = (perAddress.get(address) ?? 1) - 1
-        if (n > 0) perAddress.set(address, n)
-        else perAddress.delete(address)
-      },
+      onClose: () => sessions.delete(session),
+      onActivity: (busy) => (busy ? conn.busy() : conn.idle()),
     })
     sessions.add(session)
     session.start()
@@ -66,6 +58,7 @@ export async function startFtpServer(options: ServeOptions, limits: Partial<FtpL
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve())
         for (const s of [...sessions]) s.destroy()
+        guard.close()
       })
       return closing
     },

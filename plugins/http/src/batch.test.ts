@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict'
 import {execFile} from 'node:child_process'
 import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
@@ -52,6 +53,33 @@ describe('HTTP batch endpoint', {timeout: 60_000}, () => {
   it('other POSTs are refused with 405', async () => {
     const r = await curl(['-o', '/dev/null', '-w', '%{http_code}', '--data-binary', 'x', `${base}/docs/a.txt`])
     assert.equal(r.out, '405')
+  })
+
+  it('batch bodies held at once share one server-wide budget: past it, 503 E_BUSY, and the budget comes back', async () => {
+    const {port} = server
+    // Eight unfinished bodies of just under 4 MiB each hold about 31 MiB of the 32 MiB budget.
+    const held: net.Socket[] = []
+    const part = Buffer.alloc(4 * 1024 * 1024 - 64 * 1024, 0x61)
+    try {
+      for (let i = 0; i < 8; i++) {
+        const s = net.connect({host: '127.0.0.1', port, localAddress: `127.0.0.${10 + i}`})
+        s.on('error', () => {})
+        held.push(s)
+        s.write(`POST /docs/.fpeer/batch HTTP/1.1\r\nHost: x\r\nContent-Length: ${4 * 1024 * 1024}\r\n\r\n`)
+        await new Promise<void>((resolve) => s.write(part, () => resolve()))
+      }
+      const busy = await curl(['-o', '/dev/null', '-w', '%{http_code}', '--data-binary', '@-', `${base}/docs/.fpeer/batch`], 'a.txt\n'.repeat(400_000))
+      assert.equal(busy.out, '503')
+    } finally {
+      for (const s of held) s.destroy()
+    }
+    // Once those connections are gone, the same request gets through (413 here: too many files, but read).
+    let code = ''
+    for (let i = 0; i < 100 && code !== '413'; i++) {
+      code = (await curl(['-o', '/dev/null', '-w', '%{http_code}', '--data-binary', '@-', `${base}/docs/.fpeer/batch`], 'a.txt\n'.repeat(400_000))).out
+      if (code !== '413') await new Promise((r) => setTimeout(r, 50))
+    }
+    assert.equal(code, '413')
   })
 
   it('a request naming too many files is refused with 413', async () => {

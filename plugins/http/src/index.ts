@@ -12,5 +12,5 @@ export const httpTransport: Transport = {
 }
 
 export {connectHttp, HttpTransferClient} from './client.js'
-export {serveHttp, HttpTransportServer, SERVER_TIMEOUTS, parseRange, type RangeRequest} from './server.js'
+export {serveHttp, HttpTransportServer, SERVER_LIMITS, SERVER_TIMEOUTS, parseRange, type RangeRequest} from './server.js'
 export {encodeSegment, filePath, parseTarget} from './url.js'

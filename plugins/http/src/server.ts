@@ -1,20 +1,38 @@
 // The HTTP transport's server: read-only GET and HEAD of shared files over node:http, with single byte ranges.
 import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import type {Socket} from 'node:net'
 import {Transform, type TransformCallback} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
-import {FpeerError, isFpeerError, silentLogger, type AccessContext, type FileSource, type Logger, type ServeOptions, type TransportServer} from '@fpeer/core'
+import {ByteBudget, ConnectionGuard, FpeerError, isFpeerError, silentLogger, type AccessContext, type FileSource, type Logger, type ServeOptions, type TransportServer} from '@fpeer/core'
 import {encodeSegment, parseTarget} from './url.js'
 
 /** Server-side timeouts, in ms. Idle sockets and stalled readers are dropped so a slow peer cannot pin the server. */
 export const SERVER_TIMEOUTS = {
-  /** Time to receive a request's headers. */
-  headers: 15_000,
+  /** Time to receive a request's headers (from accept, for the first request). */
+  headers: 10_000,
   /** Time to receive a whole request (GET and HEAD have no body). */
   request: 30_000,
   /** How long an idle keep-alive connection stays open. */
   keepAlive: 5_000,
   /** A socket with no traffic either way for this long is destroyed, even mid-response. */
   socketIdle: 120_000,
+}
+
+/**
+ * Connections at once, in all and from one address (core's ConnectionGuard shares them
+ * fairly), and request-body bytes held at once across all of them (batch requests).
+ */
+export const SERVER_LIMITS = {maxConnections: 256, maxPerAddress: 32, bodyBytes: 32 << 20}
+
+/** Each request's server-wide body budget, so that many batch bodies at once cannot add up. */
+const bodyBudgets = new WeakMap<IncomingMessage, ByteBudget>()
+
+/** What the guard writes before it closes a connection: a status only to one that has not sent a request yet. */
+function farewell(why: string, started: boolean): string | undefined {
+  if (started) return undefined
+  const [status, code] = why === 'timeout' ? ['408 Request Timeout', 'E_TIMEOUT'] : ['503 Service Unavailable', 'E_BUSY']
+  const body = `${status.slice(0, 3)} ${code}\n`
+  return `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nConnection: close\r\n${why === 'timeout' ? '' : 'Retry-After: 1\r\n'}\r\n${body}`
 }
 
 const ALLOW = 'GET, HEAD' // and POST, for /<folder>/.fpeer/batch only
@@ -83,6 +101,8 @@ function statusFor(err: unknown): number {
       return 404
     case 'E_ACCESS':
       return 403
+    case 'E_BUSY':
+      return 503
     default:
       return 500
   }
@@ -196,12 +216,18 @@ export const BATCH_LIMITS = {files: 4096, requestBytes: 4 << 20, fileBytes: 4 <<
 async function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
   const chunks: Buffer[] = []
   let bytes = 0
-  for await (const chunk of req) {
-    bytes += (chunk as Buffer).length
-    if (bytes > limit) return undefined
-    chunks.push(chunk as Buffer)
+  const budget = bodyBudgets.get(req)
+  try {
+    for await (const chunk of req) {
+      if (bytes + (chunk as Buffer).length > limit) return undefined
+      if (budget && !budget.take((chunk as Buffer).length)) throw new FpeerError('E_BUSY', 'request bodies in flight use the whole server budget; try again later')
+      bytes += (chunk as Buffer).length
+      chunks.push(chunk as Buffer)
+    }
+    return Buffer.concat(chunks).toString('utf8')
+  } finally {
+    budget?.give(bytes)
   }
-  return Buffer.concat(chunks).toString('utf8')
 }
 
 /**
@@ -324,12 +350,14 @@ export class HttpTransportServer implements TransportServer {
   readonly host: string
   readonly port: number
   readonly #server: Server
+  readonly #guard: ConnectionGuard | undefined
   #closing: Promise<void> | undefined
 
-  constructor(server: Server, host: string, port: number) {
+  constructor(server: Server, host: string, port: number, guard?: ConnectionGuard) {
     this.#server = server
     this.host = host
     this.port = port
+    this.#guard = guard
   }
 
   close(): Promise<void> {
@@ -337,6 +365,7 @@ export class HttpTransportServer implements TransportServer {
       this.#server.close(() => resolve())
       // Transfers in flight are cut, not drained: core closes the server when it is done serving.
       this.#server.closeAllConnections()
+      this.#guard?.close()
     })
     return this.#closing
   }
@@ -345,7 +374,28 @@ export class HttpTransportServer implements TransportServer {
 /** Starts the HTTP server on `options.host:options.port`. */
 export async function serveHttp(options: ServeOptions): Promise<TransportServer> {
   const log: Logger = options.log ?? silentLogger
+  const guard = new ConnectionGuard({
+    name: 'http',
+    // Between requests node closes a keep-alive connection after keepAlive; the guard's idle deadline is the backstop.
+    limits: {...SERVER_LIMITS, firstMs: SERVER_TIMEOUTS.headers, idleMs: SERVER_TIMEOUTS.keepAlive + 1000},
+    log,
+    farewell: (why, conn) => farewell(why, conn?.started ?? false),
+  })
+  const inFlight = new WeakMap<Socket, number>()
+  const bodies = new ByteBudget(SERVER_LIMITS.bodyBytes)
   const server = createServer((req, res) => {
+    bodyBudgets.set(req, bodies)
+    // A request under way (a 512 MiB body streaming) is busy: never idle-closed, never evicted.
+    // Pipelined requests overlap, so the connection is idle only once every response is done.
+    const socket = req.socket
+    const conn = guard.of(socket)
+    inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1)
+    conn?.busy()
+    res.once('close', () => {
+      const left = (inFlight.get(socket) ?? 1) - 1
+      inFlight.set(socket, left)
+      if (left === 0) conn?.idle()
+    })
     handle(req, res, options.files).catch((err: unknown) => {
       log.debug('http request failed', {method: req.method, url: req.url, code: isFpeerError(err) ? err.code : undefined, error: (err as Error)?.message})
       if (!res.headersSent && !res.destroyed) {
@@ -360,6 +410,7 @@ export async function serveHttp(options: ServeOptions): Promise<TransportServer>
   server.requestTimeout = SERVER_TIMEOUTS.request
   server.keepAliveTimeout = SERVER_TIMEOUTS.keepAlive
   server.setTimeout(SERVER_TIMEOUTS.socketIdle)
+  server.on('connection', (socket: Socket) => void guard.admit(socket))
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       reject(
@@ -378,5 +429,5 @@ export async function serveHttp(options: ServeOptions): Promise<TransportServer>
   const addr = server.address()
   const port = typeof addr === 'object' && addr ? addr.port : options.port
   log.info('http server listening', {host: options.host, port})
-  return new HttpTransportServer(server, options.host, port)
+  return new HttpTransportServer(server, options.host, port, guard)
 }

@@ -335,6 +335,8 @@ class SftpTransferClient implements TransferClient {
   readonly #all = new Set<Connection>()
   #idle: Connection[] = []
   #opening = 0
+  /** Connections to keep at most; lowered when the server refuses more than we have. */
+  #cap = 0
   #waiters: Array<() => void> = []
   #closed = false
 
@@ -374,7 +376,18 @@ class SftpTransferClient implements TransferClient {
         this.#drop(conn)
         continue
       }
-      if (this.#all.size + this.#opening < Math.max(1, this.#options.concurrency)) return this.#newConnection()
+      if (this.#all.size + this.#opening < (this.#cap || Math.max(1, this.#options.concurrency))) {
+        try {
+          return await this.#newConnection()
+        } catch (err) {
+          // A busy server may refuse more connections than it gives us (its per-address share):
+          // make do with those we have rather than fail the file.
+          if (this.#all.size === 0 || this.#closed) throw err
+          this.#log.debug('sftp: another connection refused; going on with fewer', {live: this.#all.size})
+          this.#cap = this.#all.size
+          continue
+        }
+      }
       await new Promise<void>((resolve) => this.#waiters.push(resolve))
     }
   }

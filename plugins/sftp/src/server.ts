@@ -9,14 +9,16 @@ import net from 'node:net'
 import type {Readable} from 'node:stream'
 import ssh2 from 'ssh2'
 import type {AuthContext, Connection, SFTPWrapper, ServerChannel} from 'ssh2'
-import {FpeerError, PeerId, fromSystemError, isFpeerError, silentLogger, verifySignature} from '@fpeer/core'
-import type {AccessContext, FileSource, FileStat, Logger, ServeOptions, TransportServer} from '@fpeer/core'
+import {ConnectionGuard, FpeerError, PeerId, fromSystemError, isFpeerError, silentLogger, verifySignature} from '@fpeer/core'
+import type {AccessContext, FileSource, GuardedConnection, FileStat, Logger, ServeOptions, TransportServer} from '@fpeer/core'
 import {ED25519, fingerprint, parsePublicKeyBlob, privateKeyPem} from './keys.js'
 
 /** Bounds that keep one misbehaving or greedy client from exhausting the server. */
 export interface SftpServerLimits {
-  /** Open TCP connections at once, authenticated or not. */
+  /** Open TCP connections at once, authenticated or not (core's ConnectionGuard shares them fairly). */
   maxConnections: number
+  /** Open TCP connections at once from one address. */
+  maxConnectionsPerAddress: number
   /** SSH session channels per connection (each may run one SFTP subsystem). */
   maxSessionsPerConnection: number
   /** Open file and directory handles per SFTP session. */
@@ -35,12 +37,13 @@ export interface SftpServerLimits {
 
 export const DEFAULT_SERVER_LIMITS: Readonly<SftpServerLimits> = {
   maxConnections: 64,
+  maxConnectionsPerAddress: 16,
   maxSessionsPerConnection: 4,
   maxHandlesPerSession: 32,
   maxPendingRequests: 512,
   maxReadBytes: 256 * 1024,
   maxAuthAttempts: 8,
-  loginTimeoutMs: 30_000,
+  loginTimeoutMs: 10_000,
   idleTimeoutMs: 5 * 60_000,
 }
 
@@ -517,8 +520,7 @@ interface ConnState {
   peer: PeerId | undefined
   authAttempts: number
   sessions: number
-  lastActivity: number
-  timer: NodeJS.Timeout | undefined
+  guarded: GuardedConnection
   client: Connection | undefined
 }
 
@@ -531,7 +533,6 @@ export async function startSftpServer(options: ServeOptions, limitOverrides: Par
   const limits: SftpServerLimits = {...DEFAULT_SERVER_LIMITS, ...limitOverrides}
   const log = options.log ?? silentLogger
   const conns = new Map<string, ConnState>()
-  const sockets = new Set<net.Socket>()
   let closing = false
 
   const ssh = new ssh2.Server({
@@ -551,17 +552,9 @@ export async function startSftpServer(options: ServeOptions, limitOverrides: Par
     client.on('error', (err: Error) => log.debug('ssh connection error', {address: state.address, error: err.message}))
     client.on('authentication', (ctx: AuthContext) => authenticate(state, ctx))
     client.on('ready', () => {
-      clearTimeout(state.timer)
-      state.lastActivity = Date.now()
+      // Logged in: the guard's login deadline is met; from now on its idle deadline runs between requests.
+      state.guarded.idle()
       log.info('sftp login', {address: state.address, peer: state.peer?.short})
-      const every = Math.max(50, Math.min(limits.idleTimeoutMs / 4, 10_000))
-      state.timer = setInterval(() => {
-        if (Date.now() - state.lastActivity > limits.idleTimeoutMs) {
-          log.debug('sftp idle timeout', {address: state.address})
-          endConnection(state)
-        }
-      }, every)
-      state.timer.unref()
     })
     client.on('session', (accept: () => ssh2.Session, reject: () => void) => {
       if (!state.peer || state.sessions >= limits.maxSessionsPerConnection) {
@@ -578,9 +571,7 @@ export async function startSftpServer(options: ServeOptions, limitOverrides: Par
           who: {address: state.address, peer: state.peer},
           limits,
           log,
-          touch: () => {
-            state.lastActivity = Date.now()
-          },
+          touch: () => state.guarded.touch(),
         })
       })
       ;(session as unknown as ServerChannel).on?.('close', () => {
@@ -632,28 +623,22 @@ export async function startSftpServer(options: ServeOptions, limitOverrides: Par
     setTimeout(() => state.socket.destroy(), 1000).unref()
   }
 
+  // Login within loginTimeoutMs, then closed after idleTimeoutMs without an SFTP request (SSH has no farewell text).
+  const guard = new ConnectionGuard({
+    name: 'sftp',
+    limits: {maxConnections: limits.maxConnections, maxPerAddress: limits.maxConnectionsPerAddress, firstMs: limits.loginTimeoutMs, idleMs: limits.idleTimeoutMs, quietMs: Math.min(5000, limits.idleTimeoutMs)},
+    log,
+  })
+
   const tcp = net.createServer((socket) => {
-    if (closing || sockets.size >= limits.maxConnections) {
-      socket.destroy()
-      return
-    }
+    if (closing) return void socket.destroy()
+    const guarded = guard.admit(socket)
+    if (!guarded) return
     const address = plainAddress(socket.remoteAddress)
     const key = `${socket.remoteAddress}|${socket.remotePort}`
-    const state: ConnState = {socket, address, peer: undefined, authAttempts: 0, sessions: 0, lastActivity: Date.now(), timer: undefined, client: undefined}
-    sockets.add(socket)
+    const state: ConnState = {socket, address, peer: undefined, authAttempts: 0, sessions: 0, guarded, client: undefined}
     conns.set(key, state)
-    state.timer = setTimeout(() => {
-      log.debug('sftp login timeout', {address})
-      socket.destroy()
-    }, limits.loginTimeoutMs)
-    state.timer.unref()
-    socket.on('error', () => {})
-    socket.on('close', () => {
-      clearTimeout(state.timer)
-      clearInterval(state.timer)
-      sockets.delete(socket)
-      conns.delete(key)
-    })
+    socket.on('close', () => conns.delete(key))
     socket.setNoDelay(true)
     ssh.injectSocket(socket)
   })
@@ -677,6 +662,7 @@ export async function startSftpServer(options: ServeOptions, limitOverrides: Par
     close(): Promise<void> {
       closed ??= (async () => {
         closing = true
+        guard.closeIdle()
         const listening = new Promise<void>((resolve) => tcp.close(() => resolve()))
         const all = [...conns.values()].map(
           (state) =>
@@ -687,6 +673,7 @@ export async function startSftpServer(options: ServeOptions, limitOverrides: Par
             }),
         )
         await Promise.all([listening, ...all])
+        guard.close()
       })()
       return closed
     },

@@ -15,9 +15,12 @@ function parsePublicAddresses(specs: string[]): string[] {
   })
 }
 
+/** `serve` exits this long after SIGINT/SIGTERM at the latest (docs/security.md, "Connections"). */
+export const STOP_DEADLINE_MS = 5000
+
 export default class Serve extends BaseCommand<typeof Serve> {
   static override summary = 'Run this peer: answer peers on the control port and serve shared folders.'
-  static override description = `Listens for messages on the control port (default ${DEFAULT_CONTROL_PORT}) and serves every shared folder over each installed transfer protocol (HTTP on 7735, FTP on 7736, SFTP on 7737 unless --data-port says otherwise). With a directory, shares it first. Logs one line per event on stderr (--progress=json: one JSON object per line); with --json, prints one JSON document on stdout once listening. Stops cleanly on SIGINT or SIGTERM.`
+  static override description = `Listens for messages on the control port (default ${DEFAULT_CONTROL_PORT}) and serves every shared folder over each installed transfer protocol (HTTP on 7735, FTP on 7736, SFTP on 7737 unless --data-port says otherwise). With a directory, shares it first. Logs one line per event on stderr (--progress=json: one JSON object per line); with --json, prints one JSON document on stdout once listening. Stops cleanly on SIGINT or SIGTERM, within 5 s whatever peers do; a second signal stops it at once.`
   static override examples = [
     '<%= config.bin %> serve ./docs --name 00-MainDocuments --open --host 127.0.0.2',
     '<%= config.bin %> serve --host 127.0.0.2 --port 7744 --data-port HTTP=0 --json --progress=json',
@@ -62,7 +65,19 @@ export default class Serve extends BaseCommand<typeof Serve> {
       process.once('SIGTERM', stop)
     })
     this.log_.info('stopping')
+    // Whatever peers do, serve is gone within STOP_DEADLINE_MS of the signal; a second signal ends it at once.
+    const force = (why: string) => {
+      this.log_.warn('stopping now, without waiting for the rest', {why})
+      process.exit(1)
+    }
+    const watchdog = setTimeout(() => force(`not stopped within ${STOP_DEADLINE_MS} ms`), STOP_DEADLINE_MS)
+    const again = () => force('a second signal')
+    process.once('SIGINT', again)
+    process.once('SIGTERM', again)
     await node.stop()
+    clearTimeout(watchdog)
+    process.off('SIGINT', again)
+    process.off('SIGTERM', again)
     // The ready document was the output; returning undefined keeps oclif from printing another.
     return undefined as never
   }

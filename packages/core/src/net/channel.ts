@@ -5,12 +5,20 @@ import {parseLines, formatMessage} from '../wire/codec.js'
 import {FrameDecoder} from '../wire/frame.js'
 import {DEFAULT_MESSAGE_TIMEOUT_MS} from '../wire/limits.js'
 import type {Message} from '../wire/types.js'
+import type {ByteBudget} from './limits.js'
 
 export interface ChannelOptions {
   /** A message must be complete this long after its first byte (slow senders are cut off). */
   messageTimeoutMs?: number
   /** Sees every whole message as it crosses this connection (`fpeer demo` shows them); it must not throw. */
   tap?(direction: 'sent' | 'received', text: string): void
+  /**
+   * Shared by a server's connections: bytes received and not yet parsed count against it;
+   * past it the channel fails with E_BUSY. Clients (a requester reading its host) have none.
+   */
+  budget?: ByteBudget
+  /** Told when the first complete line and the first complete message arrive (for the connection guard). */
+  onProgress?(what: 'line' | 'message'): void
 }
 
 /** Strips the IPv4-mapped prefix so `::ffff:127.0.0.2` and `127.0.0.2` are one address. */
@@ -21,7 +29,7 @@ export function normalizeAddress(address: string | undefined): string {
 
 export class MessageChannel {
   readonly socket: net.Socket
-  readonly #decoder = new FrameDecoder()
+  #decoder = new FrameDecoder()
   readonly #queue: Array<string[]> = []
   #error: FpeerError | undefined
   #closed = false
@@ -29,11 +37,18 @@ export class MessageChannel {
   #messageTimer: NodeJS.Timeout | undefined
   readonly #messageTimeoutMs: number
   readonly #tap: ChannelOptions['tap']
+  readonly #budget: ByteBudget | undefined
+  /** Bytes taken from the budget for what is buffered here. */
+  #held = 0
+  #progress: ChannelOptions['onProgress']
+  #sawLine = false
 
   constructor(socket: net.Socket, options: ChannelOptions = {}) {
     this.socket = socket
     this.#tap = options.tap
     this.#messageTimeoutMs = options.messageTimeoutMs ?? Number(process.env.FPEER_MESSAGE_TIMEOUT_MS || DEFAULT_MESSAGE_TIMEOUT_MS)
+    this.#budget = options.budget
+    this.#progress = options.onProgress
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.#onData(chunk))
     socket.on('error', (err) => this.#fail(fromSystemError(err, 'control connection')))
@@ -45,6 +60,9 @@ export class MessageChannel {
     socket.on('close', () => {
       this.#closed = true
       this.#clearTimer()
+      // A message under way can no longer complete: drop it, so its bytes are freed with the budget.
+      this.#decoder = new FrameDecoder()
+      if (this.#queue.length === 0) this.#release()
       this.#wake()
     })
   }
@@ -67,6 +85,13 @@ export class MessageChannel {
 
   #onData(chunk: Buffer): void {
     if (this.#error) return
+    if (this.#budget) {
+      if (!this.#budget.take(chunk.length)) {
+        this.#fail(new FpeerError('E_BUSY', `messages in flight use the server's whole buffer (${this.#budget.limit} bytes); try again later`))
+        return
+      }
+      this.#held += chunk.length
+    }
     const wasIn = this.#decoder.inMessage
     let done: string[][]
     try {
@@ -74,6 +99,16 @@ export class MessageChannel {
     } catch (err) {
       this.#fail(err as FpeerError)
       return
+    }
+    if (this.#progress) {
+      if (!this.#sawLine && (done.length > 0 || this.#decoder.lines > 0)) {
+        this.#sawLine = true
+        this.#progress('line')
+      }
+      if (done.length > 0) {
+        this.#progress('message')
+        this.#progress = undefined
+      }
     }
     for (const lines of done) {
       this.#queue.push(lines)
@@ -98,7 +133,18 @@ export class MessageChannel {
     this.#error ??= err
     this.#clearTimer()
     this.socket.pause()
+    // Nothing more is read from a failed channel: its buffers go before its budget is given back.
+    this.#decoder = new FrameDecoder()
+    this.#queue.length = 0
+    this.#release()
     this.#wake()
+  }
+
+  /** Gives back the budget for everything buffered (nothing buffered is read after a failure or close). */
+  #release(): void {
+    if (this.#held === 0) return
+    this.#budget?.give(this.#held)
+    this.#held = 0
   }
 
   #wake(): void {
@@ -121,6 +167,9 @@ export class MessageChannel {
         } catch (err) {
           this.#fail(err as FpeerError)
           throw err
+        } finally {
+          // Parsed: the bytes are no longer held here once nothing else is buffered.
+          if (this.#queue.length === 0 && !this.#decoder.inMessage) this.#release()
         }
       }
       if (this.#error) throw this.#error

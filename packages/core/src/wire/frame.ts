@@ -1,4 +1,5 @@
 // The frame layer: lines, the empty line that ends a message, and fpeer's TAB-separated attributes.
+import {isUtf8} from 'node:buffer'
 import {FpeerError} from '../errors.js'
 import {MAX_FILES, MAX_LINE_BYTES, MAX_MESSAGE_BYTES} from './limits.js'
 
@@ -77,7 +78,11 @@ export function formatLine(line: Line): string {
 }
 
 function checkLine(line: string, index: number): void {
-  if (Buffer.byteLength(line) > MAX_LINE_BYTES) throw new FpeerError('E_MSG_LINE_TOO_LONG', `line ${index + 1} is longer than ${MAX_LINE_BYTES} bytes`)
+  checkLineBytes(Buffer.byteLength(line), index)
+}
+
+function checkLineBytes(bytes: number, index: number): void {
+  if (bytes > MAX_LINE_BYTES) throw new FpeerError('E_MSG_LINE_TOO_LONG', `line ${index + 1} is longer than ${MAX_LINE_BYTES} bytes`)
   if (index >= MAX_FILES + 4) throw new FpeerError('E_MSG_TOO_MANY_FILES', `more than ${MAX_FILES} files in one message`)
 }
 
@@ -89,49 +94,70 @@ function checkLine(line: string, index: number): void {
  * `fpeer message parse`) feeds it a whole text, so both accept exactly the same bytes.
  */
 export class FrameDecoder {
+  /** The line under way, when it spans chunks (subarrays of them). */
   #partial: Buffer[] = []
   #partialBytes = 0
-  #lines: string[] = []
+  /**
+   * The message under way, as the socket's own chunks (subarrays): its lines are checked as
+   * they arrive but decoded only once the message is complete, so a message is held once,
+   * with no object per line, and a hostile one that never completes leaves no strings behind.
+   */
+  #message: Buffer[] = []
+  #lines = 0
   #messageBytes = 0
 
   /** True while a message has started but not ended. */
   get inMessage(): boolean {
-    return this.#lines.length > 0 || this.#partialBytes > 0
+    return this.#lines > 0 || this.#partialBytes > 0
+  }
+
+  /** Complete lines of the message under way. */
+  get lines(): number {
+    return this.#lines
   }
 
   /** Feeds bytes; returns every message completed by them. Throws FpeerError on a limit or bad UTF-8. */
   push(chunk: Buffer): string[][] {
     const done: string[][] = []
     let start = 0
+    /** Where, in this chunk, the bytes of the message under way begin. */
+    let from = 0
     while (start < chunk.length) {
       const nl = chunk.indexOf(0x0a, start)
       const end = nl < 0 ? chunk.length : nl
       const piece = chunk.subarray(start, end)
       this.#partialBytes += piece.length
       this.#messageBytes += piece.length + (nl < 0 ? 0 : 1)
-      if (this.#partialBytes > MAX_LINE_BYTES + 1) throw new FpeerError('E_MSG_LINE_TOO_LONG', `line ${this.#lines.length + 1} is longer than ${MAX_LINE_BYTES} bytes`)
+      if (this.#partialBytes > MAX_LINE_BYTES + 1) throw new FpeerError('E_MSG_LINE_TOO_LONG', `line ${this.#lines + 1} is longer than ${MAX_LINE_BYTES} bytes`)
       if (this.#messageBytes > MAX_MESSAGE_BYTES) throw new FpeerError('E_MSG_TOO_LONG', `message longer than ${MAX_MESSAGE_BYTES} bytes`)
-      if (piece.length > 0) this.#partial.push(piece)
-      if (nl < 0) break
-      let raw = this.#partial.length === 1 ? this.#partial[0]! : Buffer.concat(this.#partial)
+      if (nl < 0) {
+        if (piece.length > 0) this.#partial.push(piece)
+        break
+      }
+      let raw = this.#partial.length === 0 ? piece : Buffer.concat([...this.#partial, piece])
       this.#partial = []
       this.#partialBytes = 0
       if (raw.length > 0 && raw[raw.length - 1] === 0x0d) raw = raw.subarray(0, raw.length - 1)
       // Text tools prepend a BOM to a file; drop one before Line 1 only, so a name keeps its U+FEFF.
-      if (this.#lines.length === 0 && raw.length > BOM.length && raw.subarray(0, BOM.length).equals(BOM)) raw = raw.subarray(BOM.length)
+      if (this.#lines === 0 && raw.length > BOM.length && raw.subarray(0, BOM.length).equals(BOM)) raw = raw.subarray(BOM.length)
       if (raw.length === 0) {
-        if (this.#lines.length > 0) {
-          done.push(this.#lines)
-          this.#lines = []
+        if (this.#lines > 0) {
+          this.#message.push(chunk.subarray(from, nl + 1))
+          done.push(splitLines(this.#message))
+          this.#lines = 0
         }
+        // Empty lines between messages are skipped, and not kept.
+        this.#message = []
         this.#messageBytes = 0
+        from = nl + 1
       } else {
-        const line = decodeUtf8(raw)
-        checkLine(line, this.#lines.length)
-        this.#lines.push(line)
+        if (!isUtf8(raw)) throw new FpeerError('E_MSG_BAD_ENCODING', 'message is not valid UTF-8')
+        checkLineBytes(raw.length, this.#lines)
+        this.#lines++
       }
       start = nl + 1
     }
+    if (from < chunk.length) this.#message.push(chunk.subarray(from))
     return done
   }
 
@@ -152,4 +178,24 @@ export function splitMessages(input: Uint8Array | string): string[][] {
   const messages = decoder.push(typeof input === 'string' ? Buffer.from(input, 'utf8') : Buffer.from(input.buffer, input.byteOffset, input.byteLength))
   decoder.end()
   return messages
+}
+
+/** The lines of a complete message (its bytes up to and including the empty line), decoded. */
+function splitLines(parts: Buffer[]): string[] {
+  const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+  const lines: string[] = []
+  let start = 0
+  // Skipped empty lines before the message are not in `parts`; the last line is the empty one.
+  for (;;) {
+    const nl = bytes.indexOf(0x0a, start)
+    if (nl < 0) break
+    let end = nl
+    if (end > start && bytes[end - 1] === 0x0d) end--
+    // The same BOM rule as push(): one U+FEFF before Line 1 is dropped, any other is kept.
+    let first = start
+    if (lines.length === 0 && end - first > BOM.length && bytes.subarray(first, first + BOM.length).equals(BOM)) first += BOM.length
+    if (end > start) lines.push(decodeUtf8(bytes.subarray(first, end)))
+    start = nl + 1
+  }
+  return lines
 }

@@ -14,3 +14,10 @@ export const DEFAULT_MESSAGE_TIMEOUT_MS = 30_000
 export const DEFAULT_IDLE_TIMEOUT_MS = 120_000
 /** Longest PeerError reason (Line 4) a peer sends or a receiver keeps, in UTF-16 units. */
 export const MAX_REASON_CHARS = 1024
+/** From accept to the first complete line on a server's control connection; then closed with E_MSG_TIMEOUT. */
+export const DEFAULT_FIRST_LINE_TIMEOUT_MS = 10_000
+/** Control connections open at once, and from one address (docs/protocol.md §7). */
+export const CONTROL_MAX_CONNECTIONS = 256
+export const CONTROL_MAX_PER_ADDRESS = 32
+/** Bytes of messages received and not yet parsed, across all of a server's control connections. */
+export const CONTROL_BUFFER_BYTES = 64 * 1024 * 1024
