@@ -7,11 +7,11 @@ import {
   type TransportHookResult,
   TransportRegistry,
   createLogger,
-  ensureHome,
   escapeForTerminal,
   isFpeerError,
   resolveHome,
 } from '@fpeer/core'
+import {type Settings, readSettings} from './settings.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -27,18 +27,21 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected args!: BaseArgs<T>
   protected home!: string
   protected log_!: Logger
+  /** The environment, parsed once (settings.ts): commands hand these to core. */
+  protected settings!: Settings
 
   public override async init(): Promise<void> {
     await super.init()
     const {flags, args} = await this.parse({flags: this.ctor.flags, baseFlags: (this.ctor as typeof BaseCommand).baseFlags, enableJsonFlag: this.ctor.enableJsonFlag, args: this.ctor.args, strict: this.ctor.strict})
     this.flags = flags as BaseFlags<T>
     this.args = args as BaseArgs<T>
-    this.home = resolveHome(this.config.configDir)
-    await ensureHome(this.home)
-    const debug = Boolean(this.flags.debug || process.env.DEBUG)
+    this.settings = readSettings()
+    // Created by what writes there (loadIdentity, the stores), so a read-only command leaves no home behind.
+    this.home = resolveHome(this.settings.home ?? this.config.configDir)
+    const debug = Boolean(this.flags.debug || this.settings.debug)
     // Long-running commands take --progress: `json` makes every stderr line (events and log lines) a JSON object.
     const progress = (this.flags as {progress?: string}).progress
-    const level = debug ? 'debug' : ((process.env.FPEER_LOG_LEVEL as 'info') ?? (progress === 'none' || (this.jsonEnabled() && progress !== 'json') ? 'warn' : 'info'))
+    const level = debug ? 'debug' : (this.settings.logLevel ?? (progress === 'none' || (this.jsonEnabled() && progress !== 'json') ? 'warn' : 'info'))
     this.log_ = createLogger({level, json: progress === 'json'})
   }
 

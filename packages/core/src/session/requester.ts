@@ -1,6 +1,7 @@
 // The requester's side of "Becoming a Peer" (seed steps 4-5, 10-12 and 17).
-import {mkdir, realpath, stat} from 'node:fs/promises'
-import {FpeerError} from '../errors.js'
+import {access, constants, mkdir, realpath, rmdir, stat} from 'node:fs/promises'
+import path from 'node:path'
+import {FpeerError, fromLocalError} from '../errors.js'
 import {type Identity, PeerId} from '../identity.js'
 import {LocalFileSource} from '../fs/local-source.js'
 import {prepareForWrite} from '../fs/safe-path.js'
@@ -40,12 +41,14 @@ export interface RequestOptions {
   concurrency: number
   timeouts: HandshakeTimeouts
   log: Logger
-  onEvent?(ev: FetchEvent | {event: 'files-to-get'; files: number; bytes: number; protocol: string} | {event: 'phase'; phase: string}): void
+  onEvent?(ev: FetchEvent | {event: 'files-to-get'; host: string; files: number; bytes: number; protocol: string} | {event: 'phase'; phase: string}): void
   /**
    * Replaces the plain fetch for a folder this peer already holds (a catch-up): decides
    * per version what to take and fetches only that. Returns what it fetched or copied.
    */
   apply?(ftg: FilesToGet, fetchFrom: PeerEndpoint & {peer: PeerId}): Promise<{transfer: FetchResult; got: Set<string>}>
+  /** Stops the request: the channel and the transfer end, and the request fails with the signal's reason (an FpeerError: E_INTERRUPTED, E_TIMEOUT). */
+  signal?: AbortSignal
   /** Called for protocol MANUAL; resolves when the user has placed the files (or throws to stop, resumable). `check` tells which are not in place. */
   manual?(req: ManualRequest, check: () => Promise<PlacedState>): Promise<void>
 }
@@ -101,16 +104,63 @@ async function checkPlaced(root: string, files: FileEntry[]): Promise<FetchResul
 
 export type {ManualRequest}
 
+/**
+ * Makes `into` (and what is missing above it) and checks this user may write there, before
+ * anything is asked of the host. Returns its real path and the first directory it created.
+ */
+async function prepareInto(into: string): Promise<{root: string; created: string | undefined}> {
+  let created: string | undefined
+  try {
+    created = await mkdir(into, {recursive: true})
+    const root = await realpath(into)
+    if (!(await stat(root)).isDirectory()) throw Object.assign(new Error('not a directory'), {code: 'ENOTDIR'})
+    await access(root, constants.W_OK | constants.X_OK)
+    return {root, created}
+  } catch (err) {
+    if (created) await removeEmpty(into, created)
+    throw fromLocalError(err, into, 'fill')
+  }
+}
+
+/** Removes the directories a failed request created, from `into` up to `top`, while they are empty (part files stay, to resume). */
+async function removeEmpty(into: string, top: string): Promise<void> {
+  let dir = path.resolve(into)
+  const stop = path.dirname(path.resolve(top))
+  while (dir !== stop && dir.startsWith(stop)) {
+    if (!(await rmdir(dir).then(() => true, () => false))) return
+    dir = path.dirname(dir)
+  }
+}
+
 export async function requestFolder(opts: RequestOptions): Promise<RequestResult> {
-  await mkdir(opts.into, {recursive: true})
-  const root = await realpath(opts.into)
-  const channel = await connectChannel(opts.host, opts.port, {...(opts.bind ? {localAddress: opts.bind} : {}), timeoutMs: opts.timeouts.io})
+  const {root, created} = await prepareInto(opts.into)
+  try {
+    return await requestInto(opts, root)
+  } catch (err) {
+    if (created) await removeEmpty(opts.into, created)
+    throw err
+  }
+}
+
+async function requestInto(opts: RequestOptions, root: string): Promise<RequestResult> {
+  opts.signal?.throwIfAborted()
+  const channel = await connectChannel(opts.host, opts.port, {...(opts.bind ? {localAddress: opts.bind} : {}), timeoutMs: opts.timeouts.io, messageTimeoutMs: opts.timeouts.message})
   let server: TransportServer | undefined
+  let stopKeepAlive = () => {}
+  // Bytes moved by our transfer: what our keep-alives report as progress.
+  let moved = 0
+  const onEvent: RequestOptions['onEvent'] = (ev) => {
+    if (ev.event === 'bytes') moved += ev.bytes
+    opts.onEvent?.(ev)
+  }
+  const abort = () => channel.socket.destroy()
+  opts.signal?.addEventListener('abort', abort, {once: true})
   try {
     const nonce = randomNonce()
     const protocols = opts.registry.protocols((t) => t.supports.fetch || t.protocol === 'MANUAL')
     // Bound to this host (its ID when known, else the address and port we dialled) and to now (§4.5).
-    const meta: Record<string, string> = {...opts.extraMeta, nonce, ts: String(Date.now()), dst: formatDestination(channel.remoteAddress, channel.remotePort), protocols: protocols.join(',')}
+    // ka=1: we send keep-alives while we fetch, so the host may wait on progress rather than a clock (section 7).
+    const meta: Record<string, string> = {...opts.extraMeta, ka: '1', nonce, ts: String(Date.now()), dst: formatDestination(channel.remoteAddress, channel.remotePort), protocols: protocols.join(',')}
     if (opts.expectedHost) meta.to = opts.expectedHost.compact
     if (opts.protocol) meta.want = opts.protocol.toUpperCase()
     if (opts.controlPort) meta.ctl = String(opts.controlPort)
@@ -137,7 +187,10 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
     const hostId = verifyReply(ftg, opts.expectedHost, nonce)
     if (opts.protocol && ftg.protocol !== opts.protocol.toUpperCase()) throw new FpeerError('E_NO_COMMON_PROTOCOL', `asked for ${opts.protocol.toUpperCase()}, host chose ${ftg.protocol}`)
     const hostAddress = channel.remoteAddress
-    opts.onEvent?.({event: 'files-to-get', files: ftg.files.length, bytes: ftg.files.reduce((n, f) => n + (f.size ?? 0), 0), protocol: ftg.protocol})
+    // A host that announced keep-alives understands ours, and sends its own while it checks our copy.
+    const keepAlives = ftg.meta.ka === '1'
+    if (keepAlives) stopKeepAlive = channel.keepAlive(() => moved, keepAliveEvery(opts.timeouts.stall))
+    opts.onEvent?.({event: 'files-to-get', host: hostId.toString(), files: ftg.files.length, bytes: ftg.files.reduce((n, f) => n + (f.size ?? 0), 0), protocol: ftg.protocol})
     opts.log.debug('got FilesToGet', {host: hostId.short, files: ftg.files.length, protocol: ftg.protocol})
 
     // Seed step 10: fetch over Line 4's protocol, from the address the message came from.
@@ -158,7 +211,7 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
       const resume = opts.registry.get(ftg.protocol).supports.resume
       transfer = await withPeerClient(opts, from, (client) => {
         opts.onEvent?.({event: 'phase', phase: 'fetch'})
-        return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, ...(opts.onEvent ? {onEvent: opts.onEvent} : {})})
+        return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, onEvent, ...(opts.signal ? {signal: opts.signal} : {})})
       })
     }
 
@@ -179,7 +232,8 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
     await channel.send(fu)
 
     // Seed steps 14-15: the host's signed confirmation.
-    const tpc = expectType(await channel.next(opts.timeouts.transfer), 'TrustedPeerConfirm', opts.folder)
+    stopKeepAlive()
+    const tpc = expectType(await (keepAlives ? channel.next(Infinity, {stallMs: opts.timeouts.stall}) : channel.next(opts.timeouts.transfer)), 'TrustedPeerConfirm', opts.folder)
     verifyReply(tpc, hostId, fuNonce)
     if (!sameFiles(ftg.files, tpc.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'TrustedPeerConfirm does not confirm the files that were fetched')
     return {
@@ -191,8 +245,19 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
       transfer,
       confirmedAt: new Date().toISOString(),
     }
+  } catch (err) {
+    // An abort destroys the socket and the transfer: report why it was aborted, not what broke.
+    if (opts.signal?.aborted) throw opts.signal.reason
+    throw err
   } finally {
+    stopKeepAlive()
+    opts.signal?.removeEventListener('abort', abort)
     await server?.close().catch(() => {})
     await channel.close()
   }
+}
+
+/** Keep-alives go out a few times per stall timeout, so one late packet does not look like a stall. */
+export function keepAliveEvery(stallMs: number): number {
+  return Math.max(200, Math.min(15_000, Math.floor(stallMs / 4)))
 }
