@@ -40,6 +40,7 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
 
   #manual: ManualHandOver | undefined
   #target: RequestTarget | undefined
+  readonly #stop = new AbortController()
   /** What the transfer did so far, for an interruption's report and its pending record. */
   readonly #done = {files: 0, bytes: 0, totalFiles: 0, totalBytes: 0, hostId: undefined as string | undefined, protocol: undefined as string | undefined}
 
@@ -52,7 +53,7 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
     this.#manual = new ManualHandOver({home: this.home, target, registry, json: this.jsonEnabled(), waitMs: this.flags.wait ? this.flags['wait-timeout'] * 1000 : 0})
     const t0 = Date.now()
     const progress = createProgress({mode: this.flags.progress as ProgressMode, json: this.jsonEnabled()})
-    const stop = new AbortController()
+    const stop = this.#stop
     // Ctrl-C stops the request (the terminal is restored by progress.stop below); a second one kills at once.
     const onSigint = () => {
       if (this.#manual?.waiting) return
@@ -131,7 +132,8 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
 
   /** A MANUAL request that stopped with files to place is not a failure: exit 75 and the pending document. */
   protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
-    if (isFpeerError(err, 'E_INTERRUPTED') || (isFpeerError(err, 'E_TIMEOUT') && this.#target)) return super.catch(await this.#keepResumable(err).catch(() => err))
+    // Only our own stop (Ctrl-C, --timeout) is kept resumable: a peer's failure is not pending work.
+    if (isFpeerError(err) && err === this.#stop.signal.reason) return super.catch(await this.#keepResumable(err).catch(() => err))
     const pending = await this.#manual?.stopped(err).catch(() => undefined)
     if (!pending) return super.catch(err)
     process.exitCode = EXIT_CODES.pending

@@ -1,7 +1,7 @@
 // `fpeer serve`: runs this peer until interrupted.
 import {isIP} from 'node:net'
 import {Args, Flags} from '@oclif/core'
-import {DEFAULT_CONTROL_PORT, FpeerError, PeerNode, formatDestination, loadIdentity, shareFolder} from '@fpeer/core'
+import {DEFAULT_CONTROL_PORT, DEFAULT_PORTS, FpeerError, PeerNode, formatDestination, loadIdentity, shareFolder} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
 import {progressFlag} from '../progress.js'
 
@@ -51,8 +51,11 @@ export default class Serve extends BaseCommand<typeof Serve> {
     const registry = await this.registry()
     // A port for a protocol nothing here serves would be silently unused: say so instead.
     const served = registry.protocols((t) => Boolean(t.supports.serve && t.serve))
+    // fpeer's own protocols (FTP, SFTP) may just not be installed here: a warning, so one command line serves on every peer.
     for (const p of Object.keys(ports)) {
-      if (!served.includes(p)) throw new FpeerError('E_USAGE', `--data-port ${p}=…: no installed plugin serves ${p}`, {details: {protocol: p}, hint: `protocols served here: ${served.join(', ') || 'none'} (\`fpeer protocols\`)`})
+      if (served.includes(p)) continue
+      if (p in DEFAULT_PORTS) this.log_.warn(`--data-port ${p}=… unused: the ${p} plugin is not installed (\`fpeer plugins install ${p.toLowerCase()}\`)`, {protocol: p})
+      else throw new FpeerError('E_USAGE', `--data-port ${p}=…: no installed plugin serves ${p}`, {details: {protocol: p}, hint: `protocols served here: ${served.join(', ') || 'none'} (\`fpeer protocols\`)`})
     }
     const identity = await loadIdentity(this.home)
     const node = new PeerNode({home: this.home, identity, registry, log: this.log_, host: this.flags.host, controlPort: this.flags.port, ports, concurrency: this.flags.concurrency, sync: this.flags.sync, maxHandshakes: this.flags['max-handshakes'], timeouts: this.settings.timeouts, rescanIntervalMs: this.settings.rescanIntervalMs, syncIntervalMs: this.settings.syncIntervalMs, publicAddresses: parsePublicAddresses(this.flags['public-address'] ?? [])})
