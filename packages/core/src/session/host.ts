@@ -5,7 +5,7 @@ import type {MessageChannel} from '../net/channel.js'
 import {checkDestination} from '../access/replay-guard.js'
 import {fetchFiles} from '../transfer/fetch.js'
 import {withPeerClient} from '../transfer/peer-client.js'
-import {keepAliveEvery} from './requester.js'
+import {keepAliveEvery, parseKeepAlive} from './requester.js'
 import {claimedSender, isPlain, signMessage, verifyMessage} from '../wire/signing.js'
 import type {BePeerRequest, FileEntry, FilesToGet, PeerError, TrustedPeerConfirm} from '../wire/types.js'
 import type {HostContext} from './context.js'
@@ -112,7 +112,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     // The seed's plain form: no attributes at all, so a seed peer reads it unchanged.
     ftg = {...ftg, files: live.map((f) => ({path: f.path}))}
   } else {
-    ftg.meta = {ka: '1', nonce: hostNonce, re: request.meta.nonce ?? '', grant: grant.token, ...(protocol === 'MANUAL' ? {via: 'HTTP'} : {})}
+    ftg.meta = {ka: String(ctx.timeouts.stall), nonce: hostNonce, re: request.meta.nonce ?? '', grant: grant.token, ...(protocol === 'MANUAL' ? {via: 'HTTP'} : {})}
     ftg = signMessage(ftg, ctx.identity)
   }
   let confirmed = false
@@ -121,7 +121,8 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     await channel.send(ftg)
     // A requester that sends keep-alives (ka=1) may take as long as its copy takes, as long as
     // it makes progress; one that does not (a seed peer) gets the absolute transfer limit.
-    const keepAlives = !plain && request.meta.ka === '1'
+    const theirStall = plain ? undefined : parseKeepAlive(request.meta.ka)
+    const keepAlives = theirStall !== undefined
     const reply = await (keepAlives ? channel.next(Infinity, {stallMs: ctx.timeouts.stall}) : channel.next(ctx.timeouts.transfer))
     const fu = expectType(reply, 'FilesUpdated', folder)
     if (!plain) verifyReply(fu, sender, hostNonce)
@@ -138,7 +139,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
       if (ev.event === 'bytes') moved += ev.bytes
       ctx.onFetchEvent?.(ev)
     }
-    const stopKeepAlive = keepAlives ? channel.keepAlive(() => moved, keepAliveEvery(ctx.timeouts.stall)) : () => {}
+    const stopKeepAlive = keepAlives ? channel.keepAlive(() => moved, keepAliveEvery(theirStall!)) : () => {}
     const verified = await (check.length === 0
       ? Promise.resolve({files: 0, bytes: 0})
       : withPeerClient(ctx, endpoint, (client) => fetchFiles({client, folder, files: check.map((f) => ({path: f.path, sha256: f.sha256!, size: f.size!})), mode: 'verify', concurrency: ctx.concurrency, resume, onEvent}))

@@ -159,8 +159,8 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     const nonce = randomNonce()
     const protocols = opts.registry.protocols((t) => t.supports.fetch || t.protocol === 'MANUAL')
     // Bound to this host (its ID when known, else the address and port we dialled) and to now (§4.5).
-    // ka=1: we send keep-alives while we fetch, so the host may wait on progress rather than a clock (section 7).
-    const meta: Record<string, string> = {...opts.extraMeta, ka: '1', nonce, ts: String(Date.now()), dst: formatDestination(channel.remoteAddress, channel.remotePort), protocols: protocols.join(',')}
+    // ka=: we send keep-alives while we fetch, so the host may wait on progress rather than a clock (4.7); its value is our own stall timeout.
+    const meta: Record<string, string> = {...opts.extraMeta, ka: String(opts.timeouts.stall), nonce, ts: String(Date.now()), dst: formatDestination(channel.remoteAddress, channel.remotePort), protocols: protocols.join(',')}
     if (opts.expectedHost) meta.to = opts.expectedHost.compact
     if (opts.protocol) meta.want = opts.protocol.toUpperCase()
     if (opts.controlPort) meta.ctl = String(opts.controlPort)
@@ -188,8 +188,9 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     if (opts.protocol && ftg.protocol !== opts.protocol.toUpperCase()) throw new FpeerError('E_NO_COMMON_PROTOCOL', `asked for ${opts.protocol.toUpperCase()}, host chose ${ftg.protocol}`)
     const hostAddress = channel.remoteAddress
     // A host that announced keep-alives understands ours, and sends its own while it checks our copy.
-    const keepAlives = ftg.meta.ka === '1'
-    if (keepAlives) stopKeepAlive = channel.keepAlive(() => moved, keepAliveEvery(opts.timeouts.stall))
+    const theirStall = parseKeepAlive(ftg.meta.ka)
+    const keepAlives = theirStall !== undefined
+    if (keepAlives) stopKeepAlive = channel.keepAlive(() => moved, keepAliveEvery(theirStall))
     opts.onEvent?.({event: 'files-to-get', host: hostId.toString(), files: ftg.files.length, bytes: ftg.files.reduce((n, f) => n + (f.size ?? 0), 0), protocol: ftg.protocol})
     opts.log.debug('got FilesToGet', {host: hostId.short, files: ftg.files.length, protocol: ftg.protocol})
 
@@ -209,7 +210,8 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
       transfer = await checkPlaced(root, live)
     } else {
       const resume = opts.registry.get(ftg.protocol).supports.resume
-      transfer = await withPeerClient(opts, from, (client) => {
+      // A transfer that moves no byte for the stall timeout fails, whatever the connection timeout says.
+      transfer = await withPeerClient({...opts, timeouts: {...opts.timeouts, io: Math.min(opts.timeouts.io, opts.timeouts.stall)}}, from, (client) => {
         opts.onEvent?.({event: 'phase', phase: 'fetch'})
         return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, onEvent, ...(opts.signal ? {signal: opts.signal} : {})})
       })
@@ -257,7 +259,14 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
   }
 }
 
-/** Keep-alives go out a few times per stall timeout, so one late packet does not look like a stall. */
-export function keepAliveEvery(stallMs: number): number {
-  return Math.max(200, Math.min(15_000, Math.floor(stallMs / 4)))
+/** Keep-alives go out four times per stall timeout of the peer (its `ka=`), so one late packet does not look like a stall. */
+export function keepAliveEvery(peerStallMs: number): number {
+  return Math.max(200, Math.min(15_000, Math.floor(peerStallMs / 4)))
+}
+
+/** A `ka=` attribute: the sender's stall timeout in ms (section 4.7), or undefined when absent or malformed (then no keep-alives are sent to it). */
+export function parseKeepAlive(value: string | undefined): number | undefined {
+  if (value === undefined || !/^\d{1,10}$/.test(value)) return undefined
+  const ms = Number(value)
+  return ms >= 1 ? ms : undefined
 }

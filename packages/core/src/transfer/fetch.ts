@@ -111,7 +111,8 @@ async function fetchOne(opts: FetchOptions, state: FetchState, file: FileEntry):
     } catch (err) {
       const e = isFpeerError(err) ? err : fromSystemError(err, `fetching ${file.path}`)
       if (!RETRYABLE.has(e.code) || attempt >= retries || opts.signal?.aborted) {
-        if (part && !small && !(opts.resume && RETRYABLE.has(e.code))) await unlink(part).catch(() => {})
+        // A stop (Ctrl-C, --timeout) keeps the good prefix too: `fpeer request --resume` starts after it.
+        if (part && !small && !(opts.resume && (RETRYABLE.has(e.code) || opts.signal?.aborted))) await unlink(part).catch(() => {})
         throw e
       }
       opts.onEvent?.({event: 'retry', path: file.path, attempt: attempt + 1, code: e.code})
