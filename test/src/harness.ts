@@ -104,6 +104,11 @@ export class Peer {
     return ready
   }
 
+  /** The running `fpeer serve` process, for tests that signal it. */
+  get serveProcess(): ChildProcess | undefined {
+    return this.#serve
+  }
+
   get control(): string {
     return `${this.address}:${this.ready!.control}`
   }

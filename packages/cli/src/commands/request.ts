@@ -30,7 +30,7 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
     'peer-id': Flags.string({description: 'refuse the host unless its ID is this one'}),
     concurrency: Flags.integer({description: 'parallel transfers', default: 8, min: 1, max: 64}),
     'control-port': Flags.integer({description: 'control port this peer serves on, told to the host for later updates', default: DEFAULT_CONTROL_PORT}),
-    resume: Flags.boolean({description: 'go on with the pending (MANUAL) request of FOLDER, or the only one'}),
+    resume: Flags.boolean({description: 'go on with the pending request of FOLDER (interrupted, timed out, or MANUAL), or the only one'}),
     wait: Flags.boolean({description: 'MANUAL: wait for the files to be placed instead of exiting 75 (pending)'}),
     'wait-timeout': Flags.integer({description: 'MANUAL: seconds --wait waits before the request is left pending', default: 1800, min: 1}),
     timeout: Flags.integer({description: 'give up (E_TIMEOUT, resumable) when the whole request takes longer than this many seconds (default: no limit)', min: 1, max: 2_000_000}),
