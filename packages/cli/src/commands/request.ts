@@ -56,11 +56,12 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
     const stop = this.#stop
     // Ctrl-C stops the request (the terminal is restored by progress.stop below); a second one kills at once.
     const onSigint = () => {
+      // MANUAL --wait handles its own Ctrl-C: the wait ends and the request is left pending (exit 75).
       if (this.#manual?.waiting) return
-      process.once('SIGINT', () => process.exit(EXIT_CODES.interrupted))
+      if (stop.signal.aborted) process.exit(EXIT_CODES.interrupted)
       stop.abort(new FpeerError('E_INTERRUPTED', `interrupted: ${target.folder} from ${target.host}:${target.port}`))
     }
-    process.once('SIGINT', onSigint)
+    process.on('SIGINT', onSigint)
     const timer = this.flags.timeout
       ? setTimeout(() => stop.abort(new FpeerError('E_TIMEOUT', `the request did not finish within --timeout ${this.flags.timeout} s`, {details: {address: `${target.host}:${target.port}`}})), this.flags.timeout * 1000)
       : undefined
