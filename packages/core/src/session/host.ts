@@ -12,6 +12,13 @@ import type {HostContext} from './context.js'
 import {checkTicket, issueTicket} from './delegation.js'
 import {expectType, parseProtocolList, randomNonce, sameFiles, verifyReply} from './handshake.js'
 
+/**
+ * The slowest a requester that sends keep-alives may copy a folder on average before the host
+ * stops waiting for it (16 KiB/s: a poor mobile link): keep-alives stretch the wait with the
+ * folder's size, not without end.
+ */
+export const KEEP_ALIVE_FLOOR_BPS = 16 * 1024
+
 /** Writes a PeerError reply; best effort, the connection may already be gone. */
 export async function replyError(channel: MessageChannel, folder: string, err: unknown): Promise<void> {
   const e = isFpeerError(err) ? err : new FpeerError('E_INTERNAL', 'internal error')
@@ -123,7 +130,10 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     // it makes progress; one that does not (a seed peer) gets the absolute transfer limit.
     const theirStall = plain ? undefined : parseKeepAlive(request.meta.ka)
     const keepAlives = theirStall !== undefined
-    const reply = await (keepAlives ? channel.next(Infinity, {stallMs: ctx.timeouts.stall}) : channel.next(ctx.timeouts.transfer))
+    // Keep-alives alone cannot hold the connection forever: the whole wait is still bounded,
+    // by the time the folder takes at a floor rate (KEEP_ALIVE_FLOOR_BPS), never below the absolute limit.
+    const ceiling = Math.max(ctx.timeouts.transfer, (live.reduce((n, f) => n + (f.size ?? 0), 0) / KEEP_ALIVE_FLOOR_BPS) * 1000)
+    const reply = await (keepAlives ? channel.next(ceiling, {stallMs: ctx.timeouts.stall}) : channel.next(ctx.timeouts.transfer))
     const fu = expectType(reply, 'FilesUpdated', folder)
     if (!plain) verifyReply(fu, sender, hostNonce)
     if (!sameFiles(plain ? live : files, fu.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated does not list the files of the FilesToGet')
