@@ -35,6 +35,18 @@ export function defaultTimeouts(overrides: Partial<HandshakeTimeouts> = {}): Han
   return {...DEFAULT_TIMEOUTS, ...overrides}
 }
 
+/**
+ * The slowest average a peer that sends keep-alives may copy a folder at before the other side
+ * stops waiting (16 KiB/s: a poor mobile link): keep-alives stretch a wait with the folder's
+ * size, not without end.
+ */
+export const KEEP_ALIVE_FLOOR_BPS = 16 * 1024
+
+/** The whole wait for a reply that needs a transfer of `files`, from a peer that sends keep-alives. */
+export function keepAliveCeiling(timeouts: HandshakeTimeouts, files: ReadonlyArray<{size?: number}>): number {
+  return Math.max(timeouts.transfer, (files.reduce((n, f) => n + (f.size ?? 0), 0) / KEEP_ALIVE_FLOOR_BPS) * 1000)
+}
+
 /** What the host side of a handshake needs from the node that runs it. */
 export interface HostContext {
   identity: Identity

@@ -8,16 +8,9 @@ import {withPeerClient} from '../transfer/peer-client.js'
 import {keepAliveEvery, parseKeepAlive} from './requester.js'
 import {claimedSender, isPlain, signMessage, verifyMessage} from '../wire/signing.js'
 import type {BePeerRequest, FileEntry, FilesToGet, PeerError, TrustedPeerConfirm} from '../wire/types.js'
-import type {HostContext} from './context.js'
+import {type HostContext, keepAliveCeiling} from './context.js'
 import {checkTicket, issueTicket} from './delegation.js'
 import {expectType, parseProtocolList, randomNonce, sameFiles, verifyReply} from './handshake.js'
-
-/**
- * The slowest a requester that sends keep-alives may copy a folder on average before the host
- * stops waiting for it (16 KiB/s: a poor mobile link): keep-alives stretch the wait with the
- * folder's size, not without end.
- */
-export const KEEP_ALIVE_FLOOR_BPS = 16 * 1024
 
 /** Writes a PeerError reply; best effort, the connection may already be gone. */
 export async function replyError(channel: MessageChannel, folder: string, err: unknown): Promise<void> {
@@ -130,10 +123,8 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     // it makes progress; one that does not (a seed peer) gets the absolute transfer limit.
     const theirStall = plain ? undefined : parseKeepAlive(request.meta.ka)
     const keepAlives = theirStall !== undefined
-    // Keep-alives alone cannot hold the connection forever: the whole wait is still bounded,
-    // by the time the folder takes at a floor rate (KEEP_ALIVE_FLOOR_BPS), never below the absolute limit.
-    const ceiling = Math.max(ctx.timeouts.transfer, (live.reduce((n, f) => n + (f.size ?? 0), 0) / KEEP_ALIVE_FLOOR_BPS) * 1000)
-    const reply = await (keepAlives ? channel.next(ceiling, {stallMs: ctx.timeouts.stall}) : channel.next(ctx.timeouts.transfer))
+    // Keep-alives alone cannot hold the connection forever (keepAliveCeiling).
+    const reply = await (keepAlives ? channel.next(keepAliveCeiling(ctx.timeouts, live), {stallMs: ctx.timeouts.stall}) : channel.next(ctx.timeouts.transfer))
     const fu = expectType(reply, 'FilesUpdated', folder)
     if (!plain) verifyReply(fu, sender, hostNonce)
     if (!sameFiles(plain ? live : files, fu.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated does not list the files of the FilesToGet')

@@ -15,7 +15,7 @@ import {type PeerEndpoint, withPeerClient} from '../transfer/peer-client.js'
 import type {AccessContext, Logger, ManualRequest, PlacedState, TransportServer} from '../transport.js'
 import {signMessage} from '../wire/signing.js'
 import type {BePeerRequest, FileEntry, FilesToGet, FilesUpdated} from '../wire/types.js'
-import type {HandshakeTimeouts} from './context.js'
+import {type HandshakeTimeouts, keepAliveCeiling} from './context.js'
 import {expectType, randomNonce, sameFiles, verifyReply} from './handshake.js'
 
 export interface RequestOptions {
@@ -235,7 +235,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
 
     // Seed steps 14-15: the host's signed confirmation.
     stopKeepAlive()
-    const tpc = expectType(await (keepAlives ? channel.next(Infinity, {stallMs: opts.timeouts.stall}) : channel.next(opts.timeouts.transfer)), 'TrustedPeerConfirm', opts.folder)
+    const tpc = expectType(await (keepAlives ? channel.next(keepAliveCeiling(opts.timeouts, live), {stallMs: opts.timeouts.stall}) : channel.next(opts.timeouts.transfer)), 'TrustedPeerConfirm', opts.folder)
     verifyReply(tpc, hostId, fuNonce)
     if (!sameFiles(ftg.files, tpc.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'TrustedPeerConfirm does not confirm the files that were fetched')
     return {
