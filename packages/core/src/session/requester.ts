@@ -248,6 +248,8 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
       confirmedAt: new Date().toISOString(),
     }
   } catch (err) {
+    // A failed handshake has nothing more to say: do not wait for a silent peer to close its side.
+    channel.socket.destroy()
     // An abort destroys the socket and the transfer: report why it was aborted, not what broke.
     if (opts.signal?.aborted) throw opts.signal.reason
     throw err
