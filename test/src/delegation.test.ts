@@ -65,7 +65,7 @@ describe('delegation by a busy host', () => {
   it('a ticket from a peer that is not a confirmed peer of the folder admits nobody', async () => {
     const stranger = new Identity(generateKeyPair())
     const me = new Identity(generateKeyPair())
-    await assert.rejects(direct(me, issueTicket(stranger, 'docs', me.id, PeerId.parse(await delegate.id()))), (e: unknown) => isFpeerError(e, 'E_REFUSED') && (e.details as {peerCode: string}).peerCode === 'E_NOT_ALLOWED')
+    await assert.rejects(direct(me, issueTicket(stranger, 'docs', me.id, PeerId.parse(await delegate.id()))), (e: unknown) => isFpeerError(e, 'E_NOT_ALLOWED') && (e.details as {peerCode: string}).peerCode === 'E_NOT_ALLOWED')
   })
 
   it("a genuine ticket issued for another requester is refused", async () => {

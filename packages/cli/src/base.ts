@@ -8,11 +8,11 @@ import {
   type TransportHookResult,
   TransportRegistry,
   createLogger,
-  ensureHome,
   escapeForTerminal,
   isFpeerError,
   resolveHome,
 } from '@fpeer/core'
+import {type Settings, readSettings} from './settings.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -30,14 +30,17 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected args!: BaseArgs<T>
   protected home!: string
   protected log_!: Logger
+  /** The environment, parsed once (settings.ts): commands hand these to core. */
+  protected settings!: Settings
 
   public override async init(): Promise<void> {
     await super.init()
     const {flags, args} = await this.parse({flags: this.ctor.flags, baseFlags: (this.ctor as typeof BaseCommand).baseFlags, enableJsonFlag: this.ctor.enableJsonFlag, args: this.ctor.args, strict: this.ctor.strict})
     this.flags = flags as BaseFlags<T>
     this.args = args as BaseArgs<T>
-    this.home = resolveHome(this.config.configDir)
-    await ensureHome(this.home)
+    this.settings = readSettings()
+    // Created by what writes there (loadIdentity, the stores), so a read-only command leaves no home behind.
+    this.home = resolveHome(this.settings.home ?? this.config.configDir)
     // Long-running commands take --progress: `json` makes every stderr line (events and log lines) a JSON object.
     const progress = (this.flags as {progress?: string}).progress
     this.log_ = createLogger({level: this.logLevel(progress), json: progress === 'json'})
@@ -45,14 +48,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** True with -v, --debug or DEBUG: the user asked for more than the usual lines. */
   protected get verbose(): boolean {
-    return Boolean(this.flags.verbose || this.flags.debug || process.env.DEBUG)
+    return Boolean(this.flags.verbose || this.flags.debug || this.settings.debug)
   }
 
   /** A flag the user typed wins over FPEER_LOG_LEVEL, which wins over the command's own default (quieter under --json or --progress=none). */
   private logLevel(progress: string | undefined): LogLevel {
     if (this.verbose) return 'debug'
     if (this.flags.quiet) return 'warn'
-    if (process.env.FPEER_LOG_LEVEL) return process.env.FPEER_LOG_LEVEL as LogLevel
+    if (this.settings.logLevel) return this.settings.logLevel
     return progress === 'none' || (this.jsonEnabled() && progress !== 'json') ? 'warn' : 'info'
   }
 

@@ -9,9 +9,10 @@ const MEANING: Record<string, string> = {
   verify: 'verification failed: a hash, size, signature or peer ID did not check out, or an unsafe path',
   plugin: 'plugin missing: no transfer plugin for the protocol (install one with `fpeer plugins install`)',
   protocol: 'protocol: a peer sent a malformed or unexpected message',
-  io: 'local disk: cannot read or write, disk full, locked',
+  io: 'local disk: a local path is missing permissions (E_LOCAL_ACCESS), disk full, locked, corrupt state',
   internal: 'a bug in fpeer (run again with --debug and report it)',
   pending: 'pending: nothing failed, the user has to act (place MANUAL files), then resume',
+  interrupted: 'interrupted (Ctrl-C): what was fetched is kept; `fpeer request --resume FOLDER` goes on',
 }
 
 export interface ExitCodeRow {

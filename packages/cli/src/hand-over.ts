@@ -93,6 +93,12 @@ export class ManualHandOver {
   readonly #registry: TransportRegistry
   readonly #json: boolean
   readonly #waitMs: number
+  #waiting = false
+
+  /** True while --wait waits for placed files: Ctrl-C then ends the wait (pending), not the request. */
+  get waiting(): boolean {
+    return this.#waiting
+  }
 
   constructor(options: {home: string; target: RequestTarget; registry: TransportRegistry; json: boolean; waitMs: number}) {
     this.#home = options.home
@@ -110,9 +116,11 @@ export class ManualHandOver {
     const abort = new AbortController()
     const onSignal = () => abort.abort()
     if (this.#waitMs > 0) process.once('SIGINT', onSignal)
+    this.#waiting = this.#waitMs > 0
     try {
       await transport.handOver(request, {check, show: (listing) => this.#show(listing), waitMs: this.#waitMs, signal: abort.signal})
     } finally {
+      this.#waiting = false
       process.removeListener('SIGINT', onSignal)
     }
   }

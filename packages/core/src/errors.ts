@@ -5,9 +5,10 @@
  * usage (the user must fix the call), refused (a peer said no), network,
  * verify (content or signature did not check out), plugin (no transport for a protocol),
  * protocol (a peer spoke the wire protocol wrongly), io (local disk), internal (a bug),
- * pending (nothing failed: the user has to act, then resume; sysexits' EX_TEMPFAIL).
+ * pending (nothing failed: the user has to act, then resume; sysexits' EX_TEMPFAIL),
+ * interrupted (the user stopped it, Ctrl-C: 128 + SIGINT, as shells report it).
  */
-export type ErrorKind = 'usage' | 'refused' | 'network' | 'verify' | 'plugin' | 'protocol' | 'io' | 'internal' | 'pending'
+export type ErrorKind = 'usage' | 'refused' | 'network' | 'verify' | 'plugin' | 'protocol' | 'io' | 'internal' | 'pending' | 'interrupted'
 
 /** Exit codes, documented in docs/scripting.md. */
 export const EXIT_CODES: Readonly<Record<ErrorKind, number>> = {
@@ -20,6 +21,7 @@ export const EXIT_CODES: Readonly<Record<ErrorKind, number>> = {
   io: 8,
   internal: 70,
   pending: 75,
+  interrupted: 130,
 }
 
 /** Stable error codes with their kind. Add new ones at the end of their group; never rename one. */
@@ -82,10 +84,14 @@ export const ERROR_CODES = {
   E_DISK_FULL: 'io',
   E_LOCKED: 'io',
   E_STATE_CORRUPT: 'io',
+  // a local path fpeer may not read or write (permissions, read-only file system): not a peer's refusal
+  E_LOCAL_ACCESS: 'io',
   // bugs
   E_INTERNAL: 'internal',
   // waiting on the user (MANUAL: files to place, then `fpeer request --resume`)
   E_PENDING: 'pending',
+  // stopped by the user (SIGINT); what was done is kept and resumable
+  E_INTERRUPTED: 'interrupted',
 } as const satisfies Record<string, ErrorKind>
 
 export type ErrorCode = keyof typeof ERROR_CODES
@@ -150,6 +156,12 @@ export function fromSystemError(err: unknown, context: string): FpeerError {
     case 'EPIPE':
     case 'UND_ERR_SOCKET':
       return new FpeerError('E_CONNECTION_LOST', msg, {cause: err})
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_FAIL':
+    case 'EAI_NONAME':
+      // A name that does not resolve is a network failure, not the local disk's.
+      return new FpeerError('E_CONNECT', msg, {cause: err, details: {hostname: (e as {hostname?: string}).hostname}, hint: 'cannot resolve that host name: check its spelling, or give an IP address'})
     case 'ETIMEDOUT':
     case 'UND_ERR_CONNECT_TIMEOUT':
     case 'UND_ERR_HEADERS_TIMEOUT':
@@ -164,5 +176,32 @@ export function fromSystemError(err: unknown, context: string): FpeerError {
       return new FpeerError('E_LOCKED', msg, {cause: err})
     default:
       return new FpeerError(sys && /^E[A-Z]+$/.test(sys) ? 'E_IO' : 'E_INTERNAL', msg, {cause: err})
+  }
+}
+
+/**
+ * Maps a failure on a LOCAL path (a directory to share or fill, the home) to a code that
+ * says so, with the path in `details.path`: never E_ACCESS (a peer's refusal) nor E_INTERNAL.
+ */
+export function fromLocalError(err: unknown, file: string, doing: string): FpeerError {
+  if (err instanceof FpeerError) return err
+  const e = err as NodeJS.ErrnoException
+  const msg = `cannot ${doing} ${file}: ${e?.code ?? ''}${e?.code ? ' ' : ''}${(e?.message ?? String(err)).replace(/^E[A-Z]+: /, '').replace(/, \w+ '.*'$/, '')}`
+  const details = {path: file}
+  switch (e?.code) {
+    case 'ENOENT':
+      return new FpeerError('E_NOT_A_DIRECTORY', msg, {cause: err, details, hint: 'check the path: it, or a directory above it, does not exist'})
+    case 'ENOTDIR':
+    case 'EEXIST':
+      return new FpeerError('E_NOT_A_DIRECTORY', msg, {cause: err, details, hint: 'that path (or a part of it) is a file, not a directory: name a directory'})
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return new FpeerError('E_LOCAL_ACCESS', msg, {cause: err, details, hint: 'this user may not write or read there: fix its permissions, or pick another path'})
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return new FpeerError('E_DISK_FULL', msg, {cause: err, details, hint: 'free some disk space and run the command again'})
+    default:
+      return new FpeerError('E_IO', msg, {cause: err, details})
   }
 }

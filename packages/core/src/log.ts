@@ -12,7 +12,7 @@ function fmt(value: unknown): string {
 }
 
 export function createLogger(options: {level?: LogLevel; json?: boolean; write?: (line: string) => void} = {}): Logger {
-  const min = LEVELS[options.level ?? ((process.env.FPEER_LOG_LEVEL as LogLevel) || 'info')] ?? LEVELS.info
+  const min = LEVELS[options.level ?? 'info'] ?? LEVELS.info
   const write = options.write ?? ((line: string) => process.stderr.write(line + '\n'))
   const emit = (level: LogLevel) => (msg: string, fields?: Record<string, unknown>) => {
     if (LEVELS[level] < min) return

@@ -60,6 +60,10 @@ export interface PeerNodeOptions {
   syncIntervalMs?: number
   /** `HOST:PORT`s peers reach this control port at besides its own address (NAT, port forwards); see `dst=`. */
   publicAddresses?: string[]
+  /** From accept to the first complete line on a control connection (default 10 s). */
+  firstLineTimeoutMs?: number
+  /** Bytes of unparsed messages held across all control connections (default 64 MiB). */
+  controlBufferBytes?: number
 }
 
 /** Counters of update traffic, written to `stats.json` in the home (`fpeer status --json` shows them). */
@@ -75,6 +79,21 @@ export interface SyncStats {
 
 /** Failures worth pushing again: the peer was unreachable or dropped, not one that refused. */
 const RETRY_CODES = new Set(['E_CONNECT', 'E_TIMEOUT', 'E_CONNECTION_LOST'])
+
+/**
+ * A server that cannot listen: a busy port is E_USAGE naming the flag that picks another
+ * (`--port`, `--data-port HTTP=…`), an address not on this machine E_BAD_ADDRESS.
+ */
+function listenError(err: unknown, what: string, host: string, port: number, flag: string): FpeerError {
+  const cause = (isFpeerError(err) ? err.cause : err) as NodeJS.ErrnoException | undefined
+  const sys = cause?.code ?? (err as NodeJS.ErrnoException)?.code
+  const details = {address: `${host}:${port}`, ...(sys ? {errno: sys} : {})}
+  if (sys === 'EADDRINUSE') return new FpeerError('E_USAGE', `cannot listen on ${host}:${port} (${what}): the port is in use`, {cause: err, details, hint: `another program (another fpeer serve?) uses it: pick another with ${flag}`})
+  if (sys === 'EADDRNOTAVAIL' || sys === 'ENOTFOUND' || sys === 'EAI_AGAIN') return new FpeerError('E_BAD_ADDRESS', `cannot listen on ${host}:${port} (${what}): not an address of this machine`, {cause: err, details, hint: 'give --host an address this machine has (0.0.0.0: all)'})
+  if (sys === 'EACCES' || sys === 'EPERM') return new FpeerError('E_USAGE', `cannot listen on ${host}:${port} (${what}): permission denied`, {cause: err, details, hint: `ports below 1024 need privileges: pick another with ${flag}`})
+  if (isFpeerError(err)) return err
+  return new FpeerError('E_IO', `cannot listen on ${host}:${port} (${what}): ${(err as Error)?.message ?? String(err)}`, {cause: err, details})
+}
 
 /** Turns a record into its file line: version attributes when it has one, a tombstone when deleted. */
 export function recordToEntry(r: FileRecord): FileEntry {
@@ -356,31 +375,47 @@ export class PeerNode {
     return id !== undefined && (this.#peers.get(folder) ?? []).some((p) => p.id === id)
   }
 
+  /**
+   * Starts every server, or none: when a port is busy (or any server fails to start) the ones
+   * already listening are closed and the error is thrown, so `fpeer serve` exits at once.
+   */
   async start(): Promise<void> {
+    try {
+      await this.#start()
+    } catch (err) {
+      await this.stop()
+      throw err
+    }
+  }
+
+  async #start(): Promise<void> {
     await this.refresh()
     const source = new LocalFileSource({root: (f) => this.#folders.get(f)?.path, mayRead: (f, who) => this.#mayRead(f, who)}, () => [...this.#folders.keys()])
     for (const {transport} of this.options.registry.list()) {
       if (!transport.supports.serve || !transport.serve) continue
       const p = transport.protocol.toUpperCase()
       const port = this.options.ports?.[p] ?? DEFAULT_PORTS[p] ?? 0
-      const server = await transport.serve({
-        host: this.options.host,
-        port,
-        files: source,
-        identity: this.options.identity,
-        admit: (who) => [...this.#folders.keys()].some((f) => this.#mayRead(f, who)),
-        log: this.options.log,
-      })
+      const server = await transport
+        .serve({
+          host: this.options.host,
+          port,
+          files: source,
+          identity: this.options.identity,
+          admit: (who) => [...this.#folders.keys()].some((f) => this.#mayRead(f, who)),
+          log: this.options.log,
+        })
+        .catch((err: unknown) => {
+          throw listenError(err, `${p} transfer server`, this.options.host, port, `--data-port ${p}=PORT (0: any free port)`)
+        })
       this.#servers.set(p, server)
       this.options.log.info('serving files', {protocol: p, address: `${server.host}:${server.port}`})
     }
     if (this.options.control === false) return
     const ctx = this.#hostContext()
-    const env = (name: string, dflt: number) => Number(process.env[name] || dflt)
-    const firstMs = env('FPEER_FIRST_LINE_TIMEOUT_MS', DEFAULT_FIRST_LINE_TIMEOUT_MS)
-    const messageMs = env('FPEER_MESSAGE_TIMEOUT_MS', DEFAULT_MESSAGE_TIMEOUT_MS)
+    const firstMs = this.options.firstLineTimeoutMs ?? DEFAULT_FIRST_LINE_TIMEOUT_MS
+    const messageMs = ctx.timeouts.message
     // One budget for every control connection: many large messages at once cannot add up past it.
-    const budget = new ByteBudget(env('FPEER_CONTROL_BUFFER_BYTES', CONTROL_BUFFER_BYTES))
+    const budget = new ByteBudget(this.options.controlBufferBytes ?? CONTROL_BUFFER_BYTES)
     const guard = new ConnectionGuard({
       name: 'control',
       // After its first line a connection is bounded by the channel's message deadline (a typed
@@ -408,9 +443,7 @@ export class PeerNode {
     })
     this.#control.on('error', (err) => this.options.log.warn('control server error', {reason: err.message}))
     await new Promise<void>((resolve, reject) => {
-      this.#control!.once('error', (err: NodeJS.ErrnoException) =>
-        reject(new FpeerError(err.code === 'EADDRINUSE' ? 'E_USAGE' : 'E_IO', `cannot listen on ${this.options.host}:${this.options.controlPort}: ${err.message}`, {hint: err.code === 'EADDRINUSE' ? 'another fpeer serve runs there? pick --port' : undefined})),
-      )
+      this.#control!.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, 'control port', this.options.host, this.options.controlPort, '--port PORT')))
       this.#control!.listen(this.options.controlPort, this.options.host, () => resolve())
     })
     this.#refreshTimer = setInterval(() => {
@@ -419,13 +452,13 @@ export class PeerNode {
     }, 1000)
     this.#refreshTimer.unref()
     if (this.options.sync) {
-      const rescanMs = this.options.rescanIntervalMs ?? Number(process.env.FPEER_RESCAN_INTERVAL_MS || 60_000)
+      const rescanMs = this.options.rescanIntervalMs ?? 60_000
       this.#rescanTimer = setInterval(() => {
         for (const f of this.#folders.keys()) this.#schedule(f, 0)
       }, rescanMs)
       this.#rescanTimer.unref()
       // 0 turns catching up off (at start and periodically); pushes and their retries remain.
-      const syncMs = this.options.syncIntervalMs ?? Number(process.env.FPEER_SYNC_INTERVAL_MS ?? 300_000)
+      const syncMs = this.options.syncIntervalMs ?? 300_000
       if (syncMs > 0) {
         this.#syncTimer = setInterval(() => void this.#track(this.catchUp()), syncMs)
         this.#syncTimer.unref()

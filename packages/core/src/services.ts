@@ -1,7 +1,7 @@
 // Services the CLI commands call: each takes an options object and knows nothing of flags or output.
 import {realpath, stat} from 'node:fs/promises'
 import path from 'node:path'
-import {FpeerError} from './errors.js'
+import {FpeerError, fromLocalError} from './errors.js'
 import {type Identity, PeerId} from './identity.js'
 import {ConfigStore, type FolderConfig} from './store/config.js'
 import {loadIdentity} from './store/home.js'
@@ -33,10 +33,10 @@ export async function shareFolder(opts: {home: string; dir: string; name?: strin
   let dir: string
   try {
     dir = await realpath(opts.dir)
-  } catch {
-    throw new FpeerError('E_NOT_A_DIRECTORY', `no such directory: ${opts.dir}`)
+  } catch (err) {
+    throw fromLocalError(err, opts.dir, 'share')
   }
-  if (!(await stat(dir)).isDirectory()) throw new FpeerError('E_NOT_A_DIRECTORY', `not a directory: ${opts.dir}`)
+  if (!(await stat(dir)).isDirectory()) throw new FpeerError('E_NOT_A_DIRECTORY', `not a directory: ${opts.dir}`, {details: {path: opts.dir}, hint: 'share a directory (its files go with it)'})
   const name = checkFolderName(opts.name ?? path.basename(dir))
   const config = new ConfigStore(opts.home)
   const f = await config.share({name, path: dir, ...(opts.open === undefined ? {} : {open: opts.open}), ...(opts.allow ? {allow: opts.allow} : {})})

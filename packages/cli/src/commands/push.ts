@@ -17,7 +17,7 @@ export default class Push extends BaseCommand<typeof Push> {
     await new ConfigStore(this.home).requireFolder(this.args.folder)
     const identity = await loadIdentity(this.home)
     const ports = Object.fromEntries((await this.registry()).protocols().map((p) => [p, 0]))
-    const node = new PeerNode({home: this.home, identity, registry: await this.registry(), log: this.log_, host: this.flags.bind, controlPort: 0, ports, control: false, sync: false, concurrency: this.flags.concurrency})
+    const node = new PeerNode({home: this.home, identity, registry: await this.registry(), log: this.log_, timeouts: this.settings.timeouts, host: this.flags.bind, controlPort: 0, ports, control: false, sync: false, concurrency: this.flags.concurrency})
     await node.start()
     try {
       const r = await node.pushChanges(this.args.folder)

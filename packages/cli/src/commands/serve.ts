@@ -1,7 +1,7 @@
 // `fpeer serve`: runs this peer until interrupted.
 import {isIP} from 'node:net'
 import {Args, Flags} from '@oclif/core'
-import {DEFAULT_CONTROL_PORT, FpeerError, PeerNode, formatDestination, loadIdentity, shareFolder} from '@fpeer/core'
+import {DEFAULT_CONTROL_PORT, DEFAULT_PORTS, FpeerError, PeerNode, formatDestination, loadIdentity, shareFolder} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
 import {progressFlag} from '../progress.js'
 
@@ -20,12 +20,12 @@ export const STOP_DEADLINE_MS = 5000
 
 export default class Serve extends BaseCommand<typeof Serve> {
   static override summary = 'Run this peer: answer peers on the control port and serve shared folders.'
-  static override description = `Listens for messages on the control port (default ${DEFAULT_CONTROL_PORT}) and serves every shared folder over each installed transfer protocol (HTTP on 7735, FTP on 7736, SFTP on 7737 unless --data-port says otherwise). With a directory, shares it first. Logs one line per event on stderr (--progress=json: one JSON object per line); with --json, prints one JSON document on stdout once listening. Stops cleanly on SIGINT or SIGTERM, within 5 s whatever peers do; a second signal stops it at once.`
+  static override description = `Listens for messages on the control port (default ${DEFAULT_CONTROL_PORT}) and serves every shared folder over each installed transfer protocol (HTTP on 7735, FTP on 7736, SFTP on 7737 unless --data-port says otherwise). With a directory, shares it first. Logs one line per event on stderr (--progress=json: one JSON object per line); with --json, prints one JSON document on stdout once listening. Stops cleanly on SIGINT or SIGTERM, within 5 s whatever peers do (a second signal stops it at once); ignores SIGHUP (configuration changes made by other fpeer commands are picked up within a second). Exits non-zero at once, listening on nothing, when any of its ports is busy. A systemd unit: docs/fpeer.service.`
   static override examples = [
     '<%= config.bin %> serve ./docs --name 00-MainDocuments --open --host 127.0.0.2',
     '<%= config.bin %> serve --host 127.0.0.2 --port 7744 --data-port HTTP=0 --json --progress=json',
   ]
-  static override args = {dir: Args.directory({description: 'directory to share and serve', exists: true})}
+  static override args = {dir: Args.directory({description: 'directory to share and serve'})}
   static override flags = {
     host: Flags.string({description: 'address to listen on', default: '0.0.0.0'}),
     port: Flags.integer({description: 'control port', default: DEFAULT_CONTROL_PORT, min: 0, max: 65535}),
@@ -51,19 +51,33 @@ export default class Serve extends BaseCommand<typeof Serve> {
       const f = await shareFolder({home: this.home, dir: this.args.dir, ...(this.flags.name ? {name: this.flags.name} : {}), ...(this.flags.open === undefined ? {} : {open: this.flags.open}), ...(this.flags.allow ? {allow: this.flags.allow} : {})})
       this.log_.info('sharing', {folder: f.name, path: f.path, files: f.files, open: f.open})
     }
+    const registry = await this.registry()
+    // A port for a protocol nothing here serves would be silently unused: say so instead.
+    const served = registry.protocols((t) => Boolean(t.supports.serve && t.serve))
+    // fpeer's own protocols (FTP, SFTP) may just not be installed here: a warning, so one command line serves on every peer.
+    for (const p of Object.keys(ports)) {
+      if (served.includes(p)) continue
+      if (p in DEFAULT_PORTS) this.log_.warn(`--data-port ${p}=… unused: the ${p} plugin is not installed (\`fpeer plugins install ${p.toLowerCase()}\`)`, {protocol: p})
+      else throw new FpeerError('E_USAGE', `--data-port ${p}=…: no installed plugin serves ${p}`, {details: {protocol: p}, hint: `protocols served here: ${served.join(', ') || 'none'} (\`fpeer protocols\`)`})
+    }
     const identity = await loadIdentity(this.home)
-    const node = new PeerNode({home: this.home, identity, registry: await this.registry(), log: this.log_, host: this.flags.host, controlPort: this.flags.port, ports, concurrency: this.flags.concurrency, sync: this.flags.sync, maxHandshakes: this.flags['max-handshakes'], publicAddresses: parsePublicAddresses(this.flags['public-address'] ?? [])})
+    const node = new PeerNode({home: this.home, identity, registry, log: this.log_, host: this.flags.host, controlPort: this.flags.port, ports, concurrency: this.flags.concurrency, sync: this.flags.sync, maxHandshakes: this.flags['max-handshakes'], timeouts: this.settings.timeouts, rescanIntervalMs: this.settings.rescanIntervalMs, syncIntervalMs: this.settings.syncIntervalMs, publicAddresses: parsePublicAddresses(this.flags['public-address'] ?? []), firstLineTimeoutMs: this.settings.firstLineTimeoutMs, controlBufferBytes: this.settings.controlBufferBytes})
     await node.start()
     const ready = {id: identity.id.toString(), host: this.flags.host, control: node.controlPort, ports: node.ports}
     if (this.jsonEnabled()) process.stdout.write(JSON.stringify(ready) + '\n')
     // Under --progress=json every stderr line is a JSON object, the ready line too.
     else if (this.flags.progress === 'json') this.log_.info('serving on', ready)
     else this.note(`fpeer ${identity.id.toString()} serving on ${this.flags.host}:${node.controlPort} (${Object.entries(node.ports).map(([p, n]) => `${p} ${n}`).join(', ')}); Ctrl-C stops`)
+    // SIGHUP (a closed terminal, `systemctl reload`) must not kill a daemon: configuration is
+    // re-read every second anyway, so there is nothing to reload; it is logged and ignored.
+    const onHup = () => this.log_.info('SIGHUP ignored: configuration is re-read every second')
+    process.on('SIGHUP', onHup)
     await new Promise<void>((resolve) => {
       const stop = () => resolve()
       process.once('SIGINT', stop)
       process.once('SIGTERM', stop)
     })
+    process.off('SIGHUP', onHup)
     this.log_.info('stopping')
     // Whatever peers do, serve is gone within STOP_DEADLINE_MS of the signal; a second signal ends it at once.
     const force = (why: string) => {

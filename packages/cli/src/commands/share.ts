@@ -8,7 +8,7 @@ export default class Share extends BaseCommand<typeof Share> {
   static override summary = 'Share a folder: register it and index its files.'
   static override description = 'Only peers named with --allow (or `fpeer allow`) may join, unless --open lets anyone in, as in the seed protocol.'
   static override examples = ['<%= config.bin %> share ./docs --name 00-MainDocuments --open', '<%= config.bin %> share ./docs --name 00-MainDocuments --allow "$PEER_ID"']
-  static override args = {dir: Args.directory({description: 'directory to share', required: true, exists: true})}
+  static override args = {dir: Args.directory({description: 'directory to share', required: true})}
   static override flags = {
     name: Flags.string({description: "folder name peers ask for (default: the directory's name)"}),
     open: Flags.boolean({description: 'let any peer join', allowNo: true}),

@@ -42,11 +42,13 @@ export class MessageChannel {
   #held = 0
   #progress: ChannelOptions['onProgress']
   #sawLine = false
+  /** When the peer last sent a byte (a message or a keep-alive): what a stall timeout measures. */
+  #lastByteAt = Date.now()
 
   constructor(socket: net.Socket, options: ChannelOptions = {}) {
     this.socket = socket
     this.#tap = options.tap
-    this.#messageTimeoutMs = options.messageTimeoutMs ?? Number(process.env.FPEER_MESSAGE_TIMEOUT_MS || DEFAULT_MESSAGE_TIMEOUT_MS)
+    this.#messageTimeoutMs = options.messageTimeoutMs ?? DEFAULT_MESSAGE_TIMEOUT_MS
     this.#budget = options.budget
     this.#progress = options.onProgress
     socket.setNoDelay(true)
@@ -85,6 +87,7 @@ export class MessageChannel {
 
   #onData(chunk: Buffer): void {
     if (this.#error) return
+    this.#lastByteAt = Date.now()
     if (this.#budget) {
       if (!this.#budget.take(chunk.length)) {
         this.#fail(new FpeerError('E_BUSY', `messages in flight use the server's whole buffer (${this.#budget.limit} bytes); try again later`))
@@ -157,8 +160,9 @@ export class MessageChannel {
    * The next message. Throws the framing or parse error (a FpeerError with an E_MSG_* code),
    * E_TIMEOUT when nothing arrives within `timeoutMs`, or E_CONNECTION_LOST.
    */
-  async next(timeoutMs: number): Promise<Message> {
+  async next(timeoutMs: number, options: {stallMs?: number} = {}): Promise<Message> {
     const deadline = Date.now() + timeoutMs
+    const stallMs = options.stallMs
     for (;;) {
       const lines = this.#queue.shift()
       if (lines) {
@@ -174,8 +178,16 @@ export class MessageChannel {
       }
       if (this.#error) throw this.#error
       if (this.#closed) throw new FpeerError('E_CONNECTION_LOST', 'the peer closed the connection')
-      const left = deadline - Date.now()
-      if (left <= 0) throw new FpeerError('E_TIMEOUT', `no message within ${timeoutMs} ms`)
+      // With stallMs, any byte (a keep-alive's empty line too) restarts the clock, up to timeoutMs in all.
+      const now = Date.now()
+      const left = stallMs === undefined ? deadline - now : Math.min(deadline, this.#lastByteAt + stallMs) - now
+      if (left <= 0) {
+        const stalled = stallMs !== undefined && deadline > now
+        throw new FpeerError('E_TIMEOUT', stalled ? `no progress from ${this.remoteAddress}:${this.remotePort} for ${stallMs / 1000} s` : `no reply from ${this.remoteAddress}:${this.remotePort} within ${timeoutMs / 1000} s`, {
+          details: {address: `${this.remoteAddress}:${this.remotePort}`, timeoutMs: stalled ? stallMs : timeoutMs},
+          hint: stalled ? 'the peer stopped making progress: is it still running? (FPEER_STALL_TIMEOUT_MS sets how long to wait)' : 'the peer accepted the connection but did not answer: is that an fpeer peer, and is it overloaded?',
+        })
+      }
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left)
         this.#waiter = {
@@ -200,6 +212,24 @@ export class MessageChannel {
     this.#tap?.('sent', text)
   }
 
+  /**
+   * While long work runs (a transfer), sends a keep-alive (one empty line, which every
+   * receiver skips between messages, docs/protocol.md section 2) every `everyMs`, but only
+   * when `progress()` moved since the last one: a stalled transfer sends nothing, so the
+   * peer's stall timeout still fires. Returns the function that stops it.
+   */
+  keepAlive(progress: () => number, everyMs: number): () => void {
+    let last = progress()
+    const t = setInterval(() => {
+      const now = progress()
+      if (now === last) return
+      last = now
+      void this.sendRaw('\n').catch(() => {})
+    }, everyMs)
+    t.unref()
+    return () => clearInterval(t)
+  }
+
   /** Ends the connection after pending writes. */
   async close(): Promise<void> {
     this.#clearTimer()
@@ -220,7 +250,7 @@ export async function connectChannel(host: string, port: number, options: Channe
     const s = net.connect({host, port, ...(options.localAddress ? {localAddress: options.localAddress} : {})})
     const t = setTimeout(() => {
       s.destroy()
-      reject(new FpeerError('E_TIMEOUT', `no answer from ${host}:${port} within ${options.timeoutMs ?? 10_000} ms`))
+      reject(new FpeerError('E_TIMEOUT', `no answer from ${host}:${port} within ${(options.timeoutMs ?? 10_000) / 1000} s`, {details: {address: `${host}:${port}`}, hint: 'is the address right, and does a firewall drop the packets?'}))
     }, options.timeoutMs ?? 10_000)
     s.once('connect', () => {
       clearTimeout(t)
@@ -228,7 +258,8 @@ export async function connectChannel(host: string, port: number, options: Channe
     })
     s.once('error', (err) => {
       clearTimeout(t)
-      reject(fromSystemError(err, `connecting to ${host}:${port}`))
+      const e = fromSystemError(err, `connecting to ${host}:${port}`)
+      reject(new FpeerError(e.code, e.message, {cause: err, details: {...e.details, address: `${host}:${port}`}, ...(e.hint ? {hint: e.hint} : {})}))
     })
   })
   return new MessageChannel(socket, options)

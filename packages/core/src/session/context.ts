@@ -8,23 +8,43 @@ import type {PeerRecord} from '../store/peerfile.js'
 import type {Grant} from '../access/grants.js'
 import type {ReplayGuard} from '../access/replay-guard.js'
 
-/** Timeouts of a handshake, in ms. */
+/** Timeouts of a handshake, in ms. Core reads no environment: the CLI parses FPEER_*_MS into these. */
 export interface HandshakeTimeouts {
   /** Waiting for a reply that needs no transfer (FilesToGet after BePeerRequest). */
   reply: number
-  /** Waiting for a reply that needs a whole transfer first (FilesUpdated, TrustedPeerConfirm). */
+  /**
+   * Waiting for a reply that needs a whole transfer first (FilesUpdated, TrustedPeerConfirm)
+   * from a peer that does not announce keep-alives (`ka=1`, a seed peer): an absolute limit.
+   */
   transfer: number
+  /**
+   * The same wait from a peer that announced keep-alives: it fails only after this long
+   * without a byte from the peer (no progress), however long the whole transfer takes.
+   */
+  stall: number
   /** Transport connect/idle timeout. */
   io: number
+  /** A message must be complete this long after its first byte. */
+  message: number
 }
 
-export function defaultTimeouts(): HandshakeTimeouts {
-  const env = (name: string, dflt: number) => Number(process.env[name] || dflt)
-  return {
-    reply: env('FPEER_REPLY_TIMEOUT_MS', 120_000),
-    transfer: env('FPEER_TRANSFER_TIMEOUT_MS', 3_600_000),
-    io: env('FPEER_IO_TIMEOUT_MS', 30_000),
-  }
+/** The documented defaults (docs/scripting.md, ENVIRONMENT). */
+export const DEFAULT_TIMEOUTS: Readonly<HandshakeTimeouts> = {reply: 120_000, transfer: 3_600_000, stall: 60_000, io: 30_000, message: 30_000}
+
+export function defaultTimeouts(overrides: Partial<HandshakeTimeouts> = {}): HandshakeTimeouts {
+  return {...DEFAULT_TIMEOUTS, ...overrides}
+}
+
+/**
+ * The slowest average a peer that sends keep-alives may copy a folder at before the other side
+ * stops waiting (16 KiB/s: a poor mobile link): keep-alives stretch a wait with the folder's
+ * size, not without end.
+ */
+export const KEEP_ALIVE_FLOOR_BPS = 16 * 1024
+
+/** The whole wait for a reply that needs a transfer of `files`, from a peer that sends keep-alives. */
+export function keepAliveCeiling(timeouts: HandshakeTimeouts, files: ReadonlyArray<{size?: number}>): number {
+  return Math.max(timeouts.transfer, (files.reduce((n, f) => n + (f.size ?? 0), 0) / KEEP_ALIVE_FLOOR_BPS) * 1000)
 }
 
 /** What the host side of a handshake needs from the node that runs it. */

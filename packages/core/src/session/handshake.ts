@@ -9,7 +9,13 @@ import type {FileEntry, Message, MessageType} from '../wire/types.js'
 
 export {randomNonce}
 
-/** Throws the peer's PeerError as E_PEER_ERROR / E_REFUSED, or E_MSG_UNEXPECTED for any type but `want`. */
+/** A peer's refusals reported under their own code, with what the user can do. */
+const REFUSALS: Readonly<Record<string, string>> = {
+  E_UNKNOWN_FOLDER: 'that peer shares no folder of that name: check its spelling and case (`fpeer status` on that peer lists them)',
+  E_NOT_ALLOWED: 'that peer does not let this one join: send it your ID (`fpeer id`) so it can run `fpeer allow FOLDER ID`',
+}
+
+/** Throws the peer's PeerError as E_UNKNOWN_FOLDER / E_NOT_ALLOWED / E_PEER_ERROR, or E_MSG_UNEXPECTED for any type but `want`. */
 export function expectType<T extends MessageType>(msg: Message, want: T, folder: string): Extract<Message, {type: T}> {
   if (msg.type === 'PeerError') {
     // We named the peer we meant (to=) and the one that answered says it is another: the
@@ -17,8 +23,12 @@ export function expectType<T extends MessageType>(msg: Message, want: T, folder:
     if (msg.code === 'E_WRONG_DESTINATION') throw new FpeerError('E_PEER_ID_MISMATCH', `the peer at that address is not the one asked for: ${msg.code}: ${msg.text.slice(0, MAX_REASON_CHARS)}`, {details: {peerCode: msg.code}, hint: 'check --peer-id (or the address)'})
     // The reason is the peer's free text: kept (clipped) for --json, escaped by whatever prints it to a terminal.
     const reason = msg.text.length > MAX_REASON_CHARS ? msg.text.slice(0, MAX_REASON_CHARS) + '…' : msg.text
-    throw new FpeerError(msg.code === 'E_NOT_ALLOWED' || msg.code === 'E_UNKNOWN_FOLDER' ? 'E_REFUSED' : 'E_PEER_ERROR', `the peer refused: ${msg.code}: ${reason}`, {
+    // The two refusals a user acts on keep their own code (one code per cause, for scripts);
+    // any other code a peer sends stays E_PEER_ERROR, so a peer cannot pick our exit code.
+    const own = REFUSALS[msg.code]
+    throw new FpeerError(own ? (msg.code as 'E_NOT_ALLOWED') : 'E_PEER_ERROR', `the peer refused: ${msg.code}: ${reason}`, {
       details: {peerCode: msg.code, peerReason: reason},
+      ...(own ? {hint: own} : {}),
     })
   }
   if (msg.type !== want) throw new FpeerError('E_MSG_UNEXPECTED', `expected ${want}, got ${msg.type}`)

@@ -5,9 +5,10 @@ import type {MessageChannel} from '../net/channel.js'
 import {checkDestination} from '../access/replay-guard.js'
 import {fetchFiles} from '../transfer/fetch.js'
 import {withPeerClient} from '../transfer/peer-client.js'
+import {keepAliveEvery, parseKeepAlive} from './requester.js'
 import {claimedSender, isPlain, signMessage, verifyMessage} from '../wire/signing.js'
 import type {BePeerRequest, FileEntry, FilesToGet, PeerError, TrustedPeerConfirm} from '../wire/types.js'
-import type {HostContext} from './context.js'
+import {type HostContext, keepAliveCeiling} from './context.js'
 import {checkTicket, issueTicket} from './delegation.js'
 import {expectType, parseProtocolList, randomNonce, sameFiles, verifyReply} from './handshake.js'
 
@@ -111,14 +112,19 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     // The seed's plain form: no attributes at all, so a seed peer reads it unchanged.
     ftg = {...ftg, files: live.map((f) => ({path: f.path}))}
   } else {
-    ftg.meta = {nonce: hostNonce, re: request.meta.nonce ?? '', grant: grant.token, ...(protocol === 'MANUAL' ? {via: 'HTTP'} : {})}
+    ftg.meta = {ka: String(ctx.timeouts.stall), nonce: hostNonce, re: request.meta.nonce ?? '', grant: grant.token, ...(protocol === 'MANUAL' ? {via: 'HTTP'} : {})}
     ftg = signMessage(ftg, ctx.identity)
   }
   let confirmed = false
   ctx.log.info('sent FilesToGet', {peer: sender?.short ?? address, folder, protocol, files: files.length})
   try {
     await channel.send(ftg)
-    const reply = await channel.next(ctx.timeouts.transfer)
+    // A requester that sends keep-alives (ka=1) may take as long as its copy takes, as long as
+    // it makes progress; one that does not (a seed peer) gets the absolute transfer limit.
+    const theirStall = plain ? undefined : parseKeepAlive(request.meta.ka)
+    const keepAlives = theirStall !== undefined
+    // Keep-alives alone cannot hold the connection forever (keepAliveCeiling).
+    const reply = await (keepAlives ? channel.next(keepAliveCeiling(ctx.timeouts, live), {stallMs: ctx.timeouts.stall}) : channel.next(ctx.timeouts.transfer))
     const fu = expectType(reply, 'FilesUpdated', folder)
     if (!plain) verifyReply(fu, sender, hostNonce)
     if (!sameFiles(plain ? live : files, fu.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated does not list the files of the FilesToGet')
@@ -129,12 +135,16 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     // connection came from (never one a message names), and check every hash against ours.
     const resume = ctx.registry.has(fu.protocol) && ctx.registry.get(fu.protocol).supports.resume
     const endpoint = {protocol: fu.protocol, host: address, port: fu.port, peer: sender, grant: fu.meta.grant, localAddress: channel.localAddress}
-    const verified =
-      check.length === 0
-        ? {files: 0, bytes: 0}
-        : await withPeerClient(ctx, endpoint, (client) =>
-            fetchFiles({client, folder, files: check.map((f) => ({path: f.path, sha256: f.sha256!, size: f.size!})), mode: 'verify', concurrency: ctx.concurrency, resume, ...(ctx.onFetchEvent ? {onEvent: ctx.onFetchEvent} : {})}),
-          )
+    let moved = 0
+    const onEvent = (ev: Parameters<NonNullable<HostContext['onFetchEvent']>>[0]) => {
+      if (ev.event === 'bytes') moved += ev.bytes
+      ctx.onFetchEvent?.(ev)
+    }
+    const stopKeepAlive = keepAlives ? channel.keepAlive(() => moved, keepAliveEvery(theirStall!)) : () => {}
+    const verified = await (check.length === 0
+      ? Promise.resolve({files: 0, bytes: 0})
+      : withPeerClient(ctx, endpoint, (client) => fetchFiles({client, folder, files: check.map((f) => ({path: f.path, sha256: f.sha256!, size: f.size!})), mode: 'verify', concurrency: ctx.concurrency, resume, onEvent}))
+    ).finally(stopKeepAlive)
     ctx.log.info('verified peer copy', {peer: sender?.short ?? address, folder, files: verified.files, bytes: verified.bytes})
     await ctx.confirmPeer(folder, {
       id: sender ? sender.toString() : `plain:${address}`,

@@ -1,6 +1,7 @@
 // The requester's side of "Becoming a Peer" (seed steps 4-5, 10-12 and 17).
-import {mkdir, realpath, stat} from 'node:fs/promises'
-import {FpeerError} from '../errors.js'
+import {access, constants, mkdir, realpath, rmdir, stat} from 'node:fs/promises'
+import path from 'node:path'
+import {FpeerError, fromLocalError} from '../errors.js'
 import {type Identity, PeerId} from '../identity.js'
 import {LocalFileSource} from '../fs/local-source.js'
 import {prepareForWrite} from '../fs/safe-path.js'
@@ -14,7 +15,7 @@ import {type PeerEndpoint, withPeerClient} from '../transfer/peer-client.js'
 import type {AccessContext, Logger, ManualRequest, PlacedState, TransportServer} from '../transport.js'
 import {signMessage} from '../wire/signing.js'
 import type {BePeerRequest, FileEntry, FilesToGet, FilesUpdated} from '../wire/types.js'
-import type {HandshakeTimeouts} from './context.js'
+import {type HandshakeTimeouts, keepAliveCeiling} from './context.js'
 import {expectType, randomNonce, sameFiles, verifyReply} from './handshake.js'
 
 export interface RequestOptions {
@@ -40,12 +41,14 @@ export interface RequestOptions {
   concurrency: number
   timeouts: HandshakeTimeouts
   log: Logger
-  onEvent?(ev: FetchEvent | {event: 'files-to-get'; files: number; bytes: number; protocol: string} | {event: 'phase'; phase: string}): void
+  onEvent?(ev: FetchEvent | {event: 'files-to-get'; host: string; files: number; bytes: number; protocol: string} | {event: 'phase'; phase: string}): void
   /**
    * Replaces the plain fetch for a folder this peer already holds (a catch-up): decides
    * per version what to take and fetches only that. Returns what it fetched or copied.
    */
   apply?(ftg: FilesToGet, fetchFrom: PeerEndpoint & {peer: PeerId}): Promise<{transfer: FetchResult; got: Set<string>}>
+  /** Stops the request: the channel and the transfer end, and the request fails with the signal's reason (an FpeerError: E_INTERRUPTED, E_TIMEOUT). */
+  signal?: AbortSignal
   /** Called for protocol MANUAL; resolves when the user has placed the files (or throws to stop, resumable). `check` tells which are not in place. */
   manual?(req: ManualRequest, check: () => Promise<PlacedState>): Promise<void>
   /** Sees each message of the handshake as it crosses the wire, as text (`fpeer demo`). */
@@ -103,16 +106,63 @@ async function checkPlaced(root: string, files: FileEntry[]): Promise<FetchResul
 
 export type {ManualRequest}
 
+/**
+ * Makes `into` (and what is missing above it) and checks this user may write there, before
+ * anything is asked of the host. Returns its real path and the first directory it created.
+ */
+async function prepareInto(into: string): Promise<{root: string; created: string | undefined}> {
+  let created: string | undefined
+  try {
+    created = await mkdir(into, {recursive: true})
+    const root = await realpath(into)
+    if (!(await stat(root)).isDirectory()) throw Object.assign(new Error('not a directory'), {code: 'ENOTDIR'})
+    await access(root, constants.W_OK | constants.X_OK)
+    return {root, created}
+  } catch (err) {
+    if (created) await removeEmpty(into, created)
+    throw fromLocalError(err, into, 'fill')
+  }
+}
+
+/** Removes the directories a failed request created, from `into` up to `top`, while they are empty (part files stay, to resume). */
+async function removeEmpty(into: string, top: string): Promise<void> {
+  let dir = path.resolve(into)
+  const stop = path.dirname(path.resolve(top))
+  while (dir !== stop && dir.startsWith(stop)) {
+    if (!(await rmdir(dir).then(() => true, () => false))) return
+    dir = path.dirname(dir)
+  }
+}
+
 export async function requestFolder(opts: RequestOptions): Promise<RequestResult> {
-  await mkdir(opts.into, {recursive: true})
-  const root = await realpath(opts.into)
-  const channel = await connectChannel(opts.host, opts.port, {...(opts.bind ? {localAddress: opts.bind} : {}), timeoutMs: opts.timeouts.io, ...(opts.onWire ? {tap: opts.onWire} : {})})
+  const {root, created} = await prepareInto(opts.into)
+  try {
+    return await requestInto(opts, root)
+  } catch (err) {
+    if (created) await removeEmpty(opts.into, created)
+    throw err
+  }
+}
+
+async function requestInto(opts: RequestOptions, root: string): Promise<RequestResult> {
+  opts.signal?.throwIfAborted()
+  const channel = await connectChannel(opts.host, opts.port, {...(opts.bind ? {localAddress: opts.bind} : {}), timeoutMs: opts.timeouts.io, messageTimeoutMs: opts.timeouts.message, ...(opts.onWire ? {tap: opts.onWire} : {})})
   let server: TransportServer | undefined
+  let stopKeepAlive = () => {}
+  // Bytes moved by our transfer: what our keep-alives report as progress.
+  let moved = 0
+  const onEvent: RequestOptions['onEvent'] = (ev) => {
+    if (ev.event === 'bytes') moved += ev.bytes
+    opts.onEvent?.(ev)
+  }
+  const abort = () => channel.socket.destroy()
+  opts.signal?.addEventListener('abort', abort, {once: true})
   try {
     const nonce = randomNonce()
     const protocols = opts.registry.protocols((t) => t.supports.fetch || t.protocol === 'MANUAL')
     // Bound to this host (its ID when known, else the address and port we dialled) and to now (§4.5).
-    const meta: Record<string, string> = {...opts.extraMeta, nonce, ts: String(Date.now()), dst: formatDestination(channel.remoteAddress, channel.remotePort), protocols: protocols.join(',')}
+    // ka=: we send keep-alives while we fetch, so the host may wait on progress rather than a clock (4.7); its value is our own stall timeout.
+    const meta: Record<string, string> = {...opts.extraMeta, ka: String(opts.timeouts.stall), nonce, ts: String(Date.now()), dst: formatDestination(channel.remoteAddress, channel.remotePort), protocols: protocols.join(',')}
     if (opts.expectedHost) meta.to = opts.expectedHost.compact
     if (opts.protocol) meta.want = opts.protocol.toUpperCase()
     if (opts.controlPort) meta.ctl = String(opts.controlPort)
@@ -139,7 +189,11 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
     const hostId = verifyReply(ftg, opts.expectedHost, nonce)
     if (opts.protocol && ftg.protocol !== opts.protocol.toUpperCase()) throw new FpeerError('E_NO_COMMON_PROTOCOL', `asked for ${opts.protocol.toUpperCase()}, host chose ${ftg.protocol}`)
     const hostAddress = channel.remoteAddress
-    opts.onEvent?.({event: 'files-to-get', files: ftg.files.length, bytes: ftg.files.reduce((n, f) => n + (f.size ?? 0), 0), protocol: ftg.protocol})
+    // A host that announced keep-alives understands ours, and sends its own while it checks our copy.
+    const theirStall = parseKeepAlive(ftg.meta.ka)
+    const keepAlives = theirStall !== undefined
+    if (keepAlives) stopKeepAlive = channel.keepAlive(() => moved, keepAliveEvery(theirStall))
+    opts.onEvent?.({event: 'files-to-get', host: hostId.toString(), files: ftg.files.length, bytes: ftg.files.reduce((n, f) => n + (f.size ?? 0), 0), protocol: ftg.protocol})
     opts.log.debug('got FilesToGet', {host: hostId.short, files: ftg.files.length, protocol: ftg.protocol})
 
     // Seed step 10: fetch over Line 4's protocol, from the address the message came from.
@@ -158,9 +212,10 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
       transfer = await checkPlaced(root, live)
     } else {
       const resume = opts.registry.get(ftg.protocol).supports.resume
-      transfer = await withPeerClient(opts, from, (client) => {
+      // A transfer that moves no byte for the stall timeout fails, whatever the connection timeout says.
+      transfer = await withPeerClient({...opts, timeouts: {...opts.timeouts, io: Math.min(opts.timeouts.io, opts.timeouts.stall)}}, from, (client) => {
         opts.onEvent?.({event: 'phase', phase: 'fetch'})
-        return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, ...(opts.onEvent ? {onEvent: opts.onEvent} : {})})
+        return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, onEvent, ...(opts.signal ? {signal: opts.signal} : {})})
       })
     }
 
@@ -181,7 +236,8 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
     await channel.send(fu)
 
     // Seed steps 14-15: the host's signed confirmation.
-    const tpc = expectType(await channel.next(opts.timeouts.transfer), 'TrustedPeerConfirm', opts.folder)
+    stopKeepAlive()
+    const tpc = expectType(await (keepAlives ? channel.next(keepAliveCeiling(opts.timeouts, live), {stallMs: opts.timeouts.stall}) : channel.next(opts.timeouts.transfer)), 'TrustedPeerConfirm', opts.folder)
     verifyReply(tpc, hostId, fuNonce)
     if (!sameFiles(ftg.files, tpc.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'TrustedPeerConfirm does not confirm the files that were fetched')
     return {
@@ -193,8 +249,28 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
       transfer,
       confirmedAt: new Date().toISOString(),
     }
+  } catch (err) {
+    // A failed handshake has nothing more to say: do not wait for a silent peer to close its side.
+    channel.socket.destroy()
+    // An abort destroys the socket and the transfer: report why it was aborted, not what broke.
+    if (opts.signal?.aborted) throw opts.signal.reason
+    throw err
   } finally {
+    stopKeepAlive()
+    opts.signal?.removeEventListener('abort', abort)
     await server?.close().catch(() => {})
     await channel.close()
   }
+}
+
+/** Keep-alives go out four times per stall timeout of the peer (its `ka=`), so one late packet does not look like a stall. */
+export function keepAliveEvery(peerStallMs: number): number {
+  return Math.max(200, Math.min(15_000, Math.floor(peerStallMs / 4)))
+}
+
+/** A `ka=` attribute: the sender's stall timeout in ms (section 4.7), or undefined when absent or malformed (then no keep-alives are sent to it). */
+export function parseKeepAlive(value: string | undefined): number | undefined {
+  if (value === undefined || !/^\d{1,10}$/.test(value)) return undefined
+  const ms = Number(value)
+  return ms >= 1 ? ms : undefined
 }

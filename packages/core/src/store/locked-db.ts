@@ -4,7 +4,7 @@ import path from 'node:path'
 import {Low} from 'lowdb'
 import {JSONFile} from 'lowdb/node'
 import lockfile from 'proper-lockfile'
-import {FpeerError} from '../errors.js'
+import {FpeerError, fromLocalError} from '../errors.js'
 
 /**
  * lowdb has one writer per process and no lock of its own, so every read-modify-write
@@ -24,17 +24,26 @@ export class LockedDb<T extends object> {
 
   async #db(): Promise<Low<T>> {
     const db = new Low<T>(new JSONFile<T>(this.file), this.#defaults())
-    await db.read()
+    try {
+      await db.read()
+    } catch (err) {
+      if (err instanceof SyntaxError) throw new FpeerError('E_STATE_CORRUPT', `${this.file} is not valid JSON: ${err.message}`, {cause: err, details: {path: this.file}, hint: 'restore it from a backup, or move it away to start over'})
+      throw fromLocalError(err, this.file, 'read')
+    }
     db.data ??= this.#defaults()
     return db
   }
 
   async #withLock<R>(fn: () => Promise<R>): Promise<R> {
-    await mkdir(path.dirname(this.file), {recursive: true, mode: 0o700})
+    await mkdir(path.dirname(this.file), {recursive: true, mode: 0o700}).catch((err: unknown) => {
+      throw fromLocalError(err, path.dirname(this.file), 'create')
+    })
     let release: () => Promise<void>
     try {
       release = await lockfile.lock(this.file, {realpath: false, stale: 10_000, retries: {retries: 200, minTimeout: 5, maxTimeout: 100}})
     } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOSPC') throw fromLocalError(err, this.file, 'lock')
       throw new FpeerError('E_LOCKED', `${this.file} is locked by another fpeer process`, {cause: err})
     }
     try {
@@ -54,8 +63,12 @@ export class LockedDb<T extends object> {
     return this.#withLock(async () => {
       const db = await this.#db()
       const result = await fn(db.data)
-      await db.write()
-      await chmod(this.file, this.#mode)
+      try {
+        await db.write()
+        await chmod(this.file, this.#mode)
+      } catch (err) {
+        throw fromLocalError(err, this.file, 'write')
+      }
       return result
     })
   }

@@ -1,4 +1,4 @@
-// Requests waiting on the user (protocol MANUAL): what `fpeer request --resume` needs to go on.
+// Requests waiting on the user (protocol MANUAL) or stopped by them (Ctrl-C): what `fpeer request --resume` needs to go on.
 import path from 'node:path'
 import {FpeerError} from '../errors.js'
 import {LockedDb} from './locked-db.js'
@@ -9,10 +9,13 @@ export interface PendingRequest {
   /** The host's control address and port, as given to `fpeer request`. */
   host: string
   port: number
-  /** The host's peer ID as its signed FilesToGet proved it: a resumed request accepts no other. */
-  hostId: string
+  /** The host's peer ID as its signed FilesToGet proved it: a resumed request accepts no other (absent when stopped before one came). */
+  hostId?: string
   into: string
+  /** The protocol to ask for again ('' when the host chose: it chooses again). */
   protocol: string
+  /** Why it is pending: files to place by hand (MANUAL, the default), or an interrupted transfer. */
+  reason?: 'manual' | 'interrupted'
   bind?: string
   controlPort?: number
   /** Files still missing or wrong when it stopped (for `--json` and humans; the host's list decides). */

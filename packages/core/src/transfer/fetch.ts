@@ -211,7 +211,8 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
     return received - offset
   } catch (err) {
     const e = isFpeerError(err) ? err : fromSystemError(err, `fetching ${file.path}`)
-    if (landing && part && !(opts.resume && RETRYABLE.has(e.code))) dropPart(landing, part)
+    // A stop (Ctrl-C, --timeout) keeps the good prefix too: `fpeer request --resume` starts after it.
+    if (landing && part && !(opts.resume && (RETRYABLE.has(e.code) || opts.signal?.aborted))) dropPart(landing, part)
     throw e
   } finally {
     if (fd !== undefined) closeSync(fd)

@@ -1,0 +1,87 @@
+// The control channel's waits: keep-alives (empty lines) hold off a stall timeout; silence ends it with E_TIMEOUT and the address.
+import assert from 'node:assert/strict'
+import net from 'node:net'
+import {after, before, describe, it} from 'node:test'
+import {isFpeerError} from '../errors.js'
+import {connectChannel} from './channel.js'
+
+describe('MessageChannel stall timeout', () => {
+  let server: net.Server
+  let port: number
+  /** What the server side does with each connection. */
+  let behave: (s: net.Socket) => void = () => {}
+  const sockets = new Set<net.Socket>()
+
+  before(async () => {
+    server = net.createServer((s) => {
+      sockets.add(s)
+      s.on('error', () => {})
+      behave(s)
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    port = (server.address() as net.AddressInfo).port
+  })
+
+  after(async () => {
+    for (const s of sockets) s.destroy()
+    await new Promise((r) => server.close(r))
+  })
+
+  it('keep-alives for several stall periods, then a message: the message arrives', async () => {
+    behave = (s) => {
+      let n = 0
+      const t = setInterval(() => {
+        // Six keep-alives 100 ms apart outlast the 300 ms stall timeout twice over.
+        if (++n <= 6) s.write('\n')
+        else {
+          clearInterval(t)
+          s.write('PeerError\n*\nE_BUSY\nlater\n\n')
+        }
+      }, 100)
+      s.once('close', () => clearInterval(t))
+    }
+    const channel = await connectChannel('127.0.0.1', port)
+    try {
+      const msg = await channel.next(Infinity, {stallMs: 300})
+      assert.equal(msg.type, 'PeerError')
+    } finally {
+      await channel.close()
+    }
+  })
+
+  it('silence past the stall timeout is E_TIMEOUT naming the address', async () => {
+    behave = () => {}
+    const channel = await connectChannel('127.0.0.1', port)
+    try {
+      await assert.rejects(channel.next(Infinity, {stallMs: 200}), (e: unknown) => isFpeerError(e, 'E_TIMEOUT') && (e.details as {address: string}).address === `127.0.0.1:${port}`)
+    } finally {
+      await channel.close()
+    }
+  })
+
+  it('keepAlive() sends only while progress moves', async () => {
+    let received = ''
+    let got: () => void = () => {}
+    behave = (s) => s.on('data', (d: Buffer) => {
+      received += d.toString()
+      got()
+    })
+    const channel = await connectChannel('127.0.0.1', port)
+    let progress = 0
+    const stop = channel.keepAlive(() => progress, 50)
+    try {
+      progress = 1
+      await new Promise<void>((resolve) => (got = resolve))
+      assert.equal(received, '\n')
+      stop()
+      progress = 2
+      // Stopped: nothing more is sent, however long we give it; a message then arrives alone.
+      await channel.sendRaw('X\n\n')
+      await new Promise<void>((resolve) => (got = () => received.endsWith('X\n\n') && resolve()))
+      assert.equal(received, '\nX\n\n')
+    } finally {
+      stop()
+      await channel.close()
+    }
+  })
+})
