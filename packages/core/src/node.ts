@@ -121,6 +121,16 @@ export class PeerNode {
     const peers = new Map<string, PeerRecord[]>()
     for (const f of folders) peers.set(f.name, await new Peerfile(this.options.home, f.name).peers())
     this.#peers = peers
+    // Unshared meanwhile (`fpeer unshare`): stop watching and syncing it; its files stay.
+    for (const name of [...this.#syncs.keys()]) {
+      if (this.#folders.has(name)) continue
+      this.#syncs.delete(name)
+      this.#watchers.get(name)?.close()
+      this.#watchers.delete(name)
+      clearTimeout(this.#pending.get(name))
+      this.#pending.delete(name)
+      this.options.log.info('folder no longer shared', {folder: name})
+    }
     for (const f of folders) {
       const cur = this.#syncs.get(f.name)
       if (!cur || cur.folder.path !== f.path || cur.folder.open !== f.open) this.#syncs.set(f.name, new FolderSync(this.options.home, f, this.options.identity, this.options.log))

@@ -83,6 +83,16 @@ export class Peerfile {
     })
   }
 
+  /** Removes a peer from the peerlist; false when it was not in it. */
+  async removePeer(id: string): Promise<boolean> {
+    let had = false
+    await this.#peers.update((doc) => {
+      had = id in doc.peers
+      delete doc.peers[id]
+    })
+    return had
+  }
+
   /**
    * The file structure. Stored as a journal of JSON lines, one per added/changed/removed
    * file, so a change to one file in a folder of 100,000 appends one line instead of
