@@ -33,6 +33,8 @@ export interface RequestOptions {
   extraMeta?: Record<string, string>
   /** Follow a busy host's delegation to another peer (seed step 8); default true. */
   followDelegation?: boolean
+  /** Port the fetch-back server listens on (seed step 11) so a firewall can let the host in; 0 or unset: any free port. */
+  fetchPort?: number
   /** Our control port, announced as `ctl=` so the host can send us updates later. */
   controlPort?: number
   identity: Identity
@@ -171,7 +173,7 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
     const isHost = (who: AccessContext) => grants.allows(opts.folder, who)
     const source = new LocalFileSource({root: (f) => (f === opts.folder ? root : undefined), mayRead: (f, who) => isHost(who) && f === opts.folder}, () => [opts.folder])
     // The temporary server is an implementation detail of this handshake: its chatter is debug.
-    server = await serving.serve!({host: channel.localAddress, port: 0, files: source, identity: opts.identity, admit: isHost, log: {...opts.log, info: opts.log.debug}})
+    server = await serving.serve!({host: channel.localAddress, port: opts.fetchPort ?? 0, files: source, identity: opts.identity, admit: isHost, log: {...opts.log, info: opts.log.debug}})
     const fuNonce = randomNonce()
     const fuFiles = ftg.files.map((f) => (got.has(f.path) ? {...f, ext: {...f.ext, got: '1'}} : f))
     const fu: FilesUpdated = signMessage({type: 'FilesUpdated', folder: opts.folder, port: server.port, protocol: serveProtocol, files: fuFiles, meta: {nonce: fuNonce, re: ftg.meta.nonce ?? '', grant}}, opts.identity)
