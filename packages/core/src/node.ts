@@ -6,6 +6,7 @@ import {GrantTable} from './access/grants.js'
 import {ReplayGuard} from './access/replay-guard.js'
 import {FpeerError, isFpeerError} from './errors.js'
 import {type Identity, PeerId} from './identity.js'
+import {IgnoreRules} from './fs/ignore-rules.js'
 import {LocalFileSource} from './fs/local-source.js'
 import {FolderWatcher} from './fs/watch.js'
 import {MessageChannel, normalizeAddress} from './net/channel.js'
@@ -291,7 +292,8 @@ export class PeerNode {
         applied = res.applied
         created = res.created
         const records = await sync.records()
-        const missing = originals.filter((e) => !records.has(e.path))
+        const rules = IgnoreRules.load(sync.folder.path)
+        const missing = originals.filter((e) => !records.has(e.path) && !rules.ignores(e.path))
         let bytes = 0
         if (missing.length > 0) {
           bytes = (await withPeerClient(ctx, {localAddress: ctx.localAddress, ...from}, (client) => fetchFiles({client, folder, files: missing, mode: 'land', root: sync.folder.path, concurrency: ctx.concurrency}))).bytes

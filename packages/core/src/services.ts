@@ -123,7 +123,8 @@ export async function requestAndRecord(home: string, opts: Omit<RequestOptions, 
   const result = await requestFolder({...opts, identity})
   const folder = await config.share({name: opts.folder, path: result.into})
   // Seed step 17, and the host's versions kept, so later updates compare against them.
-  await new FolderSync(home, folder, identity).adopt(result.files.map((entry) => ({entry, ...versionField(entry)})))
+  const ignored = new Set(result.ignored)
+  await new FolderSync(home, folder, identity).adopt(result.files.filter((e) => !ignored.has(e.path)).map((entry) => ({entry, ...versionField(entry)})))
   await new Peerfile(home, opts.folder).addPeer({
     id: PeerId.parse(result.host.id).toString(),
     address: result.host.address,

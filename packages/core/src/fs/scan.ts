@@ -3,6 +3,7 @@ import {createHash} from 'node:crypto'
 import {createReadStream, lstatSync, readFileSync} from 'node:fs'
 import {opendir} from 'node:fs/promises'
 import path from 'node:path'
+import {IGNORE_FILE, IgnoreRules} from './ignore-rules.js'
 import {isReservedName} from './safe-path.js'
 
 /** One file of a folder's file structure. */
@@ -25,18 +26,30 @@ export function isIgnoredName(name: string): boolean {
   return isReservedName(name)
 }
 
-async function* walk(root: string, rel: string): AsyncGenerator<{rel: string; abs: string}> {
+/** What a scan left out besides ignored files: symlinks (never followed, never shared) and other non-files. */
+export interface ScanSkips {
+  symlinks: string[]
+}
+
+async function* walk(root: string, rel: string, rules: IgnoreRules, skips?: ScanSkips): AsyncGenerator<{rel: string; abs: string}> {
   const dir = await opendir(path.join(root, rel), {bufferSize: 256})
   const subdirs: string[] = []
   for await (const ent of dir) {
     if (isIgnoredName(ent.name)) continue
     const r = rel === '' ? ent.name : `${rel}/${ent.name}`
+    if (!rules.empty || r === IGNORE_NAME) {
+      if (rules.ignores(r, ent.isDirectory())) continue
+    }
     if (ent.isDirectory()) subdirs.push(r)
     else if (ent.isFile()) yield {rel: r, abs: path.join(root, r)}
-    // Symlinks, sockets and devices are not shared: following links could leave the folder.
+    // Symlinks are not shared (docs/protocol.md §9, "Symlinks"): following one could leave
+    // the folder. They are reported so the user learns of them; sockets and devices are not files.
+    else if (ent.isSymbolicLink()) skips?.symlinks.push(r)
   }
-  for (const d of subdirs.sort()) yield* walk(root, d)
+  for (const d of subdirs.sort()) yield* walk(root, d, rules, skips)
 }
+
+const IGNORE_NAME = IGNORE_FILE
 
 /** Files up to this size are read and hashed in one synchronous call; larger ones are streamed. */
 export const SMALL_FILE_BYTES = 256 * 1024
@@ -57,11 +70,12 @@ function sha256Small(absPath: string): string {
  * for the system call, and a folder of 10,000 files makes 10,000 of them. The scan yields
  * to the event loop every few milliseconds, so a serving peer keeps answering meanwhile.
  */
-export async function scanFolder(root: string, previous?: Map<string, IndexedFile>, concurrency = 8): Promise<IndexedFile[]> {
+export async function scanFolder(root: string, previous?: Map<string, IndexedFile>, concurrency = 8, skips?: ScanSkips): Promise<IndexedFile[]> {
   const out: IndexedFile[] = []
   const pending = new Set<Promise<void>>()
   let slice = performance.now()
-  for await (const {rel, abs} of walk(root, '')) {
+  // The folder's .fpeerignore: ignored files are not part of its structure, so never offered.
+  for await (const {rel, abs} of walk(root, '', IgnoreRules.load(root), skips)) {
     if (performance.now() - slice > SLICE_MS) {
       await new Promise((r) => setImmediate(r))
       slice = performance.now()

@@ -124,7 +124,9 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     if (!sameFiles(plain ? live : files, fu.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated does not list the files of the FilesToGet')
     // A new peer's whole copy is checked; a confirmed peer catching up marks what it fetched (`got=1`).
     const took = new Set(fu.files.filter((f) => f.ext?.got === '1').map((f) => f.path))
-    const check = rejoin ? live.filter((f) => took.has(f.path)) : live
+    // Files the requester's own .fpeerignore keeps out (`ign=1`) are not in its copy to check.
+    const ignoredThere = new Set(plain ? [] : fu.files.filter((f) => f.ext?.ign === '1').map((f) => f.path))
+    const check = (rejoin ? live.filter((f) => took.has(f.path)) : live).filter((f) => !ignoredThere.has(f.path))
     // Seed step 13: download the files back from the requester, from the address its
     // connection came from (never one a message names), and check every hash against ours.
     const resume = ctx.registry.has(fu.protocol) && ctx.registry.get(fu.protocol).supports.resume

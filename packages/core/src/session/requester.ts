@@ -2,6 +2,7 @@
 import {mkdir, realpath, stat} from 'node:fs/promises'
 import {FpeerError} from '../errors.js'
 import {type Identity, PeerId} from '../identity.js'
+import {IgnoreRules} from '../fs/ignore-rules.js'
 import {LocalFileSource} from '../fs/local-source.js'
 import {prepareForWrite} from '../fs/safe-path.js'
 import {sha256File} from '../fs/scan.js'
@@ -60,6 +61,8 @@ export interface RequestResult {
   host: {id: string; address: string; port: number}
   protocol: string
   files: FileEntry[]
+  /** Files of the host's list this peer's .fpeerignore kept out. */
+  ignored: string[]
   transfer: FetchResult
   confirmedAt: string
 }
@@ -144,7 +147,12 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
 
     // Seed step 10: fetch over Line 4's protocol, from the address the message came from.
     let transfer: FetchResult
-    const live = ftg.files.filter((f) => f.ext?.del !== '1')
+    // Our own .fpeerignore decides what lands here: the host's names it matches are skipped
+    // (and marked `ign=1` in FilesUpdated, so the host does not look for them in our copy).
+    const rules = IgnoreRules.load(root)
+    const ignored = new Set(ftg.files.filter((f) => f.ext?.del !== '1' && rules.ignores(f.path)).map((f) => f.path))
+    for (const p of ignored) opts.log.warn('file ignored here (.fpeerignore): not fetched', {folder: opts.folder, path: p})
+    const live = ftg.files.filter((f) => f.ext?.del !== '1' && !ignored.has(f.path))
     let got = new Set(live.map((f) => f.path))
     const from = {protocol: ftg.protocol, host: hostAddress, port: ftg.port, peer: hostId, grant: ftg.meta.grant, localAddress: opts.bind}
     if (opts.apply) {
@@ -175,7 +183,7 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
     // The temporary server is an implementation detail of this handshake: its chatter is debug.
     server = await serving.serve!({host: channel.localAddress, port: opts.fetchPort ?? 0, files: source, identity: opts.identity, admit: isHost, log: {...opts.log, info: opts.log.debug}})
     const fuNonce = randomNonce()
-    const fuFiles = ftg.files.map((f) => (got.has(f.path) ? {...f, ext: {...f.ext, got: '1'}} : f))
+    const fuFiles = ftg.files.map((f) => (ignored.has(f.path) ? {...f, ext: {...f.ext, ign: '1'}} : got.has(f.path) ? {...f, ext: {...f.ext, got: '1'}} : f))
     const fu: FilesUpdated = signMessage({type: 'FilesUpdated', folder: opts.folder, port: server.port, protocol: serveProtocol, files: fuFiles, meta: {nonce: fuNonce, re: ftg.meta.nonce ?? '', grant}}, opts.identity)
     opts.onEvent?.({event: 'phase', phase: 'FilesUpdated'})
     await channel.send(fu)
@@ -190,6 +198,7 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
       host: {id: hostId.toString(), address: hostAddress, port: opts.port},
       protocol: ftg.protocol,
       files: ftg.files,
+      ignored: [...ignored],
       transfer,
       confirmedAt: new Date().toISOString(),
     }

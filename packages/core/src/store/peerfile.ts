@@ -163,6 +163,15 @@ export class Peerfile {
     this.#lines += records.length
   }
 
+  /** Forgets paths without a tombstone (files now ignored: not deleted, just no longer part of the folder). */
+  async drop(paths: string[], all: Map<string, FileRecord>): Promise<void> {
+    if (paths.length === 0) return
+    await mkdir(this.dir, {recursive: true, mode: 0o700})
+    if (this.#lines + paths.length > 2 * all.size + 1024) return this.#rewrite([...all.values()])
+    await appendFile(this.#journal, paths.map((p) => JSON.stringify({p, d: 1})).join('\n') + '\n', {mode: 0o600})
+    this.#lines += paths.length
+  }
+
   /** Whether the structure was ever recorded (an empty folder's first scan counts). */
   async initialized(): Promise<boolean> {
     return stat(this.#journal).then(

@@ -8,7 +8,8 @@ import {FpeerError, isFpeerError} from '../errors.js'
 import type {Identity} from '../identity.js'
 import {FolderDirs, setLandedMode} from '../fs/folder-dirs.js'
 import {PART_PREFIX, checkRelativePath} from '../fs/safe-path.js'
-import {type IndexedFile, scanFolder} from '../fs/scan.js'
+import {IgnoreRules} from '../fs/ignore-rules.js'
+import {type IndexedFile, type ScanSkips, scanFolder} from '../fs/scan.js'
 import {hashExisting} from '../transfer/fetch.js'
 import type {FolderConfig} from '../store/config.js'
 import {type FileRecord, Peerfile, isLive} from '../store/peerfile.js'
@@ -52,6 +53,10 @@ export class FolderSync {
   readonly #identity: Identity
   readonly #log: Logger | undefined
   readonly #key: string
+  /** Symlinks already reported, so each is warned about once per process. */
+  readonly #warnedLinks = new Set<string>()
+  /** What the last rescan left out (symlinks), for `fpeer share`'s summary. */
+  lastSkips: ScanSkips = {symlinks: []}
 
   constructor(home: string, folder: FolderConfig, identity: Identity, log?: Logger) {
     this.folder = folder
@@ -80,9 +85,21 @@ export class FolderSync {
       const all = await this.peerfile.files()
       const initial = !(await this.peerfile.initialized())
       const live = new Map([...all].filter(([, r]) => isLive(r)))
-      const scan = await scanFolder(this.folder.path, live)
+      const skips: ScanSkips = {symlinks: []}
+      const scan = await scanFolder(this.folder.path, live, 8, skips)
+      const rules = IgnoreRules.load(this.folder.path)
+      // A file ignored since it was recorded leaves the structure without a deletion: peers keep theirs.
+      const dropped = [...all.keys()].filter((p) => rules.ignores(p))
+      for (const p of dropped) all.delete(p)
       const {versions, changed} = this.#diff(all, scan, initial)
+      await this.peerfile.drop(dropped, all)
       await this.peerfile.put(changed, all)
+      for (const link of skips.symlinks) {
+        if (this.#warnedLinks.has(link)) continue
+        this.#warnedLinks.add(link)
+        this.#log?.warn('symlink not shared', {folder: this.folder.name, path: link})
+      }
+      this.lastSkips = skips
       if (initial) await this.peerfile.touch()
       return {versions, files: [...all.values()].filter(isLive)}
     })
@@ -166,6 +183,13 @@ export class FolderSync {
     return this.#run(() => this.#withDirs(async (root, dirs) => {
       const all = await this.peerfile.files()
       const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: []}
+      // Ignored here (.fpeerignore): never accepted, whatever a peer offers.
+      const rules = IgnoreRules.load(root)
+      incoming = incoming.filter((v) => {
+        if (!rules.ignores(v.path)) return true
+        this.#log?.info('ignored incoming file', {folder: this.folder.name, path: v.path})
+        return false
+      })
       // A local edit not yet scanned must not be overwritten unseen: scan the paths first.
       await this.#catchUpLocal(dirs, all, incoming.map((v) => v.path), result)
       let clock = lamportOf(all)
