@@ -71,8 +71,9 @@ const RETRY_CODES = new Set(['E_CONNECT', 'E_TIMEOUT', 'E_CONNECTION_LOST'])
 
 /** Turns a record into its file line: version attributes when it has one, a tombstone when deleted. */
 export function recordToEntry(r: FileRecord): FileEntry {
-  if (r.version) return versionToEntry(r.version)
-  return {path: r.path, size: r.size, sha256: r.sha256, mtimeMs: r.mtimeMs}
+  const e = r.version ? versionToEntry(r.version) : {path: r.path, size: r.size, sha256: r.sha256, mtimeMs: r.mtimeMs}
+  // The exec bit travels beside the version (covered by the message's signature, not the version's).
+  return r.mode === 0o755 && !r.version?.deleted ? {...e, ext: {...e.ext, mode: '755'}} : e
 }
 
 export class PeerNode {

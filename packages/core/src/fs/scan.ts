@@ -13,6 +13,13 @@ export interface IndexedFile {
   mtimeMs: number
   sha256: string
   ino?: number
+  /** 0o755 when the owner may execute it, else absent (0o644): the one permission bit fpeer carries (§4.1 `mode=`). */
+  mode?: number
+}
+
+/** The mode fpeer keeps of a file: the owner's exec bit, as 0o755, or undefined for 0o644. Never setuid, setgid or sticky. */
+export function keptMode(st: {mode: number}): number | undefined {
+  return st.mode & 0o100 ? 0o755 : undefined
 }
 
 export async function sha256File(absPath: string): Promise<string> {
@@ -90,12 +97,15 @@ export async function scanFolder(root: string, previous?: Map<string, IndexedFil
     const mtimeMs = Math.trunc(st.mtimeMs)
     const old = previous?.get(rel)
     if (old && old.size === st.size && old.mtimeMs === mtimeMs && (old.ino === undefined || old.ino === st.ino)) {
-      out.push({...old, ino: st.ino})
+      // chmod changes no mtime: the mode is read fresh every scan.
+      const {mode: _old, ...same} = old
+      const m = keptMode(st)
+      out.push({...same, ino: st.ino, ...(m ? {mode: m} : {})})
       continue
     }
     if (st.size <= SMALL_FILE_BYTES) {
       try {
-        out.push({path: rel, size: st.size, mtimeMs, sha256: sha256Small(abs), ino: st.ino})
+        out.push({path: rel, size: st.size, mtimeMs, sha256: sha256Small(abs), ino: st.ino, ...(keptMode(st) ? {mode: 0o755} : {})})
       } catch {
         // Unreadable or vanished: not part of the structure until it can be read.
       }
@@ -103,8 +113,9 @@ export async function scanFolder(root: string, previous?: Map<string, IndexedFil
     }
     const ino = st.ino
     const size = st.size
+    const mode = keptMode(st)
     const task = sha256File(abs).then(
-      (sha256) => void out.push({path: rel, size, mtimeMs, sha256, ino}),
+      (sha256) => void out.push({path: rel, size, mtimeMs, sha256, ino, ...(mode ? {mode} : {})}),
       () => {}, // unreadable or vanished, as above
     )
     pending.add(task)

@@ -116,7 +116,7 @@ export class FolderSync {
       seen.add(f.path)
       const prev = all.get(f.path)
       if (prev && isLive(prev) && prev.sha256 === f.sha256) {
-        if (prev.size !== f.size || prev.mtimeMs !== f.mtimeMs || prev.ino !== f.ino) {
+        if (prev.size !== f.size || prev.mtimeMs !== f.mtimeMs || prev.ino !== f.ino || prev.mode !== f.mode) {
           const r = {...f, ...(prev.version ? {version: prev.version} : {})}
           all.set(f.path, r)
           changed.push(r)

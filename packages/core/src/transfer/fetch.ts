@@ -204,7 +204,7 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
           // keeping the peer's mtime is best effort
         }
       }
-      setLandedMode(fd)
+      setLandedMode(fd, file.ext?.mode === '755')
       landing.dir.rename(part, landing.name)
       part = undefined
     }
@@ -318,7 +318,7 @@ function landSmall(content: Buffer, file: FileEntry, landing: Landing): void {
         // keeping the peer's mtime is best effort, as for large files
       }
     }
-    setLandedMode(fd)
+    setLandedMode(fd, file.ext?.mode === '755')
     closeSync(fd)
   } catch (err) {
     closeSync(fd)
