@@ -13,6 +13,7 @@ import type {TransportRegistry} from '../registry.js'
 import {type FetchEvent, type FetchResult, fetchFiles} from '../transfer/fetch.js'
 import {type PeerEndpoint, withPeerClient} from '../transfer/peer-client.js'
 import type {AccessContext, Logger, ManualRequest, PlacedState, TransportServer} from '../transport.js'
+import {conflictPath} from '../sync/version.js'
 import {signMessage} from '../wire/signing.js'
 import type {BePeerRequest, FileEntry, FilesToGet, FilesUpdated} from '../wire/types.js'
 import type {HandshakeTimeouts} from './context.js'
@@ -168,7 +169,9 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
       const resume = opts.registry.get(ftg.protocol).supports.resume
       transfer = await withPeerClient(opts, from, (client) => {
         opts.onEvent?.({event: 'phase', phase: 'fetch'})
-        return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, ...(opts.onEvent ? {onEvent: opts.onEvent} : {})})
+        // A differing file already in --into is never overwritten unseen: it stays as a conflict copy, named as sync names them.
+        const conflictName = (p: string, sha256: string) => conflictPath({path: p, origin: opts.identity.id.compact, sha256})
+        return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, conflictName, ...(opts.onEvent ? {onEvent: opts.onEvent} : {})})
       })
     }
 
