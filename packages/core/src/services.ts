@@ -121,6 +121,8 @@ export async function requestAndRecord(home: string, opts: Omit<RequestOptions, 
   if (twin) throw new FpeerError('E_USAGE', `${intoReal} is already shared here as ${twin.name}`, {hint: 'pick another --into'})
   const identity = opts.identity ?? (await loadIdentity(home))
   const result = await requestFolder({...opts, identity})
+  // A dry run records nothing: no share, no peer, no structure.
+  if (opts.dryRun) return result
   const folder = await config.share({name: opts.folder, path: result.into})
   // Seed step 17, and the host's versions kept, so later updates compare against them.
   const ignored = new Set(result.ignored)

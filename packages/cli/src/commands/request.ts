@@ -12,6 +12,7 @@ export default class Request extends BaseCommand<typeof Request> {
 
 With --protocol manual, you place the files: it prints them (stdout: one URL, else target path, per line; --json: one document with path, size, sha256, url and target of each) and exits 75 (pending), keeping the request; once they are in place, \`fpeer request --resume [FOLDER]\` (or the same request again) checks them and goes on. With --wait it polls for them instead, up to --wait-timeout.`
   static override examples = [
+    '<%= config.bin %> request 127.0.0.1 00-MainDocuments --into ./docs --dry-run',
     '<%= config.bin %> request 127.0.0.1 00-MainDocuments --into ./docs',
     '<%= config.bin %> request 127.0.0.1:7734 00-MainDocuments --protocol http --peer-id "$HOST_ID" --json | jq .transfer',
     '<%= config.bin %> request 127.0.0.1 00-MainDocuments --protocol manual --json | jq -j \'.files[] | .url, "\\u0000", .target, "\\u0000"\' | xargs -0 -r -n 2 sh -c \'curl -fsS --create-dirs -o "$2" -- "$1"\' _',
@@ -29,6 +30,7 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
     concurrency: Flags.integer({description: 'parallel transfers', default: 8, min: 1, max: 64}),
     'control-port': Flags.integer({description: 'control port this peer serves on, told to the host for later updates', default: DEFAULT_CONTROL_PORT}),
     'fetch-port': Flags.integer({description: 'port this peer serves its copy on while the host checks it (default: any free port); open it in a firewall', min: 0, max: 65535}),
+    'dry-run': Flags.boolean({description: 'show what would be fetched and which local files would be kept as conflict copies; write and record nothing (the host sees an abandoned handshake)'}),
     resume: Flags.boolean({description: 'go on with the pending (MANUAL) request of FOLDER, or the only one'}),
     wait: Flags.boolean({description: 'MANUAL: wait for the files to be placed instead of exiting 75 (pending)'}),
     'wait-timeout': Flags.integer({description: 'MANUAL: seconds --wait waits before the request is left pending', default: 1800, min: 1}),
@@ -37,7 +39,7 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
 
   #manual: ManualHandOver | undefined
 
-  async run(): Promise<(RequestResult & {state: 'confirmed'; ms: number}) | PendingDocument> {
+  async run(): Promise<(RequestResult & {state: 'confirmed' | 'dry-run'; ms: number}) | PendingDocument> {
     const target = await requestTarget(this.home, this.args, this.flags)
     const registry = await this.registry()
     // A protocol asked for must have a plugin here: E_NO_TRANSPORT names it before anything is sent.
@@ -51,11 +53,19 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
       manual: this.#manual.callback,
       concurrency: this.flags.concurrency,
       ...(this.flags['fetch-port'] === undefined ? {} : {fetchPort: this.flags['fetch-port']}),
+      ...(this.flags['dry-run'] ? {dryRun: true} : {}),
       timeouts: defaultTimeouts(),
       log: this.log_,
       onEvent: (ev) => progress.onEvent(ev),
     }).finally(() => progress.stop())
     const ms = Date.now() - t0
+    if (result.plan) {
+      // One line per file: ACTION<TAB>PATH (and the conflict copy's name), for people and for cut/awk.
+      for (const p of result.plan) this.out(tty`${p.action}\t${p.path}${p.conflict ? `\t${p.conflict}` : ''}`)
+      const n = (a: string) => result.plan!.filter((p) => p.action === a).length
+      this.note(tty`dry run: ${n('fetch')} to fetch, ${n('conflict')} differing local file(s) to keep as conflict copies, ${n('same')} already here, ${n('ignored')} ignored; nothing was written`)
+      return {state: 'dry-run', ...result, ms}
+    }
     await this.#manual.confirmed()
     const kept = result.transfer.conflicts ?? []
     if (kept.length) this.note(tty`kept ${kept.length} differing local file(s) as conflict copies: ${kept.slice(0, 5).join(', ')}${kept.length > 5 ? ', …' : ''}`)

@@ -137,7 +137,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
         : await withPeerClient(ctx, endpoint, (client) =>
             fetchFiles({client, folder, files: check.map((f) => ({path: f.path, sha256: f.sha256!, size: f.size!})), mode: 'verify', concurrency: ctx.concurrency, resume, ...(ctx.onFetchEvent ? {onEvent: ctx.onFetchEvent} : {})}),
           )
-    ctx.log.info('verified peer copy', {peer: sender?.short ?? address, folder, files: verified.files, bytes: verified.bytes})
+    ctx.log.info('verified peer copy', {peer: sender?.short ?? address, folder, files: verified.files, bytes: verified.bytes, from: `${address}:${fu.port}`})
     await ctx.confirmPeer(folder, {
       id: sender ? sender.toString() : `plain:${address}`,
       address,

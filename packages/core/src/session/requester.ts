@@ -1,7 +1,8 @@
 // The requester's side of "Becoming a Peer" (seed steps 4-5, 10-12 and 17).
-import {mkdir, realpath, stat} from 'node:fs/promises'
+import {lstat, mkdir, realpath, stat} from 'node:fs/promises'
 import {FpeerError} from '../errors.js'
 import {type Identity, PeerId} from '../identity.js'
+import {FolderDirs} from '../fs/folder-dirs.js'
 import {IgnoreRules} from '../fs/ignore-rules.js'
 import {LocalFileSource} from '../fs/local-source.js'
 import {prepareForWrite} from '../fs/safe-path.js'
@@ -10,7 +11,7 @@ import {GrantTable} from '../access/grants.js'
 import {formatDestination} from '../access/replay-guard.js'
 import {connectChannel} from '../net/channel.js'
 import type {TransportRegistry} from '../registry.js'
-import {type FetchEvent, type FetchResult, fetchFiles} from '../transfer/fetch.js'
+import {type FetchEvent, type FetchResult, fetchFiles, hashExisting} from '../transfer/fetch.js'
 import {type PeerEndpoint, withPeerClient} from '../transfer/peer-client.js'
 import type {AccessContext, Logger, ManualRequest, PlacedState, TransportServer} from '../transport.js'
 import {conflictPath} from '../sync/version.js'
@@ -37,6 +38,12 @@ export interface RequestOptions {
   followDelegation?: boolean
   /** Port the fetch-back server listens on (seed step 11) so a firewall can let the host in; 0 or unset: any free port. */
   fetchPort?: number
+  /**
+   * Only show what the request would do: the handshake runs up to the host's FilesToGet,
+   * which is compared with `into`; then the connection ends without FilesUpdated (the host
+   * sees an abandoned handshake). Nothing is written, created or recorded.
+   */
+  dryRun?: boolean
   /** Our control port, announced as `ctl=` so the host can send us updates later. */
   controlPort?: number
   identity: Identity
@@ -54,6 +61,15 @@ export interface RequestOptions {
   manual?(req: ManualRequest, check: () => Promise<PlacedState>): Promise<void>
 }
 
+/** One line of a dry run's plan: what a request would do with one file of the host's list. */
+export interface PlanEntry {
+  path: string
+  size?: number
+  /** fetch: not here yet; same: already here with the host's content; conflict: a differing local file would be kept as `conflict` and replaced; ignored: .fpeerignore here keeps it out. */
+  action: 'fetch' | 'same' | 'conflict' | 'ignored'
+  conflict?: string
+}
+
 export interface RequestResult {
   /** The host that handed the request to `host` (seed step 8), if it did. */
   delegatedBy?: string
@@ -62,6 +78,8 @@ export interface RequestResult {
   host: {id: string; address: string; port: number}
   protocol: string
   files: FileEntry[]
+  /** With dryRun: what would be done, and nothing was. */
+  plan?: PlanEntry[]
   /** Files of the host's list this peer's .fpeerignore kept out. */
   ignored: string[]
   transfer: FetchResult
@@ -107,9 +125,52 @@ async function checkPlaced(root: string, files: FileEntry[]): Promise<FetchResul
 
 export type {ManualRequest}
 
+/**
+ * What landing `files` in `into` would do, read without writing: each target is looked at
+ * through the folder's directories held without following links, and hashed only when
+ * there is a regular file to compare.
+ */
+async function planLanding(into: string, files: FileEntry[], ignored: Set<string>, identity: Identity): Promise<PlanEntry[]> {
+  const root = await realpath(into).catch(() => undefined)
+  const dirs = root && (await lstat(root)).isDirectory() ? new FolderDirs(root) : undefined
+  const out: PlanEntry[] = []
+  try {
+    for (const f of files) {
+      const base = {path: f.path, ...(f.size === undefined ? {} : {size: f.size})}
+      if (ignored.has(f.path)) {
+        out.push({...base, action: 'ignored'})
+        continue
+      }
+      const segments = f.path.split('/')
+      const name = segments.pop()!
+      let dir
+      try {
+        dir = dirs?.open(segments, false)
+      } catch {
+        dir = undefined // a symlink or file in the way: the real request refuses it (E_PATH_UNSAFE)
+      }
+      try {
+        const st = dir?.lstat(name)
+        if (!dir || !st?.isFile()) {
+          out.push({...base, action: 'fetch'})
+          continue
+        }
+        const local = await hashExisting(dir, name)
+        if (local === f.sha256) out.push({...base, action: 'same'})
+        else out.push({...base, action: 'conflict', conflict: conflictPath({path: f.path, origin: identity.id.compact, sha256: local})})
+      } finally {
+        dir?.release()
+      }
+    }
+  } finally {
+    dirs?.close()
+  }
+  return out
+}
+
 export async function requestFolder(opts: RequestOptions): Promise<RequestResult> {
-  await mkdir(opts.into, {recursive: true})
-  const root = await realpath(opts.into)
+  if (!opts.dryRun) await mkdir(opts.into, {recursive: true})
+  const root = opts.dryRun ? await realpath(opts.into).catch(() => opts.into) : await realpath(opts.into)
   const channel = await connectChannel(opts.host, opts.port, {...(opts.bind ? {localAddress: opts.bind} : {}), timeoutMs: opts.timeouts.io})
   let server: TransportServer | undefined
   try {
@@ -154,6 +215,21 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
     const ignored = new Set(ftg.files.filter((f) => f.ext?.del !== '1' && rules.ignores(f.path)).map((f) => f.path))
     for (const p of ignored) opts.log.warn('file ignored here (.fpeerignore): not fetched', {folder: opts.folder, path: p})
     const live = ftg.files.filter((f) => f.ext?.del !== '1' && !ignored.has(f.path))
+    if (opts.dryRun) {
+      const plan = await planLanding(root, ftg.files.filter((f) => f.ext?.del !== '1'), ignored, opts.identity)
+      const fetch = plan.filter((p) => p.action === 'fetch' || p.action === 'conflict')
+      return {
+        folder: opts.folder,
+        into: root,
+        host: {id: hostId.toString(), address: hostAddress, port: opts.port},
+        protocol: ftg.protocol,
+        files: ftg.files,
+        plan,
+        ignored: [...ignored],
+        transfer: {files: live.length, fetched: 0, skipped: live.length - fetch.length, bytes: 0},
+        confirmedAt: '',
+      }
+    }
     let got = new Set(live.map((f) => f.path))
     const from = {protocol: ftg.protocol, host: hostAddress, port: ftg.port, peer: hostId, grant: ftg.meta.grant, localAddress: opts.bind}
     if (opts.apply) {

@@ -105,6 +105,19 @@ export class FolderSync {
     })
   }
 
+  /**
+   * What a rescan would turn into versions now (`fpeer push --dry-run`), without recording
+   * anything: the structure is read, the folder scanned, and the result thrown away.
+   */
+  async preview(): Promise<Array<{path: string; deleted: boolean; size: number}>> {
+    const all = await this.peerfile.files()
+    if (!(await this.peerfile.initialized())) return []
+    const scan = await scanFolder(this.folder.path, new Map([...all].filter(([, r]) => isLive(r))))
+    const rules = IgnoreRules.load(this.folder.path)
+    for (const p of [...all.keys()]) if (rules.ignores(p)) all.delete(p)
+    return this.#diff(all, scan, false).versions.map((v) => ({path: v.path, deleted: v.deleted, size: v.size}))
+  }
+
   /** Computes records for what changed between `all` and `scan`, updating `all` in place. */
   #diff(all: Map<string, FileRecord>, scan: IndexedFile[], initial: boolean): {versions: FileVersion[]; changed: FileRecord[]} {
     let clock = lamportOf(all)
