@@ -22,7 +22,7 @@ import {type FileVersion, entryToVersion, verifyVersion, versionToEntry} from '.
 import {fetchFiles} from './transfer/fetch.js'
 import {withPeerClient} from './transfer/peer-client.js'
 import type {AccessContext, Logger, TransportServer} from './transport.js'
-import type {FileEntry} from './wire/types.js'
+import {type FileEntry, isDirEntry} from './wire/types.js'
 
 /** The documented default ports: control, then one per built-in protocol. */
 export const DEFAULT_CONTROL_PORT = 7734
@@ -294,7 +294,7 @@ export class PeerNode {
         created = res.created
         const records = await sync.records()
         const rules = IgnoreRules.load(sync.folder.path)
-        const missing = originals.filter((e) => !records.has(e.path) && !rules.ignores(e.path))
+        const missing = originals.filter((e) => !isDirEntry(e) && !records.has(e.path) && !rules.ignores(e.path))
         let bytes = 0
         if (missing.length > 0) {
           bytes = (await withPeerClient(ctx, {localAddress: ctx.localAddress, ...from}, (client) => fetchFiles({client, folder, files: missing, mode: 'land', root: sync.folder.path, concurrency: ctx.concurrency}))).bytes
@@ -452,7 +452,10 @@ export class PeerNode {
     const {versions} = await sync.rescan()
     if (versions.length) this.#forward(folder, versions, [])
     const all = await sync.records()
-    return [...all.values()].filter((r) => isLive(r) || r.version).sort((a, b) => (a.path < b.path ? -1 : 1)).map(recordToEntry)
+    const files = [...all.values()].filter((r) => isLive(r) || r.version).map(recordToEntry)
+    // Empty directories as of this scan: not part of the structure (no versions), offered as they are now.
+    const dirs: FileEntry[] = (sync.lastSkips.emptyDirs ?? []).map((d) => ({path: d, ext: {type: 'dir'}}))
+    return [...files, ...dirs].sort((a, b) => (a.path < b.path ? -1 : 1))
   }
 
   #hostContext(): HostContext {

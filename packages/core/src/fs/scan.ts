@@ -36,23 +36,29 @@ export function isIgnoredName(name: string): boolean {
 /** What a scan left out besides ignored files: symlinks (never followed, never shared) and other non-files. */
 export interface ScanSkips {
   symlinks: string[]
+  /** Directories holding nothing shared (no file, no directory that is not itself empty of them), sorted: offered as `type=dir` lines. */
+  emptyDirs?: string[]
 }
 
 async function* walk(root: string, rel: string, rules: IgnoreRules, skips?: ScanSkips): AsyncGenerator<{rel: string; abs: string}> {
   const dir = await opendir(path.join(root, rel), {bufferSize: 256})
   const subdirs: string[] = []
+  let entries = 0
   for await (const ent of dir) {
     if (isIgnoredName(ent.name)) continue
     const r = rel === '' ? ent.name : `${rel}/${ent.name}`
     if (!rules.empty || r === IGNORE_NAME) {
       if (rules.ignores(r, ent.isDirectory())) continue
     }
+    if (ent.isDirectory() || ent.isFile()) entries++
     if (ent.isDirectory()) subdirs.push(r)
     else if (ent.isFile()) yield {rel: r, abs: path.join(root, r)}
     // Symlinks are not shared (docs/protocol.md §9, "Symlinks"): following one could leave
     // the folder. They are reported so the user learns of them; sockets and devices are not files.
     else if (ent.isSymbolicLink()) skips?.symlinks.push(r)
   }
+  // Only leaves: a directory holding an empty one is made by creating that one.
+  if (entries === 0 && rel !== '') skips?.emptyDirs?.push(rel)
   for (const d of subdirs.sort()) yield* walk(root, d, rules, skips)
 }
 

@@ -6,7 +6,7 @@ import {checkDestination} from '../access/replay-guard.js'
 import {fetchFiles} from '../transfer/fetch.js'
 import {withPeerClient} from '../transfer/peer-client.js'
 import {claimedSender, isPlain, signMessage, verifyMessage} from '../wire/signing.js'
-import type {BePeerRequest, FileEntry, FilesToGet, PeerError, TrustedPeerConfirm} from '../wire/types.js'
+import {type BePeerRequest, type FileEntry, type FilesToGet, type PeerError, type TrustedPeerConfirm, isDirEntry} from '../wire/types.js'
 import type {HostContext} from './context.js'
 import {checkTicket, issueTicket} from './delegation.js'
 import {expectType, parseProtocolList, randomNonce, sameFiles, verifyReply} from './handshake.js'
@@ -99,8 +99,12 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
   }
   const protocol = chooseProtocol(request, ctx)
   const entries = await ctx.fileList(folder)
-  const live = entries.filter((e) => e.ext?.del !== '1')
-  const files = plain ? live : entries
+  // Directory lines (`type=dir`) are fpeer's: a seed peer would take one for a file to fetch.
+  // Directory lines (`type=dir`) only to a requester that said it takes them (`dirs=1`): an
+  // older one, or a seed peer, would take one for a file to fetch.
+  const withDirs = !plain && request.meta.dirs === '1'
+  const live = entries.filter((e) => e.ext?.del !== '1' && (withDirs || !isDirEntry(e)))
+  const files = plain ? live : entries.filter((e) => withDirs || !isDirEntry(e))
   const rejoin = sender !== undefined && ctx.isPeer(folder, sender)
   const port = protocol === 'MANUAL' ? (ctx.servedPort('HTTP') ?? 0) : ctx.servedPort(protocol)!
   const hostNonce = randomNonce()
@@ -126,7 +130,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     const took = new Set(fu.files.filter((f) => f.ext?.got === '1').map((f) => f.path))
     // Files the requester's own .fpeerignore keeps out (`ign=1`) are not in its copy to check.
     const ignoredThere = new Set(plain ? [] : fu.files.filter((f) => f.ext?.ign === '1').map((f) => f.path))
-    const check = (rejoin ? live.filter((f) => took.has(f.path)) : live).filter((f) => !ignoredThere.has(f.path))
+    const check = (rejoin ? live.filter((f) => took.has(f.path)) : live).filter((f) => !ignoredThere.has(f.path) && !isDirEntry(f))
     // Seed step 13: download the files back from the requester, from the address its
     // connection came from (never one a message names), and check every hash against ours.
     const resume = ctx.registry.has(fu.protocol) && ctx.registry.get(fu.protocol).supports.resume

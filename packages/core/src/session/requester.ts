@@ -5,7 +5,7 @@ import {type Identity, PeerId} from '../identity.js'
 import {FolderDirs} from '../fs/folder-dirs.js'
 import {IgnoreRules} from '../fs/ignore-rules.js'
 import {LocalFileSource} from '../fs/local-source.js'
-import {prepareForWrite} from '../fs/safe-path.js'
+import {checkRelativePath, prepareForWrite} from '../fs/safe-path.js'
 import {sha256File} from '../fs/scan.js'
 import {GrantTable} from '../access/grants.js'
 import {formatDestination} from '../access/replay-guard.js'
@@ -16,7 +16,7 @@ import {type PeerEndpoint, withPeerClient} from '../transfer/peer-client.js'
 import type {AccessContext, Logger, ManualRequest, PlacedState, TransportServer} from '../transport.js'
 import {conflictPath} from '../sync/version.js'
 import {signMessage} from '../wire/signing.js'
-import type {BePeerRequest, FileEntry, FilesToGet, FilesUpdated} from '../wire/types.js'
+import {type BePeerRequest, type FileEntry, type FilesToGet, type FilesUpdated, isDirEntry} from '../wire/types.js'
 import type {HandshakeTimeouts} from './context.js'
 import {expectType, randomNonce, sameFiles, verifyReply} from './handshake.js'
 
@@ -168,6 +168,27 @@ async function planLanding(into: string, files: FileEntry[], ignored: Set<string
   return out
 }
 
+/**
+ * Creates the host's empty directories (`type=dir` lines) through the folder's directories
+ * held by descriptor: mkdir never follows a symlink, and one in the way is refused
+ * (E_PATH_UNSAFE) like for a file. Something other than a directory there is left alone.
+ */
+function makeDirs(root: string, entries: FileEntry[], log: Logger): void {
+  if (entries.length === 0) return
+  const dirs = new FolderDirs(root)
+  try {
+    for (const e of entries) {
+      try {
+        dirs.need(checkRelativePath(e.path)).release()
+      } catch (err) {
+        log.warn('empty directory not created', {path: e.path, reason: (err as Error).message})
+      }
+    }
+  } finally {
+    dirs.close()
+  }
+}
+
 export async function requestFolder(opts: RequestOptions): Promise<RequestResult> {
   if (!opts.dryRun) await mkdir(opts.into, {recursive: true})
   const root = opts.dryRun ? await realpath(opts.into).catch(() => opts.into) : await realpath(opts.into)
@@ -177,7 +198,7 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
     const nonce = randomNonce()
     const protocols = opts.registry.protocols((t) => t.supports.fetch || t.protocol === 'MANUAL')
     // Bound to this host (its ID when known, else the address and port we dialled) and to now (§4.5).
-    const meta: Record<string, string> = {...opts.extraMeta, nonce, ts: String(Date.now()), dst: formatDestination(channel.remoteAddress, channel.remotePort), protocols: protocols.join(',')}
+    const meta: Record<string, string> = {...opts.extraMeta, nonce, ts: String(Date.now()), dst: formatDestination(channel.remoteAddress, channel.remotePort), protocols: protocols.join(','), dirs: '1'}
     if (opts.expectedHost) meta.to = opts.expectedHost.compact
     if (opts.protocol) meta.want = opts.protocol.toUpperCase()
     if (opts.controlPort) meta.ctl = String(opts.controlPort)
@@ -214,9 +235,10 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
     const rules = IgnoreRules.load(root)
     const ignored = new Set(ftg.files.filter((f) => f.ext?.del !== '1' && rules.ignores(f.path)).map((f) => f.path))
     for (const p of ignored) opts.log.warn('file ignored here (.fpeerignore): not fetched', {folder: opts.folder, path: p})
-    const live = ftg.files.filter((f) => f.ext?.del !== '1' && !ignored.has(f.path))
+    const emptyDirs = ftg.files.filter((f) => isDirEntry(f) && !ignored.has(f.path))
+    const live = ftg.files.filter((f) => f.ext?.del !== '1' && !ignored.has(f.path) && !isDirEntry(f))
     if (opts.dryRun) {
-      const plan = await planLanding(root, ftg.files.filter((f) => f.ext?.del !== '1'), ignored, opts.identity)
+      const plan = await planLanding(root, ftg.files.filter((f) => f.ext?.del !== '1' && !isDirEntry(f)), ignored, opts.identity)
       const fetch = plan.filter((p) => p.action === 'fetch' || p.action === 'conflict')
       return {
         folder: opts.folder,
@@ -250,6 +272,8 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
         return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, conflictName, ...(opts.onEvent ? {onEvent: opts.onEvent} : {})})
       })
     }
+
+    if (!opts.apply) makeDirs(root, emptyDirs, opts.log)
 
     // Seed steps 11-12: serve our copies to the host alone, and tell it where.
     const serveProtocol = opts.registry.has(ftg.protocol) && opts.registry.get(ftg.protocol).supports.serve ? ftg.protocol : 'HTTP'

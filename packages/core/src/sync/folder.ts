@@ -56,7 +56,7 @@ export class FolderSync {
   /** Symlinks already reported, so each is warned about once per process. */
   readonly #warnedLinks = new Set<string>()
   /** What the last rescan left out (symlinks), for `fpeer share`'s summary. */
-  lastSkips: ScanSkips = {symlinks: []}
+  lastSkips: ScanSkips = {symlinks: [], emptyDirs: []}
 
   constructor(home: string, folder: FolderConfig, identity: Identity, log?: Logger) {
     this.folder = folder
@@ -85,7 +85,7 @@ export class FolderSync {
       const all = await this.peerfile.files()
       const initial = !(await this.peerfile.initialized())
       const live = new Map([...all].filter(([, r]) => isLive(r)))
-      const skips: ScanSkips = {symlinks: []}
+      const skips: ScanSkips = {symlinks: [], emptyDirs: []}
       const scan = await scanFolder(this.folder.path, live, 8, skips)
       const rules = IgnoreRules.load(this.folder.path)
       // A file ignored since it was recorded leaves the structure without a deletion: peers keep theirs.
