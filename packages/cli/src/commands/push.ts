@@ -6,7 +6,7 @@ import {BaseCommand} from '../base.js'
 export default class Push extends BaseCommand<typeof Push> {
   static override summary = 'Rescan a shared folder now and push its changes to every peer.'
   static override description = `What \`fpeer serve\` does by itself when it notices a change, on demand. The peers fetch the changed files from this process (served on --bind while the push runs), check them against this peer's signed versions, and pass them on to their own peers.`
-  static override examples = ['<%= config.bin %> push 00-MainDocuments', '<%= config.bin %> push 00-MainDocuments --bind 127.0.0.2 --json', '<%= config.bin %> push 00-MainDocuments --push-port 7745', '<%= config.bin %> push 00-MainDocuments --dry-run']
+  static override examples = ['<%= config.bin %> push 00-MainDocuments', '<%= config.bin %> push 00-MainDocuments --bind 127.0.0.2 --json', '<%= config.bin %> push 00-MainDocuments --bind 127.0.0.2 --push-port 7745', '<%= config.bin %> push 00-MainDocuments --dry-run']
   static override args = {folder: Args.string({description: 'shared folder name', required: true})}
   static override flags = {
     bind: Flags.string({description: 'local address to push from and serve the changed files on (peers fetch from it)', default: '0.0.0.0'}),
