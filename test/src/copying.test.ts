@@ -76,6 +76,7 @@ describe('copying keeps what rsync keeps and overwrites nothing unseen', {timeou
     await symlink('/etc/hostname', path.join(src, 'link-out'))
     const r = await host.run(['share', src, '--name', 'docs', '--open', '--json'])
     assert.equal(r.code, 0, r.stderr)
+    assert.deepEqual(JSON.parse(r.stdout).skipped.symlinks.sort(), ['link-out', 'link-to-data'])
     await host.serve()
   })
 

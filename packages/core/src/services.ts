@@ -20,13 +20,15 @@ export interface FolderSummary {
   files: number
   bytes: number
   peers: number
+  /** What the scan left out: symlinks are never shared (docs/protocol.md §4.7). Only from `share`. */
+  skipped?: {symlinks: string[]}
 }
 
 /** Scans a folder and records the scan in its peerfile (changes since the last scan become versions); returns counts. */
-export async function indexFolder(home: string, folder: FolderConfig, identity?: Identity): Promise<{files: number; bytes: number}> {
+export async function indexFolder(home: string, folder: FolderConfig, identity?: Identity): Promise<{files: number; bytes: number; skipped: {symlinks: string[]}}> {
   const sync = new FolderSync(home, folder, identity ?? (await loadIdentity(home)))
   const {files} = await sync.rescan()
-  return {files: files.length, bytes: files.reduce((n, f) => n + f.size, 0)}
+  return {files: files.length, bytes: files.reduce((n, f) => n + f.size, 0), skipped: {symlinks: sync.lastSkips.symlinks}}
 }
 
 export async function shareFolder(opts: {home: string; dir: string; name?: string; open?: boolean; allow?: string[]}): Promise<FolderSummary> {
