@@ -1,7 +1,7 @@
 // What an rsync or Syncthing user expects of a copy, through the built binary: modes, empty directories, symlinks, conflicts, dry runs, ignore rules, fixed ports, unshare/disallow/forget.
 import assert from 'node:assert/strict'
 import {execFile} from 'node:child_process'
-import {chmod, lstat, mkdir, readFile, readdir, readlink, stat, symlink, writeFile} from 'node:fs/promises'
+import {chmod, lstat, mkdir, readFile, readdir, readlink, rm, stat, symlink, writeFile} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
@@ -82,6 +82,7 @@ describe('copying keeps what rsync keeps and overwrites nothing unseen', {timeou
 
   after(async () => {
     await host.destroy()
+    await rm(work, {recursive: true, force: true})
   })
 
   it('the exec bit and empty directories arrive; symlinks and ignored files do not, and nothing differing is lost', async () => {
@@ -179,6 +180,39 @@ describe('copying keeps what rsync keeps and overwrites nothing unseen', {timeou
   })
 })
 
+describe('push --dry-run and --push-port', {timeout: 120_000}, () => {
+  it('a dry run lists what a push would send and records nothing; a bad --push-port is a usage error', async () => {
+    const work = await tempDir()
+    const me = await Peer.create('127.0.77.9')
+    try {
+      const dir = path.join(work, 'p')
+      await mkdir(dir)
+      await writeFile(path.join(dir, 'keep.txt'), 'same\n')
+      await writeFile(path.join(dir, 'edit.txt'), 'old\n')
+      await writeFile(path.join(dir, 'gone.txt'), 'bye\n')
+      assert.equal((await me.run(['share', dir, '--name', 'p'])).code, 0)
+      const before = await me.json(['files', 'p'])
+      await writeFile(path.join(dir, 'edit.txt'), 'new content\n')
+      await writeFile(path.join(dir, 'added.txt'), 'added\n')
+      await rm(path.join(dir, 'gone.txt'))
+      const text = await me.run(['push', 'p', '--dry-run'])
+      assert.equal(text.code, 0, text.stderr)
+      assert.deepEqual(text.stdout.trim().split('\n').sort(), ['delete\tgone.txt', 'send\tadded.txt', 'send\tedit.txt'])
+      const doc = await me.json(['push', 'p', '--dry-run'])
+      assert.equal(doc.versions, 3)
+      assert.equal(doc.dryRun, true)
+      // Nothing recorded: the structure is what it was, so the same changes are still pending.
+      assert.deepEqual(await me.json(['files', 'p']), before)
+      const bad = await me.run(['push', 'p', '--push-port', 'GOPHER=1', '--json'])
+      assert.equal(bad.code, 2)
+      assert.equal(errorCode(bad.stdout), 'E_USAGE')
+    } finally {
+      await me.destroy()
+      await rm(work, {recursive: true, force: true})
+    }
+  })
+})
+
 describe('unshare, disallow and forget take effect on a running serve', {timeout: 240_000}, () => {
   let work: string
   let host: Peer
@@ -199,6 +233,7 @@ describe('unshare, disallow and forget take effect on a running serve', {timeout
   after(async () => {
     await host.destroy()
     await me.destroy()
+    await rm(work, {recursive: true, force: true})
   })
 
   const request = (into: string) => me.run(['request', host.control, 'a', '--into', path.join(work, into), '--bind', me.address, '--json'])
