@@ -129,6 +129,25 @@ describe('copying keeps what rsync keeps and overwrites nothing unseen', {timeou
     }
   })
 
+  it('a busy --fetch-port stops the request before any file lands', async () => {
+    const me = await Peer.create('127.0.77.4')
+    const into = path.join(work, 'into-busy')
+    const blocker = net.createServer()
+    await new Promise<void>((resolve) => blocker.listen(0, me.address, resolve))
+    try {
+      const port = (blocker.address() as net.AddressInfo).port
+      const r = await me.run(['request', host.control, 'docs', '--into', into, '--bind', me.address, '--fetch-port', String(port), '--json'])
+      assert.equal(r.code, 2, r.stdout)
+      assert.equal(errorCode(r.stdout), 'E_BAD_ADDRESS')
+      assert.match(JSON.parse(r.stdout).error.hint, /--fetch-port/)
+      assert.deepEqual(await listing(into), {})
+      assert.ok(alive(host))
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve))
+      await me.destroy()
+    }
+  })
+
   it('the served folder refuses ignored files by name (curl), and serves the rest', async () => {
     const base = `http://${host.address}:${host.ready!.ports.HTTP}/docs`
     assert.equal(await curlStatus(`${base}/data.txt`), '200')

@@ -1,6 +1,6 @@
 // The requester's side of "Becoming a Peer" (seed steps 4-5, 10-12 and 17).
 import {lstat, mkdir, realpath, stat} from 'node:fs/promises'
-import {FpeerError} from '../errors.js'
+import {FpeerError, isFpeerError} from '../errors.js'
 import {type Identity, PeerId} from '../identity.js'
 import {FolderDirs} from '../fs/folder-dirs.js'
 import {IgnoreRules} from '../fs/ignore-rules.js'
@@ -253,6 +253,20 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
       }
     }
     let got = new Set(live.map((f) => f.path))
+    // Seed steps 11-12 (prepared): serve our copies to the host alone; FilesUpdated tells it where.
+    const serveProtocol = opts.registry.has(ftg.protocol) && opts.registry.get(ftg.protocol).supports.serve ? ftg.protocol : 'HTTP'
+    const serving = opts.registry.get(serveProtocol)
+    // The host alone may read our copies: by the secret we send it (or, over SFTP, by its key).
+    const grants = new GrantTable()
+    const {token: grant} = grants.issue(opts.folder, hostId)
+    const isHost = (who: AccessContext) => grants.allows(opts.folder, who)
+    const source = new LocalFileSource({root: (f) => (f === opts.folder ? root : undefined), mayRead: (f, who) => isHost(who) && f === opts.folder}, () => [opts.folder])
+    // The temporary server is an implementation detail of this handshake: its chatter is debug.
+    // Started before the fetch, so a busy --fetch-port stops the request before any byte moves.
+    server = await serving.serve!({host: channel.localAddress, port: opts.fetchPort ?? 0, files: source, identity: opts.identity, admit: isHost, log: {...opts.log, info: opts.log.debug}}).catch((err: unknown) => {
+      if (opts.fetchPort && isFpeerError(err)) throw new FpeerError(err.code, err.message, {cause: err, hint: 'pick another --fetch-port, or leave it out for any free port'})
+      throw err
+    })
     const from = {protocol: ftg.protocol, host: hostAddress, port: ftg.port, peer: hostId, grant: ftg.meta.grant, localAddress: opts.bind}
     if (opts.apply) {
       const r = await opts.apply(ftg, from)
@@ -275,16 +289,6 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
 
     if (!opts.apply) makeDirs(root, emptyDirs, opts.log)
 
-    // Seed steps 11-12: serve our copies to the host alone, and tell it where.
-    const serveProtocol = opts.registry.has(ftg.protocol) && opts.registry.get(ftg.protocol).supports.serve ? ftg.protocol : 'HTTP'
-    const serving = opts.registry.get(serveProtocol)
-    // The host alone may read our copies: by the secret we send it (or, over SFTP, by its key).
-    const grants = new GrantTable()
-    const {token: grant} = grants.issue(opts.folder, hostId)
-    const isHost = (who: AccessContext) => grants.allows(opts.folder, who)
-    const source = new LocalFileSource({root: (f) => (f === opts.folder ? root : undefined), mayRead: (f, who) => isHost(who) && f === opts.folder}, () => [opts.folder])
-    // The temporary server is an implementation detail of this handshake: its chatter is debug.
-    server = await serving.serve!({host: channel.localAddress, port: opts.fetchPort ?? 0, files: source, identity: opts.identity, admit: isHost, log: {...opts.log, info: opts.log.debug}})
     const fuNonce = randomNonce()
     const fuFiles = ftg.files.map((f) => (ignored.has(f.path) ? {...f, ext: {...f.ext, ign: '1'}} : got.has(f.path) ? {...f, ext: {...f.ext, got: '1'}} : f))
     const fu: FilesUpdated = signMessage({type: 'FilesUpdated', folder: opts.folder, port: server.port, protocol: serveProtocol, files: fuFiles, meta: {nonce: fuNonce, re: ftg.meta.nonce ?? '', grant}}, opts.identity)
