@@ -1,5 +1,5 @@
 // A folder's `.fpeerignore`: gitignore-style rules for files this peer neither offers nor accepts.
-import {closeSync, constants, fstatSync, openSync, readFileSync} from 'node:fs'
+import {closeSync, constants, fstatSync, lstatSync, openSync, readFileSync} from 'node:fs'
 import path from 'node:path'
 import ignore, {type Ignore} from 'ignore'
 
@@ -58,13 +58,23 @@ export class IgnoreRules {
 const cache = new Map<string, {rules: IgnoreRules; checkedAt: number}>()
 
 /**
- * The rules of `root` for a server answering many requests: re-read when the file's
- * size, mtime or inode changed, looked at no more than once a second per folder.
+ * The rules of `root`, kept between uses: re-read only when the file's size, mtime or
+ * inode changed, looked at (one lstat) at most every `maxAgeMs`. Keeping the same
+ * instance matters: the matcher remembers each path's answer, and a first answer costs
+ * about 10 µs against 0.2 µs for a remembered one (10,000 files: 100 ms against 2 ms a scan).
  */
-export function cachedRules(root: string): IgnoreRules {
+export function cachedRules(root: string, maxAgeMs = 1000): IgnoreRules {
   const now = Date.now()
   const hit = cache.get(root)
-  if (hit && now - hit.checkedAt < 1000) return hit.rules
+  if (hit && now - hit.checkedAt < maxAgeMs) return hit.rules
+  if (hit) {
+    const st = lstatSync(path.join(root, IGNORE_FILE), {throwIfNoEntry: false})
+    const stamp = st?.isFile() ? `${st.size}:${st.mtimeMs}:${st.ino}` : ''
+    if (stamp === hit.rules.stamp) {
+      hit.checkedAt = now
+      return hit.rules
+    }
+  }
   const rules = IgnoreRules.load(root)
   cache.set(root, {rules, checkedAt: now})
   return rules

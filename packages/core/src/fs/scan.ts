@@ -3,7 +3,7 @@ import {createHash} from 'node:crypto'
 import {createReadStream, lstatSync, readFileSync} from 'node:fs'
 import {opendir} from 'node:fs/promises'
 import path from 'node:path'
-import {IGNORE_FILE, IgnoreRules} from './ignore-rules.js'
+import {IGNORE_FILE, type IgnoreRules, cachedRules} from './ignore-rules.js'
 import {isReservedName} from './safe-path.js'
 
 /** One file of a folder's file structure. */
@@ -88,7 +88,7 @@ export async function scanFolder(root: string, previous?: Map<string, IndexedFil
   const pending = new Set<Promise<void>>()
   let slice = performance.now()
   // The folder's .fpeerignore: ignored files are not part of its structure, so never offered.
-  for await (const {rel, abs} of walk(root, '', IgnoreRules.load(root), skips)) {
+  for await (const {rel, abs} of walk(root, '', cachedRules(root, 0), skips)) {
     if (performance.now() - slice > SLICE_MS) {
       await new Promise((r) => setImmediate(r))
       slice = performance.now()

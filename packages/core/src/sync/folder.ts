@@ -8,7 +8,7 @@ import {FpeerError, isFpeerError} from '../errors.js'
 import type {Identity} from '../identity.js'
 import {FolderDirs, setLandedMode} from '../fs/folder-dirs.js'
 import {PART_PREFIX, checkRelativePath} from '../fs/safe-path.js'
-import {IgnoreRules} from '../fs/ignore-rules.js'
+import {cachedRules} from '../fs/ignore-rules.js'
 import {type IndexedFile, type ScanSkips, scanFolder} from '../fs/scan.js'
 import {hashExisting} from '../transfer/fetch.js'
 import type {FolderConfig} from '../store/config.js'
@@ -87,7 +87,7 @@ export class FolderSync {
       const live = new Map([...all].filter(([, r]) => isLive(r)))
       const skips: ScanSkips = {symlinks: [], emptyDirs: []}
       const scan = await scanFolder(this.folder.path, live, 8, skips)
-      const rules = IgnoreRules.load(this.folder.path)
+      const rules = cachedRules(this.folder.path, 0)
       // A file ignored since it was recorded leaves the structure without a deletion: peers keep theirs.
       const dropped = [...all.keys()].filter((p) => rules.ignores(p))
       for (const p of dropped) all.delete(p)
@@ -113,7 +113,7 @@ export class FolderSync {
     const all = await this.peerfile.files()
     if (!(await this.peerfile.initialized())) return []
     const scan = await scanFolder(this.folder.path, new Map([...all].filter(([, r]) => isLive(r))))
-    const rules = IgnoreRules.load(this.folder.path)
+    const rules = cachedRules(this.folder.path, 0)
     for (const p of [...all.keys()]) if (rules.ignores(p)) all.delete(p)
     return this.#diff(all, scan, false).versions.map((v) => ({path: v.path, deleted: v.deleted, size: v.size}))
   }
@@ -197,7 +197,7 @@ export class FolderSync {
       const all = await this.peerfile.files()
       const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: []}
       // Ignored here (.fpeerignore): never accepted, whatever a peer offers.
-      const rules = IgnoreRules.load(root)
+      const rules = cachedRules(root, 0)
       incoming = incoming.filter((v) => {
         if (!rules.ignores(v.path)) return true
         this.#log?.info('ignored incoming file', {folder: this.folder.name, path: v.path})
