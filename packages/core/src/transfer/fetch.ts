@@ -123,8 +123,7 @@ export async function hashExisting(dir: Dir, name: string): Promise<string> {
 
 /**
  * Decides about a regular file already at a landing target: true when it already holds the
- * expected content (nothing to fetch). Otherwise, with `conflictName`, a readable differing
- * file is hard-linked to its conflict name first (link(2) in the held directory, never
+ * expected content (nothing to fetch). Otherwise, with `conflictName`, a differing file is hard-linked to its conflict name first (link(2) in the held directory, never
  * following a link), so replacing the target loses nothing.
  */
 async function settleExisting(opts: FetchOptions, landing: Landing, file: FileEntry, have: ReturnType<Dir['lstat']>, result?: FetchResult): Promise<boolean> {
@@ -133,8 +132,9 @@ async function settleExisting(opts: FetchOptions, landing: Landing, file: FileEn
   if (!sameSize && !opts.conflictName) return false
   const local = await hashExisting(landing.dir, landing.name)
   if (local === file.sha256) return true
-  if (opts.conflictName && local !== '') {
-    const to = opts.conflictName(file.path, local)
+  if (opts.conflictName) {
+    // A file we cannot read is kept too (link(2) needs no read permission), under an all-zero hash.
+    const to = opts.conflictName(file.path, local || '0'.repeat(64))
     const toName = to.slice(to.lastIndexOf('/') + 1)
     try {
       landing.dir.linkTo(landing.name, landing.dir, toName)
