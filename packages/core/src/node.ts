@@ -6,6 +6,7 @@ import {GrantTable} from './access/grants.js'
 import {ReplayGuard} from './access/replay-guard.js'
 import {FpeerError, isFpeerError} from './errors.js'
 import {type Identity, PeerId} from './identity.js'
+import {IgnoreRules} from './fs/ignore-rules.js'
 import {LocalFileSource} from './fs/local-source.js'
 import {FolderWatcher} from './fs/watch.js'
 import {MessageChannel, normalizeAddress} from './net/channel.js'
@@ -22,7 +23,7 @@ import {type FileVersion, entryToVersion, verifyVersion, versionToEntry} from '.
 import {fetchFiles} from './transfer/fetch.js'
 import {withPeerClient} from './transfer/peer-client.js'
 import type {AccessContext, Logger, TransportServer} from './transport.js'
-import type {FileEntry} from './wire/types.js'
+import {type FileEntry, isDirEntry} from './wire/types.js'
 import {CONTROL_BUFFER_BYTES, CONTROL_MAX_CONNECTIONS, CONTROL_MAX_PER_ADDRESS, DEFAULT_FIRST_LINE_TIMEOUT_MS, DEFAULT_MESSAGE_TIMEOUT_MS} from './wire/limits.js'
 
 /** How long work under way (pushes, applies, handshakes) may go on after stop() before every connection is cut. */
@@ -97,8 +98,9 @@ function listenError(err: unknown, what: string, host: string, port: number, fla
 
 /** Turns a record into its file line: version attributes when it has one, a tombstone when deleted. */
 export function recordToEntry(r: FileRecord): FileEntry {
-  if (r.version) return versionToEntry(r.version)
-  return {path: r.path, size: r.size, sha256: r.sha256, mtimeMs: r.mtimeMs}
+  const e = r.version ? versionToEntry(r.version) : {path: r.path, size: r.size, sha256: r.sha256, mtimeMs: r.mtimeMs}
+  // The exec bit travels beside the version (covered by the message's signature, not the version's).
+  return r.mode === 0o755 && !r.version?.deleted ? {...e, ext: {...e.ext, mode: '755'}} : e
 }
 
 export class PeerNode {
@@ -149,6 +151,16 @@ export class PeerNode {
     const peers = new Map<string, PeerRecord[]>()
     for (const f of folders) peers.set(f.name, await new Peerfile(this.options.home, f.name).peers())
     this.#peers = peers
+    // Unshared meanwhile (`fpeer unshare`): stop watching and syncing it; its files stay.
+    for (const name of [...this.#syncs.keys()]) {
+      if (this.#folders.has(name)) continue
+      this.#syncs.delete(name)
+      this.#watchers.get(name)?.close()
+      this.#watchers.delete(name)
+      clearTimeout(this.#pending.get(name))
+      this.#pending.delete(name)
+      this.options.log.info('folder no longer shared', {folder: name})
+    }
     for (const f of folders) {
       const cur = this.#syncs.get(f.name)
       if (!cur || cur.folder.path !== f.path || cur.folder.open !== f.open) this.#syncs.set(f.name, new FolderSync(this.options.home, f, this.options.identity, this.options.log))
@@ -309,7 +321,8 @@ export class PeerNode {
         applied = res.applied
         created = res.created
         const records = await sync.records()
-        const missing = originals.filter((e) => !records.has(e.path))
+        const rules = IgnoreRules.load(sync.folder.path)
+        const missing = originals.filter((e) => !isDirEntry(e) && !records.has(e.path) && !rules.ignores(e.path))
         let bytes = 0
         if (missing.length > 0) {
           bytes = (await withPeerClient(ctx, {localAddress: ctx.localAddress, ...from}, (client) => fetchFiles({client, folder, files: missing, mode: 'land', root: sync.folder.path, concurrency: ctx.concurrency}))).bytes
@@ -505,7 +518,10 @@ export class PeerNode {
     const {versions} = await sync.rescan()
     if (versions.length) this.#forward(folder, versions, [])
     const all = await sync.records()
-    return [...all.values()].filter((r) => isLive(r) || r.version).sort((a, b) => (a.path < b.path ? -1 : 1)).map(recordToEntry)
+    const files = [...all.values()].filter((r) => isLive(r) || r.version).map(recordToEntry)
+    // Empty directories as of this scan: not part of the structure (no versions), offered as they are now.
+    const dirs: FileEntry[] = (sync.lastSkips.emptyDirs ?? []).map((d) => ({path: d, ext: {type: 'dir'}}))
+    return [...files, ...dirs].sort((a, b) => (a.path < b.path ? -1 : 1))
   }
 
   #hostContext(): HostContext {

@@ -1,11 +1,11 @@
 // Services the CLI commands call: each takes an options object and knows nothing of flags or output.
-import {realpath, stat} from 'node:fs/promises'
+import {realpath, rm, stat} from 'node:fs/promises'
 import path from 'node:path'
 import {FpeerError, fromLocalError} from './errors.js'
 import {type Identity, PeerId} from './identity.js'
 import {ConfigStore, type FolderConfig} from './store/config.js'
 import {loadIdentity} from './store/home.js'
-import {Peerfile, type PeerRecord, isLive} from './store/peerfile.js'
+import {Peerfile, type PeerRecord, folderStateDir, isLive} from './store/peerfile.js'
 import {FolderSync} from './sync/folder.js'
 import {type FileVersion, entryToVersion, isConflictPath} from './sync/version.js'
 import type {FileEntry} from './wire/types.js'
@@ -20,13 +20,15 @@ export interface FolderSummary {
   files: number
   bytes: number
   peers: number
+  /** What the scan left out: symlinks are never shared (docs/protocol.md §4.7). Only from `share`. */
+  skipped?: {symlinks: string[]}
 }
 
 /** Scans a folder and records the scan in its peerfile (changes since the last scan become versions); returns counts. */
-export async function indexFolder(home: string, folder: FolderConfig, identity?: Identity): Promise<{files: number; bytes: number}> {
+export async function indexFolder(home: string, folder: FolderConfig, identity?: Identity): Promise<{files: number; bytes: number; skipped: {symlinks: string[]}}> {
   const sync = new FolderSync(home, folder, identity ?? (await loadIdentity(home)))
   const {files} = await sync.rescan()
-  return {files: files.length, bytes: files.reduce((n, f) => n + f.size, 0)}
+  return {files: files.length, bytes: files.reduce((n, f) => n + f.size, 0), skipped: {symlinks: sync.lastSkips.symlinks}}
 }
 
 export async function shareFolder(opts: {home: string; dir: string; name?: string; open?: boolean; allow?: string[]}): Promise<FolderSummary> {
@@ -46,6 +48,38 @@ export async function shareFolder(opts: {home: string; dir: string; name?: strin
 
 export async function allowPeer(opts: {home: string; folder: string; id: string}): Promise<FolderConfig> {
   return new ConfigStore(opts.home).allow(opts.folder, opts.id)
+}
+
+export async function disallowPeer(opts: {home: string; folder: string; id: string}): Promise<FolderConfig & {stillPeer: boolean}> {
+  const f = await new ConfigStore(opts.home).disallow(opts.folder, opts.id)
+  const id = PeerId.parse(opts.id).toString()
+  // Revoking the allowance does not unconfirm a peer that already joined: that is `forget`.
+  const stillPeer = (await new Peerfile(opts.home, opts.folder).peers()).some((p) => p.id === id)
+  return {...f, stillPeer}
+}
+
+/**
+ * `fpeer unshare`: the folder is no longer shared (a running serve drops it within a
+ * second); its files stay. Its state (peerlist, file structure) goes too unless `keepState`,
+ * so sharing the directory again starts afresh.
+ */
+export async function unshareFolder(opts: {home: string; folder: string; keepState?: boolean}): Promise<FolderConfig & {stateRemoved: boolean}> {
+  const f = await new ConfigStore(opts.home).unshare(opts.folder)
+  if (!opts.keepState) await rm(folderStateDir(opts.home, opts.folder), {recursive: true, force: true})
+  return {...f, stateRemoved: !opts.keepState}
+}
+
+/**
+ * `fpeer forget`: removes a peer from a folder's peerlist, so it gets no more updates from
+ * here and its updates are refused; it may join again only if the folder is open or allows it.
+ * `id` is a peer ID in any accepted spelling, or `plain:ADDRESS` for a seed-form peer.
+ */
+export async function forgetPeer(opts: {home: string; folder: string; id: string}): Promise<{folder: string; id: string; peers: number}> {
+  await new ConfigStore(opts.home).requireFolder(opts.folder)
+  const id = opts.id.startsWith('plain:') ? opts.id : PeerId.parse(opts.id).toString()
+  const pf = new Peerfile(opts.home, opts.folder)
+  if (!(await pf.removePeer(id))) throw new FpeerError('E_NOT_FOUND', `${id} is not a peer of ${opts.folder}`, {hint: `see \`fpeer peers ${opts.folder}\``})
+  return {folder: opts.folder, id, peers: (await pf.peers()).length}
 }
 
 export async function folderSummaries(home: string): Promise<FolderSummary[]> {
@@ -84,11 +118,17 @@ export async function requestAndRecord(home: string, opts: Omit<RequestOptions, 
   if (existing && existing.path !== (await realpath(into).catch(() => into))) {
     throw new FpeerError('E_USAGE', `${opts.folder} is already shared here from ${existing.path}`, {hint: `use --into ${existing.path}`})
   }
+  const intoReal = await realpath(into).catch(() => into)
+  const twin = (await config.folders()).find((f) => f.name !== opts.folder && f.path === intoReal)
+  if (twin) throw new FpeerError('E_USAGE', `${intoReal} is already shared here as ${twin.name}`, {hint: 'pick another --into'})
   const identity = opts.identity ?? (await loadIdentity(home))
   const result = await requestFolder({...opts, identity})
+  // A dry run records nothing: no share, no peer, no structure.
+  if (opts.dryRun) return result
   const folder = await config.share({name: opts.folder, path: result.into})
   // Seed step 17, and the host's versions kept, so later updates compare against them.
-  await new FolderSync(home, folder, identity).adopt(result.files.map((entry) => ({entry, ...versionField(entry)})))
+  const ignored = new Set(result.ignored)
+  await new FolderSync(home, folder, identity).adopt(result.files.filter((e) => !ignored.has(e.path)).map((entry) => ({entry, ...versionField(entry)})))
   await new Peerfile(home, opts.folder).addPeer({
     id: PeerId.parse(result.host.id).toString(),
     address: result.host.address,

@@ -14,6 +14,7 @@ Ctrl-C stops it (exit 130): the files fetched so far, and the part of the one un
 
 With --protocol manual, you place the files: it prints them (stdout: one URL, else target path, per line; --json: one document with path, size, sha256, url and target of each) and exits 75 (pending), keeping the request; once they are in place, \`fpeer request --resume [FOLDER]\` (or the same request again) checks them and goes on. With --wait it polls for them instead, up to --wait-timeout.`
   static override examples = [
+    '<%= config.bin %> request 127.0.0.1 00-MainDocuments --into ./docs --dry-run',
     '<%= config.bin %> request 127.0.0.1 00-MainDocuments --into ./docs',
     '<%= config.bin %> request 127.0.0.1:7734 00-MainDocuments --protocol http --peer-id "$HOST_ID" --json | jq .transfer',
     '<%= config.bin %> request 127.0.0.1 00-MainDocuments --protocol manual --json | jq -j \'.files[] | .url, "\\u0000", .target, "\\u0000"\' | xargs -0 -r -n 2 sh -c \'curl -fsS --create-dirs -o "$2" -- "$1"\' _',
@@ -30,6 +31,8 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
     'peer-id': Flags.string({description: 'refuse the host unless its ID is this one'}),
     concurrency: Flags.integer({description: 'parallel transfers', default: 8, min: 1, max: 64}),
     'control-port': Flags.integer({description: 'control port this peer serves on, told to the host for later updates', default: DEFAULT_CONTROL_PORT}),
+    'fetch-port': Flags.integer({description: 'port this peer serves its copy on while the host checks it (default: any free port); open it in a firewall', min: 0, max: 65535}),
+    'dry-run': Flags.boolean({description: 'show what would be fetched and which local files would be kept as conflict copies; write and record nothing (the host sees an abandoned handshake)'}),
     resume: Flags.boolean({description: 'go on with the pending request of FOLDER (interrupted, timed out, or MANUAL), or the only one'}),
     wait: Flags.boolean({description: 'MANUAL: wait for the files to be placed instead of exiting 75 (pending)'}),
     'wait-timeout': Flags.integer({description: 'MANUAL: seconds --wait waits before the request is left pending', default: 1800, min: 1}),
@@ -44,7 +47,7 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
   /** What the transfer did so far, for an interruption's report and its pending record. */
   readonly #done = {files: 0, bytes: 0, totalFiles: 0, totalBytes: 0, hostId: undefined as string | undefined, protocol: undefined as string | undefined}
 
-  async run(): Promise<(RequestResult & {state: 'confirmed'; ms: number}) | PendingDocument> {
+  async run(): Promise<(RequestResult & {state: 'confirmed' | 'dry-run'; ms: number}) | PendingDocument> {
     const target = await requestTarget(this.home, this.args, this.flags)
     this.#target = target
     const registry = await this.registry()
@@ -71,6 +74,8 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
       registry,
       manual: this.#manual.callback,
       concurrency: this.flags.concurrency,
+      ...(this.flags['fetch-port'] === undefined ? {} : {fetchPort: this.flags['fetch-port']}),
+      ...(this.flags['dry-run'] ? {dryRun: true} : {}),
       timeouts: {...this.settings.timeouts, ...(stall ? {stall: stall * 1000} : {})},
       log: this.log_,
       signal: stop.signal,
@@ -84,7 +89,17 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
       progress.stop()
     })
     const ms = Date.now() - t0
+    if (result.plan) {
+      // One line per file: ACTION<TAB>PATH (and the conflict copy's name), for people and for cut/awk.
+      for (const p of result.plan) this.out(tty`${p.action}\t${p.path}` + (p.conflict ? tty`\t${p.conflict}` : ''))
+      const n = (a: string) => result.plan!.filter((p) => p.action === a).length
+      this.note(tty`dry run: ${n('fetch')} to fetch, ${n('conflict')} differing local file(s) to keep as conflict copies, ${n('same')} already here, ${n('ignored')} ignored; nothing was written`)
+      return {state: 'dry-run', ...result, ms}
+    }
     await this.#manual.confirmed()
+    const kept = result.transfer.conflicts ?? []
+    if (kept.length) this.note(tty`kept ${kept.length} differing local file(s) as conflict copies: ${kept.slice(0, 5).join(', ')}${kept.length > 5 ? ', …' : ''}`)
+    if (result.ignored.length) this.note(tty`${result.ignored.length} file(s) not fetched: ignored here by .fpeerignore`)
     // After a hand-over, stdout carried the files to get; the confirmation is then for humans only.
     const say = this.#manual.listing ? (t: string) => this.note(t) : (t: string) => this.out(t)
     say(tty`confirmed: peer of ${result.folder} on ${result.host.address} (${result.host.id}) over ${result.protocol}: ${result.files.length} files, ${result.transfer.fetched} fetched, ${formatBytes(result.transfer.bytes)} in ${(ms / 1000).toFixed(2)} s into ${result.into}`)

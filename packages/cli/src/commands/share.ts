@@ -18,6 +18,8 @@ export default class Share extends BaseCommand<typeof Share> {
   async run(): Promise<FolderSummary> {
     const f = await shareFolder({home: this.home, dir: this.args.dir, ...(this.flags.name ? {name: this.flags.name} : {}), ...(this.flags.open === undefined ? {} : {open: this.flags.open}), ...(this.flags.allow ? {allow: this.flags.allow} : {})})
     this.out(tty`shared ${f.name} from ${f.path}: ${f.files} files, ${formatBytes(f.bytes)}, ${f.open ? 'open to anyone' : `${f.allow.length} allowed peer(s)`}`)
+    const links = f.skipped?.symlinks ?? []
+    if (links.length) this.note(tty`${links.length} symlink(s) not shared (fpeer never follows links): ${links.slice(0, 5).join(', ')}${links.length > 5 ? ', …' : ''}`)
     return f
   }
 }

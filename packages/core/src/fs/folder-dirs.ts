@@ -53,6 +53,13 @@ export function landedMode(): number {
   return fileMode
 }
 
+let execFileMode: number | undefined
+/** The mode a landed executable gets: 0o755 under this process's umask. */
+function execMode(): number {
+  execFileMode ??= 0o755 & ~process.umask()
+  return execFileMode
+}
+
 function unsafe(rel: string, why: string): never {
   throw new FpeerError('E_PATH_UNSAFE', `${rel}: ${why}`)
 }
@@ -392,10 +399,14 @@ export function findPart(dir: Dir, prefix: string): {fd: number; name: string; s
   return found
 }
 
-/** Makes a just-written part file readable as a landed file would be (it was created 0600). */
-export function setLandedMode(fd: number): void {
+/**
+ * Makes a just-written part file readable as a landed file would be (it was created 0600);
+ * `exec` (the peer's `mode=755`) adds the exec bits the umask allows. Through the part's
+ * descriptor, before it is renamed into place: never by a path, which could be swapped.
+ */
+export function setLandedMode(fd: number, exec = false): void {
   try {
-    fchmodSync(fd, landedMode())
+    fchmodSync(fd, exec ? execMode() : landedMode())
   } catch {
     // best effort, like the mtime
   }

@@ -7,6 +7,7 @@ import {FpeerError, isFpeerError} from '../errors.js'
 import type {AccessContext, FileSource, FileStat} from '../transport.js'
 import {SMALL_FILE_BYTES, isIgnoredName} from './scan.js'
 import {resolveForReadSync} from './safe-path.js'
+import {cachedRules} from './ignore-rules.js'
 
 /** How the source finds a folder and decides who may read it. */
 export interface FolderAccess {
@@ -46,7 +47,14 @@ export class LocalFileSource implements FileSource {
     const root = await this.#root(folder, who)
     // fpeer's own names are not there as far as a peer can tell (checked before the path rules, which refuse them).
     if (rel !== '' && rel.split('/').some(isIgnoredName)) throw new FpeerError('E_NOT_FOUND', `no such file: ${rel}`)
-    return resolveForReadSync(root, rel)
+    // Nor are the files its .fpeerignore names: a peer asking for one by name gets nothing either.
+    const rules = cachedRules(root)
+    if (rel !== '' && rules.ignores(rel)) throw new FpeerError('E_NOT_FOUND', `no such file: ${rel}`)
+    const abs = resolveForReadSync(root, rel)
+    // …also when reached through a link inside the folder: what is read is what the rules judge.
+    const realRel = path.relative(root, abs).split(path.sep).join('/')
+    if (realRel !== '' && rules.ignores(realRel)) throw new FpeerError('E_NOT_FOUND', `no such file: ${rel}`)
+    return abs
   }
 
   async stat(folder: string, rel: string, who: AccessContext): Promise<FileStat> {
@@ -71,8 +79,11 @@ export class LocalFileSource implements FileSource {
       if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') throw new FpeerError('E_NOT_FOUND', `${rel} is not a directory`)
       throw new FpeerError('E_ACCESS', `cannot list ${rel}: ${(err as Error).message}`)
     }
+    const rules = cachedRules(root)
     for await (const ent of dir) {
       if (isIgnoredName(ent.name)) continue
+      const childRel = rel === '' ? ent.name : `${rel}/${ent.name}`
+      if (rules.ignores(childRel) || (ent.isDirectory() && rules.ignores(childRel, true))) continue
       const child = path.join(abs, ent.name)
       try {
         const real = await realpath(child)

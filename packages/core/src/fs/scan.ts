@@ -3,6 +3,7 @@ import {createHash} from 'node:crypto'
 import {createReadStream, lstatSync, readFileSync} from 'node:fs'
 import {opendir} from 'node:fs/promises'
 import path from 'node:path'
+import {IGNORE_FILE, type IgnoreRules, cachedRules} from './ignore-rules.js'
 import {isReservedName} from './safe-path.js'
 
 /** One file of a folder's file structure. */
@@ -12,6 +13,13 @@ export interface IndexedFile {
   mtimeMs: number
   sha256: string
   ino?: number
+  /** 0o755 when the owner may execute it, else absent (0o644): the one permission bit fpeer carries (§4.1 `mode=`). */
+  mode?: number
+}
+
+/** The mode fpeer keeps of a file: the owner's exec bit, as 0o755, or undefined for 0o644. Never setuid, setgid or sticky. */
+export function keptMode(st: {mode: number}): number | undefined {
+  return st.mode & 0o100 ? 0o755 : undefined
 }
 
 export async function sha256File(absPath: string): Promise<string> {
@@ -25,18 +33,36 @@ export function isIgnoredName(name: string): boolean {
   return isReservedName(name)
 }
 
-async function* walk(root: string, rel: string): AsyncGenerator<{rel: string; abs: string}> {
+/** What a scan left out besides ignored files: symlinks (never followed, never shared) and other non-files. */
+export interface ScanSkips {
+  symlinks: string[]
+  /** Directories holding nothing shared (no file, no directory that is not itself empty of them), sorted: offered as `type=dir` lines. */
+  emptyDirs?: string[]
+}
+
+async function* walk(root: string, rel: string, rules: IgnoreRules, skips?: ScanSkips): AsyncGenerator<{rel: string; abs: string}> {
   const dir = await opendir(path.join(root, rel), {bufferSize: 256})
   const subdirs: string[] = []
+  let entries = 0
   for await (const ent of dir) {
     if (isIgnoredName(ent.name)) continue
     const r = rel === '' ? ent.name : `${rel}/${ent.name}`
+    if (!rules.empty || r === IGNORE_NAME) {
+      if (rules.ignores(r, ent.isDirectory())) continue
+    }
+    if (ent.isDirectory() || ent.isFile()) entries++
     if (ent.isDirectory()) subdirs.push(r)
     else if (ent.isFile()) yield {rel: r, abs: path.join(root, r)}
-    // Symlinks, sockets and devices are not shared: following links could leave the folder.
+    // Symlinks are not shared (docs/protocol.md §9, "Symlinks"): following one could leave
+    // the folder. They are reported so the user learns of them; sockets and devices are not files.
+    else if (ent.isSymbolicLink()) skips?.symlinks.push(r)
   }
-  for (const d of subdirs.sort()) yield* walk(root, d)
+  // Only leaves: a directory holding an empty one is made by creating that one.
+  if (entries === 0 && rel !== '') skips?.emptyDirs?.push(rel)
+  for (const d of subdirs.sort()) yield* walk(root, d, rules, skips)
 }
+
+const IGNORE_NAME = IGNORE_FILE
 
 /** Files up to this size are read and hashed in one synchronous call; larger ones are streamed. */
 export const SMALL_FILE_BYTES = 256 * 1024
@@ -57,11 +83,12 @@ function sha256Small(absPath: string): string {
  * for the system call, and a folder of 10,000 files makes 10,000 of them. The scan yields
  * to the event loop every few milliseconds, so a serving peer keeps answering meanwhile.
  */
-export async function scanFolder(root: string, previous?: Map<string, IndexedFile>, concurrency = 8): Promise<IndexedFile[]> {
+export async function scanFolder(root: string, previous?: Map<string, IndexedFile>, concurrency = 8, skips?: ScanSkips): Promise<IndexedFile[]> {
   const out: IndexedFile[] = []
   const pending = new Set<Promise<void>>()
   let slice = performance.now()
-  for await (const {rel, abs} of walk(root, '')) {
+  // The folder's .fpeerignore: ignored files are not part of its structure, so never offered.
+  for await (const {rel, abs} of walk(root, '', cachedRules(root, 0), skips)) {
     if (performance.now() - slice > SLICE_MS) {
       await new Promise((r) => setImmediate(r))
       slice = performance.now()
@@ -76,12 +103,15 @@ export async function scanFolder(root: string, previous?: Map<string, IndexedFil
     const mtimeMs = Math.trunc(st.mtimeMs)
     const old = previous?.get(rel)
     if (old && old.size === st.size && old.mtimeMs === mtimeMs && (old.ino === undefined || old.ino === st.ino)) {
-      out.push({...old, ino: st.ino})
+      // chmod changes no mtime: the mode is read fresh every scan.
+      const {mode: _old, ...same} = old
+      const m = keptMode(st)
+      out.push({...same, ino: st.ino, ...(m ? {mode: m} : {})})
       continue
     }
     if (st.size <= SMALL_FILE_BYTES) {
       try {
-        out.push({path: rel, size: st.size, mtimeMs, sha256: sha256Small(abs), ino: st.ino})
+        out.push({path: rel, size: st.size, mtimeMs, sha256: sha256Small(abs), ino: st.ino, ...(keptMode(st) ? {mode: 0o755} : {})})
       } catch {
         // Unreadable or vanished: not part of the structure until it can be read.
       }
@@ -89,8 +119,9 @@ export async function scanFolder(root: string, previous?: Map<string, IndexedFil
     }
     const ino = st.ino
     const size = st.size
+    const mode = keptMode(st)
     const task = sha256File(abs).then(
-      (sha256) => void out.push({path: rel, size, mtimeMs, sha256, ino}),
+      (sha256) => void out.push({path: rel, size, mtimeMs, sha256, ino, ...(mode ? {mode} : {})}),
       () => {}, // unreadable or vanished, as above
     )
     pending.add(task)

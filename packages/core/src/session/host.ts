@@ -7,7 +7,7 @@ import {fetchFiles} from '../transfer/fetch.js'
 import {withPeerClient} from '../transfer/peer-client.js'
 import {keepAliveEvery, parseKeepAlive} from './requester.js'
 import {claimedSender, isPlain, signMessage, verifyMessage} from '../wire/signing.js'
-import type {BePeerRequest, FileEntry, FilesToGet, PeerError, TrustedPeerConfirm} from '../wire/types.js'
+import {type BePeerRequest, type FileEntry, type FilesToGet, type PeerError, type TrustedPeerConfirm, isDirEntry} from '../wire/types.js'
 import {type HostContext, keepAliveCeiling} from './context.js'
 import {checkTicket, issueTicket} from './delegation.js'
 import {expectType, parseProtocolList, randomNonce, sameFiles, verifyReply} from './handshake.js'
@@ -100,8 +100,12 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
   }
   const protocol = chooseProtocol(request, ctx)
   const entries = await ctx.fileList(folder)
-  const live = entries.filter((e) => e.ext?.del !== '1')
-  const files = plain ? live : entries
+  // Directory lines (`type=dir`) are fpeer's: a seed peer would take one for a file to fetch.
+  // Directory lines (`type=dir`) only to a requester that said it takes them (`dirs=1`): an
+  // older one, or a seed peer, would take one for a file to fetch.
+  const withDirs = !plain && request.meta.dirs === '1'
+  const live = entries.filter((e) => e.ext?.del !== '1' && (withDirs || !isDirEntry(e)))
+  const files = plain ? live : entries.filter((e) => withDirs || !isDirEntry(e))
   const rejoin = sender !== undefined && ctx.isPeer(folder, sender)
   const port = protocol === 'MANUAL' ? (ctx.servedPort('HTTP') ?? 0) : ctx.servedPort(protocol)!
   const hostNonce = randomNonce()
@@ -130,7 +134,9 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     if (!sameFiles(plain ? live : files, fu.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated does not list the files of the FilesToGet')
     // A new peer's whole copy is checked; a confirmed peer catching up marks what it fetched (`got=1`).
     const took = new Set(fu.files.filter((f) => f.ext?.got === '1').map((f) => f.path))
-    const check = rejoin ? live.filter((f) => took.has(f.path)) : live
+    // Files the requester's own .fpeerignore keeps out (`ign=1`) are not in its copy to check.
+    const ignoredThere = new Set(plain ? [] : fu.files.filter((f) => f.ext?.ign === '1').map((f) => f.path))
+    const check = (rejoin ? live.filter((f) => took.has(f.path)) : live).filter((f) => !ignoredThere.has(f.path) && !isDirEntry(f))
     // Seed step 13: download the files back from the requester, from the address its
     // connection came from (never one a message names), and check every hash against ours.
     const resume = ctx.registry.has(fu.protocol) && ctx.registry.get(fu.protocol).supports.resume
@@ -145,7 +151,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
       ? Promise.resolve({files: 0, bytes: 0})
       : withPeerClient(ctx, endpoint, (client) => fetchFiles({client, folder, files: check.map((f) => ({path: f.path, sha256: f.sha256!, size: f.size!})), mode: 'verify', concurrency: ctx.concurrency, resume, onEvent}))
     ).finally(stopKeepAlive)
-    ctx.log.info('verified peer copy', {peer: sender?.short ?? address, folder, files: verified.files, bytes: verified.bytes})
+    ctx.log.info('verified peer copy', {peer: sender?.short ?? address, folder, files: verified.files, bytes: verified.bytes, from: `${address}:${fu.port}`})
     await ctx.confirmPeer(folder, {
       id: sender ? sender.toString() : `plain:${address}`,
       address,

@@ -1,20 +1,23 @@
 // The requester's side of "Becoming a Peer" (seed steps 4-5, 10-12 and 17).
-import {access, constants, mkdir, realpath, rmdir, stat} from 'node:fs/promises'
+import {access, constants, lstat, mkdir, realpath, rmdir, stat} from 'node:fs/promises'
 import path from 'node:path'
-import {FpeerError, fromLocalError} from '../errors.js'
+import {FpeerError, fromLocalError, isFpeerError} from '../errors.js'
 import {type Identity, PeerId} from '../identity.js'
+import {FolderDirs} from '../fs/folder-dirs.js'
+import {IgnoreRules} from '../fs/ignore-rules.js'
 import {LocalFileSource} from '../fs/local-source.js'
-import {prepareForWrite} from '../fs/safe-path.js'
+import {checkRelativePath, prepareForWrite} from '../fs/safe-path.js'
 import {sha256File} from '../fs/scan.js'
 import {GrantTable} from '../access/grants.js'
 import {formatDestination} from '../access/replay-guard.js'
 import {connectChannel} from '../net/channel.js'
 import type {TransportRegistry} from '../registry.js'
-import {type FetchEvent, type FetchResult, fetchFiles} from '../transfer/fetch.js'
+import {type FetchEvent, type FetchResult, fetchFiles, hashExisting} from '../transfer/fetch.js'
 import {type PeerEndpoint, withPeerClient} from '../transfer/peer-client.js'
 import type {AccessContext, Logger, ManualRequest, PlacedState, TransportServer} from '../transport.js'
+import {conflictPath} from '../sync/version.js'
 import {signMessage} from '../wire/signing.js'
-import type {BePeerRequest, FileEntry, FilesToGet, FilesUpdated} from '../wire/types.js'
+import {type BePeerRequest, type FileEntry, type FilesToGet, type FilesUpdated, isDirEntry} from '../wire/types.js'
 import {type HandshakeTimeouts, keepAliveCeiling} from './context.js'
 import {expectType, randomNonce, sameFiles, verifyReply} from './handshake.js'
 
@@ -34,6 +37,14 @@ export interface RequestOptions {
   extraMeta?: Record<string, string>
   /** Follow a busy host's delegation to another peer (seed step 8); default true. */
   followDelegation?: boolean
+  /** Port the fetch-back server listens on (seed step 11) so a firewall can let the host in; 0 or unset: any free port. */
+  fetchPort?: number
+  /**
+   * Only show what the request would do: the handshake runs up to the host's FilesToGet,
+   * which is compared with `into`; then the connection ends without FilesUpdated (the host
+   * sees an abandoned handshake). Nothing is written, created or recorded.
+   */
+  dryRun?: boolean
   /** Our control port, announced as `ctl=` so the host can send us updates later. */
   controlPort?: number
   identity: Identity
@@ -55,6 +66,15 @@ export interface RequestOptions {
   onWire?(direction: 'sent' | 'received', text: string): void
 }
 
+/** One line of a dry run's plan: what a request would do with one file of the host's list. */
+export interface PlanEntry {
+  path: string
+  size?: number
+  /** fetch: not here yet; same: already here with the host's content; conflict: a differing local file would be kept as `conflict` and replaced; ignored: .fpeerignore here keeps it out. */
+  action: 'fetch' | 'same' | 'conflict' | 'ignored'
+  conflict?: string
+}
+
 export interface RequestResult {
   /** The host that handed the request to `host` (seed step 8), if it did. */
   delegatedBy?: string
@@ -63,6 +83,10 @@ export interface RequestResult {
   host: {id: string; address: string; port: number}
   protocol: string
   files: FileEntry[]
+  /** With dryRun: what would be done, and nothing was. */
+  plan?: PlanEntry[]
+  /** Files of the host's list this peer's .fpeerignore kept out. */
+  ignored: string[]
   transfer: FetchResult
   confirmedAt: string
 }
@@ -134,7 +158,75 @@ async function removeEmpty(into: string, top: string): Promise<void> {
   }
 }
 
+/**
+ * What landing `files` in `into` would do, read without writing: each target is looked at
+ * through the folder's directories held without following links, and hashed only when
+ * there is a regular file to compare.
+ */
+async function planLanding(into: string, files: FileEntry[], ignored: Set<string>, identity: Identity): Promise<PlanEntry[]> {
+  const root = await realpath(into).catch(() => undefined)
+  const dirs = root && (await lstat(root)).isDirectory() ? new FolderDirs(root) : undefined
+  const out: PlanEntry[] = []
+  try {
+    for (const f of files) {
+      const base = {path: f.path, ...(f.size === undefined ? {} : {size: f.size})}
+      if (ignored.has(f.path)) {
+        out.push({...base, action: 'ignored'})
+        continue
+      }
+      const segments = f.path.split('/')
+      const name = segments.pop()!
+      let dir
+      try {
+        dir = dirs?.open(segments, false)
+      } catch {
+        dir = undefined // a symlink or file in the way: the real request refuses it (E_PATH_UNSAFE)
+      }
+      try {
+        const st = dir?.lstat(name)
+        if (!dir || !st?.isFile()) {
+          out.push({...base, action: 'fetch'})
+          continue
+        }
+        const local = await hashExisting(dir, name)
+        if (local === f.sha256) out.push({...base, action: 'same'})
+        else out.push({...base, action: 'conflict', conflict: conflictPath({path: f.path, origin: identity.id.compact, sha256: local})})
+      } finally {
+        dir?.release()
+      }
+    }
+  } finally {
+    dirs?.close()
+  }
+  return out
+}
+
+/**
+ * Creates the host's empty directories (`type=dir` lines) through the folder's directories
+ * held by descriptor: mkdir never follows a symlink, and one in the way is refused
+ * (E_PATH_UNSAFE) like for a file. Something other than a directory there is left alone.
+ */
+function makeDirs(root: string, entries: FileEntry[], log: Logger): void {
+  if (entries.length === 0) return
+  const dirs = new FolderDirs(root)
+  try {
+    for (const e of entries) {
+      try {
+        dirs.need(checkRelativePath(e.path)).release()
+      } catch (err) {
+        log.warn('empty directory not created', {path: e.path, reason: (err as Error).message})
+      }
+    }
+  } finally {
+    dirs.close()
+  }
+}
+
 export async function requestFolder(opts: RequestOptions): Promise<RequestResult> {
+  if (opts.dryRun) {
+    // A dry run writes nothing, not even --into: it reads what is there, if anything.
+    return requestInto(opts, await realpath(opts.into).catch(() => opts.into))
+  }
   const {root, created} = await prepareInto(opts.into)
   try {
     return await requestInto(opts, root)
@@ -162,7 +254,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     const protocols = opts.registry.protocols((t) => t.supports.fetch || t.protocol === 'MANUAL')
     // Bound to this host (its ID when known, else the address and port we dialled) and to now (§4.5).
     // ka=: we send keep-alives while we fetch, so the host may wait on progress rather than a clock (4.7); its value is our own stall timeout.
-    const meta: Record<string, string> = {...opts.extraMeta, ka: String(opts.timeouts.stall), nonce, ts: String(Date.now()), dst: formatDestination(channel.remoteAddress, channel.remotePort), protocols: protocols.join(',')}
+    const meta: Record<string, string> = {...opts.extraMeta, ka: String(opts.timeouts.stall), nonce, ts: String(Date.now()), dst: formatDestination(channel.remoteAddress, channel.remotePort), protocols: protocols.join(','), dirs: '1'}
     if (opts.expectedHost) meta.to = opts.expectedHost.compact
     if (opts.protocol) meta.want = opts.protocol.toUpperCase()
     if (opts.controlPort) meta.ctl = String(opts.controlPort)
@@ -198,8 +290,43 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
 
     // Seed step 10: fetch over Line 4's protocol, from the address the message came from.
     let transfer: FetchResult
-    const live = ftg.files.filter((f) => f.ext?.del !== '1')
+    // Our own .fpeerignore decides what lands here: the host's names it matches are skipped
+    // (and marked `ign=1` in FilesUpdated, so the host does not look for them in our copy).
+    const rules = IgnoreRules.load(root)
+    const ignored = new Set(ftg.files.filter((f) => f.ext?.del !== '1' && rules.ignores(f.path)).map((f) => f.path))
+    for (const p of ignored) opts.log.warn('file ignored here (.fpeerignore): not fetched', {folder: opts.folder, path: p})
+    const emptyDirs = ftg.files.filter((f) => isDirEntry(f) && !ignored.has(f.path))
+    const live = ftg.files.filter((f) => f.ext?.del !== '1' && !ignored.has(f.path) && !isDirEntry(f))
+    if (opts.dryRun) {
+      const plan = await planLanding(root, ftg.files.filter((f) => f.ext?.del !== '1' && !isDirEntry(f)), ignored, opts.identity)
+      const fetch = plan.filter((p) => p.action === 'fetch' || p.action === 'conflict')
+      return {
+        folder: opts.folder,
+        into: root,
+        host: {id: hostId.toString(), address: hostAddress, port: opts.port},
+        protocol: ftg.protocol,
+        files: ftg.files,
+        plan,
+        ignored: [...ignored],
+        transfer: {files: live.length, fetched: 0, skipped: live.length - fetch.length, bytes: 0},
+        confirmedAt: '',
+      }
+    }
     let got = new Set(live.map((f) => f.path))
+    // Seed steps 11-12 (prepared): serve our copies to the host alone; FilesUpdated tells it where.
+    const serveProtocol = opts.registry.has(ftg.protocol) && opts.registry.get(ftg.protocol).supports.serve ? ftg.protocol : 'HTTP'
+    const serving = opts.registry.get(serveProtocol)
+    // The host alone may read our copies: by the secret we send it (or, over SFTP, by its key).
+    const grants = new GrantTable()
+    const {token: grant} = grants.issue(opts.folder, hostId)
+    const isHost = (who: AccessContext) => grants.allows(opts.folder, who)
+    const source = new LocalFileSource({root: (f) => (f === opts.folder ? root : undefined), mayRead: (f, who) => isHost(who) && f === opts.folder}, () => [opts.folder])
+    // The temporary server is an implementation detail of this handshake: its chatter is debug.
+    // Started before the fetch, so a busy --fetch-port stops the request before any byte moves.
+    server = await serving.serve!({host: channel.localAddress, port: opts.fetchPort ?? 0, files: source, identity: opts.identity, admit: isHost, log: {...opts.log, info: opts.log.debug}}).catch((err: unknown) => {
+      if (opts.fetchPort && isFpeerError(err)) throw new FpeerError(err.code, err.message, {cause: err, hint: 'pick another --fetch-port, or leave it out for any free port'})
+      throw err
+    })
     const from = {protocol: ftg.protocol, host: hostAddress, port: ftg.port, peer: hostId, grant: ftg.meta.grant, localAddress: opts.bind}
     if (opts.apply) {
       const r = await opts.apply(ftg, from)
@@ -215,22 +342,16 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
       // A transfer that moves no byte for the stall timeout fails, whatever the connection timeout says.
       transfer = await withPeerClient({...opts, timeouts: {...opts.timeouts, io: Math.min(opts.timeouts.io, opts.timeouts.stall)}}, from, (client) => {
         opts.onEvent?.({event: 'phase', phase: 'fetch'})
-        return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, onEvent, ...(opts.signal ? {signal: opts.signal} : {})})
+        // A differing file already in --into is never overwritten unseen: it stays as a conflict copy, named as sync names them.
+        const conflictName = (p: string, sha256: string) => conflictPath({path: p, origin: opts.identity.id.compact, sha256})
+        return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, conflictName, onEvent, ...(opts.signal ? {signal: opts.signal} : {})})
       })
     }
 
-    // Seed steps 11-12: serve our copies to the host alone, and tell it where.
-    const serveProtocol = opts.registry.has(ftg.protocol) && opts.registry.get(ftg.protocol).supports.serve ? ftg.protocol : 'HTTP'
-    const serving = opts.registry.get(serveProtocol)
-    // The host alone may read our copies: by the secret we send it (or, over SFTP, by its key).
-    const grants = new GrantTable()
-    const {token: grant} = grants.issue(opts.folder, hostId)
-    const isHost = (who: AccessContext) => grants.allows(opts.folder, who)
-    const source = new LocalFileSource({root: (f) => (f === opts.folder ? root : undefined), mayRead: (f, who) => isHost(who) && f === opts.folder}, () => [opts.folder])
-    // The temporary server is an implementation detail of this handshake: its chatter is debug.
-    server = await serving.serve!({host: channel.localAddress, port: 0, files: source, identity: opts.identity, admit: isHost, log: {...opts.log, info: opts.log.debug}})
+    if (!opts.apply) makeDirs(root, emptyDirs, opts.log)
+
     const fuNonce = randomNonce()
-    const fuFiles = ftg.files.map((f) => (got.has(f.path) ? {...f, ext: {...f.ext, got: '1'}} : f))
+    const fuFiles = ftg.files.map((f) => (ignored.has(f.path) ? {...f, ext: {...f.ext, ign: '1'}} : got.has(f.path) ? {...f, ext: {...f.ext, got: '1'}} : f))
     const fu: FilesUpdated = signMessage({type: 'FilesUpdated', folder: opts.folder, port: server.port, protocol: serveProtocol, files: fuFiles, meta: {nonce: fuNonce, re: ftg.meta.nonce ?? '', grant}}, opts.identity)
     opts.onEvent?.({event: 'phase', phase: 'FilesUpdated'})
     await channel.send(fu)
@@ -246,6 +367,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
       host: {id: hostId.toString(), address: hostAddress, port: opts.port},
       protocol: ftg.protocol,
       files: ftg.files,
+      ignored: [...ignored],
       transfer,
       confirmedAt: new Date().toISOString(),
     }

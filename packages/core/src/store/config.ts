@@ -38,7 +38,7 @@ export class ConfigStore {
 
   async requireFolder(name: string): Promise<FolderConfig> {
     const f = await this.folder(name)
-    if (!f) throw new FpeerError('E_NO_SUCH_FOLDER', `no shared folder named ${JSON.stringify(name)}`, {hint: 'see `fpeer status` for the folders this peer shares'})
+    if (!f) throw noSuchFolder(name)
     return f
   }
 
@@ -51,6 +51,9 @@ export class ConfigStore {
       if (old && old.path !== input.path) {
         throw new FpeerError('E_USAGE', `${input.name} is already shared from ${old.path}`, {hint: 'pick another --name'})
       }
+      // One directory, one share: two names for it would index, watch and serve it twice and race on its files.
+      const twin = Object.values(doc.folders).find((f) => f.name !== input.name && f.path === input.path)
+      if (twin) throw new FpeerError('E_USAGE', `${input.path} is already shared as ${twin.name}`, {hint: `use the name ${twin.name}, or \`fpeer unshare ${twin.name}\` first`})
       const f: FolderConfig = {
         name: input.name,
         path: input.path,
@@ -63,13 +66,39 @@ export class ConfigStore {
     })
   }
 
+  /** Stops sharing a folder (the files stay); returns what it was. */
+  async unshare(name: string): Promise<FolderConfig> {
+    return this.#db.update((doc) => {
+      const f = doc.folders[name]
+      if (!f) throw noSuchFolder(name)
+      delete doc.folders[name]
+      return f
+    })
+  }
+
+  /** Takes a peer ID off a folder's allow list; E_NOT_FOUND when it was not on it. */
+  async disallow(name: string, id: string): Promise<FolderConfig> {
+    const canonical = PeerId.parse(id).toString()
+    return this.#db.update((doc) => {
+      const f = doc.folders[name]
+      if (!f) throw noSuchFolder(name)
+      if (!f.allow.includes(canonical)) throw new FpeerError('E_NOT_FOUND', `${canonical} is not allowed to join ${name}`, {hint: `see \`fpeer status --json\` for the allow list of ${name}`})
+      f.allow = f.allow.filter((a) => a !== canonical)
+      return f
+    })
+  }
+
   async allow(name: string, id: string): Promise<FolderConfig> {
     const canonical = PeerId.parse(id).toString()
     return this.#db.update((doc) => {
       const f = doc.folders[name]
-      if (!f) throw new FpeerError('E_NO_SUCH_FOLDER', `no shared folder named ${JSON.stringify(name)}`)
+      if (!f) throw noSuchFolder(name)
       if (!f.allow.includes(canonical)) f.allow.push(canonical)
       return f
     })
   }
+}
+
+function noSuchFolder(name: string): FpeerError {
+  return new FpeerError('E_NO_SUCH_FOLDER', `no shared folder named ${JSON.stringify(name)}`, {hint: 'see `fpeer status` for the folders this peer shares'})
 }

@@ -42,7 +42,7 @@ interface PeersDoc {
   peers: Record<string, PeerRecord>
 }
 
-type JournalLine = {p: string; s: number; m: number; h: string; i?: number; v?: VersionLine} | {p: string; d: 1}
+type JournalLine = {p: string; s: number; m: number; h: string; i?: number; x?: 1; v?: VersionLine} | {p: string; d: 1}
 interface VersionLine {
   d?: 1
   l: number
@@ -81,6 +81,16 @@ export class Peerfile {
     await this.#peers.update((doc) => {
       doc.peers[peer.id] = peer
     })
+  }
+
+  /** Removes a peer from the peerlist; false when it was not in it. */
+  async removePeer(id: string): Promise<boolean> {
+    let had = false
+    await this.#peers.update((doc) => {
+      had = id in doc.peers
+      delete doc.peers[id]
+    })
+    return had
   }
 
   /**
@@ -122,7 +132,7 @@ export class Peerfile {
     for (const f of scan) {
       seen.add(f.path)
       const old = previous.get(f.path)
-      if (!old || old.sha256 !== f.sha256 || old.size !== f.size || old.mtimeMs !== f.mtimeMs || old.ino !== f.ino) changed.push(f)
+      if (!old || old.sha256 !== f.sha256 || old.size !== f.size || old.mtimeMs !== f.mtimeMs || old.ino !== f.ino || old.mode !== f.mode) changed.push(f)
     }
     for (const p of previous.keys()) if (!seen.has(p)) removed.push(p)
     if (changed.length === 0 && removed.length === 0) return {changed, removed}
@@ -151,6 +161,15 @@ export class Peerfile {
     }
     await appendFile(this.#journal, records.map((r) => JSON.stringify(toLine(r))).join('\n') + '\n', {mode: 0o600})
     this.#lines += records.length
+  }
+
+  /** Forgets paths without a tombstone (files now ignored: not deleted, just no longer part of the folder). */
+  async drop(paths: string[], all: Map<string, FileRecord>): Promise<void> {
+    if (paths.length === 0) return
+    await mkdir(this.dir, {recursive: true, mode: 0o700})
+    if (this.#lines + paths.length > 2 * all.size + 1024) return this.#rewrite([...all.values()])
+    await appendFile(this.#journal, paths.map((p) => JSON.stringify({p, d: 1})).join('\n') + '\n', {mode: 0o600})
+    this.#lines += paths.length
   }
 
   /** Whether the structure was ever recorded (an empty folder's first scan counts). */
@@ -209,14 +228,14 @@ export class Peerfile {
 }
 
 function toLine(f: FileRecord): JournalLine {
-  const line: JournalLine = {p: f.path, s: f.size, m: f.mtimeMs, h: f.sha256, ...(f.ino === undefined ? {} : {i: f.ino})}
+  const line: JournalLine = {p: f.path, s: f.size, m: f.mtimeMs, h: f.sha256, ...(f.ino === undefined ? {} : {i: f.ino}), ...(f.mode === 0o755 ? {x: 1 as const} : {})}
   const v = f.version
   if (v) line.v = {...(v.deleted ? {d: 1 as const} : {}), l: v.lamport, o: v.origin, vv: v.vv, s: v.sig, h: v.sha256, z: v.size, m: v.mtimeMs}
   return line
 }
 
 function fromLine(rec: Exclude<JournalLine, {d: 1}>): FileRecord {
-  const r: FileRecord = {path: rec.p, size: rec.s, mtimeMs: rec.m, sha256: rec.h, ...(rec.i === undefined ? {} : {ino: rec.i})}
+  const r: FileRecord = {path: rec.p, size: rec.s, mtimeMs: rec.m, sha256: rec.h, ...(rec.i === undefined ? {} : {ino: rec.i}), ...(rec.x === 1 ? {mode: 0o755} : {})}
   const v = rec.v
   if (v) r.version = {path: rec.p, deleted: v.d === 1, sha256: v.h, size: v.z, mtimeMs: v.m, lamport: v.l, origin: v.o, vv: v.vv, sig: v.s}
   return r

@@ -8,7 +8,8 @@ import {FpeerError, isFpeerError} from '../errors.js'
 import type {Identity} from '../identity.js'
 import {FolderDirs, setLandedMode} from '../fs/folder-dirs.js'
 import {PART_PREFIX, checkRelativePath} from '../fs/safe-path.js'
-import {type IndexedFile, scanFolder} from '../fs/scan.js'
+import {cachedRules} from '../fs/ignore-rules.js'
+import {type IndexedFile, type ScanSkips, scanFolder} from '../fs/scan.js'
 import {hashExisting} from '../transfer/fetch.js'
 import type {FolderConfig} from '../store/config.js'
 import {type FileRecord, Peerfile, isLive} from '../store/peerfile.js'
@@ -52,6 +53,10 @@ export class FolderSync {
   readonly #identity: Identity
   readonly #log: Logger | undefined
   readonly #key: string
+  /** Symlinks already reported, so each is warned about once per process. */
+  readonly #warnedLinks = new Set<string>()
+  /** What the last rescan left out (symlinks), for `fpeer share`'s summary. */
+  lastSkips: ScanSkips = {symlinks: [], emptyDirs: []}
 
   constructor(home: string, folder: FolderConfig, identity: Identity, log?: Logger) {
     this.folder = folder
@@ -80,12 +85,37 @@ export class FolderSync {
       const all = await this.peerfile.files()
       const initial = !(await this.peerfile.initialized())
       const live = new Map([...all].filter(([, r]) => isLive(r)))
-      const scan = await scanFolder(this.folder.path, live)
+      const skips: ScanSkips = {symlinks: [], emptyDirs: []}
+      const scan = await scanFolder(this.folder.path, live, 8, skips)
+      const rules = cachedRules(this.folder.path, 0)
+      // A file ignored since it was recorded leaves the structure without a deletion: peers keep theirs.
+      const dropped = [...all.keys()].filter((p) => rules.ignores(p))
+      for (const p of dropped) all.delete(p)
       const {versions, changed} = this.#diff(all, scan, initial)
+      await this.peerfile.drop(dropped, all)
       await this.peerfile.put(changed, all)
+      for (const link of skips.symlinks) {
+        if (this.#warnedLinks.has(link)) continue
+        this.#warnedLinks.add(link)
+        this.#log?.warn('symlink not shared', {folder: this.folder.name, path: link})
+      }
+      this.lastSkips = skips
       if (initial) await this.peerfile.touch()
       return {versions, files: [...all.values()].filter(isLive)}
     })
+  }
+
+  /**
+   * What a rescan would turn into versions now (`fpeer push --dry-run`), without recording
+   * anything: the structure is read, the folder scanned, and the result thrown away.
+   */
+  async preview(): Promise<Array<{path: string; deleted: boolean; size: number}>> {
+    const all = await this.peerfile.files()
+    if (!(await this.peerfile.initialized())) return []
+    const scan = await scanFolder(this.folder.path, new Map([...all].filter(([, r]) => isLive(r))))
+    const rules = cachedRules(this.folder.path, 0)
+    for (const p of [...all.keys()]) if (rules.ignores(p)) all.delete(p)
+    return this.#diff(all, scan, false).versions.map((v) => ({path: v.path, deleted: v.deleted, size: v.size}))
   }
 
   /** Computes records for what changed between `all` and `scan`, updating `all` in place. */
@@ -99,7 +129,7 @@ export class FolderSync {
       seen.add(f.path)
       const prev = all.get(f.path)
       if (prev && isLive(prev) && prev.sha256 === f.sha256) {
-        if (prev.size !== f.size || prev.mtimeMs !== f.mtimeMs || prev.ino !== f.ino) {
+        if (prev.size !== f.size || prev.mtimeMs !== f.mtimeMs || prev.ino !== f.ino || prev.mode !== f.mode) {
           const r = {...f, ...(prev.version ? {version: prev.version} : {})}
           all.set(f.path, r)
           changed.push(r)
@@ -166,6 +196,13 @@ export class FolderSync {
     return this.#run(() => this.#withDirs(async (root, dirs) => {
       const all = await this.peerfile.files()
       const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: []}
+      // Ignored here (.fpeerignore): never accepted, whatever a peer offers.
+      const rules = cachedRules(root, 0)
+      incoming = incoming.filter((v) => {
+        if (!rules.ignores(v.path)) return true
+        this.#log?.info('ignored incoming file', {folder: this.folder.name, path: v.path})
+        return false
+      })
       // A local edit not yet scanned must not be overwritten unseen: scan the paths first.
       await this.#catchUpLocal(dirs, all, incoming.map((v) => v.path), result)
       let clock = lamportOf(all)

@@ -33,6 +33,12 @@ export interface FetchOptions {
   /** Whether the transport honours `offset` (resume a part file) or a retry starts clean. */
   resume?: boolean
   onEvent?(ev: FetchEvent): void
+  /**
+   * A differing local file at a target is kept under this name (in its directory) before
+   * the peer's version replaces it; without it, it is replaced. Given the path and the
+   * local content's SHA-256.
+   */
+  conflictName?(path: string, localSha256: string): string
   /** Where a file is on the peer when that differs from where it lands here (conflict copies). */
   remotePathOf?(file: FileEntry): string
   signal?: AbortSignal
@@ -43,6 +49,8 @@ export interface FetchResult {
   fetched: number
   skipped: number
   bytes: number
+  /** Conflict copies made of differing local files (with `conflictName`). */
+  conflicts?: string[]
 }
 
 /** Bytes of a large file gathered before one write. */
@@ -113,6 +121,32 @@ export async function hashExisting(dir: Dir, name: string): Promise<string> {
   }
 }
 
+/**
+ * Decides about a regular file already at a landing target: true when it already holds the
+ * expected content (nothing to fetch). Otherwise, with `conflictName`, a differing file is hard-linked to its conflict name first (link(2) in the held directory, never
+ * following a link), so replacing the target loses nothing.
+ */
+async function settleExisting(opts: FetchOptions, landing: Landing, file: FileEntry, have: ReturnType<Dir['lstat']>, result?: FetchResult): Promise<boolean> {
+  if (!have?.isFile()) return false
+  const sameSize = file.size === undefined || have.size === file.size
+  if (!sameSize && !opts.conflictName) return false
+  const local = await hashExisting(landing.dir, landing.name)
+  if (local === file.sha256) return true
+  if (opts.conflictName) {
+    // A file we cannot read is kept too (link(2) needs no read permission), under an all-zero hash.
+    const to = opts.conflictName(file.path, local || '0'.repeat(64))
+    const toName = to.slice(to.lastIndexOf('/') + 1)
+    try {
+      landing.dir.linkTo(landing.name, landing.dir, toName)
+    } catch (err) {
+      // Kept already by an earlier attempt (the name holds the content's hash).
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, `keeping ${file.path} as ${to}`)
+    }
+    if (result) (result.conflicts ??= []).push(to)
+  }
+  return false
+}
+
 /** Opens where `rel` lands (creating its parents, no symlink followed) and checks the target is not a directory. */
 function landingFor(dirs: FolderDirs, rel: string): {landing: Landing; existing: ReturnType<Dir['lstat']>} {
   const segments = checkRelativePath(rel)
@@ -133,6 +167,7 @@ interface FetchState {
   dirs: FolderDirs | undefined
   /** The peer cannot batch: fetch one by one from now on. */
   noBatch?: boolean
+  result?: FetchResult
 }
 
 async function fetchOne(opts: FetchOptions, state: FetchState, file: FileEntry): Promise<{bytes: number; skipped: boolean}> {
@@ -143,12 +178,14 @@ async function fetchOne(opts: FetchOptions, state: FetchState, file: FileEntry):
     const prepared = landingFor(state.dirs!, file.path)
     landing = prepared.landing
     // Already here with the right content: nothing to move. (No target, nothing to hash.)
-    const have = prepared.existing
-    if (have?.isFile() && (file.size === undefined || have.size === file.size)) {
-      if ((await hashExisting(landing.dir, landing.name)) === expected) {
+    try {
+      if (await settleExisting(opts, landing, file, prepared.existing, state.result)) {
         landing.dir.release()
         return {bytes: 0, skipped: true}
       }
+    } catch (err) {
+      landing.dir.release()
+      throw err
     }
   }
   // A file of known small size is received into memory, checked, and only then written:
@@ -204,7 +241,7 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
           // keeping the peer's mtime is best effort
         }
       }
-      setLandedMode(fd)
+      setLandedMode(fd, file.ext?.mode === '755')
       landing.dir.rename(part, landing.name)
       part = undefined
     }
@@ -319,7 +356,7 @@ function landSmall(content: Buffer, file: FileEntry, landing: Landing): void {
         // keeping the peer's mtime is best effort, as for large files
       }
     }
-    setLandedMode(fd)
+    setLandedMode(fd, file.ext?.mode === '755')
     closeSync(fd)
   } catch (err) {
     closeSync(fd)
@@ -384,8 +421,14 @@ async function fetchBatchInto(opts: FetchOptions, state: FetchState, files: File
     if (opts.mode === 'land') {
       const prepared = landingFor(state.dirs!, file.path)
       landing = prepared.landing
-      const have = prepared.existing
-      if (have?.isFile() && have.size === file.size && (await hashExisting(landing.dir, landing.name)) === file.sha256) {
+      let same
+      try {
+        same = await settleExisting(opts, landing, file, prepared.existing, result)
+      } catch (err) {
+        landing.dir.release()
+        throw err
+      }
+      if (same) {
         landing.dir.release()
         result.skipped++
         opts.onEvent?.({event: 'file-done', path: file.path, size: file.size!, skipped: true})
@@ -469,7 +512,7 @@ export async function fetchFiles(opts: FetchOptions): Promise<FetchResult> {
   }
   let next = 0
   let failure: unknown
-  const state: FetchState = {dirs: opts.mode === 'land' ? new FolderDirs(opts.root!) : undefined}
+  const state: FetchState = {dirs: opts.mode === 'land' ? new FolderDirs(opts.root!) : undefined, result}
   // Small files travel in batches when the transport can batch; everything else one by one.
   const tasks = plan(opts.files, opts.client.getMany !== undefined)
   const worker = async () => {

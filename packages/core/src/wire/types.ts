@@ -17,6 +17,11 @@ export interface FileEntry {
   ext?: Record<string, string>
 }
 
+/** A directory line (`type=dir`, §4.1): an empty directory to create, with no content to fetch. */
+export function isDirEntry(e: FileEntry): boolean {
+  return e.ext?.type === 'dir'
+}
+
 interface Base {
   /** Line 2: the shared folder's name. */
   folder: string
