@@ -131,16 +131,30 @@ export function isFpeerError(err: unknown, code?: ErrorCode): err is FpeerError 
   return err instanceof FpeerError && (code === undefined || err.code === code)
 }
 
-/** Maps a Node system error (ENOSPC, ECONNREFUSED…) to a FpeerError, keeping the cause. */
-export function fromSystemError(err: unknown, context: string): FpeerError {
+/** System errors of a local write that no retry mends: the disk is full, read-only, failing or not ours. */
+const LOCAL_WRITE_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EIO', 'EFBIG', 'EACCES', 'EPERM'])
+
+/** Whether `err` is a local disk's refusal (a system error of that set, or its E_DISK_FULL/E_IO). */
+export function isLocalWriteError(err: unknown): boolean {
+  if (err instanceof FpeerError) return err.code === 'E_DISK_FULL' || err.code === 'E_IO'
+  return LOCAL_WRITE_ERRORS.has((err as NodeJS.ErrnoException)?.code ?? '')
+}
+
+/**
+ * Maps a Node system error (ENOSPC, ECONNREFUSED…) to a FpeerError, keeping the cause.
+ * With `path` the failure is a local file operation on it: EACCES/EPERM/EROFS there are the
+ * local disk's (E_IO, exit 8), not a peer's refusal, and the path goes into `details.path`.
+ */
+export function fromSystemError(err: unknown, context: string, local?: {path: string}): FpeerError {
   if (err instanceof FpeerError) return err
   const e = err as NodeJS.ErrnoException
   const sys = e?.code
   const msg = `${context}: ${e?.message ?? String(err)}`
+  const details = local ? {details: {path: local.path, errno: sys ?? ''}} : {}
   switch (sys) {
     case 'ENOSPC':
     case 'EDQUOT':
-      return new FpeerError('E_DISK_FULL', msg, {cause: err, hint: 'free some disk space and run the command again; nothing partial was kept'})
+      return new FpeerError('E_DISK_FULL', local ? `${msg} (${local.path})` : msg, {cause: err, ...details, hint: 'free some disk space and run the command again; nothing partial was kept'})
     case 'ECONNREFUSED':
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
@@ -159,10 +173,12 @@ export function fromSystemError(err: unknown, context: string): FpeerError {
       return new FpeerError('E_NOT_FOUND', msg, {cause: err})
     case 'EACCES':
     case 'EPERM':
+    case 'EROFS':
+      if (local) return new FpeerError('E_IO', `${msg} (${local.path})`, {cause: err, ...details, hint: 'check the permissions of that path and that its file system is writable'})
+      if (sys === 'EROFS') break
       return new FpeerError('E_ACCESS', msg, {cause: err})
     case 'ELOCKED':
       return new FpeerError('E_LOCKED', msg, {cause: err})
-    default:
-      return new FpeerError(sys && /^E[A-Z]+$/.test(sys) ? 'E_IO' : 'E_INTERNAL', msg, {cause: err})
   }
+  return new FpeerError(sys && /^E[A-Z]+$/.test(sys) ? 'E_IO' : 'E_INTERNAL', local ? `${msg} (${local.path})` : msg, {cause: err, ...details})
 }

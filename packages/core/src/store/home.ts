@@ -1,7 +1,7 @@
 // The fpeer home: where identity, configuration and peerfiles live ($FPEER_HOME, else the oclif config dir).
-import {chmod, mkdir, stat} from 'node:fs/promises'
+import {chmod, mkdir, readdir, rename, stat} from 'node:fs/promises'
 import path from 'node:path'
-import {FpeerError} from '../errors.js'
+import {FpeerError, fromSystemError} from '../errors.js'
 import {Identity, generateKeyPair, keyPairFromSecretKey} from '../identity.js'
 import {LockedDb} from './locked-db.js'
 
@@ -21,19 +21,37 @@ export function resolveHome(configDir?: string): string {
 
 /** Creates the home with mode 0700 so that nothing in it is readable by others. */
 export async function ensureHome(home: string): Promise<void> {
-  await mkdir(home, {recursive: true, mode: 0o700})
-  const st = await stat(home)
-  if ((st.mode & 0o077) !== 0) await chmod(home, 0o700)
+  try {
+    await mkdir(home, {recursive: true, mode: 0o700})
+    const st = await stat(home)
+    if ((st.mode & 0o077) !== 0) await chmod(home, 0o700)
+  } catch (err) {
+    throw fromSystemError(err, `preparing the fpeer home ${home}`, {path: home})
+  }
 }
 
-/** Loads this peer's identity, creating the key pair on first use. */
-export async function loadIdentity(home: string): Promise<Identity> {
+/** The identity's recovery: never "delete it", which would make this peer a stranger to all its peers. */
+const identityRecovery = (file: string) =>
+  `restore ${path.basename(file)} from a backup of this fpeer home (FPEER_HOME); only to start over as a new peer on purpose (every peer's trust in this one is lost), run \`fpeer id --new --yes\``
+
+/**
+ * Loads this peer's identity, creating the key pair on first use. A home that already
+ * shares folders but has no identity lost it: that is an error (E_STATE_CORRUPT), never a
+ * silent new identity, unless `replace` asks for a new one on purpose.
+ */
+export async function loadIdentity(home: string, options: {replace?: boolean} = {}): Promise<Identity> {
   await ensureHome(home)
-  const db = new LockedDb<IdentityDoc>(path.join(home, 'identity.json'), () => ({version: 1}), 0o600)
+  const file = path.join(home, 'identity.json')
+  const db = new LockedDb<IdentityDoc>(file, () => ({version: 1}), 0o600, identityRecovery)
+  // The old (maybe damaged) identity is kept aside, never deleted: a backup may still need it.
+  if (options.replace) await rename(file, `${file}.replaced-${Date.now()}`).catch(() => {})
   const current = await db.read()
-  if (current.secretKey) return new Identity(keyPairFromSecretKey(Buffer.from(current.secretKey, 'base64')))
+  if (current.secretKey && !options.replace) return identityOf(current.secretKey, db.file)
+  if (!options.replace && (await homeInUse(home))) {
+    throw new FpeerError('E_STATE_CORRUPT', `${file} is missing or holds no key, but this home shares folders`, {hint: identityRecovery(file), details: {path: file}})
+  }
   const secret = await db.update((doc) => {
-    if (!doc.secretKey) {
+    if (!doc.secretKey || options.replace) {
       const kp = generateKeyPair()
       doc.algorithm = 'ed25519'
       doc.secretKey = Buffer.from(kp.secretKey).toString('base64')
@@ -41,5 +59,19 @@ export async function loadIdentity(home: string): Promise<Identity> {
     }
     return doc.secretKey
   })
-  return new Identity(keyPairFromSecretKey(Buffer.from(secret, 'base64')))
+  return identityOf(secret, db.file)
+}
+
+function identityOf(secretKey: unknown, file: string): Identity {
+  const bytes = typeof secretKey === 'string' ? Buffer.from(secretKey, 'base64') : Buffer.alloc(0)
+  if (bytes.length !== 64) throw new FpeerError('E_STATE_CORRUPT', `${file} holds no valid secret key`, {hint: identityRecovery(file), details: {path: file}})
+  return new Identity(keyPairFromSecretKey(bytes))
+}
+
+/** Whether the home holds folders (configured, or their state): then it had an identity. */
+async function homeInUse(home: string): Promise<boolean> {
+  const names = await readdir(path.join(home, 'folders')).catch(() => [])
+  if (names.length > 0) return true
+  const config = await new LockedDb<{folders?: Record<string, unknown>}>(path.join(home, 'config.json'), () => ({})).read()
+  return Object.keys(config.folders ?? {}).length > 0
 }
