@@ -38,9 +38,11 @@ export async function shareFolder(opts: {home: string; dir: string; name?: strin
   }
   if (!(await stat(dir)).isDirectory()) throw new FpeerError('E_NOT_A_DIRECTORY', `not a directory: ${opts.dir}`)
   const name = checkFolderName(opts.name ?? path.basename(dir))
+  // The identity first: a home with folders and no identity is a damaged one (store/home.ts).
+  const identity = await loadIdentity(opts.home)
   const config = new ConfigStore(opts.home)
   const f = await config.share({name, path: dir, ...(opts.open === undefined ? {} : {open: opts.open}), ...(opts.allow ? {allow: opts.allow} : {})})
-  const counts = await indexFolder(opts.home, f)
+  const counts = await indexFolder(opts.home, f, identity)
   return {...f, ...counts, peers: (await new Peerfile(opts.home, name).peers()).length}
 }
 
