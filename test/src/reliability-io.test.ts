@@ -113,6 +113,48 @@ describe('a full disk', () => {
   }
 })
 
+describe('a re-request that fails midway', () => {
+  it('leaves the folder and its records agreeing: files that landed carry the host\'s hashes', async (t) => {
+    const work = await mkdtemp(path.join(os.tmpdir(), 'fpeer-io-re-'))
+    const mnt = path.join(work, 'mnt')
+    await mkdir(mnt)
+    const skip = mountTmpfs(mnt, '8m')
+    if (skip) {
+      await rm(work, {recursive: true, force: true})
+      return t.skip(skip)
+    }
+    const host = await Peer.create('127.0.0.2')
+    const requester = await Peer.create('127.0.0.3')
+    try {
+      const f = path.join(work, 'f')
+      await mkdir(f)
+      for (let i = 0; i < 5; i++) await writeFile(path.join(f, `s${i}.txt`), `first ${i}\n`)
+      await writeFile(path.join(f, 'big.bin'), 'small for now')
+      await host.serve([f, '--name', 'F', '--open'])
+      const into = path.join(mnt, 'F')
+      const first = await runStrict(requester, ['request', host.control, 'F', '--into', into, '--bind', requester.address, '--json'])
+      assert.equal(first.code, 0, first.stderr)
+      for (let i = 0; i < 5; i++) await writeFile(path.join(f, `s${i}.txt`), `second ${i}\n`)
+      await writeFile(path.join(f, 'big.bin'), pseudoRandom(20 << 20, 5))
+      const again = await runStrict(requester, ['request', host.control, 'F', '--into', into, '--bind', requester.address, '--json'])
+      assert.equal(again.code, 8, `${again.stdout}\n${again.stderr}`)
+      errorDoc(again, 'E_DISK_FULL')
+      const records = new Map((await requester.json<{files: Array<{path: string; sha256: string}>}>(['files', 'F'])).files.map((r) => [r.path, r.sha256]))
+      const {createHash} = await import('node:crypto')
+      for (const name of await readdir(into)) {
+        assert.ok(!name.startsWith('.fpeer'), name)
+        const onDisk = createHash('sha256').update(await readFile(path.join(into, name))).digest('hex')
+        assert.equal(records.get(name), onDisk, `${name}: the records agree with the disk`)
+      }
+    } finally {
+      await host.destroy()
+      await requester.destroy()
+      umount(mnt)
+      await rm(work, {recursive: true, force: true})
+    }
+  })
+})
+
 describe('a full disk under FPEER_HOME', () => {
   it('is E_DISK_FULL naming the state file, keeps the old state readable and leaves no temporary file', async (t) => {
     const work = await mkdtemp(path.join(os.tmpdir(), 'fpeer-io-home-'))

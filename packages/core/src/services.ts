@@ -87,7 +87,15 @@ export async function requestAndRecord(home: string, opts: Omit<RequestOptions, 
     throw new FpeerError('E_USAGE', `${opts.folder} is already shared here from ${existing.path}`, {hint: `use --into ${existing.path}`})
   }
   const identity = opts.identity ?? (await loadIdentity(home))
-  const result = await requestFolder({...opts, identity})
+  // A re-request of a folder held here that fails midway replaced some files: their records
+  // take the host's versions, so the folder and its records agree (and no rescan takes them
+  // for this peer's own edits).
+  const onPartial = existing
+    ? async (landed: FileEntry[]) => {
+        if (landed.length) await new FolderSync(home, existing, identity).adopt(landed.map((entry) => ({entry, ...versionField(entry)})))
+      }
+    : undefined
+  const result = await requestFolder({...opts, identity, ...(onPartial ? {onPartial} : {})})
   const folder = await config.share({name: opts.folder, path: result.into})
   // Seed step 17, and the host's versions kept, so later updates compare against them.
   await new FolderSync(home, folder, identity).adopt(result.files.map((entry) => ({entry, ...versionField(entry)})))

@@ -46,6 +46,11 @@ export interface RequestOptions {
    * per version what to take and fetches only that. Returns what it fetched or copied.
    */
   apply?(ftg: FilesToGet, fetchFrom: PeerEndpoint & {peer: PeerId}): Promise<{transfer: FetchResult; got: Set<string>}>
+  /**
+   * Called when the fetch fails midway, with the entries that did land (each checked), so
+   * that the records of a folder already held here can agree with its disk.
+   */
+  onPartial?(landed: FileEntry[]): Promise<void>
   /** Called for protocol MANUAL; resolves when the user has placed the files (or throws to stop, resumable). `check` tells which are not in place. */
   manual?(req: ManualRequest, check: () => Promise<PlacedState>): Promise<void>
 }
@@ -156,10 +161,20 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
       transfer = await checkPlaced(root, live)
     } else {
       const resume = opts.registry.get(ftg.protocol).supports.resume
-      transfer = await withPeerClient(opts, from, (client) => {
-        opts.onEvent?.({event: 'phase', phase: 'fetch'})
-        return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, ...(opts.onEvent ? {onEvent: opts.onEvent} : {})})
-      })
+      const landed = new Set<string>()
+      const onEvent = (ev: FetchEvent) => {
+        if (ev.event === 'file-done') landed.add(ev.path)
+        opts.onEvent?.(ev)
+      }
+      try {
+        transfer = await withPeerClient(opts, from, (client) => {
+          opts.onEvent?.({event: 'phase', phase: 'fetch'})
+          return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, onEvent})
+        })
+      } catch (err) {
+        await opts.onPartial?.(live.filter((f) => landed.has(f.path))).catch((e: Error) => opts.log.warn('cannot record the files that landed', {reason: e.message}))
+        throw err
+      }
     }
 
     // Seed steps 11-12: serve our copies to the host alone, and tell it where.
