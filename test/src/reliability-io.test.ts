@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict'
 import {type ChildProcess, spawn, spawnSync} from 'node:child_process'
 import {mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile} from 'node:fs/promises'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
@@ -21,6 +22,17 @@ function runStrict(peer: Peer, args: string[]): Promise<RunResult> {
       clearTimeout(t)
       resolve({code, stdout, stderr})
     })
+  })
+}
+
+/** Whether `peer`'s serve still accepts control connections. */
+function serving(peer: Peer): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({host: peer.address, port: peer.ready!.control}, () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
   })
 }
 
@@ -108,9 +120,45 @@ describe('a full disk', () => {
         await requester.destroy()
         await rm(into, {recursive: true, force: true})
       }
-      assert.ok(host.ready && (await host.run(['status', '--json'])).code === 0, 'the host still serves')
+      assert.ok(await serving(host), 'the host still serves')
     })
   }
+})
+
+describe('a read-only file system', () => {
+  it('is E_IO (exit 8) naming the path, with the --json document and nothing written', async (t) => {
+    const work = await mkdtemp(path.join(os.tmpdir(), 'fpeer-io-ro-'))
+    const mnt = path.join(work, 'mnt')
+    await mkdir(mnt)
+    const skip = mountTmpfs(mnt, '8m')
+    if (skip) {
+      await rm(work, {recursive: true, force: true})
+      return t.skip(skip)
+    }
+    const host = await Peer.create('127.0.0.2')
+    const requester = await Peer.create('127.0.0.3')
+    try {
+      const f = path.join(work, 'f')
+      await mkdir(f)
+      await writeFile(path.join(f, 'small.txt'), 'small\n')
+      await writeFile(path.join(f, 'large.bin'), pseudoRandom(1 << 20, 9))
+      await host.serve([f, '--name', 'F', '--open'])
+      const into = path.join(mnt, 'F')
+      await mkdir(into)
+      assert.equal(spawnSync('mount', ['-o', 'remount,ro', mnt]).status, 0, 'remount read-only')
+      const r = await runStrict(requester, ['request', host.control, 'F', '--into', into, '--bind', requester.address, '--json', '--concurrency', '1'])
+      assert.equal(r.code, 8, `${r.stdout}\n${r.stderr}`)
+      const err = errorDoc(r, 'E_IO')
+      assert.ok(err.details?.path?.startsWith(into), JSON.stringify(err))
+      assert.deepEqual(await listing(mnt), ['F/'])
+      assert.ok(await serving(host), 'the host still serves')
+    } finally {
+      await host.destroy()
+      await requester.destroy()
+      umount(mnt)
+      await rm(work, {recursive: true, force: true})
+    }
+  })
 })
 
 describe('a re-request that fails midway', () => {

@@ -285,12 +285,13 @@ async function streamInto(opts: FetchOptions, file: FileEntry, expected: string,
   } catch (err) {
     // What was received before the failure is a good prefix: write it, so a resume starts
     // after it; not after a failed write (the disk is full or gone: the part is dropped).
-    const writeFailed = await settle().then(
-      () => false,
-      () => true,
+    // A write that failed meanwhile is the failure to report: the part is unusable.
+    const writeFailure = await settle().then(
+      () => undefined,
+      (e: unknown) => ({e}),
     )
-    const local = writeFailed || isLocalWriteError(err)
-    if (fd !== undefined && batch.length && !local && !isFpeerError(err, 'E_SIZE_MISMATCH')) await flush().catch(() => {})
+    if (writeFailure) throw writeFailure.e
+    if (fd !== undefined && batch.length && !isLocalWriteError(err) && !isFpeerError(err, 'E_SIZE_MISMATCH')) await flush().catch(() => {})
     throw err
   }
   if (file.size !== undefined && received !== file.size) {
