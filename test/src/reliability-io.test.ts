@@ -298,6 +298,39 @@ describe('damaged state', () => {
   })
 })
 
+describe('kill -9 of commands writing state', () => {
+  it('leaves no lost or damaged state, and no lock that delays the next command', async () => {
+    const work = await mkdtemp(path.join(os.tmpdir(), 'fpeer-io-kill-'))
+    const peer = new Peer(path.join(work, 'home'), '127.0.0.3')
+    const other = await Peer.create('127.0.0.4')
+    try {
+      await mkdir(path.join(work, 'f'))
+      await writeFile(path.join(work, 'f', 'x.txt'), 'x')
+      assert.equal((await peer.run(['share', path.join(work, 'f'), '--name', 'F'])).code, 0)
+      const id = await other.id()
+      // Kill moments spread over a command's life (start-up, lock, write); bounded to 12 runs.
+      for (let i = 0; i < 12; i++) {
+        const child = spawn(process.execPath, [FPEER, i % 2 ? 'allow' : 'share', ...(i % 2 ? ['F', id] : [path.join(work, 'f'), '--name', `G${i}`])], {env: peer.env, stdio: 'ignore'})
+        const exited = new Promise((resolve) => child.once('exit', resolve))
+        await new Promise((r) => setTimeout(r, 150 + ((i * 397) % 1200)))
+        child.kill('SIGKILL')
+        await exited
+        const status = await peer.run(['status', '--json'])
+        assert.equal(status.code, 0, `after kill ${i}: ${status.stdout}\n${status.stderr}`)
+        const folders = (JSON.parse(status.stdout) as {folders: Array<{name: string}>}).folders.map((f) => f.name)
+        assert.ok(folders.includes('F'), `after kill ${i}: F is still shared: ${folders.join(', ')}`)
+        // The next writer must not wait for a dead holder's lock: it would run into E_LOCKED's wait.
+        const allow = await peer.run(['allow', 'F', id, '--json'])
+        assert.equal(allow.code, 0, `after kill ${i}: ${allow.stdout}\n${allow.stderr}`)
+      }
+      assert.equal(await peer.id(), await peer.id(), 'the identity is stable')
+    } finally {
+      await other.destroy()
+      await rm(work, {recursive: true, force: true})
+    }
+  })
+})
+
 describe('leftovers of kill -9', () => {
   it('serve removes old staging folders and part files from its shared folders at start, and nothing else', async () => {
     const work = await mkdtemp(path.join(os.tmpdir(), 'fpeer-io-left-'))

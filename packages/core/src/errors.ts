@@ -131,13 +131,17 @@ export function isFpeerError(err: unknown, code?: ErrorCode): err is FpeerError 
   return err instanceof FpeerError && (code === undefined || err.code === code)
 }
 
-/** System errors of a local write that no retry mends: the disk is full, read-only, failing or not ours. */
-const LOCAL_WRITE_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EIO', 'EFBIG', 'EACCES', 'EPERM'])
+/** A full disk, whatever call met it. */
+const DISK_FULL = new Set(['ENOSPC', 'EDQUOT'])
+/** Refusals that are the local disk's only when a file-system call met them (a transport may raise them for the peer's side). */
+const LOCAL_REFUSALS = new Set(['EROFS', 'EIO', 'EFBIG', 'EACCES', 'EPERM'])
+const FS_WRITE_CALLS = new Set(['open', 'write', 'writev', 'rename', 'mkdir', 'link', 'unlink', 'futime', 'fsync', 'close', 'ftruncate', 'truncate', 'copyfile', 'utime', 'rmdir', 'chmod', 'fchmod', 'symlink'])
 
-/** Whether `err` is a local disk's refusal (a system error of that set, or its E_DISK_FULL/E_IO). */
+/** Whether `err` is a local disk's refusal that no retry mends (full, read-only, failing, not ours), or its E_DISK_FULL/E_IO. */
 export function isLocalWriteError(err: unknown): boolean {
   if (err instanceof FpeerError) return err.code === 'E_DISK_FULL' || err.code === 'E_IO'
-  return LOCAL_WRITE_ERRORS.has((err as NodeJS.ErrnoException)?.code ?? '')
+  const e = err as NodeJS.ErrnoException | undefined
+  return DISK_FULL.has(e?.code ?? '') || (LOCAL_REFUSALS.has(e?.code ?? '') && FS_WRITE_CALLS.has(e?.syscall ?? ''))
 }
 
 /**
