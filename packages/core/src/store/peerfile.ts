@@ -1,4 +1,4 @@
-// A folder's peerfile: its confirmed peers (lowdb) and its file structure (an append-only journal).
+// A folder's peerfile: its confirmed peers (a locked JSON document) and its file structure (an append-only journal).
 import {appendFile, mkdir, open, readFile, rename, stat, truncate, unlink} from 'node:fs/promises'
 import path from 'node:path'
 import {fromSystemError} from '../errors.js'
