@@ -9,7 +9,9 @@ import {
   TransportRegistry,
   createLogger,
   escapeForTerminal,
+  fromSystemError,
   isFpeerError,
+  isLocalWriteError,
   resolveHome,
 } from '@fpeer/core'
 import {type Settings, readSettings} from './settings.js'
@@ -95,7 +97,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       ? err
       : err.oclif
         ? new FpeerError('E_USAGE', err.message.replace(/\n?See more help with --help$/, ''), {hint: `see \`${[this.config.bin, this.id?.replaceAll(':', ' ')].filter(Boolean).join(' ')} --help\``})
-        : new FpeerError('E_INTERNAL', err.message || String(err), {cause: err, hint: 'this is a bug in fpeer; run again with --debug and report the stack trace'})
+        : isLocalSystemError(err)
+          ? fromSystemError(err, 'local file', {path: err.path})
+          : new FpeerError('E_INTERNAL', err.message || String(err), {cause: err, hint: 'this is a bug in fpeer; run again with --debug and report the stack trace'})
     process.exitCode = EXIT_CODES[e.kind]
     if (this.jsonEnabled()) {
       process.stdout.write(JSON.stringify({error: e.toJSON()}) + '\n')
@@ -105,6 +109,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     }
     return undefined
   }
+}
+
+/** A local disk's failure (ENOSPC, EROFS… on a named path) that no service typed: E_DISK_FULL/E_IO, not a bug. */
+function isLocalSystemError(err: unknown): err is NodeJS.ErrnoException & {path: string} {
+  return isLocalWriteError(err) && typeof (err as NodeJS.ErrnoException).path === 'string'
 }
 
 /**

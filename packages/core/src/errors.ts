@@ -137,16 +137,34 @@ export function isFpeerError(err: unknown, code?: ErrorCode): err is FpeerError 
   return err instanceof FpeerError && (code === undefined || err.code === code)
 }
 
-/** Maps a Node system error (ENOSPC, ECONNREFUSED…) to a FpeerError, keeping the cause. */
-export function fromSystemError(err: unknown, context: string): FpeerError {
+/** A full disk, whatever call met it. */
+const DISK_FULL = new Set(['ENOSPC', 'EDQUOT'])
+/** Refusals that are the local disk's only when a file-system call met them (a transport may raise them for the peer's side). */
+const LOCAL_REFUSALS = new Set(['EROFS', 'EIO', 'EFBIG', 'EACCES', 'EPERM'])
+const FS_WRITE_CALLS = new Set(['open', 'write', 'writev', 'rename', 'mkdir', 'link', 'unlink', 'futime', 'fsync', 'close', 'ftruncate', 'truncate', 'copyfile', 'utime', 'rmdir', 'chmod', 'fchmod', 'symlink'])
+
+/** Whether `err` is a local disk's refusal that no retry mends (full, read-only, failing, not ours), or its E_DISK_FULL/E_IO. */
+export function isLocalWriteError(err: unknown): boolean {
+  if (err instanceof FpeerError) return err.code === 'E_DISK_FULL' || err.code === 'E_IO'
+  const e = err as NodeJS.ErrnoException | undefined
+  return DISK_FULL.has(e?.code ?? '') || (LOCAL_REFUSALS.has(e?.code ?? '') && FS_WRITE_CALLS.has(e?.syscall ?? ''))
+}
+
+/**
+ * Maps a Node system error (ENOSPC, ECONNREFUSED…) to a FpeerError, keeping the cause.
+ * With `path` the failure is a local file operation on it: EACCES/EPERM/EROFS there are the
+ * local disk's (E_IO, exit 8), not a peer's refusal, and the path goes into `details.path`.
+ */
+export function fromSystemError(err: unknown, context: string, local?: {path: string}): FpeerError {
   if (err instanceof FpeerError) return err
   const e = err as NodeJS.ErrnoException
   const sys = e?.code
   const msg = `${context}: ${e?.message ?? String(err)}`
+  const details = local ? {details: {path: local.path, errno: sys ?? ''}} : {}
   switch (sys) {
     case 'ENOSPC':
     case 'EDQUOT':
-      return new FpeerError('E_DISK_FULL', msg, {cause: err, hint: 'free some disk space and run the command again; nothing partial was kept'})
+      return new FpeerError('E_DISK_FULL', local ? `${msg} (${local.path})` : msg, {cause: err, ...details, hint: 'free some disk space and run the command again; nothing partial was kept'})
     case 'ECONNREFUSED':
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
@@ -171,12 +189,15 @@ export function fromSystemError(err: unknown, context: string): FpeerError {
       return new FpeerError('E_NOT_FOUND', msg, {cause: err})
     case 'EACCES':
     case 'EPERM':
+    case 'EROFS':
+      // On a local path it is this user's or this disk's problem, never a peer's refusal: the same code as fromLocalError.
+      if (local) return new FpeerError('E_LOCAL_ACCESS', `${msg} (${local.path})`, {cause: err, ...details, hint: 'check the permissions of that path and that its file system is writable'})
+      if (sys === 'EROFS') break
       return new FpeerError('E_ACCESS', msg, {cause: err})
     case 'ELOCKED':
       return new FpeerError('E_LOCKED', msg, {cause: err})
-    default:
-      return new FpeerError(sys && /^E[A-Z]+$/.test(sys) ? 'E_IO' : 'E_INTERNAL', msg, {cause: err})
   }
+  return new FpeerError(sys && /^E[A-Z]+$/.test(sys) ? 'E_IO' : 'E_INTERNAL', local ? `${msg} (${local.path})` : msg, {cause: err, ...details})
 }
 
 /**

@@ -22,6 +22,7 @@ import {type SyncContext, fetcherFrom, pushUpdate, receiveUpdate} from './sync/u
 import {type FileVersion, entryToVersion, verifyVersion, versionToEntry} from './sync/version.js'
 import {fetchFiles} from './transfer/fetch.js'
 import {withPeerClient} from './transfer/peer-client.js'
+import {removeLeftovers} from './fs/leftovers.js'
 import type {AccessContext, Logger, TransportServer} from './transport.js'
 import {type FileEntry, isDirEntry} from './wire/types.js'
 import {CONTROL_BUFFER_BYTES, CONTROL_MAX_CONNECTIONS, CONTROL_MAX_PER_ADDRESS, DEFAULT_FIRST_LINE_TIMEOUT_MS, DEFAULT_MESSAGE_TIMEOUT_MS} from './wire/limits.js'
@@ -403,6 +404,13 @@ export class PeerNode {
 
   async #start(): Promise<void> {
     await this.refresh()
+    if (this.options.sync) {
+      // A kill -9 mid-update or mid-fetch leaves staging folders and part files nothing else removes.
+      for (const f of this.#folders.values()) {
+        const left = await removeLeftovers(f.path)
+        if (left.removed.length) this.options.log.info('removed leftovers of an interrupted transfer', {folder: f.name, entries: left.removed.length, bytes: left.bytes})
+      }
+    }
     const source = new LocalFileSource({root: (f) => this.#folders.get(f)?.path, mayRead: (f, who) => this.#mayRead(f, who)}, () => [...this.#folders.keys()])
     for (const {transport} of this.options.registry.list()) {
       if (!transport.supports.serve || !transport.serve) continue

@@ -40,9 +40,11 @@ export async function shareFolder(opts: {home: string; dir: string; name?: strin
   }
   if (!(await stat(dir)).isDirectory()) throw new FpeerError('E_NOT_A_DIRECTORY', `not a directory: ${opts.dir}`, {details: {path: opts.dir}, hint: 'share a directory (its files go with it)'})
   const name = checkFolderName(opts.name ?? path.basename(dir))
+  // The identity first: a home with folders and no identity is a damaged one (store/home.ts).
+  const identity = await loadIdentity(opts.home)
   const config = new ConfigStore(opts.home)
   const f = await config.share({name, path: dir, ...(opts.open === undefined ? {} : {open: opts.open}), ...(opts.allow ? {allow: opts.allow} : {})})
-  const counts = await indexFolder(opts.home, f)
+  const counts = await indexFolder(opts.home, f, identity)
   return {...f, ...counts, peers: (await new Peerfile(opts.home, name).peers()).length}
 }
 
@@ -122,7 +124,15 @@ export async function requestAndRecord(home: string, opts: Omit<RequestOptions, 
   const twin = (await config.folders()).find((f) => f.name !== opts.folder && f.path === intoReal)
   if (twin) throw new FpeerError('E_USAGE', `${intoReal} is already shared here as ${twin.name}`, {hint: 'pick another --into'})
   const identity = opts.identity ?? (await loadIdentity(home))
-  const result = await requestFolder({...opts, identity})
+  // A re-request of a folder held here that fails midway replaced some files: their records
+  // take the host's versions, so the folder and its records agree (and no rescan takes them
+  // for this peer's own edits).
+  const onPartial = existing
+    ? async (landed: FileEntry[]) => {
+        if (landed.length) await new FolderSync(home, existing, identity).adopt(landed.map((entry) => ({entry, ...versionField(entry)})))
+      }
+    : undefined
+  const result = await requestFolder({...opts, identity, ...(onPartial ? {onPartial} : {})})
   // A dry run records nothing: no share, no peer, no structure.
   if (opts.dryRun) return result
   const folder = await config.share({name: opts.folder, path: result.into})

@@ -60,6 +60,11 @@ export interface RequestOptions {
   apply?(ftg: FilesToGet, fetchFrom: PeerEndpoint & {peer: PeerId}): Promise<{transfer: FetchResult; got: Set<string>}>
   /** Stops the request: the channel and the transfer end, and the request fails with the signal's reason (an FpeerError: E_INTERRUPTED, E_TIMEOUT). */
   signal?: AbortSignal
+  /**
+   * Called when the fetch fails midway, with the entries that did land (each checked), so
+   * that the records of a folder already held here can agree with its disk.
+   */
+  onPartial?(landed: FileEntry[]): Promise<void>
   /** Called for protocol MANUAL; resolves when the user has placed the files (or throws to stop, resumable). `check` tells which are not in place. */
   manual?(req: ManualRequest, check: () => Promise<PlacedState>): Promise<void>
   /** Sees each message of the handshake as it crosses the wire, as text (`fpeer demo`). */
@@ -339,13 +344,24 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
       transfer = await checkPlaced(root, live)
     } else {
       const resume = opts.registry.get(ftg.protocol).supports.resume
-      // A transfer that moves no byte for the stall timeout fails, whatever the connection timeout says.
-      transfer = await withPeerClient({...opts, timeouts: {...opts.timeouts, io: Math.min(opts.timeouts.io, opts.timeouts.stall)}}, from, (client) => {
-        opts.onEvent?.({event: 'phase', phase: 'fetch'})
-        // A differing file already in --into is never overwritten unseen: it stays as a conflict copy, named as sync names them.
-        const conflictName = (p: string, sha256: string) => conflictPath({path: p, origin: opts.identity.id.compact, sha256})
-        return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, conflictName, onEvent, ...(opts.signal ? {signal: opts.signal} : {})})
-      })
+      const landed = new Set<string>()
+      try {
+        // A transfer that moves no byte for the stall timeout fails, whatever the connection timeout says.
+        transfer = await withPeerClient({...opts, timeouts: {...opts.timeouts, io: Math.min(opts.timeouts.io, opts.timeouts.stall)}}, from, (client) => {
+          opts.onEvent?.({event: 'phase', phase: 'fetch'})
+          // A differing file already in --into is never overwritten unseen: it stays as a conflict copy, named as sync names them.
+          const conflictName = (p: string, sha256: string) => conflictPath({path: p, origin: opts.identity.id.compact, sha256})
+          const track = (ev: FetchEvent) => {
+            if (ev.event === 'file-done') landed.add(ev.path)
+            onEvent(ev)
+          }
+          return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, conflictName, onEvent: track, ...(opts.signal ? {signal: opts.signal} : {})})
+        })
+      } catch (err) {
+        // What landed (each file checked) is recorded, so a folder held here and its records agree.
+        await opts.onPartial?.(live.filter((f) => landed.has(f.path))).catch((e: Error) => opts.log.warn('cannot record the files that landed', {reason: e.message}))
+        throw err
+      }
     }
 
     if (!opts.apply) makeDirs(root, emptyDirs, opts.log)

@@ -1,5 +1,5 @@
 // The fpeer home: where identity, configuration and peerfiles live ($FPEER_HOME, else the oclif config dir).
-import {chmod, mkdir, stat} from 'node:fs/promises'
+import {chmod, mkdir, readdir, rename, stat} from 'node:fs/promises'
 import path from 'node:path'
 import {FpeerError, fromLocalError} from '../errors.js'
 import {Identity, generateKeyPair, keyPairFromSecretKey} from '../identity.js'
@@ -41,18 +41,33 @@ export function withHomeHint(e: FpeerError): FpeerError {
 
 /** This peer's identity if it has one, without creating it: for commands that only read. */
 export async function readIdentity(home: string): Promise<Identity | undefined> {
-  const doc = await new LockedDb<IdentityDoc>(path.join(home, 'identity.json'), () => ({version: 1}), 0o600).read()
-  return doc.secretKey ? new Identity(keyPairFromSecretKey(Buffer.from(doc.secretKey, 'base64'))) : undefined
+  const file = path.join(home, 'identity.json')
+  const doc = await new LockedDb<IdentityDoc>(file, () => ({version: 1}), 0o600, identityRecovery).read()
+  return doc.secretKey ? identityOf(doc.secretKey, file) : undefined
 }
 
-/** Loads this peer's identity, creating the key pair on first use. */
-export async function loadIdentity(home: string): Promise<Identity> {
+/** The identity's recovery: never "delete it", which would make this peer a stranger to all its peers. */
+const identityRecovery = (file: string) =>
+  `restore ${path.basename(file)} from a backup of this fpeer home (FPEER_HOME); only to start over as a new peer on purpose (every peer's trust in this one is lost), run \`fpeer id --new --yes\``
+
+/**
+ * Loads this peer's identity, creating the key pair on first use. A home that already
+ * shares folders but has no identity lost it: that is an error (E_STATE_CORRUPT), never a
+ * silent new identity, unless `replace` asks for a new one on purpose.
+ */
+export async function loadIdentity(home: string, options: {replace?: boolean} = {}): Promise<Identity> {
   await ensureHome(home)
-  const db = new LockedDb<IdentityDoc>(path.join(home, 'identity.json'), () => ({version: 1}), 0o600)
+  const file = path.join(home, 'identity.json')
+  const db = new LockedDb<IdentityDoc>(file, () => ({version: 1}), 0o600, identityRecovery)
+  // The old (maybe damaged) identity is kept aside, never deleted: a backup may still need it.
+  if (options.replace) await rename(file, `${file}.replaced-${Date.now()}`).catch(() => {})
   const current = await db.read()
-  if (current.secretKey) return new Identity(keyPairFromSecretKey(Buffer.from(current.secretKey, 'base64')))
+  if (current.secretKey && !options.replace) return identityOf(current.secretKey, db.file)
+  if (!options.replace && (await homeInUse(home))) {
+    throw new FpeerError('E_STATE_CORRUPT', `${file} is missing or holds no key, but this home shares folders`, {hint: identityRecovery(file), details: {path: file}})
+  }
   const secret = await db.update((doc) => {
-    if (!doc.secretKey) {
+    if (!doc.secretKey || options.replace) {
       const kp = generateKeyPair()
       doc.algorithm = 'ed25519'
       doc.secretKey = Buffer.from(kp.secretKey).toString('base64')
@@ -60,5 +75,19 @@ export async function loadIdentity(home: string): Promise<Identity> {
     }
     return doc.secretKey
   })
-  return new Identity(keyPairFromSecretKey(Buffer.from(secret, 'base64')))
+  return identityOf(secret, db.file)
+}
+
+function identityOf(secretKey: unknown, file: string): Identity {
+  const bytes = typeof secretKey === 'string' ? Buffer.from(secretKey, 'base64') : Buffer.alloc(0)
+  if (bytes.length !== 64) throw new FpeerError('E_STATE_CORRUPT', `${file} holds no valid secret key`, {hint: identityRecovery(file), details: {path: file}})
+  return new Identity(keyPairFromSecretKey(bytes))
+}
+
+/** Whether the home holds folders (configured, or their state): then it had an identity. */
+async function homeInUse(home: string): Promise<boolean> {
+  const names = await readdir(path.join(home, 'folders')).catch(() => [])
+  if (names.length > 0) return true
+  const config = await new LockedDb<{folders?: Record<string, unknown>}>(path.join(home, 'config.json'), () => ({})).read()
+  return Object.keys(config.folders ?? {}).length > 0
 }

@@ -1,75 +1,122 @@
-// A lowdb document guarded by a lock file, so the daemon and CLI commands can share it safely.
-import {chmod, mkdir} from 'node:fs/promises'
+// A JSON state document guarded by a lock file, written atomically and read with a typed error when damaged.
+import {link, mkdir, open, readFile, rename, unlink} from 'node:fs/promises'
 import path from 'node:path'
-import {Low} from 'lowdb'
-import {JSONFile} from 'lowdb/node'
-import lockfile from 'proper-lockfile'
-import {FpeerError, fromLocalError} from '../errors.js'
+import {FpeerError, fromSystemError} from '../errors.js'
+import {lockState} from './state-lock.js'
+
+/** How to recover from a damaged document, for the hint of its E_STATE_CORRUPT. */
+export type RecoveryHint = (file: string) => string
+
+const defaultRecovery: RecoveryHint = (file) =>
+  `restore it from a backup of the fpeer home, or from ${path.basename(file)}.bak beside it (the copy before its last change): \`cp ${file}.bak ${file}\`; or move it away to start this document afresh`
 
 /**
- * lowdb has one writer per process and no lock of its own, so every read-modify-write
- * takes a proper-lockfile lock on the document. `new Low(new JSONFile())` is used rather
- * than JSONFilePreset, which keeps data only in memory when NODE_ENV=test.
+ * Every read-modify-write takes a lock on the document, shared by the daemon and every CLI
+ * command of the home. A write goes to a temporary file that is fsynced and renamed over the
+ * document, then the directory is fsynced, so a crash or a full disk leaves either the old
+ * or the new document, never a torn one (lowdb's writer renames but never fsyncs). The
+ * previous document is kept as `<file>.bak` (a hard link, no copy), the recovery a damaged
+ * one's error points to.
  */
 export class LockedDb<T extends object> {
   readonly file: string
   readonly #defaults: () => T
   readonly #mode: number
+  readonly #recovery: RecoveryHint
 
-  constructor(file: string, defaults: () => T, mode = 0o600) {
+  constructor(file: string, defaults: () => T, mode = 0o600, recovery: RecoveryHint = defaultRecovery) {
     this.file = file
     this.#defaults = defaults
     this.#mode = mode
+    this.#recovery = recovery
   }
 
-  async #db(): Promise<Low<T>> {
-    const db = new Low<T>(new JSONFile<T>(this.file), this.#defaults())
+  /** Whether the document exists (a missing one reads as its defaults). */
+  async exists(): Promise<boolean> {
+    return (await this.#load()) !== undefined
+  }
+
+  /** The parsed document, or undefined when there is none. Errors: E_STATE_CORRUPT, E_IO. */
+  async #load(): Promise<T | undefined> {
+    let text: string
     try {
-      await db.read()
+      text = await readFile(this.file, 'utf8')
     } catch (err) {
-      if (err instanceof SyntaxError) throw new FpeerError('E_STATE_CORRUPT', `${this.file} is not valid JSON: ${err.message}`, {cause: err, details: {path: this.file}, hint: 'restore it from a backup, or move it away to start over'})
-      throw fromLocalError(err, this.file, 'read')
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw fromSystemError(err, `reading ${this.file}`, {path: this.file})
     }
-    db.data ??= this.#defaults()
-    return db
-  }
-
-  async #withLock<R>(fn: () => Promise<R>): Promise<R> {
-    await mkdir(path.dirname(this.file), {recursive: true, mode: 0o700}).catch((err: unknown) => {
-      throw fromLocalError(err, path.dirname(this.file), 'create')
-    })
-    let release: () => Promise<void>
+    let doc: unknown
     try {
-      release = await lockfile.lock(this.file, {realpath: false, stale: 10_000, retries: {retries: 200, minTimeout: 5, maxTimeout: 100}})
+      doc = JSON.parse(text)
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOSPC') throw fromLocalError(err, this.file, 'lock')
-      throw new FpeerError('E_LOCKED', `${this.file} is locked by another fpeer process`, {cause: err})
+      throw this.#corrupt(`is not valid JSON (${(err as Error).message})`, err)
     }
-    try {
-      return await fn()
-    } finally {
-      await release().catch(() => {})
-    }
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw this.#corrupt('does not hold a JSON object')
+    return doc as T
   }
 
-  /** Reads the current document (no lock needed: lowdb's writes are atomic renames). */
+  #corrupt(what: string, cause?: unknown): FpeerError {
+    return new FpeerError('E_STATE_CORRUPT', `${this.file} ${what}`, {hint: this.#recovery(this.file), details: {path: this.file}, ...(cause === undefined ? {} : {cause})})
+  }
+
+  /** Reads the current document (no lock needed: writes are atomic renames). Errors: E_STATE_CORRUPT, E_IO. */
   async read(): Promise<T> {
-    return (await this.#db()).data
+    return (await this.#load()) ?? this.#defaults()
   }
 
   /** Read-modify-write under the lock; `fn` may mutate the document and return a value. */
   async update<R>(fn: (data: T) => R | Promise<R>): Promise<R> {
-    return this.#withLock(async () => {
-      const db = await this.#db()
-      const result = await fn(db.data)
-      try {
-        await db.write()
-        await chmod(this.file, this.#mode)
-      } catch (err) {
-        throw fromLocalError(err, this.file, 'write')
-      }
+    await mkdir(path.dirname(this.file), {recursive: true, mode: 0o700}).catch((err: unknown) => {
+      throw fromSystemError(err, `creating ${path.dirname(this.file)}`, {path: path.dirname(this.file)})
+    })
+    return lockState(this.file, `${this.file}.lock`, `${this.file} is locked by another fpeer process`, async () => {
+      const data = (await this.#load()) ?? this.#defaults()
+      const result = await fn(data)
+      await writeAtomic(this.file, JSON.stringify(data, null, 2) + '\n', this.#mode, {keepBackup: true})
       return result
     })
+  }
+}
+
+/**
+ * Writes `text` to `file` atomically and durably: temporary file, fsync, rename, fsync of the
+ * directory. On any failure (ENOSPC, EROFS…) the temporary file is removed and the old
+ * document stays; the error is E_DISK_FULL or E_IO naming `file`.
+ */
+export async function writeAtomic(file: string, text: string, mode: number, options: {keepBackup?: boolean} = {}): Promise<void> {
+  const dir = path.dirname(file)
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`)
+  try {
+    const fh = await open(tmp, 'wx', mode)
+    try {
+      await fh.writeFile(text, 'utf8')
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    if (options.keepBackup) {
+      // A hard link costs no space, so it cannot fail for a full disk where a copy would.
+      const bak = `${file}.bak`
+      await unlink(bak).catch(() => {})
+      await link(file, bak).catch(() => {})
+    }
+    await rename(tmp, file)
+  } catch (err) {
+    await unlink(tmp).catch(() => {})
+    throw fromSystemError(err, `writing ${file}`, {path: file})
+  }
+  await syncDir(dir)
+}
+
+/** Makes a rename in `dir` durable; a file system that cannot fsync a directory is left as it is. */
+export async function syncDir(dir: string): Promise<void> {
+  const dh = await open(dir, 'r').catch(() => undefined)
+  if (!dh) return
+  try {
+    await dh.sync()
+  } catch {
+    // EINVAL on some file systems: nothing more to do
+  } finally {
+    await dh.close()
   }
 }

@@ -1,11 +1,11 @@
-// A folder's peerfile: its confirmed peers (lowdb) and its file structure (an append-only journal).
-import {appendFile, mkdir, open, readFile, rename, stat} from 'node:fs/promises'
+// A folder's peerfile: its confirmed peers (a locked JSON document) and its file structure (an append-only journal).
+import {appendFile, mkdir, open, readFile, rename, stat, truncate, unlink} from 'node:fs/promises'
 import path from 'node:path'
-import lockfile from 'proper-lockfile'
-import {FpeerError} from '../errors.js'
+import {fromSystemError} from '../errors.js'
 import type {IndexedFile} from '../fs/scan.js'
 import type {FileVersion} from '../sync/version.js'
-import {LockedDb} from './locked-db.js'
+import {LockedDb, syncDir} from './locked-db.js'
+import {lockState} from './state-lock.js'
 
 /**
  * A path's entry in the file structure: what is on disk (size, mtime, hash, inode) and,
@@ -65,6 +65,15 @@ export class Peerfile {
   readonly #peers: LockedDb<PeersDoc>
   readonly #journal: string
   #lines = 0
+  /** Bytes of the journal as last read or written: an append that fails is cut back to it. */
+  #bytes = 0
+  /** The journal as read ends in a torn line (a crash mid-append): the next append starts a new line. */
+  #torn = false
+  /**
+   * The journal as last read had lines that did not parse: the paths they held are unknown,
+   * so a rescan must not take a file missing from it for this peer's new version.
+   */
+  damaged = false
 
   constructor(home: string, folder: string) {
     this.folder = folder
@@ -103,24 +112,34 @@ export class Peerfile {
     let text: string
     try {
       text = await readFile(this.#journal, 'utf8')
-    } catch {
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, `reading ${this.#journal}`, {path: this.#journal})
       this.#lines = 0
+      this.#bytes = 0
+      this.#torn = false
+      this.damaged = false
       return map
     }
     let lines = 0
+    let bad = 0
     for (const line of text.split('\n')) {
       if (line === '') continue
       lines++
       let rec: JournalLine
       try {
         rec = JSON.parse(line) as JournalLine
+        if (typeof rec?.p !== 'string') throw new Error('no path')
       } catch {
-        continue // a torn last line after a crash: the rescan puts it right
+        bad++ // a torn line after a crash, or damage: see `damaged`
+        continue
       }
       if ('d' in rec) map.delete(rec.p)
       else map.set(rec.p, fromLine(rec))
     }
     this.#lines = lines
+    this.#bytes = Buffer.byteLength(text)
+    this.#torn = text.length > 0 && !text.endsWith('\n')
+    this.damaged = bad > 0
     return map
   }
 
@@ -142,7 +161,7 @@ export class Peerfile {
       await this.#rewrite(scan)
     } else {
       const text = changed.map((f) => JSON.stringify(toLine(f))).join('\n') + (changed.length ? '\n' : '') + removed.map((p) => JSON.stringify({p, d: 1})).join('\n') + (removed.length ? '\n' : '')
-      await appendFile(this.#journal, text, {mode: 0o600})
+      await this.#append(text)
       this.#lines += changed.length + removed.length
     }
     return {changed, removed}
@@ -159,7 +178,7 @@ export class Peerfile {
       await this.#rewrite([...all.values()])
       return
     }
-    await appendFile(this.#journal, records.map((r) => JSON.stringify(toLine(r))).join('\n') + '\n', {mode: 0o600})
+    await this.#append(records.map((r) => JSON.stringify(toLine(r))).join('\n') + '\n')
     this.#lines += records.length
   }
 
@@ -168,8 +187,31 @@ export class Peerfile {
     if (paths.length === 0) return
     await mkdir(this.dir, {recursive: true, mode: 0o700})
     if (this.#lines + paths.length > 2 * all.size + 1024) return this.#rewrite([...all.values()])
-    await appendFile(this.#journal, paths.map((p) => JSON.stringify({p, d: 1})).join('\n') + '\n', {mode: 0o600})
+    await this.#append(paths.map((p) => JSON.stringify({p, d: 1})).join('\n') + '\n')
     this.#lines += paths.length
+  }
+
+  /** Rewrites the journal from `all` alone: after a damaged one was read, drops its bad lines. */
+  async compact(all: Map<string, FileRecord>): Promise<void> {
+    await mkdir(this.dir, {recursive: true, mode: 0o700})
+    await this.#rewrite([...all.values()])
+    this.damaged = false
+  }
+
+  /**
+   * Appends whole lines. A failed append (disk full) is cut back to the journal's last
+   * length, so no torn line is left for the next append to run into.
+   */
+  async #append(text: string): Promise<void> {
+    const data = (this.#torn ? '\n' : '') + text
+    try {
+      await appendFile(this.#journal, data, {mode: 0o600})
+    } catch (err) {
+      await truncate(this.#journal, this.#bytes).catch(() => {})
+      throw fromSystemError(err, `writing ${this.#journal}`, {path: this.#journal})
+    }
+    this.#bytes += Buffer.byteLength(data)
+    this.#torn = false
   }
 
   /** Whether the structure was ever recorded (an empty folder's first scan counts). */
@@ -183,7 +225,7 @@ export class Peerfile {
   /** Marks the structure as recorded, even when it holds no file yet. */
   async touch(): Promise<void> {
     await mkdir(this.dir, {recursive: true, mode: 0o700})
-    await appendFile(this.#journal, '', {mode: 0o600})
+    await this.#append('')
   }
 
   /**
@@ -192,38 +234,41 @@ export class Peerfile {
    */
   async locked<T>(fn: () => Promise<T>): Promise<T> {
     await mkdir(this.dir, {recursive: true, mode: 0o700})
-    let release: () => Promise<void>
-    try {
-      release = await lockfile.lock(this.dir, {realpath: false, lockfilePath: path.join(this.dir, 'state.lock'), stale: 15_000, update: 5_000, retries: {retries: 1000, minTimeout: 10, maxTimeout: 200}})
-    } catch (err) {
-      throw new FpeerError('E_LOCKED', `the state of ${this.folder} is locked by another fpeer process`, {cause: err})
-    }
-    try {
-      return await fn()
-    } finally {
-      await release().catch(() => {})
-    }
+    // An update may fetch content while it holds the lock: a live holder is waited for long.
+    return lockState(this.dir, path.join(this.dir, 'state.lock'), `the state of ${this.folder} is locked by another fpeer process`, fn, 200_000)
   }
 
   async #rewrite(scan: FileRecord[]): Promise<void> {
     const tmp = `${this.#journal}.tmp`
-    const fh = await open(tmp, 'w', 0o600)
+    let bytes = 0
     try {
-      const chunk: string[] = []
-      for (const f of scan) {
-        chunk.push(JSON.stringify(toLine(f)))
-        if (chunk.length >= 4096) {
-          await fh.write(chunk.join('\n') + '\n')
+      const fh = await open(tmp, 'w', 0o600)
+      try {
+        const chunk: string[] = []
+        const flush = async () => {
+          const text = chunk.join('\n') + '\n'
+          await fh.write(text)
+          bytes += Buffer.byteLength(text)
           chunk.length = 0
         }
+        for (const f of scan) {
+          chunk.push(JSON.stringify(toLine(f)))
+          if (chunk.length >= 4096) await flush()
+        }
+        if (chunk.length) await flush()
+        await fh.sync()
+      } finally {
+        await fh.close()
       }
-      if (chunk.length) await fh.write(chunk.join('\n') + '\n')
-      await fh.sync()
-    } finally {
-      await fh.close()
+      await rename(tmp, this.#journal)
+    } catch (err) {
+      await unlink(tmp).catch(() => {})
+      throw fromSystemError(err, `writing ${this.#journal}`, {path: this.#journal})
     }
-    await rename(tmp, this.#journal)
+    await syncDir(this.dir)
     this.#lines = scan.length
+    this.#bytes = bytes
+    this.#torn = false
   }
 }
 

@@ -84,6 +84,10 @@ export class FolderSync {
     return this.#run(async () => {
       const all = await this.peerfile.files()
       const initial = !(await this.peerfile.initialized())
+      // A damaged journal lost some records: a file it does not know is recorded as found
+      // (unversioned, like a first scan), not as this peer's new version, and the peers'
+      // versions are taken at the next catch-up.
+      const damaged = this.peerfile.damaged
       const live = new Map([...all].filter(([, r]) => isLive(r)))
       const skips: ScanSkips = {symlinks: [], emptyDirs: []}
       const scan = await scanFolder(this.folder.path, live, 8, skips)
@@ -91,9 +95,14 @@ export class FolderSync {
       // A file ignored since it was recorded leaves the structure without a deletion: peers keep theirs.
       const dropped = [...all.keys()].filter((p) => rules.ignores(p))
       for (const p of dropped) all.delete(p)
-      const {versions, changed} = this.#diff(all, scan, initial)
-      await this.peerfile.drop(dropped, all)
-      await this.peerfile.put(changed, all)
+      const {versions, changed} = this.#diff(all, scan, initial, damaged)
+      if (damaged) {
+        this.#log?.warn('the folder journal was damaged: rebuilt from the disk; files it did not know are taken as found, not as new versions', {folder: this.folder.name})
+        await this.peerfile.compact(all)
+      } else {
+        await this.peerfile.drop(dropped, all)
+        await this.peerfile.put(changed, all)
+      }
       for (const link of skips.symlinks) {
         if (this.#warnedLinks.has(link)) continue
         this.#warnedLinks.add(link)
@@ -119,7 +128,7 @@ export class FolderSync {
   }
 
   /** Computes records for what changed between `all` and `scan`, updating `all` in place. */
-  #diff(all: Map<string, FileRecord>, scan: IndexedFile[], initial: boolean): {versions: FileVersion[]; changed: FileRecord[]} {
+  #diff(all: Map<string, FileRecord>, scan: IndexedFile[], initial: boolean, damaged = false): {versions: FileVersion[]; changed: FileRecord[]} {
     let clock = lamportOf(all)
     const versions: FileVersion[] = []
     const changed: FileRecord[] = []
@@ -137,7 +146,7 @@ export class FolderSync {
         continue
       }
       const r: FileRecord = {...f}
-      if (!initial) {
+      if (!initial && !(damaged && !prev)) {
         clock++
         r.version = signVersion(this.folder.name, {path: f.path, deleted: false, sha256: f.sha256, size: f.size, mtimeMs: f.mtimeMs, lamport: clock, vv: {...prev?.version?.vv, [me]: clock}}, this.#identity)
         versions.push(r.version)

@@ -1,8 +1,9 @@
 // Fetching a file list from a peer: bounded concurrency, hash while streaming, land atomically or only verify.
 import {createHash} from 'node:crypto'
 import {closeSync, createReadStream, futimesSync, readSync, writeSync, writev} from 'node:fs'
+import path from 'node:path'
 import {promisify} from 'node:util'
-import {FpeerError, fromSystemError, isFpeerError} from '../errors.js'
+import {FpeerError, fromSystemError, isFpeerError, isLocalWriteError} from '../errors.js'
 import {type Dir, FolderDirs, findPart, partPrefix, setLandedMode} from '../fs/folder-dirs.js'
 import {checkRelativePath} from '../fs/safe-path.js'
 import {SMALL_FILE_BYTES} from '../fs/scan.js'
@@ -85,6 +86,15 @@ function dropPart(landing: Landing, part: string): void {
   } catch {
     // already gone
   }
+}
+
+/**
+ * The typed error of a failure while fetching `file`: a local write's failure (disk full,
+ * read-only) names the local path it could not write, and is never retried.
+ */
+function fetchError(err: unknown, opts: FetchOptions, file: FileEntry): FpeerError {
+  if (isFpeerError(err)) return err
+  return fromSystemError(err, `fetching ${file.path}`, isLocalWriteError(err) && opts.root ? {path: path.join(opts.root, file.path)} : undefined)
 }
 
 /** Every file entry a fetch acts on MUST carry its hash: nothing is trusted before its hash is checked. */
@@ -198,7 +208,7 @@ async function fetchOne(opts: FetchOptions, state: FetchState, file: FileEntry):
         const bytes = small ? await attemptSmall(opts, file, expected, landing) : await attemptOne(opts, file, expected, landing)
         return {bytes, skipped: false}
       } catch (err) {
-        const e = isFpeerError(err) ? err : fromSystemError(err, `fetching ${file.path}`)
+        const e = fetchError(err, opts, file)
         if (!RETRYABLE.has(e.code) || attempt >= retries || opts.signal?.aborted) throw e
         opts.onEvent?.({event: 'retry', path: file.path, attempt: attempt + 1, code: e.code})
         await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)))
@@ -247,9 +257,9 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
     }
     return received - offset
   } catch (err) {
-    const e = isFpeerError(err) ? err : fromSystemError(err, `fetching ${file.path}`)
-    // A stop (Ctrl-C, --timeout) keeps the good prefix too: `fpeer request --resume` starts after it.
-    if (landing && part && !(opts.resume && (RETRYABLE.has(e.code) || opts.signal?.aborted))) dropPart(landing, part)
+    const e = fetchError(err, opts, file)
+    // A stop (Ctrl-C, --timeout) keeps the good prefix too: `fpeer request --resume` starts after it; a local write failure never does.
+    if (landing && part && !(opts.resume && (RETRYABLE.has(e.code) || (opts.signal?.aborted && e.kind !== 'io')))) dropPart(landing, part)
     throw e
   } finally {
     if (fd !== undefined) closeSync(fd)
@@ -266,13 +276,26 @@ async function streamInto(opts: FetchOptions, file: FileEntry, expected: string,
   let batchBytes = 0
   let written = offset
   let writing: Promise<unknown> | undefined
+  // A write runs while the next chunks arrive, so it can fail (ENOSPC) before anything awaits
+  // it: the failure is caught at once (never an unhandled rejection) and rethrown at the
+  // next await, which also stops reading from the peer.
   const flush = () => {
     const at = written
     written += batchBytes
-    const p = writevAt(fd!, batch, at)
+    const p = writevAt(fd!, batch, at).then(
+      () => undefined,
+      (err: unknown) => ({failed: err}),
+    )
     batch = []
     batchBytes = 0
-    return p
+    return p.then((r) => {
+      if (r) throw r.failed
+    })
+  }
+  const settle = async () => {
+    const w = writing
+    writing = undefined
+    await w
   }
   try {
     const {stream} = await opts.client.get(opts.folder, opts.remotePathOf?.(file) ?? file.path, {offset, ...(opts.signal ? {signal: opts.signal} : {})})
@@ -288,18 +311,25 @@ async function streamInto(opts: FetchOptions, file: FileEntry, expected: string,
         batch.push(buf)
         batchBytes += buf.length
         if (batchBytes >= WRITE_BATCH) {
-          await writing
+          await settle()
           writing = flush()
+          writing.catch(() => {}) // handled: settle() rethrows it
         }
       }
       opts.onEvent?.({event: 'bytes', path: file.path, bytes: buf.length})
     }
-    await writing
+    await settle()
     if (fd !== undefined && batch.length) await flush()
   } catch (err) {
-    // What was received before the failure is a good prefix: write it, so a resume starts after it.
-    await writing?.catch(() => {})
-    if (fd !== undefined && batch.length && !isFpeerError(err, 'E_SIZE_MISMATCH')) await flush().catch(() => {})
+    // What was received before the failure is a good prefix: write it, so a resume starts
+    // after it; not after a failed write (the disk is full or gone: the part is dropped).
+    // A write that failed meanwhile is the failure to report: the part is unusable.
+    const writeFailure = await settle().then(
+      () => undefined,
+      (e: unknown) => ({e}),
+    )
+    if (writeFailure) throw writeFailure.e
+    if (fd !== undefined && batch.length && !isLocalWriteError(err) && !isFpeerError(err, 'E_SIZE_MISMATCH')) await flush().catch(() => {})
     throw err
   }
   if (file.size !== undefined && received !== file.size) {
@@ -461,7 +491,13 @@ async function fetchBatchInto(opts: FetchOptions, state: FetchState, files: File
         const got = createHash('sha256').update(item.data).digest('hex')
         if (got !== file.sha256) throw new FpeerError('E_HASH_MISMATCH', `${file.path}: content does not match its sha256`, {details: {path: file.path, expected: file.sha256, got}})
         const t = targets.get(file.path)
-        if (t) landSmall(item.data, file, t)
+        if (t) {
+          try {
+            landSmall(item.data, file, t)
+          } catch (err) {
+            throw fetchError(err, opts, file)
+          }
+        }
         done.add(file.path)
         result.fetched++
         result.bytes += item.data.length
