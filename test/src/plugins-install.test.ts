@@ -32,11 +32,15 @@ function ping(url: string): Promise<boolean> {
 }
 
 /** Runs a command to completion, bounded; resolves with its exit code and output. */
-function run(cmd: string, args: string[], options: {cwd: string; env: NodeJS.ProcessEnv; timeoutMs?: number}): Promise<{code: number | null; out: string}> {
+function run(cmd: string, args: string[], options: {cwd: string; env: NodeJS.ProcessEnv; timeoutMs?: number}): Promise<{code: number | null; out: string; stdout: string}> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe']})
     let out = ''
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    let stdout = ''
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+      stdout += d.toString()
+    })
     child.stderr.on('data', (d: Buffer) => (out += d.toString()))
     const t = setTimeout(() => {
       child.kill('SIGKILL')
@@ -45,7 +49,7 @@ function run(cmd: string, args: string[], options: {cwd: string; env: NodeJS.Pro
     child.once('error', reject)
     child.once('close', (code) => {
       clearTimeout(t)
-      resolve({code, out})
+      resolve({code, out, stdout})
     })
   })
 }
@@ -208,7 +212,8 @@ describe('fpeer plugins:install sftp from a registry that also holds decoy unsco
       await publish(await makeDecoy(work, name, marker(name)))
       // The decoy really is what an unscoped fallback would get from this registry.
       const view = await run('npm', ['view', name, 'name', 'version', '--json', '--registry', verdaccio.url], {cwd: work, env: {...process.env, ...npmEnv}})
-      assert.deepEqual(JSON.parse(view.out), {name, version: '9.9.9'}, view.out)
+      // stdout only: under `npm test` the child npm warns on stderr about the npm_config_* variables it inherits.
+      assert.deepEqual(JSON.parse(view.stdout), {name, version: '9.9.9'}, view.out)
     }
     const peerEnv = (name: string) => ({...npmEnv, FPEER_DATA_DIR: dataDir(name), FPEER_CONFIG_DIR: path.join(work, name, 'config'), FPEER_CACHE_DIR: path.join(work, name, 'cache')})
     host = await Peer.create('127.0.0.1', peerEnv('host'))

@@ -132,7 +132,9 @@ export async function requestAndRecord(home: string, opts: Omit<RequestOptions, 
         if (landed.length) await new FolderSync(home, existing, identity).adopt(landed.map((entry) => ({entry, ...versionField(entry)})))
       }
     : undefined
-  const result = await requestFolder({...opts, identity, ...(onPartial ? {onPartial} : {})})
+  const records = existing ? await new FolderSync(home, existing, identity).records() : undefined
+  const recorded = records ? (p: string) => records.get(p)?.sha256 : undefined
+  const result = await requestFolder({...opts, identity, ...(onPartial ? {onPartial} : {}), ...(recorded ? {recorded} : {})})
   // A dry run records nothing: no share, no peer, no structure.
   if (opts.dryRun) return result
   const folder = await config.share({name: opts.folder, path: result.into})

@@ -61,6 +61,12 @@ export default class Serve extends BaseCommand<typeof Serve> {
       else throw new FpeerError('E_USAGE', `--data-port ${p}=…: no installed plugin serves ${p}`, {details: {protocol: p}, hint: `protocols served here: ${served.join(', ') || 'none'} (\`fpeer protocols\`)`})
     }
     const identity = await loadIdentity(this.home)
+    // Listening for SIGINT/SIGTERM from before the ports open: a signal that comes while serve
+    // starts (or the moment it says it is ready) stops it cleanly instead of killing it.
+    const stopRequested = new Promise<void>((resolve) => {
+      process.once('SIGINT', () => resolve())
+      process.once('SIGTERM', () => resolve())
+    })
     const node = new PeerNode({home: this.home, identity, registry, log: this.log_, host: this.flags.host, controlPort: this.flags.port, ports, concurrency: this.flags.concurrency, sync: this.flags.sync, maxHandshakes: this.flags['max-handshakes'], timeouts: this.settings.timeouts, rescanIntervalMs: this.settings.rescanIntervalMs, syncIntervalMs: this.settings.syncIntervalMs, publicAddresses: parsePublicAddresses(this.flags['public-address'] ?? []), firstLineTimeoutMs: this.settings.firstLineTimeoutMs, controlBufferBytes: this.settings.controlBufferBytes})
     await node.start()
     const ready = {id: identity.id.toString(), host: this.flags.host, control: node.controlPort, ports: node.ports}
@@ -72,11 +78,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     // re-read every second anyway, so there is nothing to reload; it is logged and ignored.
     const onHup = () => this.log_.info('SIGHUP ignored: configuration is re-read every second')
     process.on('SIGHUP', onHup)
-    await new Promise<void>((resolve) => {
-      const stop = () => resolve()
-      process.once('SIGINT', stop)
-      process.once('SIGTERM', stop)
-    })
+    await stopRequested
     process.off('SIGHUP', onHup)
     this.log_.info('stopping')
     // Whatever peers do, serve is gone within STOP_DEADLINE_MS of the signal; a second signal ends it at once.

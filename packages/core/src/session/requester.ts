@@ -65,6 +65,8 @@ export interface RequestOptions {
    * that the records of a folder already held here can agree with its disk.
    */
   onPartial?(landed: FileEntry[]): Promise<void>
+  /** For a folder already held here: the SHA-256 this peer recorded for a path (its last known copy), if any. */
+  recorded?(path: string): string | undefined
   /** Called for protocol MANUAL; resolves when the user has placed the files (or throws to stop, resumable). `check` tells which are not in place. */
   manual?(req: ManualRequest, check: () => Promise<PlacedState>): Promise<void>
   /** Sees each message of the handshake as it crosses the wire, as text (`fpeer demo`). */
@@ -350,7 +352,8 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
         transfer = await withPeerClient({...opts, timeouts: {...opts.timeouts, io: Math.min(opts.timeouts.io, opts.timeouts.stall)}}, from, (client) => {
           opts.onEvent?.({event: 'phase', phase: 'fetch'})
           // A differing file already in --into is never overwritten unseen: it stays as a conflict copy, named as sync names them.
-          const conflictName = (p: string, sha256: string) => conflictPath({path: p, origin: opts.identity.id.compact, sha256})
+          // A file holding what this peer last recorded for it (a re-request of a folder held here) is an old copy, not an edit: replaced without a conflict copy.
+          const conflictName = (p: string, sha256: string) => (opts.recorded?.(p) === sha256 ? undefined : conflictPath({path: p, origin: opts.identity.id.compact, sha256}))
           const track = (ev: FetchEvent) => {
             if (ev.event === 'file-done') landed.add(ev.path)
             onEvent(ev)

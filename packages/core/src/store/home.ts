@@ -43,7 +43,10 @@ export function withHomeHint(e: FpeerError): FpeerError {
 export async function readIdentity(home: string): Promise<Identity | undefined> {
   const file = path.join(home, 'identity.json')
   const doc = await new LockedDb<IdentityDoc>(file, () => ({version: 1}), 0o600, identityRecovery).read()
-  return doc.secretKey ? identityOf(doc.secretKey, file) : undefined
+  if (doc.secretKey) return identityOf(doc.secretKey, file)
+  // No identity in a home that shares folders is damage to report, not a fresh home.
+  if (await homeInUse(home)) throw new FpeerError('E_STATE_CORRUPT', `${file} is missing or holds no key, but this home shares folders`, {hint: identityRecovery(file), details: {path: file}})
+  return undefined
 }
 
 /** The identity's recovery: never "delete it", which would make this peer a stranger to all its peers. */

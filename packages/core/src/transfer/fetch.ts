@@ -39,7 +39,7 @@ export interface FetchOptions {
    * the peer's version replaces it; without it, it is replaced. Given the path and the
    * local content's SHA-256.
    */
-  conflictName?(path: string, localSha256: string): string
+  conflictName?(path: string, localSha256: string): string | undefined
   /** Where a file is on the peer when that differs from where it lands here (conflict copies). */
   remotePathOf?(file: FileEntry): string
   signal?: AbortSignal
@@ -145,6 +145,8 @@ async function settleExisting(opts: FetchOptions, landing: Landing, file: FileEn
   if (opts.conflictName) {
     // A file we cannot read is kept too (link(2) needs no read permission), under an all-zero hash.
     const to = opts.conflictName(file.path, local || '0'.repeat(64))
+    // Undefined: that content is a copy this peer already had from its peers, not a local edit.
+    if (to === undefined) return false
     const toName = to.slice(to.lastIndexOf('/') + 1)
     try {
       landing.dir.linkTo(landing.name, landing.dir, toName)
