@@ -385,9 +385,12 @@ export class PeerNode {
       }
       this.#connections.add(socket)
       socket.once('close', () => this.#connections.delete(socket))
+      // The channel takes the socket's 'error' events at once: a peer that resets while the
+      // configuration is read must not leave an unhandled 'error' that ends the process.
+      const channel = new MessageChannel(socket)
       void (async () => {
         await this.refresh().catch((err: Error) => this.options.log.error('cannot read configuration', {reason: err.message}))
-        await serveConnection(new MessageChannel(socket), ctx)
+        await serveConnection(channel, ctx)
       })()
     })
     await new Promise<void>((resolve, reject) => {
