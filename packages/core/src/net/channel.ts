@@ -26,9 +26,15 @@ export class MessageChannel {
   #waiter: {resolve: () => void} | undefined
   #messageTimer: NodeJS.Timeout | undefined
   readonly #messageTimeoutMs: number
+  /** Read once: a socket that is reset forgets its remote address, and the host fetches back from it later. */
+  readonly #remoteAddress: string
 
   constructor(socket: net.Socket, options: ChannelOptions = {}) {
     this.socket = socket
+    this.#remoteAddress = normalizeAddress(socket.remoteAddress)
+    // Reset before we accepted it (the kernel still hands over the bytes that came first):
+    // there is nobody to answer or fetch back from, so none of its messages is read.
+    if (!this.#remoteAddress) this.#error = new FpeerError('E_CONNECTION_LOST', 'the peer reset the connection before it was accepted')
     this.#messageTimeoutMs = options.messageTimeoutMs ?? Number(process.env.FPEER_MESSAGE_TIMEOUT_MS || DEFAULT_MESSAGE_TIMEOUT_MS)
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.#onData(chunk))
@@ -46,7 +52,7 @@ export class MessageChannel {
   }
 
   get remoteAddress(): string {
-    return normalizeAddress(this.socket.remoteAddress)
+    return this.#remoteAddress
   }
 
   get localAddress(): string {
