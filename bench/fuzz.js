@@ -9,6 +9,7 @@
 //   --huge-mb M       per connection in the memory phase (default: N/1000, at most 64)
 //   --only a,b        phases to run: control, http, ftp, sftp, memory (default: all)
 //   --replay P:N      run case N of phase P alone and print the bytes it sent (a reproducer)
+//   --max-minutes T   start no new case after T minutes (the summary says how many were sent)
 //   --json            one JSON summary on stdout instead of the text report
 //
 // Loopback only: the server listens on 127.77.0.1, hostile connections come from 127.77.1.x, a
@@ -16,6 +17,7 @@
 // final legitimate requests from 127.77.3.x. Every process started is killed and the temp
 // directory removed on exit, including on Ctrl-C.
 import {spawn} from 'node:child_process'
+import {createWriteStream} from 'node:fs'
 import {createHash} from 'node:crypto'
 import {mkdir, mkdtemp, readdir, readFile, rm, writeFile, lstat} from 'node:fs/promises'
 import http from 'node:http'
@@ -48,7 +50,7 @@ const UPDATE_SHA = createHash('sha256').update(UPDATE_CONTENT).digest('hex')
 // --- options --------------------------------------------------------------------------------
 
 function parseArgs(argv) {
-  const o = {seed: 1, count: 100_000, connections: 8, hugeMb: undefined, only: undefined, replay: undefined, json: false}
+  const o = {seed: 1, count: 100_000, connections: 8, hugeMb: undefined, only: undefined, replay: undefined, json: false, maxMinutes: Infinity}
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const val = () => {
@@ -62,6 +64,7 @@ function parseArgs(argv) {
     else if (a === '--only') o.only = val().split(',')
     else if (a === '--replay') o.replay = val()
     else if (a === '--json') o.json = true
+    else if (a === '--max-minutes') o.maxMinutes = Number(val())
     else throw new Error(`unknown option ${a}`)
   }
   if (!Number.isSafeInteger(o.seed) || !Number.isSafeInteger(o.count) || o.count < 0) throw new Error('--seed and --count take integers')
@@ -71,7 +74,11 @@ function parseArgs(argv) {
 }
 
 const OPTS = parseArgs(process.argv.slice(2))
+const DEADLINE = Date.now() + OPTS.maxMinutes * 60_000
+/** FUZZ_SERVE_LOG=file keeps serve's whole log (its NDJSON stderr), for digging into a finding. */
+const SERVE_LOG = process.env.FUZZ_SERVE_LOG ? createWriteStream(process.env.FUZZ_SERVE_LOG) : undefined
 const PHASES = ['control', 'http', 'ftp', 'sftp', 'memory']
+const PHASE_SHARE = {control: 0.62, http: 0.1, ftp: 0.15, sftp: 0.08, 'sftp-raw': 0.02, memory: 0.03}
 const COUNTS = {control: OPTS.count, http: Math.ceil(OPTS.count / 4), ftp: Math.ceil(OPTS.count / 4), sftp: Math.ceil(OPTS.count / 20), memory: OPTS.connections}
 
 function log(line) {
@@ -220,6 +227,7 @@ class Server {
   /** Counts every logged code; E_INTERNAL, error-level lines, untyped failures and non-JSON output (stacks) are findings. */
   #onLine(line) {
     if (!line.trim()) return
+    if (SERVE_LOG) SERVE_LOG.write(line + '\n')
     this.tail.push(line.slice(0, 2000))
     if (this.tail.length > 40) this.tail.shift()
     // oclif's own warnings (e.g. about linked plugins) are not the server's output.
@@ -292,12 +300,14 @@ let stopping = false
 
 /** Runs `fn(i)` for i in [0, n) with `conc` at once; stops early when the server died. */
 async function pool(n, conc, fn, server, phase) {
+  // --max-minutes is shared among the phases, so a slow one cannot starve the others.
+  const phaseDeadline = Math.min(DEADLINE, Date.now() + OPTS.maxMinutes * 60_000 * (PHASE_SHARE[phase] ?? 0.05))
   let next = 0
   let done = 0
   let lastReport = Date.now()
   const worker = async () => {
     for (;;) {
-      if (stopping) return
+      if (stopping || Date.now() > phaseDeadline) return
       if (!server.alive && !(await server.restart())) return
       const i = next++
       if (i >= n) return
@@ -612,8 +622,11 @@ function controlCase(i) {
       break
     case 'update': {
       from = PEER_ADDR
-      const msg = updateMsg(rng, updatePort)
-      first = wire(rng.chance(0.5) ? mutateStructured(rng, msg) : msg, rng.chance(0.95) ? member : stranger)
+      const msg = rng.chance(0.5) ? mutateStructured(rng, updateMsg(rng, updatePort)) : updateMsg(rng, updatePort)
+      // FTP or SFTP at a port that speaks HTTP holds the update for the 30 s I/O timeout, and the
+      // folder's other connections wait behind it (reported); a closed port keeps the run moving.
+      if (msg.protocol !== 'HTTP' && msg.port === updatePort) msg.port = 1
+      first = wire(msg, rng.chance(0.95) ? member : stranger)
       break
     }
     case 'other': {
@@ -824,12 +837,12 @@ async function runFtp(session, server, commands, print) {
     const before = got.text().length
     await write(s, cmd)
     if (!pipelined) {
-      await got.until((b) => b.length > before && /\d{3} [^\r\n]*\r\n$/.test(b.subarray(before).toString('latin1')), 3000)
+      await got.until((b) => b.length > before && /\d{3} [^\r\n]*\r\n$/.test(b.subarray(before).toString('latin1')), 1500)
       const reply = got.text().subarray(before).toString('latin1')
       if (/^(227|229) /m.test(reply)) data = (await ftpData(reply, rng, from)) ?? data
     }
   }
-  if (data && rng.chance(0.5)) await data.got.until(() => false, 3000)
+  if (data && rng.chance(0.5)) await data.got.until(() => false, 1500)
   data?.s.destroy()
   if (rng.chance(0.5)) s.end()
   else if (rng.chance(0.5)) s.resetAndDestroy()
@@ -1095,6 +1108,11 @@ async function main() {
 
   // The fuzzer's own HTTP server, where the confirmed peer's updates say their content is.
   const updates = http.createServer((req, res) => {
+    // No batch extension here: fpeer's client falls back to one GET per file, as with nginx.
+    if (req.method === 'POST') {
+      res.writeHead(404, {'Content-Length': 0})
+      return void res.end()
+    }
     res.writeHead(200, {'Content-Length': UPDATE_CONTENT.length})
     res.end(req.method === 'HEAD' ? undefined : UPDATE_CONTENT)
   })
@@ -1182,6 +1200,7 @@ async function main() {
     replies: stats.replies,
     logCodes: server.codes,
     phaseMs: timing,
+    stoppedEarly: Object.entries(stats.messages).some(([k, v]) => COUNTS[k] && v < COUNTS[k]),
     totalMs: Date.now() - t0,
   }
   const failures = []
