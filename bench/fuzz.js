@@ -1059,7 +1059,16 @@ async function legitimateRequests(server, oclif) {
     const addr = `127.77.3.${++n}`
     const t0 = Date.now()
     const r = await run(['request', `${HOST}:${server.ready.control}`, OPEN, '--into', into, '--bind', addr, '--protocol', protocol.toLowerCase(), '--peer-id', hostId.toString(), '--json', '--progress', 'none'], peerEnv(home, oclif), {timeoutMs: 120_000})
-    let detail = r.code === 0 ? 'ok' : `exit ${r.code}: ${(r.stdout + r.stderr).trim().split('\n').slice(-3).join(' | ').slice(0, 500)}`
+    // The error document on stdout names the code; stderr's tail may be only oclif's warnings.
+    const error = (() => {
+      try {
+        const e = JSON.parse(r.stdout).error
+        return e ? `${e.code}: ${e.message}` : undefined
+      } catch {
+        return undefined
+      }
+    })()
+    let detail = r.code === 0 ? 'ok' : `exit ${r.code}: ${(error ?? r.stderr.trim().split('\n').slice(-3).join(' | ')).slice(0, 500)}`
     if (r.code === 0) {
       const doc = JSON.parse(r.stdout)
       if (doc.state !== 'confirmed') detail = `state ${doc.state}`
