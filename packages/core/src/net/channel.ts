@@ -44,9 +44,15 @@ export class MessageChannel {
   #sawLine = false
   /** When the peer last sent a byte (a message or a keep-alive): what a stall timeout measures. */
   #lastByteAt = Date.now()
+  /** Read once: a socket that is reset forgets its remote address, and the host fetches back from it later. */
+  readonly #remoteAddress: string
 
   constructor(socket: net.Socket, options: ChannelOptions = {}) {
     this.socket = socket
+    this.#remoteAddress = normalizeAddress(socket.remoteAddress)
+    // Reset before we accepted it (the kernel still hands over the bytes that came first):
+    // there is nobody to answer or fetch back from, so none of its messages is read.
+    if (!this.#remoteAddress) this.#error = new FpeerError('E_CONNECTION_LOST', 'the peer reset the connection before it was accepted')
     this.#tap = options.tap
     this.#messageTimeoutMs = options.messageTimeoutMs ?? DEFAULT_MESSAGE_TIMEOUT_MS
     this.#budget = options.budget
@@ -70,7 +76,7 @@ export class MessageChannel {
   }
 
   get remoteAddress(): string {
-    return normalizeAddress(this.socket.remoteAddress)
+    return this.#remoteAddress
   }
 
   get localAddress(): string {
