@@ -61,8 +61,13 @@ export default class Serve extends BaseCommand<typeof Serve> {
       else throw new FpeerError('E_USAGE', `--data-port ${p}=…: no installed plugin serves ${p}`, {details: {protocol: p}, hint: `protocols served here: ${served.join(', ') || 'none'} (\`fpeer protocols\`)`})
     }
     const identity = await loadIdentity(this.home)
-    // Listening for SIGINT/SIGTERM from before the ports open: a signal that comes while serve
-    // starts (or the moment it says it is ready) stops it cleanly instead of killing it.
+    // SIGHUP (a closed terminal, `systemctl reload`) must not kill a daemon: configuration is
+    // re-read every second anyway, so there is nothing to reload; it is logged and ignored.
+    const onHup = () => this.log_.info('SIGHUP ignored: configuration is re-read every second')
+    process.on('SIGHUP', onHup)
+    // Signals are handled from before the ports open: one that comes while serve starts, or
+    // the moment it says it is ready (a busy machine may run the reader first), is never fatal.
+    // SIGINT/SIGTERM then stop it cleanly.
     const stopRequested = new Promise<void>((resolve) => {
       process.once('SIGINT', () => resolve())
       process.once('SIGTERM', () => resolve())
@@ -74,10 +79,6 @@ export default class Serve extends BaseCommand<typeof Serve> {
     // Under --progress=json every stderr line is a JSON object, the ready line too.
     else if (this.flags.progress === 'json') this.log_.info('serving on', ready)
     else this.note(`fpeer ${identity.id.toString()} serving on ${this.flags.host}:${node.controlPort} (${Object.entries(node.ports).map(([p, n]) => `${p} ${n}`).join(', ')}); Ctrl-C stops`)
-    // SIGHUP (a closed terminal, `systemctl reload`) must not kill a daemon: configuration is
-    // re-read every second anyway, so there is nothing to reload; it is logged and ignored.
-    const onHup = () => this.log_.info('SIGHUP ignored: configuration is re-read every second')
-    process.on('SIGHUP', onHup)
     await stopRequested
     process.off('SIGHUP', onHup)
     this.log_.info('stopping')
