@@ -1,6 +1,7 @@
 // A JSON state document guarded by a lock file, written atomically and read with a typed error when damaged.
 import {link, mkdir, open, readFile, rename, unlink} from 'node:fs/promises'
 import path from 'node:path'
+import {type Adapter, Low} from 'lowdb'
 import {FpeerError, fromSystemError} from '../errors.js'
 import {lockState} from './state-lock.js'
 
@@ -11,12 +12,38 @@ const defaultRecovery: RecoveryHint = (file) =>
   `restore it from a backup of the fpeer home, or from ${path.basename(file)}.bak beside it (the copy before its last change): \`cp ${file}.bak ${file}\`; or move it away to start this document afresh`
 
 /**
- * Every read-modify-write takes a lock on the document, shared by the daemon and every CLI
- * command of the home. A write goes to a temporary file that is fsynced and renamed over the
+ * lowdb's storage for a state document: read with a typed error when damaged, written
+ * atomically and durably (lowdb's own JSONFile writer renames but never fsyncs, and reports
+ * a damaged file as a bare SyntaxError naming nothing).
+ */
+class AtomicJsonFile<T extends object> implements Adapter<T> {
+  readonly #db: LockedDb<T>
+  readonly #load: () => Promise<T | undefined>
+  readonly #mode: number
+
+  constructor(db: LockedDb<T>, load: () => Promise<T | undefined>, mode: number) {
+    this.#db = db
+    this.#load = load
+    this.#mode = mode
+  }
+
+  async read(): Promise<T | null> {
+    return (await this.#load()) ?? null
+  }
+
+  async write(data: T): Promise<void> {
+    await writeAtomic(this.#db.file, JSON.stringify(data, null, 2) + '\n', this.#mode, {keepBackup: true})
+  }
+}
+
+/**
+ * A lowdb document (`new Low` over an adapter of our own; never JSONFilePreset, which keeps
+ * data in memory under NODE_ENV=test). Every read-modify-write takes a lock on the document,
+ * shared by the daemon and every CLI command of the home (lowdb has one writer per process
+ * and no lock). A write goes to a temporary file that is fsynced and renamed over the
  * document, then the directory is fsynced, so a crash or a full disk leaves either the old
- * or the new document, never a torn one (lowdb's writer renames but never fsyncs). The
- * previous document is kept as `<file>.bak` (a hard link, no copy), the recovery a damaged
- * one's error points to.
+ * or the new document, never a torn one. The previous document is kept as `<file>.bak` (a
+ * hard link, no copy), the recovery a damaged one's error points to.
  */
 export class LockedDb<T extends object> {
   readonly file: string
@@ -59,9 +86,15 @@ export class LockedDb<T extends object> {
     return new FpeerError('E_STATE_CORRUPT', `${this.file} ${what}`, {hint: this.#recovery(this.file), details: {path: this.file}, ...(cause === undefined ? {} : {cause})})
   }
 
+  #low(): Low<T> {
+    return new Low<T>(new AtomicJsonFile<T>(this, () => this.#load(), this.#mode), this.#defaults())
+  }
+
   /** Reads the current document (no lock needed: writes are atomic renames). Errors: E_STATE_CORRUPT, E_IO. */
   async read(): Promise<T> {
-    return (await this.#load()) ?? this.#defaults()
+    const db = this.#low()
+    await db.read()
+    return db.data
   }
 
   /** Read-modify-write under the lock; `fn` may mutate the document and return a value. */
@@ -70,9 +103,10 @@ export class LockedDb<T extends object> {
       throw fromSystemError(err, `creating ${path.dirname(this.file)}`, {path: path.dirname(this.file)})
     })
     return lockState(this.file, `${this.file}.lock`, `${this.file} is locked by another fpeer process`, async () => {
-      const data = (await this.#load()) ?? this.#defaults()
-      const result = await fn(data)
-      await writeAtomic(this.file, JSON.stringify(data, null, 2) + '\n', this.#mode, {keepBackup: true})
+      const db = this.#low()
+      await db.read()
+      const result = await fn(db.data)
+      await db.write()
       return result
     })
   }
