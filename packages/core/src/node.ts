@@ -9,7 +9,7 @@ import {type Identity, PeerId} from './identity.js'
 import {IgnoreRules} from './fs/ignore-rules.js'
 import {LocalFileSource} from './fs/local-source.js'
 import {FolderWatcher} from './fs/watch.js'
-import {MessageChannel, normalizeAddress} from './net/channel.js'
+import {MessageChannel} from './net/channel.js'
 import {ByteBudget, ConnectionGuard} from './net/limits.js'
 import type {TransportRegistry} from './registry.js'
 import {type HandshakeTimeouts, type HostContext, defaultTimeouts} from './session/context.js'
@@ -25,7 +25,7 @@ import {withPeerClient} from './transfer/peer-client.js'
 import {removeLeftovers} from './fs/leftovers.js'
 import type {AccessContext, Logger, TransportServer} from './transport.js'
 import {type FileEntry, isDirEntry} from './wire/types.js'
-import {CONTROL_BUFFER_BYTES, CONTROL_MAX_CONNECTIONS, CONTROL_MAX_PER_ADDRESS, DEFAULT_FIRST_LINE_TIMEOUT_MS, DEFAULT_MESSAGE_TIMEOUT_MS} from './wire/limits.js'
+import {CONTROL_BUFFER_BYTES, CONTROL_MAX_CONNECTIONS, CONTROL_MAX_PER_ADDRESS, DEFAULT_FIRST_LINE_TIMEOUT_MS} from './wire/limits.js'
 
 /** How long work under way (pushes, applies, handshakes) may go on after stop() before every connection is cut. */
 export const STOP_GRACE_MS = 2500
