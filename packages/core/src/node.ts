@@ -18,6 +18,8 @@ import {requestFolder} from './session/requester.js'
 import {ConfigStore, type FolderConfig} from './store/config.js'
 import {type FileRecord, Peerfile, type PeerRecord, isLive} from './store/peerfile.js'
 import {FolderSync} from './sync/folder.js'
+import {StateExchange} from './sync/exchange.js'
+import {OwedForwards, applyOwing} from './sync/owed.js'
 import {type SyncContext, fetcherFrom, pushUpdate, receiveUpdate} from './sync/update.js'
 import {type FileVersion, entryToVersion, verifyVersion, versionToEntry} from './sync/version.js'
 import {fetchFiles} from './transfer/fetch.js'
@@ -130,9 +132,19 @@ export class PeerNode {
   readonly stats: SyncStats = {messagesIn: 0, messagesOut: 0, filesFetched: 0, bytesFetched: 0, filesVerified: 0, pushes: 0, pulls: 0}
   #statsDirty = false
 
+  readonly #exchange: StateExchange
+
   constructor(options: PeerNodeOptions) {
     this.options = options
     this.config = new ConfigStore(options.home)
+    this.#exchange = new StateExchange({
+      log: options.log,
+      sync: (f) => this.#syncs.get(f),
+      peers: (f) => (this.#peers.get(f) ?? []).filter((p) => this.#forwardTargets(f, []).includes(p.id)),
+      owed: (f) => new OwedForwards(options.home, f),
+      pull: (f, p, seen) => this.pullFrom(f, p, seen),
+      push: async (f, p, versions) => void (await this.pushVersions(f, versions, [], [p.id])),
+    })
   }
 
   get controlPort(): number {
@@ -221,24 +233,40 @@ export class PeerNode {
     return {versions: versions.length, ...r}
   }
 
-  /** Pushes versions to every confirmed peer of the folder but `exclude` (IDs); failures are logged, the peer catches up later. */
-  async pushVersions(folder: string, versions: FileVersion[], exclude: string[]): Promise<{peers: number; failed: number}> {
-    const peers = (this.#peers.get(folder) ?? []).filter((p) => p.controlPort && !p.id.startsWith('plain:') && !exclude.includes(p.id))
+  /** IDs of the folder's peers that updates go to (confirmed, with a control port, not seed-form), but `exclude`. */
+  #forwardTargets(folder: string, exclude: readonly string[]): string[] {
+    return (this.#peers.get(folder) ?? []).filter((p) => p.controlPort && !p.id.startsWith('plain:') && !exclude.includes(p.id)).map((p) => p.id)
+  }
+
+  /** Pushes versions to every confirmed peer of the folder but `exclude` (IDs), or to `only` those; failures are logged, the peer catches up later. */
+  async pushVersions(folder: string, versions: FileVersion[], exclude: string[], only?: string[]): Promise<{peers: number; failed: number}> {
+    const ids = this.#forwardTargets(folder, exclude).filter((id) => !only || only.includes(id))
+    const peers = (this.#peers.get(folder) ?? []).filter((p) => ids.includes(p.id))
     let failed = 0
     await Promise.all(
       peers.map(async (p) => {
         try {
           this.#count('pushes')
-          await pushUpdate(this.#syncContext(), folder, p, versions)
+          await this.#deliver(folder, p, versions)
         } catch (err) {
           failed++
           const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
           this.options.log.warn('push failed; will retry, and the peer catches up when it returns', {folder, peer: p.id.slice(0, 7), code, reason: (err as Error).message})
-          if (this.options.sync && RETRY_CODES.has(code)) this.#retryLater(folder, p.id, versions)
+          if (this.options.sync && RETRY_CODES.has(code)) {
+            this.#exchange.lost(folder, p.id)
+            this.#retryLater(folder, p.id, versions)
+          }
         }
       }),
     )
     return {peers: peers.length, failed}
+  }
+
+  /** One push (10.2); what the peer confirmed is no longer owed to it, and a peer back after a loss gets a state exchange. */
+  async #deliver(folder: string, peer: PeerRecord, versions: FileVersion[]): Promise<void> {
+    await pushUpdate(this.#syncContext(), folder, peer, versions)
+    await new OwedForwards(this.options.home, folder).paid(peer.id, versions).catch((err: Error) => this.options.log.warn('cannot record a delivered forward', {folder, reason: err.message}))
+    if (this.#exchange.regained(folder, peer.id) && !this.#stopping) void this.#track(this.#exchange.withPeer(folder, peer))
   }
 
   /**
@@ -271,7 +299,7 @@ export class PeerNode {
       if (!peer || this.#stopping) return
       const batch = [...e.versions.values()]
       void this.#track(
-        pushUpdate(this.#syncContext(), folder, peer, batch).then(
+        this.#deliver(folder, peer, batch).then(
           () => this.options.log.info('retried push delivered', {folder, peer: peerId.slice(0, 7), versions: batch.length}),
           (err: unknown) => {
             const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
@@ -287,7 +315,7 @@ export class PeerNode {
    * Catches up with one peer (an offline spell, a missed push): asks it for the folder as a
    * confirmed peer, takes only what is newer, and passes that on to the other peers.
    */
-  async pullFrom(folder: string, peer: PeerRecord): Promise<number> {
+  async pullFrom(folder: string, peer: PeerRecord, seen?: (files: FileEntry[]) => void): Promise<number> {
     const sync = this.#syncs.get(folder)
     if (!sync || !peer.controlPort || peer.id.startsWith('plain:')) return 0
     const ctx = this.#syncContext()
@@ -309,6 +337,7 @@ export class PeerNode {
       log: this.options.log,
       apply: async (ftg, from) => {
         this.#count('messagesIn')
+        seen?.(ftg.files)
         const versions: FileVersion[] = []
         const originals: FileEntry[] = []
         for (const e of ftg.files) {
@@ -318,7 +347,7 @@ export class PeerNode {
             versions.push(v)
           } else if (e.ext?.del !== '1') originals.push(e)
         }
-        const res = await sync.apply(versions, fetcherFrom(ctx, folder, from))
+        const res = await applyOwing(new OwedForwards(this.options.home, folder), this.#forwardTargets(folder, [peer.id]), this.#forwardTargets(folder, []), versions, () => sync.records(), () => sync.apply(versions, fetcherFrom(ctx, folder, from)))
         applied = res.applied
         created = res.created
         const records = await sync.records()
@@ -373,6 +402,8 @@ export class PeerNode {
       isPeer: (folder, id) => this.#isPeer(folder, id),
       servedPort: (protocol) => this.#servers.get(protocol.toUpperCase())?.port,
       forward: (folder, versions, exclude) => this.#forward(folder, versions, exclude),
+      owed: (folder) => new OwedForwards(this.options.home, folder),
+      forwardTargets: (folder, exclude) => this.#forwardTargets(folder, exclude),
       replay: this.#replay,
       grant: (folder, peer) => this.#grants.issue(folder, peer),
       count: (what, n = 1) => this.#count(what, n),
@@ -484,11 +515,12 @@ export class PeerNode {
         this.#syncTimer = setInterval(() => void this.#track(this.catchUp()), syncMs)
         this.#syncTimer.unref()
       }
-      // Changes made while this peer was down: ours go out, theirs come in.
+      // Changes made while this peer was down: ours go out; then a state exchange with every
+      // peer (even with the periodic catch-up off) takes theirs and hands over what we owe.
       void this.#track(
         (async () => {
           for (const f of this.#folders.keys()) await this.pushChanges(f).catch((err: Error) => this.options.log.warn('rescan failed', {folder: f, reason: err.message}))
-          if (syncMs > 0) await this.catchUp()
+          await this.#exchange.all([...this.#folders.keys()], () => this.#stopping)
         })(),
       )
     }

@@ -14,6 +14,7 @@ import type {Logger} from '../transport.js'
 import {signMessage, verifyMessage} from '../wire/signing.js'
 import type {FileEntry, FilesToGet, FilesUpdated, TrustedPeerConfirm} from '../wire/types.js'
 import type {ContentFetcher, FolderSync} from './folder.js'
+import {type OwedForwards, applyOwing} from './owed.js'
 import {type FileVersion, entryToVersion, verifyVersion, versionToEntry} from './version.js'
 
 /** What update sessions need from the node that runs them. */
@@ -36,6 +37,10 @@ export interface SyncContext {
   publicAddresses?: readonly string[]
   /** Lets `peer` read the folder from our transfer servers for one exchange (§4.6). */
   grant(folder: string, peer: PeerId): Grant
+  /** The folder's owed forwards, kept durable before a confirmation (absent: forwards live in memory only). */
+  owed?(folder: string): OwedForwards | undefined
+  /** IDs of the folder's peers that `forward` would push to, but `exclude`. */
+  forwardTargets?(folder: string, exclude: readonly string[]): string[]
   count(what: 'messagesIn' | 'messagesOut' | 'filesFetched' | 'bytesFetched' | 'filesVerified', n?: number): void
 }
 
@@ -127,7 +132,9 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
     verifyVersion(folder, v)
     versions.push(v)
   }
-  const result = await sync.apply(versions, fetcherFrom(ctx, folder, {protocol: ftg.protocol, host: channel.remoteAddress, port: ftg.port, peer: sender, grant: ftg.meta.grant, localAddress: channel.localAddress}))
+  const fetcher = fetcherFrom(ctx, folder, {protocol: ftg.protocol, host: channel.remoteAddress, port: ftg.port, peer: sender, grant: ftg.meta.grant, localAddress: channel.localAddress})
+  // What we take we owe to our other peers, on disk before FilesUpdated confirms it to the sender.
+  const result = await applyOwing(ctx.owed?.(folder), ctx.forwardTargets?.(folder, [sender.toString()]) ?? [], ctx.forwardTargets?.(folder, []) ?? [], versions, () => sync.records(), () => sync.apply(versions, fetcher))
   const records = await sync.records()
   const took = new Set([...result.fetched, ...result.copied, ...result.applied.map((v) => v.path)])
   const files: FileEntry[] = versions.map((v) => {

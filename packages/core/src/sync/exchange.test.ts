@@ -1,0 +1,50 @@
+// What a peer lacks, from its structure: the half of the state exchange that decides what to offer.
+import assert from 'node:assert/strict'
+import {describe, it} from 'node:test'
+import {Identity, generateKeyPair} from '../identity.js'
+import type {FileRecord} from '../store/peerfile.js'
+import type {FileEntry} from '../wire/types.js'
+import {lacking, newestPerPath} from './exchange.js'
+import {type FileVersion, signVersion, versionToEntry} from './version.js'
+
+const x = new Identity(generateKeyPair())
+const y = new Identity(generateKeyPair())
+
+function v(by: Identity, p: string, lamport: number, vv: Record<string, number>, sha = 'a'.repeat(64), deleted = false): FileVersion {
+  return signVersion('F', {path: p, deleted, sha256: deleted ? '' : sha, size: deleted ? 0 : 1, mtimeMs: 1, lamport, vv}, by)
+}
+
+function rec(p: string, version?: FileVersion): FileRecord {
+  return {path: p, size: 1, mtimeMs: 1, sha256: 'a'.repeat(64), ...(version ? {version} : {})}
+}
+
+describe('lacking', () => {
+  const X = x.id.compact
+  const Y = y.id.compact
+  const x1 = v(x, 'f', 1, {[X]: 1})
+  const x2 = v(x, 'f', 2, {[X]: 2})
+  const yc = v(y, 'f', 2, {[Y]: 2}, 'b'.repeat(64))
+  const gone = v(x, 'g', 3, {[X]: 3}, '', true)
+  const cases: Array<{name: string; theirs: FileEntry[]; ours: FileRecord[]; offered: string[]}> = [
+    {name: 'the same version: nothing', theirs: [versionToEntry(x2)], ours: [rec('f', x2)], offered: []},
+    {name: 'they hold an older one: ours', theirs: [versionToEntry(x1)], ours: [rec('f', x2)], offered: ['f@2']},
+    {name: 'they hold a newer one: nothing', theirs: [versionToEntry(x2)], ours: [rec('f', x1)], offered: []},
+    {name: 'they lack the path: ours', theirs: [], ours: [rec('f', x1)], offered: ['f@1']},
+    {name: 'they hold only the original: ours', theirs: [{path: 'f', size: 1, sha256: 'a'.repeat(64)}], ours: [rec('f', x1)], offered: ['f@1']},
+    {name: 'concurrent edits: ours, as a conflict to settle there', theirs: [versionToEntry(yc)], ours: [rec('f', x2)], offered: ['f@2']},
+    {name: 'our original (no version): nothing', theirs: [], ours: [rec('f')], offered: []},
+    {name: 'a deletion of a path they never had: nothing', theirs: [], ours: [rec('g', gone)], offered: []},
+    {name: 'a deletion of a path they hold: ours', theirs: [{path: 'g', size: 1, sha256: 'a'.repeat(64)}], ours: [rec('g', gone)], offered: ['g@3']},
+    {name: 'a line with a damaged version: ours, the peer decides', theirs: [{path: 'f', size: 1, sha256: 'a'.repeat(64), ext: {ver: 'x', origin: X, osig: ''}}], ours: [rec('f', x1)], offered: ['f@1']},
+  ]
+  for (const c of cases) {
+    it(c.name, () => {
+      const got = lacking(c.theirs, new Map(c.ours.map((r) => [r.path, r]))).map((l) => `${l.path}@${l.lamport}`)
+      assert.deepEqual(got, c.offered)
+    })
+  }
+
+  it('newestPerPath keeps one version per path, the newest', () => {
+    assert.deepEqual(newestPerPath([x1], [x2, v(x, 'h', 1, {[X]: 1})]).map((l) => `${l.path}@${l.lamport}`).sort(), ['f@2', 'h@1'])
+  })
+})

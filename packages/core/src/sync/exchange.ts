@@ -1,0 +1,131 @@
+// The state exchange a peer runs with each peer of each folder when it starts (or a lost peer returns): pull what it missed, offer what they lack.
+import {isFpeerError} from '../errors.js'
+import type {PeerRecord} from '../store/peerfile.js'
+import type {FileRecord} from '../store/peerfile.js'
+import type {Logger} from '../transport.js'
+import type {FileEntry} from '../wire/types.js'
+import type {FolderSync} from './folder.js'
+import type {OwedForwards} from './owed.js'
+import {type FileVersion, decide, entryToVersion, newer} from './version.js'
+
+/** What the exchange needs from the node that runs it. */
+export interface ExchangeDeps {
+  log: Logger
+  sync(folder: string): FolderSync | undefined
+  /** The folder's peers that updates go to (confirmed, with a control port, not seed-form). */
+  peers(folder: string): PeerRecord[]
+  owed(folder: string): OwedForwards
+  /**
+   * Catches up from `peer` (a confirmed peer's BePeerRequest, section 10.4); calls `seen` with
+   * the structure the peer answered with (its FilesToGet's file lines), before applying it.
+   */
+  pull(folder: string, peer: PeerRecord, seen: (files: FileEntry[]) => void): Promise<number>
+  /** Pushes versions to one peer with the update flow (10.2); clears what it confirms from the owed forwards; retries on its own. */
+  push(folder: string, peer: PeerRecord, versions: FileVersion[]): Promise<void>
+}
+
+/**
+ * The versions we hold that a peer lacks, given its structure: every version of ours the
+ * peer would not skip (10.3): a path it has no version of, or one ours supersedes or is
+ * concurrent with. Originals (files without a version) are never offered: they are what
+ * both sides started from. Pure.
+ */
+export function lacking(theirs: readonly FileEntry[], ours: ReadonlyMap<string, FileRecord>): FileVersion[] {
+  const their = new Map<string, FileVersion | undefined>()
+  for (const e of theirs) {
+    let v: FileVersion | undefined
+    try {
+      v = entryToVersion(e)
+    } catch {
+      v = undefined // a line we cannot read: offer ours, the peer decides
+    }
+    their.set(e.path, v)
+  }
+  const out: FileVersion[] = []
+  for (const r of ours.values()) {
+    const v = r.version
+    if (!v) continue
+    const t = their.get(r.path)
+    // A deletion of a path the peer never had: nothing to tell it.
+    if (v.deleted && !their.has(r.path)) continue
+    if (!t || decide(t, v).action !== 'skip') out.push(v)
+  }
+  return out.sort((a, b) => (a.path < b.path ? -1 : 1))
+}
+
+/** The newest version per path of several lists. */
+export function newestPerPath(...lists: ReadonlyArray<readonly FileVersion[]>): FileVersion[] {
+  const m = new Map<string, FileVersion>()
+  for (const list of lists) for (const v of list) if (!m.has(v.path) || newer(v, m.get(v.path)!)) m.set(v.path, v)
+  return [...m.values()]
+}
+
+/** Peers exchanged with at once; a folder with more peers is worked through in turns. */
+const PARALLEL = 8
+
+/**
+ * Exchanges state with peers in both directions. With one peer: a catch-up pull (its
+ * structure comes with it, so there is no separate summary round trip), then ONE push of
+ * what it lacks plus what is owed to it. Each change is fetched once per peer: the pull
+ * takes only what is newer, and a push offers only what the peer's own structure lacked.
+ */
+export class StateExchange {
+  readonly #deps: ExchangeDeps
+  /** Peers a push could not reach, by `folder\0id`: the next successful contact exchanges with them. */
+  readonly #lost = new Set<string>()
+
+  constructor(deps: ExchangeDeps) {
+    this.#deps = deps
+  }
+
+  /** With one peer of one folder. Never throws: an unreachable peer is logged and left to its own exchange when it starts. */
+  async withPeer(folder: string, peer: PeerRecord): Promise<{pulled: number; offered: number}> {
+    const sync = this.#deps.sync(folder)
+    if (!sync) return {pulled: 0, offered: 0}
+    let theirs: FileEntry[] | undefined
+    let pulled = 0
+    try {
+      pulled = await this.#deps.pull(folder, peer, (files) => (theirs = files))
+    } catch (err) {
+      this.#deps.log.debug('state exchange: peer not reached', {folder, peer: peer.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: (err as Error).message})
+    }
+    const records = await sync.records()
+    const owed = this.#deps.owed(folder)
+    const due = await owed.due(peer.id, records)
+    const batch = newestPerPath(theirs ? lacking(theirs, records) : [], due)
+    if (batch.length > 0) await this.#deps.push(folder, peer, batch)
+    if (pulled || batch.length) this.#deps.log.info('state exchanged', {folder, peer: peer.id.slice(0, 7), pulled, offered: batch.length, owed: due.length})
+    return {pulled, offered: batch.length}
+  }
+
+  /** With every peer of every folder, `PARALLEL` at a time; `stopping` ends it between peers. */
+  async all(folders: readonly string[], stopping: () => boolean): Promise<void> {
+    const jobs: Array<[string, PeerRecord]> = []
+    for (const f of folders) {
+      const peers = this.#deps.peers(f)
+      await this.#deps
+        .owed(f)
+        .keepOnly(peers.map((p) => p.id))
+        .catch((err: Error) => this.#deps.log.warn('cannot tidy owed forwards', {folder: f, reason: err.message}))
+      for (const p of peers) jobs.push([f, p])
+    }
+    let next = 0
+    const worker = async () => {
+      while (next < jobs.length && !stopping()) {
+        const [f, p] = jobs[next++]!
+        await this.withPeer(f, p).catch((err: Error) => this.#deps.log.warn('state exchange failed', {folder: f, peer: p.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: err.message}))
+      }
+    }
+    await Promise.all(Array.from({length: Math.min(PARALLEL, jobs.length)}, worker))
+  }
+
+  /** A push to the peer failed for want of a connection: it is exchanged with once it answers again. */
+  lost(folder: string, peerId: string): void {
+    this.#lost.add(`${folder}\0${peerId}`)
+  }
+
+  /** The peer answered (a push went through): true once after it was lost, when the caller should exchange with it. */
+  regained(folder: string, peerId: string): boolean {
+    return this.#lost.delete(`${folder}\0${peerId}`)
+  }
+}

@@ -1,0 +1,141 @@
+// Owed forwards: recorded before a confirmation, kept across a kill -9, cleared per peer as peers confirm.
+import assert from 'node:assert/strict'
+import {spawnSync} from 'node:child_process'
+import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import {pathToFileURL} from 'node:url'
+import {after, before, describe, it} from 'node:test'
+import {isFpeerError} from '../errors.js'
+import {Identity, generateKeyPair} from '../identity.js'
+import type {FileRecord} from '../store/peerfile.js'
+import type {ApplyResult} from './folder.js'
+import {OwedForwards, applyOwing} from './owed.js'
+import {type FileVersion, signVersion} from './version.js'
+
+const origin = new Identity(generateKeyPair())
+const me = origin.id.compact
+const P1 = 'P1'
+const P2 = 'P2'
+
+function version(p: string, lamport: number, vv: Record<string, number> = {[me]: lamport}, sha = 'a'.repeat(64)): FileVersion {
+  return signVersion('F', {path: p, deleted: false, sha256: sha, size: 1, mtimeMs: 1, lamport, vv}, origin)
+}
+
+function holding(...vs: FileVersion[]): Map<string, FileRecord> {
+  return new Map(vs.map((v) => [v.path, {path: v.path, size: v.size, mtimeMs: v.mtimeMs, sha256: v.sha256, version: v}]))
+}
+
+function result(applied: FileVersion[], created: FileVersion[] = []): ApplyResult {
+  return {applied, created, fetched: [], copied: [], conflicts: []}
+}
+
+async function owedPaths(store: OwedForwards): Promise<Record<string, string[]>> {
+  return Object.fromEntries([...(await store.all())].map(([peer, vs]) => [peer, vs.map((v) => `${v.path}@${v.lamport}`).sort()]))
+}
+
+let home: string
+let n = 0
+/** A fresh folder's store in the shared temporary home. */
+const fresh = () => new OwedForwards(home, `F${n++}`)
+
+before(async () => {
+  home = await mkdtemp(path.join(os.tmpdir(), 'fpeer-owed-'))
+})
+after(async () => {
+  await rm(home, {recursive: true, force: true})
+})
+
+describe('OwedForwards', () => {
+  it('keeps what a process recorded when that process is killed with -9 before it passes anything on', async () => {
+    const a = version('a.txt', 3)
+    const url = pathToFileURL(path.join(path.dirname(new URL(import.meta.url).pathname), 'owed.js')).href
+    const script = `import {OwedForwards} from ${JSON.stringify(url)}
+const v = ${JSON.stringify(a)}
+await new OwedForwards(${JSON.stringify(home)}, 'killed').owe(['P1', 'P2'], [v])
+process.kill(process.pid, 'SIGKILL')`
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {encoding: 'utf8'})
+    assert.equal(child.signal, 'SIGKILL', child.stderr)
+    const reopened = new OwedForwards(home, 'killed')
+    assert.deepEqual(await owedPaths(reopened), {P1: ['a.txt@3'], P2: ['a.txt@3']})
+    assert.deepEqual(await reopened.due(P1, holding(a)), [a])
+  })
+
+  it('settles to what the apply took: skipped versions are taken back, conflict copies are owed to all', async () => {
+    const s = fresh()
+    const took = version('took.txt', 2)
+    const skipped = version('skipped.txt', 2)
+    const copy = version('x.sync-conflict.txt', 3)
+    const r = await applyOwing(s, [P1], [P1, P2], [took, skipped], async () => new Map(), async () => result([took], [copy]))
+    assert.deepEqual(r.applied, [took])
+    assert.deepEqual(await owedPaths(s), {P1: ['took.txt@2', 'x.sync-conflict.txt@3'], P2: ['x.sync-conflict.txt@3']})
+  })
+
+  it('a version offered again after it was taken (a retry) stays owed: the apply skips it, but it was owed before', async () => {
+    const s = fresh()
+    const v = version('a.txt', 5)
+    await applyOwing(s, [P1], [P1], [v], async () => new Map(), async () => result([v]))
+    // The sender retries (it never saw our confirmation); we hold it now, so the apply skips it.
+    await applyOwing(s, [P1], [P1], [v], async () => holding(v), async () => result([]))
+    await applyOwing(s, [P1], [P1], [v], async () => new Map(), async () => result([]))
+    assert.deepEqual(await owedPaths(s), {P1: ['a.txt@5']})
+  })
+
+  it('an apply that fails owes nothing, and puts back the entry it replaced', async () => {
+    const s = fresh()
+    const old = version('a.txt', 1)
+    await s.owe([P1], [old])
+    const next = version('a.txt', 2)
+    await assert.rejects(
+      applyOwing(s, [P1], [P1], [next], async () => new Map(), async () => {
+        throw new Error('fetch failed')
+      }),
+    )
+    assert.deepEqual(await owedPaths(s), {P1: ['a.txt@1']})
+  })
+
+  it('keeps the newest version per peer and path', async () => {
+    const s = fresh()
+    await s.owe([P1], [version('a.txt', 2)])
+    await s.owe([P1], [version('a.txt', 1)])
+    await s.owe([P1], [version('a.txt', 4)])
+    assert.deepEqual(await owedPaths(s), {P1: ['a.txt@4']})
+  })
+
+  it('clears an entry when that peer confirms it, or confirms a version that supersedes it; other peers still owed', async () => {
+    const s = fresh()
+    const a1 = version('a.txt', 1)
+    const b1 = version('b.txt', 1)
+    await s.owe([P1, P2], [a1, b1])
+    await s.paid(P1, [a1])
+    await s.paid(P1, [version('b.txt', 2)])
+    assert.deepEqual(await owedPaths(s), {P2: ['a.txt@1', 'b.txt@1']})
+    // An older version confirmed does not clear a newer one owed.
+    await s.paid(P2, [version('a.txt', 0, {})])
+    assert.deepEqual(await owedPaths(s), {P2: ['a.txt@1', 'b.txt@1']})
+  })
+
+  it('due: passes on what is still held, drops entries for versions no longer held', async () => {
+    const s = fresh()
+    const a = version('a.txt', 1)
+    const b = version('b.txt', 1)
+    await s.owe([P1], [a, b])
+    const due = await s.due(P1, holding(a, version('b.txt', 7)))
+    assert.deepEqual(due, [a])
+    assert.deepEqual(await owedPaths(s), {P1: ['a.txt@1']})
+  })
+
+  it('keepOnly forgets peers no longer in the folder', async () => {
+    const s = fresh()
+    await s.owe([P1, P2], [version('a.txt', 1)])
+    await s.keepOnly([P2])
+    assert.deepEqual(await owedPaths(s), {P2: ['a.txt@1']})
+  })
+
+  it('a damaged owed.json is E_STATE_CORRUPT naming the file, never silently emptied', async () => {
+    const s = fresh()
+    await s.owe([P1], [version('a.txt', 1)])
+    await writeFile(s.file, '{"version":1,"owed":{"P1":')
+    await assert.rejects(s.all(), (err) => isFpeerError(err, 'E_STATE_CORRUPT') && err.details?.path === s.file)
+  })
+})
