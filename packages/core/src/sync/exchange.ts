@@ -87,7 +87,7 @@ export class StateExchange {
     try {
       pulled = await this.#deps.pull(folder, peer, (files) => (theirs = files))
     } catch (err) {
-      this.#deps.log.debug('state exchange: peer not reached', {folder, peer: peer.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: (err as Error).message})
+      this.#deps.log.info('state exchange: peer not reached', {folder, peer: peer.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: (err as Error).message})
     }
     const records = await sync.records()
     const owed = this.#deps.owed(folder)
