@@ -96,7 +96,7 @@ async function alive(p: Peer): Promise<boolean> {
 describe('a middle peer killed with -9 the moment it took a change, and restarted', () => {
   let chain: Chain
   before(async () => {
-    chain = await Chain.create('127.0.93', 3)
+    chain = await Chain.create('127.0.133', 3)
   })
   after(() => chain.destroy())
 

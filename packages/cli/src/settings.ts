@@ -37,7 +37,7 @@ const MS_VARS: ReadonlyArray<{name: string; key: keyof HandshakeTimeouts | 'resc
   {name: 'FPEER_MESSAGE_TIMEOUT_MS', key: 'message', dflt: DEFAULT_TIMEOUTS.message, meaning: 'a message must be complete this long after its first byte'},
   {name: 'FPEER_FIRST_LINE_TIMEOUT_MS', key: 'firstLine', dflt: DEFAULT_FIRST_LINE_TIMEOUT_MS, meaning: "serve: a control connection's first line must arrive this long after it opens (slow and silent senders are dropped)"},
   {name: 'FPEER_RESCAN_INTERVAL_MS', key: 'rescan', dflt: 60_000, meaning: 'serve: rescan every shared folder this often (besides file-system events)'},
-  {name: 'FPEER_SYNC_INTERVAL_MS', key: 'sync', dflt: 300_000, zero: true, meaning: 'serve: catch up with every peer this often; 0 turns this off (the state exchange at start always runs)'},
+  {name: 'FPEER_SYNC_INTERVAL_MS', key: 'sync', dflt: 300_000, zero: true, meaning: 'serve: exchange state with every peer this often; 0 turns this off (the exchange at start always runs)'},
 ]
 
 const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error']

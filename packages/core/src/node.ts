@@ -368,16 +368,9 @@ export class PeerNode {
     return applied.length
   }
 
-  /** Catches up with every peer of every folder; peers that are offline are skipped quietly. */
-  async catchUp(): Promise<void> {
-    for (const [folder, peers] of this.#peers) {
-      for (const p of peers) {
-        if (this.#stopping) return
-        await this.pullFrom(folder, p).catch((err: Error) =>
-          this.options.log.debug('catch-up skipped', {folder, peer: p.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: err.message}),
-        )
-      }
-    }
+  /** Exchanges state with every peer of every folder (at start, and the periodic catch-up: 10.4); offline peers are skipped. */
+  async catchUp(quiet = true): Promise<void> {
+    await this.#exchange.all([...this.#folders.keys()], () => this.#stopping, quiet)
   }
 
   #forward(folder: string, versions: FileVersion[], exclude: string[]): void {
@@ -520,7 +513,7 @@ export class PeerNode {
       void this.#track(
         (async () => {
           for (const f of this.#folders.keys()) await this.pushChanges(f).catch((err: Error) => this.options.log.warn('rescan failed', {folder: f, reason: err.message}))
-          await this.#exchange.all([...this.#folders.keys()], () => this.#stopping)
+          await this.catchUp(false)
         })(),
       )
     }

@@ -78,8 +78,11 @@ export class StateExchange {
     this.#deps = deps
   }
 
-  /** With one peer of one folder. Never throws: an unreachable peer is logged and left to its own exchange when it starts. */
-  async withPeer(folder: string, peer: PeerRecord): Promise<{pulled: number; offered: number}> {
+  /**
+   * With one peer of one folder. Never throws for an unreachable peer: it is logged (at debug
+   * level when `quiet`: the periodic round) and left to its own exchange when it starts.
+   */
+  async withPeer(folder: string, peer: PeerRecord, quiet = false): Promise<{pulled: number; offered: number}> {
     const sync = this.#deps.sync(folder)
     if (!sync) return {pulled: 0, offered: 0}
     let theirs: FileEntry[] | undefined
@@ -87,7 +90,7 @@ export class StateExchange {
     try {
       pulled = await this.#deps.pull(folder, peer, (files) => (theirs = files))
     } catch (err) {
-      this.#deps.log.info('state exchange: peer not reached', {folder, peer: peer.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: (err as Error).message})
+      this.#deps.log[quiet ? 'debug' : 'info']('state exchange: peer not reached', {folder, peer: peer.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: (err as Error).message})
     }
     const records = await sync.records()
     const owed = this.#deps.owed(folder)
@@ -99,7 +102,7 @@ export class StateExchange {
   }
 
   /** With every peer of every folder, `PARALLEL` at a time; `stopping` ends it between peers. */
-  async all(folders: readonly string[], stopping: () => boolean): Promise<void> {
+  async all(folders: readonly string[], stopping: () => boolean, quiet = false): Promise<void> {
     const jobs: Array<[string, PeerRecord]> = []
     for (const f of folders) {
       const peers = this.#deps.peers(f)
@@ -113,7 +116,7 @@ export class StateExchange {
     const worker = async () => {
       while (next < jobs.length && !stopping()) {
         const [f, p] = jobs[next++]!
-        await this.withPeer(f, p).catch((err: Error) => this.#deps.log.warn('state exchange failed', {folder: f, peer: p.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: err.message}))
+        await this.withPeer(f, p, quiet).catch((err: Error) => this.#deps.log.warn('state exchange failed', {folder: f, peer: p.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: err.message}))
       }
     }
     await Promise.all(Array.from({length: Math.min(PARALLEL, jobs.length)}, worker))
