@@ -46,8 +46,15 @@ class Chain {
     return c
   }
 
+  /** The counters in stats.json; serve rewrites it in place, so a read caught mid-write is read again. */
   async stats(i: number): Promise<Stats> {
-    return JSON.parse(await readFile(path.join(this.peers[i]!.home, 'stats.json'), 'utf8').catch(() => '{"filesFetched":0,"bytesFetched":0,"messagesIn":0}'))
+    let s: Stats | undefined
+    await waitFor(`peer${i}'s stats.json to be whole`, async () => {
+      const text = await readFile(path.join(this.peers[i]!.home, 'stats.json'), 'utf8').catch(() => '{"filesFetched":0,"bytesFetched":0,"messagesIn":0}')
+      s = JSON.parse(text) as Stats
+      return true
+    }, 10_000, 10)
+    return s!
   }
 
   /** The counters of the serve process now running (a restarted one writes its own, from 0). */
@@ -126,21 +133,25 @@ describe('a middle peer killed with -9 the moment it took a change, and restarte
     }
   })
 
-  it('B down while A changes: the restarted B takes the change by its own exchange and passes it on, once each', async () => {
+  it('B down while A changes: the restarted B takes the change by its own exchange and passes it on, once each', async (t) => {
     const [a, b] = chain.peers
     await b!.stop()
     const before = [await chain.stats(0), await chain.stats(2)]
     const content = 'changed while B was down\n'
+    const mark = a!.serveStderr.length
     await writeFile(path.join(chain.dirs[0]!, 'note.txt'), content)
-    await waitFor("A's push to B to fail", () => a!.serveStderr.includes('push failed'), 30_000)
+    // This change's failed push, not an earlier one: then A has recorded the change as its version.
+    await waitFor("A's push to B to fail", () => /local change[^\n]*\n(.*\n)*.*push failed/.test(a!.serveStderr.slice(mark)), 30_000)
     // A restarted drops its in-memory retry of that push: only B's exchange at start can bring the change now.
     await a!.stop()
     await a!.serve([], {}, {ports: 'default'})
     await waitFor("A's own exchange to find B away", () => a!.serveStderr.includes('state exchange: peer not reached'), 30_000)
     await b!.serve([], {}, {ports: 'default'})
+    const restarted = Date.now()
     await waitFor('the change to reach B and C', async () => (await chain.content(1)) === content && (await chain.content(2)) === content, 60_000, 50)
+    t.diagnostic(`restart -> B and C hold the change in ${Date.now() - restarted} ms`)
     await chain.settle()
-    assert.match(b!.serveStderr, /state exchanged folder=docs peer=\S+ pulled=1/, 'B pulled the change itself')
+    assert.match(b!.serveStderr, /state exchanged folder=docs peer=\S+ pulled=1/, `B pulled the change itself; A's log:\n${a!.serveStderr}`)
     assert.equal((await chain.statsOfRunning(1)).filesFetched, 1, 'B fetched the change once')
     assert.equal((await chain.stats(2)).filesFetched - before[1]!.filesFetched, 1, 'C fetched the change once')
     assert.equal((await chain.statsOfRunning(0)).filesFetched, 0, 'A fetched nothing')

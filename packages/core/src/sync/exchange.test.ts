@@ -1,10 +1,17 @@
 // What a peer lacks, from its structure: the half of the state exchange that decides what to offer.
 import assert from 'node:assert/strict'
+import {mkdtemp, rm} from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
 import {describe, it} from 'node:test'
+import {FpeerError} from '../errors.js'
 import {Identity, generateKeyPair} from '../identity.js'
 import type {FileRecord} from '../store/peerfile.js'
 import type {FileEntry} from '../wire/types.js'
-import {lacking, newestPerPath} from './exchange.js'
+import {silentLogger} from '../transport.js'
+import {type ExchangeDeps, StateExchange, lacking} from './exchange.js'
+import type {FolderSync} from './folder.js'
+import {OwedForwards} from './owed.js'
 import {type FileVersion, signVersion, versionToEntry} from './version.js'
 
 const x = new Identity(generateKeyPair())
@@ -43,8 +50,62 @@ describe('lacking', () => {
       assert.deepEqual(got, c.offered)
     })
   }
+})
 
-  it('newestPerPath keeps one version per path, the newest', () => {
-    assert.deepEqual(newestPerPath([x1], [x2, v(x, 'h', 1, {[X]: 1})]).map((l) => `${l.path}@${l.lamport}`).sort(), ['f@2', 'h@1'])
+describe('StateExchange.withPeer', () => {
+  const X = x.id.compact
+  const peer = {id: 'PEER', address: '127.0.0.1', controlPort: 7734, protocols: ['HTTP'], role: 'member' as const, confirmedAt: ''}
+  const held = v(x, 'held.txt', 2, {[X]: 2})
+  const owedOnly = v(x, 'owed.txt', 3, {[X]: 3})
+
+  async function run(pull: ExchangeDeps['pull']): Promise<{pushed: FileVersion[][]; owedLeft: string[]}> {
+    const home = await mkdtemp(path.join(os.tmpdir(), 'fpeer-exchange-'))
+    try {
+      const owed = new OwedForwards(home, 'F')
+      await owed.owe([peer.id], [owedOnly])
+      const records = new Map([held, owedOnly].map((h) => [h.path, rec(h.path, h)]))
+      const pushed: FileVersion[][] = []
+      const ex = new StateExchange({
+        log: silentLogger,
+        // Only the structure is read from the folder here; applying is the pull's business.
+        sync: () => ({records: async () => records}) as unknown as FolderSync,
+        peers: () => [peer],
+        owed: () => owed,
+        pull,
+        push: async (_f, _p, versions) => {
+          pushed.push(versions)
+          await owed.paid(peer.id, versions)
+        },
+      })
+      await ex.withPeer('F', peer)
+      return {pushed, owedLeft: [...((await owed.all()).get(peer.id) ?? [])].map((o) => o.path)}
+    } finally {
+      await rm(home, {recursive: true, force: true})
+    }
+  }
+
+  it('offers in one push what the peer lacks and what is owed to it; the owed entry is then cleared', async () => {
+    const r = await run(async (_f, _p, seen) => {
+      seen([{path: 'other.txt', size: 1, sha256: 'a'.repeat(64)}])
+      return 0
+    })
+    assert.deepEqual(r.pushed.map((b) => b.map((o) => o.path).sort()), [['held.txt', 'owed.txt']])
+    assert.deepEqual(r.owedLeft, [])
+  })
+
+  it('a peer that holds everything gets no push, and its structure settles what was owed to it', async () => {
+    const r = await run(async (_f, _p, seen) => {
+      seen([versionToEntry(held), versionToEntry(owedOnly)])
+      return 0
+    })
+    assert.deepEqual(r.pushed, [])
+    assert.deepEqual(r.owedLeft, [])
+  })
+
+  it('a peer that cannot be pulled from still gets what is owed to it', async () => {
+    const r = await run(async () => {
+      throw new FpeerError('E_CONNECT', 'refused')
+    })
+    assert.deepEqual(r.pushed.map((b) => b.map((o) => o.path)), [['owed.txt']])
   })
 })

@@ -6,7 +6,7 @@ import type {Logger} from '../transport.js'
 import type {FileEntry} from '../wire/types.js'
 import type {FolderSync} from './folder.js'
 import type {OwedForwards} from './owed.js'
-import {type FileVersion, decide, entryToVersion, newer} from './version.js'
+import {type FileVersion, decide, entryToVersion} from './version.js'
 
 /** What the exchange needs from the node that runs it. */
 export interface ExchangeDeps {
@@ -53,13 +53,6 @@ export function lacking(theirs: readonly FileEntry[], ours: ReadonlyMap<string, 
   return out.sort((a, b) => (a.path < b.path ? -1 : 1))
 }
 
-/** The newest version per path of several lists. */
-export function newestPerPath(...lists: ReadonlyArray<readonly FileVersion[]>): FileVersion[] {
-  const m = new Map<string, FileVersion>()
-  for (const list of lists) for (const v of list) if (!m.has(v.path) || newer(v, m.get(v.path)!)) m.set(v.path, v)
-  return [...m.values()]
-}
-
 /** Peers exchanged with at once; a folder with more peers is worked through in turns. */
 const PARALLEL = 8
 
@@ -95,7 +88,13 @@ export class StateExchange {
     const records = await sync.records()
     const owed = this.#deps.owed(folder)
     const due = await owed.due(peer.id, records)
-    const batch = newestPerPath(theirs ? lacking(theirs, records) : [], due)
+    // Owed entries are versions we hold, so `lacking` has each that the peer still lacks; the
+    // rest the peer's signed structure shows it holds: as good as its confirmation.
+    const batch = theirs ? lacking(theirs, records) : due
+    if (theirs) {
+      const offered = new Set(batch.map((v) => v.path))
+      await owed.paid(peer.id, due.filter((v) => !offered.has(v.path)))
+    }
     if (batch.length > 0) await this.#deps.push(folder, peer, batch)
     if (pulled || batch.length) this.#deps.log.info('state exchanged', {folder, peer: peer.id.slice(0, 7), pulled, offered: batch.length, owed: due.length})
     return {pulled, offered: batch.length}
