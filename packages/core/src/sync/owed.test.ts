@@ -115,6 +115,15 @@ process.kill(process.pid, 'SIGKILL')`
     assert.deepEqual(await owedPaths(s), {P2: ['a.txt@1', 'b.txt@1']})
   })
 
+  it('confirmations from many peers at once all clear their entries (writes of one process queue up)', async () => {
+    const s = fresh()
+    const peers = Array.from({length: 8}, (_, i) => `P${i}`)
+    const a = version('a.txt', 1)
+    await s.owe(peers, [a])
+    await Promise.all(peers.map((p) => s.paid(p, [a])))
+    assert.deepEqual(await owedPaths(s), {})
+  })
+
   it('due: passes on what is still held, drops entries for versions no longer held', async () => {
     const s = fresh()
     const a = version('a.txt', 1)

@@ -17,6 +17,21 @@ export interface OweReceipt {
   readonly changes: ReadonlyArray<{peer: string; path: string; before: FileVersion | undefined; now: FileVersion}>
 }
 
+/**
+ * Writes of one document within this process, one after another: a push to five peers
+ * settles five entries at once, and the lock file alone would make them poll for it.
+ */
+const queues = new Map<string, Promise<unknown>>()
+function serial<T>(file: string, fn: () => Promise<T>): Promise<T> {
+  const next = (queues.get(file) ?? Promise.resolve()).then(fn, fn)
+  const tail = next.catch(() => {})
+  queues.set(file, tail)
+  void tail.then(() => {
+    if (queues.get(file) === tail) queues.delete(file)
+  })
+  return next
+}
+
 /** A version's identity: its path, origin and lamport. */
 function key(v: FileVersion): string {
   return `${v.path}\0${v.origin}:${v.lamport}`
@@ -46,7 +61,7 @@ export class OwedForwards {
   async owe(peers: readonly string[], versions: readonly FileVersion[]): Promise<OweReceipt> {
     const changes: Array<{peer: string; path: string; before: FileVersion | undefined; now: FileVersion}> = []
     if (peers.length === 0 || versions.length === 0) return {changes}
-    await this.#db.update((doc) => {
+    await this.#update((doc) => {
       for (const peer of peers) {
         const mine = (doc.owed[peer] ??= {})
         for (const v of versions) {
@@ -69,7 +84,7 @@ export class OwedForwards {
     const took = new Set(applied.map(key))
     const undo = receipt.changes.filter((c) => !took.has(key(c.now)))
     if (undo.length === 0 && (created.length === 0 || createdFor.length === 0)) return
-    await this.#db.update((doc) => {
+    await this.#update((doc) => {
       // Newest change first, so an entry replaced twice comes back to what it was at the start.
       for (const c of [...undo].reverse()) {
         const mine = doc.owed[c.peer]
@@ -90,7 +105,7 @@ export class OwedForwards {
     if (versions.length === 0) return
     const doc = await this.#db.read()
     if (!doc.owed[peer]) return
-    await this.#db.update((d) => {
+    await this.#update((d) => {
       const mine = d.owed[peer]
       if (!mine) return
       for (const v of versions) {
@@ -132,13 +147,17 @@ export class OwedForwards {
   async keepOnly(keep: readonly string[]): Promise<void> {
     const doc = await this.#db.read()
     if (Object.keys(doc.owed ?? {}).every((p) => keep.includes(p))) return
-    await this.#db.update((d) => {
+    await this.#update((d) => {
       for (const p of Object.keys(d.owed)) if (!keep.includes(p)) delete d.owed[p]
     })
   }
 
+  #update(fn: (doc: OwedDoc) => void): Promise<void> {
+    return serial(this.#db.file, () => this.#db.update(fn))
+  }
+
   async #forget(peer: string, versions: readonly FileVersion[]): Promise<void> {
-    await this.#db.update((d) => {
+    await this.#update((d) => {
       const mine = d.owed[peer]
       if (!mine) return
       for (const v of versions) if (mine[v.path] && key(mine[v.path]!) === key(v)) delete mine[v.path]
