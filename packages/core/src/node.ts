@@ -266,7 +266,9 @@ export class PeerNode {
   async #deliver(folder: string, peer: PeerRecord, versions: FileVersion[]): Promise<void> {
     await pushUpdate(this.#syncContext(), folder, peer, versions)
     await new OwedForwards(this.options.home, folder).paid(peer.id, versions).catch((err: Error) => this.options.log.warn('cannot record a delivered forward', {folder, reason: err.message}))
-    if (this.#exchange.regained(folder, peer.id) && !this.#stopping) void this.#track(this.#exchange.withPeer(folder, peer))
+    if (this.#exchange.regained(folder, peer.id) && !this.#stopping) {
+      void this.#track(this.#exchange.withPeer(folder, peer).catch((err: Error) => this.options.log.warn('state exchange failed', {folder, peer: peer.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: err.message})))
+    }
   }
 
   /**

@@ -105,10 +105,14 @@ export class StateExchange {
     const jobs: Array<[string, PeerRecord]> = []
     for (const f of folders) {
       const peers = this.#deps.peers(f)
-      await this.#deps
-        .owed(f)
-        .keepOnly(peers.map((p) => p.id))
-        .catch((err: Error) => this.#deps.log.warn('cannot tidy owed forwards', {folder: f, reason: err.message}))
+      const owed = this.#deps.owed(f)
+      try {
+        const aside = await owed.recover()
+        if (aside) this.#deps.log.warn('owed forwards were damaged: set aside; the state exchange finds what they held', {folder: f, path: owed.file, aside})
+        await owed.keepOnly(peers.map((p) => p.id))
+      } catch (err) {
+        this.#deps.log.warn('cannot tidy owed forwards', {folder: f, code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: (err as Error).message})
+      }
       for (const p of peers) jobs.push([f, p])
     }
     let next = 0

@@ -1,7 +1,7 @@
 // Owed forwards: recorded before a confirmation, kept across a kill -9, cleared per peer as peers confirm.
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
-import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
@@ -146,5 +146,11 @@ process.kill(process.pid, 'SIGKILL')`
     await s.owe([P1], [version('a.txt', 1)])
     await writeFile(s.file, '{"version":1,"owed":{"P1":')
     await assert.rejects(s.all(), (err) => isFpeerError(err, 'E_STATE_CORRUPT') && err.details?.path === s.file)
+    // At serve start it is set aside (kept, not deleted), and a fresh one starts.
+    const aside = await s.recover()
+    assert.ok(aside?.startsWith(`${s.file}.damaged-`))
+    assert.equal(await readFile(aside!, 'utf8'), '{"version":1,"owed":{"P1":')
+    assert.deepEqual(await owedPaths(s), {})
+    assert.equal(await s.recover(), undefined)
   })
 })

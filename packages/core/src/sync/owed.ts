@@ -1,5 +1,7 @@
 // Owed forwards: the versions this peer has taken but not yet passed on, per peer, kept in the folder's state so a crash cannot lose them.
+import {rename} from 'node:fs/promises'
 import path from 'node:path'
+import {isFpeerError} from '../errors.js'
 import {LockedDb} from '../store/locked-db.js'
 import {type FileRecord, folderStateDir} from '../store/peerfile.js'
 import type {ApplyResult} from './folder.js'
@@ -141,6 +143,24 @@ export class OwedForwards {
     }
     if (stale.length) await this.#forget(peer, stale)
     return due
+  }
+
+  /**
+   * Sets a damaged document aside (`owed.json.damaged-<ms>`) and returns where it went;
+   * undefined when it reads. Run before the state exchange at start, which compares whole
+   * structures and so finds everything a damaged document held: only there is losing it
+   * harmless. Elsewhere a damaged document is E_STATE_CORRUPT like every state file.
+   */
+  async recover(): Promise<string | undefined> {
+    try {
+      await this.#db.read()
+      return undefined
+    } catch (err) {
+      if (!isFpeerError(err, 'E_STATE_CORRUPT')) throw err
+      const aside = `${this.#db.file}.damaged-${Date.now()}`
+      await rename(this.#db.file, aside)
+      return aside
+    }
   }
 
   /** Drops every entry of peers not in `keep` (peers removed from the folder). */
