@@ -146,9 +146,12 @@ describe('a middle peer killed with -9 the moment it took a change, and restarte
     await a!.stop()
     await a!.serve([], {}, {ports: 'default'})
     await waitFor("A's own exchange to find B away", () => a!.serveStderr.includes('state exchange: peer not reached'), 30_000)
+    // Its owed forwards damaged meanwhile: set aside at start, they stop nothing.
+    await writeFile(path.join(b!.home, 'folders', 'docs', 'owed.json'), '{"version":1,"owed":{"X')
     await b!.serve([], {}, {ports: 'default'})
     const restarted = Date.now()
     await waitFor('the change to reach B and C', async () => (await chain.content(1)) === content && (await chain.content(2)) === content, 60_000, 50)
+    assert.match(b!.serveStderr, /owed forwards were damaged/)
     t.diagnostic(`restart -> B and C hold the change in ${Date.now() - restarted} ms`)
     await chain.settle()
     assert.match(b!.serveStderr, /state exchanged folder=docs peer=\S+ pulled=1/, `B pulled the change itself; A's log:\n${a!.serveStderr}`)
