@@ -220,7 +220,7 @@ describe('a push to a peer that is down is retried', () => {
   let net: Network
   before(async () => {
     net = await Network.create('127.0.17', 2)
-    // The second peer never catches up by itself: only the retried push can bring it the change.
+    // No periodic catch-up at the second peer (its exchange at start may take the change too; the sender's retry is what this checks).
     net.peers[1]!.env.FPEER_SYNC_INTERVAL_MS = '0'
     await net.build([[0, 1]], {'note.txt': 'before\n'})
   })

@@ -339,7 +339,8 @@ export class PeerNode {
       log: this.options.log,
       apply: async (ftg, from) => {
         this.#count('messagesIn')
-        seen?.(ftg.files)
+        // The peer's own structure only: a busy peer may have handed us to another (10.5).
+        if (ftg.meta.id === PeerId.parse(peer.id).compact) seen?.(ftg.files)
         const versions: FileVersion[] = []
         const originals: FileEntry[] = []
         for (const e of ftg.files) {

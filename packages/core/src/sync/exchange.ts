@@ -17,7 +17,8 @@ export interface ExchangeDeps {
   owed(folder: string): OwedForwards
   /**
    * Catches up from `peer` (a confirmed peer's BePeerRequest, section 10.4); calls `seen` with
-   * the structure the peer answered with (its FilesToGet's file lines), before applying it.
+   * the structure the peer answered with (its FilesToGet's file lines), before applying it,
+   * and not when another peer answered for it (delegation, 10.5).
    */
   pull(folder: string, peer: PeerRecord, seen: (files: FileEntry[]) => void): Promise<number>
   /** Pushes versions to one peer with the update flow (10.2); clears what it confirms from the owed forwards; retries on its own. */
