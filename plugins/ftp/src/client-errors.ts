@@ -1,5 +1,5 @@
 // Maps what basic-ftp throws (FTP replies, socket errors, its own messages) to fpeer's stable error codes.
-import {FpeerError, mapNetworkError} from '@fpeer/core'
+import {FpeerError, mapNetworkError} from '@fpeer/core/plugin'
 
 /** Where in a get() the failure happened: it decides what an ambiguous error means. */
 export type FtpPhase = 'connect' | 'start' | 'transfer'

@@ -6,7 +6,7 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {Identity, LocalFileSource, generateKeyPair, type AccessContext, type FileSource, type TransportServer} from '@fpeer/core'
 import {HOSTILE_NAMES, pseudoRandom} from '@fpeer/core/conformance'
-import {startFtpServer, type FtpLimits} from './server.js'
+import {serveFtp, type FtpLimits} from './server.js'
 
 export const FOLDER = 'share'
 export const BIG_FILE = 'big.bin'
@@ -66,7 +66,7 @@ export function localSource(tree: Tree, mayRead: (folder: string, who: AccessCon
 
 /** Serves `files` with the FTP transport's server on 127.0.0.1 at a free port. */
 export function serve(files: FileSource, limits: Partial<FtpLimits> = {}, host = '127.0.0.1'): Promise<TransportServer> {
-  return startFtpServer({host, port: 0, files, identity: new Identity(generateKeyPair())}, limits)
+  return serveFtp({host, port: 0, files, identity: new Identity(generateKeyPair())}, limits)
 }
 
 export interface Reply {

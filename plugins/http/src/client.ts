@@ -1,7 +1,7 @@
 // The HTTP transport's client: fetches files from a peer's HTTP server through an undici connection pool.
 import {Transform, type Readable, type TransformCallback} from 'node:stream'
 import {Pool} from 'undici'
-import {FpeerError, checkRelativePath, mapNetworkError, type BatchItem, type ConnectOptions, type ExtraCodes, type TransferClient} from '@fpeer/core'
+import {FpeerError, checkRelativePath, mapNetworkError, type BatchItem, type ConnectOptions, type ExtraCodes, type TransferClient} from '@fpeer/core/plugin'
 import {encodeSegment, filePath} from './url.js'
 
 /** undici's own error codes, by the contract code they mean; Node's system codes are core's (mapNetworkError). */

@@ -8,8 +8,8 @@
 import {Readable} from 'node:stream'
 import SftpClient from 'ssh2-sftp-client'
 import type {Client as SshClient, ConnectConfig, SFTPWrapper} from 'ssh2'
-import {FpeerError, checkRelativePath, isFpeerError, mapNetworkError, silentLogger} from '@fpeer/core'
-import type {ConnectOptions, Logger, TransferClient} from '@fpeer/core'
+import {FpeerError, checkRelativePath, isFpeerError, mapNetworkError, silentLogger} from '@fpeer/core/plugin'
+import type {ConnectOptions, Logger, TransferClient} from '@fpeer/core/plugin'
 import {ED25519, fingerprint, parsePublicKeyBlob, privateKeyPem, publicKeyBlob} from './keys.js'
 
 /** How a file is read: READ size and how many READs may be in flight. */
