@@ -1,5 +1,5 @@
 // An in-memory transport: a server and client that honour the transfer contract without sockets, for in-process tests.
-import {PassThrough, type Readable} from 'node:stream'
+import {Readable} from 'node:stream'
 import {FpeerError, isFpeerError} from '../errors.js'
 import {normalizeAddress} from '../net/channel.js'
 import type {
@@ -33,7 +33,7 @@ interface Listener {
   port: number
   options: ServeOptions
   /** Streams under way: `close()` ends them, as a real server's close ends its connections. */
-  open: Set<PassThrough>
+  open: Set<Readable>
   closed: boolean
 }
 
@@ -98,7 +98,7 @@ export function createMemoryTransport(options: MemoryTransportOptions = {}): Tra
     }
     if (peerAuth && first.options.admit && !first.options.admit(who)) throw new FpeerError('E_ACCESS', `${context} refused this peer`)
     let closed = false
-    const mine = new Set<PassThrough>()
+    const mine = new Set<Readable>()
 
     /** Opens one file on the server, as one request would. */
     const open = async (files: FileSource, folder: string, rel: string, offset: number): Promise<{stream: Readable; size: number}> => {
@@ -121,8 +121,19 @@ export function createMemoryTransport(options: MemoryTransportOptions = {}): Tra
           opened.stream.destroy()
           throw new FpeerError('E_TRANSFER', `${what}: offset ${offset} is beyond the end of the file`)
         }
-        // The "wire": a failed read on the server reaches the client as a lost connection, never a clean short end.
-        const wire = new PassThrough()
+        // The "wire": pulled chunk by chunk (nothing read ahead but one chunk), so what was sent
+        // before a failed read on the server arrives, then the loss: never a clean short end.
+        const source = opened.stream
+        const wire = Readable.from(
+          (async function* () {
+            try {
+              for await (const chunk of source) yield chunk as Buffer
+            } catch (err) {
+              throw isFpeerError(err, 'E_CONNECTION_LOST') ? err : new FpeerError('E_CONNECTION_LOST', `${what}: ${(err as Error)?.message}`, {cause: err})
+            }
+          })(),
+          {objectMode: false, highWaterMark: 1},
+        )
         l.open.add(wire)
         mine.add(wire)
         const onAbort = () => wire.destroy(aborted(what))
@@ -131,10 +142,8 @@ export function createMemoryTransport(options: MemoryTransportOptions = {}): Tra
           l.open.delete(wire)
           mine.delete(wire)
           getOptions.signal?.removeEventListener('abort', onAbort)
-          opened.stream.destroy()
+          source.destroy()
         })
-        opened.stream.once('error', (err) => wire.destroy(new FpeerError('E_CONNECTION_LOST', `${what}: ${err.message}`, {cause: err})))
-        opened.stream.pipe(wire)
         return {stream: wire, size: opened.size}
       },
       close: async () => {
