@@ -54,7 +54,7 @@ function aborted(context: string): FpeerError {
  * Builds a transport whose servers live in this transport's own map (no module state: two
  * transports are two networks). Ports count up from 10000; a port with no server is E_CONNECT.
  */
-export function createMemoryTransport(options: MemoryTransportOptions = {}): Transport & {readonly listeners: number} {
+export function createMemoryTransport(options: MemoryTransportOptions = {}): Transport & Required<Pick<Transport, 'serve' | 'connect'>> & {readonly listeners: number} {
   const listeners = new Map<string, Listener>()
   let nextPort = 10_000
   const peerAuth = options.peerAuth ?? false
@@ -212,7 +212,7 @@ export interface HandOverTransportOptions {
  * `place` put files in place, then checks through core's `io.check()` until nothing is
  * missing or `io.waitMs` runs out: E_PENDING. Listings shown are kept in `shown`.
  */
-export function createHandOverTransport(options: HandOverTransportOptions = {}): Transport & {readonly shown: ManualFile[][]} {
+export function createHandOverTransport(options: HandOverTransportOptions = {}): Transport & Required<Pick<Transport, 'handOver'>> & {readonly shown: ManualFile[][]} {
   const shown: ManualFile[][] = []
   return {
     protocol: options.protocol ?? 'BYHAND',

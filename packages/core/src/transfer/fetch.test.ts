@@ -36,7 +36,12 @@ describe('fetchFiles over the in-memory transport', () => {
     ['empty', Buffer.alloc(0)],
     ['large.bin', content(SMALL_FILE_BYTES * 3 + 17, 7)],
   ])
-  const entry = (p: string): FileEntry => ({path: p, size: files.get(p)!.length, sha256: sha(files.get(p)!)})
+  const bytes = (p: string): Buffer => {
+    const b = files.get(p)
+    if (!b) throw new Error(`no fixture ${p}`)
+    return b
+  }
+  const entry = (p: string): FileEntry => ({path: p, size: bytes(p).length, sha256: sha(bytes(p))})
   let n = 0
   const dest = async () => {
     const d = path.join(work, `dest-${++n}`)
@@ -61,8 +66,8 @@ describe('fetchFiles over the in-memory transport', () => {
     const transport = createMemoryTransport(options)
     const source = new FaultySource(new LocalFileSource({root: (f) => (f === FOLDER ? src : undefined), mayRead: () => true}, () => [FOLDER]), plan)
     const identity = new Identity(generateKeyPair())
-    const server = await transport.serve!({host: '127.0.0.1', port: 0, files: source, identity})
-    const client = await transport.connect!({host: '127.0.0.1', port: server.port, identity: new Identity(generateKeyPair()), expectedPeer: identity.id, concurrency: 4, timeoutMs: 10_000})
+    const server = await transport.serve({host: '127.0.0.1', port: 0, files: source, identity})
+    const client = await transport.connect({host: '127.0.0.1', port: server.port, identity: new Identity(generateKeyPair()), expectedPeer: identity.id, concurrency: 4, timeoutMs: 10_000})
     try {
       return await fn(client, source)
     } finally {
@@ -108,7 +113,7 @@ describe('fetchFiles over the in-memory transport', () => {
     it(`more bytes than announced is E_SIZE_MISMATCH and lands nothing (${name})`, async () => {
       const d = await dest()
       await withClient(async (client) => {
-        await assert.rejects(fetchFiles({client, folder: FOLDER, files: [{...entry(name), size: files.get(name)!.length - 1}], mode: 'land', root: d, concurrency: 1}), {code: 'E_SIZE_MISMATCH'})
+        await assert.rejects(fetchFiles({client, folder: FOLDER, files: [{...entry(name), size: bytes(name).length - 1}], mode: 'land', root: d, concurrency: 1}), {code: 'E_SIZE_MISMATCH'})
       })
       assert.deepEqual(await tree(d), [])
     })
@@ -117,7 +122,7 @@ describe('fetchFiles over the in-memory transport', () => {
       const d = await dest()
       const events: FetchEvent[] = []
       await withClient(async (client, source) => {
-        await assert.rejects(fetchFiles({client, folder: FOLDER, files: [{...entry(name), size: files.get(name)!.length + 1}], mode: 'land', root: d, concurrency: 1, retries: 2, onEvent: (e) => events.push(e)}), {code: 'E_CONNECTION_LOST'})
+        await assert.rejects(fetchFiles({client, folder: FOLDER, files: [{...entry(name), size: bytes(name).length + 1}], mode: 'land', root: d, concurrency: 1, retries: 2, onEvent: (e) => events.push(e)}), {code: 'E_CONNECTION_LOST'})
         assert.equal(source.opens.length, 3)
       })
       assert.deepEqual(events.filter((e) => e.event === 'retry').map((e) => (e as {attempt: number}).attempt), [1, 2])
@@ -135,7 +140,7 @@ describe('fetchFiles over the in-memory transport', () => {
       },
       {drop: new Map([['large.bin', {times: 1, afterBytes: SMALL_FILE_BYTES}]])},
     )
-    assert.ok((await readFile(path.join(d, 'large.bin'))).equals(files.get('large.bin')!))
+    assert.ok((await readFile(path.join(d, 'large.bin'))).equals(bytes('large.bin')))
     assert.deepEqual((await tree(d)).filter((p) => path.basename(p).startsWith(PART_PREFIX)), [])
   })
 
@@ -149,7 +154,7 @@ describe('fetchFiles over the in-memory transport', () => {
       await fetchFiles({client, folder: FOLDER, files: [entry('large.bin')], mode: 'land', root: d, concurrency: 1, resume: true})
       assert.ok((source.opens[before]?.range?.start ?? 0) > 0, 'the later run started from zero')
     }, plan)
-    assert.ok((await readFile(path.join(d, 'large.bin'))).equals(files.get('large.bin')!))
+    assert.ok((await readFile(path.join(d, 'large.bin'))).equals(bytes('large.bin')))
     assert.deepEqual(await tree(d), ['large.bin'])
   })
 
@@ -168,8 +173,8 @@ describe('fetchFiles over the in-memory transport', () => {
     const identity = new Identity(generateKeyPair())
     // A source whose large file never ends until the server closes.
     const stalled = new FaultySource(new LocalFileSource({root: () => src, mayRead: () => true}, () => [FOLDER]))
-    const server = await transport.serve!({host: '127.0.0.1', port: 0, files: stalled, identity})
-    const client = await transport.connect!({host: '127.0.0.1', port: server.port, identity, concurrency: 1, timeoutMs: 10_000})
+    const server = await transport.serve({host: '127.0.0.1', port: 0, files: stalled, identity})
+    const client = await transport.connect({host: '127.0.0.1', port: server.port, identity, concurrency: 1, timeoutMs: 10_000})
     try {
       let closed = false
       const run = fetchFiles({
