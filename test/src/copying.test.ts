@@ -6,6 +6,7 @@ import net from 'node:net'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {Peer, exists, tempDir, waitFor} from './harness.js'
+import {freePort} from '@fpeer/core/testing'
 
 /** Every entry under `dir` (files, directories, links) with its kind and, for a file, its content: a before/after listing. */
 async function listing(dir: string, rel = ''): Promise<Record<string, string>> {
@@ -24,18 +25,6 @@ async function listing(dir: string, rel = ''): Promise<Record<string, string>> {
     else out[r] = `file:${(await stat(abs)).mode & 0o777}:${await readFile(abs, 'utf8')}`
   }
   return out
-}
-
-/** A port free on `host` right now (the OS picks it; closed again before use). */
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, host, () => {
-      const {port} = s.address() as net.AddressInfo
-      s.close(() => resolve(port))
-    })
-  })
 }
 
 function curlStatus(url: string): Promise<string> {

@@ -6,17 +6,9 @@ import net from 'node:net'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {FPEER, Peer, pseudoRandom, tempDir, treeHashes, waitFor} from './harness.js'
+import {freePort} from '@fpeer/core/testing'
 
 const HAVE_SCRIPT = spawnSync('script', ['--version']).status === 0
-
-/** A port free on `host` right now (the OS picks it). */
-async function freePort(host: string): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((resolve) => s.listen(0, host, resolve))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise((r) => s.close(r))
-  return port
-}
 
 /**
  * A TCP relay from `listen` to `target`, connecting out from `from` (so the host sees the

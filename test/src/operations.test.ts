@@ -60,6 +60,7 @@ describe('operations', () => {
   it('`man -l docs/fpeer.1` shows every command, the exit codes, the environment and the signals', {skip: !HAVE_MAN && 'man is not installed'}, () => {
     const r = spawnSync('man', ['-l', MAN_PAGE], {encoding: 'utf8', env: {...process.env, MANPAGER: 'cat', PAGER: 'cat', MANWIDTH: '100'}})
     assert.equal(r.status, 0, r.stderr)
+    // eslint-disable-next-line no-control-regex -- man overstrikes bold with a backspace
     const text = r.stdout.replace(/.\x08/g, '')
     for (const heading of ['NAME', 'SYNOPSIS', 'COMMANDS', 'EXIT STATUS', 'ENVIRONMENT', 'SIGNALS']) assert.match(text, new RegExp(`^${heading}$`, 'm'), heading)
     for (const cmd of ['fpeer request', 'fpeer serve', 'fpeer share', 'fpeer status']) assert.ok(text.includes(cmd), cmd)

@@ -8,17 +8,9 @@ import net from 'node:net'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {Peer, ROOT, makeTree, runFpeer, tempDir, treeHashes} from './harness.js'
+import {freePort} from '@fpeer/core/testing'
 
 const FOLDER = 'installed-sftp'
-
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const srv = net.createServer()
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
-  const port = (srv.address() as net.AddressInfo).port
-  await new Promise<void>((resolve) => srv.close(() => resolve()))
-  return port
-}
 
 function ping(url: string): Promise<boolean> {
   return new Promise((resolve) => {

@@ -5,7 +5,6 @@ import {
   FpeerError,
   type Logger,
   type LogLevel,
-  type TransportHookResult,
   TransportRegistry,
   createLogger,
   escapeForTerminal,
@@ -67,7 +66,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     const runHook = this.config.runHook.bind(this.config) as unknown as (event: string, opts: object) => Promise<{successes: Array<{result: unknown; plugin: {name: string}}>; failures: Array<{error: Error; plugin: {name: string}}>}>
     const res = await runHook('fpeer:transport', {})
     for (const s of res.successes) {
-      for (const t of (s.result as TransportHookResult | undefined)?.transports ?? []) registry.add(t, s.plugin.name)
+      // A hook that returns nothing registers nothing; a malformed transport is skipped with a warning, as a failed hook is.
+      if (s.result === undefined) continue
+      for (const e of registry.addHookResult(s.result, s.plugin.name)) this.log_.warn('a transfer plugin returned a malformed transport', {plugin: s.plugin.name, code: e.code, reason: e.message})
     }
     for (const f of res.failures) this.log_.warn('a transfer plugin failed to load', {plugin: f.plugin.name, reason: f.error.message})
     return registry

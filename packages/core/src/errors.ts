@@ -172,7 +172,6 @@ export function fromSystemError(err: unknown, context: string, local?: {path: st
       return new FpeerError('E_CONNECT', msg, {cause: err, hint: 'is the peer running `fpeer serve` at that address?'})
     case 'ECONNRESET':
     case 'EPIPE':
-    case 'UND_ERR_SOCKET':
       return new FpeerError('E_CONNECTION_LOST', msg, {cause: err})
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
@@ -181,9 +180,6 @@ export function fromSystemError(err: unknown, context: string, local?: {path: st
       // A name that does not resolve is a network failure, not the local disk's.
       return new FpeerError('E_CONNECT', msg, {cause: err, details: {hostname: (e as {hostname?: string}).hostname}, hint: 'cannot resolve that host name: check its spelling, or give an IP address'})
     case 'ETIMEDOUT':
-    case 'UND_ERR_CONNECT_TIMEOUT':
-    case 'UND_ERR_HEADERS_TIMEOUT':
-    case 'UND_ERR_BODY_TIMEOUT':
       return new FpeerError('E_TIMEOUT', msg, {cause: err})
     case 'ENOENT':
       return new FpeerError('E_NOT_FOUND', msg, {cause: err})

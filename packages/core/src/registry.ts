@@ -9,12 +9,61 @@ export interface RegisteredTransport {
   plugin: string
 }
 
+/** Line 4's protocol token (wire/fields.ts). */
+const PROTOCOL = /^[A-Za-z][A-Za-z0-9._+-]{0,31}$/
+const SUPPORTS = ['serve', 'fetch', 'resume', 'peerAuth', 'serverAuth'] as const
+
+/**
+ * Checks at run time that what a plugin's hook returned is a Transport: a plugin is code
+ * this peer was not compiled with, and a malformed one must fail when it registers, naming
+ * the plugin, not as a TypeError in the middle of a transfer. E_PLUGIN.
+ */
+export function checkTransport(value: unknown, plugin: string): Transport {
+  const bad = (what: string): never => {
+    throw new FpeerError('E_PLUGIN', `plugin ${plugin} returned a malformed transport: ${what}`, {details: {plugin}, hint: 'update or remove that plugin (`fpeer plugins`)'})
+  }
+  if (typeof value !== 'object' || value === null) return bad('not an object')
+  const t = value as Record<string, unknown>
+  if (typeof t.protocol !== 'string' || !PROTOCOL.test(t.protocol)) return bad(`protocol ${JSON.stringify(t.protocol)} is not a protocol name`)
+  if (typeof t.description !== 'string') return bad(`${t.protocol}: no description`)
+  const sup = t.supports as Record<string, unknown> | undefined
+  if (typeof sup !== 'object' || sup === null) return bad(`${t.protocol}: no supports`)
+  for (const k of SUPPORTS) if (typeof sup[k] !== 'boolean') return bad(`${t.protocol}: supports.${k} is not a boolean`)
+  for (const k of ['serve', 'connect', 'handOver'] as const) if (t[k] !== undefined && typeof t[k] !== 'function') return bad(`${t.protocol}: ${k} is not a function`)
+  if (sup.serve && typeof t.serve !== 'function') return bad(`${t.protocol}: supports.serve without serve()`)
+  if (sup.fetch && typeof t.connect !== 'function') return bad(`${t.protocol}: supports.fetch without connect()`)
+  if (!sup.fetch && typeof t.connect === 'function') return bad(`${t.protocol}: connect() without supports.fetch`)
+  if (!sup.fetch && !sup.serve && typeof t.handOver !== 'function') return bad(`${t.protocol}: neither serves, fetches nor hands over`)
+  return value as Transport
+}
+
 export class TransportRegistry {
   readonly #byProtocol = new Map<string, RegisteredTransport>()
 
-  add(transport: Transport, plugin = 'unknown'): void {
+  /** Registers a transport (the first of a protocol wins); a malformed one is E_PLUGIN and is not registered. */
+  add(value: Transport, plugin = 'unknown'): void {
+    const transport = checkTransport(value, plugin)
     const key = transport.protocol.toUpperCase()
     if (!this.#byProtocol.has(key)) this.#byProtocol.set(key, {transport, plugin})
+  }
+
+  /**
+   * Registers what one plugin's `fpeer:transport` hook returned; returns the E_PLUGIN errors
+   * of what was malformed (each skipped), so one broken plugin does not stop the others.
+   */
+  addHookResult(result: unknown, plugin: string): FpeerError[] {
+    const transports = (result as {transports?: unknown} | undefined)?.transports
+    if (!Array.isArray(transports)) return [new FpeerError('E_PLUGIN', `plugin ${plugin}'s fpeer:transport hook returned no transports list`, {details: {plugin}})]
+    const failed: FpeerError[] = []
+    for (const t of transports) {
+      try {
+        this.add(t as Transport, plugin)
+      } catch (err) {
+        if (!(err instanceof FpeerError)) throw err
+        failed.push(err)
+      }
+    }
+    return failed
   }
 
   has(protocol: string): boolean {

@@ -122,7 +122,8 @@ export interface TransferClient {
    * (E_NOT_FOUND, E_ACCESS; E_SIZE_MISMATCH for a body larger than announced). A failure
    * of the whole exchange is thrown (E_CONNECTION_LOST, E_TIMEOUT, …) and core retries the
    * items not yet yielded. A peer whose server cannot batch makes it throw
-   * E_TRANSFER with `details.unsupported`, and core falls back to `get()`.
+   * E_UNSUPPORTED, and core falls back to `get()` (it also takes the older E_TRANSFER
+   * with `details.unsupported`).
    */
   getMany?(folder: string, items: Array<{path: string; size: number}>, options?: {signal?: AbortSignal}): AsyncIterable<BatchItem>
   /** Closes every connection; safe to call twice. */

@@ -1,5 +1,5 @@
 // Maps what basic-ftp throws (FTP replies, socket errors, its own messages) to fpeer's stable error codes.
-import {FpeerError, fromSystemError} from '@fpeer/core'
+import {FpeerError, mapNetworkError} from '@fpeer/core/plugin'
 
 /** Where in a get() the failure happened: it decides what an ambiguous error means. */
 export type FtpPhase = 'connect' | 'start' | 'transfer'
@@ -29,14 +29,8 @@ export function mapFtpError(err: unknown, context: string, phase: FtpPhase): Fpe
     if (reply === 421 || reply === 425 || reply === 426) return new FpeerError('E_CONNECTION_LOST', message, {cause: err})
     return new FpeerError(phase === 'transfer' ? 'E_CONNECTION_LOST' : 'E_TRANSFER', message, {cause: err})
   }
-  const sys = (err as NodeJS.ErrnoException)?.code
-  if (sys === 'ETIMEDOUT' || TIMEOUT_TEXT.test(message)) return new FpeerError('E_TIMEOUT', message, {cause: err})
-  if (phase === 'connect') {
-    const e = fromSystemError(err, context)
-    return e.code === 'E_CONNECT' ? e : new FpeerError('E_CONNECT', message, {cause: err, hint: 'is the peer running `fpeer serve` with FTP at that address?'})
-  }
-  // Once bytes flow, any failure means the stream ended short: retryable, resumable.
-  if (phase === 'transfer' || LOST_TEXT.test(message)) return new FpeerError('E_CONNECTION_LOST', message, {cause: err})
-  const e = fromSystemError(err, context)
-  return e.code === 'E_INTERNAL' || e.code === 'E_IO' ? new FpeerError('E_TRANSFER', message, {cause: err}) : e
+  // basic-ftp reports timeouts and a peer that went away by text alone; the rest is core's one mapping.
+  if (TIMEOUT_TEXT.test(message)) return new FpeerError('E_TIMEOUT', message, {cause: err})
+  if (phase !== 'connect' && LOST_TEXT.test(message)) return new FpeerError('E_CONNECTION_LOST', message, {cause: err})
+  return mapNetworkError(err, context, {phase, connectHint: 'is the peer running `fpeer serve` with FTP at that address?'})
 }

@@ -1,12 +1,11 @@
 // Test support (not shipped): a served tree with hostile names, a raw FTP control client, and a bounded process runner.
-import {execFile} from 'node:child_process'
 import {mkdir, mkdtemp, rm, symlink, writeFile} from 'node:fs/promises'
-import {connect, createServer, type Socket} from 'node:net'
+import {connect, type Socket} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {Identity, LocalFileSource, generateKeyPair, type AccessContext, type FileSource, type TransportServer} from '@fpeer/core'
 import {HOSTILE_NAMES, pseudoRandom} from '@fpeer/core/conformance'
-import {startFtpServer, type FtpLimits} from './server.js'
+import {serveFtp, type FtpLimits} from './server.js'
 
 export const FOLDER = 'share'
 export const BIG_FILE = 'big.bin'
@@ -66,7 +65,7 @@ export function localSource(tree: Tree, mayRead: (folder: string, who: AccessCon
 
 /** Serves `files` with the FTP transport's server on 127.0.0.1 at a free port. */
 export function serve(files: FileSource, limits: Partial<FtpLimits> = {}, host = '127.0.0.1'): Promise<TransportServer> {
-  return startFtpServer({host, port: 0, files, identity: new Identity(generateKeyPair())}, limits)
+  return serveFtp({host, port: 0, files, identity: new Identity(generateKeyPair())}, limits)
 }
 
 export interface Reply {
@@ -206,30 +205,8 @@ export function drain(socket: Socket, timeoutMs = 10_000): Promise<{data: Buffer
   })
 }
 
-export interface RunResult {
-  code: number | null
-  stdout: Buffer
-  stderr: string
-}
-
-/** Runs a real tool with a hard timeout; never rejects, so a test can assert on the exit code. */
-export function run(file: string, args: string[], options: {timeoutMs?: number; cwd?: string} = {}): Promise<RunResult> {
-  return new Promise((resolve) => {
-    execFile(file, args, {timeout: options.timeoutMs ?? 30_000, killSignal: 'SIGKILL', encoding: 'buffer', maxBuffer: 64 << 20, ...(options.cwd ? {cwd: options.cwd} : {})}, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as {code?: unknown}).code === 'number' ? ((err as {code: number}).code) : null) : 0
-      resolve({code, stdout, stderr: stderr.toString()})
-    })
-  })
-}
-
-/** A port nobody listens on (it was free a moment ago). */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const srv = createServer()
-  await new Promise<void>((resolve) => srv.listen(0, host, resolve))
-  const port = (srv.address() as {port: number}).port
-  await new Promise<void>((resolve) => srv.close(() => resolve()))
-  return port
-}
+// Tools run to completion and free ports are the shared test helpers of @fpeer/core/testing.
+export {freePort, runTool as run, type ToolResult as RunResult} from '@fpeer/core/testing'
 
 /** Percent-encodes each segment of a path for an ftp:// URL. */
 export function urlPath(rel: string): string {

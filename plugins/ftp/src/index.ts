@@ -1,15 +1,20 @@
 // @fpeer/plugin-ftp: the FTP transport, a read-only passive-mode server on node:net and a basic-ftp client.
-import type {Transport} from '@fpeer/core'
+import type {Transport} from '@fpeer/core/plugin'
 import {connectFtp} from './client.js'
-import {startFtpServer} from './server.js'
+import {serveFtp} from './server.js'
 
-export const ftpTransport: Transport = {
-  protocol: 'FTP',
-  description: 'FTP: read-only passive-mode server, basic-ftp client; no encryption, no peer authentication',
-  supports: {serve: true, fetch: true, resume: true, peerAuth: false, serverAuth: false},
-  serve: (options) => startFtpServer(options),
-  connect: (options) => connectFtp(options),
+/** Builds the FTP transport; `ftpTransport` is this one. Every plugin has a `createXTransport`, `serveX` and `connectX`. */
+export function createFtpTransport(): Transport {
+  return {
+    protocol: 'FTP',
+    description: 'FTP: read-only passive-mode server, basic-ftp client; no encryption, no peer authentication',
+    supports: {serve: true, fetch: true, resume: true, peerAuth: false, serverAuth: false},
+    serve: (options) => serveFtp(options),
+    connect: (options) => connectFtp(options),
+  }
 }
 
-export {startFtpServer, DEFAULT_LIMITS, type FtpLimits} from './server.js'
+export const ftpTransport: Transport = createFtpTransport()
+
+export {serveFtp, DEFAULT_LIMITS, type FtpLimits} from './server.js'
 export {connectFtp, FtpClientPool} from './client.js'

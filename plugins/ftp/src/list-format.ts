@@ -1,5 +1,5 @@
 // Pure formatters for what the FTP server sends about files: LIST/MLSx lines, MDTM times, PASV/EPSV replies.
-import type {FileStat} from '@fpeer/core'
+import type {FileStat} from '@fpeer/core/plugin'
 
 export type ListEntry = FileStat & {name: string}
 

@@ -1,6 +1,6 @@
 // A passive-mode data endpoint: one listener per PASV/EPSV that accepts exactly one connection from the control peer.
 import {createServer, type Server, type Socket} from 'node:net'
-import type {Logger} from '@fpeer/core'
+import type {Logger} from '@fpeer/core/plugin'
 import {plainAddress} from './server-commands.js'
 
 export interface PassiveEndpoint {

@@ -1,7 +1,7 @@
 // One FTP control connection: login, working directory, passive data endpoint, and the read-only command set.
 import {isIPv6, type Socket} from 'node:net'
 import {Readable} from 'node:stream'
-import {isFpeerError, type AccessContext, type FileSource, type FileStat, type Logger} from '@fpeer/core'
+import {isFpeerError, type AccessContext, type FileSource, type FileStat, type Logger} from '@fpeer/core/plugin'
 import {MLST_FACTS, formatEpsv, formatListLine, formatMlstFeature, formatMlsxLine, formatPasv, formatTimeVal, isListableName, parseMlstOpts, type ListEntry, type MlstFact} from './list-format.js'
 import {openPassive, type PassiveEndpoint} from './passive.js'
 import {PRE_LOGIN_VERBS, WRITE_VERBS, baseName, formatReply, parseCommand, parseRestOffset, plainAddress, quotePath, resolvePath, splitLines, splitPath, stripListOptions, type ParsedCommand} from './server-commands.js'

@@ -1,6 +1,6 @@
 // The FTP transport server: a small, strict, read-only FTP server on node:net that reads only through core's FileSource.
 import {createServer} from 'node:net'
-import {ConnectionGuard, silentLogger, type ServeOptions, type TransportServer} from '@fpeer/core'
+import {ConnectionGuard, silentLogger, type ServeOptions, type TransportServer} from '@fpeer/core/plugin'
 import {formatReply} from './server-commands.js'
 import {DEFAULT_LIMITS, FtpSession, type FtpLimits} from './server-session.js'
 
@@ -10,7 +10,7 @@ export {DEFAULT_LIMITS, type FtpLimits} from './server-session.js'
  * Starts serving `options.files` over FTP. The root `/` lists the folders the client may
  * read; `/<folder>/<path>` is a file. `limits` exists for tests and tuning; core passes none.
  */
-export async function startFtpServer(options: ServeOptions, limits: Partial<FtpLimits> = {}): Promise<TransportServer> {
+export async function serveFtp(options: ServeOptions, limits: Partial<FtpLimits> = {}): Promise<TransportServer> {
   const log = options.log ?? silentLogger
   const lim: FtpLimits = {...DEFAULT_LIMITS, ...limits}
   const sessions = new Set<FtpSession>()

@@ -2,7 +2,6 @@
 import assert from 'node:assert/strict'
 import {spawn, type ChildProcess} from 'node:child_process'
 import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
-import {connect as tcpConnect, createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import type {Readable} from 'node:stream'
@@ -10,33 +9,9 @@ import {after, before, describe, it} from 'node:test'
 import {Identity, fetchFiles, generateKeyPair, isFpeerError, type TransferClient} from '@fpeer/core'
 import {HOSTILE_NAMES, createFixture, listTree, sameBytes, type Fixture} from '@fpeer/core/conformance'
 import {connectHttp} from './client.js'
+import {freePort, waitForPort} from '@fpeer/core/testing'
 
 const NGINX = '/usr/sbin/nginx'
-
-async function freePort(): Promise<number> {
-  const srv = createServer()
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
-  const port = (srv.address() as {port: number}).port
-  await new Promise<void>((resolve) => srv.close(() => resolve()))
-  return port
-}
-
-async function waitForPort(port: number, child: ChildProcess, deadlineMs: number): Promise<void> {
-  for (const start = Date.now(); Date.now() - start < deadlineMs; ) {
-    if (child.exitCode !== null) throw new Error(`nginx exited with ${child.exitCode}`)
-    const up = await new Promise<boolean>((resolve) => {
-      const s = tcpConnect(port, '127.0.0.1')
-      s.once('connect', () => {
-        s.destroy()
-        resolve(true)
-      })
-      s.once('error', () => resolve(false))
-    })
-    if (up) return
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error(`nginx did not listen on ${port} within ${deadlineMs} ms`)
-}
 
 async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = []
@@ -96,7 +71,7 @@ http {
     let stderr = ''
     nginx.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
     try {
-      await waitForPort(port, nginx, 10_000)
+      await waitForPort(port, {child: nginx, timeoutMs: 10_000, name: 'nginx'})
     } catch (err) {
       throw new Error(`${(err as Error).message}: ${stderr}${await readFile(path.join(work, 'error.log'), 'utf8').catch(() => '')}`)
     }

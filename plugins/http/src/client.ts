@@ -1,35 +1,27 @@
 // The HTTP transport's client: fetches files from a peer's HTTP server through an undici connection pool.
 import {Transform, type Readable, type TransformCallback} from 'node:stream'
 import {Pool} from 'undici'
-import {FpeerError, checkRelativePath, isFpeerError, type BatchItem, type ConnectOptions, type TransferClient} from '@fpeer/core'
+import {FpeerError, checkRelativePath, mapNetworkError, type BatchItem, type ConnectOptions, type ExtraCodes, type TransferClient} from '@fpeer/core/plugin'
 import {encodeSegment, filePath} from './url.js'
 
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN'])
-const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
-const LOST_CODES = new Set([
-  'ECONNRESET',
-  'EPIPE',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED',
-  'UND_ERR_DESTROYED',
-  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
-  'ERR_STREAM_PREMATURE_CLOSE',
-])
+/** undici's own error codes, by the contract code they mean; Node's system codes are core's (mapNetworkError). */
+const UNDICI_CODES: ExtraCodes = {
+  UND_ERR_ABORTED: 'E_TRANSFER',
+  UND_ERR_CONNECT_TIMEOUT: 'E_TIMEOUT',
+  UND_ERR_HEADERS_TIMEOUT: 'E_TIMEOUT',
+  UND_ERR_BODY_TIMEOUT: 'E_TIMEOUT',
+  UND_ERR_SOCKET: 'E_CONNECTION_LOST',
+  UND_ERR_CLOSED: 'E_CONNECTION_LOST',
+  UND_ERR_DESTROYED: 'E_CONNECTION_LOST',
+  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: 'E_CONNECTION_LOST',
+}
 
 /**
  * Maps what undici or the socket threw to the contract's codes. `midBody` is true once the
  * response has started: any failure then is a lost connection, which fetchFiles retries.
  */
 export function mapError(err: unknown, context: string, midBody = false): FpeerError {
-  if (isFpeerError(err)) return err
-  const e = err as {code?: string; name?: string; message?: string; cause?: {code?: string}}
-  const code = e?.code ?? e?.cause?.code
-  const msg = `${context}: ${e?.message ?? String(err)}`
-  if (e?.name === 'AbortError' || code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR') return new FpeerError('E_TRANSFER', `${context}: aborted`, {cause: err})
-  if (code && CONNECT_CODES.has(code)) return new FpeerError('E_CONNECT', msg, {cause: err, hint: 'is the peer running `fpeer serve` at that address?'})
-  if (code && TIMEOUT_CODES.has(code)) return new FpeerError('E_TIMEOUT', msg, {cause: err})
-  if ((code && LOST_CODES.has(code)) || midBody) return new FpeerError('E_CONNECTION_LOST', msg, {cause: err})
-  return new FpeerError('E_TRANSFER', msg, {cause: err})
+  return mapNetworkError(err, context, {extra: UNDICI_CODES, ...(midBody ? {phase: 'transfer'} : {})})
 }
 
 function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
@@ -145,7 +137,7 @@ export class HttpTransferClient implements TransferClient {
    * Many small files in one POST to `/<folder>/.fpeer/batch` (docs/protocol.md §6): the
    * reply frames each file as `<status> <size>\n` plus its bytes, in the order asked. A
    * body larger than announced is refused before it is read; a server without the
-   * endpoint (404, 405, 501) reports `unsupported`, and core falls back to GET.
+   * endpoint (404, 405, 501) is E_UNSUPPORTED, and core falls back to GET.
    */
   async *getMany(folder: string, items: Array<{path: string; size: number}>, options: {signal?: AbortSignal} = {}): AsyncIterable<BatchItem> {
     const path = `/${encodeSegment(folder)}/.fpeer/batch`
@@ -159,7 +151,7 @@ export class HttpTransferClient implements TransferClient {
     }
     if (res.statusCode === 404 || res.statusCode === 405 || res.statusCode === 501) {
       await res.body.dump().catch(() => {})
-      throw new FpeerError('E_TRANSFER', `${context}: the peer cannot batch (HTTP ${res.statusCode})`, {details: {unsupported: true}})
+      throw new FpeerError('E_UNSUPPORTED', `${context}: the peer cannot batch (HTTP ${res.statusCode})`)
     }
     if (res.statusCode !== 200) {
       await res.body.dump().catch(() => {})

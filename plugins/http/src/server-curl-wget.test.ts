@@ -1,6 +1,5 @@
 // fpeer's HTTP server against the real curl and wget: hostile names by URL, ranges, HEAD, methods, traversal.
 import assert from 'node:assert/strict'
-import {execFile} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
@@ -9,19 +8,10 @@ import {Identity, LocalFileSource, generateKeyPair, type TransportServer} from '
 import {HOSTILE_NAMES, createFixture, listTree, sameBytes, type Fixture} from '@fpeer/core/conformance'
 import {serveHttp} from './server.js'
 import {encodeSegment} from './url.js'
+import {runTool as run} from '@fpeer/core/testing'
 
 const CURL = '/usr/bin/curl'
 const WGET = '/usr/bin/wget'
-
-/** Runs a tool without blocking the event loop (the server under test lives in this process). */
-function run(cmd: string, args: string[]): Promise<{code: number; stdout: Buffer; stderr: string}> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, {encoding: 'buffer', timeout: 60_000, maxBuffer: 64 << 20}, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as {code?: unknown}).code === 'number' ? ((err as {code: number}).code) : -1) : 0
-      resolve({code, stdout, stderr: stderr.toString()})
-    })
-  })
-}
 
 let headerFiles = 0
 

@@ -1,5 +1,5 @@
 // The HTTP transport's URL layout, shared by server and client: `/<folder>/<segment>/…`, each segment percent-encoded.
-import {checkRelativePath} from '@fpeer/core'
+import {checkRelativePath} from '@fpeer/core/plugin'
 
 /** A path segment as it goes into a URL: everything outside RFC 3986 unreserved characters is escaped. */
 export function encodeSegment(segment: string): string {

@@ -1,7 +1,7 @@
 // The MANUAL hand-over: show what to get and where from, then wait for the files or stop, resumable.
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {FpeerError, type HandOverIO, type ManualFile, type ManualListing, type ManualRequest, type PlacedState} from '@fpeer/core'
+import {FpeerError, type HandOverIO, type ManualFile, type ManualListing, type ManualRequest, type PlacedState} from '@fpeer/core/plugin'
 import {fileUrl} from './url.js'
 
 /** How often `--wait` looks at the files; core rehashes only files whose size, mtime or inode changed. */

@@ -8,8 +8,8 @@
 import {Readable} from 'node:stream'
 import SftpClient from 'ssh2-sftp-client'
 import type {Client as SshClient, ConnectConfig, SFTPWrapper} from 'ssh2'
-import {FpeerError, checkRelativePath, fromSystemError, isFpeerError, silentLogger} from '@fpeer/core'
-import type {ConnectOptions, Logger, TransferClient} from '@fpeer/core'
+import {FpeerError, checkRelativePath, isFpeerError, mapNetworkError, silentLogger} from '@fpeer/core/plugin'
+import type {ConnectOptions, Logger, TransferClient} from '@fpeer/core/plugin'
 import {ED25519, fingerprint, parsePublicKeyBlob, privateKeyPem, publicKeyBlob} from './keys.js'
 
 /** How a file is read: READ size and how many READs may be in flight. */
@@ -46,10 +46,9 @@ export function mapSshError(err: unknown, context: string): FpeerError {
     return new FpeerError('E_ACCESS', message, {...opts, hint: 'the peer does not accept this identity: has it added you as a peer?'})
   }
   if (e?.level === 'client-timeout') return new FpeerError('E_TIMEOUT', message, opts)
-  if (typeof e?.code === 'string' && /^E[A-Z]+$/.test(e.code)) {
-    const mapped = fromSystemError(err, context)
-    if (mapped.code !== 'E_IO' && mapped.code !== 'E_INTERNAL') return mapped
-  }
+  const mapped = mapNetworkError(err, context)
+  if (mapped.code !== 'E_TRANSFER') return mapped
+  // ssh2 and ssh2-sftp-client say "lost" and "timed out" by text alone.
   const text = typeof e?.message === 'string' ? e.message : ''
   if (/No response from server|Connection lost|Not connected|No SFTP connection|closed|Unexpected (end|close)/i.test(text)) {
     return new FpeerError('E_CONNECTION_LOST', message, opts)

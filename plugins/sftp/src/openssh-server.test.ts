@@ -3,13 +3,13 @@ import assert from 'node:assert/strict'
 import {spawn, type ChildProcess} from 'node:child_process'
 import {existsSync} from 'node:fs'
 import {chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile} from 'node:fs/promises'
-import net from 'node:net'
 import {userInfo} from 'node:os'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {FpeerError, Identity, fetchFiles, generateKeyPair, isFpeerError, scanFolder, type ConnectOptions, type ErrorCode, type FileEntry} from '@fpeer/core'
 import {privateKeyPem, publicKeyLine} from './keys.js'
 import {createSftpTransport} from './index.js'
+import {freePort, waitForPort} from '@fpeer/core/testing'
 
 const SSHD = '/usr/sbin/sshd'
 const FOLDER = 'share'
@@ -42,30 +42,6 @@ function cannotRun(): string | undefined {
   if (!existsSync(SSHD)) return `${SSHD} not installed`
   if (process.getuid?.() !== 0) return 'sshd with ChrootDirectory needs root'
   return undefined
-}
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer()
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
-  const port = (srv.address() as net.AddressInfo).port
-  await new Promise<void>((resolve) => srv.close(() => resolve()))
-  return port
-}
-
-async function waitForPort(port: number, child: ChildProcess, deadline: number): Promise<void> {
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`sshd exited with ${child.exitCode}`)
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy()
-        resolve(true)
-      })
-      s.on('error', () => resolve(false))
-    })
-    if (ok) return
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error('sshd did not start listening')
 }
 
 async function rejectsWith(fn: () => Promise<unknown>, code: ErrorCode): Promise<FpeerError> {
@@ -151,7 +127,7 @@ describe('the fpeer SFTP client against OpenSSH sshd', {skip: cannotRun(), timeo
     sshd.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString()
     })
-    await waitForPort(port, sshd, Date.now() + 10_000).catch((err: Error) => {
+    await waitForPort(port, {child: sshd, timeoutMs: 10_000, name: 'sshd'}).catch((err: Error) => {
       throw new Error(`${err.message}\n${stderr}`)
     })
   })

@@ -8,7 +8,7 @@ import ssh2 from 'ssh2'
 import type {Client as SshClient, SFTPWrapper} from 'ssh2'
 import {Identity, LocalFileSource, generateKeyPair, type TransportServer} from '@fpeer/core'
 import {privateKeyPem} from './keys.js'
-import {longname, normalizeSftpPath, startSftpServer, type SftpServerLimits} from './server.js'
+import {longname, normalizeSftpPath, serveSftp, type SftpServerLimits} from './server.js'
 
 describe('normalizeSftpPath', () => {
   const cases: Array<[string, string[]]> = [
@@ -73,7 +73,7 @@ describe('the SFTP server with a raw ssh2 client', {timeout: 60_000}, () => {
     await writeFile(path.join(base, 'share', 'f.txt'), 'hello world\n')
     await writeFile(path.join(base, 'outside.txt'), 'secret\n')
     const files = new LocalFileSource({root: (f) => (f === 'share' ? path.join(base, 'share') : undefined), mayRead: () => true}, () => ['share'])
-    server = await startSftpServer({host: '127.0.0.1', port: 0, files, identity: serverId, admit: (who) => who.peer?.equals(clientId.id) === true}, limits)
+    server = await serveSftp({host: '127.0.0.1', port: 0, files, identity: serverId, admit: (who) => who.peer?.equals(clientId.id) === true}, limits)
   })
 
   after(async () => {
@@ -167,7 +167,7 @@ describe('the SFTP server with a raw ssh2 client', {timeout: 60_000}, () => {
 
   it('drops a connection that never logs in, and one that idles', async () => {
     const files = new LocalFileSource({root: () => path.join(base, 'share'), mayRead: () => true}, () => ['share'])
-    const quick = await startSftpServer({host: '127.0.0.1', port: 0, files, identity: serverId}, {loginTimeoutMs: 300, idleTimeoutMs: 300})
+    const quick = await serveSftp({host: '127.0.0.1', port: 0, files, identity: serverId}, {loginTimeoutMs: 300, idleTimeoutMs: 300})
     try {
       const net = await import('node:net')
       const sock = net.connect(quick.port, '127.0.0.1')
@@ -185,7 +185,7 @@ describe('the SFTP server with a raw ssh2 client', {timeout: 60_000}, () => {
 
   it('close() ends logged-in connections and resolves', async () => {
     const files = new LocalFileSource({root: () => path.join(base, 'share'), mayRead: () => true}, () => ['share'])
-    const other = await startSftpServer({host: '127.0.0.1', port: 0, files, identity: serverId})
+    const other = await serveSftp({host: '127.0.0.1', port: 0, files, identity: serverId})
     const c = await connect(other.port, login)
     c.on('error', () => {})
     await sftpOf(c)

@@ -9,8 +9,8 @@ import net from 'node:net'
 import type {Readable} from 'node:stream'
 import ssh2 from 'ssh2'
 import type {AuthContext, Connection, SFTPWrapper, ServerChannel} from 'ssh2'
-import {ConnectionGuard, FpeerError, PeerId, fromSystemError, isFpeerError, silentLogger, verifySignature} from '@fpeer/core'
-import type {AccessContext, FileSource, GuardedConnection, FileStat, Logger, ServeOptions, TransportServer} from '@fpeer/core'
+import {ConnectionGuard, FpeerError, PeerId, fromSystemError, isFpeerError, silentLogger, verifySignature} from '@fpeer/core/plugin'
+import type {AccessContext, FileSource, GuardedConnection, FileStat, Logger, ServeOptions, TransportServer} from '@fpeer/core/plugin'
 import {ED25519, fingerprint, parsePublicKeyBlob, privateKeyPem} from './keys.js'
 
 /** Bounds that keep one misbehaving or greedy client from exhausting the server. */
@@ -529,7 +529,7 @@ interface ConnState {
  * proves it holds is its peer ID, and `admit` decides whether that peer may connect. Only
  * the `sftp` subsystem is offered; shells, commands and forwarding are refused.
  */
-export async function startSftpServer(options: ServeOptions, limitOverrides: Partial<SftpServerLimits> = {}): Promise<TransportServer> {
+export async function serveSftp(options: ServeOptions, limitOverrides: Partial<SftpServerLimits> = {}): Promise<TransportServer> {
   const limits: SftpServerLimits = {...DEFAULT_SERVER_LIMITS, ...limitOverrides}
   const log = options.log ?? silentLogger
   const conns = new Map<string, ConnState>()

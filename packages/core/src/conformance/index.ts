@@ -141,8 +141,10 @@ export function runTransportConformance(opts: ConformanceOptions): void {
     }
     const source = (p: string) => path.join(fx.root, ...p.split('/'))
     const peer = <T>(setup: PeerSetup, fn: (peer: Peer) => Promise<T>) => withPeer(transport, fx, timeoutMs, setup, fn)
-    const test = (title: string, options: {skip?: string | false; timeout?: number}, fn: () => Promise<void>) =>
+    // Registers a case; node:test awaits it, so nothing is returned to float.
+    const test = (title: string, options: {skip?: string | false; timeout?: number}, fn: () => Promise<void>): void => {
       it(title, {skip: opts.skip?.[title] ?? options.skip ?? false, timeout: options.timeout ?? 60_000}, fn)
+    }
 
     test('serves on the requested host at a free port, and close() is safe twice', {}, async () => {
       const {server} = await serveFixture(transport, fx)

@@ -2,7 +2,6 @@
 import {FpeerError} from '../errors.js'
 import type {PeerId} from '../identity.js'
 import {randomNonce} from '../identity.js'
-import type {IndexedFile} from '../fs/scan.js'
 import {MAX_REASON_CHARS} from '../wire/limits.js'
 import {verifyMessage} from '../wire/signing.js'
 import type {FileEntry, Message, MessageType} from '../wire/types.js'
@@ -41,10 +40,6 @@ export function verifyReply(msg: Message, expectedSender: PeerId | undefined, ou
   const sender = verifyMessage(msg, expectedSender)
   if (msg.meta.re !== ourNonce) throw new FpeerError('E_NONCE_MISMATCH', `${msg.type} does not answer this handshake (stale or replayed)`)
   return sender
-}
-
-export function toEntries(files: IndexedFile[]): FileEntry[] {
-  return files.map((f) => ({path: f.path, size: f.size, sha256: f.sha256, mtimeMs: f.mtimeMs}))
 }
 
 /** The two lists name the same files with the same content. */

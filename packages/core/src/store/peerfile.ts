@@ -143,30 +143,6 @@ export class Peerfile {
     return map
   }
 
-  /** Records a new scan against the previous structure; returns what changed. */
-  async record(previous: Map<string, FileRecord>, scan: IndexedFile[]): Promise<{changed: IndexedFile[]; removed: string[]}> {
-    const changed: IndexedFile[] = []
-    const removed: string[] = []
-    const seen = new Set<string>()
-    for (const f of scan) {
-      seen.add(f.path)
-      const old = previous.get(f.path)
-      if (!old || old.sha256 !== f.sha256 || old.size !== f.size || old.mtimeMs !== f.mtimeMs || old.ino !== f.ino || old.mode !== f.mode) changed.push(f)
-    }
-    for (const p of previous.keys()) if (!seen.has(p)) removed.push(p)
-    if (changed.length === 0 && removed.length === 0) return {changed, removed}
-    await mkdir(this.dir, {recursive: true, mode: 0o700})
-    const live = scan.length
-    if (this.#lines + changed.length + removed.length > 2 * live + 1024) {
-      await this.#rewrite(scan)
-    } else {
-      const text = changed.map((f) => JSON.stringify(toLine(f))).join('\n') + (changed.length ? '\n' : '') + removed.map((p) => JSON.stringify({p, d: 1})).join('\n') + (removed.length ? '\n' : '')
-      await this.#append(text)
-      this.#lines += changed.length + removed.length
-    }
-    return {changed, removed}
-  }
-
   /**
    * Writes records (new versions, tombstones, rescanned files) for the given paths, given
    * the whole structure after the change (`all`, used when the journal is compacted).

@@ -43,10 +43,6 @@ export interface ApplyResult {
 /** Fetches the content of incoming versions from the peer that offered them, landing each `entry.path` under `stagingRoot`. */
 export type ContentFetcher = (items: Array<{remotePath: string; entry: FileEntry}>, stagingRoot: string) => Promise<void>
 
-export function versionOf(r: FileRecord | undefined): FileVersion | undefined {
-  return r?.version
-}
-
 export class FolderSync {
   readonly folder: FolderConfig
   readonly peerfile: Peerfile

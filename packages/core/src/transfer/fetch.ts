@@ -7,6 +7,8 @@ import {FpeerError, fromSystemError, isFpeerError, isLocalWriteError} from '../e
 import {type Dir, FolderDirs, findPart, partPrefix, setLandedMode} from '../fs/folder-dirs.js'
 import {checkRelativePath} from '../fs/safe-path.js'
 import {SMALL_FILE_BYTES} from '../fs/scan.js'
+import {isRetryable, isUnsupported} from '../net/errors-map.js'
+import {FETCH_RETRY, type RetryPolicy, backoffMs, pause, retry, shouldRetry} from '../net/retry.js'
 import type {TransferClient} from '../transport.js'
 import type {FileEntry} from '../wire/types.js'
 
@@ -57,8 +59,6 @@ export interface FetchResult {
 /** Bytes of a large file gathered before one write. */
 const WRITE_BATCH = 4 << 20
 
-const RETRYABLE = new Set(['E_CONNECTION_LOST', 'E_TIMEOUT', 'E_TRANSFER', 'E_CONNECT'])
-
 const writevAt = promisify(writev)
 
 /**
@@ -95,6 +95,11 @@ function dropPart(landing: Landing, part: string): void {
 function fetchError(err: unknown, opts: FetchOptions, file: FileEntry): FpeerError {
   if (isFpeerError(err)) return err
   return fromSystemError(err, `fetching ${file.path}`, isLocalWriteError(err) && opts.root ? {path: path.join(opts.root, file.path)} : undefined)
+}
+
+/** The one fetch policy (net/retry.ts), with the caller's count of attempts. */
+function retryPolicy(opts: FetchOptions): RetryPolicy {
+  return {...FETCH_RETRY, retries: opts.retries ?? FETCH_RETRY.retries}
 }
 
 /** Every file entry a fetch acts on MUST carry its hash: nothing is trusted before its hash is checked. */
@@ -203,19 +208,22 @@ async function fetchOne(opts: FetchOptions, state: FetchState, file: FileEntry):
   // A file of known small size is received into memory, checked, and only then written:
   // no part file exists until its content is known good, so there is nothing to resume.
   const small = file.size !== undefined && file.size <= SMALL_FILE_BYTES
-  const retries = opts.retries ?? 3
   try {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const bytes = small ? await attemptSmall(opts, file, expected, landing) : await attemptOne(opts, file, expected, landing)
-        return {bytes, skipped: false}
-      } catch (err) {
-        const e = fetchError(err, opts, file)
-        if (!RETRYABLE.has(e.code) || attempt >= retries || opts.signal?.aborted) throw e
-        opts.onEvent?.({event: 'retry', path: file.path, attempt: attempt + 1, code: e.code})
-        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)))
-      }
-    }
+    const bytes = await retry(
+      async () => {
+        try {
+          return small ? await attemptSmall(opts, file, expected, landing) : await attemptOne(opts, file, expected, landing)
+        } catch (err) {
+          throw fetchError(err, opts, file)
+        }
+      },
+      {
+        policy: retryPolicy(opts),
+        ...(opts.signal ? {signal: opts.signal} : {}),
+        onRetry: (err, attempt) => opts.onEvent?.({event: 'retry', path: file.path, attempt, code: (err as FpeerError).code}),
+      },
+    )
+    return {bytes, skipped: false}
   } finally {
     landing?.dir.release()
   }
@@ -261,7 +269,7 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
   } catch (err) {
     const e = fetchError(err, opts, file)
     // A stop (Ctrl-C, --timeout) keeps the good prefix too: `fpeer request --resume` starts after it; a local write failure never does.
-    if (landing && part && !(opts.resume && (RETRYABLE.has(e.code) || (opts.signal?.aborted && e.kind !== 'io')))) dropPart(landing, part)
+    if (landing && part && !(opts.resume && (isRetryable(e) || (opts.signal?.aborted && e.kind !== 'io')))) dropPart(landing, part)
     throw e
   } finally {
     if (fd !== undefined) closeSync(fd)
@@ -470,7 +478,7 @@ async function fetchBatchInto(opts: FetchOptions, state: FetchState, files: File
     targets.set(file.path, landing)
     todo.push(file)
   }
-  const retries = opts.retries ?? 3
+  const policy = retryPolicy(opts)
   for (let attempt = 0; todo.length > 0; attempt++) {
     if (state.noBatch) {
       for (const f of todo) {
@@ -511,13 +519,14 @@ async function fetchBatchInto(opts: FetchOptions, state: FetchState, files: File
     } catch (err) {
       const e = isFpeerError(err) ? err : fromSystemError(err, `fetching ${todo.length} files`)
       todo = todo.filter((f) => !done.has(f.path))
-      if (e.code === 'E_TRANSFER' && (e.details as {unsupported?: boolean} | undefined)?.unsupported) {
+      if (isUnsupported(e)) {
         state.noBatch = true
         continue
       }
-      if (!RETRYABLE.has(e.code) || attempt >= retries || opts.signal?.aborted) throw e
+      if (!shouldRetry(e, attempt, {policy, ...(opts.signal ? {signal: opts.signal} : {})})) throw e
       opts.onEvent?.({event: 'retry', path: todo[0]?.path ?? '', attempt: attempt + 1, code: e.code})
-      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)))
+      await pause(backoffMs(policy, attempt), opts.signal)
+      if (opts.signal?.aborted) throw e
     }
   }
 }

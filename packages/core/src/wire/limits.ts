@@ -10,8 +10,6 @@ export const MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 export const MAX_FOLDER_BYTES = 255
 /** A message must be complete this long after its first byte arrives. */
 export const DEFAULT_MESSAGE_TIMEOUT_MS = 30_000
-/** How long a peer may wait for the next message before the connection is closed. */
-export const DEFAULT_IDLE_TIMEOUT_MS = 120_000
 /** Longest PeerError reason (Line 4) a peer sends or a receiver keeps, in UTF-16 units. */
 export const MAX_REASON_CHARS = 1024
 /** From accept to the first complete line on a server's control connection; then closed with E_MSG_TIMEOUT. */

@@ -1,0 +1,60 @@
+// Unit tests for the transport registry's shape check: a malformed transport from a plugin is E_PLUGIN when it registers.
+import assert from 'node:assert/strict'
+import {describe, it} from 'node:test'
+import {FpeerError} from './errors.js'
+import {TransportRegistry, checkTransport} from './registry.js'
+import type {Transport} from './transport.js'
+
+const supports = {serve: true, fetch: true, resume: true, peerAuth: false, serverAuth: false}
+const good = (): Transport => ({protocol: 'TEST', description: 'a test transport', supports: {...supports}, serve: async () => ({host: '', port: 0, close: async () => {}}), connect: async () => ({get: async () => ({stream: undefined as never}), close: async () => {}})})
+const manual = (): Transport => ({protocol: 'BYHAND', description: 'by hand', supports: {...supports, serve: false, fetch: false, resume: false}, handOver: async () => {}})
+
+describe('checkTransport', () => {
+  it('accepts a fetching and serving transport, and a hand-over one', () => {
+    const t = good()
+    assert.equal(checkTransport(t, 'p'), t)
+    checkTransport(manual(), 'p')
+  })
+  const broken: Array<[string, (t: Record<string, unknown>) => unknown]> = [
+    ['not an object', () => 'HTTP'],
+    ['null', () => null],
+    ['no protocol', (t) => ({...t, protocol: undefined})],
+    ['a protocol that is no Line 4 token', (t) => ({...t, protocol: 'HT TP'})],
+    ['no description', (t) => ({...t, description: 3})],
+    ['no supports', (t) => ({...t, supports: undefined})],
+    ['a supports flag that is no boolean', (t) => ({...t, supports: {...supports, resume: 'yes'}})],
+    ['supports.serve without serve()', (t) => ({...t, serve: undefined})],
+    ['supports.fetch without connect()', (t) => ({...t, connect: undefined})],
+    ['a connect that is no function', (t) => ({...t, connect: {}})],
+    ['connect() without supports.fetch', (t) => ({...t, supports: {...supports, fetch: false}})],
+    ['nothing it can do', () => ({...manual(), handOver: undefined})],
+  ]
+  for (const [title, make] of broken) {
+    it(`refuses ${title} with E_PLUGIN naming the plugin`, () => {
+      assert.throws(
+        () => checkTransport(make(good() as unknown as Record<string, unknown>), '@x/plugin-bad'),
+        (e: unknown) => e instanceof FpeerError && e.code === 'E_PLUGIN' && (e.details as {plugin: string}).plugin === '@x/plugin-bad',
+      )
+    })
+  }
+})
+
+describe('TransportRegistry.addHookResult', () => {
+  it('registers the good transports and reports each malformed one, so one broken plugin stops no other', () => {
+    const r = new TransportRegistry()
+    const errors = r.addHookResult({transports: [good(), {protocol: 'BAD'}, manual()]}, 'p')
+    assert.deepEqual(errors.map((e) => e.code), ['E_PLUGIN'])
+    assert.deepEqual(r.protocols(), ['BYHAND', 'TEST'])
+    assert.equal(r.list()[0]?.plugin, 'p')
+  })
+  it('reports a hook result without a transports list', () => {
+    const r = new TransportRegistry()
+    assert.deepEqual(r.addHookResult({transport: good()}, 'p').map((e) => e.code), ['E_PLUGIN'])
+    assert.deepEqual(r.protocols(), [])
+  })
+  it('throws E_PLUGIN from add() and registers nothing', () => {
+    const r = new TransportRegistry()
+    assert.throws(() => r.add({protocol: 'X'} as unknown as Transport, 'p'), {code: 'E_PLUGIN'})
+    assert.equal(r.has('X'), false)
+  })
+})

@@ -1,0 +1,6 @@
+// The transfer conformance suite run against the in-memory transport, so the contract is proven without sockets too.
+import {runTransportConformance} from '../conformance/index.js'
+import {createMemoryTransport} from './memory-transport.js'
+
+runTransportConformance({name: 'memory', transport: createMemoryTransport(), largeFileBytes: 8 << 20, manyFiles: 300})
+runTransportConformance({name: 'memory, peers by key, no batching', transport: createMemoryTransport({peerAuth: true, batch: false}), largeFileBytes: 4 << 20, manyFiles: 100})

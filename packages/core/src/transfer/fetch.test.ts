@@ -1,0 +1,225 @@
+// In-process tests of fetchFiles over the in-memory transport: lands and verifies, and fails with typed codes on bad content, dropped connections and aborts.
+import assert from 'node:assert/strict'
+import {createHash} from 'node:crypto'
+import {mkdtemp, readFile, readdir, rm, writeFile, mkdir} from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import {after, before, describe, it} from 'node:test'
+import {FaultySource, type FaultPlan} from '../conformance/faults.js'
+import {LocalFileSource} from '../fs/local-source.js'
+import {PART_PREFIX} from '../fs/safe-path.js'
+import {SMALL_FILE_BYTES} from '../fs/scan.js'
+import {Identity, generateKeyPair} from '../identity.js'
+import {createMemoryTransport, type MemoryTransportOptions} from '../testing/memory-transport.js'
+import type {TransferClient} from '../transport.js'
+import type {FileEntry} from '../wire/types.js'
+import {type FetchEvent, fetchFiles} from './fetch.js'
+
+const FOLDER = 'share'
+const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex')
+/** Content that is not all one byte, so an offset error shows. */
+const content = (n: number, seed = 1) => Buffer.from(Array.from({length: n}, (_, i) => (i * 31 + seed) & 0xff))
+
+/** Every file under `dir`, relative, sorted: the before/after listing. */
+async function tree(dir: string): Promise<string[]> {
+  const out: string[] = []
+  for (const e of await readdir(dir, {withFileTypes: true, recursive: true})) if (!e.isDirectory()) out.push(path.relative(dir, path.join(e.parentPath, e.name)))
+  return out.sort()
+}
+
+describe('fetchFiles over the in-memory transport', () => {
+  let work: string
+  let src: string
+  const files = new Map<string, Buffer>([
+    ['a.txt', Buffer.from('hello\n')],
+    ['dir/b.bin', content(3000)],
+    ['empty', Buffer.alloc(0)],
+    ['large.bin', content(SMALL_FILE_BYTES * 3 + 17, 7)],
+  ])
+  const bytes = (p: string): Buffer => {
+    const b = files.get(p)
+    if (!b) throw new Error(`no fixture ${p}`)
+    return b
+  }
+  const entry = (p: string): FileEntry => ({path: p, size: bytes(p).length, sha256: sha(bytes(p))})
+  let n = 0
+  const dest = async () => {
+    const d = path.join(work, `dest-${++n}`)
+    await mkdir(d)
+    return d
+  }
+
+  before(async () => {
+    work = await mkdtemp(path.join(os.tmpdir(), 'fpeer-fetch-'))
+    src = path.join(work, 'src')
+    for (const [p, b] of files) {
+      await mkdir(path.dirname(path.join(src, p)), {recursive: true})
+      await writeFile(path.join(src, p), b)
+    }
+  })
+  after(async () => {
+    await rm(work, {recursive: true, force: true})
+  })
+
+  /** Serves `src` over a fresh memory transport with `plan`'s faults, and hands `fn` a client. */
+  async function withClient<T>(fn: (client: TransferClient, source: FaultySource) => Promise<T>, plan: FaultPlan = {}, options: MemoryTransportOptions = {}): Promise<T> {
+    const transport = createMemoryTransport(options)
+    const source = new FaultySource(new LocalFileSource({root: (f) => (f === FOLDER ? src : undefined), mayRead: () => true}, () => [FOLDER]), plan)
+    const identity = new Identity(generateKeyPair())
+    const server = await transport.serve({host: '127.0.0.1', port: 0, files: source, identity})
+    const client = await transport.connect({host: '127.0.0.1', port: server.port, identity: new Identity(generateKeyPair()), expectedPeer: identity.id, concurrency: 4, timeoutMs: 10_000})
+    try {
+      return await fn(client, source)
+    } finally {
+      await client.close()
+      await server.close()
+    }
+  }
+
+  for (const batch of [true, false, 'refused'] as const) {
+    it(`lands every file byte for byte (batch: ${batch})`, async () => {
+      const d = await dest()
+      const result = await withClient((client) => fetchFiles({client, folder: FOLDER, files: [...files.keys()].map(entry), mode: 'land', root: d, concurrency: 3}), {}, {batch})
+      assert.deepEqual({fetched: result.fetched, skipped: result.skipped, bytes: result.bytes}, {fetched: 4, skipped: 0, bytes: [...files.values()].reduce((a, b) => a + b.length, 0)})
+      assert.deepEqual(await tree(d), [...files.keys()].sort())
+      for (const [p, b] of files) assert.ok((await readFile(path.join(d, p))).equals(b), p)
+    })
+  }
+
+  it('skips files already in place, and verify mode writes nothing', async () => {
+    const d = await dest()
+    await withClient(async (client, source) => {
+      await fetchFiles({client, folder: FOLDER, files: [...files.keys()].map(entry), mode: 'land', root: d, concurrency: 2})
+      const opens = source.opens.length
+      const again = await fetchFiles({client, folder: FOLDER, files: [...files.keys()].map(entry), mode: 'land', root: d, concurrency: 2})
+      assert.equal(again.skipped, 4)
+      assert.equal(source.opens.length, opens, 'a file in place was fetched again')
+      const v = await dest()
+      const verified = await fetchFiles({client, folder: FOLDER, files: [...files.keys()].map(entry), mode: 'verify', concurrency: 2})
+      assert.equal(verified.fetched, 4)
+      assert.deepEqual(await tree(v), [])
+    })
+  })
+
+  for (const name of ['a.txt', 'large.bin']) {
+    it(`a wrong sha256 is E_HASH_MISMATCH and lands nothing (${name})`, async () => {
+      const d = await dest()
+      await withClient(async (client) => {
+        await assert.rejects(fetchFiles({client, folder: FOLDER, files: [{...entry(name), sha256: sha('other')}], mode: 'land', root: d, concurrency: 1}), {code: 'E_HASH_MISMATCH'})
+      })
+      assert.deepEqual(await tree(d), [])
+    })
+
+    it(`more bytes than announced is E_SIZE_MISMATCH and lands nothing (${name})`, async () => {
+      const d = await dest()
+      await withClient(async (client) => {
+        await assert.rejects(fetchFiles({client, folder: FOLDER, files: [{...entry(name), size: bytes(name).length - 1}], mode: 'land', root: d, concurrency: 1}), {code: 'E_SIZE_MISMATCH'})
+      })
+      assert.deepEqual(await tree(d), [])
+    })
+
+    it(`fewer bytes than announced is a lost connection, retried, then E_CONNECTION_LOST (${name})`, async () => {
+      const d = await dest()
+      const events: FetchEvent[] = []
+      await withClient(async (client, source) => {
+        await assert.rejects(fetchFiles({client, folder: FOLDER, files: [{...entry(name), size: bytes(name).length + 1}], mode: 'land', root: d, concurrency: 1, retries: 2, onEvent: (e) => events.push(e)}), {code: 'E_CONNECTION_LOST'})
+        assert.equal(source.opens.length, 3)
+      })
+      assert.deepEqual(events.filter((e) => e.event === 'retry').map((e) => (e as {attempt: number}).attempt), [1, 2])
+      assert.deepEqual(await tree(d), [])
+    })
+  }
+
+  it('a connection dropped mid-file is retried and the file lands intact, with no part file left', async () => {
+    const d = await dest()
+    await withClient(
+      async (client, source) => {
+        const r = await fetchFiles({client, folder: FOLDER, files: [entry('large.bin')], mode: 'land', root: d, concurrency: 1, resume: true})
+        assert.equal(r.fetched, 1)
+        assert.equal(source.opens.length, 2)
+      },
+      {drop: new Map([['large.bin', {times: 1, afterBytes: SMALL_FILE_BYTES}]])},
+    )
+    assert.ok((await readFile(path.join(d, 'large.bin'))).equals(bytes('large.bin')))
+    assert.deepEqual((await tree(d)).filter((p) => path.basename(p).startsWith(PART_PREFIX)), [])
+  })
+
+  it('a connection that keeps dropping is E_CONNECTION_LOST; with resume the part is kept and a later run starts after it', async () => {
+    const d = await dest()
+    const plan = {drop: new Map([['large.bin', {times: 2, afterBytes: SMALL_FILE_BYTES}]])}
+    await withClient(async (client, source) => {
+      await assert.rejects(fetchFiles({client, folder: FOLDER, files: [entry('large.bin')], mode: 'land', root: d, concurrency: 1, retries: 1, resume: true}), {code: 'E_CONNECTION_LOST'})
+      assert.equal((await tree(d)).filter((p) => path.basename(p).startsWith(PART_PREFIX)).length, 1)
+      const before = source.opens.length
+      await fetchFiles({client, folder: FOLDER, files: [entry('large.bin')], mode: 'land', root: d, concurrency: 1, resume: true})
+      assert.ok((source.opens[before]?.range?.start ?? 0) > 0, 'the later run started from zero')
+    }, plan)
+    assert.ok((await readFile(path.join(d, 'large.bin'))).equals(bytes('large.bin')))
+    assert.deepEqual(await tree(d), ['large.bin'])
+  })
+
+  it('a missing file is E_NOT_FOUND, not retried', async () => {
+    const d = await dest()
+    await withClient(async (client, source) => {
+      await assert.rejects(fetchFiles({client, folder: FOLDER, files: [{path: 'nope', size: 3, sha256: sha('abc')}], mode: 'land', root: d, concurrency: 1}), {code: 'E_NOT_FOUND'})
+      assert.equal(source.opens.length, 1)
+    })
+    assert.deepEqual(await tree(d), [])
+  })
+
+  it('the server closing mid-transfer is E_CONNECT once retries find nobody there', async () => {
+    const d = await dest()
+    const transport = createMemoryTransport()
+    const identity = new Identity(generateKeyPair())
+    // A source whose large file never ends until the server closes.
+    const stalled = new FaultySource(new LocalFileSource({root: () => src, mayRead: () => true}, () => [FOLDER]))
+    const server = await transport.serve({host: '127.0.0.1', port: 0, files: stalled, identity})
+    const client = await transport.connect({host: '127.0.0.1', port: server.port, identity, concurrency: 1, timeoutMs: 10_000})
+    try {
+      let closed = false
+      const run = fetchFiles({
+        client, folder: FOLDER, files: [entry('large.bin')], mode: 'land', root: d, concurrency: 1, retries: 1,
+        // The first bytes in: the server goes away.
+        onEvent: (e) => {
+          if (e.event === 'bytes' && !closed) {
+            closed = true
+            void server.close()
+          }
+        },
+      })
+      await assert.rejects(run, {code: 'E_CONNECT'})
+    } finally {
+      await client.close()
+      await server.close()
+    }
+    assert.deepEqual(await tree(d), [])
+  })
+
+  it('an abort stops the fetch with no retry and leaves no partial target', async () => {
+    const d = await dest()
+    const ac = new AbortController()
+    const events: FetchEvent[] = []
+    await withClient(async (client) => {
+      const run = fetchFiles({
+        client, folder: FOLDER, files: [entry('large.bin')], mode: 'land', root: d, concurrency: 1, signal: ac.signal,
+        onEvent: (e) => {
+          events.push(e)
+          if (e.event === 'bytes') ac.abort()
+        },
+      })
+      await assert.rejects(run, {code: 'E_TRANSFER'})
+    })
+    assert.equal(events.filter((e) => e.event === 'retry').length, 0)
+    assert.deepEqual((await tree(d)).filter((p) => !path.basename(p).startsWith(PART_PREFIX)), [])
+  })
+
+  it('refuses a list with an unsafe path or a file without a hash before any byte moves', async () => {
+    const d = await dest()
+    await withClient(async (client, source) => {
+      await assert.rejects(fetchFiles({client, folder: FOLDER, files: [entry('a.txt'), {path: '../x', size: 1, sha256: sha('x')}], mode: 'land', root: d, concurrency: 1}), {code: 'E_PATH_UNSAFE'})
+      await assert.rejects(fetchFiles({client, folder: FOLDER, files: [{path: 'a.txt', size: 6}], mode: 'land', root: d, concurrency: 1}), {code: 'E_UNSIGNED'})
+      assert.equal(source.opens.length, 0)
+    })
+    assert.deepEqual(await tree(d), [])
+  })
+})
