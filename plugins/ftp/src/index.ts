@@ -1,6 +1,6 @@
 // @fpeer/plugin-ftp: the FTP transport, a read-only passive-mode server on node:net and a basic-ftp client.
 import type {Transport} from '@fpeer/core'
-import {connectFtp} from './client.js'
+import {canNameOverFtp, connectFtp} from './client.js'
 import {startFtpServer} from './server.js'
 
 export const ftpTransport: Transport = {
@@ -9,7 +9,8 @@ export const ftpTransport: Transport = {
   supports: {serve: true, fetch: true, resume: true, peerAuth: false, serverAuth: false},
   serve: (options) => startFtpServer(options),
   connect: (options) => connectFtp(options),
+  canName: canNameOverFtp,
 }
 
 export {startFtpServer, DEFAULT_LIMITS, type FtpLimits} from './server.js'
-export {connectFtp, FtpClientPool} from './client.js'
+export {canNameOverFtp, connectFtp, FtpClientPool} from './client.js'
