@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm run fuzz`: throws deterministic, mutated hostile traffic at a real `fpeer serve` (control
-// port, HTTP, FTP, SFTP) and fails on a crash, an E_INTERNAL or untyped error, a leak, peak RSS
-// of 256 MB or more, a change outside the shared folders, or a legitimate request that no longer works.
+// port, HTTP, FTP, SFTP) and fails on a crash, an E_INTERNAL or untyped error, a leak, a socket
+// held open past its port's documented deadline, peak RSS of 256 MB or more, a change outside
+// the shared folders, or a legitimate request that no longer works.
 //
 //   --seed S          the run's seed (default 1); case N of a phase is a function of (S, phase, N) only
 //   --count N         mutated control messages (default 100,000); HTTP and FTP get N/4, SFTP N/20 ops

@@ -212,6 +212,31 @@ describe('a confirmed peer cannot lock others out with what it may send', () => 
     assert.equal(host.serveProcess?.exitCode, null)
   })
 
+  it('a stranger\'s first message with more file lines than an update may carry is refused with E_MSG_TOO_MANY_FILES as it arrives, not after it is decoded', async () => {
+    const c = converse(control, PROBE)
+    try {
+      // Never ended: the refusal comes while the message is still under way (else only the 30 s message deadline would end it).
+      await c.send(`FilesToGet\nmixed\n1\nHTTP\n${'x.txt\tsize=1\n'.repeat(MAX_UPDATE_VERSIONS + 1)}`)
+      const reply = await c.next(25_000)
+      assert.equal(reply?.type === 'PeerError' && reply.code, 'E_MSG_TOO_MANY_FILES', JSON.stringify(reply))
+    } finally {
+      await c.close()
+    }
+    // A reply may list no more files than the message it answers (a seed-form request of an open folder: one file).
+    const r = converse(control, PROBE)
+    try {
+      await r.send('BePeerRequest\nother\n\n')
+      const ftg = await r.next()
+      assert.equal(ftg?.type === 'FilesToGet' && ftg.files.length, 1, JSON.stringify(ftg))
+      await r.send(`FilesUpdated\nother\n1\nHTTP\n${'b.txt\n'.repeat(50)}`)
+      const reply = await r.next(25_000)
+      assert.equal(reply?.type === 'PeerError' && reply.code, 'E_MSG_TOO_MANY_FILES', JSON.stringify(reply))
+    } finally {
+      await r.close()
+    }
+    assert.equal(host.serveProcess?.exitCode, null)
+  })
+
   it(`while a maximal update (${MAX_UPDATE_VERSIONS} versions) is verified and applied, serve answers other peers: a request for another folder completes`, async () => {
     const signer = fastSigner(me)
     const c = converse(control, MEMBER)
