@@ -993,7 +993,9 @@ async function runMemory(i, server, _print, barrier) {
     return
   }
   const limit = OPTS.hugeMb * 1024 * 1024
-  const line = Buffer.from(`${'fz/'.repeat(rng.range(20, 60))}file-${i}.txt\tsize=1\tsha256=${UPDATE_SHA}\n`)
+  // Lines near the 8 KiB line limit: a server refuses a first message of more than 10,000
+  // file lines as they arrive, so the bytes, not the line count, must reach --huge-mb (up to ~78 MiB).
+  const line = Buffer.from(`fz/${'a'.repeat(rng.range(7800, 8000))}/file-${i}.txt\tsize=1\tsha256=${UPDATE_SHA}\n`)
   const chunk = Buffer.concat(Array(Math.ceil(65536 / line.length)).fill(line))
   await write(s, Buffer.from(`FilesToGet\n${OPEN}\n7735\nHTTP\n`))
   let sent = 0
