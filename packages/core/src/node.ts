@@ -27,7 +27,7 @@ import {withPeerClient} from './transfer/peer-client.js'
 import {removeLeftovers} from './fs/leftovers.js'
 import type {AccessContext, Logger, TransportServer} from './transport.js'
 import {type FileEntry, isDirEntry} from './wire/types.js'
-import {CONTROL_BUFFER_BYTES, CONTROL_MAX_CONNECTIONS, CONTROL_MAX_PER_ADDRESS, DEFAULT_FIRST_LINE_TIMEOUT_MS} from './wire/limits.js'
+import {CONTROL_BUFFER_BYTES, CONTROL_MAX_CONNECTIONS, CONTROL_MAX_PER_ADDRESS, DEFAULT_FIRST_LINE_TIMEOUT_MS, MAX_UPDATE_VERSIONS} from './wire/limits.js'
 
 /** How long work under way (pushes, applies, handshakes) may go on after stop() before every connection is cut. */
 export const STOP_GRACE_MS = 2500
@@ -480,7 +480,8 @@ export class PeerNode {
       if (!conn) return
       this.#connections.add(socket)
       socket.once('close', () => this.#connections.delete(socket))
-      const channel = new MessageChannel(socket, {messageTimeoutMs: messageMs, budget, onProgress: (what) => (what === 'line' ? conn.idle() : conn.busy())})
+      // A conversation opens with a request (no files) or an update (at most MAX_UPDATE_VERSIONS): a bigger first message is refused as it arrives.
+      const channel = new MessageChannel(socket, {messageTimeoutMs: messageMs, budget, firstMaxFiles: MAX_UPDATE_VERSIONS, onProgress: (what) => (what === 'line' ? conn.idle() : conn.busy())})
       void (async () => {
         await this.refresh().catch((err: Error) => this.options.log.error('cannot read configuration', {reason: err.message}))
         await serveConnection(channel, ctx)

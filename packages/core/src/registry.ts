@@ -29,7 +29,7 @@ export function checkTransport(value: unknown, plugin: string): Transport {
   const sup = t.supports as Record<string, unknown> | undefined
   if (typeof sup !== 'object' || sup === null) return bad(`${t.protocol}: no supports`)
   for (const k of SUPPORTS) if (typeof sup[k] !== 'boolean') return bad(`${t.protocol}: supports.${k} is not a boolean`)
-  for (const k of ['serve', 'connect', 'handOver'] as const) if (t[k] !== undefined && typeof t[k] !== 'function') return bad(`${t.protocol}: ${k} is not a function`)
+  for (const k of ['serve', 'connect', 'handOver', 'canName'] as const) if (t[k] !== undefined && typeof t[k] !== 'function') return bad(`${t.protocol}: ${k} is not a function`)
   if (sup.serve && typeof t.serve !== 'function') return bad(`${t.protocol}: supports.serve without serve()`)
   if (sup.fetch && typeof t.connect !== 'function') return bad(`${t.protocol}: supports.fetch without connect()`)
   if (!sup.fetch && typeof t.connect === 'function') return bad(`${t.protocol}: connect() without supports.fetch`)

@@ -139,7 +139,8 @@ export async function requestAndRecord(home: string, opts: Omit<RequestOptions, 
   if (opts.dryRun) return result
   const folder = await config.share({name: opts.folder, path: result.into})
   // Seed step 17, and the host's versions kept, so later updates compare against them.
-  const ignored = new Set(result.ignored)
+  // Not fetched here (ignored, or a name the protocol cannot carry): not recorded as held either.
+  const ignored = new Set([...result.ignored, ...result.unsupported])
   await new FolderSync(home, folder, identity).adopt(result.files.filter((e) => !ignored.has(e.path)).map((entry) => ({entry, ...versionField(entry)})))
   await new Peerfile(home, opts.folder).addPeer({
     id: PeerId.parse(result.host.id).toString(),

@@ -213,6 +213,21 @@ export interface Transport {
    * still missing and it does not wait, or the wait ran out (the request can be resumed).
    */
   handOver?(request: ManualRequest, io: HandOverIO): Promise<void>
+  /**
+   * Optional: whether this transport's requests can carry the file name `path` (default:
+   * every name 4.4 allows). A name it cannot carry (FTP: CR or LF) is skipped with an
+   * E_UNSUPPORTED warning and left out of the exchange, never a failure of the whole
+   * exchange: one such name must not lock a requester out of every other file.
+   */
+  canName?(path: string): boolean
+}
+
+/** The names of `paths` that `transport` declares it cannot carry (Transport.canName). */
+export function unnameable(transport: Transport | undefined, paths: Iterable<string>): Set<string> {
+  const out = new Set<string>()
+  if (!transport?.canName) return out
+  for (const p of paths) if (!transport.canName(p)) out.add(p)
+  return out
 }
 
 /** What a plugin's `fpeer:transport` hook returns. */

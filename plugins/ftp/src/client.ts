@@ -8,6 +8,14 @@ import {mapFtpError} from './client-errors.js'
 /** FTP has no way to put CR or LF in a path: RFC 959 lines end at CRLF, and basic-ftp refuses them. */
 const UNSENDABLE_NAME = /[\r\n]/
 
+/**
+ * Transport.canName: core leaves such names out of an FTP exchange (E_UNSUPPORTED warning)
+ * instead of failing it, so one name with CR or LF cannot lock a requester out of a folder.
+ */
+export function canNameOverFtp(path: string): boolean {
+  return !UNSENDABLE_NAME.test(path)
+}
+
 /** Replies to SIZE that mean "not supported here", not "no such file". */
 const SIZE_UNSUPPORTED = new Set([500, 501, 502, 504])
 

@@ -1,6 +1,6 @@
 // @fpeer/plugin-ftp: the FTP transport, a read-only passive-mode server on node:net and a basic-ftp client.
 import type {Transport} from '@fpeer/core/plugin'
-import {connectFtp} from './client.js'
+import {canNameOverFtp, connectFtp} from './client.js'
 import {serveFtp} from './server.js'
 
 /** Builds the FTP transport; `ftpTransport` is this one. Every plugin has a `createXTransport`, `serveX` and `connectX`. */
@@ -11,10 +11,11 @@ export function createFtpTransport(): Transport {
     supports: {serve: true, fetch: true, resume: true, peerAuth: false, serverAuth: false},
     serve: (options) => serveFtp(options),
     connect: (options) => connectFtp(options),
+    canName: canNameOverFtp,
   }
 }
 
 export const ftpTransport: Transport = createFtpTransport()
 
 export {serveFtp, DEFAULT_LIMITS, type FtpLimits} from './server.js'
-export {connectFtp, FtpClientPool} from './client.js'
+export {canNameOverFtp, connectFtp, FtpClientPool} from './client.js'

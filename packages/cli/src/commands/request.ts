@@ -100,6 +100,7 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
     const kept = result.transfer.conflicts ?? []
     if (kept.length) this.note(tty`kept ${kept.length} differing local file(s) as conflict copies: ${kept.slice(0, 5).join(', ')}${kept.length > 5 ? ', …' : ''}`)
     if (result.ignored.length) this.note(tty`${result.ignored.length} file(s) not fetched: ignored here by .fpeerignore`)
+    if (result.unsupported.length) this.note(tty`${result.unsupported.length} file(s) not fetched: ${result.protocol} cannot carry their names (E_UNSUPPORTED; use --protocol http or sftp for them)`)
     // After a hand-over, stdout carried the files to get; the confirmation is then for humans only.
     const say = this.#manual.listing ? (t: string) => this.note(t) : (t: string) => this.out(t)
     say(tty`confirmed: peer of ${result.folder} on ${result.host.address} (${result.host.id}) over ${result.protocol}: ${result.files.length} files, ${result.transfer.fetched} fetched, ${formatBytes(result.transfer.bytes)} in ${(ms / 1000).toFixed(2)} s into ${result.into}`)

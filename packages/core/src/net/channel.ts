@@ -19,6 +19,14 @@ export interface ChannelOptions {
   budget?: ByteBudget
   /** Told when the first complete line and the first complete message arrive (for the connection guard). */
   onProgress?(what: 'line' | 'message'): void
+  /**
+   * A server's channel: the first message may carry at most this many file lines (an
+   * update's cap), and each later one at most as many as the last message sent with a
+   * file list (FilesUpdated repeats the FilesToGet's list, TrustedPeerConfirm the
+   * FilesUpdated's). More is refused as the bytes arrive (E_MSG_TOO_MANY_FILES), before
+   * any line is decoded. Clients (a requester reading its host's list) set none.
+   */
+  firstMaxFiles?: number
 }
 
 /** Strips the IPv4-mapped prefix so `::ffff:127.0.0.2` and `127.0.0.2` are one address. */
@@ -46,6 +54,8 @@ export class MessageChannel {
   #lastByteAt = Date.now()
   /** Read once: a socket that is reset forgets its remote address, and the host fetches back from it later. */
   readonly #remoteAddress: string
+  /** firstMaxFiles was given: replies are bounded by the file list we sent last. */
+  readonly #repliesBound: boolean
 
   constructor(socket: net.Socket, options: ChannelOptions = {}) {
     this.socket = socket
@@ -57,6 +67,8 @@ export class MessageChannel {
     this.#messageTimeoutMs = options.messageTimeoutMs ?? DEFAULT_MESSAGE_TIMEOUT_MS
     this.#budget = options.budget
     this.#progress = options.onProgress
+    this.#repliesBound = options.firstMaxFiles !== undefined
+    if (options.firstMaxFiles !== undefined) this.#decoder.maxFiles = options.firstMaxFiles
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.#onData(chunk))
     socket.on('error', (err) => this.#fail(fromSystemError(err, 'control connection')))
@@ -207,6 +219,7 @@ export class MessageChannel {
   }
 
   async send(msg: Message): Promise<void> {
+    if (this.#repliesBound && 'files' in msg) this.#decoder.maxFiles = msg.files.length
     await this.sendRaw(formatMessage(msg))
   }
 

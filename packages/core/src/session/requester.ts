@@ -14,7 +14,7 @@ import {connectChannel} from '../net/channel.js'
 import type {TransportRegistry} from '../registry.js'
 import {type FetchEvent, type FetchResult, fetchFiles, hashExisting} from '../transfer/fetch.js'
 import {type PeerEndpoint, withPeerClient} from '../transfer/peer-client.js'
-import type {AccessContext, Logger, ManualRequest, PlacedState, TransportServer} from '../transport.js'
+import {type AccessContext, type Logger, type ManualRequest, type PlacedState, type TransportServer, unnameable} from '../transport.js'
 import {conflictPath} from '../sync/version.js'
 import {signMessage} from '../wire/signing.js'
 import {type BePeerRequest, type FileEntry, type FilesToGet, type FilesUpdated, isDirEntry} from '../wire/types.js'
@@ -94,6 +94,8 @@ export interface RequestResult {
   plan?: PlanEntry[]
   /** Files of the host's list this peer's .fpeerignore kept out. */
   ignored: string[]
+  /** Files of the host's list not fetched because the chosen protocol cannot carry their names (Transport.canName; E_UNSUPPORTED). */
+  unsupported: string[]
   transfer: FetchResult
   confirmedAt: string
 }
@@ -303,7 +305,12 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     const ignored = new Set(ftg.files.filter((f) => f.ext?.del !== '1' && rules.ignores(f.path)).map((f) => f.path))
     for (const p of ignored) opts.log.warn('file ignored here (.fpeerignore): not fetched', {folder: opts.folder, path: p})
     const emptyDirs = ftg.files.filter((f) => isDirEntry(f) && !ignored.has(f.path))
-    const live = ftg.files.filter((f) => f.ext?.del !== '1' && !ignored.has(f.path) && !isDirEntry(f))
+    // A name the chosen protocol cannot carry (FTP: CR or LF) is left out like an ignored one,
+    // so one hostile name in the host's folder cannot fail the whole request.
+    const unsupported = unnameable(opts.registry.has(ftg.protocol) ? opts.registry.get(ftg.protocol) : undefined, ftg.files.filter((f) => f.ext?.del !== '1' && !isDirEntry(f) && !ignored.has(f.path)).map((f) => f.path))
+    for (const p of unsupported) opts.log.warn(`file not fetched: ${ftg.protocol} cannot carry its name`, {folder: opts.folder, path: p, code: 'E_UNSUPPORTED'})
+    const skippedHere = new Set([...ignored, ...unsupported])
+    const live = ftg.files.filter((f) => f.ext?.del !== '1' && !skippedHere.has(f.path) && !isDirEntry(f))
     if (opts.dryRun) {
       const plan = await planLanding(root, ftg.files.filter((f) => f.ext?.del !== '1' && !isDirEntry(f)), ignored, opts.identity)
       const fetch = plan.filter((p) => p.action === 'fetch' || p.action === 'conflict')
@@ -315,6 +322,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
         files: ftg.files,
         plan,
         ignored: [...ignored],
+        unsupported: [...unsupported],
         transfer: {files: live.length, fetched: 0, skipped: live.length - fetch.length, bytes: 0},
         confirmedAt: '',
       }
@@ -336,7 +344,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     })
     const from = {protocol: ftg.protocol, host: hostAddress, port: ftg.port, peer: hostId, grant: ftg.meta.grant, localAddress: opts.bind}
     if (opts.apply) {
-      const r = await opts.apply(ftg, from)
+      const r = await opts.apply(unsupported.size ? {...ftg, files: ftg.files.filter((f) => !unsupported.has(f.path))} : ftg, from)
       transfer = r.transfer
       got = r.got
     } else if (ftg.protocol === 'MANUAL') {
@@ -370,7 +378,8 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     if (!opts.apply) makeDirs(root, emptyDirs, opts.log)
 
     const fuNonce = randomNonce()
-    const fuFiles = ftg.files.map((f) => (ignored.has(f.path) ? {...f, ext: {...f.ext, ign: '1'}} : got.has(f.path) ? {...f, ext: {...f.ext, got: '1'}} : f))
+    // ign=1: not in our copy (ignored here, or a name the protocol cannot carry), so the host does not check it.
+    const fuFiles = ftg.files.map((f) => (skippedHere.has(f.path) ? {...f, ext: {...f.ext, ign: '1'}} : got.has(f.path) ? {...f, ext: {...f.ext, got: '1'}} : f))
     const fu: FilesUpdated = signMessage({type: 'FilesUpdated', folder: opts.folder, port: server.port, protocol: serveProtocol, files: fuFiles, meta: {nonce: fuNonce, re: ftg.meta.nonce ?? '', grant}}, opts.identity)
     opts.onEvent?.({event: 'phase', phase: 'FilesUpdated'})
     await channel.send(fu)
@@ -387,6 +396,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
       protocol: ftg.protocol,
       files: ftg.files,
       ignored: [...ignored],
+      unsupported: [...unsupported],
       transfer,
       confirmedAt: new Date().toISOString(),
     }

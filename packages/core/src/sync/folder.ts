@@ -15,6 +15,7 @@ import type {FolderConfig} from '../store/config.js'
 import {type FileRecord, Peerfile, isLive} from '../store/peerfile.js'
 import type {Logger} from '../transport.js'
 import type {FileEntry} from '../wire/types.js'
+import {TimeSlice} from './time-slice.js'
 import {type FileVersion, conflictPath, decide, signVersion} from './version.js'
 
 /** In-process serialisation per folder; the peerfile's lock file serialises across processes. */
@@ -219,8 +220,12 @@ export class FolderSync {
       const deletions: FileVersion[] = []
       const moves: Array<{from: string; to: string}> = []
       const copies: Array<{from: string; to: string}> = []
+      // Every loop over the incoming versions below does synchronous disk work per item; it
+      // yields every few ms so a big update does not stall the server's other connections.
+      const slice = new TimeSlice()
 
       for (const v of dedupe(incoming)) {
+        await slice.tick()
         checkRelativePath(v.path)
         const local = all.get(v.path)
         const d = decide(local?.version, v)
@@ -264,7 +269,10 @@ export class FolderSync {
       // The loser keeps its content under its conflict name (a hard link, or a copy where links
       // are not possible); the winner then replaces the path by rename, so the path never vanishes.
       // Every place something will land must be reachable without a symlink before a byte moves.
-      for (const l of landed) dirs.open(checkRelativePath(l.path).slice(0, -1), false)?.release()
+      for (const l of landed) {
+        await slice.tick()
+        dirs.open(checkRelativePath(l.path).slice(0, -1), false)?.release()
+      }
       for (const m of moves) await linkOrCopyInside(dirs, m.from, m.to)
       for (const c of copies) {
         await copyInside(dirs, c.from, c.to)
@@ -287,7 +295,10 @@ export class FolderSync {
           await fetch(toFetch, staging)
           const staged = new FolderDirs(staging)
           try {
-            for (const f of toFetch) moveInside(staged, dirs, f.entry.path)
+            for (const f of toFetch) {
+              await slice.tick()
+              moveInside(staged, dirs, f.entry.path)
+            }
           } finally {
             staged.close()
           }
@@ -297,6 +308,7 @@ export class FolderSync {
         result.fetched.push(...toFetch.map((f) => f.entry.path))
       }
       for (const v of deletions) {
+        await slice.tick()
         try {
           unlinkInside(dirs, v.path)
         } catch (err) {
@@ -315,6 +327,7 @@ export class FolderSync {
         changed.push(r)
       }
       for (const l of landed) {
+        await slice.tick()
         const st = lstatInside(dirs, l.path)
         if (!st?.isFile()) throw new FpeerError('E_IO', `${l.path} did not land`)
         let version = l.version
@@ -354,7 +367,9 @@ export class FolderSync {
     const me = this.#identity.id.compact
     let clock = lamportOf(all)
     const changed: FileRecord[] = []
+    const slice = new TimeSlice()
     for (const p of new Set(paths)) {
+      await slice.tick()
       const rec = all.get(p)
       // Through a symlinked parent there is no file of this folder: never read one out there.
       const st = lstatInside(dirs, p)

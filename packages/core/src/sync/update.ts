@@ -10,11 +10,13 @@ import {expectType, verifyReply} from '../session/handshake.js'
 import type {PeerRecord} from '../store/peerfile.js'
 import {fetchFiles} from '../transfer/fetch.js'
 import {type PeerEndpoint, withPeerClient} from '../transfer/peer-client.js'
-import type {Logger} from '../transport.js'
+import {type Logger, unnameable} from '../transport.js'
+import {MAX_UPDATE_VERSIONS} from '../wire/limits.js'
 import {signMessage, verifyMessage} from '../wire/signing.js'
 import type {FileEntry, FilesToGet, FilesUpdated, TrustedPeerConfirm} from '../wire/types.js'
 import type {ContentFetcher, FolderSync} from './folder.js'
 import {type OwedForwards, applyOwing} from './owed.js'
+import {TimeSlice} from './time-slice.js'
 import {type FileVersion, entryToVersion, verifyVersion, versionToEntry} from './version.js'
 
 /** What update sessions need from the node that runs them. */
@@ -68,6 +70,18 @@ function protocolFor(ctx: SyncContext, peer: PeerRecord): string {
  * check them, and confirm with TrustedPeerConfirm (seed update steps 1-3 and 5).
  */
 export async function pushUpdate(ctx: SyncContext, folder: string, peer: PeerRecord, versions: FileVersion[]): Promise<{got: number; verified: number}> {
+  // A receiver refuses more than MAX_UPDATE_VERSIONS in one update: a bigger change goes as several, one after the other.
+  const total = {got: 0, verified: 0}
+  for (let i = 0; i < versions.length || i === 0; i += MAX_UPDATE_VERSIONS) {
+    const r = await pushOneUpdate(ctx, folder, peer, versions.slice(i, i + MAX_UPDATE_VERSIONS))
+    total.got += r.got
+    total.verified += r.verified
+  }
+  return total
+}
+
+/** One update exchange, of at most MAX_UPDATE_VERSIONS versions. */
+async function pushOneUpdate(ctx: SyncContext, folder: string, peer: PeerRecord, versions: FileVersion[]): Promise<{got: number; verified: number}> {
   const peerId = PeerId.parse(peer.id)
   if (!peer.controlPort) throw new FpeerError('E_USAGE', `peer ${peerId.short} has no control port`)
   const protocol = protocolFor(ctx, peer)
@@ -124,17 +138,26 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
   if (!ctx.isPeer(folder, sender)) throw new FpeerError('E_NOT_ALLOWED', `${sender.toString()} is not a confirmed peer of ${folder}`)
   checkDestination(ftg, ctx.identity.id, {address: channel.localAddress, port: channel.localPort}, ctx.publicAddresses)
   ctx.replay.check(ftg, sender)
+  if (ftg.files.length > MAX_UPDATE_VERSIONS) throw new FpeerError('E_MSG_TOO_MANY_FILES', `an update carries at most ${MAX_UPDATE_VERSIONS} versions; this one has ${ftg.files.length}`)
   const versions: FileVersion[] = []
+  // Signature checks of a big update yield now and then: the control port keeps answering other peers.
+  const slice = new TimeSlice()
   for (const e of ftg.files) {
+    await slice.tick()
     const v = entryToVersion(e)
     if (!v) throw new FpeerError('E_MSG_BAD_FIELD', `update entry ${JSON.stringify(e.path)} carries no version`)
     // Authentic: signed where the change began, so no peer on the way can alter it.
     verifyVersion(folder, v)
     versions.push(v)
   }
+  // A name the update's protocol cannot carry (FTP: CR or LF) is not taken, with a warning;
+  // the rest of the update is (one such name must not make every update from this peer fail).
+  const cannot = unnameable(ctx.registry.has(ftg.protocol) ? ctx.registry.get(ftg.protocol) : undefined, versions.filter((v) => !v.deleted).map((v) => v.path))
+  for (const p of cannot) ctx.log.warn(`update entry not taken: ${ftg.protocol} cannot carry its name`, {folder, path: p, code: 'E_UNSUPPORTED'})
+  const taking = cannot.size ? versions.filter((v) => v.deleted || !cannot.has(v.path)) : versions
   const fetcher = fetcherFrom(ctx, folder, {protocol: ftg.protocol, host: channel.remoteAddress, port: ftg.port, peer: sender, grant: ftg.meta.grant, localAddress: channel.localAddress})
   // What we take we owe to our other peers, on disk before FilesUpdated confirms it to the sender.
-  const result = await applyOwing(ctx.owed?.(folder), ctx.forwardTargets?.(folder, [sender.toString()]) ?? [], ctx.forwardTargets?.(folder, []) ?? [], versions, () => sync.records(), () => sync.apply(versions, fetcher))
+  const result = await applyOwing(ctx.owed?.(folder), ctx.forwardTargets?.(folder, [sender.toString()]) ?? [], ctx.forwardTargets?.(folder, []) ?? [], taking, () => sync.records(), () => sync.apply(taking, fetcher))
   const records = await sync.records()
   const took = new Set([...result.fetched, ...result.copied, ...result.applied.map((v) => v.path)])
   const files: FileEntry[] = versions.map((v) => {

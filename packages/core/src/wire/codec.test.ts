@@ -127,6 +127,13 @@ describe('frame decoder', () => {
     for (const b of wire) got.push(...dec.push(Buffer.from([b])))
     assert.deepEqual(got, [['FilesToGet', 'f', '80', 'HTTP', 'çé'], ['BePeerRequest', 'f']])
   })
+  it('refuses a message with more file lines than maxFiles as the lines arrive, before any is decoded', () => {
+    const dec = new FrameDecoder()
+    dec.maxFiles = 2
+    assert.deepEqual(dec.push(Buffer.from('FilesToGet\nf\n80\nHTTP\na\nb\n\n')), [['FilesToGet', 'f', '80', 'HTTP', 'a', 'b']])
+    // The third file line is refused although the message never ends.
+    assert.throws(() => dec.push(Buffer.from('FilesToGet\nf\n80\nHTTP\na\nb\nc\n')), (e: unknown) => e instanceof FpeerError && e.code === 'E_MSG_TOO_MANY_FILES')
+  })
   it('stops an endless line at the limit without buffering it all', () => {
     const dec = new FrameDecoder()
     assert.throws(() => {

@@ -105,6 +105,14 @@ export class FrameDecoder {
   #message: Buffer[] = []
   #lines = 0
   #messageBytes = 0
+  /**
+   * Most file lines (Lines 5..n) the next message may carry here: MAX_FILES by default. A
+   * server lowers it for what it can expect (a conversation's first message, a reply to
+   * its own file list), so a bigger message is refused as its bytes arrive, before any
+   * line of it is decoded: decoding and parsing a million lines holds the event loop for
+   * seconds and costs hundreds of MB.
+   */
+  maxFiles = MAX_FILES
 
   /** True while a message has started but not ended. */
   get inMessage(): boolean {
@@ -153,6 +161,7 @@ export class FrameDecoder {
       } else {
         if (!isUtf8(raw)) throw new FpeerError('E_MSG_BAD_ENCODING', 'message is not valid UTF-8')
         checkLineBytes(raw.length, this.#lines)
+        if (this.#lines >= this.maxFiles + 4) throw new FpeerError('E_MSG_TOO_MANY_FILES', `more than ${this.maxFiles} files in one message here`)
         this.#lines++
       }
       start = nl + 1

@@ -19,3 +19,9 @@ export const CONTROL_MAX_CONNECTIONS = 256
 export const CONTROL_MAX_PER_ADDRESS = 32
 /** Bytes of messages received and not yet parsed, across all of a server's control connections. */
 export const CONTROL_BUFFER_BYTES = 64 * 1024 * 1024
+/**
+ * Most versions in one update (a FilesToGet with `update=1`); more is E_MSG_TOO_MANY_FILES.
+ * Each version costs a signature check and disk work on the receiver: the cap bounds what
+ * one message can make a peer do, and a sender splits a larger change into several updates.
+ */
+export const MAX_UPDATE_VERSIONS = 10_000
