@@ -2,7 +2,7 @@
 import {Socket, type SocketConnectOpts} from 'node:net'
 import {PassThrough, Readable, Writable} from 'node:stream'
 import {Client} from 'basic-ftp'
-import {FpeerError, isFpeerError, silentLogger, type ConnectOptions, type Logger, type TransferClient} from '@fpeer/core'
+import {FpeerError, silentLogger, type ConnectOptions, type Logger, type TransferClient} from '@fpeer/core'
 import {mapFtpError} from './client-errors.js'
 
 /** FTP has no way to put CR or LF in a path: RFC 959 lines end at CRLF, and basic-ftp refuses them. */
