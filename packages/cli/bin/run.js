@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // The fpeer entry point: settles oclif's settings and directories, hands the command line to oclif, then lets stdout drain however slow its reader is.
 import path from 'node:path'
+import {fileURLToPath} from 'node:url'
 import {handle, run, settings} from '@oclif/core'
+import {manifestIsStale} from './manifest.js'
 
 // fpeer and its plugins ship compiled JavaScript: never look for TypeScript sources, so a
 // linked plugin does not print oclif's "cannot be auto-transpiled" warning on every start.
@@ -10,6 +12,17 @@ settings.enableAutoTranspile = false
 // Plugins belong to a home: with FPEER_HOME set, oclif's data directory (where `fpeer plugins
 // install` puts them) is inside it, unless FPEER_DATA_DIR says otherwise.
 if (process.env.FPEER_HOME && !process.env.FPEER_DATA_DIR) process.env.FPEER_DATA_DIR = path.join(path.resolve(process.env.FPEER_HOME), 'plugins')
+
+// The manifest lets oclif find a command without importing all of them. `npm run build` writes
+// it; after a bare `tsc -b` it is rewritten here once, so it never describes older code.
+const cliRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+if (manifestIsStale(cliRoot)) {
+  try {
+    await (await import('./manifest.js')).writeManifest(cliRoot)
+  } catch (err) {
+    process.stderr.write(`fpeer: could not write oclif.manifest.json (${err.message}); starting without it\n`)
+  }
+}
 
 // `fpeer -V` and `fpeer --version` are the `version` command, so that `--json` works with them.
 const argv = process.argv.slice(2)
