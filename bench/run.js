@@ -12,7 +12,7 @@
 //   BENCH_TIMEOUT_S=600      one fpeer run or one anchors.sh invocation is killed after this
 //   --tmpfs                  data, fpeer homes, targets and the anchors' work on a tmpfs (a fresh
 //                            directory under /dev/shm, removed at the end): the software alone
-//   --json                   one JSON document on stdout instead of the tables
+//   --json                   one JSON document on stdout (the tables then go to stderr)
 //
 // Loopback only: the host serves on 127.0.0.1, the requester binds 127.0.0.2. Every process
 // started here is killed and every temp directory removed on exit, including on Ctrl-C.
@@ -613,6 +613,8 @@ async function main() {
     results.push({scenario: sc.name, kind: sc.kind, workload: sc.workload, protocol: sc.protocol, bytes: fpeer.bytes, files: fpeer.files, fpeer, anchors: refs})
   }
   const doc = {date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, runs: RUNS, storage: TMPFS ? 'tmpfs' : 'disk', results}
+  // With --json the tables still reach a person, on stderr.
+  if (JSON_OUT) process.stderr.write(`${table(results)}\n`)
   process.stdout.write(JSON_OUT ? JSON.stringify(doc, null, 2) + '\n' : `${table(results)}\n`)
   const failed = results.some((r) => r.fpeer.status !== 'ok')
   return failed ? 1 : 0
