@@ -243,7 +243,12 @@ function log(line) {
  */
 async function peerEnv(label, xdg) {
   const home = await tempDir(`fpeer-bench-${label}-`)
-  const env = {...process.env, FPEER_HOME: home, FPEER_LOG_LEVEL: process.env.FPEER_LOG_LEVEL || 'warn', XDG_DATA_HOME: `${xdg}/data`, XDG_CONFIG_HOME: `${xdg}/config`, XDG_CACHE_HOME: `${xdg}/cache`}
+  // FPEER_DATA_DIR: the plugins linked by xdgFor (fpeer keeps them in a home, and each peer has its own).
+  const env = {...process.env, FPEER_HOME: home, FPEER_DATA_DIR: `${xdg}/home/plugins`, FPEER_LOG_LEVEL: process.env.FPEER_LOG_LEVEL || 'warn', XDG_DATA_HOME: `${xdg}/data`, XDG_CONFIG_HOME: `${xdg}/config`, XDG_CACHE_HOME: `${xdg}/cache`}
+  // A loaded machine can take longer than the default 60 s stall timeout to fetch, and the
+  // requester's wait for TrustedPeerConfirm counts the host's silence from the FilesToGet on
+  // (reported to core): a long fetch must not read as a stalled host here.
+  env.FPEER_STALL_TIMEOUT_MS ??= '600000'
   delete env.NODE_OPTIONS
   delete env.DEBUG
   return {home, env}
@@ -344,7 +349,8 @@ async function benchRequest(sc, source, runs) {
         const got = await bytesOf(dst).catch(() => ({files: -1, bytes: -1}))
         if (got.files !== expected.files || got.bytes !== expected.bytes) ok = `MISMATCH (${got.files} files, ${got.bytes} bytes)`
       } else {
-        log(`${sc.name} run ${i + 1}: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`)
+        // Under --json the error is the document on stdout.
+        log(`${sc.name} run ${i + 1}: ${r.stdout.trim().slice(-500)} ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`)
       }
       if (ok !== 'ok' && status === 'ok') status = ok
       times.push(r.ms)
