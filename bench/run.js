@@ -614,7 +614,8 @@ async function main() {
     // A chain's anchors are the tools' copy of the whole set, set against the second peer's join.
     const refs = (names.length ? await anchors(sc.workload, names, runs) : []).map((a) => {
       const mine = sc.kind === 'chain' ? fpeer.extra.joins[0]?.ms : fpeer.median
-      return {...a, ratio: mine / a.median}
+      // A tool that failed (not installed: exit 127) has no figure to compare with.
+      return {...a, ratio: a.status === 'ok' ? mine / a.median : NaN}
     })
     results.push({scenario: sc.name, kind: sc.kind, workload: sc.workload, protocol: sc.protocol, bytes: fpeer.bytes, files: fpeer.files, fpeer, anchors: refs})
   }
