@@ -1,20 +1,15 @@
 #!/usr/bin/env node
 // The fpeer entry point: settles oclif's settings and directories, hands the command line to oclif, then lets stdout drain however slow its reader is.
 import path from 'node:path'
-import {handle, run, settings} from '@oclif/core'
+import {fileURLToPath} from 'node:url'
+import {fastPath} from '../dist/fast-path.js'
+import {manifestIsStale} from './manifest.js'
 
-// fpeer and its plugins ship compiled JavaScript: never look for TypeScript sources, so a
-// linked plugin does not print oclif's "cannot be auto-transpiled" warning on every start.
-settings.enableAutoTranspile = false
-
-// Plugins belong to a home: with FPEER_HOME set, oclif's data directory (where `fpeer plugins
-// install` puts them) is inside it, unless FPEER_DATA_DIR says otherwise.
-if (process.env.FPEER_HOME && !process.env.FPEER_DATA_DIR) process.env.FPEER_DATA_DIR = path.join(path.resolve(process.env.FPEER_HOME), 'plugins')
+const cliRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
 // `fpeer -V` and `fpeer --version` are the `version` command, so that `--json` works with them.
 const argv = process.argv.slice(2)
 if (argv[0] === '-V' || argv[0] === '--version') argv[0] = 'version'
-
 
 // A reader that goes away (`fpeer … | head`) is not the work's failure: output stops, the
 // exit code stays the work's, and no EPIPE stack is printed.
@@ -35,23 +30,50 @@ async function drained() {
   }
 }
 
-// oclif's execute() flushes stdout with a 10 s timeout whose failure nobody awaits (an
-// unhandled rejection: exit 1, the output cut at the pipe's 64 KiB), and its error handler
-// calls process.exit at once, which drops output still queued. So: run, note the exit code
-// the handler asks for, wait for stdout without a limit, then exit with that code.
-let exitCode
-try {
-  await run(argv, import.meta.url)
-} catch (error) {
-  const real = process.exit
-  process.exit = (code) => {
-    exitCode ??= code ?? 0
+/** Runs the command line through oclif; resolves with the exit code its error handler asked for, if any. */
+async function runOclif() {
+  const {handle, run, settings} = await import('@oclif/core')
+
+  // fpeer and its plugins ship compiled JavaScript: never look for TypeScript sources, so a
+  // linked plugin does not print oclif's "cannot be auto-transpiled" warning on every start.
+  settings.enableAutoTranspile = false
+
+  // Plugins belong to a home: with FPEER_HOME set, oclif's data directory (where `fpeer plugins
+  // install` puts them) is inside it, unless FPEER_DATA_DIR says otherwise.
+  if (process.env.FPEER_HOME && !process.env.FPEER_DATA_DIR) process.env.FPEER_DATA_DIR = path.join(path.resolve(process.env.FPEER_HOME), 'plugins')
+
+  // The manifest lets oclif find a command without importing all of them. `npm run build` writes
+  // it; after a bare `tsc -b` it is rewritten here once, so it never describes older code.
+  if (manifestIsStale(cliRoot)) {
+    try {
+      await (await import('./manifest.js')).writeManifest(cliRoot)
+    } catch (err) {
+      process.stderr.write(`fpeer: could not write oclif.manifest.json (${err.message}); starting without it\n`)
+    }
   }
+
+  // oclif's execute() flushes stdout with a 10 s timeout whose failure nobody awaits (an
+  // unhandled rejection: exit 1, the output cut at the pipe's 64 KiB), and its error handler
+  // calls process.exit at once, which drops output still queued. So: run, note the exit code
+  // the handler asks for, wait for stdout without a limit, then exit with that code.
+  let exitCode
   try {
-    await handle(error)
-  } finally {
-    process.exit = real
+    await run(argv, import.meta.url)
+  } catch (error) {
+    const real = process.exit
+    process.exit = (code) => {
+      exitCode ??= code ?? 0
+    }
+    try {
+      await handle(error)
+    } finally {
+      process.exit = real
+    }
   }
+  return exitCode
 }
+
+// `fpeer --version` and `fpeer id` skip oclif (src/fast-path.ts): loading it costs more than node's own start.
+const exitCode = (await fastPath(argv, cliRoot)) ? undefined : await runOclif()
 await drained()
 if (exitCode !== undefined) process.exit(exitCode)

@@ -12,7 +12,7 @@ import {
   isFpeerError,
   isLocalWriteError,
   resolveHome,
-} from '@fpeer/core'
+} from '@fpeer/core/startup'
 import {type Settings, readSettings} from './settings.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>

@@ -1,5 +1,5 @@
 // The environment, read once at the edge: every FPEER_* variable parsed and checked here into settings core receives.
-import {CONTROL_BUFFER_BYTES, DEFAULT_FIRST_LINE_TIMEOUT_MS, DEFAULT_TIMEOUTS, FpeerError, type HandshakeTimeouts} from '@fpeer/core'
+import {CONTROL_BUFFER_BYTES, DEFAULT_FIRST_LINE_TIMEOUT_MS, DEFAULT_TIMEOUTS, FpeerError, type HandshakeTimeouts} from '@fpeer/core/startup'
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
 

@@ -16,7 +16,7 @@ describe('mapFtpError', () => {
     ['530 login', reply(530, 'Login incorrect.'), 'connect', 'E_ACCESS'],
     ['421 at connect', reply(421, 'Too many connections'), 'connect', 'E_CONNECT'],
     ['426 aborted', reply(426, 'Data connection closed'), 'start', 'E_CONNECTION_LOST'],
-    ['451 before data', reply(451, 'Local error'), 'start', 'E_TRANSFER'],
+    ['451 before data', reply(451, 'Local error'), 'start', 'E_CONNECTION_LOST'],
     ['451 mid-file', reply(451, 'Local error'), 'transfer', 'E_CONNECTION_LOST'],
     ['refused', sys('ECONNREFUSED', 'connect ECONNREFUSED 127.0.0.1:1'), 'connect', 'E_CONNECT'],
     ['reset at connect', sys('ECONNRESET'), 'connect', 'E_CONNECT'],

@@ -26,7 +26,10 @@ export function mapFtpError(err: unknown, context: string, phase: FtpPhase): Fpe
     if (reply === 550 || reply === 553 || reply === 450) {
       return new FpeerError(/permission|denied|access/i.test(message) ? 'E_ACCESS' : 'E_NOT_FOUND', message, {cause: err})
     }
-    if (reply === 421 || reply === 425 || reply === 426) return new FpeerError('E_CONNECTION_LOST', message, {cause: err})
+    // 451 is RFC 959's "action aborted: local error"; fpeer's server and vsftpd send it only
+    // after 150, for a file whose read failed mid-way. Whether it is read before or after the
+    // first data byte is a race between two sockets, so it is a lost transfer either way, like 426.
+    if (reply === 421 || reply === 425 || reply === 426 || reply === 451) return new FpeerError('E_CONNECTION_LOST', message, {cause: err})
     return new FpeerError(phase === 'transfer' ? 'E_CONNECTION_LOST' : 'E_TRANSFER', message, {cause: err})
   }
   // basic-ftp reports timeouts and a peer that went away by text alone; the rest is core's one mapping.

@@ -6,6 +6,7 @@ import path from 'node:path'
 import type {Readable} from 'node:stream'
 import {after, before, describe, it} from 'node:test'
 import {Identity, generateKeyPair, isFpeerError, type AccessContext, type ConnectOptions, type ErrorCode, type FileSource, type TransportServer} from '@fpeer/core'
+import {FaultySource} from '@fpeer/core/conformance'
 import {connectFtp} from './client.js'
 import {BIG_BYTES, BIG_FILE, FOLDER, FTP_HOSTILE_NAMES, UNSENDABLE_NAMES, localSource, makeTree, serve, type Tree} from './fixtures.js'
 import {ftpTransport} from './index.js'
@@ -139,6 +140,24 @@ describe('FTP client', {timeout: 120_000}, () => {
     } finally {
       await client.close()
       await impatient.close()
+    }
+  })
+
+  it('a transfer cut before its first byte on a parked connection is E_CONNECTION_LOST, never fetched again', async () => {
+    // The server answers 150, its read fails at once, it closes the data connection and sends
+    // 451: no byte ever reaches the client. This once raced with replacing a dead parked
+    // connection, and the file was quietly fetched a second time and read as whole.
+    const faulty = new FaultySource(localSource(tree), {drop: new Map([[BIG_FILE, {times: 1, afterBytes: 0}]])})
+    const cutting = await serve(faulty)
+    const client = await connectFtp(options(cutting.port, {concurrency: 1}))
+    try {
+      await rejectsWith(async () => readAll((await client.get(FOLDER, BIG_FILE)).stream), 'E_CONNECTION_LOST')
+      assert.equal(faulty.opens.filter((o) => o.path === BIG_FILE).length, 1, 'the cut file was opened again inside one get()')
+      const {stream} = await client.get(FOLDER, BIG_FILE)
+      assert.ok((await readAll(stream)).equals(big))
+    } finally {
+      await client.close()
+      await cutting.close()
     }
   })
 

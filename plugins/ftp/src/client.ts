@@ -2,7 +2,7 @@
 import {Socket, type SocketConnectOpts} from 'node:net'
 import {PassThrough, Readable, Writable} from 'node:stream'
 import {Client} from 'basic-ftp'
-import {FpeerError, isFpeerError, silentLogger, type ConnectOptions, type Logger, type TransferClient} from '@fpeer/core/plugin'
+import {FpeerError, silentLogger, type ConnectOptions, type Logger, type TransferClient} from '@fpeer/core/plugin'
 import {mapFtpError} from './client-errors.js'
 
 /** FTP has no way to put CR or LF in a path: RFC 959 lines end at CRLF, and basic-ftp refuses them. */
@@ -29,16 +29,33 @@ function abortError(signal: AbortSignal): FpeerError {
 }
 
 /**
- * basic-ftp has no option for the local address. Its one socket seam, `FTPContext._newSocket`
- * (public in its typings, used for control and data sockets alike), is wrapped so both bind:
- * fpeer's server accepts a data connection only from the control connection's address.
+ * basic-ftp has no option for the local address or TCP_NODELAY. Its one socket seam,
+ * `FTPContext._newSocket` (public in its typings, used for control and data sockets alike),
+ * is wrapped so both bind to `localAddress` when given (fpeer's server accepts a data
+ * connection only from the control connection's address) and send without Nagle's delay,
+ * which otherwise stalls every command/reply round trip by a delayed ACK (~40 ms).
  */
-function bindLocalAddress(client: Client, localAddress: string): void {
+function tuneSockets(client: Client, localAddress: string | undefined): void {
   client.ftp._newSocket = () => {
     const socket = new Socket()
-    const connect = socket.connect.bind(socket) as (options: SocketConnectOpts, listener?: () => void) => Socket
-    ;(socket as unknown as {connect: unknown}).connect = (options: SocketConnectOpts, listener?: () => void) => connect({...options, localAddress} as SocketConnectOpts, listener)
+    socket.setNoDelay(true)
+    if (localAddress) {
+      const connect = socket.connect.bind(socket) as (options: SocketConnectOpts, listener?: () => void) => Socket
+      ;(socket as unknown as {connect: unknown}).connect = (options: SocketConnectOpts, listener?: () => void) => connect({...options, localAddress} as SocketConnectOpts, listener)
+    }
     return socket
+  }
+}
+
+/**
+ * A parked connection that turned out dead on its first command (no reply at all). Only this
+ * may be retried on a fresh connection inside one get(): once the server has answered, the
+ * connection was alive, and a later failure is the transfer's own (a cut file must reach the
+ * caller as E_CONNECTION_LOST, never be quietly fetched again).
+ */
+class StaleConnection extends Error {
+  constructor(readonly mapped: FpeerError) {
+    super(mapped.message)
   }
 }
 
@@ -88,11 +105,13 @@ export class FtpClientPool implements TransferClient {
       if (signal?.aborted) throw abortError(signal)
       const {client, reused} = await this.#acquire(signal)
       try {
-        return await this.#download(client, remote, offset, signal)
+        return await this.#download(client, remote, offset, signal, reused)
       } catch (err) {
-        // A parked connection the server closed while idle fails on its first command; one fresh
-        // connection is part of borrowing, not a retry of the transfer.
-        if (reused && attempt === 0 && isFpeerError(err, 'E_CONNECTION_LOST') && !signal?.aborted) continue
+        // One fresh connection is part of borrowing a parked one, not a retry of the transfer.
+        if (err instanceof StaleConnection) {
+          if (attempt === 0) continue
+          throw err.mapped
+        }
         throw err
       }
     }
@@ -107,7 +126,7 @@ export class FtpClientPool implements TransferClient {
   }
 
   /** Runs one RETR on a borrowed connection; returns it to the pool (or closes it) in every outcome. */
-  async #download(client: Client, remote: string, offset: number, signal: AbortSignal | undefined): Promise<{stream: Readable; size?: number}> {
+  async #download(client: Client, remote: string, offset: number, signal: AbortSignal | undefined, reused: boolean): Promise<{stream: Readable; size?: number}> {
     const onAbort = () => client.close()
     signal?.addEventListener('abort', onAbort, {once: true})
     const unlisten = () => signal?.removeEventListener('abort', onAbort)
@@ -121,7 +140,10 @@ export class FtpClientPool implements TransferClient {
         unlisten()
         // After an error reply the connection is in a clean state and can be reused.
         this.#release(client, code !== undefined && !client.closed)
-        throw signal?.aborted ? abortError(signal) : mapFtpError(err, `FTP SIZE ${remote}`, 'start')
+        if (signal?.aborted) throw abortError(signal)
+        const mapped = mapFtpError(err, `FTP SIZE ${remote}`, 'start')
+        // No reply at all to the first command on a parked connection: the server closed it while idle.
+        throw reused && code === undefined && mapped.code === 'E_CONNECTION_LOST' ? new StaleConnection(mapped) : mapped
       }
     }
 
@@ -250,7 +272,7 @@ export class FtpClientPool implements TransferClient {
   async #open(): Promise<Client> {
     const {host, port, timeoutMs, localAddress} = this.#opts
     const client = new Client(timeoutMs)
-    if (localAddress) bindLocalAddress(client, localAddress)
+    tuneSockets(client, localAddress)
     this.#inUse.add(client)
     try {
       // The grant secret is the password (§4.6); without one, only open folders can be read.

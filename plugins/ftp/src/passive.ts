@@ -41,6 +41,8 @@ export async function openPassive(options: PassiveOptions): Promise<PassiveEndpo
 
   server.on('connection', (socket) => {
     socket.on('error', () => {})
+    // A small file is one write followed by the end: nothing for Nagle to coalesce.
+    socket.setNoDelay(true)
     const from = plainAddress(socket.remoteAddress)
     if (closed || accepted || from !== options.peer) {
       if (from !== options.peer) options.log.warn('ftp: data connection from a foreign address refused', {from, peer: options.peer})

@@ -447,11 +447,12 @@ export class FtpSession {
     const fail = (o: Outcome) => {
       if (outcome !== undefined || finished) return
       outcome = o
-      // Close now; the 451/426 that follows on the control connection is what marks the file
-      // as cut (a 226 never follows). No reset: it would throw away bytes already in flight,
-      // which the client can keep and resume from, and on Linux it can read as a clean end anyway.
-      if (!data.destroyed) data.destroy()
       source.destroy()
+      // The 451/426 that follows on the control connection is what marks the file as cut (a 226
+      // never follows). No reset: it would throw away bytes already in flight, which the client
+      // can keep and resume from, and on Linux it can read as a clean end anyway. After a read
+      // failure the data connection is ended, not dropped: see `closeGracefully`.
+      if (o !== 'source' && !data.destroyed) data.destroy()
     }
     this.#transfer = {abort: () => fail('aborted')}
     data.setTimeout(this.#deps.limits.dataTimeoutMs, () => fail('client'))
@@ -476,8 +477,30 @@ export class FtpSession {
     } finally {
       this.#transfer = undefined
     }
+    if (outcome === 'source') await closeGracefully(data, this.#deps.limits.dataTimeoutMs)
     return outcome ?? 'ok'
   }
+}
+
+/**
+ * Ends a data connection and waits until the client has closed its side too, that is, has
+ * read every byte and the end. Only then may the 451 go out: a client reads the control and
+ * the data connection independently, and a 451 that overtakes the data (150 and 451 in one
+ * segment, once replies are sent without Nagle's delay) made it drop bytes that had arrived,
+ * or see none at all. Bounded by the data timeout, after which the connection is dropped.
+ */
+function closeGracefully(socket: Socket, timeoutMs: number): Promise<void> {
+  if (socket.destroyed) return Promise.resolve()
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => socket.destroy(), timeoutMs)
+    socket.once('close', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+    // The data connection was accepted paused: read (and drop) to see the client's end.
+    socket.resume()
+    socket.end()
+  })
 }
 
 function drainOrClose(socket: Socket): Promise<void> {

@@ -1,6 +1,6 @@
 // `fpeer id`: prints this peer's ID.
 import {Flags} from '@oclif/core'
-import {FpeerError, loadIdentity} from '@fpeer/core'
+import {FpeerError, loadIdentity} from '@fpeer/core/startup'
 import {BaseCommand} from '../base.js'
 
 export default class Id extends BaseCommand<typeof Id> {

@@ -1,7 +1,6 @@
 // oclif `prerun` hook: `fpeer plugins install` installs only the scoped packages of the transfer plugins fpeer knows, and only once the registry has them.
 import type {Hook} from '@oclif/core'
-import {FpeerError, isFpeerError, resolvePluginInstall} from '@fpeer/core'
-import {assertInRegistry} from '../services/plugin-registry.js'
+import type {FpeerError} from '@fpeer/core/startup'
 
 /** Set to 1 to install a package that is not a known fpeer plugin (a third-party transport), on purpose. */
 export const ALLOW_ANY_PLUGIN_ENV = 'FPEER_ALLOW_ANY_PLUGIN'
@@ -27,6 +26,8 @@ export function failInHook(ctx: {exit(code?: number): void}, err: FpeerError, ar
  */
 const guard: Hook<'prerun'> = async function ({Command, argv, config}) {
   if (!INSTALL_COMMANDS.has(Command.id)) return
+  // This hook runs before every command: what only an install needs is loaded here, not at start.
+  const [{isFpeerError, resolvePluginInstall}, {assertInRegistry}] = await Promise.all([import('@fpeer/core'), import('../services/plugin-registry.js')])
   // Every install flag is boolean, so each argument not starting with `-` names a package.
   const positions = argv.flatMap((a, i) => (a.startsWith('-') ? [] : [i]))
   try {
