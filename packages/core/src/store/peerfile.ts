@@ -1,5 +1,5 @@
 // A folder's peerfile: its confirmed peers (a locked JSON document) and its file structure (an append-only journal).
-import {appendFile, mkdir, open, readFile, rename, stat, truncate, unlink} from 'node:fs/promises'
+import {mkdir, open, rename, stat, truncate, unlink} from 'node:fs/promises'
 import path from 'node:path'
 import {fromSystemError} from '../errors.js'
 import type {IndexedFile} from '../fs/scan.js'
@@ -41,6 +41,9 @@ interface PeersDoc {
   folder: string
   peers: Record<string, PeerRecord>
 }
+
+/** The journal is read this many bytes at a time. */
+const JOURNAL_READ_BYTES = 1 << 20
 
 type JournalLine = {p: string; s: number; m: number; h: string; i?: number; x?: 1; v?: VersionLine} | {p: string; d: 1}
 interface VersionLine {
@@ -109,9 +112,9 @@ export class Peerfile {
    */
   async files(): Promise<Map<string, FileRecord>> {
     const map = new Map<string, FileRecord>()
-    let text: string
+    let fh
     try {
-      text = await readFile(this.#journal, 'utf8')
+      fh = await open(this.#journal, 'r')
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, `reading ${this.#journal}`, {path: this.#journal})
       this.#lines = 0
@@ -122,8 +125,10 @@ export class Peerfile {
     }
     let lines = 0
     let bad = 0
-    for (const line of text.split('\n')) {
-      if (line === '') continue
+    let bytes = 0
+    let last = 0x0a
+    const take = (line: string) => {
+      if (line === '') return
       lines++
       let rec: JournalLine
       try {
@@ -131,14 +136,38 @@ export class Peerfile {
         if (typeof rec?.p !== 'string') throw new Error('no path')
       } catch {
         bad++ // a torn line after a crash, or damage: see `damaged`
-        continue
+        return
       }
       if ('d' in rec) map.delete(rec.p)
       else map.set(rec.p, fromLine(rec))
     }
+    // Read in slices, a line parsed as soon as it is whole: a journal of 1,000,000 files is
+    // never held as one string (nor split into an array of them) beside the map it becomes.
+    try {
+      const buf = Buffer.allocUnsafe(JOURNAL_READ_BYTES)
+      let rest: Buffer | undefined
+      for (;;) {
+        const {bytesRead} = await fh.read(buf, 0, buf.length, null)
+        if (bytesRead === 0) break
+        bytes += bytesRead
+        last = buf[bytesRead - 1]!
+        const chunk = rest ? Buffer.concat([rest, buf.subarray(0, bytesRead)]) : buf.subarray(0, bytesRead)
+        let start = 0
+        for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
+          take(chunk.toString('utf8', start, nl))
+          start = nl + 1
+        }
+        rest = start < chunk.length ? Buffer.from(chunk.subarray(start)) : undefined
+      }
+      if (rest) take(rest.toString('utf8'))
+    } catch (err) {
+      throw fromSystemError(err, `reading ${this.#journal}`, {path: this.#journal})
+    } finally {
+      await fh.close()
+    }
     this.#lines = lines
-    this.#bytes = Buffer.byteLength(text)
-    this.#torn = text.length > 0 && !text.endsWith('\n')
+    this.#bytes = bytes
+    this.#torn = bytes > 0 && last !== 0x0a
     this.damaged = bad > 0
     return map
   }
@@ -160,8 +189,7 @@ export class Peerfile {
     if (this.#lines + changed.length + removed.length > 2 * live + 1024) {
       await this.#rewrite(scan)
     } else {
-      const text = changed.map((f) => JSON.stringify(toLine(f))).join('\n') + (changed.length ? '\n' : '') + removed.map((p) => JSON.stringify({p, d: 1})).join('\n') + (removed.length ? '\n' : '')
-      await this.#append(text)
+      await this.#append(journalLines(changed, removed))
       this.#lines += changed.length + removed.length
     }
     return {changed, removed}
@@ -175,10 +203,10 @@ export class Peerfile {
     if (records.length === 0) return
     await mkdir(this.dir, {recursive: true, mode: 0o700})
     if (this.#lines + records.length > 2 * all.size + 1024) {
-      await this.#rewrite([...all.values()])
+      await this.#rewrite(all.values())
       return
     }
-    await this.#append(records.map((r) => JSON.stringify(toLine(r))).join('\n') + '\n')
+    await this.#append(journalLines(records, []))
     this.#lines += records.length
   }
 
@@ -186,32 +214,48 @@ export class Peerfile {
   async drop(paths: string[], all: Map<string, FileRecord>): Promise<void> {
     if (paths.length === 0) return
     await mkdir(this.dir, {recursive: true, mode: 0o700})
-    if (this.#lines + paths.length > 2 * all.size + 1024) return this.#rewrite([...all.values()])
-    await this.#append(paths.map((p) => JSON.stringify({p, d: 1})).join('\n') + '\n')
+    if (this.#lines + paths.length > 2 * all.size + 1024) return this.#rewrite(all.values())
+    await this.#append(journalLines([], paths))
     this.#lines += paths.length
   }
 
   /** Rewrites the journal from `all` alone: after a damaged one was read, drops its bad lines. */
   async compact(all: Map<string, FileRecord>): Promise<void> {
     await mkdir(this.dir, {recursive: true, mode: 0o700})
-    await this.#rewrite([...all.values()])
+    await this.#rewrite(all.values())
     this.damaged = false
   }
 
   /**
-   * Appends whole lines. A failed append (disk full) is cut back to the journal's last
+   * Appends whole lines, written a slice at a time (a first share of 1,000,000 files is not
+   * built as one string). A failed append (disk full) is cut back to the journal's last
    * length, so no torn line is left for the next append to run into.
    */
-  async #append(text: string): Promise<void> {
-    const data = (this.#torn ? '\n' : '') + text
+  async #append(lines: Iterable<string>): Promise<void> {
+    let fh
+    let bytes = 0
     try {
-      await appendFile(this.#journal, data, {mode: 0o600})
+      fh = await open(this.#journal, 'a', 0o600)
+      let slice: string[] = this.#torn ? [''] : []
+      const flush = async () => {
+        const text = slice.join('\n') + '\n'
+        slice = []
+        await fh!.write(text)
+        bytes += Buffer.byteLength(text)
+      }
+      for (const line of lines) {
+        slice.push(line)
+        if (slice.length >= 4096) await flush()
+      }
+      if (slice.length) await flush()
+      await fh.close()
     } catch (err) {
+      await fh?.close().catch(() => {})
       await truncate(this.#journal, this.#bytes).catch(() => {})
       throw fromSystemError(err, `writing ${this.#journal}`, {path: this.#journal})
     }
-    this.#bytes += Buffer.byteLength(data)
-    this.#torn = false
+    this.#bytes += bytes
+    if (bytes > 0) this.#torn = false
   }
 
   /** Whether the structure was ever recorded (an empty folder's first scan counts). */
@@ -225,7 +269,7 @@ export class Peerfile {
   /** Marks the structure as recorded, even when it holds no file yet. */
   async touch(): Promise<void> {
     await mkdir(this.dir, {recursive: true, mode: 0o700})
-    await this.#append('')
+    await this.#append([])
   }
 
   /**
@@ -238,9 +282,10 @@ export class Peerfile {
     return lockState(this.dir, path.join(this.dir, 'state.lock'), `the state of ${this.folder} is locked by another fpeer process`, fn, 200_000)
   }
 
-  async #rewrite(scan: FileRecord[]): Promise<void> {
+  async #rewrite(scan: Iterable<FileRecord>): Promise<void> {
     const tmp = `${this.#journal}.tmp`
     let bytes = 0
+    let count = 0
     try {
       const fh = await open(tmp, 'w', 0o600)
       try {
@@ -252,6 +297,7 @@ export class Peerfile {
           chunk.length = 0
         }
         for (const f of scan) {
+          count++
           chunk.push(JSON.stringify(toLine(f)))
           if (chunk.length >= 4096) await flush()
         }
@@ -266,10 +312,16 @@ export class Peerfile {
       throw fromSystemError(err, `writing ${this.#journal}`, {path: this.#journal})
     }
     await syncDir(this.dir)
-    this.#lines = scan.length
+    this.#lines = count
     this.#bytes = bytes
     this.#torn = false
   }
+}
+
+/** The journal lines of records, then of removals. */
+function* journalLines(records: FileRecord[], removed: string[]): Generator<string> {
+  for (const r of records) yield JSON.stringify(toLine(r))
+  for (const p of removed) yield JSON.stringify({p, d: 1})
 }
 
 function toLine(f: FileRecord): JournalLine {
