@@ -27,8 +27,15 @@ export interface FolderSummary {
 /** Scans a folder and records the scan in its peerfile (changes since the last scan become versions); returns counts. */
 export async function indexFolder(home: string, folder: FolderConfig, identity?: Identity): Promise<{files: number; bytes: number; skipped: {symlinks: string[]}}> {
   const sync = new FolderSync(home, folder, identity ?? (await loadIdentity(home)))
-  const {files} = await sync.rescan()
-  return {files: files.length, bytes: files.reduce((n, f) => n + f.size, 0), skipped: {symlinks: sync.lastSkips.symlinks}}
+  const {records} = await sync.rescan()
+  let files = 0
+  let bytes = 0
+  for (const r of records.values()) {
+    if (!isLive(r)) continue
+    files++
+    bytes += r.size
+  }
+  return {files, bytes, skipped: {symlinks: sync.lastSkips.symlinks}}
 }
 
 export async function shareFolder(opts: {home: string; dir: string; name?: string; open?: boolean; allow?: string[]}): Promise<FolderSummary> {

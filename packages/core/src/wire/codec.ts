@@ -80,3 +80,13 @@ export function formatMessage(msg: Message): string {
   if (msg.folder !== '*' || msg.type !== 'PeerError') checkFolderName(msg.folder)
   return messageToLines(msg).map(formatLine).join('\n') + '\n\n'
 }
+
+/**
+ * The text of formatMessage in pieces (each line with its LF, then the final LF), for a
+ * caller that only feeds it on (a digest): a 100,000-file message is not built whole.
+ */
+export function* formatMessagePieces(msg: Message): Generator<string> {
+  if (msg.folder !== '*' || msg.type !== 'PeerError') checkFolderName(msg.folder)
+  for (const line of messageToLines(msg)) yield formatLine(line) + '\n'
+  yield '\n'
+}
