@@ -4,7 +4,7 @@
 //   node bench/scale.js 100000      share, files --json, serve + request, rsync daemon (default 100000)
 //   SCALE_DATA=/tmp/x               where the workload lives (kept between runs: generating it is slow)
 //   SCALE_RSYNC=0                   skip the rsync daemon anchor
-//   SCALE_UPDATE=1                  also time a one-file update pushed from the host to the requester
+//   SCALE_BUILDS=/work/main,.       checkouts to compare in the same run (default: this one); each must be built
 //   --json                          one JSON document on stdout
 //
 // Peak RSS of a short-lived process is GNU time's "Maximum resident set size"; of `fpeer
@@ -19,7 +19,7 @@ import {fileURLToPath} from 'node:url'
 import {createHash} from 'node:crypto'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const FPEER = path.join(ROOT, 'packages/cli/bin/run.js')
+const BUILDS = (process.env.SCALE_BUILDS || ROOT).split(',').map((b) => path.resolve(ROOT, b))
 const N = Math.max(1, Math.min(2_000_000, Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 100_000)))
 const DATA = process.env.SCALE_DATA || `/tmp/fpeer-scale-${N}`
 const JSON_OUT = process.argv.includes('--json')
@@ -59,7 +59,7 @@ async function tempDir(prefix) {
 function timed(args, env) {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint()
-    const child = spawn('/usr/bin/time', ['-f', 'SCALE_RSS_KB=%M', ...args], {env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true})
+    const child = spawn('/usr/bin/time', ['-f', 'SCALE_RSS_KB=%M SCALE_CPU_S=%U+%S', ...args], {env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true})
     children.add(child)
     let stdout = ''
     let stderr = ''
@@ -71,12 +71,13 @@ function timed(args, env) {
       clearTimeout(timer)
       children.delete(child)
       const kb = Number(/SCALE_RSS_KB=(\d+)/.exec(stderr)?.[1] ?? NaN)
-      resolve({code, stdout, stderr, ms: Number(process.hrtime.bigint() - t0) / 1e6, rssMB: kb / 1024})
+      const cpu = /SCALE_CPU_S=([\d.]+)\+([\d.]+)/.exec(stderr)
+      resolve({code, stdout, stderr, ms: Number(process.hrtime.bigint() - t0) / 1e6, rssMB: kb / 1024, cpuS: cpu ? Number(cpu[1]) + Number(cpu[2]) : NaN})
     })
   })
 }
 
-function startServe(env) {
+function startServe(FPEER, env) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [FPEER, 'serve', '--host', '127.0.0.1', '--port', '0', '--data-port', 'HTTP=0', '--json'], {env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true})
     children.add(child)
@@ -94,11 +95,14 @@ function startServe(env) {
 
 async function stopServe(child) {
   const rssMB = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]) / 1024
+  // utime and stime, fields 14 and 15 of /proc/PID/stat (after the parenthesised name), in clock ticks of 10 ms.
+  const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  const cpuS = (Number(stat[11]) + Number(stat[12])) / 100
   const closed = new Promise((r) => child.once('close', r))
   process.kill(-child.pid, 'SIGTERM')
   await closed
   children.delete(child)
-  return rssMB
+  return {rssMB, cpuS}
 }
 
 async function peerEnv(label) {
@@ -113,34 +117,41 @@ function check(r, what) {
   return r
 }
 
-const fmt = (r) => `${(r.ms / 1000).toFixed(2)} s, ${r.rssMB.toFixed(0)} MB`
+const fmt = (r) => `${(r.ms / 1000).toFixed(2)} s wall, ${r.cpuS.toFixed(2)} s CPU, ${r.rssMB.toFixed(0)} MB peak RSS`
+const fig = (r) => ({ms: Math.round(r.ms), cpuS: r.cpuS, rssMB: Math.round(r.rssMB)})
 
-async function main() {
-  const set = makeData()
-  const out = {files: N, data: set}
+/** Every fpeer figure of one checkout: share, files --json, then a request against serve. */
+async function runBuild(build, set) {
+  const FPEER = path.join(build, 'packages/cli/bin/run.js')
+  const out = {build}
+  const tag = path.basename(build)
   const host = await peerEnv('host')
   const share = check(await timed([process.execPath, FPEER, 'share', set, '--name', 'scale', '--open', '--json'], host), 'share')
-  out.share = {ms: share.ms, rssMB: share.rssMB}
-  log(`share: ${fmt(share)}`)
+  out.share = fig(share)
+  log(`${tag} share: ${fmt(share)}`)
   const files = check(await timed([process.execPath, FPEER, 'files', 'scale', '--json'], host), 'files')
-  out.files_json = {ms: files.ms, rssMB: files.rssMB}
-  log(`files --json: ${fmt(files)}`)
-  const serve = await startServe(host)
+  out.files_json = fig(files)
+  log(`${tag} files --json: ${fmt(files)}`)
+  const serve = await startServe(FPEER, host)
   try {
     const req = await peerEnv('req')
     const dst = await tempDir('fpeer-scale-dst-')
-    const r = check(await timed([process.execPath, FPEER, 'request', `127.0.0.1:${serve.ready.control}`, 'scale', '--into', path.join(dst, 'scale'), '--bind', '127.0.0.2', '--progress', 'none'], req), 'request')
-    out.request = {ms: r.ms, rssMB: r.rssMB}
-    log(`request: ${fmt(r)}`)
-    if (process.env.SCALE_UPDATE === '1') {
-      // Not a full sync test: the one-file update of the goals, requester serving too.
-      out.update = 'not measured here'
-    }
+    const r = check(await timed([process.execPath, FPEER, 'request', `127.0.0.1:${serve.ready.control}`, 'scale', '--into', path.join(dst, 'scale'), '--bind', '127.0.0.2', '--progress', 'none', '--stall-timeout', '600'], req), 'request')
+    out.request = fig(r)
+    log(`${tag} request: ${fmt(r)}`)
     await rm(dst, {recursive: true, force: true})
   } finally {
-    out.serveRssMB = await stopServe(serve.child)
-    log(`serve peak RSS: ${out.serveRssMB.toFixed(0)} MB`)
+    const s = await stopServe(serve.child)
+    out.serve = {cpuS: s.cpuS, rssMB: Math.round(s.rssMB)}
+    log(`${tag} serve (host, through the request): ${s.cpuS.toFixed(2)} s CPU, ${s.rssMB.toFixed(0)} MB peak RSS`)
   }
+  return out
+}
+
+async function main() {
+  const set = makeData()
+  const out = {files: N, data: set, load: os.loadavg()[0], builds: []}
+  for (const b of BUILDS) out.builds.push(await runBuild(b, set))
   if (process.env.SCALE_RSYNC !== '0') {
     const w = await tempDir('fpeer-scale-rsync-')
     writeFileSync(path.join(w, 'rsyncd.conf'), `pid file = ${w}/rsyncd.pid\nuse chroot = no\n[data]\npath = ${set}\nread only = yes\n`)
@@ -148,12 +159,14 @@ async function main() {
     children.add(d)
     await new Promise((r) => setTimeout(r, 500)) // the daemon has no ready line; its bind is immediate
     const r = check(await timed(['rsync', '-a', 'rsync://127.0.0.1:18731/data/', `${w}/dst/`]), 'rsync')
-    out.rsync = {ms: r.ms, rssMB: r.rssMB}
+    out.rsync = fig(r)
     log(`rsync daemon: ${fmt(r)}`)
     process.kill(-d.pid, 'SIGTERM')
     children.delete(d)
-    out.ratio = out.request.ms / out.rsync.ms
-    log(`request / rsync: ${out.ratio.toFixed(2)}x`)
+    for (const b of out.builds) {
+      b.requestOverRsync = b.request.ms / out.rsync.ms
+      log(`${path.basename(b.build)} request / rsync daemon: ${b.requestOverRsync.toFixed(2)}x`)
+    }
   }
   if (JSON_OUT) process.stdout.write(JSON.stringify(out, null, 2) + '\n')
 }

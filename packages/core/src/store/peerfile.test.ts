@@ -56,6 +56,22 @@ describe('Peerfile journal', () => {
     assert.equal(fresh.damaged, false, 'compaction dropped the bad lines')
   })
 
+  it('a second read of an unchanged journal gives the same records in a fresh map; a write by another instance is seen', async () => {
+    const a = new Peerfile(home, 'cached')
+    const all = new Map([['x', rec(1, 'x')], ['y', rec(2, 'y')]])
+    await a.put([...all.values()], all)
+    const first = await a.files()
+    first.delete('x') // a caller's map is its own
+    const second = await a.files()
+    assert.deepEqual([...second.keys()].sort(), ['x', 'y'])
+    const b = new Peerfile(home, 'cached')
+    const z = rec(3, 'z')
+    await b.put([z], new Map([...all, ['z', z]]))
+    assert.deepEqual([...(await a.files()).keys()].sort(), ['x', 'y', 'z'])
+    await b.drop(['y'], new Map([['x', all.get('x')!], ['z', z]]))
+    assert.deepEqual([...(await a.files()).keys()].sort(), ['x', 'z'])
+  })
+
   it('a deletion line removes the path; touch makes an empty journal that counts as recorded', async () => {
     const pf = new Peerfile(home, 'del')
     assert.equal(await pf.initialized(), false)

@@ -73,6 +73,11 @@ export class Peerfile {
   /** The journal as read ends in a torn line (a crash mid-append): the next append starts a new line. */
   #torn = false
   /**
+   * The structure as last read, and the journal's identity, size and times then: records
+   * are values (callers replace them in their map, never change one), so they are shared.
+   */
+  #cache: {stamp: string; map: Map<string, FileRecord>; lines: number; bytes: number; torn: boolean; damaged: boolean} | undefined
+  /**
    * The journal as last read had lines that did not parse: the paths they held are unknown,
    * so a rescan must not take a file missing from it for this peer's new version.
    */
@@ -121,8 +126,29 @@ export class Peerfile {
       this.#bytes = 0
       this.#torn = false
       this.damaged = false
+      this.#cache = undefined
       return map
     }
+    // Unchanged since this instance last read it (a long-lived daemon answering requests):
+    // the records it gave then, in a fresh map, instead of parsing every line again.
+    let stamp: string
+    try {
+      const st = await fh.stat({bigint: true})
+      stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`
+    } catch (err) {
+      await fh.close()
+      throw fromSystemError(err, `reading ${this.#journal}`, {path: this.#journal})
+    }
+    const hit = this.#cache
+    if (hit && hit.stamp === stamp) {
+      await fh.close()
+      this.#lines = hit.lines
+      this.#bytes = hit.bytes
+      this.#torn = hit.torn
+      this.damaged = hit.damaged
+      return new Map(hit.map)
+    }
+    this.#cache = undefined
     let lines = 0
     let bad = 0
     let bytes = 0
@@ -152,12 +178,10 @@ export class Peerfile {
         bytes += bytesRead
         last = buf[bytesRead - 1]!
         const chunk = rest ? Buffer.concat([rest, buf.subarray(0, bytesRead)]) : buf.subarray(0, bytesRead)
-        let start = 0
-        for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
-          take(chunk.toString('utf8', start, nl))
-          start = nl + 1
-        }
-        rest = start < chunk.length ? Buffer.from(chunk.subarray(start)) : undefined
+        // The whole lines of this slice, decoded at once (a UTF-8 sequence never spans an LF).
+        const end = chunk.lastIndexOf(0x0a) + 1
+        if (end > 0) for (const line of chunk.toString('utf8', 0, end).split('\n')) take(line)
+        rest = end < chunk.length ? Buffer.from(chunk.subarray(end)) : undefined
       }
       if (rest) take(rest.toString('utf8'))
     } catch (err) {
@@ -169,6 +193,7 @@ export class Peerfile {
     this.#bytes = bytes
     this.#torn = bytes > 0 && last !== 0x0a
     this.damaged = bad > 0
+    this.#cache = {stamp, map: new Map(map), lines, bytes, torn: this.#torn, damaged: this.damaged}
     return map
   }
 
@@ -232,6 +257,7 @@ export class Peerfile {
    * length, so no torn line is left for the next append to run into.
    */
   async #append(lines: Iterable<string>): Promise<void> {
+    this.#cache = undefined
     let fh
     let bytes = 0
     try {
@@ -283,6 +309,7 @@ export class Peerfile {
   }
 
   async #rewrite(scan: Iterable<FileRecord>): Promise<void> {
+    this.#cache = undefined
     const tmp = `${this.#journal}.tmp`
     let bytes = 0
     let count = 0
