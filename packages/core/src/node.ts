@@ -552,9 +552,8 @@ export class PeerNode {
   async fileList(folder: string): Promise<FileEntry[]> {
     const sync = this.#syncs.get(folder)
     if (!sync) throw new FpeerError('E_UNKNOWN_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
-    const {versions} = await sync.rescan()
+    const {versions, records: all} = await sync.rescan()
     if (versions.length) this.#forward(folder, versions, [])
-    const all = await sync.records()
     const files = [...all.values()].filter((r) => isLive(r) || r.version).map(recordToEntry)
     // Empty directories as of this scan: not part of the structure (no versions), offered as they are now.
     const dirs: FileEntry[] = (sync.lastSkips.emptyDirs ?? []).map((d) => ({path: d, ext: {type: 'dir'}}))

@@ -42,6 +42,21 @@ function fdPathsWork(rootFd: number): boolean {
   return viaFd
 }
 
+/**
+ * Random part-name suffixes (16 hex digits) cut from one CSPRNG draw of 4 KiB: a request
+ * of 100,000 small files makes 100,000 part files, and a draw per name costs a system call.
+ */
+let pool = Buffer.alloc(0)
+let poolAt = 0
+function randomSuffix(): string {
+  if (poolAt + 8 > pool.length) {
+    pool = randomBytes(4096)
+    poolAt = 0
+  }
+  poolAt += 8
+  return pool.toString('hex', poolAt - 8, poolAt)
+}
+
 /** Directory descriptors kept open per FolderDirs; beyond this the least recently used unreferenced ones are closed. */
 const MAX_OPEN_DIRS = 256
 
@@ -149,7 +164,7 @@ export class Dir {
   createExclusive(prefix: string, flags = O_WRONLY): {fd: number; name: string} {
     this.#recheck()
     for (let attempt = 0; ; attempt++) {
-      const name = prefix + randomBytes(8).toString('hex')
+      const name = prefix + randomSuffix()
       try {
         return {fd: openSync(this.at(name), flags | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600), name}
       } catch (err) {

@@ -59,6 +59,31 @@ describe('MessageChannel stall timeout', () => {
     }
   })
 
+  it('the stall clock starts with the wait: a peer silent before it (waiting on us) is not stalled', async () => {
+    let sock: net.Socket | undefined
+    let connected: () => void = () => {}
+    behave = (s) => {
+      sock = s
+      s.write('PeerError\n*\nE_BUSY\nfirst\n\n')
+      connected()
+    }
+    const ready = new Promise<void>((resolve) => (connected = resolve))
+    const channel = await connectChannel('127.0.0.1', port)
+    try {
+      await ready
+      assert.equal((await channel.next(10_000)).type, 'PeerError')
+      const lastByte = Date.now()
+      // Longer than the stall timeout passes with nothing from the peer, before we wait on it.
+      while (Date.now() - lastByte < 3500) await new Promise((r) => setTimeout(r, 100))
+      const second = channel.next(60_000, {stallMs: 3000})
+      sock!.write('PeerError\n*\nE_BUSY\nsecond\n\n')
+      const msg = await second
+      assert.equal(msg.type === 'PeerError' && msg.text, 'second')
+    } finally {
+      await channel.close()
+    }
+  })
+
   it('keepAlive() sends only while progress moves', async () => {
     let received = ''
     let got: () => void = () => {}

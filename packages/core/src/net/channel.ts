@@ -179,7 +179,8 @@ export class MessageChannel {
    * E_TIMEOUT when nothing arrives within `timeoutMs`, or E_CONNECTION_LOST.
    */
   async next(timeoutMs: number, options: {stallMs?: number} = {}): Promise<Message> {
-    const deadline = Date.now() + timeoutMs
+    const started = Date.now()
+    const deadline = started + timeoutMs
     const stallMs = options.stallMs
     for (;;) {
       const lines = this.#queue.shift()
@@ -197,8 +198,10 @@ export class MessageChannel {
       if (this.#error) throw this.#error
       if (this.#closed) throw new FpeerError('E_CONNECTION_LOST', 'the peer closed the connection')
       // With stallMs, any byte (a keep-alive's empty line too) restarts the clock, up to timeoutMs in all.
+      // The clock starts no earlier than this wait: a peer is not stalled for having been
+      // silent while it waited for us (a host while its requester fetched 100,000 files).
       const now = Date.now()
-      const left = stallMs === undefined ? deadline - now : Math.min(deadline, this.#lastByteAt + stallMs) - now
+      const left = stallMs === undefined ? deadline - now : Math.min(deadline, Math.max(this.#lastByteAt, started) + stallMs) - now
       if (left <= 0) {
         const stalled = stallMs !== undefined && deadline > now
         throw new FpeerError('E_TIMEOUT', stalled ? `no progress from ${this.remoteAddress}:${this.remotePort} for ${stallMs / 1000} s` : `no reply from ${this.remoteAddress}:${this.remotePort} within ${timeoutMs / 1000} s`, {

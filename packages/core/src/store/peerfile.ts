@@ -1,5 +1,5 @@
 // A folder's peerfile: its confirmed peers (a locked JSON document) and its file structure (an append-only journal).
-import {appendFile, mkdir, open, readFile, rename, stat, truncate, unlink} from 'node:fs/promises'
+import {mkdir, open, rename, stat, truncate, unlink} from 'node:fs/promises'
 import path from 'node:path'
 import {fromSystemError} from '../errors.js'
 import type {IndexedFile} from '../fs/scan.js'
@@ -42,6 +42,9 @@ interface PeersDoc {
   peers: Record<string, PeerRecord>
 }
 
+/** The journal is read this many bytes at a time. */
+const JOURNAL_READ_BYTES = 1 << 20
+
 type JournalLine = {p: string; s: number; m: number; h: string; i?: number; x?: 1; v?: VersionLine} | {p: string; d: 1}
 interface VersionLine {
   d?: 1
@@ -69,6 +72,11 @@ export class Peerfile {
   #bytes = 0
   /** The journal as read ends in a torn line (a crash mid-append): the next append starts a new line. */
   #torn = false
+  /**
+   * The structure as last read, and the journal's identity, size and times then: records
+   * are values (callers replace them in their map, never change one), so they are shared.
+   */
+  #cache: {stamp: string; map: Map<string, FileRecord>; lines: number; bytes: number; torn: boolean; damaged: boolean} | undefined
   /**
    * The journal as last read had lines that did not parse: the paths they held are unknown,
    * so a rescan must not take a file missing from it for this peer's new version.
@@ -109,21 +117,44 @@ export class Peerfile {
    */
   async files(): Promise<Map<string, FileRecord>> {
     const map = new Map<string, FileRecord>()
-    let text: string
+    let fh
     try {
-      text = await readFile(this.#journal, 'utf8')
+      fh = await open(this.#journal, 'r')
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, `reading ${this.#journal}`, {path: this.#journal})
       this.#lines = 0
       this.#bytes = 0
       this.#torn = false
       this.damaged = false
+      this.#cache = undefined
       return map
     }
+    // Unchanged since this instance last read it (a long-lived daemon answering requests):
+    // the records it gave then, in a fresh map, instead of parsing every line again.
+    let stamp: string
+    try {
+      const st = await fh.stat({bigint: true})
+      stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`
+    } catch (err) {
+      await fh.close()
+      throw fromSystemError(err, `reading ${this.#journal}`, {path: this.#journal})
+    }
+    const hit = this.#cache
+    if (hit && hit.stamp === stamp) {
+      await fh.close()
+      this.#lines = hit.lines
+      this.#bytes = hit.bytes
+      this.#torn = hit.torn
+      this.damaged = hit.damaged
+      return new Map(hit.map)
+    }
+    this.#cache = undefined
     let lines = 0
     let bad = 0
-    for (const line of text.split('\n')) {
-      if (line === '') continue
+    let bytes = 0
+    let last = 0x0a
+    const take = (line: string) => {
+      if (line === '') return
       lines++
       let rec: JournalLine
       try {
@@ -131,15 +162,38 @@ export class Peerfile {
         if (typeof rec?.p !== 'string') throw new Error('no path')
       } catch {
         bad++ // a torn line after a crash, or damage: see `damaged`
-        continue
+        return
       }
       if ('d' in rec) map.delete(rec.p)
       else map.set(rec.p, fromLine(rec))
     }
+    // Read in slices, a line parsed as soon as it is whole: a journal of 1,000,000 files is
+    // never held as one string (nor split into an array of them) beside the map it becomes.
+    try {
+      const buf = Buffer.allocUnsafe(JOURNAL_READ_BYTES)
+      let rest: Buffer | undefined
+      for (;;) {
+        const {bytesRead} = await fh.read(buf, 0, buf.length, null)
+        if (bytesRead === 0) break
+        bytes += bytesRead
+        last = buf[bytesRead - 1]!
+        const chunk = rest ? Buffer.concat([rest, buf.subarray(0, bytesRead)]) : buf.subarray(0, bytesRead)
+        // The whole lines of this slice, decoded at once (a UTF-8 sequence never spans an LF).
+        const end = chunk.lastIndexOf(0x0a) + 1
+        if (end > 0) for (const line of chunk.toString('utf8', 0, end).split('\n')) take(line)
+        rest = end < chunk.length ? Buffer.from(chunk.subarray(end)) : undefined
+      }
+      if (rest) take(rest.toString('utf8'))
+    } catch (err) {
+      throw fromSystemError(err, `reading ${this.#journal}`, {path: this.#journal})
+    } finally {
+      await fh.close()
+    }
     this.#lines = lines
-    this.#bytes = Buffer.byteLength(text)
-    this.#torn = text.length > 0 && !text.endsWith('\n')
+    this.#bytes = bytes
+    this.#torn = bytes > 0 && last !== 0x0a
     this.damaged = bad > 0
+    this.#cache = {stamp, map: new Map(map), lines, bytes, torn: this.#torn, damaged: this.damaged}
     return map
   }
 
@@ -151,10 +205,10 @@ export class Peerfile {
     if (records.length === 0) return
     await mkdir(this.dir, {recursive: true, mode: 0o700})
     if (this.#lines + records.length > 2 * all.size + 1024) {
-      await this.#rewrite([...all.values()])
+      await this.#rewrite(all.values())
       return
     }
-    await this.#append(records.map((r) => JSON.stringify(toLine(r))).join('\n') + '\n')
+    await this.#append(journalLines(records, []))
     this.#lines += records.length
   }
 
@@ -162,32 +216,49 @@ export class Peerfile {
   async drop(paths: string[], all: Map<string, FileRecord>): Promise<void> {
     if (paths.length === 0) return
     await mkdir(this.dir, {recursive: true, mode: 0o700})
-    if (this.#lines + paths.length > 2 * all.size + 1024) return this.#rewrite([...all.values()])
-    await this.#append(paths.map((p) => JSON.stringify({p, d: 1})).join('\n') + '\n')
+    if (this.#lines + paths.length > 2 * all.size + 1024) return this.#rewrite(all.values())
+    await this.#append(journalLines([], paths))
     this.#lines += paths.length
   }
 
   /** Rewrites the journal from `all` alone: after a damaged one was read, drops its bad lines. */
   async compact(all: Map<string, FileRecord>): Promise<void> {
     await mkdir(this.dir, {recursive: true, mode: 0o700})
-    await this.#rewrite([...all.values()])
+    await this.#rewrite(all.values())
     this.damaged = false
   }
 
   /**
-   * Appends whole lines. A failed append (disk full) is cut back to the journal's last
+   * Appends whole lines, written a slice at a time (a first share of 1,000,000 files is not
+   * built as one string). A failed append (disk full) is cut back to the journal's last
    * length, so no torn line is left for the next append to run into.
    */
-  async #append(text: string): Promise<void> {
-    const data = (this.#torn ? '\n' : '') + text
+  async #append(lines: Iterable<string>): Promise<void> {
+    this.#cache = undefined
+    let fh
+    let bytes = 0
     try {
-      await appendFile(this.#journal, data, {mode: 0o600})
+      fh = await open(this.#journal, 'a', 0o600)
+      let slice: string[] = this.#torn ? [''] : []
+      const flush = async () => {
+        const text = slice.join('\n') + '\n'
+        slice = []
+        await fh!.write(text)
+        bytes += Buffer.byteLength(text)
+      }
+      for (const line of lines) {
+        slice.push(line)
+        if (slice.length >= 4096) await flush()
+      }
+      if (slice.length) await flush()
+      await fh.close()
     } catch (err) {
+      await fh?.close().catch(() => {})
       await truncate(this.#journal, this.#bytes).catch(() => {})
       throw fromSystemError(err, `writing ${this.#journal}`, {path: this.#journal})
     }
-    this.#bytes += Buffer.byteLength(data)
-    this.#torn = false
+    this.#bytes += bytes
+    if (bytes > 0) this.#torn = false
   }
 
   /** Whether the structure was ever recorded (an empty folder's first scan counts). */
@@ -201,7 +272,7 @@ export class Peerfile {
   /** Marks the structure as recorded, even when it holds no file yet. */
   async touch(): Promise<void> {
     await mkdir(this.dir, {recursive: true, mode: 0o700})
-    await this.#append('')
+    await this.#append([])
   }
 
   /**
@@ -214,9 +285,11 @@ export class Peerfile {
     return lockState(this.dir, path.join(this.dir, 'state.lock'), `the state of ${this.folder} is locked by another fpeer process`, fn, 200_000)
   }
 
-  async #rewrite(scan: FileRecord[]): Promise<void> {
+  async #rewrite(scan: Iterable<FileRecord>): Promise<void> {
+    this.#cache = undefined
     const tmp = `${this.#journal}.tmp`
     let bytes = 0
+    let count = 0
     try {
       const fh = await open(tmp, 'w', 0o600)
       try {
@@ -228,6 +301,7 @@ export class Peerfile {
           chunk.length = 0
         }
         for (const f of scan) {
+          count++
           chunk.push(JSON.stringify(toLine(f)))
           if (chunk.length >= 4096) await flush()
         }
@@ -242,10 +316,16 @@ export class Peerfile {
       throw fromSystemError(err, `writing ${this.#journal}`, {path: this.#journal})
     }
     await syncDir(this.dir)
-    this.#lines = scan.length
+    this.#lines = count
     this.#bytes = bytes
     this.#torn = false
   }
+}
+
+/** The journal lines of records, then of removals. */
+function* journalLines(records: FileRecord[], removed: string[]): Generator<string> {
+  for (const r of records) yield JSON.stringify(toLine(r))
+  for (const p of removed) yield JSON.stringify({p, d: 1})
 }
 
 function toLine(f: FileRecord): JournalLine {

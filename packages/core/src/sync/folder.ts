@@ -8,7 +8,7 @@ import {FpeerError, isFpeerError} from '../errors.js'
 import type {Identity} from '../identity.js'
 import {FolderDirs, setLandedMode} from '../fs/folder-dirs.js'
 import {PART_PREFIX, checkRelativePath} from '../fs/safe-path.js'
-import {cachedRules} from '../fs/ignore-rules.js'
+import {IGNORE_FILE, cachedRules} from '../fs/ignore-rules.js'
 import {type IndexedFile, type ScanSkips, scanFolder} from '../fs/scan.js'
 import {hashExisting} from '../transfer/fetch.js'
 import type {FolderConfig} from '../store/config.js'
@@ -77,7 +77,7 @@ export class FolderSync {
    * content (no versions); after that every change (new, changed, deleted file) becomes
    * a version signed by this peer. Returns the new versions, to be pushed to the peers.
    */
-  rescan(): Promise<{versions: FileVersion[]; files: FileRecord[]}> {
+  rescan(): Promise<{versions: FileVersion[]; records: Map<string, FileRecord>}> {
     return this.#run(async () => {
       const all = await this.peerfile.files()
       const initial = !(await this.peerfile.initialized())
@@ -85,12 +85,11 @@ export class FolderSync {
       // (unversioned, like a first scan), not as this peer's new version, and the peers'
       // versions are taken at the next catch-up.
       const damaged = this.peerfile.damaged
-      const live = new Map([...all].filter(([, r]) => isLive(r)))
       const skips: ScanSkips = {symlinks: [], emptyDirs: []}
-      const scan = await scanFolder(this.folder.path, live, 8, skips)
+      const scan = await scanFolder(this.folder.path, liveOf(all), 8, skips)
       const rules = cachedRules(this.folder.path, 0)
       // A file ignored since it was recorded leaves the structure without a deletion: peers keep theirs.
-      const dropped = [...all.keys()].filter((p) => rules.ignores(p))
+      const dropped = rules.empty ? [IGNORE_FILE].filter((p) => all.has(p)) : [...all.keys()].filter((p) => rules.ignores(p))
       for (const p of dropped) all.delete(p)
       const {versions, changed} = this.#diff(all, scan, initial, damaged)
       if (damaged) {
@@ -107,7 +106,8 @@ export class FolderSync {
       }
       this.lastSkips = skips
       if (initial) await this.peerfile.touch()
-      return {versions, files: [...all.values()].filter(isLive)}
+      // The structure as now recorded (tombstones included): what a re-read of the journal would give.
+      return {versions, records: all}
     })
   }
 
@@ -118,7 +118,7 @@ export class FolderSync {
   async preview(): Promise<Array<{path: string; deleted: boolean; size: number}>> {
     const all = await this.peerfile.files()
     if (!(await this.peerfile.initialized())) return []
-    const scan = await scanFolder(this.folder.path, new Map([...all].filter(([, r]) => isLive(r))))
+    const scan = await scanFolder(this.folder.path, liveOf(all))
     const rules = cachedRules(this.folder.path, 0)
     for (const p of [...all.keys()]) if (rules.ignores(p)) all.delete(p)
     return this.#diff(all, scan, false).versions.map((v) => ({path: v.path, deleted: v.deleted, size: v.size}))
@@ -151,7 +151,8 @@ export class FolderSync {
       all.set(f.path, r)
       changed.push(r)
     }
-    for (const [p, prev] of [...all]) {
+    // Setting a key already present while iterating visits no new entry.
+    for (const [p, prev] of all) {
       if (seen.has(p) || !isLive(prev)) continue
       clock++
       const v = signVersion(this.folder.name, {path: p, deleted: true, sha256: '', size: 0, mtimeMs: Date.now(), lamport: clock, vv: {...prev.version?.vv, [me]: clock}}, this.#identity)
@@ -389,6 +390,22 @@ export class FolderSync {
     }
     await this.peerfile.put(changed, all)
   }
+}
+
+/** The live records of a structure (a scan's known hashes): the map itself when it holds no tombstone. */
+function liveOf(all: Map<string, FileRecord>): Map<string, FileRecord> {
+  let live: Map<string, FileRecord> | undefined
+  for (const [p, r] of all) {
+    if (isLive(r)) live?.set(p, r)
+    else if (!live) {
+      live = new Map()
+      for (const [q, s] of all) {
+        if (q === p) break
+        live.set(q, s)
+      }
+    }
+  }
+  return live ?? all
 }
 
 export function lamportOf(all: Map<string, FileRecord>): number {

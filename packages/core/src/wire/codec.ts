@@ -3,6 +3,7 @@ import {FpeerError} from '../errors.js'
 import {BePeerRequestFromWire, BePeerRequestToWire} from './be-peer-request.js'
 import {checkFolderName} from './fields.js'
 import {FilesToGetFromWire, FilesToGetToWire} from './files-to-get.js'
+import {fileFromLine, fileToLine} from './file-list.js'
 import {FilesUpdatedFromWire, FilesUpdatedToWire} from './files-updated.js'
 import {type Line, formatLine, parseLine, splitMessages} from './frame.js'
 import {PeerErrorFromWire, PeerErrorToWire} from './peer-error.js'
@@ -28,7 +29,11 @@ export function messageTypeOf(word: string): MessageType | undefined {
 /** Parses the lines of one message (without the terminating empty line). */
 export function parseLines(raw: string[]): Message {
   if (raw.length === 0) throw new FpeerError('E_MSG_EMPTY', 'empty message')
-  const lines = raw.map(parseLine)
+  // A file list's file lines (from Line 5) become entries one by one, below: a 100,000-file
+  // message never holds a Line object per file beside its raw lines and its entries.
+  const firstType = messageTypeOf(raw[0]!.slice(0, raw[0]!.indexOf('\t') >>> 0))
+  const listed = firstType !== undefined && firstType !== 'BePeerRequest' && firstType !== 'PeerError' && raw.length > 4
+  const lines = (listed ? raw.slice(0, 4) : raw).map(parseLine)
   const type = messageTypeOf(lines[0]!.value)
   if (!type) {
     throw new FpeerError('E_MSG_UNKNOWN_TYPE', `unknown message type ${JSON.stringify(lines[0]!.value.slice(0, 60))}`, {
@@ -40,7 +45,9 @@ export function parseLines(raw: string[]): Message {
     if (Object.keys(lines[i]!.attrs).length > 0) throw new FpeerError('E_MSG_BAD_FIELD', `line ${i + 1} cannot carry attributes`)
   }
   const folder = lines[1]!.value === '*' && type === 'PeerError' ? '*' : checkFolderName(lines[1]!.value)
-  return FROM_WIRE[type](lines, folder)
+  const msg = FROM_WIRE[type](lines, folder)
+  if (listed && 'files' in msg) for (let i = 4; i < raw.length; i++) msg.files.push(fileFromLine(parseLine(raw[i]!)))
+  return msg
 }
 
 /** Parses a whole input holding exactly one message (the empty line that ends it included). */
@@ -75,8 +82,33 @@ export function messageToLines(msg: Message): Line[] {
   }
 }
 
+/**
+ * The lines of messageToLines one at a time: a file list's header lines, then one line per
+ * file made as it is needed, so a 100,000-file message never holds 100,000 Line objects.
+ */
+function* messageLines(msg: Message): Generator<Line> {
+  if (msg.type === 'BePeerRequest' || msg.type === 'PeerError') {
+    yield* messageToLines(msg)
+    return
+  }
+  yield* messageToLines({...msg, files: []})
+  for (const f of msg.files) yield fileToLine(f)
+}
+
 /** Formats a message in its canonical wire form, LF line breaks, ending with the empty line. */
 export function formatMessage(msg: Message): string {
   if (msg.folder !== '*' || msg.type !== 'PeerError') checkFolderName(msg.folder)
-  return messageToLines(msg).map(formatLine).join('\n') + '\n\n'
+  const out: string[] = []
+  for (const line of messageLines(msg)) out.push(formatLine(line))
+  return out.join('\n') + '\n\n'
+}
+
+/**
+ * The text of formatMessage in pieces (each line with its LF, then the final LF), for a
+ * caller that only feeds it on (a digest): a 100,000-file message is not built whole.
+ */
+export function* formatMessagePieces(msg: Message): Generator<string> {
+  if (msg.folder !== '*' || msg.type !== 'PeerError') checkFolderName(msg.folder)
+  for (const line of messageLines(msg)) yield formatLine(line) + '\n'
+  yield '\n'
 }

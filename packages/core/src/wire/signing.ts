@@ -2,7 +2,7 @@
 import {createHash} from 'node:crypto'
 import {FpeerError} from '../errors.js'
 import {type Identity, PeerId, verifySignature} from '../identity.js'
-import {formatMessage} from './codec.js'
+import {formatMessagePieces} from './codec.js'
 import type {Message} from './types.js'
 
 /** The version of fpeer's additions that this code writes (`fpeer=` on Line 1). */
@@ -22,7 +22,18 @@ export function isPlain(msg: Message): boolean {
  */
 export function signedBytes(msg: Message): Buffer {
   const {sig: _sig, ...meta} = msg.meta
-  const digest = createHash('sha512').update(formatMessage({...msg, meta} as Message), 'utf8').digest('hex')
+  const hash = createHash('sha512')
+  // Fed in slices of about 64 KiB: one native call per slice, not per line.
+  let slice = ''
+  for (const piece of formatMessagePieces({...msg, meta} as Message)) {
+    slice += piece
+    if (slice.length >= 65_536) {
+      hash.update(slice, 'utf8')
+      slice = ''
+    }
+  }
+  hash.update(slice, 'utf8')
+  const digest = hash.digest('hex')
   return Buffer.from(CONTEXT + digest, 'utf8')
 }
 
