@@ -79,6 +79,9 @@ export class Churn {
   readonly base = new Map<string, string>()
   changes = 0
   kills = 0
+  /** What was done, in order (ms since the run began): the history a failure prints for the paths it names. */
+  readonly journal: string[] = []
+  readonly #t0 = Date.now()
   #n = 0
   readonly #restarts = new Set<Promise<void>>()
   readonly #bytes: Counted[] = []
@@ -89,7 +92,12 @@ export class Churn {
   }
 
   #log(line: string): void {
+    this.#note(line)
     this.options.log?.(line)
+  }
+
+  #note(line: string): void {
+    this.journal.push(`${Date.now() - this.#t0} ${line}`)
   }
 
   /** A random connected graph: a random spanning tree (each new peer joins one already in), then extra edges. */
@@ -160,6 +168,7 @@ export class Churn {
       try {
         await this.peers[i]!.serve([], {}, {ports: 'default'})
         this.up[i] = true
+        this.#note(`peer${i} up`)
         return
       } catch (err) {
         if (attempt >= 4) throw err
@@ -171,6 +180,7 @@ export class Churn {
   async kill(i: number): Promise<void> {
     const child = this.peers[i]!.serveProcess
     this.up[i] = false
+    this.#note(`kill peer${i}`)
     await this.#readBytes(i)
     const b = this.#bytes[i]!
     b.base += b.last
@@ -210,21 +220,25 @@ export class Churn {
       await mkdir(path.join(dir, 'own', `p${p}`), {recursive: true})
       await writeFile(path.join(dir, rel), content)
       this.owned.set(rel, {owner: p, content})
+      this.#note(`peer${p}${this.up[p] ? '' : ' (down)'} create ${rel}`)
     } else if (op < 7) {
       const rel = this.rng.pick(mine)
       const content = `${this.owned.get(rel)!.content}edit ${n}\n`
       await writeFile(path.join(dir, rel), content)
       this.owned.set(rel, {owner: p, content})
+      this.#note(`peer${p}${this.up[p] ? '' : ' (down)'} modify ${rel}`)
     } else if (op < 8) {
       const rel = this.rng.pick(mine)
       await unlink(path.join(dir, rel))
       this.owned.set(rel, {owner: p, content: undefined})
+      this.#note(`peer${p}${this.up[p] ? '' : ' (down)'} delete ${rel}`)
     } else {
       const rel = this.rng.pick(mine)
       const to = `own/p${p}/renamed${n}.txt`
       await rename(path.join(dir, rel), path.join(dir, to))
       this.owned.set(to, {owner: p, content: this.owned.get(rel)!.content})
       this.owned.set(rel, {owner: p, content: undefined})
+      this.#note(`peer${p}${this.up[p] ? '' : ' (down)'} rename ${rel} ${to}`)
     }
     this.changes++
   }
@@ -240,6 +254,7 @@ export class Churn {
     const contents = [...who].map((p) => `shared ${k} edited at peer ${p} seed ${this.options.seed}\n`)
     await Promise.all([...who].map((p, i) => writeFile(path.join(this.dirs[p]!, rel), contents[i]!)))
     this.concurrent.set(rel, contents)
+    this.#note(`concurrent ${rel} at ${[...who].map((p) => `peer${p}`).join(' ')}`)
     this.changes += who.size
     return true
   }
@@ -248,13 +263,15 @@ export class Churn {
    * Edits (one every `editEveryMs`, with the concurrent edits spread over the run) while
    * peers are killed with -9 (one every `killEveryMs`, at most a third down at once) and
    * restarted 0.5-3 s later; stable peers are never killed. Bounded by `durationMs`.
+   * `concurrentEdits` of the shared files not edited yet are made in this run (default: all).
    */
-  async run(durationMs: number, editEveryMs: number, killEveryMs: number): Promise<void> {
+  async run(durationMs: number, editEveryMs: number, killEveryMs: number, concurrentEdits = this.options.sharedFiles): Promise<void> {
     const start = Date.now()
     const end = start + durationMs
     const maxDown = Math.max(1, Math.floor(this.options.peers / 3))
     let nextKill = start + killEveryMs
-    const concurrentAt = [...Array(this.options.sharedFiles).keys()].map((k) => start + ((k + 0.5) * durationMs) / this.options.sharedFiles)
+    const left = Math.min(concurrentEdits, this.options.sharedFiles - this.concurrent.size)
+    const concurrentAt = [...Array(left).keys()].map((k) => start + ((k + 0.5) * durationMs) / left)
     const maxSteps = Math.ceil(durationMs / Math.max(1, editEveryMs)) + 10
     for (let step = 0; step < maxSteps && Date.now() < end; step++) {
       if (concurrentAt.length > 0 && Date.now() >= concurrentAt[0]!) {
@@ -278,7 +295,7 @@ export class Churn {
       await new Promise((r) => setTimeout(r, editEveryMs))
     }
     // Whatever concurrent edits were not reached yet still happen, so each run checks them.
-    while (await this.concurrentEdit()) {}
+    while (concurrentAt.shift() !== undefined) await this.concurrentEdit()
   }
 
   /** Every peer up again (waits for the restarts under way). */
@@ -328,7 +345,10 @@ export class Churn {
       if (Date.now() - start > timeoutMs) break
       await new Promise((r) => setTimeout(r, everyMs))
     }
-    throw new Error(`no convergence within ${timeoutMs} ms (seed ${this.options.seed}):\n  ${problems.slice(0, 30).join('\n  ')}`)
+    // The history of the paths named (and every kill and restart), to tell a lost change from a slow one.
+    const named = new Set(problems.map((p) => /(own\/\S+?\.txt|shared\/s\d+\.txt)/.exec(p)?.[1]).filter(Boolean))
+    const history = this.journal.filter((l) => !/(create|modify|delete|rename) /.test(l) || [...named].some((n) => l.includes(n!)))
+    throw new Error(`no convergence within ${timeoutMs} ms (seed ${this.options.seed}):\n  ${problems.slice(0, 30).join('\n  ')}\nhistory:\n  ${history.slice(-60).join('\n  ')}`)
   }
 
   /** RSS and open fds of every serve process, from /proc. */
