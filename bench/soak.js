@@ -108,6 +108,7 @@ const summary = {
   convergeMs: {median: median(converged), max: Math.max(0, ...converged), all: converged},
   bytesFetched: bytes,
   bytesPerChange: changes ? Math.round(bytes / changes) : 0,
+  spuriousConflictCopies: [...churn.spurious],
   procs: procRows,
   ...(failure ? {error: String(failure.message ?? failure)} : {}),
 }
@@ -116,6 +117,7 @@ else {
   console.log(`soak: ${peers} peers, ${summary.edges} edges, seed ${seed}: ${summary.cycles} cycles, ${changes} changes, ${summary.kills} kills`)
   console.log(`convergence after every peer was up: median ${summary.convergeMs.median} ms, max ${summary.convergeMs.max} ms`)
   console.log(`bytes fetched: ${bytes} in all, ${summary.bytesPerChange} per change (over ${peers - 1} other peers)`)
+  if (churn.spurious.size) console.log(`conflict copies of files only their owner wrote (nothing lost): ${churn.spurious.size}`)
   console.log('peer  restarted  RSS start→end (MiB)   fds start→end')
   for (const r of procRows) console.log(`${String(r.peer).padStart(4)}  ${r.restarted ? 'yes' : 'no '}        ${r.rssKiB.map((k) => (k === null ? '-' : (k / 1024).toFixed(1))).join(' → ').padEnd(18)}   ${r.fds.map((f) => f ?? '-').join(' → ')}`)
   if (failure) console.log(`FAILED: ${failure.message ?? failure}`)

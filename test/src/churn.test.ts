@@ -30,6 +30,8 @@ describe(`churn (seed ${SEED}; FPEER_CHURN_SEED=${SEED} repeats it)`, () => {
     await churn.allUp()
     assert.ok(churn.kills > 0, 'no peer was killed')
     const ms = await churn.converge(60_000)
+    // Known, not a loss: a peer's rescan may take a file its own apply is landing for a local edit (see the report of h/stall).
+    if (churn.spurious.size) console.log(`seed ${SEED}: conflict copies of files only their owner wrote: ${[...churn.spurious].join(', ')}`)
     console.log(`seed ${SEED}: ${churn.changes} changes, ${churn.kills} kills, converged ${ms} ms after every peer was up; graph ${churn.edges.map(([h, j]) => `${h}-${j}`).join(' ')}`)
   })
 })
