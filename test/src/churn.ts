@@ -143,7 +143,8 @@ export class Churn {
     const shared = await this.peers[0]!.run(['share', this.dirs[0]!, '--name', FOLDER])
     if (shared.code !== 0) throw new Error(`share: ${shared.stderr}`)
     const ids = await Promise.all(this.peers.map((p) => p.id()))
-    await Promise.all(this.peers.map((_, i) => this.start(i)))
+    // A few at a time: a dozen node processes starting at once on two busy cores miss serve's start deadline.
+    for (let i = 0; i < this.peers.length; i += 3) await Promise.all(this.peers.slice(i, i + 3).map((_, k) => this.start(i + k)))
     this.edges = this.#graph()
     const joined = new Set([0])
     let todo = [...this.edges]
@@ -181,6 +182,13 @@ export class Churn {
         this.#note(`peer${i} up`)
         return
       } catch (err) {
+        // One that is slow to say it listens (a busy machine) is ended before the next try takes its ports.
+        const child = this.peers[i]!.serveProcess
+        if (child && child.exitCode === null && child.signalCode === null) {
+          const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+          child.kill('SIGKILL')
+          await exited
+        }
         if (attempt >= 4) throw err
         await new Promise((r) => setTimeout(r, 500))
       }

@@ -186,7 +186,6 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
     if (ev.event === 'bytes' || ev.event === 'file-done') moved++
   }
   const stopKeepAlive = theirStall !== undefined ? channel.keepAlive(() => moved, keepAliveEvery(theirStall)) : () => {}
-  const uncut = cutOnAbort(channel, ctx.signal)
   let result: Awaited<ReturnType<FolderSync['apply']>>
   try {
     result = await sync.apply(versions, fetcherFrom(ctx, folder, {protocol: ftg.protocol, host: channel.remoteAddress, port: ftg.port, peer: sender, grant: ftg.meta.grant, localAddress: channel.localAddress}, onEvent))
@@ -215,7 +214,6 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
     ctx.count('messagesIn')
     verifyReply(tpc, sender, fuNonce)
   } finally {
-    uncut()
     grant.revoke()
     // Seed update step 4: each updated peer passes the update on, once, to its other peers.
     if (result.applied.length) ctx.forward(folder, result.applied, [sender.toString()])
