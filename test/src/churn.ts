@@ -144,7 +144,7 @@ export class Churn {
     if (shared.code !== 0) throw new Error(`share: ${shared.stderr}`)
     const ids = await Promise.all(this.peers.map((p) => p.id()))
     // A few at a time: a dozen node processes starting at once on two busy cores miss serve's start deadline.
-    for (let i = 0; i < this.peers.length; i += 3) await Promise.all(this.peers.slice(i, i + 3).map((_, k) => this.start(i + k)))
+    for (let i = 0; i < this.peers.length; i += 3) await settled(this.peers.slice(i, i + 3).map((_, k) => this.start(i + k)))
     this.edges = this.#graph()
     const joined = new Set([0])
     let todo = [...this.edges]
@@ -158,7 +158,7 @@ export class Churn {
         return true
       })
       todo = todo.filter((e) => !now.includes(e))
-      await Promise.all(
+      await settled(
         now.map(async ([h, j]) => {
           const host = this.peers[h]!
           const joiner = this.peers[j]!
@@ -311,6 +311,8 @@ export class Churn {
             .then(() => this.start(i))
             .finally(() => this.#restarts.delete(back))
           this.#restarts.add(back)
+          // Seen by allUp(); until then a failed restart is no unhandled rejection.
+          back.catch(() => {})
         }
       }
       await new Promise((r) => setTimeout(r, editEveryMs))
@@ -321,8 +323,8 @@ export class Churn {
 
   /** Every peer up again (waits for the restarts under way). */
   async allUp(): Promise<void> {
-    await Promise.all([...this.#restarts])
-    await Promise.all(this.up.map((u, i) => (u ? undefined : this.start(i))))
+    await settled([...this.#restarts])
+    await settled(this.up.map((u, i) => (u ? undefined : this.start(i))))
   }
 
   /** The tree every peer should end with, as the test wrote it; undefined content: one of the concurrent contents. */
@@ -404,6 +406,13 @@ export class Churn {
     await Promise.all(this.peers.map((p) => p.destroy()))
     if (this.work) await rm(this.work, {recursive: true, force: true})
   }
+}
+
+/** Waits for every promise, then throws the first failure: nothing started is left running unseen when one fails. */
+async function settled(promises: Array<Promise<unknown> | undefined>): Promise<void> {
+  const results = await Promise.allSettled(promises)
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (failed) throw failed.reason
 }
 
 /** Every regular file's content under `dir`, by relative path. */
