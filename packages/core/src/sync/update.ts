@@ -180,15 +180,23 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
     versions.push(v)
   }
   // ka=: the sender waits on our progress (4.7): keep-alives while we fetch, none when we stall.
+  // Until our fetch starts (waiting behind other updates of the folder, which are applied one at
+  // a time) every tick counts: a busy peer is not a hung one, and a sender that gave up would
+  // leave us fetching with a revoked grant, then push again into the same queue.
   const theirStall = parseKeepAlive(ftg.meta.ka)
   let moved = 0
+  let fetching = false
   const onEvent = (ev: FetchEvent) => {
     if (ev.event === 'bytes' || ev.event === 'file-done') moved++
   }
-  const stopKeepAlive = theirStall !== undefined ? channel.keepAlive(() => moved, keepAliveEvery(theirStall)) : () => {}
+  const stopKeepAlive = theirStall !== undefined ? channel.keepAlive(() => (fetching ? moved : ++moved), keepAliveEvery(theirStall)) : () => {}
+  const fetcher = fetcherFrom(ctx, folder, {protocol: ftg.protocol, host: channel.remoteAddress, port: ftg.port, peer: sender, grant: ftg.meta.grant, localAddress: channel.localAddress}, onEvent)
   let result: Awaited<ReturnType<FolderSync['apply']>>
   try {
-    result = await sync.apply(versions, fetcherFrom(ctx, folder, {protocol: ftg.protocol, host: channel.remoteAddress, port: ftg.port, peer: sender, grant: ftg.meta.grant, localAddress: channel.localAddress}, onEvent))
+    result = await sync.apply(versions, (items, staging) => {
+      fetching = true
+      return fetcher(items, staging)
+    })
   } finally {
     stopKeepAlive()
   }
