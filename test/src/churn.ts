@@ -342,7 +342,19 @@ export class Churn {
     const expected = new Map<string, string>()
     for (const [rel, c] of this.base) if (!this.concurrent.has(rel)) expected.set(rel, c)
     for (const [rel, o] of this.owned) if (o.content !== undefined) expected.set(rel, o.content)
-    for (const [rel, c] of expected) if (got.get(rel) !== c) problems.push(`${rel}: ${got.has(rel) ? 'wrong content' : 'missing'} at peer0`)
+    for (const [rel, c] of expected) {
+      const held = got.get(rel)
+      if (held === c) continue
+      // An older content of the file won and the owner's edit is kept as a conflict copy: nothing
+      // lost, but a wrong winner (same cause as the spurious copies: reported by the caller).
+      const stem = rel.replace(/\.txt$/, '')
+      const kept = [...got].some(([k, v]) => k.startsWith(`${stem}.sync-conflict-`) && v === c)
+      if (held !== undefined && kept && this.written.get(rel)?.has(held)) {
+        this.spurious.add(`${rel} (an older content won; the newer edit is a conflict copy)`)
+        continue
+      }
+      problems.push(`${rel}: ${held !== undefined ? 'wrong content' : 'missing'} at peer0`)
+    }
     for (const [rel, edits] of this.concurrent) {
       const stem = rel.replace(/\.txt$/, '')
       const held = [...got].filter(([k]) => k === rel || (k.startsWith(`${stem}.sync-conflict-`) && k.endsWith('.txt'))).map(([, c]) => c)
