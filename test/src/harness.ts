@@ -10,6 +10,20 @@ import {fileURLToPath} from 'node:url'
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
 export const FPEER = path.join(ROOT, 'packages/cli/bin/run.js')
 
+/**
+ * Every fpeer process the tests start runs with these: a rejection nobody handles ends it
+ * (fault cases included), and runFpeer and Peer.stop fail on the crash.
+ */
+export const NODE_ARGS = ['--unhandled-rejections=strict']
+
+/** What Node prints last when an uncaught exception or unhandled rejection ends a process. */
+const FATAL = /^Node\.js v\d+\.\d+\.\d+$/m
+
+/** Throws when `stderr` shows that a process died of an uncaught exception or unhandled rejection. */
+export function assertNoCrash(what: string, stderr: string): void {
+  if (FATAL.test(stderr)) throw new Error(`${what} crashed (uncaught exception or unhandled rejection):\n${stderr.slice(-4000)}`)
+}
+
 export interface RunResult {
   code: number | null
   stdout: string
@@ -75,7 +89,7 @@ export class Peer {
    */
   async serve(args: string[] = [], env: NodeJS.ProcessEnv = {}, options: {ports?: 'free' | 'default'} = {}): Promise<NonNullable<Peer['ready']>> {
     const portArgs = options.ports === 'default' ? [] : ['--port', '0', '--data-port', 'HTTP=0', '--data-port', 'FTP=0', '--data-port', 'SFTP=0']
-    const child = spawn(process.execPath, [FPEER, 'serve', '--host', this.address, ...portArgs, '--json', ...args], {
+    const child = spawn(process.execPath, [...NODE_ARGS, FPEER, 'serve', '--host', this.address, ...portArgs, '--json', ...args], {
       env: {...this.env, ...env},
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -116,12 +130,15 @@ export class Peer {
   async stop(): Promise<void> {
     const child = this.#serve
     this.#serve = undefined
-    if (!child || child.exitCode !== null) return
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-    child.kill('SIGTERM')
-    const t = setTimeout(() => child.kill('SIGKILL'), 5000)
-    await exited
-    clearTimeout(t)
+    if (!child) return
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+      child.kill('SIGTERM')
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000)
+      await exited
+      clearTimeout(t)
+    }
+    assertNoCrash(`fpeer serve on ${this.address}`, this.serveStderr)
   }
 
   async destroy(): Promise<void> {
@@ -132,7 +149,7 @@ export class Peer {
 
 export function runFpeer(args: string[], options: {input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv} = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [FPEER, ...args], {env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe']})
+    const child = spawn(process.execPath, [...NODE_ARGS, FPEER, ...args], {env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe']})
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
@@ -144,6 +161,12 @@ export function runFpeer(args: string[], options: {input?: string; timeoutMs?: n
     child.once('error', reject)
     child.once('close', (code) => {
       clearTimeout(t)
+      try {
+        assertNoCrash(`fpeer ${args.join(' ')}`, stderr)
+      } catch (err) {
+        reject(err)
+        return
+      }
       resolve({code, stdout, stderr})
     })
     child.stdin.end(options.input ?? '')

@@ -31,7 +31,7 @@ const MAX_MS = 2 ** 31 - 1
 
 const MS_VARS: ReadonlyArray<{name: string; key: keyof HandshakeTimeouts | 'rescan' | 'sync' | 'firstLine'; dflt: number; zero?: boolean; meaning: string}> = [
   {name: 'FPEER_REPLY_TIMEOUT_MS', key: 'reply', dflt: DEFAULT_TIMEOUTS.reply, meaning: 'how long to wait for a reply that needs no transfer (a FilesToGet); a peer that accepts the connection and never answers fails with E_TIMEOUT after this'},
-  {name: 'FPEER_STALL_TIMEOUT_MS', key: 'stall', dflt: DEFAULT_TIMEOUTS.stall, meaning: 'how long a transfer, or the wait for a peer that is transferring, may go without progress (request --stall-timeout sets it per request)'},
+  {name: 'FPEER_STALL_TIMEOUT_MS', key: 'stall', dflt: DEFAULT_TIMEOUTS.stall, meaning: 'how long a transfer, a push of changes to a peer or the wait for a peer that is transferring may go without progress; past it the transfer fails with E_TIMEOUT and a push is retried with backoff (request --stall-timeout sets it per request)'},
   {name: 'FPEER_TRANSFER_TIMEOUT_MS', key: 'transfer', dflt: DEFAULT_TIMEOUTS.transfer, meaning: 'the absolute limit on a reply that needs a whole transfer, for peers that send no keep-alives (seed peers)'},
   {name: 'FPEER_IO_TIMEOUT_MS', key: 'io', dflt: DEFAULT_TIMEOUTS.io, meaning: 'connect and idle timeout of a connection'},
   {name: 'FPEER_MESSAGE_TIMEOUT_MS', key: 'message', dflt: DEFAULT_TIMEOUTS.message, meaning: 'a message must be complete this long after its first byte'},

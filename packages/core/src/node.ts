@@ -127,6 +127,8 @@ export class PeerNode {
   readonly #pending = new Map<string, NodeJS.Timeout>()
   readonly #work = new Set<Promise<unknown>>()
   #stopping = false
+  /** Aborted by stop() after its grace: update exchanges still under way (a hung peer's) are cut. */
+  readonly #abort = new AbortController()
   #delegateTurn = 0
   readonly #retries = new Map<string, {versions: Map<string, FileVersion>; attempt: number; timer: NodeJS.Timeout | undefined}>()
   readonly stats: SyncStats = {messagesIn: 0, messagesOut: 0, filesFetched: 0, bytesFetched: 0, filesVerified: 0, pushes: 0, pulls: 0}
@@ -403,6 +405,7 @@ export class PeerNode {
       replay: this.#replay,
       grant: (folder, peer) => this.#grants.issue(folder, peer),
       count: (what, n = 1) => this.#count(what, n),
+      signal: this.#abort.signal,
     }
   }
 
@@ -538,7 +541,8 @@ export class PeerNode {
     // Let pushes, applies and handshakes under way finish (briefly), so nothing is left half-recorded.
     const end = Date.now() + STOP_GRACE_MS
     while (Date.now() < end && (this.#work.size > 0 || this.#connections.size > 0)) await new Promise((r) => setTimeout(r, 50))
-    // Then every socket of every server is cut, so that stop() ends within seconds.
+    // Then every socket of every server is cut, and every update exchange we opened, so that stop() ends within seconds.
+    this.#abort.abort()
     this.#guard?.close()
     for (const s of this.#connections) s.destroy()
     const bounded = (p: Promise<unknown>) => Promise.race([p.catch(() => {}), new Promise((r) => setTimeout(r, 1500).unref())])

@@ -507,6 +507,9 @@ async function linkOrCopyInside(dirs: FolderDirs, from: string, to: string): Pro
         dest.unlink(part)
         throw err
       }
+      // rename(2) between two links of one file does nothing and succeeds: when `to` already is
+      // this file (a conflict copy kept twice), the part name would stay behind for good.
+      if (dest.lstat(part)) dest.unlink(part)
     } finally {
       dest.release()
     }

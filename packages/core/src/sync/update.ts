@@ -5,15 +5,16 @@ import {FpeerError} from '../errors.js'
 import {type Identity, PeerId, randomNonce} from '../identity.js'
 import {connectChannel, type MessageChannel} from '../net/channel.js'
 import type {TransportRegistry} from '../registry.js'
-import type {HandshakeTimeouts} from '../session/context.js'
+import {type HandshakeTimeouts, keepAliveCeiling} from '../session/context.js'
 import {expectType, verifyReply} from '../session/handshake.js'
+import {keepAliveEvery, parseKeepAlive} from '../session/requester.js'
 import type {PeerRecord} from '../store/peerfile.js'
-import {fetchFiles} from '../transfer/fetch.js'
+import {type FetchEvent, fetchFiles} from '../transfer/fetch.js'
 import {type PeerEndpoint, withPeerClient} from '../transfer/peer-client.js'
 import {type Logger, unnameable} from '../transport.js'
 import {MAX_UPDATE_VERSIONS} from '../wire/limits.js'
 import {signMessage, verifyMessage} from '../wire/signing.js'
-import type {FileEntry, FilesToGet, FilesUpdated, TrustedPeerConfirm} from '../wire/types.js'
+import type {FileEntry, FilesToGet, FilesUpdated, Message, TrustedPeerConfirm} from '../wire/types.js'
 import type {ContentFetcher, FolderSync} from './folder.js'
 import {type OwedForwards, applyOwing} from './owed.js'
 import {TimeSlice} from './time-slice.js'
@@ -44,14 +45,49 @@ export interface SyncContext {
   /** IDs of the folder's peers that `forward` would push to, but `exclude`. */
   forwardTargets?(folder: string, exclude: readonly string[]): string[]
   count(what: 'messagesIn' | 'messagesOut' | 'filesFetched' | 'bytesFetched' | 'filesVerified', n?: number): void
+  /** Aborted when the node stops: exchanges under way are cut, so a hung peer never holds the shutdown. */
+  signal?: AbortSignal
+}
+
+/** Transfer connections of an update give up after the stall timeout without a byte, as a request's do. */
+function stallBounded(ctx: SyncContext): SyncContext {
+  return {...ctx, timeouts: {...ctx.timeouts, io: Math.min(ctx.timeouts.io, ctx.timeouts.stall)}}
+}
+
+/**
+ * Sends one message, bounded by the stall timeout: a peer that stopped reading (a stopped
+ * process whose socket buffer is full) would otherwise hold the write, and the exchange, for good.
+ */
+async function sendWithin(channel: MessageChannel, msg: Message, stallMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      channel.socket.destroy()
+      reject(new FpeerError('E_TIMEOUT', `${channel.remoteAddress}:${channel.remotePort} took no bytes for ${stallMs / 1000} s`, {details: {address: `${channel.remoteAddress}:${channel.remotePort}`, timeoutMs: stallMs}, hint: 'the peer stopped making progress: is it still running? (FPEER_STALL_TIMEOUT_MS sets how long to wait)'}))
+    }, stallMs)
+  })
+  try {
+    await Promise.race([channel.send(msg), stalled])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Cuts `channel` when `signal` aborts (the node stops); returns the function that stops listening. */
+function cutOnAbort(channel: MessageChannel, signal: AbortSignal | undefined): () => void {
+  if (!signal) return () => {}
+  const cut = () => channel.socket.destroy()
+  if (signal.aborted) cut()
+  signal.addEventListener('abort', cut, {once: true})
+  return () => signal.removeEventListener('abort', cut)
 }
 
 /** A content fetcher that downloads from a peer's endpoint (the address its message came from). */
-export function fetcherFrom(ctx: SyncContext, folder: string, from: PeerEndpoint): ContentFetcher {
+export function fetcherFrom(ctx: SyncContext, folder: string, from: PeerEndpoint, onEvent?: (ev: FetchEvent) => void): ContentFetcher {
   return async (items, staging) => {
     const remote = new Map(items.map((i) => [i.entry.path, i.remotePath]))
-    const r = await withPeerClient(ctx, {localAddress: ctx.localAddress, ...from}, (client) =>
-      fetchFiles({client, folder, files: items.map((i) => i.entry), mode: 'land', root: staging, concurrency: ctx.concurrency, resume: false, remotePathOf: (f) => remote.get(f.path) ?? f.path}),
+    const r = await withPeerClient(stallBounded(ctx), {localAddress: ctx.localAddress, ...from}, (client) =>
+      fetchFiles({client, folder, files: items.map((i) => i.entry), mode: 'land', root: staging, concurrency: ctx.concurrency, resume: false, remotePathOf: (f) => remote.get(f.path) ?? f.path, ...(onEvent ? {onEvent} : {}), ...(ctx.signal ? {signal: ctx.signal} : {})}),
     )
     ctx.count('filesFetched', r.fetched)
     ctx.count('bytesFetched', r.bytes)
@@ -87,16 +123,22 @@ async function pushOneUpdate(ctx: SyncContext, folder: string, peer: PeerRecord,
   const protocol = protocolFor(ctx, peer)
   const port = ctx.servedPort(protocol)
   if (port === undefined) throw new FpeerError('E_NO_TRANSPORT', `this peer serves no ${protocol}`)
-  const channel = await connectChannel(peer.address, peer.controlPort, {timeoutMs: ctx.timeouts.io, ...(ctx.localAddress ? {localAddress: ctx.localAddress} : {})})
+  const stallMs = ctx.timeouts.stall
+  const channel = await connectChannel(peer.address, peer.controlPort, {timeoutMs: Math.min(ctx.timeouts.io, stallMs), ...(ctx.localAddress ? {localAddress: ctx.localAddress} : {})})
+  const uncut = cutOnAbort(channel, ctx.signal)
   const grant = ctx.grant(folder, peerId)
+  let stopKeepAlive = () => {}
   try {
     const nonce = randomNonce()
     const files = versions.map(versionToEntry)
-    // Bound to this peer (to=) and to now (ts=), with the secret that lets it read our copies.
-    const ftg: FilesToGet = signMessage({type: 'FilesToGet', folder, port, protocol, files, meta: {nonce, update: '1', ts: String(Date.now()), to: peerId.compact, dst: formatDestination(channel.remoteAddress, channel.remotePort), grant: grant.token}}, ctx.identity)
-    await channel.send(ftg)
+    // Bound to this peer (to=) and to now (ts=), with the secret that lets it read our copies;
+    // ka=: it sends keep-alives while it fetches, so we wait on its progress, not on a clock (4.7).
+    const ftg: FilesToGet = signMessage({type: 'FilesToGet', folder, port, protocol, files, meta: {ka: String(stallMs), nonce, update: '1', ts: String(Date.now()), to: peerId.compact, dst: formatDestination(channel.remoteAddress, channel.remotePort), grant: grant.token}}, ctx.identity)
+    await sendWithin(channel, ftg, stallMs)
     ctx.count('messagesOut')
-    const fu: FilesUpdated = expectType(await channel.next(ctx.timeouts.transfer), 'FilesUpdated', folder)
+    // A peer that stops (SIGSTOP, a hung disk) sends no keep-alive: the push fails after the
+    // stall timeout with E_TIMEOUT and is retried with backoff, instead of holding for the transfer timeout.
+    const fu: FilesUpdated = expectType(await channel.next(keepAliveCeiling(ctx.timeouts, files), {stallMs}), 'FilesUpdated', folder)
     ctx.count('messagesIn')
     verifyReply(fu, peerId, nonce)
     // Check what the peer says it took: fetched back from the address it answers from.
@@ -109,16 +151,26 @@ async function pushOneUpdate(ctx: SyncContext, folder: string, peer: PeerRecord,
       check.push({path: e.path, sha256: v.sha256, size: v.size})
     }
     if (check.length > 0) {
-      await withPeerClient(ctx, {protocol: fu.protocol, host: channel.remoteAddress, port: fu.port, peer: peerId, grant: fu.meta.grant, localAddress: channel.localAddress}, (client) =>
-        fetchFiles({client, folder, files: check, mode: 'verify', concurrency: ctx.concurrency}),
+      // While we check, the peer waits for our confirmation: keep-alives tell it we still move.
+      let moved = 0
+      const theirStall = parseKeepAlive(fu.meta.ka)
+      if (theirStall !== undefined) stopKeepAlive = channel.keepAlive(() => moved, keepAliveEvery(theirStall))
+      const onEvent = (ev: FetchEvent) => {
+        if (ev.event === 'bytes' || ev.event === 'file-done') moved++
+      }
+      await withPeerClient(stallBounded(ctx), {protocol: fu.protocol, host: channel.remoteAddress, port: fu.port, peer: peerId, grant: fu.meta.grant, localAddress: channel.localAddress}, (client) =>
+        fetchFiles({client, folder, files: check, mode: 'verify', concurrency: ctx.concurrency, onEvent, ...(ctx.signal ? {signal: ctx.signal} : {})}),
       )
+      stopKeepAlive()
       ctx.count('filesVerified', check.length)
     }
     const tpc: TrustedPeerConfirm = signMessage({type: 'TrustedPeerConfirm', folder, port, protocol, files: fu.files, meta: {nonce: randomNonce(), re: fu.meta.nonce ?? ''}}, ctx.identity)
-    await channel.send(tpc)
+    await sendWithin(channel, tpc, stallMs)
     ctx.count('messagesOut')
     return {got: fu.files.filter((e) => e.ext?.got === '1').length, verified: check.length}
   } finally {
+    stopKeepAlive()
+    uncut()
     grant.revoke()
     await channel.close()
   }
@@ -155,9 +207,30 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
   const cannot = unnameable(ctx.registry.has(ftg.protocol) ? ctx.registry.get(ftg.protocol) : undefined, versions.filter((v) => !v.deleted).map((v) => v.path))
   for (const p of cannot) ctx.log.warn(`update entry not taken: ${ftg.protocol} cannot carry its name`, {folder, path: p, code: 'E_UNSUPPORTED'})
   const taking = cannot.size ? versions.filter((v) => v.deleted || !cannot.has(v.path)) : versions
-  const fetcher = fetcherFrom(ctx, folder, {protocol: ftg.protocol, host: channel.remoteAddress, port: ftg.port, peer: sender, grant: ftg.meta.grant, localAddress: channel.localAddress})
-  // What we take we owe to our other peers, on disk before FilesUpdated confirms it to the sender.
-  const result = await applyOwing(ctx.owed?.(folder), ctx.forwardTargets?.(folder, [sender.toString()]) ?? [], ctx.forwardTargets?.(folder, []) ?? [], taking, () => sync.records(), () => sync.apply(taking, fetcher))
+  // ka=: the sender waits on our progress (4.7): keep-alives while we fetch, none when we stall.
+  // Until our fetch starts (waiting behind other updates of the folder, which are applied one at
+  // a time) every tick counts: a busy peer is not a hung one, and a sender that gave up would
+  // leave us fetching with a revoked grant, then push again into the same queue.
+  const theirStall = parseKeepAlive(ftg.meta.ka)
+  let moved = 0
+  let fetching = false
+  const onEvent = (ev: FetchEvent) => {
+    if (ev.event === 'bytes' || ev.event === 'file-done') moved++
+  }
+  const stopKeepAlive = theirStall !== undefined ? channel.keepAlive(() => (fetching ? moved : ++moved), keepAliveEvery(theirStall)) : () => {}
+  const fetcher = fetcherFrom(ctx, folder, {protocol: ftg.protocol, host: channel.remoteAddress, port: ftg.port, peer: sender, grant: ftg.meta.grant, localAddress: channel.localAddress}, onEvent)
+  let result: Awaited<ReturnType<FolderSync['apply']>>
+  try {
+    // What we take we owe to our other peers, on disk before FilesUpdated confirms it to the sender.
+    result = await applyOwing(ctx.owed?.(folder), ctx.forwardTargets?.(folder, [sender.toString()]) ?? [], ctx.forwardTargets?.(folder, []) ?? [], taking, () => sync.records(), () =>
+      sync.apply(taking, (items, staging) => {
+        fetching = true
+        return fetcher(items, staging)
+      }),
+    )
+  } finally {
+    stopKeepAlive()
+  }
   const records = await sync.records()
   const took = new Set([...result.fetched, ...result.copied, ...result.applied.map((v) => v.path)])
   const files: FileEntry[] = versions.map((v) => {
@@ -170,9 +243,13 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
   const fuNonce = randomNonce()
   const grant = ctx.grant(folder, sender)
   try {
-    await channel.send(signMessage({type: 'FilesUpdated', folder, port: ctx.servedPort(serveProtocol) ?? 0, protocol: serveProtocol, files, meta: {nonce: fuNonce, re: ftg.meta.nonce ?? '', grant: grant.token}}, ctx.identity))
+    const stallMs = ctx.timeouts.stall
+    await sendWithin(channel, signMessage({type: 'FilesUpdated', folder, port: ctx.servedPort(serveProtocol) ?? 0, protocol: serveProtocol, files, meta: {ka: String(stallMs), nonce: fuNonce, re: ftg.meta.nonce ?? '', grant: grant.token}}, ctx.identity), stallMs)
     ctx.count('messagesOut')
-    const tpc = expectType(await channel.next(ctx.timeouts.transfer), 'TrustedPeerConfirm', folder)
+    // A sender that announced keep-alives and then stops is given up after the stall timeout, so
+    // what we took is passed on at once rather than after the transfer timeout.
+    const ceiling = keepAliveCeiling(ctx.timeouts, versions)
+    const tpc = expectType(await (theirStall !== undefined ? channel.next(ceiling, {stallMs}) : channel.next(ctx.timeouts.transfer)), 'TrustedPeerConfirm', folder)
     ctx.count('messagesIn')
     verifyReply(tpc, sender, fuNonce)
   } finally {

@@ -1,0 +1,451 @@
+// Churn: many real peers in a random graph, edited at several places while peers are killed with -9 and restarted; shared by the churn test and `npm run soak`.
+import {type Dirent} from 'node:fs'
+import {mkdir, readFile, readdir, readlink, rename, rm, unlink, writeFile} from 'node:fs/promises'
+import path from 'node:path'
+import {Peer, tempDir, treeHashes} from './harness.js'
+
+/** A small seeded generator (mulberry32): the same seed gives the same graph, edits and kills. */
+export class Rng {
+  #s: number
+  constructor(seed: number) {
+    this.#s = seed >>> 0
+  }
+
+  next(): number {
+    this.#s = (this.#s + 0x6d2b79f5) >>> 0
+    let t = this.#s
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+
+  int(n: number): number {
+    return Math.floor(this.next() * n)
+  }
+
+  pick<T>(items: readonly T[]): T {
+    return items[this.int(items.length)]!
+  }
+}
+
+export interface ChurnOptions {
+  /** Peers, each on `${prefix}.${i + 1}` with the default ports. */
+  peers: number
+  prefix: string
+  seed: number
+  /** Edges beyond the random spanning tree. */
+  extraEdges: number
+  /** Shared files edited concurrently at 2-3 peers, once each. */
+  sharedFiles: number
+  /** Settings of every serve (stall timeout, catch-up interval, log level). */
+  env: NodeJS.ProcessEnv
+  /** Peers never killed (the soak measures their RSS and fds over the whole run). */
+  stable?: number
+  log?: (line: string) => void
+}
+
+/** What one owned file should hold at the end: its content, or undefined once deleted or renamed away. */
+interface Owned {
+  owner: number
+  content: string | undefined
+}
+
+export interface Proc {
+  peer: number
+  pid: number
+  rssKiB: number
+  fds: number
+}
+
+/** Sums a peer's counters across its restarts (stats.json starts again at 0 with each process). */
+interface Counted {
+  base: number
+  last: number
+}
+
+const FOLDER = 'churn'
+
+export class Churn {
+  readonly options: ChurnOptions
+  readonly rng: Rng
+  readonly peers: Peer[] = []
+  readonly dirs: string[] = []
+  edges: Array<[number, number]> = []
+  work = ''
+  readonly up: boolean[] = []
+  readonly owned = new Map<string, Owned>()
+  /** Shared file → the contents written to it at once by different peers. */
+  readonly concurrent = new Map<string, string[]>()
+  readonly base = new Map<string, string>()
+  /** Every content ever written to an owned path (a conflict copy of one of them is spurious, not a loss). */
+  readonly written = new Map<string, Set<string>>()
+  /** Conflict copies of files only their owner ever wrote: not a loss, but not a real conflict either. */
+  readonly spurious = new Set<string>()
+  changes = 0
+  kills = 0
+  /** What was done, in order (ms since the run began): the history a failure prints for the paths it names. */
+  readonly journal: string[] = []
+  readonly #t0 = Date.now()
+  #n = 0
+  readonly #restarts = new Set<Promise<void>>()
+  readonly #bytes: Counted[] = []
+
+  constructor(options: ChurnOptions) {
+    this.options = options
+    this.rng = new Rng(options.seed)
+  }
+
+  #log(line: string): void {
+    this.#note(line)
+    this.options.log?.(line)
+  }
+
+  #wrote(rel: string, content: string): void {
+    const set = this.written.get(rel) ?? new Set<string>()
+    set.add(content)
+    this.written.set(rel, set)
+  }
+
+  #note(line: string): void {
+    this.journal.push(`${Date.now() - this.#t0} ${line}`)
+  }
+
+  /** A random connected graph: a random spanning tree (each new peer joins one already in), then extra edges. */
+  #graph(): Array<[number, number]> {
+    const n = this.options.peers
+    const edges: Array<[number, number]> = []
+    for (let j = 1; j < n; j++) edges.push([this.rng.int(j), j])
+    const has = (a: number, b: number) => edges.some(([h, j]) => (h === a && j === b) || (h === b && j === a))
+    for (let k = 0, tries = 0; k < this.options.extraEdges && tries < 100; tries++) {
+      const a = this.rng.int(n)
+      const b = this.rng.int(n)
+      if (a === b || has(a, b)) continue
+      edges.push([Math.min(a, b), Math.max(a, b)])
+      k++
+    }
+    return edges
+  }
+
+  /** Peer 0 shares the folder; each edge [host, joiner] is a real `fpeer request`, wave by wave (joins of one wave run side by side). */
+  async build(): Promise<void> {
+    this.work = await tempDir('fpeer-churn-')
+    for (let i = 0; i < this.options.peers; i++) {
+      this.peers.push(await Peer.create(`${this.options.prefix}.${i + 1}`, this.options.env))
+      this.dirs.push(path.join(this.work, `peer${i}`))
+      this.up.push(false)
+      this.#bytes.push({base: 0, last: 0})
+    }
+    await mkdir(path.join(this.dirs[0]!, 'base'), {recursive: true})
+    await mkdir(path.join(this.dirs[0]!, 'shared'), {recursive: true})
+    for (let k = 0; k < 4; k++) this.base.set(`base/b${k}.txt`, `base ${k}\n`)
+    for (let k = 0; k < this.options.sharedFiles; k++) this.base.set(`shared/s${k}.txt`, `shared ${k}\n`)
+    for (const [rel, content] of this.base) await writeFile(path.join(this.dirs[0]!, rel), content)
+    const shared = await this.peers[0]!.run(['share', this.dirs[0]!, '--name', FOLDER])
+    if (shared.code !== 0) throw new Error(`share: ${shared.stderr}`)
+    const ids = await Promise.all(this.peers.map((p) => p.id()))
+    // A few at a time: a dozen node processes starting at once on two busy cores miss serve's start deadline.
+    for (let i = 0; i < this.peers.length; i += 3) await settled(this.peers.slice(i, i + 3).map((_, k) => this.start(i + k)))
+    this.edges = this.#graph()
+    const joined = new Set([0])
+    let todo = [...this.edges]
+    for (let wave = 0; todo.length > 0 && wave < this.options.peers + todo.length; wave++) {
+      // One join per joiner per wave: a peer's home takes one request at a time.
+      const busy = new Set<number>()
+      const now = todo.filter(([h, j]) => {
+        if (!joined.has(h) || busy.has(j) || busy.has(h)) return false
+        busy.add(j)
+        busy.add(h)
+        return true
+      })
+      todo = todo.filter((e) => !now.includes(e))
+      await settled(
+        now.map(async ([h, j]) => {
+          const host = this.peers[h]!
+          const joiner = this.peers[j]!
+          const allowed = await host.run(['allow', FOLDER, ids[j]!])
+          if (allowed.code !== 0) throw new Error(`allow on peer${h}: ${allowed.stderr}`)
+          const r = await joiner.run(['request', `${host.address}:7734`, FOLDER, '--into', this.dirs[j]!, '--bind', joiner.address, '--json'], {timeoutMs: 120_000})
+          if (r.code !== 0) throw new Error(`peer${j} joining from peer${h}: ${r.stdout} ${r.stderr}`)
+        }),
+      )
+      for (const [, j] of now) joined.add(j)
+    }
+    this.#log(`graph: ${this.edges.map(([h, j]) => `${h}-${j}`).join(' ')}`)
+  }
+
+  async start(i: number): Promise<void> {
+    // A port of the process just killed may take a moment to be free: a few tries.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.peers[i]!.serve([], {}, {ports: 'default'})
+        this.up[i] = true
+        this.#note(`peer${i} up`)
+        return
+      } catch (err) {
+        // One that is slow to say it listens (a busy machine) is ended before the next try takes its ports.
+        const child = this.peers[i]!.serveProcess
+        if (child && child.exitCode === null && child.signalCode === null) {
+          const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+          child.kill('SIGKILL')
+          await exited
+        }
+        if (attempt >= 4) throw err
+        await new Promise((r) => setTimeout(r, 500))
+      }
+    }
+  }
+
+  async kill(i: number): Promise<void> {
+    const child = this.peers[i]!.serveProcess
+    this.up[i] = false
+    this.#note(`kill peer${i}`)
+    await this.#readBytes(i)
+    const b = this.#bytes[i]!
+    b.base += b.last
+    b.last = 0
+    if (!child || child.exitCode !== null) return
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+    child.kill('SIGKILL')
+    await exited
+    this.kills++
+  }
+
+  async #readBytes(i: number): Promise<void> {
+    try {
+      const s = JSON.parse(await readFile(path.join(this.peers[i]!.home, 'stats.json'), 'utf8')) as {bytesFetched: number; pid: number}
+      if (s.pid === this.peers[i]!.serveProcess?.pid) this.#bytes[i]!.last = s.bytesFetched
+    } catch {
+      // Not written yet (a fresh process): nothing fetched.
+    }
+  }
+
+  /** Bytes fetched by every peer since it was built, across restarts (as of each peer's last stats flush, once a second). */
+  async bytesFetched(): Promise<number> {
+    await Promise.all(this.peers.map((_, i) => (this.up[i] ? this.#readBytes(i) : undefined)))
+    return this.#bytes.reduce((n, b) => n + b.base + b.last, 0)
+  }
+
+  /** One edit at a random peer, by its owner only (so the model knows what must survive). */
+  async edit(): Promise<void> {
+    const p = this.rng.int(this.options.peers)
+    const dir = this.dirs[p]!
+    const mine = [...this.owned].filter(([, o]) => o.owner === p && o.content !== undefined).map(([rel]) => rel)
+    const op = mine.length === 0 ? 0 : this.rng.int(10)
+    const n = this.#n++
+    if (op < 4) {
+      const rel = `own/p${p}/f${n}.txt`
+      const content = `peer ${p} file ${n} seed ${this.options.seed}\n`
+      await mkdir(path.join(dir, 'own', `p${p}`), {recursive: true})
+      await writeFile(path.join(dir, rel), content)
+      this.owned.set(rel, {owner: p, content})
+      this.#wrote(rel, content)
+      this.#note(`peer${p}${this.up[p] ? '' : ' (down)'} create ${rel}`)
+    } else if (op < 7) {
+      const rel = this.rng.pick(mine)
+      const content = `${this.owned.get(rel)!.content}edit ${n}\n`
+      await writeFile(path.join(dir, rel), content)
+      this.owned.set(rel, {owner: p, content})
+      this.#wrote(rel, content)
+      this.#note(`peer${p}${this.up[p] ? '' : ' (down)'} modify ${rel}`)
+    } else if (op < 8) {
+      const rel = this.rng.pick(mine)
+      await unlink(path.join(dir, rel))
+      this.owned.set(rel, {owner: p, content: undefined})
+      this.#note(`peer${p}${this.up[p] ? '' : ' (down)'} delete ${rel}`)
+    } else {
+      const rel = this.rng.pick(mine)
+      const to = `own/p${p}/renamed${n}.txt`
+      await rename(path.join(dir, rel), path.join(dir, to))
+      this.owned.set(to, {owner: p, content: this.owned.get(rel)!.content})
+      this.#wrote(to, this.owned.get(rel)!.content!)
+      this.owned.set(rel, {owner: p, content: undefined})
+      this.#note(`peer${p}${this.up[p] ? '' : ' (down)'} rename ${rel} ${to}`)
+    }
+    this.changes++
+  }
+
+  /** One shared file written at the same moment at 2-3 different peers: every write must survive, as winner or conflict copy. */
+  async concurrentEdit(): Promise<boolean> {
+    const k = [...Array(this.options.sharedFiles).keys()].find((i) => !this.concurrent.has(`shared/s${i}.txt`))
+    if (k === undefined) return false
+    const rel = `shared/s${k}.txt`
+    const who = new Set<number>()
+    const count = 2 + this.rng.int(2)
+    for (let tries = 0; who.size < Math.min(count, this.options.peers) && tries < 50; tries++) who.add(this.rng.int(this.options.peers))
+    const contents = [...who].map((p) => `shared ${k} edited at peer ${p} seed ${this.options.seed}\n`)
+    await Promise.all([...who].map((p, i) => writeFile(path.join(this.dirs[p]!, rel), contents[i]!)))
+    this.concurrent.set(rel, contents)
+    this.#note(`concurrent ${rel} at ${[...who].map((p) => `peer${p}`).join(' ')}`)
+    this.changes += who.size
+    return true
+  }
+
+  /**
+   * Edits (one every `editEveryMs`, with the concurrent edits spread over the run) while
+   * peers are killed with -9 (one every `killEveryMs`, at most a third down at once) and
+   * restarted 0.5-3 s later; stable peers are never killed. Bounded by `durationMs`.
+   * `concurrentEdits` of the shared files not edited yet are made in this run (default: all).
+   */
+  async run(durationMs: number, editEveryMs: number, killEveryMs: number, concurrentEdits = this.options.sharedFiles): Promise<void> {
+    const start = Date.now()
+    const end = start + durationMs
+    const maxDown = Math.max(1, Math.floor(this.options.peers / 3))
+    let nextKill = start + killEveryMs
+    const left = Math.min(concurrentEdits, this.options.sharedFiles - this.concurrent.size)
+    const concurrentAt = [...Array(left).keys()].map((k) => start + ((k + 0.5) * durationMs) / left)
+    const maxSteps = Math.ceil(durationMs / Math.max(1, editEveryMs)) + 10
+    for (let step = 0; step < maxSteps && Date.now() < end; step++) {
+      if (concurrentAt.length > 0 && Date.now() >= concurrentAt[0]!) {
+        concurrentAt.shift()
+        await this.concurrentEdit()
+      } else await this.edit()
+      if (Date.now() >= nextKill) {
+        nextKill = Date.now() + killEveryMs
+        const candidates = this.up.map((u, i) => (u && i >= (this.options.stable ?? 0) ? i : -1)).filter((i) => i >= 0)
+        if (candidates.length > 0 && this.up.filter((u) => !u).length < maxDown) {
+          const i = this.rng.pick(candidates)
+          const downMs = 500 + this.rng.int(2500)
+          await this.kill(i)
+          this.#log(`killed peer${i}; back in ${downMs} ms`)
+          const back: Promise<void> = new Promise<void>((r) => setTimeout(r, downMs))
+            .then(() => this.start(i))
+            .finally(() => this.#restarts.delete(back))
+          this.#restarts.add(back)
+          // Seen by allUp(); until then a failed restart is no unhandled rejection.
+          back.catch(() => {})
+        }
+      }
+      await new Promise((r) => setTimeout(r, editEveryMs))
+    }
+    // Whatever concurrent edits were not reached yet still happen, so each run checks them.
+    while (concurrentAt.shift() !== undefined) await this.concurrentEdit()
+  }
+
+  /** Every peer up again (waits for the restarts under way). */
+  async allUp(): Promise<void> {
+    await settled([...this.#restarts])
+    await settled(this.up.map((u, i) => (u ? undefined : this.start(i))))
+  }
+
+  /** The tree every peer should end with, as the test wrote it; undefined content: one of the concurrent contents. */
+  async differences(): Promise<string[]> {
+    const problems: string[] = []
+    const trees = await Promise.all(this.dirs.map((d) => treeHashes(d)))
+    const contents = await Promise.all(this.dirs.map((d) => contentsOf(d)))
+    for (let i = 1; i < trees.length; i++) {
+      const a = trees[0]!
+      const b = trees[i]!
+      const diff = [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k))
+      if (diff.length) problems.push(`peer${i} differs from peer0 at ${diff.slice(0, 5).join(', ')}${diff.length > 5 ? ` (+${diff.length - 5})` : ''}`)
+    }
+    const got = contents[0]!
+    const expected = new Map<string, string>()
+    for (const [rel, c] of this.base) if (!this.concurrent.has(rel)) expected.set(rel, c)
+    for (const [rel, o] of this.owned) if (o.content !== undefined) expected.set(rel, o.content)
+    for (const [rel, c] of expected) {
+      const held = got.get(rel)
+      if (held === c) continue
+      // An older content of the file won and the owner's edit is kept as a conflict copy: nothing
+      // lost, but a wrong winner (same cause as the spurious copies: reported by the caller).
+      const stem = rel.replace(/\.txt$/, '')
+      const kept = [...got].some(([k, v]) => k.startsWith(`${stem}.sync-conflict-`) && v === c)
+      if (held !== undefined && kept && this.written.get(rel)?.has(held)) {
+        this.spurious.add(`${rel} (an older content won; the newer edit is a conflict copy)`)
+        continue
+      }
+      problems.push(`${rel}: ${held !== undefined ? 'wrong content' : 'missing'} at peer0`)
+    }
+    for (const [rel, edits] of this.concurrent) {
+      const stem = rel.replace(/\.txt$/, '')
+      const held = [...got].filter(([k]) => k === rel || (k.startsWith(`${stem}.sync-conflict-`) && k.endsWith('.txt'))).map(([, c]) => c)
+      const lost = edits.filter((e) => !held.includes(e))
+      if (lost.length) problems.push(`${rel}: concurrent edits lost: ${lost.map((e) => JSON.stringify(e)).join(', ')}`)
+      for (const c of held) if (!edits.includes(c)) problems.push(`${rel}: unexpected copy ${JSON.stringify(c)}`)
+    }
+    for (const [rel, c] of got) {
+      const isCopy = [...this.concurrent.keys()].some((r) => rel.startsWith(`${r.replace(/\.txt$/, '')}.sync-conflict-`))
+      if (expected.has(rel) || this.concurrent.has(rel) || isCopy) continue
+      // A conflict copy of an owned file holding one of its past contents: nothing lost, but a
+      // conflict where only one peer ever wrote (reported by the caller, not failed here).
+      const of = /^(own\/p\d+\/\w+)\.sync-conflict-\w+-[0-9a-f]+\.txt$/.exec(rel)?.[1]
+      if (of && this.written.get(`${of}.txt`)?.has(c)) {
+        this.spurious.add(rel)
+        continue
+      }
+      problems.push(`${rel}: unexpected file at peer0`)
+    }
+    for (let i = 0; i < this.dirs.length; i++) for (const l of await fpeerNames(this.dirs[i]!)) problems.push(`peer${i}: leftover ${l}`)
+    return problems
+  }
+
+  /** Waits until every peer holds the expected tree; returns how long that took (ms), or throws with what still differs. */
+  async converge(timeoutMs: number, everyMs = 500): Promise<number> {
+    const start = Date.now()
+    let problems: string[] = []
+    for (let i = 0; i < Math.ceil(timeoutMs / everyMs) + 1; i++) {
+      problems = await this.differences().catch((err: Error) => [`reading the trees: ${err.message}`])
+      if (problems.length === 0) return Date.now() - start
+      if (Date.now() - start > timeoutMs) break
+      await new Promise((r) => setTimeout(r, everyMs))
+    }
+    // The history of the paths named (and every kill and restart), to tell a lost change from a slow one.
+    const named = new Set(problems.map((p) => /(own\/p\d+\/\w+|shared\/s\d+)\./.exec(p)?.[1]).filter(Boolean))
+    const history = this.journal.filter((l) => !/(create|modify|delete|rename) /.test(l) || [...named].some((n) => l.includes(n!)))
+    throw new Error(`no convergence within ${timeoutMs} ms (seed ${this.options.seed}):\n  ${problems.slice(0, 30).join('\n  ')}\nhistory:\n  ${history.slice(-60).join('\n  ')}`)
+  }
+
+  /** RSS and open fds of every serve process, from /proc. */
+  async procs(): Promise<Proc[]> {
+    const out: Proc[] = []
+    for (let i = 0; i < this.peers.length; i++) {
+      const pid = this.peers[i]!.serveProcess?.pid
+      if (!pid || !this.up[i]) continue
+      try {
+        const status = await readFile(`/proc/${pid}/status`, 'utf8')
+        const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0)
+        const fds = (await readdir(`/proc/${pid}/fd`)).length
+        out.push({peer: i, pid, rssKiB, fds})
+      } catch {
+        // Exited meanwhile.
+      }
+    }
+    return out
+  }
+
+  /** Every serve stopped (SIGTERM, waited for), then the homes and folders removed. */
+  async destroy(): Promise<void> {
+    await Promise.allSettled([...this.#restarts])
+    await Promise.all(this.peers.map((p) => p.destroy()))
+    if (this.work) await rm(this.work, {recursive: true, force: true})
+  }
+}
+
+/** Waits for every promise, then throws the first failure: nothing started is left running unseen when one fails. */
+async function settled(promises: Array<Promise<unknown> | undefined>): Promise<void> {
+  const results = await Promise.allSettled(promises)
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (failed) throw failed.reason
+}
+
+/** Every regular file's content under `dir`, by relative path. */
+async function contentsOf(dir: string, rel = ''): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  for (const ent of await readdir(path.join(dir, rel), {withFileTypes: true})) {
+    const r = rel ? `${rel}/${ent.name}` : ent.name
+    if (ent.isDirectory()) for (const [k, v] of await contentsOf(dir, r)) out.set(k, v)
+    else if (ent.isFile()) out.set(r, await readFile(path.join(dir, r), 'utf8'))
+  }
+  return out
+}
+
+/** Names fpeer reserves for itself (part files, staging folders) anywhere under `dir`: leftovers. */
+async function fpeerNames(dir: string, rel = ''): Promise<string[]> {
+  const out: string[] = []
+  const ents: Dirent[] = await readdir(path.join(dir, rel), {withFileTypes: true})
+  for (const ent of ents) {
+    const r = rel ? `${rel}/${ent.name}` : ent.name
+    if (ent.name.toLowerCase().startsWith('.fpeer')) out.push(ent.isSymbolicLink() ? `${r} -> ${await readlink(path.join(dir, r))}` : r)
+    else if (ent.isDirectory()) out.push(...(await fpeerNames(dir, r)))
+  }
+  return out
+}
