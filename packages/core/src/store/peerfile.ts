@@ -176,7 +176,7 @@ export class Peerfile {
         const {bytesRead} = await fh.read(buf, 0, buf.length, null)
         if (bytesRead === 0) break
         bytes += bytesRead
-        last = buf[bytesRead - 1]!
+        last = buf[bytesRead - 1]
         const chunk = rest ? Buffer.concat([rest, buf.subarray(0, bytesRead)]) : buf.subarray(0, bytesRead)
         // The whole lines of this slice, decoded at once (a UTF-8 sequence never spans an LF).
         const end = chunk.lastIndexOf(0x0a) + 1
@@ -240,10 +240,11 @@ export class Peerfile {
     try {
       fh = await open(this.#journal, 'a', 0o600)
       let slice: string[] = this.#torn ? [''] : []
+      const out = fh
       const flush = async () => {
         const text = slice.join('\n') + '\n'
         slice = []
-        await fh!.write(text)
+        await out.write(text)
         bytes += Buffer.byteLength(text)
       }
       for (const line of lines) {

@@ -118,8 +118,9 @@ export class StateExchange {
     }
     let next = 0
     const worker = async () => {
-      while (next < jobs.length && !stopping()) {
-        const [f, p] = jobs[next++]!
+      for (let job = jobs[next]; job !== undefined && !stopping(); job = jobs[next]) {
+        next++
+        const [f, p] = job
         await this.withPeer(f, p, quiet).catch((err: Error) => this.#deps.log.warn('state exchange failed', {folder: f, peer: p.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: err.message}))
       }
     }

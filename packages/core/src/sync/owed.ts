@@ -90,13 +90,17 @@ export class OwedForwards {
       // Newest change first, so an entry replaced twice comes back to what it was at the start.
       for (const c of [...undo].reverse()) {
         const mine = doc.owed[c.peer]
-        if (!mine || !mine[c.path] || key(mine[c.path]!) !== key(c.now)) continue
+        const held = mine?.[c.path]
+        if (!mine || !held || key(held) !== key(c.now)) continue
         if (c.before) mine[c.path] = c.before
         else delete mine[c.path]
       }
       for (const peer of createdFor) {
         const mine = (doc.owed[peer] ??= {})
-        for (const v of created) if (!mine[v.path] || newer(v, mine[v.path]!)) mine[v.path] = v
+        for (const v of created) {
+          const held = mine[v.path]
+          if (!held || newer(v, held)) mine[v.path] = v
+        }
       }
       prune(doc)
     })
@@ -180,7 +184,10 @@ export class OwedForwards {
     await this.#update((d) => {
       const mine = d.owed[peer]
       if (!mine) return
-      for (const v of versions) if (mine[v.path] && key(mine[v.path]!) === key(v)) delete mine[v.path]
+      for (const v of versions) {
+        const held = mine[v.path]
+        if (held && key(held) === key(v)) delete mine[v.path]
+      }
       prune(d)
     })
   }
