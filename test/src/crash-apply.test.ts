@@ -34,15 +34,14 @@ async function conflictCopies(dir: string): Promise<string[]> {
 }
 
 /** Kills `child` with -9 as soon as `dir` sees a change to one of `names` (a rename into place). */
-function killOnLanding(child: ChildProcess, dir: string, names: Set<string>): {watcher: FSWatcher; killed: Promise<void>} {
-  let watcher: FSWatcher
-  const killed = new Promise<void>((resolve) => {
-    child.once('exit', () => resolve())
-    watcher = watch(dir, (_event, name) => {
-      if (name && names.has(name.toString())) child.kill('SIGKILL')
-    })
+function killOnLanding(child: ChildProcess | undefined, dir: string, names: Set<string>): {watcher: FSWatcher; killed: () => Promise<void>} {
+  assert.ok(child, 'serve is running')
+  const watcher = watch(dir, (_event, name) => {
+    if (name && names.has(name.toString())) child.kill('SIGKILL')
   })
-  return {watcher: watcher!, killed}
+  // Bounded: an update that never lands fails the test instead of hanging it.
+  const killed = () => waitFor('the update to land on B, and B to be killed', () => child.exitCode !== null || child.signalCode !== null, 60_000, 10)
+  return {watcher, killed}
 }
 
 describe('a peer killed with -9 while it lands an incoming update', () => {
@@ -75,10 +74,10 @@ describe('a peer killed with -9 while it lands an incoming update', () => {
     let hit = 0
     for (let round = 0; round < ROUNDS && hit === 0; round++) {
       const names = new Set(Array.from({length: FILES}, (_, i) => `r${round}-${i}.txt`))
-      const {watcher, killed} = killOnLanding(b.serveProcess!, path.join(dirB, 'batch'), names)
+      const {watcher, killed} = killOnLanding(b.serveProcess, path.join(dirB, 'batch'), names)
       try {
         for (const n of names) await writeFile(path.join(dirA, 'batch', n), `${n} from A\n`)
-        await killed
+        await killed()
       } finally {
         watcher.close()
       }
@@ -91,7 +90,7 @@ describe('a peer killed with -9 while it lands an incoming update', () => {
     }
     assert.ok(hit > 0, `no kill in ${ROUNDS} rounds fell between landing and recording`)
     // The owner's next edit of a file B took in the killed update is a plain successor at B.
-    const edited = [...(await readdir(path.join(dirB, 'batch')))].find((n) => n !== 'start.txt')!
+    const edited = (await readdir(path.join(dirB, 'batch'))).find((n) => n !== 'start.txt') ?? 'start.txt'
     await writeFile(path.join(dirA, 'batch', edited), 'edited again by A\n')
     await waitFor('A’s next edit to reach B', async () => (await readFile(path.join(dirB, 'batch', edited), 'utf8').catch(() => '')) === 'edited again by A\n', 60_000, 100)
     // B's rescan at start has run (it serves again): nothing it holds is its own version.
@@ -100,7 +99,7 @@ describe('a peer killed with -9 while it lands an incoming update', () => {
     assert.deepEqual([...bOrigins].filter((o) => !aNow.has(o)), [], 'B holds versions of its own')
     assert.equal(aNow.size, 1, 'A holds versions of another origin than its own')
     assert.deepEqual([await conflictCopies(dirA), await conflictCopies(dirB)], [[], []])
-    assert.equal(b.serveProcess!.exitCode, null, 'B is serving')
+    assert.equal(b.serveProcess?.exitCode, null, 'B is serving')
     assert.equal((await b.run(['status', '--json'])).code, 0)
   })
 })
