@@ -102,4 +102,39 @@ describe('a peer killed with -9 while it lands an incoming update', () => {
     assert.equal(b.serveProcess?.exitCode, null, 'B is serving')
     assert.equal((await b.run(['status', '--json'])).code, 0)
   })
+
+  it('a damaged journal is rebuilt without claiming the sender’s file: its version is adopted at the exchange, nothing fetched', async () => {
+    await writeFile(path.join(dirA, 'lost.txt'), 'written by A\n')
+    await waitFor('lost.txt to reach B', async () => (await readFile(path.join(dirB, 'lost.txt'), 'utf8').catch(() => '')) === 'written by A\n', 60_000, 50)
+    await b.stop()
+    // Every record of lost.txt garbled: the rebuilt journal does not know the file.
+    const journal = path.join(b.home, 'folders', 'docs', 'files.jsonl')
+    const lines = (await readFile(journal, 'utf8')).split('\n')
+    await writeFile(journal, lines.map((l) => (l.includes('"p":"lost.txt"') ? `${l.slice(0, 12)}#garbled` : l)).join('\n'))
+    await b.serve([], {}, {ports: 'default'})
+    const pid = b.serveProcess?.pid
+    await waitFor('B to record lost.txt as A’s version', async () => (await originOf(b.home, 'lost.txt')) !== undefined, 60_000, 100)
+    assert.match(b.serveStderr, /journal was damaged/)
+    assert.equal(await originOf(b.home, 'lost.txt'), await originOf(a.home, 'lost.txt'))
+    const aNow = await origins(a.home)
+    assert.deepEqual([...(await origins(b.home))].filter((o) => !aNow.has(o)), [], 'B holds versions of its own')
+    assert.deepEqual([await conflictCopies(dirA), await conflictCopies(dirB)], [[], []])
+    const stats = JSON.parse(await readFile(path.join(b.home, 'stats.json'), 'utf8').catch(() => '{}')) as {pid?: number; filesFetched?: number}
+    if (stats.pid === pid) assert.equal(stats.filesFetched, 0, 'the content on disk is adopted, not fetched again')
+    assert.equal(b.serveProcess?.exitCode, null, 'B is serving')
+  })
 })
+
+/** The origin of the version a peer's journal last recorded for `rel`, if any. */
+async function originOf(home: string, rel: string): Promise<string | undefined> {
+  let o: string | undefined
+  for (const line of (await readFile(path.join(home, 'folders', 'docs', 'files.jsonl'), 'utf8')).split('\n')) {
+    try {
+      const rec = JSON.parse(line) as {p: string; d?: 1; v?: {o: string}}
+      if (rec.p === rel) o = rec.d ? undefined : rec.v?.o
+    } catch {
+      // a garbled line: what the test made
+    }
+  }
+  return o
+}
