@@ -177,6 +177,7 @@ describe('FolderSync after an apply cut short (kill -9 between landing and recor
       // The crash did land everything: the journal alone is behind.
       assert.equal(await readFile(path.join(dir, 'a'), 'utf8'), 'a1 from there\n')
       assert.deepEqual((await readdir(dir)).sort(), ['a', 'b'])
+      assert.deepEqual(await restarted.preview(), [], 'push --dry-run lists nothing to push either')
       const {versions, records} = await restarted.rescan()
       assert.deepEqual(versions, [], 'nothing is claimed as this peer’s new version')
       for (const v of incoming) assert.deepEqual(records.get(v.path)?.version, v, v.path)

@@ -124,7 +124,12 @@ export class FolderSync {
     const scan = await scanFolder(this.folder.path, liveOf(all))
     const rules = cachedRules(this.folder.path, 0)
     for (const p of [...all.keys()]) if (rules.ignores(p)) all.delete(p)
-    return this.#diff(all, scan, false).versions.map((v) => ({path: v.path, deleted: v.deleted, size: v.size}))
+    // What an interrupted apply landed is recorded as its versions by the next rescan, not pushed as ours.
+    const intended = new Map((await this.peerfile.intents()).map((v) => [v.path, v]))
+    const landed = (v: FileVersion) => intended.get(v.path)?.deleted === v.deleted && intended.get(v.path)?.sha256 === v.sha256
+    return this.#diff(all, scan, false)
+      .versions.filter((v) => !landed(v))
+      .map((v) => ({path: v.path, deleted: v.deleted, size: v.size}))
   }
 
   /** Computes records for what changed between `all` and `scan`, updating `all` in place. */
