@@ -330,6 +330,8 @@ export class Churn {
   /** The tree every peer should end with, as the test wrote it; undefined content: one of the concurrent contents. */
   async differences(): Promise<string[]> {
     const problems: string[] = []
+    // What the final trees show, not a passing moment of an earlier look.
+    this.spurious.clear()
     const trees = await Promise.all(this.dirs.map((d) => treeHashes(d)))
     const contents = await Promise.all(this.dirs.map((d) => contentsOf(d)))
     for (let i = 1; i < trees.length; i++) {

@@ -1,10 +1,10 @@
 // A folder's peerfile: its confirmed peers (a locked JSON document) and its file structure (an append-only journal).
-import {mkdir, open, rename, stat, truncate, unlink} from 'node:fs/promises'
+import {mkdir, open, readFile, rename, stat, truncate, unlink} from 'node:fs/promises'
 import path from 'node:path'
 import {fromSystemError} from '../errors.js'
 import type {IndexedFile} from '../fs/scan.js'
 import type {FileVersion} from '../sync/version.js'
-import {LockedDb, syncDir} from './locked-db.js'
+import {LockedDb, syncDir, writeAtomic} from './locked-db.js'
 import {lockState} from './state-lock.js'
 
 /**
@@ -67,6 +67,7 @@ export class Peerfile {
   readonly dir: string
   readonly #peers: LockedDb<PeersDoc>
   readonly #journal: string
+  readonly #intent: string
   #lines = 0
   /** Bytes of the journal as last read or written: an append that fails is cut back to it. */
   #bytes = 0
@@ -88,6 +89,46 @@ export class Peerfile {
     this.dir = folderStateDir(home, folder)
     this.#peers = new LockedDb<PeersDoc>(path.join(this.dir, 'peers.json'), () => ({version: 1, folder, peers: {}}))
     this.#journal = path.join(this.dir, 'files.jsonl')
+    this.#intent = path.join(this.dir, 'intent.json')
+  }
+
+  /**
+   * Records, durably and before any of them lands, the versions an apply is about to put on
+   * disk: a kill -9 between a rename into the folder and the journal's record would otherwise
+   * leave a file the next rescan takes for this peer's own new version. Replaces any earlier
+   * intent (the caller has consumed it). Errors: E_DISK_FULL, E_IO.
+   */
+  async intend(versions: readonly FileVersion[]): Promise<void> {
+    await mkdir(this.dir, {recursive: true, mode: 0o700})
+    await writeAtomic(this.#intent, JSON.stringify({version: 1, folder: this.folder, versions}) + '\n', 0o600)
+  }
+
+  /**
+   * The versions of an apply that did not finish recording (a crash, a failed fetch after
+   * local copies landed); none when there is no intent. An unreadable intent (hand-damaged:
+   * writes are atomic) holds nothing usable and reads as none. Signatures are the caller's to check.
+   */
+  async intents(): Promise<FileVersion[]> {
+    let text
+    try {
+      text = await readFile(this.#intent, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+      throw fromSystemError(err, `reading ${this.#intent}`, {path: this.#intent})
+    }
+    try {
+      const doc = JSON.parse(text) as {versions?: unknown}
+      return Array.isArray(doc.versions) ? (doc.versions as FileVersion[]).filter((v) => typeof v?.path === 'string' && typeof v.sha256 === 'string') : []
+    } catch {
+      return []
+    }
+  }
+
+  /** The intent is recorded in the journal (or found void): forgets it. A lost unlink only repeats a no-op recovery. */
+  async clearIntents(): Promise<void> {
+    await unlink(this.#intent).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw fromSystemError(err, `removing ${this.#intent}`, {path: this.#intent})
+    })
   }
 
   async peers(): Promise<PeerRecord[]> {

@@ -128,3 +128,131 @@ describe('FolderSync.apply on a folder with links and names of its own', () => {
     }
   })
 })
+
+describe('FolderSync after an apply cut short (kill -9 between landing and recording)', () => {
+  const sha = (t: string) => createHash('sha256').update(t).digest('hex')
+  const origin = new Identity(generateKeyPair())
+  let lamport = 100
+  const version = (p: string, text?: string, vv?: Record<string, number>) => {
+    lamport++
+    const content = text === undefined ? {deleted: true, sha256: '', size: 0} : {deleted: false, sha256: sha(text), size: Buffer.byteLength(text)}
+    return signVersion('docs', {path: p, ...content, mtimeMs: 1_700_000_000_000, lamport, vv: {...vv, [origin.id.compact]: lamport}}, origin)
+  }
+  const fetcher = (contents: Record<string, string>): ContentFetcher => async (items, staging) => {
+    for (const {entry} of items) {
+      await mkdir(path.dirname(path.join(staging, entry.path)), {recursive: true})
+      await writeFile(path.join(staging, entry.path), contents[entry.path]!)
+    }
+  }
+  const folder = (dir: string) => ({name: 'docs', path: dir, open: false, allow: [], createdAt: ''})
+
+  /**
+   * A peer whose apply lands the incoming files (renamed to their final names, a deletion
+   * done) and then dies before the journal records them: the journal's write throws, as a
+   * kill -9 would cut it, and the process's FolderSync is dropped for a fresh one.
+   */
+  async function crashedApply(contents: Record<string, string | undefined>, local: Record<string, string> = {a: 'a0\n', c: 'c0\n'}) {
+    const base = await mkdtemp(path.join(os.tmpdir(), 'fpeer-intent-'))
+    const dir = path.join(base, 'docs')
+    await mkdir(dir)
+    for (const [p, t] of Object.entries(local)) await writeFile(path.join(dir, p), t)
+    const home = path.join(base, 'home')
+    const me = new Identity(generateKeyPair())
+    const first = new FolderSync(home, folder(dir), me)
+    await first.rescan()
+    const incoming = Object.entries(contents).map(([p, t]) => version(p, t))
+    const put = first.peerfile.put.bind(first.peerfile)
+    first.peerfile.put = async (records, all) => {
+      if (records.some((r) => incoming.some((v) => v.path === r.path))) throw new Error('killed')
+      return put(records, all)
+    }
+    const fetched = Object.fromEntries(Object.entries(contents).filter((e): e is [string, string] => e[1] !== undefined))
+    await assert.rejects(first.apply(incoming, fetcher(fetched)), /killed/)
+    return {base, dir, home, me, incoming, restarted: new FolderSync(home, folder(dir), me)}
+  }
+
+  it('the rescan after a restart records the landed files as the incoming versions, not as its own', async () => {
+    const {base, dir, home, incoming, restarted} = await crashedApply({a: 'a1 from there\n', b: 'b1 from there\n', c: undefined})
+    try {
+      // The crash did land everything: the journal alone is behind.
+      assert.equal(await readFile(path.join(dir, 'a'), 'utf8'), 'a1 from there\n')
+      assert.deepEqual((await readdir(dir)).sort(), ['a', 'b'])
+      assert.deepEqual(await restarted.preview(), [], 'push --dry-run lists nothing to push either')
+      const {versions, records} = await restarted.rescan()
+      assert.deepEqual(versions, [], 'nothing is claimed as this peer’s new version')
+      for (const v of incoming) assert.deepEqual(records.get(v.path)?.version, v, v.path)
+      assert.deepEqual(await readdir(path.join(home, 'folders', 'docs')).then((n) => n.filter((x) => x.startsWith('intent'))), [])
+    } finally {
+      await rm(base, {recursive: true, force: true})
+    }
+  })
+
+  it('the sender’s retry after a restart is taken as held: no local version, no conflict copy, nothing fetched', async () => {
+    const {base, dir, incoming, restarted} = await crashedApply({a: 'a1 from there\n', b: 'b1 from there\n'})
+    try {
+      const r = await restarted.apply(incoming, fetcher({}))
+      assert.deepEqual([r.applied, r.created, r.conflicts, r.fetched], [[], [], [], []])
+      // The owner's next edit is a plain successor: taken without a conflict copy.
+      const next = version('a', 'a2 from there\n', incoming[0]!.vv)
+      const r2 = await restarted.apply([next], fetcher({a: 'a2 from there\n'}))
+      assert.deepEqual([r2.applied.length, r2.conflicts], [1, []])
+      assert.deepEqual((await readdir(dir)).sort(), ['a', 'b', 'c'])
+      assert.deepEqual((await restarted.rescan()).versions, [])
+    } finally {
+      await rm(base, {recursive: true, force: true})
+    }
+  })
+
+  it('an intent that never landed claims nothing: a later local edit of the path is this peer’s own version', async () => {
+    const base = await mkdtemp(path.join(os.tmpdir(), 'fpeer-intent-'))
+    try {
+      const dir = path.join(base, 'docs')
+      await mkdir(dir)
+      await writeFile(path.join(dir, 'a'), 'a0\n')
+      await writeFile(path.join(dir, 'same'), 'shared\n')
+      const me = new Identity(generateKeyPair())
+      const sync = new FolderSync(path.join(base, 'home'), folder(dir), me)
+      await sync.rescan()
+      // A local copy lands (`b`, content found here), then the fetch of `a` fails.
+      const failing: ContentFetcher = async () => {
+        throw new Error('peer gone')
+      }
+      await assert.rejects(sync.apply([version('b', 'shared\n'), version('a', 'a1 from there\n')], failing), /peer gone/)
+      await writeFile(path.join(dir, 'a'), 'a1 edited here\n')
+      const {versions, records} = await new FolderSync(path.join(base, 'home'), folder(dir), me).rescan()
+      assert.deepEqual(versions.map((v) => [v.path, v.origin]), [['a', me.id.compact]])
+      assert.equal(records.get('b')?.version?.origin, origin.id.compact, 'the copy that landed is the incoming version')
+    } finally {
+      await rm(base, {recursive: true, force: true})
+    }
+  })
+
+  it('a rebuilt (damaged) journal takes an unknown file as found, and the peer’s version of it is adopted, not fought', async () => {
+    const base = await mkdtemp(path.join(os.tmpdir(), 'fpeer-intent-'))
+    try {
+      const dir = path.join(base, 'docs')
+      await mkdir(dir)
+      await writeFile(path.join(dir, 'a'), 'a0\n')
+      const home = path.join(base, 'home')
+      const me = new Identity(generateKeyPair())
+      const sync = new FolderSync(home, folder(dir), me)
+      await sync.rescan()
+      const v = version('b', 'b1 from there\n')
+      await sync.apply([v], fetcher({b: 'b1 from there\n'}))
+      // The line that recorded `b` is garbled (a hand-damaged or half-written journal).
+      const journal = path.join(home, 'folders', 'docs', 'files.jsonl')
+      const lines = (await readFile(journal, 'utf8')).split('\n')
+      await writeFile(journal, lines.map((l) => (l.includes('"p":"b"') ? l.slice(0, 20) + '#garbled' : l)).join('\n'))
+      const restarted = new FolderSync(home, folder(dir), me)
+      const {versions, records} = await restarted.rescan()
+      assert.deepEqual(versions, [], 'the unknown file is not signed as this peer’s')
+      assert.equal(records.get('b')?.version, undefined)
+      // The peers' state, taken at the exchange at start: the same content is adopted as their version.
+      const r = await restarted.apply([v], fetcher({}))
+      assert.deepEqual([r.applied, r.created, r.conflicts, r.fetched], [[v], [], [], []])
+      assert.deepEqual((await restarted.records()).get('b')?.version, v)
+    } finally {
+      await rm(base, {recursive: true, force: true})
+    }
+  })
+})

@@ -16,7 +16,7 @@ import {type FileRecord, Peerfile, isLive} from '../store/peerfile.js'
 import type {Logger} from '../transport.js'
 import type {FileEntry} from '../wire/types.js'
 import {TimeSlice} from './time-slice.js'
-import {type FileVersion, conflictPath, decide, signVersion} from './version.js'
+import {type FileVersion, conflictPath, decide, signVersion, verifyVersion} from './version.js'
 
 /** In-process serialisation per folder; the peerfile's lock file serialises across processes. */
 const queues = new Map<string, Promise<unknown>>()
@@ -80,6 +80,9 @@ export class FolderSync {
   rescan(): Promise<{versions: FileVersion[]; records: Map<string, FileRecord>}> {
     return this.#run(async () => {
       const all = await this.peerfile.files()
+      // An apply cut short landed files it never recorded: they are its versions, not ours.
+      const intents = await this.peerfile.intents()
+      if (intents.length) await this.#withDirs((_root, dirs) => this.#recoverIntents(dirs, all, intents))
       const initial = !(await this.peerfile.initialized())
       // A damaged journal lost some records: a file it does not know is recorded as found
       // (unversioned, like a first scan), not as this peer's new version, and the peers'
@@ -121,7 +124,12 @@ export class FolderSync {
     const scan = await scanFolder(this.folder.path, liveOf(all))
     const rules = cachedRules(this.folder.path, 0)
     for (const p of [...all.keys()]) if (rules.ignores(p)) all.delete(p)
-    return this.#diff(all, scan, false).versions.map((v) => ({path: v.path, deleted: v.deleted, size: v.size}))
+    // What an interrupted apply landed is recorded as its versions by the next rescan, not pushed as ours.
+    const intended = new Map((await this.peerfile.intents()).map((v) => [v.path, v]))
+    const landed = (v: FileVersion) => intended.get(v.path)?.deleted === v.deleted && intended.get(v.path)?.sha256 === v.sha256
+    return this.#diff(all, scan, false)
+      .versions.filter((v) => !landed(v))
+      .map((v) => ({path: v.path, deleted: v.deleted, size: v.size}))
   }
 
   /** Computes records for what changed between `all` and `scan`, updating `all` in place. */
@@ -202,6 +210,9 @@ export class FolderSync {
     // have files deleted or read through it (docs/security.md, "Files on disk").
     return this.#run(() => this.#withDirs(async (root, dirs) => {
       const all = await this.peerfile.files()
+      // Before anything reads the disk against the records: a file an earlier apply landed
+      // but never recorded must not look like a local edit to `#catchUpLocal` below.
+      await this.#recoverIntents(dirs, all, await this.peerfile.intents())
       const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: []}
       // Ignored here (.fpeerignore): never accepted, whatever a peer offers.
       const rules = cachedRules(root, 0)
@@ -274,6 +285,12 @@ export class FolderSync {
         await slice.tick()
         dirs.open(checkRelativePath(l.path).slice(0, -1), false)?.release()
       }
+      // From the first rename on, a crash leaves landed files the journal does not know: the
+      // intent says which versions they are, so recovery records them as those (not as ours).
+      // Conflict copies need none: a rescan signs them as ours, as this apply would.
+      const intended = [...landed.flatMap((l) => (l.version ? [l.version] : [])), ...deletions]
+      const intending = intended.length > 0 && (copies.length > 0 || toFetch.length > 0 || deletions.length > 0)
+      if (intending) await this.peerfile.intend(intended)
       for (const m of moves) await linkOrCopyInside(dirs, m.from, m.to)
       for (const c of copies) {
         await copyInside(dirs, c.from, c.to)
@@ -345,6 +362,7 @@ export class FolderSync {
         changed.push(r)
       }
       await this.peerfile.put(changed, all)
+      if (intending) await this.peerfile.clearIntents()
       if (result.applied.length || result.conflicts.length) {
         this.#log?.info('applied update', {folder: this.folder.name, applied: result.applied.length, fetched: result.fetched.length, copied: result.copied.length, conflicts: result.conflicts.length})
       }
@@ -361,6 +379,47 @@ export class FolderSync {
     } finally {
       dirs.close()
     }
+  }
+
+  /**
+   * Finishes recording an apply that was cut short (kill -9, or a fetch that failed after
+   * local copies had landed): each intended version whose outcome is on disk (its content
+   * under its path, or its path gone for a deletion) is recorded as THAT version, so no
+   * rescan or local catch-up takes it for this peer's own new one. The others never landed
+   * and are forgotten; so is the intent. Updates `all` in place.
+   */
+  async #recoverIntents(dirs: FolderDirs, all: Map<string, FileRecord>, intents: FileVersion[]): Promise<void> {
+    if (intents.length === 0) return
+    const changed: FileRecord[] = []
+    for (const v of intents) {
+      try {
+        // The intent file is state like the journal, but nothing is taken from it unsigned.
+        verifyVersion(this.folder.name, v)
+        checkRelativePath(v.path)
+      } catch {
+        continue
+      }
+      const rec = all.get(v.path)
+      if (decide(rec?.version, v).action === 'skip') continue
+      const st = lstatInside(dirs, v.path)
+      let r: FileRecord
+      if (v.deleted) {
+        if (st) continue // something is there: not this deletion's outcome
+        r = {path: v.path, size: 0, mtimeMs: v.mtimeMs, sha256: '', version: v}
+      } else {
+        if (!st?.isFile()) continue
+        const mtimeMs = Math.trunc(st.mtimeMs)
+        const unchanged = rec && isLive(rec) && rec.size === st.size && rec.mtimeMs === mtimeMs && rec.ino === st.ino
+        const sha = unchanged ? rec.sha256 : await hashInside(dirs, v.path).catch(() => undefined)
+        if (sha !== v.sha256) continue
+        r = {path: v.path, size: st.size, mtimeMs, ino: st.ino, sha256: sha, version: v}
+      }
+      all.set(v.path, r)
+      changed.push(r)
+    }
+    await this.peerfile.put(changed, all)
+    await this.peerfile.clearIntents()
+    if (changed.length) this.#log?.warn('recorded files an interrupted update had landed as its versions', {folder: this.folder.name, files: changed.length})
   }
 
   /** Turns unscanned local edits of `paths` into versions before anything replaces them. */
