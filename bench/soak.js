@@ -79,6 +79,9 @@ try {
     const ms = await churn.converge(300_000)
     converged.push(ms)
     say(`cycle ${c + 1}/${cycles}: ${churn.changes} changes, ${churn.kills} kills so far; converged ${ms} ms after every peer was up`)
+    // The never-killed peers' RSS and fds each cycle: the trend, and figures even from a run cut short.
+    const now = (await churn.procs()).filter((p) => p.peer < 2)
+    say(`cycle ${c + 1}/${cycles}: ${now.map((p) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB fds ${p.fds}`).join('; ')}`)
   }
   // Counters are flushed once a second: let the last ones land.
   await new Promise((r) => setTimeout(r, 2000))
