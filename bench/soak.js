@@ -10,6 +10,7 @@
 //   --cycle-seconds S  churn per cycle before each convergence wait (default 60)
 //   --seed S           the run's seed (default: from the clock; printed)
 //   --catch-up-ms T    FPEER_SYNC_INTERVAL_MS of every peer (default 4000; see test/src/churn.test.ts)
+//   --log-dir DIR      keep each serve's stderr in DIR/peer<i>.log (appended across restarts)
 //   --json             one JSON summary on stdout instead of the text report
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -34,6 +35,7 @@ const cycleMs = arg('cycle-seconds', 60) * 1000
 const seed = arg('seed', Date.now() % 1_000_000)
 const catchUpMs = arg('catch-up-ms', 4000)
 const json = process.argv.includes('--json')
+const logDir = process.argv.includes('--log-dir') ? path.resolve(process.argv[process.argv.indexOf('--log-dir') + 1] ?? '.') : undefined
 const cycles = Math.max(1, Math.round((minutes * 60_000) / cycleMs))
 const say = (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`)
 
@@ -47,6 +49,7 @@ const churn = new Churn({
   stable: 2,
   env: {FPEER_SYNC_INTERVAL_MS: String(catchUpMs), FPEER_RESCAN_INTERVAL_MS: '10000', FPEER_STALL_TIMEOUT_MS: '5000', FPEER_LOG_LEVEL: 'warn'},
   log: say,
+  logDir,
 })
 let stopping = false
 const cleanUp = async () => {

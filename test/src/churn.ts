@@ -1,6 +1,6 @@
 // Churn: many real peers in a random graph, edited at several places while peers are killed with -9 and restarted; shared by the churn test and `npm run soak`.
 import {type Dirent} from 'node:fs'
-import {mkdir, readFile, readdir, readlink, rename, rm, unlink, writeFile} from 'node:fs/promises'
+import {appendFile, mkdir, readFile, readdir, readlink, rename, rm, unlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {Peer, tempDir, treeHashes} from './harness.js'
 
@@ -42,6 +42,8 @@ export interface ChurnOptions {
   /** Peers never killed (the soak measures their RSS and fds over the whole run). */
   stable?: number
   log?: (line: string) => void
+  /** Where each serve's stderr is kept (peer<i>.log, appended across restarts), to tell afterwards why a peer lagged. */
+  logDir?: string
 }
 
 /** What one owned file should hold at the end: its content, or undefined once deleted or renamed away. */
@@ -208,6 +210,14 @@ export class Churn {
     child.kill('SIGKILL')
     await exited
     this.kills++
+    await this.#keepLog(i, 'killed')
+  }
+
+  /** Appends what serve `i` wrote to stderr so far to its log (the next start begins a new capture). */
+  async #keepLog(i: number, why: string): Promise<void> {
+    if (!this.options.logDir) return
+    await mkdir(this.options.logDir, {recursive: true})
+    await appendFile(path.join(this.options.logDir, `peer${i}.log`), `${this.peers[i]!.serveStderr}--- ${why} at ${new Date().toISOString()}\n`)
   }
 
   async #readBytes(i: number): Promise<void> {
@@ -417,8 +427,13 @@ export class Churn {
   /** Every serve stopped (SIGTERM, waited for), then the homes and folders removed. */
   async destroy(): Promise<void> {
     await Promise.allSettled([...this.#restarts])
+    // Stopped first so the logs are whole; a crash one stop reports still fails the caller, after the clean-up.
+    const stopped = await Promise.allSettled(this.peers.map((p) => p.stop()))
+    await Promise.all(this.peers.map((_, i) => this.#keepLog(i, 'stopped')))
     await Promise.all(this.peers.map((p) => p.destroy()))
     if (this.work) await rm(this.work, {recursive: true, force: true})
+    const failed = stopped.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed) throw failed.reason
   }
 }
 
