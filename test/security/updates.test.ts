@@ -151,6 +151,12 @@ describe('a confirmed peer cannot lock others out with what it may send', () => 
     const before = await outside(work, ['ftp-copy', 'http-copy', 'member-copy'])
     const into = path.join(work, 'ftp-copy')
     const ftp = new Peer(path.join(work, 'ftp-home'), FTP_REQUESTER, env)
+    // A dry run says so too: those names are planned as unsupported, not as fetched.
+    const dry = await ftp.run(['request', host.control, 'mixed', '--into', into, '--bind', FTP_REQUESTER, '--protocol', 'ftp', '--dry-run', '--json'])
+    assert.equal(dry.code, 0, dry.stdout + dry.stderr)
+    const plan = (JSON.parse(dry.stdout) as {plan: Array<{path: string; action: string}>}).plan
+    assert.deepEqual(plan.filter((p) => p.action === 'unsupported').map((p) => p.path).sort(), [...UNSENDABLE].sort())
+    assert.ok(plan.some((p) => p.path === 'ok.txt' && p.action === 'fetch'), dry.stdout)
     const r = await ftp.run(['request', host.control, 'mixed', '--into', into, '--bind', FTP_REQUESTER, '--protocol', 'ftp', '--json'])
     assert.equal(r.code, 0, r.stdout + r.stderr)
     const doc = JSON.parse(r.stdout)

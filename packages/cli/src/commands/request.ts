@@ -93,7 +93,7 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
       // One line per file: ACTION<TAB>PATH (and the conflict copy's name), for people and for cut/awk.
       for (const p of result.plan) this.out(tty`${p.action}\t${p.path}` + (p.conflict ? tty`\t${p.conflict}` : ''))
       const n = (a: string) => result.plan!.filter((p) => p.action === a).length
-      this.note(tty`dry run: ${n('fetch')} to fetch, ${n('conflict')} differing local file(s) to keep as conflict copies, ${n('same')} already here, ${n('ignored')} ignored; nothing was written`)
+      this.note(tty`dry run: ${n('fetch')} to fetch, ${n('conflict')} differing local file(s) to keep as conflict copies, ${n('same')} already here, ${n('ignored')} ignored, ${n('unsupported')} not carried by ${result.protocol}; nothing was written`)
       return {state: 'dry-run', ...result, ms}
     }
     await this.#manual.confirmed()

@@ -78,7 +78,7 @@ export interface PlanEntry {
   path: string
   size?: number
   /** fetch: not here yet; same: already here with the host's content; conflict: a differing local file would be kept as `conflict` and replaced; ignored: .fpeerignore here keeps it out. */
-  action: 'fetch' | 'same' | 'conflict' | 'ignored'
+  action: 'fetch' | 'same' | 'conflict' | 'ignored' | 'unsupported'
   conflict?: string
 }
 
@@ -172,7 +172,7 @@ async function removeEmpty(into: string, top: string): Promise<void> {
  * through the folder's directories held without following links, and hashed only when
  * there is a regular file to compare.
  */
-async function planLanding(into: string, files: FileEntry[], ignored: Set<string>, identity: Identity): Promise<PlanEntry[]> {
+async function planLanding(into: string, files: FileEntry[], ignored: Set<string>, unsupported: Set<string>, identity: Identity): Promise<PlanEntry[]> {
   const root = await realpath(into).catch(() => undefined)
   const dirs = root && (await lstat(root)).isDirectory() ? new FolderDirs(root) : undefined
   const out: PlanEntry[] = []
@@ -181,6 +181,10 @@ async function planLanding(into: string, files: FileEntry[], ignored: Set<string
       const base = {path: f.path, ...(f.size === undefined ? {} : {size: f.size})}
       if (ignored.has(f.path)) {
         out.push({...base, action: 'ignored'})
+        continue
+      }
+      if (unsupported.has(f.path)) {
+        out.push({...base, action: 'unsupported'})
         continue
       }
       const segments = f.path.split('/')
@@ -312,7 +316,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     const skippedHere = new Set([...ignored, ...unsupported])
     const live = ftg.files.filter((f) => f.ext?.del !== '1' && !skippedHere.has(f.path) && !isDirEntry(f))
     if (opts.dryRun) {
-      const plan = await planLanding(root, ftg.files.filter((f) => f.ext?.del !== '1' && !isDirEntry(f)), ignored, opts.identity)
+      const plan = await planLanding(root, ftg.files.filter((f) => f.ext?.del !== '1' && !isDirEntry(f)), ignored, unsupported, opts.identity)
       const fetch = plan.filter((p) => p.action === 'fetch' || p.action === 'conflict')
       return {
         folder: opts.folder,
