@@ -189,22 +189,41 @@ export function splitMessages(input: Uint8Array | string): string[][] {
   return messages
 }
 
-/** The lines of a complete message (its bytes up to and including the empty line), decoded. */
+/**
+ * The lines of a complete message (its bytes up to and including the empty line), decoded
+ * one line at a time: concatenating the parts first would hold a second copy of the whole
+ * message (tens of MB for a 10,000-line update) while its strings are made.
+ */
 function splitLines(parts: Buffer[]): string[] {
-  const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
   const lines: string[] = []
-  let start = 0
-  // Skipped empty lines before the message are not in `parts`; the last line is the empty one.
-  for (;;) {
-    const nl = bytes.indexOf(0x0a, start)
-    if (nl < 0) break
-    let end = nl
-    if (end > start && bytes[end - 1] === 0x0d) end--
-    // The same BOM rule as push(): one U+FEFF before Line 1 is dropped, any other is kept.
-    let first = start
-    if (lines.length === 0 && end - first > BOM.length && bytes.subarray(first, first + BOM.length).equals(BOM)) first += BOM.length
-    if (end > start) lines.push(decodeUtf8(bytes.subarray(first, end)))
-    start = nl + 1
+  // Pieces of a line that spans parts; only such a line is ever copied.
+  let pending: Buffer[] = []
+  for (const part of parts) {
+    let start = 0
+    for (;;) {
+      const nl = part.indexOf(0x0a, start)
+      if (nl < 0) {
+        if (start < part.length) pending.push(part.subarray(start))
+        break
+      }
+      let raw = part.subarray(start, nl)
+      if (pending.length > 0) {
+        raw = Buffer.concat([...pending, raw])
+        pending = []
+      }
+      pushLine(lines, raw)
+      start = nl + 1
+    }
   }
   return lines
+}
+
+/** Decodes one line (without its LF) onto `lines`; skipped empty lines before the message are not in the parts, and the last, empty line adds nothing. */
+function pushLine(lines: string[], raw: Buffer): void {
+  let end = raw.length
+  if (end > 0 && raw[end - 1] === 0x0d) end--
+  // The same BOM rule as push(): one U+FEFF before Line 1 is dropped, any other is kept.
+  let first = 0
+  if (lines.length === 0 && end > BOM.length && raw.subarray(0, BOM.length).equals(BOM)) first = BOM.length
+  if (end > 0) lines.push(decodeUtf8(raw.subarray(first, end)))
 }
