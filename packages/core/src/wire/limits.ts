@@ -2,6 +2,8 @@
 
 /** Longest line, in bytes, without its line break. */
 export const MAX_LINE_BYTES = 8192
+/** Most attributes on one line (`TAB key=value`); more is E_MSG_BAD_FIELD. */
+export const MAX_LINE_ATTRS = 32
 /** Most file lines in one message. */
 export const MAX_FILES = 1_000_000
 /** Largest message, in bytes, including line breaks. */
