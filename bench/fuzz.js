@@ -18,7 +18,7 @@
 // final legitimate requests from 127.77.3.x. Every process started is killed and the temp
 // directory removed on exit, including on Ctrl-C.
 import {spawn} from 'node:child_process'
-import {createWriteStream} from 'node:fs'
+import {appendFileSync, createWriteStream} from 'node:fs'
 import {createHash} from 'node:crypto'
 import {mkdir, mkdtemp, readdir, readFile, rm, writeFile, lstat} from 'node:fs/promises'
 import http from 'node:http'
@@ -84,6 +84,8 @@ const OPTS = parseArgs(process.argv.slice(2))
 const DEADLINE = Date.now() + OPTS.maxMinutes * 60_000
 /** FUZZ_SERVE_LOG=file keeps serve's whole log (its NDJSON stderr), for digging into a finding. */
 const SERVE_LOG = process.env.FUZZ_SERVE_LOG ? createWriteStream(process.env.FUZZ_SERVE_LOG) : undefined
+/** FUZZ_MEM_LOG=file gets serve's memory every 250 ms and the fuzzer's progress every 100 cases, as NDJSON (heap snapshots on SIGUSR2 land beside it). */
+const MEM_LOG = process.env.FUZZ_MEM_LOG ? path.resolve(process.env.FUZZ_MEM_LOG) : undefined
 const PHASES = ['control', 'http', 'ftp', 'sftp', 'memory']
 const PHASE_SHARE = {control: 0.62, http: 0.1, ftp: 0.15, sftp: 0.08, 'sftp-raw': 0.02, memory: 0.03}
 const COUNTS = {control: OPTS.count, http: Math.ceil(OPTS.count / 4), ftp: Math.ceil(OPTS.count / 4), sftp: Math.ceil(OPTS.count / 20), memory: OPTS.connections}
@@ -196,7 +198,9 @@ class Server {
   async start(env) {
     this.env = env
     const args = [FPEER, 'serve', '--host', HOST, '--port', '0', '--data-port', 'HTTP=0', '--data-port', 'FTP=0', '--data-port', 'SFTP=0', '--json', '--progress', 'json']
-    const child = spawn(process.execPath, args, {env, stdio: ['ignore', 'pipe', 'pipe']})
+    // FUZZ_MEM_LOG=file: serve appends its heap, external and array-buffer figures there (bench/mem-probe.js).
+    const probe = MEM_LOG ? {...env, FUZZ_MEM_LOG: MEM_LOG, NODE_OPTIONS: `--import=${path.join(ROOT, 'bench/mem-probe.js')} --heapsnapshot-signal=SIGUSR2`} : env
+    const child = spawn(process.execPath, args, {env: probe, cwd: MEM_LOG ? path.dirname(MEM_LOG) : undefined, stdio: ['ignore', 'pipe', 'pipe']})
     children.add(child)
     this.child = child
     let partial = ''
@@ -259,7 +263,8 @@ class Server {
     if (!pid || this.exit) return
     const text = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
     const kb = (k) => Number((new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(text) ?? [])[1] ?? 0) * 1024
-    this.peakRss = Math.max(this.peakRss, kb('VmRSS'))
+    this.lastRss = kb('VmRSS')
+    this.peakRss = Math.max(this.peakRss, this.lastRss)
     this.hwm = Math.max(this.hwm, kb('VmHWM'))
   }
 
@@ -327,6 +332,7 @@ async function pool(n, conc, fn, server, phase) {
         inFlight.delete(`${phase}:${i}`)
       }
       done++
+      if (MEM_LOG && done % 100 === 0) appendFileSync(MEM_LOG, JSON.stringify({t: Date.now(), who: 'fuzz', phase, done, vmRss: Math.round(server.lastRss / 1048576), vmHwm: Math.round(server.hwm / 1048576), load: os.loadavg()[0]}) + '\n')
       if (Date.now() - lastReport > 10_000) {
         lastReport = Date.now()
         log(`${phase}: ${done}/${n}, server RSS ${(server.peakRss / 1048576).toFixed(0)} MB peak`)

@@ -220,6 +220,28 @@ describe('connections: a hostile peer can neither crash serve nor lock others ou
     await legitRequest('http')
   })
 
+  it('a whole message of lines with 1,300 attributes each is refused (E_MSG_BAD_FIELD) before its attributes become objects, and serve stays small', async (t) => {
+    const pid = host.serveProcess!.pid!
+    const rss = async () => Number(/VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]) * 1024
+    let peak = await rss()
+    const sampler = setInterval(() => void rss().then((n) => (peak = Math.max(peak, n)), () => {}), 50)
+    // 3,800 lines of 7.8 KB (30 MB, inside the control budget and under 10,000 lines): parsed
+    // whole, the 4.9 million attributes took serve past 600 MB.
+    const attrs = Array.from({length: 1300}, (_, j) => `\tk${j.toString(36)}=1`).join('')
+    const lines = Array.from({length: 3800}, (_, i) => `f${i}${attrs}\n`).join('')
+    try {
+      const c = talk(host.address, host.ready!.control, ATTACKERS[0]!, `FilesToGet\tupdate=1\n${FOLDER}\n1\nHTTP\n${lines}\n`)
+      const reply = await c.reply
+      assert.equal(/^PeerError\n\S*\n(E_[A-Z_]+)\n/.exec(reply)?.[1], 'E_MSG_BAD_FIELD', reply.slice(0, 200))
+    } finally {
+      clearInterval(sampler)
+    }
+    t.diagnostic(`peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB`)
+    assert.ok(peak < 256 * 2 ** 20, `serve grew to ${(peak / 2 ** 20).toFixed(0)} MiB`)
+    alive(host)
+    await legitRequest('http')
+  })
+
   for (const [port, protocol, cap, drip] of [
     ['control', 'http', CONTROL_MAX_CONNECTIONS, {prefix: 'BePeerRequest', byte: 'x'}],
     ['HTTP', 'http', SERVER_LIMITS.maxConnections, {prefix: 'GET /', byte: 'a'}],

@@ -48,7 +48,7 @@ export const ENVIRONMENT: readonly EnvVar[] = [
   {name: 'FPEER_LOG_LEVEL', default: 'info (warn under --json or --progress=none)', meaning: `lowest level logged on stderr: ${LOG_LEVELS.join(', ')}`},
   {name: 'DEBUG', default: 'unset', meaning: 'any value: as --debug (debug logs, stack traces)'},
   ...MS_VARS.map((v) => ({name: v.name, default: `${v.dflt} (${formatMs(v.dflt)})`, meaning: v.meaning})),
-  {name: 'FPEER_CONTROL_BUFFER_BYTES', default: `${CONTROL_BUFFER_BYTES} (64 MiB)`, meaning: 'serve: bytes of messages received and not yet parsed, across all control connections; past it a sender gets E_BUSY (raise it for FilesUpdated of several hundred thousand files)'},
+  {name: 'FPEER_CONTROL_BUFFER_BYTES', default: `${CONTROL_BUFFER_BYTES} (32 MiB)`, meaning: 'serve: bytes of messages received and not yet handled, across all control connections; past it a sender gets E_BUSY (raise it for a FilesUpdated of more than about 150,000 files; serve then needs about 2.5 times the extra)'},
   {name: 'FPEER_NPM_REGISTRY', default: "npm's own", meaning: 'registry `fpeer plugins install` installs from'},
   {name: 'FPEER_ALLOW_ANY_PLUGIN', default: 'unset', meaning: '1: let `fpeer plugins install` install a package that is not an fpeer transfer plugin'},
   {name: 'FPEER_CONFIG_DIR, FPEER_DATA_DIR, FPEER_CACHE_DIR', default: "oclif's", meaning: "oclif's directories (installed plugins live in FPEER_DATA_DIR)"},

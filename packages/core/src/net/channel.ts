@@ -13,8 +13,9 @@ export interface ChannelOptions {
   /** Sees every whole message as it crosses this connection (`fpeer demo` shows them); it must not throw. */
   tap?(direction: 'sent' | 'received', text: string): void
   /**
-   * Shared by a server's connections: bytes received and not yet parsed count against it;
-   * past it the channel fails with E_BUSY. Clients (a requester reading its host) have none.
+   * Shared by a server's connections: bytes received count against it until the message
+   * they make is handled (the next `next()` call, a failure or the close); past it the
+   * channel fails with E_BUSY. Clients (a requester reading its host) have none.
    */
   budget?: ByteBudget
   /** Told when the first complete line and the first complete message arrive (for the connection guard). */
@@ -182,6 +183,11 @@ export class MessageChannel {
     const started = Date.now()
     const deadline = started + timeoutMs
     const stallMs = options.stallMs
+    // The message returned last stays charged to the budget until its reader asks for the
+    // next one (or the connection ends): while it is handled (an update's 10,000 versions
+    // checked) its strings and objects take more memory than its bytes did, and releasing
+    // it at parse time let further messages fill the budget again beside it.
+    if (this.#queue.length === 0 && !this.#decoder.inMessage) this.#release()
     for (;;) {
       const lines = this.#queue.shift()
       if (lines) {
@@ -190,9 +196,6 @@ export class MessageChannel {
         } catch (err) {
           this.#fail(err as FpeerError)
           throw err
-        } finally {
-          // Parsed: the bytes are no longer held here once nothing else is buffered.
-          if (this.#queue.length === 0 && !this.#decoder.inMessage) this.#release()
         }
       }
       if (this.#error) throw this.#error
@@ -255,6 +258,10 @@ export class MessageChannel {
   /** Ends the connection after pending writes. */
   async close(): Promise<void> {
     this.#clearTimer()
+    // Nothing is read after this: what is buffered, and the message just handled, go back to the budget.
+    this.#decoder = new FrameDecoder()
+    this.#queue.length = 0
+    this.#release()
     if (this.socket.destroyed) return
     await new Promise<void>((resolve) => {
       this.socket.end(() => resolve())

@@ -78,6 +78,10 @@ describe('codec: parse', () => {
   it("accepts the seed's spelling FileToGet", () => {
     assert.equal(parseMessage('FileToGet\nf\n1\nHTTP\na\n\n').type, 'FilesToGet')
   })
+  it('keeps a file line of 32 attributes, the most a line may carry', () => {
+    const msg = parseMessage(`FilesToGet\nf\n80\nHTTP\na\tsize=1${Array.from({length: 31}, (_, i) => `\tk${i}=1`).join('')}\n\n`)
+    assert.equal(msg.type === 'FilesToGet' && Object.keys(msg.files[0]!.ext ?? {}).length, 31)
+  })
   it('reads several messages back to back', () => {
     const msgs = parseMessages('BePeerRequest\na\n\nBePeerRequest\nb\n\n')
     assert.deepEqual(msgs.map((m) => m.folder), ['a', 'b'])
@@ -108,6 +112,8 @@ const errors: Array<{name: string; wire: string; code: string}> = [
   {name: 'attribute on the folder line', wire: 'BePeerRequest\nf\tx=1\n\n', code: 'E_MSG_BAD_FIELD'},
   {name: 'duplicate attribute', wire: 'BePeerRequest\tid=a\tid=b\nf\n\n', code: 'E_MSG_BAD_FIELD'},
   {name: 'over-long line', wire: `BePeerRequest\n${'a'.repeat(9000)}\n\n`, code: 'E_MSG_LINE_TOO_LONG'},
+  // 33 attributes (k0=1 … k32=1) on one file line: one past MAX_LINE_ATTRS.
+  {name: 'too many attributes on a line', wire: `FilesToGet\nf\n80\nHTTP\na${Array.from({length: 33}, (_, i) => `\tk${i}=1`).join('')}\n\n`, code: 'E_MSG_BAD_FIELD'},
 ]
 
 describe('codec: errors carry stable codes', () => {
@@ -126,6 +132,13 @@ describe('frame decoder', () => {
     const got: string[][] = []
     for (const b of wire) got.push(...dec.push(Buffer.from([b])))
     assert.deepEqual(got, [['FilesToGet', 'f', '80', 'HTTP', 'çé'], ['BePeerRequest', 'f']])
+  })
+  it('drops a BOM before Line 1 only, also when every byte comes alone', () => {
+    const wire = Buffer.from('\n\ufeffBePeerRequest\r\n\ufeffx\n\n')
+    const dec = new FrameDecoder()
+    const got: string[][] = []
+    for (const b of wire) got.push(...dec.push(Buffer.from([b])))
+    assert.deepEqual(got, [['BePeerRequest', '\ufeffx']])
   })
   it('refuses a message with more file lines than maxFiles as the lines arrive, before any is decoded', () => {
     const dec = new FrameDecoder()

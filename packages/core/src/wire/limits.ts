@@ -2,6 +2,8 @@
 
 /** Longest line, in bytes, without its line break. */
 export const MAX_LINE_BYTES = 8192
+/** Most attributes on one line (`TAB key=value`); more is E_MSG_BAD_FIELD. */
+export const MAX_LINE_ATTRS = 32
 /** Most file lines in one message. */
 export const MAX_FILES = 1_000_000
 /** Largest message, in bytes, including line breaks. */
@@ -17,8 +19,13 @@ export const DEFAULT_FIRST_LINE_TIMEOUT_MS = 10_000
 /** Control connections open at once, and from one address (docs/protocol.md §7). */
 export const CONTROL_MAX_CONNECTIONS = 256
 export const CONTROL_MAX_PER_ADDRESS = 32
-/** Bytes of messages received and not yet parsed, across all of a server's control connections. */
-export const CONTROL_BUFFER_BYTES = 64 * 1024 * 1024
+/**
+ * Bytes of messages received and not yet handled, across all of a server's control
+ * connections. A message costs serve about 2.5 times its bytes while it is decoded, parsed
+ * and handled (the bytes until the next collection, its strings, its objects), and serve
+ * starts at about 130 MB: 32 MiB keeps it under 256 MB (docs/security.md).
+ */
+export const CONTROL_BUFFER_BYTES = 32 * 1024 * 1024
 /**
  * Most versions in one update (a FilesToGet with `update=1`); more is E_MSG_TOO_MANY_FILES.
  * Each version costs a signature check and disk work on the receiver: the cap bounds what
