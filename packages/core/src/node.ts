@@ -13,7 +13,7 @@ import {MessageChannel} from './net/channel.js'
 import {ByteBudget, ConnectionGuard} from './net/limits.js'
 import type {TransportRegistry} from './registry.js'
 import {type HandshakeTimeouts, type HostContext, defaultTimeouts} from './session/context.js'
-import {refusedBy} from './session/handshake.js'
+import {refusalEndsTrust, refusedBy} from './session/handshake.js'
 import {serveConnection} from './session/host.js'
 import {requestFolder} from './session/requester.js'
 import {ConfigStore, type FolderConfig} from './store/config.js'
@@ -253,7 +253,7 @@ export class PeerNode {
           await this.#deliver(folder, p, versions)
         } catch (err) {
           failed++
-          if (refusedBy(err) === p.id) return await this.#refusedBy(folder, p.id)
+          if (refusedBy(err) === p.id && (await this.#refusedBy(folder, p.id))) return
           const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
           this.options.log.warn('push failed; will retry, and the peer catches up when it returns', {folder, peer: p.id.slice(0, 7), code, reason: (err as Error).message})
           if (this.options.sync && RETRY_CODES.has(code)) {
@@ -309,8 +309,8 @@ export class PeerNode {
           () => this.options.log.info('retried push delivered', {folder, peer: peerId.slice(0, 7), versions: batch.length}),
           async (err: unknown) => {
             const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
-            if (refusedBy(err) === peerId) await this.#refusedBy(folder, peerId)
-            else if (RETRY_CODES.has(code)) this.#retryLater(folder, peerId, batch, e.attempt + 1)
+            if (refusedBy(err) === peerId && (await this.#refusedBy(folder, peerId))) return
+            if (RETRY_CODES.has(code)) this.#retryLater(folder, peerId, batch, e.attempt + 1)
           },
         ),
       )
@@ -388,14 +388,18 @@ export class PeerNode {
    * A peer refused us with a signed E_NOT_ALLOWED (10.6): it no longer counts us as a peer of
    * the folder, so we stop counting it: it leaves the peerlist (no more pushes or pulls; it may
    * join again as any peer does), its push retries stop and what we owed it is dropped. Said
-   * once, however many pushes to it were under way.
+   * once, however many pushes to it were under way. False when the peer is kept: it joined us
+   * moments ago and may not have recorded us yet (refusalEndsTrust).
    */
-  async #refusedBy(folder: string, peerId: string): Promise<void> {
+  async #refusedBy(folder: string, peerId: string): Promise<boolean> {
+    const record = (this.#peers.get(folder) ?? []).find((p) => p.id === peerId)
+    if (!record) return true
+    if (!refusalEndsTrust(record)) return false
     const key = `${folder}\0${peerId}`
     clearTimeout(this.#retries.get(key)?.timer)
     this.#retries.delete(key)
     try {
-      if (!(await new Peerfile(this.options.home, folder).removePeer(peerId))) return
+      if (!(await new Peerfile(this.options.home, folder).removePeer(peerId))) return true
       await this.refresh()
       const owed = new OwedForwards(this.options.home, folder)
       const dropped = (await owed.all()).get(peerId)?.length ?? 0
@@ -404,6 +408,7 @@ export class PeerNode {
     } catch (err) {
       this.options.log.warn('cannot drop a peer that refused us', {folder, peer: peerId.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: (err as Error).message})
     }
+    return true
   }
 
   /** Exchanges state with every peer of every folder (at start, and the periodic catch-up: 10.4); offline peers are skipped. */

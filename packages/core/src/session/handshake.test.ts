@@ -5,7 +5,7 @@ import {FpeerError, isFpeerError} from '../errors.js'
 import {Identity, generateKeyPair} from '../identity.js'
 import {signMessage} from '../wire/signing.js'
 import type {PeerError} from '../wire/types.js'
-import {type Asked, expectType, isSignedRefusal, refusedBy} from './handshake.js'
+import {type Asked, JOIN_GRACE_MS, expectType, isSignedRefusal, refusalEndsTrust, refusedBy} from './handshake.js'
 
 const peer = new Identity(generateKeyPair())
 const me = new Identity(generateKeyPair())
@@ -50,5 +50,18 @@ describe('signed refusals (handshake.ts)', () => {
   it('refusedBy is undefined for every other error', () => {
     assert.equal(refusedBy(new FpeerError('E_CONNECT', 'refused', {details: {refusedBy: peer.id.toString()}})), undefined)
     assert.equal(refusedBy(new Error('x')), undefined)
+  })
+
+  it('a refusal ends the trust in a peer we joined at once, in one that joined us only after the grace', () => {
+    const now = Date.parse('2026-11-30T00:00:00.000Z')
+    const at = (ms: number) => new Date(now - ms).toISOString()
+    assert.equal(refusalEndsTrust({role: 'host', confirmedAt: at(0)}, now), true)
+    // It joined us a moment ago: it records us only after our confirmation arrives and its files are recorded.
+    assert.equal(refusalEndsTrust({role: 'member', confirmedAt: at(1000)}, now), false)
+    assert.equal(refusalEndsTrust({role: 'member', confirmedAt: at(JOIN_GRACE_MS - 1)}, now), false)
+    assert.equal(refusalEndsTrust({role: 'member', confirmedAt: at(JOIN_GRACE_MS)}, now), true)
+    // A record whose time cannot be read, or lies far ahead (a clock set back), gives no grace.
+    assert.equal(refusalEndsTrust({role: 'member', confirmedAt: 'not a time'}, now), true)
+    assert.equal(refusalEndsTrust({role: 'member', confirmedAt: at(-2 * JOIN_GRACE_MS)}, now), true)
   })
 })

@@ -47,6 +47,24 @@ export function refusedBy(err: unknown): string | undefined {
 }
 
 /**
+ * How long after confirming a peer that joined us a signed refusal from it does not end the
+ * trust: the requester records us only after our TrustedPeerConfirm and after landing what it
+ * fetched (seed step 17), so until then it rightly refuses us (10.6).
+ */
+export const JOIN_GRACE_MS = 120_000
+
+/**
+ * Does a signed refusal from the peer of this record end our trust in it (10.6)? Yes, unless
+ * it joined us (`member`) less than JOIN_GRACE_MS ago and may not have recorded us yet. A
+ * record of a peer we joined (`host`) was made after that peer had recorded us. Pure.
+ */
+export function refusalEndsTrust(record: {role: string; confirmedAt: string}, now = Date.now()): boolean {
+  if (record.role !== 'member') return true
+  const at = Date.parse(record.confirmedAt)
+  return !Number.isFinite(at) || now - at >= JOIN_GRACE_MS || at > now + JOIN_GRACE_MS
+}
+
+/**
  * Throws the peer's PeerError as E_UNKNOWN_FOLDER / E_NOT_ALLOWED / E_PEER_ERROR, or
  * E_MSG_UNEXPECTED for any type but `want`. With `asked`, an E_NOT_ALLOWED the peer signed
  * for us carries `details.refusedBy` (its ID): the peer no longer counts us as a peer.
