@@ -632,7 +632,10 @@ export class PeerNode {
       grant: (folder, peer) => this.#grants.issue(folder, peer),
       replay: this.#replay,
       confirmPeer: async (folder, record) => {
-        await new Peerfile(this.options.home, folder).addPeer(record)
+        // A confirmed peer catching up keeps how and when it first joined (`role`, `confirmedAt`):
+        // its catch-ups must not restart the grace a fresh joiner gets (10.6).
+        const had = (this.#peers.get(folder) ?? []).find((p) => p.id === record.id)
+        await new Peerfile(this.options.home, folder).addPeer(had ? {...record, role: had.role, confirmedAt: had.confirmedAt} : record)
         await this.refresh()
       },
     }
