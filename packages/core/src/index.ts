@@ -26,6 +26,7 @@ export {PeerNode, DEFAULT_CONTROL_PORT, DEFAULT_PORTS, type PeerNodeOptions} fro
 export * from './services.js'
 export {type FileRecord, isLive} from './store/peerfile.js'
 export {FolderSync, type ApplyResult} from './sync/folder.js'
+export {OwedForwards} from './sync/owed.js'
 export {type FileVersion, compareVectors, conflictPath, decide, entryToVersion, isConflictPath, signVersion, verifyVersion, versionToEntry} from './sync/version.js'
 export {pushUpdate, receiveUpdate, type SyncContext} from './sync/update.js'
 export {type SyncStats, recordToEntry} from './node.js'

@@ -13,6 +13,7 @@ import {MessageChannel} from './net/channel.js'
 import {ByteBudget, ConnectionGuard} from './net/limits.js'
 import type {TransportRegistry} from './registry.js'
 import {type HandshakeTimeouts, type HostContext, defaultTimeouts} from './session/context.js'
+import {refusalEndsTrust, refusedBy} from './session/handshake.js'
 import {serveConnection} from './session/host.js'
 import {requestFolder} from './session/requester.js'
 import {ConfigStore, type FolderConfig} from './store/config.js'
@@ -252,6 +253,7 @@ export class PeerNode {
           await this.#deliver(folder, p, versions)
         } catch (err) {
           failed++
+          if (refusedBy(err) === p.id && (await this.#refusedBy(folder, p.id))) return
           const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
           this.options.log.warn('push failed; will retry, and the peer catches up when it returns', {folder, peer: p.id.slice(0, 7), code, reason: (err as Error).message})
           if (this.options.sync && RETRY_CODES.has(code)) {
@@ -305,8 +307,9 @@ export class PeerNode {
       void this.#track(
         this.#deliver(folder, peer, batch).then(
           () => this.options.log.info('retried push delivered', {folder, peer: peerId.slice(0, 7), versions: batch.length}),
-          (err: unknown) => {
+          async (err: unknown) => {
             const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
+            if (refusedBy(err) === peerId && (await this.#refusedBy(folder, peerId))) return
             if (RETRY_CODES.has(code)) this.#retryLater(folder, peerId, batch, e.attempt + 1)
           },
         ),
@@ -322,11 +325,16 @@ export class PeerNode {
   async pullFrom(folder: string, peer: PeerRecord, seen?: (files: FileEntry[]) => void): Promise<number> {
     const sync = this.#syncs.get(folder)
     if (!sync || !peer.controlPort || peer.id.startsWith('plain:')) return 0
+    // A peer dropped since the round began (it refused us, 10.6) is not asked again.
+    if (!(this.#peers.get(folder) ?? []).some((p) => p.id === peer.id)) return 0
     const ctx = this.#syncContext()
     let applied: FileVersion[] = []
     let created: FileVersion[] = []
     this.#count('pulls')
     await requestFolder({
+      // Catching up is with this peer: one it would hand us to (10.5) would confirm us without
+      // our listing it, and push to us in vain (10.6).
+      followDelegation: false,
       host: peer.address,
       port: peer.controlPort,
       folder,
@@ -367,10 +375,40 @@ export class PeerNode {
         this.#count('messagesOut')
         return {transfer: {files: ftg.files.length, fetched: res.fetched.length + missing.length, skipped: 0, bytes}, got}
       },
+    }).catch(async (err: unknown) => {
+      if (refusedBy(err) === peer.id) await this.#refusedBy(folder, peer.id)
+      throw err
     })
     if (applied.length) this.#forward(folder, applied, [peer.id])
     if (created.length) this.#forward(folder, created, [])
     return applied.length
+  }
+
+  /**
+   * A peer refused us with a signed E_NOT_ALLOWED (10.6): it no longer counts us as a peer of
+   * the folder, so we stop counting it: it leaves the peerlist (no more pushes or pulls; it may
+   * join again as any peer does), its push retries stop and what we owed it is dropped. Said
+   * once, however many pushes to it were under way. False when the peer is kept: it joined us
+   * moments ago and may not have recorded us yet (refusalEndsTrust).
+   */
+  async #refusedBy(folder: string, peerId: string): Promise<boolean> {
+    const record = (this.#peers.get(folder) ?? []).find((p) => p.id === peerId)
+    if (!record) return true
+    if (!refusalEndsTrust(record)) return false
+    const key = `${folder}\0${peerId}`
+    clearTimeout(this.#retries.get(key)?.timer)
+    this.#retries.delete(key)
+    try {
+      if (!(await new Peerfile(this.options.home, folder).removePeer(peerId))) return true
+      await this.refresh()
+      const owed = new OwedForwards(this.options.home, folder)
+      const dropped = (await owed.all()).get(peerId)?.length ?? 0
+      await owed.keepOnly((this.#peers.get(folder) ?? []).map((p) => p.id))
+      this.options.log.warn('peer refused us (signed): it does not count us as a peer of the folder; removed from the peerlist, forwards owed to it dropped', {folder, peer: peerId.slice(0, 7), code: 'E_NOT_ALLOWED', owed: dropped})
+    } catch (err) {
+      this.options.log.warn('cannot drop a peer that refused us', {folder, peer: peerId.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: (err as Error).message})
+    }
+    return true
   }
 
   /** Exchanges state with every peer of every folder (at start, and the periodic catch-up: 10.4); offline peers are skipped. */
@@ -594,7 +632,10 @@ export class PeerNode {
       grant: (folder, peer) => this.#grants.issue(folder, peer),
       replay: this.#replay,
       confirmPeer: async (folder, record) => {
-        await new Peerfile(this.options.home, folder).addPeer(record)
+        // A confirmed peer catching up keeps how and when it first joined (`role`, `confirmedAt`):
+        // its catch-ups must not restart the grace a fresh joiner gets (10.6).
+        const had = (this.#peers.get(folder) ?? []).find((p) => p.id === record.id)
+        await new Peerfile(this.options.home, folder).addPeer(had ? {...record, role: had.role, confirmedAt: had.confirmedAt} : record)
         await this.refresh()
       },
     }

@@ -14,8 +14,62 @@ const REFUSALS: Readonly<Record<string, string>> = {
   E_NOT_ALLOWED: 'that peer does not let this one join: send it your ID (`fpeer id`) so it can run `fpeer allow FOLDER ID`',
 }
 
-/** Throws the peer's PeerError as E_UNKNOWN_FOLDER / E_NOT_ALLOWED / E_PEER_ERROR, or E_MSG_UNEXPECTED for any type but `want`. */
-export function expectType<T extends MessageType>(msg: Message, want: T, folder: string): Extract<Message, {type: T}> {
+/** The message a reply answers: who we asked (its ID), our nonce, and who we are. */
+export interface Asked {
+  peer: PeerId
+  nonce: string
+  self: PeerId
+}
+
+/**
+ * Is this PeerError a refusal `asked.peer` signed for us (section 10.6): signed by that peer,
+ * answering our nonce (`re=`) and naming us (`to=`)? Only such a refusal may end a trust; an
+ * unsigned one may come from anybody on the path.
+ */
+export function isSignedRefusal(msg: Message, asked: Asked): boolean {
+  if (msg.type !== 'PeerError' || msg.code !== 'E_NOT_ALLOWED' || !msg.meta.sig) return false
+  try {
+    verifyReply(msg, asked.peer, asked.nonce)
+  } catch {
+    return false
+  }
+  return msg.meta.to === asked.self.compact
+}
+
+/**
+ * The peer that refused us with a signed E_NOT_ALLOWED (`details.refusedBy`, set by
+ * expectType), as its printed ID; undefined for any other error.
+ */
+export function refusedBy(err: unknown): string | undefined {
+  if (!(err instanceof FpeerError) || err.code !== 'E_NOT_ALLOWED') return undefined
+  const by = err.details?.refusedBy
+  return typeof by === 'string' ? by : undefined
+}
+
+/**
+ * How long after confirming a peer that joined us a signed refusal from it does not end the
+ * trust: the requester records us only after our TrustedPeerConfirm and after landing what it
+ * fetched (seed step 17), so until then it rightly refuses us (10.6).
+ */
+export const JOIN_GRACE_MS = 120_000
+
+/**
+ * Does a signed refusal from the peer of this record end our trust in it (10.6)? Yes, unless
+ * it joined us (`member`) less than JOIN_GRACE_MS ago and may not have recorded us yet. A
+ * record of a peer we joined (`host`) was made after that peer had recorded us. Pure.
+ */
+export function refusalEndsTrust(record: {role: string; confirmedAt: string}, now = Date.now()): boolean {
+  if (record.role !== 'member') return true
+  const at = Date.parse(record.confirmedAt)
+  return !Number.isFinite(at) || now - at >= JOIN_GRACE_MS || at > now + JOIN_GRACE_MS
+}
+
+/**
+ * Throws the peer's PeerError as E_UNKNOWN_FOLDER / E_NOT_ALLOWED / E_PEER_ERROR, or
+ * E_MSG_UNEXPECTED for any type but `want`. With `asked`, an E_NOT_ALLOWED the peer signed
+ * for us carries `details.refusedBy` (its ID): the peer no longer counts us as a peer.
+ */
+export function expectType<T extends MessageType>(msg: Message, want: T, folder: string, asked?: Asked): Extract<Message, {type: T}> {
   if (msg.type === 'PeerError') {
     // We named the peer we meant (to=) and the one that answered says it is another: the
     // same failure as a FilesToGet signed by an unexpected key, found one step earlier.
@@ -26,7 +80,7 @@ export function expectType<T extends MessageType>(msg: Message, want: T, folder:
     // any other code a peer sends stays E_PEER_ERROR, so a peer cannot pick our exit code.
     const own = REFUSALS[msg.code]
     throw new FpeerError(own ? (msg.code as 'E_NOT_ALLOWED') : 'E_PEER_ERROR', `the peer refused: ${msg.code}: ${reason}`, {
-      details: {peerCode: msg.code, peerReason: reason},
+      details: {peerCode: msg.code, peerReason: reason, ...(asked && isSignedRefusal(msg, asked) ? {refusedBy: asked.peer.toString()} : {})},
       ...(own ? {hint: own} : {}),
     })
   }

@@ -1,22 +1,40 @@
 // The host's side of "Becoming a Peer" (seed steps 6-9 and 13-16), run per control connection.
 import {FpeerError, isFpeerError} from '../errors.js'
-import type {PeerId} from '../identity.js'
+import type {Identity, PeerId} from '../identity.js'
 import type {MessageChannel} from '../net/channel.js'
 import {checkDestination} from '../access/replay-guard.js'
 import {fetchFiles} from '../transfer/fetch.js'
 import {withPeerClient} from '../transfer/peer-client.js'
 import {keepAliveEvery, parseKeepAlive} from './requester.js'
 import {claimedSender, isPlain, signMessage, verifyMessage} from '../wire/signing.js'
-import {type BePeerRequest, type FileEntry, type FilesToGet, type PeerError, type TrustedPeerConfirm, isDirEntry} from '../wire/types.js'
+import {type BePeerRequest, type FileEntry, type FilesToGet, type Message, type PeerError, type TrustedPeerConfirm, isDirEntry} from '../wire/types.js'
 import {type HostContext, keepAliveCeiling} from './context.js'
 import {checkTicket, issueTicket} from './delegation.js'
 import {expectType, parseProtocolList, randomNonce, sameFiles, verifyReply} from './handshake.js'
 
-/** Writes a PeerError reply; best effort, the connection may already be gone. */
-export async function replyError(channel: MessageChannel, folder: string, err: unknown): Promise<void> {
+/**
+ * Writes a PeerError reply; best effort, the connection may already be gone. With `signFor`,
+ * the reply is signed and bound to the message it answers (`re=`) and to its sender (`to=`).
+ */
+export async function replyError(channel: MessageChannel, folder: string, err: unknown, signFor?: {identity: Identity; to: PeerId; re: string}): Promise<void> {
   const e = isFpeerError(err) ? err : new FpeerError('E_INTERNAL', 'internal error')
-  const msg: PeerError = {type: 'PeerError', folder: folder || '*', meta: {}, code: e.code, text: e.message}
+  let msg: PeerError = {type: 'PeerError', folder: folder || '*', meta: {}, code: e.code, text: e.message}
+  if (signFor) msg = signMessage({...msg, meta: {nonce: randomNonce(), re: signFor.re, to: signFor.to.compact}}, signFor.identity)
   await channel.send(msg).catch(() => {})
+}
+
+/**
+ * The sender of a signed message, when its signature holds; undefined otherwise. A refusal
+ * of E_NOT_ALLOWED to such a sender is signed for it (section 10.6): the sender may then
+ * stop counting us as a peer, and nobody else can make it do so.
+ */
+function authenticSender(msg: Message | undefined): PeerId | undefined {
+  if (!msg?.meta.nonce || !msg.meta.sig) return undefined
+  try {
+    return verifyMessage(msg)
+  } catch {
+    return undefined
+  }
 }
 
 /** Chooses the transfer protocol: the requester's wish if both have it, else the host's first that the requester has. */
@@ -45,8 +63,9 @@ export function chooseProtocol(request: BePeerRequest, ctx: HostContext): string
  */
 export async function serveConnection(channel: MessageChannel, ctx: HostContext): Promise<void> {
   let folder = '*'
+  let first: Message | undefined
   try {
-    const first = await channel.next(ctx.timeouts.reply)
+    first = await channel.next(ctx.timeouts.reply)
     folder = first.folder
     if (first.type === 'BePeerRequest') await hostHandshake(channel, first, ctx)
     else if (first.type === 'FilesToGet' && first.meta.update === '1' && ctx.handlers?.FilesToGet) await ctx.handlers.FilesToGet(channel, first)
@@ -54,7 +73,8 @@ export async function serveConnection(channel: MessageChannel, ctx: HostContext)
   } catch (err) {
     const e = isFpeerError(err) ? err : new FpeerError('E_INTERNAL', String((err as Error)?.message ?? err), {cause: err})
     ctx.log.warn('handshake failed', {peer: channel.remoteAddress, folder, code: e.code, reason: e.message})
-    if (e.code !== 'E_CONNECTION_LOST') await replyError(channel, folder, e)
+    const to = e.code === 'E_NOT_ALLOWED' ? authenticSender(first) : undefined
+    if (e.code !== 'E_CONNECTION_LOST') await replyError(channel, folder, e, to ? {identity: ctx.identity, to, re: first!.meta.nonce!} : undefined)
   } finally {
     await channel.close()
   }
@@ -85,7 +105,9 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
   }
   // Seed step 8: a busy host asks another peer holding the folder to answer; it sends the
   // FilesToGet from its own address. Only fpeer requesters can follow (they check the ticket's signer).
-  const delegate = sender && !delegatedBy ? ctx.delegateFor?.(folder, sender) : undefined
+  // A confirmed peer catching up is answered here: handed on, it would be confirmed by a peer
+  // it does not list, which then pushes to it in vain (trust is mutual, 10.6).
+  const delegate = sender && !delegatedBy && !ctx.isPeer(folder, sender) ? ctx.delegateFor?.(folder, sender) : undefined
   if (sender && delegate) {
     const msg: PeerError = {
       type: 'PeerError',

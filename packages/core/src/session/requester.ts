@@ -290,7 +290,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
       const result = await requestFolder({...opts, host: first.meta.addr, port, expectedHost: to, extraMeta: ticket})
       return {...result, delegatedBy: host.toString()}
     }
-    const ftg: FilesToGet = expectType(first, 'FilesToGet', opts.folder)
+    const ftg: FilesToGet = expectType(first, 'FilesToGet', opts.folder, opts.expectedHost ? {peer: opts.expectedHost, nonce, self: opts.identity.id} : undefined)
     const hostId = verifyReply(ftg, opts.expectedHost, nonce)
     if (opts.protocol && ftg.protocol !== opts.protocol.toUpperCase()) throw new FpeerError('E_NO_COMMON_PROTOCOL', `asked for ${opts.protocol.toUpperCase()}, host chose ${ftg.protocol}`)
     const hostAddress = channel.remoteAddress

@@ -18,6 +18,7 @@ import {createMemoryTransport} from '../testing/memory-transport.js'
 import {silentLogger, type TransportServer} from '../transport.js'
 import type {FileEntry} from '../wire/types.js'
 import {defaultTimeouts, type HostContext} from './context.js'
+import {refusedBy} from './handshake.js'
 import {serveConnection} from './host.js'
 import {requestFolder, type RequestOptions} from './requester.js'
 
@@ -40,6 +41,10 @@ interface Host {
   /** What the host's list says, before it is sent: a test may spoil it. */
   list: (entries: FileEntry[]) => FileEntry[]
   mayJoin: (sender: PeerId | undefined) => boolean
+  /** Which senders the host counts as confirmed peers. */
+  isPeer: (id: PeerId) => boolean
+  /** The peer a busy host hands requests to (seed step 8); undefined: not busy. */
+  delegate: HostContext['delegateFor']
   /** Every control connection's serveConnection, to await before the host stops. */
   sessions: Set<Promise<void>>
   close(): Promise<void>
@@ -74,7 +79,7 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
     const source = new LocalFileSource({root: (f) => (f === FOLDER ? hostDir : undefined), mayRead: (f, who) => grants.allows(f, who)}, () => [FOLDER])
     const served: TransportServer = await transport.serve({host: '127.0.0.1', port: 0, files: source, identity})
     const sessions = new Set<Promise<void>>()
-    const h: Host = {identity, port: 0, confirmed: [], list: (e) => e, mayJoin: () => true, sessions, close: async () => {}}
+    const h: Host = {identity, port: 0, confirmed: [], list: (e) => e, mayJoin: () => true, isPeer: () => false, delegate: () => undefined, sessions, close: async () => {}}
     const ctx: HostContext = {
       identity,
       registry,
@@ -84,7 +89,8 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
       folder: async (name) => (name === FOLDER ? {open: false} : undefined),
       mayJoin: async (_folder, sender) => h.mayJoin(sender),
       fileList: async () => h.list(Object.entries(FILES).map(([p, c]) => ({path: p, size: Buffer.byteLength(c), sha256: sha(c), mtimeMs: 1_700_000_000_000}))),
-      isPeer: () => false,
+      isPeer: (_folder, id) => h.isPeer(id),
+      delegateFor: (folder, requester) => h.delegate?.(folder, requester),
       servedPort: (protocol) => (protocol === transport.protocol ? served.port : undefined),
       grant: (folder, peer) => grants.issue(folder, peer),
       replay: new ReplayGuard(),
@@ -125,6 +131,8 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
   const reset = () => {
     host.list = (e) => e
     host.mayJoin = () => true
+    host.isPeer = () => false
+    host.delegate = () => undefined
   }
 
   it('lands the folder, the host checks the copy back and confirms the requester', async () => {
@@ -155,6 +163,30 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
     const before = host.confirmed.length
     await assert.rejects(request(), {code: 'E_NOT_ALLOWED'})
     assert.equal(host.confirmed.length, before)
+  })
+
+  it('a refusal of a signed request is signed for its sender: with the host expected, it carries refusedBy (10.6)', async () => {
+    reset()
+    host.mayJoin = () => false
+    const me = new Identity(generateKeyPair())
+    await assert.rejects(request({identity: me, expectedHost: host.identity.id}), (e: unknown) => isFpeerError(e, 'E_NOT_ALLOWED') && refusedBy(e) === host.identity.id.toString())
+    // Without knowing the host's ID, a refusal cannot be told from anybody's: it ends no trust.
+    await assert.rejects(request({identity: me}), (e: unknown) => isFpeerError(e, 'E_NOT_ALLOWED') && refusedBy(e) === undefined)
+  })
+
+  it('a busy host hands a newcomer to another peer, but answers a confirmed peer catching up itself (10.5, 10.6)', async () => {
+    reset()
+    const other = new Identity(generateKeyPair())
+    host.delegate = () => ({id: other.id, address: '127.0.0.9', controlPort: 9})
+    const newcomer = new Identity(generateKeyPair())
+    await assert.rejects(request({identity: newcomer, expectedHost: host.identity.id, followDelegation: false}), (e: unknown) => isFpeerError(e, 'E_PEER_ERROR') && (e.details as {peerCode: string}).peerCode === 'E_DELEGATED')
+    const member = new Identity(generateKeyPair())
+    host.isPeer = (id) => id.equals(member.id)
+    const before = host.confirmed.length
+    const r = await request({identity: member, expectedHost: host.identity.id, followDelegation: false})
+    assert.equal(r.host.id, host.identity.id.toString())
+    assert.equal(host.confirmed.length, before + 1)
+    assert.equal(host.confirmed.at(-1)?.id, member.id.toString())
   })
 
   it('a host whose list does not match its content is E_HASH_MISMATCH, nothing of that file lands and nobody is confirmed', async () => {

@@ -138,7 +138,8 @@ async function pushOneUpdate(ctx: SyncContext, folder: string, peer: PeerRecord,
     ctx.count('messagesOut')
     // A peer that stops (SIGSTOP, a hung disk) sends no keep-alive: the push fails after the
     // stall timeout with E_TIMEOUT and is retried with backoff, instead of holding for the transfer timeout.
-    const fu: FilesUpdated = expectType(await channel.next(keepAliveCeiling(ctx.timeouts, files), {stallMs}), 'FilesUpdated', folder)
+    // A refusal the peer signed for us (E_NOT_ALLOWED, 10.6) comes out with details.refusedBy.
+    const fu: FilesUpdated = expectType(await channel.next(keepAliveCeiling(ctx.timeouts, files), {stallMs}), 'FilesUpdated', folder, {peer: peerId, nonce, self: ctx.identity.id})
     ctx.count('messagesIn')
     verifyReply(fu, peerId, nonce)
     // Check what the peer says it took: fetched back from the address it answers from.
