@@ -6,7 +6,6 @@ import {GrantTable} from './access/grants.js'
 import {ReplayGuard} from './access/replay-guard.js'
 import {FpeerError, isFpeerError} from './errors.js'
 import {type Identity, PeerId} from './identity.js'
-import {IgnoreRules} from './fs/ignore-rules.js'
 import {LocalFileSource} from './fs/local-source.js'
 import {FolderWatcher} from './fs/watch.js'
 import {MessageChannel} from './net/channel.js'
@@ -14,19 +13,17 @@ import {ByteBudget, ConnectionGuard} from './net/limits.js'
 import type {TransportRegistry} from './registry.js'
 import {type HandshakeTimeouts, type HostContext, defaultTimeouts} from './session/context.js'
 import {serveConnection} from './session/host.js'
-import {requestFolder} from './session/requester.js'
 import {ConfigStore, type FolderConfig} from './store/config.js'
 import {type FileRecord, Peerfile, type PeerRecord, isLive} from './store/peerfile.js'
 import {FolderSync} from './sync/folder.js'
 import {StateExchange} from './sync/exchange.js'
-import {OwedForwards, applyOwing} from './sync/owed.js'
-import {type SyncContext, fetcherFrom, pushUpdate, receiveUpdate} from './sync/update.js'
-import {type FileVersion, entryToVersion, verifyVersion, versionToEntry} from './sync/version.js'
-import {fetchFiles} from './transfer/fetch.js'
-import {withPeerClient} from './transfer/peer-client.js'
+import {PeerSync} from './sync/peer-sync.js'
+import {OwedForwards} from './sync/owed.js'
+import {type SyncContext, receiveUpdate} from './sync/update.js'
+import {type FileVersion, versionToEntry} from './sync/version.js'
 import {removeLeftovers} from './fs/leftovers.js'
 import type {AccessContext, Logger, TransportServer} from './transport.js'
-import {type FileEntry, isDirEntry} from './wire/types.js'
+import type {FileEntry} from './wire/types.js'
 import {CONTROL_BUFFER_BYTES, CONTROL_MAX_CONNECTIONS, CONTROL_MAX_PER_ADDRESS, DEFAULT_FIRST_LINE_TIMEOUT_MS, MAX_UPDATE_VERSIONS} from './wire/limits.js'
 
 /** How long work under way (pushes, applies, handshakes) may go on after stop() before every connection is cut. */
@@ -81,9 +78,6 @@ export interface SyncStats {
   pulls: number
 }
 
-/** Failures worth pushing again: the peer was unreachable or dropped, not one that refused. */
-const RETRY_CODES = new Set(['E_CONNECT', 'E_TIMEOUT', 'E_CONNECTION_LOST'])
-
 /**
  * A server that cannot listen: a busy port is E_USAGE naming the flag that picks another
  * (`--port`, `--data-port HTTP=…`), an address not on this machine E_BAD_ADDRESS.
@@ -130,11 +124,11 @@ export class PeerNode {
   /** Aborted by stop() after its grace: update exchanges still under way (a hung peer's) are cut. */
   readonly #abort = new AbortController()
   #delegateTurn = 0
-  readonly #retries = new Map<string, {versions: Map<string, FileVersion>; attempt: number; timer: NodeJS.Timeout | undefined}>()
   readonly stats: SyncStats = {messagesIn: 0, messagesOut: 0, filesFetched: 0, bytesFetched: 0, filesVerified: 0, pushes: 0, pulls: 0}
   #statsDirty = false
 
   readonly #exchange: StateExchange
+  readonly #peerSync: PeerSync
 
   constructor(options: PeerNodeOptions) {
     this.options = options
@@ -146,6 +140,21 @@ export class PeerNode {
       owed: (f) => new OwedForwards(options.home, f),
       pull: (f, p, seen) => this.pullFrom(f, p, seen),
       push: async (f, p, versions) => void (await this.pushVersions(f, versions, [], [p.id])),
+    })
+    this.#peerSync = new PeerSync({
+      ...this.#basics(),
+      home: options.home,
+      daemon: options.sync === true,
+      localAddress: () => this.#localAddress,
+      controlPort: () => this.controlPort,
+      sync: (f) => this.#syncs.get(f),
+      peers: (f) => this.#peers.get(f) ?? [],
+      forwardTargets: (f, exclude) => this.#forwardTargets(f, exclude),
+      syncContext: () => this.#syncContext(),
+      count: (what) => this.#count(what),
+      track: (p) => this.#track(p),
+      exchange: this.#exchange,
+      stopping: () => this.#stopping,
     })
   }
 
@@ -225,14 +234,8 @@ export class PeerNode {
   }
 
   /** Rescans a folder and pushes every new version to its peers (`fpeer push`, the watcher). */
-  async pushChanges(folder: string): Promise<{versions: number; peers: number; failed: number}> {
-    const sync = this.#syncs.get(folder)
-    if (!sync) throw new FpeerError('E_NO_SUCH_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
-    const {versions} = await sync.rescan()
-    if (versions.length === 0) return {versions: 0, peers: 0, failed: 0}
-    this.options.log.info('local change', {folder, versions: versions.length})
-    const r = await this.pushVersions(folder, versions, [])
-    return {versions: versions.length, ...r}
+  pushChanges(folder: string): Promise<{versions: number; peers: number; failed: number}> {
+    return this.#peerSync.pushChanges(folder)
   }
 
   /** IDs of the folder's peers that updates go to (confirmed, with a control port, not seed-form), but `exclude`. */
@@ -240,137 +243,14 @@ export class PeerNode {
     return (this.#peers.get(folder) ?? []).filter((p) => p.controlPort && !p.id.startsWith('plain:') && !exclude.includes(p.id)).map((p) => p.id)
   }
 
-  /** Pushes versions to every confirmed peer of the folder but `exclude` (IDs), or to `only` those; failures are logged, the peer catches up later. */
-  async pushVersions(folder: string, versions: FileVersion[], exclude: string[], only?: string[]): Promise<{peers: number; failed: number}> {
-    const ids = this.#forwardTargets(folder, exclude).filter((id) => !only || only.includes(id))
-    const peers = (this.#peers.get(folder) ?? []).filter((p) => ids.includes(p.id))
-    let failed = 0
-    await Promise.all(
-      peers.map(async (p) => {
-        try {
-          this.#count('pushes')
-          await this.#deliver(folder, p, versions)
-        } catch (err) {
-          failed++
-          const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
-          this.options.log.warn('push failed; will retry, and the peer catches up when it returns', {folder, peer: p.id.slice(0, 7), code, reason: (err as Error).message})
-          if (this.options.sync && RETRY_CODES.has(code)) {
-            this.#exchange.lost(folder, p.id)
-            this.#retryLater(folder, p.id, versions)
-          }
-        }
-      }),
-    )
-    return {peers: peers.length, failed}
+  /** Pushes versions to the folder's peers but `exclude`, or to `only` those (see PeerSync). */
+  pushVersions(folder: string, versions: FileVersion[], exclude: string[], only?: string[]): Promise<{peers: number; failed: number}> {
+    return this.#peerSync.pushVersions(folder, versions, exclude, only)
   }
 
-  /** One push (10.2); what the peer confirmed is no longer owed to it, and a peer back after a loss gets a state exchange. */
-  async #deliver(folder: string, peer: PeerRecord, versions: FileVersion[]): Promise<void> {
-    await pushUpdate(this.#syncContext(), folder, peer, versions)
-    await new OwedForwards(this.options.home, folder).paid(peer.id, versions).catch((err: Error) => this.options.log.warn('cannot record a delivered forward', {folder, reason: err.message}))
-    if (this.#exchange.regained(folder, peer.id) && !this.#stopping) {
-      void this.#track(this.#exchange.withPeer(folder, peer).catch((err: Error) => this.options.log.warn('state exchange failed', {folder, peer: peer.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: err.message})))
-    }
-  }
-
-  /**
-   * Queues versions for a peer that could not be reached, and pushes them again with a
-   * growing delay (2 s, 4 s, … 60 s, 8 tries); later failures add their versions to the same
-   * queue (the newest per path). Past that, the periodic catch-up takes over.
-   */
-  #retryLater(folder: string, peerId: string, versions: FileVersion[], attempt = 0): void {
-    if (this.#stopping) return
-    const key = `${folder}\0${peerId}`
-    let entry = this.#retries.get(key)
-    if (!entry) {
-      entry = {versions: new Map(), attempt, timer: undefined}
-      this.#retries.set(key, entry)
-    }
-    for (const v of versions) {
-      const old = entry.versions.get(v.path)
-      if (!old || v.lamport > old.lamport || (v.lamport === old.lamport && v.origin > old.origin)) entry.versions.set(v.path, v)
-    }
-    if (entry.timer) return
-    if (entry.attempt >= 8) {
-      this.#retries.delete(key)
-      return
-    }
-    const e = entry
-    e.timer = setTimeout(() => {
-      e.timer = undefined
-      this.#retries.delete(key)
-      const peer = (this.#peers.get(folder) ?? []).find((p) => p.id === peerId)
-      if (!peer || this.#stopping) return
-      const batch = [...e.versions.values()]
-      void this.#track(
-        this.#deliver(folder, peer, batch).then(
-          () => this.options.log.info('retried push delivered', {folder, peer: peerId.slice(0, 7), versions: batch.length}),
-          (err: unknown) => {
-            const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
-            if (RETRY_CODES.has(code)) this.#retryLater(folder, peerId, batch, e.attempt + 1)
-          },
-        ),
-      )
-    }, Math.min(60_000, 2000 * 2 ** e.attempt))
-    e.timer.unref()
-  }
-
-  /**
-   * Catches up with one peer (an offline spell, a missed push): asks it for the folder as a
-   * confirmed peer, takes only what is newer, and passes that on to the other peers.
-   */
-  async pullFrom(folder: string, peer: PeerRecord, seen?: (files: FileEntry[]) => void): Promise<number> {
-    const sync = this.#syncs.get(folder)
-    if (!sync || !peer.controlPort || peer.id.startsWith('plain:')) return 0
-    const ctx = this.#syncContext()
-    let applied: FileVersion[] = []
-    let created: FileVersion[] = []
-    this.#count('pulls')
-    await requestFolder({
-      host: peer.address,
-      port: peer.controlPort,
-      folder,
-      into: sync.folder.path,
-      ...(this.#localAddress ? {bind: this.#localAddress} : {}),
-      expectedHost: PeerId.parse(peer.id),
-      controlPort: this.controlPort,
-      identity: this.options.identity,
-      registry: this.options.registry,
-      concurrency: this.options.concurrency ?? 8,
-      timeouts: this.options.timeouts ?? defaultTimeouts(),
-      log: this.options.log,
-      apply: async (ftg, from) => {
-        this.#count('messagesIn')
-        // The peer's own structure only: a busy peer may have handed us to another (10.5).
-        if (ftg.meta.id === PeerId.parse(peer.id).compact) seen?.(ftg.files)
-        const versions: FileVersion[] = []
-        const originals: FileEntry[] = []
-        for (const e of ftg.files) {
-          const v = entryToVersion(e)
-          if (v) {
-            verifyVersion(folder, v)
-            versions.push(v)
-          } else if (e.ext?.del !== '1') originals.push(e)
-        }
-        const res = await applyOwing(new OwedForwards(this.options.home, folder), this.#forwardTargets(folder, [peer.id]), this.#forwardTargets(folder, []), versions, () => sync.records(), () => sync.apply(versions, fetcherFrom(ctx, folder, from)))
-        applied = res.applied
-        created = res.created
-        const records = await sync.records()
-        const rules = IgnoreRules.load(sync.folder.path)
-        const missing = originals.filter((e) => !isDirEntry(e) && !records.has(e.path) && !rules.ignores(e.path))
-        let bytes = 0
-        if (missing.length > 0) {
-          bytes = (await withPeerClient(ctx, {localAddress: ctx.localAddress, ...from}, (client) => fetchFiles({client, folder, files: missing, mode: 'land', root: sync.folder.path, concurrency: ctx.concurrency}))).bytes
-          await sync.adopt(missing.map((entry) => ({entry})))
-        }
-        const got = new Set([...res.fetched, ...res.copied, ...res.applied.filter((v) => !v.deleted).map((v) => v.path), ...missing.map((e) => e.path)])
-        this.#count('messagesOut')
-        return {transfer: {files: ftg.files.length, fetched: res.fetched.length + missing.length, skipped: 0, bytes}, got}
-      },
-    })
-    if (applied.length) this.#forward(folder, applied, [peer.id])
-    if (created.length) this.#forward(folder, created, [])
-    return applied.length
+  /** Catches up with one peer (see PeerSync.pullFrom). */
+  pullFrom(folder: string, peer: PeerRecord, seen?: (files: FileEntry[]) => void): Promise<number> {
+    return this.#peerSync.pullFrom(folder, peer, seen)
   }
 
   /** Exchanges state with every peer of every folder (at start, and the periodic catch-up: 10.4); offline peers are skipped. */
@@ -379,8 +259,7 @@ export class PeerNode {
   }
 
   #forward(folder: string, versions: FileVersion[], exclude: string[]): void {
-    if (this.#stopping || versions.length === 0) return
-    void this.#track(this.pushVersions(folder, versions, exclude))
+    this.#peerSync.forward(folder, versions, exclude)
   }
 
   /** What both session contexts share. */
@@ -433,6 +312,7 @@ export class PeerNode {
   }
 
   async #start(): Promise<void> {
+    this.#peerSync.start(this.#abort.signal)
     await this.refresh()
     if (this.options.sync) {
       // A kill -9 mid-update or mid-fetch leaves staging folders and part files nothing else removes.
@@ -531,8 +411,7 @@ export class PeerNode {
     this.#stopping = true
     for (const t of [this.#refreshTimer, this.#rescanTimer, this.#syncTimer]) if (t) clearInterval(t)
     for (const t of this.#pending.values()) clearTimeout(t)
-    for (const r of this.#retries.values()) clearTimeout(r.timer)
-    this.#retries.clear()
+    this.#peerSync.stop()
     for (const w of this.#watchers.values()) w.close()
     this.#watchers.clear()
     // No new connections; the idle ones go now, whatever their peers do.
@@ -542,7 +421,7 @@ export class PeerNode {
     const end = Date.now() + STOP_GRACE_MS
     while (Date.now() < end && (this.#work.size > 0 || this.#connections.size > 0)) await new Promise((r) => setTimeout(r, 50))
     // Then every socket of every server is cut, and every update exchange we opened, so that stop() ends within seconds.
-    this.#abort.abort()
+    this.#abort.abort(new FpeerError('E_INTERRUPTED', 'the peer is stopping'))
     this.#guard?.close()
     for (const s of this.#connections) s.destroy()
     const bounded = (p: Promise<unknown>) => Promise.race([p.catch(() => {}), new Promise((r) => setTimeout(r, 1500).unref())])
