@@ -129,6 +129,7 @@ export class PeerNode {
 
   readonly #exchange: StateExchange
   readonly #peerSync: PeerSync
+  #catchingUp: Promise<void> | undefined
 
   constructor(options: PeerNodeOptions) {
     this.options = options
@@ -254,8 +255,10 @@ export class PeerNode {
   }
 
   /** Exchanges state with every peer of every folder (at start, and the periodic catch-up: 10.4); offline peers are skipped. */
-  async catchUp(quiet = true): Promise<void> {
-    await this.#exchange.all([...this.#folders.keys()], () => this.#stopping, quiet)
+  catchUp(quiet = true): Promise<void> {
+    // A round still under way when the next is due (a slow peer, a busy machine) is joined, not doubled.
+    this.#catchingUp ??= this.#exchange.all([...this.#folders.keys()], () => this.#stopping, quiet).finally(() => (this.#catchingUp = undefined))
+    return this.#catchingUp
   }
 
   #forward(folder: string, versions: FileVersion[], exclude: string[]): void {
