@@ -1,4 +1,5 @@
 // A running peer (`fpeer serve`): the control port, one transport server per protocol, and the folders' state.
+import {setMaxListeners} from 'node:events'
 import {writeFile} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
@@ -133,6 +134,9 @@ export class PeerNode {
 
   constructor(options: PeerNodeOptions) {
     this.options = options
+    // One listener per operation under way (scoped signals, net/abort.ts), and those are bounded per peer
+    // (sync/push-queue.ts): past Node's default of 10 with a few peers, but a leak would still pass 256.
+    setMaxListeners(256, this.#abort.signal)
     this.config = new ConfigStore(options.home)
     this.#exchange = new StateExchange({
       log: options.log,

@@ -1,4 +1,9 @@
 // Per-operation abort signals tied to a long-lived one: the long-lived signal holds one listener per operation under way, never one per operation ever run.
+import {setMaxListeners} from 'node:events'
+
+/** Listeners one operation's signal may hold before Node warns: its parts at once, bounded by its concurrency. */
+export const OPERATION_MAX_LISTENERS = 64
+
 /** A signal for one operation, and the function that lets go of its parent when the operation ends. */
 export interface ScopedSignal {
   readonly signal: AbortSignal
@@ -16,6 +21,8 @@ export interface ScopedSignal {
  */
 export function scopedSignal(parent: AbortSignal | undefined): ScopedSignal {
   const ctl = new AbortController()
+  // One operation's parts listen side by side (a fetch of 8 files at once, each with its own request and pause).
+  setMaxListeners(OPERATION_MAX_LISTENERS, ctl.signal)
   if (!parent) return {signal: ctl.signal, release: () => {}}
   if (parent.aborted) {
     ctl.abort(parent.reason)

@@ -208,6 +208,8 @@ export class PeerSync {
         },
       }),
     )
+    // It answered: pushes to it that wait out a backoff go now (the exchange's own push among them).
+    if (seen) this.#queue.reachable(folder, peer.id)
     if (applied.length) this.forward(folder, applied, [peer.id])
     if (created.length) this.forward(folder, created, [])
     return {applied: applied.length, seen}

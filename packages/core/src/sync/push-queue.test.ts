@@ -98,6 +98,23 @@ describe('PushQueue', () => {
     q.stop()
   })
 
+  it('ends a backoff at once when the peer is known to answer again', async () => {
+    const g = gate()
+    const q = queue(g.deliver, {policy: {retries: 5, baseMs: 60_000, maxMs: 60_000}})
+    const first = q.push('F', PEER, [v('a', 1)])
+    await flush()
+    g.calls[0]!.end(new FpeerError('E_CONNECT', 'refused'))
+    await assert.rejects(first)
+    assert.equal(q.size.backingOff, 1)
+    q.reachable('F', PEER.id)
+    await flush()
+    assert.equal(g.calls.length, 2, 'sent without waiting out the minute')
+    assert.deepEqual(g.calls[1]!.versions.map((x) => x.path), ['a'])
+    g.calls[1]!.end()
+    await until('the lane to empty', () => q.size.lanes === 0)
+    q.stop()
+  })
+
   it('gives up after the policy’s retries and forgets the versions', async () => {
     let calls = 0
     const q = queue(

@@ -129,6 +129,20 @@ export class PushQueue {
     return done
   }
 
+  /**
+   * The peer answered us another way (a catch-up pull from it went through): a backoff on its
+   * lane ends now and what waits is sent, instead of sitting out the rest of up to a minute.
+   */
+  reachable(folder: string, peer: string): void {
+    const lane = this.#lanes.get(`${folder}\0${peer}`)
+    if (!lane?.timer) return
+    clearTimeout(lane.timer)
+    lane.timer = undefined
+    lane.failures = 0
+    this.#pump(lane)
+    this.#tidy(lane)
+  }
+
   /** Versions waiting (not under way) and pushes under way, over every lane: what bounds the queue's memory. */
   get size(): {lanes: number; pending: number; inFlight: number; backingOff: number} {
     let pending = 0
