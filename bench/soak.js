@@ -8,6 +8,7 @@
 //
 //   --minutes M        churn for this long in all (default 30)
 //   --peers N          peers (default 20), on 127.0.93.1 … 127.0.93.N with the default ports
+//   --prefix A.B.C     the peers' loopback /24 instead of 127.0.93 (two soaks on one machine)
 //   --cycle-seconds S  churn per cycle before each convergence wait (default 60)
 //   --seed S           the run's seed (default: from the clock; printed)
 //   --catch-up-ms T    FPEER_SYNC_INTERVAL_MS of every peer (default 4000; see test/src/churn.test.ts)
@@ -36,13 +37,18 @@ const cycleMs = arg('cycle-seconds', 60) * 1000
 const seed = arg('seed', Date.now() % 1_000_000)
 const catchUpMs = arg('catch-up-ms', 4000)
 const json = process.argv.includes('--json')
+const prefix = process.argv.includes('--prefix') ? process.argv[process.argv.indexOf('--prefix') + 1] : '127.0.93'
+if (!/^127\.\d{1,3}\.\d{1,3}$/.test(prefix ?? '')) {
+  console.error('--prefix wants the first three parts of a loopback address, e.g. 127.0.94')
+  process.exit(2)
+}
 const logDir = process.argv.includes('--log-dir') ? path.resolve(process.argv[process.argv.indexOf('--log-dir') + 1] ?? '.') : undefined
 const cycles = Math.max(1, Math.round((minutes * 60_000) / cycleMs))
 const say = (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`)
 
 const churn = new Churn({
   peers,
-  prefix: '127.0.93',
+  prefix,
   seed,
   extraEdges: Math.ceil(peers / 3),
   // Two concurrent edits per cycle.

@@ -3,7 +3,7 @@ import {setMaxListeners} from 'node:events'
 import {writeFile} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
-import {GrantTable} from './access/grants.js'
+import {type Grant, GrantTable} from './access/grants.js'
 import {ReplayGuard} from './access/replay-guard.js'
 import {FpeerError, isFpeerError} from './errors.js'
 import {type Identity, PeerId} from './identity.js'
@@ -131,6 +131,7 @@ export class PeerNode {
   readonly #exchange: StateExchange
   readonly #peerSync: PeerSync
   #catchingUp: Promise<void> | undefined
+  readonly #listings = new Map<string, Promise<FileEntry[]>>()
 
   constructor(options: PeerNodeOptions) {
     this.options = options
@@ -289,10 +290,16 @@ export class PeerNode {
       owed: (folder) => new OwedForwards(this.options.home, folder),
       forwardTargets: (folder, exclude) => this.#forwardTargets(folder, exclude),
       replay: this.#replay,
-      grant: (folder, peer) => this.#grants.issue(folder, peer),
+      grant: (folder, peer) => this.#grant(folder, peer),
       count: (what, n = 1) => this.#count(what, n),
       signal: this.#abort.signal,
     }
+  }
+
+  /** A read grant for one exchange with `peer`: it is talking to us, so pushes to it that wait out a backoff go now. */
+  #grant(folder: string, peer: PeerId | undefined): Grant {
+    if (peer) this.#peerSync.heardFrom(folder, peer.toString())
+    return this.#grants.issue(folder, peer)
   }
 
   #mayRead(folder: string, who: AccessContext): boolean {
@@ -440,6 +447,18 @@ export class PeerNode {
 
   /** The folder's file structure after a rescan, as file lines; changes the rescan found are pushed. */
   async fileList(folder: string): Promise<FileEntry[]> {
+    // Requests that arrive while a listing is being made share it: under churn every neighbour's
+    // catch-up asks at once, and a rescan each, queued behind the folder's applies, made their
+    // handshakes time out (and be retried, adding more).
+    let listing = this.#listings.get(folder)
+    if (!listing) {
+      listing = this.#fileList(folder).finally(() => this.#listings.delete(folder))
+      this.#listings.set(folder, listing)
+    }
+    return [...(await listing)]
+  }
+
+  async #fileList(folder: string): Promise<FileEntry[]> {
     const sync = this.#syncs.get(folder)
     if (!sync) throw new FpeerError('E_UNKNOWN_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
     const {versions, records: all} = await sync.rescan()
@@ -477,7 +496,7 @@ export class PeerNode {
       },
       handlers: {FilesToGet: (channel, msg) => receiveUpdate(channel, msg, this.#syncContext())},
       servedPort: (protocol) => this.#servers.get(protocol.toUpperCase())?.port,
-      grant: (folder, peer) => this.#grants.issue(folder, peer),
+      grant: (folder, peer) => this.#grant(folder, peer),
       replay: this.#replay,
       confirmPeer: async (folder, record) => {
         await new Peerfile(this.options.home, folder).addPeer(record)

@@ -15,8 +15,9 @@ import type {StateExchange} from './exchange.js'
 import type {FolderSync} from './folder.js'
 import {OwedForwards, applyOwing} from './owed.js'
 import {PushQueue} from './push-queue.js'
+import {TimeSlice} from './time-slice.js'
 import {type SyncContext, fetcherFrom, pushUpdate} from './update.js'
-import {type FileVersion, entryToVersion, verifyVersion} from './version.js'
+import {type FileVersion, compareVectors, entryToVersion, verifyVersion} from './version.js'
 
 /** What the node lends: its settings, its folders and peers as they are now, its counters. */
 export interface PeerSyncDeps {
@@ -82,6 +83,11 @@ export class PeerSync {
   /** Drops waiting pushes and their backoffs. */
   stop(): void {
     this.#queue.stop()
+  }
+
+  /** `peer` spoke to us (its handshake or its update was granted): pushes to it waiting out a backoff go now. */
+  heardFrom(folder: string, peer: string): void {
+    this.#queue.reachable(folder, peer)
   }
 
   /** The push queue's size (tests, diagnostics). */
@@ -184,10 +190,17 @@ export class PeerSync {
           if (ftg.meta.id === PeerId.parse(peer.id).compact) seen = ftg.files
           const versions: FileVersion[] = []
           const originals: FileEntry[] = []
+          // A catch-up answers with the peer's whole structure, most of it what we hold: a version
+          // signed exactly as ours was checked when we took it. Checking hundreds again at every
+          // round (every few seconds under churn) kept both cores busy and made exchanges time out.
+          const held = await sync.records()
+          const slice = new TimeSlice()
           for (const e of ftg.files) {
+            await slice.tick()
             const v = entryToVersion(e)
             if (v) {
-              verifyVersion(folder, v)
+              const ours = held.get(v.path)?.version
+              if (!ours || !identical(ours, v)) verifyVersion(folder, v)
               versions.push(v)
             } else if (e.ext?.del !== '1') originals.push(e)
           }
@@ -214,4 +227,9 @@ export class PeerSync {
     if (created.length) this.forward(folder, created, [])
     return {applied: applied.length, seen}
   }
+}
+
+/** Every signed field the same (the signature too): `b` is the version `a` was checked as, nothing in it to check again. */
+function identical(a: FileVersion, b: FileVersion): boolean {
+  return a.sig === b.sig && a.path === b.path && a.origin === b.origin && a.lamport === b.lamport && a.deleted === b.deleted && a.sha256 === b.sha256 && a.size === b.size && a.mtimeMs === b.mtimeMs && compareVectors(a.vv, b.vv) === 'equal'
 }
