@@ -85,9 +85,22 @@ export class PeerSync {
     this.#queue.stop()
   }
 
-  /** `peer` spoke to us (its handshake or its update was granted): pushes to it waiting out a backoff go now. */
+  /**
+   * `peer` spoke to us (its handshake or its update was granted): pushes to it waiting out a
+   * backoff go now, and a peer a push or an exchange could not reach gets its state exchange.
+   */
   heardFrom(folder: string, peer: string): void {
     this.#queue.reachable(folder, peer)
+    this.#regained(folder, peer)
+  }
+
+  /** A state exchange with a peer back after it was not reached, once per loss. */
+  #regained(folder: string, id: string): void {
+    const d = this.#deps
+    if (!d.daemon || d.stopping() || !d.exchange.regained(folder, id)) return
+    const peer = d.peers(folder).find((p) => p.id === id)
+    if (!peer) return
+    void d.track(d.exchange.withPeer(folder, peer).catch((err: Error) => d.log.warn('state exchange failed', {folder, peer: id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: err.message})))
   }
 
   /** The push queue's size (tests, diagnostics). */
@@ -135,10 +148,7 @@ export class PeerSync {
     this.#deps.count('pushes')
     await pushUpdate(this.#deps.syncContext(), folder, peer, versions)
     await new OwedForwards(this.#deps.home, folder).paid(peer.id, versions).catch((err: Error) => this.#deps.log.warn('cannot record a delivered forward', {folder, reason: err.message}))
-    const exchange = this.#deps.exchange
-    if (this.#deps.daemon && exchange.regained(folder, peer.id) && !this.#deps.stopping()) {
-      void this.#deps.track(exchange.withPeer(folder, peer).catch((err: Error) => this.#deps.log.warn('state exchange failed', {folder, peer: peer.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: err.message})))
-    }
+    this.#regained(folder, peer.id)
   }
 
   /**
