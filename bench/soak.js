@@ -3,10 +3,12 @@
 // cycles: churn (edits, kill -9 and restarts), then every peer up and a wait until all hold the
 // expected tree. Reports convergence times (median, max), bytes fetched per change, and each serve
 // process's RSS and open fds at start and end (from /proc); peers 0 and 1 are never killed, so
-// theirs show growth over the whole run. Fails when a cycle does not converge.
+// theirs show growth over the whole run. Prints bytes per change for every cycle, every peer in
+// the end table, and PASS/FAIL on convergence and on growth past 10 %; exits 1 on either FAIL.
 //
 //   --minutes M        churn for this long in all (default 30)
 //   --peers N          peers (default 20), on 127.0.93.1 … 127.0.93.N with the default ports
+//   --prefix A.B.C     the peers' loopback /24 instead of 127.0.93 (two soaks on one machine)
 //   --cycle-seconds S  churn per cycle before each convergence wait (default 60)
 //   --seed S           the run's seed (default: from the clock; printed)
 //   --catch-up-ms T    FPEER_SYNC_INTERVAL_MS of every peer (default 4000; see test/src/churn.test.ts)
@@ -35,13 +37,18 @@ const cycleMs = arg('cycle-seconds', 60) * 1000
 const seed = arg('seed', Date.now() % 1_000_000)
 const catchUpMs = arg('catch-up-ms', 4000)
 const json = process.argv.includes('--json')
+const prefix = process.argv.includes('--prefix') ? process.argv[process.argv.indexOf('--prefix') + 1] : '127.0.93'
+if (!/^127\.\d{1,3}\.\d{1,3}$/.test(prefix ?? '')) {
+  console.error('--prefix wants the first three parts of a loopback address, e.g. 127.0.94')
+  process.exit(2)
+}
 const logDir = process.argv.includes('--log-dir') ? path.resolve(process.argv[process.argv.indexOf('--log-dir') + 1] ?? '.') : undefined
 const cycles = Math.max(1, Math.round((minutes * 60_000) / cycleMs))
 const say = (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`)
 
 const churn = new Churn({
   peers,
-  prefix: '127.0.93',
+  prefix,
   seed,
   extraEdges: Math.ceil(peers / 3),
   // Two concurrent edits per cycle.
@@ -66,66 +73,100 @@ const median = (xs) => {
 
 let failure
 const converged = []
+/** One row per cycle, converged or not: its changes, kills, bytes fetched and convergence time (null: it did not converge). */
+const cycleRows = []
 let startProcs = []
 let endProcs = []
 let bytes = 0
+let bytesAtStart = 0
 let changes = 0
+let changesAtStart = 0
+/** Counters are flushed once a second: let the last ones land before reading them. */
+const settleCounters = () => new Promise((r) => setTimeout(r, 1500))
 try {
   say(`soak: ${peers} peers, ${cycles} cycles of ${cycleMs / 1000} s, seed ${seed}`)
   await churn.build()
   await churn.converge(120_000)
   startProcs = await churn.procs()
-  const bytesAtStart = await churn.bytesFetched()
+  bytesAtStart = await churn.bytesFetched()
+  changesAtStart = churn.changes
   for (let c = 0; c < cycles && !stopping; c++) {
+    const before = {bytes: await churn.bytesFetched(), changes: churn.changes, kills: churn.kills}
     await churn.run(cycleMs, 400, 4000, 2)
     await churn.allUp()
-    const ms = await churn.converge(300_000)
-    converged.push(ms)
-    say(`cycle ${c + 1}/${cycles}: ${churn.changes} changes, ${churn.kills} kills so far; converged ${ms} ms after every peer was up`)
+    const row = {cycle: c + 1, changes: churn.changes - before.changes, kills: churn.kills - before.kills, convergeMs: null, bytes: 0, bytesPerChange: 0}
+    cycleRows.push(row)
+    try {
+      row.convergeMs = await churn.converge(300_000)
+      converged.push(row.convergeMs)
+    } finally {
+      // Bytes per change of this cycle, converged or not: a storm shows as bytes that grow with no convergence.
+      await settleCounters()
+      row.bytes = (await churn.bytesFetched()) - before.bytes
+      row.bytesPerChange = row.changes ? Math.round(row.bytes / row.changes) : 0
+      say(`cycle ${c + 1}/${cycles}: ${row.changes} changes, ${row.kills} kills; ${row.convergeMs === null ? 'NOT converged' : `converged ${row.convergeMs} ms after every peer was up`}; ${row.bytes} bytes fetched, ${row.bytesPerChange} per change`)
+    }
     // The never-killed peers' RSS and fds each cycle: the trend, and figures even from a run cut short.
     const now = (await churn.procs()).filter((p) => p.peer < 2)
     say(`cycle ${c + 1}/${cycles}: ${now.map((p) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB fds ${p.fds}`).join('; ')}`)
   }
-  // Counters are flushed once a second: let the last ones land.
-  await new Promise((r) => setTimeout(r, 2000))
-  bytes = (await churn.bytesFetched()) - bytesAtStart
-  changes = churn.changes
-  endProcs = await churn.procs()
 } catch (err) {
   failure = err
-  changes = churn.changes
-  endProcs = await churn.procs().catch(() => [])
 } finally {
+  await settleCounters()
+  bytes = (await churn.bytesFetched().catch(() => bytesAtStart)) - bytesAtStart
+  changes = churn.changes - changesAtStart
+  endProcs = await churn.procs().catch(() => [])
+  churn.tallyLogs()
   await cleanUp()
 }
 
-const byPeer = new Map(startProcs.map((p) => [p.peer, p]))
-const procRows = endProcs.map((e) => {
-  const s = byPeer.get(e.peer)
-  return {peer: e.peer, restarted: !s || s.pid !== e.pid, rssKiB: [s?.rssKiB ?? null, e.rssKiB], fds: [s?.fds ?? null, e.fds]}
+const pct = (a, b) => (a === null || a === undefined || !a ? null : Math.round(((b - a) / a) * 1000) / 10)
+const startBy = new Map(startProcs.map((p) => [p.peer, p]))
+const endBy = new Map(endProcs.map((p) => [p.peer, p]))
+// Every peer, up or not at the end: a peer missing from the table is a peer nobody looked at.
+const procRows = Array.from({length: peers}, (_, peer) => {
+  const s = startBy.get(peer)
+  const e = endBy.get(peer)
+  const restarted = !s || !e || s.pid !== e.pid
+  return {peer, up: e !== undefined, restarted, rssKiB: [s?.rssKiB ?? null, e?.rssKiB ?? null], fds: [s?.fds ?? null, e?.fds ?? null], growthPct: restarted ? null : {rss: pct(s.rssKiB, e.rssKiB), fds: pct(s.fds, e.fds)}}
 })
+const GROWTH_LIMIT_PCT = 10
+const longLived = procRows.filter((r) => r.growthPct)
+const grew = longLived.filter((r) => r.growthPct.rss > GROWTH_LIMIT_PCT || r.growthPct.fds > GROWTH_LIMIT_PCT)
+const allConverged = !failure && cycleRows.length === cycles && cycleRows.every((r) => r.convergeMs !== null)
 const summary = {
   seed,
   peers,
-  cycles: converged.length,
+  cycles: cycleRows.length,
   edges: churn.edges.length,
   changes,
   kills: churn.kills,
   convergeMs: {median: median(converged), max: Math.max(0, ...converged), all: converged},
+  cycleRows,
   bytesFetched: bytes,
   bytesPerChange: changes ? Math.round(bytes / changes) : 0,
+  codes: Object.fromEntries([...churn.codes].sort((a, b) => b[1] - a[1])),
   spuriousConflictCopies: [...churn.spurious],
   procs: procRows,
+  verdict: {convergence: allConverged ? 'PASS' : 'FAIL', growth: longLived.length === 0 ? 'n/a' : grew.length ? 'FAIL' : 'PASS', growthLimitPct: GROWTH_LIMIT_PCT},
   ...(failure ? {error: String(failure.message ?? failure)} : {}),
 }
+const mib = (k) => (k === null ? '-' : (k / 1024).toFixed(1))
+const signed = (x) => (x === null ? '-' : `${x > 0 ? '+' : ''}${x}%`)
 if (json) process.stdout.write(JSON.stringify(summary) + '\n')
 else {
   console.log(`soak: ${peers} peers, ${summary.edges} edges, seed ${seed}: ${summary.cycles} cycles, ${changes} changes, ${summary.kills} kills`)
-  console.log(`convergence after every peer was up: median ${summary.convergeMs.median} ms, max ${summary.convergeMs.max} ms`)
+  console.log(`convergence after every peer was up: median ${summary.convergeMs.median} ms, max ${summary.convergeMs.max} ms (${converged.length} of ${cycleRows.length} cycles converged)`)
+  console.log('cycle  changes  kills  converged (ms)  bytes fetched  bytes/change')
+  for (const r of cycleRows) console.log(`${String(r.cycle).padStart(5)}  ${String(r.changes).padStart(7)}  ${String(r.kills).padStart(5)}  ${String(r.convergeMs ?? 'NO').padStart(14)}  ${String(r.bytes).padStart(13)}  ${String(r.bytesPerChange).padStart(12)}`)
   console.log(`bytes fetched: ${bytes} in all, ${summary.bytesPerChange} per change (over ${peers - 1} other peers)`)
+  console.log(`logged error codes: ${Object.entries(summary.codes).map(([c, n]) => `${c} ${n}`).join(', ') || 'none'}`)
   if (churn.spurious.size) console.log(`conflict copies of files only their owner wrote (nothing lost): ${churn.spurious.size}`)
-  console.log('peer  restarted  RSS start→end (MiB)   fds start→end')
-  for (const r of procRows) console.log(`${String(r.peer).padStart(4)}  ${r.restarted ? 'yes' : 'no '}        ${r.rssKiB.map((k) => (k === null ? '-' : (k / 1024).toFixed(1))).join(' → ').padEnd(18)}   ${r.fds.map((f) => f ?? '-').join(' → ')}`)
+  console.log('peer  up   restarted  RSS start→end (MiB)   growth   fds start→end   growth')
+  for (const r of procRows) console.log(`${String(r.peer).padStart(4)}  ${r.up ? 'yes' : 'no '}  ${r.restarted ? 'yes' : 'no '}        ${r.rssKiB.map(mib).join(' → ').padEnd(18)}   ${signed(r.growthPct?.rss ?? null).padStart(7)}   ${r.fds.map((f) => f ?? '-').join(' → ').padEnd(13)}   ${signed(r.growthPct?.fds ?? null).padStart(7)}`)
+  console.log(`convergence: ${summary.verdict.convergence}${allConverged ? '' : ` (${cycleRows.length - converged.length} of ${cycleRows.length} cycles did not converge${failure ? `; ${failure.message?.split('\n')[0] ?? failure}` : ''})`}`)
+  console.log(`growth of never-restarted peers (RSS and fds, start→end, limit ${GROWTH_LIMIT_PCT}%): ${summary.verdict.growth}${grew.length ? ` (peer ${grew.map((r) => r.peer).join(', ')})` : ''}`)
   if (failure) console.log(`FAILED: ${failure.message ?? failure}`)
 }
-process.exit(failure ? 1 : 0)
+process.exit(failure || summary.verdict.convergence === 'FAIL' || summary.verdict.growth === 'FAIL' ? 1 : 0)

@@ -91,6 +91,10 @@ export class Churn {
   #n = 0
   readonly #restarts = new Set<Promise<void>>()
   readonly #bytes: Counted[] = []
+  /** Error codes the serves logged (`code=E_…` at warn and error), across restarts: how often pushes and pulls stalled or failed. */
+  readonly codes = new Map<string, number>()
+  /** How much of each serve's stderr capture was counted into `codes`. */
+  readonly #tallied: number[] = []
 
   constructor(options: ChurnOptions) {
     this.options = options
@@ -180,6 +184,7 @@ export class Churn {
     for (let attempt = 0; ; attempt++) {
       try {
         await this.peers[i]!.serve([], {}, {ports: 'default'})
+        this.#tallied[i] = 0
         this.up[i] = true
         this.#note(`peer${i} up`)
         return
@@ -210,7 +215,25 @@ export class Churn {
     child.kill('SIGKILL')
     await exited
     this.kills++
+    this.#tally(i)
     await this.#keepLog(i, 'killed')
+  }
+
+  /** Counts the codes in what serve `i` logged since the last count. */
+  #tally(i: number): void {
+    const text = this.peers[i]!.serveStderr
+    const from = Math.min(this.#tallied[i] ?? 0, text.length)
+    for (const line of text.slice(from).split('\n')) {
+      if (!/ (warn|error) /.test(line)) continue
+      const code = / code=(E_[A-Z_]+)/.exec(line)?.[1]
+      if (code) this.codes.set(code, (this.codes.get(code) ?? 0) + 1)
+    }
+    this.#tallied[i] = text.length
+  }
+
+  /** Counts into `codes` what every running serve logged so far. */
+  tallyLogs(): void {
+    for (let i = 0; i < this.peers.length; i++) if (this.up[i]) this.#tally(i)
   }
 
   /** Appends what serve `i` wrote to stderr so far to its log (the next start begins a new capture). */

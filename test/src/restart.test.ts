@@ -146,8 +146,8 @@ describe('a middle peer killed with -9 the moment it took a change, and restarte
     await a!.stop()
     await a!.serve([], {}, {ports: 'default'})
     await waitFor("A's own exchange to find B away", () => a!.serveStderr.includes('state exchange: peer not reached'), 30_000)
-    // Its owed forwards damaged meanwhile: set aside at start, they stop nothing.
-    await writeFile(path.join(b!.home, 'folders', 'docs', 'owed.json'), '{"version":1,"owed":{"X')
+    // Its owed forwards damaged meanwhile (a garbled line before the last): set aside at start, they stop nothing.
+    await writeFile(path.join(b!.home, 'folders', 'docs', 'owed.jsonl'), '{"o":"X garbled\n{"c":"X","p":"note.txt"}\n')
     await b!.serve([], {}, {ports: 'default'})
     const restarted = Date.now()
     await waitFor('the change to reach B and C', async () => (await chain.content(1)) === content && (await chain.content(2)) === content, 60_000, 50)

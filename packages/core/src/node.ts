@@ -1,33 +1,31 @@
 // A running peer (`fpeer serve`): the control port, one transport server per protocol, and the folders' state.
+import {setMaxListeners} from 'node:events'
 import {writeFile} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
-import {GrantTable} from './access/grants.js'
+import {type Grant, GrantTable} from './access/grants.js'
 import {ReplayGuard} from './access/replay-guard.js'
 import {FpeerError, isFpeerError} from './errors.js'
 import {type Identity, PeerId} from './identity.js'
-import {IgnoreRules} from './fs/ignore-rules.js'
 import {LocalFileSource} from './fs/local-source.js'
 import {FolderWatcher} from './fs/watch.js'
 import {MessageChannel} from './net/channel.js'
 import {ByteBudget, ConnectionGuard} from './net/limits.js'
 import type {TransportRegistry} from './registry.js'
 import {type HandshakeTimeouts, type HostContext, defaultTimeouts} from './session/context.js'
-import {refusalEndsTrust, refusedBy} from './session/handshake.js'
+import {refusalEndsTrust} from './session/handshake.js'
 import {serveConnection} from './session/host.js'
-import {requestFolder} from './session/requester.js'
 import {ConfigStore, type FolderConfig} from './store/config.js'
 import {type FileRecord, Peerfile, type PeerRecord, isLive} from './store/peerfile.js'
 import {FolderSync} from './sync/folder.js'
 import {StateExchange} from './sync/exchange.js'
-import {OwedForwards, applyOwing} from './sync/owed.js'
-import {type SyncContext, fetcherFrom, pushUpdate, receiveUpdate} from './sync/update.js'
-import {type FileVersion, entryToVersion, verifyVersion, versionToEntry} from './sync/version.js'
-import {fetchFiles} from './transfer/fetch.js'
-import {withPeerClient} from './transfer/peer-client.js'
+import {PeerSync} from './sync/peer-sync.js'
+import {OwedForwards} from './sync/owed.js'
+import {type SyncContext, receiveUpdate} from './sync/update.js'
+import {type FileVersion, versionToEntry} from './sync/version.js'
 import {removeLeftovers} from './fs/leftovers.js'
 import type {AccessContext, Logger, TransportServer} from './transport.js'
-import {type FileEntry, isDirEntry} from './wire/types.js'
+import type {FileEntry} from './wire/types.js'
 import {CONTROL_BUFFER_BYTES, CONTROL_MAX_CONNECTIONS, CONTROL_MAX_PER_ADDRESS, DEFAULT_FIRST_LINE_TIMEOUT_MS, MAX_UPDATE_VERSIONS} from './wire/limits.js'
 
 /** How long work under way (pushes, applies, handshakes) may go on after stop() before every connection is cut. */
@@ -82,9 +80,6 @@ export interface SyncStats {
   pulls: number
 }
 
-/** Failures worth pushing again: the peer was unreachable or dropped, not one that refused. */
-const RETRY_CODES = new Set(['E_CONNECT', 'E_TIMEOUT', 'E_CONNECTION_LOST'])
-
 /**
  * A server that cannot listen: a busy port is E_USAGE naming the flag that picks another
  * (`--port`, `--data-port HTTP=…`), an address not on this machine E_BAD_ADDRESS.
@@ -131,14 +126,19 @@ export class PeerNode {
   /** Aborted by stop() after its grace: update exchanges still under way (a hung peer's) are cut. */
   readonly #abort = new AbortController()
   #delegateTurn = 0
-  readonly #retries = new Map<string, {versions: Map<string, FileVersion>; attempt: number; timer: NodeJS.Timeout | undefined}>()
   readonly stats: SyncStats = {messagesIn: 0, messagesOut: 0, filesFetched: 0, bytesFetched: 0, filesVerified: 0, pushes: 0, pulls: 0}
   #statsDirty = false
 
   readonly #exchange: StateExchange
+  readonly #peerSync: PeerSync
+  #catchingUp: Promise<void> | undefined
+  readonly #listings = new Map<string, Promise<FileEntry[]>>()
 
   constructor(options: PeerNodeOptions) {
     this.options = options
+    // One listener per operation under way (scoped signals, net/abort.ts), and those are bounded per peer
+    // (sync/push-queue.ts): past Node's default of 10 with a few peers, but a leak would still pass 256.
+    setMaxListeners(256, this.#abort.signal)
     this.config = new ConfigStore(options.home)
     this.#exchange = new StateExchange({
       log: options.log,
@@ -147,6 +147,22 @@ export class PeerNode {
       owed: (f) => new OwedForwards(options.home, f),
       pull: (f, p, seen) => this.pullFrom(f, p, seen),
       push: async (f, p, versions) => void (await this.pushVersions(f, versions, [], [p.id])),
+    })
+    this.#peerSync = new PeerSync({
+      ...this.#basics(),
+      home: options.home,
+      daemon: options.sync === true,
+      localAddress: () => this.#localAddress,
+      controlPort: () => this.controlPort,
+      sync: (f) => this.#syncs.get(f),
+      peers: (f) => this.#peers.get(f) ?? [],
+      forwardTargets: (f, exclude) => this.#forwardTargets(f, exclude),
+      syncContext: () => this.#syncContext(),
+      count: (what) => this.#count(what),
+      track: (p) => this.#track(p),
+      exchange: this.#exchange,
+      stopping: () => this.#stopping,
+      refused: (f, id) => this.#refusedBy(f, id),
     })
   }
 
@@ -226,14 +242,8 @@ export class PeerNode {
   }
 
   /** Rescans a folder and pushes every new version to its peers (`fpeer push`, the watcher). */
-  async pushChanges(folder: string): Promise<{versions: number; peers: number; failed: number}> {
-    const sync = this.#syncs.get(folder)
-    if (!sync) throw new FpeerError('E_NO_SUCH_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
-    const {versions} = await sync.rescan()
-    if (versions.length === 0) return {versions: 0, peers: 0, failed: 0}
-    this.options.log.info('local change', {folder, versions: versions.length})
-    const r = await this.pushVersions(folder, versions, [])
-    return {versions: versions.length, ...r}
+  pushChanges(folder: string): Promise<{versions: number; peers: number; failed: number}> {
+    return this.#peerSync.pushChanges(folder)
   }
 
   /** IDs of the folder's peers that updates go to (confirmed, with a control port, not seed-form), but `exclude`. */
@@ -241,147 +251,14 @@ export class PeerNode {
     return (this.#peers.get(folder) ?? []).filter((p) => p.controlPort && !p.id.startsWith('plain:') && !exclude.includes(p.id)).map((p) => p.id)
   }
 
-  /** Pushes versions to every confirmed peer of the folder but `exclude` (IDs), or to `only` those; failures are logged, the peer catches up later. */
-  async pushVersions(folder: string, versions: FileVersion[], exclude: string[], only?: string[]): Promise<{peers: number; failed: number}> {
-    const ids = this.#forwardTargets(folder, exclude).filter((id) => !only || only.includes(id))
-    const peers = (this.#peers.get(folder) ?? []).filter((p) => ids.includes(p.id))
-    let failed = 0
-    await Promise.all(
-      peers.map(async (p) => {
-        try {
-          this.#count('pushes')
-          await this.#deliver(folder, p, versions)
-        } catch (err) {
-          failed++
-          if (refusedBy(err) === p.id && (await this.#refusedBy(folder, p.id))) return
-          const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
-          this.options.log.warn('push failed; will retry, and the peer catches up when it returns', {folder, peer: p.id.slice(0, 7), code, reason: (err as Error).message})
-          if (this.options.sync && RETRY_CODES.has(code)) {
-            this.#exchange.lost(folder, p.id)
-            this.#retryLater(folder, p.id, versions)
-          }
-        }
-      }),
-    )
-    return {peers: peers.length, failed}
+  /** Pushes versions to the folder's peers but `exclude`, or to `only` those (see PeerSync). */
+  pushVersions(folder: string, versions: FileVersion[], exclude: string[], only?: string[]): Promise<{peers: number; failed: number}> {
+    return this.#peerSync.pushVersions(folder, versions, exclude, only)
   }
 
-  /** One push (10.2); what the peer confirmed is no longer owed to it, and a peer back after a loss gets a state exchange. */
-  async #deliver(folder: string, peer: PeerRecord, versions: FileVersion[]): Promise<void> {
-    await pushUpdate(this.#syncContext(), folder, peer, versions)
-    await new OwedForwards(this.options.home, folder).paid(peer.id, versions).catch((err: Error) => this.options.log.warn('cannot record a delivered forward', {folder, reason: err.message}))
-    if (this.#exchange.regained(folder, peer.id) && !this.#stopping) {
-      void this.#track(this.#exchange.withPeer(folder, peer).catch((err: Error) => this.options.log.warn('state exchange failed', {folder, peer: peer.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: err.message})))
-    }
-  }
-
-  /**
-   * Queues versions for a peer that could not be reached, and pushes them again with a
-   * growing delay (2 s, 4 s, … 60 s, 8 tries); later failures add their versions to the same
-   * queue (the newest per path). Past that, the periodic catch-up takes over.
-   */
-  #retryLater(folder: string, peerId: string, versions: FileVersion[], attempt = 0): void {
-    if (this.#stopping) return
-    const key = `${folder}\0${peerId}`
-    let entry = this.#retries.get(key)
-    if (!entry) {
-      entry = {versions: new Map(), attempt, timer: undefined}
-      this.#retries.set(key, entry)
-    }
-    for (const v of versions) {
-      const old = entry.versions.get(v.path)
-      if (!old || v.lamport > old.lamport || (v.lamport === old.lamport && v.origin > old.origin)) entry.versions.set(v.path, v)
-    }
-    if (entry.timer) return
-    if (entry.attempt >= 8) {
-      this.#retries.delete(key)
-      return
-    }
-    const e = entry
-    e.timer = setTimeout(() => {
-      e.timer = undefined
-      this.#retries.delete(key)
-      const peer = (this.#peers.get(folder) ?? []).find((p) => p.id === peerId)
-      if (!peer || this.#stopping) return
-      const batch = [...e.versions.values()]
-      void this.#track(
-        this.#deliver(folder, peer, batch).then(
-          () => this.options.log.info('retried push delivered', {folder, peer: peerId.slice(0, 7), versions: batch.length}),
-          async (err: unknown) => {
-            const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
-            if (refusedBy(err) === peerId && (await this.#refusedBy(folder, peerId))) return
-            if (RETRY_CODES.has(code)) this.#retryLater(folder, peerId, batch, e.attempt + 1)
-          },
-        ),
-      )
-    }, Math.min(60_000, 2000 * 2 ** e.attempt))
-    e.timer.unref()
-  }
-
-  /**
-   * Catches up with one peer (an offline spell, a missed push): asks it for the folder as a
-   * confirmed peer, takes only what is newer, and passes that on to the other peers.
-   */
-  async pullFrom(folder: string, peer: PeerRecord, seen?: (files: FileEntry[]) => void): Promise<number> {
-    const sync = this.#syncs.get(folder)
-    if (!sync || !peer.controlPort || peer.id.startsWith('plain:')) return 0
-    // A peer dropped since the round began (it refused us, 10.6) is not asked again.
-    if (!(this.#peers.get(folder) ?? []).some((p) => p.id === peer.id)) return 0
-    const ctx = this.#syncContext()
-    let applied: FileVersion[] = []
-    let created: FileVersion[] = []
-    this.#count('pulls')
-    await requestFolder({
-      // Catching up is with this peer: one it would hand us to (10.5) would confirm us without
-      // our listing it, and push to us in vain (10.6).
-      followDelegation: false,
-      host: peer.address,
-      port: peer.controlPort,
-      folder,
-      into: sync.folder.path,
-      ...(this.#localAddress ? {bind: this.#localAddress} : {}),
-      expectedHost: PeerId.parse(peer.id),
-      controlPort: this.controlPort,
-      identity: this.options.identity,
-      registry: this.options.registry,
-      concurrency: this.options.concurrency ?? 8,
-      timeouts: this.options.timeouts ?? defaultTimeouts(),
-      log: this.options.log,
-      apply: async (ftg, from) => {
-        this.#count('messagesIn')
-        // The peer's own structure only: a busy peer may have handed us to another (10.5).
-        if (ftg.meta.id === PeerId.parse(peer.id).compact) seen?.(ftg.files)
-        const versions: FileVersion[] = []
-        const originals: FileEntry[] = []
-        for (const e of ftg.files) {
-          const v = entryToVersion(e)
-          if (v) {
-            verifyVersion(folder, v)
-            versions.push(v)
-          } else if (e.ext?.del !== '1') originals.push(e)
-        }
-        const res = await applyOwing(new OwedForwards(this.options.home, folder), this.#forwardTargets(folder, [peer.id]), this.#forwardTargets(folder, []), versions, () => sync.records(), () => sync.apply(versions, fetcherFrom(ctx, folder, from)))
-        applied = res.applied
-        created = res.created
-        const records = await sync.records()
-        const rules = IgnoreRules.load(sync.folder.path)
-        const missing = originals.filter((e) => !isDirEntry(e) && !records.has(e.path) && !rules.ignores(e.path))
-        let bytes = 0
-        if (missing.length > 0) {
-          bytes = (await withPeerClient(ctx, {localAddress: ctx.localAddress, ...from}, (client) => fetchFiles({client, folder, files: missing, mode: 'land', root: sync.folder.path, concurrency: ctx.concurrency}))).bytes
-          await sync.adopt(missing.map((entry) => ({entry})))
-        }
-        const got = new Set([...res.fetched, ...res.copied, ...res.applied.filter((v) => !v.deleted).map((v) => v.path), ...missing.map((e) => e.path)])
-        this.#count('messagesOut')
-        return {transfer: {files: ftg.files.length, fetched: res.fetched.length + missing.length, skipped: 0, bytes}, got}
-      },
-    }).catch(async (err: unknown) => {
-      if (refusedBy(err) === peer.id) await this.#refusedBy(folder, peer.id)
-      throw err
-    })
-    if (applied.length) this.#forward(folder, applied, [peer.id])
-    if (created.length) this.#forward(folder, created, [])
-    return applied.length
+  /** Catches up with one peer (see PeerSync.pullFrom). */
+  pullFrom(folder: string, peer: PeerRecord, seen?: (files: FileEntry[]) => void): Promise<number> {
+    return this.#peerSync.pullFrom(folder, peer, seen)
   }
 
   /**
@@ -395,9 +272,7 @@ export class PeerNode {
     const record = (this.#peers.get(folder) ?? []).find((p) => p.id === peerId)
     if (!record) return true
     if (!refusalEndsTrust(record)) return false
-    const key = `${folder}\0${peerId}`
-    clearTimeout(this.#retries.get(key)?.timer)
-    this.#retries.delete(key)
+    // Its push lane is dropped by the queue once the peer is no longer in the peerlist.
     try {
       if (!(await new Peerfile(this.options.home, folder).removePeer(peerId))) return true
       await this.refresh()
@@ -412,13 +287,14 @@ export class PeerNode {
   }
 
   /** Exchanges state with every peer of every folder (at start, and the periodic catch-up: 10.4); offline peers are skipped. */
-  async catchUp(quiet = true): Promise<void> {
-    await this.#exchange.all([...this.#folders.keys()], () => this.#stopping, quiet)
+  catchUp(quiet = true): Promise<void> {
+    // A round still under way when the next is due (a slow peer, a busy machine) is joined, not doubled.
+    this.#catchingUp ??= this.#exchange.all([...this.#folders.keys()], () => this.#stopping, quiet).finally(() => (this.#catchingUp = undefined))
+    return this.#catchingUp
   }
 
   #forward(folder: string, versions: FileVersion[], exclude: string[]): void {
-    if (this.#stopping || versions.length === 0) return
-    void this.#track(this.pushVersions(folder, versions, exclude))
+    this.#peerSync.forward(folder, versions, exclude)
   }
 
   /** What both session contexts share. */
@@ -441,10 +317,16 @@ export class PeerNode {
       owed: (folder) => new OwedForwards(this.options.home, folder),
       forwardTargets: (folder, exclude) => this.#forwardTargets(folder, exclude),
       replay: this.#replay,
-      grant: (folder, peer) => this.#grants.issue(folder, peer),
+      grant: (folder, peer) => this.#grant(folder, peer),
       count: (what, n = 1) => this.#count(what, n),
       signal: this.#abort.signal,
     }
+  }
+
+  /** A read grant for one exchange with `peer`: it is talking to us, so pushes to it that wait out a backoff go now. */
+  #grant(folder: string, peer: PeerId | undefined): Grant {
+    if (peer) this.#peerSync.heardFrom(folder, peer.toString())
+    return this.#grants.issue(folder, peer)
   }
 
   #mayRead(folder: string, who: AccessContext): boolean {
@@ -471,6 +353,7 @@ export class PeerNode {
   }
 
   async #start(): Promise<void> {
+    this.#peerSync.start(this.#abort.signal)
     await this.refresh()
     if (this.options.sync) {
       // A kill -9 mid-update or mid-fetch leaves staging folders and part files nothing else removes.
@@ -569,8 +452,7 @@ export class PeerNode {
     this.#stopping = true
     for (const t of [this.#refreshTimer, this.#rescanTimer, this.#syncTimer]) if (t) clearInterval(t)
     for (const t of this.#pending.values()) clearTimeout(t)
-    for (const r of this.#retries.values()) clearTimeout(r.timer)
-    this.#retries.clear()
+    this.#peerSync.stop()
     for (const w of this.#watchers.values()) w.close()
     this.#watchers.clear()
     // No new connections; the idle ones go now, whatever their peers do.
@@ -580,7 +462,7 @@ export class PeerNode {
     const end = Date.now() + STOP_GRACE_MS
     while (Date.now() < end && (this.#work.size > 0 || this.#connections.size > 0)) await new Promise((r) => setTimeout(r, 50))
     // Then every socket of every server is cut, and every update exchange we opened, so that stop() ends within seconds.
-    this.#abort.abort()
+    this.#abort.abort(new FpeerError('E_INTERRUPTED', 'the peer is stopping'))
     this.#guard?.close()
     for (const s of this.#connections) s.destroy()
     const bounded = (p: Promise<unknown>) => Promise.race([p.catch(() => {}), new Promise((r) => setTimeout(r, 1500).unref())])
@@ -592,6 +474,18 @@ export class PeerNode {
 
   /** The folder's file structure after a rescan, as file lines; changes the rescan found are pushed. */
   async fileList(folder: string): Promise<FileEntry[]> {
+    // Requests that arrive while a listing is being made share it: under churn every neighbour's
+    // catch-up asks at once, and a rescan each, queued behind the folder's applies, made their
+    // handshakes time out (and be retried, adding more).
+    let listing = this.#listings.get(folder)
+    if (!listing) {
+      listing = this.#fileList(folder).finally(() => this.#listings.delete(folder))
+      this.#listings.set(folder, listing)
+    }
+    return [...(await listing)]
+  }
+
+  async #fileList(folder: string): Promise<FileEntry[]> {
     const sync = this.#syncs.get(folder)
     if (!sync) throw new FpeerError('E_UNKNOWN_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
     const {versions, records: all} = await sync.rescan()
@@ -629,7 +523,7 @@ export class PeerNode {
       },
       handlers: {FilesToGet: (channel, msg) => receiveUpdate(channel, msg, this.#syncContext())},
       servedPort: (protocol) => this.#servers.get(protocol.toUpperCase())?.port,
-      grant: (folder, peer) => this.#grants.issue(folder, peer),
+      grant: (folder, peer) => this.#grant(folder, peer),
       replay: this.#replay,
       confirmPeer: async (folder, record) => {
         // A confirmed peer catching up keeps how and when it first joined (`role`, `confirmedAt`):

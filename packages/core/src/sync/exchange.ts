@@ -54,6 +54,9 @@ export function lacking(theirs: readonly FileEntry[], ours: ReadonlyMap<string, 
   return out.sort((a, b) => (a.path < b.path ? -1 : 1))
 }
 
+/** Failures of a pull that say the peer was not reached (down, starting, too busy), not that it refused. */
+const UNREACHED = new Set(['E_CONNECT', 'E_TIMEOUT', 'E_CONNECTION_LOST', 'E_BUSY'])
+
 /** Peers exchanged with at once; a folder with more peers is worked through in turns. */
 const PARALLEL = 8
 
@@ -84,7 +87,11 @@ export class StateExchange {
     try {
       pulled = await this.#deps.pull(folder, peer, (files) => (theirs = files))
     } catch (err) {
-      this.#deps.log[quiet ? 'debug' : 'info']('state exchange: peer not reached', {folder, peer: peer.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: (err as Error).message})
+      const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
+      this.#deps.log[quiet ? 'debug' : 'info']('state exchange: peer not reached', {folder, peer: peer.id.slice(0, 7), code, reason: (err as Error).message})
+      // Without its structure only what is owed goes to it below, not our own versions it may
+      // lack: exchanged with again as soon as it is heard from (its push, its request, our push).
+      if (UNREACHED.has(code)) this.lost(folder, peer.id)
     }
     const records = await sync.records()
     const owed = this.#deps.owed(folder)

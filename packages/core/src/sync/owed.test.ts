@@ -1,7 +1,7 @@
 // Owed forwards: recorded before a confirmation, kept across a kill -9, cleared per peer as peers confirm.
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
-import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
@@ -141,16 +141,84 @@ process.kill(process.pid, 'SIGKILL')`
     assert.deepEqual(await owedPaths(s), {P2: ['a.txt@1']})
   })
 
-  it('a damaged owed.json is E_STATE_CORRUPT naming the file, never silently emptied', async () => {
+  it('appends one line per change instead of rewriting every entry', async () => {
+    const s = fresh()
+    const many = Array.from({length: 200}, (_, i) => version(`f${i}.txt`, 1))
+    await s.owe([P1, P2], many)
+    const before = (await readFile(s.file, 'utf8')).length
+    await s.owe([P1], [version('one-more.txt', 1)])
+    const text = await readFile(s.file, 'utf8')
+    assert.equal(text.split('\n').length - 1, 401)
+    // The earlier 400 entries are untouched: the file only grew by the new line.
+    assert.ok(text.length - before < 1000, `grew by ${text.length - before} bytes`)
+  })
+
+  it('compacts when the dead lines outnumber the live entries, atomically, keeping every live entry', async () => {
+    const s = fresh()
+    const vs = Array.from({length: 100}, (_, i) => version(`f${i}.txt`, 1))
+    await s.owe([P1], vs)
+    let most = 0
+    for (let i = 0; i < 90; i++) {
+      await s.paid(P1, [vs[i]!])
+      most = Math.max(most, (await readFile(s.file, 'utf8')).split('\n').length - 1)
+    }
+    const lines = (await readFile(s.file, 'utf8')).split('\n').length - 1
+    assert.ok(lines < 100, `${lines} lines for 10 live entries`)
+    assert.ok(most <= 2 * 100 + 1, `${most} lines at most`)
+    assert.deepEqual((await owedPaths(s)).P1?.length, 10)
+    // No temporary file of the compaction is left beside it.
+    assert.deepEqual((await readdir(path.dirname(s.file))).filter((f) => f.includes('.tmp')), [])
+  })
+
+  it('tolerates a torn last line (a crash mid-append) and appends after it on a line of its own', async () => {
     const s = fresh()
     await s.owe([P1], [version('a.txt', 1)])
-    await writeFile(s.file, '{"version":1,"owed":{"P1":')
-    await assert.rejects(s.all(), (err) => isFpeerError(err, 'E_STATE_CORRUPT') && err.details?.path === s.file)
+    await writeFile(s.file, (await readFile(s.file, 'utf8')) + '{"o":"P1","v":{"path":"b.t')
+    // Another process's view (this one caches what it wrote).
+    const other = new OwedForwards(home, path.basename(path.dirname(s.file)))
+    assert.deepEqual(await owedPaths(other), {P1: ['a.txt@1']})
+    await other.owe([P2], [version('c.txt', 1)])
+    assert.deepEqual(await owedPaths(other), {P1: ['a.txt@1'], P2: ['c.txt@1']})
+  })
+
+  it('a damaged line before the end is E_STATE_CORRUPT naming the file, never silently emptied; recover sets it aside', async () => {
+    const s = fresh()
+    await s.owe([P1], [version('a.txt', 1)])
+    await s.owe([P2], [version('b.txt', 1)])
+    const good = await readFile(s.file, 'utf8')
+    const damaged = good.replace('"o":"P1"', '"o":P1 garbled')
+    await writeFile(s.file, damaged)
+    await assert.rejects(s.all(), (err) => isFpeerError(err, 'E_STATE_CORRUPT') && err.details?.path === s.file && err.details?.line === 1)
+    await assert.rejects(s.owe([P1], [version('c.txt', 1)]), (err) => isFpeerError(err, 'E_STATE_CORRUPT'))
+    assert.equal(await readFile(s.file, 'utf8'), damaged, 'a failed change writes nothing')
     // At serve start it is set aside (kept, not deleted), and a fresh one starts.
     const aside = await s.recover()
     assert.ok(aside?.startsWith(`${s.file}.damaged-`))
-    assert.equal(await readFile(aside!, 'utf8'), '{"version":1,"owed":{"P1":')
+    assert.equal(await readFile(aside!, 'utf8'), damaged)
     assert.deepEqual(await owedPaths(s), {})
     assert.equal(await s.recover(), undefined)
+  })
+
+  it('reads an older owed.json once, as the journal, and removes it', async () => {
+    const s = fresh()
+    const legacy = path.join(path.dirname(s.file), 'owed.json')
+    const a = version('a.txt', 2)
+    await mkdir(path.dirname(s.file), {recursive: true})
+    await writeFile(legacy, JSON.stringify({version: 1, folder: 'F', owed: {P1: {'a.txt': a}, P2: {'a.txt': a}}}))
+    assert.deepEqual(await owedPaths(s), {P1: ['a.txt@2'], P2: ['a.txt@2']})
+    await assert.rejects(readFile(legacy), (err: NodeJS.ErrnoException) => err.code === 'ENOENT')
+    await s.paid(P1, [a])
+    assert.deepEqual(await owedPaths(new OwedForwards(home, path.basename(path.dirname(s.file)))), {P2: ['a.txt@2']})
+  })
+
+  it('a damaged older owed.json is E_STATE_CORRUPT naming it, and recover sets it aside', async () => {
+    const s = fresh()
+    const legacy = path.join(path.dirname(s.file), 'owed.json')
+    await mkdir(path.dirname(s.file), {recursive: true})
+    await writeFile(legacy, '{"version":1,"owed":{"P1":')
+    await assert.rejects(s.all(), (err) => isFpeerError(err, 'E_STATE_CORRUPT') && err.details?.path === legacy)
+    const aside = await s.recover()
+    assert.ok(aside?.startsWith(`${legacy}.damaged-`))
+    assert.deepEqual(await owedPaths(s), {})
   })
 })

@@ -3,6 +3,7 @@ import type {Grant} from '../access/grants.js'
 import {type ReplayGuard, checkDestination, formatDestination} from '../access/replay-guard.js'
 import {FpeerError} from '../errors.js'
 import {type Identity, PeerId, randomNonce} from '../identity.js'
+import {withScopedSignal} from '../net/abort.js'
 import {connectChannel, type MessageChannel} from '../net/channel.js'
 import type {TransportRegistry} from '../registry.js'
 import {type HandshakeTimeouts, keepAliveCeiling} from '../session/context.js'
@@ -86,8 +87,11 @@ function cutOnAbort(channel: MessageChannel, signal: AbortSignal | undefined): (
 export function fetcherFrom(ctx: SyncContext, folder: string, from: PeerEndpoint, onEvent?: (ev: FetchEvent) => void): ContentFetcher {
   return async (items, staging) => {
     const remote = new Map(items.map((i) => [i.entry.path, i.remotePath]))
-    const r = await withPeerClient(stallBounded(ctx), {localAddress: ctx.localAddress, ...from}, (client) =>
-      fetchFiles({client, folder, files: items.map((i) => i.entry), mode: 'land', root: staging, concurrency: ctx.concurrency, resume: false, remotePathOf: (f) => remote.get(f.path) ?? f.path, ...(onEvent ? {onEvent} : {}), ...(ctx.signal ? {signal: ctx.signal} : {})}),
+    // A signal of its own: what the transfer hangs on it goes with it, not onto the node's.
+    const r = await withScopedSignal(ctx.signal, (signal) =>
+      withPeerClient(stallBounded(ctx), {localAddress: ctx.localAddress, ...from}, (client) =>
+        fetchFiles({client, folder, files: items.map((i) => i.entry), mode: 'land', root: staging, concurrency: ctx.concurrency, resume: false, remotePathOf: (f) => remote.get(f.path) ?? f.path, ...(onEvent ? {onEvent} : {}), ...(signal ? {signal} : {})}),
+      ),
     )
     ctx.count('filesFetched', r.fetched)
     ctx.count('bytesFetched', r.bytes)
@@ -159,8 +163,10 @@ async function pushOneUpdate(ctx: SyncContext, folder: string, peer: PeerRecord,
       const onEvent = (ev: FetchEvent) => {
         if (ev.event === 'bytes' || ev.event === 'file-done') moved++
       }
-      await withPeerClient(stallBounded(ctx), {protocol: fu.protocol, host: channel.remoteAddress, port: fu.port, peer: peerId, grant: fu.meta.grant, localAddress: channel.localAddress}, (client) =>
-        fetchFiles({client, folder, files: check, mode: 'verify', concurrency: ctx.concurrency, onEvent, ...(ctx.signal ? {signal: ctx.signal} : {})}),
+      await withScopedSignal(ctx.signal, (signal) =>
+        withPeerClient(stallBounded(ctx), {protocol: fu.protocol, host: channel.remoteAddress, port: fu.port, peer: peerId, grant: fu.meta.grant, localAddress: channel.localAddress}, (client) =>
+          fetchFiles({client, folder, files: check, mode: 'verify', concurrency: ctx.concurrency, onEvent, ...(signal ? {signal} : {})}),
+        ),
       )
       stopKeepAlive()
       ctx.count('filesVerified', check.length)

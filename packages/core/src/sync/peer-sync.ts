@@ -1,0 +1,263 @@
+// Passing versions between peers for a running node: local changes and forwards pushed through the bounded push queue, catch-up pulls coalesced per peer.
+import {FpeerError, isFpeerError} from '../errors.js'
+import {IgnoreRules} from '../fs/ignore-rules.js'
+import {type Identity, PeerId} from '../identity.js'
+import {withScopedSignal} from '../net/abort.js'
+import type {TransportRegistry} from '../registry.js'
+import type {HandshakeTimeouts} from '../session/context.js'
+import {refusedBy} from '../session/handshake.js'
+import {requestFolder} from '../session/requester.js'
+import type {PeerRecord} from '../store/peerfile.js'
+import {fetchFiles} from '../transfer/fetch.js'
+import {withPeerClient} from '../transfer/peer-client.js'
+import type {Logger} from '../transport.js'
+import {type FileEntry, isDirEntry} from '../wire/types.js'
+import type {StateExchange} from './exchange.js'
+import type {FolderSync} from './folder.js'
+import {OwedForwards, applyOwing} from './owed.js'
+import {PushQueue} from './push-queue.js'
+import {TimeSlice} from './time-slice.js'
+import {type SyncContext, fetcherFrom, pushUpdate} from './update.js'
+import {type FileVersion, compareVectors, entryToVersion, verifyVersion} from './version.js'
+
+/** What the node lends: its settings, its folders and peers as they are now, its counters. */
+export interface PeerSyncDeps {
+  home: string
+  identity: Identity
+  registry: TransportRegistry
+  log: Logger
+  timeouts: HandshakeTimeouts
+  concurrency: number
+  /** Retry unreachable peers and run state exchanges (the daemon); false for one-shot use. */
+  daemon: boolean
+  localAddress(): string | undefined
+  controlPort(): number
+  sync(folder: string): FolderSync | undefined
+  peers(folder: string): PeerRecord[]
+  /** IDs of the folder's peers that updates go to, but `exclude`. */
+  forwardTargets(folder: string, exclude: readonly string[]): string[]
+  syncContext(): SyncContext
+  count(what: 'pushes' | 'pulls' | 'messagesIn' | 'messagesOut'): void
+  track<T>(p: Promise<T>): Promise<T>
+  exchange: StateExchange
+  stopping(): boolean
+  /**
+   * The peer refused us with a signed E_NOT_ALLOWED (10.6): the node drops it from the
+   * peerlist with what was owed to it; false when it is kept (it joined moments ago).
+   */
+  refused(folder: string, peer: string): Promise<boolean>
+}
+
+/** What one catch-up pull did, shared by every caller that asked for it while it ran. */
+interface PullResult {
+  applied: number
+  /** The structure the peer itself answered with (not a delegate's). */
+  seen: FileEntry[] | undefined
+}
+
+/**
+ * The node's outgoing traffic of versions. Pushes go through a PushQueue (a few in flight per
+ * peer and folder, later versions coalesced, retries with the shared backoff); a pull asked
+ * of a peer while one from it is under way joins that one instead of opening another.
+ */
+export class PeerSync {
+  readonly #deps: PeerSyncDeps
+  readonly #queue: PushQueue
+  readonly #pulls = new Map<string, Promise<PullResult>>()
+  #signal: AbortSignal | undefined
+
+  constructor(deps: PeerSyncDeps) {
+    this.#deps = deps
+    this.#queue = new PushQueue(
+      {
+        log: deps.log,
+        deliver: (folder, peer, versions) => this.#deliver(folder, peer, versions),
+        peer: (folder, id) => deps.peers(folder).find((p) => p.id === id && deps.forwardTargets(folder, []).includes(id)),
+        lost: (folder, id) => deps.exchange.lost(folder, id),
+        track: (p) => deps.track(p),
+      },
+      {retry: deps.daemon},
+    )
+  }
+
+  /** Starts the push queue; `signal` (the node's) cuts pulls and pushes under way when it aborts. */
+  start(signal?: AbortSignal): void {
+    this.#signal = signal
+    this.#queue.start(signal)
+  }
+
+  /** Drops waiting pushes and their backoffs. */
+  stop(): void {
+    this.#queue.stop()
+  }
+
+  /**
+   * `peer` spoke to us (its handshake or its update was granted): pushes to it waiting out a
+   * backoff go now, and a peer a push or an exchange could not reach gets its state exchange.
+   */
+  heardFrom(folder: string, peer: string): void {
+    this.#queue.reachable(folder, peer)
+    this.#regained(folder, peer)
+  }
+
+  /** A state exchange with a peer back after it was not reached, once per loss. */
+  #regained(folder: string, id: string): void {
+    const d = this.#deps
+    if (!d.daemon || d.stopping() || !d.exchange.regained(folder, id)) return
+    const peer = d.peers(folder).find((p) => p.id === id)
+    if (!peer) return
+    void d.track(d.exchange.withPeer(folder, peer).catch((err: Error) => d.log.warn('state exchange failed', {folder, peer: id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: err.message})))
+  }
+
+  /** The push queue's size (tests, diagnostics). */
+  get queued(): PushQueue['size'] {
+    return this.#queue.size
+  }
+
+  /** Rescans a folder and pushes every new version to its peers (`fpeer push`, the watcher). */
+  async pushChanges(folder: string): Promise<{versions: number; peers: number; failed: number}> {
+    const sync = this.#deps.sync(folder)
+    if (!sync) throw new FpeerError('E_NO_SUCH_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
+    const {versions} = await sync.rescan()
+    if (versions.length === 0) return {versions: 0, peers: 0, failed: 0}
+    this.#deps.log.info('local change', {folder, versions: versions.length})
+    const r = await this.pushVersions(folder, versions, [])
+    return {versions: versions.length, ...r}
+  }
+
+  /** Pushes versions to every confirmed peer of the folder but `exclude` (IDs), or to `only` those; failures are logged, the peer catches up later. */
+  async pushVersions(folder: string, versions: FileVersion[], exclude: string[], only?: string[]): Promise<{peers: number; failed: number}> {
+    const ids = this.#deps.forwardTargets(folder, exclude).filter((id) => !only || only.includes(id))
+    const peers = this.#deps.peers(folder).filter((p) => ids.includes(p.id))
+    let failed = 0
+    await Promise.all(
+      peers.map(async (p) => {
+        try {
+          await this.#queue.push(folder, p, versions)
+        } catch {
+          // Logged by the queue, once per failed push; retried there when the peer was unreachable.
+          failed++
+        }
+      }),
+    )
+    return {peers: peers.length, failed}
+  }
+
+  /** Passes versions on to the folder's peers but `exclude`, in the background (seed update step 4). */
+  forward(folder: string, versions: FileVersion[], exclude: string[]): void {
+    if (this.#deps.stopping() || versions.length === 0) return
+    void this.#deps.track(this.pushVersions(folder, versions, exclude))
+  }
+
+  /** One push (10.2); what the peer confirmed is no longer owed to it, and a peer back after a loss gets a state exchange. */
+  async #deliver(folder: string, peer: PeerRecord, versions: FileVersion[]): Promise<void> {
+    this.#deps.count('pushes')
+    await pushUpdate(this.#deps.syncContext(), folder, peer, versions).catch(async (err: unknown) => {
+      // A signed refusal ends a one-sided trust: the peer leaves the peerlist, so its lane is dropped.
+      if (refusedBy(err) === peer.id) await this.#deps.refused(folder, peer.id)
+      throw err
+    })
+    await new OwedForwards(this.#deps.home, folder).paid(peer.id, versions).catch((err: Error) => this.#deps.log.warn('cannot record a delivered forward', {folder, reason: err.message}))
+    this.#regained(folder, peer.id)
+  }
+
+  /**
+   * Catches up with one peer (an offline spell, a missed push): asks it for the folder as a
+   * confirmed peer, takes only what is newer, and passes that on to the other peers. A pull
+   * from a peer already under way is joined, not repeated; `seen` gets the structure it saw.
+   */
+  async pullFrom(folder: string, peer: PeerRecord, seen?: (files: FileEntry[]) => void): Promise<number> {
+    const key = `${folder}\0${peer.id}`
+    let run = this.#pulls.get(key)
+    if (!run) {
+      run = this.#pull(folder, peer).finally(() => this.#pulls.delete(key))
+      this.#pulls.set(key, run)
+    }
+    const r = await run
+    if (r.seen) seen?.(r.seen)
+    return r.applied
+  }
+
+  async #pull(folder: string, peer: PeerRecord): Promise<PullResult> {
+    const d = this.#deps
+    const sync = d.sync(folder)
+    const port = peer.controlPort
+    if (!sync || !port || peer.id.startsWith('plain:')) return {applied: 0, seen: undefined}
+    // A peer dropped since the round began (it refused us, 10.6) is not asked again.
+    if (!d.peers(folder).some((p) => p.id === peer.id)) return {applied: 0, seen: undefined}
+    const ctx = d.syncContext()
+    let applied: FileVersion[] = []
+    let created: FileVersion[] = []
+    let seen: FileEntry[] | undefined
+    d.count('pulls')
+    const local = d.localAddress()
+    await withScopedSignal(this.#signal, (signal) =>
+      requestFolder({
+        // Catching up is with this peer: one it would hand us to (10.5) would confirm us without
+        // our listing it, and push to us in vain (10.6).
+        followDelegation: false,
+        host: peer.address,
+        port,
+        folder,
+        into: sync.folder.path,
+        ...(local ? {bind: local} : {}),
+        expectedHost: PeerId.parse(peer.id),
+        controlPort: d.controlPort(),
+        identity: d.identity,
+        registry: d.registry,
+        concurrency: d.concurrency,
+        timeouts: d.timeouts,
+        log: d.log,
+        ...(signal ? {signal} : {}),
+        apply: async (ftg, from) => {
+          d.count('messagesIn')
+          // The peer's own structure only: a busy peer may have handed us to another (10.5).
+          if (ftg.meta.id === PeerId.parse(peer.id).compact) seen = ftg.files
+          const versions: FileVersion[] = []
+          const originals: FileEntry[] = []
+          // A catch-up answers with the peer's whole structure, most of it what we hold: a version
+          // signed exactly as ours was checked when we took it. Checking hundreds again at every
+          // round (every few seconds under churn) kept both cores busy and made exchanges time out.
+          const held = await sync.records()
+          const slice = new TimeSlice()
+          for (const e of ftg.files) {
+            await slice.tick()
+            const v = entryToVersion(e)
+            if (v) {
+              const ours = held.get(v.path)?.version
+              if (!ours || !identical(ours, v)) verifyVersion(folder, v)
+              versions.push(v)
+            } else if (e.ext?.del !== '1') originals.push(e)
+          }
+          const res = await applyOwing(new OwedForwards(d.home, folder), d.forwardTargets(folder, [peer.id]), d.forwardTargets(folder, []), versions, () => sync.records(), () => sync.apply(versions, fetcherFrom(ctx, folder, from)))
+          applied = res.applied
+          created = res.created
+          const records = await sync.records()
+          const rules = IgnoreRules.load(sync.folder.path)
+          const missing = originals.filter((e) => !isDirEntry(e) && !records.has(e.path) && !rules.ignores(e.path))
+          let bytes = 0
+          if (missing.length > 0) {
+            bytes = (await withPeerClient(ctx, {localAddress: ctx.localAddress, ...from}, (client) => fetchFiles({client, folder, files: missing, mode: 'land', root: sync.folder.path, concurrency: ctx.concurrency, ...(signal ? {signal} : {})}))).bytes
+            await sync.adopt(missing.map((entry) => ({entry})))
+          }
+          const got = new Set([...res.fetched, ...res.copied, ...res.applied.filter((v) => !v.deleted).map((v) => v.path), ...missing.map((e) => e.path)])
+          d.count('messagesOut')
+          return {transfer: {files: ftg.files.length, fetched: res.fetched.length + missing.length, skipped: 0, bytes}, got}
+        },
+      }).catch(async (err: unknown) => {
+        if (refusedBy(err) === peer.id) await d.refused(folder, peer.id)
+        throw err
+      }),
+    )
+    // It answered: pushes to it that wait out a backoff go now (the exchange's own push among them).
+    if (seen) this.#queue.reachable(folder, peer.id)
+    if (applied.length) this.forward(folder, applied, [peer.id])
+    if (created.length) this.forward(folder, created, [])
+    return {applied: applied.length, seen}
+  }
+}
+
+/** Every signed field the same (the signature too): `b` is the version `a` was checked as, nothing in it to check again. */
+function identical(a: FileVersion, b: FileVersion): boolean {
+  return a.sig === b.sig && a.path === b.path && a.origin === b.origin && a.lamport === b.lamport && a.deleted === b.deleted && a.sha256 === b.sha256 && a.size === b.size && a.mtimeMs === b.mtimeMs && compareVectors(a.vv, b.vv) === 'equal'
+}
