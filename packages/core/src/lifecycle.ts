@@ -90,8 +90,9 @@ export class Tasks implements Startable {
   async stop(): Promise<void> {
     const ends = this.#beginGrace()
     while (this.#running.size > 0 && Date.now() < ends) {
-      const left = ends - Date.now()
-      await Promise.race([Promise.allSettled([...this.#running]), delay(Math.min(left, 50))])
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([Promise.allSettled([...this.#running]), new Promise((r) => (timer = setTimeout(r, Math.min(ends - Date.now(), 50))))])
+      clearTimeout(timer)
     }
   }
 
@@ -99,9 +100,4 @@ export class Tasks implements Startable {
     this.#graceEnds ??= Date.now() + this.#graceMs
     return this.#graceEnds
   }
-}
-
-/** An unref'd pause: never keeps the process alive by itself. */
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)).unref())
 }

@@ -116,8 +116,12 @@ export class ControlServer implements Startable {
     // Conversations under way (a handshake, an update being applied) may finish within the grace.
     while (this.#connections.size > 0 && Date.now() < ends) await new Promise((r) => setTimeout(r, Math.min(50, Math.max(0, ends - Date.now()))))
     this.#guard?.close()
+    // A socket's 'close' may come after the server's: both are awaited, so none is left when stop() returns.
+    const gone = [...this.#connections].map((s) => new Promise((resolve) => s.once('close', resolve)))
     for (const s of this.#connections) s.destroy()
-    await Promise.race([this.#closed, new Promise((r) => setTimeout(r, CLOSE_MS).unref())])
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([Promise.all([this.#closed, ...gone]), new Promise((r) => (timer = setTimeout(r, CLOSE_MS)))])
+    clearTimeout(timer)
   }
 
   /** No new connections; the idle ones go now, whatever their peers do. Returns when the grace ends. */

@@ -21,6 +21,7 @@ export class StatsFile implements Startable {
   readonly #flushMs: number | undefined
   #dirty = false
   #timer: NodeJS.Timeout | undefined
+  #stopped = false
   #signal: AbortSignal | undefined
   readonly #onAbort = () => this.#halt()
 
@@ -48,7 +49,7 @@ export class StatsFile implements Startable {
   }
 
   async start(signal: AbortSignal): Promise<void> {
-    if (this.#flushMs === undefined || signal.aborted || this.#timer) return
+    if (this.#flushMs === undefined || this.#stopped || signal.aborted || this.#timer) return
     this.#signal = signal
     signal.addEventListener('abort', this.#onAbort, {once: true})
     this.#timer = setInterval(() => void this.flush(), this.#flushMs)
@@ -63,6 +64,7 @@ export class StatsFile implements Startable {
   }
 
   #halt(): void {
+    this.#stopped = true
     clearInterval(this.#timer)
     this.#timer = undefined
   }

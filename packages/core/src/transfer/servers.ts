@@ -73,7 +73,9 @@ export class TransportServers implements Startable {
 
   async stop(): Promise<void> {
     this.#signal?.removeEventListener('abort', this.#onAbort)
-    await Promise.race([this.#beginClose(), new Promise((r) => setTimeout(r, CLOSE_MS).unref())])
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([this.#beginClose(), new Promise((r) => (timer = setTimeout(r, CLOSE_MS)))])
+    clearTimeout(timer)
   }
 
   /** Closes every server started so far (and any that finishes starting later). */
