@@ -102,3 +102,13 @@ describe('ControlServer', () => {
     await a.stop()
   })
 })
+
+describe('ControlServer stopped while it starts', () => {
+  it('a stop during listen leaves the port closed', async () => {
+    const s = server(async () => {})
+    const starting = s.start(new AbortController().signal)
+    const stopping = s.stop()
+    await Promise.all([starting, stopping])
+    assert.equal(s.listening, false)
+  })
+})

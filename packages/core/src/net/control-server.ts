@@ -106,6 +106,11 @@ export class ControlServer implements Startable {
       server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, 'control port', o.host, o.port, '--port PORT')))
       server.listen(o.port, o.host, () => resolve())
     })
+    // Stopped while it began listening: nothing may be left open.
+    if (this.#graceEnds !== undefined || signal.aborted) {
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+      return
+    }
     this.#signal = signal
     signal.addEventListener('abort', this.#onAbort, {once: true})
   }

@@ -48,6 +48,7 @@ export class CatchUp implements Startable {
     if (this.#stopped || signal.aborted || this.#signal) return
     this.#signal = signal
     await this.#rounds.start(signal)
+    if (this.#stopped || signal.aborted) return
     signal.addEventListener('abort', this.#onAbort, {once: true})
     const o = this.#options
     const stopping = () => signal.aborted || this.#stopped
