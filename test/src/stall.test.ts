@@ -93,7 +93,7 @@ describe('a peer stopped with SIGSTOP receives a push', () => {
     await waitFor('A to log a retried push to B', () => logLines(a.serveStderr).some((l) => l.msg === 'retried push delivered' && bId.startsWith(l.peer ?? '-')), 90_000)
   })
 
-  it('serve stops on SIGTERM within its deadline while a push to the stopped peer is under way', async () => {
+  it('serve stops on SIGTERM within its deadline while a push to the stopped peer is under way', async (t) => {
     // A stall timeout longer than the test: only stop() cutting the exchange ends this push.
     await a.stop()
     await a.serve(['--progress=json'], {FPEER_STALL_TIMEOUT_MS: '600000'}, {ports: 'default'})
@@ -102,9 +102,12 @@ describe('a peer stopped with SIGSTOP receives a push', () => {
       await writeFile(path.join(dirs[0]!, 'three.txt'), 'three\n')
       await waitFor('C to get three.txt', async () => (await content(2, 'three.txt')) === 'three\n')
       const exited = exitOf(a)
+      const t0 = performance.now()
       a.serveProcess!.kill('SIGTERM')
       // serve's own watchdog exits 1 with "stopping now" when stop() overruns its 5 s deadline.
       assert.equal(await exited, 0, a.serveStderr.slice(-2000))
+      // Reported, not asserted (a busy machine): stop() cuts the push through its signal rather than waiting it out.
+      t.diagnostic(`SIGTERM to exit with a push under way: ${Math.round(performance.now() - t0)} ms`)
       assert.ok(!logLines(a.serveStderr).some((l) => l.msg.startsWith('stopping now')), 'serve needed its watchdog to stop')
     } finally {
       b.serveProcess!.kill('SIGCONT')

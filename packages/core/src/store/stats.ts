@@ -1,0 +1,71 @@
+// Counters of update traffic, kept in memory and flushed to `stats.json` in the home (`fpeer status --json` shows them).
+import {writeFile} from 'node:fs/promises'
+import path from 'node:path'
+import type {Startable} from '../lifecycle.js'
+
+/** Counters of update traffic, written to `stats.json` in the home. */
+export interface SyncStats {
+  messagesIn: number
+  messagesOut: number
+  filesFetched: number
+  bytesFetched: number
+  filesVerified: number
+  pushes: number
+  pulls: number
+}
+
+/** Counts, and writes the counters when they changed (every `flushMs`) and once more at stop. */
+export class StatsFile implements Startable {
+  readonly stats: SyncStats = {messagesIn: 0, messagesOut: 0, filesFetched: 0, bytesFetched: 0, filesVerified: 0, pushes: 0, pulls: 0}
+  readonly #file: string
+  readonly #flushMs: number | undefined
+  #dirty = false
+  #timer: NodeJS.Timeout | undefined
+  #stopped = false
+  #signal: AbortSignal | undefined
+  readonly #onAbort = () => this.#halt()
+
+  /** `flushMs` undefined: written at stop only (a one-shot command). */
+  constructor(options: {home: string; flushMs?: number}) {
+    this.#file = path.join(options.home, 'stats.json')
+    this.#flushMs = options.flushMs
+  }
+
+  /** Timers running now (0 or 1): for tests that check a stop leaves none. */
+  get timers(): number {
+    return this.#timer ? 1 : 0
+  }
+
+  count(what: keyof SyncStats, n = 1): void {
+    this.stats[what] += n
+    this.#dirty = true
+  }
+
+  /** Writes the counters if they changed since the last write (`force`: anyway); a failed write is not an error of the peer. */
+  async flush(force = false): Promise<void> {
+    if (!this.#dirty && !force) return
+    this.#dirty = false
+    await writeFile(this.#file, JSON.stringify({pid: process.pid, ...this.stats}) + '\n', {mode: 0o600}).catch(() => {})
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    if (this.#flushMs === undefined || this.#stopped || signal.aborted || this.#timer) return
+    this.#signal = signal
+    signal.addEventListener('abort', this.#onAbort, {once: true})
+    this.#timer = setInterval(() => void this.flush(), this.#flushMs)
+    this.#timer.unref()
+  }
+
+  /** Stops the periodic write and writes the counters once more: what a stopped peer did is on disk. */
+  async stop(): Promise<void> {
+    this.#signal?.removeEventListener('abort', this.#onAbort)
+    this.#halt()
+    await this.flush(true)
+  }
+
+  #halt(): void {
+    this.#stopped = true
+    clearInterval(this.#timer)
+    this.#timer = undefined
+  }
+}
