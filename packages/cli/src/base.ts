@@ -63,8 +63,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   /** Every transport the installed plugins provide, through their `fpeer:transport` hooks. */
   protected async registry(): Promise<TransportRegistry> {
     const registry = new TransportRegistry()
-    const runHook = this.config.runHook.bind(this.config) as unknown as (event: string, opts: object) => Promise<{successes: Array<{result: unknown; plugin: {name: string}}>; failures: Array<{error: Error; plugin: {name: string}}>}>
-    const res = await runHook('fpeer:transport', {})
+    const res = await this.config.runHook('fpeer:transport', {})
     for (const s of res.successes) {
       // A hook that returns nothing registers nothing; a malformed transport is skipped with a warning, as a failed hook is.
       if (s.result === undefined) continue

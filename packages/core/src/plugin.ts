@@ -23,6 +23,7 @@ export type {
   TransportSupports,
 } from './transport.js'
 export {silentLogger} from './transport.js'
+export type {TransportHook} from './oclif-hooks.js'
 export {ERROR_CODES, FpeerError, fromSystemError, isFpeerError, type ErrorCode, type ErrorKind} from './errors.js'
 export {errorCodeOf, isAbortError, isRetryable, isUnsupported, mapNetworkError, type ExtraCodes, type MapNetworkOptions, type NetPhase} from './net/errors-map.js'
 export {FETCH_RETRY, backoffMs, pause, retry, shouldRetry, type RetryOptions, type RetryPolicy} from './net/retry.js'

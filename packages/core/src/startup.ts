@@ -7,3 +7,5 @@ export {resolveHome, ensureHome, loadIdentity, readIdentity} from './store/home.
 export {DEFAULT_TIMEOUTS, type HandshakeTimeouts} from './session/context.js'
 export {CONTROL_BUFFER_BYTES, DEFAULT_FIRST_LINE_TIMEOUT_MS} from './wire/limits.js'
 export type {Logger, TransportHookResult} from './transport.js'
+// Brings the typed `fpeer:transport` hook into the CLI's view of @oclif/core's Hooks.
+export type {TransportHook} from './oclif-hooks.js'
