@@ -16,6 +16,7 @@ import {type HandshakeTimeouts, type HostContext, defaultTimeouts} from './sessi
 import {serveConnection} from './session/host.js'
 import {requestFolder} from './session/requester.js'
 import {ConfigStore, type FolderConfig} from './store/config.js'
+import type {Home} from './store/home.js'
 import {type FileRecord, Peerfile, type PeerRecord, isLive} from './store/peerfile.js'
 import {FolderSync} from './sync/folder.js'
 import {StateExchange} from './sync/exchange.js'
@@ -37,7 +38,8 @@ export const DEFAULT_CONTROL_PORT = 7734
 export const DEFAULT_PORTS: Readonly<Record<string, number>> = {HTTP: 7735, FTP: 7736, SFTP: 7737}
 
 export interface PeerNodeOptions {
-  home: string
+  /** The home this node serves from: one object per process, owning the folders' queues. */
+  home: Home
   identity: Identity
   registry: TransportRegistry
   log: Logger
@@ -138,7 +140,7 @@ export class PeerNode {
 
   constructor(options: PeerNodeOptions) {
     this.options = options
-    this.config = new ConfigStore(options.home)
+    this.config = new ConfigStore(options.home.dir)
     this.#exchange = new StateExchange({
       log: options.log,
       sync: (f) => this.#syncs.get(f),
@@ -164,7 +166,7 @@ export class PeerNode {
     const folders = await this.config.folders()
     this.#folders = new Map(folders.map((f) => [f.name, f]))
     const peers = new Map<string, PeerRecord[]>()
-    for (const f of folders) peers.set(f.name, await new Peerfile(this.options.home, f.name).peers())
+    for (const f of folders) peers.set(f.name, await new Peerfile(this.options.home.dir, f.name).peers())
     this.#peers = peers
     // Unshared meanwhile (`fpeer unshare`): stop watching and syncing it; its files stay.
     for (const name of [...this.#syncs.keys()]) {
@@ -203,7 +205,7 @@ export class PeerNode {
   async #flushStats(): Promise<void> {
     if (!this.#statsDirty) return
     this.#statsDirty = false
-    await writeFile(path.join(this.options.home, 'stats.json'), JSON.stringify({pid: process.pid, ...this.stats}) + '\n', {mode: 0o600}).catch(() => {})
+    await writeFile(path.join(this.options.home.dir, 'stats.json'), JSON.stringify({pid: process.pid, ...this.stats}) + '\n', {mode: 0o600}).catch(() => {})
   }
 
   #watch(f: FolderConfig): void {
@@ -594,7 +596,7 @@ export class PeerNode {
       grant: (folder, peer) => this.#grants.issue(folder, peer),
       replay: this.#replay,
       confirmPeer: async (folder, record) => {
-        await new Peerfile(this.options.home, folder).addPeer(record)
+        await new Peerfile(this.options.home.dir, folder).addPeer(record)
         await this.refresh()
       },
     }

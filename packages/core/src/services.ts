@@ -4,7 +4,7 @@ import path from 'node:path'
 import {FpeerError, fromLocalError} from './errors.js'
 import {type Identity, PeerId} from './identity.js'
 import {ConfigStore, type FolderConfig} from './store/config.js'
-import {loadIdentity} from './store/home.js'
+import {Home, loadIdentity} from './store/home.js'
 import {type FileRecord, Peerfile, type PeerRecord, folderStateDir, isLive} from './store/peerfile.js'
 import {FolderSync} from './sync/folder.js'
 import {type FileVersion, entryToVersion, isConflictPath} from './sync/version.js'
@@ -26,7 +26,7 @@ export interface FolderSummary {
 
 /** Scans a folder and records the scan in its peerfile (changes since the last scan become versions); returns counts. */
 export async function indexFolder(home: string, folder: FolderConfig, identity?: Identity): Promise<{files: number; bytes: number; skipped: {symlinks: string[]}}> {
-  const sync = new FolderSync(home, folder, identity ?? (await loadIdentity(home)))
+  const sync = new FolderSync(new Home(home), folder, identity ?? (await loadIdentity(home)))
   const {records} = await sync.rescan()
   let files = 0
   let bytes = 0
@@ -140,15 +140,16 @@ export async function requestAndRecord(home: string, opts: Omit<RequestOptions, 
   const twin = (await config.folders()).find((f) => f.name !== opts.folder && f.path === intoReal)
   if (twin) throw new FpeerError('E_USAGE', `${intoReal} is already shared here as ${twin.name}`, {hint: 'pick another --into'})
   const identity = opts.identity ?? (await loadIdentity(home))
+  const h = new Home(home)
   // A re-request of a folder held here that fails midway replaced some files: their records
   // take the host's versions, so the folder and its records agree (and no rescan takes them
   // for this peer's own edits).
   const onPartial = existing
     ? async (landed: FileEntry[]) => {
-        if (landed.length) await new FolderSync(home, existing, identity).adopt(landed.map((entry) => ({entry, ...versionField(entry)})))
+        if (landed.length) await new FolderSync(h, existing, identity).adopt(landed.map((entry) => ({entry, ...versionField(entry)})))
       }
     : undefined
-  const records = existing ? await new FolderSync(home, existing, identity).records() : undefined
+  const records = existing ? await new FolderSync(h, existing, identity).records() : undefined
   const recorded = records ? (p: string) => records.get(p)?.sha256 : undefined
   const result = await requestFolder({...opts, identity, ...(onPartial ? {onPartial} : {}), ...(recorded ? {recorded} : {})})
   // A dry run records nothing: no share, no peer, no structure.
@@ -157,7 +158,7 @@ export async function requestAndRecord(home: string, opts: Omit<RequestOptions, 
   // Seed step 17, and the host's versions kept, so later updates compare against them.
   // Not fetched here (ignored, or a name the protocol cannot carry): not recorded as held either.
   const ignored = new Set([...result.ignored, ...result.unsupported])
-  await new FolderSync(home, folder, identity).adopt(result.files.filter((e) => !ignored.has(e.path)).map((entry) => ({entry, ...versionField(entry)})))
+  await new FolderSync(h, folder, identity).adopt(result.files.filter((e) => !ignored.has(e.path)).map((entry) => ({entry, ...versionField(entry)})))
   await new Peerfile(home, opts.folder).addPeer({
     id: PeerId.parse(result.host.id).toString(),
     address: result.host.address,

@@ -5,6 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {
   type Logger,
+  Home,
   PeerNode,
   type TransportRegistry,
   defaultTimeouts,
@@ -118,7 +119,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     await shareFolder({home: hostHome, dir: shared, name: DEMO_FOLDER, open: true})
     // Every port free: the demo never collides with a real `fpeer serve` on 7734.
     const ports = Object.fromEntries(opts.registry.protocols().map((p) => [p, 0]))
-    node = new PeerNode({home: hostHome, identity: hostId, registry: opts.registry, log: opts.log, host: hostAddress, controlPort: 0, ports, sync: false})
+    node = new PeerNode({home: new Home(hostHome), identity: hostId, registry: opts.registry, log: opts.log, host: hostAddress, controlPort: 0, ports, sync: false})
     await step(node.start())
     const setupMs = Date.now() - t0
 

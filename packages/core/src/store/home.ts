@@ -13,6 +13,38 @@ interface IdentityDoc {
   createdAt?: string
 }
 
+/**
+ * One fpeer home as an object, made once per process per home and handed down: its path and
+ * the in-process state of its folders (the queues that order changes to one folder's state
+ * documents). Owned here, never module-global: two homes in one process (`fpeer demo`, tests)
+ * share nothing. Two instances of the SAME home in one process stay correct, since the lock
+ * files order them as they order processes, only slower (they poll a lock instead of queueing).
+ */
+export class Home {
+  readonly dir: string
+  readonly #queues = new Map<string, Promise<unknown>>()
+
+  constructor(dir: string) {
+    this.dir = resolveHome(dir)
+  }
+
+  /**
+   * Runs `fn` once every earlier `serial` call with the same `key` has settled (resolved or
+   * failed). Within one process this orders the writers of one document (a folder's
+   * structure, its owed forwards) without each polling the document's lock file.
+   */
+  serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const next = (this.#queues.get(key) ?? Promise.resolve()).then(fn, fn)
+    const tail = next.catch(() => {})
+    this.#queues.set(key, tail)
+    // An idle key leaves no entry behind: a home serves folders by the thousand.
+    void tail.then(() => {
+      if (this.#queues.get(key) === tail) this.#queues.delete(key)
+    })
+    return next
+  }
+}
+
 /** The home's path: `dir` (the CLI passes $FPEER_HOME, else oclif's config dir: core reads no environment). */
 export function resolveHome(dir?: string): string {
   if (!dir) throw new FpeerError('E_USAGE', 'no fpeer home: set FPEER_HOME')

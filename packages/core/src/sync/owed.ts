@@ -2,6 +2,7 @@
 import {rename} from 'node:fs/promises'
 import path from 'node:path'
 import {isFpeerError} from '../errors.js'
+import type {Home} from '../store/home.js'
 import {LockedDb} from '../store/locked-db.js'
 import {type FileRecord, folderStateDir} from '../store/peerfile.js'
 import type {ApplyResult} from './folder.js'
@@ -17,21 +18,6 @@ interface OwedDoc {
 /** What one `owe` changed, so that `settle` can take back what the apply did not take after all. */
 export interface OweReceipt {
   readonly changes: ReadonlyArray<{peer: string; path: string; before: FileVersion | undefined; now: FileVersion}>
-}
-
-/**
- * Writes of one document within this process, one after another: a push to five peers
- * settles five entries at once, and the lock file alone would make them poll for it.
- */
-const queues = new Map<string, Promise<unknown>>()
-function serial<T>(file: string, fn: () => Promise<T>): Promise<T> {
-  const next = (queues.get(file) ?? Promise.resolve()).then(fn, fn)
-  const tail = next.catch(() => {})
-  queues.set(file, tail)
-  void tail.then(() => {
-    if (queues.get(file) === tail) queues.delete(file)
-  })
-  return next
 }
 
 /** A version's identity: its path, origin and lamport. */
@@ -50,9 +36,11 @@ function key(v: FileVersion): string {
  */
 export class OwedForwards {
   readonly #db: LockedDb<OwedDoc>
+  readonly #home: Home
 
-  constructor(home: string, folder: string) {
-    this.#db = new LockedDb<OwedDoc>(path.join(folderStateDir(home, folder), 'owed.json'), () => ({version: 1, folder, owed: {}}))
+  constructor(home: Home, folder: string) {
+    this.#db = new LockedDb<OwedDoc>(path.join(folderStateDir(home.dir, folder), 'owed.json'), () => ({version: 1, folder, owed: {}}))
+    this.#home = home
   }
 
   get file(): string {
@@ -177,7 +165,8 @@ export class OwedForwards {
   }
 
   #update(fn: (doc: OwedDoc) => void): Promise<void> {
-    return serial(this.#db.file, () => this.#db.update(fn))
+    // One after another within the process: a push to five peers settles five entries at once, and the lock file alone would make them poll for it.
+    return this.#home.serial(`owed\0${this.#db.file}`, () => this.#db.update(fn))
   }
 
   async #forget(peer: string, versions: readonly FileVersion[]): Promise<void> {
