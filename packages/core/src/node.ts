@@ -15,9 +15,9 @@ import type {TransportRegistry} from './registry.js'
 import {type HandshakeTimeouts, type HostContext, defaultTimeouts} from './session/context.js'
 import {serveConnection} from './session/host.js'
 import {requestFolder} from './session/requester.js'
-import {ConfigStore, type FolderConfig} from './store/config.js'
+import type {ConfigStore, FolderConfig} from './store/config.js'
 import type {Home} from './store/home.js'
-import {type FileRecord, Peerfile, type PeerRecord, isLive} from './store/peerfile.js'
+import {type FileRecord, type PeerRecord, isLive} from './store/peerfile.js'
 import {FolderSync} from './sync/folder.js'
 import {StateExchange} from './sync/exchange.js'
 import {OwedForwards, applyOwing} from './sync/owed.js'
@@ -140,7 +140,7 @@ export class PeerNode {
 
   constructor(options: PeerNodeOptions) {
     this.options = options
-    this.config = new ConfigStore(options.home.dir)
+    this.config = options.home.config
     this.#exchange = new StateExchange({
       log: options.log,
       sync: (f) => this.#syncs.get(f),
@@ -166,7 +166,7 @@ export class PeerNode {
     const folders = await this.config.folders()
     this.#folders = new Map(folders.map((f) => [f.name, f]))
     const peers = new Map<string, PeerRecord[]>()
-    for (const f of folders) peers.set(f.name, await new Peerfile(this.options.home.dir, f.name).peers())
+    for (const f of folders) peers.set(f.name, await this.options.home.peerfile(f.name).peers())
     this.#peers = peers
     // Unshared meanwhile (`fpeer unshare`): stop watching and syncing it; its files stay.
     for (const name of [...this.#syncs.keys()]) {
@@ -596,7 +596,7 @@ export class PeerNode {
       grant: (folder, peer) => this.#grants.issue(folder, peer),
       replay: this.#replay,
       confirmPeer: async (folder, record) => {
-        await new Peerfile(this.options.home.dir, folder).addPeer(record)
+        await this.options.home.peerfile(folder).addPeer(record)
         await this.refresh()
       },
     }

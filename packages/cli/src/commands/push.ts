@@ -1,6 +1,6 @@
 // `fpeer push`: rescans a shared folder now and pushes what changed to its peers.
 import {Args, Flags} from '@oclif/core'
-import {ConfigStore, FolderSync, FpeerError, Home, PeerNode, Peerfile, loadIdentity, tty} from '@fpeer/core'
+import {FolderSync, FpeerError, PeerNode, tty} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
 
 export default class Push extends BaseCommand<typeof Push> {
@@ -16,11 +16,11 @@ export default class Push extends BaseCommand<typeof Push> {
   }
 
   async run(): Promise<{folder: string; versions: number; peers: number; failed: number; dryRun?: boolean; changes?: Array<{path: string; deleted: boolean; size: number}>}> {
-    const folder = await new ConfigStore(this.home).requireFolder(this.args.folder)
-    const identity = await loadIdentity(this.home)
+    const folder = await this.home.config.requireFolder(this.args.folder)
+    const identity = await this.home.identity()
     if (this.flags['dry-run']) {
-      const changes = await new FolderSync(new Home(this.home), folder, identity).preview()
-      const peers = (await new Peerfile(this.home, folder.name).peers()).filter((p) => p.controlPort && !p.id.startsWith('plain:')).length
+      const changes = await new FolderSync(this.home, folder, identity).preview()
+      const peers = (await this.home.peerfile(folder.name).peers()).filter((p) => p.controlPort && !p.id.startsWith('plain:')).length
       for (const c of changes) this.out(tty`${c.deleted ? 'delete' : 'send'}\t${c.path}`)
       this.note(tty`dry run: ${changes.length} change(s) would go to ${peers} peer(s); nothing was recorded or sent`)
       return {folder: folder.name, versions: changes.length, peers, failed: 0, dryRun: true, changes}
@@ -33,7 +33,7 @@ export default class Push extends BaseCommand<typeof Push> {
       if (!(protocol in ports)) throw new FpeerError('E_USAGE', `--push-port names ${protocol}, which no installed plugin serves`, {hint: `installed: ${Object.keys(ports).join(', ')}`})
       ports[protocol] = Number(m[2])
     }
-    const node = new PeerNode({home: new Home(this.home), identity, registry: await this.registry(), log: this.log_, timeouts: this.settings.timeouts, host: this.flags.bind, controlPort: 0, ports, control: false, sync: false, concurrency: this.flags.concurrency})
+    const node = new PeerNode({home: this.home, identity, registry: await this.registry(), log: this.log_, timeouts: this.settings.timeouts, host: this.flags.bind, controlPort: 0, ports, control: false, sync: false, concurrency: this.flags.concurrency})
     await node.start()
     try {
       const r = await node.pushChanges(this.args.folder)

@@ -1,5 +1,8 @@
-// The Home object: its queues order one key's work within the home, and belong to that Home alone (no module-global state).
+// The Home object: it owns the home's stores (one peerfile per folder), and its queues order one key's work within that Home alone (no module-global state).
 import assert from 'node:assert/strict'
+import {mkdtemp, readdir, rm, stat} from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
 import {describe, it} from 'node:test'
 import {Home} from './home.js'
 
@@ -49,5 +52,32 @@ describe('Home.serial', () => {
   it('resolves the home path and refuses none', () => {
     assert.equal(new Home('/tmp/a/../b').dir, '/tmp/b')
     assert.throws(() => new Home(''), (e: unknown) => (e as {code?: string}).code === 'E_USAGE')
+  })
+})
+
+describe('Home stores', () => {
+  it('hands out one peerfile per folder, its stores write under the home, forget drops a folder', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'fpeer-home-'))
+    try {
+      const home = new Home(dir)
+      assert.equal(home.peerfile('F'), home.peerfile('F'), 'one journal cache per folder in this home')
+      assert.notEqual(home.peerfile('F'), home.peerfile('G'))
+      assert.notEqual(new Home(dir).peerfile('F'), home.peerfile('F'), 'another Home, another object')
+      assert.equal(home.peerfile('a/b').dir, home.folderStateDir('a/b'))
+      await home.ensure()
+      assert.equal((await stat(dir)).mode & 0o777, 0o700)
+      const id = await home.identity()
+      assert.equal((await home.readIdentity())?.id.toString(), id.id.toString())
+      await home.config.share({name: 'F', path: dir})
+      await home.pending.save({folder: 'F', host: '127.0.0.2', port: 1, into: dir, protocol: '', files: [], savedAt: ''})
+      await home.peerfile('F').addPeer({id: 'plain:127.0.0.2', address: '127.0.0.2', controlPort: 1, protocols: ['HTTP'], role: 'host', confirmedAt: ''})
+      assert.deepEqual((await readdir(dir)).filter((n) => !n.endsWith('.bak')).sort(), ['config.json', 'folders', 'identity.json', 'pending.json'])
+      const before = home.peerfile('F')
+      home.forget('F')
+      assert.notEqual(home.peerfile('F'), before)
+      assert.equal((await home.peerfile('F').peers()).length, 1, 'the state on disk stays: forget drops only what the object held')
+    } finally {
+      await rm(dir, {recursive: true, force: true})
+    }
   })
 })

@@ -13,7 +13,7 @@ import {type IndexedFile, type ScanSkips, scanFolder} from '../fs/scan.js'
 import {hashExisting} from '../transfer/fetch.js'
 import type {FolderConfig} from '../store/config.js'
 import type {Home} from '../store/home.js'
-import {type FileRecord, Peerfile, isLive} from '../store/peerfile.js'
+import {type FileRecord, type Peerfile, isLive} from '../store/peerfile.js'
 import type {Logger} from '../transport.js'
 import type {FileEntry} from '../wire/types.js'
 import {TimeSlice} from './time-slice.js'
@@ -51,7 +51,7 @@ export class FolderSync {
 
   constructor(home: Home, folder: FolderConfig, identity: Identity, log?: Logger) {
     this.folder = folder
-    this.peerfile = new Peerfile(home.dir, folder.name)
+    this.peerfile = home.peerfile(folder.name)
     this.#identity = identity
     this.#log = log
     this.#home = home

@@ -4,7 +4,7 @@ import path from 'node:path'
 import {isFpeerError} from '../errors.js'
 import type {Home} from '../store/home.js'
 import {LockedDb} from '../store/locked-db.js'
-import {type FileRecord, folderStateDir} from '../store/peerfile.js'
+import type {FileRecord} from '../store/peerfile.js'
 import type {ApplyResult} from './folder.js'
 import {type FileVersion, compareVectors, decide, newer} from './version.js'
 
@@ -39,7 +39,7 @@ export class OwedForwards {
   readonly #home: Home
 
   constructor(home: Home, folder: string) {
-    this.#db = new LockedDb<OwedDoc>(path.join(folderStateDir(home.dir, folder), 'owed.json'), () => ({version: 1, folder, owed: {}}))
+    this.#db = new LockedDb<OwedDoc>(path.join(home.folderStateDir(folder), 'owed.json'), () => ({version: 1, folder, owed: {}}))
     this.#home = home
   }
 
