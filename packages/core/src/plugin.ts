@@ -29,5 +29,6 @@ export {errorCodeOf, isAbortError, isRetryable, isUnsupported, mapNetworkError, 
 export {FETCH_RETRY, backoffMs, pause, retry, shouldRetry, type RetryOptions, type RetryPolicy} from './net/retry.js'
 export {checkRelativePath} from './fs/safe-path.js'
 export {ByteBudget, ConnectionGuard, GuardedConnection, type ConnectionLimits, type GuardOptions} from './net/limits.js'
+export {ConnectionPool, DEFAULT_POOL_IDLE_TIMEOUT_MS, type ConnectionPoolOptions, type Lease} from './net/pool.js'
 export {Identity, PeerId, generateKeyPair, keyPairFromSecretKey, verifySignature, type KeyPair} from './identity.js'
 export {checkTransport} from './registry.js'
