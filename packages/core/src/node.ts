@@ -172,6 +172,7 @@ export class PeerNode {
     for (const name of [...this.#syncs.keys()]) {
       if (this.#folders.has(name)) continue
       this.#syncs.delete(name)
+      this.options.home.forget(name)
       this.#watchers.get(name)?.close()
       this.#watchers.delete(name)
       clearTimeout(this.#pending.get(name))

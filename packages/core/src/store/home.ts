@@ -75,7 +75,7 @@ export class Home {
     return folderStateDir(this.dir, folder)
   }
 
-  /** Drops what this object holds for a folder whose state was removed (`fpeer unshare`). */
+  /** Drops what this object holds for a folder no longer shared (`fpeer unshare`), its journal cache with it. */
   forget(folder: string): void {
     this.#peerfiles.delete(folder)
   }
