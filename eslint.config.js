@@ -45,7 +45,6 @@ export default tseslint.config(
       'packages/core/src/session/host.ts',
       'packages/core/src/session/requester.ts',
       'packages/core/src/sync/folder.ts',
-      'packages/core/src/sync/version.ts',
       'packages/core/src/transfer/fetch.ts',
       'packages/core/src/wire/be-peer-request.ts',
       'packages/core/src/wire/codec.ts',

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import {mkdir, readFile, rm, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {OwedForwards} from '@fpeer/core'
+import {Home, OwedForwards} from '@fpeer/core'
 import {Peer, tempDir, waitFor} from './harness.js'
 
 /** A catch-up round every second: a peer that kept asking a refusing one would show it at once. */
@@ -77,7 +77,7 @@ describe('trust is mutual (10.6)', () => {
       throw new Error(`${err.message}\nB:\n${b.serveStderr.slice(-3000)}\nC:\n${c.serveStderr.slice(-2000)}`)
     })
     assert.equal(lines(b.serveStderr, REFUSED), 1, b.serveStderr.slice(-3000))
-    const owed = await new OwedForwards(b.home, 'docs').all()
+    const owed = await new OwedForwards(new Home(b.home), 'docs').all()
     assert.equal(owed.get(cId)?.length ?? 0, 0, 'nothing is owed to C any more')
 
     // From now on B neither pushes to C nor pulls from it, whatever changes and however many rounds pass.
@@ -92,7 +92,7 @@ describe('trust is mutual (10.6)', () => {
     assert.equal(lines(c.serveStderr, 'E_NOT_ALLOWED'), refusalsAtC, `C refused B again:\n${c.serveStderr.slice(-3000)}`)
     assert.equal(lines(b.serveStderr, REFUSED), 1)
     assert.deepEqual(await peerIds(b), [await a.id()])
-    assert.equal((await new OwedForwards(b.home, 'docs').all()).get(cId)?.length ?? 0, 0)
+    assert.equal((await new OwedForwards(new Home(b.home), 'docs').all()).get(cId)?.length ?? 0, 0)
     // C was refusing, not broken: still running and serving its other peer.
     assert.equal(c.serveProcess?.exitCode, null)
     assert.deepEqual((await peerIds(c)).sort(), [await a.id()])

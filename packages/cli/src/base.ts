@@ -3,6 +3,7 @@ import {Command, Flags, type Interfaces} from '@oclif/core'
 import {
   EXIT_CODES,
   FpeerError,
+  Home,
   type Logger,
   type LogLevel,
   TransportRegistry,
@@ -11,7 +12,6 @@ import {
   fromSystemError,
   isFpeerError,
   isLocalWriteError,
-  resolveHome,
 } from '@fpeer/core/startup'
 import {type Settings, readSettings} from './settings.js'
 
@@ -29,7 +29,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   protected flags!: BaseFlags<T>
   protected args!: BaseArgs<T>
-  protected home!: string
+  /** The fpeer home: every store a command reads or writes comes from it. */
+  protected home!: Home
   protected log_!: Logger
   /** The environment, parsed once (settings.ts): commands hand these to core. */
   protected settings!: Settings
@@ -41,7 +42,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.args = args as BaseArgs<T>
     this.settings = readSettings()
     // Created by what writes there (loadIdentity, the stores), so a read-only command leaves no home behind.
-    this.home = resolveHome(this.settings.home ?? this.config.configDir)
+    this.home = new Home(this.settings.home ?? this.config.configDir)
     // Long-running commands take --progress: `json` makes every stderr line (events and log lines) a JSON object.
     const progress = (this.flags as {progress?: string}).progress
     this.log_ = createLogger({level: this.logLevel(progress), json: progress === 'json'})
@@ -63,8 +64,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   /** Every transport the installed plugins provide, through their `fpeer:transport` hooks. */
   protected async registry(): Promise<TransportRegistry> {
     const registry = new TransportRegistry()
-    const runHook = this.config.runHook.bind(this.config) as unknown as (event: string, opts: object) => Promise<{successes: Array<{result: unknown; plugin: {name: string}}>; failures: Array<{error: Error; plugin: {name: string}}>}>
-    const res = await runHook('fpeer:transport', {})
+    const res = await this.config.runHook('fpeer:transport', {})
     for (const s of res.successes) {
       // A hook that returns nothing registers nothing; a malformed transport is skipped with a warning, as a failed hook is.
       if (s.result === undefined) continue

@@ -4,8 +4,8 @@ import {
   FpeerError,
   type ManualListing,
   PeerId,
+  type Home,
   type PendingRequest,
-  PendingStore,
   type RequestOptions,
   type TransportRegistry,
   isFpeerError,
@@ -51,8 +51,8 @@ interface TargetFlags {
  * none is named). A request for a folder with a pending one from the same host accepts only
  * the host key it saw then, unless `--peer-id` says otherwise.
  */
-export async function requestTarget(home: string, args: {host?: string; folder?: string}, flags: TargetFlags): Promise<RequestTarget> {
-  const store = new PendingStore(home)
+export async function requestTarget(home: Home, args: {host?: string; folder?: string}, flags: TargetFlags): Promise<RequestTarget> {
+  const store = home.pending
   let saved: PendingRequest | undefined
   let host: string
   let port: number
@@ -88,7 +88,7 @@ export async function requestTarget(home: string, args: {host?: string; folder?:
 /** The MANUAL side of one `fpeer request`: the hand-over callback, its output, and the pending state. */
 export class ManualHandOver {
   listing: ManualListing | undefined
-  readonly #home: string
+  readonly #home: Home
   readonly #target: RequestTarget
   readonly #registry: TransportRegistry
   readonly #json: boolean
@@ -100,7 +100,7 @@ export class ManualHandOver {
     return this.#waiting
   }
 
-  constructor(options: {home: string; target: RequestTarget; registry: TransportRegistry; json: boolean; waitMs: number}) {
+  constructor(options: {home: Home; target: RequestTarget; registry: TransportRegistry; json: boolean; waitMs: number}) {
     this.#home = options.home
     this.#target = options.target
     this.#registry = options.registry
@@ -150,7 +150,7 @@ export class ManualHandOver {
     const listing = this.listing
     if (!listing || !isFpeerError(err) || !['E_PENDING', 'E_HASH_MISMATCH', 'E_SIZE_MISMATCH'].includes(err.code)) return undefined
     const t = this.#target
-    await new PendingStore(this.#home).save({
+    await this.#home.pending.save({
       folder: t.folder,
       host: t.host,
       port: t.port,
@@ -176,6 +176,6 @@ export class ManualHandOver {
 
   /** After a confirmed request: nothing is pending for the folder any more. */
   async confirmed(): Promise<void> {
-    await new PendingStore(this.#home).remove(this.#target.folder)
+    await this.#home.pending.remove(this.#target.folder)
   }
 }

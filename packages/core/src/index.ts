@@ -15,7 +15,7 @@ export {errorCodeOf, isAbortError, isRetryable, isUnsupported, mapNetworkError, 
 export {FETCH_RETRY, backoffMs, pause, retry, shouldRetry, type RetryOptions, type RetryPolicy} from './net/retry.js'
 export {MessageChannel, connectChannel, normalizeAddress, type ChannelOptions} from './net/channel.js'
 export {ConnectionGuard, GuardedConnection, ByteBudget, FAREWELL_MS, addressKey, type ConnectionLimits, type Farewell, type GuardOptions} from './net/limits.js'
-export {resolveHome, ensureHome, loadIdentity, readIdentity} from './store/home.js'
+export {Home, resolveHome, ensureHome, loadIdentity, readIdentity} from './store/home.js'
 export {ConfigStore, type FolderConfig} from './store/config.js'
 export {Peerfile, folderStateDir, type PeerRecord} from './store/peerfile.js'
 export {PendingStore, type PendingRequest} from './store/pending.js'

@@ -1,4 +1,5 @@
 // The peer node's lifecycle in-process (real control socket, in-memory transfer servers): all parts start or none, and stop leaves nothing listening.
+import {Home} from './store/home.js'
 import assert from 'node:assert/strict'
 import {mkdir, mkdtemp, readFile, rm} from 'node:fs/promises'
 import net from 'node:net'
@@ -35,7 +36,7 @@ describe('PeerNode lifecycle', () => {
     const transport = createMemoryTransport()
     const registry = new TransportRegistry()
     registry.add(transport, 'test')
-    const node = new PeerNode({home, identity: new Identity(generateKeyPair()), registry, log: silentLogger, host: '127.0.0.1', controlPort: 0, ports: {MEMORY: 0}, sync: true, ...over})
+    const node = new PeerNode({home: new Home(home), identity: new Identity(generateKeyPair()), registry, log: silentLogger, host: '127.0.0.1', controlPort: 0, ports: {MEMORY: 0}, sync: true, ...over})
     return {home, node, transport}
   }
 

@@ -11,7 +11,8 @@ import type {TransportRegistry} from './registry.js'
 import {type HandshakeTimeouts, type HostContext, defaultTimeouts} from './session/context.js'
 import {refusalEndsTrust} from './session/handshake.js'
 import {serveConnection} from './session/host.js'
-import {ConfigStore, type FolderConfig} from './store/config.js'
+import type {ConfigStore, FolderConfig} from './store/config.js'
+import type {Home} from './store/home.js'
 import {type FileRecord, Peerfile, type PeerRecord, isLive} from './store/peerfile.js'
 import {StatsFile, type SyncStats} from './store/stats.js'
 import {CatchUp} from './sync/catch-up.js'
@@ -37,7 +38,8 @@ const CANCEL_GRACE_MS = 1000
 export const DEFAULT_CONTROL_PORT = 7734
 
 export interface PeerNodeOptions {
-  home: string
+  /** The home this node serves from: one object per process, owning the folders' queues. */
+  home: Home
   identity: Identity
   registry: TransportRegistry
   log: Logger
@@ -104,11 +106,13 @@ export class PeerNode {
 
   constructor(options: PeerNodeOptions) {
     this.options = options
-    this.config = new ConfigStore(options.home)
+    this.config = options.home.config
     const control = options.control !== false
     const live = !!options.sync && control
     this.#runners = new FolderRunners({
       log: options.log,
+      // An unshared folder's peerfile (and journal cache) is dropped with its runner.
+      onRemove: (folder) => options.home.forget(folder),
       make: (f: FolderConfig, clean: boolean) =>
         new FolderRunner(f, {
           home: options.home,
@@ -122,7 +126,7 @@ export class PeerNode {
     })
     // Configuration is re-read every second by a serving peer; a one-shot node reads it once.
     this.#access = new AccessControl({home: options.home, config: this.config, log: options.log, onRefresh: (folders) => this.#runners.update(folders), ...(control ? {refreshMs: 1000} : {})})
-    this.#stats = new StatsFile({home: options.home, ...(control ? {flushMs: 1000} : {})})
+    this.#stats = new StatsFile({home: options.home.dir, ...(control ? {flushMs: 1000} : {})})
     this.#servers = new TransportServers({
       registry: options.registry,
       host: options.host,
@@ -299,7 +303,7 @@ export class PeerNode {
     if (!refusalEndsTrust(record)) return false
     // Its push lane is dropped by the queue once the peer is no longer in the peerlist.
     try {
-      if (!(await new Peerfile(this.options.home, folder).removePeer(peerId))) return true
+      if (!(await this.options.home.peerfile(folder).removePeer(peerId))) return true
       await this.refresh()
       const owed = new OwedForwards(this.options.home, folder)
       const dropped = (await owed.all()).get(peerId)?.length ?? 0
@@ -404,7 +408,7 @@ export class PeerNode {
         // A confirmed peer catching up keeps how and when it first joined (`role`, `confirmedAt`):
         // its catch-ups must not restart the grace a fresh joiner gets (10.6).
         const had = (this.#peers.get(folder) ?? []).find((p) => p.id === record.id)
-        await new Peerfile(this.options.home, folder).addPeer(had ? {...record, role: had.role, confirmedAt: had.confirmedAt} : record)
+        await this.options.home.peerfile(folder).addPeer(had ? {...record, role: had.role, confirmedAt: had.confirmedAt} : record)
         await this.refresh()
       },
     }

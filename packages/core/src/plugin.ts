@@ -23,10 +23,12 @@ export type {
   TransportSupports,
 } from './transport.js'
 export {silentLogger} from './transport.js'
+export type {TransportHook} from './oclif-hooks.js'
 export {ERROR_CODES, FpeerError, fromSystemError, isFpeerError, type ErrorCode, type ErrorKind} from './errors.js'
 export {errorCodeOf, isAbortError, isRetryable, isUnsupported, mapNetworkError, type ExtraCodes, type MapNetworkOptions, type NetPhase} from './net/errors-map.js'
 export {FETCH_RETRY, backoffMs, pause, retry, shouldRetry, type RetryOptions, type RetryPolicy} from './net/retry.js'
 export {checkRelativePath} from './fs/safe-path.js'
 export {ByteBudget, ConnectionGuard, GuardedConnection, type ConnectionLimits, type GuardOptions} from './net/limits.js'
+export {ConnectionPool, DEFAULT_POOL_IDLE_TIMEOUT_MS, type ConnectionPoolOptions, type Lease} from './net/pool.js'
 export {Identity, PeerId, generateKeyPair, keyPairFromSecretKey, verifySignature, type KeyPair} from './identity.js'
 export {checkTransport} from './registry.js'

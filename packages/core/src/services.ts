@@ -3,9 +3,9 @@ import {realpath, rm, stat} from 'node:fs/promises'
 import path from 'node:path'
 import {FpeerError, fromLocalError} from './errors.js'
 import {type Identity, PeerId} from './identity.js'
-import {ConfigStore, type FolderConfig} from './store/config.js'
-import {loadIdentity} from './store/home.js'
-import {type FileRecord, Peerfile, type PeerRecord, folderStateDir, isLive} from './store/peerfile.js'
+import type {FolderConfig} from './store/config.js'
+import type {Home} from './store/home.js'
+import {type FileRecord, type PeerRecord, isLive} from './store/peerfile.js'
 import {FolderSync} from './sync/folder.js'
 import {type FileVersion, entryToVersion, isConflictPath} from './sync/version.js'
 import type {FileEntry} from './wire/types.js'
@@ -25,8 +25,8 @@ export interface FolderSummary {
 }
 
 /** Scans a folder and records the scan in its peerfile (changes since the last scan become versions); returns counts. */
-export async function indexFolder(home: string, folder: FolderConfig, identity?: Identity): Promise<{files: number; bytes: number; skipped: {symlinks: string[]}}> {
-  const sync = new FolderSync(home, folder, identity ?? (await loadIdentity(home)))
+export async function indexFolder(home: Home, folder: FolderConfig, identity?: Identity): Promise<{files: number; bytes: number; skipped: {symlinks: string[]}}> {
+  const sync = new FolderSync(home, folder, identity ?? (await home.identity()))
   const {records} = await sync.rescan()
   let files = 0
   let bytes = 0
@@ -38,7 +38,7 @@ export async function indexFolder(home: string, folder: FolderConfig, identity?:
   return {files, bytes, skipped: {symlinks: sync.lastSkips.symlinks}}
 }
 
-export async function shareFolder(opts: {home: string; dir: string; name?: string; open?: boolean; allow?: string[]}): Promise<FolderSummary> {
+export async function shareFolder(opts: {home: Home; dir: string; name?: string; open?: boolean; allow?: string[]}): Promise<FolderSummary> {
   let dir: string
   try {
     dir = await realpath(opts.dir)
@@ -48,22 +48,21 @@ export async function shareFolder(opts: {home: string; dir: string; name?: strin
   if (!(await stat(dir)).isDirectory()) throw new FpeerError('E_NOT_A_DIRECTORY', `not a directory: ${opts.dir}`, {details: {path: opts.dir}, hint: 'share a directory (its files go with it)'})
   const name = checkFolderName(opts.name ?? path.basename(dir))
   // The identity first: a home with folders and no identity is a damaged one (store/home.ts).
-  const identity = await loadIdentity(opts.home)
-  const config = new ConfigStore(opts.home)
-  const f = await config.share({name, path: dir, ...(opts.open === undefined ? {} : {open: opts.open}), ...(opts.allow ? {allow: opts.allow} : {})})
+  const identity = await opts.home.identity()
+  const f = await opts.home.config.share({name, path: dir, ...(opts.open === undefined ? {} : {open: opts.open}), ...(opts.allow ? {allow: opts.allow} : {})})
   const counts = await indexFolder(opts.home, f, identity)
-  return {...f, ...counts, peers: (await new Peerfile(opts.home, name).peers()).length}
+  return {...f, ...counts, peers: (await opts.home.peerfile(name).peers()).length}
 }
 
-export async function allowPeer(opts: {home: string; folder: string; id: string}): Promise<FolderConfig> {
-  return new ConfigStore(opts.home).allow(opts.folder, opts.id)
+export async function allowPeer(opts: {home: Home; folder: string; id: string}): Promise<FolderConfig> {
+  return opts.home.config.allow(opts.folder, opts.id)
 }
 
-export async function disallowPeer(opts: {home: string; folder: string; id: string}): Promise<FolderConfig & {stillPeer: boolean}> {
-  const f = await new ConfigStore(opts.home).disallow(opts.folder, opts.id)
+export async function disallowPeer(opts: {home: Home; folder: string; id: string}): Promise<FolderConfig & {stillPeer: boolean}> {
+  const f = await opts.home.config.disallow(opts.folder, opts.id)
   const id = PeerId.parse(opts.id).toString()
   // Revoking the allowance does not unconfirm a peer that already joined: that is `forget`.
-  const stillPeer = (await new Peerfile(opts.home, opts.folder).peers()).some((p) => p.id === id)
+  const stillPeer = (await opts.home.peerfile(opts.folder).peers()).some((p) => p.id === id)
   return {...f, stillPeer}
 }
 
@@ -72,9 +71,12 @@ export async function disallowPeer(opts: {home: string; folder: string; id: stri
  * second); its files stay. Its state (peerlist, file structure) goes too unless `keepState`,
  * so sharing the directory again starts afresh.
  */
-export async function unshareFolder(opts: {home: string; folder: string; keepState?: boolean}): Promise<FolderConfig & {stateRemoved: boolean}> {
-  const f = await new ConfigStore(opts.home).unshare(opts.folder)
-  if (!opts.keepState) await rm(folderStateDir(opts.home, opts.folder), {recursive: true, force: true})
+export async function unshareFolder(opts: {home: Home; folder: string; keepState?: boolean}): Promise<FolderConfig & {stateRemoved: boolean}> {
+  const f = await opts.home.config.unshare(opts.folder)
+  if (!opts.keepState) {
+    await rm(opts.home.folderStateDir(opts.folder), {recursive: true, force: true})
+    opts.home.forget(opts.folder)
+  }
   return {...f, stateRemoved: !opts.keepState}
 }
 
@@ -83,18 +85,18 @@ export async function unshareFolder(opts: {home: string; folder: string; keepSta
  * here and its updates are refused; it may join again only if the folder is open or allows it.
  * `id` is a peer ID in any accepted spelling, or `plain:ADDRESS` for a seed-form peer.
  */
-export async function forgetPeer(opts: {home: string; folder: string; id: string}): Promise<{folder: string; id: string; peers: number}> {
-  await new ConfigStore(opts.home).requireFolder(opts.folder)
+export async function forgetPeer(opts: {home: Home; folder: string; id: string}): Promise<{folder: string; id: string; peers: number}> {
+  await opts.home.config.requireFolder(opts.folder)
   const id = opts.id.startsWith('plain:') ? opts.id : PeerId.parse(opts.id).toString()
-  const pf = new Peerfile(opts.home, opts.folder)
+  const pf = opts.home.peerfile(opts.folder)
   if (!(await pf.removePeer(id))) throw new FpeerError('E_NOT_FOUND', `${id} is not a peer of ${opts.folder}`, {hint: `see \`fpeer peers ${opts.folder}\``})
   return {folder: opts.folder, id, peers: (await pf.peers()).length}
 }
 
-export async function folderSummaries(home: string): Promise<FolderSummary[]> {
+export async function folderSummaries(home: Home): Promise<FolderSummary[]> {
   const out: FolderSummary[] = []
-  for (const f of await new ConfigStore(home).folders()) {
-    const pf = new Peerfile(home, f.name)
+  for (const f of await home.config.folders()) {
+    const pf = home.peerfile(f.name)
     let files = 0
     let bytes = 0
     for (const r of (await pf.files()).values()) {
@@ -107,16 +109,16 @@ export async function folderSummaries(home: string): Promise<FolderSummary[]> {
   return out
 }
 
-export async function folderPeers(home: string, folder: string): Promise<PeerRecord[]> {
-  await new ConfigStore(home).requireFolder(folder)
-  return new Peerfile(home, folder).peers()
+export async function folderPeers(home: Home, folder: string): Promise<PeerRecord[]> {
+  await home.config.requireFolder(folder)
+  return home.peerfile(folder).peers()
 }
 
-export async function folderFiles(home: string, folder: string) {
-  await new ConfigStore(home).requireFolder(folder)
+export async function folderFiles(home: Home, folder: string) {
+  await home.config.requireFolder(folder)
   // One array, built in one pass and sorted in place: a listing of 100,000 files is held once beside the records.
   const out: Array<Omit<FileRecord, 'ino' | 'version'> & {version?: {lamport: number; origin: string}}> = []
-  for (const r of (await new Peerfile(home, folder).files()).values()) {
+  for (const r of (await home.peerfile(folder).files()).values()) {
     if (!isLive(r)) continue
     const {ino: _ino, version, ...f} = r
     out.push({...f, ...(version ? {version: {lamport: version.lamport, origin: PeerId.parse(version.origin).toString()}} : {})})
@@ -128,9 +130,9 @@ export async function folderFiles(home: string, folder: string) {
  * `fpeer request`: runs the requester's handshake, then records the result (seed step 17):
  * the folder becomes shared here, with the host in its peerlist.
  */
-export async function requestAndRecord(home: string, opts: Omit<RequestOptions, 'identity'> & {identity?: Identity}): Promise<RequestResult> {
+export async function requestAndRecord(home: Home, opts: Omit<RequestOptions, 'identity'> & {identity?: Identity}): Promise<RequestResult> {
   checkFolderName(opts.folder)
-  const config = new ConfigStore(home)
+  const config = home.config
   const existing = await config.folder(opts.folder)
   const into = path.resolve(opts.into)
   if (existing && existing.path !== (await realpath(into).catch(() => into))) {
@@ -139,7 +141,7 @@ export async function requestAndRecord(home: string, opts: Omit<RequestOptions, 
   const intoReal = await realpath(into).catch(() => into)
   const twin = (await config.folders()).find((f) => f.name !== opts.folder && f.path === intoReal)
   if (twin) throw new FpeerError('E_USAGE', `${intoReal} is already shared here as ${twin.name}`, {hint: 'pick another --into'})
-  const identity = opts.identity ?? (await loadIdentity(home))
+  const identity = opts.identity ?? (await home.identity())
   // A re-request of a folder held here that fails midway replaced some files: their records
   // take the host's versions, so the folder and its records agree (and no rescan takes them
   // for this peer's own edits).
@@ -158,7 +160,7 @@ export async function requestAndRecord(home: string, opts: Omit<RequestOptions, 
   // Not fetched here (ignored, or a name the protocol cannot carry): not recorded as held either.
   const ignored = new Set([...result.ignored, ...result.unsupported])
   await new FolderSync(home, folder, identity).adopt(result.files.filter((e) => !ignored.has(e.path)).map((entry) => ({entry, ...versionField(entry)})))
-  await new Peerfile(home, opts.folder).addPeer({
+  await home.peerfile(opts.folder).addPeer({
     id: PeerId.parse(result.host.id).toString(),
     address: result.host.address,
     controlPort: result.host.port,
@@ -176,7 +178,7 @@ function versionField(entry: FileEntry): {version?: FileVersion} {
 }
 
 /** Conflict copies in a folder: the losers of concurrent edits, kept beside the winners. */
-export async function folderConflicts(home: string, folder: string): Promise<Array<{path: string; of: string; size: number; sha256: string}>> {
+export async function folderConflicts(home: Home, folder: string): Promise<Array<{path: string; of: string; size: number; sha256: string}>> {
   const files = await folderFiles(home, folder)
   return files
     .filter((f) => isConflictPath(f.path))

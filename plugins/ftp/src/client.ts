@@ -1,8 +1,8 @@
-// The FTP transport client: a pool of basic-ftp connections, one per concurrent transfer, each RETR streamed to the caller.
+// The FTP transport client: basic-ftp connections in core's ConnectionPool, one per concurrent transfer, each RETR streamed to the caller.
 import {Socket, type SocketConnectOpts} from 'node:net'
 import {PassThrough, Readable, Writable} from 'node:stream'
 import {Client} from 'basic-ftp'
-import {FpeerError, silentLogger, type ConnectOptions, type Logger, type TransferClient} from '@fpeer/core/plugin'
+import {ConnectionPool, FpeerError, silentLogger, type ConnectOptions, type Logger, type TransferClient} from '@fpeer/core/plugin'
 import {mapFtpError} from './client-errors.js'
 
 /** FTP has no way to put CR or LF in a path: RFC 959 lines end at CRLF, and basic-ftp refuses them. */
@@ -67,31 +67,33 @@ export async function connectFtp(options: ConnectOptions): Promise<TransferClien
 }
 
 /**
- * Up to `concurrency` logged-in connections. basic-ftp runs one command at a time per
- * connection, so each get() borrows a connection for the whole transfer. A connection
- * whose transfer failed after it started is closed, never reused: its control channel
- * may still owe a reply that would confuse the next command.
+ * Up to `concurrency` logged-in connections, in core's ConnectionPool. basic-ftp runs one
+ * command at a time per connection, so each get() borrows a connection for the whole
+ * transfer. A connection whose transfer failed after it started is closed, never reused:
+ * its control channel may still owe a reply that would confuse the next command.
  */
 export class FtpClientPool implements TransferClient {
   readonly #opts: ConnectOptions
   readonly #log: Logger
-  #max: number
-  readonly #idle: Client[] = []
-  readonly #inUse = new Set<Client>()
-  readonly #waiters: Array<() => void> = []
-  #live = 0
-  #closed = false
+  readonly #pool: ConnectionPool<Client>
 
   constructor(options: ConnectOptions) {
     this.#opts = options
     this.#log = options.log ?? silentLogger
-    this.#max = Math.max(1, Math.floor(options.concurrency) || 1)
+    this.#pool = new ConnectionPool<Client>({
+      name: 'FTP',
+      max: options.concurrency,
+      open: () => this.#open(),
+      destroy: (client) => client.close(),
+      alive: (client) => !client.closed,
+      log: this.#log,
+    })
   }
 
   /** Opens one connection and parks it. */
   async prime(): Promise<void> {
-    const {client} = await this.#acquire()
-    this.#release(client, true)
+    const {conn} = await this.#pool.acquire()
+    this.#pool.release(conn, true)
   }
 
   async get(folder: string, path: string, options: {offset?: number; signal?: AbortSignal} = {}): Promise<{stream: Readable; size?: number}> {
@@ -103,7 +105,7 @@ export class FtpClientPool implements TransferClient {
     const signal = options.signal
     for (let attempt = 0; ; attempt++) {
       if (signal?.aborted) throw abortError(signal)
-      const {client, reused} = await this.#acquire(signal)
+      const {conn: client, reused} = await this.#pool.acquire(signal)
       try {
         return await this.#download(client, remote, offset, signal, reused)
       } catch (err) {
@@ -118,11 +120,7 @@ export class FtpClientPool implements TransferClient {
   }
 
   async close(): Promise<void> {
-    this.#closed = true
-    for (const c of this.#idle.splice(0)) c.close()
-    for (const c of this.#inUse) c.close()
-    this.#live = this.#inUse.size
-    for (const w of this.#waiters.splice(0)) w()
+    await this.#pool.close()
   }
 
   /** Runs one RETR on a borrowed connection; returns it to the pool (or closes it) in every outcome. */
@@ -139,7 +137,7 @@ export class FtpClientPool implements TransferClient {
       if (code === undefined || !SIZE_UNSUPPORTED.has(code)) {
         unlisten()
         // After an error reply the connection is in a clean state and can be reused.
-        this.#release(client, code !== undefined && !client.closed)
+        this.#pool.release(client, code !== undefined)
         if (signal?.aborted) throw abortError(signal)
         const mapped = mapFtpError(err, `FTP SIZE ${remote}`, 'start')
         // No reply at all to the first command on a parked connection: the server closed it while idle.
@@ -202,14 +200,14 @@ export class FtpClientPool implements TransferClient {
           unlisten()
           begin()
           inner.end()
-          this.#release(client, true)
+          this.#pool.release(client, true)
         },
         (err: unknown) => {
           done = true
           unlisten()
           const e = signal?.aborted ? abortError(signal) : mapFtpError(err, `FTP RETR ${remote}`, started ? 'transfer' : 'start')
           // Only a clean error reply before any byte (550: no such file) leaves the connection reusable.
-          this.#release(client, !started && replyCode(err) === 550 && !client.closed)
+          this.#pool.release(client, !started && replyCode(err) === 550)
           if (started) {
             failure = e
             inner.end()
@@ -223,86 +221,20 @@ export class FtpClientPool implements TransferClient {
     })
   }
 
-  async #acquire(signal?: AbortSignal): Promise<{client: Client; reused: boolean}> {
-    for (;;) {
-      if (this.#closed) throw new FpeerError('E_STATE', 'the FTP client is closed')
-      const idle = this.#idle.pop()
-      if (idle) {
-        if (idle.closed) {
-          this.#live--
-          continue
-        }
-        this.#inUse.add(idle)
-        return {client: idle, reused: true}
-      }
-      if (this.#live < this.#max) {
-        this.#live++
-        try {
-          return {client: await this.#open(), reused: false}
-        } catch (err) {
-          this.#live--
-          // A busy server may refuse more connections than it gives us (its per-address share):
-          // make do with those we have rather than fail the file.
-          if (this.#live > 0 && !this.#closed) {
-            this.#log.debug('ftp: another connection refused; going on with fewer', {live: this.#live})
-            this.#max = this.#live
-            continue
-          }
-          this.#wake()
-          throw err
-        }
-      }
-      await new Promise<void>((resolve, reject) => {
-        const onAbort = () => {
-          const i = this.#waiters.indexOf(wake)
-          if (i >= 0) this.#waiters.splice(i, 1)
-          reject(abortError(signal!))
-        }
-        const wake = () => {
-          signal?.removeEventListener('abort', onAbort)
-          resolve()
-        }
-        if (signal?.aborted) return onAbort()
-        signal?.addEventListener('abort', onAbort, {once: true})
-        this.#waiters.push(wake)
-      })
-    }
-  }
-
+  /** Opens and logs in one connection, for the pool. Errors: mapped (E_CONNECT, E_ACCESS, …). */
   async #open(): Promise<Client> {
     const {host, port, timeoutMs, localAddress} = this.#opts
     const client = new Client(timeoutMs)
     tuneSockets(client, localAddress)
-    this.#inUse.add(client)
     try {
       // The grant secret is the password (§4.6); without one, only open folders can be read.
       const grant = this.#opts.grant
       await client.access({host, port, user: grant ? 'fpeer' : 'anonymous', password: grant ?? 'fpeer@'})
     } catch (err) {
-      this.#inUse.delete(client)
       client.close()
       throw mapFtpError(err, `FTP connect to ${host}:${port}`, 'connect')
     }
-    if (this.#closed) {
-      this.#inUse.delete(client)
-      client.close()
-      throw new FpeerError('E_STATE', 'the FTP client is closed')
-    }
-    this.#log.debug('ftp: connected', {host, port, live: this.#live})
+    this.#log.debug('ftp: connected', {host, port, live: this.#pool.size})
     return client
-  }
-
-  #release(client: Client, reusable: boolean): void {
-    if (!this.#inUse.delete(client)) return
-    if (reusable && !this.#closed && !client.closed) this.#idle.push(client)
-    else {
-      client.close()
-      this.#live--
-    }
-    this.#wake()
-  }
-
-  #wake(): void {
-    this.#waiters.shift()?.()
   }
 }

@@ -2,13 +2,13 @@
 //
 // An SFTP connection runs one transfer at a time here (ssh2-sftp-client is not made for
 // concurrent operations on one connection), so the client keeps up to `concurrency`
-// connections and lends each to one get() at a time. A file is read with many READ
+// connections in core's ConnectionPool and lends each to one get() at a time. A file is read with many READ
 // requests outstanding, as OpenSSH's sftp and ssh2's fastGet do: one READ at a time
 // would make throughput a matter of round trips.
 import {Readable} from 'node:stream'
 import SftpClient from 'ssh2-sftp-client'
 import type {Client as SshClient, ConnectConfig, SFTPWrapper} from 'ssh2'
-import {FpeerError, checkRelativePath, isFpeerError, mapNetworkError, silentLogger} from '@fpeer/core/plugin'
+import {ConnectionPool, FpeerError, checkRelativePath, isFpeerError, mapNetworkError, silentLogger} from '@fpeer/core/plugin'
 import type {ConnectOptions, Logger, TransferClient} from '@fpeer/core/plugin'
 import {ED25519, fingerprint, parsePublicKeyBlob, privateKeyPem, publicKeyBlob} from './keys.js'
 
@@ -68,8 +68,6 @@ class Connection {
   lastError: unknown
   /** Set by the host key check, so a refused host key is told apart from other failures. */
   hostKeyMismatch = false
-  /** Whether this connection has already served a transfer (a stale one may be dead). */
-  used = false
 
   constructor(log: Logger) {
     const dead = () => {
@@ -326,81 +324,37 @@ class PipelinedReader extends Readable {
 
 // ─── the pool ───────────────────────────────────────────────────────────────
 
-/** The TransferClient: a pool of up to `concurrency` SFTP connections to one peer. */
+/** The TransferClient: up to `concurrency` SFTP connections to one peer, in core's ConnectionPool. */
 class SftpTransferClient implements TransferClient {
   readonly #options: ConnectOptions
   readonly #tuning: SftpClientTuning
   readonly #log: Logger
-  readonly #all = new Set<Connection>()
-  #idle: Connection[] = []
-  #opening = 0
-  /** Connections to keep at most; lowered when the server refuses more than we have. */
-  #cap = 0
-  #waiters: Array<() => void> = []
-  #closed = false
+  readonly #pool: ConnectionPool<Connection>
 
   constructor(options: ConnectOptions, tuning: SftpClientTuning) {
     this.#options = options
     this.#tuning = tuning
     this.#log = options.log ?? silentLogger
+    this.#pool = new ConnectionPool<Connection>({
+      name: 'SFTP',
+      max: options.concurrency,
+      open: async () => {
+        const conn = new Connection(this.#log)
+        await conn.open(this.#options, this.#tuning.username)
+        return conn
+      },
+      destroy: (conn) => conn.destroy(),
+      // A clean goodbye, bounded: a server that does not answer is cut after a second.
+      end: (conn) => Promise.race([conn.sc.end().then(() => {}, () => {}), new Promise<void>((r) => setTimeout(r, 1000).unref())]),
+      alive: (conn) => conn.alive && conn.sftp !== undefined,
+      log: this.#log,
+    })
   }
 
   /** Opens the first connection, so that a wrong host key or a refused login fails connect(). */
   async start(): Promise<void> {
-    this.#release(await this.#newConnection())
-  }
-
-  async #newConnection(): Promise<Connection> {
-    this.#opening++
-    try {
-      const conn = new Connection(this.#log)
-      await conn.open(this.#options, this.#tuning.username)
-      if (this.#closed) {
-        conn.destroy()
-        throw new FpeerError('E_CONNECTION_LOST', 'the SFTP client was closed')
-      }
-      this.#all.add(conn)
-      return conn
-    } finally {
-      this.#opening--
-    }
-  }
-
-  async #acquire(): Promise<Connection> {
-    for (;;) {
-      if (this.#closed) throw new FpeerError('E_CONNECTION_LOST', 'the SFTP client was closed')
-      const conn = this.#idle.pop()
-      if (conn) {
-        if (conn.alive && conn.sftp) return conn
-        this.#drop(conn)
-        continue
-      }
-      if (this.#all.size + this.#opening < (this.#cap || Math.max(1, this.#options.concurrency))) {
-        try {
-          return await this.#newConnection()
-        } catch (err) {
-          // A busy server may refuse more connections than it gives us (its per-address share):
-          // make do with those we have rather than fail the file.
-          if (this.#all.size === 0 || this.#closed) throw err
-          this.#log.debug('sftp: another connection refused; going on with fewer', {live: this.#all.size})
-          this.#cap = this.#all.size
-          continue
-        }
-      }
-      await new Promise<void>((resolve) => this.#waiters.push(resolve))
-    }
-  }
-
-  #release(conn: Connection): void {
-    if (this.#closed || !conn.alive) this.#drop(conn)
-    else this.#idle.push(conn)
-    this.#waiters.shift()?.()
-  }
-
-  #drop(conn: Connection): void {
-    this.#all.delete(conn)
-    this.#idle = this.#idle.filter((c) => c !== conn)
-    conn.destroy()
+    const {conn} = await this.#pool.acquire()
+    this.#pool.release(conn, true)
   }
 
   async get(folder: string, path: string, options: {offset?: number; signal?: AbortSignal} = {}): Promise<{stream: Readable; size?: number}> {
@@ -415,9 +369,7 @@ class SftpTransferClient implements TransferClient {
     // A connection idle in the pool may have been closed by the server meanwhile; one
     // that fails before the first byte is replaced once by a fresh one.
     for (let attempt = 0; ; attempt++) {
-      const conn = await this.#acquire()
-      const reused = conn.used
-      conn.used = true
+      const {conn, reused} = await this.#pool.acquire(signal)
       let handle: Buffer
       let size: number
       try {
@@ -431,8 +383,7 @@ class SftpTransferClient implements TransferClient {
       } catch (err) {
         const e = mapSshError(err, `opening ${remote}`)
         const connectionLevel = e.code === 'E_CONNECTION_LOST' || e.code === 'E_TIMEOUT'
-        if (connectionLevel) this.#drop(conn)
-        this.#release(conn)
+        this.#pool.release(conn, !connectionLevel)
         if (connectionLevel && reused && attempt === 0) continue
         throw e
       }
@@ -447,8 +398,7 @@ class SftpTransferClient implements TransferClient {
         timeoutMs: this.#options.timeoutMs,
         onDone: (err) => {
           signal?.removeEventListener('abort', onAbort)
-          if (err && (isFpeerError(err, 'E_CONNECTION_LOST') || isFpeerError(err, 'E_TIMEOUT') || !isFpeerError(err))) this.#drop(conn)
-          this.#release(conn)
+          this.#pool.release(conn, !(err && (isFpeerError(err, 'E_CONNECTION_LOST') || isFpeerError(err, 'E_TIMEOUT') || !isFpeerError(err))))
         },
       })
       const onAbort = () => stream.destroy(signal?.reason instanceof Error ? signal.reason : new FpeerError('E_TRANSFER', 'aborted'))
@@ -468,7 +418,8 @@ class SftpTransferClient implements TransferClient {
   #call<T>(conn: Connection, start: (cb: (err: Error | undefined | null, value: T) => void) => void, what: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.#drop(conn)
+        // Dead to the pool from now on: the borrower's release destroys it.
+        conn.destroy()
         reject(new FpeerError('E_TIMEOUT', `${what}: no answer for ${this.#options.timeoutMs} ms`))
       }, this.#options.timeoutMs)
       timer.unref()
@@ -487,18 +438,7 @@ class SftpTransferClient implements TransferClient {
   }
 
   async close(): Promise<void> {
-    if (this.#closed) return
-    this.#closed = true
-    for (const wake of this.#waiters.splice(0)) wake()
-    const conns = [...this.#all]
-    this.#all.clear()
-    this.#idle = []
-    await Promise.all(
-      conns.map(async (conn) => {
-        await Promise.race([conn.sc.end().catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())])
-        conn.destroy()
-      }),
-    )
+    await this.#pool.close()
   }
 }
 

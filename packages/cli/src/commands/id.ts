@@ -1,6 +1,6 @@
 // `fpeer id`: prints this peer's ID.
 import {Flags} from '@oclif/core'
-import {FpeerError, loadIdentity} from '@fpeer/core/startup'
+import {FpeerError} from '@fpeer/core/startup'
 import {BaseCommand} from '../base.js'
 
 export default class Id extends BaseCommand<typeof Id> {
@@ -13,7 +13,7 @@ export default class Id extends BaseCommand<typeof Id> {
 
   async run(): Promise<{id: string}> {
     if (this.flags.new && !this.flags.yes) throw new FpeerError('E_USAGE', '--new replaces this peer\'s identity: its peers will no longer know it', {hint: 'add --yes to do it anyway'})
-    const identity = await loadIdentity(this.home, {replace: this.flags.new})
+    const identity = await this.home.identity({replace: this.flags.new})
     this.out(identity.id.toString())
     return {id: identity.id.toString()}
   }

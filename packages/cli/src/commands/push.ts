@@ -1,6 +1,6 @@
 // `fpeer push`: rescans a shared folder now and pushes what changed to its peers.
 import {Args, Flags} from '@oclif/core'
-import {ConfigStore, FolderSync, FpeerError, PeerNode, Peerfile, loadIdentity, tty} from '@fpeer/core'
+import {FolderSync, FpeerError, PeerNode, tty} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
 
 export default class Push extends BaseCommand<typeof Push> {
@@ -16,11 +16,11 @@ export default class Push extends BaseCommand<typeof Push> {
   }
 
   async run(): Promise<{folder: string; versions: number; peers: number; failed: number; dryRun?: boolean; changes?: Array<{path: string; deleted: boolean; size: number}>}> {
-    const folder = await new ConfigStore(this.home).requireFolder(this.args.folder)
-    const identity = await loadIdentity(this.home)
+    const folder = await this.home.config.requireFolder(this.args.folder)
+    const identity = await this.home.identity()
     if (this.flags['dry-run']) {
       const changes = await new FolderSync(this.home, folder, identity).preview()
-      const peers = (await new Peerfile(this.home, folder.name).peers()).filter((p) => p.controlPort && !p.id.startsWith('plain:')).length
+      const peers = (await this.home.peerfile(folder.name).peers()).filter((p) => p.controlPort && !p.id.startsWith('plain:')).length
       for (const c of changes) this.out(tty`${c.deleted ? 'delete' : 'send'}\t${c.path}`)
       this.note(tty`dry run: ${changes.length} change(s) would go to ${peers} peer(s); nothing was recorded or sent`)
       return {folder: folder.name, versions: changes.length, peers, failed: 0, dryRun: true, changes}

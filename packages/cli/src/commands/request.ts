@@ -1,6 +1,6 @@
 // `fpeer request`: asks a host to become a peer of one of its folders (the seed's steps 4-17).
 import {Args, Flags} from '@oclif/core'
-import {DEFAULT_CONTROL_PORT, EXIT_CODES, FpeerError, PendingStore, type RequestResult, isFpeerError, requestAndRecord, tty} from '@fpeer/core'
+import {DEFAULT_CONTROL_PORT, EXIT_CODES, FpeerError, type RequestResult, isFpeerError, requestAndRecord, tty} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
 import {ManualHandOver, type PendingDocument, type RequestTarget, requestTarget} from '../hand-over.js'
 import {createProgress, progressFlag, type ProgressMode, type TransferEvent} from '../progress.js'
@@ -124,7 +124,7 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
     const d = this.#done
     const manual = d.protocol === 'MANUAL'
     if (!manual) {
-      await new PendingStore(this.home).save({
+      await this.home.pending.save({
         folder: t.folder,
         host: t.host,
         port: t.port,

@@ -1,7 +1,7 @@
 // `fpeer serve`: runs this peer until interrupted.
 import {isIP} from 'node:net'
 import {Args, Flags} from '@oclif/core'
-import {DEFAULT_CONTROL_PORT, DEFAULT_PORTS, FpeerError, PeerNode, formatDestination, loadIdentity, shareFolder} from '@fpeer/core'
+import {DEFAULT_CONTROL_PORT, DEFAULT_PORTS, FpeerError, PeerNode, formatDestination, shareFolder} from '@fpeer/core'
 import {BaseCommand} from '../base.js'
 import {progressFlag} from '../progress.js'
 
@@ -60,7 +60,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
       if (p in DEFAULT_PORTS) this.log_.warn(`--data-port ${p}=… unused: the ${p} plugin is not installed (\`fpeer plugins install ${p.toLowerCase()}\`)`, {protocol: p})
       else throw new FpeerError('E_USAGE', `--data-port ${p}=…: no installed plugin serves ${p}`, {details: {protocol: p}, hint: `protocols served here: ${served.join(', ') || 'none'} (\`fpeer protocols\`)`})
     }
-    const identity = await loadIdentity(this.home)
+    const identity = await this.home.identity()
     // SIGHUP (a closed terminal, `systemctl reload`) must not kill a daemon: configuration is
     // re-read every second anyway, so there is nothing to reload; it is logged and ignored.
     const onHup = () => this.log_.info('SIGHUP ignored: configuration is re-read every second')

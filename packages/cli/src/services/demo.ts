@@ -5,11 +5,11 @@ import os from 'node:os'
 import path from 'node:path'
 import {
   type Logger,
+  Home,
   PeerNode,
   type TransportRegistry,
   defaultTimeouts,
   folderPeers,
-  loadIdentity,
   requestAndRecord,
   shareFolder,
 } from '@fpeer/core'
@@ -105,16 +105,16 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       running.push(p)
       return Promise.race([p, interrupted])
     }
-    const hostHome = path.join(dir, 'host-home')
-    const requesterHome = path.join(dir, 'requester-home')
+    const hostHome = new Home(path.join(dir, 'host-home'))
+    const requesterHome = new Home(path.join(dir, 'requester-home'))
     const shared = path.join(dir, 'host', DEMO_FOLDER)
     const into = path.join(dir, 'requester', DEMO_FOLDER)
     for (const [rel, content] of Object.entries(SAMPLE)) {
       await mkdir(path.dirname(path.join(shared, rel)), {recursive: true})
       await writeFile(path.join(shared, rel), content)
     }
-    const hostId = await loadIdentity(hostHome)
-    const requesterId = await loadIdentity(requesterHome)
+    const hostId = await hostHome.identity()
+    const requesterId = await requesterHome.identity()
     await shareFolder({home: hostHome, dir: shared, name: DEMO_FOLDER, open: true})
     // Every port free: the demo never collides with a real `fpeer serve` on 7734.
     const ports = Object.fromEntries(opts.registry.protocols().map((p) => [p, 0]))
@@ -146,7 +146,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       }),
     )
     const handshakeMs = Date.now() - t1
-    const list = async (home: string) => (await folderPeers(home, DEMO_FOLDER)).map((p) => ({id: p.id, address: p.address, role: p.role}))
+    const list = async (home: Home) => (await folderPeers(home, DEMO_FOLDER)).map((p) => ({id: p.id, address: p.address, role: p.role}))
     const peers = {host: await list(hostHome), requester: await list(requesterHome)}
     return {
       folder: DEMO_FOLDER,

@@ -1,4 +1,5 @@
 // Access control on a real home: folders and peers as last read, the access decisions, and the refresh timer's lifecycle.
+import {Home} from '../store/home.js'
 import assert from 'node:assert/strict'
 import {mkdir, mkdtemp, rm} from 'node:fs/promises'
 import os from 'node:os'
@@ -45,7 +46,7 @@ describe('AccessControl', () => {
   it('decides on the folders and peers it read: read by grant or key, never by address; join if open, allowed or confirmed', async () => {
     const {home: h, config} = await home()
     const seen: FolderConfig[][] = []
-    const access = new AccessControl({home: h, config, onRefresh: (f) => seen.push(f)})
+    const access = new AccessControl({home: new Home(h), config, onRefresh: (f) => seen.push(f)})
     await access.start(new AbortController().signal)
     assert.deepEqual(access.names().sort(), ['closed', 'open'])
     assert.equal(seen.length, 1)
@@ -74,7 +75,7 @@ describe('AccessControl', () => {
 
   it('re-reads every refreshMs until stopped; abort and stop leave no timer', async () => {
     const {home: h, config, root} = await home()
-    const access = new AccessControl({home: h, config, refreshMs: 20})
+    const access = new AccessControl({home: new Home(h), config, refreshMs: 20})
     const ac = new AbortController()
     await access.start(ac.signal)
     assert.equal(access.timers, 1)
@@ -90,7 +91,7 @@ describe('AccessControl', () => {
 
   it('stop before start: start reads nothing and starts no timer', async () => {
     const {home: h, config} = await home()
-    const access = new AccessControl({home: h, config, refreshMs: 20})
+    const access = new AccessControl({home: new Home(h), config, refreshMs: 20})
     await access.stop()
     await access.start(new AbortController().signal)
     assert.equal(access.timers, 0)

@@ -1,15 +1,16 @@
 // Who may do what with which folder: the shared folders and their peers as last read, read grants, the replay guard, and the re-reading of both.
+import type {Home} from '../store/home.js'
 import type {PeerId} from '../identity.js'
 import type {Startable} from '../lifecycle.js'
 import type {FolderAccess} from '../fs/local-source.js'
 import type {ConfigStore, FolderConfig} from '../store/config.js'
-import {Peerfile, type PeerRecord} from '../store/peerfile.js'
+import {type PeerRecord} from '../store/peerfile.js'
 import {type AccessContext, type Logger, silentLogger} from '../transport.js'
 import {GrantTable} from './grants.js'
 import {ReplayGuard} from './replay-guard.js'
 
 export interface AccessControlOptions {
-  home: string
+  home: Home
   config: ConfigStore
   /** Re-read folders and peerlists this often (other fpeer processes change them); none when undefined. */
   refreshMs?: number
@@ -46,7 +47,7 @@ export class AccessControl implements Startable, FolderAccess {
   async refresh(): Promise<void> {
     const folders = await this.#options.config.folders()
     const peers = new Map<string, PeerRecord[]>()
-    for (const f of folders) peers.set(f.name, await new Peerfile(this.#options.home, f.name).peers())
+    for (const f of folders) peers.set(f.name, await this.#options.home.peerfile(f.name).peers())
     this.#folders = new Map(folders.map((f) => [f.name, f]))
     this.#peers = peers
     this.#options.onRefresh?.(folders)

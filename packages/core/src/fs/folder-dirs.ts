@@ -26,7 +26,8 @@ const {O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY, O_N
  * Linux shows every open descriptor as /proc/self/fd/N, a "magic link" that the kernel
  * resolves to the open object itself, not by its path. `/proc/self/fd/N/name` is therefore
  * Node's `openat(N, name)`: once a directory is open, swapping it (or any parent) for a
- * symlink cannot redirect what is created, renamed or removed in it. Decided once per process.
+ * symlink cannot redirect what is created, renamed or removed in it. Decided once per process:
+ * a fact of the process (its /proc), not state of a folder, like the umask below.
  */
 let viaFd: boolean | undefined
 function fdPathsWork(rootFd: number): boolean {
@@ -40,21 +41,6 @@ function fdPathsWork(rootFd: number): boolean {
     }
   }
   return viaFd
-}
-
-/**
- * Random part-name suffixes (16 hex digits) cut from one CSPRNG draw of 4 KiB: a request
- * of 100,000 small files makes 100,000 part files, and a draw per name costs a system call.
- */
-let pool = Buffer.alloc(0)
-let poolAt = 0
-function randomSuffix(): string {
-  if (poolAt + 8 > pool.length) {
-    pool = randomBytes(4096)
-    poolAt = 0
-  }
-  poolAt += 8
-  return pool.toString('hex', poolAt - 8, poolAt)
 }
 
 /** Directory descriptors kept open per FolderDirs; beyond this the least recently used unreferenced ones are closed. */
@@ -164,7 +150,7 @@ export class Dir {
   createExclusive(prefix: string, flags = O_WRONLY): {fd: number; name: string} {
     this.#recheck()
     for (let attempt = 0; ; attempt++) {
-      const name = prefix + randomSuffix()
+      const name = prefix + this.#owner.randomSuffix()
       try {
         return {fd: openSync(this.at(name), flags | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600), name}
       } catch (err) {
@@ -220,6 +206,12 @@ export class FolderDirs {
   readonly root: string
   readonly #dirs = new Map<string, Dir>()
   #closed = false
+  /**
+   * Random part-name suffixes (16 hex digits) cut from one CSPRNG draw of 4 KiB: a request
+   * of 100,000 small files makes 100,000 part files, and a draw per name costs a system call.
+   */
+  #pool = Buffer.alloc(0)
+  #poolAt = 0
 
   constructor(rootReal: string) {
     this.root = rootReal
@@ -230,6 +222,16 @@ export class FolderDirs {
       closeSync(fd)
       this.#dirs.set('', new Dir(this, '', rootReal, undefined))
     }
+  }
+
+  /** A fresh random name suffix for a part file of this folder. */
+  randomSuffix(): string {
+    if (this.#poolAt + 8 > this.#pool.length) {
+      this.#pool = randomBytes(4096)
+      this.#poolAt = 0
+    }
+    this.#poolAt += 8
+    return this.#pool.toString('hex', this.#poolAt - 8, this.#poolAt)
   }
 
   absOf(rel: string): string {

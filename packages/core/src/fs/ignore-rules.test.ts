@@ -4,7 +4,7 @@ import {chmod, mkdir, mkdtemp, realpath, rm, symlink, writeFile} from 'node:fs/p
 import os from 'node:os'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {IgnoreRules} from './ignore-rules.js'
+import {IGNORE_FILE, IgnoreRules, IgnoreRulesCache} from './ignore-rules.js'
 import {type ScanSkips, scanFolder} from './scan.js'
 
 describe('.fpeerignore and the scan', () => {
@@ -83,5 +83,26 @@ describe('.fpeerignore and the scan', () => {
     const again = await scanFolder(root, new Map(files.map((f) => [f.path, f])))
     assert.equal(again.find((f) => f.path === 'plain.txt')!.mode, 0o755)
     await chmod(path.join(root, 'plain.txt'), 0o644)
+  })
+})
+
+describe('IgnoreRulesCache', () => {
+  it('keeps one rules instance while the file is unchanged, reloads when it changes, and shares nothing with another cache', async () => {
+    const root = await realpath(await mkdtemp(path.join(os.tmpdir(), 'fpeer-ignore-cache-')))
+    try {
+      await writeFile(path.join(root, IGNORE_FILE), '*.tmp\n')
+      const cache = new IgnoreRulesCache()
+      const first = cache.rules(root, 0)
+      assert.equal(cache.rules(root, 0), first, 'unchanged: the same matcher, with what it remembered')
+      assert.ok(first.ignores('a.tmp'))
+      // Another size, so the stamp differs even within the file system's mtime granularity.
+      await writeFile(path.join(root, IGNORE_FILE), '*.log\n# longer\n')
+      const second = cache.rules(root, 0)
+      assert.notEqual(second, first)
+      assert.ok(second.ignores('a.log') && !second.ignores('a.tmp'))
+      assert.notEqual(new IgnoreRulesCache().rules(root, 0), second, 'each owner has its own cache')
+    } finally {
+      await rm(root, {recursive: true, force: true})
+    }
   })
 })

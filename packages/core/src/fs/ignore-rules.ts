@@ -55,27 +55,31 @@ export class IgnoreRules {
   }
 }
 
-const cache = new Map<string, {rules: IgnoreRules; checkedAt: number}>()
-
 /**
- * The rules of `root`, kept between uses: re-read only when the file's size, mtime or
- * inode changed, looked at (one lstat) at most every `maxAgeMs`. Keeping the same
- * instance matters: the matcher remembers each path's answer, and a first answer costs
- * about 10 µs against 0.2 µs for a remembered one (10,000 files: 100 ms against 2 ms a scan).
+ * The rules of some folders, kept between uses by whoever owns those folders (a folder's
+ * FolderSync, a transport server's LocalFileSource): never module-global, so two nodes in one
+ * process (tests, `fpeer demo`) share nothing. Keeping the same instance matters: the matcher
+ * remembers each path's answer, and a first answer costs about 10 µs against 0.2 µs for a
+ * remembered one (10,000 files: 100 ms against 2 ms a scan).
  */
-export function cachedRules(root: string, maxAgeMs = 1000): IgnoreRules {
-  const now = Date.now()
-  const hit = cache.get(root)
-  if (hit && now - hit.checkedAt < maxAgeMs) return hit.rules
-  if (hit) {
-    const st = lstatSync(path.join(root, IGNORE_FILE), {throwIfNoEntry: false})
-    const stamp = st?.isFile() ? `${st.size}:${st.mtimeMs}:${st.ino}` : ''
-    if (stamp === hit.rules.stamp) {
-      hit.checkedAt = now
-      return hit.rules
+export class IgnoreRulesCache {
+  readonly #cache = new Map<string, {rules: IgnoreRules; checkedAt: number}>()
+
+  /** The rules of `root`: re-read only when the file's size, mtime or inode changed, looked at (one lstat) at most every `maxAgeMs`. */
+  rules(root: string, maxAgeMs = 1000): IgnoreRules {
+    const now = Date.now()
+    const hit = this.#cache.get(root)
+    if (hit && now - hit.checkedAt < maxAgeMs) return hit.rules
+    if (hit) {
+      const st = lstatSync(path.join(root, IGNORE_FILE), {throwIfNoEntry: false})
+      const stamp = st?.isFile() ? `${st.size}:${st.mtimeMs}:${st.ino}` : ''
+      if (stamp === hit.rules.stamp) {
+        hit.checkedAt = now
+        return hit.rules
+      }
     }
+    const rules = IgnoreRules.load(root)
+    this.#cache.set(root, {rules, checkedAt: now})
+    return rules
   }
-  const rules = IgnoreRules.load(root)
-  cache.set(root, {rules, checkedAt: now})
-  return rules
 }

@@ -7,7 +7,7 @@ import {FpeerError, isFpeerError} from '../errors.js'
 import type {AccessContext, FileSource, FileStat} from '../transport.js'
 import {SMALL_FILE_BYTES, isIgnoredName} from './scan.js'
 import {resolveForReadSync} from './safe-path.js'
-import {cachedRules} from './ignore-rules.js'
+import {IgnoreRulesCache} from './ignore-rules.js'
 
 /** How the source finds a folder and decides who may read it. */
 export interface FolderAccess {
@@ -21,6 +21,8 @@ export class LocalFileSource implements FileSource {
   readonly #access: FolderAccess
   readonly #names: () => string[]
   readonly #realRoots = new Map<string, string>()
+  /** The served folders' .fpeerignore rules, re-checked at most once a second per folder. */
+  readonly #rules = new IgnoreRulesCache()
 
   constructor(access: FolderAccess, names: () => string[]) {
     this.#access = access
@@ -48,7 +50,7 @@ export class LocalFileSource implements FileSource {
     // fpeer's own names are not there as far as a peer can tell (checked before the path rules, which refuse them).
     if (rel !== '' && rel.split('/').some(isIgnoredName)) throw new FpeerError('E_NOT_FOUND', `no such file: ${rel}`)
     // Nor are the files its .fpeerignore names: a peer asking for one by name gets nothing either.
-    const rules = cachedRules(root)
+    const rules = this.#rules.rules(root)
     if (rel !== '' && rules.ignores(rel)) throw new FpeerError('E_NOT_FOUND', `no such file: ${rel}`)
     const abs = resolveForReadSync(root, rel)
     // …also when reached through a link inside the folder: what is read is what the rules judge.
@@ -79,7 +81,7 @@ export class LocalFileSource implements FileSource {
       if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') throw new FpeerError('E_NOT_FOUND', `${rel} is not a directory`)
       throw new FpeerError('E_ACCESS', `cannot list ${rel}: ${(err as Error).message}`)
     }
-    const rules = cachedRules(root)
+    const rules = this.#rules.rules(root)
     for await (const ent of dir) {
       if (isIgnoredName(ent.name)) continue
       const childRel = rel === '' ? ent.name : `${rel}/${ent.name}`

@@ -3,7 +3,7 @@ import {createHash} from 'node:crypto'
 import {createReadStream, lstatSync, readFileSync} from 'node:fs'
 import {opendir} from 'node:fs/promises'
 import path from 'node:path'
-import {IGNORE_FILE, type IgnoreRules, cachedRules} from './ignore-rules.js'
+import {IGNORE_FILE, IgnoreRules} from './ignore-rules.js'
 import {isReservedName} from './safe-path.js'
 
 /** One file of a folder's file structure. */
@@ -83,12 +83,12 @@ function sha256Small(absPath: string): string {
  * for the system call, and a folder of 10,000 files makes 10,000 of them. The scan yields
  * to the event loop every few milliseconds, so a serving peer keeps answering meanwhile.
  */
-export async function scanFolder(root: string, previous?: Map<string, IndexedFile>, concurrency = 8, skips?: ScanSkips): Promise<IndexedFile[]> {
+export async function scanFolder(root: string, previous?: Map<string, IndexedFile>, concurrency = 8, skips?: ScanSkips, rules: IgnoreRules = IgnoreRules.load(root)): Promise<IndexedFile[]> {
   const out: IndexedFile[] = []
   const pending = new Set<Promise<void>>()
   let slice = performance.now()
   // The folder's .fpeerignore: ignored files are not part of its structure, so never offered.
-  for await (const {rel, abs} of walk(root, '', cachedRules(root, 0), skips)) {
+  for await (const {rel, abs} of walk(root, '', rules, skips)) {
     if (performance.now() - slice > SLICE_MS) {
       await new Promise((r) => setImmediate(r))
       slice = performance.now()

@@ -1,9 +1,12 @@
-// The fpeer home: where identity, configuration and peerfiles live ($FPEER_HOME, else the oclif config dir).
+// The fpeer home: where identity, configuration and peerfiles live ($FPEER_HOME, else the oclif config dir), and the Home object that owns them.
 import {chmod, mkdir, readdir, rename, stat} from 'node:fs/promises'
 import path from 'node:path'
 import {FpeerError, fromLocalError} from '../errors.js'
 import {Identity, generateKeyPair, keyPairFromSecretKey} from '../identity.js'
+import {ConfigStore} from './config.js'
 import {LockedDb} from './locked-db.js'
+import {PendingStore} from './pending.js'
+import {Peerfile, folderStateDir} from './peerfile.js'
 
 interface IdentityDoc {
   version: 1
@@ -11,6 +14,101 @@ interface IdentityDoc {
   /** base64 tweetnacl secret key (seed + public key); mode 0600, never logged. */
   secretKey?: string
   createdAt?: string
+}
+
+/**
+ * One fpeer home as an object, made once per process per home and handed down (commands get
+ * it from the CLI's base command, the node from its options): the one owner of the home's
+ * stores (config, identity, pending requests, each folder's peerfile: peerlist, journal and
+ * state lock) and of the in-process state of its folders (the queues that order changes to
+ * one folder's documents). Never module-global: two homes in one process (`fpeer demo`,
+ * tests) share nothing. Two instances of the SAME home in one process stay correct, since the
+ * lock files order them as they order processes, only slower (they poll a lock instead of
+ * queueing) and with a journal cache each.
+ */
+export class Home {
+  readonly dir: string
+  /** Which folders are shared, and who may join each (`config.json`). */
+  readonly config: ConfigStore
+  /** Requests waiting on the user (`pending.json`). */
+  readonly pending: PendingStore
+  readonly #peerfiles = new Map<string, Peerfile>()
+  readonly #queues = new Map<string, Promise<unknown>>()
+  readonly #caches = new Map<string, Map<string, unknown>>()
+
+  constructor(dir: string) {
+    this.dir = resolveHome(dir)
+    this.config = new ConfigStore(this.dir)
+    this.pending = new PendingStore(this.dir)
+  }
+
+  /** Creates the home (mode 0700) if missing: only what writes there calls it. */
+  ensure(): Promise<void> {
+    return ensureHome(this.dir)
+  }
+
+  /** This peer's identity, created on first use (`loadIdentity`). */
+  identity(options: {replace?: boolean} = {}): Promise<Identity> {
+    return loadIdentity(this.dir, options)
+  }
+
+  /** This peer's identity if it has one, creating nothing (`readIdentity`). */
+  readIdentity(): Promise<Identity | undefined> {
+    return readIdentity(this.dir)
+  }
+
+  /**
+   * A folder's peerfile (its peerlist, journal and state lock), one per folder in this home
+   * so that every user of it in this process shares one journal cache. A folder need not be
+   * shared (yet) to have one.
+   */
+  peerfile(folder: string): Peerfile {
+    let pf = this.#peerfiles.get(folder)
+    if (!pf) {
+      pf = new Peerfile(this.dir, folder)
+      this.#peerfiles.set(folder, pf)
+    }
+    return pf
+  }
+
+  /** A folder's state directory under the home. */
+  folderStateDir(folder: string): string {
+    return folderStateDir(this.dir, folder)
+  }
+
+  /** Drops what this object holds for a folder no longer shared (`fpeer unshare`), its journal cache with it. */
+  forget(folder: string): void {
+    this.#peerfiles.delete(folder)
+  }
+
+  /**
+   * The home's in-process cache named `name` (e.g. owed-forward journals as last parsed, by
+   * file): shared by every store object of this home, never by two homes.
+   */
+  cache<T>(name: string): Map<string, T> {
+    let c = this.#caches.get(name)
+    if (!c) {
+      c = new Map<string, unknown>()
+      this.#caches.set(name, c)
+    }
+    return c as Map<string, T>
+  }
+
+  /**
+   * Runs `fn` once every earlier `serial` call with the same `key` has settled (resolved or
+   * failed). Within one process this orders the writers of one document (a folder's
+   * structure, its owed forwards) without each polling the document's lock file.
+   */
+  serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const next = (this.#queues.get(key) ?? Promise.resolve()).then(fn, fn)
+    const tail = next.catch(() => {})
+    this.#queues.set(key, tail)
+    // An idle key leaves no entry behind: a home serves folders by the thousand.
+    void tail.then(() => {
+      if (this.#queues.get(key) === tail) this.#queues.delete(key)
+    })
+    return next
+  }
 }
 
 /** The home's path: `dir` (the CLI passes $FPEER_HOME, else oclif's config dir: core reads no environment). */

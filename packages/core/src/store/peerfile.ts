@@ -3,7 +3,7 @@ import {mkdir, open, readFile, rename, stat, truncate, unlink} from 'node:fs/pro
 import path from 'node:path'
 import {fromSystemError} from '../errors.js'
 import type {IndexedFile} from '../fs/scan.js'
-import type {FileVersion} from '../sync/version.js'
+import type {FileVersion} from '../wire/version.js'
 import {LockedDb, syncDir, writeAtomic} from './locked-db.js'
 import {lockState} from './state-lock.js'
 

@@ -8,6 +8,7 @@ import {after, before, describe, it} from 'node:test'
 import {Identity, generateKeyPair} from '../identity.js'
 import {isFpeerError} from '../errors.js'
 import {FolderSync} from '../sync/folder.js'
+import {Home} from './home.js'
 import {LockedDb} from './locked-db.js'
 import {lockState} from './state-lock.js'
 
@@ -78,7 +79,7 @@ describe('a damaged journal', () => {
     const root = path.join(dir, 'folder')
     await mkdir(root, {recursive: true})
     await writeFile(path.join(root, 'a.txt'), 'a')
-    const sync = new FolderSync(home, {name: 'F', path: root, open: false, allow: [], createdAt: ''}, new Identity(generateKeyPair()))
+    const sync = new FolderSync(new Home(home), {name: 'F', path: root, open: false, allow: [], createdAt: ''}, new Identity(generateKeyPair()))
     assert.equal((await sync.rescan()).versions.length, 0, 'the first scan records the original content')
     await writeFile(path.join(root, 'b.txt'), 'b')
     assert.deepEqual((await sync.rescan()).versions.map((v) => v.path), ['b.txt'], 'a change is a version')

@@ -6,6 +6,7 @@ import path from 'node:path'
 import {describe, it} from 'node:test'
 import {FpeerError} from '../errors.js'
 import {Identity, generateKeyPair} from '../identity.js'
+import {Home} from '../store/home.js'
 import type {FileRecord} from '../store/peerfile.js'
 import type {FileEntry} from '../wire/types.js'
 import {silentLogger} from '../transport.js'
@@ -61,7 +62,7 @@ describe('StateExchange.withPeer', () => {
   async function run(pull: ExchangeDeps['pull']): Promise<{pushed: FileVersion[][]; owedLeft: string[]}> {
     const home = await mkdtemp(path.join(os.tmpdir(), 'fpeer-exchange-'))
     try {
-      const owed = new OwedForwards(home, 'F')
+      const owed = new OwedForwards(new Home(home), 'F')
       await owed.owe([peer.id], [owedOnly])
       const records = new Map([held, owedOnly].map((h) => [h.path, rec(h.path, h)]))
       const pushed: FileVersion[][] = []

@@ -1,4 +1,5 @@
 // Folder runners on real folders: leftovers cleaned, the watcher's events debounced into one rescan, and no timer or watcher after stop or abort.
+import {Home} from '../store/home.js'
 import assert from 'node:assert/strict'
 import {mkdir, mkdtemp, rm, stat, utimes, writeFile} from 'node:fs/promises'
 import os from 'node:os'
@@ -33,7 +34,7 @@ describe('FolderRunner', () => {
   }
 
   function runner(home: string, f: FolderConfig, rescans: string[], over: Partial<FolderRunnerOptions> = {}): FolderRunner {
-    return new FolderRunner(f, {home, identity, live: true, clean: false, rescanMs: 60_000, rescan: (name) => rescans.push(name), ...over})
+    return new FolderRunner(f, {home: new Home(home), identity, live: true, clean: false, rescanMs: 60_000, rescan: (name) => rescans.push(name), ...over})
   }
 
   it('cleans leftovers, turns a burst of file events into one rescan, and stop leaves no timer or watcher', async () => {
@@ -105,7 +106,7 @@ describe('FolderRunners', () => {
       const made: FolderRunner[] = []
       const runners = new FolderRunners({
         make: (f, clean) => {
-          const r = new FolderRunner(f, {home, identity, live: true, clean, rescanMs: 60_000, rescan: () => {}})
+          const r = new FolderRunner(f, {home: new Home(home), identity, live: true, clean, rescanMs: 60_000, rescan: () => {}})
           made.push(r)
           return r
         },

@@ -1,4 +1,5 @@
 // One runner per shared folder: its FolderSync, its watcher, the debounced and periodic rescans; and the set of runners kept in step with the configuration.
+import type {Home} from '../store/home.js'
 import type {Identity} from '../identity.js'
 import type {Startable} from '../lifecycle.js'
 import {removeLeftovers} from '../fs/leftovers.js'
@@ -11,7 +12,7 @@ import {FolderSync} from './folder.js'
 export const DEBOUNCE_MS = 300
 
 export interface FolderRunnerOptions {
-  home: string
+  home: Home
   identity: Identity
   log?: Logger
   /** Watch the folder and rescan it periodically (the daemon); false: only hold its FolderSync (one-shot use). */
@@ -116,12 +117,14 @@ function changed(a: FolderConfig, b: FolderConfig): boolean {
 export class FolderRunners implements Startable {
   readonly #make: (folder: FolderConfig, clean: boolean) => FolderRunner
   readonly #log: Logger
+  readonly #onRemove: ((folder: string) => void) | undefined
   readonly #runners = new Map<string, FolderRunner>()
   #signal: AbortSignal | undefined
   #stopped = false
 
-  constructor(options: {make: (folder: FolderConfig, clean: boolean) => FolderRunner; log?: Logger}) {
+  constructor(options: {make: (folder: FolderConfig, clean: boolean) => FolderRunner; log?: Logger; onRemove?: (folder: string) => void}) {
     this.#make = options.make
+    this.#onRemove = options.onRemove
     this.#log = options.log ?? silentLogger
   }
 
@@ -141,6 +144,7 @@ export class FolderRunners implements Startable {
       // Unshared meanwhile (`fpeer unshare`): stop watching and syncing it; its files stay.
       this.#runners.delete(name)
       void r.stop()
+      this.#onRemove?.(name)
       this.#log.info('folder no longer shared', {folder: name})
     }
     for (const f of folders) {

@@ -7,6 +7,7 @@ import path from 'node:path'
 import {describe, it} from 'node:test'
 import {isFpeerError} from '../errors.js'
 import {Identity, generateKeyPair} from '../identity.js'
+import {Home} from '../store/home.js'
 import {type ContentFetcher, FolderSync} from './folder.js'
 import {signVersion} from './version.js'
 
@@ -17,7 +18,7 @@ describe('FolderSync.rescan', () => {
       const dir = path.join(base, 'docs')
       await mkdir(dir)
       await writeFile(path.join(dir, 'a.txt'), 'one')
-      const sync = new FolderSync(path.join(base, 'home'), {name: 'docs', path: dir, open: false, allow: [], createdAt: ''}, new Identity(generateKeyPair()))
+      const sync = new FolderSync(new Home(path.join(base, 'home')), {name: 'docs', path: dir, open: false, allow: [], createdAt: ''}, new Identity(generateKeyPair()))
       assert.deepEqual((await sync.rescan()).versions, [])
       await writeFile(path.join(dir, 'a.txt'), 'two')
       const {versions} = await sync.rescan()
@@ -32,7 +33,7 @@ describe('FolderSync.rescan', () => {
     try {
       const dir = path.join(base, 'docs')
       await mkdir(dir)
-      const sync = new FolderSync(path.join(base, 'home'), {name: 'docs', path: dir, open: false, allow: [], createdAt: ''}, new Identity(generateKeyPair()))
+      const sync = new FolderSync(new Home(path.join(base, 'home')), {name: 'docs', path: dir, open: false, allow: [], createdAt: ''}, new Identity(generateKeyPair()))
       assert.deepEqual((await sync.rescan()).versions, [])
       await writeFile(path.join(dir, 'new.txt'), 'hello')
       assert.deepEqual((await sync.rescan()).versions.map((v) => v.path), ['new.txt'])
@@ -69,7 +70,7 @@ describe('FolderSync.apply on a folder with links and names of its own', () => {
     await writeFile(path.join(dir, 'a.txt'), 'local a\n')
     await writeFile(path.join(dir, '.fpeer'), 'the user\'s own file\n')
     await symlink(outside, path.join(dir, 'link'))
-    const sync = new FolderSync(path.join(base, 'home'), {name: 'docs', path: dir, open: false, allow: [], createdAt: ''}, new Identity(generateKeyPair()))
+    const sync = new FolderSync(new Home(path.join(base, 'home')), {name: 'docs', path: dir, open: false, allow: [], createdAt: ''}, new Identity(generateKeyPair()))
     await sync.rescan()
     return {base, dir, outside, sync}
   }
@@ -158,7 +159,7 @@ describe('FolderSync after an apply cut short (kill -9 between landing and recor
     for (const [p, t] of Object.entries(local)) await writeFile(path.join(dir, p), t)
     const home = path.join(base, 'home')
     const me = new Identity(generateKeyPair())
-    const first = new FolderSync(home, folder(dir), me)
+    const first = new FolderSync(new Home(home), folder(dir), me)
     await first.rescan()
     const incoming = Object.entries(contents).map(([p, t]) => version(p, t))
     const put = first.peerfile.put.bind(first.peerfile)
@@ -168,7 +169,7 @@ describe('FolderSync after an apply cut short (kill -9 between landing and recor
     }
     const fetched = Object.fromEntries(Object.entries(contents).filter((e): e is [string, string] => e[1] !== undefined))
     await assert.rejects(first.apply(incoming, fetcher(fetched)), /killed/)
-    return {base, dir, home, me, incoming, restarted: new FolderSync(home, folder(dir), me)}
+    return {base, dir, home, me, incoming, restarted: new FolderSync(new Home(home), folder(dir), me)}
   }
 
   it('the rescan after a restart records the landed files as the incoming versions, not as its own', async () => {
@@ -211,7 +212,7 @@ describe('FolderSync after an apply cut short (kill -9 between landing and recor
       await writeFile(path.join(dir, 'a'), 'a0\n')
       await writeFile(path.join(dir, 'same'), 'shared\n')
       const me = new Identity(generateKeyPair())
-      const sync = new FolderSync(path.join(base, 'home'), folder(dir), me)
+      const sync = new FolderSync(new Home(path.join(base, 'home')), folder(dir), me)
       await sync.rescan()
       // A local copy lands (`b`, content found here), then the fetch of `a` fails.
       const failing: ContentFetcher = async () => {
@@ -219,7 +220,7 @@ describe('FolderSync after an apply cut short (kill -9 between landing and recor
       }
       await assert.rejects(sync.apply([version('b', 'shared\n'), version('a', 'a1 from there\n')], failing), /peer gone/)
       await writeFile(path.join(dir, 'a'), 'a1 edited here\n')
-      const {versions, records} = await new FolderSync(path.join(base, 'home'), folder(dir), me).rescan()
+      const {versions, records} = await new FolderSync(new Home(path.join(base, 'home')), folder(dir), me).rescan()
       assert.deepEqual(versions.map((v) => [v.path, v.origin]), [['a', me.id.compact]])
       assert.equal(records.get('b')?.version?.origin, origin.id.compact, 'the copy that landed is the incoming version')
     } finally {
@@ -235,7 +236,7 @@ describe('FolderSync after an apply cut short (kill -9 between landing and recor
       await writeFile(path.join(dir, 'a'), 'a0\n')
       const home = path.join(base, 'home')
       const me = new Identity(generateKeyPair())
-      const sync = new FolderSync(home, folder(dir), me)
+      const sync = new FolderSync(new Home(home), folder(dir), me)
       await sync.rescan()
       const v = version('b', 'b1 from there\n')
       await sync.apply([v], fetcher({b: 'b1 from there\n'}))
@@ -243,7 +244,7 @@ describe('FolderSync after an apply cut short (kill -9 between landing and recor
       const journal = path.join(home, 'folders', 'docs', 'files.jsonl')
       const lines = (await readFile(journal, 'utf8')).split('\n')
       await writeFile(journal, lines.map((l) => (l.includes('"p":"b"') ? l.slice(0, 20) + '#garbled' : l)).join('\n'))
-      const restarted = new FolderSync(home, folder(dir), me)
+      const restarted = new FolderSync(new Home(home), folder(dir), me)
       const {versions, records} = await restarted.rescan()
       assert.deepEqual(versions, [], 'the unknown file is not signed as this peer’s')
       assert.equal(records.get('b')?.version, undefined)

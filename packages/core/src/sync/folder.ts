@@ -8,24 +8,16 @@ import {FpeerError, isFpeerError} from '../errors.js'
 import type {Identity} from '../identity.js'
 import {FolderDirs, setLandedMode} from '../fs/folder-dirs.js'
 import {PART_PREFIX, checkRelativePath} from '../fs/safe-path.js'
-import {IGNORE_FILE, cachedRules} from '../fs/ignore-rules.js'
+import {IGNORE_FILE, IgnoreRulesCache} from '../fs/ignore-rules.js'
 import {type IndexedFile, type ScanSkips, scanFolder} from '../fs/scan.js'
 import {hashExisting} from '../transfer/fetch.js'
 import type {FolderConfig} from '../store/config.js'
-import {type FileRecord, Peerfile, isLive} from '../store/peerfile.js'
+import type {Home} from '../store/home.js'
+import {type FileRecord, type Peerfile, isLive} from '../store/peerfile.js'
 import type {Logger} from '../transport.js'
 import type {FileEntry} from '../wire/types.js'
 import {TimeSlice} from './time-slice.js'
 import {type FileVersion, conflictPath, decide, signVersion, verifyVersion} from './version.js'
-
-/** In-process serialisation per folder; the peerfile's lock file serialises across processes. */
-const queues = new Map<string, Promise<unknown>>()
-function serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
-  const prev = queues.get(key) ?? Promise.resolve()
-  const next = prev.then(fn, fn)
-  queues.set(key, next.catch(() => {}))
-  return next
-}
 
 /** What applying a batch of incoming versions did. */
 export interface ApplyResult {
@@ -49,22 +41,25 @@ export class FolderSync {
   readonly peerfile: Peerfile
   readonly #identity: Identity
   readonly #log: Logger | undefined
-  readonly #key: string
+  readonly #home: Home
+  /** The folder's .fpeerignore, kept while unchanged: its matcher remembers answers across scans. */
+  readonly #rules = new IgnoreRulesCache()
   /** Symlinks already reported, so each is warned about once per process. */
   readonly #warnedLinks = new Set<string>()
   /** What the last rescan left out (symlinks), for `fpeer share`'s summary. */
   lastSkips: ScanSkips = {symlinks: [], emptyDirs: []}
 
-  constructor(home: string, folder: FolderConfig, identity: Identity, log?: Logger) {
+  constructor(home: Home, folder: FolderConfig, identity: Identity, log?: Logger) {
     this.folder = folder
-    this.peerfile = new Peerfile(home, folder.name)
+    this.peerfile = home.peerfile(folder.name)
     this.#identity = identity
     this.#log = log
-    this.#key = `${home}\0${folder.name}`
+    this.#home = home
   }
 
+  /** The folder's apply queue: the home orders this process's changes to it; the peerfile's lock file orders processes. */
   #run<T>(fn: () => Promise<T>): Promise<T> {
-    return serial(this.#key, () => this.peerfile.locked(fn))
+    return this.#home.serial(`apply\0${this.folder.name}`, () => this.peerfile.locked(fn))
   }
 
   /** The file structure: live files and tombstones, with versions. */
@@ -89,8 +84,8 @@ export class FolderSync {
       // versions are taken at the next catch-up.
       const damaged = this.peerfile.damaged
       const skips: ScanSkips = {symlinks: [], emptyDirs: []}
-      const scan = await scanFolder(this.folder.path, liveOf(all), 8, skips)
-      const rules = cachedRules(this.folder.path, 0)
+      const rules = this.#rules.rules(this.folder.path, 0)
+      const scan = await scanFolder(this.folder.path, liveOf(all), 8, skips, rules)
       // A file ignored since it was recorded leaves the structure without a deletion: peers keep theirs.
       const dropped = rules.empty ? [IGNORE_FILE].filter((p) => all.has(p)) : [...all.keys()].filter((p) => rules.ignores(p))
       for (const p of dropped) all.delete(p)
@@ -121,8 +116,8 @@ export class FolderSync {
   async preview(): Promise<Array<{path: string; deleted: boolean; size: number}>> {
     const all = await this.peerfile.files()
     if (!(await this.peerfile.initialized())) return []
-    const scan = await scanFolder(this.folder.path, liveOf(all))
-    const rules = cachedRules(this.folder.path, 0)
+    const rules = this.#rules.rules(this.folder.path, 0)
+    const scan = await scanFolder(this.folder.path, liveOf(all), 8, undefined, rules)
     for (const p of [...all.keys()]) if (rules.ignores(p)) all.delete(p)
     // What an interrupted apply landed is recorded as its versions by the next rescan, not pushed as ours.
     const intended = new Map((await this.peerfile.intents()).map((v) => [v.path, v]))
@@ -215,7 +210,7 @@ export class FolderSync {
       await this.#recoverIntents(dirs, all, await this.peerfile.intents())
       const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: []}
       // Ignored here (.fpeerignore): never accepted, whatever a peer offers.
-      const rules = cachedRules(root, 0)
+      const rules = this.#rules.rules(root, 0)
       incoming = incoming.filter((v) => {
         if (!rules.ignores(v.path)) return true
         this.#log?.info('ignored incoming file', {folder: this.folder.name, path: v.path})

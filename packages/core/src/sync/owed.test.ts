@@ -8,6 +8,7 @@ import {pathToFileURL} from 'node:url'
 import {after, before, describe, it} from 'node:test'
 import {isFpeerError} from '../errors.js'
 import {Identity, generateKeyPair} from '../identity.js'
+import {Home} from '../store/home.js'
 import type {FileRecord} from '../store/peerfile.js'
 import type {ApplyResult} from './folder.js'
 import {OwedForwards, applyOwing} from './owed.js'
@@ -37,7 +38,7 @@ async function owedPaths(store: OwedForwards): Promise<Record<string, string[]>>
 let home: string
 let n = 0
 /** A fresh folder's store in the shared temporary home. */
-const fresh = () => new OwedForwards(home, `F${n++}`)
+const fresh = () => new OwedForwards(new Home(home), `F${n++}`)
 
 before(async () => {
   home = await mkdtemp(path.join(os.tmpdir(), 'fpeer-owed-'))
@@ -50,13 +51,15 @@ describe('OwedForwards', () => {
   it('keeps what a process recorded when that process is killed with -9 before it passes anything on', async () => {
     const a = version('a.txt', 3)
     const url = pathToFileURL(path.join(path.dirname(new URL(import.meta.url).pathname), 'owed.js')).href
+    const homeUrl = pathToFileURL(path.join(path.dirname(new URL(import.meta.url).pathname), '../store/home.js')).href
     const script = `import {OwedForwards} from ${JSON.stringify(url)}
+import {Home} from ${JSON.stringify(homeUrl)}
 const v = ${JSON.stringify(a)}
-await new OwedForwards(${JSON.stringify(home)}, 'killed').owe(['P1', 'P2'], [v])
+await new OwedForwards(new Home(${JSON.stringify(home)}), 'killed').owe(['P1', 'P2'], [v])
 process.kill(process.pid, 'SIGKILL')`
     const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {encoding: 'utf8'})
     assert.equal(child.signal, 'SIGKILL', child.stderr)
-    const reopened = new OwedForwards(home, 'killed')
+    const reopened = new OwedForwards(new Home(home), 'killed')
     assert.deepEqual(await owedPaths(reopened), {P1: ['a.txt@3'], P2: ['a.txt@3']})
     assert.deepEqual(await reopened.due(P1, holding(a)), [a])
   })
@@ -175,7 +178,7 @@ process.kill(process.pid, 'SIGKILL')`
     await s.owe([P1], [version('a.txt', 1)])
     await writeFile(s.file, (await readFile(s.file, 'utf8')) + '{"o":"P1","v":{"path":"b.t')
     // Another process's view (this one caches what it wrote).
-    const other = new OwedForwards(home, path.basename(path.dirname(s.file)))
+    const other = new OwedForwards(new Home(home), path.basename(path.dirname(s.file)))
     assert.deepEqual(await owedPaths(other), {P1: ['a.txt@1']})
     await other.owe([P2], [version('c.txt', 1)])
     assert.deepEqual(await owedPaths(other), {P1: ['a.txt@1'], P2: ['c.txt@1']})
@@ -208,7 +211,7 @@ process.kill(process.pid, 'SIGKILL')`
     assert.deepEqual(await owedPaths(s), {P1: ['a.txt@2'], P2: ['a.txt@2']})
     await assert.rejects(readFile(legacy), (err: NodeJS.ErrnoException) => err.code === 'ENOENT')
     await s.paid(P1, [a])
-    assert.deepEqual(await owedPaths(new OwedForwards(home, path.basename(path.dirname(s.file)))), {P2: ['a.txt@2']})
+    assert.deepEqual(await owedPaths(new OwedForwards(new Home(home), path.basename(path.dirname(s.file)))), {P2: ['a.txt@2']})
   })
 
   it('a damaged older owed.json is E_STATE_CORRUPT naming it, and recover sets it aside', async () => {

@@ -3,7 +3,8 @@ import {mkdir, open, readFile, rename, stat, truncate, unlink} from 'node:fs/pro
 import path from 'node:path'
 import {FpeerError, fromSystemError, isFpeerError} from '../errors.js'
 import {LockedDb, writeAtomic} from '../store/locked-db.js'
-import {type FileRecord, folderStateDir} from '../store/peerfile.js'
+import type {Home} from '../store/home.js'
+import type {FileRecord} from '../store/peerfile.js'
 import {lockState} from '../store/state-lock.js'
 import type {ApplyResult} from './folder.js'
 import {type FileVersion, compareVectors, decide, newer} from './version.js'
@@ -26,21 +27,6 @@ export interface OweReceipt {
   readonly changes: ReadonlyArray<{peer: string; path: string; before: FileVersion | undefined; now: FileVersion}>
 }
 
-/**
- * Writes of one journal within this process, one after another: a push to five peers
- * settles five entries at once, and the lock file alone would make them poll for it.
- */
-const queues = new Map<string, Promise<unknown>>()
-function serial<T>(file: string, fn: () => Promise<T>): Promise<T> {
-  const next = (queues.get(file) ?? Promise.resolve()).then(fn, fn)
-  const tail = next.catch(() => {})
-  queues.set(file, tail)
-  void tail.then(() => {
-    if (queues.get(file) === tail) queues.delete(file)
-  })
-  return next
-}
-
 /** A version's identity: its path, origin and lamport. */
 function key(v: FileVersion): string {
   return `${v.path}\0${v.origin}:${v.lamport}`
@@ -56,7 +42,6 @@ interface Loaded {
   torn: boolean
   bytes: number
 }
-const loaded = new Map<string, Loaded>()
 
 /** Dead lines tolerated before a compaction, however few entries live: a small journal is not rewritten at every clear. */
 const MIN_DEAD_LINES = 64
@@ -99,8 +84,14 @@ export class OwedForwards {
   readonly #file: string
   readonly #legacy: LockedDb<LegacyOwedDoc>
 
-  constructor(home: string, folder: string) {
-    const dir = folderStateDir(home, folder)
+  readonly #home: Home
+  /** Journals as last read in this home, by file: parsed again only when the file changed on disk. */
+  readonly #loaded: Map<string, Loaded>
+
+  constructor(home: Home, folder: string) {
+    this.#home = home
+    this.#loaded = home.cache<Loaded>('owed')
+    const dir = home.folderStateDir(folder)
     this.#file = path.join(dir, 'owed.jsonl')
     this.#legacy = new LockedDb<LegacyOwedDoc>(path.join(dir, 'owed.json'), () => ({version: 1, folder, owed: {}}))
   }
@@ -225,7 +216,7 @@ export class OwedForwards {
       const bad = typeof err.details?.path === 'string' ? err.details.path : this.#file
       const aside = `${bad}.damaged-${Date.now()}`
       await rename(bad, aside)
-      loaded.delete(this.#file)
+      this.#loaded.delete(this.#file)
       return aside
     }
   }
@@ -272,7 +263,8 @@ export class OwedForwards {
    * when its dead lines outnumber the live entries.
    */
   #change(fn: (owed: Owed) => OwedLine[]): Promise<void> {
-    return serial(this.#file, async () => {
+    // One after another within the process: a push to five peers settles five entries at once, and the lock file alone would make them poll for it.
+    return this.#home.serial(`owed\0${this.#file}`, async () => {
       await mkdirFor(this.#file)
       await lockState(this.#file, `${this.#file}.lock`, `${this.#file} is locked by another fpeer process`, async () => {
         const l = await this.#load()
@@ -283,7 +275,7 @@ export class OwedForwards {
           else await this.#append(l, lines)
         } catch (err) {
           // What this process holds no longer matches the disk: read it again next time.
-          loaded.delete(this.#file)
+          this.#loaded.delete(this.#file)
           throw err
         }
       })
@@ -333,10 +325,10 @@ export class OwedForwards {
       st = await stat(this.#file, {bigint: true})
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, `reading ${this.#file}`, {path: this.#file})
-      loaded.delete(this.#file)
+      this.#loaded.delete(this.#file)
       return this.#migrate()
     }
-    const hit = loaded.get(this.#file)
+    const hit = this.#loaded.get(this.#file)
     if (hit && hit.stamp === stampOf(st)) return hit
     let text: string
     try {
@@ -348,7 +340,7 @@ export class OwedForwards {
     const l = parseJournal(this.#file, text)
     l.stamp = stampOf(st)
     // Read between a write and its stat: the next look parses again, which is only slower.
-    loaded.set(this.#file, l)
+    this.#loaded.set(this.#file, l)
     return l
   }
 
@@ -366,7 +358,7 @@ export class OwedForwards {
     await this.#compact(empty)
     await unlink(this.#legacy.file).catch(() => {})
     await unlink(`${this.#legacy.file}.bak`).catch(() => {})
-    loaded.set(this.#file, empty)
+    this.#loaded.set(this.#file, empty)
     return empty
   }
 }

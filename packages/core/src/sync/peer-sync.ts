@@ -7,6 +7,7 @@ import type {TransportRegistry} from '../registry.js'
 import type {HandshakeTimeouts} from '../session/context.js'
 import {refusedBy} from '../session/handshake.js'
 import {requestFolder} from '../session/requester.js'
+import type {Home} from '../store/home.js'
 import type {PeerRecord} from '../store/peerfile.js'
 import {fetchFiles} from '../transfer/fetch.js'
 import {withPeerClient} from '../transfer/peer-client.js'
@@ -22,7 +23,7 @@ import {type FileVersion, compareVectors, entryToVersion, verifyVersion} from '.
 
 /** What the node lends: its settings, its folders and peers as they are now, its counters. */
 export interface PeerSyncDeps {
-  home: string
+  home: Home
   identity: Identity
   registry: TransportRegistry
   log: Logger

@@ -1,7 +1,9 @@
 // The oclif `fpeer:transport` hook: tells the CLI this plugin provides the SFTP transport.
-import type {TransportHookResult} from '@fpeer/core/plugin'
+import type {TransportHook} from '@fpeer/core/plugin'
 import {sftpTransport} from '../index.js'
 
-export default async function transportHook(): Promise<TransportHookResult> {
+const transportHook: TransportHook = async function () {
   return {transports: [sftpTransport]}
 }
+
+export default transportHook

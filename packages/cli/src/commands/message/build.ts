@@ -1,6 +1,6 @@
 // `fpeer message build`: JSON on stdin (or flags) to the exact wire form on stdout.
 import {Flags} from '@oclif/core'
-import {FpeerError, loadIdentity} from '@fpeer/core'
+import {FpeerError} from '@fpeer/core'
 import {BaseCommand} from '../../base.js'
 import {buildWire, readStdin} from '../../services/message.js'
 
@@ -48,7 +48,7 @@ export default class MessageBuild extends BaseCommand<typeof MessageBuild> {
         throw new FpeerError('E_USAGE', `stdin is not JSON: ${(err as Error).message}`, {hint: 'give what `fpeer message parse` prints, or use --type and --folder'})
       }
     }
-    const {wire} = buildWire({...(fields ? {fields} : {json}), nonce: f.nonce, ...(f.sign ? {identity: await loadIdentity(this.home)} : {})})
+    const {wire} = buildWire({...(fields ? {fields} : {json}), nonce: f.nonce, ...(f.sign ? {identity: await this.home.identity()} : {})})
     if (!this.jsonEnabled()) process.stdout.write(wire)
     return {wire}
   }
