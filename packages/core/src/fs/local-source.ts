@@ -128,7 +128,8 @@ export class LocalFileSource implements FileSource {
         let got = 0
         for (let n = -1; got < length && n !== 0; got += n) n = readSync(fd, buf, got, length - got, start + got)
         // A file that shrank since fstat yields fewer bytes; the transport sees the short body.
-        return {stream: Readable.from(got ? [buf.subarray(0, got)] : []), size: st.size, mtimeMs}
+        const data = buf.subarray(0, got)
+        return {stream: Readable.from(got ? [data] : []), size: st.size, mtimeMs, data}
       }
       const stream = createReadStream('', {fd, start, end, highWaterMark: 1 << 20, autoClose: true})
       handedOver = true
