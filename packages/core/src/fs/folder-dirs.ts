@@ -1,5 +1,5 @@
 // No-follow file operations inside a folder: parents are reached through directory descriptors, never through a symlink.
-import {createHash, randomBytes} from 'node:crypto'
+import {hash, randomBytes} from 'node:crypto'
 import {
   type Stats,
   closeSync,
@@ -396,7 +396,7 @@ export class FolderDirs {
 
 /** The part-file prefix for a target name: fixed per name (so a resume finds it), a random suffix follows. */
 export function partPrefix(name: string): string {
-  return `${PART_PREFIX}${createHash('sha256').update(name).digest('hex').slice(0, 24)}-`
+  return `${PART_PREFIX}${hash('sha256', name, 'hex').slice(0, 24)}-`
 }
 
 /**

@@ -1,5 +1,5 @@
 // Fetching a file list from a peer: bounded concurrency, hash while streaming, land atomically or only verify.
-import {createHash} from 'node:crypto'
+import {createHash, hash as hashOnce} from 'node:crypto'
 import {closeSync, createReadStream, futimesSync, readSync, writeSync, writev} from 'node:fs'
 import path from 'node:path'
 import {promisify} from 'node:util'
@@ -499,7 +499,8 @@ async function fetchBatchInto(opts: FetchOptions, state: FetchState, files: File
         if (!file || done.has(file.path)) throw new FpeerError('E_TRANSFER', `the peer sent ${JSON.stringify(item.path)}, which was not asked for`)
         if ('error' in item) throw item.error
         if (item.data.length !== file.size) throw new FpeerError(item.data.length > file.size! ? 'E_SIZE_MISMATCH' : 'E_CONNECTION_LOST', `${file.path}: got ${item.data.length} of ${file.size} bytes`)
-        const got = createHash('sha256').update(item.data).digest('hex')
+        // One-shot hash(): a few microseconds less per file than a Hash object.
+        const got = hashOnce('sha256', item.data, 'hex')
         if (got !== file.sha256) throw new FpeerError('E_HASH_MISMATCH', `${file.path}: content does not match its sha256`, {details: {path: file.path, expected: file.sha256, got}})
         const t = targets.get(file.path)
         if (t) {
