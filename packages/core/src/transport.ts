@@ -57,8 +57,9 @@ export interface FileSource {
   list(folder: string, path: string, who: AccessContext): Promise<Array<FileStat & {name: string}>>
   /**
    * Opens a file for reading from `start` (inclusive) to `end` (inclusive). `data`, when
-   * present, holds that whole range already read (small files): a server may send it and
-   * destroy `stream` unread, which saves a stream per file when thousands are sent.
+   * present, holds that whole range already read (small files, no descriptor left open): a
+   * server may send it and leave `stream` untouched, which saves a stream per file when
+   * thousands are sent.
    */
   open(folder: string, path: string, who: AccessContext, range?: {start?: number; end?: number}): Promise<{stream: Readable; size: number; mtimeMs: number; data?: Buffer}>
 }
