@@ -289,7 +289,7 @@ async function sendBatch(req: IncomingMessage, res: ServerResponse, files: FileS
       status = statusFor(err)
     }
     if (status !== 200 || !opened) {
-      opened?.stream.destroy()
+      if (opened && !opened.data) opened.stream.destroy()
       await push(Buffer.from(`${status} 0\n`))
       continue
     }
@@ -304,8 +304,8 @@ async function sendBatch(req: IncomingMessage, res: ServerResponse, files: FileS
         if (got > opened.size) break
         chunks.push(chunk as Buffer)
       }
+      opened.stream.destroy()
     }
-    opened.stream.destroy()
     // A file that changed under us cannot be framed honestly: drop the connection (the caller tears it down).
     if (got !== opened.size) throw new Error(`file changed while being sent`)
     await push(Buffer.from(`200 ${got}\n`, 'latin1'))
