@@ -72,11 +72,40 @@ class Totals {
   }
 }
 
+/** Event lines gathered before one write to stderr (a pipe: each write is a system call, three per file). */
+const JSON_FLUSH_BYTES = 64 << 10
+
 function jsonProgress(stream: NodeJS.WritableStream, now: () => number): ProgressReporter {
   const totals = new Totals()
   let last = 0
   let dirty = false
-  const write = (doc: Record<string, unknown>) => stream.write(JSON.stringify({time: new Date(now()).toISOString(), ...doc}) + '\n')
+  // Lines are written once per turn of the event loop (or every JSON_FLUSH_BYTES), each
+  // stamped when its event happened: a reader sees the same lines, a few milliseconds later.
+  let pending = ''
+  let scheduled: NodeJS.Immediate | undefined
+  const flush = () => {
+    if (scheduled) clearImmediate(scheduled)
+    scheduled = undefined
+    if (pending === '') return
+    const out = pending
+    pending = ''
+    stream.write(out)
+  }
+  // The time stamp's text is made once per millisecond: events come in bursts (three per file).
+  let stampMs = NaN
+  let stamp = ''
+  const write = (doc: Record<string, unknown>) => {
+    const t = now()
+    if (t !== stampMs) {
+      stampMs = t
+      stamp = JSON.stringify(new Date(t).toISOString())
+    }
+    // `{"time":…,` and then the event's own fields: the same text as stringifying {time, ...doc}, without the copy.
+    const body = JSON.stringify(doc)
+    pending += body === '{}' ? `{"time":${stamp}}\n` : `{"time":${stamp},${body.slice(1)}\n`
+    if (pending.length >= JSON_FLUSH_BYTES) flush()
+    else scheduled ??= setImmediate(flush)
+  }
   const progress = () => {
     dirty = false
     last = now()
@@ -95,6 +124,7 @@ function jsonProgress(stream: NodeJS.WritableStream, now: () => number): Progres
     },
     stop() {
       if (dirty) progress()
+      flush()
     },
   }
 }

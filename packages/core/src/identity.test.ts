@@ -1,4 +1,4 @@
-// Signatures made with tweetnacl verify with the native check, and nothing else does.
+// Native signatures match tweetnacl's bytes and verify with the native check, and nothing else does.
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 import nacl from 'tweetnacl'
@@ -9,6 +9,12 @@ describe('verifySignature', () => {
   const other = new Identity(generateKeyPair())
   const data = Buffer.from('fpeer-sig-v1\nabc')
   const sig = me.sign(data)
+
+  it('signs natively with exactly the bytes tweetnacl makes (ed25519 is deterministic)', () => {
+    const keys = generateKeyPair()
+    const id = new Identity(keys)
+    for (const msg of [Buffer.alloc(0), data, Buffer.alloc(100_000, 7)]) assert.deepEqual(Buffer.from(id.sign(msg)), Buffer.from(nacl.sign.detached(msg, keys.secretKey)))
+  })
 
   it('accepts a tweetnacl signature, as tweetnacl does', () => {
     assert.equal(verifySignature(data, sig, me.publicKey), true)

@@ -55,8 +55,13 @@ export interface FileSource {
   stat(folder: string, path: string, who: AccessContext): Promise<FileStat>
   /** Lists a directory; names are single segments. */
   list(folder: string, path: string, who: AccessContext): Promise<Array<FileStat & {name: string}>>
-  /** Opens a file for reading from `start` (inclusive) to `end` (inclusive). */
-  open(folder: string, path: string, who: AccessContext, range?: {start?: number; end?: number}): Promise<{stream: Readable; size: number; mtimeMs: number}>
+  /**
+   * Opens a file for reading from `start` (inclusive) to `end` (inclusive). `data`, when
+   * present, holds that whole range already read (small files, no descriptor left open): a
+   * server may send it and leave `stream` untouched, which saves a stream per file when
+   * thousands are sent.
+   */
+  open(folder: string, path: string, who: AccessContext, range?: {start?: number; end?: number}): Promise<{stream: Readable; size: number; mtimeMs: number; data?: Buffer}>
 }
 
 /** What core gives a transport server. */

@@ -7,6 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {Identity, LocalFileSource, generateKeyPair, type TransportServer} from '@fpeer/core'
+import {parseFrame} from './client.js'
 import {serveHttp} from './server.js'
 
 function curl(args: string[], input?: string): Promise<{code: number; out: string}> {
@@ -86,5 +87,20 @@ describe('HTTP batch endpoint', {timeout: 60_000}, () => {
     const many = Array.from({length: 5000}, (_, i) => `f${i}`).join('\n')
     const r = await curl(['-o', '/dev/null', '-w', '%{http_code}', '--data-binary', '@-', `${base}/docs/.fpeer/batch`], many)
     assert.equal(r.out, '413')
+  })
+})
+
+describe('batch frame lines', () => {
+  const at = (line: string) => {
+    const b = Buffer.from(line, 'latin1')
+    return parseFrame(b, b.indexOf(0x0a))
+  }
+  it('reads `<status> <size>` exactly', () => {
+    assert.deepEqual(at('200 4096\nrest'), {status: 200, size: 4096})
+    assert.deepEqual(at('404 0\n'), {status: 404, size: 0})
+    assert.deepEqual(at('200 999999999999\n'), {status: 200, size: 999999999999})
+  })
+  it('refuses anything else', () => {
+    for (const bad of ['200 \n', '20 5\n', '2000 5\n', '200  5\n', '200 -5\n', '200 5 \n', '200 1234567890123\n', 'abc 5\n', '200\t5\n', '200 +5\n', '\n']) assert.equal(at(bad), undefined, JSON.stringify(bad))
   })
 })

@@ -76,6 +76,28 @@ function emptyStream(): Readable {
   return out
 }
 
+/**
+ * A batch frame's line `<3-digit status> <size of 1-12 digits>`, ending at `nl`; undefined
+ * when it is anything else. Read byte by byte: a regular expression and a string per file
+ * showed in the profile of a 10,000-file fetch.
+ */
+export function parseFrame(buf: Buffer, nl: number): {status: number; size: number} | undefined {
+  if (nl < 5 || nl > 16 || buf[3] !== 0x20) return undefined
+  let status = 0
+  for (let i = 0; i < 3; i++) {
+    const d = buf[i]! - 0x30
+    if (d < 0 || d > 9) return undefined
+    status = status * 10 + d
+  }
+  let size = 0
+  for (let i = 4; i < nl; i++) {
+    const d = buf[i]! - 0x30
+    if (d < 0 || d > 9) return undefined
+    size = size * 10 + d
+  }
+  return {status, size}
+}
+
 /** A pool of keep-alive connections to one peer's HTTP server. */
 export class HttpTransferClient implements TransferClient {
   readonly #pool: Pool
@@ -171,9 +193,9 @@ export class HttpTransferClient implements TransferClient {
               if (buf.length > 32) throw new FpeerError('E_TRANSFER', `${context}: bad frame`)
               break
             }
-            const m = /^(\d{3}) (\d{1,12})$/.exec(buf.subarray(0, nl).toString('latin1'))
-            if (!m || index >= items.length) throw new FpeerError('E_TRANSFER', `${context}: bad frame`)
-            want = {status: Number(m[1]), size: Number(m[2])}
+            const frame = parseFrame(buf, nl)
+            if (!frame || index >= items.length) throw new FpeerError('E_TRANSFER', `${context}: bad frame`)
+            want = frame
             buf = buf.subarray(nl + 1)
             // Refuse a body larger than announced before reading it: nothing unbounded is buffered.
             if (want.status === 200 && want.size > items[index]!.size) throw new FpeerError('E_SIZE_MISMATCH', `${items[index]!.path}: peer sent more than the ${items[index]!.size} bytes announced`)

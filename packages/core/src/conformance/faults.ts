@@ -71,7 +71,9 @@ export class FaultySource implements FileSource {
     const drop = this.#plan.drop?.get(path)
     if (drop && drop.times > 0) {
       drop.times--
-      return {...opened, stream: cutAfter(opened.stream, drop.afterBytes)}
+      // Without `data`: a server must read the cut stream, not the bytes read ahead.
+      const {data: _whole, ...rest} = opened
+      return {...rest, stream: cutAfter(opened.stream, drop.afterBytes)}
     }
     return opened
   }

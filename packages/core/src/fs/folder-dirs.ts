@@ -1,5 +1,5 @@
 // No-follow file operations inside a folder: parents are reached through directory descriptors, never through a symlink.
-import {createHash, randomBytes} from 'node:crypto'
+import {hash, randomBytes} from 'node:crypto'
 import {
   type Stats,
   closeSync,
@@ -56,7 +56,7 @@ export function landedMode(): number {
 
 let execFileMode: number | undefined
 /** The mode a landed executable gets: 0o755 under this process's umask. */
-function execMode(): number {
+export function execMode(): number {
   execFileMode ??= 0o755 & ~process.umask()
   return execFileMode
 }
@@ -84,6 +84,12 @@ export class Dir {
   readonly base: string
   readonly fd: number | undefined
   refs = 0
+  /**
+   * Made by this FolderDirs (mkdir succeeded): nothing was in it before, so a caller landing
+   * new files may skip looking for an existing one at each name. Anything put there since is
+   * someone writing beside fpeer, which a look before the rename could miss just the same.
+   */
+  fresh = false
   readonly #owner: FolderDirs
 
   constructor(owner: FolderDirs, rel: string, base: string, fd: number | undefined) {
@@ -145,14 +151,16 @@ export class Dir {
 
   /**
    * Creates a new file named `prefix` + random hex, exclusively (O_EXCL: a name that
-   * exists, a symlink included, is never opened), mode 0600 until it lands.
+   * exists, a symlink included, is never opened), mode 0600 until it lands; a caller that
+   * writes only content it has already checked may pass the landed mode (landedMode()) and
+   * save the fchmod.
    */
-  createExclusive(prefix: string, flags = O_WRONLY): {fd: number; name: string} {
+  createExclusive(prefix: string, flags = O_WRONLY, mode = 0o600): {fd: number; name: string} {
     this.#recheck()
     for (let attempt = 0; ; attempt++) {
       const name = prefix + this.#owner.randomSuffix()
       try {
-        return {fd: openSync(this.at(name), flags | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600), name}
+        return {fd: openSync(this.at(name), flags | O_CREAT | O_EXCL | O_NOFOLLOW, mode), name}
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 4) throw err
       }
@@ -282,9 +290,11 @@ export class FolderDirs {
     if (parent.fd === undefined) {
       // No descriptors: check by lstat, which sees a symlink as one (mkdir never follows one either).
       let st = lstatSync(p, {throwIfNoEntry: false})
+      let made = false
       if (!st && create) {
         try {
           mkdirSync(p)
+          made = true
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
         }
@@ -292,13 +302,18 @@ export class FolderDirs {
       }
       if (!st) return undefined
       if (!st.isDirectory()) unsafe(rel, st.isSymbolicLink() ? 'goes through a symlink' : 'is not a directory')
-      return new Dir(this, rel, p, undefined)
+      const d = new Dir(this, rel, p, undefined)
+      d.fresh = made
+      return d
     }
     // Open first (the common case: it exists); make it only when missing.
+    let made = false
     for (let attempt = 0; ; attempt++) {
       try {
         const fd = openSync(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-        return new Dir(this, rel, `/proc/self/fd/${fd}`, fd)
+        const d = new Dir(this, rel, `/proc/self/fd/${fd}`, fd)
+        d.fresh = made
+        return d
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code
         if (code === 'ENOTDIR' || code === 'ELOOP') unsafe(rel, lstatSync(p, {throwIfNoEntry: false})?.isSymbolicLink() ? 'goes through a symlink' : 'is not a directory')
@@ -309,6 +324,7 @@ export class FolderDirs {
       }
       try {
         mkdirSync(p)
+        made = true
       } catch (err) {
         // Made meanwhile by another writer: open what is there now, with the same checks.
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
@@ -382,7 +398,7 @@ export class FolderDirs {
 
 /** The part-file prefix for a target name: fixed per name (so a resume finds it), a random suffix follows. */
 export function partPrefix(name: string): string {
-  return `${PART_PREFIX}${createHash('sha256').update(name).digest('hex').slice(0, 24)}-`
+  return `${PART_PREFIX}${hash('sha256', name, 'hex').slice(0, 24)}-`
 }
 
 /**
