@@ -23,6 +23,7 @@ export class LandedAnnouncer {
   #timer: NodeJS.Timeout | undefined
   #sending: Promise<void> = Promise.resolve()
   #stopped = false
+  #failed = false
   readonly #send: (files: FileEntry[]) => Promise<void>
   readonly #everyMs: number
   readonly #maxFiles: number
@@ -49,13 +50,14 @@ export class LandedAnnouncer {
     this.#pending = []
     // One after the other, so the host reads them in the order they were made.
     this.#sending = this.#sending
-      .then(() => (this.#stopped ? undefined : this.#send(files)))
+      .then(() => (this.#failed ? undefined : this.#send(files)))
       .catch(() => {
+        this.#failed = true
         this.#stopped = true
       })
   }
 
-  /** Stops announcing (what is still pending goes in the final FilesUpdated) and waits for the send under way. */
+  /** Stops announcing (what is still pending goes in the final FilesUpdated) and waits for the sends already begun. */
   async stop(): Promise<void> {
     this.#stopped = true
     if (this.#timer) clearTimeout(this.#timer)
