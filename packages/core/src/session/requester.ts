@@ -430,14 +430,20 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
       confirmedAt: new Date().toISOString(),
     }
   } catch (err) {
+    // A host that found a bad copy while we still fetched (4.9) says why and closes, which
+    // breaks our fetch (its grant is gone) or our send: its reason is the one to report, and
+    // it may be a moment behind. Our own timeouts and interruptions stay ours.
+    if (announcer && !opts.signal?.aborted && isFpeerError(err) && CUT_BY_HOST.has(err.code)) {
+      const said = await channel.next(REASON_WAIT_MS).catch(() => undefined)
+      if (said?.type === 'PeerError') {
+        channel.socket.destroy()
+        expectType(said, 'TrustedPeerConfirm', opts.folder)
+      }
+    }
     // A failed handshake has nothing more to say: do not wait for a silent peer to close its side.
     channel.socket.destroy()
     // An abort destroys the socket and the transfer: report why it was aborted, not what broke.
     if (opts.signal?.aborted) throw opts.signal.reason
-    // A host that found a bad copy while we still fetched (4.9) said why and closed, which
-    // broke our fetch or our send: its reason is the one to report.
-    const said = await channel.next(1).catch(() => undefined)
-    if (said?.type === 'PeerError') expectType(said, 'TrustedPeerConfirm', opts.folder)
     throw err
   } finally {
     stopKeepAlive()
@@ -447,6 +453,11 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     await channel.close()
   }
 }
+
+/** Failures of ours that a host ending the handshake causes (its connection closed, its grant revoked). */
+const CUT_BY_HOST: ReadonlySet<string> = new Set(['E_CONNECTION_LOST', 'E_ACCESS', 'E_TRANSFER', 'E_CONNECT', 'E_NOT_FOUND'])
+/** How long a failed early exchange waits for the host's PeerError (it follows the cut at once, or the connection closes). */
+const REASON_WAIT_MS = 1000
 
 /** Keep-alives go out four times per stall timeout of the peer (its `ka=`), so one late packet does not look like a stall. */
 export function keepAliveEvery(peerStallMs: number): number {

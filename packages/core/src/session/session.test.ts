@@ -1,6 +1,7 @@
 // In-process tests of the "Becoming a Peer" handshake: host and requester in one process, over a loopback control socket and the in-memory transport.
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
+import {writeFileSync} from 'node:fs'
 import {mkdir, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
@@ -53,6 +54,8 @@ interface Host {
   gate: (path: string) => Promise<void> | undefined
   /** The fields of each `verified peer copy` the host logged. */
   verifiedLogs: Array<Record<string, unknown>>
+  /** Told each handshake failure's code, as the host logs it. */
+  onFailed: (code: string) => void
   close(): Promise<void>
 }
 
@@ -94,11 +97,15 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
     }
     const served: TransportServer = await transport.serve({host: '127.0.0.1', port: 0, files: source, identity})
     const sessions = new Set<Promise<void>>()
-    const h: Host = {identity, port: 0, confirmed: [], list: (e) => e, mayJoin: () => true, sessions, early: true, onFetchEvent: () => {}, gate: () => undefined, verifiedLogs: [], close: async () => {}}
+    const h: Host = {identity, port: 0, confirmed: [], list: (e) => e, mayJoin: () => true, sessions, early: true, onFetchEvent: () => {}, gate: () => undefined, verifiedLogs: [], onFailed: () => {}, close: async () => {}}
     const ctx: HostContext = {
       identity,
       registry,
-      log: {...silentLogger, info: (msg, fields) => (msg === 'verified peer copy' ? h.verifiedLogs.push(fields ?? {}) : undefined)},
+      log: {
+        ...silentLogger,
+        info: (msg, fields) => (msg === 'verified peer copy' ? h.verifiedLogs.push(fields ?? {}) : undefined),
+        warn: (msg, fields) => (msg === 'handshake failed' ? h.onFailed(String(fields?.code)) : undefined),
+      },
       timeouts: TIMEOUTS,
       concurrency: 2,
       get early() {
@@ -152,6 +159,7 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
     host.early = true
     host.onFetchEvent = () => {}
     host.gate = () => undefined
+    host.onFailed = () => {}
   }
 
   /** Captures the Line 1 of each message a request sends or receives. */
@@ -266,6 +274,29 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
       assert.equal(v.length, 1)
       assert.ok((v[0]!.early as number) >= 1)
       assert.equal(v[0]!.files, 3)
+    })
+
+    it('a copy that differs once announced ends the handshake at once: the requester, still fetching, reports the host’s E_HASH_MISMATCH', async () => {
+      reset()
+      // The big file is held until the host has failed the handshake, so the requester is
+      // still fetching when the host stops; the bound only turns a hang into a failure.
+      const failed = new Promise<string>((resolve) => (host.onFailed = resolve))
+      const bound = new Promise<void>((resolve) => setTimeout(resolve, 15_000).unref())
+      host.gate = (p) => (p === 'dir/deeper/c.bin' ? Promise.race([failed.then(() => {}), bound]) : undefined)
+      const into = path.join(work, 'tampered')
+      const before = host.confirmed.length
+      await assert.rejects(
+        request({
+          into,
+          // Spoils the landed a.txt (same size) before it is announced: what the host then reads back is wrong.
+          onEvent: (ev) => {
+            if (ev.event === 'file-done' && ev.path === 'a.txt') writeFileSync(path.join(into, 'a.txt'), 'HELLO\n')
+          },
+        }),
+        (e: unknown) => isFpeerError(e, 'E_PEER_ERROR') && (e.details as {peerCode: string}).peerCode === 'E_HASH_MISMATCH',
+      )
+      assert.equal(await failed, 'E_HASH_MISMATCH')
+      assert.equal(host.confirmed.length, before)
     })
 
     it('a requester that does not offer early=1 (as before 4.9) gets no early=1 and sends no progress message', async () => {
