@@ -154,8 +154,10 @@ export function progressFiles(fu: FilesUpdated, checkable: ReadonlyMap<string, F
     if (!ours) throw new FpeerError('E_MSG_BAD_FIELD', `a progress FilesUpdated names ${JSON.stringify(f.path)}, which is not a file of the FilesToGet`)
     if (announced.has(f.path)) throw new FpeerError('E_MSG_BAD_FIELD', `a progress FilesUpdated names ${JSON.stringify(f.path)} a second time`)
     if ((f.sha256 !== undefined && f.sha256 !== ours.sha256) || (f.size !== undefined && f.size !== ours.size)) throw new FpeerError('E_MSG_BAD_FIELD', `a progress FilesUpdated gives ${JSON.stringify(f.path)} other content than the FilesToGet`)
+    const {sha256, size} = ours
+    if (sha256 === undefined || size === undefined) throw new FpeerError('E_INTERNAL', `the host's own line for ${JSON.stringify(f.path)} has no hash or size`)
     announced.add(f.path)
-    out.push({path: ours.path, sha256: ours.sha256!, size: ours.size!})
+    out.push({path: ours.path, sha256, size})
   }
   return out
 }
