@@ -173,16 +173,13 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
         }
         back.fetch.add(files)
       }
+      if (!sameFiles(plain ? live : files, fu.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated does not list the files of the FilesToGet')
+      if (back && !sameEndpoint(back.endpoint, fu)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated names another port, protocol or grant than its progress messages')
     } catch (err) {
+      // No check outlives its handshake.
       stopKeepAlive()
       await back?.fetch.cancel()
       throw err
-    }
-    if (!sameFiles(plain ? live : files, fu.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated does not list the files of the FilesToGet')
-    if (back && !sameEndpoint(back.endpoint, fu)) {
-      stopKeepAlive()
-      await back.fetch.cancel()
-      throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated names another port, protocol or grant than its progress messages')
     }
     // A new peer's whole copy is checked; a confirmed peer catching up marks what it fetched (`got=1`).
     const took = new Set(fu.files.filter((f) => f.ext?.got === '1').map((f) => f.path))
