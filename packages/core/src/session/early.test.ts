@@ -58,7 +58,7 @@ describe('LandedAnnouncer: batching the requester’s progress messages', () => 
         sent.push(files.map((f) => f.path))
         if (sent.length === 2) timerSent()
       },
-      {everyMs: 10, maxFiles: 2},
+      {firstMs: 10, everyMs: 10, maxFiles: 2},
     )
     a.landed({path: 'x'})
     a.landed({path: 'y'})
@@ -79,7 +79,7 @@ describe('LandedAnnouncer: batching the requester’s progress messages', () => 
         await gate
         finished = true
       },
-      {everyMs: 60_000, maxFiles: 2},
+      {firstMs: 60_000, everyMs: 60_000, maxFiles: 2},
     )
     a.landed({path: 'x'})
     a.landed({path: 'y'})
@@ -98,7 +98,7 @@ describe('LandedAnnouncer: batching the requester’s progress messages', () => 
         calls++
         throw new FpeerError('E_CONNECTION_LOST', 'gone')
       },
-      {everyMs: 60_000, maxFiles: 1},
+      {firstMs: 60_000, everyMs: 60_000, maxFiles: 1},
     )
     a.landed({path: 'x'})
     await a.stop()

@@ -13,8 +13,10 @@ export interface CheckFile {
 
 /**
  * The requester's side: collects the files that landed (each already hash-checked and
- * renamed into place) and sends them in progress messages, at most one per `everyMs` and
- * at most `maxFiles` lines each, so the host has work without a message per file.
+ * renamed into place) and sends them in progress messages: the first `firstMs` after the
+ * first file landed, so the host starts checking soon, then at most one per `everyMs`, at
+ * most `maxFiles` lines each. Each message costs a signature on each side (milliseconds in
+ * pure-JS ed25519), and each batch a round of the host's fetch-back: few, large ones.
  * Sending is best effort: a failed send stops announcing, and the final FilesUpdated,
  * which lists every file, is what the host must have in any case.
  */
@@ -25,13 +27,16 @@ export class LandedAnnouncer {
   #stopped = false
   #failed = false
   readonly #send: (files: FileEntry[]) => Promise<void>
+  readonly #firstMs: number
   readonly #everyMs: number
   readonly #maxFiles: number
+  #flushed = false
 
-  constructor(send: (files: FileEntry[]) => Promise<void>, options: {everyMs?: number; maxFiles?: number} = {}) {
+  constructor(send: (files: FileEntry[]) => Promise<void>, options: {firstMs?: number; everyMs?: number; maxFiles?: number} = {}) {
     this.#send = send
-    this.#everyMs = options.everyMs ?? 50
-    this.#maxFiles = options.maxFiles ?? 1024
+    this.#firstMs = options.firstMs ?? 50
+    this.#everyMs = options.everyMs ?? 250
+    this.#maxFiles = options.maxFiles ?? 2048
   }
 
   /** A file of the FilesToGet is now in place, with the host's content. */
@@ -39,7 +44,7 @@ export class LandedAnnouncer {
     if (this.#stopped) return
     this.#pending.push(entry)
     if (this.#pending.length >= this.#maxFiles) this.#flush()
-    else this.#timer ??= setTimeout(() => this.#flush(), this.#everyMs)
+    else this.#timer ??= setTimeout(() => this.#flush(), this.#flushed ? this.#everyMs : this.#firstMs)
   }
 
   #flush(): void {
@@ -48,6 +53,7 @@ export class LandedAnnouncer {
     if (this.#pending.length === 0 || this.#stopped) return
     const files = this.#pending
     this.#pending = []
+    this.#flushed = true
     // One after the other, so the host reads them in the order they were made.
     this.#sending = this.#sending
       .then(() => (this.#failed ? undefined : this.#send(files)))
