@@ -137,6 +137,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         concurrency: 4,
         timeouts: defaultTimeouts(),
         log: opts.log,
+        // The demo shows the seed's four messages: no progress messages (protocol 4.9) in between.
+        early: false,
         onWire: (direction, text) => {
           const type = text.slice(0, text.indexOf('\n')).split('\t')[0] ?? ''
           const m: DemoMessage = {type, from: direction === 'sent' ? 'requester' : 'host', to: direction === 'sent' ? 'host' : 'requester', ms: Date.now() - t1, text}

@@ -84,4 +84,6 @@ export interface HostContext {
   /** Adds a confirmed peer to the folder's peerlist (seed step 16). */
   confirmPeer(folder: string, record: PeerRecord): Promise<void>
   onFetchEvent?(ev: FetchEvent): void
+  /** Offer to check files back while the requester still fetches (`early=1`, protocol 4.9); default true. */
+  early?: boolean
 }

@@ -4,12 +4,13 @@ import type {Identity, PeerId} from '../identity.js'
 import type {MessageChannel} from '../net/channel.js'
 import {checkDestination} from '../access/replay-guard.js'
 import {fetchFiles} from '../transfer/fetch.js'
-import {withPeerClient} from '../transfer/peer-client.js'
+import {type PeerEndpoint, withPeerClient} from '../transfer/peer-client.js'
 import {keepAliveEvery, parseKeepAlive} from './requester.js'
 import {claimedSender, isPlain, signMessage, verifyMessage} from '../wire/signing.js'
-import {type BePeerRequest, type FileEntry, type FilesToGet, type Message, type PeerError, type TrustedPeerConfirm, isDirEntry} from '../wire/types.js'
+import {type BePeerRequest, type FileEntry, type FilesToGet, type FilesUpdated, type Message, type PeerError, type TrustedPeerConfirm, isDirEntry} from '../wire/types.js'
 import {type HostContext, keepAliveCeiling} from './context.js'
 import {checkTicket, issueTicket} from './delegation.js'
+import {FetchBack, isProgress, progressFiles, sameEndpoint} from './early.js'
 import {expectType, parseProtocolList, randomNonce, sameFiles, verifyReply} from './handshake.js'
 
 /**
@@ -134,11 +135,13 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
   // The requester reads the folder with this secret (or, over SFTP, by its key) until the handshake ends.
   const grant = ctx.grant(folder, sender)
   let ftg: FilesToGet = {type: 'FilesToGet', folder, port, protocol, files, meta: {}}
+  // 4.9: we take progress messages from a requester that can send them (not over MANUAL: the user places the files).
+  const offersEarly = !plain && request.meta.early === '1' && protocol !== 'MANUAL' && ctx.early !== false
   if (plain) {
     // The seed's plain form: no attributes at all, so a seed peer reads it unchanged.
     ftg = {...ftg, files: live.map((f) => ({path: f.path}))}
   } else {
-    ftg.meta = {ka: String(ctx.timeouts.stall), nonce: hostNonce, re: request.meta.nonce ?? '', grant: grant.token, ...(protocol === 'MANUAL' ? {via: 'HTTP'} : {})}
+    ftg.meta = {ka: String(ctx.timeouts.stall), nonce: hostNonce, re: request.meta.nonce ?? '', grant: grant.token, ...(protocol === 'MANUAL' ? {via: 'HTTP'} : {}), ...(offersEarly ? {early: '1'} : {})}
     ftg = signMessage(ftg, ctx.identity)
   }
   let confirmed = false
@@ -150,30 +153,81 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     const theirStall = plain ? undefined : parseKeepAlive(request.meta.ka)
     const keepAlives = theirStall !== undefined
     // Keep-alives alone cannot hold the connection forever (keepAliveCeiling).
-    const reply = await (keepAlives ? channel.next(keepAliveCeiling(ctx.timeouts, live), {stallMs: ctx.timeouts.stall}) : channel.next(ctx.timeouts.transfer))
-    const fu = expectType(reply, 'FilesUpdated', folder)
-    if (!plain) verifyReply(fu, sender, hostNonce)
-    if (!sameFiles(plain ? live : files, fu.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated does not list the files of the FilesToGet')
-    // A new peer's whole copy is checked; a confirmed peer catching up marks what it fetched (`got=1`).
-    const took = new Set(fu.files.filter((f) => f.ext?.got === '1').map((f) => f.path))
-    // Files the requester's own .fpeerignore keeps out (`ign=1`) are not in its copy to check.
-    const ignoredThere = new Set(plain ? [] : fu.files.filter((f) => f.ext?.ign === '1').map((f) => f.path))
-    const check = (rejoin ? live.filter((f) => took.has(f.path)) : live).filter((f) => !ignoredThere.has(f.path) && !isDirEntry(f))
-    // Seed step 13: download the files back from the requester, from the address its
-    // connection came from (never one a message names), and check every hash against ours.
-    const resume = ctx.registry.has(fu.protocol) && ctx.registry.get(fu.protocol).supports.resume
-    const endpoint = {protocol: fu.protocol, host: address, port: fu.port, peer: sender, grant: fu.meta.grant, localAddress: channel.localAddress}
+    const waitMs = keepAlives ? keepAliveCeiling(ctx.timeouts, live) : ctx.timeouts.transfer
+    const deadline = Date.now() + waitMs
+    const resume = (protocol: string) => ctx.registry.has(protocol) && ctx.registry.get(protocol).supports.resume
     let moved = 0
     const onEvent = (ev: Parameters<NonNullable<HostContext['onFetchEvent']>>[0]) => {
       if (ev.event === 'bytes') moved += ev.bytes
       ctx.onFetchEvent?.(ev)
     }
-    const stopKeepAlive = keepAlives ? channel.keepAlive(() => moved, keepAliveEvery(theirStall!)) : () => {}
-    const verified = await (check.length === 0
-      ? Promise.resolve({files: 0, bytes: 0})
-      : withPeerClient(ctx, endpoint, (client) => fetchFiles({client, folder, files: check.map((f) => ({path: f.path, sha256: f.sha256!, size: f.size!})), mode: 'verify', concurrency: ctx.concurrency, resume, onEvent}))
-    ).finally(stopKeepAlive)
-    ctx.log.info('verified peer copy', {peer: sender?.short ?? address, folder, files: verified.files, bytes: verified.bytes, from: `${address}:${fu.port}`})
+    let stopKeepAlive = () => {}
+    // 4.9: a requester that announced `early=1` to a host that offered it may send progress
+    // messages (FilesUpdated with part=1) naming files that landed; they are checked back
+    // while it fetches the rest. The final FilesUpdated still ends the exchange.
+    const checkable = new Map(live.filter((f) => !isDirEntry(f)).map((f) => [f.path, f]))
+    const announced = new Set<string>()
+    let back: {fetch: FetchBack; endpoint: PeerEndpoint} | undefined
+    let fu: FilesUpdated
+    try {
+      for (;;) {
+        const left = Math.max(1, deadline - Date.now())
+        const next = keepAlives ? channel.next(left, {stallMs: ctx.timeouts.stall}) : channel.next(left)
+        const reply = await (back ? Promise.race([next, back.fetch.failed]) : next)
+        const msg = expectType(reply, 'FilesUpdated', folder)
+        if (!plain) verifyReply(msg, sender, hostNonce)
+        if (!isProgress(msg)) {
+          fu = msg
+          break
+        }
+        if (!offersEarly) throw new FpeerError('E_MSG_UNEXPECTED', 'a progress FilesUpdated (part=1) in a handshake that did not agree on early=1')
+        const files = progressFiles(msg, checkable, announced)
+        if (!back) {
+          const endpoint: PeerEndpoint = {protocol: msg.protocol, host: address, port: msg.port, peer: sender, grant: msg.meta.grant, localAddress: channel.localAddress}
+          const fetch = new FetchBack(
+            (work) => withPeerClient(ctx, endpoint, work),
+            (client, batch, signal) => fetchFiles({client, folder, files: batch, mode: 'verify', concurrency: ctx.concurrency, resume: resume(endpoint.protocol), onEvent, signal}),
+          )
+          back = {fetch, endpoint}
+          if (keepAlives) stopKeepAlive = channel.keepAlive(() => moved, keepAliveEvery(theirStall!))
+        } else if (!sameEndpoint(back.endpoint, msg)) {
+          throw new FpeerError('E_MSG_BAD_FIELD', 'a progress FilesUpdated names another port, protocol or grant than the first')
+        }
+        back.fetch.add(files)
+      }
+      if (!sameFiles(plain ? live : files, fu.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated does not list the files of the FilesToGet')
+      if (back && !sameEndpoint(back.endpoint, fu)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated names another port, protocol or grant than its progress messages')
+    } catch (err) {
+      // No check outlives its handshake.
+      stopKeepAlive()
+      await back?.fetch.cancel()
+      throw err
+    }
+    // A new peer's whole copy is checked; a confirmed peer catching up marks what it fetched (`got=1`).
+    const took = new Set(fu.files.filter((f) => f.ext?.got === '1').map((f) => f.path))
+    // Files the requester's own .fpeerignore keeps out (`ign=1`) are not in its copy to check.
+    const ignoredThere = new Set(plain ? [] : fu.files.filter((f) => f.ext?.ign === '1').map((f) => f.path))
+    // What progress messages announced is being checked already; the rest is checked now.
+    const check = (rejoin ? live.filter((f) => took.has(f.path)) : live).filter((f) => !ignoredThere.has(f.path) && !isDirEntry(f) && !announced.has(f.path))
+    const toCheck = check.map((f) => ({path: f.path, sha256: f.sha256!, size: f.size!}))
+    // Seed step 13: download the files back from the requester, from the address its
+    // connection came from (never one a message names), and check every hash against ours.
+    const endpoint = {protocol: fu.protocol, host: address, port: fu.port, peer: sender, grant: fu.meta.grant, localAddress: channel.localAddress}
+    if (!back && keepAlives) stopKeepAlive = channel.keepAlive(() => moved, keepAliveEvery(theirStall!))
+    let verified: {files: number; bytes: number}
+    try {
+      if (back) {
+        if (toCheck.length > 0) back.fetch.add(toCheck)
+        verified = await back.fetch.finish()
+      } else {
+        verified = await (toCheck.length === 0
+          ? Promise.resolve({files: 0, bytes: 0})
+          : withPeerClient(ctx, endpoint, (client) => fetchFiles({client, folder, files: toCheck, mode: 'verify', concurrency: ctx.concurrency, resume: resume(fu.protocol), onEvent})))
+      }
+    } finally {
+      stopKeepAlive()
+    }
+    ctx.log.info('verified peer copy', {peer: sender?.short ?? address, folder, files: verified.files, bytes: verified.bytes, early: announced.size, from: `${address}:${fu.port}`})
     await ctx.confirmPeer(folder, {
       id: sender ? sender.toString() : `plain:${address}`,
       address,

@@ -19,6 +19,7 @@ import {conflictPath} from '../wire/version.js'
 import {signMessage} from '../wire/signing.js'
 import {type BePeerRequest, type FileEntry, type FilesToGet, type FilesUpdated, isDirEntry} from '../wire/types.js'
 import {type HandshakeTimeouts, keepAliveCeiling} from './context.js'
+import {LandedAnnouncer} from './early.js'
 import {expectType, randomNonce, sameFiles, verifyReply} from './handshake.js'
 
 export interface RequestOptions {
@@ -69,6 +70,11 @@ export interface RequestOptions {
   recorded?(path: string): string | undefined
   /** Called for protocol MANUAL; resolves when the user has placed the files (or throws to stop, resumable). `check` tells which are not in place. */
   manual?(req: ManualRequest, check: () => Promise<PlacedState>): Promise<void>
+  /**
+   * Offer to announce files as they land (`early=1`, protocol 4.9), so the host checks them
+   * back while the rest is fetched; default true. False sends the request as before 4.9.
+   */
+  early?: boolean
   /** Sees each message of the handshake as it crosses the wire, as text (`fpeer demo`). */
   onWire?(direction: 'sent' | 'received', text: string): void
 }
@@ -254,6 +260,8 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
   const channel = await connectChannel(opts.host, opts.port, {...(opts.bind ? {localAddress: opts.bind} : {}), timeoutMs: opts.timeouts.io, messageTimeoutMs: opts.timeouts.message, ...(opts.onWire ? {tap: opts.onWire} : {})})
   let server: TransportServer | undefined
   let stopKeepAlive = () => {}
+  let announcer: LandedAnnouncer | undefined
+  let landedHook: ((path: string) => void) | undefined
   // Bytes moved by our transfer: what our keep-alives report as progress.
   let moved = 0
   const onEvent: RequestOptions['onEvent'] = (ev) => {
@@ -271,6 +279,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     if (opts.expectedHost) meta.to = opts.expectedHost.compact
     if (opts.protocol) meta.want = opts.protocol.toUpperCase()
     if (opts.controlPort) meta.ctl = String(opts.controlPort)
+    if (opts.early !== false && !opts.dryRun) meta.early = '1'
     const bpr: BePeerRequest = signMessage({type: 'BePeerRequest', folder: opts.folder, meta}, opts.identity)
     opts.onEvent?.({event: 'phase', phase: 'BePeerRequest'})
     await channel.send(bpr)
@@ -359,6 +368,21 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     } else {
       const resume = opts.registry.get(ftg.protocol).supports.resume
       const landed = new Set<string>()
+      // 4.9: a host that answered early=1 checks our copies back while we fetch the rest: we
+      // tell it which have landed (in place, each hash-checked), in signed progress messages.
+      if (meta.early === '1' && ftg.meta.early === '1') {
+        const byPath = new Map(live.map((f) => [f.path, f]))
+        const port = server.port
+        announcer = new LandedAnnouncer(async (files) => {
+          const part: FilesUpdated = signMessage({type: 'FilesUpdated', folder: opts.folder, port, protocol: serveProtocol, files, meta: {part: '1', nonce: randomNonce(), re: ftg.meta.nonce ?? '', grant}}, opts.identity)
+          await channel.send(part)
+        })
+        const a = announcer
+        landedHook = (p) => {
+          const f = byPath.get(p)
+          if (f) a.landed(f)
+        }
+      }
       try {
         // A transfer that moves no byte for the stall timeout fails, whatever the connection timeout says.
         transfer = await withPeerClient({...opts, timeouts: {...opts.timeouts, io: Math.min(opts.timeouts.io, opts.timeouts.stall)}}, from, (client) => {
@@ -367,7 +391,10 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
           // A file holding what this peer last recorded for it (a re-request of a folder held here) is an old copy, not an edit: replaced without a conflict copy.
           const conflictName = (p: string, sha256: string) => (opts.recorded?.(p) === sha256 ? undefined : conflictPath({path: p, origin: opts.identity.id.compact, sha256}))
           const track = (ev: FetchEvent) => {
-            if (ev.event === 'file-done') landed.add(ev.path)
+            if (ev.event === 'file-done') {
+              landed.add(ev.path)
+              landedHook?.(ev.path)
+            }
             onEvent(ev)
           }
           return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, conflictName, onEvent: track, ...(opts.signal ? {signal: opts.signal} : {})})
@@ -379,6 +406,8 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
       }
     }
 
+    // What is still unannounced is in the final FilesUpdated, which must follow the progress messages.
+    await announcer?.stop()
     if (!opts.apply) makeDirs(root, emptyDirs, opts.log)
 
     const fuNonce = randomNonce()
@@ -405,6 +434,16 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
       confirmedAt: new Date().toISOString(),
     }
   } catch (err) {
+    // A host that found a bad copy while we still fetched (4.9) says why and closes, which
+    // breaks our fetch (its grant is gone) or our send: its reason is the one to report, and
+    // it may be a moment behind. Our own timeouts and interruptions stay ours.
+    if (announcer && !opts.signal?.aborted && isFpeerError(err) && CUT_BY_HOST.has(err.code)) {
+      const said = await channel.next(REASON_WAIT_MS).catch(() => undefined)
+      if (said?.type === 'PeerError') {
+        channel.socket.destroy()
+        expectType(said, 'TrustedPeerConfirm', opts.folder)
+      }
+    }
     // A failed handshake has nothing more to say: do not wait for a silent peer to close its side.
     channel.socket.destroy()
     // An abort destroys the socket and the transfer: report why it was aborted, not what broke.
@@ -412,11 +451,17 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     throw err
   } finally {
     stopKeepAlive()
+    await announcer?.stop()
     opts.signal?.removeEventListener('abort', abort)
     await server?.close().catch(() => {})
     await channel.close()
   }
 }
+
+/** Failures of ours that a host ending the handshake causes (its connection closed, its grant revoked). */
+const CUT_BY_HOST: ReadonlySet<string> = new Set(['E_CONNECTION_LOST', 'E_ACCESS', 'E_TRANSFER', 'E_CONNECT', 'E_NOT_FOUND'])
+/** How long a failed early exchange waits for the host's PeerError (it follows the cut at once, or the connection closes). */
+const REASON_WAIT_MS = 1000
 
 /** Keep-alives go out four times per stall timeout of the peer (its `ka=`), so one late packet does not look like a stall. */
 export function keepAliveEvery(peerStallMs: number): number {

@@ -1,24 +1,27 @@
 // In-process tests of the "Becoming a Peer" handshake: host and requester in one process, over a loopback control socket and the in-memory transport.
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
+import {writeFileSync} from 'node:fs'
 import {mkdir, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {GrantTable} from '../access/grants.js'
-import {ReplayGuard} from '../access/replay-guard.js'
+import {ReplayGuard, formatDestination} from '../access/replay-guard.js'
 import {FpeerError, isFpeerError} from '../errors.js'
 import {LocalFileSource} from '../fs/local-source.js'
 import {Identity, type PeerId, generateKeyPair} from '../identity.js'
-import {MessageChannel} from '../net/channel.js'
+import {MessageChannel, connectChannel} from '../net/channel.js'
 import {TransportRegistry} from '../registry.js'
 import type {PeerRecord} from '../store/peerfile.js'
 import {createMemoryTransport} from '../testing/memory-transport.js'
-import {silentLogger, type TransportServer} from '../transport.js'
-import type {FileEntry} from '../wire/types.js'
+import {type AccessContext, type FileSource, silentLogger, type TransportServer} from '../transport.js'
+import {signMessage} from '../wire/signing.js'
+import type {BePeerRequest, FileEntry, FilesUpdated} from '../wire/types.js'
 import {defaultTimeouts, type HostContext} from './context.js'
-import {refusedBy} from './handshake.js'
+import type {FetchEvent} from '../transfer/fetch.js'
+import {randomNonce, refusedBy} from './handshake.js'
 import {serveConnection} from './host.js'
 import {requestFolder, type RequestOptions} from './requester.js'
 
@@ -47,6 +50,16 @@ interface Host {
   delegate: HostContext['delegateFor']
   /** Every control connection's serveConnection, to await before the host stops. */
   sessions: Set<Promise<void>>
+  /** Offers early=1 (protocol 4.9). */
+  early: boolean
+  /** Sees the host's fetch-back events. */
+  onFetchEvent: (ev: FetchEvent) => void
+  /** Holds the host's server from opening a file until the returned promise settles (undefined: at once). */
+  gate: (path: string) => Promise<void> | undefined
+  /** The fields of each `verified peer copy` the host logged. */
+  verifiedLogs: Array<Record<string, unknown>>
+  /** Told each handshake failure's code, as the host logs it. */
+  onFailed: (code: string) => void
   close(): Promise<void>
 }
 
@@ -76,16 +89,33 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
   async function startHost(): Promise<Host> {
     const identity = new Identity(generateKeyPair())
     const grants = new GrantTable()
-    const source = new LocalFileSource({root: (f) => (f === FOLDER ? hostDir : undefined), mayRead: (f, who) => grants.allows(f, who)}, () => [FOLDER])
+    const local = new LocalFileSource({root: (f) => (f === FOLDER ? hostDir : undefined), mayRead: (f, who) => grants.allows(f, who)}, () => [FOLDER])
+    const source: FileSource = {
+      folders: (who) => local.folders(who),
+      stat: (folder, p, who) => local.stat(folder, p, who),
+      list: (folder, p, who) => local.list(folder, p, who),
+      open: async (folder, p, who: AccessContext, range) => {
+        await h.gate(p)
+        return local.open(folder, p, who, range)
+      },
+    }
     const served: TransportServer = await transport.serve({host: '127.0.0.1', port: 0, files: source, identity})
     const sessions = new Set<Promise<void>>()
-    const h: Host = {identity, port: 0, confirmed: [], list: (e) => e, mayJoin: () => true, isPeer: () => false, delegate: () => undefined, sessions, close: async () => {}}
+    const h: Host = {identity, port: 0, confirmed: [], list: (e) => e, mayJoin: () => true, isPeer: () => false, delegate: () => undefined, sessions, early: true, onFetchEvent: () => {}, gate: () => undefined, verifiedLogs: [], onFailed: () => {}, close: async () => {}}
     const ctx: HostContext = {
       identity,
       registry,
-      log: silentLogger,
+      log: {
+        ...silentLogger,
+        info: (msg, fields) => (msg === 'verified peer copy' ? h.verifiedLogs.push(fields ?? {}) : undefined),
+        warn: (msg, fields) => (msg === 'handshake failed' ? h.onFailed(String(fields?.code)) : undefined),
+      },
       timeouts: TIMEOUTS,
       concurrency: 2,
+      get early() {
+        return h.early
+      },
+      onFetchEvent: (ev) => h.onFetchEvent(ev),
       folder: async (name) => (name === FOLDER ? {open: false} : undefined),
       mayJoin: async (_folder, sender) => h.mayJoin(sender),
       fileList: async () => h.list(Object.entries(FILES).map(([p, c]) => ({path: p, size: Buffer.byteLength(c), sha256: sha(c), mtimeMs: 1_700_000_000_000}))),
@@ -133,6 +163,16 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
     host.mayJoin = () => true
     host.isPeer = () => false
     host.delegate = () => undefined
+    host.early = true
+    host.onFetchEvent = () => {}
+    host.gate = () => undefined
+    host.onFailed = () => {}
+  }
+
+  /** Captures the Line 1 of each message a request sends or receives. */
+  const wireLog = () => {
+    const lines: Array<{direction: string; line1: string}> = []
+    return {lines, onWire: (direction: 'sent' | 'received', text: string) => lines.push({direction, line1: text.split('\n')[0]!})}
   }
 
   it('lands the folder, the host checks the copy back and confirms the requester', async () => {
@@ -231,5 +271,153 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
     // The host took the loss of that connection in its stride.
     const again = await request()
     assert.equal(again.transfer.fetched, 3)
+  })
+  describe('overlapping the two transfers (early=1, protocol 4.9)', () => {
+    it('the host checks a landed file back while the requester still fetches the rest, then confirms', async () => {
+      reset()
+      // The big file is held on the host until the host has checked a.txt back from the
+      // requester, which it can only do early: without 4.9 it would check after FilesUpdated,
+      // which cannot come before the big file lands. The bound only turns a hang into a failure.
+      let checkedEarly = false
+      const aChecked = new Promise<void>((resolve) => {
+        host.onFetchEvent = (ev) => {
+          if (ev.event === 'file-done' && ev.path === 'a.txt') {
+            checkedEarly = true
+            resolve()
+          }
+        }
+      })
+      const bound = new Promise<void>((resolve) => setTimeout(resolve, 15_000).unref())
+      host.gate = (p) => (p === 'dir/deeper/c.bin' ? Promise.race([aChecked, bound]) : undefined)
+      const wire = wireLog()
+      const logs = host.verifiedLogs.length
+      const before = host.confirmed.length
+      const r = await request({onWire: wire.onWire})
+      assert.equal(checkedEarly, true)
+      assert.equal(r.transfer.fetched, 3)
+      for (const [p, c] of Object.entries(FILES)) assert.equal(await readFile(path.join(r.into, p), 'utf8'), c)
+      assert.equal(host.confirmed.length, before + 1)
+      const sent = wire.lines.filter((l) => l.direction === 'sent').map((l) => l.line1)
+      assert.match(sent[0]!, /\tearly=1/)
+      assert.ok(sent.some((l) => l.startsWith('FilesUpdated') && /\tpart=1/.test(l)), 'a progress FilesUpdated was sent')
+      assert.ok(/\tpart=1/.test(sent.at(-1)!) === false, 'the last message is the final FilesUpdated')
+      const v = host.verifiedLogs.slice(logs)
+      assert.equal(v.length, 1)
+      assert.ok((v[0]!.early as number) >= 1)
+      assert.equal(v[0]!.files, 3)
+    })
+
+    it('a copy that differs once announced ends the handshake at once: the requester, still fetching, reports the host’s E_HASH_MISMATCH', async () => {
+      reset()
+      // The big file is held until the host has failed the handshake, so the requester is
+      // still fetching when the host stops; the bound only turns a hang into a failure.
+      const failed = new Promise<string>((resolve) => (host.onFailed = resolve))
+      const bound = new Promise<void>((resolve) => setTimeout(resolve, 15_000).unref())
+      host.gate = (p) => (p === 'dir/deeper/c.bin' ? Promise.race([failed.then(() => {}), bound]) : undefined)
+      const into = path.join(work, 'tampered')
+      const before = host.confirmed.length
+      await assert.rejects(
+        request({
+          into,
+          // Spoils the landed a.txt (same size) before it is announced: what the host then reads back is wrong.
+          onEvent: (ev) => {
+            if (ev.event === 'file-done' && ev.path === 'a.txt') writeFileSync(path.join(into, 'a.txt'), 'HELLO\n')
+          },
+        }),
+        (e: unknown) => isFpeerError(e, 'E_PEER_ERROR') && (e.details as {peerCode: string}).peerCode === 'E_HASH_MISMATCH',
+      )
+      assert.equal(await failed, 'E_HASH_MISMATCH')
+      assert.equal(host.confirmed.length, before)
+    })
+
+    it('a requester that does not offer early=1 (as before 4.9) gets no early=1 and sends no progress message', async () => {
+      reset()
+      const wire = wireLog()
+      const before = host.confirmed.length
+      const r = await request({early: false, onWire: wire.onWire})
+      assert.equal(r.transfer.fetched, 3)
+      assert.equal(host.confirmed.length, before + 1)
+      assert.equal(wire.lines.some((l) => /\t(early|part)=1/.test(l.line1)), false)
+    })
+
+    it('a host that does not offer early=1 gets no progress message from a requester that can send them', async () => {
+      reset()
+      host.early = false
+      const wire = wireLog()
+      const before = host.confirmed.length
+      const r = await request({onWire: wire.onWire})
+      assert.equal(r.transfer.fetched, 3)
+      assert.equal(host.confirmed.length, before + 1)
+      const sent = wire.lines.filter((l) => l.direction === 'sent').map((l) => l.line1)
+      const received = wire.lines.filter((l) => l.direction === 'received').map((l) => l.line1)
+      assert.match(sent[0]!, /\tearly=1/)
+      assert.equal(received.some((l) => /\tearly=1/.test(l)), false)
+      assert.equal(sent.some((l) => /\tpart=1/.test(l)), false)
+    })
+  })
+
+  describe('a hostile requester using early=1', () => {
+    /**
+     * Runs the requester's side by hand: a signed BePeerRequest with early=1, then the
+     * progress message `part` builds from the FilesToGet, served from `dir`; returns the
+     * host's next message (never sending a final FilesUpdated).
+     */
+    async function hostile(dir: string, part: (ftg: {nonce: string; files: FileEntry[]}, port: number) => FilesUpdated, meta: Record<string, string> = {early: '1'}) {
+      const me = new Identity(generateKeyPair())
+      const served = await transport.serve({host: '127.0.0.2', port: 0, files: new LocalFileSource({root: (f) => (f === FOLDER ? dir : undefined), mayRead: () => true}, () => [FOLDER]), identity: me})
+      const channel = await connectChannel('127.0.0.1', host.port, {localAddress: '127.0.0.2', timeoutMs: 20_000})
+      try {
+        const nonce = randomNonce()
+        const bpr: BePeerRequest = signMessage({type: 'BePeerRequest', folder: FOLDER, meta: {nonce, ts: String(Date.now()), dst: formatDestination(channel.remoteAddress, channel.remotePort), protocols: 'MEMORY', ...meta}}, me)
+        await channel.send(bpr)
+        const ftg = await channel.next(20_000)
+        assert.equal(ftg.type, 'FilesToGet')
+        if (ftg.type !== 'FilesToGet') throw new Error('unreachable')
+        await channel.send(signMessage(part({nonce: ftg.meta.nonce!, files: ftg.files}, served.port), me))
+        return {reply: await channel.next(20_000), early: ftg.meta.early}
+      } finally {
+        await channel.close()
+        await served.close()
+      }
+    }
+    const partOf = (files: FileEntry[], port: number, re: string): FilesUpdated => ({type: 'FilesUpdated', folder: FOLDER, port, protocol: 'MEMORY', files, meta: {part: '1', nonce: randomNonce(), re, grant: 'g'.repeat(43)}})
+
+    it('announces a file early and serves other bytes: E_HASH_MISMATCH before any final FilesUpdated, nobody confirmed, the host still serves', async () => {
+      reset()
+      const dir = path.join(work, 'hostile-copy')
+      await mkdir(dir, {recursive: true})
+      // Same size as the host's a.txt, other content.
+      await writeFile(path.join(dir, 'a.txt'), 'HELLO\n')
+      const before = host.confirmed.length
+      const {reply, early} = await hostile(dir, (ftg, port) => partOf(ftg.files.filter((f) => f.path === 'a.txt'), port, ftg.nonce))
+      assert.equal(early, '1')
+      assert.equal(reply.type, 'PeerError')
+      assert.equal(reply.type === 'PeerError' && reply.code, 'E_HASH_MISMATCH')
+      assert.equal(host.confirmed.length, before)
+      const again = await request()
+      assert.equal(again.transfer.fetched, 3)
+      assert.equal(host.confirmed.length, before + 1)
+    })
+
+    it('a progress message naming a file not in the FilesToGet is E_MSG_BAD_FIELD', async () => {
+      reset()
+      const dir = path.join(work, 'hostile-empty')
+      await mkdir(dir, {recursive: true})
+      const before = host.confirmed.length
+      const {reply} = await hostile(dir, (ftg, port) => partOf([{path: 'not-offered.txt', size: 1, sha256: sha('x')}], port, ftg.nonce))
+      assert.equal(reply.type === 'PeerError' && reply.code, 'E_MSG_BAD_FIELD')
+      assert.equal(host.confirmed.length, before)
+    })
+
+    it('a progress message in a handshake without early=1 is E_MSG_UNEXPECTED', async () => {
+      reset()
+      const dir = path.join(work, 'hostile-unasked')
+      await mkdir(dir, {recursive: true})
+      const before = host.confirmed.length
+      const {reply, early} = await hostile(dir, (ftg, port) => partOf(ftg.files.filter((f) => f.path === 'a.txt'), port, ftg.nonce), {})
+      assert.equal(early, undefined)
+      assert.equal(reply.type === 'PeerError' && reply.code, 'E_MSG_UNEXPECTED')
+      assert.equal(host.confirmed.length, before)
+    })
   })
 })

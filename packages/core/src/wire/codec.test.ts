@@ -30,6 +30,11 @@ const parses: Array<{name: string; wire: string; msg: Message}> = [
     msg: {type: 'TrustedPeerConfirm', folder: '00-MainDocuments', meta: {}, port: 8080, protocol: 'HTTP', files: [{path: 'File1'}]},
   },
   {
+    name: 'a progress FilesUpdated (part=1, protocol 4.9): the seed layout, one more Line-1 attribute',
+    wire: 'FilesUpdated\tgrant=g\tnonce=n2\tpart=1\tre=n1\nf\n41234\nHTTP\na.txt\tsize=6\n\n',
+    msg: {type: 'FilesUpdated', folder: 'f', meta: {grant: 'g', nonce: 'n2', part: '1', re: 'n1'}, port: 41234, protocol: 'HTTP', files: [{path: 'a.txt', size: 6}]},
+  },
+  {
     name: 'FilesToGet with no files',
     wire: 'FilesToGet\nempty\n7735\nHTTP\n\n',
     msg: {type: 'FilesToGet', folder: 'empty', meta: {}, port: 7735, protocol: 'HTTP', files: []},

@@ -1,0 +1,174 @@
+// Overlapping the two transfers (docs/protocol.md 4.9): the requester announces files as they land, the host checks them back meanwhile.
+import {FpeerError} from '../errors.js'
+import type {FetchResult} from '../transfer/fetch.js'
+import type {TransferClient} from '../transport.js'
+import type {FileEntry, FilesUpdated} from '../wire/types.js'
+
+/** A file the host checks back: its own path, hash and size (never the requester's claim). */
+export interface CheckFile {
+  path: string
+  sha256: string
+  size: number
+}
+
+/**
+ * The requester's side: collects the files that landed (each already hash-checked and
+ * renamed into place) and sends them in progress messages: the first `firstMs` after the
+ * first file landed, so the host starts checking soon, then at most one per `everyMs`, at
+ * most `maxFiles` lines each. Each message costs a signature on each side (milliseconds in
+ * pure-JS ed25519), and each batch a round of the host's fetch-back: few, large ones.
+ * Sending is best effort: a failed send stops announcing, and the final FilesUpdated,
+ * which lists every file, is what the host must have in any case.
+ */
+export class LandedAnnouncer {
+  #pending: FileEntry[] = []
+  #timer: NodeJS.Timeout | undefined
+  #sending: Promise<void> = Promise.resolve()
+  #stopped = false
+  #failed = false
+  readonly #send: (files: FileEntry[]) => Promise<void>
+  readonly #firstMs: number
+  readonly #everyMs: number
+  readonly #maxFiles: number
+  #flushed = false
+
+  constructor(send: (files: FileEntry[]) => Promise<void>, options: {firstMs?: number; everyMs?: number; maxFiles?: number} = {}) {
+    this.#send = send
+    this.#firstMs = options.firstMs ?? 50
+    this.#everyMs = options.everyMs ?? 250
+    this.#maxFiles = options.maxFiles ?? 2048
+  }
+
+  /** A file of the FilesToGet is now in place, with the host's content. */
+  landed(entry: FileEntry): void {
+    if (this.#stopped) return
+    this.#pending.push(entry)
+    if (this.#pending.length >= this.#maxFiles) this.#flush()
+    else this.#timer ??= setTimeout(() => this.#flush(), this.#flushed ? this.#everyMs : this.#firstMs)
+  }
+
+  #flush(): void {
+    if (this.#timer) clearTimeout(this.#timer)
+    this.#timer = undefined
+    if (this.#pending.length === 0 || this.#stopped) return
+    const files = this.#pending
+    this.#pending = []
+    this.#flushed = true
+    // One after the other, so the host reads them in the order they were made.
+    this.#sending = this.#sending
+      .then(() => (this.#failed ? undefined : this.#send(files)))
+      .catch(() => {
+        this.#failed = true
+        this.#stopped = true
+      })
+  }
+
+  /** Stops announcing (what is still pending goes in the final FilesUpdated) and waits for the sends already begun. */
+  async stop(): Promise<void> {
+    this.#stopped = true
+    if (this.#timer) clearTimeout(this.#timer)
+    this.#timer = undefined
+    this.#pending = []
+    await this.#sending
+  }
+}
+
+/**
+ * The host's side: one connection to the requester's server, fed with files as progress
+ * messages announce them and closed by the final FilesUpdated. Every file is checked
+ * against the host's own hash and size, exactly as the fetch-back after FilesUpdated does.
+ */
+export class FetchBack {
+  #queue: CheckFile[] = []
+  #wake: (() => void) | undefined
+  #ended = false
+  readonly #abort = new AbortController()
+  readonly #result = {files: 0, bytes: 0}
+  readonly #run: Promise<{files: number; bytes: number}>
+  /** Rejects with the first failure and never resolves: raced against the next control message. */
+  readonly failed: Promise<never>
+
+  /**
+   * `connect` opens the client for the whole check and closes it after; `verify` checks one
+   * batch of files with it (fetchFiles in verify mode), stopping on `signal`.
+   */
+  constructor(connect: <T>(work: (client: TransferClient) => Promise<T>) => Promise<T>, verify: (client: TransferClient, files: CheckFile[], signal: AbortSignal) => Promise<FetchResult>) {
+    this.#run = connect(async (client) => {
+      for (;;) {
+        if (this.#queue.length === 0) {
+          if (this.#ended) return this.#result
+          await new Promise<void>((resolve) => (this.#wake = resolve))
+          continue
+        }
+        // All that is queued in one call, so the transport batches and runs it side by side.
+        const files = this.#queue
+        this.#queue = []
+        const r = await verify(client, files, this.#abort.signal)
+        this.#result.files += r.files
+        this.#result.bytes += r.bytes
+      }
+    })
+    this.failed = this.#run.then(() => new Promise<never>(() => {}))
+    // Whoever races `failed` sees the failure; nobody else has to.
+    this.#run.catch(() => {})
+    this.failed.catch(() => {})
+  }
+
+  add(files: CheckFile[]): void {
+    if (this.#ended) throw new FpeerError('E_INTERNAL', 'files added to a finished fetch-back')
+    this.#queue.push(...files)
+    this.#wakeUp()
+  }
+
+  #wakeUp(): void {
+    const w = this.#wake
+    this.#wake = undefined
+    w?.()
+  }
+
+  /** No more files: resolves once every file added was checked, or throws the first failure. */
+  finish(): Promise<{files: number; bytes: number}> {
+    this.#ended = true
+    this.#wakeUp()
+    return this.#run
+  }
+
+  /** Stops a check that will not be finished (the handshake failed) and waits until its connection is closed. */
+  async cancel(): Promise<void> {
+    this.#ended = true
+    this.#queue = []
+    this.#abort.abort(new FpeerError('E_INTERRUPTED', 'the handshake ended'))
+    this.#wakeUp()
+    await this.#run.catch(() => {})
+  }
+}
+
+/** Is this FilesUpdated a progress message (`part=1`, 4.9) rather than the final one? */
+export function isProgress(fu: FilesUpdated): boolean {
+  return fu.meta.part === '1'
+}
+
+/**
+ * The files a progress message announces, as the host will check them: each MUST be a file
+ * of the FilesToGet still to check (`checkable`, the host's own lines) and announced once;
+ * a hash or size on the line MUST be the host's. Adds them to `announced`.
+ */
+export function progressFiles(fu: FilesUpdated, checkable: ReadonlyMap<string, FileEntry>, announced: Set<string>): CheckFile[] {
+  const out: CheckFile[] = []
+  for (const f of fu.files) {
+    const ours = checkable.get(f.path)
+    if (!ours) throw new FpeerError('E_MSG_BAD_FIELD', `a progress FilesUpdated names ${JSON.stringify(f.path)}, which is not a file of the FilesToGet`)
+    if (announced.has(f.path)) throw new FpeerError('E_MSG_BAD_FIELD', `a progress FilesUpdated names ${JSON.stringify(f.path)} a second time`)
+    if ((f.sha256 !== undefined && f.sha256 !== ours.sha256) || (f.size !== undefined && f.size !== ours.size)) throw new FpeerError('E_MSG_BAD_FIELD', `a progress FilesUpdated gives ${JSON.stringify(f.path)} other content than the FilesToGet`)
+    const {sha256, size} = ours
+    if (sha256 === undefined || size === undefined) throw new FpeerError('E_INTERNAL', `the host's own line for ${JSON.stringify(f.path)} has no hash or size`)
+    announced.add(f.path)
+    out.push({path: ours.path, sha256, size})
+  }
+  return out
+}
+
+/** The port, protocol and grant of two FilesUpdated of one handshake agree (the fetch-back uses one connection). */
+export function sameEndpoint(a: {protocol: string; port: number; grant: string | undefined}, b: FilesUpdated): boolean {
+  return a.protocol === b.protocol && a.port === b.port && a.grant === b.meta.grant
+}
