@@ -17,25 +17,29 @@ import {IgnoreRulesCache} from './ignore-rules.js'
  */
 const SLAB_BYTES = 128 << 10
 const SLAB_PIECE = 32 << 10
-let slab: Buffer | undefined
-let slabAt = 0
 
 /**
- * A buffer for reading `length` bytes of a small file. Serving 10,000 files of 4 KiB made
- * 10,000 separate allocations (Buffer.allocUnsafe pools only below 4 KiB), which the
- * garbage collector then had to trace and free one by one. A piece is never handed out
- * twice: a slab is dropped when full and freed once no piece of it is referenced.
+ * Buffers for reading small files. Serving 10,000 files of 4 KiB made 10,000 separate
+ * allocations (Buffer.allocUnsafe pools only below 4 KiB), which the garbage collector then
+ * had to trace and free one by one. A piece is never handed out twice: a slab is dropped when
+ * full and freed once no piece of it is referenced. One per source: two nodes share nothing.
  */
-function readBuffer(length: number): Buffer {
-  if (length > SLAB_PIECE) return Buffer.allocUnsafe(length)
-  if (!slab || slabAt + length > SLAB_BYTES) {
-    slab = Buffer.allocUnsafeSlow(SLAB_BYTES)
-    slabAt = 0
+class Slabs {
+  #slab: Buffer | undefined
+  #at = 0
+
+  /** A buffer for reading `length` bytes. */
+  take(length: number): Buffer {
+    if (length > SLAB_PIECE) return Buffer.allocUnsafe(length)
+    if (!this.#slab || this.#at + length > SLAB_BYTES) {
+      this.#slab = Buffer.allocUnsafeSlow(SLAB_BYTES)
+      this.#at = 0
+    }
+    const piece = this.#slab.subarray(this.#at, this.#at + length)
+    // Pieces start 8-byte aligned, as Buffer's pool does.
+    this.#at += (length + 7) & ~7
+    return piece
   }
-  const piece = slab.subarray(slabAt, slabAt + length)
-  // Pieces start 8-byte aligned, as Buffer's pool does.
-  slabAt += (length + 7) & ~7
-  return piece
 }
 
 /** How the source finds a folder and decides who may read it. */
@@ -52,6 +56,7 @@ export class LocalFileSource implements FileSource {
   readonly #realRoots = new Map<string, string>()
   /** The served folders' .fpeerignore rules, re-checked at most once a second per folder. */
   readonly #rules = new IgnoreRulesCache()
+  readonly #slabs = new Slabs()
 
   constructor(access: FolderAccess, names: () => string[]) {
     this.#access = access
@@ -155,7 +160,7 @@ export class LocalFileSource implements FileSource {
       if (end < start) return {stream: Readable.from([]), size: st.size, mtimeMs}
       const length = end - start + 1
       if (length <= SMALL_FILE_BYTES) {
-        const buf = readBuffer(length)
+        const buf = this.#slabs.take(length)
         let got = 0
         for (let n = -1; got < length && n !== 0; got += n) n = readSync(fd, buf, got, length - got, start + got)
         // A file that shrank since fstat yields fewer bytes; the transport sees the short body.
