@@ -138,7 +138,7 @@ export class PushQueue {
     if (!lane?.timer) return
     clearTimeout(lane.timer)
     lane.timer = undefined
-    lane.failures = 0
+    // Still a retry (logged as one when it lands); the backoff starts over only once a push goes through.
     this.#pump(lane)
     this.#tidy(lane)
   }
