@@ -27,7 +27,6 @@ const BOUND_MS = 5000
 const FTP_MAX = 128
 const SFTP_MAX = 64
 
-
 /** How a dripping connection starts, and the byte it then sends every second: each stays valid as long as it can. */
 interface Drip {
   prefix: string
@@ -48,7 +47,9 @@ class Flood {
     const f = new Flood()
     // Batches keep the listen backlog from overflowing into SYN retries.
     for (let i = 0; i < count; i += 100) {
-      await Promise.all(Array.from({length: Math.min(100, count - i)}, (_, j) => f.#connect(host, port, from[(i + j) % from.length]!, (i + j) % 2 === 1 ? drip.prefix : '')))
+      await Promise.all(
+        Array.from({length: Math.min(100, count - i)}, (_, j) => f.#connect(host, port, from[(i + j) % from.length]!, (i + j) % 2 === 1 ? drip.prefix : '')),
+      )
     }
     f.#drip = setInterval(() => {
       for (let i = 1; i < f.sockets.length; i += 2) if (f.#live.has(f.sockets[i]!)) f.sockets[i]!.write(drip.byte)
@@ -128,7 +129,9 @@ describe('connections: a hostile peer can neither crash serve nor lock others ou
     const requester = await Peer.create(LEGIT, env)
     requesters.push(requester)
     const into = path.join(work, `copy-${requesters.length}`)
-    const r = await requester.run(['request', host.control, FOLDER, '--into', into, '--bind', LEGIT, '--protocol', protocol, '--peer-id', hostId, '--json'], {timeoutMs: 60_000})
+    const r = await requester.run(['request', host.control, FOLDER, '--into', into, '--bind', LEGIT, '--protocol', protocol, '--peer-id', hostId, '--json'], {
+      timeoutMs: 60_000,
+    })
     assert.equal(r.code, 0, `${r.stdout} ${r.stderr}`)
     assert.deepEqual(await treeHashes(into), await treeHashes(shared))
   }
@@ -191,7 +194,14 @@ describe('connections: a hostile peer can neither crash serve nor lock others ou
     const pid = host.serveProcess!.pid!
     const rss = async () => Number(/VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]) * 1024
     let peak = await rss()
-    const sampler = setInterval(() => void rss().then((n) => (peak = Math.max(peak, n)), () => {}), 50)
+    const sampler = setInterval(
+      () =>
+        void rss().then(
+          (n) => (peak = Math.max(peak, n)),
+          () => {},
+        ),
+      50,
+    )
     // Lines near the 8 KiB limit: a server refuses a first message of more than 10,000 file lines
     // as they arrive (E_MSG_TOO_MANY_FILES), so the bytes must come from long lines to fill the budget.
     const line = Buffer.from(`${'d/'.repeat(50)}${'f'.repeat(7800)}\tsize=1\n`)
@@ -209,7 +219,10 @@ describe('connections: a hostile peer can neither crash serve nor lock others ou
         }),
       )
       const codes = replies.map((r) => /^PeerError\n\S*\n(E_[A-Z_]+)\n/.exec(r)?.[1])
-      assert.ok(codes.every((c) => c === 'E_BUSY' || c === 'E_MSG_TOO_LONG' || c === 'E_MSG_TOO_MANY_FILES'), `codes: ${codes.join(', ')}`)
+      assert.ok(
+        codes.every((c) => c === 'E_BUSY' || c === 'E_MSG_TOO_LONG' || c === 'E_MSG_TOO_MANY_FILES'),
+        `codes: ${codes.join(', ')}`,
+      )
       assert.ok(codes.includes('E_BUSY'), `no connection hit the shared budget: ${codes.join(', ')}`)
     } finally {
       clearInterval(sampler)
@@ -224,7 +237,14 @@ describe('connections: a hostile peer can neither crash serve nor lock others ou
     const pid = host.serveProcess!.pid!
     const rss = async () => Number(/VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))![1]) * 1024
     let peak = await rss()
-    const sampler = setInterval(() => void rss().then((n) => (peak = Math.max(peak, n)), () => {}), 50)
+    const sampler = setInterval(
+      () =>
+        void rss().then(
+          (n) => (peak = Math.max(peak, n)),
+          () => {},
+        ),
+      50,
+    )
     // 3,800 lines of 7.8 KB (30 MB, inside the control budget and under 10,000 lines): parsed
     // whole, the 4.9 million attributes took serve past 600 MB.
     const attrs = Array.from({length: 1300}, (_, j) => `\tk${j.toString(36)}=1`).join('')
@@ -277,7 +297,10 @@ describe('connections: a hostile peer can neither crash serve nor lock others ou
       // A handshake under way: the plain request gets its FilesToGet, then the host waits for FilesUpdated.
       const waiting = talk(victim.address, ready.control, LEGIT, `BePeerRequest\n${FOLDER}\n\n`)
       await waitFor('the FilesToGet', () => waiting.socket.bytesRead > 0, 10_000, 50)
-      const floods = [await Flood.start(victim.address, ready.control, FLOOD, {prefix: 'BePeerRequest', byte: 'x'}), await Flood.start(victim.address, ready.ports.HTTP!, FLOOD, {prefix: 'GET /', byte: 'a'})]
+      const floods = [
+        await Flood.start(victim.address, ready.control, FLOOD, {prefix: 'BePeerRequest', byte: 'x'}),
+        await Flood.start(victim.address, ready.ports.HTTP!, FLOOD, {prefix: 'GET /', byte: 'a'}),
+      ]
       try {
         const child = victim.serveProcess!
         const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
@@ -326,7 +349,11 @@ describe('connections: slow and silent senders are dropped on short deadlines', 
   const MESSAGE_MS = 3000
 
   before(async () => {
-    peer = await Peer.create('127.0.0.4', {FPEER_FIRST_LINE_TIMEOUT_MS: String(FIRST_MS), FPEER_MESSAGE_TIMEOUT_MS: String(MESSAGE_MS), FPEER_LOG_LEVEL: 'warn'})
+    peer = await Peer.create('127.0.0.4', {
+      FPEER_FIRST_LINE_TIMEOUT_MS: String(FIRST_MS),
+      FPEER_MESSAGE_TIMEOUT_MS: String(MESSAGE_MS),
+      FPEER_LOG_LEVEL: 'warn',
+    })
     port = (await peer.serve(['--no-sync'])).control
   })
 

@@ -53,10 +53,16 @@ describe('a requester abusing early=1 gets a typed refusal, no confirmation, and
   let control: {host: string; port: number}
 
   /** Runs a hostile handshake: BePeerRequest with early=1, then `progress(ftg)` as the only FilesUpdated; returns the FilesToGet and the host's answer. */
-  async function attack(progress: (ftg: Extract<Message, {type: 'FilesToGet'}>) => Message): Promise<{ftg: Extract<Message, {type: 'FilesToGet'}>; answer: Message}> {
+  async function attack(
+    progress: (ftg: Extract<Message, {type: 'FilesToGet'}>) => Message,
+  ): Promise<{ftg: Extract<Message, {type: 'FilesToGet'}>; answer: Message}> {
     const channel = await connectChannel(control.host, control.port, {localAddress: HOSTILE, timeoutMs: 20_000})
     try {
-      const bpr: Message = {type: 'BePeerRequest', folder: FOLDER, meta: {early: '1', nonce: randomNonce(), ts: String(Date.now()), dst: formatDestination(control.host, control.port), protocols: 'HTTP'}}
+      const bpr: Message = {
+        type: 'BePeerRequest',
+        folder: FOLDER,
+        meta: {early: '1', nonce: randomNonce(), ts: String(Date.now()), dst: formatDestination(control.host, control.port), protocols: 'HTTP'},
+      }
       await channel.send(signMessage(bpr, hostileIdentity))
       const ftg = await channel.next(20_000)
       assert.equal(ftg.type, 'FilesToGet')
@@ -67,7 +73,14 @@ describe('a requester abusing early=1 gets a typed refusal, no confirmation, and
       await channel.close()
     }
   }
-  const part = (ftg: {meta: Record<string, string>}, port: number, files: FileEntry[]): Message => ({type: 'FilesUpdated', folder: FOLDER, port, protocol: 'HTTP', files, meta: {part: '1', nonce: randomNonce(), re: ftg.meta.nonce ?? '', grant: 'hostile-grant-'.padEnd(43, 'x')}})
+  const part = (ftg: {meta: Record<string, string>}, port: number, files: FileEntry[]): Message => ({
+    type: 'FilesUpdated',
+    folder: FOLDER,
+    port,
+    protocol: 'HTTP',
+    files,
+    meta: {part: '1', nonce: randomNonce(), re: ftg.meta.nonce ?? '', grant: 'hostile-grant-'.padEnd(43, 'x')},
+  })
 
   /** The host still answers a real requester with a confirmed copy (the second time, a re-request of the copy it holds). */
   async function stillServes(into: string): Promise<void> {
@@ -106,12 +119,21 @@ describe('a requester abusing early=1 gets a typed refusal, no confirmation, and
     const before = await treeHashes(shared)
     const server = await lyingServer()
     try {
-      const {ftg, answer} = await attack((f) => part(f, server.port, f.files.filter((e) => e.path === 'one.txt')))
+      const {ftg, answer} = await attack((f) =>
+        part(
+          f,
+          server.port,
+          f.files.filter((e) => e.path === 'one.txt'),
+        ),
+      )
       assert.equal(ftg.meta.early, '1')
       assert.equal(answer.type === 'PeerError' && answer.code, 'E_HASH_MISMATCH')
       // The host fetched the announced file back with the progress message's grant, and only that file.
       const gets = server.asked.filter((a) => a.method === 'GET')
-      assert.deepEqual(gets.map((a) => a.url), [`/${FOLDER}/one.txt`])
+      assert.deepEqual(
+        gets.map((a) => a.url),
+        [`/${FOLDER}/one.txt`],
+      )
       assert.equal(gets[0]!.auth, `Bearer ${'hostile-grant-'.padEnd(43, 'x')}`)
     } finally {
       await server.close()

@@ -97,9 +97,19 @@ async function hostileHost(identity: Identity, files: Offer[], serve?: (rel: str
         const msg = parseLines(lines)
         if (msg.type === 'BePeerRequest') {
           const list: FileEntry[] = files.map((f) => ({path: f.path, size: f.content.length, sha256: sha(f.content)}))
-          send(signMessage({type: 'FilesToGet', folder: msg.folder, port: webPort, protocol: 'HTTP', meta: {nonce: 'host-nonce', re: msg.meta.nonce!}, files: list}, identity))
+          send(
+            signMessage(
+              {type: 'FilesToGet', folder: msg.folder, port: webPort, protocol: 'HTTP', meta: {nonce: 'host-nonce', re: msg.meta.nonce!}, files: list},
+              identity,
+            ),
+          )
         } else if (msg.type === 'FilesUpdated') {
-          send(signMessage({type: 'TrustedPeerConfirm', folder: msg.folder, port: webPort, protocol: 'HTTP', files: msg.files, meta: {nonce: 'n2', re: msg.meta.nonce!}}, identity))
+          send(
+            signMessage(
+              {type: 'TrustedPeerConfirm', folder: msg.folder, port: webPort, protocol: 'HTTP', files: msg.files, meta: {nonce: 'n2', re: msg.meta.nonce!}},
+              identity,
+            ),
+          )
         }
       }
     })
@@ -139,7 +149,18 @@ describe('a hostile host cannot make the requester write outside its folder', ()
 
   /** Runs `fpeer request`; each test asks for its own folder name, since a completed request records one. */
   async function request(into: string, host: {port: number}) {
-    const r = await requester.run(['request', `127.0.0.1:${host.port}`, path.basename(path.dirname(into)), '--into', into, '--bind', '127.0.21.2', '--concurrency', '1', '--json'])
+    const r = await requester.run([
+      'request',
+      `127.0.0.1:${host.port}`,
+      path.basename(path.dirname(into)),
+      '--into',
+      into,
+      '--bind',
+      '127.0.21.2',
+      '--concurrency',
+      '1',
+      '--json',
+    ])
     let body: any
     try {
       body = JSON.parse(r.stdout)
@@ -182,7 +203,10 @@ describe('a hostile host cannot make the requester write outside its folder', ()
     }
     assert.deepEqual(await snapshot(outside), before)
     // Nothing half-written stays behind where the directory went either.
-    assert.deepEqual((await readdir(path.join(into, 'sub-moved'))).filter((n) => n.startsWith('.fpeer-')), [])
+    assert.deepEqual(
+      (await readdir(path.join(into, 'sub-moved'))).filter((n) => n.startsWith('.fpeer-')),
+      [],
+    )
   })
 
   it('a directory swapped for a symlink while a large body is stalled: E_PATH_UNSAFE, nothing written outside', async () => {
@@ -292,7 +316,21 @@ async function sendUpdate(target: {host: string; port: number}, from: string, wi
         const msg = parseLines(lines)
         clearTimeout(t)
         if (msg.type === 'FilesUpdated') {
-          s.end(formatMessage(signMessage({type: 'TrustedPeerConfirm', folder: msg.folder, port: msg.port, protocol: msg.protocol, files: msg.files, meta: {nonce: `tpc-${Math.random()}`, re: msg.meta.nonce!}}, signer)))
+          s.end(
+            formatMessage(
+              signMessage(
+                {
+                  type: 'TrustedPeerConfirm',
+                  folder: msg.folder,
+                  port: msg.port,
+                  protocol: msg.protocol,
+                  files: msg.files,
+                  meta: {nonce: `tpc-${Math.random()}`, re: msg.meta.nonce!},
+                },
+                signer,
+              ),
+            ),
+          )
         } else {
           s.end()
         }
@@ -357,7 +395,14 @@ describe('a confirmed peer cannot delete, read or write through a symlink in the
     return signVersion('share', {path: p, ...content, mtimeMs: Date.now(), lamport, vv: {[origin.id.compact]: lamport}}, origin)
   }
   const push = (versions: FileVersion[]) => {
-    const m: Message = {type: 'FilesToGet', folder: 'share', port: filesPort, protocol: 'HTTP', files: versions.map(versionToEntry), meta: {nonce: `n-${Math.random()}`, update: '1', ts: String(Date.now()), to: PeerId.parse(target.ready!.id).compact, dst: target.control}}
+    const m: Message = {
+      type: 'FilesToGet',
+      folder: 'share',
+      port: filesPort,
+      protocol: 'HTTP',
+      files: versions.map(versionToEntry),
+      meta: {nonce: `n-${Math.random()}`, update: '1', ts: String(Date.now()), to: PeerId.parse(target.ready!.id).compact, dst: target.control},
+    }
     return sendUpdate({host: TARGET, port: target.ready!.control}, MIDDLE, formatMessage(signMessage(m, mIdentity)), mIdentity)
   }
   /** The attacked `serve` still answers on its control port. */
@@ -411,7 +456,10 @@ describe('a confirmed peer cannot delete, read or write through a symlink in the
     assert.equal(reply.type, 'FilesUpdated', JSON.stringify(reply))
     assert.equal(await readFile(path.join(dir, 'a.txt'), 'utf8'), text)
     // No staging or part file is left behind in the folder.
-    assert.deepEqual((await readdir(dir)).filter((n) => n.toLowerCase().startsWith('.fpeer-')), [])
+    assert.deepEqual(
+      (await readdir(dir)).filter((n) => n.toLowerCase().startsWith('.fpeer-')),
+      [],
+    )
     assert.equal(await readFile(path.join(dir, '.fpeer'), 'utf8'), 'a file of the user that happens to have this name\n')
     assert.deepEqual(await snapshot(outside), before)
     await assertServing()
@@ -431,7 +479,16 @@ describe('a confirmed peer cannot delete, read or write through a symlink in the
       assert.equal(r.code, 0, r.stdout + r.stderr)
       const got = (await readdir(into)).sort()
       assert.ok(got.includes('visible.txt'), got.join(','))
-      assert.deepEqual(got.filter((n) => n.normalize('NFKC').toLowerCase().replace(/\p{Default_Ignorable_Code_Point}/gu, '').startsWith('.fpeer')), [])
+      assert.deepEqual(
+        got.filter((n) =>
+          n
+            .normalize('NFKC')
+            .toLowerCase()
+            .replace(/\p{Default_Ignorable_Code_Point}/gu, '')
+            .startsWith('.fpeer'),
+        ),
+        [],
+      )
     } finally {
       await joiner.destroy()
     }

@@ -36,7 +36,9 @@ describe('fuzzing fpeer serve (bench/fuzz.js, short run)', () => {
   it('2,000 mutated control messages and their share of HTTP, FTP and SFTP traffic: no crash, no E_INTERNAL, nothing leaked or changed outside, a legitimate request still confirmed', async () => {
     // --max-minutes bounds the run on a machine busier than the 2,000 messages need; what was sent is checked all the same.
     const {summary, stderr} = await fuzz(['--count', '2000', '--seed', '20261129', '--max-minutes', '6'])
-    const why = JSON.stringify({crashes: summary.crashes, internal: summary.internalFindings, findings: summary.findings, legit: summary.legit}, null, 1).slice(0, 6000) + stderr.slice(-2000)
+    const why =
+      JSON.stringify({crashes: summary.crashes, internal: summary.internalFindings, findings: summary.findings, legit: summary.legit}, null, 1).slice(0, 6000) +
+      stderr.slice(-2000)
     assert.ok(summary.messages.control >= 500 && summary.messages.http > 0 && summary.messages.ftp > 0 && summary.messages.sftp > 0, why)
     assert.deepEqual(summary.crashes, [], why)
     assert.equal(summary.internal, 0, why)
@@ -101,8 +103,22 @@ describe('what the fuzzer found, as attacks on the built binary', () => {
       const rounds = 20
       const sha = createHash('sha256').update('x').digest('hex')
       for (let i = 0; i < rounds; i++) {
-        const v = signVersion('fz', {path: `u${i}.txt`, deleted: false, sha256: sha, size: 1, mtimeMs: Date.now(), lamport: 1000 + i, vv: {[me.id.compact]: 1000 + i}}, me)
-        const update = signMessage({type: 'FilesToGet', folder: 'fz', port: 9, protocol: 'HTTP', files: [versionToEntry(v)], meta: {update: '1', nonce: `reset-${i}`, ts: String(Date.now())}}, me)
+        const v = signVersion(
+          'fz',
+          {path: `u${i}.txt`, deleted: false, sha256: sha, size: 1, mtimeMs: Date.now(), lamport: 1000 + i, vv: {[me.id.compact]: 1000 + i}},
+          me,
+        )
+        const update = signMessage(
+          {
+            type: 'FilesToGet',
+            folder: 'fz',
+            port: 9,
+            protocol: 'HTTP',
+            files: [versionToEntry(v)],
+            meta: {update: '1', nonce: `reset-${i}`, ts: String(Date.now())},
+          },
+          me,
+        )
         await new Promise<void>((resolve) => {
           const s = net.connect({host: '127.0.0.1', port: host.ready!.control, localAddress: '127.0.0.6'})
           s.on('error', () => resolve())

@@ -28,7 +28,13 @@ async function hostileRegistry(): Promise<{url: string; asked: string[]; mode: {
     if (decoy) {
       const tarball = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/${decoy}/-/${decoy}-9.9.9.tgz`
       res.writeHead(200, {'content-type': 'application/json'})
-      return void res.end(JSON.stringify({name: decoy, 'dist-tags': {latest: '9.9.9'}, versions: {'9.9.9': {name: decoy, version: '9.9.9', scripts: {postinstall: 'node -e 1'}, dist: {tarball, shasum: '0'.repeat(40)}}}}))
+      return void res.end(
+        JSON.stringify({
+          name: decoy,
+          'dist-tags': {latest: '9.9.9'},
+          versions: {'9.9.9': {name: decoy, version: '9.9.9', scripts: {postinstall: 'node -e 1'}, dist: {tarball, shasum: '0'.repeat(40)}}},
+        }),
+      )
     }
     res.writeHead(404, {'content-type': 'application/json'})
     res.end(JSON.stringify({error: 'not found'}))
@@ -88,7 +94,10 @@ describe('plugins install against a registry with decoy unscoped sftp/ftp and no
   }
 
   /** Runs one install and checks the invariants every case shares: its exit code and error code, and that nothing under `work` changed. */
-  async function attempt(args: string[], options: {code: number; error: string; env?: NodeJS.ProcessEnv}): Promise<RunResult & {err?: {code: string; details?: Record<string, unknown>}}> {
+  async function attempt(
+    args: string[],
+    options: {code: number; error: string; env?: NodeJS.ProcessEnv},
+  ): Promise<RunResult & {err?: {code: string; details?: Record<string, unknown>}}> {
     const before = await listing()
     const r = await runFpeer(args, {env: {...env, ...options.env}, timeoutMs: 120_000})
     assert.equal(r.code, options.code, `${args.join(' ')}: ${r.stdout}${r.stderr}`)
@@ -114,12 +123,24 @@ describe('plugins install against a registry with decoy unscoped sftp/ftp and no
     // Consent to third-party packages does not change what a known short name means.
     await attempt(['plugins', 'install', 'sftp', '--json'], {code: 6, error: 'E_PLUGIN_NOT_FOUND', env: {FPEER_ALLOW_ANY_PLUGIN: '1'}})
     assert.ok(registry.asked.includes('/@fpeer/plugin-sftp') && registry.asked.includes('/@fpeer/plugin-ftp'), registry.asked.join(' '))
-    assert.deepEqual(registry.asked.filter((p) => !p.startsWith('/@fpeer/plugin-')), [], 'the unscoped decoys (or anything else) were asked for')
+    assert.deepEqual(
+      registry.asked.filter((p) => !p.startsWith('/@fpeer/plugin-')),
+      [],
+      'the unscoped decoys (or anything else) were asked for',
+    )
   })
 
   it('an npm alias, path or URL as the version, and unknown names, are E_UNKNOWN_PLUGIN (exit 2) without a single registry request', async () => {
     registry.asked.length = 0
-    for (const arg of ['sftp@npm:sftp@9.9.9', '@fpeer/plugin-ftp@npm:ftp', 'sftp@file:../sftp', 'sftp@github:someone/sftp', 'sftp@http://127.0.0.1:1/sftp.tgz', 'ftp2', 'Sftp']) {
+    for (const arg of [
+      'sftp@npm:sftp@9.9.9',
+      '@fpeer/plugin-ftp@npm:ftp',
+      'sftp@file:../sftp',
+      'sftp@github:someone/sftp',
+      'sftp@http://127.0.0.1:1/sftp.tgz',
+      'ftp2',
+      'Sftp',
+    ]) {
       await attempt(['plugins:install', arg, '--json'], {code: 2, error: 'E_UNKNOWN_PLUGIN'})
     }
     assert.deepEqual(registry.asked, [])

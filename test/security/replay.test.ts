@@ -101,7 +101,13 @@ describe('a signed request cannot be relayed or replayed, and a private folder i
   /** A BePeerRequest signed by the allowed peer, as the real requester would send it to the host. */
   const request = (meta: Record<string, string | undefined> = {}): string => {
     const m: Message = {type: 'BePeerRequest', folder: FOLDER, meta: {}}
-    const all = {nonce: `n${Math.random().toString(36).slice(2)}`, ts: String(Date.now()), dst: formatDestination(control.host, control.port), protocols: 'HTTP,FTP', ...meta}
+    const all = {
+      nonce: `n${Math.random().toString(36).slice(2)}`,
+      ts: String(Date.now()),
+      dst: formatDestination(control.host, control.port),
+      protocols: 'HTTP,FTP',
+      ...meta,
+    }
     for (const [k, v] of Object.entries(all)) if (v !== undefined) m.meta[k] = v
     return formatMessage(signMessage(m, legitIdentity))
   }
@@ -132,7 +138,7 @@ describe('a signed request cannot be relayed or replayed, and a private folder i
     await rm(work, {recursive: true, force: true})
   })
 
-  it('a hostile host that relays a requester\'s signed request to the real host gets E_WRONG_DESTINATION, not the files', async () => {
+  it("a hostile host that relays a requester's signed request to the real host gets E_WRONG_DESTINATION, not the files", async () => {
     const r = await relay(control)
     try {
       // Once trusting whoever answers, once naming the real host's ID: the request is bound to the relay's address either way.
@@ -145,7 +151,10 @@ describe('a signed request cannot be relayed or replayed, and a private folder i
         assert.equal(last?.type === 'PeerError' && last.code, 'E_WRONG_DESTINATION')
         assert.deepEqual([...(await treeHashes(into).catch(() => new Map())).keys()], [])
       }
-      assert.ok(r.answers.every((m) => m.type !== 'FilesToGet'), 'the real host never sent the relay a FilesToGet')
+      assert.ok(
+        r.answers.every((m) => m.type !== 'FilesToGet'),
+        'the real host never sent the relay a FilesToGet',
+      )
     } finally {
       await r.close()
     }
@@ -175,7 +184,7 @@ describe('a signed request cannot be relayed or replayed, and a private folder i
     }
   })
 
-  it('while a handshake runs, its requester\'s address alone reads nothing over HTTP or FTP; the secret in its FilesToGet does', async () => {
+  it("while a handshake runs, its requester's address alone reads nothing over HTTP or FTP; the secret in its FilesToGet does", async () => {
     const {reply, socket} = await exchange(control, LEGIT, request())
     try {
       assert.equal(reply.type, 'FilesToGet')

@@ -18,7 +18,11 @@ const RAW_CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066
 
 function assertNoRawControl(text: string, what: string): void {
   const m = RAW_CONTROL.exec(text)
-  assert.equal(m, null, `${what} has a raw U+${m?.[0].charCodeAt(0).toString(16).padStart(4, '0')}: ${JSON.stringify(text.slice(Math.max(0, (m?.index ?? 0) - 60), (m?.index ?? 0) + 60))}`)
+  assert.equal(
+    m,
+    null,
+    `${what} has a raw U+${m?.[0].charCodeAt(0).toString(16).padStart(4, '0')}: ${JSON.stringify(text.slice(Math.max(0, (m?.index ?? 0) - 60), (m?.index ?? 0) + 60))}`,
+  )
 }
 
 /** How the hostile host answers a BePeerRequest: raw wire bytes, or a file list it signs and serves over HTTP. */
@@ -51,9 +55,23 @@ async function hostileHost(identity: Identity, answer: Answer) {
             return
           }
           const list = Object.entries(files).map(([p, body]) => ({path: p, size: Buffer.byteLength(body), sha256: sha(body)}))
-          send({type: 'FilesToGet', folder: msg.folder, port: webPort, protocol: answer.protocol, meta: {nonce: 'host-nonce', re: msg.meta.nonce!, ...(answer.protocol === 'MANUAL' ? {via: 'HTTP'} : {})}, files: list})
+          send({
+            type: 'FilesToGet',
+            folder: msg.folder,
+            port: webPort,
+            protocol: answer.protocol,
+            meta: {nonce: 'host-nonce', re: msg.meta.nonce!, ...(answer.protocol === 'MANUAL' ? {via: 'HTTP'} : {})},
+            files: list,
+          })
         } else if (msg.type === 'FilesUpdated') {
-          send({type: 'TrustedPeerConfirm', folder: msg.folder, port: webPort, protocol: msg.protocol, files: msg.files, meta: {nonce: 'host-nonce-2', re: msg.meta.nonce!}})
+          send({
+            type: 'TrustedPeerConfirm',
+            folder: msg.folder,
+            port: webPort,
+            protocol: msg.protocol,
+            files: msg.files,
+            meta: {nonce: 'host-nonce-2', re: msg.meta.nonce!},
+          })
         }
       }
     })
@@ -186,9 +204,18 @@ describe('terminal injection: nothing a peer or the disk names reaches a termina
     assertNoRawControl(shown.stdout, 'files stdout')
     const lines = shown.stdout.trimEnd().split('\n')
     assert.equal(lines.length, names.length, 'one line per file: a name cannot add one')
-    assert.ok(lines.some((l) => l.endsWith('\tevil\\u001b]0;pwned\\u0007\\nline.txt')), shown.stdout)
-    assert.ok(lines.some((l) => l.endsWith('\tcsi\\u009b2J.txt')), shown.stdout)
-    assert.ok(lines.some((l) => l.endsWith('\t\\u202egnp.exe')), shown.stdout)
+    assert.ok(
+      lines.some((l) => l.endsWith('\tevil\\u001b]0;pwned\\u0007\\nline.txt')),
+      shown.stdout,
+    )
+    assert.ok(
+      lines.some((l) => l.endsWith('\tcsi\\u009b2J.txt')),
+      shown.stdout,
+    )
+    assert.ok(
+      lines.some((l) => l.endsWith('\t\\u202egnp.exe')),
+      shown.stdout,
+    )
     const json = await requester.json(['files', 'names'])
     assert.deepEqual(json.files.map((f: {path: string}) => f.path).sort(), [...names].sort())
 
@@ -199,7 +226,7 @@ describe('terminal injection: nothing a peer or the disk names reaches a termina
     }
   })
 
-  it('a hostile requester cannot write raw control characters into `fpeer serve`\'s log, and serve keeps serving', async () => {
+  it("a hostile requester cannot write raw control characters into `fpeer serve`'s log, and serve keeps serving", async () => {
     const host = await Peer.create('127.0.0.1')
     const shared = path.join(work, 'served')
     await mkdir(shared, {recursive: true})
@@ -207,7 +234,11 @@ describe('terminal injection: nothing a peer or the disk names reaches a termina
     try {
       assert.equal((await host.run(['share', shared, '--name', 'served', '--open'])).code, 0)
       const ready = await host.serve()
-      const reply = await exchange(ready.control, '127.0.0.1', Buffer.from(`BePeerRequest\tnote=${encodeURIComponent('\x1b]0;pwned\x07')}\tid=\x1b[2J\n\u009b2J\u202efolder\n\n`))
+      const reply = await exchange(
+        ready.control,
+        '127.0.0.1',
+        Buffer.from(`BePeerRequest\tnote=${encodeURIComponent('\x1b]0;pwned\x07')}\tid=\x1b[2J\n\u009b2J\u202efolder\n\n`),
+      )
       assert.match(reply, /^PeerError\n/)
       const unknown = await exchange(ready.control, '127.0.0.1', Buffer.from('BePeerRequest\n\u009b]0;pwned\u0007\n\n'))
       assert.match(unknown, /^PeerError\n/)
@@ -259,7 +290,17 @@ describe('the MANUAL hand-over: no name turns the documented recipe into an inje
     const files = hostileNames(sibling)
     const host = await hostileHost(hostIdentity, {protocol: 'MANUAL', files})
     try {
-      const r = await requester.run(['request', `127.0.0.1:${host.port}`, 'manual-text', '--into', path.join(work, 'text-into'), '--bind', '127.0.0.2', '--protocol', 'manual'])
+      const r = await requester.run([
+        'request',
+        `127.0.0.1:${host.port}`,
+        'manual-text',
+        '--into',
+        path.join(work, 'text-into'),
+        '--bind',
+        '127.0.0.2',
+        '--protocol',
+        'manual',
+      ])
       assert.equal(r.code, 75, r.stdout + r.stderr)
       assertNoRawControl(r.stdout, 'stdout')
       assertNoRawControl(r.stderr, 'stderr')
@@ -278,11 +319,22 @@ describe('the MANUAL hand-over: no name turns the documented recipe into an inje
     const sibling = path.join(base, 'sibling')
     const cwd = path.join(base, 'cwd')
     for (const d of [into, sibling, cwd]) await mkdir(d, {recursive: true})
-    await writeFile(path.join(sibling, 'keep.txt'), 'the user\'s\n')
+    await writeFile(path.join(sibling, 'keep.txt'), "the user's\n")
     const files = hostileNames(sibling)
     const host = await hostileHost(hostIdentity, {protocol: 'MANUAL', files})
     try {
-      const r = await requester.run(['request', `127.0.0.1:${host.port}`, 'manual-json', '--into', into, '--bind', '127.0.0.2', '--protocol', 'manual', '--json'])
+      const r = await requester.run([
+        'request',
+        `127.0.0.1:${host.port}`,
+        'manual-json',
+        '--into',
+        into,
+        '--bind',
+        '127.0.0.2',
+        '--protocol',
+        'manual',
+        '--json',
+      ])
       assert.equal(r.code, 75, r.stdout + r.stderr)
       assertNoRawControl(r.stderr, 'stderr')
       const doc = JSON.parse(r.stdout)
@@ -292,7 +344,9 @@ describe('the MANUAL hand-over: no name turns the documented recipe into an inje
       const oldBase = path.join(base, 'old')
       const oldSibling = path.join(oldBase, 'sibling')
       await mkdir(oldSibling, {recursive: true})
-      const oldDoc = r.stdout.replaceAll(JSON.stringify(sibling).slice(1, -1), JSON.stringify(oldSibling).slice(1, -1)).replaceAll(JSON.stringify(into).slice(1, -1), JSON.stringify(path.join(oldBase, 'into')).slice(1, -1))
+      const oldDoc = r.stdout
+        .replaceAll(JSON.stringify(sibling).slice(1, -1), JSON.stringify(oldSibling).slice(1, -1))
+        .replaceAll(JSON.stringify(into).slice(1, -1), JSON.stringify(path.join(oldBase, 'into')).slice(1, -1))
       await sh(`jq -r '.files[] | "-o", .target, .url' | xargs -d '\\n' curl -sS --create-dirs --interface 127.0.0.2`, oldDoc, oldBase)
       assert.equal(await exists(path.join(oldSibling, 'owned')), true, 'the old recipe should have been fooled by the hostile names')
 
@@ -322,11 +376,28 @@ describe('the MANUAL hand-over: no name turns the documented recipe into an inje
     const host = await hostileHost(hostIdentity, {protocol: 'MANUAL', files: {'a\0-o /tmp/x': 'nul\n', 'ok.txt': 'ok\n'}})
     const into = path.join(work, 'nul-into')
     try {
-      const r = await requester.run(['request', `127.0.0.1:${host.port}`, 'manual-nul', '--into', into, '--bind', '127.0.0.2', '--protocol', 'manual', '--json'])
+      const r = await requester.run([
+        'request',
+        `127.0.0.1:${host.port}`,
+        'manual-nul',
+        '--into',
+        into,
+        '--bind',
+        '127.0.0.2',
+        '--protocol',
+        'manual',
+        '--json',
+      ])
       assert.equal(r.code, 5, r.stdout + r.stderr)
       assert.equal(JSON.parse(r.stdout).error.code, 'E_PATH_UNSAFE')
       // Nothing was written: the --into the refused request created is gone again (issue 12).
-      assert.equal(await readdir(into).then(() => 'exists', (e: NodeJS.ErrnoException) => e.code), 'ENOENT')
+      assert.equal(
+        await readdir(into).then(
+          () => 'exists',
+          (e: NodeJS.ErrnoException) => e.code,
+        ),
+        'ENOENT',
+      )
     } finally {
       await host.close()
     }

@@ -5,7 +5,19 @@ import {mkdir, readdir, rm, writeFile, lstat} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {FrameDecoder, type Identity, MAX_UPDATE_VERSIONS, type Message, formatDestination, formatMessage, loadIdentity, parseLines, signMessage, signVersion, versionToEntry} from '@fpeer/core'
+import {
+  FrameDecoder,
+  type Identity,
+  MAX_UPDATE_VERSIONS,
+  type Message,
+  formatDestination,
+  formatMessage,
+  loadIdentity,
+  parseLines,
+  signMessage,
+  signVersion,
+  versionToEntry,
+} from '@fpeer/core'
 import {Peer, linkPlugins, oclifDirs, tempDir, treeHashes} from '../src/harness.js'
 
 const HOST = '127.0.29.1'
@@ -82,7 +94,11 @@ function converse(to: {host: string; port: number}, from: string) {
  * as fpeer's): ten thousand versions signed in JavaScript would take minutes here.
  */
 function fastSigner(me: Identity): Identity {
-  const key = createPrivateKey({key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), Buffer.from(me.seed)]), format: 'der', type: 'pkcs8'})
+  const key = createPrivateKey({
+    key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), Buffer.from(me.seed)]),
+    format: 'der',
+    type: 'pkcs8',
+  })
   return {id: me.id, publicKey: me.publicKey, sign: (data: Uint8Array) => cryptoSign(null, data, key)} as unknown as Identity
 }
 
@@ -102,9 +118,20 @@ describe('a confirmed peer cannot lock others out with what it may send', () => 
   const update = (versions: Array<{path: string; deleted: boolean; sha256?: string; size?: number}>, protocol: string, port: number, signer = me): string => {
     const files = versions.map((v) => {
       lamport++
-      return versionToEntry(signVersion('mixed', {path: v.path, deleted: v.deleted, sha256: v.sha256 ?? '', size: v.size ?? 0, mtimeMs: 1_700_000_000_000, lamport, vv: {[me.id.compact]: lamport}}, signer))
+      return versionToEntry(
+        signVersion(
+          'mixed',
+          {path: v.path, deleted: v.deleted, sha256: v.sha256 ?? '', size: v.size ?? 0, mtimeMs: 1_700_000_000_000, lamport, vv: {[me.id.compact]: lamport}},
+          signer,
+        ),
+      )
     })
-    const meta = {update: '1', nonce: `u${lamport}-${Math.random().toString(36).slice(2)}`, ts: String(Date.now()), dst: formatDestination(control.host, control.port)}
+    const meta = {
+      update: '1',
+      nonce: `u${lamport}-${Math.random().toString(36).slice(2)}`,
+      ts: String(Date.now()),
+      dst: formatDestination(control.host, control.port),
+    }
     return formatMessage(signMessage({type: 'FilesToGet', folder: 'mixed', port, protocol, files, meta}, me))
   }
 
@@ -112,7 +139,19 @@ describe('a confirmed peer cannot lock others out with what it may send', () => 
   const confirm = (fu: Message): string => {
     assert.equal(fu.type, 'FilesUpdated')
     if (fu.type !== 'FilesUpdated') throw new Error('unreachable')
-    return formatMessage(signMessage({type: 'TrustedPeerConfirm', folder: fu.folder, port: fu.port, protocol: fu.protocol, files: fu.files, meta: {nonce: `c${Date.now()}`, re: fu.meta.nonce ?? ''}}, me))
+    return formatMessage(
+      signMessage(
+        {
+          type: 'TrustedPeerConfirm',
+          folder: fu.folder,
+          port: fu.port,
+          protocol: fu.protocol,
+          files: fu.files,
+          meta: {nonce: `c${Date.now()}`, re: fu.meta.nonce ?? ''},
+        },
+        me,
+      ),
+    )
   }
 
   before(async () => {
@@ -155,8 +194,17 @@ describe('a confirmed peer cannot lock others out with what it may send', () => 
     const dry = await ftp.run(['request', host.control, 'mixed', '--into', into, '--bind', FTP_REQUESTER, '--protocol', 'ftp', '--dry-run', '--json'])
     assert.equal(dry.code, 0, dry.stdout + dry.stderr)
     const plan = (JSON.parse(dry.stdout) as {plan: Array<{path: string; action: string}>}).plan
-    assert.deepEqual(plan.filter((p) => p.action === 'unsupported').map((p) => p.path).sort(), [...UNSENDABLE].sort())
-    assert.ok(plan.some((p) => p.path === 'ok.txt' && p.action === 'fetch'), dry.stdout)
+    assert.deepEqual(
+      plan
+        .filter((p) => p.action === 'unsupported')
+        .map((p) => p.path)
+        .sort(),
+      [...UNSENDABLE].sort(),
+    )
+    assert.ok(
+      plan.some((p) => p.path === 'ok.txt' && p.action === 'fetch'),
+      dry.stdout,
+    )
     const r = await ftp.run(['request', host.control, 'mixed', '--into', into, '--bind', FTP_REQUESTER, '--protocol', 'ftp', '--json'])
     assert.equal(r.code, 0, r.stdout + r.stderr)
     const doc = JSON.parse(r.stdout)
@@ -172,11 +220,25 @@ describe('a confirmed peer cannot lock others out with what it may send', () => 
     // The host lives, and over HTTP the same folder arrives whole, those names included.
     assert.equal(host.serveProcess?.exitCode, null)
     const http = new Peer(path.join(work, 'http-home'), HTTP_REQUESTER, env)
-    const h = await http.run(['request', host.control, 'mixed', '--into', path.join(work, 'http-copy'), '--bind', HTTP_REQUESTER, '--protocol', 'http', '--json'])
+    const h = await http.run([
+      'request',
+      host.control,
+      'mixed',
+      '--into',
+      path.join(work, 'http-copy'),
+      '--bind',
+      HTTP_REQUESTER,
+      '--protocol',
+      'http',
+      '--json',
+    ])
     assert.equal(h.code, 0, h.stdout + h.stderr)
     assert.deepEqual(JSON.parse(h.stdout).unsupported, [])
     assert.deepEqual(await treeHashes(path.join(work, 'http-copy')), await treeHashes(share))
-    assert.deepEqual(await outside(work, ['ftp-copy', 'http-copy', 'member-copy', 'ftp-home', 'http-home']), Object.fromEntries(Object.entries(before).filter(([k]) => !k.startsWith('ftp-home') && !k.startsWith('http-home'))))
+    assert.deepEqual(
+      await outside(work, ['ftp-copy', 'http-copy', 'member-copy', 'ftp-home', 'http-home']),
+      Object.fromEntries(Object.entries(before).filter(([k]) => !k.startsWith('ftp-home') && !k.startsWith('http-home'))),
+    )
   })
 
   it('an update over FTP naming a file with LF is taken without that file (E_UNSUPPORTED), not refused whole', async () => {
@@ -184,7 +246,16 @@ describe('a confirmed peer cannot lock others out with what it may send', () => 
     // Port 1 is closed: had the host tried to fetch anything, the update would fail with E_CONNECT.
     const c = converse(control, MEMBER)
     try {
-      await c.send(update([{path: 'evil\nupdate.txt', deleted: false, sha256: sha, size: 1}, {path: 'gone.txt', deleted: true}], 'FTP', 1))
+      await c.send(
+        update(
+          [
+            {path: 'evil\nupdate.txt', deleted: false, sha256: sha, size: 1},
+            {path: 'gone.txt', deleted: true},
+          ],
+          'FTP',
+          1,
+        ),
+      )
       const fu = await c.next()
       assert.equal(fu?.type, 'FilesUpdated', JSON.stringify(fu))
       if (fu?.type !== 'FilesUpdated') return
@@ -208,7 +279,14 @@ describe('a confirmed peer cannot lock others out with what it may send', () => 
     const signer = fastSigner(me)
     const c = converse(control, MEMBER)
     try {
-      await c.send(update(Array.from({length: MAX_UPDATE_VERSIONS + 1}, (_, i) => ({path: `flood/${i}.txt`, deleted: true})), 'HTTP', 1, signer))
+      await c.send(
+        update(
+          Array.from({length: MAX_UPDATE_VERSIONS + 1}, (_, i) => ({path: `flood/${i}.txt`, deleted: true})),
+          'HTTP',
+          1,
+          signer,
+        ),
+      )
       const reply = await c.next()
       assert.equal(reply?.type === 'PeerError' && reply.code, 'E_MSG_TOO_MANY_FILES', JSON.stringify(reply))
     } finally {
@@ -218,7 +296,7 @@ describe('a confirmed peer cannot lock others out with what it may send', () => 
     assert.equal(host.serveProcess?.exitCode, null)
   })
 
-  it('a stranger\'s first message with more file lines than an update may carry is refused with E_MSG_TOO_MANY_FILES as it arrives, not after it is decoded', async () => {
+  it("a stranger's first message with more file lines than an update may carry is refused with E_MSG_TOO_MANY_FILES as it arrives, not after it is decoded", async () => {
     const c = converse(control, PROBE)
     try {
       // Never ended: the refusal comes while the message is still under way (else only the 30 s message deadline would end it).
@@ -248,7 +326,14 @@ describe('a confirmed peer cannot lock others out with what it may send', () => 
     const c = converse(control, MEMBER)
     try {
       // Deletions of files that are not there: no fetch, all the per-version work (signature, lookups, records) stays.
-      await c.send(update(Array.from({length: MAX_UPDATE_VERSIONS}, (_, i) => ({path: `flood/${i % 100}/${i}.txt`, deleted: true})), 'HTTP', 1, signer))
+      await c.send(
+        update(
+          Array.from({length: MAX_UPDATE_VERSIONS}, (_, i) => ({path: `flood/${i % 100}/${i}.txt`, deleted: true})),
+          'HTTP',
+          1,
+          signer,
+        ),
+      )
       // Meanwhile: a probe on the control port is answered, and a whole request of another folder goes through.
       const probe = converse(control, PROBE)
       try {

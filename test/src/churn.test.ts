@@ -38,6 +38,8 @@ describe(`churn (seed ${SEED}; FPEER_CHURN_SEED=${SEED} repeats it)`, () => {
     // its own edits after the restart: conflict copies of files only their owner wrote, or an
     // older content winning. The apply's durable intent (sync/folder.ts) rules that out.
     assert.deepEqual([...churn.spurious], [], `seed ${SEED}: conflict copies or wrong winners of files only their owner wrote`)
-    console.log(`seed ${SEED}: built in ${built} ms; ${churn.changes} changes, ${churn.kills} kills, converged ${ms} ms after every peer was up; graph ${churn.edges.map(([h, j]) => `${h}-${j}`).join(' ')}`)
+    console.log(
+      `seed ${SEED}: built in ${built} ms; ${churn.changes} changes, ${churn.kills} kills, converged ${ms} ms after every peer was up; graph ${churn.edges.map(([h, j]) => `${h}-${j}`).join(' ')}`,
+    )
   })
 })

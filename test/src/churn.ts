@@ -170,7 +170,9 @@ export class Churn {
           const joiner = this.peers[j]!
           const allowed = await host.run(['allow', FOLDER, ids[j]!])
           if (allowed.code !== 0) throw new Error(`allow on peer${h}: ${allowed.stderr}`)
-          const r = await joiner.run(['request', `${host.address}:7734`, FOLDER, '--into', this.dirs[j]!, '--bind', joiner.address, '--json'], {timeoutMs: 120_000})
+          const r = await joiner.run(['request', `${host.address}:7734`, FOLDER, '--into', this.dirs[j]!, '--bind', joiner.address, '--json'], {
+            timeoutMs: 120_000,
+          })
           if (r.code !== 0) throw new Error(`peer${j} joining from peer${h}: ${r.stdout} ${r.stderr}`)
         }),
       )
@@ -340,9 +342,7 @@ export class Churn {
           const downMs = 500 + this.rng.int(2500)
           await this.kill(i)
           this.#log(`killed peer${i}; back in ${downMs} ms`)
-          const back: Promise<void> = new Promise<void>((r) => setTimeout(r, downMs))
-            .then(() => this.start(i))
-            .finally(() => this.#restarts.delete(back))
+          const back: Promise<void> = new Promise<void>((r) => setTimeout(r, downMs)).then(() => this.start(i)).finally(() => this.#restarts.delete(back))
           this.#restarts.add(back)
           // Seen by allUp(); until then a failed restart is no unhandled rejection.
           back.catch(() => {})
@@ -426,7 +426,9 @@ export class Churn {
     // The history of the paths named (and every kill and restart), to tell a lost change from a slow one.
     const named = new Set(problems.map((p) => /(own\/p\d+\/\w+|shared\/s\d+)\./.exec(p)?.[1]).filter(Boolean))
     const history = this.journal.filter((l) => !/(create|modify|delete|rename) /.test(l) || [...named].some((n) => l.includes(n!)))
-    throw new Error(`no convergence within ${timeoutMs} ms (seed ${this.options.seed}):\n  ${problems.slice(0, 30).join('\n  ')}\nhistory:\n  ${history.slice(-60).join('\n  ')}`)
+    throw new Error(
+      `no convergence within ${timeoutMs} ms (seed ${this.options.seed}):\n  ${problems.slice(0, 30).join('\n  ')}\nhistory:\n  ${history.slice(-60).join('\n  ')}`,
+    )
   }
 
   /** RSS and open fds of every serve process, from /proc. */

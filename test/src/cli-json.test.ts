@@ -38,7 +38,10 @@ describe('--json on every command', () => {
     const share = await local.run(['share', path.join(work, 'mine'), '--name', 'Mine', '--open'])
     assert.equal(share.code, 0, share.stderr)
     const config = await Config.load({root: CLI, userPlugins: false, devPlugins: false})
-    ids = config.commands.filter((c) => !c.hidden).map((c) => c.id).sort()
+    ids = config.commands
+      .filter((c) => !c.hidden)
+      .map((c) => c.id)
+      .sort()
     jsonIds = new Set(config.commands.filter((c) => c.flags?.json).map((c) => c.id))
     ours = new Set(config.commands.filter((c) => c.pluginName?.startsWith('@fpeer/')).map((c) => c.id))
   })
@@ -62,7 +65,7 @@ describe('--json on every command', () => {
       status: {args: []},
       protocols: {args: []},
       share: {args: [path.join(work, 'mine'), '--name', 'Mine']},
-      allow: {args: ['Mine', (await host.id())]},
+      allow: {args: ['Mine', await host.id()]},
       files: {args: ['Mine']},
       peers: {args: ['Mine']},
       conflicts: {args: ['Mine']},
@@ -115,7 +118,10 @@ describe('--json on every command', () => {
   it('serve --json prints one document once listening, and nothing more when stopped', async () => {
     const home = await tempDir('fpeer-home-')
     try {
-      const child = spawn(process.execPath, [FPEER, 'serve', '--host', '127.0.0.3', '--port', '0', '--data-port', 'HTTP=0', '--json'], {env: {...process.env, FPEER_HOME: home}, stdio: ['ignore', 'pipe', 'pipe']})
+      const child = spawn(process.execPath, [FPEER, 'serve', '--host', '127.0.0.3', '--port', '0', '--data-port', 'HTTP=0', '--json'], {
+        env: {...process.env, FPEER_HOME: home},
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
       let out = ''
       child.stdout.on('data', (d: Buffer) => (out += d.toString()))
       await new Promise<void>((resolve, reject) => {

@@ -28,7 +28,9 @@ async function listing(dir: string, rel = ''): Promise<Record<string, string>> {
 }
 
 function curlStatus(url: string): Promise<string> {
-  return new Promise((resolve) => execFile('/usr/bin/curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', url], {timeout: 30_000}, (_err, stdout) => resolve(stdout)))
+  return new Promise((resolve) =>
+    execFile('/usr/bin/curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', url], {timeout: 30_000}, (_err, stdout) => resolve(stdout)),
+  )
 }
 
 /** The code of a failed command's --json error: the peer's own code when a refusal wraps it. */
@@ -164,7 +166,10 @@ describe('copying keeps what rsync keeps and overwrites nothing unseen', {timeou
       const lines = text.stdout.trim().split('\n').sort()
       assert.ok(lines.includes('fetch\trun.sh'), text.stdout)
       assert.ok(lines.includes('same\tnotes/a.txt'), text.stdout)
-      assert.ok(lines.some((l) => /^conflict\tdata\.txt\tdata\.sync-conflict-[A-Z2-7]{7}-[0-9a-f]{8}\.txt$/.test(l)), text.stdout)
+      assert.ok(
+        lines.some((l) => /^conflict\tdata\.txt\tdata\.sync-conflict-[A-Z2-7]{7}-[0-9a-f]{8}\.txt$/.test(l)),
+        text.stdout,
+      )
       const json = await me.run(['request', host.control, 'docs', '--into', into, '--bind', me.address, '--dry-run', '--json'])
       assert.equal(json.code, 0, json.stderr)
       const doc = JSON.parse(json.stdout)
@@ -175,7 +180,10 @@ describe('copying keeps what rsync keeps and overwrites nothing unseen', {timeou
       // Nothing recorded: no share, no peerlist, nothing under folders/.
       const status = await me.json(['status'])
       assert.equal(JSON.stringify(status).includes('"docs"'), false, JSON.stringify(status))
-      assert.equal(Object.keys(await listing(me.home)).some((k) => k.startsWith('folders/')), false)
+      assert.equal(
+        Object.keys(await listing(me.home)).some((k) => k.startsWith('folders/')),
+        false,
+      )
       // A directory that does not exist is not created by a dry run.
       const missing = path.join(work, 'never-made')
       const r = await me.run(['request', host.control, 'docs', '--into', missing, '--bind', me.address, '--dry-run', '--json'])

@@ -86,17 +86,31 @@ describe('a peer killed with -9 while it lands an incoming update', () => {
       if (intent !== undefined) hit++
       t.diagnostic(`round ${round}: killed ${intent === undefined ? 'outside' : 'inside'} the window between landing and recording`)
       await b.serve([], {}, {ports: 'default'})
-      await waitFor('B to hold A’s tree', async () => JSON.stringify([...(await treeHashes(dirA))].sort()) === JSON.stringify([...(await treeHashes(dirB))].sort()), 60_000, 100)
+      await waitFor(
+        'B to hold A’s tree',
+        async () => JSON.stringify([...(await treeHashes(dirA))].sort()) === JSON.stringify([...(await treeHashes(dirB))].sort()),
+        60_000,
+        100,
+      )
     }
     assert.ok(hit > 0, `no kill in ${ROUNDS} rounds fell between landing and recording`)
     // The owner's next edit of a file B took in the killed update is a plain successor at B.
     const edited = (await readdir(path.join(dirB, 'batch'))).find((n) => n !== 'start.txt') ?? 'start.txt'
     await writeFile(path.join(dirA, 'batch', edited), 'edited again by A\n')
-    await waitFor('A’s next edit to reach B', async () => (await readFile(path.join(dirB, 'batch', edited), 'utf8').catch(() => '')) === 'edited again by A\n', 60_000, 100)
+    await waitFor(
+      'A’s next edit to reach B',
+      async () => (await readFile(path.join(dirB, 'batch', edited), 'utf8').catch(() => '')) === 'edited again by A\n',
+      60_000,
+      100,
+    )
     // B's rescan at start has run (it serves again): nothing it holds is its own version.
     const bOrigins = await origins(b.home)
     const aNow = await origins(a.home)
-    assert.deepEqual([...bOrigins].filter((o) => !aNow.has(o)), [], 'B holds versions of its own')
+    assert.deepEqual(
+      [...bOrigins].filter((o) => !aNow.has(o)),
+      [],
+      'B holds versions of its own',
+    )
     assert.equal(aNow.size, 1, 'A holds versions of another origin than its own')
     assert.deepEqual([await conflictCopies(dirA), await conflictCopies(dirB)], [[], []])
     assert.equal(b.serveProcess?.exitCode, null, 'B is serving')
@@ -117,7 +131,11 @@ describe('a peer killed with -9 while it lands an incoming update', () => {
     assert.match(b.serveStderr, /journal was damaged/)
     assert.equal(await originOf(b.home, 'lost.txt'), await originOf(a.home, 'lost.txt'))
     const aNow = await origins(a.home)
-    assert.deepEqual([...(await origins(b.home))].filter((o) => !aNow.has(o)), [], 'B holds versions of its own')
+    assert.deepEqual(
+      [...(await origins(b.home))].filter((o) => !aNow.has(o)),
+      [],
+      'B holds versions of its own',
+    )
     assert.deepEqual([await conflictCopies(dirA), await conflictCopies(dirB)], [[], []])
     const stats = JSON.parse(await readFile(path.join(b.home, 'stats.json'), 'utf8').catch(() => '{}')) as {pid?: number; filesFetched?: number}
     if (stats.pid === pid) assert.equal(stats.filesFetched, 0, 'the content on disk is adopted, not fetched again')

@@ -3,7 +3,18 @@ import assert from 'node:assert/strict'
 import {mkdir, rm, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {Identity, TransportRegistry, createLogger, defaultTimeouts, generateKeyPair, issueTicket, loadIdentity, PeerId, requestFolder, isFpeerError} from '@fpeer/core'
+import {
+  Identity,
+  TransportRegistry,
+  createLogger,
+  defaultTimeouts,
+  generateKeyPair,
+  issueTicket,
+  loadIdentity,
+  PeerId,
+  requestFolder,
+  isFpeerError,
+} from '@fpeer/core'
 import {httpTransport} from '@fpeer/plugin-http'
 import {Peer, tempDir, treeHashes} from './harness.js'
 
@@ -51,7 +62,10 @@ describe('delegation by a busy host', () => {
     assert.equal(res.host.id, delegateId)
     assert.equal(res.host.address, D, 'the FilesToGet came from the delegate’s own address')
     assert.deepEqual(await treeHashes(into), await treeHashes(shared))
-    assert.deepEqual((await requester.json(['peers', 'docs'])).peers.map((p: {id: string}) => p.id), [delegateId])
+    assert.deepEqual(
+      (await requester.json(['peers', 'docs'])).peers.map((p: {id: string}) => p.id),
+      [delegateId],
+    )
     const dPeers = (await delegate.json(['peers', 'docs'])).peers.map((p: {id: string}) => p.id)
     assert.ok(dPeers.includes(await requester.id()), 'the delegate lists the requester')
   })
@@ -59,19 +73,38 @@ describe('delegation by a busy host', () => {
   async function direct(identity: Identity, extraMeta: Record<string, string>) {
     const registry = new TransportRegistry()
     registry.add(httpTransport, '@fpeer/plugin-http')
-    return requestFolder({host: D, port: 7734, folder: 'docs', into: path.join(work, `direct-${Math.random()}`), bind: '127.0.16.4', identity, registry, concurrency: 4, timeouts: defaultTimeouts(), log: createLogger({level: 'error'}), extraMeta, expectedHost: PeerId.parse(await delegate.id())})
+    return requestFolder({
+      host: D,
+      port: 7734,
+      folder: 'docs',
+      into: path.join(work, `direct-${Math.random()}`),
+      bind: '127.0.16.4',
+      identity,
+      registry,
+      concurrency: 4,
+      timeouts: defaultTimeouts(),
+      log: createLogger({level: 'error'}),
+      extraMeta,
+      expectedHost: PeerId.parse(await delegate.id()),
+    })
   }
 
   it('a ticket from a peer that is not a confirmed peer of the folder admits nobody', async () => {
     const stranger = new Identity(generateKeyPair())
     const me = new Identity(generateKeyPair())
-    await assert.rejects(direct(me, issueTicket(stranger, 'docs', me.id, PeerId.parse(await delegate.id()))), (e: unknown) => isFpeerError(e, 'E_NOT_ALLOWED') && (e.details as {peerCode: string}).peerCode === 'E_NOT_ALLOWED')
+    await assert.rejects(
+      direct(me, issueTicket(stranger, 'docs', me.id, PeerId.parse(await delegate.id()))),
+      (e: unknown) => isFpeerError(e, 'E_NOT_ALLOWED') && (e.details as {peerCode: string}).peerCode === 'E_NOT_ALLOWED',
+    )
   })
 
-  it("a genuine ticket issued for another requester is refused", async () => {
+  it('a genuine ticket issued for another requester is refused', async () => {
     const hostIdentity = await loadIdentity(host.home)
     const thief = new Identity(generateKeyPair())
     const ticket = issueTicket(hostIdentity, 'docs', PeerId.parse(await requester.id()), PeerId.parse(await delegate.id()))
-    await assert.rejects(direct(thief, ticket), (e: unknown) => isFpeerError(e, 'E_PEER_ERROR') && (e.details as {peerCode: string}).peerCode === 'E_BAD_SIGNATURE')
+    await assert.rejects(
+      direct(thief, ticket),
+      (e: unknown) => isFpeerError(e, 'E_PEER_ERROR') && (e.details as {peerCode: string}).peerCode === 'E_BAD_SIGNATURE',
+    )
   })
 })

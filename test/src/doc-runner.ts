@@ -104,8 +104,17 @@ export class DocWorld {
   }
 
   /** Runs a script with bash -eo pipefail as `peer`; a `bg` script is left running once it is ready. */
-  async run(code: string, peer: string, options: {bg?: boolean; timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string; home?: string; pipefail?: boolean} = {}): Promise<{code: number | null; stdout: string; stderr: string}> {
-    const child = spawn('bash', [...(options.pipefail === false ? ['-e'] : ['-eo', 'pipefail']), '-c', code], {cwd: options.cwd ?? this.work, env: this.peerEnv(peer, {...(options.home ? {FPEER_HOME: options.home} : {}), ...options.env}), stdio: ['ignore', 'pipe', 'pipe'], detached: true})
+  async run(
+    code: string,
+    peer: string,
+    options: {bg?: boolean; timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string; home?: string; pipefail?: boolean} = {},
+  ): Promise<{code: number | null; stdout: string; stderr: string}> {
+    const child = spawn('bash', [...(options.pipefail === false ? ['-e'] : ['-eo', 'pipefail']), '-c', code], {
+      cwd: options.cwd ?? this.work,
+      env: this.peerEnv(peer, {...(options.home ? {FPEER_HOME: options.home} : {}), ...options.env}),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    })
     let stdout = ''
     let stderr = ''
     child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
@@ -207,7 +216,8 @@ export async function runDocument(world: DocWorld, file: string, markdown: strin
     if (!block.peer) throw new Error(`${file}:${block.line}: an sh block needs "peer=NAME" or "norun" in its info string`)
     const r = await world.run(block.code, block.peer, {bg: block.bg})
     results.push({block, ...r})
-    if (!block.bg && r.code !== 0) throw new Error(`${file}:${block.line} (peer=${block.peer}) exited ${r.code}\n--- script\n${block.code}--- stdout\n${r.stdout}--- stderr\n${r.stderr}`)
+    if (!block.bg && r.code !== 0)
+      throw new Error(`${file}:${block.line} (peer=${block.peer}) exited ${r.code}\n--- script\n${block.code}--- stdout\n${r.stdout}--- stderr\n${r.stderr}`)
   }
   return results
 }

@@ -23,7 +23,7 @@ describe('the README and docs/scripting.md, run as written', () => {
     }
   })
 
-  it("README: the main job (serve on one side, request on the other)", async () => {
+  it('README: the main job (serve on one side, request on the other)', async () => {
     const world = await DocWorld.create()
     try {
       await world.fixture('00-MainDocuments', MAIN_DOCUMENTS)
@@ -69,7 +69,10 @@ describe('the README and docs/scripting.md, run as written', () => {
     const text = await readFile(path.join(DOCS, 'scripting.md'), 'utf8')
     const table = text.slice(text.indexOf('## Exit codes'))
     const rows = [...table.matchAll(/^\| (\d+) \| (\w*) \|/gm)].map((m) => ({code: Number(m[1]), kind: m[2] || 'ok'}))
-    assert.deepEqual(rows, exitCodeTable().map(({code, kind}) => ({code, kind})))
+    assert.deepEqual(
+      rows,
+      exitCodeTable().map(({code, kind}) => ({code, kind})),
+    )
   })
 
   it('docs/commands.md is what `npm run docs` generates from the commands', () => {
@@ -121,7 +124,8 @@ describe('command examples, run as written', () => {
 
   it('every fpeer command has examples', async () => {
     const config = await Config.load({root: CLI, userPlugins: false, devPlugins: false})
-    for (const c of config.commands.filter((c) => c.pluginName?.startsWith('@fpeer/') && !c.hidden)) assert.ok((c.examples ?? []).length > 0, `${c.id} has no examples`)
+    for (const c of config.commands.filter((c) => c.pluginName?.startsWith('@fpeer/') && !c.hidden))
+      assert.ok((c.examples ?? []).length > 0, `${c.id} has no examples`)
   })
 
   it('each example exits 0 (75 for a MANUAL request, which leaves files to place)', async () => {
@@ -157,4 +161,3 @@ describe('command examples, run as written', () => {
     assert.ok(n >= 10, `only ${n} examples ran`)
   })
 })
-

@@ -48,7 +48,9 @@ describe('early fetch-back (protocol 4.9) through the fpeer binary', () => {
       if (!host.ready) await host.serve([shared, '--name', FOLDER])
       assert.equal((await host.run(['allow', FOLDER, id])).code, 0)
       const into = path.join(work, `copy-${protocol}`)
-      const r = await requester.run(['request', host.control, FOLDER, '--into', into, '--bind', requester.address, '--protocol', protocol, '--json'], {timeoutMs: 300_000})
+      const r = await requester.run(['request', host.control, FOLDER, '--into', into, '--bind', requester.address, '--protocol', protocol, '--json'], {
+        timeoutMs: 300_000,
+      })
       assert.equal(r.code, 0, r.stdout + r.stderr)
       assert.equal(JSON.parse(r.stdout).protocol, protocol)
       assert.deepEqual(await treeHashes(into), await treeHashes(shared))

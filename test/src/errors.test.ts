@@ -108,18 +108,78 @@ describe('errors tell the truth: every command with bad input', () => {
 
   const cases: Case[] = [
     // paths
-    {name: 'share: a missing directory', args: () => ['share', path.join(work, 'no-such-dir')], code: 'E_NOT_A_DIRECTORY', exit: 2, check: (e) => assert.equal(e.details?.path, path.join(work, 'no-such-dir'))},
+    {
+      name: 'share: a missing directory',
+      args: () => ['share', path.join(work, 'no-such-dir')],
+      code: 'E_NOT_A_DIRECTORY',
+      exit: 2,
+      check: (e) => assert.equal(e.details?.path, path.join(work, 'no-such-dir')),
+    },
     {name: 'share: a file', args: () => ['share', file], code: 'E_NOT_A_DIRECTORY', exit: 2},
-    {name: 'serve: a missing directory', args: () => ['serve', path.join(work, 'no-such-dir'), '--host', '127.0.0.2', '--port', '0', '--data-port', 'HTTP=0'], code: 'E_NOT_A_DIRECTORY', exit: 2},
-    {name: 'request: --into is a file', args: () => ['request', host.control, 'shared', '--into', file], code: 'E_NOT_A_DIRECTORY', exit: 2, check: (e) => assert.equal(e.details?.path, file)},
-    {name: 'request: --into under a file', args: () => ['request', host.control, 'shared', '--into', path.join(file, 'sub')], code: 'E_NOT_A_DIRECTORY', exit: 2},
-    {name: 'request: a read-only --into is local, not a refusal', args: () => ['request', host.control, 'shared', '--into', readOnly, '--bind', '127.0.0.2'], unprivileged: true, code: 'E_LOCAL_ACCESS', exit: 8, check: (e) => assert.equal(e.details?.path, readOnly)},
-    {name: 'request: --into that cannot be created', args: () => ['request', host.control, 'shared', '--into', path.join(readOnly, 'new'), '--bind', '127.0.0.2'], unprivileged: true, code: 'E_LOCAL_ACCESS', exit: 8},
-    {name: 'id: FPEER_HOME is a file', args: ['id'], env: {FPEER_HOME: '<file>'}, code: 'E_NOT_A_DIRECTORY', exit: 2, check: (e) => assert.equal(e.details?.env, 'FPEER_HOME')},
-    {name: 'share: FPEER_HOME not writable', args: () => ['share', path.join(work, 'shared'), '--name', 'x'], env: {FPEER_HOME: '<read-only>/home'}, unprivileged: true, code: 'E_LOCAL_ACCESS', exit: 8},
+    {
+      name: 'serve: a missing directory',
+      args: () => ['serve', path.join(work, 'no-such-dir'), '--host', '127.0.0.2', '--port', '0', '--data-port', 'HTTP=0'],
+      code: 'E_NOT_A_DIRECTORY',
+      exit: 2,
+    },
+    {
+      name: 'request: --into is a file',
+      args: () => ['request', host.control, 'shared', '--into', file],
+      code: 'E_NOT_A_DIRECTORY',
+      exit: 2,
+      check: (e) => assert.equal(e.details?.path, file),
+    },
+    {
+      name: 'request: --into under a file',
+      args: () => ['request', host.control, 'shared', '--into', path.join(file, 'sub')],
+      code: 'E_NOT_A_DIRECTORY',
+      exit: 2,
+    },
+    {
+      name: 'request: a read-only --into is local, not a refusal',
+      args: () => ['request', host.control, 'shared', '--into', readOnly, '--bind', '127.0.0.2'],
+      unprivileged: true,
+      code: 'E_LOCAL_ACCESS',
+      exit: 8,
+      check: (e) => assert.equal(e.details?.path, readOnly),
+    },
+    {
+      name: 'request: --into that cannot be created',
+      args: () => ['request', host.control, 'shared', '--into', path.join(readOnly, 'new'), '--bind', '127.0.0.2'],
+      unprivileged: true,
+      code: 'E_LOCAL_ACCESS',
+      exit: 8,
+    },
+    {
+      name: 'id: FPEER_HOME is a file',
+      args: ['id'],
+      env: {FPEER_HOME: '<file>'},
+      code: 'E_NOT_A_DIRECTORY',
+      exit: 2,
+      check: (e) => assert.equal(e.details?.env, 'FPEER_HOME'),
+    },
+    {
+      name: 'share: FPEER_HOME not writable',
+      args: () => ['share', path.join(work, 'shared'), '--name', 'x'],
+      env: {FPEER_HOME: '<read-only>/home'},
+      unprivileged: true,
+      code: 'E_LOCAL_ACCESS',
+      exit: 8,
+    },
     // hosts and ports
-    {name: 'request: a host name that does not resolve', args: () => ['request', 'no-such-host.invalid', 'shared', '--into', path.join(work, 'x1')], code: 'E_CONNECT', exit: 4},
-    {name: 'request: nobody listens', args: () => ['request', '127.0.0.4:1', 'shared', '--into', path.join(work, 'x2')], code: 'E_CONNECT', exit: 4, check: (e) => assert.equal(e.details?.address, '127.0.0.4:1')},
+    {
+      name: 'request: a host name that does not resolve',
+      args: () => ['request', 'no-such-host.invalid', 'shared', '--into', path.join(work, 'x1')],
+      code: 'E_CONNECT',
+      exit: 4,
+    },
+    {
+      name: 'request: nobody listens',
+      args: () => ['request', '127.0.0.4:1', 'shared', '--into', path.join(work, 'x2')],
+      code: 'E_CONNECT',
+      exit: 4,
+      check: (e) => assert.equal(e.details?.address, '127.0.0.4:1'),
+    },
     {
       name: 'request: a peer that accepts and never answers',
       args: () => ['request', `127.0.0.3:${portOf(silent)}`, 'shared', '--into', path.join(work, 'x3'), '--bind', '127.0.0.2'],
@@ -140,11 +200,34 @@ describe('errors tell the truth: every command with bad input', () => {
       },
     },
     {name: 'request: --resume with nothing pending', args: ['request', '--resume'], code: 'E_STATE', exit: 2},
-    {name: 'serve: control port busy', args: () => ['serve', '--host', '127.0.0.2', '--port', String(portOf(busy)), '--data-port', 'HTTP=0'], code: 'E_USAGE', exit: 2, check: (e) => assert.match(e.hint ?? '', /--port/)},
-    {name: 'serve: data port busy', args: () => ['serve', '--host', '127.0.0.2', '--port', '0', '--data-port', `HTTP=${portOf(busy)}`], code: 'E_USAGE', exit: 2, check: (e) => assert.match(e.hint ?? '', /--data-port HTTP=/)},
-    {name: 'serve: --data-port for a protocol nothing serves', args: ['serve', '--host', '127.0.0.2', '--port', '0', '--data-port', 'GOPHER=1'], code: 'E_USAGE', exit: 2, check: (e) => assert.equal(e.details?.protocol, 'GOPHER')},
+    {
+      name: 'serve: control port busy',
+      args: () => ['serve', '--host', '127.0.0.2', '--port', String(portOf(busy)), '--data-port', 'HTTP=0'],
+      code: 'E_USAGE',
+      exit: 2,
+      check: (e) => assert.match(e.hint ?? '', /--port/),
+    },
+    {
+      name: 'serve: data port busy',
+      args: () => ['serve', '--host', '127.0.0.2', '--port', '0', '--data-port', `HTTP=${portOf(busy)}`],
+      code: 'E_USAGE',
+      exit: 2,
+      check: (e) => assert.match(e.hint ?? '', /--data-port HTTP=/),
+    },
+    {
+      name: 'serve: --data-port for a protocol nothing serves',
+      args: ['serve', '--host', '127.0.0.2', '--port', '0', '--data-port', 'GOPHER=1'],
+      code: 'E_USAGE',
+      exit: 2,
+      check: (e) => assert.equal(e.details?.protocol, 'GOPHER'),
+    },
     {name: 'serve: --data-port not PROTOCOL=PORT', args: ['serve', '--host', '127.0.0.2', '--port', '0', '--data-port', 'HTTP'], code: 'E_USAGE', exit: 2},
-    {name: 'serve: an address not on this machine', args: ['serve', '--host', '192.0.2.1', '--port', '0', '--data-port', 'HTTP=0'], code: 'E_BAD_ADDRESS', exit: 2},
+    {
+      name: 'serve: an address not on this machine',
+      args: ['serve', '--host', '192.0.2.1', '--port', '0', '--data-port', 'HTTP=0'],
+      code: 'E_BAD_ADDRESS',
+      exit: 2,
+    },
     {name: 'message send: a host name that does not resolve', args: ['message', 'send', 'no-such-host.invalid'], code: 'E_CONNECT', exit: 4},
     // folders, IDs, flags
     {name: 'peers: an unknown folder', args: ['peers', 'nope'], code: 'E_NO_SUCH_FOLDER', exit: 2},
@@ -157,10 +240,31 @@ describe('errors tell the truth: every command with bad input', () => {
     {name: 'request: --timeout 0', args: ['request', '127.0.0.1', 'x', '--timeout', '0'], code: 'E_USAGE', exit: 2},
     {name: 'message parse: not a message', args: ['message', 'parse'], code: 'E_MSG_UNKNOWN_TYPE', exit: 7},
     // environment
-    {name: 'env: a timeout that is not a number', args: ['status'], env: {FPEER_REPLY_TIMEOUT_MS: 'soon'}, code: 'E_USAGE', exit: 2, check: (e) => assert.equal(e.details?.env, 'FPEER_REPLY_TIMEOUT_MS')},
-    {name: 'env: a negative interval', args: ['status'], env: {FPEER_SYNC_INTERVAL_MS: '-5'}, code: 'E_USAGE', exit: 2, check: (e) => assert.equal(e.details?.env, 'FPEER_SYNC_INTERVAL_MS')},
+    {
+      name: 'env: a timeout that is not a number',
+      args: ['status'],
+      env: {FPEER_REPLY_TIMEOUT_MS: 'soon'},
+      code: 'E_USAGE',
+      exit: 2,
+      check: (e) => assert.equal(e.details?.env, 'FPEER_REPLY_TIMEOUT_MS'),
+    },
+    {
+      name: 'env: a negative interval',
+      args: ['status'],
+      env: {FPEER_SYNC_INTERVAL_MS: '-5'},
+      code: 'E_USAGE',
+      exit: 2,
+      check: (e) => assert.equal(e.details?.env, 'FPEER_SYNC_INTERVAL_MS'),
+    },
     {name: 'env: a zero stall timeout', args: ['status'], env: {FPEER_STALL_TIMEOUT_MS: '0'}, code: 'E_USAGE', exit: 2},
-    {name: 'env: an unknown log level', args: ['status'], env: {FPEER_LOG_LEVEL: 'loud'}, code: 'E_USAGE', exit: 2, check: (e) => assert.equal(e.details?.env, 'FPEER_LOG_LEVEL')},
+    {
+      name: 'env: an unknown log level',
+      args: ['status'],
+      env: {FPEER_LOG_LEVEL: 'loud'},
+      code: 'E_USAGE',
+      exit: 2,
+      check: (e) => assert.equal(e.details?.env, 'FPEER_LOG_LEVEL'),
+    },
   ]
 
   for (const c of cases) {
@@ -170,7 +274,10 @@ describe('errors tell the truth: every command with bad input', () => {
       const env: NodeJS.ProcessEnv = {}
       for (const [k, v] of Object.entries(c.env ?? {})) env[k] = v?.replace('<file>', file).replace('<read-only>', readOnly)
       const input = args[0] === 'message' ? (args[1] === 'parse' ? 'Hello\nthere\n\n' : 'BePeerRequest\nshared\n\n') : ''
-      const r = c.unprivileged && AS_NOBODY!.length ? await runAs(AS_NOBODY!, [...args, '--json'], {...me.env, FPEER_HOME: nobodyHome, ...env}) : await me.run([...args, '--json'], {env, input})
+      const r =
+        c.unprivileged && AS_NOBODY!.length
+          ? await runAs(AS_NOBODY!, [...args, '--json'], {...me.env, FPEER_HOME: nobodyHome, ...env})
+          : await me.run([...args, '--json'], {env, input})
       const out = r.stdout.trim()
       let doc: {error?: {code: string; kind: string; message: string; hint?: string; details?: Record<string, unknown>}}
       try {

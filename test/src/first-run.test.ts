@@ -61,11 +61,23 @@ describe('the first hour', () => {
     const r = await runFpeer(['demo', '--json'], {env: {...env, TMPDIR: tmp}})
     assert.equal(r.code, 0, r.stdout + r.stderr)
     const doc = JSON.parse(r.stdout)
-    assert.deepEqual(doc.messages.map((m: {type: string}) => m.type), MESSAGES)
-    assert.deepEqual(doc.messages.map((m: {from: string}) => m.from), ['requester', 'host', 'requester', 'host'])
+    assert.deepEqual(
+      doc.messages.map((m: {type: string}) => m.type),
+      MESSAGES,
+    )
+    assert.deepEqual(
+      doc.messages.map((m: {from: string}) => m.from),
+      ['requester', 'host', 'requester', 'host'],
+    )
     for (const m of doc.messages) assert.ok(m.text.startsWith(m.type), m.text)
-    assert.deepEqual(doc.peers.host.map((p: {id: string}) => p.id), [doc.requester.id])
-    assert.deepEqual(doc.peers.requester.map((p: {id: string; address: string}) => `${p.id} ${p.address}`), [`${doc.host.id} 127.0.0.1`])
+    assert.deepEqual(
+      doc.peers.host.map((p: {id: string}) => p.id),
+      [doc.requester.id],
+    )
+    assert.deepEqual(
+      doc.peers.requester.map((p: {id: string; address: string}) => `${p.id} ${p.address}`),
+      [`${doc.host.id} 127.0.0.1`],
+    )
     assert.equal(doc.files, 4)
     assert.equal(doc.kept, false)
     assert.equal(typeof doc.timings.handshakeMs, 'number')
@@ -139,24 +151,28 @@ describe('the first hour', () => {
     assert.match(sub.stdout, /--into/)
   })
 
-  it('a typo at a real terminal: asked, answered no, exit 2 with the suggestion and no stack', {skip: !HAVE_SCRIPT && 'script(1) is not installed'}, async () => {
-    const cmd = `'${process.execPath}' '${FPEER}' reqest 127.0.0.1 Docs`
-    const child = spawn('script', ['-qfec', cmd, '/dev/null'], {env, stdio: ['pipe', 'pipe', 'pipe']})
-    let out = ''
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()))
-    const exited = new Promise<number | null>((resolve) => child.once('close', resolve))
-    const asked = new Promise<void>((resolve) => child.stdout.on('data', () => /Did you mean request\?/.test(out) && resolve()))
-    const t = setTimeout(() => child.kill('SIGKILL'), 60_000)
-    await Promise.race([asked, exited])
-    child.stdin.end('n\n')
-    const code = await exited
-    clearTimeout(t)
-    assert.equal(code, 2, out)
-    assert.match(out, /Error \[E_USAGE\]: unknown command: reqest/)
-    assert.match(out, /did you mean `fpeer request`/)
-    assert.doesNotMatch(out, /exports|ERR_|\n\s+at .+:\d+:\d+/)
-  })
+  it(
+    'a typo at a real terminal: asked, answered no, exit 2 with the suggestion and no stack',
+    {skip: !HAVE_SCRIPT && 'script(1) is not installed'},
+    async () => {
+      const cmd = `'${process.execPath}' '${FPEER}' reqest 127.0.0.1 Docs`
+      const child = spawn('script', ['-qfec', cmd, '/dev/null'], {env, stdio: ['pipe', 'pipe', 'pipe']})
+      let out = ''
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()))
+      const exited = new Promise<number | null>((resolve) => child.once('close', resolve))
+      const asked = new Promise<void>((resolve) => child.stdout.on('data', () => /Did you mean request\?/.test(out) && resolve()))
+      const t = setTimeout(() => child.kill('SIGKILL'), 60_000)
+      await Promise.race([asked, exited])
+      child.stdin.end('n\n')
+      const code = await exited
+      clearTimeout(t)
+      assert.equal(code, 2, out)
+      assert.match(out, /Error \[E_USAGE\]: unknown command: reqest/)
+      assert.match(out, /did you mean `fpeer request`/)
+      assert.doesNotMatch(out, /exports|ERR_|\n\s+at .+:\d+:\d+/)
+    },
+  )
 
   it('a mistyped topic gets a suggestion too; in a script, no prompt', async () => {
     const r = await runFpeer(['mesage', 'parse'], {env})
@@ -173,7 +189,10 @@ describe('the first hour', () => {
     const r = await runFpeer(['plugins', '--json'], {env: {...env, ...dirs}})
     assert.equal(r.code, 0, r.stderr)
     const doc = JSON.parse(r.stdout) as {plugins: Array<{name: string; type: string; protocols: string[]; version: string}>}
-    assert.deepEqual(doc.plugins.map((p) => `${p.name} ${p.type} ${p.protocols.join(',')}`), ['@fpeer/plugin-http builtin HTTP', '@fpeer/plugin-manual builtin MANUAL'])
+    assert.deepEqual(
+      doc.plugins.map((p) => `${p.name} ${p.type} ${p.protocols.join(',')}`),
+      ['@fpeer/plugin-http builtin HTTP', '@fpeer/plugin-manual builtin MANUAL'],
+    )
     const text = await runFpeer(['plugins'], {env: {...env, ...dirs}})
     assert.match(text.stdout, /^@fpeer\/plugin-http \S+\tbuilt in\tHTTP$/m)
   })
@@ -183,13 +202,23 @@ describe('the first hour', () => {
     const linked = {...env, ...dirs}
     await linkPlugins(linked, ['ftp'])
     const list = await runFpeer(['plugins', '--json'], {env: linked})
-    const ftp = (JSON.parse(list.stdout) as {plugins: Array<{name: string; type: string; protocols: string[]; path?: string}>}).plugins.find((p) => p.name === '@fpeer/plugin-ftp')
-    assert.deepEqual(ftp && {type: ftp.type, protocols: ftp.protocols, path: ftp.path}, {type: 'link', protocols: ['FTP'], path: path.join(ROOT, 'plugins/ftp')})
+    const ftp = (JSON.parse(list.stdout) as {plugins: Array<{name: string; type: string; protocols: string[]; path?: string}>}).plugins.find(
+      (p) => p.name === '@fpeer/plugin-ftp',
+    )
+    assert.deepEqual(ftp && {type: ftp.type, protocols: ftp.protocols, path: ftp.path}, {
+      type: 'link',
+      protocols: ['FTP'],
+      path: path.join(ROOT, 'plugins/ftp'),
+    })
     const protocols = await runFpeer(['protocols'], {env: linked})
     assert.equal(protocols.code, 0)
     assert.equal(protocols.stderr, '')
     // A serve with the linked plugin: every stderr line, the ready line included, is a JSON object.
-    const child = spawn(process.execPath, [FPEER, 'serve', '--host', '127.0.0.3', '--port', '0', '--data-port', 'HTTP=0', '--data-port', 'FTP=0', '--progress=json'], {env: linked, stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn(
+      process.execPath,
+      [FPEER, 'serve', '--host', '127.0.0.3', '--port', '0', '--data-port', 'HTTP=0', '--data-port', 'FTP=0', '--progress=json'],
+      {env: linked, stdio: ['ignore', 'pipe', 'pipe']},
+    )
     let stderr = ''
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
@@ -199,7 +228,10 @@ describe('the first hour', () => {
     assert.equal(await exited, 0, stderr)
     clearTimeout(t)
     const lines = allJsonLines(stderr, 'serve --progress=json')
-    assert.ok(lines.some((l) => l.msg === 'serving on' && typeof (l.ports as Record<string, number>).FTP === 'number'), stderr)
+    assert.ok(
+      lines.some((l) => l.msg === 'serving on' && typeof (l.ports as Record<string, number>).FTP === 'number'),
+      stderr,
+    )
   })
 
   it('plugins belong to the home: with FPEER_HOME set and no FPEER_DATA_DIR, a linked plugin is seen by that home only', async () => {
@@ -208,7 +240,8 @@ describe('the first hour', () => {
     for (const e of [a, b]) delete e.FPEER_DATA_DIR
     await linkPlugins(a, ['ftp'])
     assert.ok(await exists(path.join(a.FPEER_HOME!, 'plugins', 'package.json')))
-    const protocolsOf = async (e: NodeJS.ProcessEnv) => (JSON.parse((await runFpeer(['protocols', '--json'], {env: e})).stdout) as {protocols: Array<{protocol: string}>}).protocols.map((p) => p.protocol)
+    const protocolsOf = async (e: NodeJS.ProcessEnv) =>
+      (JSON.parse((await runFpeer(['protocols', '--json'], {env: e})).stdout) as {protocols: Array<{protocol: string}>}).protocols.map((p) => p.protocol)
     assert.deepEqual(await protocolsOf(a), ['FTP', 'HTTP', 'MANUAL'])
     assert.deepEqual(await protocolsOf(b), ['HTTP', 'MANUAL'])
   })

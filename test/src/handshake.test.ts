@@ -41,10 +41,16 @@ describe('becoming a peer over HTTP, through the fpeer binary', () => {
     assert.deepEqual(await treeHashes(into), await treeHashes(shared))
 
     const hostPeers = await host.json(['peers', '00-MainDocuments'])
-    assert.deepEqual(hostPeers.peers.map((p: {id: string}) => p.id), [requesterId])
+    assert.deepEqual(
+      hostPeers.peers.map((p: {id: string}) => p.id),
+      [requesterId],
+    )
     assert.equal(hostPeers.peers[0].address, '127.0.0.2')
     const reqPeers = await requester.json(['peers', '00-MainDocuments'])
-    assert.deepEqual(reqPeers.peers.map((p: {id: string}) => p.id), [hostId])
+    assert.deepEqual(
+      reqPeers.peers.map((p: {id: string}) => p.id),
+      [hostId],
+    )
     assert.equal(reqPeers.peers[0].address, '127.0.0.1')
   })
 
@@ -54,8 +60,14 @@ describe('becoming a peer over HTTP, through the fpeer binary', () => {
     const requesterId = await requester.id()
     await host.serve()
     await requester.serve()
-    assert.deepEqual((await host.json(['peers', '00-MainDocuments'])).peers.map((p: {id: string}) => p.id), [requesterId])
-    assert.deepEqual((await requester.json(['peers', '00-MainDocuments'])).peers.map((p: {id: string}) => p.id), [hostId])
+    assert.deepEqual(
+      (await host.json(['peers', '00-MainDocuments'])).peers.map((p: {id: string}) => p.id),
+      [requesterId],
+    )
+    assert.deepEqual(
+      (await requester.json(['peers', '00-MainDocuments'])).peers.map((p: {id: string}) => p.id),
+      [hostId],
+    )
     const status = await requester.json(['status'])
     assert.equal(status.folders[0].name, '00-MainDocuments')
     assert.equal(status.folders[0].files, 8)

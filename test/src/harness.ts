@@ -179,7 +179,13 @@ export async function treeHashes(dir: string, rel = ''): Promise<Map<string, str
   for (const ent of await readdir(path.join(dir, rel), {withFileTypes: true})) {
     const r = rel ? `${rel}/${ent.name}` : ent.name
     if (ent.isDirectory()) for (const [k, v] of await treeHashes(dir, r)) out.set(k, v)
-    else if (ent.isFile()) out.set(r, createHash('sha256').update(await readFile(path.join(dir, r))).digest('hex'))
+    else if (ent.isFile())
+      out.set(
+        r,
+        createHash('sha256')
+          .update(await readFile(path.join(dir, r)))
+          .digest('hex'),
+      )
   }
   return out
 }
@@ -226,13 +232,17 @@ export async function makeTree(dir: string, bigBytes = 50 * 1024 * 1024): Promis
   }
 }
 
-
 /** Polls `check` until it returns true or `timeoutMs` passes (then throws with `what`). */
 export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000, everyMs = 200): Promise<void> {
   const end = Date.now() + timeoutMs
   for (;;) {
     // A file caught mid-rename is "not yet", not a failure.
-    if (await Promise.resolve().then(check).catch(() => false)) return
+    if (
+      await Promise.resolve()
+        .then(check)
+        .catch(() => false)
+    )
+      return
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, everyMs))
   }

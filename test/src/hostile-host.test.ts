@@ -39,7 +39,19 @@ async function hostileHost(identity: Identity, script: Script) {
         const msg = parseLines(lines)
         if (msg.type === 'BePeerRequest') {
           bprNonce = msg.meta.nonce!
-          send(signMessage({type: 'FilesToGet', folder: msg.folder, port: webPort, protocol: 'HTTP', meta: {nonce: 'host-nonce', re: bprNonce}, files: script.list.map((f) => ({path: f.path, size: Buffer.byteLength(f.claimed), sha256: sha(f.claimed)}))}, identity))
+          send(
+            signMessage(
+              {
+                type: 'FilesToGet',
+                folder: msg.folder,
+                port: webPort,
+                protocol: 'HTTP',
+                meta: {nonce: 'host-nonce', re: bprNonce},
+                files: script.list.map((f) => ({path: f.path, size: Buffer.byteLength(f.claimed), sha256: sha(f.claimed)})),
+              },
+              identity,
+            ),
+          )
         } else if (msg.type === 'FilesUpdated') {
           const base = {type: 'TrustedPeerConfirm' as const, folder: msg.folder, port: webPort, protocol: 'HTTP', files: msg.files}
           if (script.confirm === 'forged') {
@@ -104,7 +116,13 @@ describe('a hostile host cannot make the requester write outside the folder or k
     ['inner-dotdot', 'a/../../escape.txt'],
   ] as const) {
     it(`a FilesToGet naming ${bad} is refused with E_PATH_UNSAFE and nothing is written`, async () => {
-      const {r, into, body} = await request(name, {list: [{path: 'ok.txt', claimed: 'ok'}, {path: bad, claimed: 'evil'}], serve: {'ok.txt': 'ok', [bad]: 'evil'}})
+      const {r, into, body} = await request(name, {
+        list: [
+          {path: 'ok.txt', claimed: 'ok'},
+          {path: bad, claimed: 'evil'},
+        ],
+        serve: {'ok.txt': 'ok', [bad]: 'evil'},
+      })
       assert.equal(r.code, 5, r.stdout + r.stderr)
       assert.equal(body.error.code, 'E_PATH_UNSAFE')
       assert.deepEqual(await readdir(into), [])

@@ -106,7 +106,11 @@ describe('long transfers', () => {
     httpPort = await freePort('127.0.0.1')
     // Short host timeouts: a host that did not wait on keep-alives would cut every slow copy below.
     host = await Peer.create('127.0.0.1', {FPEER_STALL_TIMEOUT_MS: '1500', FPEER_TRANSFER_TIMEOUT_MS: '1500'})
-    await host.serve([shared, '--name', 'Big', '--open', '--no-sync', '--port', String(ctlPort), '--data-port', `HTTP=${httpPort}`, '--public-address', `${RELAY}:${ctlPort}`], {}, {ports: 'default'})
+    await host.serve(
+      [shared, '--name', 'Big', '--open', '--no-sync', '--port', String(ctlPort), '--data-port', `HTTP=${httpPort}`, '--public-address', `${RELAY}:${ctlPort}`],
+      {},
+      {ports: 'default'},
+    )
   })
 
   after(async () => {
@@ -136,7 +140,18 @@ describe('long transfers', () => {
     data.stallAfter = 1024 * 1024
     try {
       const me = await peer('127.0.0.3')
-      const r = await me.run(['request', `${RELAY}:${ctlPort}`, 'Big', '--into', path.join(work, 'stalled'), '--bind', '127.0.0.3', '--stall-timeout', '2', '--json'])
+      const r = await me.run([
+        'request',
+        `${RELAY}:${ctlPort}`,
+        'Big',
+        '--into',
+        path.join(work, 'stalled'),
+        '--bind',
+        '127.0.0.3',
+        '--stall-timeout',
+        '2',
+        '--json',
+      ])
       assert.equal(r.code, 4, r.stdout + r.stderr)
       assert.equal(JSON.parse(r.stdout).error.code, 'E_TIMEOUT', r.stdout)
     } finally {
@@ -151,7 +166,18 @@ describe('long transfers', () => {
     await relay(512 * 1024, '127.0.0.6')
     try {
       const me = await peer('127.0.0.6')
-      const r = await me.run(['request', `${RELAY}:${ctlPort}`, 'Big', '--into', path.join(work, 'timed-out'), '--bind', '127.0.0.6', '--timeout', '2', '--json'])
+      const r = await me.run([
+        'request',
+        `${RELAY}:${ctlPort}`,
+        'Big',
+        '--into',
+        path.join(work, 'timed-out'),
+        '--bind',
+        '127.0.0.6',
+        '--timeout',
+        '2',
+        '--json',
+      ])
       assert.equal(r.code, 4, r.stdout + r.stderr)
       const doc = JSON.parse(r.stdout)
       assert.equal(doc.error.code, 'E_TIMEOUT')
@@ -161,49 +187,53 @@ describe('long transfers', () => {
     }
   })
 
-  it('Ctrl-C at a terminal mid-transfer: exit 130, the terminal restored, the error document; --resume finishes from the part file', {skip: !HAVE_SCRIPT && '`script` (util-linux) is not installed'}, async () => {
-    const data = await relay(1024 * 1024, '127.0.0.7')
-    const me = await peer('127.0.0.7')
-    const into = path.join(work, 'interrupted')
-    const log = path.join(work, 'typescript')
-    let child: ChildProcess | undefined
-    try {
-      const cmd = `'${process.execPath}' '${FPEER}' request ${RELAY}:${ctlPort} Big --into '${into}' --bind 127.0.0.7 --json --progress=bar`
-      // script(1) gives fpeer a real terminal; a Ctrl-C typed into it reaches fpeer as SIGINT through the terminal, as at a keyboard.
-      child = spawn('script', ['-q', '-e', '-f', '-c', cmd, log], {env: me.env, stdio: ['pipe', 'ignore', 'pipe']})
-      const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)))
-      await waitFor('bytes moving', () => data.bytes > 1024 * 1024, 60_000, 50)
-      child.stdin!.write('\x03')
-      const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 30_000).unref())])
-      const screen = await readFile(log, 'latin1')
-      assert.equal(code, 130, `exit ${code}: ${JSON.stringify(screen.slice(-2000))}`)
-      assert.ok(data.bytes < BIG, 'interrupted mid-transfer')
-      // The bar hid the cursor and turned line wrap off; both are back on after it.
-      const hidden = screen.indexOf('\x1b[?25l')
-      assert.ok(hidden >= 0, 'the bar was drawn')
-      assert.ok(screen.indexOf('\x1b[?25h', hidden) > hidden, 'cursor shown again')
-      assert.ok(screen.indexOf('\x1b[?7h', hidden) > hidden, 'line wrap on again')
-      const line = screen.split(/\r?\n/).find((l) => l.includes('{"error"'))
-      assert.ok(line, screen)
-      const doc = JSON.parse(line.slice(line.indexOf('{"error"')))
-      assert.equal(doc.error.code, 'E_INTERRUPTED')
-      assert.equal(doc.error.details.resume, 'fpeer request --resume Big')
-      assert.equal(doc.error.details.into, into)
-      const parts = (await readdir(into, {recursive: true})).filter((f) => String(f).includes('part'))
-      assert.ok(parts.length > 0, `the part file is kept: ${await readdir(into)}`)
-    } finally {
-      if (child && child.exitCode === null) child.kill('SIGKILL')
-    }
-    const before = data.bytes
-    try {
-      const r = await me.run(['request', '--resume', 'Big', '--json'])
-      assert.equal(r.code, 0, r.stdout + r.stderr)
-      assert.ok(data.bytes - before < BIG, `resumed, not restarted: ${data.bytes - before} bytes the second time`)
-      assert.deepEqual(await treeHashes(into), await treeHashes(shared))
-      const again = await me.run(['request', '--resume', 'Big', '--json'])
-      assert.equal(JSON.parse(again.stdout).error.code, 'E_STATE', 'nothing pending once confirmed')
-    } finally {
-      await closeRelays()
-    }
-  })
+  it(
+    'Ctrl-C at a terminal mid-transfer: exit 130, the terminal restored, the error document; --resume finishes from the part file',
+    {skip: !HAVE_SCRIPT && '`script` (util-linux) is not installed'},
+    async () => {
+      const data = await relay(1024 * 1024, '127.0.0.7')
+      const me = await peer('127.0.0.7')
+      const into = path.join(work, 'interrupted')
+      const log = path.join(work, 'typescript')
+      let child: ChildProcess | undefined
+      try {
+        const cmd = `'${process.execPath}' '${FPEER}' request ${RELAY}:${ctlPort} Big --into '${into}' --bind 127.0.0.7 --json --progress=bar`
+        // script(1) gives fpeer a real terminal; a Ctrl-C typed into it reaches fpeer as SIGINT through the terminal, as at a keyboard.
+        child = spawn('script', ['-q', '-e', '-f', '-c', cmd, log], {env: me.env, stdio: ['pipe', 'ignore', 'pipe']})
+        const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)))
+        await waitFor('bytes moving', () => data.bytes > 1024 * 1024, 60_000, 50)
+        child.stdin!.write('\x03')
+        const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 30_000).unref())])
+        const screen = await readFile(log, 'latin1')
+        assert.equal(code, 130, `exit ${code}: ${JSON.stringify(screen.slice(-2000))}`)
+        assert.ok(data.bytes < BIG, 'interrupted mid-transfer')
+        // The bar hid the cursor and turned line wrap off; both are back on after it.
+        const hidden = screen.indexOf('\x1b[?25l')
+        assert.ok(hidden >= 0, 'the bar was drawn')
+        assert.ok(screen.indexOf('\x1b[?25h', hidden) > hidden, 'cursor shown again')
+        assert.ok(screen.indexOf('\x1b[?7h', hidden) > hidden, 'line wrap on again')
+        const line = screen.split(/\r?\n/).find((l) => l.includes('{"error"'))
+        assert.ok(line, screen)
+        const doc = JSON.parse(line.slice(line.indexOf('{"error"')))
+        assert.equal(doc.error.code, 'E_INTERRUPTED')
+        assert.equal(doc.error.details.resume, 'fpeer request --resume Big')
+        assert.equal(doc.error.details.into, into)
+        const parts = (await readdir(into, {recursive: true})).filter((f) => String(f).includes('part'))
+        assert.ok(parts.length > 0, `the part file is kept: ${await readdir(into)}`)
+      } finally {
+        if (child && child.exitCode === null) child.kill('SIGKILL')
+      }
+      const before = data.bytes
+      try {
+        const r = await me.run(['request', '--resume', 'Big', '--json'])
+        assert.equal(r.code, 0, r.stdout + r.stderr)
+        assert.ok(data.bytes - before < BIG, `resumed, not restarted: ${data.bytes - before} bytes the second time`)
+        assert.deepEqual(await treeHashes(into), await treeHashes(shared))
+        const again = await me.run(['request', '--resume', 'Big', '--json'])
+        assert.equal(JSON.parse(again.stdout).error.code, 'E_STATE', 'nothing pending once confirmed')
+      } finally {
+        await closeRelays()
+      }
+    },
+  )
 })

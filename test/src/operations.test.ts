@@ -62,7 +62,8 @@ describe('operations', () => {
     assert.equal(r.status, 0, r.stderr)
     // eslint-disable-next-line no-control-regex -- man overstrikes bold with a backspace
     const text = r.stdout.replace(/.\x08/g, '')
-    for (const heading of ['NAME', 'SYNOPSIS', 'COMMANDS', 'EXIT STATUS', 'ENVIRONMENT', 'SIGNALS']) assert.match(text, new RegExp(`^${heading}$`, 'm'), heading)
+    for (const heading of ['NAME', 'SYNOPSIS', 'COMMANDS', 'EXIT STATUS', 'ENVIRONMENT', 'SIGNALS'])
+      assert.match(text, new RegExp(`^${heading}$`, 'm'), heading)
     for (const cmd of ['fpeer request', 'fpeer serve', 'fpeer share', 'fpeer status']) assert.ok(text.includes(cmd), cmd)
     for (const v of ['FPEER_HOME', 'FPEER_STALL_TIMEOUT_MS', 'FPEER_LOG_LEVEL']) assert.ok(text.includes(v), v)
     assert.match(text, /^\s+130\s+interrupted/m, 'exit status 130 is listed')

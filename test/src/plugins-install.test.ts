@@ -24,7 +24,11 @@ function ping(url: string): Promise<boolean> {
 }
 
 /** Runs a command to completion, bounded; resolves with its exit code and output. */
-function run(cmd: string, args: string[], options: {cwd: string; env: NodeJS.ProcessEnv; timeoutMs?: number}): Promise<{code: number | null; out: string; stdout: string}> {
+function run(
+  cmd: string,
+  args: string[],
+  options: {cwd: string; env: NodeJS.ProcessEnv; timeoutMs?: number},
+): Promise<{code: number | null; out: string; stdout: string}> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe']})
     let out = ''
@@ -85,7 +89,9 @@ async function startVerdaccio(dir: string): Promise<{url: string; child: ChildPr
       '',
     ].join('\n'),
   )
-  const child = spawn(process.execPath, [path.join(ROOT, 'node_modules/verdaccio/bin/verdaccio'), '--config', config, '--listen', `127.0.0.1:${port}`], {stdio: ['ignore', 'pipe', 'pipe']})
+  const child = spawn(process.execPath, [path.join(ROOT, 'node_modules/verdaccio/bin/verdaccio'), '--config', config, '--listen', `127.0.0.1:${port}`], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let log = ''
   child.stdout!.on('data', (d: Buffer) => (log += d.toString()))
   child.stderr!.on('data', (d: Buffer) => (log += d.toString()))
@@ -110,7 +116,18 @@ async function makeDecoy(dir: string, name: string, marker: string): Promise<str
   const script = `require('fs').writeFileSync(${JSON.stringify(marker)}, 'decoy ${name} ran')`
   await writeFile(
     path.join(root, 'package.json'),
-    JSON.stringify({name, version: '9.9.9', description: 'decoy: must never be installed by fpeer', type: 'commonjs', scripts: {preinstall: `node -e ${JSON.stringify(script)}`, postinstall: `node -e ${JSON.stringify(script)}`}, oclif: {}}, null, 2),
+    JSON.stringify(
+      {
+        name,
+        version: '9.9.9',
+        description: 'decoy: must never be installed by fpeer',
+        type: 'commonjs',
+        scripts: {preinstall: `node -e ${JSON.stringify(script)}`, postinstall: `node -e ${JSON.stringify(script)}`},
+        oclif: {},
+      },
+      null,
+      2,
+    ),
   )
   await writeFile(path.join(root, 'index.js'), 'module.exports = {}\n')
   return root
@@ -150,8 +167,27 @@ describe('fpeer plugins:install refuses names it does not know, without asking a
     await new Promise<void>((resolve) => trap.listen(0, '127.0.0.1', resolve))
     const registry = `http://127.0.0.1:${(trap.address() as net.AddressInfo).port}/`
     try {
-      const env = {...process.env, FPEER_HOME: path.join(work, 'home'), FPEER_DATA_DIR: path.join(work, 'data'), FPEER_CONFIG_DIR: path.join(work, 'config'), FPEER_CACHE_DIR: path.join(work, 'cache'), FPEER_NPM_REGISTRY: registry, npm_config_registry: registry}
-      for (const args of [['plugins:install', 'nonsense-name'], ['plugins', 'install', 'sftpp'], ['plugins:add', '@evil/plugin-sftp'], ['plugins:install', 'https://github.com/someone/fpeer-plugin'], ['plugins:install', 'someone/fpeer-plugin'], ['plugins:install', 'SFTP'], ['plugins:install', 'sftp', 'nonsense-name'], ['plugins:install', 'sftp@npm:sftp@1.0.0'], ['plugins', 'add', '@fpeer/plugin-sftp@file:../sftp'], ['plugins:install', 'file:./fpeer-plugin-sftp-0.1.0.tgz']]) {
+      const env = {
+        ...process.env,
+        FPEER_HOME: path.join(work, 'home'),
+        FPEER_DATA_DIR: path.join(work, 'data'),
+        FPEER_CONFIG_DIR: path.join(work, 'config'),
+        FPEER_CACHE_DIR: path.join(work, 'cache'),
+        FPEER_NPM_REGISTRY: registry,
+        npm_config_registry: registry,
+      }
+      for (const args of [
+        ['plugins:install', 'nonsense-name'],
+        ['plugins', 'install', 'sftpp'],
+        ['plugins:add', '@evil/plugin-sftp'],
+        ['plugins:install', 'https://github.com/someone/fpeer-plugin'],
+        ['plugins:install', 'someone/fpeer-plugin'],
+        ['plugins:install', 'SFTP'],
+        ['plugins:install', 'sftp', 'nonsense-name'],
+        ['plugins:install', 'sftp@npm:sftp@1.0.0'],
+        ['plugins', 'add', '@fpeer/plugin-sftp@file:../sftp'],
+        ['plugins:install', 'file:./fpeer-plugin-sftp-0.1.0.tgz'],
+      ]) {
         const r = await runFpeer([...args, '--json'], {env})
         assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`)
         const err = JSON.parse(r.stdout).error
@@ -170,137 +206,201 @@ describe('fpeer plugins:install refuses names it does not know, without asking a
   })
 })
 
-describe('fpeer plugins:install sftp from a registry that also holds decoy unscoped `sftp` and `ftp`, a request over SFTP, then plugins:uninstall', {timeout: 480_000}, () => {
-  let work: string
-  let verdaccio: Awaited<ReturnType<typeof startVerdaccio>> | undefined
-  let npmEnv: NodeJS.ProcessEnv
-  let host: Peer
-  let requester: Peer
-  const dataDir = (name: string) => path.join(work, name, 'data')
-  const marker = (name: string) => path.join(work, `decoy-${name}-ran`)
-  const publish = async (dir: string) => {
-    const r = await run('npm', ['publish', '--registry', verdaccio!.url], {cwd: dir, env: {...process.env, ...npmEnv}})
-    assert.equal(r.code, 0, `npm publish ${dir}: ${r.out}`)
-  }
-
-  before(async () => {
-    work = await tempDir('fpeer-plugins-')
-    verdaccio = await startVerdaccio(path.join(work, 'verdaccio'))
-    const npmrc = path.join(work, 'npmrc')
-    // Anonymous publish still needs some token for npm to send; verdaccio allows $all for @fpeer/* and the decoys.
-    await writeFile(npmrc, `registry=${verdaccio.url}\n//${verdaccio.url.slice('http://'.length)}:_authToken=anonymous\n`)
-    npmEnv = {
-      npm_config_userconfig: npmrc,
-      npm_config_cache: path.join(work, 'npm-cache'),
-      npm_config_registry: verdaccio.url,
-      npm_config_update_notifier: 'false',
-      npm_config_fund: 'false',
-      npm_config_audit: 'false',
-      FPEER_NPM_REGISTRY: verdaccio.url,
+describe(
+  'fpeer plugins:install sftp from a registry that also holds decoy unscoped `sftp` and `ftp`, a request over SFTP, then plugins:uninstall',
+  {timeout: 480_000},
+  () => {
+    let work: string
+    let verdaccio: Awaited<ReturnType<typeof startVerdaccio>> | undefined
+    let npmEnv: NodeJS.ProcessEnv
+    let host: Peer
+    let requester: Peer
+    const dataDir = (name: string) => path.join(work, name, 'data')
+    const marker = (name: string) => path.join(work, `decoy-${name}-ran`)
+    const publish = async (dir: string) => {
+      const r = await run('npm', ['publish', '--registry', verdaccio!.url], {cwd: dir, env: {...process.env, ...npmEnv}})
+      assert.equal(r.code, 0, `npm publish ${dir}: ${r.out}`)
     }
-    // Core and the decoys now; the plugins themselves only once the not-found case has run.
-    await publish(path.join(ROOT, 'packages/core'))
-    for (const name of DECOYS) {
-      await publish(await makeDecoy(work, name, marker(name)))
-      // The decoy really is what an unscoped fallback would get from this registry.
-      const view = await run('npm', ['view', name, 'name', 'version', '--json', '--registry', verdaccio.url], {cwd: work, env: {...process.env, ...npmEnv}})
-      // stdout only: under `npm test` the child npm warns on stderr about the npm_config_* variables it inherits.
-      assert.deepEqual(JSON.parse(view.stdout), {name, version: '9.9.9'}, view.out)
-    }
-    const peerEnv = (name: string) => ({...npmEnv, FPEER_DATA_DIR: dataDir(name), FPEER_CONFIG_DIR: path.join(work, name, 'config'), FPEER_CACHE_DIR: path.join(work, name, 'cache')})
-    host = await Peer.create('127.0.0.1', peerEnv('host'))
-    requester = await Peer.create('127.0.0.2', peerEnv('requester'))
-  })
 
-  after(async () => {
-    await requester?.destroy()
-    await host?.destroy()
-    await stopChild(verdaccio?.child)
-    await rm(work, {recursive: true, force: true})
-  })
+    before(async () => {
+      work = await tempDir('fpeer-plugins-')
+      verdaccio = await startVerdaccio(path.join(work, 'verdaccio'))
+      const npmrc = path.join(work, 'npmrc')
+      // Anonymous publish still needs some token for npm to send; verdaccio allows $all for @fpeer/* and the decoys.
+      await writeFile(npmrc, `registry=${verdaccio.url}\n//${verdaccio.url.slice('http://'.length)}:_authToken=anonymous\n`)
+      npmEnv = {
+        npm_config_userconfig: npmrc,
+        npm_config_cache: path.join(work, 'npm-cache'),
+        npm_config_registry: verdaccio.url,
+        npm_config_update_notifier: 'false',
+        npm_config_fund: 'false',
+        npm_config_audit: 'false',
+        FPEER_NPM_REGISTRY: verdaccio.url,
+      }
+      // Core and the decoys now; the plugins themselves only once the not-found case has run.
+      await publish(path.join(ROOT, 'packages/core'))
+      for (const name of DECOYS) {
+        await publish(await makeDecoy(work, name, marker(name)))
+        // The decoy really is what an unscoped fallback would get from this registry.
+        const view = await run('npm', ['view', name, 'name', 'version', '--json', '--registry', verdaccio.url], {cwd: work, env: {...process.env, ...npmEnv}})
+        // stdout only: under `npm test` the child npm warns on stderr about the npm_config_* variables it inherits.
+        assert.deepEqual(JSON.parse(view.stdout), {name, version: '9.9.9'}, view.out)
+      }
+      const peerEnv = (name: string) => ({
+        ...npmEnv,
+        FPEER_DATA_DIR: dataDir(name),
+        FPEER_CONFIG_DIR: path.join(work, name, 'config'),
+        FPEER_CACHE_DIR: path.join(work, name, 'cache'),
+      })
+      host = await Peer.create('127.0.0.1', peerEnv('host'))
+      requester = await Peer.create('127.0.0.2', peerEnv('requester'))
+    })
 
-  it('with @fpeer/plugin-sftp and -ftp not published, `plugins install sftp|ftp` is E_PLUGIN_NOT_FOUND (exit 6) naming the other ways; no decoy is installed and nothing is left behind', async () => {
-    for (const args of [['plugins:install', 'sftp'], ['plugins', 'install', 'sftp@^0.1'], ['plugins:add', 'ftp'], ['plugins:install', '@fpeer/plugin-sftp']]) {
-      const r = await host.run([...args, '--json'], {timeoutMs: 120_000})
-      assert.equal(r.code, 6, `${args.join(' ')}: ${r.stdout}${r.stderr}`)
-      // One JSON document, nothing else, on stdout.
-      const err = JSON.parse(r.stdout).error
-      assert.equal(err.code, 'E_PLUGIN_NOT_FOUND', args.join(' '))
-      assert.equal(err.kind, 'plugin')
-      assert.match(err.details.package, /^@fpeer\/plugin-s?ftp$/)
-      assert.ok(err.details.ways.some((w: string) => w.includes('fpeer plugins link')), JSON.stringify(err))
-    }
-    const text = await host.run(['plugins', 'install', 'sftp'], {timeoutMs: 120_000})
-    assert.equal(text.code, 6, text.stdout + text.stderr)
-    assert.equal(text.stdout, '')
-    assert.match(text.stderr, /Error \[E_PLUGIN_NOT_FOUND\][\s\S]*Hint: .*fpeer plugins link --no-install <clone>\/plugins\/sftp/)
-    for (const name of DECOYS) assert.equal(existsSync(marker(name)), false, `the decoy ${name}'s install script ran`)
-    assert.deepEqual(await decoyTraces(dataDir('host')), [])
-    // Nothing at all was installed: no node_modules, no plugin recorded.
-    assert.equal(existsSync(path.join(dataDir('host'), 'node_modules')), false)
-    assert.deepEqual((await host.json<{plugins: Array<{name: string; type: string}>}>(['plugins']).then((d) => d.plugins)).filter((x) => x.type === 'user'), [])
-  })
+    after(async () => {
+      await requester?.destroy()
+      await host?.destroy()
+      await stopChild(verdaccio?.child)
+      await rm(work, {recursive: true, force: true})
+    })
 
-  it('once published, installs @fpeer/plugin-sftp as `sftp` on both peers, never the decoy; fpeer plugins and fpeer protocols show it', async () => {
-    await publish(path.join(ROOT, 'plugins/sftp'))
-    await publish(path.join(ROOT, 'plugins/ftp'))
-    for (const [name, p] of [['host', host], ['requester', requester]] as const) {
-      const r = await p.run(['plugins:install', 'sftp'], {timeoutMs: 180_000})
-      assert.equal(r.code, 0, `${r.stdout}${r.stderr}\nverdaccio: ${verdaccio!.log()}`)
-      const plugins = await p.json<{plugins: Array<{name: string; type: string; version: string; protocols: string[]}>}>(['plugins']).then((d) => d.plugins)
-      const sftp = plugins.find((x) => x.name === '@fpeer/plugin-sftp')
-      assert.ok(sftp, JSON.stringify(plugins))
-      assert.equal(sftp.type, 'user')
-      assert.deepEqual(sftp.protocols, ['SFTP'])
-      assert.equal(sftp.version, '0.1.0')
-      const protocols = (await p.json(['protocols'])).protocols as Array<{protocol: string; plugin: string}>
-      assert.deepEqual(protocols.map((x) => `${x.protocol} ${x.plugin}`), ['HTTP @fpeer/plugin-http', 'MANUAL @fpeer/plugin-manual', 'SFTP @fpeer/plugin-sftp'])
-      assert.deepEqual(await decoyTraces(dataDir(name)), [])
-      const pjson = JSON.parse(await readFile(path.join(dataDir(name), 'package.json'), 'utf8')) as {dependencies: Record<string, string>}
-      assert.deepEqual(Object.keys(pjson.dependencies), ['@fpeer/plugin-sftp'])
-    }
-    for (const name of DECOYS) assert.equal(existsSync(marker(name)), false, `the decoy ${name}'s install script ran`)
-  })
+    it('with @fpeer/plugin-sftp and -ftp not published, `plugins install sftp|ftp` is E_PLUGIN_NOT_FOUND (exit 6) naming the other ways; no decoy is installed and nothing is left behind', async () => {
+      for (const args of [
+        ['plugins:install', 'sftp'],
+        ['plugins', 'install', 'sftp@^0.1'],
+        ['plugins:add', 'ftp'],
+        ['plugins:install', '@fpeer/plugin-sftp'],
+      ]) {
+        const r = await host.run([...args, '--json'], {timeoutMs: 120_000})
+        assert.equal(r.code, 6, `${args.join(' ')}: ${r.stdout}${r.stderr}`)
+        // One JSON document, nothing else, on stdout.
+        const err = JSON.parse(r.stdout).error
+        assert.equal(err.code, 'E_PLUGIN_NOT_FOUND', args.join(' '))
+        assert.equal(err.kind, 'plugin')
+        assert.match(err.details.package, /^@fpeer\/plugin-s?ftp$/)
+        assert.ok(
+          err.details.ways.some((w: string) => w.includes('fpeer plugins link')),
+          JSON.stringify(err),
+        )
+      }
+      const text = await host.run(['plugins', 'install', 'sftp'], {timeoutMs: 120_000})
+      assert.equal(text.code, 6, text.stdout + text.stderr)
+      assert.equal(text.stdout, '')
+      assert.match(text.stderr, /Error \[E_PLUGIN_NOT_FOUND\][\s\S]*Hint: .*fpeer plugins link --no-install <clone>\/plugins\/sftp/)
+      for (const name of DECOYS) assert.equal(existsSync(marker(name)), false, `the decoy ${name}'s install script ran`)
+      assert.deepEqual(await decoyTraces(dataDir('host')), [])
+      // Nothing at all was installed: no node_modules, no plugin recorded.
+      assert.equal(existsSync(path.join(dataDir('host'), 'node_modules')), false)
+      assert.deepEqual(
+        (await host.json<{plugins: Array<{name: string; type: string}>}>(['plugins']).then((d) => d.plugins)).filter((x) => x.type === 'user'),
+        [],
+      )
+    })
 
-  it('a request over the installed SFTP plugin is confirmed; the trees are identical and each peerlist lists the other', async () => {
-    const shared = path.join(work, 'shared')
-    const into = path.join(work, 'copy')
-    await makeTree(shared, 2 * 1024 * 1024)
-    const hostId = await host.id()
-    const requesterId = await requester.id()
-    const ready = await host.serve([shared, '--name', FOLDER, '--allow', requesterId])
-    assert.ok(ready.ports.SFTP, JSON.stringify(ready))
-    const r = await requester.run(['request', host.control, FOLDER, '--into', into, '--bind', '127.0.0.2', '--protocol', 'sftp', '--peer-id', hostId, '--json'])
-    assert.equal(r.code, 0, r.stdout + r.stderr)
-    const doc = JSON.parse(r.stdout)
-    assert.equal(doc.protocol, 'SFTP')
-    assert.equal(doc.transfer.fetched, 8)
-    assert.deepEqual(await treeHashes(into), await treeHashes(shared))
-    assert.deepEqual((await host.json(['peers', FOLDER])).peers.map((p: {id: string}) => p.id), [requesterId])
-    assert.deepEqual((await requester.json(['peers', FOLDER])).peers.map((p: {id: string}) => p.id), [hostId])
-  })
+    it('once published, installs @fpeer/plugin-sftp as `sftp` on both peers, never the decoy; fpeer plugins and fpeer protocols show it', async () => {
+      await publish(path.join(ROOT, 'plugins/sftp'))
+      await publish(path.join(ROOT, 'plugins/ftp'))
+      for (const [name, p] of [
+        ['host', host],
+        ['requester', requester],
+      ] as const) {
+        const r = await p.run(['plugins:install', 'sftp'], {timeoutMs: 180_000})
+        assert.equal(r.code, 0, `${r.stdout}${r.stderr}\nverdaccio: ${verdaccio!.log()}`)
+        const plugins = await p.json<{plugins: Array<{name: string; type: string; version: string; protocols: string[]}>}>(['plugins']).then((d) => d.plugins)
+        const sftp = plugins.find((x) => x.name === '@fpeer/plugin-sftp')
+        assert.ok(sftp, JSON.stringify(plugins))
+        assert.equal(sftp.type, 'user')
+        assert.deepEqual(sftp.protocols, ['SFTP'])
+        assert.equal(sftp.version, '0.1.0')
+        const protocols = (await p.json(['protocols'])).protocols as Array<{protocol: string; plugin: string}>
+        assert.deepEqual(
+          protocols.map((x) => `${x.protocol} ${x.plugin}`),
+          ['HTTP @fpeer/plugin-http', 'MANUAL @fpeer/plugin-manual', 'SFTP @fpeer/plugin-sftp'],
+        )
+        assert.deepEqual(await decoyTraces(dataDir(name)), [])
+        const pjson = JSON.parse(await readFile(path.join(dataDir(name), 'package.json'), 'utf8')) as {dependencies: Record<string, string>}
+        assert.deepEqual(Object.keys(pjson.dependencies), ['@fpeer/plugin-sftp'])
+      }
+      for (const name of DECOYS) assert.equal(existsSync(marker(name)), false, `the decoy ${name}'s install script ran`)
+    })
 
-  it('after plugins:uninstall sftp, SFTP is gone and asking for it is E_NO_TRANSPORT naming the install command', async () => {
-    const r = await requester.run(['plugins:uninstall', 'sftp'])
-    assert.equal(r.code, 0, r.stdout + r.stderr)
-    assert.equal((await requester.json<{plugins: Array<{name: string}>}>(['plugins']).then((d) => d.plugins)).some((x) => x.name === '@fpeer/plugin-sftp'), false)
-    assert.deepEqual(((await requester.json(['protocols'])).protocols as Array<{protocol: string}>).map((x) => x.protocol), ['HTTP', 'MANUAL'])
-    const again = await requester.run(['request', host.control, FOLDER, '--into', path.join(work, 'copy2'), '--bind', '127.0.0.2', '--protocol', 'sftp', '--json'])
-    assert.equal(again.code, 6, again.stdout + again.stderr)
-    const err = JSON.parse(again.stdout).error
-    assert.equal(err.code, 'E_NO_TRANSPORT')
-    assert.equal(err.details.plugin, '@fpeer/plugin-sftp')
-    assert.match(err.hint, /fpeer plugins:install sftp/)
-    const text = await requester.run(['request', host.control, FOLDER, '--into', path.join(work, 'copy2'), '--protocol', 'sftp'])
-    assert.match(text.stderr, /Error \[E_NO_TRANSPORT\].*SFTP[\s\S]*fpeer plugins:install sftp/)
-  })
+    it('a request over the installed SFTP plugin is confirmed; the trees are identical and each peerlist lists the other', async () => {
+      const shared = path.join(work, 'shared')
+      const into = path.join(work, 'copy')
+      await makeTree(shared, 2 * 1024 * 1024)
+      const hostId = await host.id()
+      const requesterId = await requester.id()
+      const ready = await host.serve([shared, '--name', FOLDER, '--allow', requesterId])
+      assert.ok(ready.ports.SFTP, JSON.stringify(ready))
+      const r = await requester.run([
+        'request',
+        host.control,
+        FOLDER,
+        '--into',
+        into,
+        '--bind',
+        '127.0.0.2',
+        '--protocol',
+        'sftp',
+        '--peer-id',
+        hostId,
+        '--json',
+      ])
+      assert.equal(r.code, 0, r.stdout + r.stderr)
+      const doc = JSON.parse(r.stdout)
+      assert.equal(doc.protocol, 'SFTP')
+      assert.equal(doc.transfer.fetched, 8)
+      assert.deepEqual(await treeHashes(into), await treeHashes(shared))
+      assert.deepEqual(
+        (await host.json(['peers', FOLDER])).peers.map((p: {id: string}) => p.id),
+        [requesterId],
+      )
+      assert.deepEqual(
+        (await requester.json(['peers', FOLDER])).peers.map((p: {id: string}) => p.id),
+        [hostId],
+      )
+    })
 
-  it('plugins:link --no-install puts the workspace plugin back, and plugins lists it as a link', async () => {
-    const r = await requester.run(['plugins:link', '--no-install', path.join(ROOT, 'plugins/sftp')])
-    assert.equal(r.code, 0, r.stdout + r.stderr)
-    const sftp = (await requester.json<{plugins: Array<{name: string; type: string}>}>(['plugins']).then((d) => d.plugins)).find((x) => x.name === '@fpeer/plugin-sftp')
-    assert.equal(sftp?.type, 'link')
-    assert.ok(((await requester.json(['protocols'])).protocols as Array<{protocol: string}>).some((x) => x.protocol === 'SFTP'))
-    assert.equal((await requester.run(['plugins:uninstall', '@fpeer/plugin-sftp'])).code, 0)
-  })
-})
+    it('after plugins:uninstall sftp, SFTP is gone and asking for it is E_NO_TRANSPORT naming the install command', async () => {
+      const r = await requester.run(['plugins:uninstall', 'sftp'])
+      assert.equal(r.code, 0, r.stdout + r.stderr)
+      assert.equal(
+        (await requester.json<{plugins: Array<{name: string}>}>(['plugins']).then((d) => d.plugins)).some((x) => x.name === '@fpeer/plugin-sftp'),
+        false,
+      )
+      assert.deepEqual(
+        ((await requester.json(['protocols'])).protocols as Array<{protocol: string}>).map((x) => x.protocol),
+        ['HTTP', 'MANUAL'],
+      )
+      const again = await requester.run([
+        'request',
+        host.control,
+        FOLDER,
+        '--into',
+        path.join(work, 'copy2'),
+        '--bind',
+        '127.0.0.2',
+        '--protocol',
+        'sftp',
+        '--json',
+      ])
+      assert.equal(again.code, 6, again.stdout + again.stderr)
+      const err = JSON.parse(again.stdout).error
+      assert.equal(err.code, 'E_NO_TRANSPORT')
+      assert.equal(err.details.plugin, '@fpeer/plugin-sftp')
+      assert.match(err.hint, /fpeer plugins:install sftp/)
+      const text = await requester.run(['request', host.control, FOLDER, '--into', path.join(work, 'copy2'), '--protocol', 'sftp'])
+      assert.match(text.stderr, /Error \[E_NO_TRANSPORT\].*SFTP[\s\S]*fpeer plugins:install sftp/)
+    })
+
+    it('plugins:link --no-install puts the workspace plugin back, and plugins lists it as a link', async () => {
+      const r = await requester.run(['plugins:link', '--no-install', path.join(ROOT, 'plugins/sftp')])
+      assert.equal(r.code, 0, r.stdout + r.stderr)
+      const sftp = (await requester.json<{plugins: Array<{name: string; type: string}>}>(['plugins']).then((d) => d.plugins)).find(
+        (x) => x.name === '@fpeer/plugin-sftp',
+      )
+      assert.equal(sftp?.type, 'link')
+      assert.ok(((await requester.json(['protocols'])).protocols as Array<{protocol: string}>).some((x) => x.protocol === 'SFTP'))
+      assert.equal((await requester.run(['plugins:uninstall', '@fpeer/plugin-sftp'])).code, 0)
+    })
+  },
+)

@@ -58,7 +58,9 @@ describe('transfer progress', () => {
 
   it('a pipe gets no bar, and stdout only the result', async () => {
     const requester = await fresh()
-    const r = await requester.run(['request', host.control, 'Big', '--into', path.join(work, 'pipe-copy'), '--bind', '127.0.0.2'], {env: {FPEER_LOG_LEVEL: 'warn'}})
+    const r = await requester.run(['request', host.control, 'Big', '--into', path.join(work, 'pipe-copy'), '--bind', '127.0.0.2'], {
+      env: {FPEER_LOG_LEVEL: 'warn'},
+    })
     assert.equal(r.code, 0, r.stderr)
     assert.doesNotMatch(r.stderr, /█|░|ETA|\r/)
     assert.equal(r.stderr, '')
@@ -70,7 +72,10 @@ describe('transfer progress', () => {
     const r = await requester.run(['request', host.control, 'Big', '--into', path.join(work, 'json-copy'), '--bind', '127.0.0.2', '--json', '--progress=json'])
     assert.equal(r.code, 0, r.stderr)
     const result = JSON.parse(r.stdout)
-    const events = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as {event?: string; [k: string]: unknown})
+    const events = r.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as {event?: string; [k: string]: unknown})
     const kinds = events.map((e) => e.event).filter(Boolean)
     assert.deepEqual(kinds.slice(0, 2), ['phase', 'files-to-get'])
     assert.equal(kinds.filter((k) => k === 'file-done').length, 8)
@@ -79,7 +84,10 @@ describe('transfer progress', () => {
     const last = events.filter((e) => e.event === 'progress').at(-1)!
     assert.equal(last.files, 8)
     assert.equal(last.bytes, last.totalBytes)
-    assert.equal(last.totalBytes, result.files.reduce((n: number, f: {size: number}) => n + f.size, 0))
+    assert.equal(
+      last.totalBytes,
+      result.files.reduce((n: number, f: {size: number}) => n + f.size, 0),
+    )
   })
 
   it('--progress=bar draws into a pipe when asked to', async () => {

@@ -10,7 +10,6 @@ import {FPEER, Peer, exists, linkPlugins, makeTree, oclifDirs, runFpeer, tempDir
 
 const FOLDER = 'Shared Docs #1'
 
-
 /** Runs a shell pipeline (real jq, xargs, curl) with `input` on stdin; bounded. */
 function sh(script: string, input: string, timeoutMs = 60_000): Promise<{code: number | null; stdout: string; stderr: string}> {
   return new Promise((resolve, reject) => {
@@ -74,17 +73,41 @@ describe('a full fpeer request over each transfer protocol, through the fpeer bi
   it('fpeer protocols lists each protocol with its plugin: HTTP and MANUAL built in, FTP and SFTP once linked', async () => {
     const bare = await Peer.create('127.0.0.1', without)
     requesters.push(bare)
-    const list = async (p: Peer) => Object.fromEntries(((await p.json(['protocols'])).protocols as Array<{protocol: string; plugin: string}>).map((x) => [x.protocol, x.plugin]))
+    const list = async (p: Peer) =>
+      Object.fromEntries(((await p.json(['protocols'])).protocols as Array<{protocol: string; plugin: string}>).map((x) => [x.protocol, x.plugin]))
     assert.deepEqual(await list(bare), {HTTP: '@fpeer/plugin-http', MANUAL: '@fpeer/plugin-manual'})
     assert.deepEqual(await list(host), {FTP: '@fpeer/plugin-ftp', HTTP: '@fpeer/plugin-http', MANUAL: '@fpeer/plugin-manual', SFTP: '@fpeer/plugin-sftp'})
     const text = await bare.run(['protocols'])
-    assert.deepEqual(text.stdout.trim().split('\n').map((l) => l.split('\t').slice(0, 2).join(' ')), ['HTTP @fpeer/plugin-http', 'MANUAL @fpeer/plugin-manual'])
+    assert.deepEqual(
+      text.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split('\t').slice(0, 2).join(' ')),
+      ['HTTP @fpeer/plugin-http', 'MANUAL @fpeer/plugin-manual'],
+    )
   })
 
-  for (const [protocol, address] of [['HTTP', '127.0.0.2'], ['FTP', '127.0.0.3'], ['SFTP', '127.0.0.4']] as const) {
+  for (const [protocol, address] of [
+    ['HTTP', '127.0.0.2'],
+    ['FTP', '127.0.0.3'],
+    ['SFTP', '127.0.0.4'],
+  ] as const) {
     it(`over ${protocol}: confirmed, the trees are identical, each peerlist lists the other`, async () => {
       const {peer, id, into} = await newRequester(address, withPlugins)
-      const r = await peer.run(['request', host.control, FOLDER, '--into', into, '--bind', address, '--protocol', protocol.toLowerCase(), '--peer-id', hostId, '--json'])
+      const r = await peer.run([
+        'request',
+        host.control,
+        FOLDER,
+        '--into',
+        into,
+        '--bind',
+        address,
+        '--protocol',
+        protocol.toLowerCase(),
+        '--peer-id',
+        hostId,
+        '--json',
+      ])
       assert.equal(r.code, 0, r.stdout + r.stderr)
       const doc = JSON.parse(r.stdout)
       assert.equal(doc.state, 'confirmed')
@@ -114,7 +137,7 @@ describe('a full fpeer request over each transfer protocol, through the fpeer bi
     const done100 = urls.find((u) => u.startsWith(`http://127.0.0.1:${port}/Shared%20Docs%20%231/percent/100%25%20done%20%231.txt?grant=`))
     assert.ok(done100, urls.join('\n'))
     const withoutGrant = await sh(`curl -s -o /dev/null -w '%{http_code}' --interface ${address} '${done100.split('?')[0]}'`, '')
-    assert.equal(withoutGrant.stdout, '403', 'the requester\'s address alone opens nothing')
+    assert.equal(withoutGrant.stdout, '403', "the requester's address alone opens nothing")
     const otherGrant = await sh(`curl -s -o /dev/null -w '%{http_code}' --interface ${address} '${done100.split('?')[0]}?grant=${'x'.repeat(43)}'`, '')
     assert.equal(otherGrant.stdout, '403', 'a made-up secret opens nothing')
     assert.match(lines.stderr, /fpeer request --resume/)
@@ -139,7 +162,10 @@ describe('a full fpeer request over each transfer protocol, through the fpeer bi
     assert.deepEqual(await peerIds(host).then((ids) => ids.includes(id)), false)
 
     // Fetch by hand from the host's HTTP port with the URLs as given (the folder is not open; each URL carries the grant secret).
-    const fetched = await sh(`jq -j '.files[] | .url, "\\u0000", .target, "\\u0000"' | xargs -0 -r -n 2 sh -c 'curl -fsS --create-dirs --interface ${address} -o "$2" -- "$1"' _`, r.stdout)
+    const fetched = await sh(
+      `jq -j '.files[] | .url, "\\u0000", .target, "\\u0000"' | xargs -0 -r -n 2 sh -c 'curl -fsS --create-dirs --interface ${address} -o "$2" -- "$1"' _`,
+      r.stdout,
+    )
     assert.equal(fetched.code, 0, fetched.stderr)
     assert.deepEqual(await treeHashes(into), await treeHashes(shared))
 
@@ -174,7 +200,11 @@ describe('a full fpeer request over each transfer protocol, through the fpeer bi
   it('over MANUAL with --wait: it lists the files, waits while they are placed, then is confirmed', async () => {
     const address = '127.0.0.6'
     const {peer, id, into} = await newRequester(address, without)
-    const child = spawn(process.execPath, [FPEER, 'request', host.control, FOLDER, '--into', into, '--bind', address, '--protocol', 'manual', '--wait', '--wait-timeout', '60'], {env: peer.env, stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn(
+      process.execPath,
+      [FPEER, 'request', host.control, FOLDER, '--into', into, '--bind', address, '--protocol', 'manual', '--wait', '--wait-timeout', '60'],
+      {env: peer.env, stdio: ['ignore', 'pipe', 'pipe']},
+    )
     let stdout = ''
     let stderr = ''
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
@@ -236,7 +266,7 @@ describe('a full fpeer request over each transfer protocol, through the fpeer bi
     assert.equal(await exists(into), false, 'nothing landed, and the --into the failed request created is gone')
   })
 
-  it('over SFTP, an SSH server whose host key is not the signing host\'s is refused (E_HOST_KEY_MISMATCH)', async () => {
+  it("over SFTP, an SSH server whose host key is not the signing host's is refused (E_HOST_KEY_MISMATCH)", async () => {
     // A control host that signs with its own key but names the real peer's SFTP port:
     // the SFTP host key is then not the key the FilesToGet was signed with.
     const impostor = new Identity(generateKeyPair())
@@ -247,7 +277,14 @@ describe('a full fpeer request over each transfer protocol, through the fpeer bi
         for (const lines of dec.push(d)) {
           const msg = parseLines(lines)
           if (msg.type !== 'BePeerRequest') continue
-          const ftg: Message = {type: 'FilesToGet', folder: msg.folder, port: sftpPort, protocol: 'SFTP', meta: {nonce: 'impostor-nonce', re: msg.meta.nonce!}, files: [{path: 'readme.txt', size: 12, sha256: '4bb0d4c6a2b3f17f4c0b0ae1bfd1b1d4c1b3c2d0e7d0b2e4d0a4f6c8b0d2e4f6'}]}
+          const ftg: Message = {
+            type: 'FilesToGet',
+            folder: msg.folder,
+            port: sftpPort,
+            protocol: 'SFTP',
+            meta: {nonce: 'impostor-nonce', re: msg.meta.nonce!},
+            files: [{path: 'readme.txt', size: 12, sha256: '4bb0d4c6a2b3f17f4c0b0ae1bfd1b1d4c1b3c2d0e7d0b2e4d0a4f6c8b0d2e4f6'}],
+          }
           socket.write(formatMessage(signMessage(ftg, impostor)))
         }
       })

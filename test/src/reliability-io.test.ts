@@ -109,7 +109,11 @@ describe('a full disk', () => {
           assert.ok(err.details?.path?.startsWith(into), `the error names the path it could not write: ${JSON.stringify(err)}`)
           assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace')
           const left = await listing(mnt)
-          assert.deepEqual(left.filter((p) => path.basename(p).startsWith('.fpeer')), [], `run ${run}: nothing partial kept: ${left.join(', ')}`)
+          assert.deepEqual(
+            left.filter((p) => path.basename(p).startsWith('.fpeer')),
+            [],
+            `run ${run}: nothing partial kept: ${left.join(', ')}`,
+          )
           // Whatever landed was checked: every file there is whole and right.
           for (const p of left.filter((x) => !x.endsWith('/'))) {
             assert.deepEqual(await readFile(path.join(mnt, p)), await readFile(path.join(work, folder.toLowerCase(), path.basename(p))), p)
@@ -162,7 +166,7 @@ describe('a read-only file system', () => {
 })
 
 describe('a re-request that fails midway', () => {
-  it('leaves the folder and its records agreeing: files that landed carry the host\'s hashes', async (t) => {
+  it("leaves the folder and its records agreeing: files that landed carry the host's hashes", async (t) => {
     const work = await mkdtemp(path.join(os.tmpdir(), 'fpeer-io-re-'))
     const mnt = path.join(work, 'mnt')
     await mkdir(mnt)
@@ -191,7 +195,9 @@ describe('a re-request that fails midway', () => {
       const {createHash} = await import('node:crypto')
       for (const name of await readdir(into)) {
         assert.ok(!name.startsWith('.fpeer'), name)
-        const onDisk = createHash('sha256').update(await readFile(path.join(into, name))).digest('hex')
+        const onDisk = createHash('sha256')
+          .update(await readFile(path.join(into, name)))
+          .digest('hex')
         assert.equal(records.get(name), onDisk, `${name}: the records agree with the disk`)
       }
     } finally {
@@ -228,7 +234,10 @@ describe('a full disk under FPEER_HOME', () => {
       const err = errorDoc(r, 'E_DISK_FULL')
       assert.ok(err.details?.path?.startsWith(home), JSON.stringify(err))
       assert.equal(await readFile(path.join(home, 'config.json'), 'utf8'), config, 'the old configuration is untouched')
-      assert.deepEqual((await readdir(home)).filter((n) => n.endsWith('.tmp') || n.endsWith('.lock')), [])
+      assert.deepEqual(
+        (await readdir(home)).filter((n) => n.endsWith('.tmp') || n.endsWith('.lock')),
+        [],
+      )
       await rm(path.join(home, 'filler'))
       const again = await runStrict(peer, ['share', path.join(work, 'b'), '--name', 'B', '--json'])
       assert.equal(again.code, 0, `with space again it works: ${again.stdout}\n${again.stderr}`)
@@ -273,7 +282,20 @@ describe('damaged state', () => {
       assert.equal(err.details?.path, path.join(peer.home, file))
       assert.ok(err.hint)
       if (!file.includes('peers')) {
-        const s = await runStrict(peer, ['serve', '--host', peer.address, '--port', '0', '--data-port', 'HTTP=0', '--data-port', 'FTP=0', '--data-port', 'SFTP=0', '--json'])
+        const s = await runStrict(peer, [
+          'serve',
+          '--host',
+          peer.address,
+          '--port',
+          '0',
+          '--data-port',
+          'HTTP=0',
+          '--data-port',
+          'FTP=0',
+          '--data-port',
+          'SFTP=0',
+          '--json',
+        ])
         assert.equal(s.code, 8, `${s.stdout}\n${s.stderr}`)
         errorDoc(s, 'E_STATE_CORRUPT')
       }
@@ -312,7 +334,10 @@ describe('kill -9 of commands writing state', () => {
       const id = await other.id()
       // Kill moments spread over a command's life (start-up, lock, write); bounded to 12 runs.
       for (let i = 0; i < 12; i++) {
-        const child = spawn(process.execPath, [FPEER, i % 2 ? 'allow' : 'share', ...(i % 2 ? ['F', id] : [path.join(work, 'f'), '--name', `G${i}`])], {env: peer.env, stdio: 'ignore'})
+        const child = spawn(process.execPath, [FPEER, i % 2 ? 'allow' : 'share', ...(i % 2 ? ['F', id] : [path.join(work, 'f'), '--name', `G${i}`])], {
+          env: peer.env,
+          stdio: 'ignore',
+        })
         const exited = new Promise((resolve) => child.once('exit', resolve))
         await new Promise((r) => setTimeout(r, 150 + ((i * 397) % 1200)))
         child.kill('SIGKILL')
@@ -380,7 +405,7 @@ describe('stdout that cannot be cut', () => {
     return {child, exit, stderr: () => stderr}
   }
 
-  it('a reader that waits longer than oclif\'s 10 s flush limit still gets the whole document, and exit 0', async () => {
+  it("a reader that waits longer than oclif's 10 s flush limit still gets the whole document, and exit 0", async () => {
     const full = (await peer.run(['files', 'F', '--json'])).stdout
     assert.ok(full.length > 256 << 10, `the document (${full.length} bytes) outgrows the pipe`)
     const {child, exit, stderr} = start()

@@ -49,11 +49,16 @@ class Chain {
   /** The counters in stats.json; serve rewrites it in place, so a read caught mid-write is read again. */
   async stats(i: number): Promise<Stats> {
     let s: Stats | undefined
-    await waitFor(`peer${i}'s stats.json to be whole`, async () => {
-      const text = await readFile(path.join(this.peers[i]!.home, 'stats.json'), 'utf8').catch(() => '{"filesFetched":0,"bytesFetched":0,"messagesIn":0}')
-      s = JSON.parse(text) as Stats
-      return true
-    }, 10_000, 10)
+    await waitFor(
+      `peer${i}'s stats.json to be whole`,
+      async () => {
+        const text = await readFile(path.join(this.peers[i]!.home, 'stats.json'), 'utf8').catch(() => '{"filesFetched":0,"bytesFetched":0,"messagesIn":0}')
+        s = JSON.parse(text) as Stats
+        return true
+      },
+      10_000,
+      10,
+    )
     return s!
   }
 

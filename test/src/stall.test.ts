@@ -78,7 +78,11 @@ describe('a peer stopped with SIGSTOP receives a push', () => {
     try {
       await writeFile(path.join(dirs[0]!, 'one.txt'), 'one\n')
       await waitFor('C to get one.txt', async () => (await content(2, 'one.txt')) === 'one\n')
-      await waitFor('the push to B to give up', () => logLines(a.serveStderr).some((l) => l.msg.startsWith('push failed') && bId.startsWith(l.peer ?? '-')), 60_000)
+      await waitFor(
+        'the push to B to give up',
+        () => logLines(a.serveStderr).some((l) => l.msg.startsWith('push failed') && bId.startsWith(l.peer ?? '-')),
+        60_000,
+      )
       const failed = logLines(a.serveStderr).filter((l) => l.msg.startsWith('push failed') && bId.startsWith(l.peer ?? '-'))
       assert.deepEqual([...new Set(failed.map((l) => l.code))], ['E_TIMEOUT'])
       // Still serving: a later change still reaches C while B is stopped.
@@ -90,7 +94,11 @@ describe('a peer stopped with SIGSTOP receives a push', () => {
     }
     // The retried pushes (2 s, 4 s, …) bring B both changes.
     await waitFor('B to converge', async () => (await content(1, 'one.txt')) === 'one\n' && (await content(1, 'two.txt')) === 'two\n', 90_000)
-    await waitFor('A to log a retried push to B', () => logLines(a.serveStderr).some((l) => l.msg === 'retried push delivered' && bId.startsWith(l.peer ?? '-')), 90_000)
+    await waitFor(
+      'A to log a retried push to B',
+      () => logLines(a.serveStderr).some((l) => l.msg === 'retried push delivered' && bId.startsWith(l.peer ?? '-')),
+      90_000,
+    )
   })
 
   it('serve stops on SIGTERM within its deadline while a push to the stopped peer is under way', async (t) => {

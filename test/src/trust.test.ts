@@ -66,7 +66,11 @@ describe('trust is mutual (10.6)', () => {
     assert.equal((await a.run(['share', dirs.a, '--name', 'docs', '--allow', await b.id(), '--allow', await c.id()])).code, 0)
     await Promise.all([a, b, c].map((p) => p.serve([], {}, {ports: 'default'})))
     // A triangle: B and C join A, then B joins C (so B's record of C is one C made first: no grace, 10.6).
-    for (const [host, joiner, into] of [[a, b, dirs.b], [a, c, dirs.c], [c, b, dirs.b]] as const) {
+    for (const [host, joiner, into] of [
+      [a, b, dirs.b],
+      [a, c, dirs.c],
+      [c, b, dirs.b],
+    ] as const) {
       if (host === c) assert.equal((await c.run(['allow', 'docs', await b.id()])).code, 0)
       const r = await joiner.run(['request', `${host.address}:7734`, 'docs', '--into', into, '--bind', joiner.address, '--json'])
       assert.equal(r.code, 0, r.stdout + r.stderr)
@@ -101,8 +105,17 @@ describe('trust is mutual (10.6)', () => {
     const refusalsAtC = lines(c.serveStderr, 'E_NOT_ALLOWED')
     await writeFile(path.join(dirs.b, 'b1.txt'), 'from B\n')
     await writeFile(path.join(dirs.a, 'a2.txt'), 'from A again\n')
-    await waitFor('C to get both changes through A', async () => (await holds(dirs.c, 'b1.txt', 'from B\n')) && (await holds(dirs.c, 'a2.txt', 'from A again\n')) && (await holds(dirs.c, 'a1.txt', 'from A\n')), 60_000)
-    await waitFor('A and B to hold every change', async () => (await holds(dirs.a, 'b1.txt', 'from B\n')) && (await holds(dirs.b, 'a2.txt', 'from A again\n')), 60_000)
+    await waitFor(
+      'C to get both changes through A',
+      async () =>
+        (await holds(dirs.c, 'b1.txt', 'from B\n')) && (await holds(dirs.c, 'a2.txt', 'from A again\n')) && (await holds(dirs.c, 'a1.txt', 'from A\n')),
+      60_000,
+    )
+    await waitFor(
+      'A and B to hold every change',
+      async () => (await holds(dirs.a, 'b1.txt', 'from B\n')) && (await holds(dirs.b, 'a2.txt', 'from A again\n')),
+      60_000,
+    )
     await rounds(b, 3)
     assert.equal(lines(b.serveStderr, 'E_NOT_ALLOWED'), refusalsAtB, `B was refused again:\n${b.serveStderr.slice(-3000)}`)
     assert.equal(lines(c.serveStderr, 'E_NOT_ALLOWED'), refusalsAtC, `C refused B again:\n${c.serveStderr.slice(-3000)}`)
@@ -131,7 +144,10 @@ describe('a busy peer and its confirmed peers (10.5, 10.6)', () => {
     const hubDir = path.join(work, 'hub')
     await mkdir(hubDir)
     await writeFile(path.join(hubDir, 'start.txt'), 'start\n')
-    assert.equal((await hub.run(['share', hubDir, '--name', 'docs', ...(await Promise.all(spokes.map(async (s) => ['--allow', await s.id()]))).flat()])).code, 0)
+    assert.equal(
+      (await hub.run(['share', hubDir, '--name', 'docs', ...(await Promise.all(spokes.map(async (s) => ['--allow', await s.id()]))).flat()])).code,
+      0,
+    )
     await Promise.all([hub, ...spokes].map((p) => p.serve([], {}, {ports: 'default'})))
     for (let i = 0; i < spokes.length; i++) {
       const r = await spokes[i]!.run(['request', `${hub.address}:7734`, 'docs', '--into', dirs[i]!, '--bind', spokes[i]!.address, '--json'])

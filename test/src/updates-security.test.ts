@@ -46,7 +46,21 @@ async function sendUpdate(target: {host: string; port: number}, from: string, wi
       for (const lines of dec.push(d)) {
         const msg = parseLines(lines)
         if (msg.type === 'FilesUpdated' && signer) {
-          s.write(formatMessage(signMessage({type: 'TrustedPeerConfirm', folder: msg.folder, port: msg.port, protocol: msg.protocol, files: msg.files, meta: {nonce: 'tpc', re: msg.meta.nonce!}}, signer)))
+          s.write(
+            formatMessage(
+              signMessage(
+                {
+                  type: 'TrustedPeerConfirm',
+                  folder: msg.folder,
+                  port: msg.port,
+                  protocol: msg.protocol,
+                  files: msg.files,
+                  meta: {nonce: 'tpc', re: msg.meta.nonce!},
+                },
+                signer,
+              ),
+            ),
+          )
           clearTimeout(t)
           resolve({type: msg.type})
           setTimeout(() => s.end(), 200)
@@ -68,7 +82,8 @@ let targetId = ''
 function update(signer: Identity, port: number, versions: FileVersion[], meta: Record<string, string | undefined> = {}): string {
   const m: Message = {type: 'FilesToGet', folder: 'docs', port, protocol: 'HTTP', files: versions.map(versionToEntry), meta: {}}
   // An attribute given as undefined is left out (a message without it).
-  for (const [k, v] of Object.entries({nonce: `n-${Math.random()}`, update: '1', ts: String(Date.now()), to: targetId, dst: '127.0.15.1:7734', ...meta})) if (v !== undefined) m.meta[k] = v
+  for (const [k, v] of Object.entries({nonce: `n-${Math.random()}`, update: '1', ts: String(Date.now()), to: targetId, dst: '127.0.15.1:7734', ...meta}))
+    if (v !== undefined) m.meta[k] = v
   return formatMessage(signMessage(m, signer))
 }
 
@@ -104,7 +119,20 @@ describe('hostile updates are refused and change nothing', () => {
   })
 
   const content = () => readFile(path.join(dir, 'a.txt'), 'utf8')
-  const version = (text: string) => signVersion('docs', {path: 'a.txt', deleted: false, sha256: sha(text), size: Buffer.byteLength(text), mtimeMs: Date.now(), lamport: ++lamport, vv: {[origin.id.compact]: lamport}}, origin)
+  const version = (text: string) =>
+    signVersion(
+      'docs',
+      {
+        path: 'a.txt',
+        deleted: false,
+        sha256: sha(text),
+        size: Buffer.byteLength(text),
+        mtimeMs: Date.now(),
+        lamport: ++lamport,
+        vv: {[origin.id.compact]: lamport},
+      },
+      origin,
+    )
 
   it('a FilesToGet from a peer that is not a confirmed peer of the folder is refused with E_NOT_ALLOWED', async () => {
     const stranger = new Identity(generateKeyPair())
@@ -183,7 +211,11 @@ describe('hostile updates are refused and change nothing', () => {
   })
 
   it('an older version than the one held is acknowledged but changes nothing', async () => {
-    const old = signVersion('docs', {path: 'a.txt', deleted: false, sha256: sha('older\n'), size: 6, mtimeMs: 1, lamport: 1, vv: {[origin.id.compact]: 1}}, origin)
+    const old = signVersion(
+      'docs',
+      {path: 'a.txt', deleted: false, sha256: sha('older\n'), size: 6, mtimeMs: 1, lamport: 1, vv: {[origin.id.compact]: 1}},
+      origin,
+    )
     const srv = await fileServer(MIDDLE, {'a.txt': 'older\n'})
     try {
       assert.deepEqual(await sendUpdate({host: TARGET, port: 7734}, MIDDLE, update(mIdentity, srv.port, [old]), mIdentity), {type: 'FilesUpdated'})

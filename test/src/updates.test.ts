@@ -141,7 +141,13 @@ describe('updates along a chain of 5', () => {
     const before = await net.allStats()
     await unlink(path.join(net.dirs[2]!, 'b.txt'))
     await rename(path.join(net.dirs[2]!, 'old name.txt'), path.join(net.dirs[2]!, 'new name.txt'))
-    await net.waitAll('the deletion and the rename', async (i) => !(await exists(path.join(net.dirs[i]!, 'b.txt'))) && (await net.content(i, 'new name.txt')) === 'rename me\n' && !(await exists(path.join(net.dirs[i]!, 'old name.txt'))))
+    await net.waitAll(
+      'the deletion and the rename',
+      async (i) =>
+        !(await exists(path.join(net.dirs[i]!, 'b.txt'))) &&
+        (await net.content(i, 'new name.txt')) === 'rename me\n' &&
+        !(await exists(path.join(net.dirs[i]!, 'old name.txt'))),
+    )
     const after = await net.settle()
     for (let i = 0; i < 5; i++) assert.equal(after[i]!.filesFetched - before[i]!.filesFetched, 0, `peer${i} fetched content for a rename`)
     await sameEverywhere(net)
@@ -201,7 +207,10 @@ describe('updates in a full mesh of 5', () => {
   })
 
   it('concurrent edits on two peers converge: same winner everywhere, the other kept as a conflict copy', async () => {
-    await Promise.all([writeFile(path.join(net.dirs[1]!, 'other.txt'), 'edit at peer 1\n'), writeFile(path.join(net.dirs[3]!, 'other.txt'), 'edit at peer 3\n')])
+    await Promise.all([
+      writeFile(path.join(net.dirs[1]!, 'other.txt'), 'edit at peer 1\n'),
+      writeFile(path.join(net.dirs[3]!, 'other.txt'), 'edit at peer 3\n'),
+    ])
     await net.waitAll('a conflict copy everywhere', async (i) => (await treeHashes(net.dirs[i]!)).size === 3)
     await net.settle()
     await sameEverywhere(net)

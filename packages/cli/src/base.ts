@@ -37,7 +37,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   public override async init(): Promise<void> {
     await super.init()
-    const {flags, args} = await this.parse({flags: this.ctor.flags, baseFlags: (this.ctor as typeof BaseCommand).baseFlags, enableJsonFlag: this.ctor.enableJsonFlag, args: this.ctor.args, strict: this.ctor.strict})
+    const {flags, args} = await this.parse({
+      flags: this.ctor.flags,
+      baseFlags: (this.ctor as typeof BaseCommand).baseFlags,
+      enableJsonFlag: this.ctor.enableJsonFlag,
+      args: this.ctor.args,
+      strict: this.ctor.strict,
+    })
     this.flags = flags as BaseFlags<T>
     this.args = args as BaseArgs<T>
     this.settings = readSettings()
@@ -68,7 +74,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     for (const s of res.successes) {
       // A hook that returns nothing registers nothing; a malformed transport is skipped with a warning, as a failed hook is.
       if (s.result === undefined) continue
-      for (const e of registry.addHookResult(s.result, s.plugin.name)) this.log_.warn('a transfer plugin returned a malformed transport', {plugin: s.plugin.name, code: e.code, reason: e.message})
+      for (const e of registry.addHookResult(s.result, s.plugin.name))
+        this.log_.warn('a transfer plugin returned a malformed transport', {plugin: s.plugin.name, code: e.code, reason: e.message})
     }
     for (const f of res.failures) this.log_.warn('a transfer plugin failed to load', {plugin: f.plugin.name, reason: f.error.message})
     return registry
@@ -107,16 +114,22 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     const e: FpeerError = isFpeerError(err)
       ? err
       : err.oclif
-        ? new FpeerError('E_USAGE', err.message.replace(/\n?See more help with --help$/, ''), {hint: `see \`${[this.config.bin, this.id?.replaceAll(':', ' ')].filter(Boolean).join(' ')} --help\``})
+        ? new FpeerError('E_USAGE', err.message.replace(/\n?See more help with --help$/, ''), {
+            hint: `see \`${[this.config.bin, this.id?.replaceAll(':', ' ')].filter(Boolean).join(' ')} --help\``,
+          })
         : isLocalSystemError(err)
           ? fromSystemError(err, 'local file', {path: err.path})
-          : new FpeerError('E_INTERNAL', err.message || String(err), {cause: err, hint: 'this is a bug in fpeer; run again with --debug and report the stack trace'})
+          : new FpeerError('E_INTERNAL', err.message || String(err), {
+              cause: err,
+              hint: 'this is a bug in fpeer; run again with --debug and report the stack trace',
+            })
     process.exitCode = EXIT_CODES[e.kind]
     if (this.jsonEnabled()) {
       process.stdout.write(JSON.stringify({error: e.toJSON()}) + '\n')
     } else {
       process.stderr.write(errorText(e))
-      if (this.flags?.debug || this.argv.includes('--debug') || process.env.DEBUG) process.stderr.write(escapeForTerminal(`${(e.cause as Error)?.stack ?? e.stack}`, {keep: '\n'}) + '\n')
+      if (this.flags?.debug || this.argv.includes('--debug') || process.env.DEBUG)
+        process.stderr.write(escapeForTerminal(`${(e.cause as Error)?.stack ?? e.stack}`, {keep: '\n'}) + '\n')
     }
     return undefined
   }

@@ -24,7 +24,10 @@ describe('the fast path of fpeer --version and fpeer id', {timeout: 120_000}, ()
     dir = await mkdtemp(path.join(os.tmpdir(), 'fpeer-fast-path-'))
     probe = path.join(dir, 'probe.cjs')
     // ESM imports of a CommonJS package land in require.cache too.
-    await writeFile(probe, "process.on('exit', () => process.stderr.write(Object.keys(require.cache).some((k) => k.includes('@oclif/core')) ? '\\nPROBE oclif\\n' : '\\nPROBE fast\\n'))\n")
+    await writeFile(
+      probe,
+      "process.on('exit', () => process.stderr.write(Object.keys(require.cache).some((k) => k.includes('@oclif/core')) ? '\\nPROBE oclif\\n' : '\\nPROBE fast\\n'))\n",
+    )
   })
   after(async () => {
     await rm(dir, {recursive: true, force: true})

@@ -61,7 +61,8 @@ export async function requestTarget(home: Home, args: {host?: string; folder?: s
     saved = await store.find(args.folder ?? args.host)
     if (args.folder !== undefined && args.host !== undefined) {
       const hp = parseHostPort(args.host)
-      if (hp.host !== saved.host || hp.port !== saved.port) throw new FpeerError('E_STATE', `the pending request for ${saved.folder} is to ${saved.host}:${saved.port}, not ${args.host}`)
+      if (hp.host !== saved.host || hp.port !== saved.port)
+        throw new FpeerError('E_STATE', `the pending request for ${saved.folder} is to ${saved.host}:${saved.port}, not ${args.host}`)
     }
     ;({host, port, folder} = saved)
   } else {
@@ -136,12 +137,26 @@ export class ManualHandOver {
     // (`\n`), so no name can add a line or an argument, and it is marked on stderr.
     if (!this.#json) for (const f of listing.files) process.stdout.write(tty`${f.url ?? f.target}` + '\n')
     if (this.#json && this.#waitMs === 0) return
-    const lines = [tty`MANUAL: ${listing.files.length} file(s) of ${listing.folder} to place in ${listing.into}, from ${listing.host} (host ${listing.hostId}):`]
+    const lines = [
+      tty`MANUAL: ${listing.files.length} file(s) of ${listing.folder} to place in ${listing.into}, from ${listing.host} (host ${listing.hostId}):`,
+    ]
     for (const f of listing.files) {
-      const marks = [f.state === 'wrong' ? '(present, but wrong)' : '', needsTerminalEscape(f.path) ? '(control characters in the name, shown escaped: use --json for the exact name)' : ''].filter(Boolean)
-      lines.push(tty`  ${f.path}\t${f.size} bytes\tsha256 ${f.sha256}` + marks.map((m) => `\t${m}`).join('') + tty`\n    -> ${f.target}` + (f.url ? tty`\n    <- ${f.url}` : ''))
+      const marks = [
+        f.state === 'wrong' ? '(present, but wrong)' : '',
+        needsTerminalEscape(f.path) ? '(control characters in the name, shown escaped: use --json for the exact name)' : '',
+      ].filter(Boolean)
+      lines.push(
+        tty`  ${f.path}\t${f.size} bytes\tsha256 ${f.sha256}` +
+          marks.map((m) => `\t${m}`).join('') +
+          tty`\n    -> ${f.target}` +
+          (f.url ? tty`\n    <- ${f.url}` : ''),
+      )
     }
-    lines.push(this.#waitMs > 0 ? tty`waiting up to ${Math.round(this.#waitMs / 1000)} s for them (Ctrl-C stops; resume with \`fpeer request --resume ${listing.folder}\`)` : tty`then run \`fpeer request --resume ${listing.folder}\``)
+    lines.push(
+      this.#waitMs > 0
+        ? tty`waiting up to ${Math.round(this.#waitMs / 1000)} s for them (Ctrl-C stops; resume with \`fpeer request --resume ${listing.folder}\`)`
+        : tty`then run \`fpeer request --resume ${listing.folder}\``,
+    )
     process.stderr.write(lines.join('\n') + '\n')
   }
 

@@ -19,16 +19,31 @@ export default class FpeerHelp extends Help {
     const bin = this.config.bin
     this.log(this.section('EXAMPLES', ROOT_EXAMPLES.map((e) => `$ ${e.replaceAll('<%= config.bin %>', bin)}`).join('\n')))
     this.log('')
-    this.log(this.section('EXIT CODES', exitCodeTable().map((r) => `${String(r.code).padStart(2)}  ${r.meaning}`).join('\n')))
+    this.log(
+      this.section(
+        'EXIT CODES',
+        exitCodeTable()
+          .map((r) => `${String(r.code).padStart(2)}  ${r.meaning}`)
+          .join('\n'),
+      ),
+    )
     this.log('')
     this.log(this.section('ENVIRONMENT', environmentText()))
     this.log('')
-    this.log(this.section('MORE', `Every command takes --json (one JSON document on stdout; errors as {"error":{…}}).\nGuides: docs/scripting.md, docs/commands.md, docs/protocol.md, docs/security.md.`))
+    this.log(
+      this.section(
+        'MORE',
+        `Every command takes --json (one JSON document on stdout; errors as {"error":{…}}).\nGuides: docs/scripting.md, docs/commands.md, docs/protocol.md, docs/security.md.`,
+      ),
+    )
     this.log('')
   }
 }
 
 /** The ENVIRONMENT section: each variable, its default and meaning (an invalid value is an E_USAGE error naming it). */
 export function environmentText(): string {
-  return [...ENVIRONMENT.map((v) => `${v.name}\n    ${v.meaning} (default: ${v.default})`), 'An invalid value is an error (E_USAGE, exit 2) naming the variable; it never falls back to the default silently.'].join('\n')
+  return [
+    ...ENVIRONMENT.map((v) => `${v.name}\n    ${v.meaning} (default: ${v.default})`),
+    'An invalid value is an error (E_USAGE, exit 2) naming the variable; it never falls back to the default silently.',
+  ].join('\n')
 }

@@ -5,7 +5,10 @@ import type {FetchEvent} from '@fpeer/core'
 import {formatBytes} from './util.js'
 
 /** Every event a transfer reports: the fetcher's, plus the requester's phases and the host's file list. */
-export type TransferEvent = FetchEvent | {event: 'files-to-get'; host?: string; files: number; bytes: number; protocol: string} | {event: 'phase'; phase: string}
+export type TransferEvent =
+  | FetchEvent
+  | {event: 'files-to-get'; host?: string; files: number; bytes: number; protocol: string}
+  | {event: 'phase'; phase: string}
 
 /**
  * `auto`: a bar when stderr is a terminal and --json is off, else nothing. `bar`: always the bar.

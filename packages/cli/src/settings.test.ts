@@ -16,7 +16,14 @@ describe('readSettings', () => {
   })
 
   it('valid values are taken; an empty one is unset', () => {
-    const s = readSettings({FPEER_HOME: '/x', FPEER_LOG_LEVEL: 'warn', FPEER_STALL_TIMEOUT_MS: '1500', FPEER_SYNC_INTERVAL_MS: '0', FPEER_REPLY_TIMEOUT_MS: '', DEBUG: '1'})
+    const s = readSettings({
+      FPEER_HOME: '/x',
+      FPEER_LOG_LEVEL: 'warn',
+      FPEER_STALL_TIMEOUT_MS: '1500',
+      FPEER_SYNC_INTERVAL_MS: '0',
+      FPEER_REPLY_TIMEOUT_MS: '',
+      DEBUG: '1',
+    })
     assert.equal(s.home, '/x')
     assert.equal(s.logLevel, 'warn')
     assert.equal(s.timeouts.stall, 1500)

@@ -30,25 +30,62 @@ export interface EnvVar {
 const MAX_MS = 2 ** 31 - 1
 
 const MS_VARS: ReadonlyArray<{name: string; key: keyof HandshakeTimeouts | 'rescan' | 'sync' | 'firstLine'; dflt: number; zero?: boolean; meaning: string}> = [
-  {name: 'FPEER_REPLY_TIMEOUT_MS', key: 'reply', dflt: DEFAULT_TIMEOUTS.reply, meaning: 'how long to wait for a reply that needs no transfer (a FilesToGet); a peer that accepts the connection and never answers fails with E_TIMEOUT after this'},
-  {name: 'FPEER_STALL_TIMEOUT_MS', key: 'stall', dflt: DEFAULT_TIMEOUTS.stall, meaning: 'how long a transfer, a push of changes to a peer or the wait for a peer that is transferring may go without progress; past it the transfer fails with E_TIMEOUT and a push is retried with backoff (request --stall-timeout sets it per request)'},
-  {name: 'FPEER_TRANSFER_TIMEOUT_MS', key: 'transfer', dflt: DEFAULT_TIMEOUTS.transfer, meaning: 'the absolute limit on a reply that needs a whole transfer, for peers that send no keep-alives (seed peers)'},
+  {
+    name: 'FPEER_REPLY_TIMEOUT_MS',
+    key: 'reply',
+    dflt: DEFAULT_TIMEOUTS.reply,
+    meaning:
+      'how long to wait for a reply that needs no transfer (a FilesToGet); a peer that accepts the connection and never answers fails with E_TIMEOUT after this',
+  },
+  {
+    name: 'FPEER_STALL_TIMEOUT_MS',
+    key: 'stall',
+    dflt: DEFAULT_TIMEOUTS.stall,
+    meaning:
+      'how long a transfer, a push of changes to a peer or the wait for a peer that is transferring may go without progress; past it the transfer fails with E_TIMEOUT and a push is retried with backoff (request --stall-timeout sets it per request)',
+  },
+  {
+    name: 'FPEER_TRANSFER_TIMEOUT_MS',
+    key: 'transfer',
+    dflt: DEFAULT_TIMEOUTS.transfer,
+    meaning: 'the absolute limit on a reply that needs a whole transfer, for peers that send no keep-alives (seed peers)',
+  },
   {name: 'FPEER_IO_TIMEOUT_MS', key: 'io', dflt: DEFAULT_TIMEOUTS.io, meaning: 'connect and idle timeout of a connection'},
   {name: 'FPEER_MESSAGE_TIMEOUT_MS', key: 'message', dflt: DEFAULT_TIMEOUTS.message, meaning: 'a message must be complete this long after its first byte'},
-  {name: 'FPEER_FIRST_LINE_TIMEOUT_MS', key: 'firstLine', dflt: DEFAULT_FIRST_LINE_TIMEOUT_MS, meaning: "serve: a control connection's first line must arrive this long after it opens (slow and silent senders are dropped)"},
+  {
+    name: 'FPEER_FIRST_LINE_TIMEOUT_MS',
+    key: 'firstLine',
+    dflt: DEFAULT_FIRST_LINE_TIMEOUT_MS,
+    meaning: "serve: a control connection's first line must arrive this long after it opens (slow and silent senders are dropped)",
+  },
   {name: 'FPEER_RESCAN_INTERVAL_MS', key: 'rescan', dflt: 60_000, meaning: 'serve: rescan every shared folder this often (besides file-system events)'},
-  {name: 'FPEER_SYNC_INTERVAL_MS', key: 'sync', dflt: 300_000, zero: true, meaning: 'serve: exchange state with every peer this often; 0 turns this off (the exchange at start always runs)'},
+  {
+    name: 'FPEER_SYNC_INTERVAL_MS',
+    key: 'sync',
+    dflt: 300_000,
+    zero: true,
+    meaning: 'serve: exchange state with every peer this often; 0 turns this off (the exchange at start always runs)',
+  },
 ]
 
 const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error']
 
 /** Every variable fpeer reads, with its default and meaning. */
 export const ENVIRONMENT: readonly EnvVar[] = [
-  {name: 'FPEER_HOME', default: "oclif's config dir (~/.config/fpeer)", meaning: 'where this peer keeps its key pair, shared folders, peerlists and pending requests; give each peer on one machine its own'},
+  {
+    name: 'FPEER_HOME',
+    default: "oclif's config dir (~/.config/fpeer)",
+    meaning: 'where this peer keeps its key pair, shared folders, peerlists and pending requests; give each peer on one machine its own',
+  },
   {name: 'FPEER_LOG_LEVEL', default: 'info (warn under --json or --progress=none)', meaning: `lowest level logged on stderr: ${LOG_LEVELS.join(', ')}`},
   {name: 'DEBUG', default: 'unset', meaning: 'any value: as --debug (debug logs, stack traces)'},
   ...MS_VARS.map((v) => ({name: v.name, default: `${v.dflt} (${formatMs(v.dflt)})`, meaning: v.meaning})),
-  {name: 'FPEER_CONTROL_BUFFER_BYTES', default: `${CONTROL_BUFFER_BYTES} (32 MiB)`, meaning: 'serve: bytes of messages received and not yet handled, across all control connections; past it a sender gets E_BUSY (raise it for a FilesUpdated of more than about 150,000 files; serve then needs about 2.5 times the extra)'},
+  {
+    name: 'FPEER_CONTROL_BUFFER_BYTES',
+    default: `${CONTROL_BUFFER_BYTES} (32 MiB)`,
+    meaning:
+      'serve: bytes of messages received and not yet handled, across all control connections; past it a sender gets E_BUSY (raise it for a FilesUpdated of more than about 150,000 files; serve then needs about 2.5 times the extra)',
+  },
   {name: 'FPEER_NPM_REGISTRY', default: "npm's own", meaning: 'registry `fpeer plugins install` installs from'},
   {name: 'FPEER_ALLOW_ANY_PLUGIN', default: 'unset', meaning: '1: let `fpeer plugins install` install a package that is not an fpeer transfer plugin'},
   {name: 'FPEER_CONFIG_DIR, FPEER_DATA_DIR, FPEER_CACHE_DIR', default: "oclif's", meaning: "oclif's directories (installed plugins live in FPEER_DATA_DIR)"},
@@ -67,7 +104,10 @@ function bytesVar(env: NodeJS.ProcessEnv, name: string, dflt: number): number {
   if (raw === undefined || raw === '') return dflt
   const n = /^\d{1,12}$/.test(raw.trim()) ? Number(raw.trim()) : Number.NaN
   if (!Number.isSafeInteger(n) || n < 1 << 20) {
-    throw new FpeerError('E_USAGE', `${name}=${JSON.stringify(raw)} is not a valid number of bytes`, {details: {env: name, value: raw}, hint: `give a whole number of bytes, at least ${1 << 20}; unset it for the default ${dflt}`})
+    throw new FpeerError('E_USAGE', `${name}=${JSON.stringify(raw)} is not a valid number of bytes`, {
+      details: {env: name, value: raw},
+      hint: `give a whole number of bytes, at least ${1 << 20}; unset it for the default ${dflt}`,
+    })
   }
   return n
 }
@@ -92,7 +132,10 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   }
   const level = env.FPEER_LOG_LEVEL
   if (level !== undefined && level !== '' && !LOG_LEVELS.includes(level as LogLevel)) {
-    throw new FpeerError('E_USAGE', `FPEER_LOG_LEVEL=${JSON.stringify(level)} is not a log level`, {details: {env: 'FPEER_LOG_LEVEL', value: level}, hint: `one of ${LOG_LEVELS.join(', ')}`})
+    throw new FpeerError('E_USAGE', `FPEER_LOG_LEVEL=${JSON.stringify(level)} is not a log level`, {
+      details: {env: 'FPEER_LOG_LEVEL', value: level},
+      hint: `one of ${LOG_LEVELS.join(', ')}`,
+    })
   }
   return {
     ...(env.FPEER_HOME ? {home: env.FPEER_HOME} : {}),

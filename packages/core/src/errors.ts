@@ -141,7 +141,26 @@ export function isFpeerError(err: unknown, code?: ErrorCode): err is FpeerError 
 const DISK_FULL = new Set(['ENOSPC', 'EDQUOT'])
 /** Refusals that are the local disk's only when a file-system call met them (a transport may raise them for the peer's side). */
 const LOCAL_REFUSALS = new Set(['EROFS', 'EIO', 'EFBIG', 'EACCES', 'EPERM'])
-const FS_WRITE_CALLS = new Set(['open', 'write', 'writev', 'rename', 'mkdir', 'link', 'unlink', 'futime', 'fsync', 'close', 'ftruncate', 'truncate', 'copyfile', 'utime', 'rmdir', 'chmod', 'fchmod', 'symlink'])
+const FS_WRITE_CALLS = new Set([
+  'open',
+  'write',
+  'writev',
+  'rename',
+  'mkdir',
+  'link',
+  'unlink',
+  'futime',
+  'fsync',
+  'close',
+  'ftruncate',
+  'truncate',
+  'copyfile',
+  'utime',
+  'rmdir',
+  'chmod',
+  'fchmod',
+  'symlink',
+])
 
 /** Whether `err` is a local disk's refusal that no retry mends (full, read-only, failing, not ours), or its E_DISK_FULL/E_IO. */
 export function isLocalWriteError(err: unknown): boolean {
@@ -164,7 +183,11 @@ export function fromSystemError(err: unknown, context: string, local?: {path: st
   switch (sys) {
     case 'ENOSPC':
     case 'EDQUOT':
-      return new FpeerError('E_DISK_FULL', local ? `${msg} (${local.path})` : msg, {cause: err, ...details, hint: 'free some disk space and run the command again; nothing partial was kept'})
+      return new FpeerError('E_DISK_FULL', local ? `${msg} (${local.path})` : msg, {
+        cause: err,
+        ...details,
+        hint: 'free some disk space and run the command again; nothing partial was kept',
+      })
     case 'ECONNREFUSED':
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
@@ -178,7 +201,11 @@ export function fromSystemError(err: unknown, context: string, local?: {path: st
     case 'EAI_FAIL':
     case 'EAI_NONAME':
       // A name that does not resolve is a network failure, not the local disk's.
-      return new FpeerError('E_CONNECT', msg, {cause: err, details: {hostname: (e as {hostname?: string}).hostname}, hint: 'cannot resolve that host name: check its spelling, or give an IP address'})
+      return new FpeerError('E_CONNECT', msg, {
+        cause: err,
+        details: {hostname: (e as {hostname?: string}).hostname},
+        hint: 'cannot resolve that host name: check its spelling, or give an IP address',
+      })
     case 'ETIMEDOUT':
       return new FpeerError('E_TIMEOUT', msg, {cause: err})
     case 'ENOENT':
@@ -187,7 +214,12 @@ export function fromSystemError(err: unknown, context: string, local?: {path: st
     case 'EPERM':
     case 'EROFS':
       // On a local path it is this user's or this disk's problem, never a peer's refusal: the same code as fromLocalError.
-      if (local) return new FpeerError('E_LOCAL_ACCESS', `${msg} (${local.path})`, {cause: err, ...details, hint: 'check the permissions of that path and that its file system is writable'})
+      if (local)
+        return new FpeerError('E_LOCAL_ACCESS', `${msg} (${local.path})`, {
+          cause: err,
+          ...details,
+          hint: 'check the permissions of that path and that its file system is writable',
+        })
       if (sys === 'EROFS') break
       return new FpeerError('E_ACCESS', msg, {cause: err})
     case 'ELOCKED':
@@ -214,7 +246,11 @@ export function fromLocalError(err: unknown, file: string, doing: string): Fpeer
     case 'EACCES':
     case 'EPERM':
     case 'EROFS':
-      return new FpeerError('E_LOCAL_ACCESS', msg, {cause: err, details, hint: 'this user may not write or read there: fix its permissions, or pick another path'})
+      return new FpeerError('E_LOCAL_ACCESS', msg, {
+        cause: err,
+        details,
+        hint: 'this user may not write or read there: fix its permissions, or pick another path',
+      })
     case 'ENOSPC':
     case 'EDQUOT':
       return new FpeerError('E_DISK_FULL', msg, {cause: err, details, hint: 'free some disk space and run the command again'})

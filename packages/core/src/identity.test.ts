@@ -13,7 +13,8 @@ describe('verifySignature', () => {
   it('signs natively with exactly the bytes tweetnacl makes (ed25519 is deterministic)', () => {
     const keys = generateKeyPair()
     const id = new Identity(keys)
-    for (const msg of [Buffer.alloc(0), data, Buffer.alloc(100_000, 7)]) assert.deepEqual(Buffer.from(id.sign(msg)), Buffer.from(nacl.sign.detached(msg, keys.secretKey)))
+    for (const msg of [Buffer.alloc(0), data, Buffer.alloc(100_000, 7)])
+      assert.deepEqual(Buffer.from(id.sign(msg)), Buffer.from(nacl.sign.detached(msg, keys.secretKey)))
   })
 
   it('accepts a tweetnacl signature, as tweetnacl does', () => {

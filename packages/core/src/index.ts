@@ -10,8 +10,26 @@ export {fetchFiles, type FetchEvent, type FetchOptions, type FetchResult} from '
 export {createLogger, type LogLevel} from './log.js'
 export {escapeForTerminal, needsTerminalEscape, tty} from './display.js'
 export {TransportRegistry, type RegisteredTransport} from './registry.js'
-export {KNOWN_PLUGINS, type KnownPlugin, type PluginInstallTarget, knownPlugin, knownPluginForInstall, pluginInstallAllowed, pluginShortName, resolvePluginInstall} from './plugins.js'
-export {errorCodeOf, isAbortError, isRetryable, isUnsupported, mapNetworkError, type ExtraCodes, type MapNetworkOptions, type NetPhase} from './net/errors-map.js'
+export {
+  KNOWN_PLUGINS,
+  type KnownPlugin,
+  type PluginInstallTarget,
+  knownPlugin,
+  knownPluginForInstall,
+  pluginInstallAllowed,
+  pluginShortName,
+  resolvePluginInstall,
+} from './plugins.js'
+export {
+  errorCodeOf,
+  isAbortError,
+  isRetryable,
+  isUnsupported,
+  mapNetworkError,
+  type ExtraCodes,
+  type MapNetworkOptions,
+  type NetPhase,
+} from './net/errors-map.js'
 export {FETCH_RETRY, backoffMs, pause, retry, shouldRetry, type RetryOptions, type RetryPolicy} from './net/retry.js'
 export {MessageChannel, connectChannel, normalizeAddress, type ChannelOptions} from './net/channel.js'
 export {ConnectionGuard, GuardedConnection, ByteBudget, FAREWELL_MS, addressKey, type ConnectionLimits, type Farewell, type GuardOptions} from './net/limits.js'
@@ -27,7 +45,17 @@ export * from './services.js'
 export {type FileRecord, isLive} from './store/peerfile.js'
 export {FolderSync, type ApplyResult} from './sync/folder.js'
 export {OwedForwards} from './sync/owed.js'
-export {type FileVersion, compareVectors, conflictPath, decide, entryToVersion, isConflictPath, signVersion, verifyVersion, versionToEntry} from './sync/version.js'
+export {
+  type FileVersion,
+  compareVectors,
+  conflictPath,
+  decide,
+  entryToVersion,
+  isConflictPath,
+  signVersion,
+  verifyVersion,
+  versionToEntry,
+} from './sync/version.js'
 export {pushUpdate, receiveUpdate, type SyncContext} from './sync/update.js'
 export {type SyncStats, recordToEntry} from './node.js'
 export {GrantTable, newGrantToken, type Grant} from './access/grants.js'

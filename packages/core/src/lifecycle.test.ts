@@ -56,7 +56,10 @@ describe('Lifecycle', () => {
     await life2.start()
     await life2.stop()
     await life2.stop()
-    assert.deepEqual(log2.filter((l) => l.startsWith('stop')), ['stop a'])
+    assert.deepEqual(
+      log2.filter((l) => l.startsWith('stop')),
+      ['stop a'],
+    )
   })
 })
 

@@ -21,7 +21,11 @@ export function createLogger(options: {level?: LogLevel; json?: boolean; write?:
       write(JSON.stringify({time, level, msg, ...fields}))
       return
     }
-    const extra = fields ? Object.entries(fields).map(([k, v]) => ` ${k}=${fmt(v)}`).join('') : ''
+    const extra = fields
+      ? Object.entries(fields)
+          .map(([k, v]) => ` ${k}=${fmt(v)}`)
+          .join('')
+      : ''
     write(`${time} ${level.padEnd(5)} ${escapeForTerminal(msg)}${extra}`)
   }
   return {debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error')}

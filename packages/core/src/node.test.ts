@@ -36,7 +36,17 @@ describe('PeerNode lifecycle', () => {
     const transport = createMemoryTransport()
     const registry = new TransportRegistry()
     registry.add(transport, 'test')
-    const node = new PeerNode({home: new Home(home), identity: new Identity(generateKeyPair()), registry, log: silentLogger, host: '127.0.0.1', controlPort: 0, ports: {MEMORY: 0}, sync: true, ...over})
+    const node = new PeerNode({
+      home: new Home(home),
+      identity: new Identity(generateKeyPair()),
+      registry,
+      log: silentLogger,
+      host: '127.0.0.1',
+      controlPort: 0,
+      ports: {MEMORY: 0},
+      sync: true,
+      ...over,
+    })
     return {home, node, transport}
   }
 

@@ -121,11 +121,18 @@ export class PeerNode {
           live,
           clean,
           rescanMs: options.rescanIntervalMs ?? 60_000,
-          rescan: (folder) => void this.#track(this.pushChanges(folder).catch((err: Error) => options.log.warn('rescan failed', {folder, reason: err.message}))),
+          rescan: (folder) =>
+            void this.#track(this.pushChanges(folder).catch((err: Error) => options.log.warn('rescan failed', {folder, reason: err.message}))),
         }),
     })
     // Configuration is re-read every second by a serving peer; a one-shot node reads it once.
-    this.#access = new AccessControl({home: options.home, config: this.config, log: options.log, onRefresh: (folders) => this.#runners.update(folders), ...(control ? {refreshMs: 1000} : {})})
+    this.#access = new AccessControl({
+      home: options.home,
+      config: this.config,
+      log: options.log,
+      onRefresh: (folders) => this.#runners.update(folders),
+      ...(control ? {refreshMs: 1000} : {}),
+    })
     this.#stats = new StatsFile({home: options.home.dir, ...(control ? {flushMs: 1000} : {})})
     this.#servers = new TransportServers({
       registry: options.registry,
@@ -190,7 +197,8 @@ export class PeerNode {
         new CatchUp({
           folders: () => this.#access.names(),
           rescan: (f) => this.pushChanges(f).catch((err: Error) => options.log.warn('rescan failed', {folder: f, reason: err.message})),
-          exchange: (folders, stopping, quiet) => this.#round(folders, stopping, quiet).catch((err: Error) => options.log.warn('catch-up failed', {reason: err.message})),
+          exchange: (folders, stopping, quiet) =>
+            this.#round(folders, stopping, quiet).catch((err: Error) => options.log.warn('catch-up failed', {reason: err.message})),
           intervalMs: options.syncIntervalMs ?? 300_000,
           graceMs: CANCEL_GRACE_MS,
         }),
@@ -232,7 +240,12 @@ export class PeerNode {
       await this.stop()
       throw err
     }
-    if (this.#control) this.options.log.info('peer listening', {id: this.options.identity.id.toString(), control: `${this.options.host}:${this.controlPort}`, folders: this.#access.folders.size})
+    if (this.#control)
+      this.options.log.info('peer listening', {
+        id: this.options.identity.id.toString(),
+        control: `${this.options.host}:${this.controlPort}`,
+        folders: this.#access.folders.size,
+      })
   }
 
   /**
@@ -308,9 +321,19 @@ export class PeerNode {
       const owed = new OwedForwards(this.options.home, folder)
       const dropped = (await owed.all()).get(peerId)?.length ?? 0
       await owed.keepOnly((this.#peers.get(folder) ?? []).map((p) => p.id))
-      this.options.log.warn('peer refused us (signed): it does not count us as a peer of the folder; removed from the peerlist, forwards owed to it dropped', {folder, peer: peerId.slice(0, 7), code: 'E_NOT_ALLOWED', owed: dropped})
+      this.options.log.warn('peer refused us (signed): it does not count us as a peer of the folder; removed from the peerlist, forwards owed to it dropped', {
+        folder,
+        peer: peerId.slice(0, 7),
+        code: 'E_NOT_ALLOWED',
+        owed: dropped,
+      })
     } catch (err) {
-      this.options.log.warn('cannot drop a peer that refused us', {folder, peer: peerId.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: (err as Error).message})
+      this.options.log.warn('cannot drop a peer that refused us', {
+        folder,
+        peer: peerId.slice(0, 7),
+        code: isFpeerError(err) ? err.code : 'E_INTERNAL',
+        reason: (err as Error).message,
+      })
     }
     return true
   }
@@ -332,7 +355,14 @@ export class PeerNode {
 
   /** What both session contexts share. */
   #basics() {
-    return {identity: this.options.identity, registry: this.options.registry, log: this.options.log, timeouts: this.options.timeouts ?? defaultTimeouts(), concurrency: this.options.concurrency ?? 8, publicAddresses: this.options.publicAddresses ?? []}
+    return {
+      identity: this.options.identity,
+      registry: this.options.registry,
+      log: this.options.log,
+      timeouts: this.options.timeouts ?? defaultTimeouts(),
+      concurrency: this.options.concurrency ?? 8,
+      publicAddresses: this.options.publicAddresses ?? [],
+    }
   }
 
   #syncContext(): SyncContext {

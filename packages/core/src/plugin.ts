@@ -25,7 +25,16 @@ export type {
 export {silentLogger} from './transport.js'
 export type {TransportHook} from './oclif-hooks.js'
 export {ERROR_CODES, FpeerError, fromSystemError, isFpeerError, type ErrorCode, type ErrorKind} from './errors.js'
-export {errorCodeOf, isAbortError, isRetryable, isUnsupported, mapNetworkError, type ExtraCodes, type MapNetworkOptions, type NetPhase} from './net/errors-map.js'
+export {
+  errorCodeOf,
+  isAbortError,
+  isRetryable,
+  isUnsupported,
+  mapNetworkError,
+  type ExtraCodes,
+  type MapNetworkOptions,
+  type NetPhase,
+} from './net/errors-map.js'
 export {FETCH_RETRY, backoffMs, pause, retry, shouldRetry, type RetryOptions, type RetryPolicy} from './net/retry.js'
 export {checkRelativePath} from './fs/safe-path.js'
 export {ByteBudget, ConnectionGuard, GuardedConnection, type ConnectionLimits, type GuardOptions} from './net/limits.js'

@@ -85,7 +85,13 @@ export function resolvePluginInstall(args: readonly string[], allowAny: boolean)
     const known = knownPluginForInstall(arg)
     if (known) {
       const {range} = splitSpec(arg)
-      targets.push({arg, spec: range === undefined ? known.package : `${known.package}@${range}`, package: known.package, ...(range === undefined ? {} : {range}), known})
+      targets.push({
+        arg,
+        spec: range === undefined ? known.package : `${known.package}@${range}`,
+        package: known.package,
+        ...(range === undefined ? {} : {range}),
+        known,
+      })
     } else if (allowAny) targets.push({arg, spec: arg})
     else refused.push(arg)
   }

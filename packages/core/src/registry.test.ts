@@ -6,8 +6,19 @@ import {TransportRegistry, checkTransport} from './registry.js'
 import type {Transport} from './transport.js'
 
 const supports = {serve: true, fetch: true, resume: true, peerAuth: false, serverAuth: false}
-const good = (): Transport => ({protocol: 'TEST', description: 'a test transport', supports: {...supports}, serve: async () => ({host: '', port: 0, close: async () => {}}), connect: async () => ({get: async () => ({stream: undefined as never}), close: async () => {}})})
-const manual = (): Transport => ({protocol: 'BYHAND', description: 'by hand', supports: {...supports, serve: false, fetch: false, resume: false}, handOver: async () => {}})
+const good = (): Transport => ({
+  protocol: 'TEST',
+  description: 'a test transport',
+  supports: {...supports},
+  serve: async () => ({host: '', port: 0, close: async () => {}}),
+  connect: async () => ({get: async () => ({stream: undefined as never}), close: async () => {}}),
+})
+const manual = (): Transport => ({
+  protocol: 'BYHAND',
+  description: 'by hand',
+  supports: {...supports, serve: false, fetch: false, resume: false},
+  handOver: async () => {},
+})
 
 describe('checkTransport', () => {
   it('accepts a fetching and serving transport, and a hand-over one', () => {
@@ -43,13 +54,19 @@ describe('TransportRegistry.addHookResult', () => {
   it('registers the good transports and reports each malformed one, so one broken plugin stops no other', () => {
     const r = new TransportRegistry()
     const errors = r.addHookResult({transports: [good(), {protocol: 'BAD'}, manual()]}, 'p')
-    assert.deepEqual(errors.map((e) => e.code), ['E_PLUGIN'])
+    assert.deepEqual(
+      errors.map((e) => e.code),
+      ['E_PLUGIN'],
+    )
     assert.deepEqual(r.protocols(), ['BYHAND', 'TEST'])
     assert.equal(r.list()[0]?.plugin, 'p')
   })
   it('reports a hook result without a transports list', () => {
     const r = new TransportRegistry()
-    assert.deepEqual(r.addHookResult({transport: good()}, 'p').map((e) => e.code), ['E_PLUGIN'])
+    assert.deepEqual(
+      r.addHookResult({transport: good()}, 'p').map((e) => e.code),
+      ['E_PLUGIN'],
+    )
     assert.deepEqual(r.protocols(), [])
   })
   it('throws E_PLUGIN from add() and registers nothing', () => {

@@ -20,7 +20,10 @@ const SUPPORTS = ['serve', 'fetch', 'resume', 'peerAuth', 'serverAuth'] as const
  */
 export function checkTransport(value: unknown, plugin: string): Transport {
   const bad = (what: string): never => {
-    throw new FpeerError('E_PLUGIN', `plugin ${plugin} returned a malformed transport: ${what}`, {details: {plugin}, hint: 'update or remove that plugin (`fpeer plugins`)'})
+    throw new FpeerError('E_PLUGIN', `plugin ${plugin} returned a malformed transport: ${what}`, {
+      details: {plugin},
+      hint: 'update or remove that plugin (`fpeer plugins`)',
+    })
   }
   if (typeof value !== 'object' || value === null) return bad('not an object')
   const t = value as Record<string, unknown>
@@ -29,7 +32,8 @@ export function checkTransport(value: unknown, plugin: string): Transport {
   const sup = t.supports as Record<string, unknown> | undefined
   if (typeof sup !== 'object' || sup === null) return bad(`${t.protocol}: no supports`)
   for (const k of SUPPORTS) if (typeof sup[k] !== 'boolean') return bad(`${t.protocol}: supports.${k} is not a boolean`)
-  for (const k of ['serve', 'connect', 'handOver', 'canName'] as const) if (t[k] !== undefined && typeof t[k] !== 'function') return bad(`${t.protocol}: ${k} is not a function`)
+  for (const k of ['serve', 'connect', 'handOver', 'canName'] as const)
+    if (t[k] !== undefined && typeof t[k] !== 'function') return bad(`${t.protocol}: ${k} is not a function`)
   if (sup.serve && typeof t.serve !== 'function') return bad(`${t.protocol}: supports.serve without serve()`)
   if (sup.fetch && typeof t.connect !== 'function') return bad(`${t.protocol}: supports.fetch without connect()`)
   if (!sup.fetch && typeof t.connect === 'function') return bad(`${t.protocol}: connect() without supports.fetch`)
@@ -53,7 +57,8 @@ export class TransportRegistry {
    */
   addHookResult(result: unknown, plugin: string): FpeerError[] {
     const transports = (result as {transports?: unknown} | undefined)?.transports
-    if (!Array.isArray(transports)) return [new FpeerError('E_PLUGIN', `plugin ${plugin}'s fpeer:transport hook returned no transports list`, {details: {plugin}})]
+    if (!Array.isArray(transports))
+      return [new FpeerError('E_PLUGIN', `plugin ${plugin}'s fpeer:transport hook returned no transports list`, {details: {plugin}})]
     const failed: FpeerError[] = []
     for (const t of transports) {
       try {
@@ -76,7 +81,9 @@ export class TransportRegistry {
     if (!found) {
       const known = knownPlugin(protocol)
       throw new FpeerError('E_NO_TRANSPORT', `no transfer plugin for protocol ${protocol.toUpperCase()}`, {
-        hint: known ? `install it with \`fpeer plugins:install ${known.short}\` (package ${known.package})` : 'no known fpeer plugin provides it; `fpeer protocols` lists what this peer has',
+        hint: known
+          ? `install it with \`fpeer plugins:install ${known.short}\` (package ${known.package})`
+          : 'no known fpeer plugin provides it; `fpeer protocols` lists what this peer has',
         details: {protocol: protocol.toUpperCase(), ...(known ? {plugin: known.package, install: `fpeer plugins:install ${known.short}`} : {})},
       })
     }

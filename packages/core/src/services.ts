@@ -25,7 +25,11 @@ export interface FolderSummary {
 }
 
 /** Scans a folder and records the scan in its peerfile (changes since the last scan become versions); returns counts. */
-export async function indexFolder(home: Home, folder: FolderConfig, identity?: Identity): Promise<{files: number; bytes: number; skipped: {symlinks: string[]}}> {
+export async function indexFolder(
+  home: Home,
+  folder: FolderConfig,
+  identity?: Identity,
+): Promise<{files: number; bytes: number; skipped: {symlinks: string[]}}> {
   const sync = new FolderSync(home, folder, identity ?? (await home.identity()))
   const {records} = await sync.rescan()
   let files = 0
@@ -45,7 +49,8 @@ export async function shareFolder(opts: {home: Home; dir: string; name?: string;
   } catch (err) {
     throw fromLocalError(err, opts.dir, 'share')
   }
-  if (!(await stat(dir)).isDirectory()) throw new FpeerError('E_NOT_A_DIRECTORY', `not a directory: ${opts.dir}`, {details: {path: opts.dir}, hint: 'share a directory (its files go with it)'})
+  if (!(await stat(dir)).isDirectory())
+    throw new FpeerError('E_NOT_A_DIRECTORY', `not a directory: ${opts.dir}`, {details: {path: opts.dir}, hint: 'share a directory (its files go with it)'})
   const name = checkFolderName(opts.name ?? path.basename(dir))
   // The identity first: a home with folders and no identity is a damaged one (store/home.ts).
   const identity = await opts.home.identity()

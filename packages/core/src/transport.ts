@@ -61,7 +61,12 @@ export interface FileSource {
    * server may send it and leave `stream` untouched, which saves a stream per file when
    * thousands are sent.
    */
-  open(folder: string, path: string, who: AccessContext, range?: {start?: number; end?: number}): Promise<{stream: Readable; size: number; mtimeMs: number; data?: Buffer}>
+  open(
+    folder: string,
+    path: string,
+    who: AccessContext,
+    range?: {start?: number; end?: number},
+  ): Promise<{stream: Readable; size: number; mtimeMs: number; data?: Buffer}>
 }
 
 /** What core gives a transport server. */

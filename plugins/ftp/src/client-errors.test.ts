@@ -24,7 +24,12 @@ describe('mapFtpError', () => {
     ['control timeout', new Error('Timeout (control socket)'), 'connect', 'E_TIMEOUT'],
     ['data timeout', new Error('Timeout (data socket)'), 'transfer', 'E_TIMEOUT'],
     ['closed by server', new Error('Server closed connection unexpectedly.'), 'start', 'E_CONNECTION_LOST'],
-    ['closed client', Object.assign(new Error('Client is closed because Server sent FIN packet unexpectedly, closing connection.'), {code: '0'}), 'start', 'E_CONNECTION_LOST'],
+    [
+      'closed client',
+      Object.assign(new Error('Client is closed because Server sent FIN packet unexpectedly, closing connection.'), {code: '0'}),
+      'start',
+      'E_CONNECTION_LOST',
+    ],
     ['anything else mid-file', new Error('premature close'), 'transfer', 'E_CONNECTION_LOST'],
     ['anything else before', new Error('odd'), 'start', 'E_TRANSFER'],
   ]

@@ -5,7 +5,16 @@ import {createServer, type Socket} from 'node:net'
 import path from 'node:path'
 import type {Readable} from 'node:stream'
 import {after, before, describe, it} from 'node:test'
-import {Identity, generateKeyPair, isFpeerError, type AccessContext, type ConnectOptions, type ErrorCode, type FileSource, type TransportServer} from '@fpeer/core'
+import {
+  Identity,
+  generateKeyPair,
+  isFpeerError,
+  type AccessContext,
+  type ConnectOptions,
+  type ErrorCode,
+  type FileSource,
+  type TransportServer,
+} from '@fpeer/core'
 import {FaultySource} from '@fpeer/core/conformance'
 import {connectFtp} from './client.js'
 import {BIG_BYTES, BIG_FILE, FOLDER, FTP_HOSTILE_NAMES, UNSENDABLE_NAMES, localSource, makeTree, serve, type Tree} from './fixtures.js'
@@ -126,7 +135,8 @@ describe('FTP client', {timeout: 120_000}, () => {
 
   it('declares the names it cannot carry (canName), so core skips them instead of failing the exchange', () => {
     for (const name of UNSENDABLE_NAMES) assert.equal(ftpTransport.canName!(name), false, JSON.stringify(name))
-    for (const name of ['a b.txt', 'tab\there.txt', '100% #1.txt', 'dir/ünï.md', 'x\u001b]0;t\u0007']) assert.equal(ftpTransport.canName!(name), true, JSON.stringify(name))
+    for (const name of ['a b.txt', 'tab\there.txt', '100% #1.txt', 'dir/ünï.md', 'x\u001b]0;t\u0007'])
+      assert.equal(ftpTransport.canName!(name), true, JSON.stringify(name))
   })
 
   it('reconnects when the server dropped a parked connection', async () => {

@@ -41,7 +41,8 @@ function tuneSockets(client: Client, localAddress: string | undefined): void {
     socket.setNoDelay(true)
     if (localAddress) {
       const connect = socket.connect.bind(socket) as (options: SocketConnectOpts, listener?: () => void) => Socket
-      ;(socket as unknown as {connect: unknown}).connect = (options: SocketConnectOpts, listener?: () => void) => connect({...options, localAddress} as SocketConnectOpts, listener)
+      ;(socket as unknown as {connect: unknown}).connect = (options: SocketConnectOpts, listener?: () => void) =>
+        connect({...options, localAddress} as SocketConnectOpts, listener)
     }
     return socket
   }
@@ -124,7 +125,13 @@ export class FtpClientPool implements TransferClient {
   }
 
   /** Runs one RETR on a borrowed connection; returns it to the pool (or closes it) in every outcome. */
-  async #download(client: Client, remote: string, offset: number, signal: AbortSignal | undefined, reused: boolean): Promise<{stream: Readable; size?: number}> {
+  async #download(
+    client: Client,
+    remote: string,
+    offset: number,
+    signal: AbortSignal | undefined,
+    reused: boolean,
+  ): Promise<{stream: Readable; size?: number}> {
     const onAbort = () => client.close()
     signal?.addEventListener('abort', onAbort, {once: true})
     const unlisten = () => signal?.removeEventListener('abort', onAbort)

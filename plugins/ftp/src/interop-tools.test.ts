@@ -19,7 +19,19 @@ describe('real clients against the fpeer FTP server', {timeout: 300_000}, () => 
   const url = (rel: string) => `ftp://127.0.0.1:${server.port}/${rel}`
   const curl = (...args: string[]) => run(CURL, ['-sS', '--max-time', '20', ...args])
   const lftp = (commands: string) =>
-    run(LFTP, ['-e', `set ftp:ssl-allow no; set net:max-retries 1; set net:timeout 10; set net:reconnect-interval-base 1; set cmd:fail-exit yes; ${commands}; quit`, '-p', String(server.port), '-u', 'anonymous,', '127.0.0.1'], {timeoutMs: 60_000})
+    run(
+      LFTP,
+      [
+        '-e',
+        `set ftp:ssl-allow no; set net:max-retries 1; set net:timeout 10; set net:reconnect-interval-base 1; set cmd:fail-exit yes; ${commands}; quit`,
+        '-p',
+        String(server.port),
+        '-u',
+        'anonymous,',
+        '127.0.0.1',
+      ],
+      {timeoutMs: 60_000},
+    )
 
   before(async () => {
     for (const tool of [CURL, LFTP]) await access(tool).catch(() => assert.fail(`${tool} is not installed (apt-get install curl lftp)`))
@@ -143,7 +155,12 @@ describe('real clients against the fpeer FTP server', {timeout: 300_000}, () => 
       const local = path.join(work, 'lftp-up.txt')
       await writeFile(local, 'nope\n')
       const before = await listTree(tree.root)
-      for (const c of [`put ${local} -o /${FOLDER}/up.txt`, `rm /${FOLDER}/empty.bin`, `mkdir /${FOLDER}/made`, `mv /${FOLDER}/empty.bin /${FOLDER}/moved.bin`]) {
+      for (const c of [
+        `put ${local} -o /${FOLDER}/up.txt`,
+        `rm /${FOLDER}/empty.bin`,
+        `mkdir /${FOLDER}/made`,
+        `mv /${FOLDER}/empty.bin /${FOLDER}/moved.bin`,
+      ]) {
         const r = await lftp(c)
         assert.notEqual(r.code, 0, `${c} succeeded`)
       }

@@ -145,7 +145,9 @@ describe('the FTP client against vsftpd', {timeout: 120_000, skip: !isRoot && 'v
 
   it('lands the whole tree with fetchFiles at concurrency 4', async () => {
     const client = await connectTo({concurrency: 4})
-    const files = (await scanFolder(tree.root)).filter((f) => tree.files.includes(f.path)).map((f) => ({path: f.path, size: f.size, sha256: f.sha256, mtimeMs: f.mtimeMs}))
+    const files = (await scanFolder(tree.root))
+      .filter((f) => tree.files.includes(f.path))
+      .map((f) => ({path: f.path, size: f.size, sha256: f.sha256, mtimeMs: f.mtimeMs}))
     assert.equal(files.length, tree.files.length)
     const dest = path.join(tree.base, 'landed')
     await mkdir(dest)

@@ -57,7 +57,12 @@ export function formatMlstFeature(facts: ReadonlySet<MlstFact>): string {
 
 /** Parses `OPTS MLST fact;fact;`: the known facts asked for, unknown ones ignored (RFC 3659 7.9). */
 export function parseMlstOpts(arg: string): Set<MlstFact> {
-  const wanted = new Set(arg.toLowerCase().split(';').map((s) => s.trim()))
+  const wanted = new Set(
+    arg
+      .toLowerCase()
+      .split(';')
+      .map((s) => s.trim()),
+  )
   return new Set(MLST_FACTS.filter((f) => wanted.has(f)))
 }
 

@@ -107,8 +107,14 @@ describe('listing formats', () => {
   const mtime = Date.UTC(2024, 0, 2, 3, 4, 5)
   it('formats MDTM time-vals in UTC', () => assert.equal(formatTimeVal(mtime), '20240102030405'))
   it('formats recent and old LIST lines like ls -l', () => {
-    assert.equal(formatListLine({name: 'a b.txt', type: 'file', size: 12, mtimeMs: mtime}, mtime + 1000), '-r--r--r-- 1 fpeer fpeer           12 Jan  2 03:04 a b.txt')
-    assert.equal(formatListLine({name: 'd', type: 'directory', size: 0, mtimeMs: mtime}, mtime + 400 * 86_400_000), 'drwxr-xr-x 1 fpeer fpeer            0 Jan  2  2024 d')
+    assert.equal(
+      formatListLine({name: 'a b.txt', type: 'file', size: 12, mtimeMs: mtime}, mtime + 1000),
+      '-r--r--r-- 1 fpeer fpeer           12 Jan  2 03:04 a b.txt',
+    )
+    assert.equal(
+      formatListLine({name: 'd', type: 'directory', size: 0, mtimeMs: mtime}, mtime + 400 * 86_400_000),
+      'drwxr-xr-x 1 fpeer fpeer            0 Jan  2  2024 d',
+    )
   })
   it('formats MLSx entries, the name after one space', () => {
     const all = new Set(['type', 'size', 'modify'] as const)

@@ -4,7 +4,23 @@
 export const MAX_LINE_BYTES = 8192
 
 /** Commands that would change the served tree or its metadata. The server is read-only, so all are refused. */
-export const WRITE_VERBS: ReadonlySet<string> = new Set(['STOR', 'STOU', 'APPE', 'ALLO', 'DELE', 'RMD', 'XRMD', 'MKD', 'XMKD', 'RNFR', 'RNTO', 'MFMT', 'MFCT', 'MFF', 'SITE'])
+export const WRITE_VERBS: ReadonlySet<string> = new Set([
+  'STOR',
+  'STOU',
+  'APPE',
+  'ALLO',
+  'DELE',
+  'RMD',
+  'XRMD',
+  'MKD',
+  'XMKD',
+  'RNFR',
+  'RNTO',
+  'MFMT',
+  'MFCT',
+  'MFF',
+  'SITE',
+])
 
 /** Commands allowed before USER/PASS: the ones clients send while negotiating. */
 export const PRE_LOGIN_VERBS: ReadonlySet<string> = new Set(['USER', 'PASS', 'QUIT', 'SYST', 'FEAT', 'OPTS', 'NOOP', 'AUTH', 'HELP'])

@@ -2,9 +2,35 @@
 import {isIPv6, type Socket} from 'node:net'
 import {Readable} from 'node:stream'
 import {isFpeerError, type AccessContext, type FileSource, type FileStat, type Logger} from '@fpeer/core/plugin'
-import {MLST_FACTS, formatEpsv, formatListLine, formatMlstFeature, formatMlsxLine, formatPasv, formatTimeVal, isListableName, parseMlstOpts, type ListEntry, type MlstFact} from './list-format.js'
+import {
+  MLST_FACTS,
+  formatEpsv,
+  formatListLine,
+  formatMlstFeature,
+  formatMlsxLine,
+  formatPasv,
+  formatTimeVal,
+  isListableName,
+  parseMlstOpts,
+  type ListEntry,
+  type MlstFact,
+} from './list-format.js'
 import {openPassive, type PassiveEndpoint} from './passive.js'
-import {PRE_LOGIN_VERBS, WRITE_VERBS, baseName, formatReply, parseCommand, parseRestOffset, plainAddress, quotePath, resolvePath, splitLines, splitPath, stripListOptions, type ParsedCommand} from './server-commands.js'
+import {
+  PRE_LOGIN_VERBS,
+  WRITE_VERBS,
+  baseName,
+  formatReply,
+  parseCommand,
+  parseRestOffset,
+  plainAddress,
+  quotePath,
+  resolvePath,
+  splitLines,
+  splitPath,
+  stripListOptions,
+  type ParsedCommand,
+} from './server-commands.js'
 
 /** Bounds that keep one bad or slow client from holding the server. */
 export interface FtpLimits {
@@ -203,7 +229,8 @@ export class FtpSession {
   }
 
   async #dispatch(cmd: ParsedCommand): Promise<void> {
-    if ('error' in cmd) return this.#reply(cmd.error === 'encoding' ? 501 : 500, cmd.error === 'encoding' ? 'Command is not valid UTF-8' : 'Syntax error, command unrecognized')
+    if ('error' in cmd)
+      return this.#reply(cmd.error === 'encoding' ? 501 : 500, cmd.error === 'encoding' ? 'Command is not valid UTF-8' : 'Syntax error, command unrecognized')
     const {verb, arg} = cmd
     this.#deps.log.debug('ftp: command', {peer: this.#who.address, verb})
     if (!this.#loggedIn && !PRE_LOGIN_VERBS.has(verb)) return this.#reply(530, 'Log in with USER and PASS first')
@@ -235,7 +262,12 @@ export class FtpSession {
       case 'NOOP':
         return this.#reply(200, 'NOOP ok')
       case 'HELP':
-        return this.#reply(214, ['Commands:', 'USER PASS QUIT SYST FEAT OPTS NOOP PWD CWD CDUP TYPE MODE STRU PASV EPSV', 'SIZE MDTM REST RETR LIST NLST MLSD MLST ABOR', 'Read-only, passive mode only.'])
+        return this.#reply(214, [
+          'Commands:',
+          'USER PASS QUIT SYST FEAT OPTS NOOP PWD CWD CDUP TYPE MODE STRU PASV EPSV',
+          'SIZE MDTM REST RETR LIST NLST MLSD MLST ABOR',
+          'Read-only, passive mode only.',
+        ])
       case 'AUTH':
       case 'PBSZ':
       case 'PROT':

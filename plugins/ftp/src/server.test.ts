@@ -7,7 +7,22 @@ import {Readable} from 'node:stream'
 import {after, before, describe, it} from 'node:test'
 import type {AccessContext, FileSource, TransportServer} from '@fpeer/core'
 import {FaultySource} from '@fpeer/core/conformance'
-import {BIG_BYTES, BIG_FILE, FOLDER, FTP_HOSTILE_NAMES, OUTSIDE_SECRET, RawFtp, UNSENDABLE_NAMES, connectData, drain, localSource, makeTree, serve, type Reply, type Tree} from './fixtures.js'
+import {
+  BIG_BYTES,
+  BIG_FILE,
+  FOLDER,
+  FTP_HOSTILE_NAMES,
+  OUTSIDE_SECRET,
+  RawFtp,
+  UNSENDABLE_NAMES,
+  connectData,
+  drain,
+  localSource,
+  makeTree,
+  serve,
+  type Reply,
+  type Tree,
+} from './fixtures.js'
 
 /** Records every path the server hands the FileSource, so a test can prove none climbs out. */
 class RecordingSource implements FileSource {
@@ -122,7 +137,17 @@ describe('fpeer FTP server', {timeout: 120_000}, () => {
     for (const f of ['UTF8', 'SIZE', 'MDTM', 'REST STREAM', 'EPSV', 'MLST type*;size*;modify*;']) assert.ok(feat.includes(f), `FEAT lacks ${f}`)
     await ftp.cmd('OPTS UTF8 ON', 200)
     assert.match((await ftp.cmd('OPTS MLST type;size;', 200)).text, /MLST OPTS type;size;/)
-    for (const [c, code] of [['TYPE I', 200], ['TYPE A', 200], ['TYPE E', 504], ['MODE S', 200], ['MODE B', 504], ['STRU F', 200], ['STRU R', 504], ['NOOP', 200], ['XYZZY', 500]] as const) {
+    for (const [c, code] of [
+      ['TYPE I', 200],
+      ['TYPE A', 200],
+      ['TYPE E', 504],
+      ['MODE S', 200],
+      ['MODE B', 504],
+      ['STRU F', 200],
+      ['STRU R', 504],
+      ['NOOP', 200],
+      ['XYZZY', 500],
+    ] as const) {
       await ftp.cmd(c, code)
     }
   })
@@ -169,7 +194,10 @@ describe('fpeer FTP server', {timeout: 120_000}, () => {
     const mlsd = (await listing(ftp, `MLSD /${FOLDER}`)).text.split('\r\n').filter(Boolean)
     const big = mlsd.find((l) => l.endsWith(` ${BIG_FILE}`))
     assert.match(big!, new RegExp(`^type=file;size=${BIG_BYTES};modify=\\d{14}; big.bin$`))
-    assert.ok(mlsd.some((l) => l.endsWith(';  one leading space.txt')), 'leading space lost')
+    assert.ok(
+      mlsd.some((l) => l.endsWith(';  one leading space.txt')),
+      'leading space lost',
+    )
     assert.ok(!mlsd.some((l) => /line|carriage/.test(l)))
     assert.equal(mlsd.length, expected.length)
     assert.match((await listing(ftp, `LIST -la /${FOLDER}/empty.bin`)).text, /^-r--r--r-- 1 fpeer fpeer +0 .* empty\.bin\r\n$/)
@@ -182,12 +210,23 @@ describe('fpeer FTP server', {timeout: 120_000}, () => {
   it('confines every path to the shared folders', async () => {
     const ftp = await login()
     await ftp.cmd(`CWD ${FOLDER}`, 250)
-    for (const bad of ['../../../etc/passwd', '/etc/passwd', `/${FOLDER}/../../outside/secret`, '../outside/secret', 'escape.txt', '%2e%2e/etc/passwd', `/${FOLDER}/sub dir/../../../../etc/shadow`]) {
+    for (const bad of [
+      '../../../etc/passwd',
+      '/etc/passwd',
+      `/${FOLDER}/../../outside/secret`,
+      '../outside/secret',
+      'escape.txt',
+      '%2e%2e/etc/passwd',
+      `/${FOLDER}/sub dir/../../../../etc/shadow`,
+    ]) {
       await ftp.cmd(`SIZE ${bad}`, 550)
       const r = await retr(ftp, bad)
       assert.equal(r.first.code, 550, `${bad}: ${r.first.text}`)
     }
-    assert.ok(source.paths.every((p) => !p.split(/[:/]/).includes('..')), `a path with .. reached the FileSource: ${source.paths.find((p) => p.includes('..'))}`)
+    assert.ok(
+      source.paths.every((p) => !p.split(/[:/]/).includes('..')),
+      `a path with .. reached the FileSource: ${source.paths.find((p) => p.includes('..'))}`,
+    )
     // What the server hands out is never the outside file, whatever the spelling.
     const all = await listing(ftp, `NLST /${FOLDER}`)
     assert.ok(!all.text.includes('escape.txt'))
@@ -198,7 +237,20 @@ describe('fpeer FTP server', {timeout: 120_000}, () => {
     const before = (await readdir(tree.root, {recursive: true})).sort()
     const ftp = await login()
     await ftp.cmd(`CWD ${FOLDER}`, 250)
-    for (const c of ['STOR up.txt', 'STOU', 'APPE empty.bin', 'DELE empty.bin', 'RMD sub dir', 'XRMD sub dir', 'MKD new', 'XMKD new', 'RNFR empty.bin', 'RNTO x', 'ALLO 100', 'MFMT 20200101000000 empty.bin']) {
+    for (const c of [
+      'STOR up.txt',
+      'STOU',
+      'APPE empty.bin',
+      'DELE empty.bin',
+      'RMD sub dir',
+      'XRMD sub dir',
+      'MKD new',
+      'XMKD new',
+      'RNFR empty.bin',
+      'RNTO x',
+      'ALLO 100',
+      'MFMT 20200101000000 empty.bin',
+    ]) {
       assert.equal((await ftp.cmd(c)).code, 550, c)
     }
     await ftp.cmd('SITE CHMOD 777 empty.bin', 502)

@@ -18,9 +18,22 @@ export async function serveFtp(options: ServeOptions, limits: Partial<FtpLimits>
   const guard = new ConnectionGuard({
     name: 'ftp',
     // The session closes a quiet connection itself (421); the guard also closes one that drips bytes without a command.
-    limits: {maxConnections: lim.maxConnections, maxPerAddress: lim.maxConnectionsPerAddress, firstMs: lim.firstLineTimeoutMs, idleMs: lim.idleTimeoutMs + 1000},
+    limits: {
+      maxConnections: lim.maxConnections,
+      maxPerAddress: lim.maxConnectionsPerAddress,
+      firstMs: lim.firstLineTimeoutMs,
+      idleMs: lim.idleTimeoutMs + 1000,
+    },
     log,
-    farewell: (why) => formatReply(421, why === 'busy' ? 'Too many connections, try again later' : why === 'evicted' ? 'Idle connection closed to admit another client' : 'Timeout, closing control connection'),
+    farewell: (why) =>
+      formatReply(
+        421,
+        why === 'busy'
+          ? 'Too many connections, try again later'
+          : why === 'evicted'
+            ? 'Idle connection closed to admit another client'
+            : 'Timeout, closing control connection',
+      ),
   })
 
   const server = createServer((socket) => {

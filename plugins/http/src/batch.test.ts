@@ -28,7 +28,10 @@ describe('HTTP batch endpoint', {timeout: 60_000}, () => {
     await writeFile(path.join(dir, 'docs', 'a.txt'), 'hello')
     await writeFile(path.join(dir, 'docs', 'sub dir', '100% #1.txt'), 'percent\n')
     await writeFile(path.join(dir, 'docs', 'empty'), '')
-    const source = new LocalFileSource({root: (f) => (f === 'docs' ? path.join(dir, 'docs') : f === 'private' ? dir : undefined), mayRead: (f) => f === 'docs'}, () => ['docs', 'private'])
+    const source = new LocalFileSource(
+      {root: (f) => (f === 'docs' ? path.join(dir, 'docs') : f === 'private' ? dir : undefined), mayRead: (f) => f === 'docs'},
+      () => ['docs', 'private'],
+    )
     server = await serveHttp({host: '127.0.0.1', port: 0, files: source, identity: new Identity(generateKeyPair())})
     base = `http://127.0.0.1:${server.port}`
   })
@@ -101,6 +104,7 @@ describe('batch frame lines', () => {
     assert.deepEqual(at('200 999999999999\n'), {status: 200, size: 999999999999})
   })
   it('refuses anything else', () => {
-    for (const bad of ['200 \n', '20 5\n', '2000 5\n', '200  5\n', '200 -5\n', '200 5 \n', '200 1234567890123\n', 'abc 5\n', '200\t5\n', '200 +5\n', '\n']) assert.equal(at(bad), undefined, JSON.stringify(bad))
+    for (const bad of ['200 \n', '20 5\n', '2000 5\n', '200  5\n', '200 -5\n', '200 5 \n', '200 1234567890123\n', 'abc 5\n', '200\t5\n', '200 +5\n', '\n'])
+      assert.equal(at(bad), undefined, JSON.stringify(bad))
   })
 })

@@ -36,7 +36,14 @@ describe('fpeer HTTP client against nginx', {timeout: 120_000}, () => {
   let slowPort: number
   const clients: TransferClient[] = []
   const client = async (p = port, extra: {localAddress?: string; concurrency?: number} = {}) => {
-    const c = await connectHttp({host: '127.0.0.1', port: p, identity: new Identity(generateKeyPair()), concurrency: extra.concurrency ?? 4, timeoutMs: 10_000, ...(extra.localAddress ? {localAddress: extra.localAddress} : {})})
+    const c = await connectHttp({
+      host: '127.0.0.1',
+      port: p,
+      identity: new Identity(generateKeyPair()),
+      concurrency: extra.concurrency ?? 4,
+      timeoutMs: 10_000,
+      ...(extra.localAddress ? {localAddress: extra.localAddress} : {}),
+    })
     clients.push(c)
     return c
   }
@@ -96,7 +103,11 @@ http {
     assert.equal(result.fetched, files.length)
     assert.deepEqual(await listTree(dest), files.map((f) => f.path).sort())
     for (const f of files) assert.ok(await sameBytes(src(f.path), path.join(dest, ...f.path.split('/'))), `${f.path} differs`)
-    for (const name of HOSTILE_NAMES) assert.ok(files.some((f) => f.path === name), `fixture lacks ${name}`)
+    for (const name of HOSTILE_NAMES)
+      assert.ok(
+        files.some((f) => f.path === name),
+        `fixture lacks ${name}`,
+      )
   })
 
   it('get() with an offset returns exactly the rest of the file (206 from nginx)', async () => {

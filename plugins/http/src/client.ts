@@ -140,7 +140,8 @@ export class HttpTransferClient implements TransferClient {
     }
     if (status === 206) {
       const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header(headers, 'content-range') ?? '')
-      if (!m || Number(m[1]) !== offset) return drop(new FpeerError('E_TRANSFER', `${context}: server sent range ${JSON.stringify(header(headers, 'content-range'))} for offset ${offset}`))
+      if (!m || Number(m[1]) !== offset)
+        return drop(new FpeerError('E_TRANSFER', `${context}: server sent range ${JSON.stringify(header(headers, 'content-range'))} for offset ${offset}`))
       return {stream: wrapBody(body, 0, context), ...(m[3] === '*' ? {} : {size: Number(m[3])})}
     }
     if (status === 416 && offset > 0) {
@@ -167,7 +168,13 @@ export class HttpTransferClient implements TransferClient {
     const body = items.map((i) => checkRelativePath(i.path).map(encodeSegment).join('/')).join('\n') + '\n'
     let res
     try {
-      res = await this.#pool.request({method: 'POST', path, body, headers: {'content-type': 'text/plain; charset=utf-8', 'accept-encoding': 'identity', ...this.#auth}, ...(options.signal ? {signal: options.signal} : {})})
+      res = await this.#pool.request({
+        method: 'POST',
+        path,
+        body,
+        headers: {'content-type': 'text/plain; charset=utf-8', 'accept-encoding': 'identity', ...this.#auth},
+        ...(options.signal ? {signal: options.signal} : {}),
+      })
     } catch (err) {
       throw mapError(err, context)
     }
@@ -198,7 +205,8 @@ export class HttpTransferClient implements TransferClient {
             want = frame
             buf = buf.subarray(nl + 1)
             // Refuse a body larger than announced before reading it: nothing unbounded is buffered.
-            if (want.status === 200 && want.size > items[index]!.size) throw new FpeerError('E_SIZE_MISMATCH', `${items[index]!.path}: peer sent more than the ${items[index]!.size} bytes announced`)
+            if (want.status === 200 && want.size > items[index]!.size)
+              throw new FpeerError('E_SIZE_MISMATCH', `${items[index]!.path}: peer sent more than the ${items[index]!.size} bytes announced`)
           }
           const item = items[index]!
           if (want.status !== 200) {

@@ -63,14 +63,36 @@ describe('fpeer HTTP server with curl and wget', {timeout: 120_000}, () => {
   it('wget -r mirrors the whole folder through the HTML listings', async () => {
     const dest = await fx.makeDest()
     // nocontrol: wget would otherwise escape UTF-8 continuation bytes 0x80-0x9f (the NFD accent).
-    const r = await run(WGET, ['-q', '-r', '-l', 'inf', '-np', '-nH', '--cut-dirs=1', '-e', 'robots=off', '--restrict-file-names=nocontrol', '-R', 'index.html*', '-P', dest, `${origin}/share/`])
+    const r = await run(WGET, [
+      '-q',
+      '-r',
+      '-l',
+      'inf',
+      '-np',
+      '-nH',
+      '--cut-dirs=1',
+      '-e',
+      'robots=off',
+      '--restrict-file-names=nocontrol',
+      '-R',
+      'index.html*',
+      '-P',
+      dest,
+      `${origin}/share/`,
+    ])
     assert.equal(r.code, 0, `wget -r: ${r.stderr}`)
     // wget rewrites some local names on its own (it decodes `%XX` once more and trims very
     // long names), so names are compared where wget keeps them and contents everywhere: every
     // fixture file has distinct content, so a wrong or missing URL shows as a missing hash.
     const got = await listTree(dest)
     const want = [...fx.entries.values()]
-    const hashes = await Promise.all(got.map(async (rel) => createHash('sha256').update(await readFile(path.join(dest, ...rel.split('/')))).digest('hex')))
+    const hashes = await Promise.all(
+      got.map(async (rel) =>
+        createHash('sha256')
+          .update(await readFile(path.join(dest, ...rel.split('/'))))
+          .digest('hex'),
+      ),
+    )
     assert.deepEqual(hashes.sort(), want.map((e) => e.sha256!).sort())
     for (const {path: rel} of want) {
       if (rel.includes('%') || Buffer.byteLength(path.posix.basename(rel)) > 200) continue
@@ -161,4 +183,3 @@ describe('fpeer HTTP server with curl and wget', {timeout: 120_000}, () => {
     assert.equal((await curl(fx, `${origin}/nope/x`)).status, 404)
   })
 })
-

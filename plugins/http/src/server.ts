@@ -3,7 +3,18 @@ import {createServer, type IncomingMessage, type Server, type ServerResponse} fr
 import type {Socket} from 'node:net'
 import {Transform, type TransformCallback} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
-import {ByteBudget, ConnectionGuard, FpeerError, isFpeerError, silentLogger, type AccessContext, type FileSource, type Logger, type ServeOptions, type TransportServer} from '@fpeer/core/plugin'
+import {
+  ByteBudget,
+  ConnectionGuard,
+  FpeerError,
+  isFpeerError,
+  silentLogger,
+  type AccessContext,
+  type FileSource,
+  type Logger,
+  type ServeOptions,
+  type TransportServer,
+} from '@fpeer/core/plugin'
 import {encodeSegment, parseTarget} from './url.js'
 
 /** Server-side timeouts, in ms. Idle sockets and stalled readers are dropped so a slow peer cannot pin the server. */
@@ -144,13 +155,26 @@ function listingPage(title: string, entries: Array<{name: string; directory: boo
 
 function sendListing(res: ServerResponse, title: string, entries: Array<{name: string; directory: boolean}>, parent: boolean): void {
   const body = listingPage(title, entries, parent)
-  res.writeHead(200, {'Content-Type': 'text/html; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-cache', 'X-Content-Type-Options': 'nosniff'})
+  res.writeHead(200, {
+    'Content-Type': 'text/html; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-cache',
+    'X-Content-Type-Options': 'nosniff',
+  })
   res.end(res.req.method === 'HEAD' ? undefined : body)
 }
 
 type Opened = Awaited<ReturnType<FileSource['open']>>
 
-async function sendFile(req: IncomingMessage, res: ServerResponse, files: FileSource, folder: string, rel: string, who: AccessContext, st: {size: number; mtimeMs: number}): Promise<void> {
+async function sendFile(
+  req: IncomingMessage,
+  res: ServerResponse,
+  files: FileSource,
+  folder: string,
+  rel: string,
+  who: AccessContext,
+  st: {size: number; mtimeMs: number},
+): Promise<void> {
   const lastModified = new Date(st.mtimeMs).toUTCString()
   // If-Range with anything but our current Last-Modified means the client's copy is stale: send it all.
   const ifRange = req.headers['if-range']
@@ -222,7 +246,8 @@ async function readBody(req: IncomingMessage, limit: number): Promise<string | u
   try {
     for await (const chunk of req) {
       if (bytes + (chunk as Buffer).length > limit) return undefined
-      if (budget && !budget.take((chunk as Buffer).length)) throw new FpeerError('E_BUSY', 'request bodies in flight use the whole server budget; try again later')
+      if (budget && !budget.take((chunk as Buffer).length))
+        throw new FpeerError('E_BUSY', 'request bodies in flight use the whole server budget; try again later')
       bytes += (chunk as Buffer).length
       chunks.push(chunk as Buffer)
     }
@@ -336,7 +361,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, files: FileSour
   const [folder, ...rest] = target.segments
   if (folder === undefined) {
     const names = await files.folders(who)
-    sendListing(res, 'fpeer shared folders', names.map((name) => ({name, directory: true})), false)
+    sendListing(
+      res,
+      'fpeer shared folders',
+      names.map((name) => ({name, directory: true})),
+      false,
+    )
     return
   }
   const rel = rest.join('/')
@@ -362,7 +392,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, files: FileSour
       return
     }
     const entries = await files.list(folder, rel, who)
-    sendListing(res, `/${[folder, ...rest].join('/')}/`, entries.map((e) => ({name: e.name, directory: e.type === 'directory'})), true)
+    sendListing(
+      res,
+      `/${[folder, ...rest].join('/')}/`,
+      entries.map((e) => ({name: e.name, directory: e.type === 'directory'})),
+      true,
+    )
     return
   }
   if (target.directory) throw new FpeerError('E_NOT_FOUND', `${rel} is not a directory`)

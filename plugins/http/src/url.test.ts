@@ -25,7 +25,7 @@ describe('filePath', () => {
   it('refuses unsafe paths with E_PATH_UNSAFE', () => {
     for (const bad of ['../x', '/etc/passwd', 'a//b', '.', 'a/./b', '']) assert.throws(() => filePath('share', bad), {code: 'E_PATH_UNSAFE'})
   })
-  it('encodes a segment with only unreserved characters left', () => assert.equal(encodeSegment("-_.~AZaz09!'()* /"), "-_.~AZaz09%21%27%28%29%2A%20%2F"))
+  it('encodes a segment with only unreserved characters left', () => assert.equal(encodeSegment("-_.~AZaz09!'()* /"), '-_.~AZaz09%21%27%28%29%2A%20%2F'))
 })
 
 describe('parseTarget', () => {

@@ -66,8 +66,22 @@ describe('the MANUAL hand-over', () => {
       into: '/tmp/into',
       via: 'HTTP',
       files: [
-        {path: 'readme.txt', size: 12, sha256: 'a'.repeat(64), target: '/tmp/into/readme.txt', url: 'http://192.0.2.7:7735/Docs%20%231/readme.txt', state: 'wrong'},
-        {path: 'percent/100% done #1.txt', size: 3, sha256: 'b'.repeat(64), target: '/tmp/into/percent/100% done #1.txt', url: 'http://192.0.2.7:7735/Docs%20%231/percent/100%25%20done%20%231.txt', state: 'missing'},
+        {
+          path: 'readme.txt',
+          size: 12,
+          sha256: 'a'.repeat(64),
+          target: '/tmp/into/readme.txt',
+          url: 'http://192.0.2.7:7735/Docs%20%231/readme.txt',
+          state: 'wrong',
+        },
+        {
+          path: 'percent/100% done #1.txt',
+          size: 3,
+          sha256: 'b'.repeat(64),
+          target: '/tmp/into/percent/100% done #1.txt',
+          url: 'http://192.0.2.7:7735/Docs%20%231/percent/100%25%20done%20%231.txt',
+          state: 'missing',
+        },
       ],
     })
   })

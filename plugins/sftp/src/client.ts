@@ -188,7 +188,16 @@ class PipelinedReader extends Readable {
    */
   readonly ready: Promise<void>
 
-  constructor(opts: {sftp: SFTPWrapper; handle: Buffer; start: number; end: number; chunk: number; maxOutstanding: number; timeoutMs: number; onDone(err: Error | null): void}) {
+  constructor(opts: {
+    sftp: SFTPWrapper
+    handle: Buffer
+    start: number
+    end: number
+    chunk: number
+    maxOutstanding: number
+    timeoutMs: number
+    onDone(err: Error | null): void
+  }) {
     super({highWaterMark: opts.chunk * 4})
     this.#sftp = opts.sftp
     this.#handle = opts.handle
@@ -345,7 +354,14 @@ class SftpTransferClient implements TransferClient {
       },
       destroy: (conn) => conn.destroy(),
       // A clean goodbye, bounded: a server that does not answer is cut after a second.
-      end: (conn) => Promise.race([conn.sc.end().then(() => {}, () => {}), new Promise<void>((r) => setTimeout(r, 1000).unref())]),
+      end: (conn) =>
+        Promise.race([
+          conn.sc.end().then(
+            () => {},
+            () => {},
+          ),
+          new Promise<void>((r) => setTimeout(r, 1000).unref()),
+        ]),
       alive: (conn) => conn.alive && conn.sftp !== undefined,
       log: this.#log,
     })
@@ -363,7 +379,8 @@ class SftpTransferClient implements TransferClient {
     if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new FpeerError('E_TRANSFER', 'aborted')
     // Core checks names before calling; checking again here keeps a stray `..` from ever
     // reaching the wire, where the server would resolve it against its own tree.
-    if (folder === '' || folder === '.' || folder === '..' || /[/\0]/.test(folder)) throw new FpeerError('E_PATH_UNSAFE', `not a folder name: ${JSON.stringify(folder)}`)
+    if (folder === '' || folder === '.' || folder === '..' || /[/\0]/.test(folder))
+      throw new FpeerError('E_PATH_UNSAFE', `not a folder name: ${JSON.stringify(folder)}`)
     checkRelativePath(path)
     const remote = `/${folder}/${path}`
     // A connection idle in the pool may have been closed by the server meanwhile; one

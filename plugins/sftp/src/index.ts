@@ -17,7 +17,7 @@ export interface SftpTransportOptions {
 export function createSftpTransport(options: SftpTransportOptions = {}): Transport {
   return {
     protocol: 'SFTP',
-    description: 'SFTP over SSH; host key and login key are the peers\' fpeer identities (read-only server, resumable, per-peer access)',
+    description: "SFTP over SSH; host key and login key are the peers' fpeer identities (read-only server, resumable, per-peer access)",
     supports: {serve: true, fetch: true, resume: true, peerAuth: true, serverAuth: true},
     serve(serveOptions: ServeOptions): Promise<TransportServer> {
       return serveSftp(serveOptions, options.server)

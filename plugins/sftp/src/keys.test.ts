@@ -17,10 +17,7 @@ const identity = new Identity(keyPairFromSecretKey(Buffer.concat([SEED, PUBLIC])
 
 describe('keys', () => {
   it('encodes the public key blob as RFC 8709 says', () => {
-    assert.equal(
-      publicKeyBlob(PUBLIC).toString('hex'),
-      '0000000b' + Buffer.from('ssh-ed25519').toString('hex') + '00000020' + PUBLIC.toString('hex'),
-    )
+    assert.equal(publicKeyBlob(PUBLIC).toString('hex'), '0000000b' + Buffer.from('ssh-ed25519').toString('hex') + '00000020' + PUBLIC.toString('hex'))
     assert.equal(publicKeyLine(PUBLIC, 'me'), 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINdamAGCsQq31Uv+08lkBzoO4XLz2qYjJa8CGmj3B1Ea me')
     assert.equal(knownHostsLine('127.0.0.1', 2222, PUBLIC), '[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINdamAGCsQq31Uv+08lkBzoO4XLz2qYjJa8CGmj3B1Ea')
   })
@@ -51,17 +48,21 @@ describe('keys', () => {
     assert.deepEqual(Buffer.from(sig), Buffer.from(identity.sign(data)), 'ed25519 is deterministic: same key, same signature')
   })
 
-  it('writes a private key that ssh-keygen accepts and derives the same public key from', {skip: !existsSync('/usr/bin/ssh-keygen') && 'ssh-keygen not installed'}, async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), 'fpeer-keys-'))
-    try {
-      const file = path.join(dir, 'id')
-      await writeFile(file, privateKeyPem(identity, 'fpeer test'), {mode: 0o600})
-      const out = await new Promise<string>((resolve, reject) =>
-        execFile('/usr/bin/ssh-keygen', ['-y', '-f', file], {timeout: 10_000}, (err, stdout) => (err ? reject(err) : resolve(stdout))),
-      )
-      assert.equal(out.trim().split(' ').slice(0, 2).join(' '), publicKeyLine(PUBLIC))
-    } finally {
-      await rm(dir, {recursive: true, force: true})
-    }
-  })
+  it(
+    'writes a private key that ssh-keygen accepts and derives the same public key from',
+    {skip: !existsSync('/usr/bin/ssh-keygen') && 'ssh-keygen not installed'},
+    async () => {
+      const dir = await mkdtemp(path.join(tmpdir(), 'fpeer-keys-'))
+      try {
+        const file = path.join(dir, 'id')
+        await writeFile(file, privateKeyPem(identity, 'fpeer test'), {mode: 0o600})
+        const out = await new Promise<string>((resolve, reject) =>
+          execFile('/usr/bin/ssh-keygen', ['-y', '-f', file], {timeout: 10_000}, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+        )
+        assert.equal(out.trim().split(' ').slice(0, 2).join(' '), publicKeyLine(PUBLIC))
+      } finally {
+        await rm(dir, {recursive: true, force: true})
+      }
+    },
+  )
 })

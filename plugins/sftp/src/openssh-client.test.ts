@@ -41,7 +41,7 @@ interface Run {
 function run(args: string[]): Promise<Run> {
   return new Promise((resolve) => {
     execFile(SFTP, args, {timeout: 20_000, encoding: 'utf8'}, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as {code?: unknown}).code === 'number' ? ((err as {code: number}).code) : -1) : 0
+      const code = err ? (typeof (err as {code?: unknown}).code === 'number' ? (err as {code: number}).code : -1) : 0
       resolve({code, stdout, stderr})
     })
   })
@@ -93,17 +93,28 @@ describe('OpenSSH sftp against the fpeer SFTP server', {skip: !existsSync(SFTP) 
     const batch = path.join(base, `batch-${Math.random().toString(36).slice(2)}`)
     await writeFile(batch, commands.join('\n') + '\n')
     return run([
-      '-F', '/dev/null',
-      '-b', batch,
-      '-i', key,
-      '-P', String(server.port),
-      '-o', 'StrictHostKeyChecking=yes',
-      '-o', `UserKnownHostsFile=${hosts}`,
-      '-o', 'GlobalKnownHostsFile=/dev/null',
-      '-o', 'IdentitiesOnly=yes',
-      '-o', 'IdentityAgent=none',
-      '-o', 'BatchMode=yes',
-      '-o', 'ConnectTimeout=10',
+      '-F',
+      '/dev/null',
+      '-b',
+      batch,
+      '-i',
+      key,
+      '-P',
+      String(server.port),
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      `UserKnownHostsFile=${hosts}`,
+      '-o',
+      'GlobalKnownHostsFile=/dev/null',
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'IdentityAgent=none',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'ConnectTimeout=10',
       'fpeer@127.0.0.1',
     ])
   }
@@ -134,8 +145,15 @@ describe('OpenSSH sftp against the fpeer SFTP server', {skip: !existsSync(SFTP) 
     assert.equal(r.code, 0, r.stderr)
     const lines = r.stdout.split('\n').map((l) => l.trim())
     assert.ok(lines.includes(`/${FOLDER}`) || lines.includes(FOLDER), r.stdout)
-    for (const name of NAMES.filter((n) => !n.includes('/'))) assert.ok(lines.some((l) => l.endsWith(name)), `${name} not listed:\n${r.stdout}`)
-    assert.ok(lines.some((l) => /^-r--r--r-- .* file %41\.txt$/.test(l)), `no ls -l line:\n${r.stdout}`)
+    for (const name of NAMES.filter((n) => !n.includes('/')))
+      assert.ok(
+        lines.some((l) => l.endsWith(name)),
+        `${name} not listed:\n${r.stdout}`,
+      )
+    assert.ok(
+      lines.some((l) => /^-r--r--r-- .* file %41\.txt$/.test(l)),
+      `no ls -l line:\n${r.stdout}`,
+    )
     assert.ok(r.stdout.includes(`Remote working directory: /${FOLDER}/sub dir`), r.stdout)
   })
 
@@ -176,7 +194,7 @@ describe('OpenSSH sftp against the fpeer SFTP server', {skip: !existsSync(SFTP) 
     assert.match(r.stderr, /Permission denied \(publickey\)/)
   })
 
-  it('is refused by the client when the pinned host key is another peer\'s', async () => {
+  it("is refused by the client when the pinned host key is another peer's", async () => {
     const wrong = path.join(base, 'wrong_known_hosts')
     await writeFile(wrong, knownHostsLine('127.0.0.1', server.port, strangerId.publicKey) + '\n')
     const r = await sftp(['ls /'], keyFile, wrong)

@@ -153,7 +153,10 @@ describe('the fpeer SFTP client against OpenSSH sshd', {skip: cannotRun(), timeo
     for (const name of NAMES) assert.ok((await readFile(path.join(dest, name))).equals(contentOf(name)), name)
     // fetchFiles checked each sha256 while streaming; the landed tree scans to the same list.
     const landed = (await scanFolder(dest)).map(({path: p, size, sha256}) => ({path: p, size, sha256}))
-    assert.deepEqual(landed, entries.map(({path: p, size, sha256}) => ({path: p, size, sha256})))
+    assert.deepEqual(
+      landed,
+      entries.map(({path: p, size, sha256}) => ({path: p, size, sha256})),
+    )
   })
 
   it('get() from an offset returns the rest of the file (resume)', async () => {

@@ -33,11 +33,20 @@ describe('normalizeSftpPath', () => {
 describe('longname', () => {
   const now = Date.UTC(2026, 5, 15, 12, 0)
   it('formats files and directories like ls -l', () => {
-    assert.equal(longname('a b.txt', {type: 'file', size: 1234, mtimeMs: Date.UTC(2026, 5, 1, 9, 5)}, now), '-r--r--r--    1 fpeer    fpeer        1234 Jun  1 09:05 a b.txt')
-    assert.equal(longname('old', {type: 'directory', size: 0, mtimeMs: Date.UTC(2020, 0, 9)}, now), 'dr-xr-xr-x    1 fpeer    fpeer           0 Jan  9  2020 old')
+    assert.equal(
+      longname('a b.txt', {type: 'file', size: 1234, mtimeMs: Date.UTC(2026, 5, 1, 9, 5)}, now),
+      '-r--r--r--    1 fpeer    fpeer        1234 Jun  1 09:05 a b.txt',
+    )
+    assert.equal(
+      longname('old', {type: 'directory', size: 0, mtimeMs: Date.UTC(2020, 0, 9)}, now),
+      'dr-xr-xr-x    1 fpeer    fpeer           0 Jan  9  2020 old',
+    )
   })
   it('cannot be made to forge listing lines', () => {
-    assert.equal(longname('x\n-rwxrwxrwx evil\r', {type: 'file', size: 1, mtimeMs: now}, now), '-r--r--r--    1 fpeer    fpeer           1 Jun 15 12:00 x?-rwxrwxrwx evil?')
+    assert.equal(
+      longname('x\n-rwxrwxrwx evil\r', {type: 'file', size: 1, mtimeMs: now}, now),
+      '-r--r--r--    1 fpeer    fpeer           1 Jun 15 12:00 x?-rwxrwxrwx evil?',
+    )
   })
 })
 
@@ -84,7 +93,9 @@ describe('the SFTP server with a raw ssh2 client', {timeout: 60_000}, () => {
   it('refuses password, keyboard-interactive and unknown keys', async () => {
     await assert.rejects(connect(server.port, {password: 'x', authHandler: ['password']}), {level: 'client-authentication'})
     await assert.rejects(connect(server.port, {tryKeyboard: true, authHandler: ['keyboard-interactive']}), {level: 'client-authentication'})
-    await assert.rejects(connect(server.port, {privateKey: privateKeyPem(new Identity(generateKeyPair())), authHandler: ['publickey']}), {level: 'client-authentication'})
+    await assert.rejects(connect(server.port, {privateKey: privateKeyPem(new Identity(generateKeyPair())), authHandler: ['publickey']}), {
+      level: 'client-authentication',
+    })
   })
 
   it('refuses shells, commands and port forwarding', async () => {
@@ -92,7 +103,9 @@ describe('the SFTP server with a raw ssh2 client', {timeout: 60_000}, () => {
     try {
       await assert.rejects(new Promise((resolve, reject) => c.exec('cat /etc/passwd', (err, ch) => (err ? reject(err) : resolve(ch)))))
       await assert.rejects(new Promise((resolve, reject) => c.shell((err, ch) => (err ? reject(err) : resolve(ch)))))
-      await assert.rejects(new Promise((resolve, reject) => c.forwardOut('127.0.0.1', 0, '127.0.0.1', server.port, (err, ch) => (err ? reject(err) : resolve(ch)))))
+      await assert.rejects(
+        new Promise((resolve, reject) => c.forwardOut('127.0.0.1', 0, '127.0.0.1', server.port, (err, ch) => (err ? reject(err) : resolve(ch)))),
+      )
     } finally {
       c.end()
     }
@@ -156,7 +169,9 @@ describe('the SFTP server with a raw ssh2 client', {timeout: 60_000}, () => {
       const s = await sftpOf(c)
       const names = await new Promise<string[]>((resolve, reject) => s.readdir('/', (err, list) => (err ? reject(err) : resolve(list.map((e) => e.filename)))))
       assert.deepEqual(names, ['share'])
-      const inShare = await new Promise<string[]>((resolve, reject) => s.readdir('/share', (err, list) => (err ? reject(err) : resolve(list.map((e) => e.filename).sort()))))
+      const inShare = await new Promise<string[]>((resolve, reject) =>
+        s.readdir('/share', (err, list) => (err ? reject(err) : resolve(list.map((e) => e.filename).sort()))),
+      )
       assert.deepEqual(inShare, ['dir', 'f.txt'])
       assert.notEqual(await codeOf((cb) => s.open('/share/dir', 'r', (err) => cb(err))), 0)
       assert.notEqual(await codeOf((cb) => s.open('/', 'r', (err) => cb(err))), 0)

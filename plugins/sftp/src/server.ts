@@ -108,9 +108,7 @@ export function longname(name: string, st: FileStat, now = Date.now()): string {
   const d = new Date(st.mtimeMs)
   const recent = Math.abs(now - st.mtimeMs) < 182 * 24 * 3600 * 1000
   const day = String(d.getUTCDate()).padStart(2, ' ')
-  const when = recent
-    ? `${String(d.getUTCHours()).padStart(2, '0')}:${String(d.getUTCMinutes()).padStart(2, '0')}`
-    : ` ${d.getUTCFullYear()}`
+  const when = recent ? `${String(d.getUTCHours()).padStart(2, '0')}:${String(d.getUTCMinutes()).padStart(2, '0')}` : ` ${d.getUTCFullYear()}`
   const size = String(st.type === 'directory' ? 0 : st.size).padStart(8, ' ')
   // eslint-disable-next-line no-control-regex
   const shown = name.replace(/[\u0000-\u001f\u007f]/g, '?')
@@ -191,7 +189,9 @@ class SequentialReader {
         continue
       }
       if (this.#error) throw this.#error
-      const chunk: unknown = this.#stream.readableObjectMode ? this.#stream.read() : this.#stream.read(Math.min(n - got, this.#stream.readableLength || n - got))
+      const chunk: unknown = this.#stream.readableObjectMode
+        ? this.#stream.read()
+        : this.#stream.read(Math.min(n - got, this.#stream.readableLength || n - got))
       if (chunk !== null && chunk !== undefined) {
         const buf = Buffer.isBuffer(chunk) ? chunk : typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array)
         if (buf.length > 0) this.#leftover = buf
@@ -439,7 +439,7 @@ class ReadOnlySftpSession {
    * reads the answers would otherwise grow the server's memory.
    */
   async #drained(): Promise<void> {
-    const queued = () => ((this.#sftp as unknown as {_buffer?: unknown[]})._buffer?.length ?? 0)
+    const queued = () => (this.#sftp as unknown as {_buffer?: unknown[]})._buffer?.length ?? 0
     while (!this.#closed && queued() > MAX_QUEUED_REPLIES) {
       await new Promise((r) => setTimeout(r, 5))
     }
@@ -626,7 +626,13 @@ export async function serveSftp(options: ServeOptions, limitOverrides: Partial<S
   // Login within loginTimeoutMs, then closed after idleTimeoutMs without an SFTP request (SSH has no farewell text).
   const guard = new ConnectionGuard({
     name: 'sftp',
-    limits: {maxConnections: limits.maxConnections, maxPerAddress: limits.maxConnectionsPerAddress, firstMs: limits.loginTimeoutMs, idleMs: limits.idleTimeoutMs, quietMs: Math.min(5000, limits.idleTimeoutMs)},
+    limits: {
+      maxConnections: limits.maxConnections,
+      maxPerAddress: limits.maxConnectionsPerAddress,
+      firstMs: limits.loginTimeoutMs,
+      idleMs: limits.idleTimeoutMs,
+      quietMs: Math.min(5000, limits.idleTimeoutMs),
+    },
     log,
   })
 

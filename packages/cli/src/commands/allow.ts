@@ -5,7 +5,10 @@ import {BaseCommand} from '../base.js'
 
 export default class Allow extends BaseCommand<typeof Allow> {
   static override summary = 'Allow a peer (by ID) to join a shared folder.'
-  static override examples = ['<%= config.bin %> allow 00-MainDocuments "$PEER_ID"', '<%= config.bin %> allow 00-MainDocuments "$PEER_ID" --json | jq ".allow | length"']
+  static override examples = [
+    '<%= config.bin %> allow 00-MainDocuments "$PEER_ID"',
+    '<%= config.bin %> allow 00-MainDocuments "$PEER_ID" --json | jq ".allow | length"',
+  ]
   static override args = {
     folder: Args.string({description: 'shared folder name', required: true}),
     id: Args.string({description: 'peer ID, as printed by `fpeer id`', required: true}),

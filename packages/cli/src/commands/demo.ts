@@ -53,5 +53,7 @@ export default class Demo extends BaseCommand<typeof Demo> {
 /** One message as it crossed the wire: a header, then its lines, each escaped whole (a TAB shows as \t). */
 function showMessage(m: DemoMessage): string {
   const lines = m.text.replace(/\n\n$/, '').split('\n')
-  return [tty`${m.from} -> ${m.to}: ${m.type} (+${m.ms} ms)`, ...lines.map((l) => '    ' + escapeForTerminal(l)), '    (empty line: end of message)', ''].join('\n')
+  return [tty`${m.from} -> ${m.to}: ${m.type} (+${m.ms} ms)`, ...lines.map((l) => '    ' + escapeForTerminal(l)), '    (empty line: end of message)', ''].join(
+    '\n',
+  )
 }

@@ -12,7 +12,8 @@ export default class Id extends BaseCommand<typeof Id> {
   }
 
   async run(): Promise<{id: string}> {
-    if (this.flags.new && !this.flags.yes) throw new FpeerError('E_USAGE', '--new replaces this peer\'s identity: its peers will no longer know it', {hint: 'add --yes to do it anyway'})
+    if (this.flags.new && !this.flags.yes)
+      throw new FpeerError('E_USAGE', "--new replaces this peer's identity: its peers will no longer know it", {hint: 'add --yes to do it anyway'})
     const identity = await this.home.identity({replace: this.flags.new})
     this.out(identity.id.toString())
     return {id: identity.id.toString()}

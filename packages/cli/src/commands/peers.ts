@@ -10,7 +10,8 @@ export default class Peers extends BaseCommand<typeof Peers> {
 
   async run(): Promise<{folder: string; peers: PeerRecord[]}> {
     const peers = await folderPeers(this.home, this.args.folder)
-    for (const p of peers) this.out(tty`${p.id}\t${p.address}${p.controlPort ? `:${p.controlPort}` : ''}\t${p.role}\t${p.protocols.join(',')}\t${p.confirmedAt}`)
+    for (const p of peers)
+      this.out(tty`${p.id}\t${p.address}${p.controlPort ? `:${p.controlPort}` : ''}\t${p.role}\t${p.protocols.join(',')}\t${p.confirmedAt}`)
     if (peers.length === 0) this.note(tty`${this.args.folder} has no peers yet`)
     return {folder: this.args.folder, peers}
   }

@@ -7,7 +7,9 @@ export default class Protocols extends BaseCommand<typeof Protocols> {
   static override examples = ['<%= config.bin %> protocols', '<%= config.bin %> protocols --json | jq -r ".protocols[].protocol"']
 
   async run(): Promise<{protocols: Array<{protocol: string; plugin: string; description: string; supports: Record<string, boolean>}>}> {
-    const protocols = (await this.registry()).list().map(({transport, plugin}) => ({protocol: transport.protocol, plugin, description: transport.description, supports: {...transport.supports}}))
+    const protocols = (await this.registry())
+      .list()
+      .map(({transport, plugin}) => ({protocol: transport.protocol, plugin, description: transport.description, supports: {...transport.supports}}))
     for (const p of protocols) this.out(tty`${p.protocol}\t${p.plugin}\t${p.description}`)
     return {protocols}
   }

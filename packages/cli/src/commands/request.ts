@@ -31,13 +31,28 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
     'peer-id': Flags.string({description: 'refuse the host unless its ID is this one'}),
     concurrency: Flags.integer({description: 'parallel transfers', default: 8, min: 1, max: 64}),
     'control-port': Flags.integer({description: 'control port this peer serves on, told to the host for later updates', default: DEFAULT_CONTROL_PORT}),
-    'fetch-port': Flags.integer({description: 'port this peer serves its copy on while the host checks it (default: any free port); open it in a firewall', min: 0, max: 65535}),
-    'dry-run': Flags.boolean({description: 'show what would be fetched and which local files would be kept as conflict copies; write and record nothing (the host sees an abandoned handshake)'}),
+    'fetch-port': Flags.integer({
+      description: 'port this peer serves its copy on while the host checks it (default: any free port); open it in a firewall',
+      min: 0,
+      max: 65535,
+    }),
+    'dry-run': Flags.boolean({
+      description:
+        'show what would be fetched and which local files would be kept as conflict copies; write and record nothing (the host sees an abandoned handshake)',
+    }),
     resume: Flags.boolean({description: 'go on with the pending request of FOLDER (interrupted, timed out, or MANUAL), or the only one'}),
     wait: Flags.boolean({description: 'MANUAL: wait for the files to be placed instead of exiting 75 (pending)'}),
     'wait-timeout': Flags.integer({description: 'MANUAL: seconds --wait waits before the request is left pending', default: 1800, min: 1}),
-    timeout: Flags.integer({description: 'give up (E_TIMEOUT, resumable) when the whole request takes longer than this many seconds (default: no limit)', min: 1, max: 2_000_000}),
-    'stall-timeout': Flags.integer({description: 'give up when a transfer makes no progress for this many seconds (default: FPEER_STALL_TIMEOUT_MS, 60 s)', min: 1, max: 2_000_000}),
+    timeout: Flags.integer({
+      description: 'give up (E_TIMEOUT, resumable) when the whole request takes longer than this many seconds (default: no limit)',
+      min: 1,
+      max: 2_000_000,
+    }),
+    'stall-timeout': Flags.integer({
+      description: 'give up when a transfer makes no progress for this many seconds (default: FPEER_STALL_TIMEOUT_MS, 60 s)',
+      min: 1,
+      max: 2_000_000,
+    }),
     progress: progressFlag(),
   }
 
@@ -53,7 +68,13 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
     const registry = await this.registry()
     // A protocol asked for must have a plugin here: E_NO_TRANSPORT names it before anything is sent.
     if (target.protocol) registry.get(target.protocol)
-    this.#manual = new ManualHandOver({home: this.home, target, registry, json: this.jsonEnabled(), waitMs: this.flags.wait ? this.flags['wait-timeout'] * 1000 : 0})
+    this.#manual = new ManualHandOver({
+      home: this.home,
+      target,
+      registry,
+      json: this.jsonEnabled(),
+      waitMs: this.flags.wait ? this.flags['wait-timeout'] * 1000 : 0,
+    })
     const t0 = Date.now()
     const progress = createProgress({mode: this.flags.progress as ProgressMode, json: this.jsonEnabled()})
     const stop = this.#stop
@@ -66,7 +87,15 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
     }
     process.on('SIGINT', onSigint)
     const timer = this.flags.timeout
-      ? setTimeout(() => stop.abort(new FpeerError('E_TIMEOUT', `the request did not finish within --timeout ${this.flags.timeout} s`, {details: {address: `${target.host}:${target.port}`}})), this.flags.timeout * 1000)
+      ? setTimeout(
+          () =>
+            stop.abort(
+              new FpeerError('E_TIMEOUT', `the request did not finish within --timeout ${this.flags.timeout} s`, {
+                details: {address: `${target.host}:${target.port}`},
+              }),
+            ),
+          this.flags.timeout * 1000,
+        )
       : undefined
     const stall = this.flags['stall-timeout']
     const result = await requestAndRecord(this.home, {
@@ -93,17 +122,25 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
       // One line per file: ACTION<TAB>PATH (and the conflict copy's name), for people and for cut/awk.
       for (const p of result.plan) this.out(tty`${p.action}\t${p.path}` + (p.conflict ? tty`\t${p.conflict}` : ''))
       const n = (a: string) => result.plan!.filter((p) => p.action === a).length
-      this.note(tty`dry run: ${n('fetch')} to fetch, ${n('conflict')} differing local file(s) to keep as conflict copies, ${n('same')} already here, ${n('ignored')} ignored, ${n('unsupported')} not carried by ${result.protocol}; nothing was written`)
+      this.note(
+        tty`dry run: ${n('fetch')} to fetch, ${n('conflict')} differing local file(s) to keep as conflict copies, ${n('same')} already here, ${n('ignored')} ignored, ${n('unsupported')} not carried by ${result.protocol}; nothing was written`,
+      )
       return {state: 'dry-run', ...result, ms}
     }
     await this.#manual.confirmed()
     const kept = result.transfer.conflicts ?? []
-    if (kept.length) this.note(tty`kept ${kept.length} differing local file(s) as conflict copies: ${kept.slice(0, 5).join(', ')}${kept.length > 5 ? ', …' : ''}`)
+    if (kept.length)
+      this.note(tty`kept ${kept.length} differing local file(s) as conflict copies: ${kept.slice(0, 5).join(', ')}${kept.length > 5 ? ', …' : ''}`)
     if (result.ignored.length) this.note(tty`${result.ignored.length} file(s) not fetched: ignored here by .fpeerignore`)
-    if (result.unsupported.length) this.note(tty`${result.unsupported.length} file(s) not fetched: ${result.protocol} cannot carry their names (E_UNSUPPORTED; use --protocol http or sftp for them)`)
+    if (result.unsupported.length)
+      this.note(
+        tty`${result.unsupported.length} file(s) not fetched: ${result.protocol} cannot carry their names (E_UNSUPPORTED; use --protocol http or sftp for them)`,
+      )
     // After a hand-over, stdout carried the files to get; the confirmation is then for humans only.
     const say = this.#manual.listing ? (t: string) => this.note(t) : (t: string) => this.out(t)
-    say(tty`confirmed: peer of ${result.folder} on ${result.host.address} (${result.host.id}) over ${result.protocol}: ${result.files.length} files, ${result.transfer.fetched} fetched, ${formatBytes(result.transfer.bytes)} in ${(ms / 1000).toFixed(2)} s into ${result.into}`)
+    say(
+      tty`confirmed: peer of ${result.folder} on ${result.host.address} (${result.host.id}) over ${result.protocol}: ${result.files.length} files, ${result.transfer.fetched} fetched, ${formatBytes(result.transfer.bytes)} in ${(ms / 1000).toFixed(2)} s into ${result.into}`,
+    )
     return {state: 'confirmed', ...result, ms}
   }
 
@@ -128,7 +165,7 @@ With --protocol manual, you place the files: it prints them (stdout: one URL, el
         folder: t.folder,
         host: t.host,
         port: t.port,
-        ...(d.hostId ?? t.expectedHost ? {hostId: d.hostId ?? t.expectedHost!.toString()} : {}),
+        ...((d.hostId ?? t.expectedHost) ? {hostId: d.hostId ?? t.expectedHost!.toString()} : {}),
         into: t.into,
         protocol: t.protocol ?? '',
         reason: 'interrupted',

@@ -10,7 +10,8 @@ function parsePublicAddresses(specs: string[]): string[] {
   return specs.map((spec) => {
     const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\s\[\]]+)):(\d{1,5})$/.exec(spec)
     // dst= holds the address the requester's socket reached, so a name would never match.
-    if (!m || isIP(m[1] ?? m[2]!) === 0 || Number(m[3]) < 1 || Number(m[3]) > 65535) throw new FpeerError('E_USAGE', `--public-address wants HOST:PORT (e.g. 203.0.113.7:7734 or [2001:db8::1]:7734), got ${JSON.stringify(spec)}`)
+    if (!m || isIP(m[1] ?? m[2]!) === 0 || Number(m[3]) < 1 || Number(m[3]) > 65535)
+      throw new FpeerError('E_USAGE', `--public-address wants HOST:PORT (e.g. 203.0.113.7:7734 or [2001:db8::1]:7734), got ${JSON.stringify(spec)}`)
     return formatDestination(m[1] ?? m[2]!, Number(m[3]))
   })
 }
@@ -34,8 +35,16 @@ export default class Serve extends BaseCommand<typeof Serve> {
     open: Flags.boolean({description: 'let any peer join DIR', allowNo: true}),
     allow: Flags.string({description: 'peer ID allowed to join DIR (repeatable)', multiple: true, multipleNonGreedy: true}),
     concurrency: Flags.integer({description: 'parallel transfers when checking a peer', default: 8, min: 1, max: 64}),
-    'max-handshakes': Flags.integer({description: 'handshakes answered at once; past that a request is handed to another peer of the folder (seed step 8)', default: 64, min: 0}),
-    'public-address': Flags.string({description: 'HOST:PORT peers reach this control port at through NAT or a port forward (repeatable); requests are bound to the address they were sent to', multiple: true, multipleNonGreedy: true}),
+    'max-handshakes': Flags.integer({
+      description: 'handshakes answered at once; past that a request is handed to another peer of the folder (seed step 8)',
+      default: 64,
+      min: 0,
+    }),
+    'public-address': Flags.string({
+      description: 'HOST:PORT peers reach this control port at through NAT or a port forward (repeatable); requests are bound to the address they were sent to',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
     sync: Flags.boolean({description: 'watch shared folders, push changes to peers and catch up with them', default: true, allowNo: true}),
     progress: progressFlag('events on stderr: auto or bar (one line per event), json (one JSON object per line), none (warnings and errors only)'),
   }
@@ -48,7 +57,13 @@ export default class Serve extends BaseCommand<typeof Serve> {
       ports[m[1]!.toUpperCase()] = Number(m[2])
     }
     if (this.args.dir) {
-      const f = await shareFolder({home: this.home, dir: this.args.dir, ...(this.flags.name ? {name: this.flags.name} : {}), ...(this.flags.open === undefined ? {} : {open: this.flags.open}), ...(this.flags.allow ? {allow: this.flags.allow} : {})})
+      const f = await shareFolder({
+        home: this.home,
+        dir: this.args.dir,
+        ...(this.flags.name ? {name: this.flags.name} : {}),
+        ...(this.flags.open === undefined ? {} : {open: this.flags.open}),
+        ...(this.flags.allow ? {allow: this.flags.allow} : {}),
+      })
       this.log_.info('sharing', {folder: f.name, path: f.path, files: f.files, open: f.open})
     }
     const registry = await this.registry()
@@ -57,8 +72,13 @@ export default class Serve extends BaseCommand<typeof Serve> {
     // fpeer's own protocols (FTP, SFTP) may just not be installed here: a warning, so one command line serves on every peer.
     for (const p of Object.keys(ports)) {
       if (served.includes(p)) continue
-      if (p in DEFAULT_PORTS) this.log_.warn(`--data-port ${p}=… unused: the ${p} plugin is not installed (\`fpeer plugins install ${p.toLowerCase()}\`)`, {protocol: p})
-      else throw new FpeerError('E_USAGE', `--data-port ${p}=…: no installed plugin serves ${p}`, {details: {protocol: p}, hint: `protocols served here: ${served.join(', ') || 'none'} (\`fpeer protocols\`)`})
+      if (p in DEFAULT_PORTS)
+        this.log_.warn(`--data-port ${p}=… unused: the ${p} plugin is not installed (\`fpeer plugins install ${p.toLowerCase()}\`)`, {protocol: p})
+      else
+        throw new FpeerError('E_USAGE', `--data-port ${p}=…: no installed plugin serves ${p}`, {
+          details: {protocol: p},
+          hint: `protocols served here: ${served.join(', ') || 'none'} (\`fpeer protocols\`)`,
+        })
     }
     const identity = await this.home.identity()
     // SIGHUP (a closed terminal, `systemctl reload`) must not kill a daemon: configuration is
@@ -72,13 +92,35 @@ export default class Serve extends BaseCommand<typeof Serve> {
       process.once('SIGINT', () => resolve())
       process.once('SIGTERM', () => resolve())
     })
-    const node = new PeerNode({home: this.home, identity, registry, log: this.log_, host: this.flags.host, controlPort: this.flags.port, ports, concurrency: this.flags.concurrency, sync: this.flags.sync, maxHandshakes: this.flags['max-handshakes'], timeouts: this.settings.timeouts, rescanIntervalMs: this.settings.rescanIntervalMs, syncIntervalMs: this.settings.syncIntervalMs, publicAddresses: parsePublicAddresses(this.flags['public-address'] ?? []), firstLineTimeoutMs: this.settings.firstLineTimeoutMs, controlBufferBytes: this.settings.controlBufferBytes})
+    const node = new PeerNode({
+      home: this.home,
+      identity,
+      registry,
+      log: this.log_,
+      host: this.flags.host,
+      controlPort: this.flags.port,
+      ports,
+      concurrency: this.flags.concurrency,
+      sync: this.flags.sync,
+      maxHandshakes: this.flags['max-handshakes'],
+      timeouts: this.settings.timeouts,
+      rescanIntervalMs: this.settings.rescanIntervalMs,
+      syncIntervalMs: this.settings.syncIntervalMs,
+      publicAddresses: parsePublicAddresses(this.flags['public-address'] ?? []),
+      firstLineTimeoutMs: this.settings.firstLineTimeoutMs,
+      controlBufferBytes: this.settings.controlBufferBytes,
+    })
     await node.start()
     const ready = {id: identity.id.toString(), host: this.flags.host, control: node.controlPort, ports: node.ports}
     if (this.jsonEnabled()) process.stdout.write(JSON.stringify(ready) + '\n')
     // Under --progress=json every stderr line is a JSON object, the ready line too.
     else if (this.flags.progress === 'json') this.log_.info('serving on', ready)
-    else this.note(`fpeer ${identity.id.toString()} serving on ${this.flags.host}:${node.controlPort} (${Object.entries(node.ports).map(([p, n]) => `${p} ${n}`).join(', ')}); Ctrl-C stops`)
+    else
+      this.note(
+        `fpeer ${identity.id.toString()} serving on ${this.flags.host}:${node.controlPort} (${Object.entries(node.ports)
+          .map(([p, n]) => `${p} ${n}`)
+          .join(', ')}); Ctrl-C stops`,
+      )
     await stopRequested
     process.off('SIGHUP', onHup)
     this.log_.info('stopping')

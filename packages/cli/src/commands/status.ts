@@ -13,7 +13,8 @@ export default class Status extends BaseCommand<typeof Status> {
     const folders = await folderSummaries(this.home)
     if (identity) this.out(`peer ${identity.id.toString()}`)
     else this.note('no key pair yet: `fpeer id` (or share, request, serve) creates one')
-    for (const f of folders) this.out(tty`${f.name}\t${f.path}\t${f.files} files\t${formatBytes(f.bytes)}\t${f.peers} peer(s)\t${f.open ? 'open' : 'allow-list'}`)
+    for (const f of folders)
+      this.out(tty`${f.name}\t${f.path}\t${f.files} files\t${formatBytes(f.bytes)}\t${f.peers} peer(s)\t${f.open ? 'open' : 'allow-list'}`)
     if (folders.length === 0) this.note('no shared folders yet: `fpeer share <dir>` or `fpeer request <host> <folder>`')
     return {id: identity?.id.toString() ?? null, home: this.home.dir, folders}
   }

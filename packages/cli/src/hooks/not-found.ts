@@ -36,13 +36,17 @@ export function suggest(words: string[], commands: string[], topics: string[]): 
   let best: {suggestion: string; words: number; topic: boolean; d: number} | undefined
   for (let n = 1; n <= words.length; n++) {
     const typed = words.slice(0, n).join(':')
-    for (const [names, topic] of [[commands, false], [topics, true]] as const) {
+    for (const [names, topic] of [
+      [commands, false],
+      [topics, true],
+    ] as const) {
       const [c] = closestCommands(typed, names)
       if (c === undefined) continue
       const d = distance(typed, c)
       // A topic typed right is not the typo (`message prase`): the command under it is.
       if (topic && d === 0) continue
-      if (!best || d < best.d || (d === best.d && (best.topic && !topic || (best.topic === topic && n > best.words)))) best = {suggestion: c, words: n, topic, d}
+      if (!best || d < best.d || (d === best.d && ((best.topic && !topic) || (best.topic === topic && n > best.words))))
+        best = {suggestion: c, words: n, topic, d}
     }
   }
   return best && {suggestion: best.suggestion, words: best.words, topic: best.topic}

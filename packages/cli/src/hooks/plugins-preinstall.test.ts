@@ -23,7 +23,10 @@ describe('plugins:preinstall', () => {
         await assert.rejects(config.runHook('plugins:preinstall', {plugin}), (e: {oclif?: {exit?: number}}) => e.oclif?.exit === 2, JSON.stringify(plugin))
       }
       assert.equal(said.length, 3, said.join(''))
-      assert.ok(said.every((s) => s.startsWith('Error [E_UNKNOWN_PLUGIN]')), said.join(''))
+      assert.ok(
+        said.every((s) => s.startsWith('Error [E_UNKNOWN_PLUGIN]')),
+        said.join(''),
+      )
       const ok = await config.runHook('plugins:preinstall', {plugin: {type: 'npm', name: '@fpeer/plugin-sftp', tag: 'latest'}})
       assert.deepEqual(ok.failures, [])
     } finally {

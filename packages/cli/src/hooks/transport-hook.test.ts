@@ -12,7 +12,10 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.
 async function protocolsOf(root: string): Promise<Record<string, string[]>> {
   const config = await Config.load(root)
   const res = await config.runHook('fpeer:transport', {})
-  assert.deepEqual(res.failures.map((f) => `${f.plugin.name}: ${f.error.message}`), [])
+  assert.deepEqual(
+    res.failures.map((f) => `${f.plugin.name}: ${f.error.message}`),
+    [],
+  )
   const out: Record<string, string[]> = {}
   for (const s of res.successes) {
     const result: TransportHookResult | undefined = s.result
@@ -25,7 +28,10 @@ describe('the fpeer:transport hook', () => {
   it('answers from the plugins the CLI bundles (HTTP, MANUAL)', async () => {
     assert.deepEqual(await protocolsOf(path.join(repo, 'packages/cli')), {'@fpeer/plugin-http': ['HTTP'], '@fpeer/plugin-manual': ['MANUAL']})
   })
-  for (const [dir, protocol] of [['ftp', 'FTP'], ['sftp', 'SFTP']]) {
+  for (const [dir, protocol] of [
+    ['ftp', 'FTP'],
+    ['sftp', 'SFTP'],
+  ]) {
     it(`answers from the ${protocol} plugin's own hook module`, async () => {
       assert.deepEqual(await protocolsOf(path.join(repo, 'plugins', dir)), {[`@fpeer/plugin-${dir}`]: [protocol]})
     })

@@ -3,16 +3,7 @@ import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import {
-  type Logger,
-  Home,
-  PeerNode,
-  type TransportRegistry,
-  defaultTimeouts,
-  folderPeers,
-  requestAndRecord,
-  shareFolder,
-} from '@fpeer/core'
+import {type Logger, Home, PeerNode, type TransportRegistry, defaultTimeouts, folderPeers, requestAndRecord, shareFolder} from '@fpeer/core'
 
 /** The sample folder the demo shares: small, but with a subdirectory, a space and an empty file. */
 export const DEMO_FOLDER = '00-MainDocuments'
@@ -141,7 +132,13 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         early: false,
         onWire: (direction, text) => {
           const type = text.slice(0, text.indexOf('\n')).split('\t')[0] ?? ''
-          const m: DemoMessage = {type, from: direction === 'sent' ? 'requester' : 'host', to: direction === 'sent' ? 'host' : 'requester', ms: Date.now() - t1, text}
+          const m: DemoMessage = {
+            type,
+            from: direction === 'sent' ? 'requester' : 'host',
+            to: direction === 'sent' ? 'host' : 'requester',
+            ms: Date.now() - t1,
+            text,
+          }
           messages.push(m)
           opts.onMessage?.(m)
         },

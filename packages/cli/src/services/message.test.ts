@@ -10,10 +10,21 @@ const CASES: Array<{name: string; json: unknown; wire: string}> = [
   {name: 'seed-form BePeerRequest', json: {type: 'BePeerRequest', folder: '00-MainDocuments', meta: {}}, wire: 'BePeerRequest\n00-MainDocuments\n\n'},
   {
     name: 'FilesToGet with attributes, sorted on the wire',
-    json: {type: 'FilesToGet', folder: 'F', meta: {re: 'b', nonce: 'a'}, port: 7735, protocol: 'HTTP', files: [{path: 'x y.txt', size: 3, sha256: SHA, mtimeMs: 5}, {path: '100% #1'}]},
+    json: {
+      type: 'FilesToGet',
+      folder: 'F',
+      meta: {re: 'b', nonce: 'a'},
+      port: 7735,
+      protocol: 'HTTP',
+      files: [{path: 'x y.txt', size: 3, sha256: SHA, mtimeMs: 5}, {path: '100% #1'}],
+    },
     wire: `FilesToGet\tnonce=a\tre=b\nF\n7735\nHTTP\nx y.txt\tmtime=5\tsha256=${SHA}\tsize=3\n100% #1\n\n`,
   },
-  {name: 'a name with a line break is percent-encoded', json: {type: 'FilesUpdated', folder: 'F', meta: {}, port: 1, protocol: 'SFTP', files: [{path: 'a\nb'}]}, wire: 'FilesUpdated\nF\n1\nSFTP\na%0Ab\tenc=pct\n\n'},
+  {
+    name: 'a name with a line break is percent-encoded',
+    json: {type: 'FilesUpdated', folder: 'F', meta: {}, port: 1, protocol: 'SFTP', files: [{path: 'a\nb'}]},
+    wire: 'FilesUpdated\nF\n1\nSFTP\na%0Ab\tenc=pct\n\n',
+  },
   {name: 'PeerError about no folder', json: {type: 'PeerError', folder: '*', meta: {}, code: 'E_BUSY', text: 'later'}, wire: 'PeerError\n*\nE_BUSY\nlater\n\n'},
 ]
 
@@ -33,7 +44,9 @@ describe('fpeer message build and parse', () => {
   })
 
   it('parse accepts CRLF and the seed spelling FileToGet', () => {
-    assert.deepEqual(parseWire('FileToGet\r\nF\r\n0\r\nhttp\r\na\r\n\r\n'), [{type: 'FilesToGet', folder: 'F', meta: {}, port: 0, protocol: 'HTTP', files: [{path: 'a'}]}])
+    assert.deepEqual(parseWire('FileToGet\r\nF\r\n0\r\nhttp\r\na\r\n\r\n'), [
+      {type: 'FilesToGet', folder: 'F', meta: {}, port: 0, protocol: 'HTTP', files: [{path: 'a'}]},
+    ])
   })
 
   it('flags build one message; --nonce adds a nonce; --sign signs it so --verify passes', () => {
@@ -44,8 +57,14 @@ describe('fpeer message build and parse', () => {
     assert.equal(m.meta.id, identity.id.compact)
     const {wire} = buildWire({json: m})
     assert.deepEqual(parseWire(wire, {verify: true}), [m])
-    assert.throws(() => parseWire(wire.replace('F\n', 'G\n'), {verify: true}), (e) => isFpeerError(e, 'E_BAD_SIGNATURE'))
-    assert.throws(() => parseWire('BePeerRequest\nF\n\n', {verify: true}), (e) => isFpeerError(e, 'E_UNSIGNED'))
+    assert.throws(
+      () => parseWire(wire.replace('F\n', 'G\n'), {verify: true}),
+      (e) => isFpeerError(e, 'E_BAD_SIGNATURE'),
+    )
+    assert.throws(
+      () => parseWire('BePeerRequest\nF\n\n', {verify: true}),
+      (e) => isFpeerError(e, 'E_UNSIGNED'),
+    )
   })
 
   it('bad input is refused with stable codes: usage for JSON, E_MSG_* for wire text', () => {
@@ -54,8 +73,17 @@ describe('fpeer message build and parse', () => {
     assert.throws(() => messageFromJson({type: 'FilesToGet', folder: 'F', protocol: 'HTTP', files: [{}]}), usage)
     assert.throws(() => buildWire({json: {type: 'BePeerRequest', folder: 'a/b', meta: {}}}), usage)
     assert.throws(() => buildWire({json: []}), usage)
-    assert.throws(() => parseWire(''), (e) => isFpeerError(e, 'E_MSG_EMPTY'))
-    assert.throws(() => parseWire('Hello\nF\n\n'), (e) => isFpeerError(e, 'E_MSG_UNKNOWN_TYPE'))
-    assert.throws(() => parseWire('BePeerRequest\nF\n'), (e) => isFpeerError(e, 'E_MSG_TRUNCATED'))
+    assert.throws(
+      () => parseWire(''),
+      (e) => isFpeerError(e, 'E_MSG_EMPTY'),
+    )
+    assert.throws(
+      () => parseWire('Hello\nF\n\n'),
+      (e) => isFpeerError(e, 'E_MSG_UNKNOWN_TYPE'),
+    )
+    assert.throws(
+      () => parseWire('BePeerRequest\nF\n'),
+      (e) => isFpeerError(e, 'E_MSG_TRUNCATED'),
+    )
   })
 })

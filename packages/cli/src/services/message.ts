@@ -29,7 +29,8 @@ export async function readStdin(stream: NodeJS.ReadableStream = process.stdin): 
  */
 export function parseWire(input: Uint8Array | string, options: {verify?: boolean} = {}): Message[] {
   const messages = parseMessages(input)
-  if (messages.length === 0) throw new FpeerError('E_MSG_EMPTY', 'no message on stdin', {hint: 'pipe wire text in, e.g. `fpeer message build … | fpeer message parse`'})
+  if (messages.length === 0)
+    throw new FpeerError('E_MSG_EMPTY', 'no message on stdin', {hint: 'pipe wire text in, e.g. `fpeer message build … | fpeer message parse`'})
   if (options.verify) for (const m of messages) verifyMessage(m)
   return messages
 }
@@ -105,7 +106,9 @@ export function buildWire(opts: BuildOptions): {wire: string; messages: Message[
   let docs: unknown[]
   if (opts.fields) {
     const f = opts.fields
-    docs = [{type: f.type, folder: f.folder, meta: f.meta ?? {}, port: f.port ?? 0, protocol: f.protocol ?? 'HTTP', files: f.files ?? [], code: f.code, text: f.text}]
+    docs = [
+      {type: f.type, folder: f.folder, meta: f.meta ?? {}, port: f.port ?? 0, protocol: f.protocol ?? 'HTTP', files: f.files ?? [], code: f.code, text: f.text},
+    ]
   } else if (Array.isArray(opts.json)) docs = opts.json
   else docs = [opts.json]
   if (docs.length === 0) throw usage('no message to build', 'give one JSON object (or an array of them) on stdin, or --type and --folder')
@@ -119,7 +122,8 @@ export function buildWire(opts: BuildOptions): {wire: string; messages: Message[
     for (const m of messages) wire += formatMessage(m)
     return {wire, messages: parseWire(wire)}
   } catch (err) {
-    if (isFpeerError(err) && err.kind !== 'usage') throw new FpeerError('E_USAGE', `cannot build: ${err.message}`, {hint: err.hint ?? 'see docs/protocol.md for each field', cause: err})
+    if (isFpeerError(err) && err.kind !== 'usage')
+      throw new FpeerError('E_USAGE', `cannot build: ${err.message}`, {hint: err.hint ?? 'see docs/protocol.md for each field', cause: err})
     throw err
   }
 }

@@ -64,7 +64,8 @@ export function classifyView(pkg: string, code: number | null, stdout: string): 
     doc = undefined
   }
   const names = typeof doc === 'string' ? [doc] : Array.isArray(doc) ? doc.filter((n): n is string => typeof n === 'string') : []
-  if (code === 0 && names.length > 0) return names.every((n) => n === pkg) ? {found: true} : {found: false, missing: false, otherName: names.find((n) => n !== pkg)!}
+  if (code === 0 && names.length > 0)
+    return names.every((n) => n === pkg) ? {found: true} : {found: false, missing: false, otherName: names.find((n) => n !== pkg)!}
   const npmCode = (doc as {error?: {code?: unknown}} | undefined)?.error?.code
   if ((code === 0 && doc === undefined) || npmCode === 'E404') return {found: false, missing: true}
   return {found: false, missing: false, ...(typeof npmCode === 'string' ? {npmCode} : {})}

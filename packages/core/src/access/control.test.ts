@@ -37,7 +37,14 @@ describe('AccessControl', () => {
     const config = new ConfigStore(h)
     await config.share({name: 'closed', path: path.join(root, 'closed'), allow: [allowed.toString()]})
     await config.share({name: 'open', path: path.join(root, 'open'), open: true})
-    const peer = {id: member.toString(), address: '127.0.0.2', controlPort: 7734, protocols: ['HTTP'], role: 'member' as const, confirmedAt: new Date().toISOString()}
+    const peer = {
+      id: member.toString(),
+      address: '127.0.0.2',
+      controlPort: 7734,
+      protocols: ['HTTP'],
+      role: 'member' as const,
+      confirmedAt: new Date().toISOString(),
+    }
     await new Peerfile(h, 'closed').addPeer(peer)
     await new Peerfile(h, 'closed').addPeer({...peer, id: 'plain:127.0.0.3', controlPort: 7734})
     return {home: h, config, root}

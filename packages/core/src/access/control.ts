@@ -60,7 +60,10 @@ export class AccessControl implements Startable, FolderAccess {
     if (every === undefined || signal.aborted) return
     this.#signal = signal
     signal.addEventListener('abort', this.#onAbort, {once: true})
-    this.#timer = setInterval(() => void this.refresh().catch((err: Error) => this.#log.debug('cannot re-read the configuration', {reason: err.message})), every)
+    this.#timer = setInterval(
+      () => void this.refresh().catch((err: Error) => this.#log.debug('cannot re-read the configuration', {reason: err.message})),
+      every,
+    )
     this.#timer.unref()
   }
 

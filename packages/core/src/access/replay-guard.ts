@@ -43,11 +43,18 @@ export class ReplayGuard {
   check(msg: Message, sender: PeerId, now = Date.now()): void {
     const ts = Number(msg.meta.ts)
     const nonce = msg.meta.nonce
-    if (!nonce || !/^\d{1,16}$/.test(msg.meta.ts ?? '')) throw new FpeerError('E_STALE_MESSAGE', `${msg.type} from ${sender.short} carries no ts= or nonce=`, {hint: 'the peer runs an older fpeer; both sides need the same version'})
-    if (Math.abs(now - ts) > this.windowMs) {
-      throw new FpeerError('E_STALE_MESSAGE', `${msg.type} from ${sender.short} was sent ${Math.round((now - ts) / 1000)} s from now; at most ${this.windowMs / 1000} s allowed`, {
-        hint: "check both computers' clocks",
+    if (!nonce || !/^\d{1,16}$/.test(msg.meta.ts ?? ''))
+      throw new FpeerError('E_STALE_MESSAGE', `${msg.type} from ${sender.short} carries no ts= or nonce=`, {
+        hint: 'the peer runs an older fpeer; both sides need the same version',
       })
+    if (Math.abs(now - ts) > this.windowMs) {
+      throw new FpeerError(
+        'E_STALE_MESSAGE',
+        `${msg.type} from ${sender.short} was sent ${Math.round((now - ts) / 1000)} s from now; at most ${this.windowMs / 1000} s allowed`,
+        {
+          hint: "check both computers' clocks",
+        },
+      )
     }
     this.#expire(now)
     const key = `${sender.compact}:${nonce}`
@@ -73,9 +80,11 @@ export class ReplayGuard {
  */
 export function checkDestination(msg: Message, self: PeerId, local: {address: string; port: number}, publicAddresses: readonly string[] = []): void {
   const to = msg.meta.to
-  if (to !== undefined && to !== self.compact) throw new FpeerError('E_WRONG_DESTINATION', `${msg.type} was meant for another peer (${to.slice(0, 7)}), not this one`)
+  if (to !== undefined && to !== self.compact)
+    throw new FpeerError('E_WRONG_DESTINATION', `${msg.type} was meant for another peer (${to.slice(0, 7)}), not this one`)
   const dst = msg.meta.dst
-  if (dst === undefined) throw new FpeerError('E_WRONG_DESTINATION', `${msg.type} is not bound to a destination (no dst=)`, {hint: 'the peer runs an older fpeer'})
+  if (dst === undefined)
+    throw new FpeerError('E_WRONG_DESTINATION', `${msg.type} is not bound to a destination (no dst=)`, {hint: 'the peer runs an older fpeer'})
   const here = formatDestination(local.address, local.port)
   if (dst !== here && !publicAddresses.includes(dst)) {
     throw new FpeerError('E_WRONG_DESTINATION', `${msg.type} was sent to ${dst}, not to this peer (${here})`, {

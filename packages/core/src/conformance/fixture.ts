@@ -63,7 +63,10 @@ export interface Fixture {
 export function pseudoRandom(seed: string, bytes: number): Buffer {
   const out = Buffer.allocUnsafe(bytes)
   for (let off = 0, i = 0; off < bytes; off += 32, i++) {
-    createHash('sha256').update(`${seed}:${i}`).digest().copy(out, off, 0, Math.min(32, bytes - off))
+    createHash('sha256')
+      .update(`${seed}:${i}`)
+      .digest()
+      .copy(out, off, 0, Math.min(32, bytes - off))
   }
   return out
 }

@@ -77,7 +77,11 @@ async function rejectsWith(promise: Promise<unknown> | (() => Promise<unknown>),
 
 async function assertNoLeftovers(dest: string, absent: string[] = []): Promise<void> {
   const tree = await listTree(dest)
-  assert.deepEqual(tree.filter((p) => path.posix.basename(p).startsWith(PART_PREFIX)), [], 'a part file was left behind')
+  assert.deepEqual(
+    tree.filter((p) => path.posix.basename(p).startsWith(PART_PREFIX)),
+    [],
+    'a part file was left behind',
+  )
   for (const p of absent) assert.ok(!tree.includes(p), `${p} was landed although its fetch failed`)
 }
 
@@ -170,7 +174,15 @@ export function runTransportConformance(opts: ConformanceOptions): void {
       test('fetchFiles lands them all and the trees match byte for byte', {}, async () => {
         const dest = await fx.makeDest()
         await peer({}, async ({client}) => {
-          const result = await fetchFiles({client, folder: FOLDER, files: HOSTILE_NAMES.map(entry), mode: 'land', root: dest, concurrency: 4, resume: sup.resume})
+          const result = await fetchFiles({
+            client,
+            folder: FOLDER,
+            files: HOSTILE_NAMES.map(entry),
+            mode: 'land',
+            root: dest,
+            concurrency: 4,
+            resume: sup.resume,
+          })
           assert.equal(result.fetched, HOSTILE_NAMES.length)
         })
         assert.deepEqual(await listTree(dest), [...HOSTILE_NAMES].sort())
@@ -181,7 +193,10 @@ export function runTransportConformance(opts: ConformanceOptions): void {
         await peer({}, async ({client}) => {
           const result = await fetchFiles({client, folder: FOLDER, files: HOSTILE_NAMES.map(entry), mode: 'verify', concurrency: 4})
           assert.equal(result.fetched, HOSTILE_NAMES.length)
-          assert.equal(result.bytes, HOSTILE_NAMES.reduce((n, p) => n + entry(p).size!, 0))
+          assert.equal(
+            result.bytes,
+            HOSTILE_NAMES.reduce((n, p) => n + entry(p).size!, 0),
+          )
         })
       })
     })
@@ -261,7 +276,17 @@ export function runTransportConformance(opts: ConformanceOptions): void {
       const dest = await fx.makeDest()
       const events: FetchEvent[] = []
       await peer({plan: {drop: new Map([[FLAKY_FILE, {times: 2, afterBytes: 1 << 20}]])}}, async ({client}) => {
-        await fetchFiles({client, folder: FOLDER, files: [entry(FLAKY_FILE)], mode: 'land', root: dest, concurrency: 1, retries: 3, resume: sup.resume, onEvent: (e) => events.push(e)})
+        await fetchFiles({
+          client,
+          folder: FOLDER,
+          files: [entry(FLAKY_FILE)],
+          mode: 'land',
+          root: dest,
+          concurrency: 1,
+          retries: 3,
+          resume: sup.resume,
+          onEvent: (e) => events.push(e),
+        })
       })
       assert.equal(events.filter((e) => e.event === 'retry').length, 2, 'expected two retries')
       assert.ok(await sameBytes(source(FLAKY_FILE), path.join(dest, FLAKY_FILE)))
@@ -271,11 +296,17 @@ export function runTransportConformance(opts: ConformanceOptions): void {
     test('a fetch that keeps failing leaves no partial target (and no part file unless resuming)', {}, async () => {
       const dest = await fx.makeDest()
       await peer({plan: {drop: new Map([[FLAKY_FILE, {times: 1000, afterBytes: 1 << 20}]])}}, async ({client}) => {
-        await rejectsWith(fetchFiles({client, folder: FOLDER, files: [entry(FLAKY_FILE)], mode: 'land', root: dest, concurrency: 1, retries: 1, resume: false}), 'E_CONNECTION_LOST')
+        await rejectsWith(
+          fetchFiles({client, folder: FOLDER, files: [entry(FLAKY_FILE)], mode: 'land', root: dest, concurrency: 1, retries: 1, resume: false}),
+          'E_CONNECTION_LOST',
+        )
         await assertNoLeftovers(dest, [FLAKY_FILE])
         if (sup.resume) {
           // With resume on, core keeps the part file on purpose so that the next run continues it.
-          await rejectsWith(fetchFiles({client, folder: FOLDER, files: [entry(FLAKY_FILE)], mode: 'land', root: dest, concurrency: 1, retries: 1, resume: true}), 'E_CONNECTION_LOST')
+          await rejectsWith(
+            fetchFiles({client, folder: FOLDER, files: [entry(FLAKY_FILE)], mode: 'land', root: dest, concurrency: 1, retries: 1, resume: true}),
+            'E_CONNECTION_LOST',
+          )
           assert.ok(!(await listTree(dest)).includes(FLAKY_FILE), 'a partial target was landed')
         }
       })
@@ -325,7 +356,11 @@ export function runTransportConformance(opts: ConformanceOptions): void {
           const {stream} = await client.get(FOLDER, ESCAPE_LINK)
           await readAll(stream)
         }, ['E_NOT_FOUND', 'E_PATH_UNSAFE', 'E_ACCESS'])
-        await rejectsWith(fetchFiles({client, folder: FOLDER, files, mode: 'land', root: dest, concurrency: 1, retries: 1}), ['E_NOT_FOUND', 'E_PATH_UNSAFE', 'E_ACCESS'])
+        await rejectsWith(fetchFiles({client, folder: FOLDER, files, mode: 'land', root: dest, concurrency: 1, retries: 1}), [
+          'E_NOT_FOUND',
+          'E_PATH_UNSAFE',
+          'E_ACCESS',
+        ])
       })
       assert.deepEqual(await listTree(dest), [])
     })
@@ -350,15 +385,21 @@ export function runTransportConformance(opts: ConformanceOptions): void {
       })
     })
 
-    test('the grant secret the client was given reaches the FileSource on every request', {skip: sup.peerAuth && 'transport authenticates peers by key (supports.peerAuth)'}, async () => {
-      const grant = 'G'.repeat(43)
-      await peer({grant, mayRead: (_f, who) => who.grant === grant}, async ({client, source: served}) => {
-        await readAll((await client.get(FOLDER, HOSTILE_NAMES[0]!)).stream)
-        if (client.getMany) for await (const item of client.getMany(FOLDER, [{path: HOSTILE_NAMES[0]!, size: 1 << 20}])) assert.ok(!('error' in item), `batch item refused: ${'error' in item ? item.error.code : ''}`)
-        assert.ok(served.whos.length > 0, 'the server never consulted the FileSource')
-        for (const who of served.whos) assert.equal(who.grant, grant)
-      })
-    })
+    test(
+      'the grant secret the client was given reaches the FileSource on every request',
+      {skip: sup.peerAuth && 'transport authenticates peers by key (supports.peerAuth)'},
+      async () => {
+        const grant = 'G'.repeat(43)
+        await peer({grant, mayRead: (_f, who) => who.grant === grant}, async ({client, source: served}) => {
+          await readAll((await client.get(FOLDER, HOSTILE_NAMES[0]!)).stream)
+          if (client.getMany)
+            for await (const item of client.getMany(FOLDER, [{path: HOSTILE_NAMES[0]!, size: 1 << 20}]))
+              assert.ok(!('error' in item), `batch item refused: ${'error' in item ? item.error.code : ''}`)
+          assert.ok(served.whos.length > 0, 'the server never consulted the FileSource')
+          for (const who of served.whos) assert.equal(who.grant, grant)
+        })
+      },
+    )
 
     test('a wrong grant secret opens nothing (E_ACCESS)', {skip: sup.peerAuth && 'transport authenticates peers by key (supports.peerAuth)'}, async () => {
       const grant = 'G'.repeat(43)
@@ -370,56 +411,71 @@ export function runTransportConformance(opts: ConformanceOptions): void {
       })
     })
 
-    test('admit() returning false refuses the peer with E_ACCESS', {skip: !sup.peerAuth && 'transport does not authenticate peers (supports.peerAuth false)'}, async () => {
-      const served = await serveFixture(transport, fx, {admit: () => false})
-      try {
-        await rejectsWith(async () => {
-          const client = await transport.connect!(connectOptions(served, new Identity(generateKeyPair()), {}, timeoutMs))
-          try {
-            await readAll((await client.get(FOLDER, HOSTILE_NAMES[0]!)).stream)
-          } finally {
-            await client.close()
-          }
-        }, 'E_ACCESS')
-      } finally {
-        await served.server.close()
-      }
-    })
-
-    test('a server that is not the expected peer is refused with E_HOST_KEY_MISMATCH', {skip: !sup.serverAuth && 'transport does not authenticate servers (supports.serverAuth false)'}, async () => {
-      const served = await serveFixture(transport, fx)
-      try {
-        const someoneElse = new Identity(generateKeyPair()).id
-        await rejectsWith(async () => {
-          const client = await transport.connect!(connectOptions(served, new Identity(generateKeyPair()), {expectedPeer: someoneElse}, timeoutMs))
-          try {
-            await readAll((await client.get(FOLDER, HOSTILE_NAMES[0]!)).stream)
-          } finally {
-            await client.close()
-          }
-        }, 'E_HOST_KEY_MISMATCH')
-      } finally {
-        await served.server.close()
-      }
-    })
-
-    test('get() with an offset returns exactly the bytes from that offset', {skip: !sup.resume && 'transport cannot resume (supports.resume false)'}, async () => {
-      const whole = await readFile(source(RESUME_FILE))
-      await peer({}, async ({client}) => {
-        for (const offset of [0, 1, 65_536, 700_001, whole.length - 1, whole.length]) {
-          const {stream} = await client.get(FOLDER, RESUME_FILE, {offset})
-          const got = await readAll(stream)
-          assert.equal(got.length, whole.length - offset, `length at offset ${offset}`)
-          assert.ok(got.equals(whole.subarray(offset)), `bytes at offset ${offset}`)
+    test(
+      'admit() returning false refuses the peer with E_ACCESS',
+      {skip: !sup.peerAuth && 'transport does not authenticate peers (supports.peerAuth false)'},
+      async () => {
+        const served = await serveFixture(transport, fx, {admit: () => false})
+        try {
+          await rejectsWith(async () => {
+            const client = await transport.connect!(connectOptions(served, new Identity(generateKeyPair()), {}, timeoutMs))
+            try {
+              await readAll((await client.get(FOLDER, HOSTILE_NAMES[0]!)).stream)
+            } finally {
+              await client.close()
+            }
+          }, 'E_ACCESS')
+        } finally {
+          await served.server.close()
         }
-      })
-    })
+      },
+    )
+
+    test(
+      'a server that is not the expected peer is refused with E_HOST_KEY_MISMATCH',
+      {skip: !sup.serverAuth && 'transport does not authenticate servers (supports.serverAuth false)'},
+      async () => {
+        const served = await serveFixture(transport, fx)
+        try {
+          const someoneElse = new Identity(generateKeyPair()).id
+          await rejectsWith(async () => {
+            const client = await transport.connect!(connectOptions(served, new Identity(generateKeyPair()), {expectedPeer: someoneElse}, timeoutMs))
+            try {
+              await readAll((await client.get(FOLDER, HOSTILE_NAMES[0]!)).stream)
+            } finally {
+              await client.close()
+            }
+          }, 'E_HOST_KEY_MISMATCH')
+        } finally {
+          await served.server.close()
+        }
+      },
+    )
+
+    test(
+      'get() with an offset returns exactly the bytes from that offset',
+      {skip: !sup.resume && 'transport cannot resume (supports.resume false)'},
+      async () => {
+        const whole = await readFile(source(RESUME_FILE))
+        await peer({}, async ({client}) => {
+          for (const offset of [0, 1, 65_536, 700_001, whole.length - 1, whole.length]) {
+            const {stream} = await client.get(FOLDER, RESUME_FILE, {offset})
+            const got = await readAll(stream)
+            assert.equal(got.length, whole.length - offset, `length at offset ${offset}`)
+            assert.ok(got.equals(whole.subarray(offset)), `bytes at offset ${offset}`)
+          }
+        })
+      },
+    )
 
     test('fetchFiles resumes a part file left by an earlier attempt', {skip: !sup.resume && 'transport cannot resume (supports.resume false)'}, async () => {
       const dest = await fx.makeDest()
       // Let the first run fail for good (resume on keeps the part), then a second run completes it.
       await peer({plan: {drop: new Map([[FLAKY_FILE, {times: 2, afterBytes: 1 << 20}]])}}, async ({client, source: served}) => {
-        await rejectsWith(fetchFiles({client, folder: FOLDER, files: [entry(FLAKY_FILE)], mode: 'land', root: dest, concurrency: 1, retries: 1, resume: true}), 'E_CONNECTION_LOST')
+        await rejectsWith(
+          fetchFiles({client, folder: FOLDER, files: [entry(FLAKY_FILE)], mode: 'land', root: dest, concurrency: 1, retries: 1, resume: true}),
+          'E_CONNECTION_LOST',
+        )
         const parts = (await listTree(dest)).filter((p) => p.startsWith(PART_PREFIX))
         const before = served.opens.length
         await fetchFiles({client, folder: FOLDER, files: [entry(FLAKY_FILE)], mode: 'land', root: dest, concurrency: 1, resume: true})

@@ -27,8 +27,14 @@ describe('FolderDirs', () => {
     await symlink(outside, path.join(root, 'docs'))
     const dirs = new FolderDirs(root)
     try {
-      assert.throws(() => dirs.open(['docs'], false), (e) => isFpeerError(e, 'E_PATH_UNSAFE'))
-      assert.throws(() => dirs.open(['docs', 'sub'], true), (e) => isFpeerError(e, 'E_PATH_UNSAFE'))
+      assert.throws(
+        () => dirs.open(['docs'], false),
+        (e) => isFpeerError(e, 'E_PATH_UNSAFE'),
+      )
+      assert.throws(
+        () => dirs.open(['docs', 'sub'], true),
+        (e) => isFpeerError(e, 'E_PATH_UNSAFE'),
+      )
     } finally {
       dirs.close()
     }
@@ -49,7 +55,10 @@ describe('FolderDirs', () => {
       const {fd, name} = dir.createExclusive('.fpeer-part-t-')
       writeSync(fd, 'content')
       closeSync(fd)
-      assert.throws(() => dir.rename(name, 'landed.txt'), (e) => isFpeerError(e, 'E_PATH_UNSAFE'))
+      assert.throws(
+        () => dir.rename(name, 'landed.txt'),
+        (e) => isFpeerError(e, 'E_PATH_UNSAFE'),
+      )
       dir.unlink(name)
     } finally {
       dir.release()

@@ -316,7 +316,8 @@ export class FolderDirs {
         return d
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code
-        if (code === 'ENOTDIR' || code === 'ELOOP') unsafe(rel, lstatSync(p, {throwIfNoEntry: false})?.isSymbolicLink() ? 'goes through a symlink' : 'is not a directory')
+        if (code === 'ENOTDIR' || code === 'ELOOP')
+          unsafe(rel, lstatSync(p, {throwIfNoEntry: false})?.isSymbolicLink() ? 'goes through a symlink' : 'is not a directory')
         if (code !== 'ENOENT' || !create || attempt > 0) {
           if (code === 'ENOENT' && !create) return undefined
           throw err

@@ -38,11 +38,22 @@ export async function removeLeftovers(root: string, before = PROCESS_START_MS): 
       if (!st || st.mtimeMs >= before) continue
       if (st.isDirectory()) {
         const size = await treeBytes(abs)
-        if (await rm(abs, {recursive: true, force: true}).then(() => true, () => false)) {
+        if (
+          await rm(abs, {recursive: true, force: true}).then(
+            () => true,
+            () => false,
+          )
+        ) {
           out.removed.push(r)
           out.bytes += size
         }
-      } else if (st.isFile() && (await unlink(abs).then(() => true, () => false))) {
+      } else if (
+        st.isFile() &&
+        (await unlink(abs).then(
+          () => true,
+          () => false,
+        ))
+      ) {
         out.removed.push(r)
         out.bytes += st.size
       }

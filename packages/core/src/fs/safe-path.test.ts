@@ -4,7 +4,12 @@ import {describe, it} from 'node:test'
 import {isFpeerError} from '../errors.js'
 import {MAX_PATH_DEPTH, checkRelativePath, foldName, isReservedName} from './safe-path.js'
 
-const refused = (rel: string) => assert.throws(() => checkRelativePath(rel), (err) => isFpeerError(err, 'E_PATH_UNSAFE'), JSON.stringify(rel))
+const refused = (rel: string) =>
+  assert.throws(
+    () => checkRelativePath(rel),
+    (err) => isFpeerError(err, 'E_PATH_UNSAFE'),
+    JSON.stringify(rel),
+  )
 
 describe('reserved names', () => {
   const reserved: Array<[string, string]> = [
@@ -52,7 +57,11 @@ describe('reserved names', () => {
 describe('checkRelativePath', () => {
   it(`accepts ${MAX_PATH_DEPTH} levels and refuses ${MAX_PATH_DEPTH + 1}`, () => {
     assert.equal(checkRelativePath(Array(MAX_PATH_DEPTH).fill('d').join('/')).length, 64)
-    refused(Array(MAX_PATH_DEPTH + 1).fill('d').join('/'))
+    refused(
+      Array(MAX_PATH_DEPTH + 1)
+        .fill('d')
+        .join('/'),
+    )
     refused(Array(1000).fill('d').join('/') + '/deep.txt')
   })
 

@@ -83,7 +83,13 @@ function sha256Small(absPath: string): string {
  * for the system call, and a folder of 10,000 files makes 10,000 of them. The scan yields
  * to the event loop every few milliseconds, so a serving peer keeps answering meanwhile.
  */
-export async function scanFolder(root: string, previous?: Map<string, IndexedFile>, concurrency = 8, skips?: ScanSkips, rules: IgnoreRules = IgnoreRules.load(root)): Promise<IndexedFile[]> {
+export async function scanFolder(
+  root: string,
+  previous?: Map<string, IndexedFile>,
+  concurrency = 8,
+  skips?: ScanSkips,
+  rules: IgnoreRules = IgnoreRules.load(root),
+): Promise<IndexedFile[]> {
   const out: IndexedFile[] = []
   const pending = new Set<Promise<void>>()
   let slice = performance.now()

@@ -53,7 +53,10 @@ describe('MessageChannel stall timeout', () => {
     behave = () => {}
     const channel = await connectChannel('127.0.0.1', port)
     try {
-      await assert.rejects(channel.next(Infinity, {stallMs: 200}), (e: unknown) => isFpeerError(e, 'E_TIMEOUT') && (e.details as {address: string}).address === `127.0.0.1:${port}`)
+      await assert.rejects(
+        channel.next(Infinity, {stallMs: 200}),
+        (e: unknown) => isFpeerError(e, 'E_TIMEOUT') && (e.details as {address: string}).address === `127.0.0.1:${port}`,
+      )
     } finally {
       await channel.close()
     }
@@ -87,10 +90,11 @@ describe('MessageChannel stall timeout', () => {
   it('keepAlive() sends only while progress moves', async () => {
     let received = ''
     let got: () => void = () => {}
-    behave = (s) => s.on('data', (d: Buffer) => {
-      received += d.toString()
-      got()
-    })
+    behave = (s) =>
+      s.on('data', (d: Buffer) => {
+        received += d.toString()
+        got()
+      })
     const channel = await connectChannel('127.0.0.1', port)
     let progress = 0
     const stop = channel.keepAlive(() => progress, 50)

@@ -207,10 +207,18 @@ export class MessageChannel {
       const left = stallMs === undefined ? deadline - now : Math.min(deadline, Math.max(this.#lastByteAt, started) + stallMs) - now
       if (left <= 0) {
         const stalled = stallMs !== undefined && deadline > now
-        throw new FpeerError('E_TIMEOUT', stalled ? `no progress from ${this.remoteAddress}:${this.remotePort} for ${stallMs / 1000} s` : `no reply from ${this.remoteAddress}:${this.remotePort} within ${timeoutMs / 1000} s`, {
-          details: {address: `${this.remoteAddress}:${this.remotePort}`, timeoutMs: stalled ? stallMs : timeoutMs},
-          hint: stalled ? 'the peer stopped making progress: is it still running? (FPEER_STALL_TIMEOUT_MS sets how long to wait)' : 'the peer accepted the connection but did not answer: is that an fpeer peer, and is it overloaded?',
-        })
+        throw new FpeerError(
+          'E_TIMEOUT',
+          stalled
+            ? `no progress from ${this.remoteAddress}:${this.remotePort} for ${stallMs / 1000} s`
+            : `no reply from ${this.remoteAddress}:${this.remotePort} within ${timeoutMs / 1000} s`,
+          {
+            details: {address: `${this.remoteAddress}:${this.remotePort}`, timeoutMs: stalled ? stallMs : timeoutMs},
+            hint: stalled
+              ? 'the peer stopped making progress: is it still running? (FPEER_STALL_TIMEOUT_MS sets how long to wait)'
+              : 'the peer accepted the connection but did not answer: is that an fpeer peer, and is it overloaded?',
+          },
+        )
       }
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left)
@@ -274,12 +282,21 @@ export class MessageChannel {
 }
 
 /** Opens a control connection; `localAddress` binds the source address (`--bind`). */
-export async function connectChannel(host: string, port: number, options: ChannelOptions & {localAddress?: string; timeoutMs?: number} = {}): Promise<MessageChannel> {
+export async function connectChannel(
+  host: string,
+  port: number,
+  options: ChannelOptions & {localAddress?: string; timeoutMs?: number} = {},
+): Promise<MessageChannel> {
   const socket = await new Promise<net.Socket>((resolve, reject) => {
     const s = net.connect({host, port, ...(options.localAddress ? {localAddress: options.localAddress} : {})})
     const t = setTimeout(() => {
       s.destroy()
-      reject(new FpeerError('E_TIMEOUT', `no answer from ${host}:${port} within ${(options.timeoutMs ?? 10_000) / 1000} s`, {details: {address: `${host}:${port}`}, hint: 'is the address right, and does a firewall drop the packets?'}))
+      reject(
+        new FpeerError('E_TIMEOUT', `no answer from ${host}:${port} within ${(options.timeoutMs ?? 10_000) / 1000} s`, {
+          details: {address: `${host}:${port}`},
+          hint: 'is the address right, and does a firewall drop the packets?',
+        }),
+      )
     }, options.timeoutMs ?? 10_000)
     s.once('connect', () => {
       clearTimeout(t)

@@ -82,10 +82,17 @@ export class ControlServer implements Startable {
       // After its first line a connection is bounded by the channel's message deadline (a typed
       // E_MSG_TIMEOUT); the guard's idle deadline is only the backstop. After its first message it
       // runs a conversation, bounded by the handshake's own reply and transfer timeouts.
-      limits: {maxConnections: o.maxConnections ?? CONTROL_MAX_CONNECTIONS, maxPerAddress: o.maxConnectionsPerAddress ?? CONTROL_MAX_PER_ADDRESS, firstMs, idleMs: messageMs + 5000},
+      limits: {
+        maxConnections: o.maxConnections ?? CONTROL_MAX_CONNECTIONS,
+        maxPerAddress: o.maxConnectionsPerAddress ?? CONTROL_MAX_PER_ADDRESS,
+        firstMs,
+        idleMs: messageMs + 5000,
+      },
       log: this.#log,
       farewell: (why, conn) =>
-        why !== 'timeout' ? 'PeerError\n*\nE_BUSY\ntoo many connections\n\n' : `PeerError\n*\nE_MSG_TIMEOUT\n${conn?.started ? `message not complete within ${messageMs} ms` : `no complete line within ${firstMs} ms`}\n\n`,
+        why !== 'timeout'
+          ? 'PeerError\n*\nE_BUSY\ntoo many connections\n\n'
+          : `PeerError\n*\nE_MSG_TIMEOUT\n${conn?.started ? `message not complete within ${messageMs} ms` : `no complete line within ${firstMs} ms`}\n\n`,
     })
     this.#guard = guard
     const server = net.createServer({allowHalfOpen: true}, (socket) => {
@@ -94,7 +101,12 @@ export class ControlServer implements Startable {
       this.#connections.add(socket)
       socket.once('close', () => this.#connections.delete(socket))
       // A conversation opens with a request (no files) or an update (at most MAX_UPDATE_VERSIONS): a bigger first message is refused as it arrives.
-      const channel = new MessageChannel(socket, {messageTimeoutMs: messageMs, budget, firstMaxFiles: MAX_UPDATE_VERSIONS, onProgress: (what) => (what === 'line' ? conn.idle() : conn.busy())})
+      const channel = new MessageChannel(socket, {
+        messageTimeoutMs: messageMs,
+        budget,
+        firstMaxFiles: MAX_UPDATE_VERSIONS,
+        onProgress: (what) => (what === 'line' ? conn.idle() : conn.busy()),
+      })
       o.serve(channel).catch((err: Error) => {
         this.#log.error('control connection failed', {reason: err.message})
         socket.destroy()

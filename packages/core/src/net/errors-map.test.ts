@@ -60,8 +60,18 @@ describe('mapNetworkError', () => {
 })
 
 describe('isRetryable', () => {
-  for (const code of ['E_CONNECT', 'E_CONNECTION_LOST', 'E_TIMEOUT', 'E_TRANSFER'] as const) it(`retries ${code}`, () => assert.equal(isRetryable(new FpeerError(code, 'x')), true))
-  for (const code of ['E_HASH_MISMATCH', 'E_SIZE_MISMATCH', 'E_NOT_FOUND', 'E_ACCESS', 'E_DISK_FULL', 'E_IO', 'E_UNSUPPORTED', 'E_HOST_KEY_MISMATCH'] as const) {
+  for (const code of ['E_CONNECT', 'E_CONNECTION_LOST', 'E_TIMEOUT', 'E_TRANSFER'] as const)
+    it(`retries ${code}`, () => assert.equal(isRetryable(new FpeerError(code, 'x')), true))
+  for (const code of [
+    'E_HASH_MISMATCH',
+    'E_SIZE_MISMATCH',
+    'E_NOT_FOUND',
+    'E_ACCESS',
+    'E_DISK_FULL',
+    'E_IO',
+    'E_UNSUPPORTED',
+    'E_HOST_KEY_MISMATCH',
+  ] as const) {
     it(`does not retry ${code}`, () => assert.equal(isRetryable(new FpeerError(code, 'x')), false))
   }
   it('does not retry what is not a FpeerError (map it first)', () => assert.equal(isRetryable(sys('ECONNRESET')), false))
@@ -69,7 +79,8 @@ describe('isRetryable', () => {
 
 describe('isUnsupported', () => {
   it('is E_UNSUPPORTED', () => assert.equal(isUnsupported(new FpeerError('E_UNSUPPORTED', 'x')), true))
-  it('is the older E_TRANSFER with details.unsupported', () => assert.equal(isUnsupported(new FpeerError('E_TRANSFER', 'x', {details: {unsupported: true}})), true))
+  it('is the older E_TRANSFER with details.unsupported', () =>
+    assert.equal(isUnsupported(new FpeerError('E_TRANSFER', 'x', {details: {unsupported: true}})), true))
   it('is not a plain E_TRANSFER', () => assert.equal(isUnsupported(new FpeerError('E_TRANSFER', 'x')), false))
   it('is not an unrelated error', () => assert.equal(isUnsupported(new Error('unsupported')), false))
 })

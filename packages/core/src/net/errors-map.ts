@@ -53,7 +53,8 @@ export function mapNetworkError(err: unknown, context: string, options: MapNetwo
     const carrier = (err as {code?: unknown}).code === code ? err : (err as {cause?: unknown}).cause
     const sys = fromSystemError(carrier, context)
     // E_IO, E_DISK_FULL, E_LOCKED… name the local disk: from a socket they mean nothing more than a failed transfer.
-    if (sys.kind !== 'io' && sys.kind !== 'internal') mapped = new FpeerError(sys.code, msg, {cause: err, ...(sys.hint ? {hint: sys.hint} : {}), ...(sys.details ? {details: sys.details} : {})})
+    if (sys.kind !== 'io' && sys.kind !== 'internal')
+      mapped = new FpeerError(sys.code, msg, {cause: err, ...(sys.hint ? {hint: sys.hint} : {}), ...(sys.details ? {details: sys.details} : {})})
   }
   switch (options.phase) {
     case 'connect':

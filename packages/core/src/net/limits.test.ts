@@ -13,7 +13,10 @@ interface Client {
 }
 
 /** A server whose sockets go through a guard; `onAdmit` sees each admitted connection. */
-async function guarded(limits: ConnectionLimits, onAdmit: (c: GuardedConnection) => void = () => {}): Promise<{guard: ConnectionGuard; port: number; close(): Promise<void>}> {
+async function guarded(
+  limits: ConnectionLimits,
+  onAdmit: (c: GuardedConnection) => void = () => {},
+): Promise<{guard: ConnectionGuard; port: number; close(): Promise<void>}> {
   const guard = new ConnectionGuard({name: 'test', limits, farewell: (why) => `bye ${why}\n`})
   const server = net.createServer((socket) => {
     const c = guard.admit(socket)
@@ -136,17 +139,20 @@ describe('addressKey', () => {
 })
 
 describe('ByteBudget', () => {
-  it('is shared by the channels of a server: a message past what is left fails with E_BUSY, and bytes come back on close, a parsed message\'s only once it is handled', async () => {
+  it("is shared by the channels of a server: a message past what is left fails with E_BUSY, and bytes come back on close, a parsed message's only once it is handled", async () => {
     const budget = new ByteBudget(1000)
     const errors: string[] = []
     const parsed: string[] = []
     const server = net.createServer((socket) => {
       socket.on('error', () => {})
       const ch = new MessageChannel(socket, {budget})
-      ch.next(LONG).then((m) => parsed.push(m.type), (err: FpeerError) => {
-        errors.push(err.code)
-        socket.destroy()
-      })
+      ch.next(LONG).then(
+        (m) => parsed.push(m.type),
+        (err: FpeerError) => {
+          errors.push(err.code)
+          socket.destroy()
+        },
+      )
     })
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     const port = (server.address() as net.AddressInfo).port

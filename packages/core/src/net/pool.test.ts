@@ -169,7 +169,7 @@ describe('ConnectionPool', () => {
     await pool.close()
   })
 
-  it('fails with the open\'s own error when no connection can be made at all', async () => {
+  it("fails with the open's own error when no connection can be made at all", async () => {
     const refused = await refusedPort()
     const pool = poolOf(server, {open: () => dial(refused)})
     await assert.rejects(pool.acquire(), (e: NodeJS.ErrnoException) => e.code === 'ECONNREFUSED')

@@ -10,7 +10,10 @@ const QUICK = {retries: 3, baseMs: 0, maxMs: 0}
 describe('backoffMs', () => {
   it('doubles from the base and stops at the cap', () => {
     const policy = {baseMs: 100, maxMs: 2000}
-    assert.deepEqual([0, 1, 2, 3, 4, 5].map((a) => backoffMs(policy, a)), [100, 200, 400, 800, 1600, 2000])
+    assert.deepEqual(
+      [0, 1, 2, 3, 4, 5].map((a) => backoffMs(policy, a)),
+      [100, 200, 400, 800, 1600, 2000],
+    )
   })
   it('never overflows for a long-lived queue', () => {
     assert.equal(backoffMs({baseMs: 2000, maxMs: 60_000}, 5000), 60_000)
@@ -38,10 +41,13 @@ describe('retry', () => {
   it('gives up after the policy’s retries with the last failure', async () => {
     let calls = 0
     await assert.rejects(
-      retry(async () => {
-        calls++
-        throw new FpeerError('E_TIMEOUT', `attempt ${calls}`)
-      }, {policy: QUICK}),
+      retry(
+        async () => {
+          calls++
+          throw new FpeerError('E_TIMEOUT', `attempt ${calls}`)
+        },
+        {policy: QUICK},
+      ),
       (e: FpeerError) => e.code === 'E_TIMEOUT' && e.message === 'attempt 4',
     )
     assert.equal(calls, 4)
@@ -49,10 +55,13 @@ describe('retry', () => {
   it('does not retry a verdict on the content', async () => {
     let calls = 0
     await assert.rejects(
-      retry(async () => {
-        calls++
-        throw new FpeerError('E_HASH_MISMATCH', 'x')
-      }, {policy: QUICK}),
+      retry(
+        async () => {
+          calls++
+          throw new FpeerError('E_HASH_MISMATCH', 'x')
+        },
+        {policy: QUICK},
+      ),
       {code: 'E_HASH_MISMATCH'},
     )
     assert.equal(calls, 1)
@@ -60,10 +69,13 @@ describe('retry', () => {
   it('takes a decision of its own', async () => {
     let calls = 0
     await assert.rejects(
-      retry(async () => {
-        calls++
-        throw new FpeerError('E_BUSY', 'x')
-      }, {policy: QUICK, shouldRetry: (e) => (e as FpeerError).code === 'E_BUSY'}),
+      retry(
+        async () => {
+          calls++
+          throw new FpeerError('E_BUSY', 'x')
+        },
+        {policy: QUICK, shouldRetry: (e) => (e as FpeerError).code === 'E_BUSY'},
+      ),
       {code: 'E_BUSY'},
     )
     assert.equal(calls, 4)

@@ -11,12 +11,23 @@ const OURS: FileEntry[] = [
   {path: 'a.txt', size: 6, sha256: H('a')},
   {path: 'dir/b.bin', size: 5000, sha256: H('b')},
 ]
-const fu = (files: FileEntry[], meta: Record<string, string> = {part: '1', grant: 'G'}, port = 4000): FilesUpdated => ({type: 'FilesUpdated', folder: 'f', port, protocol: 'HTTP', files, meta})
+const fu = (files: FileEntry[], meta: Record<string, string> = {part: '1', grant: 'G'}, port = 4000): FilesUpdated => ({
+  type: 'FilesUpdated',
+  folder: 'f',
+  port,
+  protocol: 'HTTP',
+  files,
+  meta,
+})
 
 describe('progressFiles: what a progress FilesUpdated may name', () => {
   const checkable = new Map(OURS.map((f) => [f.path, f]))
   const cases: Array<{name: string; lines: FileEntry[]; code?: string; want?: CheckFile[]}> = [
-    {name: 'a file of the FilesToGet, with the host’s hash and size', lines: [{path: 'a.txt', size: 6, sha256: H('a')}], want: [{path: 'a.txt', size: 6, sha256: H('a')}]},
+    {
+      name: 'a file of the FilesToGet, with the host’s hash and size',
+      lines: [{path: 'a.txt', size: 6, sha256: H('a')}],
+      want: [{path: 'a.txt', size: 6, sha256: H('a')}],
+    },
     {name: 'a bare path (the host’s own hash is what is checked)', lines: [{path: 'dir/b.bin'}], want: [{path: 'dir/b.bin', size: 5000, sha256: H('b')}]},
     {name: 'a file the FilesToGet does not name', lines: [{path: 'other.txt', size: 1, sha256: H('c')}], code: 'E_MSG_BAD_FIELD'},
     {name: 'another hash', lines: [{path: 'a.txt', size: 6, sha256: H('c')}], code: 'E_MSG_BAD_FIELD'},
@@ -26,7 +37,11 @@ describe('progressFiles: what a progress FilesUpdated may name', () => {
   for (const c of cases) {
     it(c.name, () => {
       const announced = new Set<string>()
-      if (c.code) assert.throws(() => progressFiles(fu(c.lines), checkable, announced), (e: unknown) => isFpeerError(e, c.code as 'E_MSG_BAD_FIELD'))
+      if (c.code)
+        assert.throws(
+          () => progressFiles(fu(c.lines), checkable, announced),
+          (e: unknown) => isFpeerError(e, c.code as 'E_MSG_BAD_FIELD'),
+        )
       else assert.deepEqual(progressFiles(fu(c.lines), checkable, announced), c.want)
     })
   }
@@ -35,7 +50,10 @@ describe('progressFiles: what a progress FilesUpdated may name', () => {
     const announced = new Set<string>()
     progressFiles(fu([{path: 'a.txt'}]), checkable, announced)
     assert.deepEqual([...announced], ['a.txt'])
-    assert.throws(() => progressFiles(fu([{path: 'a.txt'}]), checkable, announced), (e: unknown) => isFpeerError(e, 'E_MSG_BAD_FIELD'))
+    assert.throws(
+      () => progressFiles(fu([{path: 'a.txt'}]), checkable, announced),
+      (e: unknown) => isFpeerError(e, 'E_MSG_BAD_FIELD'),
+    )
   })
 
   it('isProgress and sameEndpoint read part=1 and the port, protocol and grant', () => {

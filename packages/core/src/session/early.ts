@@ -92,7 +92,10 @@ export class FetchBack {
    * `connect` opens the client for the whole check and closes it after; `verify` checks one
    * batch of files with it (fetchFiles in verify mode), stopping on `signal`.
    */
-  constructor(connect: <T>(work: (client: TransferClient) => Promise<T>) => Promise<T>, verify: (client: TransferClient, files: CheckFile[], signal: AbortSignal) => Promise<FetchResult>) {
+  constructor(
+    connect: <T>(work: (client: TransferClient) => Promise<T>) => Promise<T>,
+    verify: (client: TransferClient, files: CheckFile[], signal: AbortSignal) => Promise<FetchResult>,
+  ) {
     this.#run = connect(async (client) => {
       for (;;) {
         if (this.#queue.length === 0) {
@@ -159,7 +162,8 @@ export function progressFiles(fu: FilesUpdated, checkable: ReadonlyMap<string, F
     const ours = checkable.get(f.path)
     if (!ours) throw new FpeerError('E_MSG_BAD_FIELD', `a progress FilesUpdated names ${JSON.stringify(f.path)}, which is not a file of the FilesToGet`)
     if (announced.has(f.path)) throw new FpeerError('E_MSG_BAD_FIELD', `a progress FilesUpdated names ${JSON.stringify(f.path)} a second time`)
-    if ((f.sha256 !== undefined && f.sha256 !== ours.sha256) || (f.size !== undefined && f.size !== ours.size)) throw new FpeerError('E_MSG_BAD_FIELD', `a progress FilesUpdated gives ${JSON.stringify(f.path)} other content than the FilesToGet`)
+    if ((f.sha256 !== undefined && f.sha256 !== ours.sha256) || (f.size !== undefined && f.size !== ours.size))
+      throw new FpeerError('E_MSG_BAD_FIELD', `a progress FilesUpdated gives ${JSON.stringify(f.path)} other content than the FilesToGet`)
     const {sha256, size} = ours
     if (sha256 === undefined || size === undefined) throw new FpeerError('E_INTERNAL', `the host's own line for ${JSON.stringify(f.path)} has no hash or size`)
     announced.add(f.path)

@@ -44,7 +44,10 @@ describe('signed refusals (handshake.ts)', () => {
     check(good(), peer.id.toString())
     check(refusal({re: 'our-nonce', to: me.id.compact}), undefined)
     // Without knowing whom we asked, no refusal is taken as signed.
-    assert.throws(() => expectType(good(), 'FilesUpdated', 'docs'), (e: unknown) => isFpeerError(e, 'E_NOT_ALLOWED') && refusedBy(e) === undefined)
+    assert.throws(
+      () => expectType(good(), 'FilesUpdated', 'docs'),
+      (e: unknown) => isFpeerError(e, 'E_NOT_ALLOWED') && refusedBy(e) === undefined,
+    )
   })
 
   it('refusedBy is undefined for every other error', () => {

@@ -73,7 +73,11 @@ export function expectType<T extends MessageType>(msg: Message, want: T, folder:
   if (msg.type === 'PeerError') {
     // We named the peer we meant (to=) and the one that answered says it is another: the
     // same failure as a FilesToGet signed by an unexpected key, found one step earlier.
-    if (msg.code === 'E_WRONG_DESTINATION') throw new FpeerError('E_PEER_ID_MISMATCH', `the peer at that address is not the one asked for: ${msg.code}: ${msg.text.slice(0, MAX_REASON_CHARS)}`, {details: {peerCode: msg.code}, hint: 'check --peer-id (or the address)'})
+    if (msg.code === 'E_WRONG_DESTINATION')
+      throw new FpeerError('E_PEER_ID_MISMATCH', `the peer at that address is not the one asked for: ${msg.code}: ${msg.text.slice(0, MAX_REASON_CHARS)}`, {
+        details: {peerCode: msg.code},
+        hint: 'check --peer-id (or the address)',
+      })
     // The reason is the peer's free text: kept (clipped) for --json, escaped by whatever prints it to a terminal.
     const reason = msg.text.length > MAX_REASON_CHARS ? msg.text.slice(0, MAX_REASON_CHARS) + '…' : msg.text
     // The two refusals a user acts on keep their own code (one code per cause, for scripts);

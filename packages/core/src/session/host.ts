@@ -7,7 +7,16 @@ import {fetchFiles} from '../transfer/fetch.js'
 import {type PeerEndpoint, withPeerClient} from '../transfer/peer-client.js'
 import {keepAliveEvery, parseKeepAlive} from './requester.js'
 import {claimedSender, isPlain, signMessage, verifyMessage} from '../wire/signing.js'
-import {type BePeerRequest, type FileEntry, type FilesToGet, type FilesUpdated, type Message, type PeerError, type TrustedPeerConfirm, isDirEntry} from '../wire/types.js'
+import {
+  type BePeerRequest,
+  type FileEntry,
+  type FilesToGet,
+  type FilesUpdated,
+  type Message,
+  type PeerError,
+  type TrustedPeerConfirm,
+  isDirEntry,
+} from '../wire/types.js'
 import {type HostContext, keepAliveCeiling} from './context.js'
 import {checkTicket, issueTicket} from './delegation.js'
 import {FetchBack, isProgress, progressFiles, sameEndpoint} from './early.js'
@@ -100,7 +109,8 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
   }
   // A request delegated to us by a confirmed peer carries its ticket, which admits the requester.
   const delegatedBy = sender && request.meta.ticket ? checkTicket(request, sender, ctx.identity.id) : undefined
-  if (delegatedBy && !ctx.isPeer(folder, delegatedBy)) throw new FpeerError('E_NOT_ALLOWED', `the ticket's issuer ${delegatedBy.short} is not a confirmed peer of ${folder}`)
+  if (delegatedBy && !ctx.isPeer(folder, delegatedBy))
+    throw new FpeerError('E_NOT_ALLOWED', `the ticket's issuer ${delegatedBy.short} is not a confirmed peer of ${folder}`)
   if (!delegatedBy && !(await ctx.mayJoin(folder, sender))) {
     throw new FpeerError('E_NOT_ALLOWED', sender ? `peer ${sender.toString()} may not join ${folder}` : `${folder} is not open to unidentified peers`)
   }
@@ -115,7 +125,14 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
       folder,
       code: 'E_DELEGATED',
       text: `busy: ask ${delegate.id.toString()} at ${delegate.address}:${delegate.controlPort}`,
-      meta: {nonce: randomNonce(), re: request.meta.nonce ?? '', delegate: delegate.id.compact, addr: delegate.address, ctl: String(delegate.controlPort), ...issueTicket(ctx.identity, folder, sender, delegate.id)},
+      meta: {
+        nonce: randomNonce(),
+        re: request.meta.nonce ?? '',
+        delegate: delegate.id.compact,
+        addr: delegate.address,
+        ctl: String(delegate.controlPort),
+        ...issueTicket(ctx.identity, folder, sender, delegate.id),
+      },
     }
     await channel.send(signMessage(msg, ctx.identity))
     ctx.log.info('delegated request', {peer: sender.short, folder, to: delegate.id.short})
@@ -141,7 +158,14 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     // The seed's plain form: no attributes at all, so a seed peer reads it unchanged.
     ftg = {...ftg, files: live.map((f) => ({path: f.path}))}
   } else {
-    ftg.meta = {ka: String(ctx.timeouts.stall), nonce: hostNonce, re: request.meta.nonce ?? '', grant: grant.token, ...(protocol === 'MANUAL' ? {via: 'HTTP'} : {}), ...(offersEarly ? {early: '1'} : {})}
+    ftg.meta = {
+      ka: String(ctx.timeouts.stall),
+      nonce: hostNonce,
+      re: request.meta.nonce ?? '',
+      grant: grant.token,
+      ...(protocol === 'MANUAL' ? {via: 'HTTP'} : {}),
+      ...(offersEarly ? {early: '1'} : {}),
+    }
     ftg = signMessage(ftg, ctx.identity)
   }
   let confirmed = false
@@ -183,10 +207,18 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
         if (!offersEarly) throw new FpeerError('E_MSG_UNEXPECTED', 'a progress FilesUpdated (part=1) in a handshake that did not agree on early=1')
         const files = progressFiles(msg, checkable, announced)
         if (!back) {
-          const endpoint: PeerEndpoint = {protocol: msg.protocol, host: address, port: msg.port, peer: sender, grant: msg.meta.grant, localAddress: channel.localAddress}
+          const endpoint: PeerEndpoint = {
+            protocol: msg.protocol,
+            host: address,
+            port: msg.port,
+            peer: sender,
+            grant: msg.meta.grant,
+            localAddress: channel.localAddress,
+          }
           const fetch = new FetchBack(
             (work) => withPeerClient(ctx, endpoint, work),
-            (client, batch, signal) => fetchFiles({client, folder, files: batch, mode: 'verify', concurrency: ctx.concurrency, resume: resume(endpoint.protocol), onEvent, signal}),
+            (client, batch, signal) =>
+              fetchFiles({client, folder, files: batch, mode: 'verify', concurrency: ctx.concurrency, resume: resume(endpoint.protocol), onEvent, signal}),
           )
           back = {fetch, endpoint}
           if (keepAlives) stopKeepAlive = channel.keepAlive(() => moved, keepAliveEvery(theirStall!))
@@ -196,7 +228,8 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
         back.fetch.add(files)
       }
       if (!sameFiles(plain ? live : files, fu.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated does not list the files of the FilesToGet')
-      if (back && !sameEndpoint(back.endpoint, fu)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated names another port, protocol or grant than its progress messages')
+      if (back && !sameEndpoint(back.endpoint, fu))
+        throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated names another port, protocol or grant than its progress messages')
     } catch (err) {
       // No check outlives its handshake.
       stopKeepAlive()
@@ -222,12 +255,21 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
       } else {
         verified = await (toCheck.length === 0
           ? Promise.resolve({files: 0, bytes: 0})
-          : withPeerClient(ctx, endpoint, (client) => fetchFiles({client, folder, files: toCheck, mode: 'verify', concurrency: ctx.concurrency, resume: resume(fu.protocol), onEvent})))
+          : withPeerClient(ctx, endpoint, (client) =>
+              fetchFiles({client, folder, files: toCheck, mode: 'verify', concurrency: ctx.concurrency, resume: resume(fu.protocol), onEvent}),
+            ))
       }
     } finally {
       stopKeepAlive()
     }
-    ctx.log.info('verified peer copy', {peer: sender?.short ?? address, folder, files: verified.files, bytes: verified.bytes, early: announced.size, from: `${address}:${fu.port}`})
+    ctx.log.info('verified peer copy', {
+      peer: sender?.short ?? address,
+      folder,
+      files: verified.files,
+      bytes: verified.bytes,
+      early: announced.size,
+      from: `${address}:${fu.port}`,
+    })
     await ctx.confirmPeer(folder, {
       id: sender ? sender.toString() : `plain:${address}`,
       address,

@@ -138,8 +138,13 @@ async function placedState(root: string, files: FileEntry[], seen = new Map<stri
 /** Checks files the user placed by hand: each must exist and match its hash. */
 async function checkPlaced(root: string, files: FileEntry[]): Promise<FetchResult> {
   const {missing, wrong} = await placedState(root, files)
-  if (wrong.length) throw new FpeerError('E_HASH_MISMATCH', `${wrong.length} placed file(s) do not match: ${wrong.slice(0, 5).join(', ')}`, {details: {files: wrong}})
-  if (missing.length) throw new FpeerError('E_PENDING', `${missing.length} file(s) not placed yet: ${missing.slice(0, 5).join(', ')}`, {details: {files: missing}, hint: 'place them, then run the request again with --resume'})
+  if (wrong.length)
+    throw new FpeerError('E_HASH_MISMATCH', `${wrong.length} placed file(s) do not match: ${wrong.slice(0, 5).join(', ')}`, {details: {files: wrong}})
+  if (missing.length)
+    throw new FpeerError('E_PENDING', `${missing.length} file(s) not placed yet: ${missing.slice(0, 5).join(', ')}`, {
+      details: {files: missing},
+      hint: 'place them, then run the request again with --resume',
+    })
   return {files: files.length, fetched: 0, skipped: files.length, bytes: 0}
 }
 
@@ -168,7 +173,13 @@ async function removeEmpty(into: string, top: string): Promise<void> {
   let dir = path.resolve(into)
   const stop = path.dirname(path.resolve(top))
   while (dir !== stop && dir.startsWith(stop)) {
-    if (!(await rmdir(dir).then(() => true, () => false))) return
+    if (
+      !(await rmdir(dir).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return
     dir = path.dirname(dir)
   }
 }
@@ -257,7 +268,12 @@ export async function requestFolder(opts: RequestOptions): Promise<RequestResult
 
 async function requestInto(opts: RequestOptions, root: string): Promise<RequestResult> {
   opts.signal?.throwIfAborted()
-  const channel = await connectChannel(opts.host, opts.port, {...(opts.bind ? {localAddress: opts.bind} : {}), timeoutMs: opts.timeouts.io, messageTimeoutMs: opts.timeouts.message, ...(opts.onWire ? {tap: opts.onWire} : {})})
+  const channel = await connectChannel(opts.host, opts.port, {
+    ...(opts.bind ? {localAddress: opts.bind} : {}),
+    timeoutMs: opts.timeouts.io,
+    messageTimeoutMs: opts.timeouts.message,
+    ...(opts.onWire ? {tap: opts.onWire} : {}),
+  })
   let server: TransportServer | undefined
   let stopKeepAlive = () => {}
   let announcer: LandedAnnouncer | undefined
@@ -275,7 +291,15 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     const protocols = opts.registry.protocols((t) => t.supports.fetch || t.protocol === 'MANUAL')
     // Bound to this host (its ID when known, else the address and port we dialled) and to now (§4.5).
     // ka=: we send keep-alives while we fetch, so the host may wait on progress rather than a clock (4.7); its value is our own stall timeout.
-    const meta: Record<string, string> = {...opts.extraMeta, ka: String(opts.timeouts.stall), nonce, ts: String(Date.now()), dst: formatDestination(channel.remoteAddress, channel.remotePort), protocols: protocols.join(','), dirs: '1'}
+    const meta: Record<string, string> = {
+      ...opts.extraMeta,
+      ka: String(opts.timeouts.stall),
+      nonce,
+      ts: String(Date.now()),
+      dst: formatDestination(channel.remoteAddress, channel.remotePort),
+      protocols: protocols.join(','),
+      dirs: '1',
+    }
     if (opts.expectedHost) meta.to = opts.expectedHost.compact
     if (opts.protocol) meta.want = opts.protocol.toUpperCase()
     if (opts.controlPort) meta.ctl = String(opts.controlPort)
@@ -299,15 +323,27 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
       const result = await requestFolder({...opts, host: first.meta.addr, port, expectedHost: to, extraMeta: ticket})
       return {...result, delegatedBy: host.toString()}
     }
-    const ftg: FilesToGet = expectType(first, 'FilesToGet', opts.folder, opts.expectedHost ? {peer: opts.expectedHost, nonce, self: opts.identity.id} : undefined)
+    const ftg: FilesToGet = expectType(
+      first,
+      'FilesToGet',
+      opts.folder,
+      opts.expectedHost ? {peer: opts.expectedHost, nonce, self: opts.identity.id} : undefined,
+    )
     const hostId = verifyReply(ftg, opts.expectedHost, nonce)
-    if (opts.protocol && ftg.protocol !== opts.protocol.toUpperCase()) throw new FpeerError('E_NO_COMMON_PROTOCOL', `asked for ${opts.protocol.toUpperCase()}, host chose ${ftg.protocol}`)
+    if (opts.protocol && ftg.protocol !== opts.protocol.toUpperCase())
+      throw new FpeerError('E_NO_COMMON_PROTOCOL', `asked for ${opts.protocol.toUpperCase()}, host chose ${ftg.protocol}`)
     const hostAddress = channel.remoteAddress
     // A host that announced keep-alives understands ours, and sends its own while it checks our copy.
     const theirStall = parseKeepAlive(ftg.meta.ka)
     const keepAlives = theirStall !== undefined
     if (keepAlives) stopKeepAlive = channel.keepAlive(() => moved, keepAliveEvery(theirStall))
-    opts.onEvent?.({event: 'files-to-get', host: hostId.toString(), files: ftg.files.length, bytes: ftg.files.reduce((n, f) => n + (f.size ?? 0), 0), protocol: ftg.protocol})
+    opts.onEvent?.({
+      event: 'files-to-get',
+      host: hostId.toString(),
+      files: ftg.files.length,
+      bytes: ftg.files.reduce((n, f) => n + (f.size ?? 0), 0),
+      protocol: ftg.protocol,
+    })
     opts.log.debug('got FilesToGet', {host: hostId.short, files: ftg.files.length, protocol: ftg.protocol})
 
     // Seed step 10: fetch over Line 4's protocol, from the address the message came from.
@@ -320,12 +356,21 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     const emptyDirs = ftg.files.filter((f) => isDirEntry(f) && !ignored.has(f.path))
     // A name the chosen protocol cannot carry (FTP: CR or LF) is left out like an ignored one,
     // so one hostile name in the host's folder cannot fail the whole request.
-    const unsupported = unnameable(opts.registry.has(ftg.protocol) ? opts.registry.get(ftg.protocol) : undefined, ftg.files.filter((f) => f.ext?.del !== '1' && !isDirEntry(f) && !ignored.has(f.path)).map((f) => f.path))
+    const unsupported = unnameable(
+      opts.registry.has(ftg.protocol) ? opts.registry.get(ftg.protocol) : undefined,
+      ftg.files.filter((f) => f.ext?.del !== '1' && !isDirEntry(f) && !ignored.has(f.path)).map((f) => f.path),
+    )
     for (const p of unsupported) opts.log.warn(`file not fetched: ${ftg.protocol} cannot carry its name`, {folder: opts.folder, path: p, code: 'E_UNSUPPORTED'})
     const skippedHere = new Set([...ignored, ...unsupported])
     const live = ftg.files.filter((f) => f.ext?.del !== '1' && !skippedHere.has(f.path) && !isDirEntry(f))
     if (opts.dryRun) {
-      const plan = await planLanding(root, ftg.files.filter((f) => f.ext?.del !== '1' && !isDirEntry(f)), ignored, unsupported, opts.identity)
+      const plan = await planLanding(
+        root,
+        ftg.files.filter((f) => f.ext?.del !== '1' && !isDirEntry(f)),
+        ignored,
+        unsupported,
+        opts.identity,
+      )
       const fetch = plan.filter((p) => p.action === 'fetch' || p.action === 'conflict')
       return {
         folder: opts.folder,
@@ -348,11 +393,21 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     const grants = new GrantTable()
     const {token: grant} = grants.issue(opts.folder, hostId)
     const isHost = (who: AccessContext) => grants.allows(opts.folder, who)
-    const source = new LocalFileSource({root: (f) => (f === opts.folder ? root : undefined), mayRead: (f, who) => isHost(who) && f === opts.folder}, () => [opts.folder])
+    const source = new LocalFileSource({root: (f) => (f === opts.folder ? root : undefined), mayRead: (f, who) => isHost(who) && f === opts.folder}, () => [
+      opts.folder,
+    ])
     // The temporary server is an implementation detail of this handshake: its chatter is debug.
     // Started before the fetch, so a busy --fetch-port stops the request before any byte moves.
-    server = await serving.serve!({host: channel.localAddress, port: opts.fetchPort ?? 0, files: source, identity: opts.identity, admit: isHost, log: {...opts.log, info: opts.log.debug}}).catch((err: unknown) => {
-      if (opts.fetchPort && isFpeerError(err)) throw new FpeerError(err.code, err.message, {cause: err, hint: 'pick another --fetch-port, or leave it out for any free port'})
+    server = await serving.serve!({
+      host: channel.localAddress,
+      port: opts.fetchPort ?? 0,
+      files: source,
+      identity: opts.identity,
+      admit: isHost,
+      log: {...opts.log, info: opts.log.debug},
+    }).catch((err: unknown) => {
+      if (opts.fetchPort && isFpeerError(err))
+        throw new FpeerError(err.code, err.message, {cause: err, hint: 'pick another --fetch-port, or leave it out for any free port'})
       throw err
     })
     const from = {protocol: ftg.protocol, host: hostAddress, port: ftg.port, peer: hostId, grant: ftg.meta.grant, localAddress: opts.bind}
@@ -363,7 +418,19 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     } else if (ftg.protocol === 'MANUAL') {
       if (!opts.manual) throw new FpeerError('E_NO_TRANSPORT', 'no handler for protocol MANUAL', {hint: 'install it with `fpeer plugins:install manual`'})
       const seen = new Map<string, {key: string; ok: boolean}>()
-      await opts.manual({folder: opts.folder, host: hostAddress, port: ftg.port, ...(ftg.meta.via ? {via: ftg.meta.via} : {}), ...(ftg.meta.grant ? {grant: ftg.meta.grant} : {}), hostId: hostId.toString(), into: root, files: live}, () => placedState(root, live, seen))
+      await opts.manual(
+        {
+          folder: opts.folder,
+          host: hostAddress,
+          port: ftg.port,
+          ...(ftg.meta.via ? {via: ftg.meta.via} : {}),
+          ...(ftg.meta.grant ? {grant: ftg.meta.grant} : {}),
+          hostId: hostId.toString(),
+          into: root,
+          files: live,
+        },
+        () => placedState(root, live, seen),
+      )
       transfer = await checkPlaced(root, live)
     } else {
       const resume = opts.registry.get(ftg.protocol).supports.resume
@@ -374,7 +441,17 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
         const byPath = new Map(live.map((f) => [f.path, f]))
         const port = server.port
         announcer = new LandedAnnouncer(async (files) => {
-          const part: FilesUpdated = signMessage({type: 'FilesUpdated', folder: opts.folder, port, protocol: serveProtocol, files, meta: {part: '1', nonce: randomNonce(), re: ftg.meta.nonce ?? '', grant}}, opts.identity)
+          const part: FilesUpdated = signMessage(
+            {
+              type: 'FilesUpdated',
+              folder: opts.folder,
+              port,
+              protocol: serveProtocol,
+              files,
+              meta: {part: '1', nonce: randomNonce(), re: ftg.meta.nonce ?? '', grant},
+            },
+            opts.identity,
+          )
           await channel.send(part)
         })
         const a = announcer
@@ -389,7 +466,8 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
           opts.onEvent?.({event: 'phase', phase: 'fetch'})
           // A differing file already in --into is never overwritten unseen: it stays as a conflict copy, named as sync names them.
           // A file holding what this peer last recorded for it (a re-request of a folder held here) is an old copy, not an edit: replaced without a conflict copy.
-          const conflictName = (p: string, sha256: string) => (opts.recorded?.(p) === sha256 ? undefined : conflictPath({path: p, origin: opts.identity.id.compact, sha256}))
+          const conflictName = (p: string, sha256: string) =>
+            opts.recorded?.(p) === sha256 ? undefined : conflictPath({path: p, origin: opts.identity.id.compact, sha256})
           const track = (ev: FetchEvent) => {
             if (ev.event === 'file-done') {
               landed.add(ev.path)
@@ -397,11 +475,24 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
             }
             onEvent(ev)
           }
-          return fetchFiles({client, folder: opts.folder, files: live, mode: 'land', root, concurrency: opts.concurrency, resume, conflictName, onEvent: track, ...(opts.signal ? {signal: opts.signal} : {})})
+          return fetchFiles({
+            client,
+            folder: opts.folder,
+            files: live,
+            mode: 'land',
+            root,
+            concurrency: opts.concurrency,
+            resume,
+            conflictName,
+            onEvent: track,
+            ...(opts.signal ? {signal: opts.signal} : {}),
+          })
         })
       } catch (err) {
         // What landed (each file checked) is recorded, so a folder held here and its records agree.
-        await opts.onPartial?.(live.filter((f) => landed.has(f.path))).catch((e: Error) => opts.log.warn('cannot record the files that landed', {reason: e.message}))
+        await opts
+          .onPartial?.(live.filter((f) => landed.has(f.path)))
+          .catch((e: Error) => opts.log.warn('cannot record the files that landed', {reason: e.message}))
         throw err
       }
     }
@@ -412,14 +503,30 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
 
     const fuNonce = randomNonce()
     // ign=1: not in our copy (ignored here, or a name the protocol cannot carry), so the host does not check it.
-    const fuFiles = ftg.files.map((f) => (skippedHere.has(f.path) ? {...f, ext: {...f.ext, ign: '1'}} : got.has(f.path) ? {...f, ext: {...f.ext, got: '1'}} : f))
-    const fu: FilesUpdated = signMessage({type: 'FilesUpdated', folder: opts.folder, port: server.port, protocol: serveProtocol, files: fuFiles, meta: {nonce: fuNonce, re: ftg.meta.nonce ?? '', grant}}, opts.identity)
+    const fuFiles = ftg.files.map((f) =>
+      skippedHere.has(f.path) ? {...f, ext: {...f.ext, ign: '1'}} : got.has(f.path) ? {...f, ext: {...f.ext, got: '1'}} : f,
+    )
+    const fu: FilesUpdated = signMessage(
+      {
+        type: 'FilesUpdated',
+        folder: opts.folder,
+        port: server.port,
+        protocol: serveProtocol,
+        files: fuFiles,
+        meta: {nonce: fuNonce, re: ftg.meta.nonce ?? '', grant},
+      },
+      opts.identity,
+    )
     opts.onEvent?.({event: 'phase', phase: 'FilesUpdated'})
     await channel.send(fu)
 
     // Seed steps 14-15: the host's signed confirmation.
     stopKeepAlive()
-    const tpc = expectType(await (keepAlives ? channel.next(keepAliveCeiling(opts.timeouts, live), {stallMs: opts.timeouts.stall}) : channel.next(opts.timeouts.transfer)), 'TrustedPeerConfirm', opts.folder)
+    const tpc = expectType(
+      await (keepAlives ? channel.next(keepAliveCeiling(opts.timeouts, live), {stallMs: opts.timeouts.stall}) : channel.next(opts.timeouts.transfer)),
+      'TrustedPeerConfirm',
+      opts.folder,
+    )
     verifyReply(tpc, hostId, fuNonce)
     if (!sameFiles(ftg.files, tpc.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'TrustedPeerConfirm does not confirm the files that were fetched')
     return {

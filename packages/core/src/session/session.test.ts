@@ -32,7 +32,8 @@ const FILES: Record<string, string> = {'a.txt': 'hello\n', 'dir/b.txt': 'b'.repe
 
 async function tree(dir: string): Promise<string[]> {
   const out: string[] = []
-  for (const e of await readdir(dir, {withFileTypes: true, recursive: true})) if (!e.isDirectory()) out.push(path.relative(dir, path.join(e.parentPath, e.name)))
+  for (const e of await readdir(dir, {withFileTypes: true, recursive: true}))
+    if (!e.isDirectory()) out.push(path.relative(dir, path.join(e.parentPath, e.name)))
   return out.sort()
 }
 
@@ -101,7 +102,22 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
     }
     const served: TransportServer = await transport.serve({host: '127.0.0.1', port: 0, files: source, identity})
     const sessions = new Set<Promise<void>>()
-    const h: Host = {identity, port: 0, confirmed: [], list: (e) => e, mayJoin: () => true, isPeer: () => false, delegate: () => undefined, sessions, early: true, onFetchEvent: () => {}, gate: () => undefined, verifiedLogs: [], onFailed: () => {}, close: async () => {}}
+    const h: Host = {
+      identity,
+      port: 0,
+      confirmed: [],
+      list: (e) => e,
+      mayJoin: () => true,
+      isPeer: () => false,
+      delegate: () => undefined,
+      sessions,
+      early: true,
+      onFetchEvent: () => {},
+      gate: () => undefined,
+      verifiedLogs: [],
+      onFailed: () => {},
+      close: async () => {},
+    }
     const ctx: HostContext = {
       identity,
       registry,
@@ -193,7 +209,10 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
   it('an unknown folder is refused with E_UNKNOWN_FOLDER, the peer’s code, and nothing is created', async () => {
     reset()
     const into = path.join(work, 'never')
-    await assert.rejects(request({folder: 'nope', into}), (e: unknown) => isFpeerError(e, 'E_UNKNOWN_FOLDER') && (e.details as {peerCode: string}).peerCode === 'E_UNKNOWN_FOLDER')
+    await assert.rejects(
+      request({folder: 'nope', into}),
+      (e: unknown) => isFpeerError(e, 'E_UNKNOWN_FOLDER') && (e.details as {peerCode: string}).peerCode === 'E_UNKNOWN_FOLDER',
+    )
     await assert.rejects(readdir(into), {code: 'ENOENT'})
   })
 
@@ -209,7 +228,10 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
     reset()
     host.mayJoin = () => false
     const me = new Identity(generateKeyPair())
-    await assert.rejects(request({identity: me, expectedHost: host.identity.id}), (e: unknown) => isFpeerError(e, 'E_NOT_ALLOWED') && refusedBy(e) === host.identity.id.toString())
+    await assert.rejects(
+      request({identity: me, expectedHost: host.identity.id}),
+      (e: unknown) => isFpeerError(e, 'E_NOT_ALLOWED') && refusedBy(e) === host.identity.id.toString(),
+    )
     // Without knowing the host's ID, a refusal cannot be told from anybody's: it ends no trust.
     await assert.rejects(request({identity: me}), (e: unknown) => isFpeerError(e, 'E_NOT_ALLOWED') && refusedBy(e) === undefined)
   })
@@ -219,7 +241,10 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
     const other = new Identity(generateKeyPair())
     host.delegate = () => ({id: other.id, address: '127.0.0.9', controlPort: 9})
     const newcomer = new Identity(generateKeyPair())
-    await assert.rejects(request({identity: newcomer, expectedHost: host.identity.id, followDelegation: false}), (e: unknown) => isFpeerError(e, 'E_PEER_ERROR') && (e.details as {peerCode: string}).peerCode === 'E_DELEGATED')
+    await assert.rejects(
+      request({identity: newcomer, expectedHost: host.identity.id, followDelegation: false}),
+      (e: unknown) => isFpeerError(e, 'E_PEER_ERROR') && (e.details as {peerCode: string}).peerCode === 'E_DELEGATED',
+    )
     const member = new Identity(generateKeyPair())
     host.isPeer = (id) => id.equals(member.id)
     const before = host.confirmed.length
@@ -299,7 +324,10 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
       assert.equal(host.confirmed.length, before + 1)
       const sent = wire.lines.filter((l) => l.direction === 'sent').map((l) => l.line1)
       assert.match(sent[0]!, /\tearly=1/)
-      assert.ok(sent.some((l) => l.startsWith('FilesUpdated') && /\tpart=1/.test(l)), 'a progress FilesUpdated was sent')
+      assert.ok(
+        sent.some((l) => l.startsWith('FilesUpdated') && /\tpart=1/.test(l)),
+        'a progress FilesUpdated was sent',
+      )
       assert.ok(/\tpart=1/.test(sent.at(-1)!) === false, 'the last message is the final FilesUpdated')
       const v = host.verifiedLogs.slice(logs)
       assert.equal(v.length, 1)
@@ -337,7 +365,10 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
       const r = await request({early: false, onWire: wire.onWire})
       assert.equal(r.transfer.fetched, 3)
       assert.equal(host.confirmed.length, before + 1)
-      assert.equal(wire.lines.some((l) => /\t(early|part)=1/.test(l.line1)), false)
+      assert.equal(
+        wire.lines.some((l) => /\t(early|part)=1/.test(l.line1)),
+        false,
+      )
     })
 
     it('a host that does not offer early=1 gets no progress message from a requester that can send them', async () => {
@@ -351,8 +382,14 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
       const sent = wire.lines.filter((l) => l.direction === 'sent').map((l) => l.line1)
       const received = wire.lines.filter((l) => l.direction === 'received').map((l) => l.line1)
       assert.match(sent[0]!, /\tearly=1/)
-      assert.equal(received.some((l) => /\tearly=1/.test(l)), false)
-      assert.equal(sent.some((l) => /\tpart=1/.test(l)), false)
+      assert.equal(
+        received.some((l) => /\tearly=1/.test(l)),
+        false,
+      )
+      assert.equal(
+        sent.some((l) => /\tpart=1/.test(l)),
+        false,
+      )
     })
   })
 
@@ -362,13 +399,29 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
      * progress message `part` builds from the FilesToGet, served from `dir`; returns the
      * host's next message (never sending a final FilesUpdated).
      */
-    async function hostile(dir: string, part: (ftg: {nonce: string; files: FileEntry[]}, port: number) => FilesUpdated, meta: Record<string, string> = {early: '1'}) {
+    async function hostile(
+      dir: string,
+      part: (ftg: {nonce: string; files: FileEntry[]}, port: number) => FilesUpdated,
+      meta: Record<string, string> = {early: '1'},
+    ) {
       const me = new Identity(generateKeyPair())
-      const served = await transport.serve({host: '127.0.0.2', port: 0, files: new LocalFileSource({root: (f) => (f === FOLDER ? dir : undefined), mayRead: () => true}, () => [FOLDER]), identity: me})
+      const served = await transport.serve({
+        host: '127.0.0.2',
+        port: 0,
+        files: new LocalFileSource({root: (f) => (f === FOLDER ? dir : undefined), mayRead: () => true}, () => [FOLDER]),
+        identity: me,
+      })
       const channel = await connectChannel('127.0.0.1', host.port, {localAddress: '127.0.0.2', timeoutMs: 20_000})
       try {
         const nonce = randomNonce()
-        const bpr: BePeerRequest = signMessage({type: 'BePeerRequest', folder: FOLDER, meta: {nonce, ts: String(Date.now()), dst: formatDestination(channel.remoteAddress, channel.remotePort), protocols: 'MEMORY', ...meta}}, me)
+        const bpr: BePeerRequest = signMessage(
+          {
+            type: 'BePeerRequest',
+            folder: FOLDER,
+            meta: {nonce, ts: String(Date.now()), dst: formatDestination(channel.remoteAddress, channel.remotePort), protocols: 'MEMORY', ...meta},
+          },
+          me,
+        )
         await channel.send(bpr)
         const ftg = await channel.next(20_000)
         assert.equal(ftg.type, 'FilesToGet')
@@ -380,7 +433,14 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
         await served.close()
       }
     }
-    const partOf = (files: FileEntry[], port: number, re: string): FilesUpdated => ({type: 'FilesUpdated', folder: FOLDER, port, protocol: 'MEMORY', files, meta: {part: '1', nonce: randomNonce(), re, grant: 'g'.repeat(43)}})
+    const partOf = (files: FileEntry[], port: number, re: string): FilesUpdated => ({
+      type: 'FilesUpdated',
+      folder: FOLDER,
+      port,
+      protocol: 'MEMORY',
+      files,
+      meta: {part: '1', nonce: randomNonce(), re, grant: 'g'.repeat(43)},
+    })
 
     it('announces a file early and serves other bytes: E_HASH_MISMATCH before any final FilesUpdated, nobody confirmed, the host still serves', async () => {
       reset()
@@ -389,7 +449,13 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
       // Same size as the host's a.txt, other content.
       await writeFile(path.join(dir, 'a.txt'), 'HELLO\n')
       const before = host.confirmed.length
-      const {reply, early} = await hostile(dir, (ftg, port) => partOf(ftg.files.filter((f) => f.path === 'a.txt'), port, ftg.nonce))
+      const {reply, early} = await hostile(dir, (ftg, port) =>
+        partOf(
+          ftg.files.filter((f) => f.path === 'a.txt'),
+          port,
+          ftg.nonce,
+        ),
+      )
       assert.equal(early, '1')
       assert.equal(reply.type, 'PeerError')
       assert.equal(reply.type === 'PeerError' && reply.code, 'E_HASH_MISMATCH')
@@ -414,7 +480,16 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
       const dir = path.join(work, 'hostile-unasked')
       await mkdir(dir, {recursive: true})
       const before = host.confirmed.length
-      const {reply, early} = await hostile(dir, (ftg, port) => partOf(ftg.files.filter((f) => f.path === 'a.txt'), port, ftg.nonce), {})
+      const {reply, early} = await hostile(
+        dir,
+        (ftg, port) =>
+          partOf(
+            ftg.files.filter((f) => f.path === 'a.txt'),
+            port,
+            ftg.nonce,
+          ),
+        {},
+      )
       assert.equal(early, undefined)
       assert.equal(reply.type === 'PeerError' && reply.code, 'E_MSG_UNEXPECTED')
       assert.equal(host.confirmed.length, before)

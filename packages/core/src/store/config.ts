@@ -53,7 +53,10 @@ export class ConfigStore {
       }
       // One directory, one share: two names for it would index, watch and serve it twice and race on its files.
       const twin = Object.values(doc.folders).find((f) => f.name !== input.name && f.path === input.path)
-      if (twin) throw new FpeerError('E_USAGE', `${input.path} is already shared as ${twin.name}`, {hint: `use the name ${twin.name}, or \`fpeer unshare ${twin.name}\` first`})
+      if (twin)
+        throw new FpeerError('E_USAGE', `${input.path} is already shared as ${twin.name}`, {
+          hint: `use the name ${twin.name}, or \`fpeer unshare ${twin.name}\` first`,
+        })
       const f: FolderConfig = {
         name: input.name,
         path: input.path,
@@ -82,7 +85,8 @@ export class ConfigStore {
     return this.#db.update((doc) => {
       const f = doc.folders[name]
       if (!f) throw noSuchFolder(name)
-      if (!f.allow.includes(canonical)) throw new FpeerError('E_NOT_FOUND', `${canonical} is not allowed to join ${name}`, {hint: `see \`fpeer status --json\` for the allow list of ${name}`})
+      if (!f.allow.includes(canonical))
+        throw new FpeerError('E_NOT_FOUND', `${canonical} is not allowed to join ${name}`, {hint: `see \`fpeer status --json\` for the allow list of ${name}`})
       f.allow = f.allow.filter((a) => a !== canonical)
       return f
     })

@@ -14,7 +14,7 @@ function gate(): {wait: Promise<void>; open: () => void} {
 }
 
 describe('Home.serial', () => {
-  it('runs one key\'s tasks one after another, also after a failure', async () => {
+  it("runs one key's tasks one after another, also after a failure", async () => {
     const home = new Home('/tmp/fpeer-home-serial')
     const log: string[] = []
     const first = gate()
@@ -51,7 +51,10 @@ describe('Home.serial', () => {
 
   it('resolves the home path and refuses none', () => {
     assert.equal(new Home('/tmp/a/../b').dir, '/tmp/b')
-    assert.throws(() => new Home(''), (e: unknown) => (e as {code?: string}).code === 'E_USAGE')
+    assert.throws(
+      () => new Home(''),
+      (e: unknown) => (e as {code?: string}).code === 'E_USAGE',
+    )
   })
 })
 

@@ -134,7 +134,11 @@ export async function ensureHome(home: string): Promise<void> {
 
 /** The home's errors point at FPEER_HOME, the one knob the user has. */
 export function withHomeHint(e: FpeerError): FpeerError {
-  return new FpeerError(e.code, e.message, {cause: e.cause, details: {...e.details, env: 'FPEER_HOME'}, hint: `${e.hint ? e.hint + '; or ' : ''}point FPEER_HOME at a directory this user may write`})
+  return new FpeerError(e.code, e.message, {
+    cause: e.cause,
+    details: {...e.details, env: 'FPEER_HOME'},
+    hint: `${e.hint ? e.hint + '; or ' : ''}point FPEER_HOME at a directory this user may write`,
+  })
 }
 
 /** This peer's identity if it has one, without creating it: for commands that only read. */
@@ -143,7 +147,11 @@ export async function readIdentity(home: string): Promise<Identity | undefined> 
   const doc = await new LockedDb<IdentityDoc>(file, () => ({version: 1}), 0o600, identityRecovery).read()
   if (doc.secretKey) return identityOf(doc.secretKey, file)
   // No identity in a home that shares folders is damage to report, not a fresh home.
-  if (await homeInUse(home)) throw new FpeerError('E_STATE_CORRUPT', `${file} is missing or holds no key, but this home shares folders`, {hint: identityRecovery(file), details: {path: file}})
+  if (await homeInUse(home))
+    throw new FpeerError('E_STATE_CORRUPT', `${file} is missing or holds no key, but this home shares folders`, {
+      hint: identityRecovery(file),
+      details: {path: file},
+    })
   return undefined
 }
 
@@ -165,7 +173,10 @@ export async function loadIdentity(home: string, options: {replace?: boolean} = 
   const current = await db.read()
   if (current.secretKey && !options.replace) return identityOf(current.secretKey, db.file)
   if (!options.replace && (await homeInUse(home))) {
-    throw new FpeerError('E_STATE_CORRUPT', `${file} is missing or holds no key, but this home shares folders`, {hint: identityRecovery(file), details: {path: file}})
+    throw new FpeerError('E_STATE_CORRUPT', `${file} is missing or holds no key, but this home shares folders`, {
+      hint: identityRecovery(file),
+      details: {path: file},
+    })
   }
   const secret = await db.update((doc) => {
     if (!doc.secretKey || options.replace) {

@@ -83,7 +83,11 @@ export class LockedDb<T extends object> {
   }
 
   #corrupt(what: string, cause?: unknown): FpeerError {
-    return new FpeerError('E_STATE_CORRUPT', `${this.file} ${what}`, {hint: this.#recovery(this.file), details: {path: this.file}, ...(cause === undefined ? {} : {cause})})
+    return new FpeerError('E_STATE_CORRUPT', `${this.file} ${what}`, {
+      hint: this.#recovery(this.file),
+      details: {path: this.file},
+      ...(cause === undefined ? {} : {cause}),
+    })
   }
 
   #low(): Low<T> {

@@ -58,7 +58,10 @@ describe('Peerfile journal', () => {
 
   it('a second read of an unchanged journal gives the same records in a fresh map; a write by another instance is seen', async () => {
     const a = new Peerfile(home, 'cached')
-    const all = new Map([['x', rec(1, 'x')], ['y', rec(2, 'y')]])
+    const all = new Map([
+      ['x', rec(1, 'x')],
+      ['y', rec(2, 'y')],
+    ])
     await a.put([...all.values()], all)
     const first = await a.files()
     first.delete('x') // a caller's map is its own
@@ -68,7 +71,13 @@ describe('Peerfile journal', () => {
     const z = rec(3, 'z')
     await b.put([z], new Map([...all, ['z', z]]))
     assert.deepEqual([...(await a.files()).keys()].sort(), ['x', 'y', 'z'])
-    await b.drop(['y'], new Map([['x', all.get('x')!], ['z', z]]))
+    await b.drop(
+      ['y'],
+      new Map([
+        ['x', all.get('x')!],
+        ['z', z],
+      ]),
+    )
     assert.deepEqual([...(await a.files()).keys()].sort(), ['x', 'z'])
   })
 
@@ -78,7 +87,10 @@ describe('Peerfile journal', () => {
     await pf.touch()
     assert.equal(await pf.initialized(), true)
     assert.equal((await pf.files()).size, 0)
-    const all = new Map([['x', rec(1, 'x')], ['y', rec(2, 'y')]])
+    const all = new Map([
+      ['x', rec(1, 'x')],
+      ['y', rec(2, 'y')],
+    ])
     await pf.put([...all.values()], all)
     all.delete('x')
     await pf.drop(['x'], all)

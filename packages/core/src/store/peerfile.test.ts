@@ -7,7 +7,17 @@ import {after, before, describe, it} from 'node:test'
 import {type FileRecord, Peerfile, isLive} from './peerfile.js'
 
 const rec = (p: string, extra: Partial<FileRecord> = {}): FileRecord => ({path: p, size: 3, mtimeMs: 1_700_000_000_000, sha256: 'a'.repeat(64), ...extra})
-const version = (p: string, deleted = false) => ({path: p, deleted, sha256: 'b'.repeat(64), size: 4, mtimeMs: 1_700_000_000_001, lamport: 7, origin: 'peer-x', vv: {'peer-x': 7}, sig: 'c'.repeat(86)})
+const version = (p: string, deleted = false) => ({
+  path: p,
+  deleted,
+  sha256: 'b'.repeat(64),
+  size: 4,
+  mtimeMs: 1_700_000_000_001,
+  lamport: 7,
+  origin: 'peer-x',
+  vv: {'peer-x': 7},
+  sig: 'c'.repeat(86),
+})
 
 describe('Peerfile', () => {
   let home: string
@@ -26,10 +36,16 @@ describe('Peerfile', () => {
     assert.deepEqual(await pf.peers(), [])
     await pf.addPeer({id: 'B', address: '127.0.0.3', protocols: ['HTTP'], role: 'member', confirmedAt: '2026-01-02T00:00:00Z'})
     await pf.addPeer({id: 'A', address: '127.0.0.2', controlPort: 7654, protocols: ['HTTP', 'SFTP'], role: 'host', confirmedAt: '2026-01-01T00:00:00Z'})
-    assert.deepEqual((await pf.peers()).map((p) => p.id), ['A', 'B'])
+    assert.deepEqual(
+      (await pf.peers()).map((p) => p.id),
+      ['A', 'B'],
+    )
     assert.equal(await pf.removePeer('A'), true)
     assert.equal(await pf.removePeer('A'), false)
-    assert.deepEqual((await new Peerfile(home, pf.folder).peers()).map((p) => p.id), ['B'])
+    assert.deepEqual(
+      (await new Peerfile(home, pf.folder).peers()).map((p) => p.id),
+      ['B'],
+    )
   })
 
   it('records files with their versions and tombstones, as a fresh reader sees them', async () => {

@@ -371,14 +371,28 @@ function* journalLines(records: FileRecord[], removed: string[]): Generator<stri
 }
 
 function toLine(f: FileRecord): JournalLine {
-  const line: JournalLine = {p: f.path, s: f.size, m: f.mtimeMs, h: f.sha256, ...(f.ino === undefined ? {} : {i: f.ino}), ...(f.mode === 0o755 ? {x: 1 as const} : {})}
+  const line: JournalLine = {
+    p: f.path,
+    s: f.size,
+    m: f.mtimeMs,
+    h: f.sha256,
+    ...(f.ino === undefined ? {} : {i: f.ino}),
+    ...(f.mode === 0o755 ? {x: 1 as const} : {}),
+  }
   const v = f.version
   if (v) line.v = {...(v.deleted ? {d: 1 as const} : {}), l: v.lamport, o: v.origin, vv: v.vv, s: v.sig, h: v.sha256, z: v.size, m: v.mtimeMs}
   return line
 }
 
 function fromLine(rec: Exclude<JournalLine, {d: 1}>): FileRecord {
-  const r: FileRecord = {path: rec.p, size: rec.s, mtimeMs: rec.m, sha256: rec.h, ...(rec.i === undefined ? {} : {ino: rec.i}), ...(rec.x === 1 ? {mode: 0o755} : {})}
+  const r: FileRecord = {
+    path: rec.p,
+    size: rec.s,
+    mtimeMs: rec.m,
+    sha256: rec.h,
+    ...(rec.i === undefined ? {} : {ino: rec.i}),
+    ...(rec.x === 1 ? {mode: 0o755} : {}),
+  }
   const v = rec.v
   if (v) r.version = {path: rec.p, deleted: v.d === 1, sha256: v.h, size: v.z, mtimeMs: v.m, lamport: v.l, origin: v.o, vv: v.vv, sig: v.s}
   return r

@@ -58,7 +58,12 @@ export class PendingStore {
     const all = await this.list()
     const found = folder === undefined ? (all.length === 1 ? all[0] : undefined) : all.find((r) => r.folder === folder)
     if (found) return found
-    if (folder !== undefined) throw new FpeerError('E_STATE', `no pending request for ${JSON.stringify(folder)}`, {hint: all.length ? `pending: ${all.map((r) => r.folder).join(', ')}` : 'start one with `fpeer request HOST FOLDER --protocol manual`'})
-    throw new FpeerError('E_STATE', all.length ? `${all.length} pending requests; name the folder` : 'no pending request', {hint: all.length ? `pending: ${all.map((r) => r.folder).join(', ')}` : 'start one with `fpeer request HOST FOLDER --protocol manual`'})
+    if (folder !== undefined)
+      throw new FpeerError('E_STATE', `no pending request for ${JSON.stringify(folder)}`, {
+        hint: all.length ? `pending: ${all.map((r) => r.folder).join(', ')}` : 'start one with `fpeer request HOST FOLDER --protocol manual`',
+      })
+    throw new FpeerError('E_STATE', all.length ? `${all.length} pending requests; name the folder` : 'no pending request', {
+      hint: all.length ? `pending: ${all.map((r) => r.folder).join(', ')}` : 'start one with `fpeer request HOST FOLDER --protocol manual`',
+    })
   }
 }

@@ -32,14 +32,21 @@ describe('lockState', () => {
     await mkdir(lock)
     await writeFile(path.join(lock, 'pid'), `${deadPid()} 1\n`)
     assert.equal(await lockState(path.join(dir, 'a'), lock, 'locked', async () => 'ran', 0), 'ran')
-    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('a.lock')), [], 'the lock and the stale one are gone')
+    assert.deepEqual(
+      (await readdir(dir)).filter((n) => n.startsWith('a.lock')),
+      [],
+      'the lock and the stale one are gone',
+    )
   })
 
   it('waits for a live holder and then gives E_LOCKED', async () => {
     const lock = path.join(dir, 'b.lock')
     await mkdir(lock)
     await writeFile(path.join(lock, 'pid'), `${process.pid}\n`)
-    await assert.rejects(lockState(path.join(dir, 'b'), lock, 'locked', async () => 'ran', 0), (err) => isFpeerError(err, 'E_LOCKED'))
+    await assert.rejects(
+      lockState(path.join(dir, 'b'), lock, 'locked', async () => 'ran', 0),
+      (err) => isFpeerError(err, 'E_LOCKED'),
+    )
     assert.equal(await readFile(path.join(lock, 'pid'), 'utf8'), `${process.pid}\n`, 'a live holder keeps its lock')
     await rm(lock, {recursive: true})
   })
@@ -74,7 +81,7 @@ describe('LockedDb', () => {
 })
 
 describe('a damaged journal', () => {
-  it('is rebuilt without claiming the files it lost as this peer\'s new versions', async () => {
+  it("is rebuilt without claiming the files it lost as this peer's new versions", async () => {
     const home = path.join(dir, 'home')
     const root = path.join(dir, 'folder')
     await mkdir(root, {recursive: true})
@@ -82,7 +89,11 @@ describe('a damaged journal', () => {
     const sync = new FolderSync(new Home(home), {name: 'F', path: root, open: false, allow: [], createdAt: ''}, new Identity(generateKeyPair()))
     assert.equal((await sync.rescan()).versions.length, 0, 'the first scan records the original content')
     await writeFile(path.join(root, 'b.txt'), 'b')
-    assert.deepEqual((await sync.rescan()).versions.map((v) => v.path), ['b.txt'], 'a change is a version')
+    assert.deepEqual(
+      (await sync.rescan()).versions.map((v) => v.path),
+      ['b.txt'],
+      'a change is a version',
+    )
     const journal = path.join(home, 'folders', 'F', 'files.jsonl')
     const lines = (await readFile(journal, 'utf8')).split('\n')
     await writeFile(journal, lines.map((l) => (l.includes('"a.txt"') ? '{"p":"a.t\u0000garbage' : l)).join('\n'))
@@ -92,6 +103,10 @@ describe('a damaged journal', () => {
     assert.equal(records.get('b.txt')?.version?.path, 'b.txt', 'what the journal still knew keeps its version')
     assert.ok(!(await readFile(journal, 'utf8')).includes('garbage'), 'the rebuilt journal dropped the damaged line')
     await writeFile(path.join(root, 'c.txt'), 'c')
-    assert.deepEqual((await sync.rescan()).versions.map((v) => v.path), ['c.txt'], 'after the rebuild a new file is a version again')
+    assert.deepEqual(
+      (await sync.rescan()).versions.map((v) => v.path),
+      ['c.txt'],
+      'after the rebuild a new file is a version again',
+    )
   })
 })

@@ -65,7 +65,12 @@ export async function lockState<R>(file: string, lockDir: string, lockedMessage:
     }
     if (await isStale(lockDir)) {
       const aside = `${lockDir}.stale-${process.pid}-${attempt}`
-      if (await rename(lockDir, aside).then(() => true, () => false)) {
+      if (
+        await rename(lockDir, aside).then(
+          () => true,
+          () => false,
+        )
+      ) {
         // Between our check and the rename a live process may have taken it over: give it back.
         const holder = await readFile(`${aside}/pid`, 'utf8').catch(() => undefined)
         if (holder !== undefined && holderAlive(holder)) await rename(aside, lockDir).catch(() => {})
@@ -73,7 +78,11 @@ export async function lockState<R>(file: string, lockDir: string, lockedMessage:
       }
       continue
     }
-    if (Date.now() > end) throw new FpeerError('E_LOCKED', lockedMessage, {hint: 'another fpeer command on this home is still running; try again when it is done', details: {path: lockDir}})
+    if (Date.now() > end)
+      throw new FpeerError('E_LOCKED', lockedMessage, {
+        hint: 'another fpeer command on this home is still running; try again when it is done',
+        details: {path: lockDir},
+      })
     await new Promise((r) => setTimeout(r, Math.min(200, 5 * 2 ** Math.min(attempt, 6))))
   }
   try {

@@ -14,7 +14,8 @@ async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 
   }
 }
 
-const read = async (home: string) => JSON.parse(await readFile(path.join(home, 'stats.json'), 'utf8').catch(() => 'null')) as {pushes: number; pid: number} | null
+const read = async (home: string) =>
+  JSON.parse(await readFile(path.join(home, 'stats.json'), 'utf8').catch(() => 'null')) as {pushes: number; pid: number} | null
 
 describe('StatsFile', () => {
   const homes: string[] = []

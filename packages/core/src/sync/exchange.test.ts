@@ -43,7 +43,12 @@ describe('lacking', () => {
     {name: 'our original (no version): nothing', theirs: [], ours: [rec('f')], offered: []},
     {name: 'a deletion of a path they never had: nothing', theirs: [], ours: [rec('g', gone)], offered: []},
     {name: 'a deletion of a path they hold: ours', theirs: [{path: 'g', size: 1, sha256: 'a'.repeat(64)}], ours: [rec('g', gone)], offered: ['g@3']},
-    {name: 'a line with a damaged version: ours, the peer decides', theirs: [{path: 'f', size: 1, sha256: 'a'.repeat(64), ext: {ver: 'x', origin: X, osig: ''}}], ours: [rec('f', x1)], offered: ['f@1']},
+    {
+      name: 'a line with a damaged version: ours, the peer decides',
+      theirs: [{path: 'f', size: 1, sha256: 'a'.repeat(64), ext: {ver: 'x', origin: X, osig: ''}}],
+      ours: [rec('f', x1)],
+      offered: ['f@1'],
+    },
   ]
   for (const c of cases) {
     it(c.name, () => {
@@ -90,7 +95,10 @@ describe('StateExchange.withPeer', () => {
       seen([{path: 'other.txt', size: 1, sha256: 'a'.repeat(64)}])
       return 0
     })
-    assert.deepEqual(r.pushed.map((b) => b.map((o) => o.path).sort()), [['held.txt', 'owed.txt']])
+    assert.deepEqual(
+      r.pushed.map((b) => b.map((o) => o.path).sort()),
+      [['held.txt', 'owed.txt']],
+    )
     assert.deepEqual(r.owedLeft, [])
   })
 
@@ -107,6 +115,9 @@ describe('StateExchange.withPeer', () => {
     const r = await run(async () => {
       throw new FpeerError('E_CONNECT', 'refused')
     })
-    assert.deepEqual(r.pushed.map((b) => b.map((o) => o.path)), [['owed.txt']])
+    assert.deepEqual(
+      r.pushed.map((b) => b.map((o) => o.path)),
+      [['owed.txt']],
+    )
   })
 })

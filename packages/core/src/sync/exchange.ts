@@ -101,7 +101,10 @@ export class StateExchange {
     const batch = theirs ? lacking(theirs, records) : due
     if (theirs) {
       const offered = new Set(batch.map((v) => v.path))
-      await owed.paid(peer.id, due.filter((v) => !offered.has(v.path)))
+      await owed.paid(
+        peer.id,
+        due.filter((v) => !offered.has(v.path)),
+      )
     }
     if (batch.length > 0) await this.#deps.push(folder, peer, batch)
     if (pulled || batch.length) this.#deps.log.info('state exchanged', {folder, peer: peer.id.slice(0, 7), pulled, offered: batch.length, owed: due.length})
@@ -128,7 +131,14 @@ export class StateExchange {
       for (let job = jobs[next]; job !== undefined && !stopping(); job = jobs[next]) {
         next++
         const [f, p] = job
-        await this.withPeer(f, p, quiet).catch((err: Error) => this.#deps.log.warn('state exchange failed', {folder: f, peer: p.id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: err.message}))
+        await this.withPeer(f, p, quiet).catch((err: Error) =>
+          this.#deps.log.warn('state exchange failed', {
+            folder: f,
+            peer: p.id.slice(0, 7),
+            code: isFpeerError(err) ? err.code : 'E_INTERNAL',
+            reason: err.message,
+          }),
+        )
       }
     }
     await Promise.all(Array.from({length: Math.min(PARALLEL, jobs.length)}, worker))

@@ -18,11 +18,18 @@ describe('FolderSync.rescan', () => {
       const dir = path.join(base, 'docs')
       await mkdir(dir)
       await writeFile(path.join(dir, 'a.txt'), 'one')
-      const sync = new FolderSync(new Home(path.join(base, 'home')), {name: 'docs', path: dir, open: false, allow: [], createdAt: ''}, new Identity(generateKeyPair()))
+      const sync = new FolderSync(
+        new Home(path.join(base, 'home')),
+        {name: 'docs', path: dir, open: false, allow: [], createdAt: ''},
+        new Identity(generateKeyPair()),
+      )
       assert.deepEqual((await sync.rescan()).versions, [])
       await writeFile(path.join(dir, 'a.txt'), 'two')
       const {versions} = await sync.rescan()
-      assert.deepEqual(versions.map((v) => [v.path, v.deleted, v.lamport]), [['a.txt', false, 1]])
+      assert.deepEqual(
+        versions.map((v) => [v.path, v.deleted, v.lamport]),
+        [['a.txt', false, 1]],
+      )
     } finally {
       await rm(base, {recursive: true, force: true})
     }
@@ -33,10 +40,17 @@ describe('FolderSync.rescan', () => {
     try {
       const dir = path.join(base, 'docs')
       await mkdir(dir)
-      const sync = new FolderSync(new Home(path.join(base, 'home')), {name: 'docs', path: dir, open: false, allow: [], createdAt: ''}, new Identity(generateKeyPair()))
+      const sync = new FolderSync(
+        new Home(path.join(base, 'home')),
+        {name: 'docs', path: dir, open: false, allow: [], createdAt: ''},
+        new Identity(generateKeyPair()),
+      )
       assert.deepEqual((await sync.rescan()).versions, [])
       await writeFile(path.join(dir, 'new.txt'), 'hello')
-      assert.deepEqual((await sync.rescan()).versions.map((v) => v.path), ['new.txt'])
+      assert.deepEqual(
+        (await sync.rescan()).versions.map((v) => v.path),
+        ['new.txt'],
+      )
     } finally {
       await rm(base, {recursive: true, force: true})
     }
@@ -53,12 +67,14 @@ describe('FolderSync.apply on a folder with links and names of its own', () => {
     return signVersion('docs', {path: p, ...content, mtimeMs: 1_700_000_000_000, lamport, vv: {[origin.id.compact]: lamport}}, origin)
   }
   /** A fetcher that lands the given contents in the staging folder, as a transport would. */
-  const fetcher = (contents: Record<string, string>): ContentFetcher => async (items, staging) => {
-    for (const {entry} of items) {
-      await mkdir(path.dirname(path.join(staging, entry.path)), {recursive: true})
-      await writeFile(path.join(staging, entry.path), contents[entry.path]!)
+  const fetcher =
+    (contents: Record<string, string>): ContentFetcher =>
+    async (items, staging) => {
+      for (const {entry} of items) {
+        await mkdir(path.dirname(path.join(staging, entry.path)), {recursive: true})
+        await writeFile(path.join(staging, entry.path), contents[entry.path]!)
+      }
     }
-  }
 
   async function setup() {
     const base = await mkdtemp(path.join(os.tmpdir(), 'fpeer-apply-'))
@@ -68,9 +84,13 @@ describe('FolderSync.apply on a folder with links and names of its own', () => {
     await mkdir(outside)
     await writeFile(path.join(outside, 'x'), 'outside\n')
     await writeFile(path.join(dir, 'a.txt'), 'local a\n')
-    await writeFile(path.join(dir, '.fpeer'), 'the user\'s own file\n')
+    await writeFile(path.join(dir, '.fpeer'), "the user's own file\n")
     await symlink(outside, path.join(dir, 'link'))
-    const sync = new FolderSync(new Home(path.join(base, 'home')), {name: 'docs', path: dir, open: false, allow: [], createdAt: ''}, new Identity(generateKeyPair()))
+    const sync = new FolderSync(
+      new Home(path.join(base, 'home')),
+      {name: 'docs', path: dir, open: false, allow: [], createdAt: ''},
+      new Identity(generateKeyPair()),
+    )
     await sync.rescan()
     return {base, dir, outside, sync}
   }
@@ -79,7 +99,10 @@ describe('FolderSync.apply on a folder with links and names of its own', () => {
     const {base, outside, sync} = await setup()
     try {
       const r = await sync.apply([version('link/x')], fetcher({}))
-      assert.deepEqual(r.applied.map((v) => v.path), ['link/x'])
+      assert.deepEqual(
+        r.applied.map((v) => v.path),
+        ['link/x'],
+      )
       assert.equal(await readFile(path.join(outside, 'x'), 'utf8'), 'outside\n')
       assert.equal((await sync.records()).get('link/x')?.version?.deleted, true)
     } finally {
@@ -107,7 +130,7 @@ describe('FolderSync.apply on a folder with links and names of its own', () => {
       assert.deepEqual(r.fetched, ['sub/b.txt'])
       assert.deepEqual(r.copied, ['c.txt'])
       assert.equal(await readFile(path.join(dir, 'sub', 'b.txt'), 'utf8'), 'bee\n')
-      assert.equal(await readFile(path.join(dir, '.fpeer'), 'utf8'), 'the user\'s own file\n')
+      assert.equal(await readFile(path.join(dir, '.fpeer'), 'utf8'), "the user's own file\n")
       assert.deepEqual((await readdir(dir)).sort(), ['.fpeer', 'a.txt', 'c.txt', 'link', 'sub'])
     } finally {
       await rm(base, {recursive: true, force: true})
@@ -123,7 +146,10 @@ describe('FolderSync.apply on a folder with links and names of its own', () => {
       assert.equal(r.conflicts.length, 1)
       assert.equal(await readFile(path.join(dir, 'a.txt'), 'utf8'), 'edited there\n')
       assert.equal(await readFile(path.join(dir, r.conflicts[0]!), 'utf8'), 'edited here\n')
-      assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('.fpeer-')), [])
+      assert.deepEqual(
+        (await readdir(dir)).filter((n) => n.startsWith('.fpeer-')),
+        [],
+      )
     } finally {
       await rm(base, {recursive: true, force: true})
     }
@@ -139,12 +165,14 @@ describe('FolderSync after an apply cut short (kill -9 between landing and recor
     const content = text === undefined ? {deleted: true, sha256: '', size: 0} : {deleted: false, sha256: sha(text), size: Buffer.byteLength(text)}
     return signVersion('docs', {path: p, ...content, mtimeMs: 1_700_000_000_000, lamport, vv: {...vv, [origin.id.compact]: lamport}}, origin)
   }
-  const fetcher = (contents: Record<string, string>): ContentFetcher => async (items, staging) => {
-    for (const {entry} of items) {
-      await mkdir(path.dirname(path.join(staging, entry.path)), {recursive: true})
-      await writeFile(path.join(staging, entry.path), contents[entry.path]!)
+  const fetcher =
+    (contents: Record<string, string>): ContentFetcher =>
+    async (items, staging) => {
+      for (const {entry} of items) {
+        await mkdir(path.dirname(path.join(staging, entry.path)), {recursive: true})
+        await writeFile(path.join(staging, entry.path), contents[entry.path]!)
+      }
     }
-  }
   const folder = (dir: string) => ({name: 'docs', path: dir, open: false, allow: [], createdAt: ''})
 
   /**
@@ -221,7 +249,10 @@ describe('FolderSync after an apply cut short (kill -9 between landing and recor
       await assert.rejects(sync.apply([version('b', 'shared\n'), version('a', 'a1 from there\n')], failing), /peer gone/)
       await writeFile(path.join(dir, 'a'), 'a1 edited here\n')
       const {versions, records} = await new FolderSync(new Home(path.join(base, 'home')), folder(dir), me).rescan()
-      assert.deepEqual(versions.map((v) => [v.path, v.origin]), [['a', me.id.compact]])
+      assert.deepEqual(
+        versions.map((v) => [v.path, v.origin]),
+        [['a', me.id.compact]],
+      )
       assert.equal(records.get('b')?.version?.origin, origin.id.compact, 'the copy that landed is the incoming version')
     } finally {
       await rm(base, {recursive: true, force: true})

@@ -91,7 +91,9 @@ export class FolderSync {
       for (const p of dropped) all.delete(p)
       const {versions, changed} = this.#diff(all, scan, initial, damaged)
       if (damaged) {
-        this.#log?.warn('the folder journal was damaged: rebuilt from the disk; files it did not know are taken as found, not as new versions', {folder: this.folder.name})
+        this.#log?.warn('the folder journal was damaged: rebuilt from the disk; files it did not know are taken as found, not as new versions', {
+          folder: this.folder.name,
+        })
         await this.peerfile.compact(all)
       } else {
         await this.peerfile.drop(dropped, all)
@@ -148,7 +150,11 @@ export class FolderSync {
       const r: FileRecord = {...f}
       if (!initial && !(damaged && !prev)) {
         clock++
-        r.version = signVersion(this.folder.name, {path: f.path, deleted: false, sha256: f.sha256, size: f.size, mtimeMs: f.mtimeMs, lamport: clock, vv: {...prev?.version?.vv, [me]: clock}}, this.#identity)
+        r.version = signVersion(
+          this.folder.name,
+          {path: f.path, deleted: false, sha256: f.sha256, size: f.size, mtimeMs: f.mtimeMs, lamport: clock, vv: {...prev?.version?.vv, [me]: clock}},
+          this.#identity,
+        )
         versions.push(r.version)
       }
       all.set(f.path, r)
@@ -158,7 +164,11 @@ export class FolderSync {
     for (const [p, prev] of all) {
       if (seen.has(p) || !isLive(prev)) continue
       clock++
-      const v = signVersion(this.folder.name, {path: p, deleted: true, sha256: '', size: 0, mtimeMs: Date.now(), lamport: clock, vv: {...prev.version?.vv, [me]: clock}}, this.#identity)
+      const v = signVersion(
+        this.folder.name,
+        {path: p, deleted: true, sha256: '', size: 0, mtimeMs: Date.now(), lamport: clock, vv: {...prev.version?.vv, [me]: clock}},
+        this.#identity,
+      )
       const r: FileRecord = {path: p, size: 0, mtimeMs: v.mtimeMs, sha256: '', version: v}
       all.set(p, r)
       changed.push(r)
@@ -172,25 +182,34 @@ export class FolderSync {
    * with their versions, as this peer's structure (the files were fetched and checked).
    */
   adopt(entries: Array<{entry: FileEntry; version?: FileVersion}>): Promise<void> {
-    return this.#run(() => this.#withDirs(async (_root, dirs) => {
-      const all = await this.peerfile.files()
-      const changed: FileRecord[] = []
-      for (const {entry, version} of entries) {
-        if (version?.deleted) {
-          const r: FileRecord = {path: entry.path, size: 0, mtimeMs: version.mtimeMs, sha256: '', version}
+    return this.#run(() =>
+      this.#withDirs(async (_root, dirs) => {
+        const all = await this.peerfile.files()
+        const changed: FileRecord[] = []
+        for (const {entry, version} of entries) {
+          if (version?.deleted) {
+            const r: FileRecord = {path: entry.path, size: 0, mtimeMs: version.mtimeMs, sha256: '', version}
+            all.set(entry.path, r)
+            changed.push(r)
+            continue
+          }
+          const st = lstatInside(dirs, entry.path)
+          if (!st?.isFile()) continue
+          const r: FileRecord = {
+            path: entry.path,
+            size: st.size,
+            mtimeMs: Math.trunc(st.mtimeMs),
+            ino: st.ino,
+            sha256: entry.sha256!,
+            ...(version ? {version} : {}),
+          }
           all.set(entry.path, r)
           changed.push(r)
-          continue
         }
-        const st = lstatInside(dirs, entry.path)
-        if (!st?.isFile()) continue
-        const r: FileRecord = {path: entry.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: entry.sha256!, ...(version ? {version} : {})}
-        all.set(entry.path, r)
-        changed.push(r)
-      }
-      await this.peerfile.put(changed, all)
-      await this.peerfile.touch()
-    }))
+        await this.peerfile.put(changed, all)
+        await this.peerfile.touch()
+      }),
+    )
   }
 
   /**
@@ -203,166 +222,192 @@ export class FolderSync {
     // Every disk operation below goes through `dirs`: parents are opened without following
     // a symlink, so a symlinked directory in the folder can neither be written through nor
     // have files deleted or read through it (docs/security.md, "Files on disk").
-    return this.#run(() => this.#withDirs(async (root, dirs) => {
-      const all = await this.peerfile.files()
-      // Before anything reads the disk against the records: a file an earlier apply landed
-      // but never recorded must not look like a local edit to `#catchUpLocal` below.
-      await this.#recoverIntents(dirs, all, await this.peerfile.intents())
-      const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: []}
-      // Ignored here (.fpeerignore): never accepted, whatever a peer offers.
-      const rules = this.#rules.rules(root, 0)
-      incoming = incoming.filter((v) => {
-        if (!rules.ignores(v.path)) return true
-        this.#log?.info('ignored incoming file', {folder: this.folder.name, path: v.path})
-        return false
-      })
-      // A local edit not yet scanned must not be overwritten unseen: scan the paths first.
-      await this.#catchUpLocal(dirs, all, incoming.map((v) => v.path), result)
-      let clock = lamportOf(all)
-      const bySha = new Map<string, string>()
-      for (const r of all.values()) if (isLive(r) && r.sha256) bySha.set(r.sha256, r.path)
+    return this.#run(() =>
+      this.#withDirs(async (root, dirs) => {
+        const all = await this.peerfile.files()
+        // Before anything reads the disk against the records: a file an earlier apply landed
+        // but never recorded must not look like a local edit to `#catchUpLocal` below.
+        await this.#recoverIntents(dirs, all, await this.peerfile.intents())
+        const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: []}
+        // Ignored here (.fpeerignore): never accepted, whatever a peer offers.
+        const rules = this.#rules.rules(root, 0)
+        incoming = incoming.filter((v) => {
+          if (!rules.ignores(v.path)) return true
+          this.#log?.info('ignored incoming file', {folder: this.folder.name, path: v.path})
+          return false
+        })
+        // A local edit not yet scanned must not be overwritten unseen: scan the paths first.
+        await this.#catchUpLocal(
+          dirs,
+          all,
+          incoming.map((v) => v.path),
+          result,
+        )
+        let clock = lamportOf(all)
+        const bySha = new Map<string, string>()
+        for (const r of all.values()) if (isLive(r) && r.sha256) bySha.set(r.sha256, r.path)
 
-      const toFetch: Array<{remotePath: string; entry: FileEntry}> = []
-      const landed: Array<{path: string; version?: FileVersion}> = []
-      const deletions: FileVersion[] = []
-      const moves: Array<{from: string; to: string}> = []
-      const copies: Array<{from: string; to: string}> = []
-      // Every loop over the incoming versions below does synchronous disk work per item; it
-      // yields every few ms so a big update does not stall the server's other connections.
-      const slice = new TimeSlice()
+        const toFetch: Array<{remotePath: string; entry: FileEntry}> = []
+        const landed: Array<{path: string; version?: FileVersion}> = []
+        const deletions: FileVersion[] = []
+        const moves: Array<{from: string; to: string}> = []
+        const copies: Array<{from: string; to: string}> = []
+        // Every loop over the incoming versions below does synchronous disk work per item; it
+        // yields every few ms so a big update does not stall the server's other connections.
+        const slice = new TimeSlice()
 
-      for (const v of dedupe(incoming)) {
-        await slice.tick()
-        checkRelativePath(v.path)
-        const local = all.get(v.path)
-        const d = decide(local?.version, v)
-        if (d.action === 'skip') continue
-        if (local?.version === undefined && local && isLive(local) && !v.deleted && local.sha256 === v.sha256) {
-          // The original content already here: adopt the statement, nothing moves.
-          landed.push({path: v.path, version: v})
+        for (const v of dedupe(incoming)) {
+          await slice.tick()
+          checkRelativePath(v.path)
+          const local = all.get(v.path)
+          const d = decide(local?.version, v)
+          if (d.action === 'skip') continue
+          if (local?.version === undefined && local && isLive(local) && !v.deleted && local.sha256 === v.sha256) {
+            // The original content already here: adopt the statement, nothing moves.
+            landed.push({path: v.path, version: v})
+            result.applied.push(v)
+            continue
+          }
+          if (d.action === 'keep-conflict') {
+            if (v.deleted) continue
+            const cp = conflictPath(v)
+            if (all.get(cp) && isLive(all.get(cp)!)) continue
+            const have = bySha.get(v.sha256)
+            if (have) copies.push({from: have, to: cp})
+            else toFetch.push({remotePath: v.path, entry: {path: cp, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
+            landed.push({path: cp})
+            result.conflicts.push(cp)
+            continue
+          }
+          if (d.action === 'take-conflict' && local && isLive(local)) {
+            const cp = conflictPath({path: v.path, origin: local.version?.origin ?? this.#identity.id.compact, sha256: local.sha256})
+            moves.push({from: v.path, to: cp})
+            landed.push({path: cp})
+            result.conflicts.push(cp)
+          }
           result.applied.push(v)
-          continue
-        }
-        if (d.action === 'keep-conflict') {
-          if (v.deleted) continue
-          const cp = conflictPath(v)
-          if (all.get(cp) && isLive(all.get(cp)!)) continue
+          clock = Math.max(clock, v.lamport)
+          if (v.deleted) {
+            deletions.push(v)
+            continue
+          }
           const have = bySha.get(v.sha256)
-          if (have) copies.push({from: have, to: cp})
-          else toFetch.push({remotePath: v.path, entry: {path: cp, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
-          landed.push({path: cp})
-          result.conflicts.push(cp)
-          continue
+          if (have && have !== v.path) copies.push({from: have, to: v.path})
+          else if (!(local && isLive(local) && local.sha256 === v.sha256))
+            toFetch.push({remotePath: v.path, entry: {path: v.path, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
+          landed.push({path: v.path, version: v})
         }
-        if (d.action === 'take-conflict' && local && isLive(local)) {
-          const cp = conflictPath({path: v.path, origin: local.version?.origin ?? this.#identity.id.compact, sha256: local.sha256})
-          moves.push({from: v.path, to: cp})
-          landed.push({path: cp})
-          result.conflicts.push(cp)
-        }
-        result.applied.push(v)
-        clock = Math.max(clock, v.lamport)
-        if (v.deleted) {
-          deletions.push(v)
-          continue
-        }
-        const have = bySha.get(v.sha256)
-        if (have && have !== v.path) copies.push({from: have, to: v.path})
-        else if (!(local && isLive(local) && local.sha256 === v.sha256)) toFetch.push({remotePath: v.path, entry: {path: v.path, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
-        landed.push({path: v.path, version: v})
-      }
 
-      // Conflict copies of our own versions first (before anything overwrites them), then local copies, then the network.
-      // The loser keeps its content under its conflict name (a hard link, or a copy where links
-      // are not possible); the winner then replaces the path by rename, so the path never vanishes.
-      // Every place something will land must be reachable without a symlink before a byte moves.
-      for (const l of landed) {
-        await slice.tick()
-        dirs.open(checkRelativePath(l.path).slice(0, -1), false)?.release()
-      }
-      // From the first rename on, a crash leaves landed files the journal does not know: the
-      // intent says which versions they are, so recovery records them as those (not as ours).
-      // Conflict copies need none: a rescan signs them as ours, as this apply would.
-      const intended = [...landed.flatMap((l) => (l.version ? [l.version] : [])), ...deletions]
-      const intending = intended.length > 0 && (copies.length > 0 || toFetch.length > 0 || deletions.length > 0)
-      if (intending) await this.peerfile.intend(intended)
-      for (const m of moves) await linkOrCopyInside(dirs, m.from, m.to)
-      for (const c of copies) {
-        await copyInside(dirs, c.from, c.to)
-        result.copied.push(c.to)
-      }
-      if (toFetch.length > 0) {
-        // Fetch everything into a staging folder first, so a failure (bad hash, dropped
-        // peer) leaves the folder and its records exactly as they were. Its name is reserved
-        // (never offered or accepted) and random, and mkdir makes it or fails: a user's own
-        // `.fpeer` file or a planted link cannot be in its way.
-        const stagingName = `${PART_PREFIX}staging-${randomBytes(8).toString('hex')}`
-        const top = dirs.need([], false)
-        try {
-          mkdirSync(top.at(stagingName), 0o700)
-        } finally {
-          top.release()
+        // Conflict copies of our own versions first (before anything overwrites them), then local copies, then the network.
+        // The loser keeps its content under its conflict name (a hard link, or a copy where links
+        // are not possible); the winner then replaces the path by rename, so the path never vanishes.
+        // Every place something will land must be reachable without a symlink before a byte moves.
+        for (const l of landed) {
+          await slice.tick()
+          dirs.open(checkRelativePath(l.path).slice(0, -1), false)?.release()
         }
-        const staging = path.join(root, stagingName)
-        try {
-          await fetch(toFetch, staging)
-          const staged = new FolderDirs(staging)
+        // From the first rename on, a crash leaves landed files the journal does not know: the
+        // intent says which versions they are, so recovery records them as those (not as ours).
+        // Conflict copies need none: a rescan signs them as ours, as this apply would.
+        const intended = [...landed.flatMap((l) => (l.version ? [l.version] : [])), ...deletions]
+        const intending = intended.length > 0 && (copies.length > 0 || toFetch.length > 0 || deletions.length > 0)
+        if (intending) await this.peerfile.intend(intended)
+        for (const m of moves) await linkOrCopyInside(dirs, m.from, m.to)
+        for (const c of copies) {
+          await copyInside(dirs, c.from, c.to)
+          result.copied.push(c.to)
+        }
+        if (toFetch.length > 0) {
+          // Fetch everything into a staging folder first, so a failure (bad hash, dropped
+          // peer) leaves the folder and its records exactly as they were. Its name is reserved
+          // (never offered or accepted) and random, and mkdir makes it or fails: a user's own
+          // `.fpeer` file or a planted link cannot be in its way.
+          const stagingName = `${PART_PREFIX}staging-${randomBytes(8).toString('hex')}`
+          const top = dirs.need([], false)
           try {
-            for (const f of toFetch) {
-              await slice.tick()
-              moveInside(staged, dirs, f.entry.path)
+            mkdirSync(top.at(stagingName), 0o700)
+          } finally {
+            top.release()
+          }
+          const staging = path.join(root, stagingName)
+          try {
+            await fetch(toFetch, staging)
+            const staged = new FolderDirs(staging)
+            try {
+              for (const f of toFetch) {
+                await slice.tick()
+                moveInside(staged, dirs, f.entry.path)
+              }
+            } finally {
+              staged.close()
             }
           } finally {
-            staged.close()
+            await rm(staging, {recursive: true, force: true})
           }
-        } finally {
-          await rm(staging, {recursive: true, force: true})
+          result.fetched.push(...toFetch.map((f) => f.entry.path))
         }
-        result.fetched.push(...toFetch.map((f) => f.entry.path))
-      }
-      for (const v of deletions) {
-        await slice.tick()
-        try {
-          unlinkInside(dirs, v.path)
-        } catch (err) {
-          // A parent here is a symlink or a file: the path is not in this folder as far as
-          // fpeer can see, so there is nothing of ours to delete. Recorded, never followed.
-          if (!isFpeerError(err, 'E_PATH_UNSAFE')) throw err
-          this.#log?.warn('deletion not applied: its path goes through a symlink or a file here', {folder: this.folder.name, path: v.path, code: err.code})
+        for (const v of deletions) {
+          await slice.tick()
+          try {
+            unlinkInside(dirs, v.path)
+          } catch (err) {
+            // A parent here is a symlink or a file: the path is not in this folder as far as
+            // fpeer can see, so there is nothing of ours to delete. Recorded, never followed.
+            if (!isFpeerError(err, 'E_PATH_UNSAFE')) throw err
+            this.#log?.warn('deletion not applied: its path goes through a symlink or a file here', {folder: this.folder.name, path: v.path, code: err.code})
+          }
         }
-      }
 
-      // Record: deletions as tombstones, landed paths as scanned now; conflict copies become our own versions.
-      const changed: FileRecord[] = []
-      for (const v of deletions) {
-        const r: FileRecord = {path: v.path, size: 0, mtimeMs: v.mtimeMs, sha256: '', version: v}
-        all.set(v.path, r)
-        changed.push(r)
-      }
-      for (const l of landed) {
-        await slice.tick()
-        const st = lstatInside(dirs, l.path)
-        if (!st?.isFile()) throw new FpeerError('E_IO', `${l.path} did not land`)
-        let version = l.version
-        let sha = version?.sha256
-        if (!version) {
-          // A conflict copy: new here, so it is our change, signed by us like any other.
-          sha = await hashInside(dirs, l.path)
-          clock++
-          version = signVersion(this.folder.name, {path: l.path, deleted: false, sha256: sha, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), lamport: clock, vv: {...all.get(l.path)?.version?.vv, [this.#identity.id.compact]: clock}}, this.#identity)
-          result.created.push(version)
+        // Record: deletions as tombstones, landed paths as scanned now; conflict copies become our own versions.
+        const changed: FileRecord[] = []
+        for (const v of deletions) {
+          const r: FileRecord = {path: v.path, size: 0, mtimeMs: v.mtimeMs, sha256: '', version: v}
+          all.set(v.path, r)
+          changed.push(r)
         }
-        const r: FileRecord = {path: l.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: sha!, version}
-        all.set(l.path, r)
-        changed.push(r)
-      }
-      await this.peerfile.put(changed, all)
-      if (intending) await this.peerfile.clearIntents()
-      if (result.applied.length || result.conflicts.length) {
-        this.#log?.info('applied update', {folder: this.folder.name, applied: result.applied.length, fetched: result.fetched.length, copied: result.copied.length, conflicts: result.conflicts.length})
-      }
-      return result
-    }))
+        for (const l of landed) {
+          await slice.tick()
+          const st = lstatInside(dirs, l.path)
+          if (!st?.isFile()) throw new FpeerError('E_IO', `${l.path} did not land`)
+          let version = l.version
+          let sha = version?.sha256
+          if (!version) {
+            // A conflict copy: new here, so it is our change, signed by us like any other.
+            sha = await hashInside(dirs, l.path)
+            clock++
+            version = signVersion(
+              this.folder.name,
+              {
+                path: l.path,
+                deleted: false,
+                sha256: sha,
+                size: st.size,
+                mtimeMs: Math.trunc(st.mtimeMs),
+                lamport: clock,
+                vv: {...all.get(l.path)?.version?.vv, [this.#identity.id.compact]: clock},
+              },
+              this.#identity,
+            )
+            result.created.push(version)
+          }
+          const r: FileRecord = {path: l.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: sha!, version}
+          all.set(l.path, r)
+          changed.push(r)
+        }
+        await this.peerfile.put(changed, all)
+        if (intending) await this.peerfile.clearIntents()
+        if (result.applied.length || result.conflicts.length) {
+          this.#log?.info('applied update', {
+            folder: this.folder.name,
+            applied: result.applied.length,
+            fetched: result.fetched.length,
+            copied: result.copied.length,
+            conflicts: result.conflicts.length,
+          })
+        }
+        return result
+      }),
+    )
   }
 
   /** Runs `fn` with the folder's directories (fs/folder-dirs.ts), closed afterwards. */
@@ -429,14 +474,19 @@ export class FolderSync {
       // Through a symlinked parent there is no file of this folder: never read one out there.
       const st = lstatInside(dirs, p)
       const onDisk = st?.isFile()
-      if (rec && isLive(rec) && onDisk && st!.size === rec.size && Math.trunc(st!.mtimeMs) === rec.mtimeMs && (rec.ino === undefined || rec.ino === st!.ino)) continue
+      if (rec && isLive(rec) && onDisk && st!.size === rec.size && Math.trunc(st!.mtimeMs) === rec.mtimeMs && (rec.ino === undefined || rec.ino === st!.ino))
+        continue
       if ((!rec || !isLive(rec)) && !onDisk) continue
       if (rec && isLive(rec) && !onDisk) continue // deleted locally: the next rescan records it; nothing to protect
       if (!onDisk) continue
       const sha = await hashInside(dirs, p)
       if (rec && isLive(rec) && rec.sha256 === sha) continue
       clock++
-      const v = signVersion(this.folder.name, {path: p, deleted: false, sha256: sha, size: st!.size, mtimeMs: Math.trunc(st!.mtimeMs), lamport: clock, vv: {...rec?.version?.vv, [me]: clock}}, this.#identity)
+      const v = signVersion(
+        this.folder.name,
+        {path: p, deleted: false, sha256: sha, size: st!.size, mtimeMs: Math.trunc(st!.mtimeMs), lamport: clock, vv: {...rec?.version?.vv, [me]: clock}},
+        this.#identity,
+      )
       const r: FileRecord = {path: p, size: st!.size, mtimeMs: Math.trunc(st!.mtimeMs), ino: st!.ino, sha256: sha, version: v}
       all.set(p, r)
       changed.push(r)

@@ -69,7 +69,14 @@ process.kill(process.pid, 'SIGKILL')`
     const took = version('took.txt', 2)
     const skipped = version('skipped.txt', 2)
     const copy = version('x.sync-conflict.txt', 3)
-    const r = await applyOwing(s, [P1], [P1, P2], [took, skipped], async () => new Map(), async () => result([took], [copy]))
+    const r = await applyOwing(
+      s,
+      [P1],
+      [P1, P2],
+      [took, skipped],
+      async () => new Map(),
+      async () => result([took], [copy]),
+    )
     assert.deepEqual(r.applied, [took])
     assert.deepEqual(await owedPaths(s), {P1: ['took.txt@2', 'x.sync-conflict.txt@3'], P2: ['x.sync-conflict.txt@3']})
   })
@@ -77,10 +84,31 @@ process.kill(process.pid, 'SIGKILL')`
   it('a version offered again after it was taken (a retry) stays owed: the apply skips it, but it was owed before', async () => {
     const s = fresh()
     const v = version('a.txt', 5)
-    await applyOwing(s, [P1], [P1], [v], async () => new Map(), async () => result([v]))
+    await applyOwing(
+      s,
+      [P1],
+      [P1],
+      [v],
+      async () => new Map(),
+      async () => result([v]),
+    )
     // The sender retries (it never saw our confirmation); we hold it now, so the apply skips it.
-    await applyOwing(s, [P1], [P1], [v], async () => holding(v), async () => result([]))
-    await applyOwing(s, [P1], [P1], [v], async () => new Map(), async () => result([]))
+    await applyOwing(
+      s,
+      [P1],
+      [P1],
+      [v],
+      async () => holding(v),
+      async () => result([]),
+    )
+    await applyOwing(
+      s,
+      [P1],
+      [P1],
+      [v],
+      async () => new Map(),
+      async () => result([]),
+    )
     assert.deepEqual(await owedPaths(s), {P1: ['a.txt@5']})
   })
 
@@ -90,9 +118,16 @@ process.kill(process.pid, 'SIGKILL')`
     await s.owe([P1], [old])
     const next = version('a.txt', 2)
     await assert.rejects(
-      applyOwing(s, [P1], [P1], [next], async () => new Map(), async () => {
-        throw new Error('fetch failed')
-      }),
+      applyOwing(
+        s,
+        [P1],
+        [P1],
+        [next],
+        async () => new Map(),
+        async () => {
+          throw new Error('fetch failed')
+        },
+      ),
     )
     assert.deepEqual(await owedPaths(s), {P1: ['a.txt@1']})
   })
@@ -170,7 +205,10 @@ process.kill(process.pid, 'SIGKILL')`
     assert.ok(most <= 2 * 100 + 1, `${most} lines at most`)
     assert.deepEqual((await owedPaths(s)).P1?.length, 10)
     // No temporary file of the compaction is left beside it.
-    assert.deepEqual((await readdir(path.dirname(s.file))).filter((f) => f.includes('.tmp')), [])
+    assert.deepEqual(
+      (await readdir(path.dirname(s.file))).filter((f) => f.includes('.tmp')),
+      [],
+    )
   })
 
   it('tolerates a torn last line (a crash mid-append) and appends after it on a line of its own', async () => {

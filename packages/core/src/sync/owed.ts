@@ -353,7 +353,8 @@ export class OwedForwards {
     const empty: Loaded = {stamp: '', owed: new Map(), lines: 0, torn: false, bytes: 0}
     if (!(await this.#legacy.exists())) return empty
     const doc = await this.#legacy.read()
-    for (const [peer, byPath] of Object.entries(doc.owed ?? {})) for (const v of Object.values(byPath ?? {})) if (v && typeof v.path === 'string') set(empty.owed, peer, v)
+    for (const [peer, byPath] of Object.entries(doc.owed ?? {}))
+      for (const v of Object.values(byPath ?? {})) if (v && typeof v.path === 'string') set(empty.owed, peer, v)
     await mkdirFor(this.#file)
     await this.#compact(empty)
     await unlink(this.#legacy.file).catch(() => {})
@@ -416,7 +417,8 @@ export function parseJournal(file: string, text: string): Loaded {
 function validLine(x: unknown): OwedLine | undefined {
   if (typeof x !== 'object' || x === null) return undefined
   const o = x as Record<string, unknown>
-  if (typeof o.o === 'string' && typeof o.v === 'object' && o.v !== null && typeof (o.v as FileVersion).path === 'string') return {o: o.o, v: o.v as FileVersion}
+  if (typeof o.o === 'string' && typeof o.v === 'object' && o.v !== null && typeof (o.v as FileVersion).path === 'string')
+    return {o: o.o, v: o.v as FileVersion}
   if (typeof o.c === 'string' && typeof o.p === 'string') return {c: o.c, p: o.p}
   return undefined
 }
@@ -427,7 +429,14 @@ function validLine(x: unknown): OwedLine | undefined {
  * settled to what the apply took right after it, before the caller confirms to the sender.
  * Conflict copies the apply made are owed to `all` peers.
  */
-export async function applyOwing(owed: OwedForwards | undefined, others: readonly string[], all: readonly string[], versions: readonly FileVersion[], held: () => Promise<ReadonlyMap<string, FileRecord>>, apply: () => Promise<ApplyResult>): Promise<ApplyResult> {
+export async function applyOwing(
+  owed: OwedForwards | undefined,
+  others: readonly string[],
+  all: readonly string[],
+  versions: readonly FileVersion[],
+  held: () => Promise<ReadonlyMap<string, FileRecord>>,
+  apply: () => Promise<ApplyResult>,
+): Promise<ApplyResult> {
   if (!owed || (others.length === 0 && all.length === 0)) return apply()
   // Only what the apply may take: a catch-up offers the peer's whole structure, most of it held already.
   const records = await held()

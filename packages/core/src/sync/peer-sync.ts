@@ -107,7 +107,13 @@ export class PeerSync {
     if (!d.daemon || d.stopping() || !d.exchange.regained(folder, id)) return
     const peer = d.peers(folder).find((p) => p.id === id)
     if (!peer) return
-    void d.track(d.exchange.withPeer(folder, peer).catch((err: Error) => d.log.warn('state exchange failed', {folder, peer: id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: err.message})))
+    void d.track(
+      d.exchange
+        .withPeer(folder, peer)
+        .catch((err: Error) =>
+          d.log.warn('state exchange failed', {folder, peer: id.slice(0, 7), code: isFpeerError(err) ? err.code : 'E_INTERNAL', reason: err.message}),
+        ),
+    )
   }
 
   /** The push queue's size (tests, diagnostics). */
@@ -158,7 +164,9 @@ export class PeerSync {
       if (refusedBy(err) === peer.id) await this.#deps.refused(folder, peer.id)
       throw err
     })
-    await new OwedForwards(this.#deps.home, folder).paid(peer.id, versions).catch((err: Error) => this.#deps.log.warn('cannot record a delivered forward', {folder, reason: err.message}))
+    await new OwedForwards(this.#deps.home, folder)
+      .paid(peer.id, versions)
+      .catch((err: Error) => this.#deps.log.warn('cannot record a delivered forward', {folder, reason: err.message}))
     this.#regained(folder, peer.id)
   }
 
@@ -230,7 +238,14 @@ export class PeerSync {
               versions.push(v)
             } else if (e.ext?.del !== '1') originals.push(e)
           }
-          const res = await applyOwing(new OwedForwards(d.home, folder), d.forwardTargets(folder, [peer.id]), d.forwardTargets(folder, []), versions, () => sync.records(), () => sync.apply(versions, fetcherFrom(ctx, folder, from)))
+          const res = await applyOwing(
+            new OwedForwards(d.home, folder),
+            d.forwardTargets(folder, [peer.id]),
+            d.forwardTargets(folder, []),
+            versions,
+            () => sync.records(),
+            () => sync.apply(versions, fetcherFrom(ctx, folder, from)),
+          )
           applied = res.applied
           created = res.created
           const records = await sync.records()
@@ -238,7 +253,11 @@ export class PeerSync {
           const missing = originals.filter((e) => !isDirEntry(e) && !records.has(e.path) && !rules.ignores(e.path))
           let bytes = 0
           if (missing.length > 0) {
-            bytes = (await withPeerClient(ctx, {localAddress: ctx.localAddress, ...from}, (client) => fetchFiles({client, folder, files: missing, mode: 'land', root: sync.folder.path, concurrency: ctx.concurrency, ...(signal ? {signal} : {})}))).bytes
+            bytes = (
+              await withPeerClient(ctx, {localAddress: ctx.localAddress, ...from}, (client) =>
+                fetchFiles({client, folder, files: missing, mode: 'land', root: sync.folder.path, concurrency: ctx.concurrency, ...(signal ? {signal} : {})}),
+              )
+            ).bytes
             await sync.adopt(missing.map((entry) => ({entry})))
           }
           const got = new Set([...res.fetched, ...res.copied, ...res.applied.filter((v) => !v.deleted).map((v) => v.path), ...missing.map((e) => e.path)])
@@ -260,5 +279,15 @@ export class PeerSync {
 
 /** Every signed field the same (the signature too): `b` is the version `a` was checked as, nothing in it to check again. */
 function identical(a: FileVersion, b: FileVersion): boolean {
-  return a.sig === b.sig && a.path === b.path && a.origin === b.origin && a.lamport === b.lamport && a.deleted === b.deleted && a.sha256 === b.sha256 && a.size === b.size && a.mtimeMs === b.mtimeMs && compareVectors(a.vv, b.vv) === 'equal'
+  return (
+    a.sig === b.sig &&
+    a.path === b.path &&
+    a.origin === b.origin &&
+    a.lamport === b.lamport &&
+    a.deleted === b.deleted &&
+    a.sha256 === b.sha256 &&
+    a.size === b.size &&
+    a.mtimeMs === b.mtimeMs &&
+    compareVectors(a.vv, b.vv) === 'equal'
+  )
 }

@@ -72,7 +72,10 @@ describe('PushQueue', () => {
     void q.push('F', PEER, [v('a', 2)]).catch(() => {})
     const b = q.push('F', OTHER, [v('a', 1)])
     await flush()
-    assert.deepEqual(g.calls.map((c) => c.peer), ['PEER1', 'PEER2'])
+    assert.deepEqual(
+      g.calls.map((c) => c.peer),
+      ['PEER1', 'PEER2'],
+    )
     g.calls[1]!.end()
     await b
     g.calls[0]!.end()
@@ -109,7 +112,10 @@ describe('PushQueue', () => {
     q.reachable('F', PEER.id)
     await flush()
     assert.equal(g.calls.length, 2, 'sent without waiting out the minute')
-    assert.deepEqual(g.calls[1]!.versions.map((x) => x.path), ['a'])
+    assert.deepEqual(
+      g.calls[1]!.versions.map((x) => x.path),
+      ['a'],
+    )
     g.calls[1]!.end()
     await until('the lane to empty', () => q.size.lanes === 0)
     q.stop()

@@ -206,14 +206,24 @@ export class PushQueue {
     if (this.#stopped) return
     const again = this.#retry && RETRY_CODES.has(code)
     // Once per failed push (they are few: slots, and one per backoff), not once per change that waited for it.
-    this.#deps.log.warn(again ? 'push failed; will retry, and the peer catches up when it returns' : 'push failed; the peer catches up when it returns', {folder: lane.folder, peer: lane.peer.slice(0, 7), code, reason: (err as Error)?.message ?? String(err)})
+    this.#deps.log.warn(again ? 'push failed; will retry, and the peer catches up when it returns' : 'push failed; the peer catches up when it returns', {
+      folder: lane.folder,
+      peer: lane.peer.slice(0, 7),
+      code,
+      reason: (err as Error)?.message ?? String(err),
+    })
     if (!again) return
     this.#deps.lost?.(lane.folder, lane.peer)
     for (const v of batch) if (supersedes(v, lane.pending.get(v.path))) lane.pending.set(v.path, v)
     lane.lastError = err
     if (lane.timer) return
     if (lane.failures >= this.#policy.retries) {
-      this.#deps.log.info('push retries exhausted; the peer catches up when it returns', {folder: lane.folder, peer: lane.peer.slice(0, 7), versions: lane.pending.size, code})
+      this.#deps.log.info('push retries exhausted; the peer catches up when it returns', {
+        folder: lane.folder,
+        peer: lane.peer.slice(0, 7),
+        versions: lane.pending.size,
+        code,
+      })
       this.#drop(lane, err)
       return
     }

@@ -64,7 +64,12 @@ async function sendWithin(channel: MessageChannel, msg: Message, stallMs: number
   const stalled = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       channel.socket.destroy()
-      reject(new FpeerError('E_TIMEOUT', `${channel.remoteAddress}:${channel.remotePort} took no bytes for ${stallMs / 1000} s`, {details: {address: `${channel.remoteAddress}:${channel.remotePort}`, timeoutMs: stallMs}, hint: 'the peer stopped making progress: is it still running? (FPEER_STALL_TIMEOUT_MS sets how long to wait)'}))
+      reject(
+        new FpeerError('E_TIMEOUT', `${channel.remoteAddress}:${channel.remotePort} took no bytes for ${stallMs / 1000} s`, {
+          details: {address: `${channel.remoteAddress}:${channel.remotePort}`, timeoutMs: stallMs},
+          hint: 'the peer stopped making progress: is it still running? (FPEER_STALL_TIMEOUT_MS sets how long to wait)',
+        }),
+      )
     }, stallMs)
   })
   try {
@@ -90,7 +95,18 @@ export function fetcherFrom(ctx: SyncContext, folder: string, from: PeerEndpoint
     // A signal of its own: what the transfer hangs on it goes with it, not onto the node's.
     const r = await withScopedSignal(ctx.signal, (signal) =>
       withPeerClient(stallBounded(ctx), {localAddress: ctx.localAddress, ...from}, (client) =>
-        fetchFiles({client, folder, files: items.map((i) => i.entry), mode: 'land', root: staging, concurrency: ctx.concurrency, resume: false, remotePathOf: (f) => remote.get(f.path) ?? f.path, ...(onEvent ? {onEvent} : {}), ...(signal ? {signal} : {})}),
+        fetchFiles({
+          client,
+          folder,
+          files: items.map((i) => i.entry),
+          mode: 'land',
+          root: staging,
+          concurrency: ctx.concurrency,
+          resume: false,
+          remotePathOf: (f) => remote.get(f.path) ?? f.path,
+          ...(onEvent ? {onEvent} : {}),
+          ...(signal ? {signal} : {}),
+        }),
       ),
     )
     ctx.count('filesFetched', r.fetched)
@@ -128,7 +144,10 @@ async function pushOneUpdate(ctx: SyncContext, folder: string, peer: PeerRecord,
   const port = ctx.servedPort(protocol)
   if (port === undefined) throw new FpeerError('E_NO_TRANSPORT', `this peer serves no ${protocol}`)
   const stallMs = ctx.timeouts.stall
-  const channel = await connectChannel(peer.address, peer.controlPort, {timeoutMs: Math.min(ctx.timeouts.io, stallMs), ...(ctx.localAddress ? {localAddress: ctx.localAddress} : {})})
+  const channel = await connectChannel(peer.address, peer.controlPort, {
+    timeoutMs: Math.min(ctx.timeouts.io, stallMs),
+    ...(ctx.localAddress ? {localAddress: ctx.localAddress} : {}),
+  })
   const uncut = cutOnAbort(channel, ctx.signal)
   const grant = ctx.grant(folder, peerId)
   let stopKeepAlive = () => {}
@@ -137,13 +156,35 @@ async function pushOneUpdate(ctx: SyncContext, folder: string, peer: PeerRecord,
     const files = versions.map(versionToEntry)
     // Bound to this peer (to=) and to now (ts=), with the secret that lets it read our copies;
     // ka=: it sends keep-alives while it fetches, so we wait on its progress, not on a clock (4.7).
-    const ftg: FilesToGet = signMessage({type: 'FilesToGet', folder, port, protocol, files, meta: {ka: String(stallMs), nonce, update: '1', ts: String(Date.now()), to: peerId.compact, dst: formatDestination(channel.remoteAddress, channel.remotePort), grant: grant.token}}, ctx.identity)
+    const ftg: FilesToGet = signMessage(
+      {
+        type: 'FilesToGet',
+        folder,
+        port,
+        protocol,
+        files,
+        meta: {
+          ka: String(stallMs),
+          nonce,
+          update: '1',
+          ts: String(Date.now()),
+          to: peerId.compact,
+          dst: formatDestination(channel.remoteAddress, channel.remotePort),
+          grant: grant.token,
+        },
+      },
+      ctx.identity,
+    )
     await sendWithin(channel, ftg, stallMs)
     ctx.count('messagesOut')
     // A peer that stops (SIGSTOP, a hung disk) sends no keep-alive: the push fails after the
     // stall timeout with E_TIMEOUT and is retried with backoff, instead of holding for the transfer timeout.
     // A refusal the peer signed for us (E_NOT_ALLOWED, 10.6) comes out with details.refusedBy.
-    const fu: FilesUpdated = expectType(await channel.next(keepAliveCeiling(ctx.timeouts, files), {stallMs}), 'FilesUpdated', folder, {peer: peerId, nonce, self: ctx.identity.id})
+    const fu: FilesUpdated = expectType(await channel.next(keepAliveCeiling(ctx.timeouts, files), {stallMs}), 'FilesUpdated', folder, {
+      peer: peerId,
+      nonce,
+      self: ctx.identity.id,
+    })
     ctx.count('messagesIn')
     verifyReply(fu, peerId, nonce)
     // Check what the peer says it took: fetched back from the address it answers from.
@@ -164,14 +205,19 @@ async function pushOneUpdate(ctx: SyncContext, folder: string, peer: PeerRecord,
         if (ev.event === 'bytes' || ev.event === 'file-done') moved++
       }
       await withScopedSignal(ctx.signal, (signal) =>
-        withPeerClient(stallBounded(ctx), {protocol: fu.protocol, host: channel.remoteAddress, port: fu.port, peer: peerId, grant: fu.meta.grant, localAddress: channel.localAddress}, (client) =>
-          fetchFiles({client, folder, files: check, mode: 'verify', concurrency: ctx.concurrency, onEvent, ...(signal ? {signal} : {})}),
+        withPeerClient(
+          stallBounded(ctx),
+          {protocol: fu.protocol, host: channel.remoteAddress, port: fu.port, peer: peerId, grant: fu.meta.grant, localAddress: channel.localAddress},
+          (client) => fetchFiles({client, folder, files: check, mode: 'verify', concurrency: ctx.concurrency, onEvent, ...(signal ? {signal} : {})}),
         ),
       )
       stopKeepAlive()
       ctx.count('filesVerified', check.length)
     }
-    const tpc: TrustedPeerConfirm = signMessage({type: 'TrustedPeerConfirm', folder, port, protocol, files: fu.files, meta: {nonce: randomNonce(), re: fu.meta.nonce ?? ''}}, ctx.identity)
+    const tpc: TrustedPeerConfirm = signMessage(
+      {type: 'TrustedPeerConfirm', folder, port, protocol, files: fu.files, meta: {nonce: randomNonce(), re: fu.meta.nonce ?? ''}},
+      ctx.identity,
+    )
     await sendWithin(channel, tpc, stallMs)
     ctx.count('messagesOut')
     return {got: fu.files.filter((e) => e.ext?.got === '1').length, verified: check.length}
@@ -197,7 +243,8 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
   if (!ctx.isPeer(folder, sender)) throw new FpeerError('E_NOT_ALLOWED', `${sender.toString()} is not a confirmed peer of ${folder}`)
   checkDestination(ftg, ctx.identity.id, {address: channel.localAddress, port: channel.localPort}, ctx.publicAddresses)
   ctx.replay.check(ftg, sender)
-  if (ftg.files.length > MAX_UPDATE_VERSIONS) throw new FpeerError('E_MSG_TOO_MANY_FILES', `an update carries at most ${MAX_UPDATE_VERSIONS} versions; this one has ${ftg.files.length}`)
+  if (ftg.files.length > MAX_UPDATE_VERSIONS)
+    throw new FpeerError('E_MSG_TOO_MANY_FILES', `an update carries at most ${MAX_UPDATE_VERSIONS} versions; this one has ${ftg.files.length}`)
   const versions: FileVersion[] = []
   // Signature checks of a big update yield now and then: the control port keeps answering other peers.
   const slice = new TimeSlice()
@@ -211,7 +258,10 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
   }
   // A name the update's protocol cannot carry (FTP: CR or LF) is not taken, with a warning;
   // the rest of the update is (one such name must not make every update from this peer fail).
-  const cannot = unnameable(ctx.registry.has(ftg.protocol) ? ctx.registry.get(ftg.protocol) : undefined, versions.filter((v) => !v.deleted).map((v) => v.path))
+  const cannot = unnameable(
+    ctx.registry.has(ftg.protocol) ? ctx.registry.get(ftg.protocol) : undefined,
+    versions.filter((v) => !v.deleted).map((v) => v.path),
+  )
   for (const p of cannot) ctx.log.warn(`update entry not taken: ${ftg.protocol} cannot carry its name`, {folder, path: p, code: 'E_UNSUPPORTED'})
   const taking = cannot.size ? versions.filter((v) => v.deleted || !cannot.has(v.path)) : versions
   // ka=: the sender waits on our progress (4.7): keep-alives while we fetch, none when we stall.
@@ -225,15 +275,26 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
     if (ev.event === 'bytes' || ev.event === 'file-done') moved++
   }
   const stopKeepAlive = theirStall !== undefined ? channel.keepAlive(() => (fetching ? moved : ++moved), keepAliveEvery(theirStall)) : () => {}
-  const fetcher = fetcherFrom(ctx, folder, {protocol: ftg.protocol, host: channel.remoteAddress, port: ftg.port, peer: sender, grant: ftg.meta.grant, localAddress: channel.localAddress}, onEvent)
+  const fetcher = fetcherFrom(
+    ctx,
+    folder,
+    {protocol: ftg.protocol, host: channel.remoteAddress, port: ftg.port, peer: sender, grant: ftg.meta.grant, localAddress: channel.localAddress},
+    onEvent,
+  )
   let result: Awaited<ReturnType<FolderSync['apply']>>
   try {
     // What we take we owe to our other peers, on disk before FilesUpdated confirms it to the sender.
-    result = await applyOwing(ctx.owed?.(folder), ctx.forwardTargets?.(folder, [sender.toString()]) ?? [], ctx.forwardTargets?.(folder, []) ?? [], taking, () => sync.records(), () =>
-      sync.apply(taking, (items, staging) => {
-        fetching = true
-        return fetcher(items, staging)
-      }),
+    result = await applyOwing(
+      ctx.owed?.(folder),
+      ctx.forwardTargets?.(folder, [sender.toString()]) ?? [],
+      ctx.forwardTargets?.(folder, []) ?? [],
+      taking,
+      () => sync.records(),
+      () =>
+        sync.apply(taking, (items, staging) => {
+          fetching = true
+          return fetcher(items, staging)
+        }),
     )
   } finally {
     stopKeepAlive()
@@ -251,12 +312,30 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
   const grant = ctx.grant(folder, sender)
   try {
     const stallMs = ctx.timeouts.stall
-    await sendWithin(channel, signMessage({type: 'FilesUpdated', folder, port: ctx.servedPort(serveProtocol) ?? 0, protocol: serveProtocol, files, meta: {ka: String(stallMs), nonce: fuNonce, re: ftg.meta.nonce ?? '', grant: grant.token}}, ctx.identity), stallMs)
+    await sendWithin(
+      channel,
+      signMessage(
+        {
+          type: 'FilesUpdated',
+          folder,
+          port: ctx.servedPort(serveProtocol) ?? 0,
+          protocol: serveProtocol,
+          files,
+          meta: {ka: String(stallMs), nonce: fuNonce, re: ftg.meta.nonce ?? '', grant: grant.token},
+        },
+        ctx.identity,
+      ),
+      stallMs,
+    )
     ctx.count('messagesOut')
     // A sender that announced keep-alives and then stops is given up after the stall timeout, so
     // what we took is passed on at once rather than after the transfer timeout.
     const ceiling = keepAliveCeiling(ctx.timeouts, versions)
-    const tpc = expectType(await (theirStall !== undefined ? channel.next(ceiling, {stallMs}) : channel.next(ctx.timeouts.transfer)), 'TrustedPeerConfirm', folder)
+    const tpc = expectType(
+      await (theirStall !== undefined ? channel.next(ceiling, {stallMs}) : channel.next(ctx.timeouts.transfer)),
+      'TrustedPeerConfirm',
+      folder,
+    )
     ctx.count('messagesIn')
     verifyReply(tpc, sender, fuNonce)
   } finally {

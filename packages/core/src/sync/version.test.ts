@@ -6,7 +6,18 @@ import {type FileVersion, compareVectors, conflictPath, decide, entryToVersion, 
 
 const A = 'A'.repeat(52)
 const B = 'B'.repeat(52)
-const v = (over: Partial<FileVersion>): FileVersion => ({path: 'f', deleted: false, sha256: 'a'.repeat(64), size: 1, mtimeMs: 1, lamport: 1, origin: A, vv: {[A]: 1}, sig: '', ...over})
+const v = (over: Partial<FileVersion>): FileVersion => ({
+  path: 'f',
+  deleted: false,
+  sha256: 'a'.repeat(64),
+  size: 1,
+  mtimeMs: 1,
+  lamport: 1,
+  origin: A,
+  vv: {[A]: 1},
+  sig: '',
+  ...over,
+})
 
 describe('version vectors', () => {
   const cases: Array<[Record<string, number>, Record<string, number>, string]> = [
@@ -17,7 +28,8 @@ describe('version vectors', () => {
     [{[A]: 2}, {[B]: 1}, 'concurrent'],
     [{[A]: 2, [B]: 1}, {[A]: 1, [B]: 2}, 'concurrent'],
   ]
-  for (const [a, b, want] of cases) it(`${JSON.stringify(a).replaceAll('A'.repeat(52), 'A').replaceAll('B'.repeat(52), 'B')} vs … is ${want}`, () => assert.equal(compareVectors(a, b), want))
+  for (const [a, b, want] of cases)
+    it(`${JSON.stringify(a).replaceAll('A'.repeat(52), 'A').replaceAll('B'.repeat(52), 'B')} vs … is ${want}`, () => assert.equal(compareVectors(a, b), want))
 })
 
 describe('decide', () => {
@@ -27,11 +39,36 @@ describe('decide', () => {
     {name: 'the same version: skip', local: ours, incoming: ours, want: 'skip'},
     {name: 'an older one we knew of: skip', local: ours, incoming: v({lamport: 2, vv: {[A]: 2}}), want: 'skip'},
     {name: 'a successor made knowing ours: take', local: ours, incoming: v({lamport: 4, origin: B, vv: {[A]: 3, [B]: 4}}), want: 'take'},
-    {name: 'concurrent and newer: take, ours becomes a conflict copy', local: ours, incoming: v({lamport: 5, origin: B, vv: {[B]: 5}, sha256: '2'.repeat(64)}), want: 'take-conflict'},
-    {name: 'concurrent and older: keep ours, theirs becomes a conflict copy', local: ours, incoming: v({lamport: 2, origin: B, vv: {[B]: 2}, sha256: '2'.repeat(64)}), want: 'keep-conflict'},
-    {name: 'concurrent, same content, newer: take quietly', local: ours, incoming: v({lamport: 5, origin: B, vv: {[B]: 5}, sha256: '1'.repeat(64)}), want: 'take'},
-    {name: 'concurrent, same content, older: skip quietly', local: ours, incoming: v({lamport: 1, origin: B, vv: {[B]: 1}, sha256: '1'.repeat(64)}), want: 'skip'},
-    {name: 'equal lamport: the origin breaks the tie', local: ours, incoming: v({lamport: 3, origin: B, vv: {[B]: 3}, sha256: '2'.repeat(64)}), want: 'take-conflict'},
+    {
+      name: 'concurrent and newer: take, ours becomes a conflict copy',
+      local: ours,
+      incoming: v({lamport: 5, origin: B, vv: {[B]: 5}, sha256: '2'.repeat(64)}),
+      want: 'take-conflict',
+    },
+    {
+      name: 'concurrent and older: keep ours, theirs becomes a conflict copy',
+      local: ours,
+      incoming: v({lamport: 2, origin: B, vv: {[B]: 2}, sha256: '2'.repeat(64)}),
+      want: 'keep-conflict',
+    },
+    {
+      name: 'concurrent, same content, newer: take quietly',
+      local: ours,
+      incoming: v({lamport: 5, origin: B, vv: {[B]: 5}, sha256: '1'.repeat(64)}),
+      want: 'take',
+    },
+    {
+      name: 'concurrent, same content, older: skip quietly',
+      local: ours,
+      incoming: v({lamport: 1, origin: B, vv: {[B]: 1}, sha256: '1'.repeat(64)}),
+      want: 'skip',
+    },
+    {
+      name: 'equal lamport: the origin breaks the tie',
+      local: ours,
+      incoming: v({lamport: 3, origin: B, vv: {[B]: 3}, sha256: '2'.repeat(64)}),
+      want: 'take-conflict',
+    },
   ]
   for (const c of cases) it(c.name, () => assert.equal(decide(c.local, c.incoming).action, c.want))
 
@@ -61,7 +98,11 @@ describe('conflict copies', () => {
 
 describe('origin signatures', () => {
   const origin = new Identity(generateKeyPair())
-  const signed = signVersion('docs', {path: 'a b/ç.txt', deleted: false, sha256: 'f'.repeat(64), size: 9, mtimeMs: 1700000000000, lamport: 7, vv: {[origin.id.compact]: 7}}, origin)
+  const signed = signVersion(
+    'docs',
+    {path: 'a b/ç.txt', deleted: false, sha256: 'f'.repeat(64), size: 9, mtimeMs: 1700000000000, lamport: 7, vv: {[origin.id.compact]: 7}},
+    origin,
+  )
 
   it('a version survives the wire and verifies', () => {
     const back = entryToVersion(versionToEntry(signed))!
@@ -69,7 +110,11 @@ describe('origin signatures', () => {
     verifyVersion('docs', back)
   })
   it('a deletion survives the wire and verifies', () => {
-    const del = signVersion('docs', {path: 'gone', deleted: true, sha256: '', size: 0, mtimeMs: 1700000000001, lamport: 8, vv: {[origin.id.compact]: 8}}, origin)
+    const del = signVersion(
+      'docs',
+      {path: 'gone', deleted: true, sha256: '', size: 0, mtimeMs: 1700000000001, lamport: 8, vv: {[origin.id.compact]: 8}},
+      origin,
+    )
     const back = entryToVersion(versionToEntry(del))!
     assert.deepEqual(back, del)
     verifyVersion('docs', back)

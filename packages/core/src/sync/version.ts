@@ -3,7 +3,18 @@ import type {FileVersion} from '../wire/version.js'
 
 // A version's shape, wire form and signature live below (wire/version.ts), where store/ and
 // session/ may use them; re-exported so that sync/ and the node have one place to import from.
-export {type FileVersion, conflictPath, entryToVersion, formatVector, isConflictPath, parseVector, signVersion, verifyVersion, versionBytes, versionToEntry} from '../wire/version.js'
+export {
+  type FileVersion,
+  conflictPath,
+  entryToVersion,
+  formatVector,
+  isConflictPath,
+  parseVector,
+  signVersion,
+  verifyVersion,
+  versionBytes,
+  versionToEntry,
+} from '../wire/version.js'
 
 /** How two version vectors relate. */
 export function compareVectors(a: Record<string, number>, b: Record<string, number>): 'equal' | 'greater' | 'less' | 'concurrent' {

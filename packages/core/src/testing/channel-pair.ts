@@ -83,7 +83,10 @@ export function socketPair(addresses: PairAddresses = {}): {client: net.Socket; 
 }
 
 /** A connected pair of MessageChannels: what `connectChannel` and a control server's accept would give. */
-export function channelPair(options: {client?: ChannelOptions; server?: ChannelOptions; addresses?: PairAddresses} = {}): {client: MessageChannel; server: MessageChannel} {
+export function channelPair(options: {client?: ChannelOptions; server?: ChannelOptions; addresses?: PairAddresses} = {}): {
+  client: MessageChannel
+  server: MessageChannel
+} {
   const {client, server} = socketPair(options.addresses)
   return {client: new MessageChannel(client, options.client), server: new MessageChannel(server, options.server)}
 }

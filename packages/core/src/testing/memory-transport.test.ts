@@ -3,4 +3,9 @@ import {runTransportConformance} from '../conformance/index.js'
 import {createMemoryTransport} from './memory-transport.js'
 
 runTransportConformance({name: 'memory', transport: createMemoryTransport(), largeFileBytes: 8 << 20, manyFiles: 300})
-runTransportConformance({name: 'memory, peers by key, no batching', transport: createMemoryTransport({peerAuth: true, batch: false}), largeFileBytes: 4 << 20, manyFiles: 100})
+runTransportConformance({
+  name: 'memory, peers by key, no batching',
+  transport: createMemoryTransport({peerAuth: true, batch: false}),
+  largeFileBytes: 4 << 20,
+  manyFiles: 100,
+})

@@ -54,7 +54,9 @@ function aborted(context: string): FpeerError {
  * Builds a transport whose servers live in this transport's own map (no module state: two
  * transports are two networks). Ports count up from 10000; a port with no server is E_CONNECT.
  */
-export function createMemoryTransport(options: MemoryTransportOptions = {}): Transport & Required<Pick<Transport, 'serve' | 'connect'>> & {readonly listeners: number} {
+export function createMemoryTransport(
+  options: MemoryTransportOptions = {},
+): Transport & Required<Pick<Transport, 'serve' | 'connect'>> & {readonly listeners: number} {
   const listeners = new Map<string, Listener>()
   let nextPort = 10_000
   const peerAuth = options.peerAuth ?? false
@@ -84,7 +86,8 @@ export function createMemoryTransport(options: MemoryTransportOptions = {}): Tra
     const context = `${co.host}:${co.port}`
     const find = (): Listener => {
       const l = listeners.get(key(co.host, co.port))
-      if (!l || l.closed) throw new FpeerError('E_CONNECT', `${context}: nobody serves there (in memory)`, {hint: 'is the peer running `fpeer serve` at that address?'})
+      if (!l || l.closed)
+        throw new FpeerError('E_CONNECT', `${context}: nobody serves there (in memory)`, {hint: 'is the peer running `fpeer serve` at that address?'})
       return l
     }
     const first = find()
@@ -212,7 +215,9 @@ export interface HandOverTransportOptions {
  * `place` put files in place, then checks through core's `io.check()` until nothing is
  * missing or `io.waitMs` runs out: E_PENDING. Listings shown are kept in `shown`.
  */
-export function createHandOverTransport(options: HandOverTransportOptions = {}): Transport & Required<Pick<Transport, 'handOver'>> & {readonly shown: ManualFile[][]} {
+export function createHandOverTransport(
+  options: HandOverTransportOptions = {},
+): Transport & Required<Pick<Transport, 'handOver'>> & {readonly shown: ManualFile[][]} {
   const shown: ManualFile[][] = []
   return {
     protocol: options.protocol ?? 'BYHAND',
@@ -225,7 +230,13 @@ export function createHandOverTransport(options: HandOverTransportOptions = {}):
       if (todo().size === 0) return
       const files: ManualFile[] = request.files
         .filter((f) => todo().has(f.path))
-        .map((f) => ({path: f.path, size: f.size ?? 0, sha256: f.sha256 ?? '', target: `${request.into}/${f.path}`, state: state.missing.includes(f.path) ? 'missing' : 'wrong'}))
+        .map((f) => ({
+          path: f.path,
+          size: f.size ?? 0,
+          sha256: f.sha256 ?? '',
+          target: `${request.into}/${f.path}`,
+          state: state.missing.includes(f.path) ? 'missing' : 'wrong',
+        }))
       shown.push(files)
       io.show({folder: request.folder, host: request.host, hostId: request.hostId, into: request.into, ...(request.via ? {via: request.via} : {}), files})
       if (options.place) for (const f of files) await options.place(f, request)

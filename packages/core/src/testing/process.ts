@@ -53,7 +53,14 @@ export function runTool(file: string, args: readonly string[], options: {timeout
     execFile(
       file,
       args,
-      {timeout: options.timeoutMs ?? 30_000, killSignal: 'SIGKILL', encoding: 'buffer', maxBuffer: 64 << 20, ...(options.cwd ? {cwd: options.cwd} : {}), ...(options.env ? {env: options.env} : {})},
+      {
+        timeout: options.timeoutMs ?? 30_000,
+        killSignal: 'SIGKILL',
+        encoding: 'buffer',
+        maxBuffer: 64 << 20,
+        ...(options.cwd ? {cwd: options.cwd} : {}),
+        ...(options.env ? {env: options.env} : {}),
+      },
       (err, stdout, stderr) => {
         const code = err ? (typeof (err as {code?: unknown}).code === 'number' ? (err as {code: number}).code : null) : 0
         resolve({code, stdout, stderr: stderr.toString()})
@@ -120,7 +127,10 @@ export class OwnedProcess {
           const m = line.match(pattern)
           if (m) return done(() => resolve(m))
         }
-        if (!this.running) done(() => reject(new Error(`the process exited (${this.child.exitCode ?? this.child.signalCode}) before printing ${pattern}: ${this.stderr.slice(-2000)}`)))
+        if (!this.running)
+          done(() =>
+            reject(new Error(`the process exited (${this.child.exitCode ?? this.child.signalCode}) before printing ${pattern}: ${this.stderr.slice(-2000)}`)),
+          )
       }
       const done = (fn: () => void) => {
         clearTimeout(timer)

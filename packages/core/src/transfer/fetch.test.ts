@@ -23,7 +23,8 @@ const content = (n: number, seed = 1) => Buffer.from(Array.from({length: n}, (_,
 /** Every file under `dir`, relative, sorted: the before/after listing. */
 async function tree(dir: string): Promise<string[]> {
   const out: string[] = []
-  for (const e of await readdir(dir, {withFileTypes: true, recursive: true})) if (!e.isDirectory()) out.push(path.relative(dir, path.join(e.parentPath, e.name)))
+  for (const e of await readdir(dir, {withFileTypes: true, recursive: true}))
+    if (!e.isDirectory()) out.push(path.relative(dir, path.join(e.parentPath, e.name)))
   return out.sort()
 }
 
@@ -62,12 +63,23 @@ describe('fetchFiles over the in-memory transport', () => {
   })
 
   /** Serves `src` over a fresh memory transport with `plan`'s faults, and hands `fn` a client. */
-  async function withClient<T>(fn: (client: TransferClient, source: FaultySource) => Promise<T>, plan: FaultPlan = {}, options: MemoryTransportOptions = {}): Promise<T> {
+  async function withClient<T>(
+    fn: (client: TransferClient, source: FaultySource) => Promise<T>,
+    plan: FaultPlan = {},
+    options: MemoryTransportOptions = {},
+  ): Promise<T> {
     const transport = createMemoryTransport(options)
     const source = new FaultySource(new LocalFileSource({root: (f) => (f === FOLDER ? src : undefined), mayRead: () => true}, () => [FOLDER]), plan)
     const identity = new Identity(generateKeyPair())
     const server = await transport.serve({host: '127.0.0.1', port: 0, files: source, identity})
-    const client = await transport.connect({host: '127.0.0.1', port: server.port, identity: new Identity(generateKeyPair()), expectedPeer: identity.id, concurrency: 4, timeoutMs: 10_000})
+    const client = await transport.connect({
+      host: '127.0.0.1',
+      port: server.port,
+      identity: new Identity(generateKeyPair()),
+      expectedPeer: identity.id,
+      concurrency: 4,
+      timeoutMs: 10_000,
+    })
     try {
       return await fn(client, source)
     } finally {
@@ -79,8 +91,15 @@ describe('fetchFiles over the in-memory transport', () => {
   for (const batch of [true, false, 'refused'] as const) {
     it(`lands every file byte for byte (batch: ${batch})`, async () => {
       const d = await dest()
-      const result = await withClient((client) => fetchFiles({client, folder: FOLDER, files: [...files.keys()].map(entry), mode: 'land', root: d, concurrency: 3}), {}, {batch})
-      assert.deepEqual({fetched: result.fetched, skipped: result.skipped, bytes: result.bytes}, {fetched: 4, skipped: 0, bytes: [...files.values()].reduce((a, b) => a + b.length, 0)})
+      const result = await withClient(
+        (client) => fetchFiles({client, folder: FOLDER, files: [...files.keys()].map(entry), mode: 'land', root: d, concurrency: 3}),
+        {},
+        {batch},
+      )
+      assert.deepEqual(
+        {fetched: result.fetched, skipped: result.skipped, bytes: result.bytes},
+        {fetched: 4, skipped: 0, bytes: [...files.values()].reduce((a, b) => a + b.length, 0)},
+      )
       assert.deepEqual(await tree(d), [...files.keys()].sort())
       for (const [p, b] of files) assert.ok((await readFile(path.join(d, p))).equals(b), p)
     })
@@ -105,7 +124,9 @@ describe('fetchFiles over the in-memory transport', () => {
     it(`a wrong sha256 is E_HASH_MISMATCH and lands nothing (${name})`, async () => {
       const d = await dest()
       await withClient(async (client) => {
-        await assert.rejects(fetchFiles({client, folder: FOLDER, files: [{...entry(name), sha256: sha('other')}], mode: 'land', root: d, concurrency: 1}), {code: 'E_HASH_MISMATCH'})
+        await assert.rejects(fetchFiles({client, folder: FOLDER, files: [{...entry(name), sha256: sha('other')}], mode: 'land', root: d, concurrency: 1}), {
+          code: 'E_HASH_MISMATCH',
+        })
       })
       assert.deepEqual(await tree(d), [])
     })
@@ -113,7 +134,10 @@ describe('fetchFiles over the in-memory transport', () => {
     it(`more bytes than announced is E_SIZE_MISMATCH and lands nothing (${name})`, async () => {
       const d = await dest()
       await withClient(async (client) => {
-        await assert.rejects(fetchFiles({client, folder: FOLDER, files: [{...entry(name), size: bytes(name).length - 1}], mode: 'land', root: d, concurrency: 1}), {code: 'E_SIZE_MISMATCH'})
+        await assert.rejects(
+          fetchFiles({client, folder: FOLDER, files: [{...entry(name), size: bytes(name).length - 1}], mode: 'land', root: d, concurrency: 1}),
+          {code: 'E_SIZE_MISMATCH'},
+        )
       })
       assert.deepEqual(await tree(d), [])
     })
@@ -122,10 +146,25 @@ describe('fetchFiles over the in-memory transport', () => {
       const d = await dest()
       const events: FetchEvent[] = []
       await withClient(async (client, source) => {
-        await assert.rejects(fetchFiles({client, folder: FOLDER, files: [{...entry(name), size: bytes(name).length + 1}], mode: 'land', root: d, concurrency: 1, retries: 2, onEvent: (e) => events.push(e)}), {code: 'E_CONNECTION_LOST'})
+        await assert.rejects(
+          fetchFiles({
+            client,
+            folder: FOLDER,
+            files: [{...entry(name), size: bytes(name).length + 1}],
+            mode: 'land',
+            root: d,
+            concurrency: 1,
+            retries: 2,
+            onEvent: (e) => events.push(e),
+          }),
+          {code: 'E_CONNECTION_LOST'},
+        )
         assert.equal(source.opens.length, 3)
       })
-      assert.deepEqual(events.filter((e) => e.event === 'retry').map((e) => (e as {attempt: number}).attempt), [1, 2])
+      assert.deepEqual(
+        events.filter((e) => e.event === 'retry').map((e) => (e as {attempt: number}).attempt),
+        [1, 2],
+      )
       assert.deepEqual(await tree(d), [])
     })
   }
@@ -141,14 +180,19 @@ describe('fetchFiles over the in-memory transport', () => {
       {drop: new Map([['large.bin', {times: 1, afterBytes: SMALL_FILE_BYTES}]])},
     )
     assert.ok((await readFile(path.join(d, 'large.bin'))).equals(bytes('large.bin')))
-    assert.deepEqual((await tree(d)).filter((p) => path.basename(p).startsWith(PART_PREFIX)), [])
+    assert.deepEqual(
+      (await tree(d)).filter((p) => path.basename(p).startsWith(PART_PREFIX)),
+      [],
+    )
   })
 
   it('a connection that keeps dropping is E_CONNECTION_LOST; with resume the part is kept and a later run starts after it', async () => {
     const d = await dest()
     const plan = {drop: new Map([['large.bin', {times: 2, afterBytes: SMALL_FILE_BYTES}]])}
     await withClient(async (client, source) => {
-      await assert.rejects(fetchFiles({client, folder: FOLDER, files: [entry('large.bin')], mode: 'land', root: d, concurrency: 1, retries: 1, resume: true}), {code: 'E_CONNECTION_LOST'})
+      await assert.rejects(fetchFiles({client, folder: FOLDER, files: [entry('large.bin')], mode: 'land', root: d, concurrency: 1, retries: 1, resume: true}), {
+        code: 'E_CONNECTION_LOST',
+      })
       assert.equal((await tree(d)).filter((p) => path.basename(p).startsWith(PART_PREFIX)).length, 1)
       const before = source.opens.length
       await fetchFiles({client, folder: FOLDER, files: [entry('large.bin')], mode: 'land', root: d, concurrency: 1, resume: true})
@@ -161,7 +205,9 @@ describe('fetchFiles over the in-memory transport', () => {
   it('a missing file is E_NOT_FOUND, not retried', async () => {
     const d = await dest()
     await withClient(async (client, source) => {
-      await assert.rejects(fetchFiles({client, folder: FOLDER, files: [{path: 'nope', size: 3, sha256: sha('abc')}], mode: 'land', root: d, concurrency: 1}), {code: 'E_NOT_FOUND'})
+      await assert.rejects(fetchFiles({client, folder: FOLDER, files: [{path: 'nope', size: 3, sha256: sha('abc')}], mode: 'land', root: d, concurrency: 1}), {
+        code: 'E_NOT_FOUND',
+      })
       assert.equal(source.opens.length, 1)
     })
     assert.deepEqual(await tree(d), [])
@@ -178,7 +224,13 @@ describe('fetchFiles over the in-memory transport', () => {
     try {
       let closed = false
       const run = fetchFiles({
-        client, folder: FOLDER, files: [entry('large.bin')], mode: 'land', root: d, concurrency: 1, retries: 1,
+        client,
+        folder: FOLDER,
+        files: [entry('large.bin')],
+        mode: 'land',
+        root: d,
+        concurrency: 1,
+        retries: 1,
         // The first bytes in: the server goes away.
         onEvent: (e) => {
           if (e.event === 'bytes' && !closed) {
@@ -201,7 +253,13 @@ describe('fetchFiles over the in-memory transport', () => {
     const events: FetchEvent[] = []
     await withClient(async (client) => {
       const run = fetchFiles({
-        client, folder: FOLDER, files: [entry('large.bin')], mode: 'land', root: d, concurrency: 1, signal: ac.signal,
+        client,
+        folder: FOLDER,
+        files: [entry('large.bin')],
+        mode: 'land',
+        root: d,
+        concurrency: 1,
+        signal: ac.signal,
         onEvent: (e) => {
           events.push(e)
           if (e.event === 'bytes') ac.abort()
@@ -210,13 +268,19 @@ describe('fetchFiles over the in-memory transport', () => {
       await assert.rejects(run, {code: 'E_TRANSFER'})
     })
     assert.equal(events.filter((e) => e.event === 'retry').length, 0)
-    assert.deepEqual((await tree(d)).filter((p) => !path.basename(p).startsWith(PART_PREFIX)), [])
+    assert.deepEqual(
+      (await tree(d)).filter((p) => !path.basename(p).startsWith(PART_PREFIX)),
+      [],
+    )
   })
 
   it('refuses a list with an unsafe path or a file without a hash before any byte moves', async () => {
     const d = await dest()
     await withClient(async (client, source) => {
-      await assert.rejects(fetchFiles({client, folder: FOLDER, files: [entry('a.txt'), {path: '../x', size: 1, sha256: sha('x')}], mode: 'land', root: d, concurrency: 1}), {code: 'E_PATH_UNSAFE'})
+      await assert.rejects(
+        fetchFiles({client, folder: FOLDER, files: [entry('a.txt'), {path: '../x', size: 1, sha256: sha('x')}], mode: 'land', root: d, concurrency: 1}),
+        {code: 'E_PATH_UNSAFE'},
+      )
       await assert.rejects(fetchFiles({client, folder: FOLDER, files: [{path: 'a.txt', size: 6}], mode: 'land', root: d, concurrency: 1}), {code: 'E_UNSIGNED'})
       assert.equal(source.opens.length, 0)
     })

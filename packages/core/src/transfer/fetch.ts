@@ -75,7 +75,8 @@ interface Landing {
 /** Hashes the first `bytes` of an open file, by descriptor (never by path, which could be swapped). */
 async function hashPrefix(fd: number, bytes: number): Promise<ReturnType<typeof createHash>> {
   const hash = createHash('sha256')
-  if (bytes > 0) for await (const chunk of createReadStream('', {fd, start: 0, end: bytes - 1, highWaterMark: 1 << 20, autoClose: false})) hash.update(chunk as Buffer)
+  if (bytes > 0)
+    for await (const chunk of createReadStream('', {fd, start: 0, end: bytes - 1, highWaterMark: 1 << 20, autoClose: false})) hash.update(chunk as Buffer)
   return hash
 }
 
@@ -105,7 +106,9 @@ function retryPolicy(opts: FetchOptions): RetryPolicy {
 /** Every file entry a fetch acts on MUST carry its hash: nothing is trusted before its hash is checked. */
 function requireHash(file: FileEntry): string {
   if (!file.sha256) {
-    throw new FpeerError('E_UNSIGNED', `no sha256 for ${JSON.stringify(file.path)}: cannot verify it`, {hint: 'the peer sent a seed-form file list without hashes'})
+    throw new FpeerError('E_UNSIGNED', `no sha256 for ${JSON.stringify(file.path)}: cannot verify it`, {
+      hint: 'the peer sent a seed-form file list without hashes',
+    })
   }
   return file.sha256
 }
@@ -278,7 +281,14 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
 }
 
 /** Streams the file into `fd` from `offset` (or only hashes it, without one); checks size and hash. Returns the bytes now held. */
-async function streamInto(opts: FetchOptions, file: FileEntry, expected: string, fd: number | undefined, offset: number, hash: ReturnType<typeof createHash>): Promise<number> {
+async function streamInto(
+  opts: FetchOptions,
+  file: FileEntry,
+  expected: string,
+  fd: number | undefined,
+  offset: number,
+  hash: ReturnType<typeof createHash>,
+): Promise<number> {
   let received = offset
   // Chunks are written in batches of WRITE_BATCH bytes, one batch in flight while the next
   // is received and hashed, instead of one awaited write per network chunk. Writes are
@@ -454,7 +464,13 @@ async function fetchBatch(opts: FetchOptions, state: FetchState, files: FileEntr
   }
 }
 
-async function fetchBatchInto(opts: FetchOptions, state: FetchState, files: FileEntry[], result: FetchResult, targets: Map<string, Landing | undefined>): Promise<void> {
+async function fetchBatchInto(
+  opts: FetchOptions,
+  state: FetchState,
+  files: FileEntry[],
+  result: FetchResult,
+  targets: Map<string, Landing | undefined>,
+): Promise<void> {
   let todo: FileEntry[] = []
   for (const file of files) {
     opts.onEvent?.({event: 'file-start', path: file.path, size: file.size!})
@@ -498,10 +514,15 @@ async function fetchBatchInto(opts: FetchOptions, state: FetchState, files: File
         const file = byRemote.get(item.path)
         if (!file || done.has(file.path)) throw new FpeerError('E_TRANSFER', `the peer sent ${JSON.stringify(item.path)}, which was not asked for`)
         if ('error' in item) throw item.error
-        if (item.data.length !== file.size) throw new FpeerError(item.data.length > file.size! ? 'E_SIZE_MISMATCH' : 'E_CONNECTION_LOST', `${file.path}: got ${item.data.length} of ${file.size} bytes`)
+        if (item.data.length !== file.size)
+          throw new FpeerError(
+            item.data.length > file.size! ? 'E_SIZE_MISMATCH' : 'E_CONNECTION_LOST',
+            `${file.path}: got ${item.data.length} of ${file.size} bytes`,
+          )
         // One-shot hash(): a few microseconds less per file than a Hash object.
         const got = hashOnce('sha256', item.data, 'hex')
-        if (got !== file.sha256) throw new FpeerError('E_HASH_MISMATCH', `${file.path}: content does not match its sha256`, {details: {path: file.path, expected: file.sha256, got}})
+        if (got !== file.sha256)
+          throw new FpeerError('E_HASH_MISMATCH', `${file.path}: content does not match its sha256`, {details: {path: file.path, expected: file.sha256, got}})
         const t = targets.get(file.path)
         if (t) {
           try {

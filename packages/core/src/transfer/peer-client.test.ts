@@ -14,7 +14,12 @@ describe('withPeerClient', () => {
   registry.add(memory, 'memory')
   registry.add(createHandOverTransport(), 'byhand')
   const ctx = {identity, registry, log: silentLogger, concurrency: 1, timeouts: {io: 5000}}
-  const files = {folders: async () => [], stat: async () => ({type: 'file' as const, size: 0, mtimeMs: 0}), list: async () => [], open: async () => ({stream: undefined as never, size: 0, mtimeMs: 0})}
+  const files = {
+    folders: async () => [],
+    stat: async () => ({type: 'file' as const, size: 0, mtimeMs: 0}),
+    list: async () => [],
+    open: async () => ({stream: undefined as never, size: 0, mtimeMs: 0}),
+  }
 
   it('a protocol that cannot fetch by itself (a hand-over) is E_UNSUPPORTED, not a TypeError', async () => {
     await assert.rejects(connectToPeer(ctx, {protocol: 'BYHAND', host: '127.0.0.1', port: 1, peer: undefined, grant: undefined}), {code: 'E_UNSUPPORTED'})
@@ -25,7 +30,10 @@ describe('withPeerClient', () => {
   })
 
   it('nobody serving there is E_CONNECT', async () => {
-    await assert.rejects(withPeerClient(ctx, {protocol: 'MEMORY', host: '127.0.0.1', port: 1, peer: undefined, grant: undefined}, async () => 1), {code: 'E_CONNECT'})
+    await assert.rejects(
+      withPeerClient(ctx, {protocol: 'MEMORY', host: '127.0.0.1', port: 1, peer: undefined, grant: undefined}, async () => 1),
+      {code: 'E_CONNECT'},
+    )
   })
 
   it('closes the client when the work fails, and passes the failure on', async () => {

@@ -32,7 +32,8 @@ export interface PeerClientContext {
  */
 export async function connectToPeer(ctx: PeerClientContext, to: PeerEndpoint): Promise<TransferClient> {
   const transport = ctx.registry.get(to.protocol)
-  if (!transport.supports.fetch || !transport.connect) throw new FpeerError('E_UNSUPPORTED', `${transport.protocol} cannot fetch files by itself; the peer must offer another protocol`)
+  if (!transport.supports.fetch || !transport.connect)
+    throw new FpeerError('E_UNSUPPORTED', `${transport.protocol} cannot fetch files by itself; the peer must offer another protocol`)
   return transport.connect({
     host: to.host,
     port: to.port,

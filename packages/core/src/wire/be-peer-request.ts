@@ -9,5 +9,8 @@ export function BePeerRequestFromWire(lines: Line[], folder: string): BePeerRequ
 }
 
 export function BePeerRequestToWire(msg: BePeerRequest): Line[] {
-  return [{value: 'BePeerRequest', attrs: msg.meta}, {value: msg.folder, attrs: {}}]
+  return [
+    {value: 'BePeerRequest', attrs: msg.meta},
+    {value: msg.folder, attrs: {}},
+  ]
 }

@@ -32,7 +32,14 @@ const parses: Array<{name: string; wire: string; msg: Message}> = [
   {
     name: 'a progress FilesUpdated (part=1, protocol 4.9): the seed layout, one more Line-1 attribute',
     wire: 'FilesUpdated\tgrant=g\tnonce=n2\tpart=1\tre=n1\nf\n41234\nHTTP\na.txt\tsize=6\n\n',
-    msg: {type: 'FilesUpdated', folder: 'f', meta: {grant: 'g', nonce: 'n2', part: '1', re: 'n1'}, port: 41234, protocol: 'HTTP', files: [{path: 'a.txt', size: 6}]},
+    msg: {
+      type: 'FilesUpdated',
+      folder: 'f',
+      meta: {grant: 'g', nonce: 'n2', part: '1', re: 'n1'},
+      port: 41234,
+      protocol: 'HTTP',
+      files: [{path: 'a.txt', size: 6}],
+    },
   },
   {
     name: 'FilesToGet with no files',
@@ -89,7 +96,10 @@ describe('codec: parse', () => {
   })
   it('reads several messages back to back', () => {
     const msgs = parseMessages('BePeerRequest\na\n\nBePeerRequest\nb\n\n')
-    assert.deepEqual(msgs.map((m) => m.folder), ['a', 'b'])
+    assert.deepEqual(
+      msgs.map((m) => m.folder),
+      ['a', 'b'],
+    )
   })
 })
 
@@ -118,15 +128,27 @@ const errors: Array<{name: string; wire: string; code: string}> = [
   {name: 'duplicate attribute', wire: 'BePeerRequest\tid=a\tid=b\nf\n\n', code: 'E_MSG_BAD_FIELD'},
   {name: 'over-long line', wire: `BePeerRequest\n${'a'.repeat(9000)}\n\n`, code: 'E_MSG_LINE_TOO_LONG'},
   // 33 attributes (k0=1 … k32=1) on one file line: one past MAX_LINE_ATTRS.
-  {name: 'too many attributes on a line', wire: `FilesToGet\nf\n80\nHTTP\na${Array.from({length: 33}, (_, i) => `\tk${i}=1`).join('')}\n\n`, code: 'E_MSG_BAD_FIELD'},
+  {
+    name: 'too many attributes on a line',
+    wire: `FilesToGet\nf\n80\nHTTP\na${Array.from({length: 33}, (_, i) => `\tk${i}=1`).join('')}\n\n`,
+    code: 'E_MSG_BAD_FIELD',
+  },
 ]
 
 describe('codec: errors carry stable codes', () => {
   for (const c of errors) {
-    it(c.name, () => assert.throws(() => parseMessage(c.wire), (err: unknown) => err instanceof FpeerError && err.code === c.code))
+    it(c.name, () =>
+      assert.throws(
+        () => parseMessage(c.wire),
+        (err: unknown) => err instanceof FpeerError && err.code === c.code,
+      ),
+    )
   }
   it('invalid UTF-8 is refused by the frame decoder', () => {
-    assert.throws(() => new FrameDecoder().push(Buffer.from([0x42, 0xff, 0xfe, 0x0a])), (e: unknown) => e instanceof FpeerError && e.code === 'E_MSG_BAD_ENCODING')
+    assert.throws(
+      () => new FrameDecoder().push(Buffer.from([0x42, 0xff, 0xfe, 0x0a])),
+      (e: unknown) => e instanceof FpeerError && e.code === 'E_MSG_BAD_ENCODING',
+    )
   })
 })
 
@@ -136,7 +158,10 @@ describe('frame decoder', () => {
     const dec = new FrameDecoder()
     const got: string[][] = []
     for (const b of wire) got.push(...dec.push(Buffer.from([b])))
-    assert.deepEqual(got, [['FilesToGet', 'f', '80', 'HTTP', 'çé'], ['BePeerRequest', 'f']])
+    assert.deepEqual(got, [
+      ['FilesToGet', 'f', '80', 'HTTP', 'çé'],
+      ['BePeerRequest', 'f'],
+    ])
   })
   it('drops a BOM before Line 1 only, also when every byte comes alone', () => {
     const wire = Buffer.from('\n\ufeffBePeerRequest\r\n\ufeffx\n\n')
@@ -150,20 +175,33 @@ describe('frame decoder', () => {
     dec.maxFiles = 2
     assert.deepEqual(dec.push(Buffer.from('FilesToGet\nf\n80\nHTTP\na\nb\n\n')), [['FilesToGet', 'f', '80', 'HTTP', 'a', 'b']])
     // The third file line is refused although the message never ends.
-    assert.throws(() => dec.push(Buffer.from('FilesToGet\nf\n80\nHTTP\na\nb\nc\n')), (e: unknown) => e instanceof FpeerError && e.code === 'E_MSG_TOO_MANY_FILES')
+    assert.throws(
+      () => dec.push(Buffer.from('FilesToGet\nf\n80\nHTTP\na\nb\nc\n')),
+      (e: unknown) => e instanceof FpeerError && e.code === 'E_MSG_TOO_MANY_FILES',
+    )
   })
   it('stops an endless line at the limit without buffering it all', () => {
     const dec = new FrameDecoder()
-    assert.throws(() => {
-      for (let i = 0; i < 100; i++) dec.push(Buffer.alloc(1024, 0x61))
-    }, (e: unknown) => e instanceof FpeerError && e.code === 'E_MSG_LINE_TOO_LONG')
+    assert.throws(
+      () => {
+        for (let i = 0; i < 100; i++) dec.push(Buffer.alloc(1024, 0x61))
+      },
+      (e: unknown) => e instanceof FpeerError && e.code === 'E_MSG_LINE_TOO_LONG',
+    )
   })
 })
 
 describe('signatures', () => {
   const alice = new Identity(generateKeyPair())
   const mallory = new Identity(generateKeyPair())
-  const msg: Message = {type: 'TrustedPeerConfirm', folder: 'f', meta: {nonce: 'n1', re: 'n0'}, port: 80, protocol: 'HTTP', files: [{path: 'a', size: 1, sha256: 'ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb'}]}
+  const msg: Message = {
+    type: 'TrustedPeerConfirm',
+    folder: 'f',
+    meta: {nonce: 'n1', re: 'n0'},
+    port: 80,
+    protocol: 'HTTP',
+    files: [{path: 'a', size: 1, sha256: 'ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb'}],
+  }
 
   it('a signed message keeps the seed layout and verifies after a round trip', () => {
     const wire = formatMessage(signMessage(msg, alice))
@@ -177,17 +215,29 @@ describe('signatures', () => {
   })
   it('a changed file hash breaks the signature', () => {
     const wire = formatMessage(signMessage(msg, alice)).replace('sha256=ca', 'sha256=cb')
-    assert.throws(() => verifyMessage(parseMessage(wire)), (e: unknown) => e instanceof FpeerError && e.code === 'E_BAD_SIGNATURE')
+    assert.throws(
+      () => verifyMessage(parseMessage(wire)),
+      (e: unknown) => e instanceof FpeerError && e.code === 'E_BAD_SIGNATURE',
+    )
   })
   it('a signature by another key under the claimed id is refused', () => {
     const forged = signMessage(msg, mallory)
     const wire = formatMessage({...forged, meta: {...forged.meta, id: alice.id.compact}})
-    assert.throws(() => verifyMessage(parseMessage(wire)), (e: unknown) => e instanceof FpeerError && e.code === 'E_BAD_SIGNATURE')
+    assert.throws(
+      () => verifyMessage(parseMessage(wire)),
+      (e: unknown) => e instanceof FpeerError && e.code === 'E_BAD_SIGNATURE',
+    )
   })
   it('the expected sender is enforced', () => {
-    assert.throws(() => verifyMessage(signMessage(msg, mallory), alice.id), (e: unknown) => e instanceof FpeerError && e.code === 'E_PEER_ID_MISMATCH')
+    assert.throws(
+      () => verifyMessage(signMessage(msg, mallory), alice.id),
+      (e: unknown) => e instanceof FpeerError && e.code === 'E_PEER_ID_MISMATCH',
+    )
   })
   it('an unsigned message is refused', () => {
-    assert.throws(() => verifyMessage(msg), (e: unknown) => e instanceof FpeerError && e.code === 'E_UNSIGNED')
+    assert.throws(
+      () => verifyMessage(msg),
+      (e: unknown) => e instanceof FpeerError && e.code === 'E_UNSIGNED',
+    )
   })
 })

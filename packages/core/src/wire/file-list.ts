@@ -53,9 +53,5 @@ export function fileListFromLines(lines: Line[], type: FileListMessage['type']):
 }
 
 export function fileListToLines(msg: FileListMessage): Line[] {
-  return [
-    {value: String(msg.port), attrs: {}},
-    {value: msg.protocol, attrs: {}},
-    ...msg.files.map(fileToLine),
-  ]
+  return [{value: String(msg.port), attrs: {}}, {value: msg.protocol, attrs: {}}, ...msg.files.map(fileToLine)]
 }

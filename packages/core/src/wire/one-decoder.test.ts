@@ -52,8 +52,16 @@ const table: Array<{name: string; input: Buffer; want: Outcome | typeof same}> =
   {name: 'character cut by the line break', input: bytes('BePeerRequest\nf', [0xe2, 0x82], '\n\n'), want: 'E_MSG_BAD_ENCODING'},
   {name: 'percent escape that is not UTF-8', input: bytes('FilesToGet\nf\n1\nHTTP\na%FF\tenc=pct\n\n'), want: 'E_MSG_BAD_ENCODING'},
   // Line length: the limit counts the line without its break.
-  {name: 'line of exactly the limit', input: bytes(`PeerError\n*\nE_X\n${A8192}\n\n`), want: [{type: 'PeerError', folder: '*', meta: {}, code: 'E_X', text: A8192}]},
-  {name: 'line of exactly the limit, CRLF', input: bytes(`PeerError\r\n*\r\nE_X\r\n${A8192}\r\n\r\n`), want: [{type: 'PeerError', folder: '*', meta: {}, code: 'E_X', text: A8192}]},
+  {
+    name: 'line of exactly the limit',
+    input: bytes(`PeerError\n*\nE_X\n${A8192}\n\n`),
+    want: [{type: 'PeerError', folder: '*', meta: {}, code: 'E_X', text: A8192}],
+  },
+  {
+    name: 'line of exactly the limit, CRLF',
+    input: bytes(`PeerError\r\n*\r\nE_X\r\n${A8192}\r\n\r\n`),
+    want: [{type: 'PeerError', folder: '*', meta: {}, code: 'E_X', text: A8192}],
+  },
   {name: 'line one byte over the limit', input: bytes(`PeerError\n*\nE_X\n${A8192}a\n\n`), want: 'E_MSG_LINE_TOO_LONG'},
   {name: 'over-long line without a break', input: bytes(`PeerError\n*\nE_X\n${A8192}aa`), want: 'E_MSG_LINE_TOO_LONG'},
   // TAB attributes.

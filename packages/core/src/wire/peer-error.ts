@@ -14,5 +14,10 @@ export function PeerErrorFromWire(lines: Line[], folder: string): PeerError {
 export function PeerErrorToWire(msg: PeerError): Line[] {
   // eslint-disable-next-line no-control-regex
   const text = msg.text.replace(/[\u0000-\u001f\u007f]+/g, ' ').slice(0, MAX_REASON_CHARS) || msg.code
-  return [{value: 'PeerError', attrs: msg.meta}, {value: msg.folder, attrs: {}}, {value: msg.code, attrs: {}}, {value: text, attrs: {}}]
+  return [
+    {value: 'PeerError', attrs: msg.meta},
+    {value: msg.folder, attrs: {}},
+    {value: msg.code, attrs: {}},
+    {value: text, attrs: {}},
+  ]
 }

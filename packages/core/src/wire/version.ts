@@ -48,7 +48,17 @@ export function parseVector(text: string): Record<string, number> {
 /** The bytes the origin signs: the folder and every field of the version but `sig`. */
 export function versionBytes(folder: string, v: Omit<FileVersion, 'sig'>): Buffer {
   return Buffer.from(
-    [CONTEXT + folder, v.path, v.deleted ? 'deleted' : 'file', v.sha256, String(v.size), String(Math.trunc(v.mtimeMs)), String(v.lamport), v.origin, formatVector(v.vv)].join('\n'),
+    [
+      CONTEXT + folder,
+      v.path,
+      v.deleted ? 'deleted' : 'file',
+      v.sha256,
+      String(v.size),
+      String(Math.trunc(v.mtimeMs)),
+      String(v.lamport),
+      v.origin,
+      formatVector(v.vv),
+    ].join('\n'),
     'utf8',
   )
 }
@@ -81,7 +91,8 @@ export function entryToVersion(e: FileEntry): FileVersion | undefined {
   const deleted = x.del === '1'
   if (!/^\d{1,15}$/.test(x.ver) || !/^[A-Z2-7]{52}$/.test(x.origin)) throw new FpeerError('E_MSG_BAD_FIELD', `bad version of ${JSON.stringify(e.path)}`)
   const {sha256, size} = e
-  if (!deleted && (sha256 === undefined || size === undefined)) throw new FpeerError('E_MSG_BAD_FIELD', `version of ${JSON.stringify(e.path)} lacks sha256 or size`)
+  if (!deleted && (sha256 === undefined || size === undefined))
+    throw new FpeerError('E_MSG_BAD_FIELD', `version of ${JSON.stringify(e.path)} lacks sha256 or size`)
   return {
     path: e.path,
     deleted,

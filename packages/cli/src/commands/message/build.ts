@@ -5,7 +5,7 @@ import {BaseCommand} from '../../base.js'
 import {buildWire, readStdin} from '../../services/message.js'
 
 export default class MessageBuild extends BaseCommand<typeof MessageBuild> {
-  static override summary = 'Build wire messages from JSON on stdin, or one message from flags; --sign signs with this peer\'s key.'
+  static override summary = "Build wire messages from JSON on stdin, or one message from flags; --sign signs with this peer's key."
   static override description =
     'Input is what `fpeer message parse` prints: one JSON object or an array of them, so `build | parse` gives the input back. Output is the canonical wire text (LF line breaks, attributes sorted, each message ending with an empty line), ready for `fpeer message send` or `nc`. With --json, prints {"wire": "…"} instead.'
   static override examples = [
@@ -14,7 +14,10 @@ export default class MessageBuild extends BaseCommand<typeof MessageBuild> {
     'echo \'{"type":"PeerError","folder":"*","meta":{},"code":"E_BUSY","text":"try later"}\' | <%= config.bin %> message build',
   ]
   static override flags = {
-    type: Flags.string({description: 'message type (then no JSON is read)', options: ['BePeerRequest', 'FilesToGet', 'FilesUpdated', 'TrustedPeerConfirm', 'PeerError']}),
+    type: Flags.string({
+      description: 'message type (then no JSON is read)',
+      options: ['BePeerRequest', 'FilesToGet', 'FilesUpdated', 'TrustedPeerConfirm', 'PeerError'],
+    }),
     folder: Flags.string({description: 'Line 2: the folder name (`*` for a PeerError about no folder)'}),
     port: Flags.integer({description: 'Line 3 of a file list: the port', min: 0, max: 65535}),
     protocol: Flags.string({description: 'Line 4 of a file list: the transfer protocol', default: 'HTTP'}),
@@ -38,14 +41,25 @@ export default class MessageBuild extends BaseCommand<typeof MessageBuild> {
     let json: unknown
     if (f.type) {
       if (!f.folder) throw new FpeerError('E_USAGE', '--type needs --folder')
-      fields = {type: f.type, folder: f.folder, meta, protocol: f.protocol, ...(f.port === undefined ? {} : {port: f.port}), ...(f.file ? {files: f.file} : {}), ...(f.code ? {code: f.code} : {}), ...(f.text ? {text: f.text} : {})}
+      fields = {
+        type: f.type,
+        folder: f.folder,
+        meta,
+        protocol: f.protocol,
+        ...(f.port === undefined ? {} : {port: f.port}),
+        ...(f.file ? {files: f.file} : {}),
+        ...(f.code ? {code: f.code} : {}),
+        ...(f.text ? {text: f.text} : {}),
+      }
     } else {
       if (process.stdin.isTTY) this.note('reading JSON from stdin (or give --type and --folder); end with Ctrl-D')
       const text = (await readStdin()).toString('utf8')
       try {
         json = JSON.parse(text)
       } catch (err) {
-        throw new FpeerError('E_USAGE', `stdin is not JSON: ${(err as Error).message}`, {hint: 'give what `fpeer message parse` prints, or use --type and --folder'})
+        throw new FpeerError('E_USAGE', `stdin is not JSON: ${(err as Error).message}`, {
+          hint: 'give what `fpeer message parse` prints, or use --type and --folder',
+        })
       }
     }
     const {wire} = buildWire({...(fields ? {fields} : {json}), nonce: f.nonce, ...(f.sign ? {identity: await this.home.identity()} : {})})

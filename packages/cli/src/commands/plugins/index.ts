@@ -30,7 +30,10 @@ export default class Plugins extends BaseCommand<typeof Plugins> {
     // oclif loads plugins concurrently, so its list comes in any order: built in first, then by name.
     const rank = {builtin: 0, user: 1, link: 2}
     plugins.sort((a, b) => rank[a.type] - rank[b.type] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-    for (const p of plugins) this.out(tty`${p.name} ${p.version}\t${p.type === 'builtin' ? 'built in' : p.type === 'link' ? `linked from ${p.path}` : 'installed'}\t${p.protocols.join(', ') || '(no protocol)'}`)
+    for (const p of plugins)
+      this.out(
+        tty`${p.name} ${p.version}\t${p.type === 'builtin' ? 'built in' : p.type === 'link' ? `linked from ${p.path}` : 'installed'}\t${p.protocols.join(', ') || '(no protocol)'}`,
+      )
     return {plugins}
   }
 }
