@@ -19,6 +19,8 @@ describe(`churn (seed ${SEED}; FPEER_CHURN_SEED=${SEED} repeats it)`, () => {
     seed: SEED,
     extraEdges: 3,
     sharedFiles: 2,
+    // Each serve's stderr, kept across restarts, to tell why a peer lagged.
+    ...(process.env.FPEER_CHURN_LOG_DIR ? {logDir: process.env.FPEER_CHURN_LOG_DIR} : {}),
     env: {FPEER_SYNC_INTERVAL_MS: String(CATCH_UP_MS), FPEER_RESCAN_INTERVAL_MS: '10000', FPEER_STALL_TIMEOUT_MS: '5000', FPEER_LOG_LEVEL: 'warn'},
   })
   after(() => churn.destroy())

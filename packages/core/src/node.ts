@@ -150,6 +150,9 @@ export class PeerNode {
       owed: (f) => new OwedForwards(options.home, f),
       pull: (f, p, seen) => this.pullFrom(f, p, seen),
       push: async (f, p, versions) => void (await this.pushVersions(f, versions, [], [p.id])),
+      // A serving peer tries an unreached exchange again on its own; a one-shot node does not.
+      signal: () => (options.sync && options.control !== false ? this.#life.signal : undefined),
+      track: (p) => this.#track(p),
     })
     this.#peerSync = new PeerSync({
       ...this.#basics(),

@@ -121,3 +121,99 @@ describe('StateExchange.withPeer', () => {
     )
   })
 })
+
+describe('StateExchange retries an exchange whose pull did not reach the peer', () => {
+  const X = x.id.compact
+  const peer = {id: 'PEER', address: '127.0.0.1', controlPort: 7734, protocols: ['HTTP'], role: 'member' as const, confirmedAt: ''}
+  const held = v(x, 'held.txt', 2, {[X]: 2})
+  const fast = {retries: 4, baseMs: 5, maxMs: 20}
+
+  /** An exchange whose pull fails `failures` times with `code`, then answers with an empty structure. */
+  async function exchange(failures: number, code: string, signal: AbortSignal | undefined, policy = fast) {
+    const home = await mkdtemp(path.join(os.tmpdir(), 'fpeer-exchange-retry-'))
+    const owed = new OwedForwards(new Home(home), 'F')
+    const records = new Map([[held.path, rec(held.path, held)]])
+    const pushed: FileVersion[][] = []
+    let pulls = 0
+    const work = new Set<Promise<unknown>>()
+    const ex = new StateExchange({
+      log: silentLogger,
+      sync: () => ({records: async () => records}) as unknown as FolderSync,
+      peers: () => [peer],
+      owed: () => owed,
+      pull: async (_f, _p, seen) => {
+        if (++pulls <= failures) throw new FpeerError(code as 'E_TIMEOUT', 'not reached')
+        seen([])
+        return 0
+      },
+      push: async (_f, _p, versions) => void pushed.push(versions),
+      signal: () => signal,
+      track: (p) => {
+        work.add(p)
+        return p
+      },
+      retry: policy,
+    })
+    await ex.withPeer('F', peer)
+    return {ex, pushed, pulls: () => pulls, work, cleanup: () => rm(home, {recursive: true, force: true})}
+  }
+
+  /** Waits (bounded) until `cond` holds, awaiting the exchange's tracked work as it comes. */
+  async function until(cond: () => boolean, work: Set<Promise<unknown>>): Promise<void> {
+    for (let i = 0; i < 500 && !cond(); i++) {
+      await Promise.all(work)
+      await new Promise((r) => setTimeout(r, 10))
+    }
+  }
+
+  it('a serving node tries again with backoff until the pull answers, then offers what the peer lacks', async () => {
+    const ac = new AbortController()
+    const r = await exchange(2, 'E_TIMEOUT', ac.signal)
+    try {
+      await until(() => r.pushed.length > 0, r.work)
+      assert.equal(r.pulls(), 3)
+      assert.deepEqual(
+        r.pushed.map((b) => b.map((o) => o.path)),
+        [['held.txt']],
+      )
+      assert.equal(r.ex.retrying, 0)
+    } finally {
+      ac.abort()
+      await r.cleanup()
+    }
+  })
+
+  it('gives up after the policy`s tries; a refusal (not an unreached peer) is not retried', async () => {
+    const ac = new AbortController()
+    const r = await exchange(100, 'E_CONNECT', ac.signal)
+    const refused = await exchange(100, 'E_NOT_ALLOWED', ac.signal)
+    try {
+      await until(() => r.ex.retrying === 0 && r.pulls() >= 1 + fast.retries, r.work)
+      await Promise.all(r.work)
+      assert.equal(r.pulls(), 1 + fast.retries)
+      assert.equal(r.ex.retrying, 0)
+      assert.equal(refused.pulls(), 1)
+      assert.equal(refused.ex.retrying, 0)
+    } finally {
+      ac.abort()
+      await r.cleanup()
+      await refused.cleanup()
+    }
+  })
+
+  it('a one-shot node (no signal) does not retry, and aborting the signal cancels a waiting retry', async () => {
+    const once = await exchange(1, 'E_TIMEOUT', undefined)
+    const ac = new AbortController()
+    const stopped = await exchange(1, 'E_TIMEOUT', ac.signal, {retries: 4, baseMs: 60_000, maxMs: 60_000})
+    try {
+      assert.equal(once.ex.retrying, 0)
+      assert.equal(stopped.ex.retrying, 1)
+      ac.abort()
+      assert.equal(stopped.ex.retrying, 0)
+      assert.equal(stopped.pulls(), 1)
+    } finally {
+      await once.cleanup()
+      await stopped.cleanup()
+    }
+  })
+})

@@ -1,4 +1,5 @@
 // The state exchange a peer runs with each peer of each folder when it starts (or a lost peer returns): pull what it missed, offer what they lack.
+import {type RetryPolicy, backoffMs} from '../net/retry.js'
 import {isFpeerError} from '../errors.js'
 import type {PeerRecord} from '../store/peerfile.js'
 import type {FileRecord} from '../store/peerfile.js'
@@ -23,7 +24,24 @@ export interface ExchangeDeps {
   pull(folder: string, peer: PeerRecord, seen: (files: FileEntry[]) => void): Promise<number>
   /** Pushes versions to one peer with the update flow (10.2); clears what it confirms from the owed forwards; retries on its own. */
   push(folder: string, peer: PeerRecord, versions: FileVersion[]): Promise<void>
+  /**
+   * The running node's signal: with it, an exchange whose pull did not reach the peer is tried
+   * again on its own (EXCHANGE_RETRY) until the signal aborts; without it (one-shot use), never.
+   */
+  signal?(): AbortSignal | undefined
+  /** Keeps a retried exchange in the owner's work under way. */
+  track?<T>(p: Promise<T>): Promise<T>
+  /** The retry policy (tests); default EXCHANGE_RETRY. */
+  retry?: Readonly<RetryPolicy>
 }
+
+/**
+ * An exchange whose pull did not reach the peer (it was down, starting, or too busy to answer
+ * in time) is tried again after 2 s, 4 s, … 30 s, 6 tries: two peers that both restarted, or
+ * that time out under load, must not wait for one of them to change a file (or for the
+ * periodic catch-up, minutes away) before they agree again.
+ */
+export const EXCHANGE_RETRY: Readonly<RetryPolicy> = {retries: 6, baseMs: 2000, maxMs: 30_000}
 
 /**
  * The versions we hold that a peer lacks, given its structure: every version of ours the
@@ -70,6 +88,9 @@ export class StateExchange {
   readonly #deps: ExchangeDeps
   /** Peers a push could not reach, by `folder\0id`: the next successful contact exchanges with them. */
   readonly #lost = new Set<string>()
+  /** Exchanges to try again, by `folder\0id`: failed attempts so far and the timer of the next. */
+  readonly #retries = new Map<string, {attempt: number; timer: NodeJS.Timeout | undefined}>()
+  #watching: AbortSignal | undefined
 
   constructor(deps: ExchangeDeps) {
     this.#deps = deps
@@ -86,12 +107,16 @@ export class StateExchange {
     let pulled = 0
     try {
       pulled = await this.#deps.pull(folder, peer, (files) => (theirs = files))
+      this.#settled(folder, peer.id)
     } catch (err) {
       const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
       this.#deps.log[quiet ? 'debug' : 'info']('state exchange: peer not reached', {folder, peer: peer.id.slice(0, 7), code, reason: (err as Error).message})
       // Without its structure only what is owed goes to it below, not our own versions it may
       // lack: exchanged with again as soon as it is heard from (its push, its request, our push).
-      if (UNREACHED.has(code)) this.lost(folder, peer.id)
+      if (UNREACHED.has(code)) {
+        this.lost(folder, peer.id)
+        this.#retryLater(folder, peer.id)
+      }
     }
     const records = await sync.records()
     const owed = this.#deps.owed(folder)
@@ -151,6 +176,71 @@ export class StateExchange {
 
   /** The peer answered (a push went through): true once after it was lost, when the caller should exchange with it. */
   regained(folder: string, peerId: string): boolean {
-    return this.#lost.delete(`${folder}\0${peerId}`)
+    const was = this.#lost.delete(`${folder}\0${peerId}`)
+    // The caller's exchange replaces a retry still waiting.
+    if (was) this.#settled(folder, peerId)
+    return was
+  }
+
+  /** Exchanges waiting to be tried again (tests, diagnostics). */
+  get retrying(): number {
+    return [...this.#retries.values()].filter((r) => r.timer).length
+  }
+
+  /** The pull reached the peer (or the caller exchanges anyway): no retry is due. */
+  #settled(folder: string, peerId: string): void {
+    const key = `${folder}\0${peerId}`
+    clearTimeout(this.#retries.get(key)?.timer)
+    this.#retries.delete(key)
+  }
+
+  /** Tries the exchange with an unreached peer again after the backoff, while the node runs. */
+  #retryLater(folder: string, peerId: string): void {
+    const signal = this.#deps.signal?.()
+    if (!signal || signal.aborted) return
+    if (this.#watching !== signal) {
+      this.#watching = signal
+      // One listener for every retry of this run: they all end with it.
+      signal.addEventListener(
+        'abort',
+        () => {
+          for (const r of this.#retries.values()) clearTimeout(r.timer)
+          this.#retries.clear()
+        },
+        {once: true},
+      )
+    }
+    const key = `${folder}\0${peerId}`
+    const entry = this.#retries.get(key) ?? {attempt: 0, timer: undefined}
+    if (entry.timer) return
+    const policy = this.#deps.retry ?? EXCHANGE_RETRY
+    if (entry.attempt >= policy.retries) {
+      // Past that, its own exchange when it starts, its next contact or the periodic catch-up.
+      this.#retries.delete(key)
+      return
+    }
+    entry.timer = setTimeout(
+      () => {
+        entry.timer = undefined
+        entry.attempt++
+        const peer = this.#deps.peers(folder).find((p) => p.id === peerId)
+        if (!peer || signal.aborted) {
+          this.#retries.delete(key)
+          return
+        }
+        const run = this.withPeer(folder, peer, true).catch((err: Error) =>
+          this.#deps.log.warn('state exchange failed', {
+            folder,
+            peer: peerId.slice(0, 7),
+            code: isFpeerError(err) ? err.code : 'E_INTERNAL',
+            reason: err.message,
+          }),
+        )
+        void (this.#deps.track ? this.#deps.track(run) : run)
+      },
+      backoffMs(policy, entry.attempt),
+    )
+    entry.timer.unref()
+    this.#retries.set(key, entry)
   }
 }
