@@ -5,7 +5,7 @@ import path from 'node:path'
 import {describe} from 'node:test'
 import {Identity, generateKeyPair} from '../identity.js'
 import {fetchFiles} from '../transfer/fetch.js'
-import {ESCAPE_LINK, FOLDER, HOSTILE_NAMES, OUTSIDE_CONTENT, listTree} from './fixture.js'
+import {ESCAPE_LINK, FOLDER, NAME, OUTSIDE_CONTENT, listTree} from './fixture.js'
 import {connectOptions, serveFixture} from './peer.js'
 import {LEAVES_FOLDER, readAll, rejectsWith, type Suite} from './context.js'
 
@@ -17,7 +17,7 @@ export function accessCases(s: Suite): void {
       const dest = await s.fx.makeDest()
       await s.peer({}, async ({client, source: served}) => {
         for (const bad of ['../x', '/etc/passwd', 'a/../../x', 'a//b', './x', 'x\0y']) {
-          const files = [s.entry(HOSTILE_NAMES[0]!), {path: bad, size: 1, sha256: 'a'.repeat(64)}]
+          const files = [s.entry(NAME), {path: bad, size: 1, sha256: 'a'.repeat(64)}]
           await rejectsWith(fetchFiles({client, folder: FOLDER, files, mode: 'land', root: dest, concurrency: 2}), 'E_PATH_UNSAFE')
         }
         assert.equal(served.opens.length, 0, 'the server opened a file although the list was refused')
@@ -58,7 +58,7 @@ export function accessCases(s: Suite): void {
     s.test('a peer the folder does not allow is refused with E_ACCESS', {}, async () => {
       await s.peer({mayRead: () => false}, async ({client}) => {
         await rejectsWith(async () => {
-          const {stream} = await client.get(FOLDER, HOSTILE_NAMES[0]!)
+          const {stream} = await client.get(FOLDER, NAME)
           await readAll(stream)
         }, 'E_ACCESS')
       })
@@ -66,7 +66,7 @@ export function accessCases(s: Suite): void {
 
     s.test('the FileSource learns who is asking', {}, async () => {
       await s.peer({}, async ({client, source: served, clientIdentity}) => {
-        await readAll((await client.get(FOLDER, HOSTILE_NAMES[0]!)).stream)
+        await readAll((await client.get(FOLDER, NAME)).stream)
         assert.ok(served.whos.length > 0, 'the server never consulted the FileSource')
         for (const who of served.whos) {
           assert.equal(who.address, '127.0.0.1', 'IPv4-mapped addresses must be given as IPv4')
@@ -81,9 +81,9 @@ export function accessCases(s: Suite): void {
       async () => {
         const grant = 'G'.repeat(43)
         await s.peer({grant, mayRead: (_f, who) => who.grant === grant}, async ({client, source: served}) => {
-          await readAll((await client.get(FOLDER, HOSTILE_NAMES[0]!)).stream)
+          await readAll((await client.get(FOLDER, NAME)).stream)
           if (client.getMany)
-            for await (const item of client.getMany(FOLDER, [{path: HOSTILE_NAMES[0]!, size: 1 << 20}]))
+            for await (const item of client.getMany(FOLDER, [{path: NAME, size: 1 << 20}]))
               assert.ok(!('error' in item), `batch item refused: ${'error' in item ? item.error.code : ''}`)
           assert.ok(served.whos.length > 0, 'the server never consulted the FileSource')
           for (const who of served.whos) assert.equal(who.grant, grant)
@@ -95,7 +95,7 @@ export function accessCases(s: Suite): void {
       const grant = 'G'.repeat(43)
       await s.peer({grant: 'W'.repeat(43), mayRead: (_f, who) => who.grant === grant}, async ({client}) => {
         await rejectsWith(async () => {
-          const {stream} = await client.get(FOLDER, HOSTILE_NAMES[0]!)
+          const {stream} = await client.get(FOLDER, NAME)
           await readAll(stream)
         }, 'E_ACCESS')
       })
@@ -108,9 +108,9 @@ export function accessCases(s: Suite): void {
         const served = await serveFixture(transport, s.fx, {admit: () => false})
         try {
           await rejectsWith(async () => {
-            const client = await transport.connect!(connectOptions(served, new Identity(generateKeyPair()), {}, s.timeoutMs))
+            const client = await s.connect(connectOptions(served, new Identity(generateKeyPair()), {}, s.timeoutMs))
             try {
-              await readAll((await client.get(FOLDER, HOSTILE_NAMES[0]!)).stream)
+              await readAll((await client.get(FOLDER, NAME)).stream)
             } finally {
               await client.close()
             }
@@ -129,9 +129,9 @@ export function accessCases(s: Suite): void {
         try {
           const someoneElse = new Identity(generateKeyPair()).id
           await rejectsWith(async () => {
-            const client = await transport.connect!(connectOptions(served, new Identity(generateKeyPair()), {expectedPeer: someoneElse}, s.timeoutMs))
+            const client = await s.connect(connectOptions(served, new Identity(generateKeyPair()), {expectedPeer: someoneElse}, s.timeoutMs))
             try {
-              await readAll((await client.get(FOLDER, HOSTILE_NAMES[0]!)).stream)
+              await readAll((await client.get(FOLDER, NAME)).stream)
             } finally {
               await client.close()
             }

@@ -6,12 +6,12 @@ import {describe} from 'node:test'
 import {fetchFiles, type FetchEvent} from '../transfer/fetch.js'
 import type {BatchItem, TransferClient} from '../transport.js'
 import type {FileEntry} from '../wire/types.js'
-import {FOLDER, HOSTILE_NAMES, MANY_DIR, SECRET_FILE, listTree, sameBytes} from './fixture.js'
+import {FOLDER, HOSTILE_NAMES, MANY_DIR, SECRET_FILE, listTree, sameBytes, type FixtureEntry} from './fixture.js'
 import type {Peer, PeerSetup} from './peer.js'
-import {assertNoLeftovers, rejectsWith, type Suite, type TestContext} from './context.js'
+import {assertNoLeftovers, at, rejectsWith, type Suite, type TestContext} from './context.js'
 
 /** A client that counts which path core took: one get() per file, or getMany() batches. */
-function counting(client: TransferClient): TransferClient & {gets: number; batches: number} {
+function counting(client: Required<TransferClient>): TransferClient & {gets: number; batches: number} {
   const counted = {
     gets: 0,
     batches: 0,
@@ -21,7 +21,7 @@ function counting(client: TransferClient): TransferClient & {gets: number; batch
     },
     getMany(folder: string, items: Array<{path: string; size: number}>, options?: {signal?: AbortSignal}) {
       counted.batches++
-      return client.getMany!(folder, items, options)
+      return client.getMany(folder, items, options)
     },
     close: () => client.close(),
   }
@@ -30,7 +30,7 @@ function counting(client: TransferClient): TransferClient & {gets: number; batch
 
 /** Registers the batch cases; they run only when the connected client has getMany() (what core batches on). */
 export function batchCases(s: Suite): void {
-  const small = (n: number): FileEntry[] => [...s.fx.entries.values()].filter((e) => e.path.startsWith(`${MANY_DIR}/`)).slice(0, n)
+  const small = (n: number): FixtureEntry[] => [...s.fx.entries.values()].filter((e) => e.path.startsWith(`${MANY_DIR}/`)).slice(0, n)
   /** Runs `fn` with a batching client; false (the case skipped, at run time) when the client cannot batch. */
   const batching = (t: TestContext, setup: PeerSetup, fn: (peer: Peer & {client: Required<TransferClient>}) => Promise<void>) =>
     s.peer(setup, async (peer) => {
@@ -50,9 +50,9 @@ export function batchCases(s: Suite): void {
         [SECRET_FILE, 'E_ACCESS'],
       ])
       // Bad items between good ones: the first, in the middle, the last but one.
-      const items = good.map((f) => ({path: f.path, size: f.size!}))
+      const items = good.map((f) => ({path: f.path, size: f.size}))
       items.splice(0, 0, {path: 'no such file.txt', size: 10})
-      items.splice(items.length >> 1, 0, {path: SECRET_FILE, size: s.entry(SECRET_FILE).size!})
+      items.splice(items.length >> 1, 0, {path: SECRET_FILE, size: s.entry(SECRET_FILE).size})
       await batching(t, {plan: {unreadable: new Set([SECRET_FILE])}}, async ({client}) => {
         const got: BatchItem[] = []
         for await (const item of client.getMany(FOLDER, items)) got.push(item)
@@ -91,9 +91,10 @@ export function batchCases(s: Suite): void {
 
     s.test('in a batch, a wrong sha256 is E_HASH_MISMATCH and a body larger than announced E_SIZE_MISMATCH; neither lands', {}, async (t) => {
       const files = small(40)
+      const victim = at(files, 20)
       const spoiled: Array<[string, FileEntry, 'E_HASH_MISMATCH' | 'E_SIZE_MISMATCH']> = [
-        ['hash', {...files[20]!, sha256: 'f'.repeat(64)}, 'E_HASH_MISMATCH'],
-        ['size', {...files[20]!, size: files[20]!.size! - 1}, 'E_SIZE_MISMATCH'],
+        ['hash', {...victim, sha256: 'f'.repeat(64)}, 'E_HASH_MISMATCH'],
+        ['size', {...victim, size: victim.size - 1}, 'E_SIZE_MISMATCH'],
       ]
       await batching(t, {}, async ({client}) => {
         for (const [what, bad, code] of spoiled) {
@@ -109,7 +110,7 @@ export function batchCases(s: Suite): void {
 
     s.test('a batch cut midway lands nothing partial, and a retry completes it', {}, async (t) => {
       const files = small(40)
-      const cut = files[25]!.path
+      const cut = at(files, 25).path
       const cutPlan = (times: number) => ({plan: {drop: new Map([[cut, {times, afterBytes: 3}]])}})
       const dest = await s.fx.makeDest()
       const batches = await batching(t, cutPlan(1000), async ({client}) => {
@@ -129,7 +130,10 @@ export function batchCases(s: Suite): void {
         await fetchFiles({client: c, folder: FOLDER, files, mode: 'land', root: again, concurrency: 1, retries: 2, onEvent: (e) => events.push(e)})
         assert.equal(c.gets, 0, 'the retry left the batch path')
       })
-      assert.ok(events.some((e) => e.event === 'retry'), 'the cut batch was not retried')
+      assert.ok(
+        events.some((e) => e.event === 'retry'),
+        'the cut batch was not retried',
+      )
       assert.deepEqual(await listTree(again), files.map((f) => f.path).sort())
       for (const f of files) assert.ok(await sameBytes(s.source(f.path), path.join(again, f.path)), `${f.path} differs`)
     })

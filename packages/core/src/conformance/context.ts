@@ -6,9 +6,8 @@ import type {Readable} from 'node:stream'
 import {it} from 'node:test'
 import {FpeerError, isFpeerError, type ErrorCode} from '../errors.js'
 import {PART_PREFIX} from '../fs/safe-path.js'
-import type {Transport, TransportSupports} from '../transport.js'
-import type {FileEntry} from '../wire/types.js'
-import {FOLDER, listTree, type Fixture} from './fixture.js'
+import type {ConnectOptions, TransferClient, Transport, TransportSupports} from '../transport.js'
+import {FOLDER, listTree, type Fixture, type FixtureEntry} from './fixture.js'
 import {withPeer, type Peer, type PeerSetup} from './peer.js'
 
 export interface ConformanceOptions {
@@ -42,9 +41,11 @@ export interface Suite {
   /** The served tree; set by the suite's `before()`, so only read it inside a case. */
   readonly fx: Fixture
   /** The fixture's entry for `p` (size, sha256). */
-  entry(p: string): FileEntry
+  entry(p: string): FixtureEntry
   /** Where `p` is in the served folder on disk. */
   source(p: string): string
+  /** `transport.connect`, which a transport that fetches must have. */
+  connect(options: ConnectOptions): Promise<TransferClient>
   /** Runs `fn` with a fresh server over the fixture and a client connected to it. */
   peer<T>(setup: PeerSetup, fn: (peer: Peer) => Promise<T>): Promise<T>
   /** Registers a case, honouring `opts.skip` by title; `skip` is the reason a declared capability is missing. */
@@ -74,6 +75,10 @@ export function createSuite(opts: ConformanceOptions, fixture: () => Fixture): S
       assert.ok(e, `fixture has no ${p}`)
       return e
     },
+    connect(options) {
+      assert.ok(transport.connect, 'supports.fetch but no connect()')
+      return transport.connect(options)
+    },
     source: (p) => path.join(fixture().root, ...p.split('/')),
     peer: (setup, fn) => withPeer(transport, fixture(), suite.timeoutMs, setup, fn),
     test(title, options, fn) {
@@ -96,10 +101,7 @@ export async function readAll(stream: Readable): Promise<Buffer> {
 }
 
 /** Asserts that `promise` rejects with a FpeerError whose code is one of `codes`. */
-export async function rejectsWith(
-  promise: Promise<unknown> | (() => Promise<unknown>),
-  codes: ErrorCode | readonly ErrorCode[],
-): Promise<FpeerError> {
+export async function rejectsWith(promise: Promise<unknown> | (() => Promise<unknown>), codes: ErrorCode | readonly ErrorCode[]): Promise<FpeerError> {
   const allowed = typeof codes === 'string' ? [codes] : codes
   let caught: unknown
   try {
@@ -127,7 +129,14 @@ export async function assertNoLeftovers(dest: string, absent: string[] = []): Pr
 /** A test title for a name: non-ASCII escaped (so the NFC and NFD spellings read differently), long names shortened. */
 export function label(name: string): string {
   const short = name.length > 60 ? `${name.slice(0, 20)}…(${Buffer.byteLength(name)} bytes)` : name
-  return `"${short.replace(/[^\x20-\x7e…]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`)}"`
+  return `"${short.replace(/[^\x20-\x7e…]/gu, (c) => `\\u{${(c.codePointAt(0) ?? 0).toString(16)}}`)}"`
+}
+
+/** `list[i]`, which the case knows is there: fails the case, not with a TypeError, when it is not. */
+export function at<T>(list: readonly T[], i: number): T {
+  const v = list[i]
+  assert.ok(v !== undefined, `no item ${i} (of ${list.length})`)
+  return v
 }
 
 /** A port on 127.0.0.1 that nobody listens on (it was free a moment ago). */

@@ -5,7 +5,7 @@ import path from 'node:path'
 import {describe} from 'node:test'
 import {Identity, generateKeyPair} from '../identity.js'
 import {fetchFiles, type FetchEvent} from '../transfer/fetch.js'
-import {FLAKY_FILE, FOLDER, HOSTILE_NAMES, SECRET_FILE, listTree, sameBytes} from './fixture.js'
+import {FLAKY_FILE, FOLDER, NAME, SECRET_FILE, listTree, sameBytes} from './fixture.js'
 import {assertNoLeftovers, closedPort, readAll, rejectsWith, type Suite} from './context.js'
 
 /** Registers the errors cases. */
@@ -24,7 +24,7 @@ export function errorsCases(s: Suite): void {
 
     s.test('an unknown folder is E_NOT_FOUND', {}, async () => {
       await s.peer({}, async ({client}) => {
-        await rejectsWith(client.get('no-such-folder', HOSTILE_NAMES[0]!), 'E_NOT_FOUND')
+        await rejectsWith(client.get('no-such-folder', NAME), 'E_NOT_FOUND')
       })
     })
 
@@ -91,7 +91,7 @@ export function errorsCases(s: Suite): void {
 
     s.test('a wrong sha256 is E_HASH_MISMATCH and nothing is landed', {}, async () => {
       const dest = await s.fx.makeDest()
-      const name = HOSTILE_NAMES[0]!
+      const name = NAME
       await s.peer({}, async ({client}) => {
         const files = [{...s.entry(name), sha256: 'f'.repeat(64)}]
         await rejectsWith(fetchFiles({client, folder: FOLDER, files, mode: 'land', root: dest, concurrency: 1, resume: sup.resume}), 'E_HASH_MISMATCH')
@@ -103,14 +103,13 @@ export function errorsCases(s: Suite): void {
     s.test('connecting to a port nobody listens on is E_CONNECT', {}, async () => {
       const port = await closedPort()
       await rejectsWith(async () => {
-        const client = await transport.connect!({host: '127.0.0.1', port, identity: new Identity(generateKeyPair()), concurrency: 1, timeoutMs: s.timeoutMs})
+        const client = await s.connect({host: '127.0.0.1', port, identity: new Identity(generateKeyPair()), concurrency: 1, timeoutMs: s.timeoutMs})
         try {
-          await client.get(FOLDER, HOSTILE_NAMES[0]!)
+          await client.get(FOLDER, NAME)
         } finally {
           await client.close()
         }
       }, 'E_CONNECT')
     })
-
   })
 }

@@ -9,7 +9,7 @@ import {Identity, generateKeyPair} from '../identity.js'
 import type {HandOverIO, ManualListing, ManualRequest, PlacedState} from '../transport.js'
 import type {FileEntry} from '../wire/types.js'
 import {HOSTILE_NAMES, listTree} from './fixture.js'
-import {label, rejectsWith, type Suite} from './context.js'
+import {at, label, rejectsWith, type Suite} from './context.js'
 
 /** Names a person's shell or a line-based script would split or run: the listing must carry them exactly, URLs escaped. */
 const CONTROL_NAMES: readonly string[] = [
@@ -30,14 +30,21 @@ const fileOf = (p: string): FileEntry => ({path: p, size: content(p).length, sha
 
 /** A fake HandOverIO: check() answers from `state` (a function, so a case can change it); show() records. */
 function io(state: () => PlacedState | Promise<PlacedState>, waitMs: number, signal?: AbortSignal): HandOverIO & {shown: ManualListing[]} {
-  const out = {shown: [] as ManualListing[], waitMs, ...(signal ? {signal} : {}), check: async () => state(), show: (l: ManualListing) => void out.shown.push(l)}
+  const out = {
+    shown: [] as ManualListing[],
+    waitMs,
+    ...(signal ? {signal} : {}),
+    check: async () => state(),
+    show: (l: ManualListing) => void out.shown.push(l),
+  }
   return out
 }
 
 /** Registers the hand-over cases; they run only for a transport with handOver() (MANUAL, where a person moves the bytes). */
 export function handOverCases(s: Suite): void {
   const {transport} = s
-  if (typeof transport.handOver !== 'function') {
+  const hand = transport.handOver
+  if (typeof hand !== 'function') {
     // One skipped line, not one per case: most transports move the bytes themselves.
     it('hands files over to a person', {skip: 'transport has no handOver(): it moves the bytes itself'}, () => {})
     return
@@ -54,7 +61,7 @@ export function handOverCases(s: Suite): void {
     files,
     ...extra,
   })
-  const handOver = (req: ManualRequest, x: HandOverIO) => transport.handOver!(req, x)
+  const handOver = (req: ManualRequest, x: HandOverIO) => hand.call(transport, req, x)
   const t = (title: string, fn: () => Promise<void>) => s.test(title, {timeout: 30_000}, fn)
 
   describe('hand-over', () => {
@@ -78,7 +85,7 @@ export function handOverCases(s: Suite): void {
       const x = io(() => ({missing: ['missing.txt'], wrong: ['wrong/one.txt']}), 0)
       await rejectsWith(handOver(req, x), 'E_PENDING')
       assert.equal(x.shown.length, 1, 'shown once')
-      const l = x.shown[0]!
+      const l = at(x.shown, 0)
       assert.deepEqual([l.folder, l.host, l.hostId, l.into, l.via], [req.folder, req.host, req.hostId, req.into, req.via])
       assert.deepEqual(
         l.files.map((f) => [f.path, f.state]),
@@ -88,7 +95,8 @@ export function handOverCases(s: Suite): void {
         ],
       )
       for (const f of l.files) {
-        const want = files.find((e) => e.path === f.path)!
+        const want = files.find((e) => e.path === f.path)
+        assert.ok(want, `${f.path} was never asked for`)
         assert.deepEqual([f.size, f.sha256], [want.size, want.sha256], `${f.path}: size and sha256 as the host signed them`)
         assert.equal(f.target, path.join(into, ...f.path.split('/')), `${f.path}: target`)
         if (f.url === undefined) continue
@@ -122,7 +130,7 @@ export function handOverCases(s: Suite): void {
           assert.equal(x.shown.length, 0, 'refused, but listed anyway')
           return
         }
-        const [f] = x.shown[0]!.files
+        const f = at(at(x.shown, 0).files, 0)
         assert.equal(f?.path, name, 'the name was changed')
         assert.equal(f.target, path.join(into, ...name.split('/')), 'the target is not the name inside `into`')
         if (f.url === undefined) return
@@ -182,11 +190,23 @@ export function handOverCases(s: Suite): void {
     t('waiting, an already-aborted signal stops at once with E_PENDING', async () => {
       const ac = new AbortController()
       ac.abort()
-      await rejectsWith(handOver(request([fileOf('a.txt')]), io(() => ({missing: ['a.txt'], wrong: []}), 10 * 60_000, ac.signal)), 'E_PENDING')
+      await rejectsWith(
+        handOver(
+          request([fileOf('a.txt')]),
+          io(() => ({missing: ['a.txt'], wrong: []}), 10 * 60_000, ac.signal),
+        ),
+        'E_PENDING',
+      )
     })
 
     t('waiting, time running out with files missing is E_PENDING', async () => {
-      await rejectsWith(handOver(request([fileOf('a.txt')]), io(() => ({missing: ['a.txt'], wrong: []}), 50)), 'E_PENDING')
+      await rejectsWith(
+        handOver(
+          request([fileOf('a.txt')]),
+          io(() => ({missing: ['a.txt'], wrong: []}), 50),
+        ),
+        'E_PENDING',
+      )
     })
   })
 }

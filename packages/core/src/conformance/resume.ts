@@ -6,7 +6,7 @@ import {describe} from 'node:test'
 import {PART_PREFIX} from '../fs/safe-path.js'
 import {fetchFiles} from '../transfer/fetch.js'
 import {FLAKY_FILE, FOLDER, RESUME_FILE, listTree, sameBytes} from './fixture.js'
-import {assertNoLeftovers, readAll, rejectsWith, type Suite} from './context.js'
+import {assertNoLeftovers, at, readAll, rejectsWith, type Suite} from './context.js'
 
 /** Registers the resume cases. */
 export function resumeCases(s: Suite): void {
@@ -42,11 +42,10 @@ export function resumeCases(s: Suite): void {
         const resumed = served.opens.slice(before)
         assert.equal(resumed.length, 1)
         // Only when the first attempt got bytes onto disk is there something to resume from.
-        if (parts.length > 0) assert.ok((resumed[0]!.range?.start ?? 0) > 0, 'the second run started from zero although a part file was there')
+        if (parts.length > 0) assert.ok((at(resumed, 0).range?.start ?? 0) > 0, 'the second run started from zero although a part file was there')
       })
       assert.ok(await sameBytes(s.source(FLAKY_FILE), path.join(dest, FLAKY_FILE)))
       await assertNoLeftovers(dest)
     })
-
   })
 }

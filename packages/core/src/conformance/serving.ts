@@ -58,7 +58,7 @@ export function servingCases(s: Suite): void {
           assert.equal(result.fetched, HOSTILE_NAMES.length)
           assert.equal(
             result.bytes,
-            HOSTILE_NAMES.reduce((n, p) => n + s.entry(p).size!, 0),
+            HOSTILE_NAMES.reduce((n, p) => n + s.entry(p).size, 0),
           )
         })
       })
@@ -100,7 +100,7 @@ export function servingCases(s: Suite): void {
 
     s.test('server.close() ends a transfer in flight and resolves; the client sees the loss', {}, async () => {
       const served = await serveFixture(transport, s.fx)
-      const client = await transport.connect!(connectOptions(served, new Identity(generateKeyPair()), {}, s.timeoutMs))
+      const client = await s.connect(connectOptions(served, new Identity(generateKeyPair()), {}, s.timeoutMs))
       try {
         const {stream} = await client.get(FOLDER, LARGE_FILE)
         const it = stream[Symbol.asyncIterator]()

@@ -50,19 +50,6 @@ function aborted(context: string): FpeerError {
   return new FpeerError('E_TRANSFER', `${context}: aborted`)
 }
 
-/** The server-side stream behind each client stream ("wire"), so that ending a wire also ends its source. */
-const sources = new WeakMap<Readable, Readable>()
-
-/**
- * Ends a wire with `err`. Its source is destroyed too: the wire's generator may be waiting
- * on a source that sends nothing (a stalled server), and only then can the wire's destroy
- * finish (an async generator returns only once its pending await settles).
- */
-function cut(wire: Readable, err: FpeerError): void {
-  wire.destroy(err)
-  sources.get(wire)?.destroy()
-}
-
 /**
  * Builds a transport whose servers live in this transport's own map (no module state: two
  * transports are two networks). Ports count up from 10000; a port with no server is E_CONNECT.
@@ -76,6 +63,17 @@ export function createMemoryTransport(
   const serverAuth = options.serverAuth ?? true
   const batch = options.batch ?? true
   const key = (host: string, port: number) => `${normalizeAddress(host)}:${port}`
+  /** The server-side stream behind each client stream ("wire"), so that ending a wire also ends its source. */
+  const sources = new WeakMap<Readable, Readable>()
+  /**
+   * Ends a wire with `err`. Its source is destroyed too: the wire's generator may be waiting
+   * on a source that sends nothing (a stalled server), and only then can the wire's destroy
+   * finish (an async generator returns only once its pending await settles).
+   */
+  const cut = (wire: Readable, err: FpeerError): void => {
+    wire.destroy(err)
+    sources.get(wire)?.destroy()
+  }
 
   async function serve(serveOptions: ServeOptions): Promise<TransportServer> {
     let port = serveOptions.port
