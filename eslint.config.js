@@ -32,7 +32,6 @@ export default tseslint.config(
       'packages/cli/src/services/plugin-registry.ts',
       'packages/cli/src/settings.ts',
       'packages/cli/src/util.ts',
-      'packages/core/src/conformance/index.ts',
       'packages/core/src/conformance/peer.ts',
       'packages/core/src/display.ts',
       'packages/core/src/fs/folder-dirs.ts',

@@ -333,6 +333,11 @@ class PipelinedReader extends Readable {
 
 // ─── the pool ───────────────────────────────────────────────────────────────
 
+/** What an aborted transfer ends with: the caller's typed reason, else E_TRANSFER (a bare AbortError would reach core untyped, as E_INTERNAL). */
+function aborted(signal: AbortSignal): FpeerError {
+  return isFpeerError(signal.reason) ? signal.reason : new FpeerError('E_TRANSFER', 'SFTP transfer aborted', {cause: signal.reason})
+}
+
 /** The TransferClient: up to `concurrency` SFTP connections to one peer, in core's ConnectionPool. */
 class SftpTransferClient implements TransferClient {
   readonly #options: ConnectOptions
@@ -376,7 +381,7 @@ class SftpTransferClient implements TransferClient {
   async get(folder: string, path: string, options: {offset?: number; signal?: AbortSignal} = {}): Promise<{stream: Readable; size?: number}> {
     const {signal} = options
     const offset = options.offset ?? 0
-    if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new FpeerError('E_TRANSFER', 'aborted')
+    if (signal?.aborted) throw aborted(signal)
     // Core checks names before calling; checking again here keeps a stray `..` from ever
     // reaching the wire, where the server would resolve it against its own tree.
     if (folder === '' || folder === '.' || folder === '..' || /[/\0]/.test(folder))
@@ -418,7 +423,7 @@ class SftpTransferClient implements TransferClient {
           this.#pool.release(conn, !(err && (isFpeerError(err, 'E_CONNECTION_LOST') || isFpeerError(err, 'E_TIMEOUT') || !isFpeerError(err))))
         },
       })
-      const onAbort = () => stream.destroy(signal?.reason instanceof Error ? signal.reason : new FpeerError('E_TRANSFER', 'aborted'))
+      const onAbort = () => stream.destroy(aborted(signal!))
       signal?.addEventListener('abort', onAbort, {once: true})
       try {
         await stream.ready

@@ -9,13 +9,16 @@ import type {FileEntry} from '../wire/types.js'
 /** The folder name the suite serves its tree under. */
 export const FOLDER = 'share'
 
+/** A name of the hostile set that every transport must carry: the one cases use when the name is not the point. */
+export const NAME = 'with space.txt'
+
 /**
  * Names that break naive URL building, shell quoting, FTP command parsing or Unicode
  * handling. The NFC and NFD spellings of "café" are two different files on Linux, and a
  * transport that normalises names would serve one in place of the other.
  */
 export const HOSTILE_NAMES: readonly string[] = [
-  'with space.txt',
+  NAME,
   '  two leading spaces.txt',
   'caf\u00e9.txt',
   'cafe\u0301.txt',
@@ -44,13 +47,16 @@ export const ESCAPE_LINK = 'escape.txt'
 export const MANY_DIR = 'many'
 export const OUTSIDE_CONTENT = 'outside the shared folder: must never be served\n'
 
+/** A file of the fixture: its size and hash are always known. */
+export type FixtureEntry = FileEntry & {size: number; sha256: string}
+
 export interface Fixture {
   /** The temp directory holding everything; removed by `dispose()`. */
   base: string
   /** The served folder's directory. */
   root: string
-  /** Every regular file in the folder, with hashes, by path. */
-  entries: Map<string, FileEntry>
+  /** Every regular file in the folder, with sizes and hashes, by path. */
+  entries: Map<string, FixtureEntry>
   /** A fresh empty directory to land files in. */
   makeDest(): Promise<string>
   dispose(): Promise<void>
@@ -110,7 +116,7 @@ export async function createFixture(options: {largeBytes: number; manyFiles: num
   await writeFile(path.join(base, 'outside', 'secret'), OUTSIDE_CONTENT)
   await symlink(path.join(base, 'outside', 'secret'), path.join(root, ESCAPE_LINK))
 
-  const entries = new Map<string, FileEntry>()
+  const entries = new Map<string, FixtureEntry>()
   for (const f of await scanFolder(root)) entries.set(f.path, {path: f.path, size: f.size, sha256: f.sha256, mtimeMs: f.mtimeMs})
   let dests = 0
   return {

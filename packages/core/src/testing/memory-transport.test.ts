@@ -1,6 +1,6 @@
-// The transfer conformance suite run against the in-memory transport, so the contract is proven without sockets too.
+// The transfer conformance suite run against the in-memory transports, so the contract is proven without sockets too.
 import {runTransportConformance} from '../conformance/index.js'
-import {createMemoryTransport} from './memory-transport.js'
+import {createHandOverTransport, createMemoryTransport} from './memory-transport.js'
 
 runTransportConformance({name: 'memory', transport: createMemoryTransport(), largeFileBytes: 8 << 20, manyFiles: 300})
 runTransportConformance({
@@ -9,3 +9,4 @@ runTransportConformance({
   largeFileBytes: 4 << 20,
   manyFiles: 100,
 })
+runTransportConformance({name: 'memory hand-over', transport: createHandOverTransport()})

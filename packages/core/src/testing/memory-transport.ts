@@ -63,6 +63,17 @@ export function createMemoryTransport(
   const serverAuth = options.serverAuth ?? true
   const batch = options.batch ?? true
   const key = (host: string, port: number) => `${normalizeAddress(host)}:${port}`
+  /** The server-side stream behind each client stream ("wire"), so that ending a wire also ends its source. */
+  const sources = new WeakMap<Readable, Readable>()
+  /**
+   * Ends a wire with `err`. Its source is destroyed too: the wire's generator may be waiting
+   * on a source that sends nothing (a stalled server), and only then can the wire's destroy
+   * finish (an async generator returns only once its pending await settles).
+   */
+  const cut = (wire: Readable, err: FpeerError): void => {
+    wire.destroy(err)
+    sources.get(wire)?.destroy()
+  }
 
   async function serve(serveOptions: ServeOptions): Promise<TransportServer> {
     let port = serveOptions.port
@@ -77,7 +88,7 @@ export function createMemoryTransport(
         if (listener.closed) return
         listener.closed = true
         listeners.delete(key(serveOptions.host, port))
-        for (const s of listener.open) s.destroy(new FpeerError('E_CONNECTION_LOST', `${serveOptions.host}:${port} closed the connection mid-file`))
+        for (const s of listener.open) cut(s, new FpeerError('E_CONNECTION_LOST', `${serveOptions.host}:${port} closed the connection mid-file`))
       },
     }
   }
@@ -137,9 +148,10 @@ export function createMemoryTransport(
           })(),
           {objectMode: false, highWaterMark: 1},
         )
+        sources.set(wire, source)
         l.open.add(wire)
         mine.add(wire)
-        const onAbort = () => wire.destroy(aborted(what))
+        const onAbort = () => cut(wire, aborted(what))
         getOptions.signal?.addEventListener('abort', onAbort, {once: true})
         wire.once('close', () => {
           l.open.delete(wire)
@@ -151,7 +163,7 @@ export function createMemoryTransport(
       },
       close: async () => {
         closed = true
-        for (const s of mine) s.destroy(new FpeerError('E_CONNECTION_LOST', `${context}: the client was closed`))
+        for (const s of mine) cut(s, new FpeerError('E_CONNECTION_LOST', `${context}: the client was closed`))
       },
     }
     if (batch) {
@@ -213,7 +225,8 @@ export interface HandOverTransportOptions {
 /**
  * A hand-over transport (`supports.fetch` false, like MANUAL): shows what is missing, lets
  * `place` put files in place, then checks through core's `io.check()` until nothing is
- * missing or `io.waitMs` runs out: E_PENDING. Listings shown are kept in `shown`.
+ * missing or wrong, or `io.waitMs` runs out: E_PENDING while files are missing (present but
+ * wrong ones are left to core's final check). Listings shown are kept in `shown`.
  */
 export function createHandOverTransport(
   options: HandOverTransportOptions = {},
@@ -227,7 +240,8 @@ export function createHandOverTransport(
     async handOver(request: ManualRequest, io: HandOverIO): Promise<void> {
       let state = await io.check()
       const todo = () => new Set([...state.missing, ...state.wrong])
-      if (todo().size === 0) return
+      // Nothing missing and no wait: core's final check names the wrong ones (E_HASH_MISMATCH).
+      if (state.missing.length === 0 && (state.wrong.length === 0 || io.waitMs <= 0)) return
       const files: ManualFile[] = request.files
         .filter((f) => todo().has(f.path))
         .map((f) => ({
@@ -244,7 +258,10 @@ export function createHandOverTransport(
       for (;;) {
         state = await io.check()
         if (todo().size === 0) return
-        if (io.signal?.aborted || Date.now() >= deadline) break
+        if (io.signal?.aborted || Date.now() >= deadline) {
+          if (state.missing.length === 0 && !io.signal?.aborted) return
+          break
+        }
         await new Promise((r) => setTimeout(r, 20))
       }
       throw new FpeerError('E_PENDING', `${todo().size} file(s) of ${request.folder} still to place in ${request.into}`)

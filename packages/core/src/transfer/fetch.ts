@@ -98,6 +98,11 @@ function fetchError(err: unknown, opts: FetchOptions, file: FileEntry): FpeerErr
   return fromSystemError(err, `fetching ${file.path}`, isLocalWriteError(err) && opts.root ? {path: path.join(opts.root, file.path)} : undefined)
 }
 
+/** Why a fetch stopped: the signal's own reason when it is typed (E_INTERRUPTED, E_TIMEOUT), else E_INTERRUPTED. */
+function abortReason(signal: AbortSignal): FpeerError {
+  return isFpeerError(signal.reason) ? signal.reason : new FpeerError('E_INTERRUPTED', 'the fetch was stopped before it began')
+}
+
 /** The one fetch policy (net/retry.ts), with the caller's count of attempts. */
 function retryPolicy(opts: FetchOptions): RetryPolicy {
   return {...FETCH_RETRY, retries: opts.retries ?? FETCH_RETRY.retries}
@@ -580,6 +585,8 @@ export async function fetchFiles(opts: FetchOptions): Promise<FetchResult> {
     if (seen.has(f.path)) throw new FpeerError('E_MSG_BAD_FIELD', `${f.path} is listed twice`)
     seen.add(f.path)
   }
+  // Stopped before it began (Ctrl-C, a peer stopping): not a byte moves, no part file is made.
+  if (opts.signal?.aborted) throw abortReason(opts.signal)
   let next = 0
   let failure: unknown
   const state: FetchState = {dirs: opts.mode === 'land' ? new FolderDirs(opts.root!) : undefined, result}
