@@ -272,9 +272,11 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
     }
   })
 
-  it('pulls from a peer asked while one is under way share it: one request, one result', async () => {
+  it('pulls from a peer asked while one is under way share it: one request, one result, passed on to the other peers', async () => {
     try {
-      const [a, b] = await mesh(2)
+      const [a, b, c] = await mesh(3)
+      b!.peers = [record(a!)]
+      c!.peers = [record(a!)]
       await writeFile(path.join(b!.dir, 'p.txt'), 'pulled\n')
       await b!.sync.rescan()
       const target = record(b!)
@@ -282,8 +284,11 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
       assert.equal(b!.requests, 1)
       assert.equal(one, 1)
       assert.equal(two, 1)
-      await quiet([a!, b!])
+      await quiet([a!, b!, c!])
       assert.equal(await readFile(path.join(a!.dir, 'p.txt'), 'utf8'), 'pulled\n')
+      // What the pull brought is forwarded to a's other peers, not back to the one it came from.
+      assert.equal(await readFile(path.join(c!.dir, 'p.txt'), 'utf8'), 'pulled\n')
+      assert.deepEqual([b!.updates, c!.updates], [0, 1])
       // Once done, a later pull is a new one.
       assert.equal(await a!.peerSync.pullFrom(FOLDER, target), 0)
       assert.equal(b!.requests, 2)
