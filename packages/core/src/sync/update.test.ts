@@ -26,7 +26,7 @@ import {signMessage} from '../wire/signing.js'
 import type {FileEntry, FilesToGet, FilesUpdated} from '../wire/types.js'
 import {FolderSync} from './folder.js'
 import {type SyncContext, pushUpdate, receiveUpdate} from './update.js'
-import {type FileVersion, versionToEntry} from './version.js'
+import {type FileVersion, signVersion, versionToEntry} from './version.js'
 
 const FOLDER = 'docs'
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex')
@@ -64,6 +64,8 @@ interface Side {
   /** Codes of the update sessions that failed here, as logged. */
   failures: string[]
   warnings: Array<{msg: string; fields: Record<string, unknown>}>
+  /** The number of versions in each update this side was sent. */
+  updates: number[]
   /** Keep-alives (empty lines) this side's control connections sent. */
   keepAlives: number
   /** Replaces what the transfer server sends for a path (undefined: the file on disk). */
@@ -122,6 +124,7 @@ describe('updates in process (sync/update.ts)', () => {
       forwarded: [],
       failures: [],
       warnings: [],
+      updates: [],
       keepAlives: 0,
       serve: () => undefined,
       controlPort: 0,
@@ -157,7 +160,12 @@ describe('updates in process (sync/update.ts)', () => {
       mayJoin: async () => false,
       fileList: async () => [],
       confirmPeer: async () => {},
-      handlers: {FilesToGet: (channel, msg) => receiveUpdate(channel, msg, s.ctx)},
+      handlers: {
+        FilesToGet: (channel, msg) => {
+          s.updates.push(msg.files.length)
+          return receiveUpdate(channel, msg, s.ctx)
+        },
+      },
     }
     const control = net.createServer((socket) => {
       const channel = new MessageChannel(socket, {tap: (direction, text) => void (direction === 'sent' && text === '\n' && s.keepAlives++)})
@@ -316,6 +324,28 @@ describe('updates in process (sync/update.ts)', () => {
       assert.equal(await receiverState(), before)
       // Alive and serving: an update within the cap lands.
       assert.deepEqual(await push(await change({'a.txt': 'one\n'})), {got: 1, verified: 1})
+    } finally {
+      await unpair()
+    }
+  })
+
+  it(`a push of more than ${MAX_UPDATE_VERSIONS} versions goes as several updates, each within the cap`, async () => {
+    await pair()
+    try {
+      // Deletions of paths the receiver never had: nothing to fetch, so the cost is the versions alone.
+      const versions = Array.from({length: MAX_UPDATE_VERSIONS + 1}, (_, i) =>
+        signVersion(
+          FOLDER,
+          {path: `gone/${i}`, deleted: true, sha256: '', size: 0, mtimeMs: 1_700_000_000_000, lamport: i + 1, vv: {[sender.identity.id.compact]: i + 1}},
+          sender.identity,
+        ),
+      )
+      assert.deepEqual(await push(versions), {got: 0, verified: 0})
+      await settled()
+      assert.deepEqual(receiver.failures, [])
+      assert.deepEqual(receiver.updates, [MAX_UPDATE_VERSIONS, 1])
+      const records = await receiver.sync.records()
+      assert.equal([...records.values()].filter((r) => r.version?.deleted).length, MAX_UPDATE_VERSIONS + 1)
     } finally {
       await unpair()
     }
