@@ -1,0 +1,324 @@
+// In-process tests of PeerSync (pushChanges, pushVersions, forward, pullFrom): peers over loopback control sockets and the in-memory transport.
+import assert from 'node:assert/strict'
+import {mkdir, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import {after, before, describe, it} from 'node:test'
+import {GrantTable} from '../access/grants.js'
+import {ReplayGuard} from '../access/replay-guard.js'
+import {isFpeerError} from '../errors.js'
+import {LocalFileSource} from '../fs/local-source.js'
+import {Identity, generateKeyPair} from '../identity.js'
+import {MessageChannel} from '../net/channel.js'
+import {recordToEntry} from '../node.js'
+import {TransportRegistry} from '../registry.js'
+import {type HostContext, defaultTimeouts} from '../session/context.js'
+import {serveConnection} from '../session/host.js'
+import {Home} from '../store/home.js'
+import {type PeerRecord, isLive} from '../store/peerfile.js'
+import {createMemoryTransport} from '../testing/memory-transport.js'
+import {type TransportServer, silentLogger} from '../transport.js'
+import type {StateExchange} from './exchange.js'
+import {FolderSync} from './folder.js'
+import {PeerSync} from './peer-sync.js'
+import {type SyncContext, receiveUpdate} from './update.js'
+
+const FOLDER = 'docs'
+const TIMEOUTS = defaultTimeouts({reply: 20_000, transfer: 60_000, stall: 20_000, io: 20_000, message: 20_000})
+
+/** Waits until `cond()` holds; bounded, so a broken behaviour fails the test instead of hanging it. */
+async function until(cond: () => boolean, what: string, limitMs = 30_000): Promise<void> {
+  const end = Date.now() + limitMs
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`never happened: ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+async function tree(dir: string): Promise<string[]> {
+  const out: string[] = []
+  for (const e of await readdir(dir, {withFileTypes: true, recursive: true}))
+    if (!e.isDirectory()) out.push(path.relative(dir, path.join(e.parentPath, e.name)))
+  return out.sort()
+}
+
+/** One peer in this process: its folder, a memory transfer server, a control server (updates and catch-up requests), and its PeerSync. */
+interface Peer {
+  identity: Identity
+  address: string
+  dir: string
+  sync: FolderSync
+  controlPort: number
+  /** The peers it lists (and counts as confirmed). */
+  peers: PeerRecord[]
+  /** Catch-up requests (BePeerRequest) its control server was sent. */
+  requests: number
+  /** Updates (FilesToGet update=1) its control server was sent. */
+  updates: number
+  /** Refusals PeerSync reported: peer IDs. */
+  refused: string[]
+  /** Background work (forwards), to await before a test looks. */
+  tracked: Set<Promise<unknown>>
+  peerSync: PeerSync
+  sessions: Set<Promise<void>>
+  close(): Promise<void>
+}
+
+describe('PeerSync in process (sync/peer-sync.ts)', () => {
+  let work: string
+  const transport = createMemoryTransport({batch: false})
+  const registry = new TransportRegistry()
+  registry.add(transport, 'memory')
+  let n = 0
+  const all: Peer[] = []
+
+  before(async () => {
+    work = await mkdtemp(path.join(os.tmpdir(), 'fpeer-peersync-'))
+  })
+  after(async () => {
+    await rm(work, {recursive: true, force: true})
+  })
+
+  const record = (p: Peer): PeerRecord => ({
+    id: p.identity.id.toString(),
+    address: p.address,
+    controlPort: p.controlPort,
+    protocols: [transport.protocol],
+    role: 'member',
+    confirmedAt: new Date(0).toISOString(),
+  })
+
+  async function peer(address: string): Promise<Peer> {
+    const root = path.join(work, `peer-${++n}`)
+    const dir = path.join(root, FOLDER)
+    await mkdir(dir, {recursive: true})
+    const identity = new Identity(generateKeyPair())
+    const home = new Home(path.join(root, 'home'))
+    const sync = new FolderSync(home, {name: FOLDER, path: dir, open: false, allow: [], createdAt: ''}, identity)
+    await sync.rescan()
+    const grants = new GrantTable()
+    const source = new LocalFileSource({root: (f) => (f === FOLDER ? dir : undefined), mayRead: (f, who) => grants.allows(f, who)}, () => [FOLDER])
+    const served: TransportServer = await transport.serve({host: address, port: 0, files: source, identity})
+    const sessions = new Set<Promise<void>>()
+    const tracked = new Set<Promise<unknown>>()
+    const isPeer = (id: string) => p.peers.some((r) => r.id === id)
+    const forwardTargets = (_f: string, exclude: readonly string[]) => p.peers.map((r) => r.id).filter((id) => !exclude.includes(id))
+    const ctx: SyncContext = {
+      identity,
+      registry,
+      log: silentLogger,
+      timeouts: TIMEOUTS,
+      concurrency: 2,
+      localAddress: address,
+      sync: (f) => (f === FOLDER ? sync : undefined),
+      isPeer: (_f, id) => isPeer(id.toString()),
+      servedPort: (proto) => (proto === transport.protocol ? served.port : undefined),
+      forward: (f, versions, exclude) => p.peerSync.forward(f, versions, exclude),
+      forwardTargets,
+      replay: new ReplayGuard(),
+      grant: (f, who) => grants.issue(f, who),
+      count: () => {},
+    }
+    const host: HostContext = {
+      ...ctx,
+      folder: async (name) => (name === FOLDER ? {open: false} : undefined),
+      mayJoin: async (_f, sender) => sender !== undefined && isPeer(sender.toString()),
+      fileList: async () => {
+        p.requests++
+        const {records} = await sync.rescan()
+        return [...records.values()].filter((r) => isLive(r) || r.version).map(recordToEntry)
+      },
+      confirmPeer: async () => {},
+      handlers: {
+        FilesToGet: (channel, msg) => {
+          p.updates++
+          return receiveUpdate(channel, msg, ctx)
+        },
+      },
+    }
+    const control = net.createServer((socket) => {
+      const s = serveConnection(new MessageChannel(socket), host)
+      sessions.add(s)
+      void s.finally(() => sessions.delete(s))
+    })
+    await new Promise<void>((resolve) => control.listen(0, address, resolve))
+    const p: Peer = {
+      identity,
+      address,
+      dir,
+      sync,
+      controlPort: (control.address() as net.AddressInfo).port,
+      peers: [],
+      requests: 0,
+      updates: 0,
+      refused: [],
+      tracked,
+      sessions,
+      peerSync: undefined as unknown as PeerSync,
+      close: async () => {
+        p.peerSync.stop()
+        await Promise.allSettled([...tracked])
+        await new Promise((r) => control.close(r))
+        await Promise.allSettled([...sessions])
+        await served.close()
+      },
+    }
+    p.peerSync = new PeerSync({
+      home,
+      identity,
+      registry,
+      log: silentLogger,
+      timeouts: TIMEOUTS,
+      concurrency: 2,
+      daemon: false,
+      localAddress: () => address,
+      controlPort: () => p.controlPort,
+      sync: (f) => (f === FOLDER ? sync : undefined),
+      peers: () => p.peers,
+      forwardTargets,
+      syncContext: () => ctx,
+      count: () => {},
+      track: (work) => {
+        tracked.add(work)
+        void work.then(
+          () => tracked.delete(work),
+          () => tracked.delete(work),
+        )
+        return work
+      },
+      // Not a daemon: no state exchange is run; a lost peer is only noted.
+      exchange: {lost: () => {}, regained: () => false} as unknown as StateExchange,
+      stopping: () => false,
+      refused: async (_f, id) => {
+        p.refused.push(id)
+        p.peers = p.peers.filter((r) => r.id !== id)
+        return true
+      },
+    })
+    p.peerSync.start()
+    all.push(p)
+    return p
+  }
+
+  /** Peers that list each other, every one with every other. */
+  async function mesh(count: number): Promise<Peer[]> {
+    const ps: Peer[] = []
+    for (let i = 0; i < count; i++) ps.push(await peer(`127.0.0.${i + 2}`))
+    for (const a of ps) a.peers = ps.filter((b) => b !== a).map(record)
+    return ps
+  }
+
+  /** Waits for every peer's background work and sessions, then stops them all. */
+  async function quiet(ps: Peer[]): Promise<void> {
+    await until(() => ps.every((p) => p.tracked.size === 0 && p.sessions.size === 0), 'the peers went quiet')
+  }
+
+  async function closeAll(): Promise<void> {
+    for (const p of all.splice(0)) await p.close()
+  }
+
+  it('pushChanges rescans and pushes each new version to every peer, where it lands', async () => {
+    try {
+      const [a, b, c] = await mesh(3)
+      await writeFile(path.join(a!.dir, 'a.txt'), 'one\n')
+      assert.deepEqual(await a!.peerSync.pushChanges(FOLDER), {versions: 1, peers: 2, failed: 0})
+      await quiet([a!, b!, c!])
+      for (const p of [b!, c!]) assert.equal(await readFile(path.join(p.dir, 'a.txt'), 'utf8'), 'one\n')
+      // Nothing changed since: nothing to push.
+      assert.deepEqual(await a!.peerSync.pushChanges(FOLDER), {versions: 0, peers: 0, failed: 0})
+    } finally {
+      await closeAll()
+    }
+  })
+
+  it('pushVersions leaves out `exclude` and keeps to `only`', async () => {
+    try {
+      const [a, b, c] = await mesh(3)
+      // Only a's own view: b and c do not forward (they list nobody but a), so each receives only what a sends it.
+      b!.peers = [record(a!)]
+      c!.peers = [record(a!)]
+      await writeFile(path.join(a!.dir, 'x.txt'), 'x\n')
+      const {versions} = await a!.sync.rescan()
+      assert.deepEqual(await a!.peerSync.pushVersions(FOLDER, versions, [b!.identity.id.toString()]), {peers: 1, failed: 0})
+      await quiet([a!, b!, c!])
+      assert.deepEqual(await tree(b!.dir), [])
+      assert.deepEqual(await tree(c!.dir), ['x.txt'])
+      await writeFile(path.join(a!.dir, 'y.txt'), 'y\n')
+      const more = (await a!.sync.rescan()).versions
+      assert.deepEqual(await a!.peerSync.pushVersions(FOLDER, more, [], [b!.identity.id.toString()]), {peers: 1, failed: 0})
+      await quiet([a!, b!, c!])
+      assert.deepEqual(await tree(b!.dir), ['y.txt'])
+      assert.deepEqual(await tree(c!.dir), ['x.txt'])
+    } finally {
+      await closeAll()
+    }
+  })
+
+  it('a version received is forwarded once to the receiver’s other peers, not back to its sender (seed update step 4)', async () => {
+    try {
+      // A line: a knows b, b knows a and c, c knows b. What a pushes reaches c only through b.
+      const [a, b, c] = await mesh(3)
+      a!.peers = [record(b!)]
+      c!.peers = [record(b!)]
+      await writeFile(path.join(a!.dir, 'f.txt'), 'far\n')
+      assert.deepEqual(await a!.peerSync.pushChanges(FOLDER), {versions: 1, peers: 1, failed: 0})
+      await quiet([a!, b!, c!])
+      assert.equal(await readFile(path.join(c!.dir, 'f.txt'), 'utf8'), 'far\n')
+      // c took it from b, once, and has nobody else to pass it to; a was not sent it back.
+      assert.deepEqual([a!.updates, b!.updates, c!.updates], [0, 1, 1])
+    } finally {
+      await closeAll()
+    }
+  })
+
+  it('pulls from a peer asked while one is under way share it: one request, one result, passed on to the other peers', async () => {
+    try {
+      const [a, b, c] = await mesh(3)
+      b!.peers = [record(a!)]
+      c!.peers = [record(a!)]
+      await writeFile(path.join(b!.dir, 'p.txt'), 'pulled\n')
+      await b!.sync.rescan()
+      const target = record(b!)
+      const [one, two] = await Promise.all([a!.peerSync.pullFrom(FOLDER, target), a!.peerSync.pullFrom(FOLDER, target)])
+      assert.equal(b!.requests, 1)
+      assert.equal(one, 1)
+      assert.equal(two, 1)
+      await quiet([a!, b!, c!])
+      assert.equal(await readFile(path.join(a!.dir, 'p.txt'), 'utf8'), 'pulled\n')
+      // What the pull brought is forwarded to a's other peers, not back to the one it came from.
+      assert.equal(await readFile(path.join(c!.dir, 'p.txt'), 'utf8'), 'pulled\n')
+      assert.deepEqual([b!.updates, c!.updates], [0, 1])
+      // Once done, a later pull is a new one.
+      assert.equal(await a!.peerSync.pullFrom(FOLDER, target), 0)
+      assert.equal(b!.requests, 2)
+    } finally {
+      await closeAll()
+    }
+  })
+
+  it('a peer that refuses a push with a signed E_NOT_ALLOWED is reported as refused; the push counts as failed', async () => {
+    try {
+      const [a, b] = await mesh(2)
+      b!.peers = []
+      await writeFile(path.join(a!.dir, 'a.txt'), 'one\n')
+      assert.deepEqual(await a!.peerSync.pushChanges(FOLDER), {versions: 1, peers: 1, failed: 1})
+      assert.deepEqual(a!.refused, [b!.identity.id.toString()])
+      await quiet([a!, b!])
+      assert.deepEqual(await tree(b!.dir), [])
+    } finally {
+      await closeAll()
+    }
+  })
+
+  it('a peer that refuses a pull with a signed E_NOT_ALLOWED is reported as refused', async () => {
+    try {
+      const [a, b] = await mesh(2)
+      b!.peers = []
+      await assert.rejects(a!.peerSync.pullFrom(FOLDER, record(b!)), (e) => isFpeerError(e, 'E_NOT_ALLOWED'))
+      assert.deepEqual(a!.refused, [b!.identity.id.toString()])
+    } finally {
+      await closeAll()
+    }
+  })
+})

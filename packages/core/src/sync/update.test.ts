@@ -1,0 +1,495 @@
+// In-process tests of the update flow (pushUpdate / receiveUpdate, protocol §10.2): two peers over loopback control sockets and the in-memory transport.
+import assert from 'node:assert/strict'
+import {createHash} from 'node:crypto'
+import {mkdir, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import {Readable} from 'node:stream'
+import {after, before, describe, it} from 'node:test'
+import {GrantTable} from '../access/grants.js'
+import {ReplayGuard, formatDestination} from '../access/replay-guard.js'
+import {isFpeerError} from '../errors.js'
+import {LocalFileSource} from '../fs/local-source.js'
+import {Identity, generateKeyPair, randomNonce} from '../identity.js'
+import {MessageChannel, connectChannel} from '../net/channel.js'
+import {TransportRegistry} from '../registry.js'
+import {type HandshakeTimeouts, type HostContext, defaultTimeouts} from '../session/context.js'
+import {refusedBy} from '../session/handshake.js'
+import {serveConnection} from '../session/host.js'
+import {Home} from '../store/home.js'
+import type {PeerRecord} from '../store/peerfile.js'
+import {createMemoryTransport} from '../testing/memory-transport.js'
+import {type AccessContext, type FileSource, type Transport, type TransportServer, silentLogger} from '../transport.js'
+import {MAX_UPDATE_VERSIONS} from '../wire/limits.js'
+import {signMessage} from '../wire/signing.js'
+import type {FileEntry, FilesToGet, FilesUpdated} from '../wire/types.js'
+import {FolderSync} from './folder.js'
+import {type SyncContext, pushUpdate, receiveUpdate} from './update.js'
+import {type FileVersion, signVersion, versionToEntry} from './version.js'
+
+const FOLDER = 'docs'
+const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex')
+const TIMEOUTS = defaultTimeouts({reply: 20_000, transfer: 60_000, stall: 20_000, io: 20_000, message: 20_000})
+/** Small enough that a stall test ends soon, large enough that timers late on a busy machine do not fire it. */
+const SHORT_STALL = 1500
+
+/** Waits until `cond()` holds; bounded, so a broken behaviour fails the test instead of hanging it. */
+async function until(cond: () => boolean, what: string, limitMs = 30_000): Promise<void> {
+  const end = Date.now() + limitMs
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`never happened: ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+async function tree(dir: string): Promise<string[]> {
+  const out: string[] = []
+  for (const e of await readdir(dir, {withFileTypes: true, recursive: true}))
+    if (!e.isDirectory()) out.push(path.relative(dir, path.join(e.parentPath, e.name)))
+  return out.sort()
+}
+
+/** One peer in this process: a folder on disk, its FolderSync, a memory transfer server, and (receivers) a control server. */
+interface Side {
+  identity: Identity
+  address: string
+  dir: string
+  sync: FolderSync
+  grants: GrantTable
+  ctx: SyncContext
+  /** IDs (printed) it counts as confirmed peers. */
+  peers: Set<string>
+  forwarded: FileVersion[][]
+  /** Codes of the update sessions that failed here, as logged. */
+  failures: string[]
+  warnings: Array<{msg: string; fields: Record<string, unknown>}>
+  /** The number of versions in each update this side was sent. */
+  updates: number[]
+  /** Keep-alives (empty lines) this side's control connections sent. */
+  keepAlives: number
+  /** Replaces what the transfer server sends for a path (undefined: the file on disk). */
+  serve: (p: string, who: AccessContext) => Promise<{stream: Readable; size: number; mtimeMs: number}> | undefined
+  controlPort: number
+  sessions: Set<Promise<void>>
+  close(): Promise<void>
+}
+
+describe('updates in process (sync/update.ts)', () => {
+  let work: string
+  // No batching: every chunk is a `bytes` event, so a slow transfer's progress is seen chunk by chunk.
+  const base = createMemoryTransport({batch: false})
+  // A transport that declares names it cannot carry (as FTP cannot carry CR or LF).
+  const transport: Transport = {...base, canName: (p) => !p.startsWith('unsendable')}
+  const registry = new TransportRegistry()
+  registry.add(transport, 'memory')
+  let sender: Side
+  let receiver: Side
+  let n = 0
+
+  before(async () => {
+    work = await mkdtemp(path.join(os.tmpdir(), 'fpeer-update-'))
+  })
+  after(async () => {
+    await rm(work, {recursive: true, force: true})
+  })
+
+  async function side(address: string, timeouts: HandshakeTimeouts = TIMEOUTS): Promise<Side> {
+    const root = path.join(work, `side-${++n}`)
+    const dir = path.join(root, FOLDER)
+    await mkdir(dir, {recursive: true})
+    const identity = new Identity(generateKeyPair())
+    const sync = new FolderSync(new Home(path.join(root, 'home')), {name: FOLDER, path: dir, open: false, allow: [], createdAt: ''}, identity)
+    await sync.rescan()
+    const grants = new GrantTable()
+    const local = new LocalFileSource({root: (f) => (f === FOLDER ? dir : undefined), mayRead: (f, who) => grants.allows(f, who)}, () => [FOLDER])
+    const source: FileSource = {
+      folders: (who) => local.folders(who),
+      stat: (folder, p, who) => local.stat(folder, p, who),
+      list: (folder, p, who) => local.list(folder, p, who),
+      open: async (folder, p, who, range) => {
+        if (!grants.allows(folder, who)) return local.open(folder, p, who, range)
+        return (await s.serve(p, who)) ?? local.open(folder, p, who, range)
+      },
+    }
+    const served: TransportServer = await transport.serve!({host: address, port: 0, files: source, identity})
+    const sessions = new Set<Promise<void>>()
+    const s: Side = {
+      identity,
+      address,
+      dir,
+      sync,
+      grants,
+      peers: new Set(),
+      forwarded: [],
+      failures: [],
+      warnings: [],
+      updates: [],
+      keepAlives: 0,
+      serve: () => undefined,
+      controlPort: 0,
+      sessions,
+      close: async () => {},
+      ctx: undefined as unknown as SyncContext,
+    }
+    s.ctx = {
+      identity,
+      registry,
+      log: {
+        ...silentLogger,
+        warn: (msg, fields = {}) => {
+          s.warnings.push({msg, fields})
+          if (msg === 'handshake failed') s.failures.push(String(fields.code))
+        },
+      },
+      timeouts,
+      concurrency: 2,
+      localAddress: address,
+      sync: (f) => (f === FOLDER ? sync : undefined),
+      isPeer: (_f, id) => s.peers.has(id.toString()),
+      servedPort: (p) => (p === transport.protocol ? served.port : undefined),
+      forward: (_f, versions) => void s.forwarded.push(versions),
+      replay: new ReplayGuard(),
+      grant: (f, peer) => grants.issue(f, peer),
+      count: () => {},
+    }
+    // The receiving end as the node wires it: the host's connection handler hands update=1 to receiveUpdate.
+    const host: HostContext = {
+      ...s.ctx,
+      folder: async (name) => (name === FOLDER ? {open: false} : undefined),
+      mayJoin: async () => false,
+      fileList: async () => [],
+      confirmPeer: async () => {},
+      handlers: {
+        FilesToGet: (channel, msg) => {
+          s.updates.push(msg.files.length)
+          return receiveUpdate(channel, msg, s.ctx)
+        },
+      },
+    }
+    const control = net.createServer((socket) => {
+      const channel = new MessageChannel(socket, {tap: (direction, text) => void (direction === 'sent' && text === '\n' && s.keepAlives++)})
+      const p = serveConnection(channel, host)
+      sessions.add(p)
+      void p.finally(() => sessions.delete(p))
+    })
+    await new Promise<void>((resolve) => control.listen(0, address, resolve))
+    s.controlPort = (control.address() as net.AddressInfo).port
+    s.close = async () => {
+      await new Promise((r) => control.close(r))
+      await Promise.allSettled([...sessions])
+      await served.close()
+    }
+    return s
+  }
+
+  /** A sender on 127.0.0.2 and a receiver on 127.0.0.3 that count each other as peers. */
+  async function pair(timeouts: {sender?: HandshakeTimeouts; receiver?: HandshakeTimeouts} = {}): Promise<void> {
+    sender = await side('127.0.0.2', timeouts.sender)
+    receiver = await side('127.0.0.3', timeouts.receiver)
+    sender.peers.add(receiver.identity.id.toString())
+    receiver.peers.add(sender.identity.id.toString())
+  }
+
+  async function unpair(): Promise<void> {
+    await sender?.close()
+    await receiver?.close()
+  }
+
+  const record = (to: Side): PeerRecord => ({
+    id: to.identity.id.toString(),
+    address: to.address,
+    controlPort: to.controlPort,
+    protocols: [transport.protocol],
+    role: 'member',
+    confirmedAt: new Date().toISOString(),
+  })
+
+  const push = (versions: FileVersion[]) => pushUpdate(sender.ctx, FOLDER, record(receiver), versions)
+
+  /** Writes files into the sender's folder and returns the versions its rescan made. */
+  async function change(files: Record<string, string | null>): Promise<FileVersion[]> {
+    for (const [p, c] of Object.entries(files)) {
+      const full = path.join(sender.dir, p)
+      if (c === null) await rm(full)
+      else {
+        await mkdir(path.dirname(full), {recursive: true})
+        await writeFile(full, c)
+      }
+    }
+    return (await sender.sync.rescan()).versions
+  }
+
+  /** What the receiver holds: its files and their recorded versions, to prove an attack changed nothing. */
+  async function receiverState(): Promise<string> {
+    const records = [...(await receiver.sync.records()).values()].map((r) => [r.path, r.sha256, r.version?.lamport, r.version?.deleted])
+    return JSON.stringify({files: await tree(receiver.dir), records})
+  }
+
+  /** Sessions at the receiver end: awaited before its files are looked at. */
+  const settled = () => until(() => receiver.sessions.size === 0, 'the receiver finished its sessions')
+
+  it('new, changed and deleted versions land on the receiver, are checked back and confirmed', async () => {
+    await pair()
+    try {
+      const first = await change({'a.txt': 'one\n', 'dir/b.txt': 'b'.repeat(70_000)})
+      assert.deepEqual(await push(first), {got: 2, verified: 2})
+      await settled()
+      assert.deepEqual(receiver.failures, [])
+      assert.equal(await readFile(path.join(receiver.dir, 'a.txt'), 'utf8'), 'one\n')
+      assert.equal(await readFile(path.join(receiver.dir, 'dir/b.txt'), 'utf8'), 'b'.repeat(70_000))
+      const second = await change({'a.txt': 'two\n', 'dir/b.txt': null})
+      assert.deepEqual(await push(second), {got: 1, verified: 1})
+      await settled()
+      assert.deepEqual(receiver.failures, [])
+      assert.deepEqual(await tree(receiver.dir), ['a.txt'])
+      assert.equal(await readFile(path.join(receiver.dir, 'a.txt'), 'utf8'), 'two\n')
+      const records = await receiver.sync.records()
+      assert.equal(records.get('a.txt')?.version?.sig, second.find((v) => v.path === 'a.txt')?.sig)
+      assert.equal(records.get('dir/b.txt')?.version?.deleted, true)
+      // What was new is passed on to the receiver's other peers (seed update step 4).
+      assert.deepEqual(
+        receiver.forwarded.map((vs) => vs.map((v) => `${v.path}@${v.lamport}`).sort()),
+        [first, second].map((vs) => vs.map((v) => `${v.path}@${v.lamport}`).sort()),
+      )
+      // The grants of both exchanges ended with them.
+      assert.equal(sender.grants.size, 0)
+      assert.equal(receiver.grants.size, 0)
+    } finally {
+      await unpair()
+    }
+  })
+
+  it('a receiver that does not count the sender as a peer refuses with a signed E_NOT_ALLOWED, and takes nothing', async () => {
+    await pair()
+    try {
+      receiver.peers.clear()
+      const before = await receiverState()
+      const err = await push(await change({'a.txt': 'one\n'})).then(
+        () => assert.fail('the push was taken'),
+        (e: unknown) => e,
+      )
+      assert.ok(isFpeerError(err, 'E_NOT_ALLOWED'), String(err))
+      // Signed by the receiver for this sender: the one refusal that may end the trust (10.6).
+      assert.equal(refusedBy(err), receiver.identity.id.toString())
+      await settled()
+      assert.deepEqual(receiver.failures, ['E_NOT_ALLOWED'])
+      assert.equal(await receiverState(), before)
+    } finally {
+      await unpair()
+    }
+  })
+
+  /** A FilesToGet update as a sender would sign it to the receiver, for messages pushUpdate would not send. */
+  function updateMessage(channel: MessageChannel, files: FileEntry[], grant: string, meta: Record<string, string> = {}): FilesToGet {
+    return signMessage(
+      {
+        type: 'FilesToGet',
+        folder: FOLDER,
+        port: sender.ctx.servedPort(transport.protocol)!,
+        protocol: transport.protocol,
+        files,
+        meta: {
+          nonce: randomNonce(),
+          update: '1',
+          ts: String(Date.now()),
+          to: receiver.identity.id.compact,
+          dst: formatDestination(channel.remoteAddress, channel.remotePort),
+          grant,
+          ...meta,
+        },
+      },
+      sender.identity,
+    )
+  }
+
+  const connect = () => connectChannel(receiver.address, receiver.controlPort, {timeoutMs: 20_000, localAddress: sender.address})
+
+  it(`an update of more than ${MAX_UPDATE_VERSIONS} versions is refused with E_MSG_TOO_MANY_FILES; the receiver still takes the next`, async () => {
+    await pair()
+    try {
+      const before = await receiverState()
+      const channel = await connect()
+      try {
+        const files = Array.from({length: MAX_UPDATE_VERSIONS + 1}, (_, i) => ({path: `f${i}`, size: 1, sha256: sha(String(i))}))
+        await channel.send(updateMessage(channel, files, 'x'))
+        const reply = await channel.next(20_000)
+        assert.equal(reply.type, 'PeerError')
+        assert.equal(reply.type === 'PeerError' && reply.code, 'E_MSG_TOO_MANY_FILES')
+      } finally {
+        await channel.close()
+      }
+      await settled()
+      assert.deepEqual(receiver.failures, ['E_MSG_TOO_MANY_FILES'])
+      assert.equal(await receiverState(), before)
+      // Alive and serving: an update within the cap lands.
+      assert.deepEqual(await push(await change({'a.txt': 'one\n'})), {got: 1, verified: 1})
+    } finally {
+      await unpair()
+    }
+  })
+
+  it(`a push of more than ${MAX_UPDATE_VERSIONS} versions goes as several updates, each within the cap`, async () => {
+    await pair()
+    try {
+      // Deletions of paths the receiver never had: nothing to fetch, so the cost is the versions alone.
+      const versions = Array.from({length: MAX_UPDATE_VERSIONS + 1}, (_, i) =>
+        signVersion(
+          FOLDER,
+          {path: `gone/${i}`, deleted: true, sha256: '', size: 0, mtimeMs: 1_700_000_000_000, lamport: i + 1, vv: {[sender.identity.id.compact]: i + 1}},
+          sender.identity,
+        ),
+      )
+      assert.deepEqual(await push(versions), {got: 0, verified: 0})
+      await settled()
+      assert.deepEqual(receiver.failures, [])
+      assert.deepEqual(receiver.updates, [MAX_UPDATE_VERSIONS, 1])
+      const records = await receiver.sync.records()
+      assert.equal([...records.values()].filter((r) => r.version?.deleted).length, MAX_UPDATE_VERSIONS + 1)
+    } finally {
+      await unpair()
+    }
+  })
+
+  it('a version whose signed fields were altered on the way is refused (E_BAD_SIGNATURE) and nothing of the update lands', async () => {
+    await pair()
+    try {
+      const before = await receiverState()
+      const versions = await change({'a.txt': 'one\n', 'b.txt': 'bee\n'})
+      // A peer on the way swaps b.txt's content for its own, keeping the origin's signature.
+      await writeFile(path.join(sender.dir, 'b.txt'), 'BAD\n')
+      const altered = versions.map((v) => (v.path === 'b.txt' ? {...v, sha256: sha('BAD\n')} : v))
+      const err = await push(altered).then(
+        () => assert.fail('the push was taken'),
+        (e: unknown) => e,
+      )
+      assert.ok(isFpeerError(err, 'E_PEER_ERROR'), String(err))
+      assert.equal((err as {details?: Record<string, unknown>}).details?.peerCode, 'E_BAD_SIGNATURE')
+      await settled()
+      assert.deepEqual(receiver.failures, ['E_BAD_SIGNATURE'])
+      assert.equal(await receiverState(), before)
+      assert.deepEqual(receiver.forwarded, [])
+    } finally {
+      await unpair()
+    }
+  })
+
+  it('content that does not match its version’s sha256 is refused (E_HASH_MISMATCH) and lands nothing', async () => {
+    await pair()
+    try {
+      const before = await receiverState()
+      const versions = await change({'a.txt': 'good'})
+      // Same size, other bytes: only the hash can tell.
+      await writeFile(path.join(sender.dir, 'a.txt'), 'evil')
+      const err = await push(versions).then(
+        () => assert.fail('the push was taken'),
+        (e: unknown) => e,
+      )
+      assert.equal((err as {details?: Record<string, unknown>}).details?.peerCode, 'E_HASH_MISMATCH', String(err))
+      await settled()
+      assert.deepEqual(receiver.failures, ['E_HASH_MISMATCH'])
+      assert.equal(await receiverState(), before)
+      assert.deepEqual(receiver.forwarded, [])
+    } finally {
+      await unpair()
+    }
+  })
+
+  it('names the transport cannot carry are skipped with a warning (E_UNSUPPORTED); the rest of the update lands', async () => {
+    await pair()
+    try {
+      const versions = await change({'ok.txt': 'ok\n', 'unsendable.txt': 'no\n'})
+      assert.deepEqual(await push(versions), {got: 1, verified: 1})
+      await settled()
+      assert.deepEqual(receiver.failures, [])
+      assert.deepEqual(await tree(receiver.dir), ['ok.txt'])
+      assert.equal((await receiver.sync.records()).has('unsendable.txt'), false)
+      assert.deepEqual(
+        receiver.warnings.filter((w) => w.fields.code === 'E_UNSUPPORTED').map((w) => w.fields.path),
+        ['unsendable.txt'],
+      )
+    } finally {
+      await unpair()
+    }
+  })
+
+  /** A stream of `content` that holds back its last byte until `release()` holds, a byte at a time meanwhile (bounded). */
+  function trickle(content: Buffer, release: () => boolean, live: boolean): Readable {
+    return Readable.from(
+      (async function* () {
+        let i = 0
+        // Bounded: 1,500 rounds of 20 ms; the test's own conditions end it long before.
+        for (let round = 0; round < 1500 && !release(); round++) {
+          if (live && i < content.length - 1) yield content.subarray(i, ++i)
+          await new Promise((r) => setTimeout(r, 20))
+        }
+        yield content.subarray(i)
+      })(),
+      {objectMode: false},
+    )
+  }
+
+  it('a receiver whose fetch is slow but moving keeps the sender waiting with keep-alives, past the stall timeout', async () => {
+    await pair({sender: defaultTimeouts({...TIMEOUTS, stall: SHORT_STALL})})
+    try {
+      const content = Buffer.alloc(4096, 'k')
+      const versions = await change({'slow.bin': content.toString()})
+      // The sender's file trickles out until the receiver has sent keep-alives over three stall timeouts.
+      sender.serve = (p) =>
+        p === 'slow.bin' ? Promise.resolve({stream: trickle(content, () => receiver.keepAlives >= 12, true), size: content.length, mtimeMs: 0}) : undefined
+      assert.deepEqual(await push(versions), {got: 1, verified: 1})
+      assert.ok(receiver.keepAlives >= 12)
+      await settled()
+      assert.deepEqual(receiver.failures, [])
+      assert.deepEqual(await readFile(path.join(receiver.dir, 'slow.bin')), content)
+    } finally {
+      await unpair()
+    }
+  })
+
+  it('a receiver whose fetch stalls sends no keep-alive, and the sender gives up after its stall timeout (E_TIMEOUT)', async () => {
+    await pair({sender: defaultTimeouts({...TIMEOUTS, stall: SHORT_STALL})})
+    let gaveUp = false
+    try {
+      const content = Buffer.alloc(4096, 's')
+      const versions = await change({'stuck.bin': content.toString()})
+      sender.serve = (p) => (p === 'stuck.bin' ? Promise.resolve({stream: trickle(content, () => gaveUp, false), size: content.length, mtimeMs: 0}) : undefined)
+      await assert.rejects(push(versions), (e) => isFpeerError(e, 'E_TIMEOUT'))
+      gaveUp = true
+      await settled()
+      // The sender revoked its grant when it gave up: nothing of it is left open.
+      assert.equal(sender.grants.size, 0)
+    } finally {
+      gaveUp = true
+      await unpair()
+    }
+  })
+
+  it('a sender that stops after FilesUpdated is cut by the receiver’s stall timeout; what was taken is passed on', async () => {
+    await pair({receiver: defaultTimeouts({...TIMEOUTS, stall: SHORT_STALL})})
+    try {
+      const versions = await change({'a.txt': 'one\n'})
+      const grant = sender.grants.issue(FOLDER, receiver.identity.id)
+      const channel = await connect()
+      try {
+        // ka=: it promises keep-alives, then sends none and no TrustedPeerConfirm.
+        await channel.send(updateMessage(channel, versions.map(versionToEntry), grant.token, {ka: String(SHORT_STALL)}))
+        const fu = (await channel.next(20_000)) as FilesUpdated
+        assert.equal(fu.type, 'FilesUpdated')
+        await until(() => receiver.failures.length > 0, 'the receiver gave up')
+        assert.deepEqual(receiver.failures, ['E_TIMEOUT'])
+      } finally {
+        grant.revoke()
+        await channel.close()
+      }
+      await settled()
+      assert.equal(await readFile(path.join(receiver.dir, 'a.txt'), 'utf8'), 'one\n')
+      assert.deepEqual(
+        receiver.forwarded.map((vs) => vs.map((v) => v.path)),
+        [['a.txt']],
+      )
+    } finally {
+      await unpair()
+    }
+  })
+})
