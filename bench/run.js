@@ -10,6 +10,8 @@
 //   BENCH_RUNS=3             runs per scenario and per anchor; the median is reported
 //   BENCH_ANCHORS=a,b|none   override the reference tools (names of anchors.sh, or `syncthing`)
 //   BENCH_TIMEOUT_S=600      one fpeer run or one anchors.sh invocation is killed after this
+//   BENCH_FPEER_ROOT=DIR     time the fpeer built in another checkout (e.g. an older commit's
+//                            worktree) with this bench, to compare two builds on the same data
 //   --tmpfs                  data, fpeer homes, targets and the anchors' work on a tmpfs (a fresh
 //                            directory under /dev/shm, removed at the end): the software alone
 //   --json                   one JSON document on stdout (the tables then go to stderr)
@@ -24,7 +26,9 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const FPEER = path.join(ROOT, 'packages/cli/bin/run.js')
+/** Which build of fpeer is timed: this tree's, or another checkout's (to compare two builds on the same data). */
+const FPEER_ROOT = path.resolve(process.env.BENCH_FPEER_ROOT || ROOT)
+const FPEER = path.join(FPEER_ROOT, 'packages/cli/bin/run.js')
 const SHARED = process.env.BENCH_SHARED || path.resolve(ROOT, '../shared/bench')
 const RUNS = Math.max(1, Math.min(50, Number(process.env.BENCH_RUNS || 3) || 3))
 const TIMEOUT_MS = Math.max(10, Number(process.env.BENCH_TIMEOUT_S || 600) || 600) * 1000
@@ -262,7 +266,7 @@ async function xdgFor(plugins = []) {
   const xdg = await tempDir('fpeer-bench-xdg-')
   const env = {...process.env, XDG_DATA_HOME: `${xdg}/data`, XDG_CONFIG_HOME: `${xdg}/config`, XDG_CACHE_HOME: `${xdg}/cache`, FPEER_HOME: `${xdg}/home`}
   for (const p of plugins) {
-    const r = await run(process.execPath, [FPEER, 'plugins:link', '--no-install', path.join(ROOT, 'plugins', p)], {env, timeoutMs: 60_000})
+    const r = await run(process.execPath, [FPEER, 'plugins:link', '--no-install', path.join(FPEER_ROOT, 'plugins', p)], {env, timeoutMs: 60_000})
     if (r.code !== 0) throw new Error(`fpeer plugins:link plugins/${p} failed: ${r.stderr}`)
   }
   xdgDirs.set(key, xdg)
@@ -619,7 +623,7 @@ async function main() {
     })
     results.push({scenario: sc.name, kind: sc.kind, workload: sc.workload, protocol: sc.protocol, bytes: fpeer.bytes, files: fpeer.files, fpeer, anchors: refs})
   }
-  const doc = {date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, runs: RUNS, storage: TMPFS ? 'tmpfs' : 'disk', results}
+  const doc = {date: new Date().toISOString(), fpeer: FPEER_ROOT, node: process.version, cpus: os.cpus().length, runs: RUNS, storage: TMPFS ? 'tmpfs' : 'disk', results}
   // With --json the tables still reach a person, on stderr.
   if (JSON_OUT) process.stderr.write(`${table(results)}\n`)
   process.stdout.write(JSON_OUT ? JSON.stringify(doc, null, 2) + '\n' : `${table(results)}\n`)
