@@ -20,7 +20,7 @@
 // started here is killed and every temp directory removed on exit, including on Ctrl-C.
 import {spawn} from 'node:child_process'
 import {existsSync, readFileSync, writeFileSync} from 'node:fs'
-import {mkdir, mkdtemp, readFile, rm, readdir, stat, writeFile} from 'node:fs/promises'
+import {chmod, mkdir, mkdtemp, readFile, rm, readdir, stat, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -591,6 +591,8 @@ async function useTmpfs() {
   const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' '))
   if (!mounts.some((m) => m[1] === '/dev/shm' && m[2] === 'tmpfs')) throw new Error('--tmpfs: /dev/shm is not a tmpfs here')
   place.base = await mkdtemp('/dev/shm/fpeer-bench-')
+  // mkdtemp makes it 0700; nginx's workers (www-data) serve the rclone-http anchor from under it.
+  await chmod(place.base, 0o755)
   place.data = path.join(place.base, 'data')
   place.work = path.join(place.base, 'anchors')
   place.temp = path.join(place.base, 'tmp')
