@@ -10,7 +10,8 @@ import {TransportRegistry} from '../registry.js'
 import {defaultTimeouts} from '../session/context.js'
 import {type PeerRecord, isLive} from '../store/peerfile.js'
 import {createMemoryTransport} from '../testing/memory-transport.js'
-import {type SyncPeer, fileTree as tree, makeSyncPeer, until} from '../testing/sync-peer.js'
+import {fileTree as tree, until} from '../testing/checks.js'
+import {type SyncPeer, makeSyncPeer, peerRecord} from '../testing/sync-peer.js'
 import {silentLogger} from '../transport.js'
 import type {StateExchange} from './exchange.js'
 import {PeerSync} from './peer-sync.js'
@@ -48,14 +49,7 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
     await rm(work, {recursive: true, force: true})
   })
 
-  const record = (p: Peer): PeerRecord => ({
-    id: p.identity.id.toString(),
-    address: p.address,
-    controlPort: p.controlPort,
-    protocols: [transport.protocol],
-    role: 'member',
-    confirmedAt: new Date(0).toISOString(),
-  })
+  const record = (p: Peer): PeerRecord => peerRecord(p, transport.protocol)
 
   async function peer(address: string): Promise<Peer> {
     // Filled in by makeSyncPeer below; the callbacks only run once it is.

@@ -16,7 +16,8 @@ import {type HandshakeTimeouts, defaultTimeouts} from '../session/context.js'
 import {refusedBy} from '../session/handshake.js'
 import type {PeerRecord} from '../store/peerfile.js'
 import {createMemoryTransport} from '../testing/memory-transport.js'
-import {type ServeOverride, type SyncPeer, fileTree as tree, makeSyncPeer, until} from '../testing/sync-peer.js'
+import {fileTree as tree, until} from '../testing/checks.js'
+import {type ServeOverride, type SyncPeer, makeSyncPeer, peerRecord} from '../testing/sync-peer.js'
 import {type Transport, silentLogger} from '../transport.js'
 import {MAX_UPDATE_VERSIONS} from '../wire/limits.js'
 import {signMessage} from '../wire/signing.js'
@@ -104,14 +105,7 @@ describe('updates in process (sync/update.ts)', () => {
     await receiver?.close()
   }
 
-  const record = (to: Side): PeerRecord => ({
-    id: to.identity.id.toString(),
-    address: to.address,
-    controlPort: to.controlPort,
-    protocols: [transport.protocol],
-    role: 'member',
-    confirmedAt: new Date().toISOString(),
-  })
+  const record = (to: Side): PeerRecord => peerRecord(to, transport.protocol, new Date().toISOString())
 
   const push = (versions: FileVersion[]) => pushUpdate(sender.ctx, FOLDER, record(receiver), versions)
 

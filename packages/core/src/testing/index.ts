@@ -2,4 +2,5 @@
 export {createMemoryTransport, createHandOverTransport, type MemoryTransportOptions, type HandOverTransportOptions} from './memory-transport.js'
 export {channelPair, socketPair, type PairAddresses} from './channel-pair.js'
 export {freePort, waitForPort, runTool, startProcess, OwnedProcess, type ToolResult} from './process.js'
-export {makeSyncPeer, until, fileTree, type SyncPeer, type SyncPeerOptions, type ServeOverride} from './sync-peer.js'
+export {makeSyncPeer, peerRecord, type SyncPeer, type SyncPeerOptions, type ServeOverride} from './sync-peer.js'
+export {until, fileTree} from './checks.js'

@@ -1,5 +1,5 @@
 // In-process sync peers for tests: a folder, its FolderSync, a transfer server and a control server that hands updates to receiveUpdate, wired as the node wires them.
-import {mkdir, readdir} from 'node:fs/promises'
+import {mkdir} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 import type {Readable} from 'node:stream'
@@ -13,6 +13,7 @@ import type {TransportRegistry} from '../registry.js'
 import type {HandshakeTimeouts, HostContext} from '../session/context.js'
 import {serveConnection} from '../session/host.js'
 import {Home} from '../store/home.js'
+import type {PeerRecord} from '../store/peerfile.js'
 import {FolderSync} from '../sync/folder.js'
 import {type SyncContext, receiveUpdate} from '../sync/update.js'
 import {type AccessContext, type FileSource, type Logger, type Transport, silentLogger} from '../transport.js'
@@ -152,19 +153,7 @@ export async function makeSyncPeer(options: SyncPeerOptions): Promise<SyncPeer> 
   }
 }
 
-/** Waits until `cond()` holds, polling; bounded, so a broken behaviour fails the test instead of hanging it. */
-export async function until(cond: () => boolean, what: string, limitMs = 30_000): Promise<void> {
-  const end = Date.now() + limitMs
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`never happened: ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
-
-/** The files below `dir` (not directories), relative and sorted: what a test compares trees by. */
-export async function fileTree(dir: string): Promise<string[]> {
-  const out: string[] = []
-  for (const e of await readdir(dir, {withFileTypes: true, recursive: true}))
-    if (!e.isDirectory()) out.push(path.relative(dir, path.join(e.parentPath, e.name)))
-  return out.sort()
+/** The record another peer keeps of `peer`: a confirmed member, reached over `protocol`. */
+export function peerRecord(peer: SyncPeer, protocol: string, confirmedAt = new Date(0).toISOString()): PeerRecord {
+  return {id: peer.identity.id.toString(), address: peer.address, controlPort: peer.controlPort, protocols: [protocol], role: 'member', confirmedAt}
 }
