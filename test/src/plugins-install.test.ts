@@ -1,16 +1,25 @@
-// End to end: `fpeer plugins:install sftp` from a real npm registry (verdaccio on loopback) that also holds decoy unscoped `sftp`/`ftp` packages, a request over it, and uninstall.
+// End to end: `fpeer plugins:install sftp` from a real npm registry (verdaccio on loopback) that also holds decoy unscoped `sftp`/`ftp` packages, a request over it on the CLI's own core, uninstall, reinstall and update.
 import assert from 'node:assert/strict'
 import {type ChildProcess, spawn} from 'node:child_process'
-import {existsSync} from 'node:fs'
+import {existsSync, realpathSync} from 'node:fs'
 import http from 'node:http'
-import {mkdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {lstat, mkdir, readFile, readdir, rm, writeFile} from 'node:fs/promises'
+import {createRequire} from 'node:module'
 import net from 'node:net'
 import path from 'node:path'
+import {pathToFileURL} from 'node:url'
 import {after, before, describe, it} from 'node:test'
 import {Peer, ROOT, makeTree, runFpeer, tempDir, treeHashes} from './harness.js'
+import {FpeerError} from '@fpeer/core'
 import {freePort} from '@fpeer/core/testing'
 
 const FOLDER = 'installed-sftp'
+// This suite's own loopback hosts: the registry and the two peers.
+const REGISTRY_HOST = '127.0.131.3'
+const HOST = '127.0.131.1'
+const REQUESTER = '127.0.131.2'
+/** The real directory of the @fpeer/core the CLI under test loads (the workspace's). */
+const CLI_CORE = realpathSync(path.join(ROOT, 'packages/core'))
 
 function ping(url: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -54,14 +63,14 @@ function run(
 const DECOYS = ['sftp', 'ftp']
 
 /**
- * verdaccio 6 on 127.0.0.1 with temp storage. @fpeer/* and the decoys are served only from
+ * verdaccio 6 on REGISTRY_HOST with temp storage. @fpeer/* and the decoys are served only from
  * what the test publishes (anonymous publish, no uplink, so the public `sftp` and `ftp` are
  * never fetched); every other package (ssh2, lowdb, …) is proxied from the public npm
  * registry, read-only.
  */
 async function startVerdaccio(dir: string): Promise<{url: string; child: ChildProcess; log: () => string}> {
   const port = await freePort()
-  const url = `http://127.0.0.1:${port}/`
+  const url = `http://${REGISTRY_HOST}:${port}/`
   const config = path.join(dir, 'config.yaml')
   await mkdir(dir, {recursive: true})
   await writeFile(
@@ -89,13 +98,14 @@ async function startVerdaccio(dir: string): Promise<{url: string; child: ChildPr
       '',
     ].join('\n'),
   )
-  const child = spawn(process.execPath, [path.join(ROOT, 'node_modules/verdaccio/bin/verdaccio'), '--config', config, '--listen', `127.0.0.1:${port}`], {
+  const child = spawn(process.execPath, [path.join(ROOT, 'node_modules/verdaccio/bin/verdaccio'), '--config', config, '--listen', `${REGISTRY_HOST}:${port}`], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let log = ''
   child.stdout!.on('data', (d: Buffer) => (log += d.toString()))
   child.stderr!.on('data', (d: Buffer) => (log += d.toString()))
-  const deadline = Date.now() + 30_000
+  // Generous: on a loaded 2-core machine verdaccio has taken over 30 s to answer its first ping.
+  const deadline = Date.now() + 180_000
   while (!(await ping(url))) {
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL')
@@ -146,6 +156,47 @@ async function decoyTraces(dataDir: string): Promise<string[]> {
   return traces
 }
 
+/**
+ * Every `node_modules/@fpeer/core` under the data dir (links not followed, so a nested copy
+ * is found wherever npm put it), each with its real path.
+ */
+async function coresUnder(dataDir: string): Promise<Array<{at: string; real: string; link: boolean}>> {
+  const found: Array<{at: string; real: string; link: boolean}> = []
+  const walk = async (dir: string, depth: number): Promise<void> => {
+    if (depth > 12) return
+    for (const entry of await readdir(dir, {withFileTypes: true}).catch(() => [])) {
+      const p = path.join(dir, entry.name)
+      if (p.endsWith(path.join('node_modules', '@fpeer', 'core'))) {
+        found.push({at: path.relative(dataDir, p), real: realpathSync(p), link: (await lstat(p)).isSymbolicLink()})
+      } else if (entry.isDirectory()) await walk(p, depth + 1)
+    }
+  }
+  await walk(path.join(dataDir, 'node_modules'), 0)
+  return found
+}
+
+/**
+ * The installed plugin shares the CLI's core: exactly one @fpeer/core under the data dir, a
+ * link to the CLI's, recorded as a `file:` dependency; what the plugin resolves for
+ * `@fpeer/core/plugin` is the CLI's file; and an FpeerError the plugin's own code makes has the
+ * CLI's FpeerError.prototype (not merely its brand, which a second copy would also carry).
+ */
+async function assertSharesCliCore(dataDir: string): Promise<void> {
+  assert.deepEqual(await coresUnder(dataDir), [{at: path.join('node_modules', '@fpeer', 'core'), real: CLI_CORE, link: true}])
+  const pjson = JSON.parse(await readFile(path.join(dataDir, 'package.json'), 'utf8')) as {dependencies: Record<string, string>}
+  assert.equal(pjson.dependencies['@fpeer/core'], `file:${CLI_CORE}`)
+  const pluginRoot = path.join(dataDir, 'node_modules/@fpeer/plugin-sftp')
+  assert.equal(realpathSync(pluginRoot).startsWith(realpathSync(dataDir)), true, 'the plugin is the installed one, not a link to the workspace')
+  const fromPlugin = createRequire(path.join(pluginRoot, 'package.json')).resolve('@fpeer/core/plugin')
+  assert.equal(fromPlugin, path.join(CLI_CORE, 'dist/plugin.js'))
+  const plugin = (await import(pathToFileURL(path.join(pluginRoot, 'dist/index.js')).href)) as {mapSshError(err: unknown, context: string): unknown}
+  // SFTP status 2 (no such file): the plugin's own code builds this FpeerError from the core it resolved.
+  const err = plugin.mapSshError(Object.assign(new Error('No such file'), {code: 2}), 'reading')
+  assert.equal(Object.getPrototypeOf(err), FpeerError.prototype)
+  assert.ok(err instanceof FpeerError)
+  assert.equal((err as FpeerError).code, 'E_NOT_FOUND')
+}
+
 async function stopChild(child: ChildProcess | undefined): Promise<void> {
   if (!child || child.exitCode !== null || child.signalCode !== null) return
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
@@ -164,8 +215,8 @@ describe('fpeer plugins:install refuses names it does not know, without asking a
       connections++
       s.destroy()
     })
-    await new Promise<void>((resolve) => trap.listen(0, '127.0.0.1', resolve))
-    const registry = `http://127.0.0.1:${(trap.address() as net.AddressInfo).port}/`
+    await new Promise<void>((resolve) => trap.listen(0, REGISTRY_HOST, resolve))
+    const registry = `http://${REGISTRY_HOST}:${(trap.address() as net.AddressInfo).port}/`
     try {
       const env = {
         ...process.env,
@@ -208,7 +259,7 @@ describe('fpeer plugins:install refuses names it does not know, without asking a
 
 describe(
   'fpeer plugins:install sftp from a registry that also holds decoy unscoped `sftp` and `ftp`, a request over SFTP, then plugins:uninstall',
-  {timeout: 480_000},
+  {timeout: 1_200_000},
   () => {
     let work: string
     let verdaccio: Awaited<ReturnType<typeof startVerdaccio>> | undefined
@@ -252,8 +303,8 @@ describe(
         FPEER_CONFIG_DIR: path.join(work, name, 'config'),
         FPEER_CACHE_DIR: path.join(work, name, 'cache'),
       })
-      host = await Peer.create('127.0.0.1', peerEnv('host'))
-      requester = await Peer.create('127.0.0.2', peerEnv('requester'))
+      host = await Peer.create(HOST, peerEnv('host'))
+      requester = await Peer.create(REQUESTER, peerEnv('requester'))
     })
 
     after(async () => {
@@ -318,7 +369,9 @@ describe(
         )
         assert.deepEqual(await decoyTraces(dataDir(name)), [])
         const pjson = JSON.parse(await readFile(path.join(dataDir(name), 'package.json'), 'utf8')) as {dependencies: Record<string, string>}
-        assert.deepEqual(Object.keys(pjson.dependencies), ['@fpeer/plugin-sftp'])
+        assert.deepEqual(Object.keys(pjson.dependencies).sort(), ['@fpeer/core', '@fpeer/plugin-sftp'])
+        // The registry has @fpeer/core too (published above), yet npm linked the CLI's.
+        await assertSharesCliCore(dataDir(name))
       }
       for (const name of DECOYS) assert.equal(existsSync(marker(name)), false, `the decoy ${name}'s install script ran`)
     })
@@ -331,20 +384,7 @@ describe(
       const requesterId = await requester.id()
       const ready = await host.serve([shared, '--name', FOLDER, '--allow', requesterId])
       assert.ok(ready.ports.SFTP, JSON.stringify(ready))
-      const r = await requester.run([
-        'request',
-        host.control,
-        FOLDER,
-        '--into',
-        into,
-        '--bind',
-        '127.0.0.2',
-        '--protocol',
-        'sftp',
-        '--peer-id',
-        hostId,
-        '--json',
-      ])
+      const r = await requester.run(['request', host.control, FOLDER, '--into', into, '--bind', REQUESTER, '--protocol', 'sftp', '--peer-id', hostId, '--json'])
       assert.equal(r.code, 0, r.stdout + r.stderr)
       const doc = JSON.parse(r.stdout)
       assert.equal(doc.protocol, 'SFTP')
@@ -378,7 +418,7 @@ describe(
         '--into',
         path.join(work, 'copy2'),
         '--bind',
-        '127.0.0.2',
+        REQUESTER,
         '--protocol',
         'sftp',
         '--json',
@@ -401,6 +441,31 @@ describe(
       assert.equal(sftp?.type, 'link')
       assert.ok(((await requester.json(['protocols'])).protocols as Array<{protocol: string}>).some((x) => x.protocol === 'SFTP'))
       assert.equal((await requester.run(['plugins:uninstall', '@fpeer/plugin-sftp'])).code, 0)
+    })
+
+    it('plugins:install again after the uninstall, then plugins:update: SFTP comes back, still on the CLI core, and a request over it is confirmed', async () => {
+      // The uninstall left the core link in package.json (a dependency, not a plugin): harmless, and reused.
+      assert.equal(existsSync(path.join(dataDir('requester'), 'node_modules/@fpeer/plugin-sftp')), false)
+      const r = await requester.run(['plugins:install', 'sftp'], {timeoutMs: 180_000})
+      assert.equal(r.code, 0, r.stdout + r.stderr)
+      await assertSharesCliCore(dataDir('requester'))
+      // A data dir an older fpeer filled, whose core entry points elsewhere: update re-points it to this CLI's.
+      const pjsonPath = path.join(dataDir('requester'), 'package.json')
+      const pjson = JSON.parse(await readFile(pjsonPath, 'utf8')) as {dependencies: Record<string, string>}
+      await writeFile(pjsonPath, JSON.stringify({...pjson, dependencies: {...pjson.dependencies, '@fpeer/core': '^0.1.0'}}, null, 2))
+      const u = await requester.run(['plugins:update'], {timeoutMs: 180_000})
+      assert.equal(u.code, 0, u.stdout + u.stderr)
+      await assertSharesCliCore(dataDir('requester'))
+      assert.deepEqual(
+        ((await requester.json(['protocols'])).protocols as Array<{protocol: string}>).map((x) => x.protocol),
+        ['HTTP', 'MANUAL', 'SFTP'],
+      )
+      // The folder is already shared here, into `copy`: asked for again over SFTP, it is fetched into the same place.
+      const into = path.join(work, 'copy')
+      const got = await requester.run(['request', host.control, FOLDER, '--into', into, '--bind', REQUESTER, '--protocol', 'sftp', '--json'])
+      assert.equal(got.code, 0, got.stdout + got.stderr)
+      assert.equal(JSON.parse(got.stdout).protocol, 'SFTP')
+      assert.deepEqual(await treeHashes(into), await treeHashes(path.join(work, 'shared')))
     })
   },
 )

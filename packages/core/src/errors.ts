@@ -96,14 +96,15 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES
 
-/** Marks FpeerErrors across copies of @fpeer/core (an installed plugin brings its own). */
+/** Marks FpeerErrors across copies of @fpeer/core (an installed plugin shares the CLI's; one linked from elsewhere may not). */
 const BRAND = Symbol.for('fpeer.FpeerError')
 
 /** An error with a stable code, a kind and optionally a hint saying what to do next. */
 export class FpeerError extends Error {
   /**
-   * `instanceof` checks the brand, not the prototype: a plugin installed with
-   * `fpeer plugins:install` loads its own copy of this module, and its errors must keep their codes.
+   * `instanceof` checks the brand, not the prototype: `fpeer plugins:install` links the CLI's
+   * own core for the plugin, but a plugin linked from another checkout loads its own copy of
+   * this module, and its errors must keep their codes.
    */
   static override [Symbol.hasInstance](value: unknown): boolean {
     return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true

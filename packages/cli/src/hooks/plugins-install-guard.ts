@@ -1,4 +1,6 @@
-// oclif `prerun` hook: `fpeer plugins install` installs only the scoped packages of the transfer plugins fpeer knows, and only once the registry has them.
+// oclif `prerun` hook: `fpeer plugins install` installs only the scoped packages of the transfer plugins fpeer knows, and only once the registry has them; `plugins update` keeps them on the CLI's core.
+import {existsSync} from 'node:fs'
+import path from 'node:path'
 import type {Hook} from '@oclif/core'
 import type {FpeerError} from '@fpeer/core/startup'
 
@@ -25,6 +27,12 @@ export function failInHook(ctx: {exit(code?: number): void}, err: FpeerError, ar
  * FPEER_ALLOW_ANY_PLUGIN=1. A missing plugin is E_PLUGIN_NOT_FOUND and nothing is installed.
  */
 const guard: Hook<'prerun'> = async function ({Command, argv, config}) {
+  if (Command.id === 'plugins:update') {
+    // plugin-plugins runs no hook before an update's `npm install`; the core link is refreshed here instead.
+    const {linkCliCore} = await import('../services/plugin-core.js')
+    if (existsSync(path.join(config.dataDir, 'package.json'))) await linkCliCore(config.dataDir, config.name)
+    return
+  }
   if (!INSTALL_COMMANDS.has(Command.id)) return
   // This hook runs before every command: what only an install needs is loaded here, not at start.
   const [{isFpeerError, resolvePluginInstall}, {assertInRegistry}] = await Promise.all([import('@fpeer/core'), import('../services/plugin-registry.js')])

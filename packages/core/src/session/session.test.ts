@@ -16,6 +16,7 @@ import {MessageChannel, connectChannel} from '../net/channel.js'
 import {TransportRegistry} from '../registry.js'
 import type {PeerRecord} from '../store/peerfile.js'
 import {createMemoryTransport} from '../testing/memory-transport.js'
+import {fileTree as tree} from '../testing/checks.js'
 import {type AccessContext, type FileSource, silentLogger, type TransportServer} from '../transport.js'
 import {signMessage} from '../wire/signing.js'
 import type {BePeerRequest, FileEntry, FilesUpdated} from '../wire/types.js'
@@ -29,13 +30,6 @@ const FOLDER = 'share'
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex')
 const TIMEOUTS = defaultTimeouts({reply: 20_000, transfer: 60_000, stall: 20_000, io: 20_000, message: 20_000})
 const FILES: Record<string, string> = {'a.txt': 'hello\n', 'dir/b.txt': 'b'.repeat(5000), 'dir/deeper/c.bin': 'c'.repeat(300_000)}
-
-async function tree(dir: string): Promise<string[]> {
-  const out: string[] = []
-  for (const e of await readdir(dir, {withFileTypes: true, recursive: true}))
-    if (!e.isDirectory()) out.push(path.relative(dir, path.join(e.parentPath, e.name)))
-  return out.sort()
-}
 
 /** A host in this process: a control server on 127.0.0.1 running serveConnection, and a memory transport server for its folder. */
 interface Host {

@@ -1,55 +1,26 @@
 // In-process tests of PeerSync (pushChanges, pushVersions, forward, pullFrom): peers over loopback control sockets and the in-memory transport.
 import assert from 'node:assert/strict'
-import {mkdir, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises'
-import net from 'node:net'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {GrantTable} from '../access/grants.js'
-import {ReplayGuard} from '../access/replay-guard.js'
 import {isFpeerError} from '../errors.js'
-import {LocalFileSource} from '../fs/local-source.js'
-import {Identity, generateKeyPair} from '../identity.js'
-import {MessageChannel} from '../net/channel.js'
 import {recordToEntry} from '../node.js'
 import {TransportRegistry} from '../registry.js'
-import {type HostContext, defaultTimeouts} from '../session/context.js'
-import {serveConnection} from '../session/host.js'
-import {Home} from '../store/home.js'
+import {defaultTimeouts} from '../session/context.js'
 import {type PeerRecord, isLive} from '../store/peerfile.js'
 import {createMemoryTransport} from '../testing/memory-transport.js'
-import {type TransportServer, silentLogger} from '../transport.js'
+import {fileTree as tree, until} from '../testing/checks.js'
+import {type SyncPeer, makeSyncPeer, peerRecord} from '../testing/sync-peer.js'
+import {silentLogger} from '../transport.js'
 import type {StateExchange} from './exchange.js'
-import {FolderSync} from './folder.js'
 import {PeerSync} from './peer-sync.js'
-import {type SyncContext, receiveUpdate} from './update.js'
 
 const FOLDER = 'docs'
 const TIMEOUTS = defaultTimeouts({reply: 20_000, transfer: 60_000, stall: 20_000, io: 20_000, message: 20_000})
 
-/** Waits until `cond()` holds; bounded, so a broken behaviour fails the test instead of hanging it. */
-async function until(cond: () => boolean, what: string, limitMs = 30_000): Promise<void> {
-  const end = Date.now() + limitMs
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`never happened: ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
-
-async function tree(dir: string): Promise<string[]> {
-  const out: string[] = []
-  for (const e of await readdir(dir, {withFileTypes: true, recursive: true}))
-    if (!e.isDirectory()) out.push(path.relative(dir, path.join(e.parentPath, e.name)))
-  return out.sort()
-}
-
-/** One peer in this process: its folder, a memory transfer server, a control server (updates and catch-up requests), and its PeerSync. */
-interface Peer {
-  identity: Identity
-  address: string
-  dir: string
-  sync: FolderSync
-  controlPort: number
+/** One peer in this process (testing/sync-peer.ts) with its PeerSync, and what this suite watches it do. */
+interface Peer extends SyncPeer {
   /** The peers it lists (and counts as confirmed). */
   peers: PeerRecord[]
   /** Catch-up requests (BePeerRequest) its control server was sent. */
@@ -61,8 +32,6 @@ interface Peer {
   /** Background work (forwards), to await before a test looks. */
   tracked: Set<Promise<unknown>>
   peerSync: PeerSync
-  sessions: Set<Promise<void>>
-  close(): Promise<void>
 }
 
 describe('PeerSync in process (sync/peer-sync.ts)', () => {
@@ -80,90 +49,39 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
     await rm(work, {recursive: true, force: true})
   })
 
-  const record = (p: Peer): PeerRecord => ({
-    id: p.identity.id.toString(),
-    address: p.address,
-    controlPort: p.controlPort,
-    protocols: [transport.protocol],
-    role: 'member',
-    confirmedAt: new Date(0).toISOString(),
-  })
+  const record = (p: Peer): PeerRecord => peerRecord(p, transport.protocol)
 
   async function peer(address: string): Promise<Peer> {
-    const root = path.join(work, `peer-${++n}`)
-    const dir = path.join(root, FOLDER)
-    await mkdir(dir, {recursive: true})
-    const identity = new Identity(generateKeyPair())
-    const home = new Home(path.join(root, 'home'))
-    const sync = new FolderSync(home, {name: FOLDER, path: dir, open: false, allow: [], createdAt: ''}, identity)
-    await sync.rescan()
-    const grants = new GrantTable()
-    const source = new LocalFileSource({root: (f) => (f === FOLDER ? dir : undefined), mayRead: (f, who) => grants.allows(f, who)}, () => [FOLDER])
-    const served: TransportServer = await transport.serve({host: address, port: 0, files: source, identity})
-    const sessions = new Set<Promise<void>>()
-    const tracked = new Set<Promise<unknown>>()
+    // Filled in by makeSyncPeer below; the callbacks only run once it is.
+    const p = {peers: [], requests: 0, updates: 0, refused: [], tracked: new Set()} as unknown as Peer
     const isPeer = (id: string) => p.peers.some((r) => r.id === id)
     const forwardTargets = (_f: string, exclude: readonly string[]) => p.peers.map((r) => r.id).filter((id) => !exclude.includes(id))
-    const ctx: SyncContext = {
-      identity,
+    const {close, ...made} = await makeSyncPeer({
+      root: path.join(work, `peer-${++n}`),
+      address,
+      transport,
       registry,
-      log: silentLogger,
       timeouts: TIMEOUTS,
-      concurrency: 2,
-      localAddress: address,
-      sync: (f) => (f === FOLDER ? sync : undefined),
-      isPeer: (_f, id) => isPeer(id.toString()),
-      servedPort: (proto) => (proto === transport.protocol ? served.port : undefined),
+      folder: FOLDER,
+      isPeer,
       forward: (f, versions, exclude) => p.peerSync.forward(f, versions, exclude),
       forwardTargets,
-      replay: new ReplayGuard(),
-      grant: (f, who) => grants.issue(f, who),
-      count: () => {},
-    }
-    const host: HostContext = {
-      ...ctx,
-      folder: async (name) => (name === FOLDER ? {open: false} : undefined),
       mayJoin: async (_f, sender) => sender !== undefined && isPeer(sender.toString()),
       fileList: async () => {
         p.requests++
-        const {records} = await sync.rescan()
+        const {records} = await p.sync.rescan()
         return [...records.values()].filter((r) => isLive(r) || r.version).map(recordToEntry)
       },
-      confirmPeer: async () => {},
-      handlers: {
-        FilesToGet: (channel, msg) => {
-          p.updates++
-          return receiveUpdate(channel, msg, ctx)
-        },
-      },
-    }
-    const control = net.createServer((socket) => {
-      const s = serveConnection(new MessageChannel(socket), host)
-      sessions.add(s)
-      void s.finally(() => sessions.delete(s))
+      onUpdate: () => void p.updates++,
     })
-    await new Promise<void>((resolve) => control.listen(0, address, resolve))
-    const p: Peer = {
-      identity,
-      address,
-      dir,
-      sync,
-      controlPort: (control.address() as net.AddressInfo).port,
-      peers: [],
-      requests: 0,
-      updates: 0,
-      refused: [],
-      tracked,
-      sessions,
-      peerSync: undefined as unknown as PeerSync,
+    Object.assign(p, made, {
       close: async () => {
         p.peerSync.stop()
-        await Promise.allSettled([...tracked])
-        await new Promise((r) => control.close(r))
-        await Promise.allSettled([...sessions])
-        await served.close()
+        await Promise.allSettled([...p.tracked])
+        await close()
       },
-    }
+    })
+    const {identity, home, sync, ctx, tracked} = p
     p.peerSync = new PeerSync({
       home,
       identity,

@@ -1,31 +1,28 @@
 // In-process tests of the update flow (pushUpdate / receiveUpdate, protocol §10.2): two peers over loopback control sockets and the in-memory transport.
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
-import {mkdir, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {Readable} from 'node:stream'
 import {after, before, describe, it} from 'node:test'
-import {GrantTable} from '../access/grants.js'
-import {ReplayGuard, formatDestination} from '../access/replay-guard.js'
+import {formatDestination} from '../access/replay-guard.js'
 import {isFpeerError} from '../errors.js'
-import {LocalFileSource} from '../fs/local-source.js'
-import {Identity, generateKeyPair, randomNonce} from '../identity.js'
+import {randomNonce} from '../identity.js'
 import {MessageChannel, connectChannel} from '../net/channel.js'
 import {TransportRegistry} from '../registry.js'
-import {type HandshakeTimeouts, type HostContext, defaultTimeouts} from '../session/context.js'
+import {type HandshakeTimeouts, defaultTimeouts} from '../session/context.js'
 import {refusedBy} from '../session/handshake.js'
-import {serveConnection} from '../session/host.js'
-import {Home} from '../store/home.js'
 import type {PeerRecord} from '../store/peerfile.js'
 import {createMemoryTransport} from '../testing/memory-transport.js'
-import {type AccessContext, type FileSource, type Transport, type TransportServer, silentLogger} from '../transport.js'
+import {fileTree as tree, until} from '../testing/checks.js'
+import {type ServeOverride, type SyncPeer, makeSyncPeer, peerRecord} from '../testing/sync-peer.js'
+import {type Transport, silentLogger} from '../transport.js'
 import {MAX_UPDATE_VERSIONS} from '../wire/limits.js'
 import {signMessage} from '../wire/signing.js'
 import type {FileEntry, FilesToGet, FilesUpdated} from '../wire/types.js'
-import {FolderSync} from './folder.js'
-import {type SyncContext, pushUpdate, receiveUpdate} from './update.js'
+import {pushUpdate, receiveUpdate} from './update.js'
 import {type FileVersion, signVersion, versionToEntry} from './version.js'
 
 const FOLDER = 'docs'
@@ -34,30 +31,8 @@ const TIMEOUTS = defaultTimeouts({reply: 20_000, transfer: 60_000, stall: 20_000
 /** Small enough that a stall test ends soon, large enough that timers late on a busy machine do not fire it. */
 const SHORT_STALL = 1500
 
-/** Waits until `cond()` holds; bounded, so a broken behaviour fails the test instead of hanging it. */
-async function until(cond: () => boolean, what: string, limitMs = 30_000): Promise<void> {
-  const end = Date.now() + limitMs
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`never happened: ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
-
-async function tree(dir: string): Promise<string[]> {
-  const out: string[] = []
-  for (const e of await readdir(dir, {withFileTypes: true, recursive: true}))
-    if (!e.isDirectory()) out.push(path.relative(dir, path.join(e.parentPath, e.name)))
-  return out.sort()
-}
-
-/** One peer in this process: a folder on disk, its FolderSync, a memory transfer server, and (receivers) a control server. */
-interface Side {
-  identity: Identity
-  address: string
-  dir: string
-  sync: FolderSync
-  grants: GrantTable
-  ctx: SyncContext
+/** One peer in this process (testing/sync-peer.ts), and what this suite watches it do. */
+interface Side extends SyncPeer {
   /** IDs (printed) it counts as confirmed peers. */
   peers: Set<string>
   forwarded: FileVersion[][]
@@ -69,10 +44,7 @@ interface Side {
   /** Keep-alives (empty lines) this side's control connections sent. */
   keepAlives: number
   /** Replaces what the transfer server sends for a path (undefined: the file on disk). */
-  serve: (p: string, who: AccessContext) => Promise<{stream: Readable; size: number; mtimeMs: number}> | undefined
-  controlPort: number
-  sessions: Set<Promise<void>>
-  close(): Promise<void>
+  serve: ServeOverride
 }
 
 describe('updates in process (sync/update.ts)', () => {
@@ -95,46 +67,16 @@ describe('updates in process (sync/update.ts)', () => {
   })
 
   async function side(address: string, timeouts: HandshakeTimeouts = TIMEOUTS): Promise<Side> {
-    const root = path.join(work, `side-${++n}`)
-    const dir = path.join(root, FOLDER)
-    await mkdir(dir, {recursive: true})
-    const identity = new Identity(generateKeyPair())
-    const sync = new FolderSync(new Home(path.join(root, 'home')), {name: FOLDER, path: dir, open: false, allow: [], createdAt: ''}, identity)
-    await sync.rescan()
-    const grants = new GrantTable()
-    const local = new LocalFileSource({root: (f) => (f === FOLDER ? dir : undefined), mayRead: (f, who) => grants.allows(f, who)}, () => [FOLDER])
-    const source: FileSource = {
-      folders: (who) => local.folders(who),
-      stat: (folder, p, who) => local.stat(folder, p, who),
-      list: (folder, p, who) => local.list(folder, p, who),
-      open: async (folder, p, who, range) => {
-        if (!grants.allows(folder, who)) return local.open(folder, p, who, range)
-        return (await s.serve(p, who)) ?? local.open(folder, p, who, range)
-      },
-    }
-    const served: TransportServer = await transport.serve!({host: address, port: 0, files: source, identity})
-    const sessions = new Set<Promise<void>>()
-    const s: Side = {
-      identity,
+    // Filled in by makeSyncPeer below; the callbacks only run once it is.
+    const s = {peers: new Set(), forwarded: [], failures: [], warnings: [], updates: [], keepAlives: 0, serve: () => undefined} as unknown as Side
+    const peer = await makeSyncPeer({
+      root: path.join(work, `side-${++n}`),
       address,
-      dir,
-      sync,
-      grants,
-      peers: new Set(),
-      forwarded: [],
-      failures: [],
-      warnings: [],
-      updates: [],
-      keepAlives: 0,
-      serve: () => undefined,
-      controlPort: 0,
-      sessions,
-      close: async () => {},
-      ctx: undefined as unknown as SyncContext,
-    }
-    s.ctx = {
-      identity,
+      transport,
       registry,
+      timeouts,
+      folder: FOLDER,
+      isPeer: (id) => s.peers.has(id),
       log: {
         ...silentLogger,
         warn: (msg, fields = {}) => {
@@ -142,45 +84,12 @@ describe('updates in process (sync/update.ts)', () => {
           if (msg === 'handshake failed') s.failures.push(String(fields.code))
         },
       },
-      timeouts,
-      concurrency: 2,
-      localAddress: address,
-      sync: (f) => (f === FOLDER ? sync : undefined),
-      isPeer: (_f, id) => s.peers.has(id.toString()),
-      servedPort: (p) => (p === transport.protocol ? served.port : undefined),
       forward: (_f, versions) => void s.forwarded.push(versions),
-      replay: new ReplayGuard(),
-      grant: (f, peer) => grants.issue(f, peer),
-      count: () => {},
-    }
-    // The receiving end as the node wires it: the host's connection handler hands update=1 to receiveUpdate.
-    const host: HostContext = {
-      ...s.ctx,
-      folder: async (name) => (name === FOLDER ? {open: false} : undefined),
-      mayJoin: async () => false,
-      fileList: async () => [],
-      confirmPeer: async () => {},
-      handlers: {
-        FilesToGet: (channel, msg) => {
-          s.updates.push(msg.files.length)
-          return receiveUpdate(channel, msg, s.ctx)
-        },
-      },
-    }
-    const control = net.createServer((socket) => {
-      const channel = new MessageChannel(socket, {tap: (direction, text) => void (direction === 'sent' && text === '\n' && s.keepAlives++)})
-      const p = serveConnection(channel, host)
-      sessions.add(p)
-      void p.finally(() => sessions.delete(p))
+      serve: (p, who) => s.serve(p, who),
+      onUpdate: (msg) => s.updates.push(msg.files.length),
+      tap: (direction, text) => void (direction === 'sent' && text === '\n' && s.keepAlives++),
     })
-    await new Promise<void>((resolve) => control.listen(0, address, resolve))
-    s.controlPort = (control.address() as net.AddressInfo).port
-    s.close = async () => {
-      await new Promise((r) => control.close(r))
-      await Promise.allSettled([...sessions])
-      await served.close()
-    }
-    return s
+    return Object.assign(s, peer)
   }
 
   /** A sender on 127.0.0.2 and a receiver on 127.0.0.3 that count each other as peers. */
@@ -196,14 +105,7 @@ describe('updates in process (sync/update.ts)', () => {
     await receiver?.close()
   }
 
-  const record = (to: Side): PeerRecord => ({
-    id: to.identity.id.toString(),
-    address: to.address,
-    controlPort: to.controlPort,
-    protocols: [transport.protocol],
-    role: 'member',
-    confirmedAt: new Date().toISOString(),
-  })
+  const record = (to: Side): PeerRecord => peerRecord(to, transport.protocol, new Date().toISOString())
 
   const push = (versions: FileVersion[]) => pushUpdate(sender.ctx, FOLDER, record(receiver), versions)
 
