@@ -12,11 +12,14 @@
 //   BENCH_TIMEOUT_S=600      one fpeer run or one anchors.sh invocation is killed after this
 //   BENCH_FPEER_ROOT=DIR     time the fpeer built in another checkout (e.g. an older commit's
 //                            worktree) with this bench, to compare two builds on the same data
+//   BENCH_HOST, BENCH_REQUESTER  loopback addresses of the host and the requester (default
+//                            127.0.0.1 and 127.0.0.2), so two benches can run side by side
 //   --tmpfs                  data, fpeer homes, targets and the anchors' work on a tmpfs (a fresh
 //                            directory under /dev/shm, removed at the end): the software alone
 //   --json                   one JSON document on stdout (the tables then go to stderr)
 //
-// Loopback only: the host serves on 127.0.0.1, the requester binds 127.0.0.2. Every process
+// Loopback only: the host serves on 127.0.0.1, the requester binds 127.0.0.2 (BENCH_HOST and
+// BENCH_REQUESTER change them). Every process
 // started here is killed and every temp directory removed on exit, including on Ctrl-C.
 import {spawn} from 'node:child_process'
 import {existsSync, readFileSync, writeFileSync} from 'node:fs'
@@ -34,8 +37,8 @@ const RUNS = Math.max(1, Math.min(50, Number(process.env.BENCH_RUNS || 3) || 3))
 const TIMEOUT_MS = Math.max(10, Number(process.env.BENCH_TIMEOUT_S || 600) || 600) * 1000
 const JSON_OUT = process.argv.includes('--json')
 const TMPFS = process.argv.includes('--tmpfs')
-const HOST = '127.0.0.1'
-const REQUESTER = '127.0.0.2'
+const HOST = process.env.BENCH_HOST || '127.0.0.1'
+const REQUESTER = process.env.BENCH_REQUESTER || '127.0.0.2'
 /** GNU time gives each process's peak RSS from the kernel's own accounting (wait4). */
 const GNU_TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined
 
