@@ -365,7 +365,7 @@ class SmallFileBatch {
     signal?.addEventListener('abort', this.#onAbort, {once: true})
   }
 
-  /** One file whole: its bytes, or its error when the server refused it (E_NOT_FOUND, E_ACCESS). Rejects for anything else. */
+  /** One file whole: its bytes, or its own error (E_NOT_FOUND, E_ACCESS refused; E_SIZE_MISMATCH larger than announced). Rejects for anything else. */
   fetch(path: string, remote: string, size: number): Promise<BatchItem> {
     const p = new Promise<BatchItem>((resolve, reject) => {
       let settled = false
@@ -399,7 +399,7 @@ class SmallFileBatch {
           this.#readAll(handle, remote, size, (e, data) => {
             this.#close(handle)
             // fpeer's server opens the bytes at the first READ, so a refusal may come there.
-            if (e && (e.code === 'E_NOT_FOUND' || e.code === 'E_ACCESS')) done({path, error: e})
+            if (e && (e.code === 'E_NOT_FOUND' || e.code === 'E_ACCESS' || e.code === 'E_SIZE_MISMATCH')) done({path, error: e})
             else if (e) fail(e)
             else done({path, data: data!})
           })
