@@ -181,9 +181,9 @@ export async function* pipelineRetr(client: Client, o: PipelineOptions, done: (o
     }
   }
 
+  if (o.items.length === 0) return done({clean: true, silent: false})
   const onAbort = () => fail(new FpeerError('E_TRANSFER', 'FTP transfer aborted', {cause: o.signal?.reason}))
   o.signal?.addEventListener('abort', onAbort, {once: true})
-  if (o.items.length === 0) return done({clean: true, silent: false})
   // One basic-ftp task for the batch: it routes every reply here and times out a silent server.
   const task = ftp.handle(undefined, (res) => onReply(res))
   task.catch((err: unknown) => fail(mapFtpError(err, `FTP RETR in ${o.folder}`, 'transfer')))
