@@ -12,11 +12,14 @@
 //   BENCH_TIMEOUT_S=600      one fpeer run or one anchors.sh invocation is killed after this
 //   BENCH_FPEER_ROOT=DIR     time the fpeer built in another checkout (e.g. an older commit's
 //                            worktree) with this bench, to compare two builds on the same data
+//   BENCH_HOST, BENCH_REQUESTER  loopback addresses of the host and the requester (default
+//                            127.0.0.1 and 127.0.0.2), so two benches can run side by side
 //   --tmpfs                  data, fpeer homes, targets and the anchors' work on a tmpfs (a fresh
 //                            directory under /dev/shm, removed at the end): the software alone
 //   --json                   one JSON document on stdout (the tables then go to stderr)
 //
-// Loopback only: the host serves on 127.0.0.1, the requester binds 127.0.0.2. Every process
+// Loopback only: the host serves on 127.0.0.1, the requester binds 127.0.0.2 (BENCH_HOST and
+// BENCH_REQUESTER change them). Every process
 // started here is killed and every temp directory removed on exit, including on Ctrl-C.
 import {spawn} from 'node:child_process'
 import {existsSync, readFileSync, writeFileSync} from 'node:fs'
@@ -34,8 +37,8 @@ const RUNS = Math.max(1, Math.min(50, Number(process.env.BENCH_RUNS || 3) || 3))
 const TIMEOUT_MS = Math.max(10, Number(process.env.BENCH_TIMEOUT_S || 600) || 600) * 1000
 const JSON_OUT = process.argv.includes('--json')
 const TMPFS = process.argv.includes('--tmpfs')
-const HOST = '127.0.0.1'
-const REQUESTER = '127.0.0.2'
+const HOST = process.env.BENCH_HOST || '127.0.0.1'
+const REQUESTER = process.env.BENCH_REQUESTER || '127.0.0.2'
 /** GNU time gives each process's peak RSS from the kernel's own accounting (wait4). */
 const GNU_TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined
 
@@ -113,7 +116,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
  */
 function run(cmd, args, {env = process.env, timeoutMs = TIMEOUT_MS, cwd = ROOT, rss = false, onLine} = {}) {
   const rssFile = rss && GNU_TIME ? path.join(place.temp, `fpeer-bench-rss-${process.pid}-${Math.random().toString(36).slice(2)}`) : undefined
-  if (rssFile) [cmd, args] = [GNU_TIME, ['-f', '%M', '-o', rssFile, cmd, ...args]]
+  if (rssFile) [cmd, args] = [GNU_TIME, ['-f', '%M %U %S', '-o', rssFile, cmd, ...args]]
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint()
     const wall0 = Date.now()
@@ -144,13 +147,16 @@ function run(cmd, args, {env = process.env, timeoutMs = TIMEOUT_MS, cwd = ROOT, 
       children.delete(child)
       const ms = Number(process.hrtime.bigint() - t0) / 1e6
       let peak
+      let cpuMs
       if (rssFile) {
-        // GNU time writes "Command exited with non-zero status N" before the figure on a failure.
-        const kb = Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop())
+        // GNU time writes "Command exited with non-zero status N" before the figures on a failure.
+        const [kb, user, sys] = readFileSync(rssFile, 'utf8').trim().split('\n').pop().split(' ').map(Number)
         if (Number.isFinite(kb)) peak = kb * 1024
+        // CPU seconds (user + system) say what a run cost even when other load stretches its wall time.
+        if (Number.isFinite(user) && Number.isFinite(sys)) cpuMs = (user + sys) * 1000
         void rm(rssFile, {force: true})
       }
-      resolve({code: code ?? (signal ? 128 : 1), stdout, stderr, ms, t0: wall0, rss: peak})
+      resolve({code: code ?? (signal ? 128 : 1), stdout, stderr, ms, t0: wall0, rss: peak, cpuMs})
     })
   })
 }
@@ -160,6 +166,17 @@ function peakRss(pid) {
   try {
     const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
     return m ? Number(m[1]) * 1024 : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** A live process's CPU time so far (user + system, ms), from proc(5) stat; undefined when gone. */
+function cpuMsOf(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100
   } catch {
     return undefined
   }
@@ -337,6 +354,7 @@ async function benchRequest(sc, source, runs) {
   const times = []
   const phases = []
   const rss = {requester: [], host: []}
+  const cpu = {requester: [], host: []}
   let status = 'ok'
   try {
     for (let i = 0; i < runs && !stopping; i++) {
@@ -345,9 +363,13 @@ async function benchRequest(sc, source, runs) {
       const args = [FPEER, 'request', `${HOST}:${server.ready.control}`, sc.workload, '--into', dst, '--bind', REQUESTER, '--protocol', sc.protocol, '--progress', 'json', '--json']
       const rec = phaseRecorder()
       resetPeak(server.child.pid)
+      const hostCpu0 = cpuMsOf(server.child.pid)
       const r = await run(process.execPath, args, {env: req.env, rss: true, onLine: rec.onLine})
       rss.requester.push(r.rss)
       rss.host.push(peakRss(server.child.pid))
+      const hostCpuMs = hostCpu0 === undefined ? undefined : cpuMsOf(server.child.pid) - hostCpu0
+      cpu.requester.push(r.cpuMs)
+      cpu.host.push(hostCpuMs)
       let ok = r.code === 0 ? 'ok' : `exit ${r.code}`
       if (r.code === 0) {
         const got = await bytesOf(dst).catch(() => ({files: -1, bytes: -1}))
@@ -360,14 +382,14 @@ async function benchRequest(sc, source, runs) {
       times.push(r.ms)
       const ph = rec.phases(r)
       phases.push(ph)
-      log(`${sc.name} run ${i + 1}/${runs}: ${(r.ms / 1000).toFixed(2)} s ${ok}; ${fmtPhases(ph)}; peak RSS requester ${mib(r.rss)} MiB, host ${mib(rss.host.at(-1))} MiB`)
+      log(`${sc.name} run ${i + 1}/${runs}: ${(r.ms / 1000).toFixed(2)} s ${ok}; ${fmtPhases(ph)}; peak RSS requester ${mib(r.rss)} MiB, host ${mib(rss.host.at(-1))} MiB; CPU requester ${fmtMs(r.cpuMs)} s, host ${fmtMs(hostCpuMs)} s`)
       await removeTemp(req.home)
     }
   } finally {
     await stopServer(server.child)
     await removeTemp(host.home)
   }
-  return {tool: `fpeer request (${sc.protocol})`, times, median: median(times), status, bytes: expected.bytes, files: expected.files, phases: medianPhases(phases), runPhases: phases, rss: {requester: maxOf(rss.requester), host: maxOf(rss.host)}, extra}
+  return {tool: `fpeer request (${sc.protocol})`, times, median: median(times), status, bytes: expected.bytes, files: expected.files, phases: medianPhases(phases), runPhases: phases, rss: {requester: maxOf(rss.requester), host: maxOf(rss.host)}, cpuMs: {requester: median(cpu.requester.filter(Number.isFinite)), host: median(cpu.host.filter(Number.isFinite))}, extra}
 }
 
 function mib(bytes) {
@@ -574,15 +596,15 @@ function table(results) {
   }
   const out = [layout(rows, (i) => i >= 2 && i <= 5)]
   // Where the time of a request goes (medians over the runs), and what each process held at most.
-  const ph = [['scenario', 'start', 'offer', 'fetch', 'check', 'finish', 'requester MiB', 'host/serve MiB', 'share s', 'share MiB', 'files s', 'files MiB', 'update']]
+  const ph = [['scenario', 'start', 'offer', 'fetch', 'check', 'finish', 'requester CPU s', 'host CPU s', 'requester MiB', 'host/serve MiB', 'share s', 'share MiB', 'files s', 'files MiB', 'update']]
   for (const r of results) {
     const f = r.fpeer
     const p = f.phases ?? r.fpeer.extra?.joins?.at(-1)?.phases
     const e = f.extra ?? {}
     const upd = r.kind === 'chain' ? `fetches/peer [${f.moved.fetchesPerPeer.join(' ')}]` : ''
-    ph.push([r.scenario, ...['start', 'offer', 'fetch', 'check', 'finish'].map((k) => fmtMs(p?.[k])), mib(f.rss?.requester), mib(f.rss?.host ?? f.rss?.serve), fmtMs(e.share?.ms), mib(e.share?.rss), fmtMs(e.files?.ms), mib(e.files?.rss), upd])
+    ph.push([r.scenario, ...['start', 'offer', 'fetch', 'check', 'finish'].map((k) => fmtMs(p?.[k])), fmtMs(f.cpuMs?.requester), fmtMs(f.cpuMs?.host), mib(f.rss?.requester), mib(f.rss?.host ?? f.rss?.serve), fmtMs(e.share?.ms), mib(e.share?.rss), fmtMs(e.files?.ms), mib(e.files?.rss), upd])
   }
-  out.push('', 'phases of a request, median s (start: to BePeerRequest; offer: to FilesToGet; fetch: to FilesUpdated; check: host fetch-back, to TrustedPeerConfirm; finish: to exit); chain rows: the last join', layout(ph, (i) => i >= 1 && i <= 11))
+  out.push('', 'phases of a request, median s (start: to BePeerRequest; offer: to FilesToGet; fetch: to FilesUpdated; check: host fetch-back, to TrustedPeerConfirm; finish: to exit); chain rows: the last join; CPU: user + system of each process during a run', layout(ph, (i) => i >= 1 && i <= 13))
   return out.join('\n')
 }
 

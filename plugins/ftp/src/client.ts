@@ -2,7 +2,8 @@
 import {Socket, type SocketConnectOpts} from 'node:net'
 import {PassThrough, Readable, Writable} from 'node:stream'
 import {Client} from 'basic-ftp'
-import {ConnectionPool, FpeerError, silentLogger, type ConnectOptions, type Logger, type TransferClient} from '@fpeer/core/plugin'
+import {ConnectionPool, FpeerError, isFpeerError, silentLogger, type BatchItem, type ConnectOptions, type Logger, type TransferClient} from '@fpeer/core/plugin'
+import {pipelineRetr} from './client-batch.js'
 import {mapFtpError} from './client-errors.js'
 
 /** FTP has no way to put CR or LF in a path: RFC 959 lines end at CRLF, and basic-ftp refuses them. */
@@ -15,6 +16,9 @@ const UNSENDABLE_NAME = /[\r\n]/
 export function canNameOverFtp(path: string): boolean {
   return !UNSENDABLE_NAME.test(path)
 }
+
+/** Files of one getMany() whose EPSV and RETR are sent before the oldest has ended. */
+const PIPELINE_WINDOW = 4
 
 /** Replies to SIZE that mean "not supported here", not "no such file". */
 const SIZE_UNSUPPORTED = new Set([500, 501, 502, 504])
@@ -122,6 +126,50 @@ export class FtpClientPool implements TransferClient {
 
   async close(): Promise<void> {
     await this.#pool.close()
+  }
+
+  /**
+   * Small files on one borrowed connection, pipelined (client-batch.ts): EPSV and RETR only,
+   * no SIZE (core knows each size, and checks it and the hash), several files' commands
+   * ahead, each file whole into memory. A 550 is that item's error; a body larger than
+   * announced stops at the first byte too many (E_SIZE_MISMATCH); any other failure is
+   * thrown and core retries the files not yet yielded. A server without EPSV makes it throw
+   * E_UNSUPPORTED, and core falls back to get().
+   */
+  async *getMany(folder: string, items: Array<{path: string; size: number}>, options: {signal?: AbortSignal} = {}): AsyncIterable<BatchItem> {
+    const signal = options.signal
+    for (const name of [folder, ...items.map((i) => i.path)]) {
+      if (UNSENDABLE_NAME.test(name)) throw new FpeerError('E_PATH_UNSAFE', `FTP cannot name ${JSON.stringify(name)}: CR and LF cannot travel in FTP commands`)
+    }
+    let from = 0
+    for (let attempt = 0; ; attempt++) {
+      if (signal?.aborted) throw abortError(signal)
+      const {conn: client, reused} = await this.#pool.acquire(signal)
+      let outcome = {clean: false, silent: false}
+      let yielded = 0
+      try {
+        const {host, localAddress, timeoutMs} = this.#opts
+        const rest = items.slice(from)
+        for await (const item of pipelineRetr(
+          client,
+          {host, localAddress, folder, items: rest, window: PIPELINE_WINDOW, timeoutMs, signal},
+          (o) => (outcome = o),
+        )) {
+          yielded++
+          yield item
+        }
+        return
+      } catch (err) {
+        if (signal?.aborted) throw abortError(signal)
+        // A parked connection the server closed while idle answers nothing at all: one fresh
+        // connection is part of borrowing it, not a retry of the transfer.
+        if (attempt === 0 && reused && yielded === 0 && outcome.silent && isFpeerError(err, 'E_CONNECTION_LOST')) continue
+        throw err
+      } finally {
+        from += yielded
+        this.#pool.release(client, outcome.clean)
+      }
+    }
   }
 
   /** Runs one RETR on a borrowed connection; returns it to the pool (or closes it) in every outcome. */

@@ -143,6 +143,32 @@ describe('the FTP client against vsftpd', {timeout: 120_000, skip: !isRoot && 'v
     assert.ok((await readAll((await client.get(FOLDER, BIG_FILE)).stream)).equals(big))
   })
 
+  it('getMany pipelines small files: every one byte for byte, in order; a missing one fails alone and the connection goes on', async () => {
+    const client = await connectTo({concurrency: 1})
+    const names = tree.files.filter((f) => f !== BIG_FILE)
+    const items = [...names.slice(0, 3), 'no such file.txt', ...names.slice(3)].map((p) => ({p, size: p === 'no such file.txt' ? 1 : 0}))
+    for (const item of items) if (item.p !== 'no such file.txt') item.size = (await readFile(path.join(tree.root, ...item.p.split('/')))).length
+    const got: string[] = []
+    for await (const item of client.getMany!(
+      FOLDER,
+      items.map(({p, size}) => ({path: p, size})),
+    )) {
+      got.push(item.path)
+      if ('error' in item) {
+        assert.equal(item.path, 'no such file.txt')
+        assert.equal(item.error.code, 'E_NOT_FOUND')
+        continue
+      }
+      assert.ok(item.data.equals(await readFile(path.join(tree.root, ...item.path.split('/')))), `${item.path} differs`)
+    }
+    assert.deepEqual(
+      got,
+      items.map((i) => i.p),
+    )
+    // The one connection was lent back clean: a plain get() works on it.
+    assert.ok((await readAll((await client.get(FOLDER, BIG_FILE)).stream)).equals(big))
+  })
+
   it('lands the whole tree with fetchFiles at concurrency 4', async () => {
     const client = await connectTo({concurrency: 4})
     const files = (await scanFolder(tree.root))

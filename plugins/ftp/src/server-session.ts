@@ -1,6 +1,6 @@
 // One FTP control connection: login, working directory, passive data endpoint, and the read-only command set.
 import {isIPv6, type Socket} from 'node:net'
-import {Readable} from 'node:stream'
+import type {Readable} from 'node:stream'
 import {isFpeerError, type AccessContext, type FileSource, type FileStat, type Logger} from '@fpeer/core/plugin'
 import {
   MLST_FACTS,
@@ -418,10 +418,11 @@ export class FtpSession {
       // Open before 150, so a missing or unreadable file is a clean 550.
       const opened = await this.#deps.files.open(folder, rel, this.#who, {start})
       if (start > opened.size) {
-        opened.stream.destroy()
+        if (!opened.data) opened.stream.destroy()
         return this.#reply(554, 'Restart offset is beyond the end of the file')
       }
-      await this.#send(passive, `${baseName(abs)} (${opened.size - start} bytes)`, opened.stream, opened.size - start)
+      // A small file comes already read (`data`): one write, no stream to make and drain.
+      await this.#send(passive, `${baseName(abs)} (${opened.size - start} bytes)`, opened.data ?? opened.stream, opened.size - start)
     } finally {
       passive.close()
     }
@@ -443,19 +444,19 @@ export class FtpSession {
         .filter((e) => isListableName(e.name))
         .map((e) => (verb === 'LIST' ? formatListLine(e, now) : verb === 'NLST' ? e.name : formatMlsxLine(e, e.name, this.#facts)))
       const body = Buffer.from(lines.map((l) => `${l}\r\n`).join(''))
-      await this.#send(passive, verb === 'MLSD' ? 'MLSD' : 'file list', Readable.from([body]), body.length)
+      await this.#send(passive, verb === 'MLSD' ? 'MLSD' : 'file list', body, body.length)
     } finally {
       passive.close()
     }
   }
 
   /** Waits for the data connection, sends `source` on it and gives the final reply. Never 226 unless every byte went. */
-  async #send(passive: PassiveEndpoint, what: string, source: Readable, expected: number): Promise<void> {
+  async #send(passive: PassiveEndpoint, what: string, source: Readable | Buffer, expected: number): Promise<void> {
     let data: Socket
     try {
       data = await passive.connection()
     } catch {
-      source.destroy()
+      if (!Buffer.isBuffer(source)) source.destroy()
       return this.#reply(425, 'No data connection')
     }
     this.#reply(150, `Opening BINARY mode data connection for ${what}`)
@@ -473,13 +474,14 @@ export class FtpSession {
     }
   }
 
-  async #pump(data: Socket, source: Readable, expected: number): Promise<Outcome> {
+  async #pump(data: Socket, body: Readable | Buffer, expected: number): Promise<Outcome> {
+    const source: Readable | undefined = Buffer.isBuffer(body) ? undefined : body
     let outcome: Outcome | undefined
     let finished = false
     const fail = (o: Outcome) => {
       if (outcome !== undefined || finished) return
       outcome = o
-      source.destroy()
+      source?.destroy()
       // The 451/426 that follows on the control connection is what marks the file as cut (a 226
       // never follows). No reset: it would throw away bytes already in flight, which the client
       // can keep and resume from, and on Linux it can read as a clean end anyway. After a read
@@ -490,10 +492,10 @@ export class FtpSession {
     data.setTimeout(this.#deps.limits.dataTimeoutMs, () => fail('client'))
     data.on('error', () => fail('client'))
     data.on('close', () => fail('client'))
-    source.on('error', () => {}) // reported through the iterator below; keep a late one from crashing
+    source?.on('error', () => {}) // reported through the iterator below; keep a late one from crashing
     let sent = 0
     try {
-      for await (const chunk of source) {
+      for await (const chunk of source ?? [body as Buffer]) {
         if (outcome !== undefined) break
         const buf = chunk as Buffer
         sent += buf.length

@@ -159,6 +159,35 @@ describe('the fpeer SFTP client against OpenSSH sshd', {skip: cannotRun(), timeo
     )
   })
 
+  it('getMany answers in the order asked: bytes, a missing file alone as E_NOT_FOUND, a file larger than announced as E_SIZE_MISMATCH', async () => {
+    const client = await transport.connect!(options({concurrency: 1}))
+    try {
+      const small = NAMES.filter((n) => n !== 'big.bin')
+      const items = [...small.slice(0, 4), 'no such file', ...small.slice(4)].map((p) => ({path: p, size: p === 'no such file' ? 5 : contentOf(p).length}))
+      const got: string[] = []
+      for await (const item of client.getMany!(FOLDER, items)) {
+        got.push(item.path)
+        if (item.path === 'no such file') {
+          assert.ok('error' in item && item.error.code === 'E_NOT_FOUND', 'the missing file is its own E_NOT_FOUND')
+          continue
+        }
+        assert.ok('data' in item && item.data.equals(contentOf(item.path)), `${item.path} differs`)
+      }
+      assert.deepEqual(
+        got,
+        items.map((i) => i.path),
+      )
+      // Announced one byte short: the read past the announced end finds data, not EOF.
+      const name = small[0]!
+      const short = []
+      for await (const item of client.getMany!(FOLDER, [{path: name, size: contentOf(name).length - 1}])) short.push(item)
+      assert.equal(short.length, 1)
+      assert.ok('error' in short[0]! && short[0].error.code === 'E_SIZE_MISMATCH', 'a body larger than announced is E_SIZE_MISMATCH')
+    } finally {
+      await client.close()
+    }
+  })
+
   it('get() from an offset returns the rest of the file (resume)', async () => {
     const whole = contentOf('big.bin')
     const client = await transport.connect!(options({concurrency: 1}))

@@ -212,6 +212,30 @@ class SequentialReader {
   }
 }
 
+/** SequentialReader's counterpart for a range the FileSource handed over already read. */
+class BufferReader {
+  pos: number
+  readonly #data: Buffer
+  readonly #start: number
+
+  constructor(data: Buffer, start: number) {
+    this.pos = start
+    this.#data = data
+    this.#start = start
+  }
+
+  /** Exactly `n` bytes from `pos`, fewer only at the end, null at the end. */
+  async take(n: number): Promise<Buffer | null> {
+    const from = this.pos - this.#start
+    if (from >= this.#data.length) return null
+    const piece = this.#data.subarray(from, from + n)
+    this.pos += piece.length
+    return piece
+  }
+
+  close(): void {}
+}
+
 // ─── one SFTP session ───────────────────────────────────────────────────────
 
 interface FileHandle {
@@ -219,7 +243,7 @@ interface FileHandle {
   folder: string
   rel: string
   stat: FileStat
-  reader: SequentialReader | undefined
+  reader: SequentialReader | BufferReader | undefined
   /** A read failed: later READs on this handle fail too instead of reopening past the fault. */
   failed: boolean
   /** READs on one handle are answered in order, one at a time. */
@@ -428,7 +452,8 @@ class ReadOnlySftpSession {
         opened.stream.destroy()
         return null
       }
-      h.reader = new SequentialReader(opened.stream, offset)
+      // A small file comes already read (`data`): slices of it, no stream to make and drain.
+      h.reader = opened.data ? new BufferReader(opened.data, offset) : new SequentialReader(opened.stream, offset)
     }
     return h.reader.take(len)
   }
