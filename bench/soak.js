@@ -16,6 +16,7 @@
 //   --catch-up-ms T    FPEER_SYNC_INTERVAL_MS of every peer (default 4000; see test/src/churn.test.ts)
 //   --log-dir DIR      keep each serve's stderr in DIR/peer<i>.log (appended across restarts)
 //   --json             one JSON summary on stdout instead of the text report
+// SIGINT ends the run after the cycle under way and reports the cycles done; a second one ends it at once.
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -66,7 +67,13 @@ const cleanUp = async () => {
   stopping = true
   await churn.destroy().catch(() => {})
 }
-process.once('SIGINT', () => void cleanUp().then(() => process.exit(130)))
+// The first SIGINT ends the run after the cycle under way, with the report of the cycles done; a second one at once.
+let interrupted = false
+process.once('SIGINT', () => {
+  interrupted = true
+  say('SIGINT: stopping after this cycle (again: at once)')
+  process.once('SIGINT', () => void cleanUp().then(() => process.exit(130)))
+})
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b)
@@ -92,7 +99,7 @@ try {
   startProcs = await churn.procs()
   bytesAtStart = await churn.bytesFetched()
   changesAtStart = churn.changes
-  for (let c = 0; c < cycles && !stopping; c++) {
+  for (let c = 0; c < cycles && !stopping && !interrupted; c++) {
     const before = {bytes: await churn.bytesFetched(), changes: churn.changes, kills: churn.kills}
     await churn.run(cycleMs, 400, 4000, 2)
     // A restart that never came up is a finding (churn.startFailures, with the peer's log tail),
@@ -141,11 +148,12 @@ const procRows = Array.from({length: peers}, (_, peer) => {
 const GROWTH_LIMIT_PCT = 10
 const longLived = procRows.filter((r) => r.growthPct)
 const grew = longLived.filter((r) => r.growthPct.rss > GROWTH_LIMIT_PCT || r.growthPct.fds > GROWTH_LIMIT_PCT)
-const allConverged = !failure && cycleRows.length === cycles && cycleRows.every((r) => r.convergeMs !== null)
+const allConverged = !failure && (interrupted || cycleRows.length === cycles) && cycleRows.every((r) => r.convergeMs !== null)
 const summary = {
   seed,
   peers,
   cycles: cycleRows.length,
+  ...(interrupted ? {interrupted: `stopped by SIGINT after ${cycleRows.length} of ${cycles} cycles`} : {}),
   edges: churn.edges.length,
   changes,
   kills: churn.kills,
@@ -165,7 +173,7 @@ const mib = (k) => (k === null ? '-' : (k / 1024).toFixed(1))
 const signed = (x) => (x === null ? '-' : `${x > 0 ? '+' : ''}${x}%`)
 if (json) process.stdout.write(JSON.stringify(summary) + '\n')
 else {
-  console.log(`soak: ${peers} peers, ${summary.edges} edges, seed ${seed}: ${summary.cycles} cycles, ${changes} changes, ${summary.kills} kills`)
+  console.log(`soak: ${peers} peers, ${summary.edges} edges, seed ${seed}: ${summary.cycles} cycles${interrupted ? ` (of ${cycles}: stopped by SIGINT)` : ''}, ${changes} changes, ${summary.kills} kills`)
   console.log(`convergence after every peer was up: median ${summary.convergeMs.median} ms, max ${summary.convergeMs.max} ms (${converged.length} of ${cycleRows.length} cycles converged)`)
   console.log('cycle  changes  kills  converged (ms)  bytes fetched  bytes/change')
   for (const r of cycleRows) console.log(`${String(r.cycle).padStart(5)}  ${String(r.changes).padStart(7)}  ${String(r.kills).padStart(5)}  ${String(r.convergeMs ?? 'NO').padStart(14)}  ${String(r.bytes).padStart(13)}  ${String(r.bytesPerChange).padStart(12)}`)
