@@ -102,7 +102,8 @@ export class Peer {
     child.stderr!.on('data', (d: Buffer) => (this.serveStderr += d.toString()))
     const ready = await new Promise<NonNullable<Peer['ready']>>((resolve, reject) => {
       let out = ''
-      const waitMs = options.readyTimeoutMs ?? 20_000
+      // A bound for a start that hangs, not an expected time: a fresh serve takes 7-10 s to say it listens at load 45.
+      const waitMs = options.readyTimeoutMs ?? 60_000
       const t = setTimeout(() => reject(new Error(`serve did not start within ${waitMs} ms (pid ${child.pid}): ${this.serveStderr}`)), waitMs)
       child.stdout!.on('data', (d: Buffer) => {
         out += d.toString()
