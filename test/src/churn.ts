@@ -227,9 +227,12 @@ export class Churn {
         const child = this.peers[i]!.serveProcess
         let diag = ''
         if (child && child.exitCode === null && child.signalCode === null) {
-          diag = await this.#diagnose(i, child.pid!)
-          hung++
           const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+          // Only a start that said nothing is a hang to look into; one that reported its error is on its way out.
+          if (/did not start/.test((err as Error).message)) {
+            diag = await this.#diagnose(i, child.pid!)
+            hung++
+          }
           child.kill('SIGKILL')
           await exited
         }
@@ -263,7 +266,12 @@ export class Churn {
     let out = `pid ${pid} state ${f[0]} cpu ${(Number(f[11]) + Number(f[12])) * 10} ms wchan ${wchan || '-'} load ${load}`
     if (this.options.logDir) {
       const before = new Set(await readdir(this.options.logDir).catch(() => []))
-      process.kill(pid, 'SIGUSR2')
+      try {
+        process.kill(pid, 'SIGUSR2')
+      } catch {
+        // It exited meanwhile: nothing to report.
+        return out
+      }
       for (let k = 0; k < 50; k++) {
         const report = (await readdir(this.options.logDir).catch(() => [] as string[])).find(
           (n) => !before.has(n) && n.startsWith('report.') && n.includes(`.${pid}.`),
@@ -442,8 +450,11 @@ export class Churn {
 
   /** Every peer up again (waits for the restarts under way). */
   async allUp(): Promise<void> {
-    await settled([...this.#restarts])
+    // A restart that failed (recorded in startFailures) does not keep the other down peers from being started.
+    const restarts = await Promise.allSettled([...this.#restarts])
     await settled(this.up.map((u, i) => (u ? undefined : this.start(i))))
+    const failed = restarts.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed) throw failed.reason
   }
 
   /** The tree every peer should end with, as the test wrote it; undefined content: one of the concurrent contents. */
