@@ -6,7 +6,8 @@
 // theirs show growth over the whole run. Prints bytes per change for every cycle, every peer in
 // the end table, and PASS/FAIL on convergence, on restarts and on growth past 10 %; exits 1 on any
 // FAIL. A restart that never says it listens is a finding (its log tail printed, the others
-// converge without it, the next cycle tries it again), not the end of the run.
+// converge without it, the next cycle tries it again), not the end of the run; so is a cycle that
+// does not converge within 5 minutes (what differed is printed, the next cycle goes on from there).
 //
 //   --minutes M        churn for this long in all (default 30)
 //   --peers N          peers (default 20), on 127.0.93.1 … 127.0.93.N with the default ports
@@ -113,6 +114,14 @@ try {
     try {
       row.convergeMs = await churn.converge(300_000, 500, {skipDown: true})
       converged.push(row.convergeMs)
+    } catch (err) {
+      // A cycle that did not converge in time is a finding too (what still differed, and its history);
+      // the next cycle goes on from there, and the verdict stays FAIL.
+      row.notConverged = String(err.message ?? err)
+        .split('\n')
+        .slice(0, 12)
+        .join('\n')
+      say(`FINDING: cycle ${c + 1} did not converge:\n    ${String(err.message ?? err).split('\n').slice(0, 40).join('\n    ')}`)
     } finally {
       // Bytes per change of this cycle, converged or not: a storm shows as bytes that grow with no convergence.
       await settleCounters()
