@@ -4,7 +4,10 @@
 // expected tree. Reports convergence times (median, max), bytes fetched per change, and each serve
 // process's RSS and open fds at start and end (from /proc); peers 0 and 1 are never killed, so
 // theirs show growth over the whole run. Prints bytes per change for every cycle, every peer in
-// the end table, and PASS/FAIL on convergence and on growth past 10 %; exits 1 on either FAIL.
+// the end table, and PASS/FAIL on convergence, on restarts and on growth past 10 %; exits 1 on any
+// FAIL. A restart that never says it listens is a finding (its log tail printed, the others
+// converge without it, the next cycle tries it again), not the end of the run; so is a cycle that
+// does not converge within 5 minutes (what differed is printed, the next cycle goes on from there).
 //
 //   --minutes M        churn for this long in all (default 30)
 //   --peers N          peers (default 20), on 127.0.93.1 … 127.0.93.N with the default ports
@@ -14,6 +17,7 @@
 //   --catch-up-ms T    FPEER_SYNC_INTERVAL_MS of every peer (default 4000; see test/src/churn.test.ts)
 //   --log-dir DIR      keep each serve's stderr in DIR/peer<i>.log (appended across restarts)
 //   --json             one JSON summary on stdout instead of the text report
+// SIGINT ends the run after the cycle under way and reports the cycles done; a second one ends it at once.
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -64,7 +68,13 @@ const cleanUp = async () => {
   stopping = true
   await churn.destroy().catch(() => {})
 }
-process.once('SIGINT', () => void cleanUp().then(() => process.exit(130)))
+// The first SIGINT ends the run after the cycle under way, with the report of the cycles done; a second one at once.
+let interrupted = false
+process.once('SIGINT', () => {
+  interrupted = true
+  say('SIGINT: stopping after this cycle (again: at once)')
+  process.once('SIGINT', () => void cleanUp().then(() => process.exit(130)))
+})
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b)
@@ -90,21 +100,34 @@ try {
   startProcs = await churn.procs()
   bytesAtStart = await churn.bytesFetched()
   changesAtStart = churn.changes
-  for (let c = 0; c < cycles && !stopping; c++) {
+  for (let c = 0; c < cycles && !stopping && !interrupted; c++) {
     const before = {bytes: await churn.bytesFetched(), changes: churn.changes, kills: churn.kills}
     await churn.run(cycleMs, 400, 4000, 2)
-    await churn.allUp()
-    const row = {cycle: c + 1, changes: churn.changes - before.changes, kills: churn.kills - before.kills, convergeMs: null, bytes: 0, bytesPerChange: 0}
+    // A restart that never came up is a finding (churn.startFailures, with the peer's log tail),
+    // not the end of the run: the others converge without it, and the next cycle tries it again.
+    const failedBefore = churn.startFailures.length
+    await churn.allUp().catch(() => {})
+    for (const f of churn.startFailures.slice(failedBefore)) say(`FINDING: peer${f.peer} did not come up after ${f.attempts} tries; its log tail:\n    ${f.logTail.join('\n    ')}`)
+    const down = churn.up.flatMap((u, i) => (u ? [] : [i]))
+    const row = {cycle: c + 1, changes: churn.changes - before.changes, kills: churn.kills - before.kills, down, convergeMs: null, bytes: 0, bytesPerChange: 0}
     cycleRows.push(row)
     try {
-      row.convergeMs = await churn.converge(300_000)
+      row.convergeMs = await churn.converge(300_000, 500, {skipDown: true})
       converged.push(row.convergeMs)
+    } catch (err) {
+      // A cycle that did not converge in time is a finding too (what still differed, and its history);
+      // the next cycle goes on from there, and the verdict stays FAIL.
+      row.notConverged = String(err.message ?? err)
+        .split('\n')
+        .slice(0, 12)
+        .join('\n')
+      say(`FINDING: cycle ${c + 1} did not converge:\n    ${String(err.message ?? err).split('\n').slice(0, 40).join('\n    ')}`)
     } finally {
       // Bytes per change of this cycle, converged or not: a storm shows as bytes that grow with no convergence.
       await settleCounters()
       row.bytes = (await churn.bytesFetched()) - before.bytes
       row.bytesPerChange = row.changes ? Math.round(row.bytes / row.changes) : 0
-      say(`cycle ${c + 1}/${cycles}: ${row.changes} changes, ${row.kills} kills; ${row.convergeMs === null ? 'NOT converged' : `converged ${row.convergeMs} ms after every peer was up`}; ${row.bytes} bytes fetched, ${row.bytesPerChange} per change`)
+      say(`cycle ${c + 1}/${cycles}: ${row.changes} changes, ${row.kills} kills${down.length ? `, peer ${down.join(', ')} down (did not restart)` : ''}; ${row.convergeMs === null ? 'NOT converged' : `converged ${row.convergeMs} ms after every peer was up`}; ${row.bytes} bytes fetched, ${row.bytesPerChange} per change`)
     }
     // The never-killed peers' RSS and fds each cycle: the trend, and figures even from a run cut short.
     const now = (await churn.procs()).filter((p) => p.peer < 2)
@@ -134,11 +157,12 @@ const procRows = Array.from({length: peers}, (_, peer) => {
 const GROWTH_LIMIT_PCT = 10
 const longLived = procRows.filter((r) => r.growthPct)
 const grew = longLived.filter((r) => r.growthPct.rss > GROWTH_LIMIT_PCT || r.growthPct.fds > GROWTH_LIMIT_PCT)
-const allConverged = !failure && cycleRows.length === cycles && cycleRows.every((r) => r.convergeMs !== null)
+const allConverged = !failure && (interrupted || cycleRows.length === cycles) && cycleRows.every((r) => r.convergeMs !== null)
 const summary = {
   seed,
   peers,
   cycles: cycleRows.length,
+  ...(interrupted ? {interrupted: `stopped by SIGINT after ${cycleRows.length} of ${cycles} cycles`} : {}),
   edges: churn.edges.length,
   changes,
   kills: churn.kills,
@@ -148,15 +172,17 @@ const summary = {
   bytesPerChange: changes ? Math.round(bytes / changes) : 0,
   codes: Object.fromEntries([...churn.codes].sort((a, b) => b[1] - a[1])),
   spuriousConflictCopies: [...churn.spurious],
+  startFailures: churn.startFailures,
+  startMs: {median: median(churn.startMs), max: Math.max(0, ...churn.startMs), starts: churn.startMs.length},
   procs: procRows,
-  verdict: {convergence: allConverged ? 'PASS' : 'FAIL', growth: longLived.length === 0 ? 'n/a' : grew.length ? 'FAIL' : 'PASS', growthLimitPct: GROWTH_LIMIT_PCT},
+  verdict: {convergence: allConverged ? 'PASS' : 'FAIL', restarts: churn.startFailures.length ? 'FAIL' : 'PASS', growth: longLived.length === 0 ? 'n/a' : grew.length ? 'FAIL' : 'PASS', growthLimitPct: GROWTH_LIMIT_PCT},
   ...(failure ? {error: String(failure.message ?? failure)} : {}),
 }
 const mib = (k) => (k === null ? '-' : (k / 1024).toFixed(1))
 const signed = (x) => (x === null ? '-' : `${x > 0 ? '+' : ''}${x}%`)
 if (json) process.stdout.write(JSON.stringify(summary) + '\n')
 else {
-  console.log(`soak: ${peers} peers, ${summary.edges} edges, seed ${seed}: ${summary.cycles} cycles, ${changes} changes, ${summary.kills} kills`)
+  console.log(`soak: ${peers} peers, ${summary.edges} edges, seed ${seed}: ${summary.cycles} cycles${interrupted ? ` (of ${cycles}: stopped by SIGINT)` : ''}, ${changes} changes, ${summary.kills} kills`)
   console.log(`convergence after every peer was up: median ${summary.convergeMs.median} ms, max ${summary.convergeMs.max} ms (${converged.length} of ${cycleRows.length} cycles converged)`)
   console.log('cycle  changes  kills  converged (ms)  bytes fetched  bytes/change')
   for (const r of cycleRows) console.log(`${String(r.cycle).padStart(5)}  ${String(r.changes).padStart(7)}  ${String(r.kills).padStart(5)}  ${String(r.convergeMs ?? 'NO').padStart(14)}  ${String(r.bytes).padStart(13)}  ${String(r.bytesPerChange).padStart(12)}`)
@@ -166,7 +192,10 @@ else {
   console.log('peer  up   restarted  RSS start→end (MiB)   growth   fds start→end   growth')
   for (const r of procRows) console.log(`${String(r.peer).padStart(4)}  ${r.up ? 'yes' : 'no '}  ${r.restarted ? 'yes' : 'no '}        ${r.rssKiB.map(mib).join(' → ').padEnd(18)}   ${signed(r.growthPct?.rss ?? null).padStart(7)}   ${r.fds.map((f) => f ?? '-').join(' → ').padEnd(13)}   ${signed(r.growthPct?.fds ?? null).padStart(7)}`)
   console.log(`convergence: ${summary.verdict.convergence}${allConverged ? '' : ` (${cycleRows.length - converged.length} of ${cycleRows.length} cycles did not converge${failure ? `; ${failure.message?.split('\n')[0] ?? failure}` : ''})`}`)
+  console.log(`serve starts: ${summary.startMs.starts}, ready after median ${summary.startMs.median} ms, max ${summary.startMs.max} ms`)
+  console.log(`restarts: ${summary.verdict.restarts}${churn.startFailures.length ? ` (${churn.startFailures.length} did not come up: ${churn.startFailures.map((f) => `peer${f.peer}`).join(', ')})` : ''}`)
+  for (const f of churn.startFailures) console.log(`  peer${f.peer} at ${(f.at / 1000).toFixed(1)} s: ${f.error}\n    ${f.logTail.slice(-10).join('\n    ')}`)
   console.log(`growth of never-restarted peers (RSS and fds, start→end, limit ${GROWTH_LIMIT_PCT}%): ${summary.verdict.growth}${grew.length ? ` (peer ${grew.map((r) => r.peer).join(', ')})` : ''}`)
   if (failure) console.log(`FAILED: ${failure.message ?? failure}`)
 }
-process.exit(failure || summary.verdict.convergence === 'FAIL' || summary.verdict.growth === 'FAIL' ? 1 : 0)
+process.exit(failure || summary.verdict.convergence === 'FAIL' || summary.verdict.restarts === 'FAIL' || summary.verdict.growth === 'FAIL' ? 1 : 0)

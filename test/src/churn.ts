@@ -59,6 +59,17 @@ export interface Proc {
   fds: number
 }
 
+/** A restart that never said it listens: what the soak reports instead of stopping. */
+export interface StartFailure {
+  peer: number
+  /** ms since the run began. */
+  at: number
+  attempts: number
+  error: string
+  /** The last lines the peer logged: its previous process's, then each failed attempt's. */
+  logTail: string[]
+}
+
 /** Sums a peer's counters across its restarts (stats.json starts again at 0 with each process). */
 interface Counted {
   base: number
@@ -66,6 +77,9 @@ interface Counted {
 }
 
 const FOLDER = 'churn'
+
+/** How long a serve may take to say it listens before it is ended and started again (a bound for a hung start, not an expected time). */
+export const START_WAIT_MS = 120_000
 
 export class Churn {
   readonly options: ChurnOptions
@@ -95,6 +109,12 @@ export class Churn {
   readonly codes = new Map<string, number>()
   /** How much of each serve's stderr capture was counted into `codes`. */
   readonly #tallied: number[] = []
+  /** How long each start took to say it listens (ms), for the report. */
+  readonly startMs: number[] = []
+  /** Starts that failed every attempt, in order. */
+  readonly startFailures: StartFailure[] = []
+  /** What each peer logged last (its last process, then failed starts): the tail a start failure shows. */
+  readonly #recent: string[][] = []
 
   constructor(options: ChurnOptions) {
     this.options = options
@@ -170,10 +190,17 @@ export class Churn {
           const joiner = this.peers[j]!
           const allowed = await host.run(['allow', FOLDER, ids[j]!])
           if (allowed.code !== 0) throw new Error(`allow on peer${h}: ${allowed.stderr}`)
-          const r = await joiner.run(['request', `${host.address}:7734`, FOLDER, '--into', this.dirs[j]!, '--bind', joiner.address, '--json'], {
-            timeoutMs: 120_000,
-          })
-          if (r.code !== 0) throw new Error(`peer${j} joining from peer${h}: ${r.stdout} ${r.stderr}`)
+          // A join that stalled on a busy machine (the serves run with a short stall timeout) is tried again; anything else fails the build.
+          for (let attempt = 1; ; attempt++) {
+            const r = await joiner.run(['request', `${host.address}:7734`, FOLDER, '--into', this.dirs[j]!, '--bind', joiner.address, '--json'], {
+              timeoutMs: 120_000,
+            })
+            if (r.code === 0) break
+            const code = /"code":"(E_[A-Z_]+)"/.exec(r.stdout)?.[1]
+            if (attempt >= 3 || !['E_TIMEOUT', 'E_CONNECT', 'E_CONNECTION_LOST'].includes(code ?? ''))
+              throw new Error(`peer${j} joining from peer${h}: ${r.stdout} ${r.stderr}`)
+            this.#log(`peer${j} joining from peer${h} failed with ${code} (try ${attempt}); again`)
+          }
         }),
       )
       for (const [, j] of now) joined.add(j)
@@ -182,26 +209,85 @@ export class Churn {
   }
 
   async start(i: number): Promise<void> {
-    // A port of the process just killed may take a moment to be free: a few tries.
+    // A port of the process just killed may take a moment to be free: a few tries. A start that
+    // is merely slow is waited for, not ended and begun again: on a loaded machine a fresh node
+    // process takes 7-10 s (load 45) or more to say it listens, and a retry only starts from zero.
+    let hung = 0
     for (let attempt = 0; ; attempt++) {
+      const began = Date.now()
       try {
-        await this.peers[i]!.serve([], {}, {ports: 'default'})
+        await this.peers[i]!.serve([], {}, {ports: 'default', readyTimeoutMs: START_WAIT_MS, ...this.#diagnosable()})
+        this.startMs.push(Date.now() - began)
         this.#tallied[i] = 0
         this.up[i] = true
         this.#note(`peer${i} up`)
         return
       } catch (err) {
-        // One that is slow to say it listens (a busy machine) is ended before the next try takes its ports.
+        // One that did not say it listens within START_WAIT_MS is ended (its state shown) before the next try takes its ports.
         const child = this.peers[i]!.serveProcess
+        let diag = ''
         if (child && child.exitCode === null && child.signalCode === null) {
           const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+          // Only a start that said nothing is a hang to look into; one that reported its error is on its way out.
+          if (/did not start/.test((err as Error).message)) {
+            diag = await this.#diagnose(i, child.pid!)
+            hung++
+          }
           child.kill('SIGKILL')
           await exited
         }
-        if (attempt >= 4) throw err
+        const why = `start of peer${i} failed (attempt ${attempt + 1}, after ${Date.now() - began} ms): ${(err as Error).message.split('\n')[0]!.slice(0, 300)}${diag ? `; ${diag}` : ''}`
+        this.#log(why)
+        this.#remember(i, `${this.peers[i]!.serveStderr}--- ${why}`)
+        await this.#keepLog(i, why)
+        // Two starts that hung are a finding already: five would hold the run for ten minutes.
+        if (attempt >= 4 || hung >= 2) {
+          this.startFailures.push({peer: i, at: Date.now() - this.#t0, attempts: attempt + 1, error: why, logTail: [...(this.#recent[i] ?? [])]})
+          throw err
+        }
         await new Promise((r) => setTimeout(r, 500))
       }
     }
+  }
+
+  /** With a log directory, each serve can write a Node diagnostic report (JS stack, handles) on SIGUSR2: why a start hangs. */
+  #diagnosable(): {nodeArgs?: string[]} {
+    const dir = this.options.logDir
+    return dir ? {nodeArgs: ['--report-on-signal', '--report-signal=SIGUSR2', `--report-directory=${dir}`]} : {}
+  }
+
+  /** What a serve that did not say it listens was doing: CPU it used, its state and kernel wait, and (with a log directory) a Node report. */
+  async #diagnose(i: number, pid: number): Promise<string> {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const wchan = await readFile(`/proc/${pid}/wchan`, 'utf8').catch(() => '?')
+    const load = (await readFile('/proc/loadavg', 'utf8').catch(() => '?')).split(' ').slice(0, 3).join(' ')
+    // Fields after the command: state is 0, utime 11, stime 12 (clock ticks, 100 a second).
+    let out = `pid ${pid} state ${f[0]} cpu ${(Number(f[11]) + Number(f[12])) * 10} ms wchan ${wchan || '-'} load ${load}`
+    if (this.options.logDir) {
+      const before = new Set(await readdir(this.options.logDir).catch(() => []))
+      try {
+        process.kill(pid, 'SIGUSR2')
+      } catch {
+        // It exited meanwhile: nothing to report.
+        return out
+      }
+      for (let k = 0; k < 50; k++) {
+        const report = (await readdir(this.options.logDir).catch(() => [] as string[])).find(
+          (n) => !before.has(n) && n.startsWith('report.') && n.includes(`.${pid}.`),
+        )
+        if (report) {
+          // Written in one go, but give it a moment to be whole before the kill.
+          await new Promise((r) => setTimeout(r, 300))
+          const dest = `peer${i}-start-${pid}.report.json`
+          await rename(path.join(this.options.logDir, report), path.join(this.options.logDir, dest)).catch(() => {})
+          out += ` report ${dest}`
+          break
+        }
+        await new Promise((r) => setTimeout(r, 100))
+      }
+    }
+    return out
   }
 
   async kill(i: number): Promise<void> {
@@ -218,7 +304,15 @@ export class Churn {
     await exited
     this.kills++
     this.#tally(i)
+    this.#recent[i] = []
+    this.#remember(i, `${this.peers[i]!.serveStderr}--- killed`)
     await this.#keepLog(i, 'killed')
+  }
+
+  /** Keeps the last lines of `text` as what peer `i` logged last. */
+  #remember(i: number, text: string): void {
+    const lines = [...(this.#recent[i] ?? []), ...text.split('\n').filter((l) => l.trim() !== '')]
+    this.#recent[i] = lines.slice(-30)
   }
 
   /** Counts the codes in what serve `i` logged since the last count. */
@@ -356,18 +450,23 @@ export class Churn {
 
   /** Every peer up again (waits for the restarts under way). */
   async allUp(): Promise<void> {
-    await settled([...this.#restarts])
+    // A restart that failed (recorded in startFailures) does not keep the other down peers from being started.
+    const restarts = await Promise.allSettled([...this.#restarts])
     await settled(this.up.map((u, i) => (u ? undefined : this.start(i))))
+    const failed = restarts.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed) throw failed.reason
   }
 
   /** The tree every peer should end with, as the test wrote it; undefined content: one of the concurrent contents. */
-  async differences(): Promise<string[]> {
+  async differences(options: {skipDown?: boolean} = {}): Promise<string[]> {
     const problems: string[] = []
     // What the final trees show, not a passing moment of an earlier look.
     this.spurious.clear()
     const trees = await Promise.all(this.dirs.map((d) => treeHashes(d)))
     const contents = await Promise.all(this.dirs.map((d) => contentsOf(d)))
+    const skip = (i: number) => options.skipDown === true && !this.up[i]
     for (let i = 1; i < trees.length; i++) {
+      if (skip(i)) continue
       const a = trees[0]!
       const b = trees[i]!
       const diff = [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k))
@@ -409,16 +508,19 @@ export class Churn {
       }
       problems.push(`${rel}: unexpected file at peer0`)
     }
-    for (let i = 0; i < this.dirs.length; i++) for (const l of await fpeerNames(this.dirs[i]!)) problems.push(`peer${i}: leftover ${l}`)
+    for (let i = 0; i < this.dirs.length; i++) if (!skip(i)) for (const l of await fpeerNames(this.dirs[i]!)) problems.push(`peer${i}: leftover ${l}`)
     return problems
   }
 
-  /** Waits until every peer holds the expected tree; returns how long that took (ms), or throws with what still differs. */
-  async converge(timeoutMs: number, everyMs = 500): Promise<number> {
+  /**
+   * Waits until every peer holds the expected tree; returns how long that took (ms), or throws with what still differs.
+   * `skipDown`: peers that are not up (a restart that failed) are left out rather than waited for.
+   */
+  async converge(timeoutMs: number, everyMs = 500, options: {skipDown?: boolean} = {}): Promise<number> {
     const start = Date.now()
     let problems: string[] = []
     for (let i = 0; i < Math.ceil(timeoutMs / everyMs) + 1; i++) {
-      problems = await this.differences().catch((err: Error) => [`reading the trees: ${err.message}`])
+      problems = await this.differences(options).catch((err: Error) => [`reading the trees: ${err.message}`])
       if (problems.length === 0) return Date.now() - start
       if (Date.now() - start > timeoutMs) break
       await new Promise((r) => setTimeout(r, everyMs))

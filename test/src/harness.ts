@@ -87,9 +87,13 @@ export class Peer {
    * free ports (the default) every port is picked by the OS; `ports: 'default'` keeps the
    * documented ones (control 7734, HTTP 7735), which peers that push updates rely on.
    */
-  async serve(args: string[] = [], env: NodeJS.ProcessEnv = {}, options: {ports?: 'free' | 'default'} = {}): Promise<NonNullable<Peer['ready']>> {
+  async serve(
+    args: string[] = [],
+    env: NodeJS.ProcessEnv = {},
+    options: {ports?: 'free' | 'default'; readyTimeoutMs?: number; nodeArgs?: string[]} = {},
+  ): Promise<NonNullable<Peer['ready']>> {
     const portArgs = options.ports === 'default' ? [] : ['--port', '0', '--data-port', 'HTTP=0', '--data-port', 'FTP=0', '--data-port', 'SFTP=0']
-    const child = spawn(process.execPath, [...NODE_ARGS, FPEER, 'serve', '--host', this.address, ...portArgs, '--json', ...args], {
+    const child = spawn(process.execPath, [...NODE_ARGS, ...(options.nodeArgs ?? []), FPEER, 'serve', '--host', this.address, ...portArgs, '--json', ...args], {
       env: {...this.env, ...env},
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -98,7 +102,9 @@ export class Peer {
     child.stderr!.on('data', (d: Buffer) => (this.serveStderr += d.toString()))
     const ready = await new Promise<NonNullable<Peer['ready']>>((resolve, reject) => {
       let out = ''
-      const t = setTimeout(() => reject(new Error(`serve did not start: ${this.serveStderr}`)), 20_000)
+      // A bound for a start that hangs, not an expected time: a fresh serve takes 7-10 s to say it listens at load 45.
+      const waitMs = options.readyTimeoutMs ?? 60_000
+      const t = setTimeout(() => reject(new Error(`serve did not start within ${waitMs} ms (pid ${child.pid}): ${this.serveStderr}`)), waitMs)
       child.stdout!.on('data', (d: Buffer) => {
         out += d.toString()
         const nl = out.indexOf('\n')
