@@ -3,6 +3,7 @@
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {fastPath} from '../dist/fast-path.js'
+import {jsonWritten} from '../dist/json-out.js'
 import {manifestIsStale} from './manifest.js'
 
 const cliRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
@@ -75,5 +76,7 @@ async function runOclif() {
 
 // `fpeer --version` and `fpeer id` skip oclif (src/fast-path.ts): loading it costs more than node's own start.
 const exitCode = (await fastPath(argv, cliRoot)) ? undefined : await runOclif()
+// A --json document goes out as its reader takes it (src/json-out.ts).
+await jsonWritten()
 await drained()
 if (exitCode !== undefined) process.exit(exitCode)

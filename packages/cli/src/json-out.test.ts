@@ -3,7 +3,13 @@ import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 import {jsonPieces, writeJson} from './json-out.js'
 
-const long = Array.from({length: 300}, (_, i) => ({path: `d/f${i}`, size: i, sha256: 'a'.repeat(64), ...(i % 7 ? {} : {version: {lamport: i, origin: 'X'}}), gone: undefined}))
+const long = Array.from({length: 300}, (_, i) => ({
+  path: `d/f${i}`,
+  size: i,
+  sha256: 'a'.repeat(64),
+  ...(i % 7 ? {} : {version: {lamport: i, origin: 'X'}}),
+  gone: undefined,
+}))
 
 const cases: Array<[string, unknown]> = [
   ['a files listing', {folder: 'f', files: long}],

@@ -73,6 +73,47 @@ export function writeJson(value: unknown, write: (text: string) => void): void {
   write(slice + '\n')
 }
 
+/** Every streamJson under way: the entry point awaits it before it lets the process end. */
+let streaming: Promise<void> = Promise.resolve()
+
+/**
+ * writeJson to a stream, each slice once the stream has taken the last: a pipe whose reader
+ * is slower than us queues a slice, not the whole document. Stops when the stream goes away
+ * (a reader that closed: `fpeer files --json | head`).
+ */
+export function streamJson(value: unknown, stream: NodeJS.WritableStream & {destroyed?: boolean}): Promise<void> {
+  const run = (async () => {
+    let slice = ''
+    for (const piece of jsonPieces(value)) {
+      slice += piece
+      if (slice.length < SLICE_CHARS) continue
+      if (stream.destroyed) return
+      if (!stream.write(slice)) await drainOf(stream)
+      slice = ''
+    }
+    if (!stream.destroyed) stream.write(slice + '\n')
+  })()
+  streaming = streaming.then(() => run)
+  return run
+}
+
+/** Resolves once every document streamJson was given is written (or its stream is gone). */
+export function jsonWritten(): Promise<void> {
+  return streaming
+}
+
+function drainOf(stream: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('drain', done)
+      stream.off('close', done)
+      resolve()
+    }
+    stream.on('drain', done)
+    stream.on('close', done)
+  })
+}
+
 /** A long array, or a plain object holding one among its values. */
 function needsWalk(value: unknown): boolean {
   if (Array.isArray(value)) return value.length > STREAMED_FROM
