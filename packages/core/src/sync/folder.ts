@@ -147,15 +147,17 @@ export class FolderSync {
         }
         continue
       }
-      const r: FileRecord = {...f}
+      // The scan's own record when no version goes with it (a first share: 100,000 of them), not a copy.
+      let r: FileRecord = f
       if (!initial && !(damaged && !prev)) {
         clock++
-        r.version = signVersion(
+        const version = signVersion(
           this.folder.name,
           {path: f.path, deleted: false, sha256: f.sha256, size: f.size, mtimeMs: f.mtimeMs, lamport: clock, vv: {...prev?.version?.vv, [me]: clock}},
           this.#identity,
         )
-        versions.push(r.version)
+        r = {...f, version}
+        versions.push(version)
       }
       all.set(f.path, r)
       changed.push(r)
