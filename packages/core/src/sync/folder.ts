@@ -346,7 +346,7 @@ export class FolderSync {
           } finally {
             await rm(staging, {recursive: true, force: true})
           }
-          result.fetched.push(...toFetch.map((f) => f.entry.path))
+          for (const f of toFetch) result.fetched.push(f.entry.path)
         }
         for (const v of deletions) {
           await slice.tick()
