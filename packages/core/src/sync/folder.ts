@@ -135,9 +135,10 @@ export class FolderSync {
     const versions: FileVersion[] = []
     const changed: FileRecord[] = []
     const me = this.#identity.id.compact
-    const seen = new Set<string>()
+    // Nothing recorded before (a first share): nothing can have been deleted, and no set of 100,000 paths is needed to tell.
+    const seen = all.size > 0 ? new Set<string>() : undefined
     for (const f of scan) {
-      seen.add(f.path)
+      seen?.add(f.path)
       const prev = all.get(f.path)
       if (prev && isLive(prev) && prev.sha256 === f.sha256) {
         if (prev.size !== f.size || prev.mtimeMs !== f.mtimeMs || prev.ino !== f.ino || prev.mode !== f.mode) {
@@ -164,7 +165,7 @@ export class FolderSync {
     }
     // Setting a key already present while iterating visits no new entry.
     for (const [p, prev] of all) {
-      if (seen.has(p) || !isLive(prev)) continue
+      if (!seen || seen.has(p) || !isLive(prev)) continue
       clock++
       const v = signVersion(
         this.folder.name,
