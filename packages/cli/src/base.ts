@@ -13,6 +13,7 @@ import {
   isFpeerError,
   isLocalWriteError,
 } from '@fpeer/core/startup'
+import {streamJson} from './json-out.js'
 import {type Settings, readSettings} from './settings.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
@@ -98,11 +99,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   /**
    * The --json document. oclif's own tokenizes the text to colour it, an object per token:
    * for `fpeer files --json` of 100,000 files, seconds and hundreds of MB. Colours are for a
-   * terminal only; a pipe gets the same pretty-printed text, written once.
+   * terminal only; a pipe gets the same pretty-printed text, written in slices as it is made
+   * and as the reader takes them (json-out.ts), so the document is never held whole beside
+   * the objects it describes.
    */
   protected override logJson(json: unknown): void {
     if (process.stdout.isTTY) return super.logJson(json)
-    process.stdout.write(JSON.stringify(json, undefined, 2) + '\n')
+    // bin/run.js waits for it (jsonWritten) before the process may end.
+    void streamJson(json, process.stdout)
   }
 
   protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {

@@ -1,8 +1,10 @@
-// The control channel's waits: keep-alives (empty lines) hold off a stall timeout; silence ends it with E_TIMEOUT and the address.
+// The control channel: keep-alives (empty lines) hold off a stall timeout, silence ends it with E_TIMEOUT and the address; a large message goes in slices, whole.
 import assert from 'node:assert/strict'
 import net from 'node:net'
 import {after, before, describe, it} from 'node:test'
 import {isFpeerError} from '../errors.js'
+import {formatMessage, parseMessages} from '../wire/codec.js'
+import type {FilesToGet} from '../wire/types.js'
 import {connectChannel} from './channel.js'
 
 describe('MessageChannel stall timeout', () => {
@@ -112,5 +114,41 @@ describe('MessageChannel stall timeout', () => {
       stop()
       await channel.close()
     }
+  })
+})
+
+describe('MessageChannel sending a large file list', () => {
+  it('a 20,000-file message goes in slices, and a keep-alive sent meanwhile goes after it, never inside', async () => {
+    const received: Buffer[] = []
+    let ended!: () => void
+    const done = new Promise<void>((r) => (ended = r))
+    const server = net.createServer((s) => {
+      s.on('data', (d: Buffer) => received.push(d))
+      s.on('end', () => {
+        s.end()
+        ended()
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const port = (server.address() as net.AddressInfo).port
+    const files = Array.from({length: 20_000}, (_, i) => ({path: `d${i % 100}/f${i}`, size: i, sha256: 'c'.repeat(64), mtimeMs: 1_700_000_000_000}))
+    const msg: FilesToGet = {type: 'FilesToGet', folder: 'big', port: 1, protocol: 'HTTP', files, meta: {nonce: 'n'}}
+    const channel = await connectChannel('127.0.0.1', port)
+    try {
+      // The keep-alive is asked for while the message is under way (its first slice is being written).
+      const sent = channel.send(msg)
+      const alive = channel.sendRaw('\n')
+      await Promise.all([sent, alive])
+      await channel.close()
+      await done
+    } finally {
+      channel.socket.destroy()
+      await new Promise((r) => server.close(r))
+    }
+    const text = Buffer.concat(received).toString('utf8')
+    assert.equal(text, formatMessage(msg) + '\n')
+    const parsed = parseMessages(text)
+    assert.equal(parsed.length, 1)
+    assert.equal((parsed[0] as FilesToGet).files.length, 20_000)
   })
 })

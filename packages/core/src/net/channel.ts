@@ -1,8 +1,8 @@
 // A control connection: whole wire messages over a TCP socket, with size limits and timeouts.
 import net from 'node:net'
 import {FpeerError, fromSystemError} from '../errors.js'
-import {parseLines, formatMessage} from '../wire/codec.js'
-import {FrameDecoder} from '../wire/frame.js'
+import {parseLines, formatMessage, formatMessagePieces} from '../wire/codec.js'
+import {FrameDecoder, messageLines} from '../wire/frame.js'
 import {DEFAULT_MESSAGE_TIMEOUT_MS} from '../wire/limits.js'
 import type {Message} from '../wire/types.js'
 import type {ByteBudget} from './limits.js'
@@ -30,6 +30,11 @@ export interface ChannelOptions {
   firstMaxFiles?: number
 }
 
+/** File lists of at least this many files are sent in slices (MessageChannel.send). */
+const SLICED_FROM_FILES = 1000
+/** About this many characters are written to the socket at a time when a message goes in slices. */
+const SEND_SLICE_CHARS = 256 * 1024
+
 /** Strips the IPv4-mapped prefix so `::ffff:127.0.0.2` and `127.0.0.2` are one address. */
 export function normalizeAddress(address: string | undefined): string {
   if (!address) return ''
@@ -39,7 +44,11 @@ export function normalizeAddress(address: string | undefined): string {
 export class MessageChannel {
   readonly socket: net.Socket
   #decoder = new FrameDecoder()
-  readonly #queue: Array<string[]> = []
+  /** Whole messages received and not yet read, as their bytes: each is decoded as it is parsed. */
+  readonly #queue: Array<Buffer[]> = []
+  /** The last write queued: writes go out one after another, so a keep-alive never lands inside a message sent in slices. */
+  #writing: Promise<unknown> = Promise.resolve()
+  #queued = 0
   #error: FpeerError | undefined
   #closed = false
   #waiter: {resolve: () => void} | undefined
@@ -115,9 +124,9 @@ export class MessageChannel {
       this.#held += chunk.length
     }
     const wasIn = this.#decoder.inMessage
-    let done: string[][]
+    let done: Buffer[][]
     try {
-      done = this.#decoder.push(chunk)
+      done = this.#decoder.pushRaw(chunk)
     } catch (err) {
       this.#fail(err as FpeerError)
       return
@@ -134,7 +143,7 @@ export class MessageChannel {
     }
     for (const lines of done) {
       this.#queue.push(lines)
-      this.#tap?.('received', lines.join('\n') + '\n\n')
+      this.#tap?.('received', [...messageLines(lines)].join('\n') + '\n\n')
     }
     if (done.length > 0) this.#clearTimer()
     if (this.#decoder.inMessage && (!wasIn || done.length > 0) && !this.#messageTimer) {
@@ -192,7 +201,7 @@ export class MessageChannel {
       const lines = this.#queue.shift()
       if (lines) {
         try {
-          return parseLines(lines)
+          return parseLines(messageLines(lines))
         } catch (err) {
           this.#fail(err as FpeerError)
           throw err
@@ -234,15 +243,42 @@ export class MessageChannel {
 
   async send(msg: Message): Promise<void> {
     if (this.#repliesBound && 'files' in msg) this.#decoder.maxFiles = msg.files.length
-    await this.sendRaw(formatMessage(msg))
+    // A file list goes out in slices as it is formatted: a 100,000-file FilesToGet is never
+    // built as one string, nor copied whole into one buffer for the socket. A tapped channel
+    // (`fpeer demo`) shows whole messages, and small ones are one write anyway.
+    if (this.#tap || !('files' in msg) || msg.files.length < SLICED_FROM_FILES) return this.sendRaw(formatMessage(msg))
+    const pieces = formatMessagePieces(msg)
+    // The folder name is checked before the first piece: a bad message fails before any byte is queued.
+    let slice = pieces.next().value ?? ''
+    await this.#serial(async () => {
+      for (const piece of pieces) {
+        slice += piece
+        if (slice.length < SEND_SLICE_CHARS) continue
+        await this.#write(slice)
+        slice = ''
+      }
+      if (slice) await this.#write(slice)
+    })
   }
 
   async sendRaw(text: string): Promise<void> {
+    await this.#serial(() => this.#write(text))
+    this.#tap?.('sent', text)
+  }
+
+  /** Runs `fn` after every write queued before it; at once (the bytes queued on the socket now) when none is. */
+  #serial(fn: () => Promise<void>): Promise<void> {
+    const run = this.#queued === 0 ? fn() : this.#writing.then(fn, fn)
+    this.#queued++
+    this.#writing = run.finally(() => this.#queued--).catch(() => {})
+    return run
+  }
+
+  async #write(text: string): Promise<void> {
     if (this.socket.destroyed || this.socket.writableEnded) throw new FpeerError('E_CONNECTION_LOST', 'the connection is closed')
     await new Promise<void>((resolve, reject) => {
       this.socket.write(text, 'utf8', (err) => (err ? reject(fromSystemError(err, 'send')) : resolve()))
     })
-    this.#tap?.('sent', text)
   }
 
   /**

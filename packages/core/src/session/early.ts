@@ -119,7 +119,8 @@ export class FetchBack {
 
   add(files: CheckFile[]): void {
     if (this.#ended) throw new FpeerError('E_INTERNAL', 'files added to a finished fetch-back')
-    this.#queue.push(...files)
+    // Not push(...files): the final FilesUpdated of a 1,000,000-file folder may add most of them, past the engine's argument limit.
+    for (const f of files) this.#queue.push(f)
     this.#wakeUp()
   }
 

@@ -174,8 +174,7 @@ export class Peerfile {
     // the records it gave then, in a fresh map, instead of parsing every line again.
     let stamp: string
     try {
-      const st = await fh.stat({bigint: true})
-      stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`
+      stamp = stampOf(await fh.stat({bigint: true}))
     } catch (err) {
       await fh.close()
       throw fromSystemError(err, `reading ${this.#journal}`, {path: this.#journal})
@@ -247,19 +246,26 @@ export class Peerfile {
     await mkdir(this.dir, {recursive: true, mode: 0o700})
     if (this.#lines + records.length > 2 * all.size + 1024) {
       await this.#rewrite(all.values())
+      await this.#remember(all)
       return
     }
     await this.#append(journalLines(records, []))
     this.#lines += records.length
+    await this.#remember(all)
   }
 
   /** Forgets paths without a tombstone (files now ignored: not deleted, just no longer part of the folder). */
   async drop(paths: string[], all: Map<string, FileRecord>): Promise<void> {
     if (paths.length === 0) return
     await mkdir(this.dir, {recursive: true, mode: 0o700})
-    if (this.#lines + paths.length > 2 * all.size + 1024) return this.#rewrite(all.values())
+    if (this.#lines + paths.length > 2 * all.size + 1024) {
+      await this.#rewrite(all.values())
+      await this.#remember(all)
+      return
+    }
     await this.#append(journalLines([], paths))
     this.#lines += paths.length
+    await this.#remember(all)
   }
 
   /** Rewrites the journal from `all` alone: after a damaged one was read, drops its bad lines. */
@@ -267,6 +273,7 @@ export class Peerfile {
     await mkdir(this.dir, {recursive: true, mode: 0o700})
     await this.#rewrite(all.values())
     this.damaged = false
+    await this.#remember(all)
   }
 
   /**
@@ -313,8 +320,23 @@ export class Peerfile {
 
   /** Marks the structure as recorded, even when it holds no file yet. */
   async touch(): Promise<void> {
+    // Recorded already (and whole): nothing to write, and the structure just remembered stays valid.
+    if (!this.#torn && (await this.initialized())) return
     await mkdir(this.dir, {recursive: true, mode: 0o700})
     await this.#append([])
+  }
+
+  /**
+   * Keeps `all`, the structure the caller has just written, as what the journal now reads
+   * as: the next files() (a rescan after joining a folder of 100,000 files, or after an
+   * update) copies it instead of parsing every line again. Only while this process holds
+   * the state lock (`locked`) does anyone write the journal, so nobody else can have written
+   * it since; a size that is not what we wrote says otherwise, and nothing is kept.
+   */
+  async #remember(all: Map<string, FileRecord>): Promise<void> {
+    const st = await stat(this.#journal, {bigint: true}).catch(() => undefined)
+    if (!st || st.size !== BigInt(this.#bytes)) return
+    this.#cache = {stamp: stampOf(st), map: new Map(all), lines: this.#lines, bytes: this.#bytes, torn: this.#torn, damaged: this.damaged}
   }
 
   /**
@@ -362,6 +384,11 @@ export class Peerfile {
     this.#bytes = bytes
     this.#torn = false
   }
+}
+
+/** What identifies one state of the journal: unchanged identity, size and times mean unchanged content. */
+function stampOf(st: {dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint}): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`
 }
 
 /** The journal lines of records, then of removals. */

@@ -135,9 +135,10 @@ export class FolderSync {
     const versions: FileVersion[] = []
     const changed: FileRecord[] = []
     const me = this.#identity.id.compact
-    const seen = new Set<string>()
+    // Nothing recorded before (a first share): nothing can have been deleted, and no set of 100,000 paths is needed to tell.
+    const seen = all.size > 0 ? new Set<string>() : undefined
     for (const f of scan) {
-      seen.add(f.path)
+      seen?.add(f.path)
       const prev = all.get(f.path)
       if (prev && isLive(prev) && prev.sha256 === f.sha256) {
         if (prev.size !== f.size || prev.mtimeMs !== f.mtimeMs || prev.ino !== f.ino || prev.mode !== f.mode) {
@@ -147,22 +148,24 @@ export class FolderSync {
         }
         continue
       }
-      const r: FileRecord = {...f}
+      // The scan's own record when no version goes with it (a first share: 100,000 of them), not a copy.
+      let r: FileRecord = f
       if (!initial && !(damaged && !prev)) {
         clock++
-        r.version = signVersion(
+        const version = signVersion(
           this.folder.name,
           {path: f.path, deleted: false, sha256: f.sha256, size: f.size, mtimeMs: f.mtimeMs, lamport: clock, vv: {...prev?.version?.vv, [me]: clock}},
           this.#identity,
         )
-        versions.push(r.version)
+        r = {...f, version}
+        versions.push(version)
       }
       all.set(f.path, r)
       changed.push(r)
     }
     // Setting a key already present while iterating visits no new entry.
     for (const [p, prev] of all) {
-      if (seen.has(p) || !isLive(prev)) continue
+      if (!seen || seen.has(p) || !isLive(prev)) continue
       clock++
       const v = signVersion(
         this.folder.name,
@@ -344,7 +347,7 @@ export class FolderSync {
           } finally {
             await rm(staging, {recursive: true, force: true})
           }
-          result.fetched.push(...toFetch.map((f) => f.entry.path))
+          for (const f of toFetch) result.fetched.push(f.entry.path)
         }
         for (const v of deletions) {
           await slice.tick()

@@ -26,14 +26,22 @@ export function messageTypeOf(word: string): MessageType | undefined {
   return TYPE_ALIASES[word]
 }
 
-/** Parses the lines of one message (without the terminating empty line). */
-export function parseLines(raw: string[]): Message {
+/**
+ * Parses the lines of one message (without the terminating empty line). They may come one
+ * at a time (messageLines): a file list's file lines (from Line 5) become entries as they
+ * are read, so a 100,000-file message is never held as strings, nor as Line objects, beside
+ * its entries.
+ */
+export function parseLines(input: Iterable<string>): Message {
+  const rest = input[Symbol.iterator]()
+  const raw: string[] = []
+  for (let r; raw.length < 4 && !(r = rest.next()).done; ) raw.push(r.value)
   if (raw.length === 0) throw new FpeerError('E_MSG_EMPTY', 'empty message')
-  // A file list's file lines (from Line 5) become entries one by one, below: a 100,000-file
-  // message never holds a Line object per file beside its raw lines and its entries.
   const firstType = messageTypeOf(raw[0]!.slice(0, raw[0]!.indexOf('\t') >>> 0))
-  const listed = firstType !== undefined && firstType !== 'BePeerRequest' && firstType !== 'PeerError' && raw.length > 4
-  const lines = (listed ? raw.slice(0, 4) : raw).map(parseLine)
+  const listed = firstType !== undefined && firstType !== 'BePeerRequest' && firstType !== 'PeerError'
+  // Other messages are short: all their lines, parsed as before.
+  if (!listed) for (let r; !(r = rest.next()).done; ) raw.push(r.value)
+  const lines = raw.map(parseLine)
   const type = messageTypeOf(lines[0]!.value)
   if (!type) {
     throw new FpeerError('E_MSG_UNKNOWN_TYPE', `unknown message type ${JSON.stringify(lines[0]!.value.slice(0, 60))}`, {
@@ -46,7 +54,7 @@ export function parseLines(raw: string[]): Message {
   }
   const folder = lines[1]!.value === '*' && type === 'PeerError' ? '*' : checkFolderName(lines[1]!.value)
   const msg = FROM_WIRE[type](lines, folder)
-  if (listed && 'files' in msg) for (let i = 4; i < raw.length; i++) msg.files.push(fileFromLine(parseLine(raw[i]!)))
+  if (listed && 'files' in msg) for (let r; !(r = rest.next()).done; ) msg.files.push(fileFromLine(parseLine(r.value)))
   return msg
 }
 

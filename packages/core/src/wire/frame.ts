@@ -130,7 +130,16 @@ export class FrameDecoder {
 
   /** Feeds bytes; returns every message completed by them. Throws FpeerError on a limit or bad UTF-8. */
   push(chunk: Buffer): string[][] {
-    const done: string[][] = []
+    return this.pushRaw(chunk).map((parts) => [...messageLines(parts)])
+  }
+
+  /**
+   * push() without decoding: each completed message as its bytes (the socket's chunks, up to
+   * and including the empty line), for messageLines() to decode when it is read. A reader
+   * that parses each line as it is decoded never holds the message as strings beside its bytes.
+   */
+  pushRaw(chunk: Buffer): Buffer[][] {
+    const done: Buffer[][] = []
     let start = 0
     /** Where, in this chunk, the bytes of the message under way begin. */
     let from = 0
@@ -155,7 +164,7 @@ export class FrameDecoder {
       if (raw.length === 0) {
         if (this.#lines > 0) {
           this.#message.push(chunk.subarray(from, nl + 1))
-          done.push(splitLines(this.#message))
+          done.push(this.#message)
           this.#lines = 0
         }
         // Empty lines between messages are skipped, and not kept.
@@ -194,12 +203,14 @@ export function splitMessages(input: Uint8Array | string): string[][] {
 }
 
 /**
- * The lines of a complete message (its bytes up to and including the empty line), decoded
- * one line at a time: concatenating the parts first would hold a second copy of the whole
- * message (tens of MB for a 10,000-line update) while its strings are made.
+ * The lines of a complete message (its bytes up to and including the empty line, as
+ * pushRaw() gives them), decoded one line at a time as they are asked for: concatenating the
+ * parts first would hold a second copy of the whole message, and decoding them all first
+ * would hold every line's string (100,000 of them for a large folder's FilesToGet) beside
+ * the entries they become.
  */
-function splitLines(parts: Buffer[]): string[] {
-  const lines: string[] = []
+export function* messageLines(parts: readonly Buffer[]): Generator<string> {
+  let first = true
   // Pieces of a line that spans parts; only such a line is ever copied.
   let pending: Buffer[] = []
   for (const part of parts) {
@@ -215,19 +226,15 @@ function splitLines(parts: Buffer[]): string[] {
         raw = Buffer.concat([...pending, raw])
         pending = []
       }
-      pushLine(lines, raw)
       start = nl + 1
+      let end = raw.length
+      if (end > 0 && raw[end - 1] === 0x0d) end--
+      // Skipped empty lines before the message are not in the parts, and the last, empty line adds nothing.
+      if (end === 0) continue
+      // The same BOM rule as push(): one U+FEFF before Line 1 is dropped, any other is kept.
+      const from = first && end > BOM.length && raw.subarray(0, BOM.length).equals(BOM) ? BOM.length : 0
+      first = false
+      yield decodeUtf8(raw.subarray(from, end))
     }
   }
-  return lines
-}
-
-/** Decodes one line (without its LF) onto `lines`; skipped empty lines before the message are not in the parts, and the last, empty line adds nothing. */
-function pushLine(lines: string[], raw: Buffer): void {
-  let end = raw.length
-  if (end > 0 && raw[end - 1] === 0x0d) end--
-  // The same BOM rule as push(): one U+FEFF before Line 1 is dropped, any other is kept.
-  let first = 0
-  if (lines.length === 0 && end > BOM.length && raw.subarray(0, BOM.length).equals(BOM)) first = BOM.length
-  if (end > 0) lines.push(decodeUtf8(raw.subarray(first, end)))
 }

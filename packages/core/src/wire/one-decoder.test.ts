@@ -1,10 +1,10 @@
 // One decoder: edge inputs, written out literally, give the same messages or the same error code on a control connection's path and `fpeer message parse`'s.
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
-import {FpeerError} from '../errors.js'
+import {FpeerError, isFpeerError} from '../errors.js'
 import {parseLines, parseMessages} from './codec.js'
-import {FrameDecoder} from './frame.js'
-import type {Message} from './types.js'
+import {FrameDecoder, messageLines} from './frame.js'
+import type {FilesToGet, Message} from './types.js'
 
 /** What an input gives: its messages, or the code of the error that stops it; `same` only asks both paths to agree. */
 type Outcome = Message[] | string
@@ -109,4 +109,42 @@ describe('one decoder: a connection and `message parse` accept the same bytes', 
       if (Buffer.from(text, 'utf8').equals(c.input)) assert.deepEqual(wholePath(text), whole, 'as a string')
     })
   }
+})
+
+describe('a file list is parsed as its lines are read', () => {
+  it('a bad file line stops the parse before any later line is decoded', () => {
+    const total = 10_000
+    let pulled = 0
+    function* lines(): Generator<string> {
+      yield 'FilesToGet'
+      yield 'big'
+      yield '1'
+      yield 'HTTP'
+      for (let i = 0; i < total; i++) {
+        pulled++
+        yield i === 5 ? `f${i}\tsha256=nothex` : `f${i}\tsize=1`
+      }
+    }
+    assert.throws(
+      () => parseLines(lines()),
+      (e: unknown) => isFpeerError(e, 'E_MSG_BAD_FIELD'),
+    )
+    assert.equal(pulled, 6)
+  })
+
+  it('messageLines decodes the bytes of a framed message one line at a time', () => {
+    const decoder = new FrameDecoder()
+    const [parts] = decoder.pushRaw(Buffer.from('\ufeffFilesToGet\r\nbig\n1\nHTTP\na\tsize=1\nb\tsize=2\n\n'))
+    const it = messageLines(parts!)
+    assert.equal(it.next().value, 'FilesToGet')
+    assert.deepEqual([...it], ['big', '1', 'HTTP', 'a\tsize=1', 'b\tsize=2'])
+    const msg = parseLines(messageLines(parts!)) as FilesToGet
+    assert.deepEqual(
+      msg.files.map((f) => [f.path, f.size]),
+      [
+        ['a', 1],
+        ['b', 2],
+      ],
+    )
+  })
 })
