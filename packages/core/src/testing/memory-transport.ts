@@ -23,7 +23,7 @@ export interface MemoryTransportOptions {
   peerAuth?: boolean
   /** The client checks the server's identity against `expectedPeer`; default true. */
   serverAuth?: boolean
-  /** The client has `getMany()`; default true. False: no `getMany`. `'refused'`: it has one, and the server cannot batch (E_UNSUPPORTED). */
+  /** Declares `supports.batch` and its client has `getMany()`; default true. False: neither. `'refused'`: declared, and the server cannot batch (E_UNSUPPORTED). */
   batch?: boolean | 'refused'
 }
 
@@ -204,7 +204,7 @@ export function createMemoryTransport(
   return {
     protocol: options.protocol ?? 'MEMORY',
     description: 'in memory, for tests: a server and client with no sockets',
-    supports: {serve: true, fetch: true, resume: true, peerAuth, serverAuth},
+    supports: {serve: true, fetch: true, resume: true, peerAuth, serverAuth, batch: batch !== false},
     serve,
     connect,
     get listeners() {
@@ -235,7 +235,7 @@ export function createHandOverTransport(
   return {
     protocol: options.protocol ?? 'BYHAND',
     description: 'in memory, for tests: a scripted person places the files',
-    supports: {serve: false, fetch: false, resume: false, peerAuth: false, serverAuth: false},
+    supports: {serve: false, fetch: false, resume: false, peerAuth: false, serverAuth: false, batch: false},
     shown,
     async handOver(request: ManualRequest, io: HandOverIO): Promise<void> {
       let state = await io.check()
