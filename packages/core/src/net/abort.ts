@@ -50,7 +50,12 @@ export async function withScopedSignal<T>(parent: AbortSignal | undefined, fn: (
  * settles with after the abort goes to `late` (a client to close), else is dropped. The
  * listener is removed when either happens.
  */
-export function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined, reason: (signal: AbortSignal) => unknown, late?: (value: T) => void): Promise<T> {
+export function untilAborted<T>(
+  work: Promise<T>,
+  signal: AbortSignal | undefined,
+  reason: (signal: AbortSignal) => unknown,
+  late?: (value: T) => void,
+): Promise<T> {
   if (!signal) return work
   let cut = false
   const settleLate = (value: T) => {
