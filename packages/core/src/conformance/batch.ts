@@ -113,19 +113,23 @@ export function batchCases(s: Suite): void {
       })
     })
 
-    s.test('fetchFiles lands many small files through getMany(), each checked, with no get() and no part file', {timeout: 300_000, skip: notDeclared}, async () => {
-      const dest = await s.fx.makeDest()
-      const files = [...small(s.manyFiles), ...HOSTILE_NAMES.map(s.entry)]
-      await batching({}, async ({client}) => {
-        const c = counting(client)
-        const result = await fetchFiles({client: c, batch: true, folder: FOLDER, files, mode: 'land', root: dest, concurrency: 4})
-        assert.equal(result.fetched, files.length)
-        assert.equal(c.gets, 0, 'core fell back to get() although the transport batches')
-        assert.ok(c.batches >= 1 && c.batches < files.length, `${c.batches} batches for ${files.length} files`)
-      })
-      assert.deepEqual(await listTree(dest), files.map((f) => f.path).sort())
-      for (const f of files) assert.ok(await sameBytes(s.source(f.path), path.join(dest, f.path)), `${f.path} differs`)
-    })
+    s.test(
+      'fetchFiles lands many small files through getMany(), each checked, with no get() and no part file',
+      {timeout: 300_000, skip: notDeclared},
+      async () => {
+        const dest = await s.fx.makeDest()
+        const files = [...small(s.manyFiles), ...HOSTILE_NAMES.map(s.entry)]
+        await batching({}, async ({client}) => {
+          const c = counting(client)
+          const result = await fetchFiles({client: c, batch: true, folder: FOLDER, files, mode: 'land', root: dest, concurrency: 4})
+          assert.equal(result.fetched, files.length)
+          assert.equal(c.gets, 0, 'core fell back to get() although the transport batches')
+          assert.ok(c.batches >= 1 && c.batches < files.length, `${c.batches} batches for ${files.length} files`)
+        })
+        assert.deepEqual(await listTree(dest), files.map((f) => f.path).sort())
+        for (const f of files) assert.ok(await sameBytes(s.source(f.path), path.join(dest, f.path)), `${f.path} differs`)
+      },
+    )
 
     s.test('in a batch, a wrong sha256 is E_HASH_MISMATCH and a body larger than announced E_SIZE_MISMATCH; neither lands', {skip: notDeclared}, async () => {
       const files = small(40)

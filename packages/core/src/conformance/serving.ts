@@ -37,7 +37,9 @@ export function servingCases(s: Suite): void {
       s.test('fetchFiles lands them all and the trees match byte for byte', {}, async () => {
         const dest = await s.fx.makeDest()
         await s.peer({}, async ({client}) => {
-          const result = await fetchFiles({client, batch: s.sup.batch,
+          const result = await fetchFiles({
+            client,
+            batch: s.sup.batch,
             folder: FOLDER,
             files: HOSTILE_NAMES.map(s.entry),
             mode: 'land',
@@ -77,7 +79,16 @@ export function servingCases(s: Suite): void {
     s.test(`lands a large file (${Math.round(s.largeBytes / (1 << 20))} MiB) and verifies it`, {timeout: 300_000}, async () => {
       const dest = await s.fx.makeDest()
       await s.peer({}, async ({client}) => {
-        const result = await fetchFiles({client, batch: s.sup.batch, folder: FOLDER, files: [s.entry(LARGE_FILE)], mode: 'land', root: dest, concurrency: 1, resume: sup.resume})
+        const result = await fetchFiles({
+          client,
+          batch: s.sup.batch,
+          folder: FOLDER,
+          files: [s.entry(LARGE_FILE)],
+          mode: 'land',
+          root: dest,
+          concurrency: 1,
+          resume: sup.resume,
+        })
         assert.equal(result.bytes, s.largeBytes)
         await fetchFiles({client, batch: s.sup.batch, folder: FOLDER, files: [s.entry(LARGE_FILE)], mode: 'verify', concurrency: 1})
       })

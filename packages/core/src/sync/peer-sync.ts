@@ -255,7 +255,16 @@ export class PeerSync {
           if (missing.length > 0) {
             bytes = (
               await withPeerClient(ctx, {localAddress: ctx.localAddress, ...from}, (client, sup) =>
-                fetchFiles({client, batch: sup.batch, folder, files: missing, mode: 'land', root: sync.folder.path, concurrency: ctx.concurrency, ...(signal ? {signal} : {})}),
+                fetchFiles({
+                  client,
+                  batch: sup.batch,
+                  folder,
+                  files: missing,
+                  mode: 'land',
+                  root: sync.folder.path,
+                  concurrency: ctx.concurrency,
+                  ...(signal ? {signal} : {}),
+                }),
               )
             ).bytes
             await sync.adopt(missing.map((entry) => ({entry})))

@@ -209,7 +209,8 @@ async function pushOneUpdate(ctx: SyncContext, folder: string, peer: PeerRecord,
         withPeerClient(
           stallBounded(ctx),
           {protocol: fu.protocol, host: channel.remoteAddress, port: fu.port, peer: peerId, grant: fu.meta.grant, localAddress: channel.localAddress},
-          (client, sup) => fetchFiles({client, batch: sup.batch, folder, files: check, mode: 'verify', concurrency: ctx.concurrency, onEvent, ...(signal ? {signal} : {})}),
+          (client, sup) =>
+            fetchFiles({client, batch: sup.batch, folder, files: check, mode: 'verify', concurrency: ctx.concurrency, onEvent, ...(signal ? {signal} : {})}),
         ),
       )
       stopKeepAlive()

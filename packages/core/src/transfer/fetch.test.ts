@@ -306,7 +306,10 @@ describe('fetchFiles over the in-memory transport', () => {
 
   /** A client whose get(), stream or getMany() fails the way some libraries abort: a bare AbortError, no FpeerError. */
   const bareAbort = (client: TransferClient, where: 'get' | 'stream' | 'getMany'): TransferClient => {
-    const abortError = () => (where === 'stream' ? Object.assign(new Error('The operation was aborted'), {name: 'AbortError', code: 'ABORT_ERR'}) : new DOMException('This operation was aborted', 'AbortError'))
+    const abortError = () =>
+      where === 'stream'
+        ? Object.assign(new Error('The operation was aborted'), {name: 'AbortError', code: 'ABORT_ERR'})
+        : new DOMException('This operation was aborted', 'AbortError')
     return {
       ...client,
       get: async (folder, p, options) => {
@@ -322,7 +325,6 @@ describe('fetchFiles over the in-memory transport', () => {
         })
         return {stream: cut, ...(size === undefined ? {} : {size})}
       },
-      // eslint-disable-next-line require-yield
       getMany: async function* () {
         throw abortError()
       },
@@ -336,7 +338,16 @@ describe('fetchFiles over the in-memory transport', () => {
       const wanted = where === 'getMany' ? [entry('a.txt'), entry('dir/b.bin')] : [entry('large.bin')]
       await withClient(async (client) => {
         await assert.rejects(
-          fetchFiles({client: bareAbort(client, where), batch: where === 'getMany', folder: FOLDER, files: wanted, mode: 'land', root: d, concurrency: 1, retries: 0}),
+          fetchFiles({
+            client: bareAbort(client, where),
+            batch: where === 'getMany',
+            folder: FOLDER,
+            files: wanted,
+            mode: 'land',
+            root: d,
+            concurrency: 1,
+            retries: 0,
+          }),
           (err: unknown) => isFpeerError(err, 'E_TRANSFER'),
         )
       })
