@@ -189,10 +189,17 @@ export function createMemoryTransport(
             continue
           }
           const chunks: Buffer[] = []
+          // An abort ends a read the server holds open (a stalled file), as it ends a get()'s.
+          const source = opened.stream
+          const onAbort = () => source.destroy(aborted(what))
+          manyOptions.signal?.addEventListener('abort', onAbort, {once: true})
           try {
-            for await (const c of opened.stream) chunks.push(c as Buffer)
+            for await (const c of source) chunks.push(c as Buffer)
           } catch (err) {
+            if (manyOptions.signal?.aborted) throw aborted(what)
             throw new FpeerError('E_CONNECTION_LOST', `${what}: ${(err as Error).message}`, {cause: err})
+          } finally {
+            manyOptions.signal?.removeEventListener('abort', onAbort)
           }
           yield {path: item.path, data: Buffer.concat(chunks)}
         }

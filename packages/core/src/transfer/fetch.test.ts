@@ -288,6 +288,34 @@ describe('fetchFiles over the in-memory transport', () => {
     )
   })
 
+  it('an abort ends a batch whose file the server holds open, with no retry, and lands nothing partial', {timeout: 60_000}, async () => {
+    const d = await dest()
+    const ac = new AbortController()
+    const retries: FetchEvent[] = []
+    const plan: FaultPlan = {stall: new Map([['dir/b.bin', 100]])}
+    await withClient(async (client, source) => {
+      const run = fetchFiles({
+        client,
+        batch: true,
+        folder: FOLDER,
+        files: [entry('a.txt'), entry('dir/b.bin')],
+        mode: 'land',
+        root: d,
+        concurrency: 1,
+        signal: ac.signal,
+        onEvent: (e) => void (e.event === 'retry' && retries.push(e)),
+      })
+      for (let i = 0; i < 6000 && source.stalls.held === 0; i++) await new Promise((r) => setTimeout(r, 10))
+      assert.equal(source.stalls.held, 1, 'the server never held the file')
+      ac.abort()
+      await assert.rejects(run, {code: 'E_TRANSFER'})
+      for (let i = 0; i < 6000 && source.stalls.open > 0; i++) await new Promise((r) => setTimeout(r, 10))
+      assert.equal(source.stalls.open, 0, 'the server still holds the aborted file')
+      assert.deepEqual(retries, [])
+    }, plan)
+    assert.ok(!(await tree(d)).includes('dir/b.bin'))
+  })
+
   it('core goes by the declared supports.batch: a client with getMany() is not batched unless declared, one declared without it is E_PLUGIN', async () => {
     const d = await dest()
     const all = [...files.keys()].map(entry)
