@@ -416,8 +416,13 @@ export class PeerNode {
   }
 
   #hostContext(): HostContext {
+    // Made before the lifecycle is (the control server is one of its parts): its signal is read when a handshake begins.
+    const life = () => this.#life
     return {
       ...this.#basics(),
+      get signal() {
+        return life().signal
+      },
       folder: async (name) => {
         const f = this.#access.folder(name)
         return f ? {open: f.open} : undefined

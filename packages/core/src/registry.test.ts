@@ -5,7 +5,7 @@ import {FpeerError} from './errors.js'
 import {TransportRegistry, checkTransport} from './registry.js'
 import type {Transport} from './transport.js'
 
-const supports = {serve: true, fetch: true, resume: true, peerAuth: false, serverAuth: false}
+const supports = {serve: true, fetch: true, resume: true, peerAuth: false, serverAuth: false, batch: false}
 const good = (): Transport => ({
   protocol: 'TEST',
   description: 'a test transport',
@@ -26,6 +26,11 @@ describe('checkTransport', () => {
     assert.equal(checkTransport(t, 'p'), t)
     checkTransport(manual(), 'p')
   })
+  it('takes a transport of a plugin built before supports.batch (no batch key) as one that does not batch', () => {
+    const {batch: _, ...older} = supports
+    const t = {...good(), supports: older} as unknown as Transport
+    assert.equal(checkTransport(t, 'p'), t)
+  })
   const broken: Array<[string, (t: Record<string, unknown>) => unknown]> = [
     ['not an object', () => 'HTTP'],
     ['null', () => null],
@@ -38,6 +43,8 @@ describe('checkTransport', () => {
     ['supports.fetch without connect()', (t) => ({...t, connect: undefined})],
     ['a connect that is no function', (t) => ({...t, connect: {}})],
     ['connect() without supports.fetch', (t) => ({...t, supports: {...supports, fetch: false}})],
+    ['a supports.batch that is no boolean', (t) => ({...t, supports: {...supports, batch: 'yes'}})],
+    ['supports.batch without supports.fetch', () => ({...manual(), supports: {...supports, serve: false, fetch: false, batch: true}})],
     ['nothing it can do', () => ({...manual(), handOver: undefined})],
   ]
   for (const [title, make] of broken) {

@@ -32,6 +32,10 @@ export function checkTransport(value: unknown, plugin: string): Transport {
   const sup = t.supports as Record<string, unknown> | undefined
   if (typeof sup !== 'object' || sup === null) return bad(`${t.protocol}: no supports`)
   for (const k of SUPPORTS) if (typeof sup[k] !== 'boolean') return bad(`${t.protocol}: supports.${k} is not a boolean`)
+  // Plugins built before `batch` existed leave it out: they are read as not batching.
+  if (sup.batch !== undefined && typeof sup.batch !== 'boolean') return bad(`${t.protocol}: supports.batch is not a boolean`)
+  // getMany() is a client's: connectToPeer (transfer/peer-client.ts) checks it on every client of a batching transport.
+  if (sup.batch && !sup.fetch) return bad(`${t.protocol}: supports.batch without supports.fetch`)
   for (const k of ['serve', 'connect', 'handOver', 'canName'] as const)
     if (t[k] !== undefined && typeof t[k] !== 'function') return bad(`${t.protocol}: ${k} is not a function`)
   if (sup.serve && typeof t.serve !== 'function') return bad(`${t.protocol}: supports.serve without serve()`)

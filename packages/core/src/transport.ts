@@ -19,6 +19,13 @@ export interface TransportSupports {
   peerAuth: boolean
   /** The client verifies the server's identity against the expected peer (SFTP host key). */
   serverAuth: boolean
+  /**
+   * Its clients have `getMany()` (TransferClient), and core sends small files through it.
+   * Core and the conformance suite go by this declaration, never by probing for the method;
+   * a client of a transport declaring it without `getMany()` is E_PLUGIN. Read as false when
+   * a plugin built before it leaves it out.
+   */
+  batch: boolean
 }
 
 /** Who is asking to read, as far as the transport can tell. */
@@ -126,7 +133,8 @@ export interface TransferClient {
    */
   get(folder: string, path: string, options?: {offset?: number; signal?: AbortSignal}): Promise<{stream: Readable; size?: number}>
   /**
-   * Optional: fetches many small files in one round trip. Core asks only for files whose
+   * Required when the transport declares `supports.batch`, and used only then: fetches many
+   * small files in one round trip. Core asks only for files whose
    * announced size is at most SMALL_FILE_BYTES and bounds the count and bytes of one call.
    * Yields one result per item, in the order asked: the file's bytes, or its error
    * (E_NOT_FOUND, E_ACCESS; E_SIZE_MISMATCH for a body larger than announced). A failure

@@ -1,13 +1,14 @@
-// The batch endpoint on the wire, with real curl: literal frames, refusals, limits, and fetchFiles falling back to GET.
+// The batch endpoint on the wire, with real curl: literal frames, refusals, limits, and fetchFiles falling back to GET; the client's reading of oversized frames.
 import assert from 'node:assert/strict'
 import {execFile} from 'node:child_process'
 import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
+import http from 'node:http'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {Identity, LocalFileSource, generateKeyPair, type TransportServer} from '@fpeer/core'
-import {parseFrame} from './client.js'
+import {type FpeerError, Identity, LocalFileSource, generateKeyPair, type TransportServer} from '@fpeer/core'
+import {connectHttp, parseFrame} from './client.js'
 import {serveHttp} from './server.js'
 
 function curl(args: string[], input?: string): Promise<{code: number; out: string}> {
@@ -106,5 +107,73 @@ describe('batch frame lines', () => {
   it('refuses anything else', () => {
     for (const bad of ['200 \n', '20 5\n', '2000 5\n', '200  5\n', '200 -5\n', '200 5 \n', '200 1234567890123\n', 'abc 5\n', '200\t5\n', '200 +5\n', '\n'])
       assert.equal(at(bad), undefined, JSON.stringify(bad))
+  })
+})
+
+describe('getMany() against a server whose files grew since they were listed', {timeout: 60_000}, () => {
+  /** A server that answers every batch POST with `reply`, as raw frames; on 127.0.0.43 (this suite's own address). */
+  async function withReply(reply: Buffer, fn: (port: number) => Promise<void>): Promise<void> {
+    const server = http.createServer((req, res) => {
+      req.resume()
+      req.once('end', () => {
+        res.writeHead(200, {'content-type': 'application/vnd.fpeer.batch'})
+        res.end(reply)
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.43', resolve))
+    try {
+      await fn((server.address() as net.AddressInfo).port)
+    } finally {
+      server.closeAllConnections()
+      await new Promise((r) => server.close(r))
+    }
+  }
+  const frame = (status: number, body: Buffer) => Buffer.concat([Buffer.from(`${status} ${body.length}\n`), body])
+  const collect = async (port: number, items: Array<{path: string; size: number}>) => {
+    const client = await connectHttp({host: '127.0.0.43', port, identity: new Identity(generateKeyPair()), concurrency: 1, timeoutMs: 10_000})
+    const got: Array<string | number> = []
+    try {
+      for await (const item of client.getMany!('docs', items)) got.push('error' in item ? item.error.code : item.data.length)
+    } catch (err) {
+      got.push(`thrown ${(err as FpeerError).code}`)
+    } finally {
+      await client.close()
+    }
+    return got
+  }
+
+  it('an oversized body fails alone (E_SIZE_MISMATCH): it is dropped and the files after it arrive', async () => {
+    const reply = Buffer.concat([
+      frame(200, Buffer.alloc(3, 1)),
+      frame(200, Buffer.alloc(300_000, 2)),
+      frame(404, Buffer.alloc(0)),
+      frame(200, Buffer.alloc(5, 3)),
+    ])
+    const items = [
+      {path: 'a', size: 3},
+      {path: 'grew', size: 10},
+      {path: 'gone', size: 1},
+      {path: 'b', size: 5},
+    ]
+    await withReply(reply, async (port) => assert.deepEqual(await collect(port, items), [3, 'E_SIZE_MISMATCH', 'E_NOT_FOUND', 5]))
+  })
+
+  it('a frame past the protocol’s 4 MiB per file, or more dropped bytes than a batch holds, ends the reply: E_TRANSFER after that item’s own error', async () => {
+    const huge = Buffer.concat([frame(200, Buffer.alloc((4 << 20) + 1)), frame(200, Buffer.alloc(5))])
+    await withReply(huge, async (port) =>
+      assert.deepEqual(
+        await collect(port, [
+          {path: 'a', size: 10},
+          {path: 'b', size: 5},
+        ]),
+        ['E_SIZE_MISMATCH', 'thrown E_TRANSFER'],
+      ),
+    )
+    // Three oversized bodies of 3 MiB each: the third passes the 8 MiB a batch may make the client drop.
+    const many = Buffer.concat([1, 2, 3, 4].map(() => frame(200, Buffer.alloc(3 << 20))))
+    const items = [1, 2, 3, 4].map((i) => ({path: `f${i}`, size: 10}))
+    await withReply(many, async (port) =>
+      assert.deepEqual(await collect(port, items), ['E_SIZE_MISMATCH', 'E_SIZE_MISMATCH', 'E_SIZE_MISMATCH', 'thrown E_TRANSFER']),
+    )
   })
 })

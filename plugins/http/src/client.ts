@@ -159,7 +159,8 @@ export class HttpTransferClient implements TransferClient {
   /**
    * Many small files in one POST to `/<folder>/.fpeer/batch` (docs/protocol.md §6): the
    * reply frames each file as `<status> <size>\n` plus its bytes, in the order asked. A
-   * body larger than announced is refused before it is read; a server without the
+   * body larger than announced is E_SIZE_MISMATCH for that file alone (dropped unread, within
+   * bounds) and the others still arrive; a server without the
    * endpoint (404, 405, 501) is E_UNSUPPORTED, and core falls back to GET.
    */
   async *getMany(folder: string, items: Array<{path: string; size: number}>, options: {signal?: AbortSignal} = {}): AsyncIterable<BatchItem> {
@@ -190,10 +191,19 @@ export class HttpTransferClient implements TransferClient {
     let index = 0
     let want: {status: number; size: number} | undefined
     let complete = false
+    // Bytes of an oversized body still to drop, and all dropped so far in this reply.
+    let drop = 0
+    let dropped = 0
     try {
       for await (const chunk of res.body) {
         buf = buf.length === 0 ? (chunk as Buffer) : Buffer.concat([buf, chunk as Buffer])
         for (;;) {
+          if (drop > 0) {
+            const n = Math.min(drop, buf.length)
+            buf = buf.subarray(n)
+            drop -= n
+            if (drop > 0) break
+          }
           if (!want) {
             const nl = buf.indexOf(0x0a)
             if (nl < 0) {
@@ -204,9 +214,21 @@ export class HttpTransferClient implements TransferClient {
             if (!frame || index >= items.length) throw new FpeerError('E_TRANSFER', `${context}: bad frame`)
             want = frame
             buf = buf.subarray(nl + 1)
-            // Refuse a body larger than announced before reading it: nothing unbounded is buffered.
-            if (want.status === 200 && want.size > items[index]!.size)
-              throw new FpeerError('E_SIZE_MISMATCH', `${items[index]!.path}: peer sent more than the ${items[index]!.size} bytes announced`)
+            const asked = items[index]!
+            if (want.status === 200 && want.size > asked.size) {
+              // A body larger than announced (the file grew since it was listed) fails alone: its
+              // frame says how long it is, so it is dropped as it arrives, never buffered, and the
+              // files after it are still read. A frame past the protocol's per-file limit, or more
+              // dropped bytes than one batch may carry, is a hostile reply: the rest is not read.
+              yield {path: asked.path, error: new FpeerError('E_SIZE_MISMATCH', `${asked.path}: peer sent more than the ${asked.size} bytes announced`)}
+              dropped += want.size
+              if (want.size > BATCH_FILE_BYTES || dropped > MAX_DROPPED_BYTES)
+                throw new FpeerError('E_TRANSFER', `${context}: the peer sent ${dropped} bytes beyond what was asked; the rest of the batch is not read`)
+              drop = want.size
+              want = undefined
+              index++
+              continue
+            }
           }
           const item = items[index]!
           if (want.status !== 200) {
@@ -227,7 +249,7 @@ export class HttpTransferClient implements TransferClient {
       // Stopped early (an error here or in the caller): drop the connection, not the rest of the reply.
       if (!complete && !res.body.destroyed) res.body.destroy()
     }
-    if (index !== items.length) throw new FpeerError('E_CONNECTION_LOST', `${context}: reply ended after ${index} files`)
+    if (index !== items.length || drop > 0) throw new FpeerError('E_CONNECTION_LOST', `${context}: reply ended after ${index} files`)
   }
 
   close(): Promise<void> {
@@ -235,6 +257,12 @@ export class HttpTransferClient implements TransferClient {
     return this.#closing
   }
 }
+
+/** The protocol's limit on one file of a batch reply (docs/protocol.md 6.1; the server's 413 above it). */
+const BATCH_FILE_BYTES = 4 << 20
+
+/** Bytes of oversized bodies one batch reply may make the client read and drop: core's bound on the bytes of one batch. */
+const MAX_DROPPED_BYTES = 8 << 20
 
 /** Creates the pool; no connection is made until the first get(). */
 export async function connectHttp(options: ConnectOptions): Promise<TransferClient> {

@@ -8,7 +8,7 @@ export function createHttpTransport(): Transport {
   return {
     protocol: 'HTTP',
     description: 'plain HTTP/1.1: read-only server with byte ranges (works with curl, wget, browsers); no peer authentication',
-    supports: {serve: true, fetch: true, resume: true, peerAuth: false, serverAuth: false},
+    supports: {serve: true, fetch: true, resume: true, peerAuth: false, serverAuth: false, batch: true},
     serve: serveHttp,
     connect: connectHttp,
   }

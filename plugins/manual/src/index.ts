@@ -7,7 +7,7 @@ export function createManualTransport(): Transport {
   return {
     protocol: 'MANUAL',
     description: 'the user places the files by hand (or by script); fpeer lists them and checks every hash',
-    supports: {serve: false, fetch: false, resume: false, peerAuth: false, serverAuth: false},
+    supports: {serve: false, fetch: false, resume: false, peerAuth: false, serverAuth: false, batch: false},
     handOver: (request, io) => handOver(request, io),
   }
 }

@@ -27,7 +27,10 @@ export function abortCases(s: Suite): void {
       const small = [...s.fx.entries.values()].filter((e) => e.path.startsWith(`${MANY_DIR}/`)).slice(0, 20)
       const files = [s.entry(LARGE_FILE), ...HOSTILE_NAMES.map(s.entry), ...small]
       await s.peer({}, async ({client, source: served}) => {
-        await rejectsWith(fetchFiles({client, folder: FOLDER, files, mode: 'land', root: dest, concurrency: 4, resume: sup.resume, signal: ac.signal}), ABORTED)
+        await rejectsWith(
+          fetchFiles({client, batch: s.sup.batch, folder: FOLDER, files, mode: 'land', root: dest, concurrency: 4, resume: sup.resume, signal: ac.signal}),
+          ABORTED,
+        )
         assert.equal(served.opens.length, 0, 'the server opened a file for a fetch aborted before it began')
       })
       assert.deepEqual(await listTree(dest), [])
@@ -43,6 +46,7 @@ export function abortCases(s: Suite): void {
           await s.peer({plan: {stall: new Map([[LARGE_FILE, STALL_AFTER]])}}, async ({client, source: served}) => {
             const fetching = fetchFiles({
               client,
+              batch: s.sup.batch,
               folder: FOLDER,
               files: [s.entry(LARGE_FILE)],
               mode: 'land',

@@ -17,7 +17,10 @@ export function errorsCases(s: Suite): void {
       await s.peer({}, async ({client}) => {
         await rejectsWith(client.get(FOLDER, 'no such file.txt'), 'E_NOT_FOUND')
         const files = [{path: 'missing/nope.txt', size: 3, sha256: 'a'.repeat(64)}]
-        await rejectsWith(fetchFiles({client, folder: FOLDER, files, mode: 'land', root: dest, concurrency: 1, retries: 1, resume: sup.resume}), 'E_NOT_FOUND')
+        await rejectsWith(
+          fetchFiles({client, batch: s.sup.batch, folder: FOLDER, files, mode: 'land', root: dest, concurrency: 1, retries: 1, resume: sup.resume}),
+          'E_NOT_FOUND',
+        )
       })
       await assertNoLeftovers(dest, ['missing/nope.txt'])
     })
@@ -32,7 +35,10 @@ export function errorsCases(s: Suite): void {
       const dest = await s.fx.makeDest()
       await s.peer({plan: {unreadable: new Set([SECRET_FILE])}}, async ({client}) => {
         await rejectsWith(client.get(FOLDER, SECRET_FILE), 'E_ACCESS')
-        await rejectsWith(fetchFiles({client, folder: FOLDER, files: [s.entry(SECRET_FILE)], mode: 'land', root: dest, concurrency: 1, retries: 1}), 'E_ACCESS')
+        await rejectsWith(
+          fetchFiles({client, batch: s.sup.batch, folder: FOLDER, files: [s.entry(SECRET_FILE)], mode: 'land', root: dest, concurrency: 1, retries: 1}),
+          'E_ACCESS',
+        )
       })
       await assertNoLeftovers(dest, [SECRET_FILE])
     })
@@ -55,6 +61,7 @@ export function errorsCases(s: Suite): void {
       await s.peer({plan: {drop: new Map([[FLAKY_FILE, {times: 2, afterBytes: 1 << 20}]])}}, async ({client}) => {
         await fetchFiles({
           client,
+          batch: s.sup.batch,
           folder: FOLDER,
           files: [s.entry(FLAKY_FILE)],
           mode: 'land',
@@ -74,14 +81,34 @@ export function errorsCases(s: Suite): void {
       const dest = await s.fx.makeDest()
       await s.peer({plan: {drop: new Map([[FLAKY_FILE, {times: 1000, afterBytes: 1 << 20}]])}}, async ({client}) => {
         await rejectsWith(
-          fetchFiles({client, folder: FOLDER, files: [s.entry(FLAKY_FILE)], mode: 'land', root: dest, concurrency: 1, retries: 1, resume: false}),
+          fetchFiles({
+            client,
+            batch: s.sup.batch,
+            folder: FOLDER,
+            files: [s.entry(FLAKY_FILE)],
+            mode: 'land',
+            root: dest,
+            concurrency: 1,
+            retries: 1,
+            resume: false,
+          }),
           'E_CONNECTION_LOST',
         )
         await assertNoLeftovers(dest, [FLAKY_FILE])
         if (sup.resume) {
           // With resume on, core keeps the part file on purpose so that the next run continues it.
           await rejectsWith(
-            fetchFiles({client, folder: FOLDER, files: [s.entry(FLAKY_FILE)], mode: 'land', root: dest, concurrency: 1, retries: 1, resume: true}),
+            fetchFiles({
+              client,
+              batch: s.sup.batch,
+              folder: FOLDER,
+              files: [s.entry(FLAKY_FILE)],
+              mode: 'land',
+              root: dest,
+              concurrency: 1,
+              retries: 1,
+              resume: true,
+            }),
             'E_CONNECTION_LOST',
           )
           assert.ok(!(await listTree(dest)).includes(FLAKY_FILE), 'a partial target was landed')
@@ -94,8 +121,11 @@ export function errorsCases(s: Suite): void {
       const name = NAME
       await s.peer({}, async ({client}) => {
         const files = [{...s.entry(name), sha256: 'f'.repeat(64)}]
-        await rejectsWith(fetchFiles({client, folder: FOLDER, files, mode: 'land', root: dest, concurrency: 1, resume: sup.resume}), 'E_HASH_MISMATCH')
-        await rejectsWith(fetchFiles({client, folder: FOLDER, files, mode: 'verify', concurrency: 1}), 'E_HASH_MISMATCH')
+        await rejectsWith(
+          fetchFiles({client, batch: s.sup.batch, folder: FOLDER, files, mode: 'land', root: dest, concurrency: 1, resume: sup.resume}),
+          'E_HASH_MISMATCH',
+        )
+        await rejectsWith(fetchFiles({client, batch: s.sup.batch, folder: FOLDER, files, mode: 'verify', concurrency: 1}), 'E_HASH_MISMATCH')
       })
       assert.deepEqual(await listTree(dest), [])
     })

@@ -35,7 +35,7 @@ export function runTransportConformance(opts: ConformanceOptions): void {
     it('declares its protocol, description and what it supports', () => {
       assert.match(transport.protocol, /^[A-Z][A-Z0-9_-]*$/)
       assert.ok(transport.description.trim().length > 0)
-      for (const key of ['serve', 'fetch', 'resume', 'peerAuth', 'serverAuth'] as const) assert.equal(typeof sup[key], 'boolean', `supports.${key}`)
+      for (const key of ['serve', 'fetch', 'resume', 'peerAuth', 'serverAuth', 'batch'] as const) assert.equal(typeof sup[key], 'boolean', `supports.${key}`)
       if (sup.serve) assert.equal(typeof transport.serve, 'function', 'supports.serve but no serve()')
       if (sup.fetch) assert.equal(typeof transport.connect, 'function', 'supports.fetch but no connect()')
       // A transport that cannot fetch leaves the bytes to a person; it must say how (MANUAL).

@@ -33,12 +33,22 @@ export function resumeCases(s: Suite): void {
       // Let the first run fail for good (resume on keeps the part), then a second run completes it.
       await s.peer({plan: {drop: new Map([[FLAKY_FILE, {times: 2, afterBytes: 1 << 20}]])}}, async ({client, source: served}) => {
         await rejectsWith(
-          fetchFiles({client, folder: FOLDER, files: [s.entry(FLAKY_FILE)], mode: 'land', root: dest, concurrency: 1, retries: 1, resume: true}),
+          fetchFiles({
+            client,
+            batch: s.sup.batch,
+            folder: FOLDER,
+            files: [s.entry(FLAKY_FILE)],
+            mode: 'land',
+            root: dest,
+            concurrency: 1,
+            retries: 1,
+            resume: true,
+          }),
           'E_CONNECTION_LOST',
         )
         const parts = (await listTree(dest)).filter((p) => p.startsWith(PART_PREFIX))
         const before = served.opens.length
-        await fetchFiles({client, folder: FOLDER, files: [s.entry(FLAKY_FILE)], mode: 'land', root: dest, concurrency: 1, resume: true})
+        await fetchFiles({client, batch: s.sup.batch, folder: FOLDER, files: [s.entry(FLAKY_FILE)], mode: 'land', root: dest, concurrency: 1, resume: true})
         const resumed = served.opens.slice(before)
         assert.equal(resumed.length, 1)
         // Only when the first attempt got bytes onto disk is there something to resume from.

@@ -39,6 +39,7 @@ export function servingCases(s: Suite): void {
         await s.peer({}, async ({client}) => {
           const result = await fetchFiles({
             client,
+            batch: s.sup.batch,
             folder: FOLDER,
             files: HOSTILE_NAMES.map(s.entry),
             mode: 'land',
@@ -54,7 +55,7 @@ export function servingCases(s: Suite): void {
 
       s.test('fetchFiles verifies them all without writing anything', {}, async () => {
         await s.peer({}, async ({client}) => {
-          const result = await fetchFiles({client, folder: FOLDER, files: HOSTILE_NAMES.map(s.entry), mode: 'verify', concurrency: 4})
+          const result = await fetchFiles({client, batch: s.sup.batch, folder: FOLDER, files: HOSTILE_NAMES.map(s.entry), mode: 'verify', concurrency: 4})
           assert.equal(result.fetched, HOSTILE_NAMES.length)
           assert.equal(
             result.bytes,
@@ -69,7 +70,7 @@ export function servingCases(s: Suite): void {
       await s.peer({}, async ({client}) => {
         const {stream} = await client.get(FOLDER, EMPTY_FILE)
         assert.equal((await readAll(stream)).length, 0)
-        await fetchFiles({client, folder: FOLDER, files: [s.entry(EMPTY_FILE)], mode: 'land', root: dest, concurrency: 1})
+        await fetchFiles({client, batch: s.sup.batch, folder: FOLDER, files: [s.entry(EMPTY_FILE)], mode: 'land', root: dest, concurrency: 1})
       })
       assert.deepEqual(await listTree(dest), [EMPTY_FILE])
       assert.equal((await readFile(path.join(dest, EMPTY_FILE))).length, 0)
@@ -78,9 +79,18 @@ export function servingCases(s: Suite): void {
     s.test(`lands a large file (${Math.round(s.largeBytes / (1 << 20))} MiB) and verifies it`, {timeout: 300_000}, async () => {
       const dest = await s.fx.makeDest()
       await s.peer({}, async ({client}) => {
-        const result = await fetchFiles({client, folder: FOLDER, files: [s.entry(LARGE_FILE)], mode: 'land', root: dest, concurrency: 1, resume: sup.resume})
+        const result = await fetchFiles({
+          client,
+          batch: s.sup.batch,
+          folder: FOLDER,
+          files: [s.entry(LARGE_FILE)],
+          mode: 'land',
+          root: dest,
+          concurrency: 1,
+          resume: sup.resume,
+        })
         assert.equal(result.bytes, s.largeBytes)
-        await fetchFiles({client, folder: FOLDER, files: [s.entry(LARGE_FILE)], mode: 'verify', concurrency: 1})
+        await fetchFiles({client, batch: s.sup.batch, folder: FOLDER, files: [s.entry(LARGE_FILE)], mode: 'verify', concurrency: 1})
       })
       assert.ok(await sameBytes(s.source(LARGE_FILE), path.join(dest, LARGE_FILE)))
       await assertNoLeftovers(dest)
@@ -91,7 +101,7 @@ export function servingCases(s: Suite): void {
       const files = [...s.fx.entries.values()].filter((e) => e.path.startsWith(`${MANY_DIR}/`))
       assert.equal(files.length, s.manyFiles)
       await s.peer({concurrency: s.concurrency}, async ({client}) => {
-        const result = await fetchFiles({client, folder: FOLDER, files, mode: 'land', root: dest, concurrency: s.concurrency})
+        const result = await fetchFiles({client, batch: s.sup.batch, folder: FOLDER, files, mode: 'land', root: dest, concurrency: s.concurrency})
         assert.equal(result.fetched, s.manyFiles)
       })
       assert.deepEqual(await listTree(dest), files.map((f) => f.path).sort())

@@ -4,7 +4,7 @@ import {getEventListeners, setMaxListeners} from 'node:events'
 import {describe, it} from 'node:test'
 import {FpeerError} from '../errors.js'
 import {pause} from './retry.js'
-import {scopedSignal, withScopedSignal} from './abort.js'
+import {scopedSignal, untilAborted, withScopedSignal} from './abort.js'
 
 /**
  * One operation as the transfer layers run it: a pause (which removes its listener) and a
@@ -58,5 +58,33 @@ describe('scopedSignal', () => {
     assert.equal(late.signal.reason, reason)
     scope.release()
     late.release()
+  })
+
+  describe('untilAborted', () => {
+    const why = () => new FpeerError('E_INTERRUPTED', 'stopping')
+    it('settles as the work does, and leaves no listener', async () => {
+      const ac = new AbortController()
+      assert.equal(await untilAborted(Promise.resolve(7), ac.signal, why), 7)
+      await assert.rejects(untilAborted(Promise.reject(new FpeerError('E_TIMEOUT', 'slow')), ac.signal, why), {code: 'E_TIMEOUT'})
+      assert.equal(getEventListeners(ac.signal, 'abort').length, 0)
+    })
+    it('rejects with the reason once the signal aborts, and hands what the work settles with later to `late`', async () => {
+      const ac = new AbortController()
+      let finish: (v: number) => void = () => {}
+      const late: number[] = []
+      const run = untilAborted(new Promise<number>((r) => (finish = r)), ac.signal, why, (v) => late.push(v))
+      ac.abort()
+      await assert.rejects(run, {code: 'E_INTERRUPTED'})
+      finish(3)
+      await new Promise((r) => setImmediate(r))
+      assert.deepEqual(late, [3])
+      // Already aborted: rejects at once, and still hands on what comes later.
+      await assert.rejects(
+        untilAborted(Promise.resolve(4), ac.signal, why, (v) => late.push(v)),
+        {code: 'E_INTERRUPTED'},
+      )
+      await new Promise((r) => setImmediate(r))
+      assert.deepEqual(late, [3, 4])
+    })
   })
 })

@@ -43,3 +43,45 @@ export async function withScopedSignal<T>(parent: AbortSignal | undefined, fn: (
     scope.release()
   }
 }
+
+/**
+ * Settles as `work` does, or rejects with `reason(signal)` as soon as `signal` aborts, for
+ * waits that take no signal of their own (a message from a peer, a connect). What `work`
+ * settles with after the abort goes to `late` (a client to close), else is dropped. The
+ * listener is removed when either happens.
+ */
+export function untilAborted<T>(
+  work: Promise<T>,
+  signal: AbortSignal | undefined,
+  reason: (signal: AbortSignal) => unknown,
+  late?: (value: T) => void,
+): Promise<T> {
+  if (!signal) return work
+  let cut = false
+  const settleLate = (value: T) => {
+    if (cut) late?.(value)
+    return value
+  }
+  if (signal.aborted) {
+    cut = true
+    work.then(settleLate, () => {})
+    return Promise.reject(reason(signal))
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      cut = true
+      reject(reason(signal))
+    }
+    signal.addEventListener('abort', onAbort, {once: true})
+    work.then(settleLate).then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(v)
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(err)
+      },
+    )
+  })
+}

@@ -307,13 +307,16 @@ export class MessageChannel {
     this.#queue.length = 0
     this.#release()
     if (this.socket.destroyed) return
+    let timer: NodeJS.Timeout | undefined
     await new Promise<void>((resolve) => {
       this.socket.end(() => resolve())
-      setTimeout(() => {
+      timer = setTimeout(() => {
         this.socket.destroy()
         resolve()
       }, 2000).unref()
     })
+    // Not left pending for 2 s after a clean end (a stopped peer holds no timer).
+    clearTimeout(timer)
   }
 }
 

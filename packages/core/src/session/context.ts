@@ -86,4 +86,9 @@ export interface HostContext {
   onFetchEvent?(ev: FetchEvent): void
   /** Offer to check files back while the requester still fetches (`early=1`, protocol 4.9); default true. */
   early?: boolean
+  /**
+   * The node's lifetime signal: when it aborts (stop), a handshake under way ends at once,
+   * its fetch-back cut, with E_INTERRUPTED (the signal's reason when that is typed).
+   */
+  readonly signal?: AbortSignal
 }

@@ -1,6 +1,7 @@
 // The host's side of "Becoming a Peer" (seed steps 6-9 and 13-16), run per control connection.
 import {FpeerError, isFpeerError} from '../errors.js'
 import type {Identity, PeerId} from '../identity.js'
+import {scopedSignal, untilAborted} from '../net/abort.js'
 import type {MessageChannel} from '../net/channel.js'
 import {checkDestination} from '../access/replay-guard.js'
 import {fetchFiles} from '../transfer/fetch.js'
@@ -66,31 +67,47 @@ export function chooseProtocol(request: BePeerRequest, ctx: HostContext): string
   return common[0]!
 }
 
+/** Why a handshake ended at the node's stop: the signal's reason when it is typed, else E_INTERRUPTED. */
+function stopping(signal: AbortSignal): FpeerError {
+  return isFpeerError(signal.reason) ? signal.reason : new FpeerError('E_INTERRUPTED', 'this peer is stopping: the handshake was cut')
+}
+
 /**
  * Serves one control connection. A BePeerRequest starts the handshake; anything else
  * in this state is a typed protocol error. Malformed input gets a PeerError and the
- * connection is closed; the caller's other connections are unaffected.
+ * connection is closed; the caller's other connections are unaffected. When the node's
+ * signal aborts, the handshake ends at once (its waits, connect and fetch-back are cut)
+ * with E_INTERRUPTED, and nobody is confirmed.
  */
 export async function serveConnection(channel: MessageChannel, ctx: HostContext): Promise<void> {
   let folder = '*'
   let first: Message | undefined
+  // A child of the node's signal for this conversation: what the handshake hangs on it (a
+  // fetch-back's transfers) goes with it, and the node's signal keeps one listener per conversation (net/abort.ts).
+  const scope = scopedSignal(ctx.signal)
+  const signal = scope.signal
   try {
-    first = await channel.next(ctx.timeouts.reply)
+    first = await untilAborted(channel.next(ctx.timeouts.reply), signal, stopping)
     folder = first.folder
-    if (first.type === 'BePeerRequest') await hostHandshake(channel, first, ctx)
+    if (first.type === 'BePeerRequest') await hostHandshake(channel, first, ctx, signal)
     else if (first.type === 'FilesToGet' && first.meta.update === '1' && ctx.handlers?.FilesToGet) await ctx.handlers.FilesToGet(channel, first)
     else throw new FpeerError('E_MSG_UNEXPECTED', `${first.type} cannot start a conversation`)
   } catch (err) {
-    const e = isFpeerError(err) ? err : new FpeerError('E_INTERNAL', String((err as Error)?.message ?? err), {cause: err})
+    // Whatever failed once the stop began (a transfer it cut) failed because of the stop.
+    const e = signal.aborted ? stopping(signal) : isFpeerError(err) ? err : new FpeerError('E_INTERNAL', String((err as Error)?.message ?? err), {cause: err})
     ctx.log.warn('handshake failed', {peer: channel.remoteAddress, folder, code: e.code, reason: e.message})
     const to = e.code === 'E_NOT_ALLOWED' ? authenticSender(first) : undefined
-    if (e.code !== 'E_CONNECTION_LOST') await replyError(channel, folder, e, to ? {identity: ctx.identity, to, re: first!.meta.nonce!} : undefined)
+    const replying =
+      e.code === 'E_CONNECTION_LOST' ? undefined : replyError(channel, folder, e, to ? {identity: ctx.identity, to, re: first!.meta.nonce!} : undefined)
+    // A stopping host tells the requester why (the write is queued before the close below) but does not wait for a requester that reads nothing.
+    if (!signal.aborted) await replying
   } finally {
+    scope.release()
     await channel.close()
   }
 }
 
-async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ctx: HostContext): Promise<void> {
+async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ctx: HostContext, signal: AbortSignal): Promise<void> {
   const address = channel.remoteAddress
   const folder = request.folder
   const plain = isPlain(request)
@@ -139,7 +156,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     return
   }
   const protocol = chooseProtocol(request, ctx)
-  const entries = await ctx.fileList(folder)
+  const entries = await untilAborted(ctx.fileList(folder), signal, stopping)
   // Directory lines (`type=dir`) are fpeer's: a seed peer would take one for a file to fetch.
   // Directory lines (`type=dir`) only to a requester that said it takes them (`dirs=1`): an
   // older one, or a seed peer, would take one for a file to fetch.
@@ -171,7 +188,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
   let confirmed = false
   ctx.log.info('sent FilesToGet', {peer: sender?.short ?? address, folder, protocol, files: files.length})
   try {
-    await channel.send(ftg)
+    await untilAborted(channel.send(ftg), signal, stopping)
     // A requester that sends keep-alives (ka=1) may take as long as its copy takes, as long as
     // it makes progress; one that does not (a seed peer) gets the absolute transfer limit.
     const theirStall = plain ? undefined : parseKeepAlive(request.meta.ka)
@@ -180,6 +197,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     const waitMs = keepAlives ? keepAliveCeiling(ctx.timeouts, live) : ctx.timeouts.transfer
     const deadline = Date.now() + waitMs
     const resume = (protocol: string) => ctx.registry.has(protocol) && ctx.registry.get(protocol).supports.resume
+    const batch = (protocol: string) => ctx.registry.has(protocol) && ctx.registry.get(protocol).supports.batch === true
     let moved = 0
     const onEvent = (ev: Parameters<NonNullable<HostContext['onFetchEvent']>>[0]) => {
       if (ev.event === 'bytes') moved += ev.bytes
@@ -197,7 +215,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
       for (;;) {
         const left = Math.max(1, deadline - Date.now())
         const next = keepAlives ? channel.next(left, {stallMs: ctx.timeouts.stall}) : channel.next(left)
-        const reply = await (back ? Promise.race([next, back.fetch.failed]) : next)
+        const reply = await untilAborted(back ? Promise.race([next, back.fetch.failed]) : next, signal, stopping)
         const msg = expectType(reply, 'FilesUpdated', folder)
         if (!plain) verifyReply(msg, sender, hostNonce)
         if (!isProgress(msg)) {
@@ -216,9 +234,19 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
             localAddress: channel.localAddress,
           }
           const fetch = new FetchBack(
-            (work) => withPeerClient(ctx, endpoint, work),
-            (client, batch, signal) =>
-              fetchFiles({client, folder, files: batch, mode: 'verify', concurrency: ctx.concurrency, resume: resume(endpoint.protocol), onEvent, signal}),
+            (work) => withPeerClient(ctx, endpoint, work, signal),
+            (client, files, checkSignal) =>
+              fetchFiles({
+                client,
+                folder,
+                files,
+                mode: 'verify',
+                concurrency: ctx.concurrency,
+                resume: resume(endpoint.protocol),
+                batch: batch(endpoint.protocol),
+                onEvent,
+                signal: checkSignal,
+              }),
           )
           back = {fetch, endpoint}
           if (keepAlives) stopKeepAlive = channel.keepAlive(() => moved, keepAliveEvery(theirStall!))
@@ -251,17 +279,37 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     try {
       if (back) {
         if (toCheck.length > 0) back.fetch.add(toCheck)
-        verified = await back.fetch.finish()
+        verified = await untilAborted(back.fetch.finish(), signal, stopping)
       } else {
         verified = await (toCheck.length === 0
           ? Promise.resolve({files: 0, bytes: 0})
-          : withPeerClient(ctx, endpoint, (client) =>
-              fetchFiles({client, folder, files: toCheck, mode: 'verify', concurrency: ctx.concurrency, resume: resume(fu.protocol), onEvent}),
+          : withPeerClient(
+              ctx,
+              endpoint,
+              (client, sup) =>
+                fetchFiles({
+                  client,
+                  folder,
+                  files: toCheck,
+                  mode: 'verify',
+                  concurrency: ctx.concurrency,
+                  resume: sup.resume,
+                  batch: sup.batch,
+                  onEvent,
+                  signal,
+                }),
+              signal,
             ))
       }
+    } catch (err) {
+      // A check cut (by the stop, or a failure) leaves nothing running behind the handshake.
+      await back?.fetch.cancel()
+      throw err
     } finally {
       stopKeepAlive()
     }
+    // Stopped while the last check ended: nobody is confirmed by a host that is going away.
+    if (signal.aborted) throw stopping(signal)
     ctx.log.info('verified peer copy', {
       peer: sender?.short ?? address,
       folder,

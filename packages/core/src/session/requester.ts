@@ -462,7 +462,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
       }
       try {
         // A transfer that moves no byte for the stall timeout fails, whatever the connection timeout says.
-        transfer = await withPeerClient({...opts, timeouts: {...opts.timeouts, io: Math.min(opts.timeouts.io, opts.timeouts.stall)}}, from, (client) => {
+        transfer = await withPeerClient({...opts, timeouts: {...opts.timeouts, io: Math.min(opts.timeouts.io, opts.timeouts.stall)}}, from, (client, sup) => {
           opts.onEvent?.({event: 'phase', phase: 'fetch'})
           // A differing file already in --into is never overwritten unseen: it stays as a conflict copy, named as sync names them.
           // A file holding what this peer last recorded for it (a re-request of a folder held here) is an old copy, not an edit: replaced without a conflict copy.
@@ -483,6 +483,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
             root,
             concurrency: opts.concurrency,
             resume,
+            batch: sup.batch,
             conflictName,
             onEvent: track,
             ...(opts.signal ? {signal: opts.signal} : {}),

@@ -254,8 +254,17 @@ export class PeerSync {
           let bytes = 0
           if (missing.length > 0) {
             bytes = (
-              await withPeerClient(ctx, {localAddress: ctx.localAddress, ...from}, (client) =>
-                fetchFiles({client, folder, files: missing, mode: 'land', root: sync.folder.path, concurrency: ctx.concurrency, ...(signal ? {signal} : {})}),
+              await withPeerClient(ctx, {localAddress: ctx.localAddress, ...from}, (client, sup) =>
+                fetchFiles({
+                  client,
+                  batch: sup.batch,
+                  folder,
+                  files: missing,
+                  mode: 'land',
+                  root: sync.folder.path,
+                  concurrency: ctx.concurrency,
+                  ...(signal ? {signal} : {}),
+                }),
               )
             ).bytes
             await sync.adopt(missing.map((entry) => ({entry})))

@@ -94,9 +94,10 @@ export function fetcherFrom(ctx: SyncContext, folder: string, from: PeerEndpoint
     const remote = new Map(items.map((i) => [i.entry.path, i.remotePath]))
     // A signal of its own: what the transfer hangs on it goes with it, not onto the node's.
     const r = await withScopedSignal(ctx.signal, (signal) =>
-      withPeerClient(stallBounded(ctx), {localAddress: ctx.localAddress, ...from}, (client) =>
+      withPeerClient(stallBounded(ctx), {localAddress: ctx.localAddress, ...from}, (client, sup) =>
         fetchFiles({
           client,
+          batch: sup.batch,
           folder,
           files: items.map((i) => i.entry),
           mode: 'land',
@@ -208,7 +209,8 @@ async function pushOneUpdate(ctx: SyncContext, folder: string, peer: PeerRecord,
         withPeerClient(
           stallBounded(ctx),
           {protocol: fu.protocol, host: channel.remoteAddress, port: fu.port, peer: peerId, grant: fu.meta.grant, localAddress: channel.localAddress},
-          (client) => fetchFiles({client, folder, files: check, mode: 'verify', concurrency: ctx.concurrency, onEvent, ...(signal ? {signal} : {})}),
+          (client, sup) =>
+            fetchFiles({client, batch: sup.batch, folder, files: check, mode: 'verify', concurrency: ctx.concurrency, onEvent, ...(signal ? {signal} : {})}),
         ),
       )
       stopKeepAlive()

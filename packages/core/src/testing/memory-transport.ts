@@ -23,7 +23,7 @@ export interface MemoryTransportOptions {
   peerAuth?: boolean
   /** The client checks the server's identity against `expectedPeer`; default true. */
   serverAuth?: boolean
-  /** The client has `getMany()`; default true. False: no `getMany`. `'refused'`: it has one, and the server cannot batch (E_UNSUPPORTED). */
+  /** Declares `supports.batch` and its client has `getMany()`; default true. False: neither. `'refused'`: declared, and the server cannot batch (E_UNSUPPORTED). */
   batch?: boolean | 'refused'
 }
 
@@ -189,10 +189,17 @@ export function createMemoryTransport(
             continue
           }
           const chunks: Buffer[] = []
+          // An abort ends a read the server holds open (a stalled file), as it ends a get()'s.
+          const source = opened.stream
+          const onAbort = () => source.destroy(aborted(what))
+          manyOptions.signal?.addEventListener('abort', onAbort, {once: true})
           try {
-            for await (const c of opened.stream) chunks.push(c as Buffer)
+            for await (const c of source) chunks.push(c as Buffer)
           } catch (err) {
+            if (manyOptions.signal?.aborted) throw aborted(what)
             throw new FpeerError('E_CONNECTION_LOST', `${what}: ${(err as Error).message}`, {cause: err})
+          } finally {
+            manyOptions.signal?.removeEventListener('abort', onAbort)
           }
           yield {path: item.path, data: Buffer.concat(chunks)}
         }
@@ -204,7 +211,7 @@ export function createMemoryTransport(
   return {
     protocol: options.protocol ?? 'MEMORY',
     description: 'in memory, for tests: a server and client with no sockets',
-    supports: {serve: true, fetch: true, resume: true, peerAuth, serverAuth},
+    supports: {serve: true, fetch: true, resume: true, peerAuth, serverAuth, batch: batch !== false},
     serve,
     connect,
     get listeners() {
@@ -235,7 +242,7 @@ export function createHandOverTransport(
   return {
     protocol: options.protocol ?? 'BYHAND',
     description: 'in memory, for tests: a scripted person places the files',
-    supports: {serve: false, fetch: false, resume: false, peerAuth: false, serverAuth: false},
+    supports: {serve: false, fetch: false, resume: false, peerAuth: false, serverAuth: false, batch: false},
     shown,
     async handOver(request: ManualRequest, io: HandOverIO): Promise<void> {
       let state = await io.check()

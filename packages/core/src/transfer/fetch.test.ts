@@ -4,7 +4,9 @@ import {createHash} from 'node:crypto'
 import {mkdtemp, readFile, readdir, rm, writeFile, mkdir} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import {PassThrough} from 'node:stream'
 import {after, before, describe, it} from 'node:test'
+import {isFpeerError} from '../errors.js'
 import {FaultySource, type FaultPlan} from '../conformance/faults.js'
 import {LocalFileSource} from '../fs/local-source.js'
 import {PART_PREFIX} from '../fs/safe-path.js'
@@ -91,11 +93,23 @@ describe('fetchFiles over the in-memory transport', () => {
   for (const batch of [true, false, 'refused'] as const) {
     it(`lands every file byte for byte (batch: ${batch})`, async () => {
       const d = await dest()
+      let calls = 0
       const result = await withClient(
-        (client) => fetchFiles({client, folder: FOLDER, files: [...files.keys()].map(entry), mode: 'land', root: d, concurrency: 3}),
+        (client) =>
+          fetchFiles({
+            client: client.getMany ? {...client, getMany: (...args) => (calls++, client.getMany!(...args))} : client,
+            // What the transport declares (supports.batch), as every caller passes it.
+            batch: batch !== false,
+            folder: FOLDER,
+            files: [...files.keys()].map(entry),
+            mode: 'land',
+            root: d,
+            concurrency: 3,
+          }),
         {},
         {batch},
       )
+      assert.equal(calls > 0, batch !== false, `${calls} getMany() calls`)
       assert.deepEqual(
         {fetched: result.fetched, skipped: result.skipped, bytes: result.bytes},
         {fetched: 4, skipped: 0, bytes: [...files.values()].reduce((a, b) => a + b.length, 0)},
@@ -273,6 +287,101 @@ describe('fetchFiles over the in-memory transport', () => {
       [],
     )
   })
+
+  it('an abort ends a batch whose file the server holds open, with no retry, and lands nothing partial', {timeout: 60_000}, async () => {
+    const d = await dest()
+    const ac = new AbortController()
+    const retries: FetchEvent[] = []
+    const plan: FaultPlan = {stall: new Map([['dir/b.bin', 100]])}
+    await withClient(async (client, source) => {
+      const run = fetchFiles({
+        client,
+        batch: true,
+        folder: FOLDER,
+        files: [entry('a.txt'), entry('dir/b.bin')],
+        mode: 'land',
+        root: d,
+        concurrency: 1,
+        signal: ac.signal,
+        onEvent: (e) => void (e.event === 'retry' && retries.push(e)),
+      })
+      for (let i = 0; i < 6000 && source.stalls.held === 0; i++) await new Promise((r) => setTimeout(r, 10))
+      assert.equal(source.stalls.held, 1, 'the server never held the file')
+      ac.abort()
+      await assert.rejects(run, {code: 'E_TRANSFER'})
+      for (let i = 0; i < 6000 && source.stalls.open > 0; i++) await new Promise((r) => setTimeout(r, 10))
+      assert.equal(source.stalls.open, 0, 'the server still holds the aborted file')
+      assert.deepEqual(retries, [])
+    }, plan)
+    assert.ok(!(await tree(d)).includes('dir/b.bin'))
+  })
+
+  it('core goes by the declared supports.batch: a client with getMany() is not batched unless declared, one declared without it is E_PLUGIN', async () => {
+    const d = await dest()
+    const all = [...files.keys()].map(entry)
+    await withClient(async (client, source) => {
+      let calls = 0
+      const probed = {...client, getMany: (...args: Parameters<NonNullable<TransferClient['getMany']>>) => (calls++, client.getMany!(...args))}
+      const r = await fetchFiles({client: probed, batch: false, folder: FOLDER, files: all, mode: 'land', root: d, concurrency: 2})
+      assert.equal(r.fetched, 4)
+      assert.equal(calls, 0, 'core batched on a getMany() the transport did not declare')
+      const opens = source.opens.length
+      const {getMany: _, ...bare} = client
+      await assert.rejects(fetchFiles({client: bare, batch: true, folder: FOLDER, files: all, mode: 'verify', concurrency: 2}), {code: 'E_PLUGIN'})
+      assert.equal(source.opens.length, opens, 'a fetch with a malformed client opened a file')
+    })
+  })
+
+  /** A client whose get(), stream or getMany() fails the way some libraries abort: a bare AbortError, no FpeerError. */
+  const bareAbort = (client: TransferClient, where: 'get' | 'stream' | 'getMany'): TransferClient => {
+    const abortError = () =>
+      where === 'stream'
+        ? Object.assign(new Error('The operation was aborted'), {name: 'AbortError', code: 'ABORT_ERR'})
+        : new DOMException('This operation was aborted', 'AbortError')
+    return {
+      ...client,
+      get: async (folder, p, options) => {
+        if (where === 'get') throw abortError()
+        const {stream, size} = await client.get(folder, p, options)
+        if (where !== 'stream') return {stream, size}
+        // Some bytes, then the abort.
+        const cut = new PassThrough()
+        stream.once('data', (chunk: Buffer) => {
+          stream.destroy()
+          cut.write(chunk)
+          setImmediate(() => cut.destroy(abortError()))
+        })
+        return {stream: cut, ...(size === undefined ? {} : {size})}
+      },
+      getMany: async function* () {
+        throw abortError()
+      },
+    }
+  }
+
+  for (const where of ['get', 'stream', 'getMany'] as const) {
+    it(`a plugin's bare AbortError (${where}) is the transports' abort code, E_TRANSFER, never E_INTERNAL; nothing lands`, async () => {
+      const d = await dest()
+      // getMany() carries the small files; get() and its stream the large one.
+      const wanted = where === 'getMany' ? [entry('a.txt'), entry('dir/b.bin')] : [entry('large.bin')]
+      await withClient(async (client) => {
+        await assert.rejects(
+          fetchFiles({
+            client: bareAbort(client, where),
+            batch: where === 'getMany',
+            folder: FOLDER,
+            files: wanted,
+            mode: 'land',
+            root: d,
+            concurrency: 1,
+            retries: 0,
+          }),
+          (err: unknown) => isFpeerError(err, 'E_TRANSFER'),
+        )
+      })
+      assert.deepEqual(await tree(d), [])
+    })
+  }
 
   it('refuses a list with an unsafe path or a file without a hash before any byte moves', async () => {
     const d = await dest()

@@ -7,7 +7,7 @@ import {FpeerError, fromSystemError, isFpeerError, isLocalWriteError} from '../e
 import {type Dir, FolderDirs, execMode, findPart, landedMode, partPrefix, setLandedMode} from '../fs/folder-dirs.js'
 import {checkRelativePath} from '../fs/safe-path.js'
 import {SMALL_FILE_BYTES} from '../fs/scan.js'
-import {isRetryable, isUnsupported} from '../net/errors-map.js'
+import {isAbortError, isRetryable, isUnsupported, mapNetworkError} from '../net/errors-map.js'
 import {FETCH_RETRY, type RetryPolicy, backoffMs, pause, retry, shouldRetry} from '../net/retry.js'
 import type {TransferClient} from '../transport.js'
 import type {FileEntry} from '../wire/types.js'
@@ -35,6 +35,11 @@ export interface FetchOptions {
   retries?: number
   /** Whether the transport honours `offset` (resume a part file) or a retry starts clean. */
   resume?: boolean
+  /**
+   * The transport's declared `supports.batch`: small files then travel in `client.getMany()`
+   * calls. Core goes by the declaration, never by whether the client happens to have the method.
+   */
+  batch?: boolean
   onEvent?(ev: FetchEvent): void
   /**
    * A differing local file at a target is kept under this name (in its directory) before
@@ -94,8 +99,19 @@ function dropPart(landing: Landing, part: string): void {
  * read-only) names the local path it could not write, and is never retried.
  */
 function fetchError(err: unknown, opts: FetchOptions, file: FileEntry): FpeerError {
+  return typedError(err, `fetching ${file.path}`, isLocalWriteError(err) && opts.root ? {path: path.join(opts.root, file.path)} : undefined)
+}
+
+/**
+ * Any failure of a fetch as a typed error. A plugin's bare AbortError (a DOMException, or
+ * `code: 'ABORT_ERR'`, not an FpeerError) is an abort like the ones transports type
+ * themselves, so it gets their code (net/errors-map.ts), never E_INTERNAL, which
+ * fromSystemError gives whatever carries no errno.
+ */
+function typedError(err: unknown, context: string, local?: {path: string}): FpeerError {
   if (isFpeerError(err)) return err
-  return fromSystemError(err, `fetching ${file.path}`, isLocalWriteError(err) && opts.root ? {path: path.join(opts.root, file.path)} : undefined)
+  if (isAbortError(err)) return mapNetworkError(err, context)
+  return fromSystemError(err, context, local)
 }
 
 /** Why a fetch stopped: the signal's own reason when it is typed (E_INTERRUPTED, E_TIMEOUT), else E_INTERRUPTED. */
@@ -545,7 +561,7 @@ async function fetchBatchInto(
       if (done.size !== todo.length) throw new FpeerError('E_CONNECTION_LOST', `the peer answered ${done.size} of ${todo.length} files`)
       return
     } catch (err) {
-      const e = isFpeerError(err) ? err : fromSystemError(err, `fetching ${todo.length} files`)
+      const e = typedError(err, `fetching ${todo.length} files`)
       todo = todo.filter((f) => !done.has(f.path))
       if (isUnsupported(e)) {
         state.noBatch = true
@@ -590,8 +606,11 @@ export async function fetchFiles(opts: FetchOptions): Promise<FetchResult> {
   let next = 0
   let failure: unknown
   const state: FetchState = {dirs: opts.mode === 'land' ? new FolderDirs(opts.root!) : undefined, result}
-  // Small files travel in batches when the transport can batch; everything else one by one.
-  const tasks = plan(opts.files, opts.client.getMany !== undefined)
+  // A transport that declares batching and has no getMany() is a broken plugin, told apart from a failed transfer.
+  if (opts.batch && typeof opts.client.getMany !== 'function')
+    throw new FpeerError('E_PLUGIN', 'the transport declares supports.batch but its client has no getMany()')
+  // Small files travel in batches when the transport declares it can batch; everything else one by one.
+  const tasks = plan(opts.files, opts.batch === true)
   const worker = async () => {
     while (failure === undefined && next < tasks.length) {
       const task = tasks[next++]!
@@ -608,6 +627,6 @@ export async function fetchFiles(opts: FetchOptions): Promise<FetchResult> {
   } finally {
     state.dirs?.close()
   }
-  if (failure !== undefined) throw isFpeerError(failure) ? failure : fromSystemError(failure, 'fetch')
+  if (failure !== undefined) throw typedError(failure, 'fetch')
   return result
 }
