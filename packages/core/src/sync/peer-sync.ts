@@ -75,10 +75,21 @@ export class PeerSync {
         deliver: (folder, peer, versions) => this.#deliver(folder, peer, versions),
         peer: (folder, id) => deps.peers(folder).find((p) => p.id === id && deps.forwardTargets(folder, []).includes(id)),
         lost: (folder, id) => deps.exchange.lost(folder, id),
+        current: (folder, versions) => this.#current(folder, versions),
         track: (p) => deps.track(p),
       },
       {retry: deps.daemon},
     )
+  }
+
+  /** The versions still our newest of their paths (same origin and lamport as our record's). */
+  async #current(folder: string, versions: FileVersion[]): Promise<FileVersion[]> {
+    const records = await this.#deps.sync(folder)?.records()
+    if (!records) return []
+    return versions.filter((v) => {
+      const ours = records.get(v.path)?.version
+      return ours !== undefined && ours.origin === v.origin && ours.lamport === v.lamport
+    })
   }
 
   /** Starts the push queue; `signal` (the node's) cuts pulls and pushes under way when it aborts. */
