@@ -11,10 +11,12 @@ import {Churn} from './churn.js'
 const CATCH_UP_MS = 0
 
 const SEED = Number(process.env.FPEER_CHURN_SEED) || Date.now() % 1_000_000
+/** Peers in the graph (FPEER_CHURN_PEERS to try another size). */
+const PEERS = Math.max(3, Math.min(20, Number(process.env.FPEER_CHURN_PEERS) || 8))
 
 describe(`churn (seed ${SEED}; FPEER_CHURN_SEED=${SEED} repeats it)`, () => {
   const churn = new Churn({
-    peers: 8,
+    peers: PEERS,
     // Another prefix for runs beside a suite that holds this one (two checkouts on one machine).
     prefix: process.env.FPEER_CHURN_PREFIX ?? '127.0.92',
     seed: SEED,
@@ -22,7 +24,12 @@ describe(`churn (seed ${SEED}; FPEER_CHURN_SEED=${SEED} repeats it)`, () => {
     sharedFiles: 2,
     // Each serve's stderr, kept across restarts, to tell why a peer lagged.
     ...(process.env.FPEER_CHURN_LOG_DIR ? {logDir: process.env.FPEER_CHURN_LOG_DIR} : {}),
-    env: {FPEER_SYNC_INTERVAL_MS: String(CATCH_UP_MS), FPEER_RESCAN_INTERVAL_MS: '10000', FPEER_STALL_TIMEOUT_MS: '5000', FPEER_LOG_LEVEL: 'warn'},
+    env: {
+      FPEER_SYNC_INTERVAL_MS: String(CATCH_UP_MS),
+      FPEER_RESCAN_INTERVAL_MS: '10000',
+      FPEER_STALL_TIMEOUT_MS: '5000',
+      FPEER_LOG_LEVEL: process.env.FPEER_CHURN_LOG_LEVEL ?? 'warn',
+    },
   })
   after(() => churn.destroy())
 
@@ -42,7 +49,8 @@ describe(`churn (seed ${SEED}; FPEER_CHURN_SEED=${SEED} repeats it)`, () => {
     // older content winning. The apply's durable intent (sync/folder.ts) rules that out.
     assert.deepEqual([...churn.spurious], [], `seed ${SEED}: conflict copies or wrong winners of files only their owner wrote`)
     console.log(
-      `seed ${SEED}: built in ${built} ms; ${churn.changes} changes, ${churn.kills} kills, converged ${ms} ms after every peer was up; graph ${churn.edges.map(([h, j]) => `${h}-${j}`).join(' ')}`,
+      `seed ${SEED}, ${PEERS} peers: built in ${built} ms; ${churn.changes} changes, ${churn.kills} kills, converged ${ms} ms after every peer was up; graph ${churn.edges.map(([h, j]) => `${h}-${j}`).join(' ')}`,
     )
+    console.log(`  still differing while converging: ${churn.lagging.slice(-8).join('; ')}`)
   })
 })

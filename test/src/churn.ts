@@ -93,6 +93,8 @@ export class Churn {
   readonly #bytes: Counted[] = []
   /** Error codes the serves logged (`code=E_…` at warn and error), across restarts: how often pushes and pulls stalled or failed. */
   readonly codes = new Map<string, number>()
+  /** While converging: each change in what still differs (count, first problem), with the time since convergence began. */
+  readonly lagging: string[] = []
   /** How much of each serve's stderr capture was counted into `codes`. */
   readonly #tallied: number[] = []
 
@@ -419,6 +421,10 @@ export class Churn {
     let problems: string[] = []
     for (let i = 0; i < Math.ceil(timeoutMs / everyMs) + 1; i++) {
       problems = await this.differences().catch((err: Error) => [`reading the trees: ${err.message}`])
+      // What still differed when, to tell a slow straggler from a general lag.
+      const was = this.lagging.at(-1)
+      const now = `${problems.length} ${problems[0] ?? ''}`
+      if (was?.slice(was.indexOf(' ') + 1) !== now) this.lagging.push(`+${Date.now() - start} ms: ${now}`)
       if (problems.length === 0) return Date.now() - start
       if (Date.now() - start > timeoutMs) break
       await new Promise((r) => setTimeout(r, everyMs))

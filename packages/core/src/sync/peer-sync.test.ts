@@ -7,7 +7,7 @@ import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {GrantTable} from '../access/grants.js'
 import {ReplayGuard} from '../access/replay-guard.js'
-import {isFpeerError} from '../errors.js'
+import {FpeerError, isFpeerError} from '../errors.js'
 import {LocalFileSource} from '../fs/local-source.js'
 import {Identity, generateKeyPair} from '../identity.js'
 import {MessageChannel} from '../net/channel.js'
@@ -21,7 +21,7 @@ import {createMemoryTransport} from '../testing/memory-transport.js'
 import {type TransportServer, silentLogger} from '../transport.js'
 import type {StateExchange} from './exchange.js'
 import {FolderSync} from './folder.js'
-import {PeerSync} from './peer-sync.js'
+import {JoinedPulls, PeerSync} from './peer-sync.js'
 import {type SyncContext, receiveUpdate} from './update.js'
 
 const FOLDER = 'docs'
@@ -320,5 +320,27 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
     } finally {
       await closeAll()
     }
+  })
+})
+
+describe('JoinedPulls', () => {
+  it('runs one pull per key for every caller, and hands each the structure the peer answered with, even when the pull then failed', async () => {
+    const pulls = new JoinedPulls()
+    let release: (() => void) | undefined
+    let runs = 0
+    const pull = async (seen: (files: Array<{path: string}>) => void) => {
+      runs++
+      seen([{path: 'theirs.txt'}])
+      await new Promise<void>((r) => (release = r))
+      throw new FpeerError('E_ACCESS', 'the grant ran out')
+    }
+    const saw: string[][] = []
+    const a = pulls.join('F\0P', pull, (files) => saw.push(files.map((f) => f.path)))
+    const b = pulls.join('F\0P', pull, (files) => saw.push(files.map((f) => f.path)))
+    assert.equal(runs, 1, 'the second caller joined the pull under way')
+    release!()
+    for (const p of [a, b]) await assert.rejects(p, (err: unknown) => isFpeerError(err) && err.code === 'E_ACCESS')
+    assert.deepEqual(saw, [['theirs.txt'], ['theirs.txt']])
+    assert.equal(pulls.size, 0)
   })
 })
