@@ -150,27 +150,36 @@ export class Churn {
     for (const [rel, content] of this.base) await writeFile(path.join(this.dirs[0]!, rel), content)
     const shared = await this.peers[0]!.run(['share', this.dirs[0]!, '--name', FOLDER])
     if (shared.code !== 0) throw new Error(`share: ${shared.stderr}`)
-    const ids = await Promise.all(this.peers.map((p) => p.id()))
     // A few at a time: a dozen node processes starting at once on two busy cores miss serve's start deadline.
     for (let i = 0; i < this.peers.length; i += 3) await settled(this.peers.slice(i, i + 3).map((_, k) => this.start(i + k)))
+    // Each serve said its ID when it started: no `fpeer id` process per peer (seconds each on a busy machine).
+    const ids = this.peers.map((p) => p.ready!.id)
     this.edges = this.#graph()
     const joined = new Set([0])
     let todo = [...this.edges]
     for (let wave = 0; todo.length > 0 && wave < this.options.peers + todo.length; wave++) {
-      // One join per joiner per wave: a peer's home takes one request at a time.
+      // One join per joiner per wave: a peer's home takes one request at a time. A host serves
+      // several joiners at once; only its `allow`s (writes to its configuration) go one by one.
       const busy = new Set<number>()
+      const hosts = new Set<number>()
       const now = todo.filter(([h, j]) => {
-        if (!joined.has(h) || busy.has(j) || busy.has(h)) return false
+        if (!joined.has(h) || busy.has(j) || busy.has(h) || hosts.has(j)) return false
         busy.add(j)
-        busy.add(h)
+        hosts.add(h)
         return true
       })
       todo = todo.filter((e) => !now.includes(e))
+      const allows = new Map<number, Promise<unknown>>()
       await settled(
         now.map(async ([h, j]) => {
           const host = this.peers[h]!
           const joiner = this.peers[j]!
-          const allowed = await host.run(['allow', FOLDER, ids[j]!])
+          const turn = (allows.get(h) ?? Promise.resolve()).then(() => host.run(['allow', FOLDER, ids[j]!]))
+          allows.set(
+            h,
+            turn.catch(() => {}),
+          )
+          const allowed = await turn
           if (allowed.code !== 0) throw new Error(`allow on peer${h}: ${allowed.stderr}`)
           const r = await joiner.run(['request', `${host.address}:7734`, FOLDER, '--into', this.dirs[j]!, '--bind', joiner.address, '--json'], {
             timeoutMs: 120_000,

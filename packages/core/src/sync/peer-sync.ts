@@ -160,7 +160,9 @@ export class PeerSync {
   async pushChanges(folder: string): Promise<{versions: number; peers: number; failed: number}> {
     const sync = this.#deps.sync(folder)
     if (!sync) throw new FpeerError('E_NO_SUCH_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
-    const {versions} = await sync.rescan()
+    const {versions, recovered} = await sync.rescan()
+    // Not ours and not counted as ours: passed on as a forward is, beside the push.
+    this.forward(folder, recovered, [])
     if (versions.length === 0) return {versions: 0, peers: 0, failed: 0}
     this.#deps.log.info('local change', {folder, versions: versions.length})
     const r = await this.pushVersions(folder, versions, [])
@@ -274,7 +276,8 @@ export class PeerSync {
             () => sync.apply(versions, fetcherFrom(ctx, folder, from)),
           )
           applied = res.applied
-          created = res.created
+          // What an earlier, failed apply landed may have come from any peer: none is left out.
+          created = [...res.recovered, ...res.created]
           const records = await sync.records()
           const rules = IgnoreRules.load(sync.folder.path)
           const missing = originals.filter((e) => !isDirEntry(e) && !records.has(e.path) && !rules.ignores(e.path))
