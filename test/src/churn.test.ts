@@ -1,4 +1,4 @@
-// Churn: 8 peers in a random graph, edited while peers are killed with -9 and restarted, end with one tree and nothing lost.
+// Churn: 12 peers in a random graph, edited while peers are killed with -9 and restarted, end with one tree and nothing lost.
 import assert from 'node:assert/strict'
 import {after, describe, it} from 'node:test'
 import {Churn} from './churn.js'
@@ -12,7 +12,7 @@ const CATCH_UP_MS = 0
 
 const SEED = Number(process.env.FPEER_CHURN_SEED) || Date.now() % 1_000_000
 /** Peers in the graph (FPEER_CHURN_PEERS to try another size). */
-const PEERS = Math.max(3, Math.min(20, Number(process.env.FPEER_CHURN_PEERS) || 8))
+const PEERS = Math.max(3, Math.min(20, Number(process.env.FPEER_CHURN_PEERS) || 12))
 
 describe(`churn (seed ${SEED}; FPEER_CHURN_SEED=${SEED} repeats it)`, () => {
   const churn = new Churn({
@@ -37,9 +37,8 @@ describe(`churn (seed ${SEED}; FPEER_CHURN_SEED=${SEED} repeats it)`, () => {
     const t0 = Date.now()
     await churn.build()
     const built = Date.now() - t0
-    // 8 peers, not the 12 issue #10 asks for: at 12 (seed 99241, beside a fuzz run at load ~18)
-    // pushes stalled past the 5 s stall timeout faster than retries landed and the trees did not
-    // agree within 60 s; the soak shows the same at 12-20 peers. Raise it once that holds.
+    // 12 peers, as issue #10 asks. Under load 45-55 the build is most of the time (about 110-130 s:
+    // a dozen serves and 14 joins, each a node process); convergence after every peer was up took 13-19 s.
     await churn.run(25_000, 400, 3000)
     await churn.allUp()
     assert.ok(churn.kills > 0, 'no peer was killed')
