@@ -1,4 +1,4 @@
-// Churn: 8 peers in a random graph, edited while peers are killed with -9 and restarted, end with one tree and nothing lost.
+// Churn: 12 peers in a random graph, edited while peers are killed with -9 and restarted, end with one tree and nothing lost.
 import assert from 'node:assert/strict'
 import {after, describe, it} from 'node:test'
 import {Churn} from './churn.js'
@@ -11,17 +11,25 @@ import {Churn} from './churn.js'
 const CATCH_UP_MS = 0
 
 const SEED = Number(process.env.FPEER_CHURN_SEED) || Date.now() % 1_000_000
+/** Peers in the graph (FPEER_CHURN_PEERS to try another size). */
+const PEERS = Math.max(3, Math.min(20, Number(process.env.FPEER_CHURN_PEERS) || 12))
 
 describe(`churn (seed ${SEED}; FPEER_CHURN_SEED=${SEED} repeats it)`, () => {
   const churn = new Churn({
-    peers: 8,
-    prefix: '127.0.92',
+    peers: PEERS,
+    // Another prefix for runs beside a suite that holds this one (two checkouts on one machine).
+    prefix: process.env.FPEER_CHURN_PREFIX ?? '127.0.92',
     seed: SEED,
     extraEdges: 3,
     sharedFiles: 2,
     // Each serve's stderr, kept across restarts, to tell why a peer lagged.
     ...(process.env.FPEER_CHURN_LOG_DIR ? {logDir: process.env.FPEER_CHURN_LOG_DIR} : {}),
-    env: {FPEER_SYNC_INTERVAL_MS: String(CATCH_UP_MS), FPEER_RESCAN_INTERVAL_MS: '10000', FPEER_STALL_TIMEOUT_MS: '5000', FPEER_LOG_LEVEL: 'warn'},
+    env: {
+      FPEER_SYNC_INTERVAL_MS: String(CATCH_UP_MS),
+      FPEER_RESCAN_INTERVAL_MS: '10000',
+      FPEER_STALL_TIMEOUT_MS: '5000',
+      FPEER_LOG_LEVEL: process.env.FPEER_CHURN_LOG_LEVEL ?? 'warn',
+    },
   })
   after(() => churn.destroy())
 
@@ -29,9 +37,8 @@ describe(`churn (seed ${SEED}; FPEER_CHURN_SEED=${SEED} repeats it)`, () => {
     const t0 = Date.now()
     await churn.build()
     const built = Date.now() - t0
-    // 8 peers, not the 12 issue #10 asks for: at 12 (seed 99241, beside a fuzz run at load ~18)
-    // pushes stalled past the 5 s stall timeout faster than retries landed and the trees did not
-    // agree within 60 s; the soak shows the same at 12-20 peers. Raise it once that holds.
+    // 12 peers, as issue #10 asks. Under load 45-55 the build is most of the time (about 110-130 s:
+    // a dozen serves and 14 joins, each a node process); convergence after every peer was up took 13-19 s.
     await churn.run(25_000, 400, 3000)
     await churn.allUp()
     assert.ok(churn.kills > 0, 'no peer was killed')
@@ -41,7 +48,8 @@ describe(`churn (seed ${SEED}; FPEER_CHURN_SEED=${SEED} repeats it)`, () => {
     // older content winning. The apply's durable intent (sync/folder.ts) rules that out.
     assert.deepEqual([...churn.spurious], [], `seed ${SEED}: conflict copies or wrong winners of files only their owner wrote`)
     console.log(
-      `seed ${SEED}: built in ${built} ms; ${churn.changes} changes, ${churn.kills} kills, converged ${ms} ms after every peer was up; graph ${churn.edges.map(([h, j]) => `${h}-${j}`).join(' ')}`,
+      `seed ${SEED}, ${PEERS} peers: built in ${built} ms; ${churn.changes} changes, ${churn.kills} kills, converged ${ms} ms after every peer was up; graph ${churn.edges.map(([h, j]) => `${h}-${j}`).join(' ')}`,
     )
+    console.log(`  still differing while converging: ${churn.lagging.slice(-8).join('; ')}`)
   })
 })

@@ -107,6 +107,8 @@ export class Churn {
   readonly #bytes: Counted[] = []
   /** Error codes the serves logged (`code=E_…` at warn and error), across restarts: how often pushes and pulls stalled or failed. */
   readonly codes = new Map<string, number>()
+  /** While converging: each change in what still differs (count, first problem), with the time since convergence began. */
+  readonly lagging: string[] = []
   /** How much of each serve's stderr capture was counted into `codes`. */
   readonly #tallied: number[] = []
   /** How long each start took to say it listens (ms), for the report. */
@@ -168,27 +170,36 @@ export class Churn {
     for (const [rel, content] of this.base) await writeFile(path.join(this.dirs[0]!, rel), content)
     const shared = await this.peers[0]!.run(['share', this.dirs[0]!, '--name', FOLDER])
     if (shared.code !== 0) throw new Error(`share: ${shared.stderr}`)
-    const ids = await Promise.all(this.peers.map((p) => p.id()))
     // A few at a time: a dozen node processes starting at once on two busy cores miss serve's start deadline.
     for (let i = 0; i < this.peers.length; i += 3) await settled(this.peers.slice(i, i + 3).map((_, k) => this.start(i + k)))
+    // Each serve said its ID when it started: no `fpeer id` process per peer (seconds each on a busy machine).
+    const ids = this.peers.map((p) => p.ready!.id)
     this.edges = this.#graph()
     const joined = new Set([0])
     let todo = [...this.edges]
     for (let wave = 0; todo.length > 0 && wave < this.options.peers + todo.length; wave++) {
-      // One join per joiner per wave: a peer's home takes one request at a time.
+      // One join per joiner per wave: a peer's home takes one request at a time. A host serves
+      // several joiners at once; only its `allow`s (writes to its configuration) go one by one.
       const busy = new Set<number>()
+      const hosts = new Set<number>()
       const now = todo.filter(([h, j]) => {
-        if (!joined.has(h) || busy.has(j) || busy.has(h)) return false
+        if (!joined.has(h) || busy.has(j) || busy.has(h) || hosts.has(j)) return false
         busy.add(j)
-        busy.add(h)
+        hosts.add(h)
         return true
       })
       todo = todo.filter((e) => !now.includes(e))
+      const allows = new Map<number, Promise<unknown>>()
       await settled(
         now.map(async ([h, j]) => {
           const host = this.peers[h]!
           const joiner = this.peers[j]!
-          const allowed = await host.run(['allow', FOLDER, ids[j]!])
+          const turn = (allows.get(h) ?? Promise.resolve()).then(() => host.run(['allow', FOLDER, ids[j]!]))
+          allows.set(
+            h,
+            turn.catch(() => {}),
+          )
+          const allowed = await turn
           if (allowed.code !== 0) throw new Error(`allow on peer${h}: ${allowed.stderr}`)
           // A join that stalled on a busy machine (the serves run with a short stall timeout) is tried again; anything else fails the build.
           for (let attempt = 1; ; attempt++) {
@@ -521,6 +532,10 @@ export class Churn {
     let problems: string[] = []
     for (let i = 0; i < Math.ceil(timeoutMs / everyMs) + 1; i++) {
       problems = await this.differences(options).catch((err: Error) => [`reading the trees: ${err.message}`])
+      // What still differed when, to tell a slow straggler from a general lag.
+      const was = this.lagging.at(-1)
+      const now = `${problems.length} ${problems[0] ?? ''}`
+      if (was?.slice(was.indexOf(' ') + 1) !== now) this.lagging.push(`+${Date.now() - start} ms: ${now}`)
       if (problems.length === 0) return Date.now() - start
       if (Date.now() - start > timeoutMs) break
       await new Promise((r) => setTimeout(r, everyMs))

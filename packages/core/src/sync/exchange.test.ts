@@ -111,6 +111,18 @@ describe('StateExchange.withPeer', () => {
     assert.deepEqual(r.owedLeft, [])
   })
 
+  it('a pull that failed after the peer answered still offers what its structure lacks', async () => {
+    const r = await run(async (_f, _p, seen) => {
+      seen([versionToEntry(owedOnly)])
+      throw new FpeerError('E_ACCESS', 'the grant ran out')
+    })
+    assert.deepEqual(
+      r.pushed.map((b) => b.map((o) => o.path)),
+      [['held.txt']],
+    )
+    assert.deepEqual(r.owedLeft, [])
+  })
+
   it('a peer that cannot be pulled from still gets what is owed to it', async () => {
     const r = await run(async () => {
       throw new FpeerError('E_CONNECT', 'refused')
@@ -198,6 +210,21 @@ describe('StateExchange retries an exchange whose pull did not reach the peer', 
       ac.abort()
       await r.cleanup()
       await refused.cleanup()
+    }
+  })
+
+  it('a pull that reached the peer but did not finish (a file changed there, a grant ran out) is tried again', async () => {
+    for (const code of ['E_ACCESS', 'E_HASH_MISMATCH', 'E_NOT_FOUND']) {
+      const ac = new AbortController()
+      const r = await exchange(1, code, ac.signal)
+      try {
+        await until(() => r.pushed.length > 0, r.work)
+        assert.equal(r.pulls(), 2, code)
+        assert.equal(r.ex.retrying, 0, code)
+      } finally {
+        ac.abort()
+        await r.cleanup()
+      }
     }
   })
 

@@ -75,6 +75,14 @@ export function lacking(theirs: readonly FileEntry[], ours: ReadonlyMap<string, 
 /** Failures of a pull that say the peer was not reached (down, starting, too busy), not that it refused. */
 const UNREACHED = new Set(['E_CONNECT', 'E_TIMEOUT', 'E_CONNECTION_LOST', 'E_BUSY'])
 
+/**
+ * Failures of a pull that reached the peer but did not finish, and will on another try: a file
+ * changed there while we fetched it (gone, another size or hash), or its grant ran out (403)
+ * while a busy machine fetched slowly. Under churn these are common; left to the periodic
+ * catch-up, what the pull missed waited minutes (for ever with it off).
+ */
+const PULL_AGAIN = new Set([...UNREACHED, 'E_ACCESS', 'E_NOT_FOUND', 'E_SIZE_MISMATCH', 'E_HASH_MISMATCH'])
+
 /** Peers exchanged with at once; a folder with more peers is worked through in turns. */
 const PARALLEL = 8
 
@@ -110,13 +118,13 @@ export class StateExchange {
       this.#settled(folder, peer.id)
     } catch (err) {
       const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
-      this.#deps.log[quiet ? 'debug' : 'info']('state exchange: peer not reached', {folder, peer: peer.id.slice(0, 7), code, reason: (err as Error).message})
+      const what = UNREACHED.has(code) ? 'state exchange: peer not reached' : 'state exchange: the pull did not finish'
+      this.#deps.log[quiet ? 'debug' : 'info'](what, {folder, peer: peer.id.slice(0, 7), code, reason: (err as Error).message})
       // Without its structure only what is owed goes to it below, not our own versions it may
       // lack: exchanged with again as soon as it is heard from (its push, its request, our push).
-      if (UNREACHED.has(code)) {
-        this.lost(folder, peer.id)
-        this.#retryLater(folder, peer.id)
-      }
+      // A pull that failed after the peer answered still offers what its structure lacks.
+      if (UNREACHED.has(code)) this.lost(folder, peer.id)
+      if (PULL_AGAIN.has(code)) this.#retryLater(folder, peer.id)
     }
     const records = await sync.records()
     const owed = this.#deps.owed(folder)

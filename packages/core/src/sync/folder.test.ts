@@ -207,9 +207,12 @@ describe('FolderSync after an apply cut short (kill -9 between landing and recor
       assert.equal(await readFile(path.join(dir, 'a'), 'utf8'), 'a1 from there\n')
       assert.deepEqual((await readdir(dir)).sort(), ['a', 'b'])
       assert.deepEqual(await restarted.preview(), [], 'push --dry-run lists nothing to push either')
-      const {versions, records} = await restarted.rescan()
+      const {versions, records, recovered} = await restarted.rescan()
       assert.deepEqual(versions, [], 'nothing is claimed as this peer’s new version')
       for (const v of incoming) assert.deepEqual(records.get(v.path)?.version, v, v.path)
+      // Handed back to be passed on: the failed apply owed them to no peer.
+      assert.deepEqual(recovered, incoming, 'the recovered versions are passed on')
+      assert.deepEqual((await restarted.rescan()).recovered, [], 'once')
       assert.deepEqual(await readdir(path.join(home, 'folders', 'docs')).then((n) => n.filter((x) => x.startsWith('intent'))), [])
     } finally {
       await rm(base, {recursive: true, force: true})
@@ -221,6 +224,8 @@ describe('FolderSync after an apply cut short (kill -9 between landing and recor
     try {
       const r = await restarted.apply(incoming, fetcher({}))
       assert.deepEqual([r.applied, r.created, r.conflicts, r.fetched], [[], [], [], []])
+      // Taken by the failed apply, recorded now: passed on by whoever applied, as `applied` would be.
+      assert.deepEqual(r.recovered, incoming)
       // The owner's next edit is a plain successor: taken without a conflict copy.
       const next = version('a', 'a2 from there\n', incoming[0]!.vv)
       const r2 = await restarted.apply([next], fetcher({a: 'a2 from there\n'}))

@@ -31,6 +31,12 @@ export interface ApplyResult {
   copied: string[]
   /** Conflict copies made. */
   conflicts: string[]
+  /**
+   * Versions an earlier apply landed but was cut short before recording (its fetch failed, a
+   * kill -9), recorded now as their origins' versions: pass these on too. The failed apply owed
+   * them to no peer, and its sender's retry finds them held, so nothing else would.
+   */
+  recovered: FileVersion[]
 }
 
 /** Fetches the content of incoming versions from the peer that offered them, landing each `entry.path` under `stagingRoot`. */
@@ -70,14 +76,15 @@ export class FolderSync {
   /**
    * Rescans the folder. The first scan of a folder records its files as the original
    * content (no versions); after that every change (new, changed, deleted file) becomes
-   * a version signed by this peer. Returns the new versions, to be pushed to the peers.
+   * a version signed by this peer. Returns the new versions, to be pushed to the peers, and
+   * those an interrupted apply had landed (`recovered`, ApplyResult's), to be passed on too.
    */
-  rescan(): Promise<{versions: FileVersion[]; records: Map<string, FileRecord>}> {
+  rescan(): Promise<{versions: FileVersion[]; records: Map<string, FileRecord>; recovered: FileVersion[]}> {
     return this.#run(async () => {
       const all = await this.peerfile.files()
       // An apply cut short landed files it never recorded: they are its versions, not ours.
       const intents = await this.peerfile.intents()
-      if (intents.length) await this.#withDirs((_root, dirs) => this.#recoverIntents(dirs, all, intents))
+      const recovered = intents.length ? await this.#withDirs((_root, dirs) => this.#recoverIntents(dirs, all, intents)) : []
       const initial = !(await this.peerfile.initialized())
       // A damaged journal lost some records: a file it does not know is recorded as found
       // (unversioned, like a first scan), not as this peer's new version, and the peers'
@@ -107,7 +114,7 @@ export class FolderSync {
       this.lastSkips = skips
       if (initial) await this.peerfile.touch()
       // The structure as now recorded (tombstones included): what a re-read of the journal would give.
-      return {versions, records: all}
+      return {versions, records: all, recovered}
     })
   }
 
@@ -230,8 +237,8 @@ export class FolderSync {
         const all = await this.peerfile.files()
         // Before anything reads the disk against the records: a file an earlier apply landed
         // but never recorded must not look like a local edit to `#catchUpLocal` below.
-        await this.#recoverIntents(dirs, all, await this.peerfile.intents())
-        const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: []}
+        const recovered = await this.#recoverIntents(dirs, all, await this.peerfile.intents())
+        const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: [], recovered}
         // Ignored here (.fpeerignore): never accepted, whatever a peer offers.
         const rules = this.#rules.rules(root, 0)
         incoming = incoming.filter((v) => {
@@ -429,10 +436,11 @@ export class FolderSync {
    * local copies had landed): each intended version whose outcome is on disk (its content
    * under its path, or its path gone for a deletion) is recorded as THAT version, so no
    * rescan or local catch-up takes it for this peer's own new one. The others never landed
-   * and are forgotten; so is the intent. Updates `all` in place.
+   * and are forgotten; so is the intent. Updates `all` in place; returns the versions recorded,
+   * which the caller passes on to the peers (nothing else would: the failed apply owed them to none).
    */
-  async #recoverIntents(dirs: FolderDirs, all: Map<string, FileRecord>, intents: FileVersion[]): Promise<void> {
-    if (intents.length === 0) return
+  async #recoverIntents(dirs: FolderDirs, all: Map<string, FileRecord>, intents: FileVersion[]): Promise<FileVersion[]> {
+    if (intents.length === 0) return []
     const changed: FileRecord[] = []
     for (const v of intents) {
       try {
@@ -463,6 +471,7 @@ export class FolderSync {
     await this.peerfile.put(changed, all)
     await this.peerfile.clearIntents()
     if (changed.length) this.#log?.warn('recorded files an interrupted update had landed as its versions', {folder: this.folder.name, files: changed.length})
+    return changed.map((r) => r.version!)
   }
 
   /** Turns unscanned local edits of `paths` into versions before anything replaces them. */

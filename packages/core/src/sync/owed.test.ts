@@ -28,7 +28,7 @@ function holding(...vs: FileVersion[]): Map<string, FileRecord> {
 }
 
 function result(applied: FileVersion[], created: FileVersion[] = []): ApplyResult {
-  return {applied, created, fetched: [], copied: [], conflicts: []}
+  return {applied, created, fetched: [], copied: [], conflicts: [], recovered: []}
 }
 
 async function owedPaths(store: OwedForwards): Promise<Record<string, string[]>> {

@@ -4,7 +4,7 @@ import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {isFpeerError} from '../errors.js'
+import {FpeerError, isFpeerError} from '../errors.js'
 import {recordToEntry} from '../node.js'
 import {TransportRegistry} from '../registry.js'
 import {defaultTimeouts} from '../session/context.js'
@@ -14,7 +14,7 @@ import {fileTree as tree, until} from '../testing/checks.js'
 import {type SyncPeer, makeSyncPeer, peerRecord} from '../testing/sync-peer.js'
 import {silentLogger} from '../transport.js'
 import type {StateExchange} from './exchange.js'
-import {PeerSync} from './peer-sync.js'
+import {JoinedPulls, PeerSync} from './peer-sync.js'
 
 const FOLDER = 'docs'
 const TIMEOUTS = defaultTimeouts({reply: 20_000, transfer: 60_000, stall: 20_000, io: 20_000, message: 20_000})
@@ -238,5 +238,27 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
     } finally {
       await closeAll()
     }
+  })
+})
+
+describe('JoinedPulls', () => {
+  it('runs one pull per key for every caller, and hands each the structure the peer answered with, even when the pull then failed', async () => {
+    const pulls = new JoinedPulls()
+    let release: (() => void) | undefined
+    let runs = 0
+    const pull = async (seen: (files: Array<{path: string}>) => void) => {
+      runs++
+      seen([{path: 'theirs.txt'}])
+      await new Promise<void>((r) => (release = r))
+      throw new FpeerError('E_ACCESS', 'the grant ran out')
+    }
+    const saw: string[][] = []
+    const a = pulls.join('F\0P', pull, (files) => saw.push(files.map((f) => f.path)))
+    const b = pulls.join('F\0P', pull, (files) => saw.push(files.map((f) => f.path)))
+    assert.equal(runs, 1, 'the second caller joined the pull under way')
+    release!()
+    for (const p of [a, b]) await assert.rejects(p, (err: unknown) => isFpeerError(err) && err.code === 'E_ACCESS')
+    assert.deepEqual(saw, [['theirs.txt'], ['theirs.txt']])
+    assert.equal(pulls.size, 0)
   })
 })

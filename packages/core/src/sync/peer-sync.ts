@@ -49,11 +49,35 @@ export interface PeerSyncDeps {
   refused(folder: string, peer: string): Promise<boolean>
 }
 
-/** What one catch-up pull did, shared by every caller that asked for it while it ran. */
-interface PullResult {
-  applied: number
-  /** The structure the peer itself answered with (not a delegate's). */
-  seen: FileEntry[] | undefined
+/**
+ * Pulls under way, one per key, joined by later callers. Each caller's `seen` gets the
+ * structure the peer answered with even when the pull then failed (a file changed there
+ * while we fetched it, a grant that ran out): the state exchange still offers the peer what
+ * that structure lacks, instead of only what was owed to it.
+ */
+export class JoinedPulls {
+  readonly #runs = new Map<string, {run: Promise<number>; seen: FileEntry[] | undefined}>()
+
+  /** Runs `pull` for `key`, or joins the one under way; `pull` reports the peer's structure through its argument. */
+  async join(key: string, pull: (seen: (files: FileEntry[]) => void) => Promise<number>, seen?: (files: FileEntry[]) => void): Promise<number> {
+    let entry = this.#runs.get(key)
+    if (!entry) {
+      const e: {run: Promise<number>; seen: FileEntry[] | undefined} = {run: Promise.resolve(0), seen: undefined}
+      e.run = pull((files) => (e.seen = files)).finally(() => this.#runs.delete(key))
+      this.#runs.set(key, e)
+      entry = e
+    }
+    try {
+      return await entry.run
+    } finally {
+      if (entry.seen) seen?.(entry.seen)
+    }
+  }
+
+  /** Pulls under way (tests). */
+  get size(): number {
+    return this.#runs.size
+  }
 }
 
 /**
@@ -64,7 +88,7 @@ interface PullResult {
 export class PeerSync {
   readonly #deps: PeerSyncDeps
   readonly #queue: PushQueue
-  readonly #pulls = new Map<string, Promise<PullResult>>()
+  readonly #pulls = new JoinedPulls()
   #signal: AbortSignal | undefined
 
   constructor(deps: PeerSyncDeps) {
@@ -75,10 +99,21 @@ export class PeerSync {
         deliver: (folder, peer, versions) => this.#deliver(folder, peer, versions),
         peer: (folder, id) => deps.peers(folder).find((p) => p.id === id && deps.forwardTargets(folder, []).includes(id)),
         lost: (folder, id) => deps.exchange.lost(folder, id),
+        current: (folder, versions) => this.#current(folder, versions),
         track: (p) => deps.track(p),
       },
       {retry: deps.daemon},
     )
+  }
+
+  /** The versions still our newest of their paths (same origin and lamport as our record's). */
+  async #current(folder: string, versions: FileVersion[]): Promise<FileVersion[]> {
+    const records = await this.#deps.sync(folder)?.records()
+    if (!records) return []
+    return versions.filter((v) => {
+      const ours = records.get(v.path)?.version
+      return ours !== undefined && ours.origin === v.origin && ours.lamport === v.lamport
+    })
   }
 
   /** Starts the push queue; `signal` (the node's) cuts pulls and pushes under way when it aborts. */
@@ -125,7 +160,9 @@ export class PeerSync {
   async pushChanges(folder: string): Promise<{versions: number; peers: number; failed: number}> {
     const sync = this.#deps.sync(folder)
     if (!sync) throw new FpeerError('E_NO_SUCH_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
-    const {versions} = await sync.rescan()
+    const {versions, recovered} = await sync.rescan()
+    // Not ours and not counted as ours: passed on as a forward is, beside the push.
+    this.forward(folder, recovered, [])
     if (versions.length === 0) return {versions: 0, peers: 0, failed: 0}
     this.#deps.log.info('local change', {folder, versions: versions.length})
     const r = await this.pushVersions(folder, versions, [])
@@ -176,24 +213,16 @@ export class PeerSync {
    * from a peer already under way is joined, not repeated; `seen` gets the structure it saw.
    */
   async pullFrom(folder: string, peer: PeerRecord, seen?: (files: FileEntry[]) => void): Promise<number> {
-    const key = `${folder}\0${peer.id}`
-    let run = this.#pulls.get(key)
-    if (!run) {
-      run = this.#pull(folder, peer).finally(() => this.#pulls.delete(key))
-      this.#pulls.set(key, run)
-    }
-    const r = await run
-    if (r.seen) seen?.(r.seen)
-    return r.applied
+    return this.#pulls.join(`${folder}\0${peer.id}`, (saw) => this.#pull(folder, peer, saw), seen)
   }
 
-  async #pull(folder: string, peer: PeerRecord): Promise<PullResult> {
+  async #pull(folder: string, peer: PeerRecord, saw: (files: FileEntry[]) => void): Promise<number> {
     const d = this.#deps
     const sync = d.sync(folder)
     const port = peer.controlPort
-    if (!sync || !port || peer.id.startsWith('plain:')) return {applied: 0, seen: undefined}
+    if (!sync || !port || peer.id.startsWith('plain:')) return 0
     // A peer dropped since the round began (it refused us, 10.6) is not asked again.
-    if (!d.peers(folder).some((p) => p.id === peer.id)) return {applied: 0, seen: undefined}
+    if (!d.peers(folder).some((p) => p.id === peer.id)) return 0
     const ctx = d.syncContext()
     let applied: FileVersion[] = []
     let created: FileVersion[] = []
@@ -221,7 +250,7 @@ export class PeerSync {
         apply: async (ftg, from) => {
           d.count('messagesIn')
           // The peer's own structure only: a busy peer may have handed us to another (10.5).
-          if (ftg.meta.id === PeerId.parse(peer.id).compact) seen = ftg.files
+          if (ftg.meta.id === PeerId.parse(peer.id).compact) saw((seen = ftg.files))
           const versions: FileVersion[] = []
           const originals: FileEntry[] = []
           // A catch-up answers with the peer's whole structure, most of it what we hold: a version
@@ -247,7 +276,8 @@ export class PeerSync {
             () => sync.apply(versions, fetcherFrom(ctx, folder, from)),
           )
           applied = res.applied
-          created = res.created
+          // What an earlier, failed apply landed may have come from any peer: none is left out.
+          created = [...res.recovered, ...res.created]
           const records = await sync.records()
           const rules = IgnoreRules.load(sync.folder.path)
           const missing = originals.filter((e) => !isDirEntry(e) && !records.has(e.path) && !rules.ignores(e.path))
@@ -282,7 +312,7 @@ export class PeerSync {
     if (seen) this.#queue.reachable(folder, peer.id)
     if (applied.length) this.forward(folder, applied, [peer.id])
     if (created.length) this.forward(folder, created, [])
-    return {applied: applied.length, seen}
+    return applied.length
   }
 }
 

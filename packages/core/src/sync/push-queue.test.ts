@@ -157,6 +157,50 @@ describe('PushQueue', () => {
     }
   })
 
+  it('sends again what is still current when the receiver refused because a file changed here while it fetched', async () => {
+    const g = gate()
+    const refusal = new FpeerError('E_PEER_ERROR', 'the peer refused: E_NOT_FOUND: gone', {details: {peerCode: 'E_NOT_FOUND'}})
+    // `moved` was renamed away here meanwhile (its newer version goes on its own); `kept` still is ours.
+    const current: PushQueueDeps['current'] = async (_f, versions) => versions.filter((x) => x.path !== 'moved')
+    const q = new PushQueue({log: silentLogger, deliver: g.deliver, peer: () => PEER, current}, {policy: {retries: 3, baseMs: 1, maxMs: 2}})
+    q.start()
+    const first = q.push('F', PEER, [v('kept', 1), v('moved', 1)])
+    await until('the first push', () => g.calls.length === 1)
+    g.calls[0]!.end(refusal)
+    await assert.rejects(first, (err: FpeerError) => err.code === 'E_PEER_ERROR')
+    await until('the push to go again', () => g.calls.length === 2)
+    assert.deepEqual(
+      g.calls[1]!.versions.map((x) => x.path),
+      ['kept'],
+    )
+    g.calls[1]!.end()
+    await until('the lane to empty', () => q.size.lanes === 0)
+    q.stop()
+  })
+
+  it('does not send again a refused push whose versions were all superseded, nor any other refusal', async () => {
+    for (const peerCode of ['E_NOT_FOUND', 'E_NOT_ALLOWED']) {
+      let calls = 0
+      const q = new PushQueue(
+        {
+          log: silentLogger,
+          deliver: async () => {
+            calls++
+            throw new FpeerError('E_PEER_ERROR', 'no', {details: {peerCode}})
+          },
+          peer: () => PEER,
+          current: async () => [],
+        },
+        {policy: {retries: 3, baseMs: 1, maxMs: 1}},
+      )
+      q.start()
+      await assert.rejects(q.push('F', PEER, [v('a', 1)]), (err: FpeerError) => err.code === 'E_PEER_ERROR')
+      await until('the lane to empty', () => q.size.lanes === 0)
+      assert.equal(calls, 1, peerCode)
+      q.stop()
+    }
+  })
+
   it('tells callers still waiting E_INTERRUPTED at stop, and adds one listener to the node’s signal however many pushes run', async () => {
     const g = gate()
     const ctl = new AbortController()

@@ -17,6 +17,21 @@ export const PUSH_RETRY: Readonly<RetryPolicy> = {retries: 8, baseMs: 2000, maxM
 /** Failures worth pushing again: the peer was unreachable or dropped, not one that refused. */
 export const RETRY_CODES: ReadonlySet<string> = new Set(['E_CONNECT', 'E_TIMEOUT', 'E_CONNECTION_LOST'])
 
+/**
+ * What a receiver answers when a file of the push changed at our side while it fetched
+ * (deleted, renamed, rewritten): the push is refused whole, so the other versions it carried
+ * would wait for the periodic catch-up (minutes; never with it off). They go again, with the
+ * versions still our newest only: the changed file's new version goes in a push of its own.
+ */
+export const SOURCE_CHANGED: ReadonlySet<string> = new Set(['E_NOT_FOUND', 'E_SIZE_MISMATCH', 'E_HASH_MISMATCH'])
+
+/** A refusal that says the source moved under the receiver's fetch (SOURCE_CHANGED), not that it refused the versions. */
+export function sourceChanged(err: unknown): boolean {
+  if (!isFpeerError(err) || err.code !== 'E_PEER_ERROR') return false
+  const peerCode = err.details?.['peerCode']
+  return typeof peerCode === 'string' && SOURCE_CHANGED.has(peerCode)
+}
+
 export interface PushQueueDeps {
   log: Logger
   /** One push exchange of `versions` (the update flow, 10.2); throws its typed error. */
@@ -25,6 +40,12 @@ export interface PushQueueDeps {
   peer(folder: string, id: string): PeerRecord | undefined
   /** A push failed for want of a connection (before its retry is scheduled). */
   lost?(folder: string, id: string): void
+  /**
+   * The versions of `versions` that are still this node's newest of their paths: a push the
+   * receiver refused because a file changed here while it fetched (SOURCE_CHANGED) goes
+   * again with these only. Without it such a push is not retried.
+   */
+  current?(folder: string, versions: FileVersion[]): Promise<FileVersion[]>
   /** Keeps a delivery in the owner's work under way (stop waits for it, briefly). */
   track?<T>(p: Promise<T>): Promise<T>
 }
@@ -56,6 +77,8 @@ interface Lane {
   /** Set while the lane waits out a backoff: nothing is sent to the peer until it fires. */
   timer: NodeJS.Timeout | undefined
   lastError: unknown
+  /** A push was refused because the source changed: what waits is checked against our newest versions before it goes. */
+  recheck: boolean
 }
 
 /** Whether `v` supersedes `old` as the version of the path to send (newer lamport, then origin). */
@@ -160,7 +183,7 @@ export class PushQueue {
     const key = `${folder}\0${peer}`
     let lane = this.#lanes.get(key)
     if (!lane) {
-      lane = {folder, peer, pending: new Map(), waiters: [], inFlight: 0, failures: 0, timer: undefined, lastError: undefined}
+      lane = {folder, peer, pending: new Map(), waiters: [], inFlight: 0, failures: 0, timer: undefined, lastError: undefined, recheck: false}
       this.#lanes.set(key, lane)
     }
     return lane
@@ -179,18 +202,24 @@ export class PushQueue {
       lane.pending.clear()
       lane.waiters = []
       const retried = lane.failures > 0
+      const recheck = lane.recheck && this.#deps.current
+      lane.recheck = false
       lane.inFlight++
-      const run = this.#deps.deliver(lane.folder, peer, batch).then(
-        () => {
-          lane.failures = 0
-          for (const w of waiters) w.resolve()
-          if (retried) this.#deps.log.info('retried push delivered', {folder: lane.folder, peer: lane.peer.slice(0, 7), versions: batch.length})
-        },
-        (err: unknown) => {
-          for (const w of waiters) w.reject(err)
-          this.#failed(lane, batch, err)
-        },
-      )
+      // Versions superseded here since the refused push are dropped: their newer ones go on their own.
+      const sent = recheck ? recheck(lane.folder, batch) : Promise.resolve(batch)
+      const run = sent
+        .then((b) => (b.length > 0 ? this.#deps.deliver(lane.folder, peer, b) : undefined))
+        .then(
+          () => {
+            lane.failures = 0
+            for (const w of waiters) w.resolve()
+            if (retried) this.#deps.log.info('retried push delivered', {folder: lane.folder, peer: lane.peer.slice(0, 7), versions: batch.length})
+          },
+          (err: unknown) => {
+            for (const w of waiters) w.reject(err)
+            this.#failed(lane, batch, err)
+          },
+        )
       const settled = run.finally(() => {
         lane.inFlight--
         this.#pump(lane)
@@ -204,16 +233,24 @@ export class PushQueue {
   #failed(lane: Lane, batch: FileVersion[], err: unknown): void {
     const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
     if (this.#stopped) return
-    const again = this.#retry && RETRY_CODES.has(code)
+    const changed = this.#retry && !!this.#deps.current && sourceChanged(err)
+    const again = (this.#retry && RETRY_CODES.has(code)) || changed
     // Once per failed push (they are few: slots, and one per backoff), not once per change that waited for it.
-    this.#deps.log.warn(again ? 'push failed; will retry, and the peer catches up when it returns' : 'push failed; the peer catches up when it returns', {
+    const what = changed
+      ? 'push refused: a file changed here while the peer fetched it; what is still current goes again'
+      : again
+        ? 'push failed; will retry, and the peer catches up when it returns'
+        : 'push failed; the peer catches up when it returns'
+    this.#deps.log.warn(what, {
       folder: lane.folder,
       peer: lane.peer.slice(0, 7),
       code,
       reason: (err as Error)?.message ?? String(err),
     })
     if (!again) return
-    this.#deps.lost?.(lane.folder, lane.peer)
+    // A peer that refused for a changed source was reached: no state exchange is owed it.
+    if (changed) lane.recheck = true
+    else this.#deps.lost?.(lane.folder, lane.peer)
     for (const v of batch) if (supersedes(v, lane.pending.get(v.path))) lane.pending.set(v.path, v)
     lane.lastError = err
     if (lane.timer) return

@@ -344,6 +344,8 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
     grant.revoke()
     // Seed update step 4: each updated peer passes the update on, once, to its other peers.
     if (result.applied.length) ctx.forward(folder, result.applied, [sender.toString()])
+    // What an earlier, failed apply landed: it may have come from another peer, so none is left out.
+    if (result.recovered.length) ctx.forward(folder, result.recovered, [])
     if (result.created.length) ctx.forward(folder, result.created, [])
   }
 }
