@@ -53,7 +53,7 @@ interface Pending {
 /**
  * Fetches `items` in order on `client`'s control connection, yielding each file's bytes (or
  * its 550 as E_NOT_FOUND / E_ACCESS, and a body larger than announced as E_SIZE_MISMATCH,
- * after which the batch stops). Any other failure is thrown. `done` is told how it ended.
+ * after which this connection's part of the batch ends: fewer items than asked for, no error). Any other failure is thrown. `done` is told how it ended.
  */
 export async function* pipelineRetr(client: Client, o: PipelineOptions, done: (outcome: PipelineOutcome) => void): AsyncGenerator<BatchItem> {
   const ftp = client.ftp
@@ -126,6 +126,10 @@ export async function* pipelineRetr(client: Client, o: PipelineOptions, done: (o
         f.replied = true
         f.error = new FpeerError('E_SIZE_MISMATCH', `${f.remote}: the peer sent more than the ${f.size} bytes announced`)
         socket.destroy()
+        // The files asked for after it are not waited for here: this connection's replies can no
+        // longer be matched to them. The batch ends after this item; the caller asks for the rest
+        // on a fresh connection.
+        for (const later of queue.splice(queue.indexOf(f) + 1)) later.data?.destroy()
         return settle()
       }
       f.chunks.push(chunk)
@@ -149,7 +153,11 @@ export async function* pipelineRetr(client: Client, o: PipelineOptions, done: (o
       return fail(mapFtpError(res, `FTP RETR ${f?.remote ?? o.folder}`, f?.stage === 'transfer' ? 'transfer' : 'start'))
     }
     const message = (res as {message?: string}).message ?? ''
-    if (!f) return fail(new FpeerError('E_TRANSFER', `FTP: an unexpected reply: ${message.slice(0, 80)}`))
+    if (!f) {
+      // Once a body overran, the server still answers for it and for the files dropped after it.
+      if (dirty) return
+      return fail(new FpeerError('E_TRANSFER', `FTP: an unexpected reply: ${message.slice(0, 80)}`))
+    }
     if (typeof code !== 'number' || code < 200) {
       if ((code === 150 || code === 125) && f.stage === 'retr') f.stage = 'transfer'
       return

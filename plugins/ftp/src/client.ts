@@ -158,7 +158,9 @@ export class FtpClientPool implements TransferClient {
           yielded++
           yield item
         }
-        return
+        // Ended early without an error: a body overran, and the rest goes on a fresh connection.
+        if (yielded === rest.length) return
+        continue
       } catch (err) {
         if (signal?.aborted) throw abortError(signal)
         // A parked connection the server closed while idle answers nothing at all: one fresh

@@ -8,7 +8,7 @@ export function createFtpTransport(): Transport {
   return {
     protocol: 'FTP',
     description: 'FTP: read-only passive-mode server, basic-ftp client; no encryption, no peer authentication',
-    supports: {serve: true, fetch: true, resume: true, peerAuth: false, serverAuth: false, batch: false},
+    supports: {serve: true, fetch: true, resume: true, peerAuth: false, serverAuth: false, batch: true},
     serve: (options) => serveFtp(options),
     connect: (options) => connectFtp(options),
     canName: canNameOverFtp,

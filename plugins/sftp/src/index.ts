@@ -18,7 +18,7 @@ export function createSftpTransport(options: SftpTransportOptions = {}): Transpo
   return {
     protocol: 'SFTP',
     description: "SFTP over SSH; host key and login key are the peers' fpeer identities (read-only server, resumable, per-peer access)",
-    supports: {serve: true, fetch: true, resume: true, peerAuth: true, serverAuth: true, batch: false},
+    supports: {serve: true, fetch: true, resume: true, peerAuth: true, serverAuth: true, batch: true},
     serve(serveOptions: ServeOptions): Promise<TransportServer> {
       return serveSftp(serveOptions, options.server)
     },
