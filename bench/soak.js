@@ -13,7 +13,11 @@
 //   --seed S           the run's seed (default: from the clock; printed)
 //   --catch-up-ms T    FPEER_SYNC_INTERVAL_MS of every peer (default 4000; see test/src/churn.test.ts)
 //   --log-dir DIR      keep each serve's stderr in DIR/peer<i>.log (appended across restarts)
+//   --stable-node-options "FLAGS"
+//                      NODE_OPTIONS of the never-killed peers only, for diagnosis (e.g.
+//                      "--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=/tmp/snaps")
 //   --json             one JSON summary on stdout instead of the text report
+import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -43,6 +47,7 @@ if (!/^127\.\d{1,3}\.\d{1,3}$/.test(prefix ?? '')) {
   process.exit(2)
 }
 const logDir = process.argv.includes('--log-dir') ? path.resolve(process.argv[process.argv.indexOf('--log-dir') + 1] ?? '.') : undefined
+const stableNodeOptions = process.argv.includes('--stable-node-options') ? process.argv[process.argv.indexOf('--stable-node-options') + 1] : undefined
 const cycles = Math.max(1, Math.round((minutes * 60_000) / cycleMs))
 const say = (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`)
 
@@ -54,6 +59,7 @@ const churn = new Churn({
   // Two concurrent edits per cycle.
   sharedFiles: cycles * 2,
   stable: 2,
+  ...(stableNodeOptions ? {stableEnv: {NODE_OPTIONS: stableNodeOptions}} : {}),
   env: {FPEER_SYNC_INTERVAL_MS: String(catchUpMs), FPEER_RESCAN_INTERVAL_MS: '10000', FPEER_STALL_TIMEOUT_MS: '5000', FPEER_LOG_LEVEL: 'warn'},
   log: say,
   logDir,
@@ -69,6 +75,13 @@ process.once('SIGINT', () => void cleanUp().then(() => process.exit(130)))
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b)
   return s.length === 0 ? 0 : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+
+/** What peer `i`'s last stats flush says of its memory by kind (heap used/total, external, array buffers), in MiB. */
+const memoryOf = async (i) => {
+  const m = JSON.parse(await readFile(path.join(churn.peers[i].home, 'stats.json'), 'utf8').catch(() => '{}')).memory
+  const f = (b) => (b / 1048576).toFixed(1)
+  return m ? ` (heap ${f(m.heapUsed)}/${f(m.heapTotal)}, external ${f(m.external)}, arrayBuffers ${f(m.arrayBuffers)})` : ''
 }
 
 let failure
@@ -108,7 +121,8 @@ try {
     }
     // The never-killed peers' RSS and fds each cycle: the trend, and figures even from a run cut short.
     const now = (await churn.procs()).filter((p) => p.peer < 2)
-    say(`cycle ${c + 1}/${cycles}: ${now.map((p) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB fds ${p.fds}`).join('; ')}`)
+    const mem = await Promise.all(now.map((p) => memoryOf(p.peer)))
+    say(`cycle ${c + 1}/${cycles}: ${now.map((p, k) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB fds ${p.fds}${mem[k]}`).join('; ')}`)
   }
 } catch (err) {
   failure = err

@@ -41,6 +41,8 @@ export interface ChurnOptions {
   env: NodeJS.ProcessEnv
   /** Peers never killed (the soak measures their RSS and fds over the whole run). */
   stable?: number
+  /** Extra environment of the stable peers' serves only (the soak's diagnostic node flags, e.g. NODE_OPTIONS). */
+  stableEnv?: NodeJS.ProcessEnv
   log?: (line: string) => void
   /** Where each serve's stderr is kept (peer<i>.log, appended across restarts), to tell afterwards why a peer lagged. */
   logDir?: string
@@ -185,7 +187,7 @@ export class Churn {
     // A port of the process just killed may take a moment to be free: a few tries.
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.peers[i]!.serve([], {}, {ports: 'default'})
+        await this.peers[i]!.serve([], i < (this.options.stable ?? 0) ? (this.options.stableEnv ?? {}) : {}, {ports: 'default'})
         this.#tallied[i] = 0
         this.up[i] = true
         this.#note(`peer${i} up`)

@@ -45,7 +45,10 @@ export class StatsFile implements Startable {
   async flush(force = false): Promise<void> {
     if (!this.#dirty && !force) return
     this.#dirty = false
-    await writeFile(this.#file, JSON.stringify({pid: process.pid, ...this.stats}) + '\n', {mode: 0o600}).catch(() => {})
+    // The process's memory by kind (heap, off-heap buffers, all of it) beside the counters: a soak tells a leak from heap sizing with it.
+    const {rss, heapTotal, heapUsed, external, arrayBuffers} = process.memoryUsage()
+    const memory = {rss, heapTotal, heapUsed, external, arrayBuffers}
+    await writeFile(this.#file, JSON.stringify({pid: process.pid, ...this.stats, memory}) + '\n', {mode: 0o600}).catch(() => {})
   }
 
   async start(signal: AbortSignal): Promise<void> {
