@@ -81,7 +81,8 @@ const median = (xs) => {
 const memoryOf = async (i) => {
   const m = JSON.parse(await readFile(path.join(churn.peers[i].home, 'stats.json'), 'utf8').catch(() => '{}')).memory
   const f = (b) => (b / 1048576).toFixed(1)
-  return m ? ` (heap ${f(m.heapUsed)}/${f(m.heapTotal)}, external ${f(m.external)}, arrayBuffers ${f(m.arrayBuffers)})` : ''
+  const spaces = m?.spaces ? `, spaces ${Object.entries(m.spaces).filter(([, k]) => k >= 1024).map(([n, k]) => `${n} ${(k / 1024).toFixed(1)}`).join(' ')}` : ''
+  return m ? ` (heap ${f(m.heapUsed)}/${f(m.heapTotal)}, external ${f(m.external)}, arrayBuffers ${f(m.arrayBuffers)}${spaces})` : ''
 }
 
 let failure
