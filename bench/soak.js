@@ -5,6 +5,9 @@
 // process's RSS and open fds at start and end (from /proc); peers 0 and 1 are never killed, so
 // theirs show growth over the whole run. Prints bytes per change for every cycle, every peer in
 // the end table, and PASS/FAIL on convergence and on growth past 10 %; exits 1 on either FAIL.
+// Each cycle also prints the never-killed peers' memory by kind (from stats.json: heap used and
+// total, each V8 space, external, array buffers), and the end their RSS growth after cycle 1 (the
+// young generation grows to 2 × 16 MiB in a young serve): told apart from the verdict, not in it.
 //
 //   --minutes M        churn for this long in all (default 30)
 //   --peers N          peers (default 20), on 127.0.93.1 … 127.0.93.N with the default ports
@@ -90,6 +93,8 @@ const converged = []
 /** One row per cycle, converged or not: its changes, kills, bytes fetched and convergence time (null: it did not converge). */
 const cycleRows = []
 let startProcs = []
+/** The processes after the first cycle: a young serve's V8 heap grows to its working size then (the young generation to 2 × 16 MiB), shown apart from growth after it. */
+let warmProcs = []
 let endProcs = []
 let bytes = 0
 let bytesAtStart = 0
@@ -102,6 +107,9 @@ try {
   await churn.build()
   await churn.converge(120_000)
   startProcs = await churn.procs()
+  const first = startProcs.filter((p) => p.peer < 2)
+  const firstMem = await Promise.all(first.map((p) => memoryOf(p.peer)))
+  say(`start: ${first.map((p, k) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB fds ${p.fds}${firstMem[k]}`).join('; ')}`)
   bytesAtStart = await churn.bytesFetched()
   changesAtStart = churn.changes
   for (let c = 0; c < cycles && !stopping; c++) {
@@ -121,7 +129,9 @@ try {
       say(`cycle ${c + 1}/${cycles}: ${row.changes} changes, ${row.kills} kills; ${row.convergeMs === null ? 'NOT converged' : `converged ${row.convergeMs} ms after every peer was up`}; ${row.bytes} bytes fetched, ${row.bytesPerChange} per change`)
     }
     // The never-killed peers' RSS and fds each cycle: the trend, and figures even from a run cut short.
-    const now = (await churn.procs()).filter((p) => p.peer < 2)
+    const all = await churn.procs()
+    if (c === 0) warmProcs = all
+    const now = all.filter((p) => p.peer < 2)
     const mem = await Promise.all(now.map((p) => memoryOf(p.peer)))
     say(`cycle ${c + 1}/${cycles}: ${now.map((p, k) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB fds ${p.fds}${mem[k]}`).join('; ')}`)
   }
@@ -138,13 +148,17 @@ try {
 
 const pct = (a, b) => (a === null || a === undefined || !a ? null : Math.round(((b - a) / a) * 1000) / 10)
 const startBy = new Map(startProcs.map((p) => [p.peer, p]))
+const warmBy = new Map(warmProcs.map((p) => [p.peer, p]))
 const endBy = new Map(endProcs.map((p) => [p.peer, p]))
 // Every peer, up or not at the end: a peer missing from the table is a peer nobody looked at.
 const procRows = Array.from({length: peers}, (_, peer) => {
   const s = startBy.get(peer)
   const e = endBy.get(peer)
   const restarted = !s || !e || s.pid !== e.pid
-  return {peer, up: e !== undefined, restarted, rssKiB: [s?.rssKiB ?? null, e?.rssKiB ?? null], fds: [s?.fds ?? null, e?.fds ?? null], growthPct: restarted ? null : {rss: pct(s.rssKiB, e.rssKiB), fds: pct(s.fds, e.fds)}}
+  const w = warmBy.get(peer)
+  // Information beside the verdict, which stays start→end: RSS growth after the first cycle, once the V8 heap has its working size.
+  const afterCycle1 = restarted || !w || w.pid !== e.pid ? null : {rssKiB: w.rssKiB, rssPct: pct(w.rssKiB, e.rssKiB)}
+  return {peer, up: e !== undefined, restarted, rssKiB: [s?.rssKiB ?? null, e?.rssKiB ?? null], fds: [s?.fds ?? null, e?.fds ?? null], growthPct: restarted ? null : {rss: pct(s.rssKiB, e.rssKiB), fds: pct(s.fds, e.fds)}, afterCycle1}
 })
 const GROWTH_LIMIT_PCT = 10
 const longLived = procRows.filter((r) => r.growthPct)
@@ -181,6 +195,7 @@ else {
   console.log('peer  up   restarted  RSS start→end (MiB)   growth   fds start→end   growth')
   for (const r of procRows) console.log(`${String(r.peer).padStart(4)}  ${r.up ? 'yes' : 'no '}  ${r.restarted ? 'yes' : 'no '}        ${r.rssKiB.map(mib).join(' → ').padEnd(18)}   ${signed(r.growthPct?.rss ?? null).padStart(7)}   ${r.fds.map((f) => f ?? '-').join(' → ').padEnd(13)}   ${signed(r.growthPct?.fds ?? null).padStart(7)}`)
   console.log(`convergence: ${summary.verdict.convergence}${allConverged ? '' : ` (${cycleRows.length - converged.length} of ${cycleRows.length} cycles did not converge${failure ? `; ${failure.message?.split('\n')[0] ?? failure}` : ''})`}`)
+  for (const r of procRows.filter((r) => r.afterCycle1)) console.log(`peer ${r.peer}: RSS after cycle 1 ${mib(r.afterCycle1.rssKiB)} MiB, ${signed(r.afterCycle1.rssPct)} to the end`)
   console.log(`growth of never-restarted peers (RSS and fds, start→end, limit ${GROWTH_LIMIT_PCT}%): ${summary.verdict.growth}${grew.length ? ` (peer ${grew.map((r) => r.peer).join(', ')})` : ''}`)
   if (failure) console.log(`FAILED: ${failure.message ?? failure}`)
 }
