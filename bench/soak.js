@@ -8,6 +8,9 @@
 // FAIL. A restart that never says it listens is a finding (its log tail printed, the others
 // converge without it, the next cycle tries it again), not the end of the run; so is a cycle that
 // does not converge within 5 minutes (what differed is printed, the next cycle goes on from there).
+// Each cycle also prints the never-killed peers' memory by kind (from stats.json: heap used and
+// total, each V8 space, external, array buffers), and the end their RSS growth after cycle 1 (the
+// young generation grows to 2 × 16 MiB in a young serve): told apart from the verdict, not in it.
 //
 //   --minutes M        churn for this long in all (default 30)
 //   --peers N          peers (default 20), on 127.0.93.1 … 127.0.93.N with the default ports
@@ -16,8 +19,12 @@
 //   --seed S           the run's seed (default: from the clock; printed)
 //   --catch-up-ms T    FPEER_SYNC_INTERVAL_MS of every peer (default 4000; see test/src/churn.test.ts)
 //   --log-dir DIR      keep each serve's stderr in DIR/peer<i>.log (appended across restarts)
+//   --stable-node-options "FLAGS"
+//                      NODE_OPTIONS of the never-killed peers only, for diagnosis (e.g.
+//                      "--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=/tmp/snaps")
 //   --json             one JSON summary on stdout instead of the text report
 // SIGINT ends the run after the cycle under way and reports the cycles done; a second one ends it at once.
+import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -47,6 +54,7 @@ if (!/^127\.\d{1,3}\.\d{1,3}$/.test(prefix ?? '')) {
   process.exit(2)
 }
 const logDir = process.argv.includes('--log-dir') ? path.resolve(process.argv[process.argv.indexOf('--log-dir') + 1] ?? '.') : undefined
+const stableNodeOptions = process.argv.includes('--stable-node-options') ? process.argv[process.argv.indexOf('--stable-node-options') + 1] : undefined
 const cycles = Math.max(1, Math.round((minutes * 60_000) / cycleMs))
 const say = (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`)
 
@@ -58,6 +66,7 @@ const churn = new Churn({
   // Two concurrent edits per cycle.
   sharedFiles: cycles * 2,
   stable: 2,
+  ...(stableNodeOptions ? {stableEnv: {NODE_OPTIONS: stableNodeOptions}} : {}),
   env: {FPEER_SYNC_INTERVAL_MS: String(catchUpMs), FPEER_RESCAN_INTERVAL_MS: '10000', FPEER_STALL_TIMEOUT_MS: '5000', FPEER_LOG_LEVEL: 'warn'},
   log: say,
   logDir,
@@ -81,11 +90,21 @@ const median = (xs) => {
   return s.length === 0 ? 0 : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
 
+/** What peer `i`'s last stats flush says of its memory by kind (heap used/total, external, array buffers), in MiB. */
+const memoryOf = async (i) => {
+  const m = JSON.parse(await readFile(path.join(churn.peers[i].home, 'stats.json'), 'utf8').catch(() => '{}')).memory
+  const f = (b) => (b / 1048576).toFixed(1)
+  const spaces = m?.spaces ? `, spaces ${Object.entries(m.spaces).filter(([, k]) => k >= 1024).map(([n, k]) => `${n} ${(k / 1024).toFixed(1)}`).join(' ')}` : ''
+  return m ? ` (heap ${f(m.heapUsed)}/${f(m.heapTotal)}, external ${f(m.external)}, arrayBuffers ${f(m.arrayBuffers)}${spaces})` : ''
+}
+
 let failure
 const converged = []
 /** One row per cycle, converged or not: its changes, kills, bytes fetched and convergence time (null: it did not converge). */
 const cycleRows = []
 let startProcs = []
+/** The processes after the first cycle: a young serve's V8 heap grows to its working size then (the young generation to 2 × 16 MiB), shown apart from growth after it. */
+let warmProcs = []
 let endProcs = []
 let bytes = 0
 let bytesAtStart = 0
@@ -98,6 +117,9 @@ try {
   await churn.build()
   await churn.converge(120_000)
   startProcs = await churn.procs()
+  const first = startProcs.filter((p) => p.peer < 2)
+  const firstMem = await Promise.all(first.map((p) => memoryOf(p.peer)))
+  say(`start: ${first.map((p, k) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB fds ${p.fds}${firstMem[k]}`).join('; ')}`)
   bytesAtStart = await churn.bytesFetched()
   changesAtStart = churn.changes
   for (let c = 0; c < cycles && !stopping && !interrupted; c++) {
@@ -130,8 +152,11 @@ try {
       say(`cycle ${c + 1}/${cycles}: ${row.changes} changes, ${row.kills} kills${down.length ? `, peer ${down.join(', ')} down (did not restart)` : ''}; ${row.convergeMs === null ? 'NOT converged' : `converged ${row.convergeMs} ms after every peer was up`}; ${row.bytes} bytes fetched, ${row.bytesPerChange} per change`)
     }
     // The never-killed peers' RSS and fds each cycle: the trend, and figures even from a run cut short.
-    const now = (await churn.procs()).filter((p) => p.peer < 2)
-    say(`cycle ${c + 1}/${cycles}: ${now.map((p) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB fds ${p.fds}`).join('; ')}`)
+    const all = await churn.procs()
+    if (c === 0) warmProcs = all
+    const now = all.filter((p) => p.peer < 2)
+    const mem = await Promise.all(now.map((p) => memoryOf(p.peer)))
+    say(`cycle ${c + 1}/${cycles}: ${now.map((p, k) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB fds ${p.fds}${mem[k]}`).join('; ')}`)
   }
 } catch (err) {
   failure = err
@@ -146,13 +171,17 @@ try {
 
 const pct = (a, b) => (a === null || a === undefined || !a ? null : Math.round(((b - a) / a) * 1000) / 10)
 const startBy = new Map(startProcs.map((p) => [p.peer, p]))
+const warmBy = new Map(warmProcs.map((p) => [p.peer, p]))
 const endBy = new Map(endProcs.map((p) => [p.peer, p]))
 // Every peer, up or not at the end: a peer missing from the table is a peer nobody looked at.
 const procRows = Array.from({length: peers}, (_, peer) => {
   const s = startBy.get(peer)
   const e = endBy.get(peer)
   const restarted = !s || !e || s.pid !== e.pid
-  return {peer, up: e !== undefined, restarted, rssKiB: [s?.rssKiB ?? null, e?.rssKiB ?? null], fds: [s?.fds ?? null, e?.fds ?? null], growthPct: restarted ? null : {rss: pct(s.rssKiB, e.rssKiB), fds: pct(s.fds, e.fds)}}
+  const w = warmBy.get(peer)
+  // Information beside the verdict, which stays start→end: RSS growth after the first cycle, once the V8 heap has its working size.
+  const afterCycle1 = restarted || !w || w.pid !== e.pid ? null : {rssKiB: w.rssKiB, rssPct: pct(w.rssKiB, e.rssKiB)}
+  return {peer, up: e !== undefined, restarted, rssKiB: [s?.rssKiB ?? null, e?.rssKiB ?? null], fds: [s?.fds ?? null, e?.fds ?? null], growthPct: restarted ? null : {rss: pct(s.rssKiB, e.rssKiB), fds: pct(s.fds, e.fds)}, afterCycle1}
 })
 const GROWTH_LIMIT_PCT = 10
 const longLived = procRows.filter((r) => r.growthPct)
@@ -195,6 +224,7 @@ else {
   console.log(`serve starts: ${summary.startMs.starts}, ready after median ${summary.startMs.median} ms, max ${summary.startMs.max} ms`)
   console.log(`restarts: ${summary.verdict.restarts}${churn.startFailures.length ? ` (${churn.startFailures.length} did not come up: ${churn.startFailures.map((f) => `peer${f.peer}`).join(', ')})` : ''}`)
   for (const f of churn.startFailures) console.log(`  peer${f.peer} at ${(f.at / 1000).toFixed(1)} s: ${f.error}\n    ${f.logTail.slice(-10).join('\n    ')}`)
+  for (const r of procRows.filter((r) => r.afterCycle1)) console.log(`peer ${r.peer}: RSS after cycle 1 ${mib(r.afterCycle1.rssKiB)} MiB, ${signed(r.afterCycle1.rssPct)} to the end`)
   console.log(`growth of never-restarted peers (RSS and fds, start→end, limit ${GROWTH_LIMIT_PCT}%): ${summary.verdict.growth}${grew.length ? ` (peer ${grew.map((r) => r.peer).join(', ')})` : ''}`)
   if (failure) console.log(`FAILED: ${failure.message ?? failure}`)
 }

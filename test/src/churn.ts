@@ -41,6 +41,8 @@ export interface ChurnOptions {
   env: NodeJS.ProcessEnv
   /** Peers never killed (the soak measures their RSS and fds over the whole run). */
   stable?: number
+  /** Extra environment of the stable peers' serves only (the soak's diagnostic node flags, e.g. NODE_OPTIONS). */
+  stableEnv?: NodeJS.ProcessEnv
   log?: (line: string) => void
   /** Where each serve's stderr is kept (peer<i>.log, appended across restarts), to tell afterwards why a peer lagged. */
   logDir?: string
@@ -227,7 +229,7 @@ export class Churn {
     for (let attempt = 0; ; attempt++) {
       const began = Date.now()
       try {
-        await this.peers[i]!.serve([], {}, {ports: 'default', readyTimeoutMs: START_WAIT_MS, ...this.#diagnosable()})
+        await this.peers[i]!.serve([], i < (this.options.stable ?? 0) ? (this.options.stableEnv ?? {}) : {}, {ports: 'default', readyTimeoutMs: START_WAIT_MS, ...this.#diagnosable()})
         this.startMs.push(Date.now() - began)
         this.#tallied[i] = 0
         this.up[i] = true

@@ -57,7 +57,8 @@ export class ReplayGuard {
       )
     }
     this.#expire(now)
-    const key = `${sender.compact}:${nonce}`
+    // A copy of its own: `nonce` is a slice of the message's text, and a key made of it would keep that whole text for the key's 10 minutes.
+    const key = ownCopy(`${sender.compact}:${nonce}`)
     if (this.#seen.has(key)) throw new FpeerError('E_REPLAY', `${msg.type} from ${sender.short} was seen before (replayed)`)
     if (this.#seen.size >= this.#max) throw new FpeerError('E_BUSY', 'too many recent requests; try again in a few minutes')
     this.#seen.set(key, now + 2 * this.windowMs)
@@ -69,6 +70,11 @@ export class ReplayGuard {
       this.#seen.delete(k)
     }
   }
+}
+
+/** `s` in a string of its own (a fresh flat one), tied to no slice of a larger string nor to a chain of concatenations. */
+function ownCopy(s: string): string {
+  return Buffer.from(s, 'utf8').toString('utf8')
 }
 
 /**

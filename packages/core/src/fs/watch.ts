@@ -1,26 +1,35 @@
 // Watches a shared folder for changes: one non-recursive watcher per directory, skipping fpeer's own.
 import {type FSWatcher, watch} from 'node:fs'
-import {opendir} from 'node:fs/promises'
+import {lstat, opendir} from 'node:fs/promises'
 import path from 'node:path'
 import {isIgnoredName} from './scan.js'
 
 /**
  * Node 20's `fs.watch(dir, {recursive: true})` on Linux stops reporting once a watched
  * subdirectory is removed (fpeer's staging folders are), so this keeps one inotify
- * watcher per directory itself, adding watchers as directories appear. Events are only
- * a hint: the caller rescans, and a periodic rescan catches anything missed.
+ * watcher per directory itself, adding watchers as directories appear and dropping them as
+ * they go: the watchers follow the directories there are now, never every name that ever
+ * appeared (a file's watcher, or a removed directory's, would live as long as the peer and
+ * hold one inotify watch each). Events are only a hint: the caller rescans, and a periodic
+ * rescan catches anything missed.
  */
 export class FolderWatcher {
   readonly #root: string
   readonly #onChange: () => void
   readonly #onError: (err: Error) => void
-  readonly #watchers = new Map<string, FSWatcher>()
+  /** Watched directory → its watcher and the inode it watches (a directory removed and made again under the same name is another). */
+  readonly #watchers = new Map<string, {w: FSWatcher; ino: number}>()
   #closed = false
 
   constructor(root: string, onChange: () => void, onError: (err: Error) => void = () => {}) {
     this.#root = root
     this.#onChange = onChange
     this.#onError = onError
+  }
+
+  /** Directories watched now (relative paths, '' the root): what bounds the watcher's memory and inotify watches. */
+  get watching(): string[] {
+    return [...this.#watchers.keys()]
   }
 
   async start(): Promise<void> {
@@ -30,25 +39,25 @@ export class FolderWatcher {
   async #add(rel: string): Promise<void> {
     if (this.#closed || this.#watchers.has(rel)) return
     const abs = path.join(this.#root, rel)
+    // A file (or a symlink) named in an event gets no watcher: its directory's watcher sees it.
+    const st = await lstat(abs).catch(() => undefined)
+    if (!st?.isDirectory() || this.#closed || this.#watchers.has(rel)) return
     let w: FSWatcher
     try {
       w = watch(abs, (event, name) => {
         const child = name ? String(name) : ''
         if (child && isIgnoredName(child)) return
         this.#onChange()
-        // A new directory needs its own watcher; a vanished one drops its watcher when it errors.
-        if (event === 'rename' && child) void this.#add(rel ? `${rel}/${child}` : child).catch(() => {})
+        // A new directory needs its own watcher; a removed or renamed one lets go of its own and its subdirectories'.
+        if (event === 'rename' && child) void this.#changed(rel ? `${rel}/${child}` : child).catch(() => {})
       })
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code
       if (code !== 'ENOTDIR' && code !== 'ENOENT') this.#onError(err as Error)
       return
     }
-    w.on('error', () => {
-      w.close()
-      this.#watchers.delete(rel)
-    })
-    this.#watchers.set(rel, w)
+    w.on('error', () => this.#drop(rel))
+    this.#watchers.set(rel, {w, ino: st.ino})
     let dir
     try {
       dir = await opendir(abs)
@@ -60,9 +69,26 @@ export class FolderWatcher {
     }
   }
 
+  /** A name in a watched directory appeared, went or was renamed: watch it if it is a directory now, else let go of it. */
+  async #changed(rel: string): Promise<void> {
+    const st = await lstat(path.join(this.#root, rel)).catch(() => undefined)
+    if (st?.isDirectory() && this.#watchers.get(rel)?.ino === st.ino) return
+    this.#drop(rel)
+    if (st?.isDirectory()) await this.#add(rel)
+  }
+
+  /** Closes the watcher of `rel` and of every directory under it. */
+  #drop(rel: string): void {
+    for (const [k, {w}] of this.#watchers) {
+      if (k !== rel && !k.startsWith(`${rel}/`)) continue
+      w.close()
+      this.#watchers.delete(k)
+    }
+  }
+
   close(): void {
     this.#closed = true
-    for (const w of this.#watchers.values()) w.close()
+    for (const {w} of this.#watchers.values()) w.close()
     this.#watchers.clear()
   }
 }

@@ -1,6 +1,7 @@
 // Counters of update traffic, kept in memory and flushed to `stats.json` in the home (`fpeer status --json` shows them).
 import {writeFile} from 'node:fs/promises'
 import path from 'node:path'
+import {getHeapSpaceStatistics} from 'node:v8'
 import type {Startable} from '../lifecycle.js'
 
 /** Counters of update traffic, written to `stats.json` in the home. */
@@ -45,7 +46,12 @@ export class StatsFile implements Startable {
   async flush(force = false): Promise<void> {
     if (!this.#dirty && !force) return
     this.#dirty = false
-    await writeFile(this.#file, JSON.stringify({pid: process.pid, ...this.stats}) + '\n', {mode: 0o600}).catch(() => {})
+    // The process's memory by kind (heap, off-heap buffers, all of it) beside the counters: a soak tells a leak from heap sizing with it.
+    const {rss, heapTotal, heapUsed, external, arrayBuffers} = process.memoryUsage()
+    // Each V8 space's size (KiB, committed): young-generation sizing shows apart from what the old space holds.
+    const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name.replace(/_space$/, ''), Math.round(sp.space_size / 1024)]))
+    const memory = {rss, heapTotal, heapUsed, external, arrayBuffers, spaces}
+    await writeFile(this.#file, JSON.stringify({pid: process.pid, ...this.stats, memory}) + '\n', {mode: 0o600}).catch(() => {})
   }
 
   async start(signal: AbortSignal): Promise<void> {

@@ -1,0 +1,75 @@
+// FolderWatcher on a real disk: one watcher per directory there is now, whatever came and went.
+import assert from 'node:assert/strict'
+import {mkdir, mkdtemp, realpath, rename, rm, writeFile} from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import {after, before, describe, it} from 'node:test'
+import {FolderWatcher} from './watch.js'
+
+/** Polls `cond` every 20 ms for up to 10 s (inotify events reach the watcher asynchronously). */
+async function until(what: string, cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (cond()) return
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  assert.fail(`timed out waiting for ${what}`)
+}
+
+describe('FolderWatcher', () => {
+  let work: string
+
+  before(async () => {
+    work = await realpath(await mkdtemp(path.join(os.tmpdir(), 'fpeer-watch-')))
+  })
+  after(() => rm(work, {recursive: true, force: true}))
+
+  it('watches directories only: files created and renamed into place add no watcher', async () => {
+    const root = path.join(work, 'files')
+    await mkdir(path.join(root, 'a'), {recursive: true})
+    let changes = 0
+    const w = new FolderWatcher(root, () => changes++)
+    try {
+      await w.start()
+      assert.deepEqual(w.watching.sort(), ['', 'a'])
+      // As fpeer lands a file (a temp name renamed into place) and as an editor writes one.
+      for (let i = 0; i < 40; i++) {
+        await writeFile(path.join(root, 'a', `.tmp${i}`), `${i}\n`)
+        await rename(path.join(root, 'a', `.tmp${i}`), path.join(root, 'a', `f${i}.txt`))
+        await writeFile(path.join(root, `g${i}.txt`), `${i}\n`)
+      }
+      // Events arrive in order: once the directory made last is watched, every file event before it was handled.
+      await mkdir(path.join(root, 'last'))
+      await until('the new directory to be watched', () => w.watching.includes('last'))
+      assert.ok(changes > 0)
+      assert.deepEqual(w.watching.sort(), ['', 'a', 'last'])
+    } finally {
+      w.close()
+    }
+  })
+
+  it('lets go of removed and renamed directories, and watches one made again under the same name', async () => {
+    const root = path.join(work, 'dirs')
+    await mkdir(path.join(root, 'gone', 'deep'), {recursive: true})
+    await mkdir(path.join(root, 'old'))
+    let changes = 0
+    const w = new FolderWatcher(root, () => changes++)
+    try {
+      await w.start()
+      assert.deepEqual(w.watching.sort(), ['', 'gone', 'gone/deep', 'old'])
+      await rm(path.join(root, 'gone'), {recursive: true})
+      await rename(path.join(root, 'old'), path.join(root, 'new'))
+      await until('the watchers to follow', () => w.watching.sort().join(',') === ',new')
+      // Removed and made again: the new directory is watched (changes in it are seen), not the old one's dead watch kept.
+      await rm(path.join(root, 'new'), {recursive: true})
+      await mkdir(path.join(root, 'new'))
+      await until('the remade directory to be watched', () => w.watching.includes('new'))
+      // Only a watcher of the remade directory sees a directory made inside it.
+      await mkdir(path.join(root, 'new', 'sub'))
+      await until('a directory made in the remade one to be watched', () => w.watching.includes('new/sub'))
+      assert.ok(changes > 0)
+      assert.deepEqual(w.watching.sort(), ['', 'new', 'new/sub'])
+    } finally {
+      w.close()
+    }
+  })
+})
