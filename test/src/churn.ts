@@ -229,7 +229,11 @@ export class Churn {
     for (let attempt = 0; ; attempt++) {
       const began = Date.now()
       try {
-        await this.peers[i]!.serve([], i < (this.options.stable ?? 0) ? (this.options.stableEnv ?? {}) : {}, {ports: 'default', readyTimeoutMs: START_WAIT_MS, ...this.#diagnosable()})
+        await this.peers[i]!.serve([], i < (this.options.stable ?? 0) ? (this.options.stableEnv ?? {}) : {}, {
+          ports: 'default',
+          readyTimeoutMs: START_WAIT_MS,
+          ...this.#diagnosable(),
+        })
         this.startMs.push(Date.now() - began)
         this.#tallied[i] = 0
         this.up[i] = true
