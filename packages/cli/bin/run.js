@@ -1,20 +1,12 @@
 #!/usr/bin/env node
 // The fpeer entry point: settles oclif's settings and directories, hands the command line to oclif, then lets stdout drain however slow its reader is.
 import path from 'node:path'
-import v8 from 'node:v8'
 import {fileURLToPath} from 'node:url'
 import {fastPath} from '../dist/fast-path.js'
 import {jsonWritten} from '../dist/json-out.js'
 import {manifestIsStale} from './manifest.js'
 
 const cliRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-
-// Memory before speed: V8 lets the old generation grow to several times what survived its
-// last full collection before it collects again, and a command that formats or parses a
-// 100,000-file list in one go (a request's FilesUpdated, a serve's FilesToGet) left 200+ MB of
-// garbage standing that way (a requester at 450 MB peak, of which 8 MB live at its exit).
-// Growing by at most 30% bounds that for a few percent more CPU (bench/run.js measures both).
-v8.setFlagsFromString('--heap-growing-percent=30')
 
 // `fpeer -V` and `fpeer --version` are the `version` command, so that `--json` works with them.
 const argv = process.argv.slice(2)
