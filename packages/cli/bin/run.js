@@ -23,12 +23,10 @@ process.stdout.once('close', () => (stdoutGone = true))
 
 /** Resolves once everything written to stdout has reached its reader (or the reader is gone), with no time limit. */
 async function drained() {
-  while (!stdoutGone && process.stdout.writableLength > 0) {
-    await new Promise((resolve) => {
-      process.stdout.once('drain', resolve)
-      process.stdout.once('close', resolve)
-    })
-  }
+  // Polled, not told: 'drain' comes only after a write that returned false, and the last ones
+  // may all have returned true with bytes still queued. The timer also keeps the process up
+  // (stdout's handle is unref'd), where waiting on an event alone ended it with 13 mid-document.
+  while (!stdoutGone && process.stdout.writableLength > 0) await new Promise((resolve) => setTimeout(resolve, 20))
 }
 
 /** Runs the command line through oclif; resolves with the exit code its error handler asked for, if any. */

@@ -104,7 +104,11 @@ export function jsonWritten(): Promise<void> {
 
 function drainOf(stream: NodeJS.WritableStream): Promise<void> {
   return new Promise((resolve) => {
+    // stdout's handle is unref'd by Node: a write waiting on a full pipe may not keep the
+    // process up, which would then end with 13 (a top-level await never settled) mid-document.
+    const alive = setInterval(() => {}, 1000)
     const done = () => {
+      clearInterval(alive)
       stream.off('drain', done)
       stream.off('close', done)
       resolve()
