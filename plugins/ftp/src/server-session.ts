@@ -15,7 +15,7 @@ import {
   type ListEntry,
   type MlstFact,
 } from './list-format.js'
-import {openPassive, type PassiveEndpoint} from './passive.js'
+import {PassivePort, type PassiveEndpoint} from './passive.js'
 import {
   PRE_LOGIN_VERBS,
   WRITE_VERBS,
@@ -101,6 +101,8 @@ export class FtpSession {
   #rest = 0
   #facts = new Set<MlstFact>(MLST_FACTS)
   #passive: PassiveEndpoint | undefined
+  /** The session's one passive listener, opened at its first PASV/EPSV. */
+  #port: PassivePort | undefined
   /** The endpoint a running command took: teardown must close it too, or its listener outlives the session. */
   #inUse: PassiveEndpoint | undefined
   #transfer: {abort(): void} | undefined
@@ -145,6 +147,7 @@ export class FtpSession {
     this.#passive?.close()
     this.#passive = undefined
     this.#inUse?.close()
+    this.#port?.close()
     this.#deps.onClose()
   }
 
@@ -388,7 +391,8 @@ export class FtpSession {
     this.#takePassive()?.close()
     let endpoint: PassiveEndpoint
     try {
-      endpoint = await openPassive({host: this.#localHost, peer: this.#who.address, acceptTimeoutMs: this.#deps.limits.dataTimeoutMs, log: this.#deps.log})
+      this.#port ??= new PassivePort({host: this.#localHost, peer: this.#who.address, acceptTimeoutMs: this.#deps.limits.dataTimeoutMs, log: this.#deps.log})
+      endpoint = await this.#port.open()
     } catch (err) {
       this.#deps.log.warn('ftp: cannot open a passive port', {error: (err as Error).message})
       return this.#reply(425, 'Cannot open a passive data port')
