@@ -290,6 +290,31 @@ describe('fpeer FTP server', {timeout: 120_000}, () => {
     await ftp.cmd(`LIST /${FOLDER}`, 425)
   })
 
+  it('one passive port serves a session’s transfers; a slot that ends without its connection takes it along, so a late connection is refused', async () => {
+    const whole = await readFile(path.join(tree.root, BIG_FILE))
+    const ftp = await login()
+    const epsvPort = async () => Number(/\(\|\|\|(\d+)\|\)/.exec((await ftp.cmd('EPSV', 229)).text)![1])
+    const fetch = async (port: number) => {
+      const got = drain(await connectData(port))
+      ftp.send(`RETR /${FOLDER}/${BIG_FILE}`)
+      await ftp.expect(150)
+      assert.ok((await got).data.equals(whole))
+      await ftp.expect(226)
+    }
+    const first = await epsvPort()
+    await fetch(first)
+    // The next transfer reuses the listener: no new port (and no kernel port search) per file.
+    assert.equal(await epsvPort(), first)
+    await fetch(first)
+    // A slot refused before its connection came (550): a client that connects now, late, must
+    // not get the next slot's file; the listener went with the slot.
+    assert.equal(await epsvPort(), first)
+    await ftp.cmd(`RETR /${FOLDER}/no-such-file.bin`, 550)
+    await assert.rejects(connectData(first), /ECONNREFUSED/)
+    // The next PASV/EPSV listens anew and serves.
+    await fetch(await epsvPort())
+  })
+
   it('REST resumes at the offset; a bad or too large offset is refused', async () => {
     const whole = await readFile(path.join(tree.root, BIG_FILE))
     const ftp = await login()
