@@ -51,7 +51,7 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
 
   const record = (p: Peer): PeerRecord => peerRecord(p, transport.protocol)
 
-  async function peer(address: string): Promise<Peer> {
+  async function peer(address: string, own: TransportRegistry = registry): Promise<Peer> {
     // Filled in by makeSyncPeer below; the callbacks only run once it is.
     const p = {peers: [], requests: 0, updates: 0, refused: [], tracked: new Set()} as unknown as Peer
     const isPeer = (id: string) => p.peers.some((r) => r.id === id)
@@ -60,7 +60,7 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
       root: path.join(work, `peer-${++n}`),
       address,
       transport,
-      registry,
+      registry: own,
       timeouts: TIMEOUTS,
       folder: FOLDER,
       isPeer,
@@ -210,6 +210,38 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
       // Once done, a later pull is a new one.
       assert.equal(await a!.peerSync.pullFrom(FOLDER, target), 0)
       assert.equal(b!.requests, 2)
+    } finally {
+      await closeAll()
+    }
+  })
+
+  it('what a pull applied is passed on even when the pull then fails (the host’s fetch-back lost its connection): nothing owed is left for a later exchange', async () => {
+    try {
+      // b's fetch-back (its only fetch here) loses its connection: the pull fails after a applied the version.
+      const lossy = new TransportRegistry()
+      lossy.add(
+        {
+          ...transport,
+          connect: async () => {
+            throw new FpeerError('E_CONNECTION_LOST', 'cut by the test')
+          },
+        },
+        'memory',
+      )
+      const a = await peer('127.0.0.2')
+      const b = await peer('127.0.0.3', lossy)
+      const c = await peer('127.0.0.4')
+      a.peers = [record(b), record(c)]
+      b.peers = [record(a)]
+      c.peers = [record(a)]
+      await writeFile(path.join(b.dir, 'p.txt'), 'pulled\n')
+      await b.sync.rescan()
+      await assert.rejects(a.peerSync.pullFrom(FOLDER, record(b)), (e) => isFpeerError(e, 'E_PEER_ERROR') || isFpeerError(e, 'E_CONNECTION_LOST'))
+      assert.equal(await readFile(path.join(a.dir, 'p.txt'), 'utf8'), 'pulled\n')
+      // c lists only a, and no exchange runs (not a daemon): only a's forward can bring it there.
+      await quiet([a, b, c])
+      assert.equal(await readFile(path.join(c.dir, 'p.txt'), 'utf8'), 'pulled\n')
+      assert.deepEqual([b.updates, c.updates], [0, 1])
     } finally {
       await closeAll()
     }

@@ -229,89 +229,95 @@ export class PeerSync {
     let seen: FileEntry[] | undefined
     d.count('pulls')
     const local = d.localAddress()
-    await withScopedSignal(this.#signal, (signal) =>
-      requestFolder({
-        // Catching up is with this peer: one it would hand us to (10.5) would confirm us without
-        // our listing it, and push to us in vain (10.6).
-        followDelegation: false,
-        host: peer.address,
-        port,
-        folder,
-        into: sync.folder.path,
-        ...(local ? {bind: local} : {}),
-        expectedHost: PeerId.parse(peer.id),
-        controlPort: d.controlPort(),
-        identity: d.identity,
-        registry: d.registry,
-        concurrency: d.concurrency,
-        timeouts: d.timeouts,
-        log: d.log,
-        ...(signal ? {signal} : {}),
-        apply: async (ftg, from) => {
-          d.count('messagesIn')
-          // The peer's own structure only: a busy peer may have handed us to another (10.5).
-          if (ftg.meta.id === PeerId.parse(peer.id).compact) saw((seen = ftg.files))
-          const versions: FileVersion[] = []
-          const originals: FileEntry[] = []
-          // A catch-up answers with the peer's whole structure, most of it what we hold: a version
-          // signed exactly as ours was checked when we took it. Checking hundreds again at every
-          // round (every few seconds under churn) kept both cores busy and made exchanges time out.
-          const held = await sync.records()
-          const slice = new TimeSlice()
-          for (const e of ftg.files) {
-            await slice.tick()
-            const v = entryToVersion(e)
-            if (v) {
-              const ours = held.get(v.path)?.version
-              if (!ours || !identical(ours, v)) verifyVersion(folder, v)
-              versions.push(v)
-            } else if (e.ext?.del !== '1') originals.push(e)
-          }
-          const res = await applyOwing(
-            new OwedForwards(d.home, folder),
-            d.forwardTargets(folder, [peer.id]),
-            d.forwardTargets(folder, []),
-            versions,
-            () => sync.records(),
-            () => sync.apply(versions, fetcherFrom(ctx, folder, from)),
-          )
-          applied = res.applied
-          // What an earlier, failed apply landed may have come from any peer: none is left out.
-          created = [...res.recovered, ...res.created]
-          const records = await sync.records()
-          const rules = IgnoreRules.load(sync.folder.path)
-          const missing = originals.filter((e) => !isDirEntry(e) && !records.has(e.path) && !rules.ignores(e.path))
-          let bytes = 0
-          if (missing.length > 0) {
-            bytes = (
-              await withPeerClient(ctx, {localAddress: ctx.localAddress, ...from}, (client, sup) =>
-                fetchFiles({
-                  client,
-                  batch: sup.batch,
-                  folder,
-                  files: missing,
-                  mode: 'land',
-                  root: sync.folder.path,
-                  concurrency: ctx.concurrency,
-                  ...(signal ? {signal} : {}),
-                }),
-              )
-            ).bytes
-            await sync.adopt(missing.map((entry) => ({entry})))
-          }
-          const got = new Set([...res.fetched, ...res.copied, ...res.applied.filter((v) => !v.deleted).map((v) => v.path), ...missing.map((e) => e.path)])
-          d.count('messagesOut')
-          return {transfer: {files: ftg.files.length, fetched: res.fetched.length + missing.length, skipped: 0, bytes}, got}
-        },
-      }).catch(async (err: unknown) => {
-        if (refusedBy(err) === peer.id) await d.refused(folder, peer.id)
-        throw err
-      }),
-    )
+    try {
+      await withScopedSignal(this.#signal, (signal) =>
+        requestFolder({
+          // Catching up is with this peer: one it would hand us to (10.5) would confirm us without
+          // our listing it, and push to us in vain (10.6).
+          followDelegation: false,
+          host: peer.address,
+          port,
+          folder,
+          into: sync.folder.path,
+          ...(local ? {bind: local} : {}),
+          expectedHost: PeerId.parse(peer.id),
+          controlPort: d.controlPort(),
+          identity: d.identity,
+          registry: d.registry,
+          concurrency: d.concurrency,
+          timeouts: d.timeouts,
+          log: d.log,
+          ...(signal ? {signal} : {}),
+          apply: async (ftg, from) => {
+            d.count('messagesIn')
+            // The peer's own structure only: a busy peer may have handed us to another (10.5).
+            if (ftg.meta.id === PeerId.parse(peer.id).compact) saw((seen = ftg.files))
+            const versions: FileVersion[] = []
+            const originals: FileEntry[] = []
+            // A catch-up answers with the peer's whole structure, most of it what we hold: a version
+            // signed exactly as ours was checked when we took it. Checking hundreds again at every
+            // round (every few seconds under churn) kept both cores busy and made exchanges time out.
+            const held = await sync.records()
+            const slice = new TimeSlice()
+            for (const e of ftg.files) {
+              await slice.tick()
+              const v = entryToVersion(e)
+              if (v) {
+                const ours = held.get(v.path)?.version
+                if (!ours || !identical(ours, v)) verifyVersion(folder, v)
+                versions.push(v)
+              } else if (e.ext?.del !== '1') originals.push(e)
+            }
+            const res = await applyOwing(
+              new OwedForwards(d.home, folder),
+              d.forwardTargets(folder, [peer.id]),
+              d.forwardTargets(folder, []),
+              versions,
+              () => sync.records(),
+              () => sync.apply(versions, fetcherFrom(ctx, folder, from)),
+            )
+            applied = res.applied
+            // What an earlier, failed apply landed may have come from any peer: none is left out.
+            created = [...res.recovered, ...res.created]
+            const records = await sync.records()
+            const rules = IgnoreRules.load(sync.folder.path)
+            const missing = originals.filter((e) => !isDirEntry(e) && !records.has(e.path) && !rules.ignores(e.path))
+            let bytes = 0
+            if (missing.length > 0) {
+              bytes = (
+                await withPeerClient(ctx, {localAddress: ctx.localAddress, ...from}, (client, sup) =>
+                  fetchFiles({
+                    client,
+                    batch: sup.batch,
+                    folder,
+                    files: missing,
+                    mode: 'land',
+                    root: sync.folder.path,
+                    concurrency: ctx.concurrency,
+                    ...(signal ? {signal} : {}),
+                  }),
+                )
+              ).bytes
+              await sync.adopt(missing.map((entry) => ({entry})))
+            }
+            const got = new Set([...res.fetched, ...res.copied, ...res.applied.filter((v) => !v.deleted).map((v) => v.path), ...missing.map((e) => e.path)])
+            d.count('messagesOut')
+            return {transfer: {files: ftg.files.length, fetched: res.fetched.length + missing.length, skipped: 0, bytes}, got}
+          },
+        }).catch(async (err: unknown) => {
+          if (refusedBy(err) === peer.id) await d.refused(folder, peer.id)
+          throw err
+        }),
+      )
+    } finally {
+      // What the pull took is passed on even when the handshake then failed (the host's fetch-back
+      // or its confirmation): it is checked and recorded here, and the forwards owed for it would
+      // otherwise wait for an exchange with each peer that may already have run (churn seed 875435).
+      if (applied.length) this.forward(folder, applied, [peer.id])
+      if (created.length) this.forward(folder, created, [])
+    }
     // It answered: pushes to it that wait out a backoff go now (the exchange's own push among them).
     if (seen) this.#queue.reachable(folder, peer.id)
-    if (applied.length) this.forward(folder, applied, [peer.id])
-    if (created.length) this.forward(folder, created, [])
     return applied.length
   }
 }

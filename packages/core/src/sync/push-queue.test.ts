@@ -178,6 +178,35 @@ describe('PushQueue', () => {
     q.stop()
   })
 
+  it('sends again what is still current after any failure of a reached peer (busy, a grant run out, a local stall), but not a push it refused', async () => {
+    const failures = [
+      new FpeerError('E_PEER_ERROR', 'the peer refused: E_BUSY', {details: {peerCode: 'E_BUSY'}}),
+      new FpeerError('E_PEER_ERROR', 'the peer refused: E_ACCESS', {details: {peerCode: 'E_ACCESS'}}),
+      new FpeerError('E_TRANSFER', 'stalled'),
+      new FpeerError('E_BUSY', 'too many connections'),
+    ]
+    for (const failure of failures) {
+      const g = gate()
+      const q = new PushQueue(
+        {log: silentLogger, deliver: g.deliver, peer: () => PEER, current: async (_f, versions) => versions},
+        {policy: {retries: 3, baseMs: 1, maxMs: 2}},
+      )
+      q.start()
+      const first = q.push('F', PEER, [v('a', 1), v('b', 1)])
+      await until('the first push', () => g.calls.length === 1)
+      g.calls[0]!.end(failure)
+      await assert.rejects(first, (err: FpeerError) => err.code === failure.code)
+      await until(`the push to go again after ${failure.message}`, () => g.calls.length === 2)
+      assert.deepEqual(
+        g.calls[1]!.versions.map((x) => x.path),
+        ['a', 'b'],
+      )
+      g.calls[1]!.end()
+      await until('the lane to empty', () => q.size.lanes === 0)
+      q.stop()
+    }
+  })
+
   it('does not send again a refused push whose versions were all superseded, nor any other refusal', async () => {
     for (const peerCode of ['E_NOT_FOUND', 'E_NOT_ALLOWED']) {
       let calls = 0

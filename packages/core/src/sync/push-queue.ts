@@ -25,12 +25,26 @@ export const RETRY_CODES: ReadonlySet<string> = new Set(['E_CONNECT', 'E_TIMEOUT
  */
 export const SOURCE_CHANGED: ReadonlySet<string> = new Set(['E_NOT_FOUND', 'E_SIZE_MISMATCH', 'E_HASH_MISMATCH'])
 
+/** The code a peer answered with, when the push failed on its PeerError. */
+function peerCodeOf(err: unknown): string | undefined {
+  if (!isFpeerError(err) || err.code !== 'E_PEER_ERROR') return undefined
+  const peerCode = err.details?.['peerCode']
+  return typeof peerCode === 'string' ? peerCode : undefined
+}
+
 /** A refusal that says the source moved under the receiver's fetch (SOURCE_CHANGED), not that it refused the versions. */
 export function sourceChanged(err: unknown): boolean {
-  if (!isFpeerError(err) || err.code !== 'E_PEER_ERROR') return false
-  const peerCode = err.details?.['peerCode']
-  return typeof peerCode === 'string' && SOURCE_CHANGED.has(peerCode)
+  const peerCode = peerCodeOf(err)
+  return peerCode !== undefined && SOURCE_CHANGED.has(peerCode)
 }
+
+/**
+ * Failures that end a push for good: the peer no longer takes us (it leaves the peerlist, 10.6),
+ * or we are stopping. Every other failure (a busy peer, a grant that ran out while a loaded
+ * machine fetched, a stall) is worth another try: under churn each of them dropped versions
+ * that then waited for the periodic catch-up (for ever with it off).
+ */
+export const FINAL_CODES: ReadonlySet<string> = new Set(['E_NOT_ALLOWED', 'E_INTERRUPTED'])
 
 export interface PushQueueDeps {
   log: Logger
@@ -233,14 +247,19 @@ export class PushQueue {
   #failed(lane: Lane, batch: FileVersion[], err: unknown): void {
     const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
     if (this.#stopped) return
-    const changed = this.#retry && !!this.#deps.current && sourceChanged(err)
-    const again = (this.#retry && RETRY_CODES.has(code)) || changed
+    const unreached = RETRY_CODES.has(code)
+    const final = FINAL_CODES.has(code) || FINAL_CODES.has(peerCodeOf(err) ?? '')
+    // Reached but not done: what goes again is checked against our newest versions first.
+    const reached = this.#retry && !!this.#deps.current && !unreached && !final
+    const again = (this.#retry && unreached) || reached
     // Once per failed push (they are few: slots, and one per backoff), not once per change that waited for it.
-    const what = changed
-      ? 'push refused: a file changed here while the peer fetched it; what is still current goes again'
-      : again
-        ? 'push failed; will retry, and the peer catches up when it returns'
-        : 'push failed; the peer catches up when it returns'
+    const what = !again
+      ? 'push failed; the peer catches up when it returns'
+      : sourceChanged(err)
+        ? 'push refused: a file changed here while the peer fetched it; what is still current goes again'
+        : reached
+          ? 'push failed; what is still current goes again'
+          : 'push failed; will retry, and the peer catches up when it returns'
     this.#deps.log.warn(what, {
       folder: lane.folder,
       peer: lane.peer.slice(0, 7),
@@ -248,8 +267,8 @@ export class PushQueue {
       reason: (err as Error)?.message ?? String(err),
     })
     if (!again) return
-    // A peer that refused for a changed source was reached: no state exchange is owed it.
-    if (changed) lane.recheck = true
+    // A peer that answered was reached: no state exchange is owed it.
+    if (reached) lane.recheck = true
     else this.#deps.lost?.(lane.folder, lane.peer)
     for (const v of batch) if (supersedes(v, lane.pending.get(v.path))) lane.pending.set(v.path, v)
     lane.lastError = err
