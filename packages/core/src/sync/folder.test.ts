@@ -5,7 +5,7 @@ import {mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile} from 'node:fs
 import os from 'node:os'
 import path from 'node:path'
 import {describe, it} from 'node:test'
-import {isFpeerError} from '../errors.js'
+import {FpeerError, isFpeerError} from '../errors.js'
 import {Identity, generateKeyPair} from '../identity.js'
 import {Home} from '../store/home.js'
 import {type ContentFetcher, FolderSync} from './folder.js'
@@ -232,6 +232,31 @@ describe('FolderSync after an apply cut short (kill -9 between landing and recor
       assert.deepEqual([r2.applied.length, r2.conflicts], [1, []])
       assert.deepEqual((await readdir(dir)).sort(), ['a', 'b', 'c'])
       assert.deepEqual((await restarted.rescan()).versions, [])
+    } finally {
+      await rm(base, {recursive: true, force: true})
+    }
+  })
+
+  it('an apply that recovers what an earlier one landed and then fails its own fetch keeps the recovered versions for the caller to pass on', async () => {
+    const {base, restarted, incoming} = await crashedApply({a: 'a1 from there\n', b: 'b1 from there\n'})
+    try {
+      const other = version('d', 'd1 from there\n')
+      const failing: ContentFetcher = async () => {
+        throw new FpeerError('E_NOT_FOUND', 'd: gone at the sender')
+      }
+      await assert.rejects(restarted.apply([other], failing), (e) => isFpeerError(e, 'E_NOT_FOUND'))
+      // Recorded by the failed apply (its result never reached a caller): handed out once, here.
+      assert.deepEqual(restarted.takeRecovered(), incoming)
+      assert.deepEqual(restarted.takeRecovered(), [])
+      assert.deepEqual((await restarted.rescan()).recovered, [])
+      // Had nobody taken them, the next result would have carried them.
+      const again = await crashedApply({a: 'a2 from there\n'})
+      try {
+        await assert.rejects(again.restarted.apply([other], failing), (e) => isFpeerError(e, 'E_NOT_FOUND'))
+        assert.deepEqual((await again.restarted.rescan()).recovered, again.incoming)
+      } finally {
+        await rm(again.base, {recursive: true, force: true})
+      }
     } finally {
       await rm(base, {recursive: true, force: true})
     }

@@ -52,6 +52,13 @@ export class FolderSync {
   readonly #rules = new IgnoreRulesCache()
   /** Symlinks already reported, so each is warned about once per process. */
   readonly #warnedLinks = new Set<string>()
+  /**
+   * Versions recovered from an interrupted apply's intent and not yet handed to a caller to pass
+   * on. An apply recovers before its own work: when that work then fails (a fetch of another
+   * file of the update), its result never reaches the caller, and what it recovered, already
+   * recorded, would be forwarded by nobody. They wait here for the next result or `takeRecovered`.
+   */
+  #recovered: FileVersion[] = []
   /** What the last rescan left out (symlinks), for `fpeer share`'s summary. */
   lastSkips: ScanSkips = {symlinks: [], emptyDirs: []}
 
@@ -84,7 +91,7 @@ export class FolderSync {
       const all = await this.peerfile.files()
       // An apply cut short landed files it never recorded: they are its versions, not ours.
       const intents = await this.peerfile.intents()
-      const recovered = intents.length ? await this.#withDirs((_root, dirs) => this.#recoverIntents(dirs, all, intents)) : []
+      if (intents.length) await this.#withDirs((_root, dirs) => this.#recoverIntents(dirs, all, intents))
       const initial = !(await this.peerfile.initialized())
       // A damaged journal lost some records: a file it does not know is recorded as found
       // (unversioned, like a first scan), not as this peer's new version, and the peers'
@@ -114,8 +121,15 @@ export class FolderSync {
       this.lastSkips = skips
       if (initial) await this.peerfile.touch()
       // The structure as now recorded (tombstones included): what a re-read of the journal would give.
-      return {versions, records: all, recovered}
+      return {versions, records: all, recovered: this.takeRecovered()}
     })
+  }
+
+  /** Recovered versions no result has carried yet (an apply that failed after recovering): the caller passes them on. */
+  takeRecovered(): FileVersion[] {
+    const r = this.#recovered
+    this.#recovered = []
+    return r
   }
 
   /**
@@ -237,8 +251,8 @@ export class FolderSync {
         const all = await this.peerfile.files()
         // Before anything reads the disk against the records: a file an earlier apply landed
         // but never recorded must not look like a local edit to `#catchUpLocal` below.
-        const recovered = await this.#recoverIntents(dirs, all, await this.peerfile.intents())
-        const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: [], recovered}
+        await this.#recoverIntents(dirs, all, await this.peerfile.intents())
+        const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: [], recovered: []}
         // Ignored here (.fpeerignore): never accepted, whatever a peer offers.
         const rules = this.#rules.rules(root, 0)
         incoming = incoming.filter((v) => {
@@ -415,6 +429,7 @@ export class FolderSync {
             conflicts: result.conflicts.length,
           })
         }
+        result.recovered = this.takeRecovered()
         return result
       }),
     )
@@ -471,7 +486,9 @@ export class FolderSync {
     await this.peerfile.put(changed, all)
     await this.peerfile.clearIntents()
     if (changed.length) this.#log?.warn('recorded files an interrupted update had landed as its versions', {folder: this.folder.name, files: changed.length})
-    return changed.map((r) => r.version!)
+    const versions = changed.map((r) => r.version!)
+    this.#recovered.push(...versions)
+    return versions
   }
 
   /** Turns unscanned local edits of `paths` into versions before anything replaces them. */

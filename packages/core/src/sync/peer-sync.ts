@@ -315,6 +315,9 @@ export class PeerSync {
       // otherwise wait for an exchange with each peer that may already have run (churn seed 875435).
       if (applied.length) this.forward(folder, applied, [peer.id])
       if (created.length) this.forward(folder, created, [])
+      // An apply that failed after recovering what an earlier one had landed: recorded, owed to nobody.
+      const recovered = sync.takeRecovered()
+      if (recovered.length) this.forward(folder, recovered, [])
     }
     // It answered: pushes to it that wait out a backoff go now (the exchange's own push among them).
     if (seen) this.#queue.reachable(folder, peer.id)

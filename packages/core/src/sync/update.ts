@@ -298,6 +298,12 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
           return fetcher(items, staging)
         }),
     )
+  } catch (err) {
+    // The apply failed after recovering what an earlier one had landed (recorded now, owed to
+    // nobody): passed on here, or by nobody until the next rescan.
+    const recovered = sync.takeRecovered()
+    if (recovered.length) ctx.forward(folder, recovered, [])
+    throw err
   } finally {
     stopKeepAlive()
   }
