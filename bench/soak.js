@@ -17,7 +17,9 @@
 //   --prefix A.B.C     the peers' loopback /24 instead of 127.0.93 (two soaks on one machine)
 //   --cycle-seconds S  churn per cycle before each convergence wait (default 60)
 //   --seed S           the run's seed (default: from the clock; printed)
-//   --catch-up-ms T    FPEER_SYNC_INTERVAL_MS of every peer (default 4000; see test/src/churn.test.ts)
+//   --catch-up-ms T    FPEER_SYNC_INTERVAL_MS of every peer (default 300000, fpeer's own: what users run;
+//                      0 turns the periodic catch-up off, as the churn test does, so only the exchange at
+//                      start, owed forwards and retries bring peers together)
 //   --log-dir DIR      keep each serve's stderr in DIR/peer<i>.log (appended across restarts)
 //   --stable-node-options "FLAGS"
 //                      NODE_OPTIONS of the never-killed peers only, for diagnosis (e.g.
@@ -46,7 +48,7 @@ const minutes = arg('minutes', 30)
 const peers = arg('peers', 20)
 const cycleMs = arg('cycle-seconds', 60) * 1000
 const seed = arg('seed', Date.now() % 1_000_000)
-const catchUpMs = arg('catch-up-ms', 4000)
+const catchUpMs = arg('catch-up-ms', 300_000)
 const json = process.argv.includes('--json')
 const prefix = process.argv.includes('--prefix') ? process.argv[process.argv.indexOf('--prefix') + 1] : '127.0.93'
 if (!/^127\.\d{1,3}\.\d{1,3}$/.test(prefix ?? '')) {
