@@ -416,9 +416,11 @@ async function attemptSmall(opts: FetchOptions, file: FileEntry, expected: strin
  * Lands checked content: creates a part file exclusively beside the target (never
  * following a link), keeps the peer's mtime, renames it over the target. Both calls go
  * through the directory's descriptor (fs/folder-dirs.ts). The content is already checked,
- * so the part is created with the landed mode instead of 0600 and an fchmod.
+ * so the part is created with the landed mode instead of 0600 and an fchmod. `bracketed`:
+ * the caller checks the directory's place before the first and after the last of its
+ * renames (Dir.renameInPlace), and reports none of them landed before that.
  */
-function landSmall(content: Buffer, file: FileEntry, landing: Landing): void {
+function landSmall(content: Buffer, file: FileEntry, landing: Landing, bracketed = false): void {
   const {fd, name: part} = landing.dir.createExclusive(landing.prefix, undefined, file.ext?.mode === '755' ? execMode() : landedMode())
   try {
     for (let off = 0; off < content.length; ) off += writeSync(fd, content, off, content.length - off)
@@ -436,7 +438,8 @@ function landSmall(content: Buffer, file: FileEntry, landing: Landing): void {
     throw err
   }
   try {
-    landing.dir.rename(part, landing.name)
+    if (bracketed) landing.dir.renameInPlace(part, landing.name)
+    else landing.dir.rename(part, landing.name)
   } catch (err) {
     dropPart(landing, part)
     throw err
@@ -529,6 +532,17 @@ async function fetchBatchInto(
     }
     const byRemote = new Map(todo.map((f) => [opts.remotePathOf?.(f) ?? f.path, f]))
     const done = new Set<string>()
+    // Files renamed into place but not yet reported, and the directories they went to: each
+    // directory's place is checked before its first rename here and again before any of
+    // them is reported (counted, announced as landed), not twice per file.
+    const placed = new Set<Dir>()
+    let unreported: FileEntry[] = []
+    const report = () => {
+      for (const d of placed) d.verifyPlace()
+      placed.clear()
+      for (const f of unreported) reportDone(opts, result, f)
+      unreported = []
+    }
     try {
       const items = todo.map((f) => ({path: opts.remotePathOf?.(f) ?? f.path, size: f.size!}))
       for await (const item of opts.client.getMany!(opts.folder, items, opts.signal ? {signal: opts.signal} : {})) {
@@ -545,22 +559,30 @@ async function fetchBatchInto(
         if (got !== file.sha256)
           throw new FpeerError('E_HASH_MISMATCH', `${file.path}: content does not match its sha256`, {details: {path: file.path, expected: file.sha256, got}})
         const t = targets.get(file.path)
-        if (t) {
-          try {
-            landSmall(item.data, file, t)
-          } catch (err) {
-            throw fetchError(err, opts, file)
-          }
-        }
         done.add(file.path)
-        result.fetched++
-        result.bytes += item.data.length
-        opts.onEvent?.({event: 'bytes', path: file.path, bytes: item.data.length})
-        opts.onEvent?.({event: 'file-done', path: file.path, size: file.size!, skipped: false})
+        if (!t) {
+          reportDone(opts, result, file)
+          continue
+        }
+        if (!placed.has(t.dir)) {
+          t.dir.verifyPlace()
+          placed.add(t.dir)
+        }
+        try {
+          landSmall(item.data, file, t, true)
+        } catch (err) {
+          done.delete(file.path)
+          throw fetchError(err, opts, file)
+        }
+        unreported.push(file)
       }
+      report()
       if (done.size !== todo.length) throw new FpeerError('E_CONNECTION_LOST', `the peer answered ${done.size} of ${todo.length} files`)
       return
     } catch (err) {
+      // What landed before the failure is reported (once its directories are checked), so
+      // a retry leaves it alone and the caller records it.
+      report()
       const e = typedError(err, `fetching ${todo.length} files`)
       todo = todo.filter((f) => !done.has(f.path))
       if (isUnsupported(e)) {
@@ -573,6 +595,14 @@ async function fetchBatchInto(
       if (opts.signal?.aborted) throw e
     }
   }
+}
+
+/** Counts a batch's file as fetched and tells the caller, once it is in place (or checked, in verify mode). */
+function reportDone(opts: FetchOptions, result: FetchResult, file: FileEntry): void {
+  result.fetched++
+  result.bytes += file.size!
+  opts.onEvent?.({event: 'bytes', path: file.path, bytes: file.size!})
+  opts.onEvent?.({event: 'file-done', path: file.path, size: file.size!, skipped: false})
 }
 
 async function runSingle(opts: FetchOptions, state: FetchState, file: FileEntry, result: FetchResult): Promise<void> {
