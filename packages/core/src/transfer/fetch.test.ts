@@ -1,7 +1,7 @@
 // In-process tests of fetchFiles over the in-memory transport: lands and verifies, and fails with typed codes on bad content, dropped connections and aborts.
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
-import {mkdtemp, readFile, readdir, rm, writeFile, mkdir} from 'node:fs/promises'
+import {mkdtemp, readFile, readdir, rename, rm, symlink, writeFile, mkdir} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {PassThrough} from 'node:stream'
@@ -314,6 +314,38 @@ describe('fetchFiles over the in-memory transport', () => {
       assert.deepEqual(retries, [])
     }, plan)
     assert.ok(!(await tree(d)).includes('dir/b.bin'))
+  })
+
+  it('a directory moved away (and swapped for a link out) after a batch landed in it: E_PATH_UNSAFE, no file of it reported landed, nothing outside', async () => {
+    const d = await dest()
+    const outside = path.join(work, `outside-${n}`)
+    await mkdir(outside)
+    const done: string[] = []
+    await withClient(async (client) => {
+      // The move falls after the batch's last rename and before fetchFiles reports the batch.
+      const moving: TransferClient = {
+        ...client,
+        getMany: async function* (folder, items, o) {
+          yield* client.getMany!(folder, items, o)
+          await rename(path.join(d, 'dir'), path.join(d, 'dir-moved'))
+          await symlink(outside, path.join(d, 'dir'))
+        },
+      }
+      const run = fetchFiles({
+        client: moving,
+        batch: true,
+        folder: FOLDER,
+        files: [entry('a.txt'), entry('dir/b.bin')],
+        mode: 'land',
+        root: d,
+        concurrency: 1,
+        onEvent: (e) => void (e.event === 'file-done' && done.push(e.path)),
+      })
+      await assert.rejects(run, {code: 'E_PATH_UNSAFE'})
+    })
+    assert.ok(!done.includes('dir/b.bin'), 'a file in the moved directory was reported landed')
+    assert.deepEqual(await readdir(outside), [])
+    assert.deepEqual(await readdir(path.join(d, 'dir-moved')), ['b.bin'])
   })
 
   it('core goes by the declared supports.batch: a client with getMany() is not batched unless declared, one declared without it is E_PLUGIN', async () => {
