@@ -71,7 +71,7 @@ export function formatFileLine(file: FileEntry): string {
     let out = value
     if (enc) out += '\tenc=pct'
     if (mtime !== undefined) out += `\tmtime=${mtime}`
-    if (sha256 !== undefined) out += formatAttr('sha256', sha256)
+    if (sha256 !== undefined) out += `\tsha256=${pctEncode(sha256)}`
     if (size !== undefined) out += `\tsize=${size}`
     return out
   }

@@ -68,7 +68,7 @@ export function parseLine(text: string): Line {
   for (const part of parts) {
     const eq = part.indexOf('=')
     const key = eq < 0 ? part : part.slice(0, eq)
-    if (!knownKey(key)) throw new FpeerError('E_MSG_BAD_FIELD', `bad attribute name ${JSON.stringify(key.slice(0, 40))}`)
+    if (!ATTR_KEY.test(key)) throw new FpeerError('E_MSG_BAD_FIELD', `bad attribute name ${JSON.stringify(key.slice(0, 40))}`)
     if (key in attrs) throw new FpeerError('E_MSG_BAD_FIELD', `attribute ${key} given twice`)
     attrs[key] = eq < 0 ? '' : pctDecode(part.slice(eq + 1))
   }
@@ -87,20 +87,9 @@ export function formatLine(line: Line): string {
 
 /** One attribute as formatLine writes it after the value (`TAB key=value`); a malformed name is a bug of ours. */
 export function formatAttr(key: string, value: string): string {
-  if (!knownKey(key)) throw new FpeerError('E_INTERNAL', `bad attribute name ${key}`)
+  if (!ATTR_KEY.test(key)) throw new FpeerError('E_INTERNAL', `bad attribute name ${key}`)
   return `\t${key}=${pctEncode(value)}`
 }
-
-/** Is `key` a well-formed attribute name? Remembered (a bounded few): a message repeats the same names on every line. */
-function knownKey(key: string): boolean {
-  if (goodKeys.has(key)) return true
-  if (!ATTR_KEY.test(key)) return false
-  if (goodKeys.size < 256) goodKeys.add(key)
-  return true
-}
-
-/** Attribute names already found well-formed: a message repeats the same few on every line. */
-const goodKeys = new Set<string>()
 
 function checkLine(line: string, index: number): void {
   checkLineBytes(Buffer.byteLength(line), index)
