@@ -247,6 +247,11 @@ export class FolderDirs {
     }
   }
 
+  /** Are its directories held by descriptor (/proc/self/fd), rather than re-checked by path? */
+  get byDescriptor(): boolean {
+    return this.#dirs.get('')?.fd !== undefined
+  }
+
   /** A fresh random name suffix for a part file of this folder. */
   randomSuffix(): string {
     if (this.#poolAt + 8 > this.#pool.length) {
