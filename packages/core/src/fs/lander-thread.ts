@@ -58,7 +58,13 @@ function serve(port: NonNullable<typeof parentPort>): void {
         }
       } catch (err) {
         const e = err as NodeJS.ErrnoException & {unsafe?: boolean}
-        failures.push({i, message: e.message, ...(e.unsafe ? {unsafe: true} : {}), ...(e.code ? {code: e.code} : {}), ...(e.syscall ? {syscall: e.syscall} : {})})
+        failures.push({
+          i,
+          message: e.message,
+          ...(e.unsafe ? {unsafe: true} : {}),
+          ...(e.code ? {code: e.code} : {}),
+          ...(e.syscall ? {syscall: e.syscall} : {}),
+        })
         if (part !== undefined) {
           try {
             unlinkSync(`${it.base}/${part}`)

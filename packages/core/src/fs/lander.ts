@@ -72,7 +72,15 @@ export class Lander {
     let off = 0
     const wire: LandRequest['items'] = items.map((it) => {
       it.data.copy(view, off)
-      const w = {base: it.dir.base, prefix: it.prefix, name: it.name, off, len: it.data.length, mode: it.mode, ...(it.mtimeMs === undefined ? {} : {mtimeMs: it.mtimeMs})}
+      const w = {
+        base: it.dir.base,
+        prefix: it.prefix,
+        name: it.name,
+        off,
+        len: it.data.length,
+        mode: it.mode,
+        ...(it.mtimeMs === undefined ? {} : {mtimeMs: it.mtimeMs}),
+      }
       off += it.data.length
       return w
     })
@@ -83,9 +91,9 @@ export class Lander {
     })
     const out: Array<Error | undefined> = items.map(() => undefined)
     for (const f of reply.failures) {
-      const it = items[f.i]!
+      const rel = items[f.i]?.rel ?? ''
       out[f.i] = f.unsafe
-        ? new FpeerError('E_PATH_UNSAFE', `${it.rel}: ${f.message}`)
+        ? new FpeerError('E_PATH_UNSAFE', `${rel}: ${f.message}`)
         : Object.assign(new Error(f.message), {...(f.code ? {code: f.code} : {}), ...(f.syscall ? {syscall: f.syscall} : {})})
     }
     return out

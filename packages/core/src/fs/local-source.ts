@@ -153,7 +153,7 @@ export class LocalFileSource implements FileSource {
     }
     held.touch()
     const segments = checkRelativePath(rel)
-    const name = segments.pop()!
+    const name = segments.pop() ?? ''
     let dir
     try {
       dir = held.dirs.open(segments, false)

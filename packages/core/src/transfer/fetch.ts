@@ -624,7 +624,15 @@ async function fetchBatchInto(
           placed.add(t.dir)
         }
         if (state.lander && t.dir.fd !== undefined) {
-          toLand.push({dir: t.dir, prefix: t.prefix, name: t.name, data: item.data, mode: file.ext?.mode === '755' ? execMode() : landedMode(), rel: file.path, ...(file.mtimeMs === undefined ? {} : {mtimeMs: file.mtimeMs})})
+          toLand.push({
+            dir: t.dir,
+            prefix: t.prefix,
+            name: t.name,
+            data: item.data,
+            mode: file.ext?.mode === '755' ? execMode() : landedMode(),
+            rel: file.path,
+            ...(file.mtimeMs === undefined ? {} : {mtimeMs: file.mtimeMs}),
+          })
           toLandFiles.push(file)
           if (toLand.length >= LAND_CHUNK) sendLand()
           continue
@@ -707,7 +715,12 @@ export async function fetchFiles(opts: FetchOptions): Promise<FetchResult> {
     throw new FpeerError('E_PLUGIN', 'the transport declares supports.batch but its client has no getMany()')
   // Small files travel in batches when the transport declares it can batch; everything else one by one.
   const tasks = plan(opts.files, opts.batch === true)
-  if (state.dirs && opts.batch && tasks.reduce((n, t) => n + (Array.isArray(t) ? t.length : 0), 0) >= (opts.landerFrom ?? LANDER_FROM) && state.dirs.byDescriptor)
+  if (
+    state.dirs &&
+    opts.batch &&
+    tasks.reduce((n, t) => n + (Array.isArray(t) ? t.length : 0), 0) >= (opts.landerFrom ?? LANDER_FROM) &&
+    state.dirs.byDescriptor
+  )
     state.lander = new Lander()
   const worker = async () => {
     while (failure === undefined && next < tasks.length) {

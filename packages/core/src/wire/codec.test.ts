@@ -78,7 +78,13 @@ const parses: Array<{name: string; wire: string; msg: Message}> = [
       port: 1,
       protocol: 'HTTP',
       files: [
-        {path: 'line\nb', size: 0, sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855', mtimeMs: 5, ext: {got: '1', v: 'x', zz: 'a%b\t'}},
+        {
+          path: 'line\nb',
+          size: 0,
+          sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+          mtimeMs: 5,
+          ext: {got: '1', v: 'x', zz: 'a%b\t'},
+        },
         {path: 'plain', size: 3, ext: {a: '1'}},
       ],
     },
