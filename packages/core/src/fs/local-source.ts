@@ -158,7 +158,8 @@ export class LocalFileSource implements FileSource {
     try {
       dir = held.dirs.open(segments, false)
     } catch {
-      dir = undefined
+      // A link on the way (E_PATH_UNSAFE here): the realpath route decides; what is held stays.
+      return undefined
     }
     if (!dir || dir.fd === undefined) {
       dir?.release()
