@@ -123,7 +123,14 @@ function jsonProgress(stream: NodeJS.WritableStream, now: () => number): Progres
         return
       }
       write({...ev})
-      if (ev.event === 'file-done' || ev.event === 'files-to-get') progress()
+      // A progress line per finished file doubled the lines of a 10,000-file request for
+      // totals nobody reads at that rate: like bytes, at most one per interval (the last
+      // file's, and stop()'s, always), and at once for the list.
+      if (ev.event === 'files-to-get') progress()
+      else if (ev.event === 'file-done') {
+        dirty = true
+        if (totals.filesDone === totals.files || now() - last >= JSON_PROGRESS_INTERVAL_MS) progress()
+      }
     },
     stop() {
       if (dirty) progress()

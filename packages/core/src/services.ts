@@ -1,5 +1,5 @@
 // Services the CLI commands call: each takes an options object and knows nothing of flags or output.
-import {realpath, rm, stat} from 'node:fs/promises'
+import {opendir, realpath, rm, stat} from 'node:fs/promises'
 import path from 'node:path'
 import {FpeerError, fromLocalError} from './errors.js'
 import {type Identity, PeerId} from './identity.js'
@@ -147,6 +147,7 @@ export async function requestAndRecord(home: Home, opts: Omit<RequestOptions, 'i
   const twin = (await config.folders()).find((f) => f.name !== opts.folder && f.path === intoReal)
   if (twin) throw new FpeerError('E_USAGE', `${intoReal} is already shared here as ${twin.name}`, {hint: 'pick another --into'})
   const identity = opts.identity ?? (await home.identity())
+  const heldBefore = await holdsAnything(into)
   // A re-request of a folder held here that fails midway replaced some files: their records
   // take the host's versions, so the folder and its records agree (and no rescan takes them
   // for this peer's own edits).
@@ -173,8 +174,27 @@ export async function requestAndRecord(home: Home, opts: Omit<RequestOptions, 'i
     role: 'host',
     confirmedAt: result.confirmedAt,
   })
-  await indexFolder(home, folder, identity)
+  // A folder this request made (or found empty) holds only what it landed, each file recorded
+  // above with its stat: a rescan (a walk and an lstat per file) would add nothing. Anything
+  // written beside fpeer meanwhile is recorded by the next rescan (serve, sync), as any local edit.
+  if (heldBefore) await indexFolder(home, folder, identity)
   return result
+}
+
+/** Does `dir` exist with anything in it? Reads one entry at most. */
+async function holdsAnything(dir: string): Promise<boolean> {
+  let d
+  try {
+    d = await opendir(dir)
+  } catch (err) {
+    // Missing: the request makes it. Anything else (not a directory, unreadable): the request decides; the rescan stays.
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT'
+  }
+  try {
+    return (await d.read()) !== null
+  } finally {
+    await d.close().catch(() => {})
+  }
 }
 
 function versionField(entry: FileEntry): {version?: FileVersion} {

@@ -1,8 +1,12 @@
 // The HTTP transport's URL layout, shared by server and client: `/<folder>/<segment>/…`, each segment percent-encoded.
 import {checkRelativePath} from '@fpeer/core/plugin'
 
+const UNRESERVED = /^[A-Za-z0-9._~-]*$/
+
 /** A path segment as it goes into a URL: everything outside RFC 3986 unreserved characters is escaped. */
 export function encodeSegment(segment: string): string {
+  // Most names are unreserved characters only: one test instead of an encode and a replace (a batch encodes every name it asks for).
+  if (UNRESERVED.test(segment)) return segment
   return encodeURIComponent(segment).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
 }
 

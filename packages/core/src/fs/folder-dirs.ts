@@ -91,6 +91,8 @@ export class Dir {
    */
   fresh = false
   readonly #owner: FolderDirs
+  /** Where the directory is, as readlink of its descriptor shows it when it has not moved. */
+  #abs: string | undefined
 
   constructor(owner: FolderDirs, rel: string, base: string, fd: number | undefined) {
     this.#owner = owner
@@ -122,7 +124,8 @@ export class Dir {
     } catch {
       now = ''
     }
-    if (now !== this.#owner.absOf(this.rel)) unsafe(this.rel || '.', 'the directory was moved or replaced while a file was landing in it')
+    this.#abs ??= this.#owner.absOf(this.rel)
+    if (now !== this.#abs) unsafe(this.rel || '.', 'the directory was moved or replaced while a file was landing in it')
   }
 
   /** What is at `name` (never following a symlink there), or undefined. */
@@ -174,6 +177,18 @@ export class Dir {
     // Moved between the check and rename(2): the file is in the moved directory (where only
     // someone able to write there could have put it); report it rather than call it landed.
     this.verifyPlace()
+  }
+
+  /**
+   * rename() for a caller that brackets a run of renames into this directory with
+   * verifyPlace() itself: once before the first and once after the last, reporting none of
+   * them as landed before the second check passed. Two readlinks per run instead of two per
+   * file; a move is caught all the same (docs/security.md, "What remains"). Without /proc the
+   * chain is still checked right before every call.
+   */
+  renameInPlace(from: string, to: string): void {
+    this.#recheck()
+    renameOver(this.at(from), this.at(to), this.#owner.relOf(this.rel, to))
   }
 
   /** Moves `from` in this directory to `to` in `dest` (both held by the same FolderDirs root filesystem). */
@@ -230,6 +245,11 @@ export class FolderDirs {
       closeSync(fd)
       this.#dirs.set('', new Dir(this, '', rootReal, undefined))
     }
+  }
+
+  /** Are its directories held by descriptor (/proc/self/fd), rather than re-checked by path? */
+  get byDescriptor(): boolean {
+    return this.#dirs.get('')?.fd !== undefined
   }
 
   /** A fresh random name suffix for a part file of this folder. */

@@ -1,12 +1,13 @@
 // The FileSource core hands to transport servers: shared folders on local disk, confined and access-checked.
-import {closeSync, constants, createReadStream, fstatSync, openSync, readSync, statSync} from 'node:fs'
+import {closeSync, constants, createReadStream, fstatSync, openSync, readSync, readlinkSync, statSync} from 'node:fs'
 import {opendir, realpath, stat} from 'node:fs/promises'
 import {Readable} from 'node:stream'
 import path from 'node:path'
 import {FpeerError, isFpeerError} from '../errors.js'
 import type {AccessContext, FileSource, FileStat} from '../transport.js'
+import {FolderDirs} from './folder-dirs.js'
 import {SMALL_FILE_BYTES, isIgnoredName} from './scan.js'
-import {resolveForReadSync} from './safe-path.js'
+import {checkRelativePath, resolveForReadSync} from './safe-path.js'
 import {IgnoreRulesCache} from './ignore-rules.js'
 
 /**
@@ -42,6 +43,38 @@ class Slabs {
   }
 }
 
+/** Held directories of a served folder are closed after this long without a read (and on a mismatch at once). */
+const HELD_IDLE_MS = 2000
+
+/**
+ * A served folder's directories held open between reads (fs/folder-dirs.ts), so a file is
+ * opened from its parent's descriptor without following any link: one system call where
+ * realpath(3) made one per path component. Closed once idle, so a long-lived server keeps
+ * no descriptors of folders nobody reads.
+ */
+class HeldDirs {
+  readonly dirs: FolderDirs
+  #used = true
+  readonly #timer: NodeJS.Timeout
+
+  constructor(root: string, onIdle: () => void) {
+    this.dirs = new FolderDirs(root)
+    this.#timer = setInterval(() => {
+      if (this.#used) this.#used = false
+      else onIdle()
+    }, HELD_IDLE_MS).unref()
+  }
+
+  touch(): void {
+    this.#used = true
+  }
+
+  close(): void {
+    clearInterval(this.#timer)
+    this.dirs.close()
+  }
+}
+
 /** How the source finds a folder and decides who may read it. */
 export interface FolderAccess {
   /** The folder's directory, or undefined when no such folder is served. */
@@ -57,6 +90,7 @@ export class LocalFileSource implements FileSource {
   /** The served folders' .fpeerignore rules, re-checked at most once a second per folder. */
   readonly #rules = new IgnoreRulesCache()
   readonly #slabs = new Slabs()
+  readonly #held = new Map<string, HeldDirs>()
 
   constructor(access: FolderAccess, names: () => string[]) {
     this.#access = access
@@ -81,16 +115,74 @@ export class LocalFileSource implements FileSource {
 
   async #resolve(folder: string, rel: string, who: AccessContext): Promise<string> {
     const root = await this.#root(folder, who)
-    // fpeer's own names are not there as far as a peer can tell (checked before the path rules, which refuse them).
-    if (rel !== '' && rel.split('/').some(isIgnoredName)) throw new FpeerError('E_NOT_FOUND', `no such file: ${rel}`)
-    // Nor are the files its .fpeerignore names: a peer asking for one by name gets nothing either.
-    const rules = this.#rules.rules(root)
-    if (rel !== '' && rules.ignores(rel)) throw new FpeerError('E_NOT_FOUND', `no such file: ${rel}`)
+    const rules = this.#admit(root, rel)
     const abs = resolveForReadSync(root, rel)
     // …also when reached through a link inside the folder: what is read is what the rules judge.
     const realRel = path.relative(root, abs).split(path.sep).join('/')
     if (realRel !== '' && rules.ignores(realRel)) throw new FpeerError('E_NOT_FOUND', `no such file: ${rel}`)
     return abs
+  }
+
+  /** Refuses what a peer may not name, before any look at the disk; returns the folder's ignore rules. */
+  #admit(root: string, rel: string): ReturnType<IgnoreRulesCache['rules']> {
+    // fpeer's own names are not there as far as a peer can tell (checked before the path rules, which refuse them).
+    if (rel !== '' && rel.split('/').some(isIgnoredName)) throw new FpeerError('E_NOT_FOUND', `no such file: ${rel}`)
+    // Nor are the files its .fpeerignore names: a peer asking for one by name gets nothing either.
+    const rules = this.#rules.rules(root)
+    if (rel !== '' && rules.ignores(rel)) throw new FpeerError('E_NOT_FOUND', `no such file: ${rel}`)
+    return rules
+  }
+
+  /**
+   * The common case of a read, in two system calls: `rel` opened from its parent's held
+   * descriptor without following any link, and the opened file's own path (readlink of
+   * /proc/self/fd/N) found to be exactly root/rel, so it is inside the folder and is what the
+   * rules judged. Anything else (a link on the way, a missing file, a directory moved or
+   * replaced since it was opened, no /proc) gives undefined and the caller takes the
+   * realpath route, which decides. Stale descriptors are dropped then.
+   */
+  #openHeld(root: string, rel: string): number | undefined {
+    let held = this.#held.get(root)
+    if (!held) {
+      try {
+        held = new HeldDirs(root, () => this.#dropHeld(root))
+      } catch {
+        return undefined
+      }
+      this.#held.set(root, held)
+    }
+    held.touch()
+    const segments = checkRelativePath(rel)
+    const name = segments.pop() ?? ''
+    let dir
+    try {
+      dir = held.dirs.open(segments, false)
+    } catch {
+      // A link on the way (E_PATH_UNSAFE here): the realpath route decides; what is held stays.
+      return undefined
+    }
+    if (!dir || dir.fd === undefined) {
+      dir?.release()
+      this.#dropHeld(root)
+      return undefined
+    }
+    let fd: number | undefined
+    try {
+      fd = openSync(dir.at(name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+      if (readlinkSync(`/proc/self/fd/${fd}`) === `${root}/${rel}`) return fd
+    } catch {
+      // decided below, by the realpath route
+    } finally {
+      dir.release()
+    }
+    if (fd !== undefined) closeSync(fd)
+    this.#dropHeld(root)
+    return undefined
+  }
+
+  #dropHeld(root: string): void {
+    this.#held.get(root)?.close()
+    this.#held.delete(root)
   }
 
   async stat(folder: string, rel: string, who: AccessContext): Promise<FileStat> {
@@ -142,13 +234,17 @@ export class LocalFileSource implements FileSource {
    * thread pool for each of open, read and close); larger ones are streamed.
    */
   async open(folder: string, rel: string, who: AccessContext, range?: {start?: number; end?: number}) {
-    const abs = await this.#resolve(folder, rel, who)
-    let fd: number
-    try {
-      fd = openSync(abs, constants.O_RDONLY | constants.O_NONBLOCK)
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      throw new FpeerError(code === 'EACCES' || code === 'EPERM' ? 'E_ACCESS' : 'E_NOT_FOUND', `cannot read ${rel}: ${(err as Error).message}`)
+    const root = await this.#root(folder, who)
+    this.#admit(root, rel)
+    let fd = rel === '' ? undefined : this.#openHeld(root, rel)
+    if (fd === undefined) {
+      const abs = await this.#resolve(folder, rel, who)
+      try {
+        fd = openSync(abs, constants.O_RDONLY | constants.O_NONBLOCK)
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        throw new FpeerError(code === 'EACCES' || code === 'EPERM' ? 'E_ACCESS' : 'E_NOT_FOUND', `cannot read ${rel}: ${(err as Error).message}`)
+      }
     }
     let handedOver = false
     try {

@@ -29,6 +29,10 @@ export function foldName(name: string): string {
 
 /** Is this one segment fpeer's own (in any case or Unicode spelling)? Never offered, never accepted. */
 export function isReservedName(segment: string): boolean {
+  // A name that begins with an ASCII character other than `.` keeps it first through every
+  // fold (none of them removes, composes or lowers one into a `.`): not reserved. Most names.
+  const first = segment.charCodeAt(0)
+  if (first < 0x80 && first !== 0x2e) return false
   // Printable ASCII folds by lower case alone; the full fold only for the rest.
   const folded = /^[\x20-\x7E]*$/.test(segment) ? segment.toLowerCase() : foldName(segment)
   return folded === RESERVED || folded.startsWith(`${RESERVED}-`)
@@ -46,12 +50,13 @@ export function checkRelativePath(rel: string): string[] {
   if (rel === '') bad('empty')
   if (rel.includes('\0')) bad('contains NUL')
   if (rel.startsWith('/')) bad('absolute')
-  if (Buffer.byteLength(rel) > MAX_PATH_BYTES) bad(`longer than ${MAX_PATH_BYTES} bytes`)
+  // A UTF-16 unit is at most 3 UTF-8 bytes: a short string needs no count.
+  if (rel.length * 3 > MAX_PATH_BYTES && Buffer.byteLength(rel) > MAX_PATH_BYTES) bad(`longer than ${MAX_PATH_BYTES} bytes`)
   const segments = rel.split('/')
   if (segments.length > MAX_PATH_DEPTH) bad(`deeper than ${MAX_PATH_DEPTH} levels`)
   for (const seg of segments) {
     if (seg === '' || seg === '.' || seg === '..') bad(`segment ${JSON.stringify(seg)} not allowed`)
-    if (Buffer.byteLength(seg) > MAX_SEGMENT_BYTES) bad(`a name is longer than ${MAX_SEGMENT_BYTES} bytes`)
+    if (seg.length * 3 > MAX_SEGMENT_BYTES && Buffer.byteLength(seg) > MAX_SEGMENT_BYTES) bad(`a name is longer than ${MAX_SEGMENT_BYTES} bytes`)
     if (isReservedName(seg)) bad(`${JSON.stringify(seg)} is reserved for fpeer`)
   }
   return segments

@@ -1,7 +1,7 @@
 // In-process tests of fetchFiles over the in-memory transport: lands and verifies, and fails with typed codes on bad content, dropped connections and aborts.
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
-import {mkdtemp, readFile, readdir, rm, writeFile, mkdir} from 'node:fs/promises'
+import {mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile, mkdir} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {PassThrough} from 'node:stream'
@@ -116,6 +116,53 @@ describe('fetchFiles over the in-memory transport', () => {
       )
       assert.deepEqual(await tree(d), [...files.keys()].sort())
       for (const [p, b] of files) assert.ok((await readFile(path.join(d, p))).equals(b), p)
+    })
+  }
+
+  for (const thread of [true, false]) {
+    it(`a batch landed ${thread ? 'by the landing thread' : 'on the main thread'}: bytes, mtime and mode kept, no part left; a directory put at a target meanwhile is E_PATH_UNSAFE`, async () => {
+      const d = await dest()
+      const small = ['a.txt', 'dir/b.bin', 'empty']
+      const landed = small.map((p, i) => ({...entry(p), mtimeMs: 1_600_000_000_000 + i * 1000, ...(p === 'a.txt' ? {ext: {mode: '755'}} : {})}))
+      await withClient((client) =>
+        fetchFiles({client, batch: true, folder: FOLDER, files: landed, mode: 'land', root: d, concurrency: 2, landerFrom: thread ? 1 : 1e9}),
+      )
+      assert.deepEqual(await tree(d), [...small].sort())
+      for (const f of landed) {
+        assert.ok((await readFile(path.join(d, f.path))).equals(bytes(f.path)), f.path)
+        const st = await stat(path.join(d, f.path))
+        assert.equal(Math.trunc(st.mtimeMs), f.mtimeMs, `mtime of ${f.path}`)
+        assert.equal((st.mode & 0o100) !== 0, f.path === 'a.txt', `mode of ${f.path}`)
+      }
+      // A directory appears at a target after the landing was prepared (its directory is new: no look there).
+      const e = await dest()
+      const done: string[] = []
+      await withClient(async (client) => {
+        const racing: TransferClient = {
+          ...client,
+          getMany: async function* (folder, items, o) {
+            await mkdir(path.join(e, 'dir', 'b.bin', 'sub'), {recursive: true})
+            yield* client.getMany!(folder, items, o)
+          },
+        }
+        await assert.rejects(
+          fetchFiles({
+            client: racing,
+            batch: true,
+            folder: FOLDER,
+            files: [entry('dir/b.bin')],
+            mode: 'land',
+            root: e,
+            concurrency: 1,
+            landerFrom: thread ? 1 : 1e9,
+            onEvent: (ev) => void (ev.event === 'file-done' && done.push(ev.path)),
+          }),
+          {code: 'E_PATH_UNSAFE'},
+        )
+      })
+      assert.deepEqual(done, [])
+      assert.deepEqual(await readdir(path.join(e, 'dir')), ['b.bin'])
+      assert.deepEqual(await readdir(path.join(e, 'dir', 'b.bin')), ['sub'])
     })
   }
 
@@ -314,6 +361,38 @@ describe('fetchFiles over the in-memory transport', () => {
       assert.deepEqual(retries, [])
     }, plan)
     assert.ok(!(await tree(d)).includes('dir/b.bin'))
+  })
+
+  it('a directory moved away (and swapped for a link out) after a batch landed in it: E_PATH_UNSAFE, no file of it reported landed, nothing outside', async () => {
+    const d = await dest()
+    const outside = path.join(work, `outside-${n}`)
+    await mkdir(outside)
+    const done: string[] = []
+    await withClient(async (client) => {
+      // The move falls after the batch's last rename and before fetchFiles reports the batch.
+      const moving: TransferClient = {
+        ...client,
+        getMany: async function* (folder, items, o) {
+          yield* client.getMany!(folder, items, o)
+          await rename(path.join(d, 'dir'), path.join(d, 'dir-moved'))
+          await symlink(outside, path.join(d, 'dir'))
+        },
+      }
+      const run = fetchFiles({
+        client: moving,
+        batch: true,
+        folder: FOLDER,
+        files: [entry('a.txt'), entry('dir/b.bin')],
+        mode: 'land',
+        root: d,
+        concurrency: 1,
+        onEvent: (e) => void (e.event === 'file-done' && done.push(e.path)),
+      })
+      await assert.rejects(run, {code: 'E_PATH_UNSAFE'})
+    })
+    assert.ok(!done.includes('dir/b.bin'), 'a file in the moved directory was reported landed')
+    assert.deepEqual(await readdir(outside), [])
+    assert.deepEqual(await readdir(path.join(d, 'dir-moved')), ['b.bin'])
   })
 
   it('core goes by the declared supports.batch: a client with getMany() is not batched unless declared, one declared without it is E_PLUGIN', async () => {

@@ -5,6 +5,7 @@ import path from 'node:path'
 import {promisify} from 'node:util'
 import {FpeerError, fromSystemError, isFpeerError, isLocalWriteError} from '../errors.js'
 import {type Dir, FolderDirs, execMode, findPart, landedMode, partPrefix, setLandedMode} from '../fs/folder-dirs.js'
+import {type LandItem, Lander} from '../fs/lander.js'
 import {checkRelativePath} from '../fs/safe-path.js'
 import {SMALL_FILE_BYTES} from '../fs/scan.js'
 import {isAbortError, isRetryable, isUnsupported, mapNetworkError} from '../net/errors-map.js'
@@ -50,6 +51,8 @@ export interface FetchOptions {
   /** Where a file is on the peer when that differs from where it lands here (conflict copies). */
   remotePathOf?(file: FileEntry): string
   signal?: AbortSignal
+  /** Fetches of at least this many batched files land them in a worker thread (default LANDER_FROM); for tests of both ways. */
+  landerFrom?: number
 }
 
 export interface FetchResult {
@@ -209,6 +212,8 @@ interface FetchState {
   dirs: FolderDirs | undefined
   /** The peer cannot batch: fetch one by one from now on. */
   noBatch?: boolean
+  /** Lands batched files in a worker thread, for a fetch of many (LANDER_FROM). */
+  lander?: Lander
   result?: FetchResult
 }
 
@@ -416,9 +421,11 @@ async function attemptSmall(opts: FetchOptions, file: FileEntry, expected: strin
  * Lands checked content: creates a part file exclusively beside the target (never
  * following a link), keeps the peer's mtime, renames it over the target. Both calls go
  * through the directory's descriptor (fs/folder-dirs.ts). The content is already checked,
- * so the part is created with the landed mode instead of 0600 and an fchmod.
+ * so the part is created with the landed mode instead of 0600 and an fchmod. `bracketed`:
+ * the caller checks the directory's place before the first and after the last of its
+ * renames (Dir.renameInPlace), and reports none of them landed before that.
  */
-function landSmall(content: Buffer, file: FileEntry, landing: Landing): void {
+function landSmall(content: Buffer, file: FileEntry, landing: Landing, bracketed = false): void {
   const {fd, name: part} = landing.dir.createExclusive(landing.prefix, undefined, file.ext?.mode === '755' ? execMode() : landedMode())
   try {
     for (let off = 0; off < content.length; ) off += writeSync(fd, content, off, content.length - off)
@@ -436,12 +443,18 @@ function landSmall(content: Buffer, file: FileEntry, landing: Landing): void {
     throw err
   }
   try {
-    landing.dir.rename(part, landing.name)
+    if (bracketed) landing.dir.renameInPlace(part, landing.name)
+    else landing.dir.rename(part, landing.name)
   } catch (err) {
     dropPart(landing, part)
     throw err
   }
 }
+
+/** A fetch of at least this many small files lands them in a worker thread (fs/lander.ts): below it, starting one costs more than it saves. */
+const LANDER_FROM = 512
+/** Files handed to the lander in one message. */
+const LAND_CHUNK = 64
 
 /** At most this many files, and bytes, in one getMany() call. */
 const BATCH_FILES = 256
@@ -529,6 +542,62 @@ async function fetchBatchInto(
     }
     const byRemote = new Map(todo.map((f) => [opts.remotePathOf?.(f) ?? f.path, f]))
     const done = new Set<string>()
+    // Files renamed into place but not yet reported, and the directories they went to: each
+    // directory's place is checked before its first rename here and again before any of
+    // them is reported (counted, announced as landed), not twice per file.
+    const placed = new Set<Dir>()
+    let unreported: FileEntry[] = []
+    const report = () => {
+      for (const d of placed) d.verifyPlace()
+      placed.clear()
+      for (const f of unreported) reportDone(opts, result, f)
+      unreported = []
+    }
+    // Files handed to the lander: sent LAND_CHUNK at a time while the rest arrive, all
+    // settled (landed, or their failure kept) before the batch is reported.
+    let toLand: LandItem[] = []
+    let toLandFiles: FileEntry[] = []
+    const landing: Array<Promise<void>> = []
+    let landFailure: FpeerError | undefined
+    const sendLand = () => {
+      if (!toLand.length) return
+      const items = toLand
+      const landed = toLandFiles
+      toLand = []
+      toLandFiles = []
+      landing.push(
+        state.lander!.land(items).then(
+          (outcomes) =>
+            outcomes.forEach((err, i) => {
+              const f = landed[i]!
+              if (!err) return void unreported.push(f)
+              done.delete(f.path)
+              landFailure ??= fetchError(err, opts, f)
+            }),
+          // The thread itself failed (it could not start, or died): these files, and all
+          // after them, land here instead, as they would without it.
+          () => {
+            state.lander = undefined
+            items.forEach((it, i) => {
+              const f = landed[i]!
+              try {
+                landSmall(it.data, f, {dir: it.dir, name: it.name, prefix: it.prefix}, true)
+                unreported.push(f)
+              } catch (err) {
+                done.delete(f.path)
+                landFailure ??= fetchError(err, opts, f)
+              }
+            })
+          },
+        ),
+      )
+    }
+    /** Waits for every file handed over; the first that did not land is the failure. */
+    const settleLanding = async () => {
+      sendLand()
+      await Promise.all(landing)
+      landing.length = 0
+    }
     try {
       const items = todo.map((f) => ({path: opts.remotePathOf?.(f) ?? f.path, size: f.size!}))
       for await (const item of opts.client.getMany!(opts.folder, items, opts.signal ? {signal: opts.signal} : {})) {
@@ -545,22 +614,49 @@ async function fetchBatchInto(
         if (got !== file.sha256)
           throw new FpeerError('E_HASH_MISMATCH', `${file.path}: content does not match its sha256`, {details: {path: file.path, expected: file.sha256, got}})
         const t = targets.get(file.path)
-        if (t) {
-          try {
-            landSmall(item.data, file, t)
-          } catch (err) {
-            throw fetchError(err, opts, file)
-          }
-        }
         done.add(file.path)
-        result.fetched++
-        result.bytes += item.data.length
-        opts.onEvent?.({event: 'bytes', path: file.path, bytes: item.data.length})
-        opts.onEvent?.({event: 'file-done', path: file.path, size: file.size!, skipped: false})
+        if (!t) {
+          reportDone(opts, result, file)
+          continue
+        }
+        if (!placed.has(t.dir)) {
+          t.dir.verifyPlace()
+          placed.add(t.dir)
+        }
+        if (state.lander && t.dir.fd !== undefined) {
+          toLand.push({
+            dir: t.dir,
+            prefix: t.prefix,
+            name: t.name,
+            data: item.data,
+            mode: file.ext?.mode === '755' ? execMode() : landedMode(),
+            rel: file.path,
+            ...(file.mtimeMs === undefined ? {} : {mtimeMs: file.mtimeMs}),
+          })
+          toLandFiles.push(file)
+          if (toLand.length >= LAND_CHUNK) sendLand()
+          continue
+        }
+        try {
+          landSmall(item.data, file, t, true)
+        } catch (err) {
+          done.delete(file.path)
+          throw fetchError(err, opts, file)
+        }
+        unreported.push(file)
       }
+      await settleLanding()
+      if (landFailure) throw landFailure
+      report()
       if (done.size !== todo.length) throw new FpeerError('E_CONNECTION_LOST', `the peer answered ${done.size} of ${todo.length} files`)
       return
     } catch (err) {
+      // What landed before the failure is reported (once its directories are checked), so
+      // a retry leaves it alone and the caller records it. A file that could not be written
+      // here is the failure to report: a retry would not mend it.
+      await settleLanding()
+      report()
+      if (landFailure) throw landFailure
       const e = typedError(err, `fetching ${todo.length} files`)
       todo = todo.filter((f) => !done.has(f.path))
       if (isUnsupported(e)) {
@@ -573,6 +669,14 @@ async function fetchBatchInto(
       if (opts.signal?.aborted) throw e
     }
   }
+}
+
+/** Counts a batch's file as fetched and tells the caller, once it is in place (or checked, in verify mode). */
+function reportDone(opts: FetchOptions, result: FetchResult, file: FileEntry): void {
+  result.fetched++
+  result.bytes += file.size!
+  opts.onEvent?.({event: 'bytes', path: file.path, bytes: file.size!})
+  opts.onEvent?.({event: 'file-done', path: file.path, size: file.size!, skipped: false})
 }
 
 async function runSingle(opts: FetchOptions, state: FetchState, file: FileEntry, result: FetchResult): Promise<void> {
@@ -611,6 +715,13 @@ export async function fetchFiles(opts: FetchOptions): Promise<FetchResult> {
     throw new FpeerError('E_PLUGIN', 'the transport declares supports.batch but its client has no getMany()')
   // Small files travel in batches when the transport declares it can batch; everything else one by one.
   const tasks = plan(opts.files, opts.batch === true)
+  if (
+    state.dirs &&
+    opts.batch &&
+    tasks.reduce((n, t) => n + (Array.isArray(t) ? t.length : 0), 0) >= (opts.landerFrom ?? LANDER_FROM) &&
+    state.dirs.byDescriptor
+  )
+    state.lander = new Lander()
   const worker = async () => {
     while (failure === undefined && next < tasks.length) {
       const task = tasks[next++]!
@@ -625,6 +736,7 @@ export async function fetchFiles(opts: FetchOptions): Promise<FetchResult> {
   try {
     await Promise.all(Array.from({length: Math.max(1, Math.min(opts.concurrency, tasks.length))}, worker))
   } finally {
+    await state.lander?.close()
     state.dirs?.close()
   }
   if (failure !== undefined) throw typedError(failure, 'fetch')

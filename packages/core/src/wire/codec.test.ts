@@ -69,6 +69,27 @@ const parses: Array<{name: string; wire: string; msg: Message}> = [
     msg: {type: 'FilesToGet', folder: 'f', meta: {}, port: 1, protocol: 'HTTP', files: [{path: 'line\nbreak%'}]},
   },
   {
+    name: "a file line's other attributes sort among its own, their values percent-encoded",
+    wire: 'FilesUpdated\nf\n1\nHTTP\nline%0Ab\tenc=pct\tgot=1\tmtime=5\tsha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\tsize=0\tv=x\tzz=a%25b%09\nplain\ta=1\tsize=3\n\n',
+    msg: {
+      type: 'FilesUpdated',
+      folder: 'f',
+      meta: {},
+      port: 1,
+      protocol: 'HTTP',
+      files: [
+        {
+          path: 'line\nb',
+          size: 0,
+          sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+          mtimeMs: 5,
+          ext: {got: '1', v: 'x', zz: 'a%b\t'},
+        },
+        {path: 'plain', size: 3, ext: {a: '1'}},
+      ],
+    },
+  },
+  {
     name: 'PeerError',
     wire: 'PeerError\nf\nE_NOT_ALLOWED\npeer may not join\n\n',
     msg: {type: 'PeerError', folder: 'f', meta: {}, code: 'E_NOT_ALLOWED', text: 'peer may not join'},

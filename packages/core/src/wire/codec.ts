@@ -3,7 +3,7 @@ import {FpeerError} from '../errors.js'
 import {BePeerRequestFromWire, BePeerRequestToWire} from './be-peer-request.js'
 import {checkFolderName} from './fields.js'
 import {FilesToGetFromWire, FilesToGetToWire} from './files-to-get.js'
-import {fileFromLine, fileToLine} from './file-list.js'
+import {fileFromLine, formatFileLine} from './file-list.js'
 import {FilesUpdatedFromWire, FilesUpdatedToWire} from './files-updated.js'
 import {type Line, formatLine, parseLine, splitMessages} from './frame.js'
 import {PeerErrorFromWire, PeerErrorToWire} from './peer-error.js'
@@ -91,23 +91,23 @@ export function messageToLines(msg: Message): Line[] {
 }
 
 /**
- * The lines of messageToLines one at a time: a file list's header lines, then one line per
- * file made as it is needed, so a 100,000-file message never holds 100,000 Line objects.
+ * The formatted lines of a message one at a time: a file list's header lines, then one line
+ * per file made as it is needed, so a 100,000-file message never holds 100,000 lines at once.
  */
-function* messageLines(msg: Message): Generator<Line> {
+function* messageTexts(msg: Message): Generator<string> {
   if (msg.type === 'BePeerRequest' || msg.type === 'PeerError') {
-    yield* messageToLines(msg)
+    for (const line of messageToLines(msg)) yield formatLine(line)
     return
   }
-  yield* messageToLines({...msg, files: []})
-  for (const f of msg.files) yield fileToLine(f)
+  for (const line of messageToLines({...msg, files: []})) yield formatLine(line)
+  for (const f of msg.files) yield formatFileLine(f)
 }
 
 /** Formats a message in its canonical wire form, LF line breaks, ending with the empty line. */
 export function formatMessage(msg: Message): string {
   if (msg.folder !== '*' || msg.type !== 'PeerError') checkFolderName(msg.folder)
   const out: string[] = []
-  for (const line of messageLines(msg)) out.push(formatLine(line))
+  for (const line of messageTexts(msg)) out.push(line)
   return out.join('\n') + '\n\n'
 }
 
@@ -117,6 +117,6 @@ export function formatMessage(msg: Message): string {
  */
 export function* formatMessagePieces(msg: Message): Generator<string> {
   if (msg.folder !== '*' || msg.type !== 'PeerError') checkFolderName(msg.folder)
-  for (const line of messageLines(msg)) yield formatLine(line) + '\n'
+  for (const line of messageTexts(msg)) yield line + '\n'
   yield '\n'
 }

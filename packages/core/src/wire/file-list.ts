@@ -1,6 +1,6 @@
 // Lines 3..n of FilesToGet, FilesUpdated and TrustedPeerConfirm: port, protocol and file lines.
 import {FpeerError} from '../errors.js'
-import {type Line, pctDecode, pctEncode} from './frame.js'
+import {type Line, formatAttr, formatLine, pctDecode, pctEncode} from './frame.js'
 import {parseDecimal, parsePort, parseProtocol} from './fields.js'
 import type {FileEntry, FileListMessage} from './types.js'
 
@@ -40,6 +40,52 @@ export function fileToLine(file: FileEntry): Line {
   if (file.sha256 !== undefined) attrs.sha256 = file.sha256
   if (file.mtimeMs !== undefined) attrs.mtime = String(Math.trunc(file.mtimeMs))
   return {value, attrs}
+}
+
+/** The attributes fileToLine sets itself, sorted: a line without `ext` carries these alone, in this order. */
+const OWN_KEYS = new Set(['enc', 'mtime', 'sha256', 'size'])
+
+/**
+ * formatLine(fileToLine(file)) without the Line object: the same text, made directly. A
+ * 10,000-file message is formatted to be signed, sent, and checked, and the object per line
+ * (its attributes copied, then sorted) was most of that time. A line whose `ext` names one
+ * of fileToLine's own attributes takes the general route, so the two cannot disagree.
+ */
+export function formatFileLine(file: FileEntry): string {
+  const ext = file.ext
+  let extKeys: string[] | undefined
+  if (ext) {
+    extKeys = Object.keys(ext)
+    if (extKeys.some((k) => OWN_KEYS.has(k))) return formatLine(fileToLine(file))
+  }
+  let value = file.path
+  let enc = false
+  if (UNSAFE_IN_NAME.test(value)) {
+    value = pctEncode(value)
+    enc = true
+  }
+  const size = file.size === undefined ? undefined : String(file.size)
+  const mtime = file.mtimeMs === undefined ? undefined : String(Math.trunc(file.mtimeMs))
+  const sha256 = file.sha256
+  if (!extKeys || extKeys.length === 0) {
+    let out = value
+    if (enc) out += '\tenc=pct'
+    if (mtime !== undefined) out += `\tmtime=${mtime}`
+    if (sha256 !== undefined) out += `\tsha256=${pctEncode(sha256)}`
+    if (size !== undefined) out += `\tsize=${size}`
+    return out
+  }
+  if (enc) extKeys.push('enc')
+  if (mtime !== undefined) extKeys.push('mtime')
+  if (sha256 !== undefined) extKeys.push('sha256')
+  if (size !== undefined) extKeys.push('size')
+  extKeys.sort()
+  let out = value
+  for (const k of extKeys) {
+    const v = k === 'enc' ? 'pct' : k === 'mtime' ? mtime : k === 'sha256' ? sha256 : k === 'size' ? size : ext![k]
+    out += formatAttr(k, v!)
+  }
+  return out
 }
 
 /** Parses Lines 3..n (index 2 onwards) into the file-list fields. */

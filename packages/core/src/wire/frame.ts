@@ -18,7 +18,12 @@ const ATTR_KEY = /^[a-z][a-z0-9-]{0,31}$/
 // eslint-disable-next-line no-control-regex
 const NEEDS_PCT = /[%\u0000-\u001f\u007f]/g
 
+// eslint-disable-next-line no-control-regex
+const HAS_PCT = /[%\u0000-\u001f\u007f]/
+
 export function pctEncode(text: string): string {
+  // Most values need nothing: a test is far cheaper than a replace with a callback (three per file line of a 10,000-file message).
+  if (!HAS_PCT.test(text)) return text
   return text.replace(NEEDS_PCT, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'))
 }
 
@@ -72,13 +77,18 @@ export function parseLine(text: string): Line {
 
 /** Formats one line; attributes are written sorted by key so that the text is canonical (it is what gets signed). */
 export function formatLine(line: Line): string {
-  const keys = Object.keys(line.attrs).sort()
+  const keys = Object.keys(line.attrs)
+  if (keys.length === 0) return line.value
+  if (keys.length > 1) keys.sort()
   let out = line.value
-  for (const key of keys) {
-    if (!ATTR_KEY.test(key)) throw new FpeerError('E_INTERNAL', `bad attribute name ${key}`)
-    out += `\t${key}=${pctEncode(line.attrs[key]!)}`
-  }
+  for (const key of keys) out += formatAttr(key, line.attrs[key]!)
   return out
+}
+
+/** One attribute as formatLine writes it after the value (`TAB key=value`); a malformed name is a bug of ours. */
+export function formatAttr(key: string, value: string): string {
+  if (!ATTR_KEY.test(key)) throw new FpeerError('E_INTERNAL', `bad attribute name ${key}`)
+  return `\t${key}=${pctEncode(value)}`
 }
 
 function checkLine(line: string, index: number): void {

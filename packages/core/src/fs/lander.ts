@@ -1,0 +1,105 @@
+// Lands checked small files in a worker thread, so the main thread receives and checks the next ones meanwhile.
+import {Worker} from 'node:worker_threads'
+import {FpeerError} from '../errors.js'
+import type {Dir} from './folder-dirs.js'
+
+/** One file for the worker: where (a held directory's /proc/self/fd path), under which names, which bytes of the request's buffer. */
+export interface LandRequest {
+  id: number
+  buf: ArrayBuffer
+  items: Array<{base: string; prefix: string; name: string; off: number; len: number; mtimeMs?: number; mode: number}>
+}
+
+/** The items of a request that did not land (each part file already removed), by index. */
+export interface LandReply {
+  id: number
+  failures: Array<{i: number; message: string; code?: string; syscall?: string; unsafe?: boolean}>
+}
+
+/** A checked file to land: its content, the held directory and the names in it. */
+export interface LandItem {
+  dir: Dir
+  prefix: string
+  name: string
+  data: Buffer
+  mtimeMs?: number
+  mode: number
+  /** The file's path in the folder, for errors. */
+  rel: string
+}
+
+/**
+ * A worker that lands checked files (create the part exclusively without following links,
+ * write, keep the mtime, rename it over the target), through the /proc/self/fd/N paths of
+ * directories the main thread holds: threads share the process's descriptors, so the same
+ * held directories are used, with the same system calls landSmall makes (fetch.ts). Only for
+ * directories held by descriptor; the caller checks their place around the renames, as
+ * for its own. One per fetch; close() ends it.
+ */
+export class Lander {
+  readonly #worker: Worker
+  readonly #waiting = new Map<number, {resolve: (r: LandReply) => void; reject: (e: Error) => void}>()
+  #next = 0
+  #broken: Error | undefined
+
+  constructor() {
+    this.#worker = new Worker(new URL('./lander-thread.js', import.meta.url))
+    this.#worker.on('message', (r: LandReply) => {
+      const w = this.#waiting.get(r.id)
+      this.#waiting.delete(r.id)
+      w?.resolve(r)
+    })
+    const fail = (err: Error) => {
+      this.#broken ??= err
+      for (const w of this.#waiting.values()) w.reject(err)
+      this.#waiting.clear()
+    }
+    this.#worker.on('error', fail)
+    this.#worker.on('exit', () => fail(new FpeerError('E_INTERNAL', 'the landing thread stopped')))
+  }
+
+  /**
+   * Lands `items` in order; resolves with, per item, undefined (landed) or the error that
+   * stopped it (a system error with its code, or E_PATH_UNSAFE for a directory at the target).
+   */
+  async land(items: LandItem[]): Promise<Array<Error | undefined>> {
+    if (this.#broken) throw this.#broken
+    // One buffer for the request, handed over (not copied): cloning a Buffer that views a
+    // socket chunk would copy the whole chunk.
+    const total = items.reduce((n, it) => n + it.data.length, 0)
+    const buf = new ArrayBuffer(total)
+    const view = Buffer.from(buf)
+    let off = 0
+    const wire: LandRequest['items'] = items.map((it) => {
+      it.data.copy(view, off)
+      const w = {
+        base: it.dir.base,
+        prefix: it.prefix,
+        name: it.name,
+        off,
+        len: it.data.length,
+        mode: it.mode,
+        ...(it.mtimeMs === undefined ? {} : {mtimeMs: it.mtimeMs}),
+      }
+      off += it.data.length
+      return w
+    })
+    const id = this.#next++
+    const reply = await new Promise<LandReply>((resolve, reject) => {
+      this.#waiting.set(id, {resolve, reject})
+      this.#worker.postMessage({id, buf, items: wire} satisfies LandRequest, [buf])
+    })
+    const out: Array<Error | undefined> = items.map(() => undefined)
+    for (const f of reply.failures) {
+      const rel = items[f.i]?.rel ?? ''
+      out[f.i] = f.unsafe
+        ? new FpeerError('E_PATH_UNSAFE', `${rel}: ${f.message}`)
+        : Object.assign(new Error(f.message), {...(f.code ? {code: f.code} : {}), ...(f.syscall ? {syscall: f.syscall} : {})})
+    }
+    return out
+  }
+
+  async close(): Promise<void> {
+    await this.#worker.terminate()
+  }
+}
