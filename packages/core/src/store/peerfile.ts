@@ -310,6 +310,12 @@ export class Peerfile {
     if (bytes > 0) this.#torn = false
   }
 
+  /** What identifies the journal's present state (identity, size, times); undefined when there is none. Equal stamps: unchanged content. */
+  async stamp(): Promise<string | undefined> {
+    const st = await stat(this.#journal, {bigint: true}).catch(() => undefined)
+    return st ? stampOf(st) : undefined
+  }
+
   /** Whether the structure was ever recorded (an empty folder's first scan counts). */
   async initialized(): Promise<boolean> {
     return stat(this.#journal).then(

@@ -54,6 +54,12 @@ export class FolderSync {
   readonly #warnedLinks = new Set<string>()
   /** What the last rescan left out (symlinks), for `fpeer share`'s summary. */
   lastSkips: ScanSkips = {symlinks: [], emptyDirs: []}
+  /** Rescans run (walks of the whole folder): `current()` reuses the last one when it can. */
+  scans = 0
+  /** The watcher's count of the folder's events (FolderWatcher.changes), given by the folder's runner; undefined: not watched whole. */
+  watched: () => number | undefined = () => undefined
+  /** The watcher's event count before the last rescan began, and the journal as that rescan left it. */
+  #scanned: {changes: number; journal: string | undefined} | undefined
 
   constructor(home: Home, folder: FolderConfig, identity: Identity, log?: Logger) {
     this.folder = folder
@@ -74,6 +80,25 @@ export class FolderSync {
   }
 
   /**
+   * The structure as rescan() would give it, without walking the folder when nothing can
+   * have changed since the last rescan: the watcher (`watched`) has seen no event since
+   * before that rescan began, and the journal is as it left it (no apply, no other process
+   * wrote it). Anything else (not watched, a watcher lost, an event, a journal written)
+   * walks the folder again, which re-hashes every file whose size, mtime or inode moved. A
+   * change whose event has not arrived yet (events lag the disk by microseconds) is missed
+   * as a rescan misses a change right after its walk; either way the requester's hash check
+   * refuses content that is not what was offered.
+   */
+  async current(): Promise<{versions: FileVersion[]; records: Map<string, FileRecord>; recovered: FileVersion[]}> {
+    const changes = this.watched()
+    const last = this.#scanned
+    if (changes !== undefined && last?.changes === changes && last.journal !== undefined && last.journal === (await this.peerfile.stamp())) {
+      return {versions: [], records: await this.peerfile.files(), recovered: []}
+    }
+    return this.rescan()
+  }
+
+  /**
    * Rescans the folder. The first scan of a folder records its files as the original
    * content (no versions); after that every change (new, changed, deleted file) becomes
    * a version signed by this peer. Returns the new versions, to be pushed to the peers, and
@@ -81,6 +106,10 @@ export class FolderSync {
    */
   rescan(): Promise<{versions: FileVersion[]; records: Map<string, FileRecord>; recovered: FileVersion[]}> {
     return this.#run(async () => {
+      this.scans++
+      // Read before the walk: an event during it makes the next current() walk again.
+      const changes = this.watched()
+      this.#scanned = undefined
       const all = await this.peerfile.files()
       // An apply cut short landed files it never recorded: they are its versions, not ours.
       const intents = await this.peerfile.intents()
@@ -114,6 +143,8 @@ export class FolderSync {
       this.lastSkips = skips
       if (initial) await this.peerfile.touch()
       // The structure as now recorded (tombstones included): what a re-read of the journal would give.
+      const journal = await this.peerfile.stamp()
+      if (changes !== undefined) this.#scanned = {changes, journal}
       return {versions, records: all, recovered}
     })
   }
