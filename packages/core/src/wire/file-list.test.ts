@@ -58,8 +58,16 @@ describe('file lines', () => {
 
   it('fileFromText refuses what parseLine and fileFromLine refuse, with the same code', () => {
     for (const {line, code} of refused) {
-      assert.equal(codeOf(() => fileFromText(line)), code, line)
-      assert.equal(codeOf(() => fileFromLine(parseLine(line))), code, line)
+      assert.equal(
+        codeOf(() => fileFromText(line)),
+        code,
+        line,
+      )
+      assert.equal(
+        codeOf(() => fileFromLine(parseLine(line))),
+        code,
+        line,
+      )
     }
   })
 })

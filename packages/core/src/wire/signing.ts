@@ -53,7 +53,15 @@ export function signMessage<M extends Message>(msg: M, identity: Identity): M {
   const body = 'files' in unsigned && unsigned.files.length >= KEEP_BODY_FROM ? [...formatBodyChunks(unsigned, true)] : undefined
   const sig = Buffer.from(identity.sign(digestOf(unsigned, body))).toString('base64url')
   const signed = {...unsigned, meta: {...meta, sig}}
-  if (body && 'files' in signed) signedBodies.set(signed, {folder: signed.folder, files: signed.files, count: signed.files.length, port: signed.port, protocol: signed.protocol, chunks: body})
+  if (body && 'files' in signed)
+    signedBodies.set(signed, {
+      folder: signed.folder,
+      files: signed.files,
+      count: signed.files.length,
+      port: signed.port,
+      protocol: signed.protocol,
+      chunks: body,
+    })
   return signed
 }
 
@@ -65,7 +73,13 @@ export function takeSignedBody(msg: Message): Buffer[] | undefined {
   const kept = signedBodies.get(msg)
   if (!kept) return undefined
   signedBodies.delete(msg)
-  const same = 'files' in msg && kept.folder === msg.folder && kept.files === msg.files && kept.count === msg.files.length && kept.port === msg.port && kept.protocol === msg.protocol
+  const same =
+    'files' in msg &&
+    kept.folder === msg.folder &&
+    kept.files === msg.files &&
+    kept.count === msg.files.length &&
+    kept.port === msg.port &&
+    kept.protocol === msg.protocol
   return same ? kept.chunks : undefined
 }
 
