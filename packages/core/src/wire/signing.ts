@@ -18,11 +18,22 @@ export function isPlain(msg: Message): boolean {
 const KEEP_BODY_FROM = 1000
 
 /**
- * The text after Line 1 of messages signMessage made, as the bytes that were signed, until
- * they are sent (takeSignedBody): a 100,000-file list is formatted once, not again to send.
- * With what it was made from, so a message changed since (it should not be) is formatted afresh.
+ * Where a message signMessage made keeps the text after Line 1, as the bytes that were
+ * signed, until it is sent (takeSignedBody): a 100,000-file list is formatted once, not
+ * again to send. A non-enumerable property of that message object alone: a copy (a spread)
+ * does not carry it, and what it was made from is kept beside it, so a message changed since
+ * (it should not be) is formatted afresh.
  */
-const signedBodies = new WeakMap<Message, {folder: string; files: unknown; count: number; port: number; protocol: string; chunks: Buffer[]}>()
+const SIGNED_BODY = Symbol('fpeer.signedBody')
+
+interface SignedBody {
+  folder: string
+  files: unknown
+  count: number
+  port: number
+  protocol: string
+  chunks: Buffer[]
+}
 
 /** The digest a signature covers, of Line 1 without `sig=` and the rest of the text (`body`, formatted here when not given). */
 function digestOf(msg: Message, body?: Iterable<Buffer>): Buffer {
@@ -53,15 +64,17 @@ export function signMessage<M extends Message>(msg: M, identity: Identity): M {
   const body = 'files' in unsigned && unsigned.files.length >= KEEP_BODY_FROM ? [...formatBodyChunks(unsigned, true)] : undefined
   const sig = Buffer.from(identity.sign(digestOf(unsigned, body))).toString('base64url')
   const signed = {...unsigned, meta: {...meta, sig}}
-  if (body && 'files' in signed)
-    signedBodies.set(signed, {
+  if (body && 'files' in signed) {
+    const kept: SignedBody = {
       folder: signed.folder,
       files: signed.files,
       count: signed.files.length,
       port: signed.port,
       protocol: signed.protocol,
       chunks: body,
-    })
+    }
+    Object.defineProperty(signed, SIGNED_BODY, {value: kept, enumerable: false, configurable: true, writable: false})
+  }
   return signed
 }
 
@@ -70,9 +83,9 @@ export function signMessage<M extends Message>(msg: M, identity: Identity): M {
  * message still has the lines they were made from; given once (they are dropped here).
  */
 export function takeSignedBody(msg: Message): Buffer[] | undefined {
-  const kept = signedBodies.get(msg)
+  const kept = (msg as {[SIGNED_BODY]?: SignedBody})[SIGNED_BODY]
   if (!kept) return undefined
-  signedBodies.delete(msg)
+  delete (msg as {[SIGNED_BODY]?: SignedBody})[SIGNED_BODY]
   const same =
     'files' in msg &&
     kept.folder === msg.folder &&
