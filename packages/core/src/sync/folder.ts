@@ -173,11 +173,14 @@ export class FolderSync {
     const versions: FileVersion[] = []
     const changed: FileRecord[] = []
     const me = this.#identity.id.compact
-    // Nothing recorded before (a first share): nothing can have been deleted, and no set of 100,000 paths is needed to tell.
-    const seen = all.size > 0 ? new Set<string>() : undefined
+    // A live record the scan did not find was deleted. Counting tells whether there is one:
+    // the set of 100,000 paths that finds it is made only then (a first share never needs it).
+    let liveBefore = 0
+    for (const r of all.values()) if (isLive(r)) liveBefore++
+    let found = 0
     for (const f of scan) {
-      seen?.add(f.path)
       const prev = all.get(f.path)
+      if (prev && isLive(prev)) found++
       if (prev && isLive(prev) && prev.sha256 === f.sha256) {
         if (prev.size !== f.size || prev.mtimeMs !== f.mtimeMs || prev.ino !== f.ino || prev.mode !== f.mode) {
           const r = {...f, ...(prev.version ? {version: prev.version} : {})}
@@ -201,6 +204,7 @@ export class FolderSync {
       all.set(f.path, r)
       changed.push(r)
     }
+    const seen = found < liveBefore ? new Set(scan.map((f) => f.path)) : undefined
     // Setting a key already present while iterating visits no new entry.
     for (const [p, prev] of all) {
       if (!seen || seen.has(p) || !isLive(prev)) continue
