@@ -5,11 +5,13 @@
 //   SCALE_DATA=/tmp/x               where the workload lives (kept between runs: generating it is slow)
 //   SCALE_RSYNC=0                   skip the rsync daemon anchor
 //   SCALE_BUILDS=/work/main,.       checkouts to compare in the same run (default: this one); each must be built
+//   SCALE_HOST_ADDR=127.0.0.1       loopback address the host serves on (default 127.0.0.1)
+//   SCALE_REQ_ADDR=127.0.0.2        loopback address the requester binds (default 127.0.0.2)
 //   --json                          one JSON document on stdout
 //
 // Peak RSS of a short-lived process is GNU time's "Maximum resident set size"; of `fpeer
 // serve`, its VmHWM read from /proc just before it is stopped. Loopback only: the host
-// serves on 127.0.0.1, the requester binds 127.0.0.2.
+// serves on SCALE_HOST_ADDR, the requester binds SCALE_REQ_ADDR.
 import {spawn} from 'node:child_process'
 import {mkdirSync, existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
@@ -24,6 +26,8 @@ const N = Math.max(1, Math.min(2_000_000, Number(process.argv.find((a) => /^\d+$
 const DATA = process.env.SCALE_DATA || `/tmp/fpeer-scale-${N}`
 const JSON_OUT = process.argv.includes('--json')
 const TIMEOUT_MS = 1_800_000
+const HOST_ADDR = process.env.SCALE_HOST_ADDR || '127.0.0.1'
+const REQ_ADDR = process.env.SCALE_REQ_ADDR || '127.0.0.2'
 const temps = new Set()
 const children = new Set()
 
@@ -79,7 +83,7 @@ function timed(args, env) {
 
 function startServe(FPEER, env) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [FPEER, 'serve', '--host', '127.0.0.1', '--port', '0', '--data-port', 'HTTP=0', '--json'], {env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true})
+    const child = spawn(process.execPath, [FPEER, 'serve', '--host', HOST_ADDR, '--port', '0', '--data-port', 'HTTP=0', '--json'], {env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true})
     children.add(child)
     let out = ''
     let err = ''
@@ -137,7 +141,7 @@ async function runBuild(build, set) {
   try {
     const req = await peerEnv('req')
     const dst = await tempDir('fpeer-scale-dst-')
-    const r = check(await timed([process.execPath, FPEER, 'request', `127.0.0.1:${serve.ready.control}`, 'scale', '--into', path.join(dst, 'scale'), '--bind', '127.0.0.2', '--progress', 'none', '--stall-timeout', '600'], req), 'request')
+    const r = check(await timed([process.execPath, FPEER, 'request', `${HOST_ADDR}:${serve.ready.control}`, 'scale', '--into', path.join(dst, 'scale'), '--bind', REQ_ADDR, '--progress', 'none', '--stall-timeout', '600'], req), 'request')
     out.request = fig(r)
     log(`${tag} request: ${fmt(r)}`)
     await rm(dst, {recursive: true, force: true})
@@ -156,10 +160,10 @@ async function main() {
   if (process.env.SCALE_RSYNC !== '0') {
     const w = await tempDir('fpeer-scale-rsync-')
     writeFileSync(path.join(w, 'rsyncd.conf'), `pid file = ${w}/rsyncd.pid\nuse chroot = no\n[data]\npath = ${set}\nread only = yes\n`)
-    const d = spawn('rsync', ['--daemon', '--no-detach', '--port', '18731', '--address', '127.0.0.1', '--config', `${w}/rsyncd.conf`], {stdio: 'ignore', detached: true})
+    const d = spawn('rsync', ['--daemon', '--no-detach', '--port', '18731', '--address', HOST_ADDR, '--config', `${w}/rsyncd.conf`], {stdio: 'ignore', detached: true})
     children.add(d)
     await new Promise((r) => setTimeout(r, 500)) // the daemon has no ready line; its bind is immediate
-    const r = check(await timed(['rsync', '-a', 'rsync://127.0.0.1:18731/data/', `${w}/dst/`]), 'rsync')
+    const r = check(await timed(['rsync', '-a', `rsync://${HOST_ADDR}:18731/data/`, `${w}/dst/`]), 'rsync')
     out.rsync = fig(r)
     log(`rsync daemon: ${fmt(r)}`)
     process.kill(-d.pid, 'SIGTERM')

@@ -407,7 +407,8 @@ export class PeerNode {
   async #fileList(folder: string): Promise<FileEntry[]> {
     const sync = this.#syncs.get(folder)
     if (!sync) throw new FpeerError('E_UNKNOWN_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
-    const {versions, records: all, recovered} = await sync.rescan()
+    // No walk of the folder when its watcher has seen nothing since the last one (FolderSync.current).
+    const {versions, records: all, recovered} = await sync.current()
     if (versions.length || recovered.length) this.#forward(folder, [...recovered, ...versions], [])
     const files = [...all.values()].filter((r) => isLive(r) || r.version).map(recordToEntry)
     // Empty directories as of this scan: not part of the structure (no versions), offered as they are now.

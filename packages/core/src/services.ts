@@ -123,7 +123,7 @@ export async function folderFiles(home: Home, folder: string) {
   await home.config.requireFolder(folder)
   // One array, built in one pass and sorted in place: a listing of 100,000 files is held once beside the records.
   const out: Array<Omit<FileRecord, 'ino' | 'version'> & {version?: {lamport: number; origin: string}}> = []
-  for (const r of (await home.peerfile(folder).files()).values()) {
+  for (const r of (await home.peerfile(folder).files({remember: false})).values()) {
     if (!isLive(r)) continue
     const {ino: _ino, version, ...f} = r
     out.push({...f, ...(version ? {version: {lamport: version.lamport, origin: PeerId.parse(version.origin).toString()}} : {})})

@@ -20,6 +20,9 @@ export class FolderWatcher {
   /** Watched directory → its watcher and the inode it watches (a directory removed and made again under the same name is another). */
   readonly #watchers = new Map<string, {w: FSWatcher; ino: number}>()
   #closed = false
+  /** Every directory is watched (start() finished) and none was lost to an error since. */
+  #whole = false
+  #events = 0
 
   constructor(root: string, onChange: () => void, onError: (err: Error) => void = () => {}) {
     this.#root = root
@@ -34,6 +37,17 @@ export class FolderWatcher {
 
   async start(): Promise<void> {
     await this.#add('')
+    this.#whole = !this.#closed && this.#watchers.has('')
+  }
+
+  /**
+   * How many events the folder has had, while every directory of it is watched; undefined
+   * until start() has watched them all, after a watcher failed, and once closed. A listing
+   * made when this read n is still the folder's while it reads n (node.ts reuses it instead of
+   * walking the folder again); undefined means nothing can be told, so the folder is walked.
+   */
+  get changes(): number | undefined {
+    return this.#whole && !this.#closed ? this.#events : undefined
   }
 
   async #add(rel: string): Promise<void> {
@@ -47,16 +61,24 @@ export class FolderWatcher {
       w = watch(abs, (event, name) => {
         const child = name ? String(name) : ''
         if (child && isIgnoredName(child)) return
+        this.#events++
         this.#onChange()
         // A new directory needs its own watcher; a removed or renamed one lets go of its own and its subdirectories'.
         if (event === 'rename' && child) void this.#changed(rel ? `${rel}/${child}` : child).catch(() => {})
       })
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code
-      if (code !== 'ENOTDIR' && code !== 'ENOENT') this.#onError(err as Error)
+      if (code !== 'ENOTDIR' && code !== 'ENOENT') {
+        // A directory that cannot be watched (no inotify watches left): its changes go unseen.
+        this.#whole = false
+        this.#onError(err as Error)
+      }
       return
     }
-    w.on('error', () => this.#drop(rel))
+    w.on('error', () => {
+      this.#whole = false
+      this.#drop(rel)
+    })
     this.#watchers.set(rel, {w, ino: st.ino})
     let dir
     try {
@@ -88,6 +110,7 @@ export class FolderWatcher {
 
   close(): void {
     this.#closed = true
+    this.#whole = false
     for (const {w} of this.#watchers.values()) w.close()
     this.#watchers.clear()
   }

@@ -1,7 +1,8 @@
 // A control connection: whole wire messages over a TCP socket, with size limits and timeouts.
 import net from 'node:net'
 import {FpeerError, fromSystemError} from '../errors.js'
-import {parseLines, formatMessage, formatMessagePieces} from '../wire/codec.js'
+import {parseLines, formatBodyChunks, formatHead, formatMessage} from '../wire/codec.js'
+import {takeSignedBody} from '../wire/signing.js'
 import {FrameDecoder, messageLines} from '../wire/frame.js'
 import {DEFAULT_MESSAGE_TIMEOUT_MS} from '../wire/limits.js'
 import type {Message} from '../wire/types.js'
@@ -32,8 +33,6 @@ export interface ChannelOptions {
 
 /** File lists of at least this many files are sent in slices (MessageChannel.send). */
 const SLICED_FROM_FILES = 1000
-/** About this many characters are written to the socket at a time when a message goes in slices. */
-const SEND_SLICE_CHARS = 256 * 1024
 
 /** Strips the IPv4-mapped prefix so `::ffff:127.0.0.2` and `127.0.0.2` are one address. */
 export function normalizeAddress(address: string | undefined): string {
@@ -243,21 +242,18 @@ export class MessageChannel {
 
   async send(msg: Message): Promise<void> {
     if (this.#repliesBound && 'files' in msg) this.#decoder.maxFiles = msg.files.length
-    // A file list goes out in slices as it is formatted: a 100,000-file FilesToGet is never
-    // built as one string, nor copied whole into one buffer for the socket. A tapped channel
-    // (`fpeer demo`) shows whole messages, and small ones are one write anyway.
+    // The bytes a signed list was signed over are written as they are; none are kept past this send.
+    const signed = takeSignedBody(msg)
+    // A file list goes out in chunks as it is formatted (or as it was when signed): a
+    // 100,000-file FilesToGet is never built as one string. A tapped channel (`fpeer demo`)
+    // shows whole messages, and small ones are one write anyway.
     if (this.#tap || !('files' in msg) || msg.files.length < SLICED_FROM_FILES) return this.sendRaw(formatMessage(msg))
-    const pieces = formatMessagePieces(msg)
-    // The folder name is checked before the first piece: a bad message fails before any byte is queued.
-    let slice = pieces.next().value ?? ''
+    // Line 1 (and the folder name's check) before anything is queued: a bad message fails before any byte is.
+    const head = `${formatHead(msg)}\n`
+    const body = signed ?? formatBodyChunks(msg, true)
     await this.#serial(async () => {
-      for (const piece of pieces) {
-        slice += piece
-        if (slice.length < SEND_SLICE_CHARS) continue
-        await this.#write(slice)
-        slice = ''
-      }
-      if (slice) await this.#write(slice)
+      await this.#write(head)
+      for (const chunk of body) await this.#write(chunk)
     })
   }
 
@@ -274,10 +270,10 @@ export class MessageChannel {
     return run
   }
 
-  async #write(text: string): Promise<void> {
+  async #write(data: string | Buffer): Promise<void> {
     if (this.socket.destroyed || this.socket.writableEnded) throw new FpeerError('E_CONNECTION_LOST', 'the connection is closed')
     await new Promise<void>((resolve, reject) => {
-      this.socket.write(text, 'utf8', (err) => (err ? reject(fromSystemError(err, 'send')) : resolve()))
+      this.socket.write(data, 'utf8', (err) => (err ? reject(fromSystemError(err, 'send')) : resolve()))
     })
   }
 

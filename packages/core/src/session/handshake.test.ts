@@ -5,7 +5,7 @@ import {FpeerError, isFpeerError} from '../errors.js'
 import {Identity, generateKeyPair} from '../identity.js'
 import {signMessage} from '../wire/signing.js'
 import type {PeerError} from '../wire/types.js'
-import {type Asked, JOIN_GRACE_MS, expectType, isSignedRefusal, refusalEndsTrust, refusedBy} from './handshake.js'
+import {type Asked, JOIN_GRACE_MS, expectType, isSignedRefusal, refusalEndsTrust, refusedBy, sameFiles} from './handshake.js'
 
 const peer = new Identity(generateKeyPair())
 const me = new Identity(generateKeyPair())
@@ -66,5 +66,32 @@ describe('signed refusals (handshake.ts)', () => {
     // A record whose time cannot be read, or lies far ahead (a clock set back), gives no grace.
     assert.equal(refusalEndsTrust({role: 'member', confirmedAt: 'not a time'}, now), true)
     assert.equal(refusalEndsTrust({role: 'member', confirmedAt: at(-2 * JOIN_GRACE_MS)}, now), true)
+  })
+})
+
+describe('sameFiles', () => {
+  const h = (c: string) => c.repeat(64)
+  const a = [
+    {path: 'x', sha256: h('a'), size: 1},
+    {path: 'y', sha256: h('b'), size: 2},
+    {path: 'z', size: 3},
+  ]
+  it('takes the same files in the same order, or in another, with attributes left out', () => {
+    assert.equal(
+      sameFiles(
+        a,
+        a.map((f) => ({...f})),
+      ),
+      true,
+    )
+    assert.equal(sameFiles(a, [a[2]!, a[0]!, a[1]!]), true)
+    assert.equal(sameFiles(a, [{path: 'x'}, {path: 'y', size: 2}, {path: 'z', sha256: h('c')}]), true)
+  })
+  it('refuses another hash, another size, another name or another count, wherever it is', () => {
+    assert.equal(sameFiles(a, [a[0]!, {...a[1]!, sha256: h('c')}, a[2]!]), false)
+    assert.equal(sameFiles(a, [a[0]!, a[1]!, {...a[2]!, size: 4}]), false)
+    assert.equal(sameFiles(a, [{...a[0]!, path: 'w'}, a[1]!, a[2]!]), false)
+    assert.equal(sameFiles(a, [a[2]!, {...a[0]!, sha256: h('c')}, a[1]!]), false)
+    assert.equal(sameFiles(a, a.slice(1)), false)
   })
 })

@@ -103,6 +103,12 @@ export function verifyReply(msg: Message, expectedSender: PeerId | undefined, ou
 /** The two lists name the same files with the same content. */
 export function sameFiles(a: FileEntry[], b: FileEntry[]): boolean {
   if (a.length !== b.length) return false
+  // A reply lists the files in the order it was given them: line by line first, with no map of 100,000 paths.
+  const agrees = (f: FileEntry, g: FileEntry) =>
+    f.path === g.path &&
+    (f.sha256 === undefined || g.sha256 === undefined || f.sha256 === g.sha256) &&
+    (f.size === undefined || g.size === undefined || f.size === g.size)
+  if (a.every((g, i) => agrees(b[i] as FileEntry, g))) return true
   const m = new Map(a.map((f) => [f.path, f]))
   for (const f of b) {
     const g = m.get(f.path)

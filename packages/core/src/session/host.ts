@@ -265,11 +265,11 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
       throw err
     }
     // A new peer's whole copy is checked; a confirmed peer catching up marks what it fetched (`got=1`).
-    const took = new Set(fu.files.filter((f) => f.ext?.got === '1').map((f) => f.path))
+    const took = rejoin ? new Set(fu.files.filter((f) => f.ext?.got === '1').map((f) => f.path)) : undefined
     // Files the requester's own .fpeerignore keeps out (`ign=1`) are not in its copy to check.
     const ignoredThere = new Set(plain ? [] : fu.files.filter((f) => f.ext?.ign === '1').map((f) => f.path))
     // What progress messages announced is being checked already; the rest is checked now.
-    const check = (rejoin ? live.filter((f) => took.has(f.path)) : live).filter((f) => !ignoredThere.has(f.path) && !isDirEntry(f) && !announced.has(f.path))
+    const check = (took ? live.filter((f) => took.has(f.path)) : live).filter((f) => !ignoredThere.has(f.path) && !isDirEntry(f) && !announced.has(f.path))
     const toCheck = check.map((f) => ({path: f.path, sha256: f.sha256!, size: f.size!}))
     // Seed step 13: download the files back from the requester, from the address its
     // connection came from (never one a message names), and check every hash against ours.

@@ -155,8 +155,10 @@ export class Peerfile {
    * The file structure. Stored as a journal of JSON lines, one per added/changed/removed
    * file, so a change to one file in a folder of 100,000 appends one line instead of
    * rewriting the whole document; compacted when it grows past twice the live entries.
+   * The map is the caller's to change. `remember: false` (a one-shot reader, `fpeer files`):
+   * what is read is not kept for the next call, which spares a copy of the whole map.
    */
-  async files(): Promise<Map<string, FileRecord>> {
+  async files(opts: {remember?: boolean} = {}): Promise<Map<string, FileRecord>> {
     const map = new Map<string, FileRecord>()
     let fh
     try {
@@ -233,13 +235,16 @@ export class Peerfile {
     this.#bytes = bytes
     this.#torn = bytes > 0 && last !== 0x0a
     this.damaged = bad > 0
-    this.#cache = {stamp, map: new Map(map), lines, bytes, torn: this.#torn, damaged: this.damaged}
-    return map
+    if (opts.remember === false) return map
+    this.#cache = {stamp, map, lines, bytes, torn: this.#torn, damaged: this.damaged}
+    return new Map(map)
   }
 
   /**
    * Writes records (new versions, tombstones, rescanned files) for the given paths, given
-   * the whole structure after the change (`all`, used when the journal is compacted).
+   * the whole structure after the change (`all`, used when the journal is compacted). `all`
+   * is then kept as what the journal holds (#remember), not copied: the caller changes it no
+   * more without recording the change here (put, drop, compact).
    */
   async put(records: FileRecord[], all: Map<string, FileRecord>): Promise<void> {
     if (records.length === 0) return
@@ -310,6 +315,12 @@ export class Peerfile {
     if (bytes > 0) this.#torn = false
   }
 
+  /** What identifies the journal's present state (identity, size, times); undefined when there is none. Equal stamps: unchanged content. */
+  async stamp(): Promise<string | undefined> {
+    const st = await stat(this.#journal, {bigint: true}).catch(() => undefined)
+    return st ? stampOf(st) : undefined
+  }
+
   /** Whether the structure was ever recorded (an empty folder's first scan counts). */
   async initialized(): Promise<boolean> {
     return stat(this.#journal).then(
@@ -329,14 +340,15 @@ export class Peerfile {
   /**
    * Keeps `all`, the structure the caller has just written, as what the journal now reads
    * as: the next files() (a rescan after joining a folder of 100,000 files, or after an
-   * update) copies it instead of parsing every line again. Only while this process holds
+   * update) copies it instead of parsing every line again. Kept itself, not a copy (a
+   * first share of 1,000,000 files would hold two maps): put()'s callers leave it alone. Only while this process holds
    * the state lock (`locked`) does anyone write the journal, so nobody else can have written
    * it since; a size that is not what we wrote says otherwise, and nothing is kept.
    */
   async #remember(all: Map<string, FileRecord>): Promise<void> {
     const st = await stat(this.#journal, {bigint: true}).catch(() => undefined)
     if (!st || st.size !== BigInt(this.#bytes)) return
-    this.#cache = {stamp: stampOf(st), map: new Map(all), lines: this.#lines, bytes: this.#bytes, torn: this.#torn, damaged: this.damaged}
+    this.#cache = {stamp: stampOf(st), map: all, lines: this.#lines, bytes: this.#bytes, torn: this.#torn, damaged: this.damaged}
   }
 
   /**

@@ -1,6 +1,7 @@
 // Folder runners on real folders: leftovers cleaned, the watcher's events debounced into one rescan, and no timer or watcher after stop or abort.
 import {Home} from '../store/home.js'
 import assert from 'node:assert/strict'
+import {createHash} from 'node:crypto'
 import {mkdir, mkdtemp, rm, stat, utimes, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -8,6 +9,9 @@ import {after, describe, it} from 'node:test'
 import {Identity, generateKeyPair} from '../identity.js'
 import type {FolderConfig} from '../store/config.js'
 import {FolderRunner, type FolderRunnerOptions, FolderRunners} from './folder-runner.js'
+import {FolderSync} from './folder.js'
+
+const sha = (text: string) => createHash('sha256').update(text).digest('hex')
 
 async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
   const end = Date.now() + ms
@@ -77,6 +81,68 @@ describe('FolderRunner', () => {
     const n = rescans.length
     await r.stop()
     assert.equal(rescans.length, n)
+  })
+
+  it('a listing reuses the last walk while the watcher saw nothing and the journal is as it left it; a change walks again and re-hashes', async () => {
+    const {home, f} = await folder()
+    await mkdir(path.join(f.path, 'sub'))
+    await writeFile(path.join(f.path, 'sub', 'a.txt'), 'one\n')
+    await writeFile(path.join(f.path, 'b.txt'), 'bee\n')
+    const r = runner(home, f, [], {rescanMs: 3_600_000})
+    const ac = new AbortController()
+    try {
+      await r.start(ac.signal)
+      await until('the watcher to watch every directory', () => r.changes !== undefined)
+      const sync = r.sync
+      const first = await sync.current()
+      assert.equal(sync.scans, 1)
+      assert.equal(first.records.get('sub/a.txt')?.sha256, sha('one\n'))
+      // Nothing happened: the journal's records, no walk.
+      const again = await sync.current()
+      assert.equal(sync.scans, 1, 'no walk while nothing changed')
+      assert.deepEqual([...again.records.keys()].sort(), ['b.txt', 'sub/a.txt'])
+      assert.equal(again.records.get('sub/a.txt')?.sha256, sha('one\n'))
+      // Same size, new content, in a subdirectory: the watcher tells, the walk re-hashes it and signs a version.
+      const seen = r.changes!
+      await writeFile(path.join(f.path, 'sub', 'a.txt'), 'two\n')
+      await until('the event', () => (r.changes ?? seen) !== seen)
+      const changed = await sync.current()
+      assert.equal(sync.scans, 2)
+      assert.equal(changed.records.get('sub/a.txt')?.sha256, sha('two\n'))
+      assert.deepEqual(
+        changed.versions.map((v) => [v.path, v.sha256]),
+        [['sub/a.txt', sha('two\n')]],
+      )
+      await sync.current()
+      assert.equal(sync.scans, 2, 'quiet again')
+      // The journal written behind this instance's back (another process recording): walked again.
+      const other = new FolderSync(new Home(home), f, identity)
+      const all = await other.records()
+      const rec = {...all.get('b.txt')!, mtimeMs: 1}
+      all.set('b.txt', rec)
+      await other.peerfile.put([rec], all)
+      const after = await sync.current()
+      assert.equal(sync.scans, 3, 'a journal changed since the walk is not trusted')
+      assert.equal(after.records.get('b.txt')?.sha256, sha('bee\n'))
+      assert.notEqual(after.records.get('b.txt')?.mtimeMs, 1, 'the walk put the disk back in the record')
+    } finally {
+      ac.abort()
+      await r.stop()
+    }
+  })
+
+  it('not watched (one-shot use, or the watcher stopped): every listing walks the folder and sees a change', async () => {
+    const {home, f} = await folder()
+    await writeFile(path.join(f.path, 'a.txt'), 'one\n')
+    const r = runner(home, f, [], {live: false})
+    await r.start(new AbortController().signal)
+    assert.equal(r.changes, undefined)
+    await r.sync.current()
+    await writeFile(path.join(f.path, 'a.txt'), 'two\n')
+    const out = await r.sync.current()
+    assert.equal(r.sync.scans, 2)
+    assert.equal(out.records.get('a.txt')?.sha256, sha('two\n'))
+    await r.stop()
   })
 
   it('not live (one-shot use): holds its FolderSync, starts no watcher or timer; stop before start starts nothing', async () => {

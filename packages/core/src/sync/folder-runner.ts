@@ -46,6 +46,7 @@ export class FolderRunner implements Startable {
     this.#options = options
     this.#log = options.log ?? silentLogger
     this.sync = new FolderSync(options.home, folder, options.identity, options.log)
+    this.sync.watched = () => this.changes
   }
 
   /** Timers running now (a pending debounced rescan, the periodic one): for tests that check a stop leaves none. */
@@ -55,6 +56,11 @@ export class FolderRunner implements Startable {
 
   get watching(): boolean {
     return this.#watcher !== undefined
+  }
+
+  /** The watcher's count of the folder's events (FolderWatcher.changes); undefined when not watched whole. */
+  get changes(): number | undefined {
+    return this.#watcher?.changes
   }
 
   async start(signal: AbortSignal): Promise<void> {

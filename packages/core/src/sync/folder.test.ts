@@ -12,6 +12,35 @@ import {type ContentFetcher, FolderSync} from './folder.js'
 import {signVersion} from './version.js'
 
 describe('FolderSync.rescan', () => {
+  it('turns each deleted file into one deletion, also beside an old tombstone, and a quiet rescan into none', async () => {
+    const base = await mkdtemp(path.join(os.tmpdir(), 'fpeer-sync-'))
+    try {
+      const dir = path.join(base, 'docs')
+      await mkdir(path.join(dir, 'd'), {recursive: true})
+      for (const n of ['a.txt', 'b.txt', 'd/c.txt']) await writeFile(path.join(dir, n), n)
+      const sync = new FolderSync(
+        new Home(path.join(base, 'home')),
+        {name: 'docs', path: dir, open: false, allow: [], createdAt: ''},
+        new Identity(generateKeyPair()),
+      )
+      await sync.rescan()
+      await rm(path.join(dir, 'b.txt'))
+      assert.deepEqual(
+        (await sync.rescan()).versions.map((v) => [v.path, v.deleted]),
+        [['b.txt', true]],
+      )
+      assert.deepEqual((await sync.rescan()).versions, [], 'the tombstone is not deleted again')
+      await rm(path.join(dir, 'd', 'c.txt'))
+      await writeFile(path.join(dir, 'e.txt'), 'e')
+      assert.deepEqual((await sync.rescan()).versions.map((v) => [v.path, v.deleted]).sort(), [
+        ['d/c.txt', true],
+        ['e.txt', false],
+      ])
+    } finally {
+      await rm(base, {recursive: true, force: true})
+    }
+  })
+
   it('records a folder’s first content as the original and later changes as signed versions', async () => {
     const base = await mkdtemp(path.join(os.tmpdir(), 'fpeer-sync-'))
     try {

@@ -61,6 +61,12 @@ export class FolderSync {
   #recovered: FileVersion[] = []
   /** What the last rescan left out (symlinks), for `fpeer share`'s summary. */
   lastSkips: ScanSkips = {symlinks: [], emptyDirs: []}
+  /** Rescans run (walks of the whole folder): `current()` reuses the last one when it can. */
+  scans = 0
+  /** The watcher's count of the folder's events (FolderWatcher.changes), given by the folder's runner; undefined: not watched whole. */
+  watched: () => number | undefined = () => undefined
+  /** The watcher's event count before the last rescan began, and the journal as that rescan left it. */
+  #scanned: {changes: number; journal: string | undefined} | undefined
 
   constructor(home: Home, folder: FolderConfig, identity: Identity, log?: Logger) {
     this.folder = folder
@@ -81,6 +87,25 @@ export class FolderSync {
   }
 
   /**
+   * The structure as rescan() would give it, without walking the folder when nothing can
+   * have changed since the last rescan: the watcher (`watched`) has seen no event since
+   * before that rescan began, and the journal is as it left it (no apply, no other process
+   * wrote it). Anything else (not watched, a watcher lost, an event, a journal written)
+   * walks the folder again, which re-hashes every file whose size, mtime or inode moved. A
+   * change whose event has not arrived yet (events lag the disk by microseconds) is missed
+   * as a rescan misses a change right after its walk; either way the requester's hash check
+   * refuses content that is not what was offered.
+   */
+  async current(): Promise<{versions: FileVersion[]; records: Map<string, FileRecord>; recovered: FileVersion[]}> {
+    const changes = this.watched()
+    const last = this.#scanned
+    if (changes !== undefined && last?.changes === changes && last.journal !== undefined && last.journal === (await this.peerfile.stamp())) {
+      return {versions: [], records: await this.peerfile.files(), recovered: this.takeRecovered()}
+    }
+    return this.rescan()
+  }
+
+  /**
    * Rescans the folder. The first scan of a folder records its files as the original
    * content (no versions); after that every change (new, changed, deleted file) becomes
    * a version signed by this peer. Returns the new versions, to be pushed to the peers, and
@@ -88,6 +113,10 @@ export class FolderSync {
    */
   rescan(): Promise<{versions: FileVersion[]; records: Map<string, FileRecord>; recovered: FileVersion[]}> {
     return this.#run(async () => {
+      this.scans++
+      // Read before the walk: an event during it makes the next current() walk again.
+      const changes = this.watched()
+      this.#scanned = undefined
       const all = await this.peerfile.files()
       // An apply cut short landed files it never recorded: they are its versions, not ours.
       const intents = await this.peerfile.intents()
@@ -121,6 +150,8 @@ export class FolderSync {
       this.lastSkips = skips
       if (initial) await this.peerfile.touch()
       // The structure as now recorded (tombstones included): what a re-read of the journal would give.
+      const journal = await this.peerfile.stamp()
+      if (changes !== undefined) this.#scanned = {changes, journal}
       return {versions, records: all, recovered: this.takeRecovered()}
     })
   }
@@ -156,11 +187,14 @@ export class FolderSync {
     const versions: FileVersion[] = []
     const changed: FileRecord[] = []
     const me = this.#identity.id.compact
-    // Nothing recorded before (a first share): nothing can have been deleted, and no set of 100,000 paths is needed to tell.
-    const seen = all.size > 0 ? new Set<string>() : undefined
+    // A live record the scan did not find was deleted. Counting tells whether there is one:
+    // the set of 100,000 paths that finds it is made only then (a first share never needs it).
+    let liveBefore = 0
+    for (const r of all.values()) if (isLive(r)) liveBefore++
+    let found = 0
     for (const f of scan) {
-      seen?.add(f.path)
       const prev = all.get(f.path)
+      if (prev && isLive(prev)) found++
       if (prev && isLive(prev) && prev.sha256 === f.sha256) {
         if (prev.size !== f.size || prev.mtimeMs !== f.mtimeMs || prev.ino !== f.ino || prev.mode !== f.mode) {
           const r = {...f, ...(prev.version ? {version: prev.version} : {})}
@@ -184,6 +218,7 @@ export class FolderSync {
       all.set(f.path, r)
       changed.push(r)
     }
+    const seen = found < liveBefore ? new Set(scan.map((f) => f.path)) : undefined
     // Setting a key already present while iterating visits no new entry.
     for (const [p, prev] of all) {
       if (!seen || seen.has(p) || !isLive(prev)) continue

@@ -3,7 +3,7 @@ import {FpeerError} from '../errors.js'
 import {BePeerRequestFromWire, BePeerRequestToWire} from './be-peer-request.js'
 import {checkFolderName} from './fields.js'
 import {FilesToGetFromWire, FilesToGetToWire} from './files-to-get.js'
-import {fileFromLine, formatFileLine} from './file-list.js'
+import {fileFromText, fileLineText} from './file-list.js'
 import {FilesUpdatedFromWire, FilesUpdatedToWire} from './files-updated.js'
 import {type Line, formatLine, parseLine, splitMessages} from './frame.js'
 import {PeerErrorFromWire, PeerErrorToWire} from './peer-error.js'
@@ -54,7 +54,7 @@ export function parseLines(input: Iterable<string>): Message {
   }
   const folder = lines[1]!.value === '*' && type === 'PeerError' ? '*' : checkFolderName(lines[1]!.value)
   const msg = FROM_WIRE[type](lines, folder)
-  if (listed && 'files' in msg) for (let r; !(r = rest.next()).done; ) msg.files.push(fileFromLine(parseLine(r.value)))
+  if (listed && 'files' in msg) for (let r; !(r = rest.next()).done; ) msg.files.push(fileFromText(r.value))
   return msg
 }
 
@@ -91,32 +91,58 @@ export function messageToLines(msg: Message): Line[] {
 }
 
 /**
- * The formatted lines of a message one at a time: a file list's header lines, then one line
- * per file made as it is needed, so a 100,000-file message never holds 100,000 lines at once.
+ * The text of each line after Line 1, without its LF: a file list's header lines, then one
+ * line per file made as it is needed, so a 100,000-file message never holds 100,000 Line objects.
  */
-function* messageTexts(msg: Message): Generator<string> {
-  if (msg.type === 'BePeerRequest' || msg.type === 'PeerError') {
-    for (const line of messageToLines(msg)) yield formatLine(line)
-    return
-  }
-  for (const line of messageToLines({...msg, files: []})) yield formatLine(line)
-  for (const f of msg.files) yield formatFileLine(f)
+function* bodyTexts(msg: Message): Generator<string> {
+  const header = msg.type === 'BePeerRequest' || msg.type === 'PeerError' ? messageToLines(msg) : messageToLines({...msg, files: []})
+  for (let i = 1; i < header.length; i++) yield formatLine(header[i]!)
+  if ('files' in msg) for (const f of msg.files) yield fileLineText(f)
+}
+
+/** Line 1 of a message in its canonical form, without its LF: the only line the signature (`sig=`) changes. */
+export function formatHead(msg: Message): string {
+  if (msg.folder !== '*' || msg.type !== 'PeerError') checkFolderName(msg.folder)
+  return formatLine(messageToLines(msg.type === 'BePeerRequest' || msg.type === 'PeerError' ? msg : {...msg, files: []})[0]!)
 }
 
 /** Formats a message in its canonical wire form, LF line breaks, ending with the empty line. */
 export function formatMessage(msg: Message): string {
-  if (msg.folder !== '*' || msg.type !== 'PeerError') checkFolderName(msg.folder)
-  const out: string[] = []
-  for (const line of messageTexts(msg)) out.push(line)
+  const out: string[] = [formatHead(msg)]
+  for (const text of bodyTexts(msg)) out.push(text)
   return out.join('\n') + '\n\n'
 }
 
+/** Bytes per chunk of formatBodyChunks. */
+const CHUNK_BYTES = 64 * 1024
+
 /**
- * The text of formatMessage in pieces (each line with its LF, then the final LF), for a
- * caller that only feeds it on (a digest): a 100,000-file message is not built whole.
+ * The text of formatMessage after Line 1 and its LF (every other line with its LF, then the
+ * final LF) as UTF-8, in chunks of about 64 KiB, each line written into the chunk as soon as
+ * it is made: a large list's lines die young, and its text is never one string. With `keep`
+ * each chunk is a buffer of its own, the caller's to hold (to send after signing); without,
+ * one buffer is refilled, so a chunk is valid only until the next is asked for (a digest).
  */
-export function* formatMessagePieces(msg: Message): Generator<string> {
+export function* formatBodyChunks(msg: Message, keep: boolean): Generator<Buffer> {
   if (msg.folder !== '*' || msg.type !== 'PeerError') checkFolderName(msg.folder)
-  for (const line of messageTexts(msg)) yield line + '\n'
-  yield '\n'
+  let buf = Buffer.allocUnsafeSlow(CHUNK_BYTES)
+  let at = 0
+  const texts = bodyTexts(msg)
+  for (let r = texts.next(); ; r = texts.next()) {
+    const text = r.done ? '' : r.value
+    // At most 3 bytes per UTF-16 unit, and the LF.
+    const most = text.length * 3 + 1
+    if (at + most > buf.length && at > 0) {
+      yield buf.subarray(0, at)
+      if (keep) buf = Buffer.allocUnsafeSlow(CHUNK_BYTES)
+      at = 0
+    }
+    if (most > buf.length) yield Buffer.from(`${text}\n`, 'utf8')
+    else {
+      at += buf.write(text, at, 'utf8')
+      buf[at++] = 0x0a
+    }
+    if (r.done) break
+  }
+  if (at > 0) yield buf.subarray(0, at)
 }

@@ -1,12 +1,17 @@
 // Lines 3..n of FilesToGet, FilesUpdated and TrustedPeerConfirm: port, protocol and file lines.
 import {FpeerError} from '../errors.js'
-import {type Line, formatAttr, formatLine, pctDecode, pctEncode} from './frame.js'
+import {type Line, formatLine, isAttrKey, pctDecode, pctEncode} from './frame.js'
 import {parseDecimal, parsePort, parseProtocol} from './fields.js'
+import {MAX_LINE_ATTRS} from './limits.js'
 import type {FileEntry, FileListMessage} from './types.js'
 
 // eslint-disable-next-line no-control-regex
 const UNSAFE_IN_NAME = /[\u0000-\u001f\u007f]/
 const SHA256_HEX = /^[0-9a-f]{64}$/
+
+function twice(key: string): FpeerError {
+  return new FpeerError('E_MSG_BAD_FIELD', `attribute ${key} given twice`)
+}
 
 /** Reads a file line. A name is literal unless the line carries `enc=pct`. */
 export function fileFromLine(line: Line): FileEntry {
@@ -28,6 +33,92 @@ export function fileFromLine(line: Line): FileEntry {
   return entry
 }
 
+/**
+ * fileFromLine(parseLine(text)), without the Line, its attribute object and the copy the
+ * extension attributes were split into: a 100,000-file list is parsed into its entries
+ * alone. Same checks and errors as the two it stands for.
+ */
+export function fileFromText(text: string): FileEntry {
+  const tab = text.indexOf('\t')
+  if (tab < 0) return fileFromLine({value: text, attrs: {}})
+  let enc: string | undefined
+  let size: string | undefined
+  let sha256: string | undefined
+  let mtime: string | undefined
+  let ext: Record<string, string> | undefined
+  let count = 0
+  for (let at = tab + 1; ; ) {
+    const next = text.indexOf('\t', at)
+    const end = next < 0 ? text.length : next
+    if (++count > MAX_LINE_ATTRS) throw new FpeerError('E_MSG_BAD_FIELD', `more than ${MAX_LINE_ATTRS} attributes on one line`)
+    const eq = text.indexOf('=', at)
+    const hasValue = eq >= 0 && eq < end
+    const key = text.slice(at, hasValue ? eq : end)
+    if (!isAttrKey(key)) throw new FpeerError('E_MSG_BAD_FIELD', `bad attribute name ${JSON.stringify(key.slice(0, 40))}`)
+    const value = hasValue ? pctDecode(text.slice(eq + 1, end)) : ''
+    if (key === 'sha256') {
+      if (sha256 !== undefined) throw twice(key)
+      sha256 = value
+    } else if (key === 'size') {
+      if (size !== undefined) throw twice(key)
+      size = value
+    } else if (key === 'mtime') {
+      if (mtime !== undefined) throw twice(key)
+      mtime = value
+    } else if (key === 'enc') {
+      if (enc !== undefined) throw twice(key)
+      enc = value
+    } else {
+      // `in` as parseLine's own check: a key an object already answers (`constructor`) counts as given.
+      ext ??= {}
+      if (key in ext) throw twice(key)
+      ext[key] = value
+    }
+    if (next < 0) break
+    at = next + 1
+  }
+  let path = text.slice(0, tab)
+  if (enc !== undefined) {
+    if (enc !== 'pct') throw new FpeerError('E_MSG_BAD_FIELD', `unknown name encoding ${JSON.stringify(enc)}`)
+    path = pctDecode(path)
+  }
+  if (path === '') throw new FpeerError('E_MSG_BAD_FIELD', 'empty file name')
+  const entry: FileEntry = {path}
+  if (size !== undefined) entry.size = parseDecimal(size, 'size')
+  if (sha256 !== undefined) {
+    if (!SHA256_HEX.test(sha256)) throw new FpeerError('E_MSG_BAD_FIELD', `bad sha256 for ${JSON.stringify(path.slice(0, 80))}`)
+    entry.sha256 = sha256
+  }
+  if (mtime !== undefined) entry.mtimeMs = parseDecimal(mtime, 'mtime')
+  if (ext) entry.ext = ext
+  return entry
+}
+
+/**
+ * formatLine(fileToLine(file)): an entry without extension attributes (nearly all of a large
+ * list) is written straight, its attributes already in canonical (sorted) order, without a
+ * Line or an attribute object per file.
+ */
+export function fileLineText(file: FileEntry): string {
+  let out = UNSAFE_IN_NAME.test(file.path) ? pctEncode(file.path) : file.path
+  const ext = file.ext === undefined ? undefined : Object.keys(file.ext)
+  if (ext === undefined || ext.length === 0) {
+    if (out !== file.path) out += '\tenc=pct'
+    if (file.mtimeMs !== undefined) out += `\tmtime=${Math.trunc(file.mtimeMs)}`
+    if (file.sha256 !== undefined) out += `\tsha256=${pctEncode(file.sha256)}`
+    if (file.size !== undefined) out += `\tsize=${file.size}`
+    return out
+  }
+  // Extension attributes (`got=1`, `type=dir`) sorted in among the four standard ones, which win a clash as in fileToLine.
+  const values: Record<string, string> = {}
+  for (const key of ext) values[key] = file.ext![key]!
+  if (out !== file.path) values.enc = 'pct'
+  if (file.size !== undefined) values.size = String(file.size)
+  if (file.sha256 !== undefined) values.sha256 = file.sha256
+  if (file.mtimeMs !== undefined) values.mtime = String(Math.trunc(file.mtimeMs))
+  return formatLine({value: out, attrs: values})
+}
+
 /** Writes a file line: the name literally when it has no control characters, else percent-encoded with `enc=pct`. */
 export function fileToLine(file: FileEntry): Line {
   const attrs: Record<string, string> = {...file.ext}
@@ -40,52 +131,6 @@ export function fileToLine(file: FileEntry): Line {
   if (file.sha256 !== undefined) attrs.sha256 = file.sha256
   if (file.mtimeMs !== undefined) attrs.mtime = String(Math.trunc(file.mtimeMs))
   return {value, attrs}
-}
-
-/** The attributes fileToLine sets itself, sorted: a line without `ext` carries these alone, in this order. */
-const OWN_KEYS = new Set(['enc', 'mtime', 'sha256', 'size'])
-
-/**
- * formatLine(fileToLine(file)) without the Line object: the same text, made directly. A
- * 10,000-file message is formatted to be signed, sent, and checked, and the object per line
- * (its attributes copied, then sorted) was most of that time. A line whose `ext` names one
- * of fileToLine's own attributes takes the general route, so the two cannot disagree.
- */
-export function formatFileLine(file: FileEntry): string {
-  const ext = file.ext
-  let extKeys: string[] | undefined
-  if (ext) {
-    extKeys = Object.keys(ext)
-    if (extKeys.some((k) => OWN_KEYS.has(k))) return formatLine(fileToLine(file))
-  }
-  let value = file.path
-  let enc = false
-  if (UNSAFE_IN_NAME.test(value)) {
-    value = pctEncode(value)
-    enc = true
-  }
-  const size = file.size === undefined ? undefined : String(file.size)
-  const mtime = file.mtimeMs === undefined ? undefined : String(Math.trunc(file.mtimeMs))
-  const sha256 = file.sha256
-  if (!extKeys || extKeys.length === 0) {
-    let out = value
-    if (enc) out += '\tenc=pct'
-    if (mtime !== undefined) out += `\tmtime=${mtime}`
-    if (sha256 !== undefined) out += `\tsha256=${pctEncode(sha256)}`
-    if (size !== undefined) out += `\tsize=${size}`
-    return out
-  }
-  if (enc) extKeys.push('enc')
-  if (mtime !== undefined) extKeys.push('mtime')
-  if (sha256 !== undefined) extKeys.push('sha256')
-  if (size !== undefined) extKeys.push('size')
-  extKeys.sort()
-  let out = value
-  for (const k of extKeys) {
-    const v = k === 'enc' ? 'pct' : k === 'mtime' ? mtime : k === 'sha256' ? sha256 : k === 'size' ? size : ext![k]
-    out += formatAttr(k, v!)
-  }
-  return out
 }
 
 /** Parses Lines 3..n (index 2 onwards) into the file-list fields. */

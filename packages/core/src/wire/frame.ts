@@ -14,6 +14,11 @@ export interface Line {
 
 const ATTR_KEY = /^[a-z][a-z0-9-]{0,31}$/
 
+/** Whether `key` may name an attribute. */
+export function isAttrKey(key: string): boolean {
+  return ATTR_KEY.test(key)
+}
+
 /** Characters that never appear raw in an attribute value or an encoded name. */
 // eslint-disable-next-line no-control-regex
 const NEEDS_PCT = /[%\u0000-\u001f\u007f]/g

@@ -1,0 +1,97 @@
+// The file-line fast paths (parse without a Line object, format without one, a signed list formatted once) against literal wire text.
+import assert from 'node:assert/strict'
+import {describe, it} from 'node:test'
+import {FpeerError} from '../errors.js'
+import {Identity, generateKeyPair} from '../identity.js'
+import {formatMessage, parseMessage} from './codec.js'
+import {fileFromLine, fileFromText, fileLineText} from './file-list.js'
+import {parseLine} from './frame.js'
+import {signMessage, takeSignedBody, verifyMessage} from './signing.js'
+import type {FileEntry, FilesToGet} from './types.js'
+
+const SHA = 'a'.repeat(64)
+
+/** Entries and the one canonical line each is written as. */
+const lines: Array<{entry: FileEntry; line: string}> = [
+  {entry: {path: 'File1'}, line: 'File1'},
+  {entry: {path: 'd/f.txt', size: 12, sha256: SHA, mtimeMs: 1700000000123}, line: `d/f.txt\tmtime=1700000000123\tsha256=${SHA}\tsize=12`},
+  {entry: {path: 'a\tb', size: 0}, line: 'a%09b\tenc=pct\tsize=0'},
+  {entry: {path: 'x', size: 3, sha256: SHA, ext: {got: '1'}}, line: `x\tgot=1\tsha256=${SHA}\tsize=3`},
+  {entry: {path: 'empty', ext: {type: 'dir'}}, line: 'empty\ttype=dir'},
+  {entry: {path: 'n\nl', size: 1, ext: {aa: '1', zz: 'p%q'}}, line: 'n%0Al\taa=1\tenc=pct\tsize=1\tzz=p%25q'},
+]
+
+/** Lines the parse refuses, each with its code. */
+const refused: Array<{line: string; code: string}> = [
+  {line: 'f\tsize=1\tsize=2', code: 'E_MSG_BAD_FIELD'},
+  {line: 'f\tBad=1', code: 'E_MSG_BAD_FIELD'},
+  {line: 'f\tsha256=xyz', code: 'E_MSG_BAD_FIELD'},
+  {line: 'f\tsize=-1', code: 'E_MSG_BAD_FIELD'},
+  {line: 'f\tenc=b64', code: 'E_MSG_BAD_FIELD'},
+  {line: 'f\tk=1\tk=2', code: 'E_MSG_BAD_FIELD'},
+  {line: 'f\tconstructor=1', code: 'E_MSG_BAD_FIELD'},
+  {line: '\tsize=1', code: 'E_MSG_BAD_FIELD'},
+  {line: 'f\tk=%zz', code: 'E_MSG_BAD_ENCODING'},
+  {line: `f${Array.from({length: 33}, (_, i) => `\tk${i}=1`).join('')}`, code: 'E_MSG_BAD_FIELD'},
+]
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn()
+  } catch (err) {
+    return err instanceof FpeerError ? err.code : 'not an FpeerError'
+  }
+  return undefined
+}
+
+describe('file lines', () => {
+  it('fileLineText writes each entry as its literal line', () => {
+    for (const {entry, line} of lines) assert.equal(fileLineText(entry), line, entry.path)
+  })
+
+  it('fileFromText reads each literal line as its entry, as fileFromLine(parseLine()) does', () => {
+    for (const {entry, line} of lines) {
+      assert.deepEqual(fileFromText(line), entry, line)
+      assert.deepEqual(fileFromText(line), fileFromLine(parseLine(line)), line)
+    }
+  })
+
+  it('fileFromText refuses what parseLine and fileFromLine refuse, with the same code', () => {
+    for (const {line, code} of refused) {
+      assert.equal(
+        codeOf(() => fileFromText(line)),
+        code,
+        line,
+      )
+      assert.equal(
+        codeOf(() => fileFromLine(parseLine(line))),
+        code,
+        line,
+      )
+    }
+  })
+})
+
+describe('a signed file list is formatted once', () => {
+  const identity = new Identity(generateKeyPair())
+  const files: FileEntry[] = Array.from({length: 1500}, (_, i) => ({path: `d/f${String(i).padStart(4, '0')}`, size: i, sha256: SHA, mtimeMs: 1000 + i}))
+  const ftg: FilesToGet = {type: 'FilesToGet', folder: 'docs', port: 8080, protocol: 'HTTP', files, meta: {nonce: 'n1'}}
+
+  it('keeps the bytes it signed, which are the text after Line 1, and gives them once', () => {
+    const signed = signMessage(ftg, identity)
+    const body = takeSignedBody(signed)
+    assert.ok(body)
+    const text = formatMessage(signed)
+    const head = text.slice(0, text.indexOf('\n') + 1)
+    assert.equal(head + Buffer.concat(body).toString('utf8'), text)
+    assert.ok(text.endsWith(`d/f1499\tmtime=2499\tsha256=${SHA}\tsize=1499\n\n`))
+    assert.equal(takeSignedBody(signed), undefined)
+    assert.deepEqual(verifyMessage(parseMessage(text)).compact, identity.id.compact)
+  })
+
+  it('gives nothing for a message whose list changed since it was signed', () => {
+    const signed = signMessage(ftg, identity)
+    signed.files = signed.files.slice(1)
+    assert.equal(takeSignedBody(signed), undefined)
+  })
+})
