@@ -9,7 +9,7 @@ import {FpeerError, isFpeerError} from '../errors.js'
 import {Identity, generateKeyPair} from '../identity.js'
 import {Home} from '../store/home.js'
 import {type ContentFetcher, FolderSync} from './folder.js'
-import {signVersion} from './version.js'
+import {conflictPath, signVersion} from './version.js'
 
 describe('FolderSync.rescan', () => {
   it('turns each deleted file into one deletion, also beside an old tombstone, and a quiet rescan into none', async () => {
@@ -163,6 +163,58 @@ describe('FolderSync.apply on a folder with links and names of its own', () => {
       assert.deepEqual((await readdir(dir)).sort(), ['.fpeer', 'a.txt', 'c.txt', 'link', 'sub'])
     } finally {
       await rm(base, {recursive: true, force: true})
+    }
+  })
+
+  it('a conflict copy that arrives as a version beside the edit it comes from is landed once, whichever side wins', async () => {
+    for (const localWins of [true, false]) {
+      const {base, dir, sync} = await setup()
+      try {
+        // Our clock well past the sender's when the local edit should win, below it otherwise.
+        if (localWins) {
+          lamport += 60
+          await sync.apply([version('clock.txt', 'c\n')], fetcher({'clock.txt': 'c\n'}))
+        }
+        await writeFile(path.join(dir, 'a.txt'), 'edited here\n')
+        const ours = (await sync.rescan()).versions.find((v) => v.path === 'a.txt')!
+        const theirsLamport = localWins ? 1 : ours.lamport + 5
+        const theirs = signVersion(
+          'docs',
+          {
+            path: 'a.txt',
+            deleted: false,
+            sha256: sha('edited there\n'),
+            size: 13,
+            mtimeMs: 1_700_000_000_000,
+            lamport: theirsLamport,
+            vv: {[origin.id.compact]: theirsLamport},
+          },
+          origin,
+        )
+        // The copy the sender made of the loser, sent as its own version (as a peer that met the same conflict does).
+        const loser = localWins ? theirs : ours
+        const cp = conflictPath({path: 'a.txt', origin: loser.origin, sha256: loser.sha256})
+        const text = localWins ? 'edited there\n' : 'edited here\n'
+        const copy = signVersion(
+          'docs',
+          {
+            path: cp,
+            deleted: false,
+            sha256: sha(text),
+            size: Buffer.byteLength(text),
+            mtimeMs: 1_700_000_000_000,
+            lamport: theirsLamport + 1,
+            vv: {[origin.id.compact]: theirsLamport + 1},
+          },
+          origin,
+        )
+        await sync.apply([theirs, copy], fetcher({'a.txt': 'edited there\n', [cp]: text}))
+        assert.equal(await readFile(path.join(dir, 'a.txt'), 'utf8'), localWins ? 'edited here\n' : 'edited there\n')
+        assert.equal(await readFile(path.join(dir, cp), 'utf8'), text)
+        assert.deepEqual((await sync.records()).get(cp)?.version, copy, 'the copy is the sender’s version, not a new one of ours')
+      } finally {
+        await rm(base, {recursive: true, force: true})
+      }
     }
   })
 

@@ -315,7 +315,12 @@ export class FolderSync {
         // yields every few ms so a big update does not stall the server's other connections.
         const slice = new TimeSlice()
 
-        for (const v of dedupe(incoming)) {
+        const unique = dedupe(incoming)
+        // A peer that met the same conflict sends its conflict copy as a version of its own: that
+        // version lands the copy, and making it here too would list its path twice (a 20-peer soak
+        // refused such updates whole with E_MSG_BAD_FIELD until the next exchange).
+        const incomingPaths = new Set(unique.map((v) => v.path))
+        for (const v of unique) {
           await slice.tick()
           checkRelativePath(v.path)
           const local = all.get(v.path)
@@ -330,7 +335,7 @@ export class FolderSync {
           if (d.action === 'keep-conflict') {
             if (v.deleted) continue
             const cp = conflictPath(v)
-            if (all.get(cp) && isLive(all.get(cp)!)) continue
+            if ((all.get(cp) && isLive(all.get(cp)!)) || incomingPaths.has(cp)) continue
             const have = bySha.get(v.sha256)
             if (have) copies.push({from: have, to: cp})
             else toFetch.push({remotePath: v.path, entry: {path: cp, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
@@ -340,9 +345,12 @@ export class FolderSync {
           }
           if (d.action === 'take-conflict' && local && isLive(local)) {
             const cp = conflictPath({path: v.path, origin: local.version?.origin ?? this.#identity.id.compact, sha256: local.sha256})
-            moves.push({from: v.path, to: cp})
-            landed.push({path: cp})
-            result.conflicts.push(cp)
+            // Its version in this batch lands the same content (copied from here before the winner replaces it).
+            if (!incomingPaths.has(cp)) {
+              moves.push({from: v.path, to: cp})
+              landed.push({path: cp})
+              result.conflicts.push(cp)
+            }
           }
           result.applied.push(v)
           clock = Math.max(clock, v.lamport)
