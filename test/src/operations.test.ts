@@ -4,7 +4,7 @@ import {spawnSync} from 'node:child_process'
 import {copyFile, mkdir, readFile, rm, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {Peer, ROOT, runFpeer, tempDir} from './harness.js'
+import {Peer, ROOT, tempDir} from './harness.js'
 
 const have = (cmd: string, args: string[]) => spawnSync(cmd, args).status === 0
 const HAVE_MAN = have('man', ['--version'])
@@ -45,36 +45,6 @@ describe('operations', () => {
       await host.destroy()
       await me.destroy()
     }
-  })
-
-  it('serve holds V8’s young generation at its initial size after serving 3,000 files (FPEER_SERVE_YOUNG_GEN=grow lets it grow)', async () => {
-    const dir = path.join(work, 'many')
-    await mkdir(dir)
-    for (let i = 0; i < 3000; i++) await writeFile(path.join(dir, `f${i}.txt`), `file ${i} ${'x'.repeat(i % 200)}\n`)
-    /** New space (KiB) of a serve after one request of the folder, from the stats.json it writes as it stops. */
-    const newSpaceAfterRequest = async (youngGen: string | undefined, address: string, into: string): Promise<number> => {
-      const host = await Peer.create(address, youngGen ? {FPEER_SERVE_YOUNG_GEN: youngGen} : {})
-      const me = await Peer.create(address.replace(/\d+$/, (n) => String(Number(n) + 1)))
-      try {
-        await host.serve([dir, '--name', 'many', '--open', '--no-sync'])
-        const r = await me.run(['request', host.control, 'many', '--into', path.join(work, into), '--bind', me.address, '--json'])
-        assert.equal(r.code, 0, r.stdout + r.stderr + host.serveStderr)
-        await host.stop()
-        const stats = JSON.parse(await readFile(path.join(host.home, 'stats.json'), 'utf8')) as {memory: {spaces: Record<string, number>}}
-        return stats.memory.spaces['new']!
-      } finally {
-        await host.destroy()
-        await me.destroy()
-      }
-    }
-    const fixed = await newSpaceAfterRequest(undefined, '127.0.61.1', 'fixed')
-    const grown = await newSpaceAfterRequest('grow', '127.0.61.3', 'grown')
-    // V8's initial young generation is 2 × 1 MiB; grown, it is up to 2 × 16 MiB.
-    assert.ok(fixed <= 2048, `new space ${fixed} KiB`)
-    assert.ok(grown > fixed, `with grow, new space ${grown} KiB against ${fixed} KiB: the request did not make V8 grow it, so this test shows nothing`)
-    const bad = await runFpeer(['serve', '--json'], {env: {...process.env, FPEER_SERVE_YOUNG_GEN: 'huge', FPEER_HOME: work}})
-    assert.equal(bad.code, 2)
-    assert.equal(JSON.parse(bad.stdout).error.code, 'E_USAGE')
   })
 
   it('the man page is what `npm run docs` generates, and renders without a roff warning', {skip: !HAVE_GROFF && 'groff is not installed'}, () => {

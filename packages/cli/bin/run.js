@@ -2,7 +2,6 @@
 // The fpeer entry point: settles oclif's settings and directories, hands the command line to oclif, then lets stdout drain however slow its reader is.
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {setFlagsFromString} from 'node:v8'
 import {fastPath} from '../dist/fast-path.js'
 import {jsonWritten} from '../dist/json-out.js'
 import {manifestIsStale} from './manifest.js'
@@ -12,12 +11,6 @@ const cliRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 // `fpeer -V` and `fpeer --version` are the `version` command, so that `--json` works with them.
 const argv = process.argv.slice(2)
 if (argv[0] === '-V' || argv[0] === '--version') argv[0] = 'version'
-
-// A daemon's young generation grows from 2 × 1 MiB to 2 × 16 MiB at its first bursts of work
-// and stays there: a third of serve's RSS, and most of its growth over a soak. Held at its
-// initial size, V8 only scavenges more often. Set before oclif and the plugins load (loading
-// them already grows it); FPEER_SERVE_YOUNG_GEN=grow keeps V8's default (checked in settings.ts).
-if (argv[0] === 'serve' && process.env.FPEER_SERVE_YOUNG_GEN !== 'grow') setFlagsFromString('--semi-space-growth-factor=1')
 
 // A reader that goes away (`fpeer … | head`) is not the work's failure: output stops, the
 // exit code stays the work's, and no EPIPE stack is printed.

@@ -86,12 +86,6 @@ export const ENVIRONMENT: readonly EnvVar[] = [
     meaning:
       'serve: bytes of messages received and not yet handled, across all control connections; past it a sender gets E_BUSY (raise it for a FilesUpdated of more than about 150,000 files; serve then needs about 2.5 times the extra)',
   },
-  {
-    name: 'FPEER_SERVE_YOUNG_GEN',
-    default: 'fixed',
-    meaning:
-      "serve: 'fixed' holds V8's young generation at its initial 2 MiB for a flat, small RSS over days; 'grow' lets it grow to 32 MiB (a little less GC work under heavy load)",
-  },
   {name: 'FPEER_NPM_REGISTRY', default: "npm's own", meaning: 'registry `fpeer plugins install` installs from'},
   {name: 'FPEER_ALLOW_ANY_PLUGIN', default: 'unset', meaning: '1: let `fpeer plugins install` install a package that is not an fpeer transfer plugin'},
   {name: 'FPEER_CONFIG_DIR, FPEER_DATA_DIR, FPEER_CACHE_DIR', default: "oclif's", meaning: "oclif's directories (installed plugins live in FPEER_DATA_DIR)"},
@@ -136,8 +130,6 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     }
     ms[v.key] = n
   }
-  // Acted on in bin/run.js, before anything is loaded (V8 would have grown the young generation by now); checked here.
-  checkYoungGen(env.FPEER_SERVE_YOUNG_GEN)
   const level = env.FPEER_LOG_LEVEL
   if (level !== undefined && level !== '' && !LOG_LEVELS.includes(level as LogLevel)) {
     throw new FpeerError('E_USAGE', `FPEER_LOG_LEVEL=${JSON.stringify(level)} is not a log level`, {
@@ -155,12 +147,4 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     firstLineTimeoutMs: ms.firstLine!,
     controlBufferBytes: bytesVar(env, 'FPEER_CONTROL_BUFFER_BYTES', CONTROL_BUFFER_BYTES),
   }
-}
-
-function checkYoungGen(raw: string | undefined): void {
-  if (raw === undefined || raw === '' || raw === 'fixed' || raw === 'grow') return
-  throw new FpeerError('E_USAGE', `FPEER_SERVE_YOUNG_GEN=${JSON.stringify(raw)} is not fixed or grow`, {
-    details: {env: 'FPEER_SERVE_YOUNG_GEN', value: raw},
-    hint: "'fixed' (the default) or 'grow'",
-  })
 }
