@@ -16,7 +16,19 @@ function twice(key: string): FpeerError {
 /** Reads a file line. A name is literal unless the line carries `enc=pct`. */
 export function fileFromLine(line: Line): FileEntry {
   const {enc, size, sha256, mtime, ...ext} = line.attrs
-  let path = line.value
+  return toEntry(line.value, enc, size, sha256, mtime, Object.keys(ext).length > 0 ? ext : undefined)
+}
+
+/** The checks and decoding both parsers share: a name (percent-decoded under `enc=pct`) and the standard attributes as read. */
+function toEntry(
+  name: string,
+  enc: string | undefined,
+  size: string | undefined,
+  sha256: string | undefined,
+  mtime: string | undefined,
+  ext: Record<string, string> | undefined,
+): FileEntry {
+  let path = name
   if (enc !== undefined) {
     if (enc !== 'pct') throw new FpeerError('E_MSG_BAD_FIELD', `unknown name encoding ${JSON.stringify(enc)}`)
     path = pctDecode(path)
@@ -29,7 +41,7 @@ export function fileFromLine(line: Line): FileEntry {
     entry.sha256 = sha256
   }
   if (mtime !== undefined) entry.mtimeMs = parseDecimal(mtime, 'mtime')
-  if (Object.keys(ext).length > 0) entry.ext = ext
+  if (ext) entry.ext = ext
   return entry
 }
 
@@ -77,21 +89,7 @@ export function fileFromText(text: string): FileEntry {
     if (next < 0) break
     at = next + 1
   }
-  let path = text.slice(0, tab)
-  if (enc !== undefined) {
-    if (enc !== 'pct') throw new FpeerError('E_MSG_BAD_FIELD', `unknown name encoding ${JSON.stringify(enc)}`)
-    path = pctDecode(path)
-  }
-  if (path === '') throw new FpeerError('E_MSG_BAD_FIELD', 'empty file name')
-  const entry: FileEntry = {path}
-  if (size !== undefined) entry.size = parseDecimal(size, 'size')
-  if (sha256 !== undefined) {
-    if (!SHA256_HEX.test(sha256)) throw new FpeerError('E_MSG_BAD_FIELD', `bad sha256 for ${JSON.stringify(path.slice(0, 80))}`)
-    entry.sha256 = sha256
-  }
-  if (mtime !== undefined) entry.mtimeMs = parseDecimal(mtime, 'mtime')
-  if (ext) entry.ext = ext
-  return entry
+  return toEntry(text.slice(0, tab), enc, size, sha256, mtime, ext)
 }
 
 /**
