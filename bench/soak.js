@@ -21,6 +21,7 @@
 //                      0 turns the periodic catch-up off, as the churn test does, so only the exchange at
 //                      start, owed forwards and retries bring peers together)
 //   --log-dir DIR      keep each serve's stderr in DIR/peer<i>.log (appended across restarts)
+//   --log-level L      FPEER_LOG_LEVEL of every serve (default warn; info or debug to trace a slow cycle)
 //   --stable-node-options "FLAGS"
 //                      NODE_OPTIONS of the never-killed peers only, for diagnosis (e.g.
 //                      "--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=/tmp/snaps")
@@ -56,6 +57,7 @@ if (!/^127\.\d{1,3}\.\d{1,3}$/.test(prefix ?? '')) {
   process.exit(2)
 }
 const logDir = process.argv.includes('--log-dir') ? path.resolve(process.argv[process.argv.indexOf('--log-dir') + 1] ?? '.') : undefined
+const logLevel = process.argv.includes('--log-level') ? process.argv[process.argv.indexOf('--log-level') + 1] : 'warn'
 const stableNodeOptions = process.argv.includes('--stable-node-options') ? process.argv[process.argv.indexOf('--stable-node-options') + 1] : undefined
 const cycles = Math.max(1, Math.round((minutes * 60_000) / cycleMs))
 const say = (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`)
@@ -69,7 +71,7 @@ const churn = new Churn({
   sharedFiles: cycles * 2,
   stable: 2,
   ...(stableNodeOptions ? {stableEnv: {NODE_OPTIONS: stableNodeOptions}} : {}),
-  env: {FPEER_SYNC_INTERVAL_MS: String(catchUpMs), FPEER_RESCAN_INTERVAL_MS: '10000', FPEER_STALL_TIMEOUT_MS: '5000', FPEER_LOG_LEVEL: 'warn'},
+  env: {FPEER_SYNC_INTERVAL_MS: String(catchUpMs), FPEER_RESCAN_INTERVAL_MS: '10000', FPEER_STALL_TIMEOUT_MS: '5000', FPEER_LOG_LEVEL: logLevel},
   log: say,
   logDir,
 })
@@ -135,6 +137,7 @@ try {
     const down = churn.up.flatMap((u, i) => (u ? [] : [i]))
     const row = {cycle: c + 1, changes: churn.changes - before.changes, kills: churn.kills - before.kills, down, convergeMs: null, bytes: 0, bytesPerChange: 0}
     cycleRows.push(row)
+    const laggingBefore = churn.lagging.length
     try {
       row.convergeMs = await churn.converge(300_000, 500, {skipDown: true})
       converged.push(row.convergeMs)
@@ -151,6 +154,8 @@ try {
       await settleCounters()
       row.bytes = (await churn.bytesFetched()) - before.bytes
       row.bytesPerChange = row.changes ? Math.round(row.bytes / row.changes) : 0
+      // What still differed as the peers came together: a straggler or a general lag.
+      say(`cycle ${c + 1}/${cycles} convergence:\n    ${churn.lagging.slice(laggingBefore).join('\n    ')}`)
       say(`cycle ${c + 1}/${cycles}: ${row.changes} changes, ${row.kills} kills${down.length ? `, peer ${down.join(', ')} down (did not restart)` : ''}; ${row.convergeMs === null ? 'NOT converged' : `converged ${row.convergeMs} ms after every peer was up`}; ${row.bytes} bytes fetched, ${row.bytesPerChange} per change`)
     }
     // The never-killed peers' RSS and fds each cycle: the trend, and figures even from a run cut short.
