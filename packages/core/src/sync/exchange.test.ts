@@ -102,6 +102,56 @@ describe('StateExchange.withPeer', () => {
     assert.deepEqual(r.owedLeft, [])
   })
 
+  it('one exchange per peer at a time: calls before its pull answered join it, a call after runs it once more', async () => {
+    const home = await mkdtemp(path.join(os.tmpdir(), 'fpeer-exchange-'))
+    try {
+      const owed = new OwedForwards(new Home(home), 'F')
+      const records = new Map([held].map((h) => [h.path, rec(h.path, h)]))
+      let pulls = 0
+      let pushes = 0
+      let answer: (() => void) | undefined
+      let answered: (() => void) | undefined
+      const seenFirst = new Promise<void>((r) => (answered = r))
+      const ex = new StateExchange({
+        log: silentLogger,
+        sync: () => ({records: async () => records}) as unknown as FolderSync,
+        peers: () => [peer],
+        owed: () => owed,
+        pull: async (_f, _p, seen) => {
+          pulls++
+          if (pulls === 1) await new Promise<void>((r) => (answer = r))
+          seen([{path: 'other.txt', size: 1, sha256: 'a'.repeat(64)}])
+          if (pulls === 1) {
+            answered!()
+            // Held after the answer too, so calls can arrive past it.
+            await new Promise<void>((r) => (answer = r))
+          }
+          return 0
+        },
+        push: async () => {
+          pushes++
+        },
+      })
+      const first = ex.withPeer('F', peer)
+      // Before the pull answered: joined, nothing more runs.
+      const joined = [ex.withPeer('F', peer), ex.withPeer('F', peer, true)]
+      answer!()
+      await seenFirst
+      assert.equal(pulls, 1)
+      // After it answered: one more run, however many ask.
+      const later = [ex.withPeer('F', peer), ex.withPeer('F', peer), ex.withPeer('F', peer)]
+      answer!()
+      await Promise.all([first, ...joined, ...later])
+      assert.equal(pulls, 2)
+      assert.equal(pushes, 2)
+      // Nothing under way now: the next call runs on its own.
+      await ex.withPeer('F', peer)
+      assert.equal(pulls, 3)
+    } finally {
+      await rm(home, {recursive: true, force: true})
+    }
+  })
+
   it('a peer that holds everything gets no push, and its structure settles what was owed to it', async () => {
     const r = await run(async (_f, _p, seen) => {
       seen([versionToEntry(held), versionToEntry(owedOnly)])

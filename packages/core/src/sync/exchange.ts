@@ -83,6 +83,13 @@ const UNREACHED = new Set(['E_CONNECT', 'E_TIMEOUT', 'E_CONNECTION_LOST', 'E_BUS
  */
 const PULL_AGAIN = new Set([...UNREACHED, 'E_ACCESS', 'E_NOT_FOUND', 'E_SIZE_MISMATCH', 'E_HASH_MISMATCH'])
 
+/** An exchange under way with one peer: whether its pull has answered, and whether a call since wants it run again. */
+interface Running {
+  pulled: boolean
+  again: boolean
+  run: Promise<{pulled: number; offered: number}>
+}
+
 /** Peers exchanged with at once; a folder with more peers is worked through in turns. */
 const PARALLEL = 8
 
@@ -98,6 +105,8 @@ export class StateExchange {
   readonly #lost = new Set<string>()
   /** Exchanges to try again, by `folder\0id`: failed attempts so far and the timer of the next. */
   readonly #retries = new Map<string, {attempt: number; timer: NodeJS.Timeout | undefined}>()
+  /** The exchange under way with each peer of each folder, by `folder\0id` (see withPeer). */
+  readonly #running = new Map<string, Running>()
   #watching: AbortSignal | undefined
 
   constructor(deps: ExchangeDeps) {
@@ -108,13 +117,47 @@ export class StateExchange {
    * With one peer of one folder. Never throws for an unreachable peer: it is logged (at debug
    * level when `quiet`: the periodic round) and left to its own exchange when it starts.
    */
-  async withPeer(folder: string, peer: PeerRecord, quiet = false): Promise<{pulled: number; offered: number}> {
+  withPeer(folder: string, peer: PeerRecord, quiet = false): Promise<{pulled: number; offered: number}> {
+    // One exchange per peer at a time. Its start, a retry's timer, a push that found it again
+    // and its own contact each asked for one: under churn a hub ran two or three at once with
+    // the same peer, each pulling its whole structure and pushing the same versions. A call
+    // while one runs joins it; if that one's pull has already answered (so it may not have
+    // seen what prompted the call), it runs once more when it ends, however many calls came.
+    const key = `${folder}\0${peer.id}`
+    const running = this.#running.get(key)
+    if (running) {
+      if (running.pulled) running.again = true
+      return running.run
+    }
+    const entry: Running = {pulled: false, again: false, run: Promise.resolve({pulled: 0, offered: 0})}
+    entry.run = (async () => {
+      try {
+        let result = await this.#exchange(folder, peer, quiet, entry)
+        while (entry.again) {
+          entry.again = false
+          entry.pulled = false
+          const more = await this.#exchange(folder, peer, quiet, entry)
+          result = {pulled: result.pulled + more.pulled, offered: result.offered + more.offered}
+        }
+        return result
+      } finally {
+        this.#running.delete(key)
+      }
+    })()
+    this.#running.set(key, entry)
+    return entry.run
+  }
+
+  async #exchange(folder: string, peer: PeerRecord, quiet: boolean, entry: Running): Promise<{pulled: number; offered: number}> {
     const sync = this.#deps.sync(folder)
     if (!sync) return {pulled: 0, offered: 0}
     let theirs: FileEntry[] | undefined
     let pulled = 0
     try {
-      pulled = await this.#deps.pull(folder, peer, (files) => (theirs = files))
+      pulled = await this.#deps.pull(folder, peer, (files) => {
+        theirs = files
+        entry.pulled = true
+      })
       this.#settled(folder, peer.id)
     } catch (err) {
       const code = isFpeerError(err) ? err.code : 'E_INTERNAL'
@@ -125,6 +168,8 @@ export class StateExchange {
       // A pull that failed after the peer answered still offers what its structure lacks.
       if (UNREACHED.has(code)) this.lost(folder, peer.id)
       if (PULL_AGAIN.has(code)) this.#retryLater(folder, peer.id)
+    } finally {
+      entry.pulled = true
     }
     const records = await sync.records()
     const owed = this.#deps.owed(folder)

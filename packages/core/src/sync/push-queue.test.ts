@@ -218,7 +218,8 @@ describe('PushQueue', () => {
             throw new FpeerError('E_PEER_ERROR', 'no', {details: {peerCode}})
           },
           peer: () => PEER,
-          current: async () => [],
+          // Current when it first goes; superseded here once it was refused.
+          current: async (_f, versions) => (calls === 0 ? versions : []),
         },
         {policy: {retries: 3, baseMs: 1, maxMs: 1}},
       )
@@ -228,6 +229,34 @@ describe('PushQueue', () => {
       assert.equal(calls, 1, peerCode)
       q.stop()
     }
+  })
+
+  it('offers only what is still our newest: a version superseded while it waited for a slot is not sent, and its caller is not failed', async () => {
+    const g = gate()
+    // `b` at lamport 1 was superseded here (by a version from the peer itself, so not queued to it) while it waited.
+    const superseded = new Set(['b@1'])
+    const current: PushQueueDeps['current'] = async (_f, versions) => versions.filter((x) => !superseded.has(`${x.path}@${x.lamport}`))
+    const q = new PushQueue({log: silentLogger, deliver: g.deliver, peer: () => PEER, current}, {inFlight: 1})
+    q.start()
+    const first = q.push('F', PEER, [v('a', 1)])
+    await until('the first push', () => g.calls.length === 1)
+    const second = q.push('F', PEER, [v('b', 1), v('c', 1)])
+    const third = q.push('F', PEER, [v('b', 1)])
+    g.calls[0]!.end()
+    await first
+    await until('the second push', () => g.calls.length === 2)
+    assert.deepEqual(
+      g.calls[1]!.versions.map((x) => x.path),
+      ['c'],
+    )
+    g.calls[1]!.end()
+    await Promise.all([second, third])
+    // Nothing of `b` alone goes: a push with nothing current is no push.
+    superseded.add('d@1')
+    await q.push('F', PEER, [v('d', 1)])
+    assert.equal(g.calls.length, 2)
+    await until('the lane to empty', () => q.size.lanes === 0)
+    q.stop()
   })
 
   it('tells callers still waiting E_INTERRUPTED at stop, and adds one listener to the node’s signal however many pushes run', async () => {

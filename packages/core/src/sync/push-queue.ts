@@ -55,9 +55,9 @@ export interface PushQueueDeps {
   /** A push failed for want of a connection (before its retry is scheduled). */
   lost?(folder: string, id: string): void
   /**
-   * The versions of `versions` that are still this node's newest of their paths: a push the
-   * receiver refused because a file changed here while it fetched (SOURCE_CHANGED) goes
-   * again with these only. Without it such a push is not retried.
+   * The versions of `versions` that are still this node's newest of their paths: every push
+   * offers these only (a push a reached peer refused goes again with these only). Without it
+   * versions go as queued, and a push a reached peer refused is not retried.
    */
   current?(folder: string, versions: FileVersion[]): Promise<FileVersion[]>
   /** Keeps a delivery in the owner's work under way (stop waits for it, briefly). */
@@ -91,8 +91,6 @@ interface Lane {
   /** Set while the lane waits out a backoff: nothing is sent to the peer until it fires. */
   timer: NodeJS.Timeout | undefined
   lastError: unknown
-  /** A push was refused because the source changed: what waits is checked against our newest versions before it goes. */
-  recheck: boolean
 }
 
 /** Whether `v` supersedes `old` as the version of the path to send (newer lamport, then origin). */
@@ -197,7 +195,7 @@ export class PushQueue {
     const key = `${folder}\0${peer}`
     let lane = this.#lanes.get(key)
     if (!lane) {
-      lane = {folder, peer, pending: new Map(), waiters: [], inFlight: 0, failures: 0, timer: undefined, lastError: undefined, recheck: false}
+      lane = {folder, peer, pending: new Map(), waiters: [], inFlight: 0, failures: 0, timer: undefined, lastError: undefined}
       this.#lanes.set(key, lane)
     }
     return lane
@@ -216,11 +214,15 @@ export class PushQueue {
       lane.pending.clear()
       lane.waiters = []
       const retried = lane.failures > 0
-      const recheck = lane.recheck && this.#deps.current
-      lane.recheck = false
       lane.inFlight++
-      // Versions superseded here since the refused push are dropped: their newer ones go on their own.
-      const sent = recheck ? recheck(lane.folder, batch) : Promise.resolve(batch)
+      // Every push offers only what is still our newest of its paths. A version that waited (a
+      // backoff, a slot) while a newer one of its path arrived from the very peer it was to go
+      // to is not replaced in the lane, and the peer's fetch would find other bytes here: under
+      // churn such stale offers were a third of the refused pushes, each putting the lane into
+      // backoff with the good versions it carried. Superseded versions are dropped here; their
+      // newer ones went (or go) on their own.
+      const current = this.#deps.current
+      const sent = current ? current(lane.folder, batch) : Promise.resolve(batch)
       const run = sent
         .then((b) => (b.length > 0 ? this.#deps.deliver(lane.folder, peer, b) : undefined))
         .then(
@@ -268,8 +270,7 @@ export class PushQueue {
     })
     if (!again) return
     // A peer that answered was reached: no state exchange is owed it.
-    if (reached) lane.recheck = true
-    else this.#deps.lost?.(lane.folder, lane.peer)
+    if (!reached) this.#deps.lost?.(lane.folder, lane.peer)
     for (const v of batch) if (supersedes(v, lane.pending.get(v.path))) lane.pending.set(v.path, v)
     lane.lastError = err
     if (lane.timer) return
