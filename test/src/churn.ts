@@ -479,9 +479,28 @@ export class Churn {
     const problems: string[] = []
     // What the final trees show, not a passing moment of an earlier look.
     this.spurious.clear()
-    const trees = await Promise.all(this.dirs.map((d) => treeHashes(d)))
-    const contents = await Promise.all(this.dirs.map((d) => contentsOf(d)))
-    const skip = (i: number) => options.skipDown === true && !this.up[i]
+    // A peer landing an update while we read its tree (a file renamed away, a staging folder
+    // gone) is read again; one still moving after that is named as such, and the others are
+    // compared anyway: the history then says who lagged, not only that some tree moved.
+    const moving = new Set<number>()
+    const read = async <T>(i: number, f: (d: string) => Promise<T>, empty: T): Promise<T> => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await f(this.dirs[i]!)
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+          if (attempt >= 2) {
+            moving.add(i)
+            return empty
+          }
+        }
+      }
+    }
+    const trees = await Promise.all(this.dirs.map((_, i) => read(i, treeHashes, new Map<string, string>())))
+    const contents = await Promise.all(this.dirs.map((_, i) => read(i, (d) => contentsOf(d), new Map<string, string>())))
+    for (const i of moving) problems.push(`peer${i}: its tree changed while it was read (an update landing)`)
+    if (moving.has(0)) return problems
+    const skip = (i: number) => (options.skipDown === true && !this.up[i]) || moving.has(i)
     for (let i = 1; i < trees.length; i++) {
       if (skip(i)) continue
       const a = trees[0]!
@@ -525,7 +544,7 @@ export class Churn {
       }
       problems.push(`${rel}: unexpected file at peer0`)
     }
-    for (let i = 0; i < this.dirs.length; i++) if (!skip(i)) for (const l of await fpeerNames(this.dirs[i]!)) problems.push(`peer${i}: leftover ${l}`)
+    for (let i = 0; i < this.dirs.length; i++) if (!skip(i)) for (const l of await read(i, (d) => fpeerNames(d), [])) problems.push(`peer${i}: leftover ${l}`)
     return problems
   }
 
@@ -540,7 +559,7 @@ export class Churn {
       problems = await this.differences(options).catch((err: Error) => [`reading the trees: ${err.message}`])
       // What still differed when, to tell a slow straggler from a general lag.
       const was = this.lagging.at(-1)
-      const now = `${problems.length} ${problems[0] ?? ''}`
+      const now = `${problems.length} ${problems.slice(0, 3).join(' | ')}`
       if (was?.slice(was.indexOf(' ') + 1) !== now) this.lagging.push(`+${Date.now() - start} ms: ${now}`)
       if (problems.length === 0) return Date.now() - start
       if (Date.now() - start > timeoutMs) break
