@@ -61,4 +61,22 @@ describe('verifySignature', () => {
     assert.equal(verifySignature(data, sig, Buffer.alloc(32, 0xff)), false)
     assert.equal(verifySignature(data, Buffer.alloc(64), Buffer.alloc(32)), false)
   })
+
+  it('keeps every key its own through the parsed-key cache: 300 keys (past its bound), a key whose buffer is reused, each checked twice', () => {
+    const ids = Array.from({length: 300}, () => new Identity(generateKeyPair()))
+    for (let round = 0; round < 2; round++)
+      for (const [i, id] of ids.entries()) {
+        const signed = id.sign(data)
+        assert.equal(verifySignature(data, signed, id.publicKey), true, `key ${i}`)
+        assert.equal(verifySignature(data, signed, ids[(i + 1) % ids.length]!.publicKey), false, `key ${i + 1} for ${i}`)
+      }
+    // The same bytes at another offset of a larger buffer, then that buffer rewritten with another key.
+    const slab = Buffer.alloc(40)
+    Buffer.from(me.publicKey).copy(slab, 8)
+    const view = slab.subarray(8, 40)
+    assert.equal(verifySignature(data, sig, view), true)
+    Buffer.from(other.publicKey).copy(slab, 8)
+    assert.equal(verifySignature(data, sig, view), false)
+    assert.equal(verifySignature(data, other.sign(data), view), true)
+  })
 })
