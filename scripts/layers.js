@@ -33,9 +33,11 @@ export const LAYERS = [
 /**
  * Module-level values computed once that are facts of the process, not state of a home or a
  * folder: `file: name`. Anything else mutable at top level belongs to an owner (a Home, a
- * FolderSync, a PeerNode) so two nodes in one process share nothing.
+ * FolderSync, a PeerNode) so two nodes in one process share nothing. A memo of a pure
+ * function (identity.ts: a public key's parsed form, made from its bytes alone) is such a
+ * fact too: what it holds cannot differ between nodes.
  */
-export const PROCESS_FACTS = new Set(['fs/folder-dirs.ts: viaFd', 'fs/folder-dirs.ts: fileMode', 'fs/folder-dirs.ts: execFileMode'])
+export const PROCESS_FACTS = new Set(['fs/folder-dirs.ts: viaFd', 'fs/folder-dirs.ts: fileMode', 'fs/folder-dirs.ts: execFileMode', 'identity.ts: publicKeys'])
 
 export function layerOf(rel) {
   const i = LAYERS.findIndex((l) => l.some((e) => (e.endsWith('/') ? rel.startsWith(e) : rel === e)))

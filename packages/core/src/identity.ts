@@ -202,7 +202,10 @@ function publicKeyObject(publicKey: Uint8Array): KeyObject {
   if (key) return key
   // Throws for bytes that are not a key: nothing is cached for them.
   key = createPublicKey({key: Buffer.concat([ED25519_SPKI_PREFIX, publicKey]), format: 'der', type: 'spki'})
-  if (publicKeys.size >= KEY_CACHE_SIZE) publicKeys.delete(publicKeys.keys().next().value!)
+  if (publicKeys.size >= KEY_CACHE_SIZE) {
+    const oldest = publicKeys.keys().next()
+    if (!oldest.done) publicKeys.delete(oldest.value)
+  }
   publicKeys.set(id, key)
   return key
 }

@@ -378,6 +378,7 @@ export class PeerNode {
       forward: (folder, versions, exclude) => this.#forward(folder, versions, exclude),
       owed: (folder) => new OwedForwards(this.options.home, folder),
       forwardTargets: (folder, exclude) => this.#forwardTargets(folder, exclude),
+      heldBy: (folder, peer, versions) => this.#peerSync.heldBy(folder, peer, versions),
       replay: this.#access.replay,
       grant: (folder, peer) => this.#grant(folder, peer),
       count: (what, n = 1) => this.#count(what, n),

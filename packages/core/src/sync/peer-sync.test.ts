@@ -66,6 +66,7 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
       isPeer,
       forward: (f, versions, exclude) => p.peerSync.forward(f, versions, exclude),
       forwardTargets,
+      heldBy: (f, sender, versions) => p.peerSync.heldBy(f, sender, versions),
       mayJoin: async (_f, sender) => sender !== undefined && isPeer(sender.toString()),
       fileList: async () => {
         p.requests++
@@ -185,6 +186,36 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
       assert.equal(await readFile(path.join(c!.dir, 'f.txt'), 'utf8'), 'far\n')
       // c took it from b, once, and has nobody else to pass it to; a was not sent it back.
       assert.deepEqual([a!.updates, b!.updates, c!.updates], [0, 1, 1])
+    } finally {
+      await closeAll()
+    }
+  })
+
+  it('a version a peer offered us is not offered back to it; a newer one of the same path is', async () => {
+    try {
+      const [a, b] = await mesh(2)
+      // b alone knows a (a does not forward): what a receives stays with a.
+      a!.peers = [record(b!)]
+      await writeFile(path.join(b!.dir, 'h.txt'), 'held\n')
+      const {versions} = await b!.sync.rescan()
+      assert.deepEqual(await b!.peerSync.pushVersions(FOLDER, versions, []), {peers: 1, failed: 0})
+      await quiet([a!, b!])
+      assert.equal(a!.updates, 1)
+      // a passes the version on to everyone (b among them): b offered it, so nothing goes to b.
+      assert.deepEqual(await a!.peerSync.pushVersions(FOLDER, versions, []), {peers: 1, failed: 0})
+      await quiet([a!, b!])
+      assert.equal(b!.updates, 0)
+      // a changes the file: that version is new to b, and goes.
+      await writeFile(path.join(a!.dir, 'h.txt'), 'changed at a\n')
+      assert.deepEqual(await a!.peerSync.pushChanges(FOLDER), {versions: 1, peers: 1, failed: 0})
+      await quiet([a!, b!])
+      assert.equal(b!.updates, 1)
+      assert.equal(await readFile(path.join(b!.dir, 'h.txt'), 'utf8'), 'changed at a\n')
+      // And b, having confirmed it, is not offered it again.
+      const again = (await a!.sync.records()).get('h.txt')!.version!
+      await a!.peerSync.pushVersions(FOLDER, [again], [])
+      await quiet([a!, b!])
+      assert.equal(b!.updates, 1)
     } finally {
       await closeAll()
     }

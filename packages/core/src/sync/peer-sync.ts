@@ -15,11 +15,12 @@ import type {Logger} from '../transport.js'
 import {type FileEntry, isDirEntry} from '../wire/types.js'
 import type {StateExchange} from './exchange.js'
 import type {FolderSync} from './folder.js'
+import {KnownHolders} from './holders.js'
 import {OwedForwards, applyOwing} from './owed.js'
 import {PushQueue} from './push-queue.js'
 import {TimeSlice} from './time-slice.js'
 import {type SyncContext, fetcherFrom, pushUpdate} from './update.js'
-import {type FileVersion, compareVectors, entryToVersion, verifyVersion} from './version.js'
+import {type FileVersion, entryToVersion, identical, verifyVersion} from './version.js'
 
 /** What the node lends: its settings, its folders and peers as they are now, its counters. */
 export interface PeerSyncDeps {
@@ -89,6 +90,8 @@ export class PeerSync {
   readonly #deps: PeerSyncDeps
   readonly #queue: PushQueue
   readonly #pulls = new JoinedPulls()
+  /** What each peer offered us or confirmed: not offered to it again. */
+  readonly #holders = new KnownHolders()
   #signal: AbortSignal | undefined
 
   constructor(deps: PeerSyncDeps) {
@@ -99,21 +102,26 @@ export class PeerSync {
         deliver: (folder, peer, versions) => this.#deliver(folder, peer, versions),
         peer: (folder, id) => deps.peers(folder).find((p) => p.id === id && deps.forwardTargets(folder, []).includes(id)),
         lost: (folder, id) => deps.exchange.lost(folder, id),
-        current: (folder, versions) => this.#current(folder, versions),
+        current: (folder, peer, versions) => this.#current(folder, peer, versions),
         track: (p) => deps.track(p),
       },
       {retry: deps.daemon},
     )
   }
 
-  /** The versions still our newest of their paths (same origin and lamport as our record's). */
-  async #current(folder: string, versions: FileVersion[]): Promise<FileVersion[]> {
+  /** The versions still our newest of their paths (same origin and lamport as our record's) that `peer` is not known to hold. */
+  async #current(folder: string, peer: string, versions: FileVersion[]): Promise<FileVersion[]> {
     const records = await this.#deps.sync(folder)?.records()
     if (!records) return []
     return versions.filter((v) => {
       const ours = records.get(v.path)?.version
-      return ours !== undefined && ours.origin === v.origin && ours.lamport === v.lamport
+      return ours !== undefined && ours.origin === v.origin && ours.lamport === v.lamport && !this.#holders.holds(folder, peer, v)
     })
+  }
+
+  /** `peer` offered us `versions` (checked): it holds them, so our forwards of them skip it. */
+  heldBy(folder: string, peer: string, versions: readonly FileVersion[]): void {
+    this.#holders.note(folder, peer, versions)
   }
 
   /** Starts the push queue; `signal` (the node's) cuts pulls and pushes under way when it aborts. */
@@ -201,6 +209,7 @@ export class PeerSync {
       if (refusedBy(err) === peer.id) await this.#deps.refused(folder, peer.id)
       throw err
     })
+    this.#holders.note(folder, peer.id, versions)
     await new OwedForwards(this.#deps.home, folder)
       .paid(peer.id, versions)
       .catch((err: Error) => this.#deps.log.warn('cannot record a delivered forward', {folder, reason: err.message}))
@@ -323,19 +332,4 @@ export class PeerSync {
     if (seen) this.#queue.reachable(folder, peer.id)
     return applied.length
   }
-}
-
-/** Every signed field the same (the signature too): `b` is the version `a` was checked as, nothing in it to check again. */
-function identical(a: FileVersion, b: FileVersion): boolean {
-  return (
-    a.sig === b.sig &&
-    a.path === b.path &&
-    a.origin === b.origin &&
-    a.lamport === b.lamport &&
-    a.deleted === b.deleted &&
-    a.sha256 === b.sha256 &&
-    a.size === b.size &&
-    a.mtimeMs === b.mtimeMs &&
-    compareVectors(a.vv, b.vv) === 'equal'
-  )
 }

@@ -161,7 +161,7 @@ describe('PushQueue', () => {
     const g = gate()
     const refusal = new FpeerError('E_PEER_ERROR', 'the peer refused: E_NOT_FOUND: gone', {details: {peerCode: 'E_NOT_FOUND'}})
     // `moved` was renamed away here meanwhile (its newer version goes on its own); `kept` still is ours.
-    const current: PushQueueDeps['current'] = async (_f, versions) => versions.filter((x) => x.path !== 'moved')
+    const current: PushQueueDeps['current'] = async (_f, _p, versions) => versions.filter((x) => x.path !== 'moved')
     const q = new PushQueue({log: silentLogger, deliver: g.deliver, peer: () => PEER, current}, {policy: {retries: 3, baseMs: 1, maxMs: 2}})
     q.start()
     const first = q.push('F', PEER, [v('kept', 1), v('moved', 1)])
@@ -188,7 +188,7 @@ describe('PushQueue', () => {
     for (const failure of failures) {
       const g = gate()
       const q = new PushQueue(
-        {log: silentLogger, deliver: g.deliver, peer: () => PEER, current: async (_f, versions) => versions},
+        {log: silentLogger, deliver: g.deliver, peer: () => PEER, current: async (_f, _p, versions) => versions},
         {policy: {retries: 3, baseMs: 1, maxMs: 2}},
       )
       q.start()
@@ -219,7 +219,7 @@ describe('PushQueue', () => {
           },
           peer: () => PEER,
           // Current when it first goes; superseded here once it was refused.
-          current: async (_f, versions) => (calls === 0 ? versions : []),
+          current: async (_f, _p, versions) => (calls === 0 ? versions : []),
         },
         {policy: {retries: 3, baseMs: 1, maxMs: 1}},
       )
@@ -235,7 +235,7 @@ describe('PushQueue', () => {
     const g = gate()
     // `b` at lamport 1 was superseded here (by a version from the peer itself, so not queued to it) while it waited.
     const superseded = new Set(['b@1'])
-    const current: PushQueueDeps['current'] = async (_f, versions) => versions.filter((x) => !superseded.has(`${x.path}@${x.lamport}`))
+    const current: PushQueueDeps['current'] = async (_f, _p, versions) => versions.filter((x) => !superseded.has(`${x.path}@${x.lamport}`))
     const q = new PushQueue({log: silentLogger, deliver: g.deliver, peer: () => PEER, current}, {inFlight: 1})
     q.start()
     const first = q.push('F', PEER, [v('a', 1)])

@@ -55,11 +55,12 @@ export interface PushQueueDeps {
   /** A push failed for want of a connection (before its retry is scheduled). */
   lost?(folder: string, id: string): void
   /**
-   * The versions of `versions` that are still this node's newest of their paths: every push
-   * offers these only (a push a reached peer refused goes again with these only). Without it
-   * versions go as queued, and a push a reached peer refused is not retried.
+   * The versions of `versions` to offer `peer` now: still this node's newest of their paths
+   * (and not known to be held by the peer). Every push offers these only (a push a reached
+   * peer refused goes again with these only). Without it versions go as queued, and a push a
+   * reached peer refused is not retried.
    */
-  current?(folder: string, versions: FileVersion[]): Promise<FileVersion[]>
+  current?(folder: string, peer: string, versions: FileVersion[]): Promise<FileVersion[]>
   /** Keeps a delivery in the owner's work under way (stop waits for it, briefly). */
   track?<T>(p: Promise<T>): Promise<T>
 }
@@ -222,7 +223,7 @@ export class PushQueue {
       // backoff with the good versions it carried. Superseded versions are dropped here; their
       // newer ones went (or go) on their own.
       const current = this.#deps.current
-      const sent = current ? current(lane.folder, batch) : Promise.resolve(batch)
+      const sent = current ? current(lane.folder, lane.peer, batch) : Promise.resolve(batch)
       const run = sent
         .then((b) => (b.length > 0 ? this.#deps.deliver(lane.folder, peer, b) : undefined))
         .then(

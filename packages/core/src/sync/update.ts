@@ -19,7 +19,7 @@ import type {FileEntry, FilesToGet, FilesUpdated, Message, TrustedPeerConfirm} f
 import type {ContentFetcher, FolderSync} from './folder.js'
 import {type OwedForwards, applyOwing} from './owed.js'
 import {TimeSlice} from './time-slice.js'
-import {type FileVersion, entryToVersion, verifyVersion, versionToEntry} from './version.js'
+import {type FileVersion, entryToVersion, identical, verifyVersion, versionToEntry} from './version.js'
 
 /** What update sessions need from the node that runs them. */
 export interface SyncContext {
@@ -45,6 +45,8 @@ export interface SyncContext {
   owed?(folder: string): OwedForwards | undefined
   /** IDs of the folder's peers that `forward` would push to, but `exclude`. */
   forwardTargets?(folder: string, exclude: readonly string[]): string[]
+  /** `peer` offered `versions` (their signatures checked): it holds them, and forwards skip it. */
+  heldBy?(folder: string, peer: string, versions: readonly FileVersion[]): void
   count(what: 'messagesIn' | 'messagesOut' | 'filesFetched' | 'bytesFetched' | 'filesVerified', n?: number): void
   /** Aborted when the node stops: exchanges under way are cut, so a hung peer never holds the shutdown. */
   signal?: AbortSignal
@@ -250,14 +252,20 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
   const versions: FileVersion[] = []
   // Signature checks of a big update yield now and then: the control port keeps answering other peers.
   const slice = new TimeSlice()
+  // An update floods: most offers carry versions we took from another neighbour, signed exactly
+  // as ours was checked then; those are not checked again (as a catch-up's structure is not).
+  const held = await sync.records()
   for (const e of ftg.files) {
     await slice.tick()
     const v = entryToVersion(e)
     if (!v) throw new FpeerError('E_MSG_BAD_FIELD', `update entry ${JSON.stringify(e.path)} carries no version`)
     // Authentic: signed where the change began, so no peer on the way can alter it.
-    verifyVersion(folder, v)
+    const ours = held.get(v.path)?.version
+    if (!ours || !identical(ours, v)) verifyVersion(folder, v)
     versions.push(v)
   }
+  // The sender holds what it offers: our forwards of these skip it.
+  ctx.heldBy?.(folder, sender.toString(), versions)
   // A name the update's protocol cannot carry (FTP: CR or LF) is not taken, with a warning;
   // the rest of the update is (one such name must not make every update from this peer fail).
   const cannot = unnameable(

@@ -69,3 +69,18 @@ export function decide(local: FileVersion | undefined, incoming: FileVersion, lo
   if (newer(incoming, local)) return same ? {action: 'take'} : {action: 'take-conflict'}
   return same ? {action: 'skip'} : {action: 'keep-conflict'}
 }
+
+/** Every signed field the same (the signature too): `b` is the version `a` was checked as, nothing in it to check again. */
+export function identical(a: FileVersion, b: FileVersion): boolean {
+  return (
+    a.sig === b.sig &&
+    a.path === b.path &&
+    a.origin === b.origin &&
+    a.lamport === b.lamport &&
+    a.deleted === b.deleted &&
+    a.sha256 === b.sha256 &&
+    a.size === b.size &&
+    a.mtimeMs === b.mtimeMs &&
+    compareVectors(a.vv, b.vv) === 'equal'
+  )
+}

@@ -39,6 +39,7 @@ export interface SyncPeerOptions {
   log?: Logger
   forward?: SyncContext['forward']
   forwardTargets?: SyncContext['forwardTargets']
+  heldBy?: SyncContext['heldBy']
   /** Replaces what its transfer server sends a granted peer for a path; undefined answers: the file on disk. */
   serve?: ServeOverride
   /** Who may join (BePeerRequest); default nobody. */
@@ -110,6 +111,7 @@ export async function makeSyncPeer(options: SyncPeerOptions): Promise<SyncPeer> 
     servedPort: (p) => (p === transport.protocol ? served.port : undefined),
     forward: options.forward ?? (() => {}),
     ...(options.forwardTargets ? {forwardTargets: options.forwardTargets} : {}),
+    ...(options.heldBy ? {heldBy: options.heldBy} : {}),
     replay: new ReplayGuard(),
     grant: (f, peer) => grants.issue(f, peer),
     count: () => {},
