@@ -1,8 +1,8 @@
 // Churn: many real peers in a random graph, edited at several places while peers are killed with -9 and restarted; shared by the churn test and `npm run soak`.
-import {type Dirent} from 'node:fs'
-import {appendFile, mkdir, readFile, readdir, readlink, rename, rm, unlink, writeFile} from 'node:fs/promises'
+import {type Dirent, readFileSync, readdirSync, readlinkSync} from 'node:fs'
+import {appendFile, mkdir, readFile, readdir, rename, rm, unlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
-import {Peer, tempDir, treeHashes} from './harness.js'
+import {Peer, tempDir} from './harness.js'
 
 /** A small seeded generator (mulberry32): the same seed gives the same graph, edits and kills. */
 export class Rng {
@@ -496,8 +496,11 @@ export class Churn {
         }
       }
     }
-    const trees = await Promise.all(this.dirs.map((_, i) => read(i, treeHashes, new Map<string, string>())))
-    const contents = await Promise.all(this.dirs.map((_, i) => read(i, (d) => contentsOf(d), new Map<string, string>())))
+    // Read at once (synchronously): promise-based reads of 20 trees, a few hundred files each,
+    // took 15-25 s a look on a loaded machine, so a soak's convergence times were mostly the
+    // checker's own latency (and its load on the peers). One read gives both: content is compared as is.
+    const contents = await Promise.all(this.dirs.map((_, i) => read(i, async (d) => contentsSync(d), new Map<string, string>())))
+    const trees = contents
     for (const i of moving) problems.push(`peer${i}: its tree changed while it was read (an update landing)`)
     if (moving.has(0)) return problems
     const skip = (i: number) => (options.skipDown === true && !this.up[i]) || moving.has(i)
@@ -544,7 +547,8 @@ export class Churn {
       }
       problems.push(`${rel}: unexpected file at peer0`)
     }
-    for (let i = 0; i < this.dirs.length; i++) if (!skip(i)) for (const l of await read(i, (d) => fpeerNames(d), [])) problems.push(`peer${i}: leftover ${l}`)
+    for (let i = 0; i < this.dirs.length; i++)
+      if (!skip(i)) for (const l of await read(i, async (d) => fpeerNames(d), [])) problems.push(`peer${i}: leftover ${l}`)
     return problems
   }
 
@@ -611,25 +615,24 @@ async function settled(promises: Array<Promise<unknown> | undefined>): Promise<v
   if (failed) throw failed.reason
 }
 
-/** Every regular file's content under `dir`, by relative path. */
-async function contentsOf(dir: string, rel = ''): Promise<Map<string, string>> {
-  const out = new Map<string, string>()
-  for (const ent of await readdir(path.join(dir, rel), {withFileTypes: true})) {
+/** Every regular file's content under `dir`, by relative path, read synchronously (see differences()). */
+function contentsSync(dir: string, rel = '', out = new Map<string, string>()): Map<string, string> {
+  for (const ent of readdirSync(path.join(dir, rel), {withFileTypes: true})) {
     const r = rel ? `${rel}/${ent.name}` : ent.name
-    if (ent.isDirectory()) for (const [k, v] of await contentsOf(dir, r)) out.set(k, v)
-    else if (ent.isFile()) out.set(r, await readFile(path.join(dir, r), 'utf8'))
+    if (ent.isDirectory()) contentsSync(dir, r, out)
+    else if (ent.isFile()) out.set(r, readFileSync(path.join(dir, r), 'utf8'))
   }
   return out
 }
 
-/** Names fpeer reserves for itself (part files, staging folders) anywhere under `dir`: leftovers. */
-async function fpeerNames(dir: string, rel = ''): Promise<string[]> {
+/** Names fpeer reserves for itself (part files, staging folders) anywhere under `dir`: leftovers (read synchronously, as contentsSync). */
+function fpeerNames(dir: string, rel = ''): string[] {
   const out: string[] = []
-  const ents: Dirent[] = await readdir(path.join(dir, rel), {withFileTypes: true})
+  const ents: Dirent[] = readdirSync(path.join(dir, rel), {withFileTypes: true})
   for (const ent of ents) {
     const r = rel ? `${rel}/${ent.name}` : ent.name
-    if (ent.name.toLowerCase().startsWith('.fpeer')) out.push(ent.isSymbolicLink() ? `${r} -> ${await readlink(path.join(dir, r))}` : r)
-    else if (ent.isDirectory()) out.push(...(await fpeerNames(dir, r)))
+    if (ent.name.toLowerCase().startsWith('.fpeer')) out.push(ent.isSymbolicLink() ? `${r} -> ${readlinkSync(path.join(dir, r))}` : r)
+    else if (ent.isDirectory()) out.push(...fpeerNames(dir, r))
   }
   return out
 }
