@@ -38,6 +38,18 @@ describe('KnownHolders', () => {
     assert.equal(h.holds('F', 'P', v('f', {[A]: 6})), false)
   })
 
+  it('forgets one peer of one folder when its whole structure was seen', () => {
+    const h = new KnownHolders()
+    h.note('F', 'P', [v('a', {[A]: 1}), v('b', {[A]: 1})])
+    h.note('F', 'Q', [v('a', {[A]: 1})])
+    h.note('G', 'P', [v('a', {[A]: 1})])
+    h.forget('F', 'P')
+    assert.equal(h.holds('F', 'P', v('a', {[A]: 1})), false)
+    assert.equal(h.holds('F', 'P', v('b', {[A]: 1})), false)
+    assert.equal(h.holds('F', 'Q', v('a', {[A]: 1})), true)
+    assert.equal(h.holds('G', 'P', v('a', {[A]: 1})), true)
+  })
+
   it('remembers at most its limit of paths, forgetting the longest unnoted first', () => {
     const h = new KnownHolders(3)
     for (const p of ['a', 'b', 'c']) h.note('F', 'P', [v(p, {[A]: 1})])

@@ -52,6 +52,16 @@ export class KnownHolders {
     return held !== undefined && decide(held, v).action === 'skip'
   }
 
+  /**
+   * Forgets what `peer` was known to hold in `folder`: its whole structure was just seen (a
+   * catch-up), and what it lacks there is the truth, whatever it offered before (a peer
+   * restored from a backup holds less than it once did).
+   */
+  forget(folder: string, peer: string): void {
+    const prefix = `${folder}\0`
+    for (const [key, peers] of this.#byPath) if (key.startsWith(prefix)) peers.delete(peer)
+  }
+
   /** Paths remembered (tests, diagnostics). */
   get size(): number {
     return this.#byPath.size

@@ -260,7 +260,11 @@ export class PeerSync {
           apply: async (ftg, from) => {
             d.count('messagesIn')
             // The peer's own structure only: a busy peer may have handed us to another (10.5).
-            if (ftg.meta.id === PeerId.parse(peer.id).compact) saw((seen = ftg.files))
+            if (ftg.meta.id === PeerId.parse(peer.id).compact) {
+              saw((seen = ftg.files))
+              // Its structure is the truth of what it holds: the exchange offers what that lacks.
+              this.#holders.forget(folder, peer.id)
+            }
             const versions: FileVersion[] = []
             const originals: FileEntry[] = []
             // A catch-up answers with the peer's whole structure, most of it what we hold: a version
