@@ -163,6 +163,35 @@ describe('updates in process (sync/update.ts)', () => {
     }
   })
 
+  it('an offer of nothing new is answered from the records, without waiting for the folder’s applies', async () => {
+    await pair()
+    try {
+      const first = await change({'held.txt': 'held\n'})
+      assert.deepEqual(await push(first), {got: 1, verified: 1})
+      await settled()
+      // The receiver's apply queue is held (an apply under way, here one that never ends until released).
+      let release: (() => void) | undefined
+      const holding = receiver.home.serial(`apply\0${FOLDER}`, () => new Promise<void>((r) => (release = r)))
+      await until(() => release !== undefined, 'the apply queue to be held')
+      // The same version again (another neighbour's forward of it): answered at once, nothing taken, nothing passed on.
+      // A generous bound on the failure path only: without the fast answer the push waits for the release below, for ever.
+      let timer: NodeJS.Timeout | undefined
+      const waited = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the offer waited for the folder’s apply queue')), 60_000)))
+      try {
+        assert.deepEqual(await Promise.race([push(first), waited]), {got: 0, verified: 0})
+      } finally {
+        clearTimeout(timer)
+      }
+      assert.equal(receiver.forwarded.length, 1)
+      release!()
+      await holding
+      await settled()
+      assert.deepEqual(receiver.failures, [])
+    } finally {
+      await unpair()
+    }
+  })
+
   it('a receiver that does not count the sender as a peer refuses with a signed E_NOT_ALLOWED, and takes nothing', async () => {
     await pair()
     try {

@@ -16,10 +16,10 @@ import {type Logger, unnameable} from '../transport.js'
 import {MAX_UPDATE_VERSIONS} from '../wire/limits.js'
 import {signMessage, verifyMessage} from '../wire/signing.js'
 import type {FileEntry, FilesToGet, FilesUpdated, Message, TrustedPeerConfirm} from '../wire/types.js'
-import type {ContentFetcher, FolderSync} from './folder.js'
+import type {ApplyResult, ContentFetcher, FolderSync} from './folder.js'
 import {type OwedForwards, applyOwing} from './owed.js'
 import {TimeSlice} from './time-slice.js'
-import {type FileVersion, entryToVersion, identical, verifyVersion, versionToEntry} from './version.js'
+import {type FileVersion, decide, entryToVersion, identical, verifyVersion, versionToEntry} from './version.js'
 
 /** What update sessions need from the node that runs them. */
 export interface SyncContext {
@@ -291,21 +291,29 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
     {protocol: ftg.protocol, host: channel.remoteAddress, port: ftg.port, peer: sender, grant: ftg.meta.grant, localAddress: channel.localAddress},
     onEvent,
   )
-  let result: Awaited<ReturnType<FolderSync['apply']>>
+  let result: ApplyResult
+  // An offer of nothing new (most offers to a peer with several neighbours: an update floods)
+  // is answered from the records at once, without queueing behind the folder's applies and
+  // their locks: what we hold only ever moves forward, so a version we would skip now we
+  // would skip after any apply under way too.
+  const news = taking.filter((v) => decide(held.get(v.path)?.version, v).action !== 'skip')
   try {
     // What we take we owe to our other peers, on disk before FilesUpdated confirms it to the sender.
-    result = await applyOwing(
-      ctx.owed?.(folder),
-      ctx.forwardTargets?.(folder, [sender.toString()]) ?? [],
-      ctx.forwardTargets?.(folder, []) ?? [],
-      taking,
-      () => sync.records(),
-      () =>
-        sync.apply(taking, (items, staging) => {
-          fetching = true
-          return fetcher(items, staging)
-        }),
-    )
+    result =
+      news.length === 0
+        ? {applied: [], created: [], fetched: [], copied: [], conflicts: [], recovered: []}
+        : await applyOwing(
+            ctx.owed?.(folder),
+            ctx.forwardTargets?.(folder, [sender.toString()]) ?? [],
+            ctx.forwardTargets?.(folder, []) ?? [],
+            taking,
+            () => sync.records(),
+            () =>
+              sync.apply(taking, (items, staging) => {
+                fetching = true
+                return fetcher(items, staging)
+              }),
+          )
   } catch (err) {
     // The apply failed after recovering what an earlier one had landed (recorded now, owed to
     // nobody): passed on here, or by nobody until the next rescan.
