@@ -15,6 +15,9 @@ const SHA = 'a'.repeat(64)
 const lines: Array<{entry: FileEntry; line: string}> = [
   {entry: {path: 'File1'}, line: 'File1'},
   {entry: {path: 'd/f.txt', size: 12, sha256: SHA, mtimeMs: 1700000000123}, line: `d/f.txt\tmtime=1700000000123\tsha256=${SHA}\tsize=12`},
+  // Names of 13 characters and more are copied out of their line (ownString): kept exactly, non-ASCII included.
+  {entry: {path: 'ç/日本語のファイル名-long.txt', size: 5, sha256: SHA, mtimeMs: 1}, line: `ç/日本語のファイル名-long.txt\tmtime=1\tsha256=${SHA}\tsize=5`},
+  {entry: {path: 'a-longer-name/with.slash', sha256: SHA}, line: `a-longer-name/with.slash\tsha256=${SHA}`},
   {entry: {path: 'a\tb', size: 0}, line: 'a%09b\tenc=pct\tsize=0'},
   {entry: {path: 'x', size: 3, sha256: SHA, ext: {got: '1'}}, line: `x\tgot=1\tsha256=${SHA}\tsize=3`},
   {entry: {path: 'empty', ext: {type: 'dir'}}, line: 'empty\ttype=dir'},
