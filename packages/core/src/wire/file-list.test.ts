@@ -59,6 +59,24 @@ describe('file lines', () => {
     }
   })
 
+  it('a mark alone on a line (got=1, ign=1) is one shared, frozen object; anything else is the line’s own', () => {
+    const a = fileFromText(`a\tgot=1\tmtime=1\tsha256=${SHA}\tsize=1`)
+    const b = fileFromText('b\tgot=1')
+    assert.deepEqual(a.ext, {got: '1'})
+    assert.equal(a.ext, b.ext)
+    assert.ok(Object.isFrozen(a.ext))
+    assert.equal(fileFromText('c\tign=1').ext, fileFromLine(parseLine('d\tign=1')).ext)
+    const own = [fileFromText('e\tgot=2'), fileFromText('f\tgot=1\tign=1'), fileFromText('g\tzz=1')]
+    assert.deepEqual(
+      own.map((f) => [f.ext, Object.isFrozen(f.ext)]),
+      [
+        [{got: '2'}, false],
+        [{got: '1', ign: '1'}, false],
+        [{zz: '1'}, false],
+      ],
+    )
+  })
+
   it('fileFromText refuses what parseLine and fileFromLine refuse, with the same code', () => {
     for (const {line, code} of refused) {
       assert.equal(
