@@ -287,10 +287,10 @@ export class MessageChannel {
   }
 
   /**
-   * A list of `bytes` and `files` lines goes out (`more`: `bytes` more of the same list): its replies (progress messages, then the
-   * final FilesUpdated, each repeating lines of it) may take the reply budget for as much
-   * as they can hold. Granted once per list, never given back: what a peer sends beyond
-   * it meets the shared budget.
+   * A list of `bytes` and `files` lines goes out (with `more`: `bytes` more of the same
+   * list). Its replies (progress messages, then the final FilesUpdated, each repeating lines
+   * of it) may take the reply budget for as much as they can hold. Granted once per list,
+   * never given back: what a peer sends beyond it meets the shared budget.
    */
   #allowReply(bytes: number, files: number, more = false): void {
     if (!this.#replyBudget) return
