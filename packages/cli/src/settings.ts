@@ -84,7 +84,7 @@ export const ENVIRONMENT: readonly EnvVar[] = [
     name: 'FPEER_CONTROL_BUFFER_BYTES',
     default: `${CONTROL_BUFFER_BYTES} (32 MiB)`,
     meaning:
-      'serve: bytes of messages received and not yet handled, across all control connections; past it a sender gets E_BUSY (raise it for a FilesUpdated of more than about 150,000 files; serve then needs about 2.5 times the extra)',
+      'serve: bytes of messages received and not yet handled, across all control connections; past it a sender gets E_BUSY (a FilesUpdated answering a FilesToGet that serve sent has a budget of its own, big enough for 1,000,000 files: protocol.md §7)',
   },
   {name: 'FPEER_NPM_REGISTRY', default: "npm's own", meaning: 'registry `fpeer plugins install` installs from'},
   {name: 'FPEER_ALLOW_ANY_PLUGIN', default: 'unset', meaning: '1: let `fpeer plugins install` install a package that is not an fpeer transfer plugin'},

@@ -4,7 +4,7 @@ import {FpeerError, fromSystemError} from '../errors.js'
 import {parseLines, formatBodyChunks, formatHead, formatMessage} from '../wire/codec.js'
 import {takeSignedBody} from '../wire/signing.js'
 import {FrameDecoder, messageLines} from '../wire/frame.js'
-import {DEFAULT_MESSAGE_TIMEOUT_MS} from '../wire/limits.js'
+import {DEFAULT_MESSAGE_TIMEOUT_MS, REPLY_BYTES_PER_FILE, REPLY_HEAD_BYTES} from '../wire/limits.js'
 import type {Message} from '../wire/types.js'
 import type {ByteBudget} from './limits.js'
 
@@ -19,6 +19,14 @@ export interface ChannelOptions {
    * channel fails with E_BUSY. Clients (a requester reading its host) have none.
    */
   budget?: ByteBudget
+  /**
+   * A server's second budget, for replies to the file lists it sends: after a list of B bytes
+   * and N files goes out, the next 2 × (B + N × REPLY_BYTES_PER_FILE) + REPLY_HEAD_BYTES
+   * bytes received (the progress messages and the final FilesUpdated that repeat the list)
+   * are charged here rather than to `budget`. A 1,000,000-file reply does not fit the shared
+   * budget; a peer cannot use this one for anything it was not asked for.
+   */
+  replyBudget?: ByteBudget
   /** Told when the first complete line and the first complete message arrive (for the connection guard). */
   onProgress?(what: 'line' | 'message'): void
   /**
@@ -57,6 +65,11 @@ export class MessageChannel {
   readonly #budget: ByteBudget | undefined
   /** Bytes taken from the budget for what is buffered here. */
   #held = 0
+  readonly #replyBudget: ByteBudget | undefined
+  /** Bytes the replies to the list sent last may still take from the reply budget. */
+  #allowance = 0
+  /** Bytes taken from the reply budget for what is buffered here. */
+  #pooled = 0
   #progress: ChannelOptions['onProgress']
   #sawLine = false
   /** When the peer last sent a byte (a message or a keep-alive): what a stall timeout measures. */
@@ -75,6 +88,7 @@ export class MessageChannel {
     this.#tap = options.tap
     this.#messageTimeoutMs = options.messageTimeoutMs ?? DEFAULT_MESSAGE_TIMEOUT_MS
     this.#budget = options.budget
+    this.#replyBudget = options.replyBudget
     this.#progress = options.onProgress
     this.#repliesBound = options.firstMaxFiles !== undefined
     if (options.firstMaxFiles !== undefined) this.#decoder.maxFiles = options.firstMaxFiles
@@ -115,7 +129,10 @@ export class MessageChannel {
   #onData(chunk: Buffer): void {
     if (this.#error) return
     this.#lastByteAt = Date.now()
-    if (this.#budget) {
+    if (this.#allowance >= chunk.length && this.#replyBudget?.take(chunk.length)) {
+      this.#allowance -= chunk.length
+      this.#pooled += chunk.length
+    } else if (this.#budget) {
       if (!this.#budget.take(chunk.length)) {
         this.#fail(new FpeerError('E_BUSY', `messages in flight use the server's whole buffer (${this.#budget.limit} bytes); try again later`))
         return
@@ -172,6 +189,8 @@ export class MessageChannel {
 
   /** Gives back the budget for everything buffered (nothing buffered is read after a failure or close). */
   #release(): void {
+    this.#replyBudget?.give(this.#pooled)
+    this.#pooled = 0
     if (this.#held === 0) return
     this.#budget?.give(this.#held)
     this.#held = 0
@@ -247,14 +266,36 @@ export class MessageChannel {
     // A file list goes out in chunks as it is formatted (or as it was when signed): a
     // 100,000-file FilesToGet is never built as one string. A tapped channel (`fpeer demo`)
     // shows whole messages, and small ones are one write anyway.
-    if (this.#tap || !('files' in msg) || msg.files.length < SLICED_FROM_FILES) return this.sendRaw(formatMessage(msg))
+    if (this.#tap || !('files' in msg) || msg.files.length < SLICED_FROM_FILES) {
+      const text = formatMessage(msg)
+      if ('files' in msg) this.#allowReply(Buffer.byteLength(text), msg.files.length)
+      return this.sendRaw(text)
+    }
     // Line 1 (and the folder name's check) before anything is queued: a bad message fails before any byte is.
     const head = `${formatHead(msg)}\n`
     const body = signed ?? formatBodyChunks(msg, true)
+    const files = msg.files.length
     await this.#serial(async () => {
+      // Granted as the bytes go out, before the peer can have them: its first reply may follow the last chunk at once.
+      this.#allowReply(Buffer.byteLength(head), files)
       await this.#write(head)
-      for (const chunk of body) await this.#write(chunk)
+      for (const chunk of body) {
+        this.#allowReply(chunk.length, 0, true)
+        await this.#write(chunk)
+      }
     })
+  }
+
+  /**
+   * A list of `bytes` and `files` lines goes out (with `more`: `bytes` more of the same
+   * list). Its replies (progress messages, then the final FilesUpdated, each repeating lines
+   * of it) may take the reply budget for as much as they can hold. Granted once per list,
+   * never given back: what a peer sends beyond it meets the shared budget.
+   */
+  #allowReply(bytes: number, files: number, more = false): void {
+    if (!this.#replyBudget) return
+    const grant = 2 * (bytes + files * REPLY_BYTES_PER_FILE)
+    this.#allowance = more ? this.#allowance + grant : grant + REPLY_HEAD_BYTES
   }
 
   async sendRaw(text: string): Promise<void> {

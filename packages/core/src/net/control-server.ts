@@ -1,7 +1,14 @@
 // The control server: the listening socket, its connections under the guard's limits, framing into message channels, and shutdown within a grace.
 import net from 'node:net'
 import {silentLogger, type Logger} from '../transport.js'
-import {CONTROL_BUFFER_BYTES, CONTROL_MAX_CONNECTIONS, CONTROL_MAX_PER_ADDRESS, DEFAULT_FIRST_LINE_TIMEOUT_MS, MAX_UPDATE_VERSIONS} from '../wire/limits.js'
+import {
+  CONTROL_BUFFER_BYTES,
+  CONTROL_MAX_CONNECTIONS,
+  CONTROL_REPLY_BYTES,
+  CONTROL_MAX_PER_ADDRESS,
+  DEFAULT_FIRST_LINE_TIMEOUT_MS,
+  MAX_UPDATE_VERSIONS,
+} from '../wire/limits.js'
 import type {Startable} from '../lifecycle.js'
 import {MessageChannel} from './channel.js'
 import {listenError} from './listen-error.js'
@@ -21,6 +28,8 @@ export interface ControlServerOptions {
   maxConnectionsPerAddress?: number
   /** Bytes of unparsed messages held across all connections (default 64 MiB). */
   bufferBytes?: number
+  /** Bytes of replies to our own file lists held beyond bufferBytes, across all connections (default CONTROL_REPLY_BYTES, 256 MiB). */
+  replyBytes?: number
   /** How long conversations under way may go on after the stop began before they are cut. */
   graceMs: number
   log?: Logger
@@ -77,6 +86,8 @@ export class ControlServer implements Startable {
     const messageMs = o.messageTimeoutMs
     // One budget for every control connection: many large messages at once cannot add up past it.
     const budget = new ByteBudget(o.bufferBytes ?? CONTROL_BUFFER_BYTES)
+    // Replies to the lists we send (a FilesUpdated repeating our FilesToGet) have a budget of their own, used only up to what they can hold.
+    const replyBudget = new ByteBudget(o.replyBytes ?? CONTROL_REPLY_BYTES)
     const guard = new ConnectionGuard({
       name: 'control',
       // After its first line a connection is bounded by the channel's message deadline (a typed
@@ -104,6 +115,7 @@ export class ControlServer implements Startable {
       const channel = new MessageChannel(socket, {
         messageTimeoutMs: messageMs,
         budget,
+        replyBudget,
         firstMaxFiles: MAX_UPDATE_VERSIONS,
         onProgress: (what) => (what === 'line' ? conn.idle() : conn.busy()),
       })

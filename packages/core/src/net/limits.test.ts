@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import net from 'node:net'
 import {describe, it} from 'node:test'
 import {FpeerError} from '../errors.js'
+import type {FilesToGet} from '../wire/types.js'
 import {MessageChannel} from './channel.js'
 import {ByteBudget, ConnectionGuard, addressKey, type ConnectionLimits, type GuardedConnection} from './limits.js'
 
@@ -37,6 +38,15 @@ async function guarded(
 
 async function connect(port: number, from: string): Promise<Client> {
   const socket = net.connect({host: '127.0.0.1', port, localAddress: from})
+  const c: Client = {socket, text: '', closed: new Promise((resolve) => socket.once('close', () => resolve()))}
+  socket.on('error', () => {})
+  socket.on('data', (d: Buffer) => (c.text += d.toString()))
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()))
+  return c
+}
+
+async function connectTo(host: string, port: number, from: string): Promise<Client> {
+  const socket = net.connect({host, port, localAddress: from})
   const c: Client = {socket, text: '', closed: new Promise((resolve) => socket.once('close', () => resolve()))}
   socket.on('error', () => {})
   socket.on('data', (d: Buffer) => (c.text += d.toString()))
@@ -177,6 +187,66 @@ describe('ByteBudget', () => {
       third.socket.destroy()
       await until('the handled message given back on close', () => budget.used === 0)
       assert.deepEqual(errors, ['E_BUSY', 'E_CONNECTION_LOST'])
+    } finally {
+      for (const c of clients) c.socket.destroy()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
+
+  it('lets the reply to a list we sent pass the shared budget, from the reply budget and only for what that reply can hold; an unasked-for message of that size is E_BUSY', async () => {
+    const budget = new ByteBudget(1000)
+    const replyBudget = new ByteBudget(1 << 20)
+    const lines = Array.from({length: 60}, (_, i) => `f-${String(i).padStart(4, '0')}.dat\tmtime=1\tsha256=${'c'.repeat(64)}\tsize=1`)
+    const list: FilesToGet = {
+      type: 'FilesToGet',
+      folder: 'big',
+      port: 1,
+      protocol: 'HTTP',
+      meta: {},
+      files: lines.map((_, i) => ({path: `f-${String(i).padStart(4, '0')}.dat`, size: 1, sha256: 'c'.repeat(64), mtimeMs: 1})),
+    }
+    // The reply repeats the list with a mark on each line: several times the shared budget.
+    const reply = `FilesUpdated\nbig\n2\nHTTP\n${lines.map((l) => l.replace('\tmtime', '\tgot=1\tmtime')).join('\n')}\n\n`
+    assert.ok(reply.length > 3 * budget.limit)
+    const results: string[] = []
+    const server = net.createServer((socket) => {
+      socket.on('error', () => {})
+      const ch = new MessageChannel(socket, {budget, replyBudget})
+      void (async () => {
+        // The first connection is sent the list; the second is not.
+        if (socket.remotePort && socket.localPort && results.length === 0) await ch.send(list)
+        for (;;) {
+          const m = await ch.next(LONG)
+          results.push(`${m.type}:${'files' in m ? m.files.length : 0}:${budget.used}:${replyBudget.used >= reply.length}`)
+        }
+      })().catch((err: FpeerError) => {
+        results.push(err.code)
+        socket.destroy()
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.40.1', resolve))
+    const port = (server.address() as net.AddressInfo).port
+    const clients: Client[] = []
+    try {
+      const asked = await connectTo('127.0.40.1', port, '127.0.40.2')
+      clients.push(asked)
+      await until('the list received', () => asked.text.endsWith('\n\n'))
+      asked.socket.write(reply)
+      await until('the reply parsed', () => results.length === 1)
+      // Parsed with nothing of it charged to the shared budget; held in the reply budget until handled.
+      assert.deepEqual(results, ['FilesUpdated:60:0:true'])
+      // The allowance is spent as it is used: more than a reply can hold meets the shared budget.
+      asked.socket.write(`FilesUpdated\nbig\n2\nHTTP\n${`${'x'.repeat(99)}\n`.repeat(3000)}`)
+      await asked.closed
+      assert.deepEqual(results, ['FilesUpdated:60:0:true', 'E_BUSY'])
+      await until('both budgets given back', () => budget.used === 0 && replyBudget.used === 0)
+      // A connection that was sent no list has no allowance: the same reply is refused.
+      const unasked = await connectTo('127.0.40.1', port, '127.0.40.3')
+      clients.push(unasked)
+      unasked.socket.write(reply)
+      await unasked.closed
+      assert.deepEqual(results, ['FilesUpdated:60:0:true', 'E_BUSY', 'E_BUSY'])
+      await until('both budgets given back again', () => budget.used === 0 && replyBudget.used === 0)
     } finally {
       for (const c of clients) c.socket.destroy()
       await new Promise((resolve) => server.close(resolve))

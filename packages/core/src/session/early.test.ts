@@ -21,7 +21,8 @@ const fu = (files: FileEntry[], meta: Record<string, string> = {part: '1', grant
 })
 
 describe('progressFiles: what a progress FilesUpdated may name', () => {
-  const checkable = new Map(OURS.map((f) => [f.path, f]))
+  /** The host's files not announced yet: all of them, at the start of a handshake. */
+  const unannounced = () => new Map(OURS.map((f) => [f.path, f]))
   const cases: Array<{name: string; lines: FileEntry[]; code?: string; want?: CheckFile[]}> = [
     {
       name: 'a file of the FilesToGet, with the host’s hash and size',
@@ -36,23 +37,31 @@ describe('progressFiles: what a progress FilesUpdated may name', () => {
   ]
   for (const c of cases) {
     it(c.name, () => {
-      const announced = new Set<string>()
+      const left = unannounced()
       if (c.code)
         assert.throws(
-          () => progressFiles(fu(c.lines), checkable, announced),
+          () => progressFiles(fu(c.lines), left),
           (e: unknown) => isFpeerError(e, c.code as 'E_MSG_BAD_FIELD'),
         )
-      else assert.deepEqual(progressFiles(fu(c.lines), checkable, announced), c.want)
+      else assert.deepEqual(progressFiles(fu(c.lines), left), c.want)
     })
   }
 
-  it('a path announced by an earlier progress message is E_MSG_BAD_FIELD', () => {
-    const announced = new Set<string>()
-    progressFiles(fu([{path: 'a.txt'}]), checkable, announced)
-    assert.deepEqual([...announced], ['a.txt'])
+  it('a path announced by an earlier progress message is E_MSG_BAD_FIELD; what is named leaves the files to check, as the host’s own entry', () => {
+    const left = unannounced()
+    const [got] = progressFiles(fu([{path: 'a.txt'}]), left)
+    assert.equal(got, OURS[0], 'the host’s own entry, not a copy')
+    assert.deepEqual([...left.keys()], ['dir/b.bin'])
     assert.throws(
-      () => progressFiles(fu([{path: 'a.txt'}]), checkable, announced),
+      () => progressFiles(fu([{path: 'a.txt'}]), left),
       (e: unknown) => isFpeerError(e, 'E_MSG_BAD_FIELD'),
+    )
+  })
+
+  it('a host line without hash or size is E_INTERNAL, not checked', () => {
+    assert.throws(
+      () => progressFiles(fu([{path: 'c'}]), new Map([['c', {path: 'c', size: 1}]])),
+      (e: unknown) => isFpeerError(e, 'E_INTERNAL'),
     )
   })
 

@@ -154,23 +154,32 @@ export function isProgress(fu: FilesUpdated): boolean {
 
 /**
  * The files a progress message announces, as the host will check them: each MUST be a file
- * of the FilesToGet still to check (`checkable`, the host's own lines) and announced once;
- * a hash or size on the line MUST be the host's. Adds them to `announced`.
+ * of the FilesToGet not announced yet (`unannounced`, the host's own lines) and is taken out
+ * of it, so a second mention is refused; a hash or size on the line MUST be the host's. The
+ * host's own entries are returned (no copy per file): what is left in `unannounced` is what
+ * the final FilesUpdated leaves to check.
  */
-export function progressFiles(fu: FilesUpdated, checkable: ReadonlyMap<string, FileEntry>, announced: Set<string>): CheckFile[] {
+export function progressFiles(fu: FilesUpdated, unannounced: Map<string, FileEntry>): CheckFile[] {
   const out: CheckFile[] = []
   for (const f of fu.files) {
-    const ours = checkable.get(f.path)
-    if (!ours) throw new FpeerError('E_MSG_BAD_FIELD', `a progress FilesUpdated names ${JSON.stringify(f.path)}, which is not a file of the FilesToGet`)
-    if (announced.has(f.path)) throw new FpeerError('E_MSG_BAD_FIELD', `a progress FilesUpdated names ${JSON.stringify(f.path)} a second time`)
+    const ours = unannounced.get(f.path)
+    if (!ours)
+      throw new FpeerError(
+        'E_MSG_BAD_FIELD',
+        `a progress FilesUpdated names ${JSON.stringify(f.path)}, which is not a file of the FilesToGet or was named before`,
+      )
     if ((f.sha256 !== undefined && f.sha256 !== ours.sha256) || (f.size !== undefined && f.size !== ours.size))
       throw new FpeerError('E_MSG_BAD_FIELD', `a progress FilesUpdated gives ${JSON.stringify(f.path)} other content than the FilesToGet`)
-    const {sha256, size} = ours
-    if (sha256 === undefined || size === undefined) throw new FpeerError('E_INTERNAL', `the host's own line for ${JSON.stringify(f.path)} has no hash or size`)
-    announced.add(f.path)
-    out.push({path: ours.path, sha256, size})
+    if (!isCheckable(ours)) throw new FpeerError('E_INTERNAL', `the host's own line for ${JSON.stringify(f.path)} has no hash or size`)
+    unannounced.delete(f.path)
+    out.push(ours)
   }
   return out
+}
+
+/** A host's own line carries its hash and size: it is a CheckFile as it is. */
+export function isCheckable(f: FileEntry): f is FileEntry & CheckFile {
+  return f.sha256 !== undefined && f.size !== undefined
 }
 
 /** The port, protocol and grant of two FilesUpdated of one handshake agree (the fetch-back uses one connection). */

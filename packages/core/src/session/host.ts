@@ -20,7 +20,7 @@ import {
 } from '../wire/types.js'
 import {type HostContext, keepAliveCeiling} from './context.js'
 import {checkTicket, issueTicket} from './delegation.js'
-import {FetchBack, isProgress, progressFiles, sameEndpoint} from './early.js'
+import {type CheckFile, FetchBack, isCheckable, isProgress, progressFiles, sameEndpoint} from './early.js'
 import {expectType, parseProtocolList, randomNonce, sameFiles, verifyReply} from './handshake.js'
 
 /**
@@ -207,8 +207,10 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     // 4.9: a requester that announced `early=1` to a host that offered it may send progress
     // messages (FilesUpdated with part=1) naming files that landed; they are checked back
     // while it fetches the rest. The final FilesUpdated still ends the exchange.
-    const checkable = new Map(live.filter((f) => !isDirEntry(f)).map((f) => [f.path, f]))
-    const announced = new Set<string>()
+    // The files no progress message has named yet: each one named leaves it, so no set of announced paths is kept beside it.
+    const unannounced = new Map<string, FileEntry>()
+    for (const f of live) if (!isDirEntry(f)) unannounced.set(f.path, f)
+    let announced = 0
     let back: {fetch: FetchBack; endpoint: PeerEndpoint} | undefined
     let fu: FilesUpdated
     try {
@@ -223,7 +225,8 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
           break
         }
         if (!offersEarly) throw new FpeerError('E_MSG_UNEXPECTED', 'a progress FilesUpdated (part=1) in a handshake that did not agree on early=1')
-        const files = progressFiles(msg, checkable, announced)
+        const files = progressFiles(msg, unannounced)
+        announced += files.length
         if (!back) {
           const endpoint: PeerEndpoint = {
             protocol: msg.protocol,
@@ -269,8 +272,14 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     // Files the requester's own .fpeerignore keeps out (`ign=1`) are not in its copy to check.
     const ignoredThere = new Set(plain ? [] : fu.files.filter((f) => f.ext?.ign === '1').map((f) => f.path))
     // What progress messages announced is being checked already; the rest is checked now.
-    const check = (took ? live.filter((f) => took.has(f.path)) : live).filter((f) => !ignoredThere.has(f.path) && !isDirEntry(f) && !announced.has(f.path))
-    const toCheck = check.map((f) => ({path: f.path, sha256: f.sha256!, size: f.size!}))
+    // Our own entries, not copies: a CheckFile is a line with its hash and size, which every line of ours has (E_INTERNAL otherwise).
+    const toCheck: CheckFile[] = []
+    for (const f of took ? live.filter((f) => took.has(f.path)) : live) {
+      if (ignoredThere.has(f.path) || isDirEntry(f) || (offersEarly && !unannounced.has(f.path))) continue
+      if (!isCheckable(f)) throw new FpeerError('E_INTERNAL', `the host's own line for ${JSON.stringify(f.path)} has no hash or size`)
+      toCheck.push(f)
+    }
+    unannounced.clear()
     // Seed step 13: download the files back from the requester, from the address its
     // connection came from (never one a message names), and check every hash against ours.
     const endpoint = {protocol: fu.protocol, host: address, port: fu.port, peer: sender, grant: fu.meta.grant, localAddress: channel.localAddress}
@@ -315,7 +324,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
       folder,
       files: verified.files,
       bytes: verified.bytes,
-      early: announced.size,
+      early: announced,
       from: `${address}:${fu.port}`,
     })
     await ctx.confirmPeer(folder, {

@@ -277,7 +277,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
   let server: TransportServer | undefined
   let stopKeepAlive = () => {}
   let announcer: LandedAnnouncer | undefined
-  let landedHook: ((path: string) => void) | undefined
+  let landedHook: ((file: FileEntry) => void) | undefined
   // Bytes moved by our transfer: what our keep-alives report as progress.
   let moved = 0
   const onEvent: RequestOptions['onEvent'] = (ev) => {
@@ -385,7 +385,8 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
         confirmedAt: '',
       }
     }
-    let got = new Set(live.map((f) => f.path))
+    // Which entries are in our copy now (`got=1`): every live one for a plain fetch, without a set of 100,000 paths.
+    let gotHere = (f: FileEntry) => f.ext?.del !== '1' && !isDirEntry(f)
     // Seed steps 11-12 (prepared): serve our copies to the host alone; FilesUpdated tells it where.
     const serveProtocol = opts.registry.has(ftg.protocol) && opts.registry.get(ftg.protocol).supports.serve ? ftg.protocol : 'HTTP'
     const serving = opts.registry.get(serveProtocol)
@@ -414,7 +415,8 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     if (opts.apply) {
       const r = await opts.apply(unsupported.size ? {...ftg, files: ftg.files.filter((f) => !unsupported.has(f.path))} : ftg, from)
       transfer = r.transfer
-      got = r.got
+      const got = r.got
+      gotHere = (f) => got.has(f.path)
     } else if (ftg.protocol === 'MANUAL') {
       if (!opts.manual) throw new FpeerError('E_NO_TRANSPORT', 'no handler for protocol MANUAL', {hint: 'install it with `fpeer plugins:install manual`'})
       const seen = new Map<string, {key: string; ok: boolean}>()
@@ -434,11 +436,11 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
       transfer = await checkPlaced(root, live)
     } else {
       const resume = opts.registry.get(ftg.protocol).supports.resume
-      const landed = new Set<string>()
+      // The entries in place so far (each checked), as fetchFiles hands them over: no map from path to entry.
+      const landed: FileEntry[] = []
       // 4.9: a host that answered early=1 checks our copies back while we fetch the rest: we
       // tell it which have landed (in place, each hash-checked), in signed progress messages.
       if (meta.early === '1' && ftg.meta.early === '1') {
-        const byPath = new Map(live.map((f) => [f.path, f]))
         const port = server.port
         announcer = new LandedAnnouncer(async (files) => {
           const part: FilesUpdated = signMessage(
@@ -455,10 +457,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
           await channel.send(part)
         })
         const a = announcer
-        landedHook = (p) => {
-          const f = byPath.get(p)
-          if (f) a.landed(f)
-        }
+        landedHook = (f) => a.landed(f)
       }
       try {
         // A transfer that moves no byte for the stall timeout fails, whatever the connection timeout says.
@@ -468,12 +467,9 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
           // A file holding what this peer last recorded for it (a re-request of a folder held here) is an old copy, not an edit: replaced without a conflict copy.
           const conflictName = (p: string, sha256: string) =>
             opts.recorded?.(p) === sha256 ? undefined : conflictPath({path: p, origin: opts.identity.id.compact, sha256})
-          const track = (ev: FetchEvent) => {
-            if (ev.event === 'file-done') {
-              landed.add(ev.path)
-              landedHook?.(ev.path)
-            }
-            onEvent(ev)
+          const done = (f: FileEntry) => {
+            landed.push(f)
+            landedHook?.(f)
           }
           return fetchFiles({
             client,
@@ -485,15 +481,14 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
             resume,
             batch: sup.batch,
             conflictName,
-            onEvent: track,
+            onEvent,
+            onFileDone: done,
             ...(opts.signal ? {signal: opts.signal} : {}),
           })
         })
       } catch (err) {
         // What landed (each file checked) is recorded, so a folder held here and its records agree.
-        await opts
-          .onPartial?.(live.filter((f) => landed.has(f.path)))
-          .catch((e: Error) => opts.log.warn('cannot record the files that landed', {reason: e.message}))
+        await opts.onPartial?.(landed).catch((e: Error) => opts.log.warn('cannot record the files that landed', {reason: e.message}))
         throw err
       }
     }
@@ -508,7 +503,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     const fuFiles = ftg.files.map((f) =>
       skippedHere.has(f.path)
         ? {...f, ext: f.ext ? {...f.ext, ign: '1'} : IGNORED_HERE}
-        : got.has(f.path)
+        : gotHere(f)
           ? {...f, ext: f.ext ? {...f.ext, got: '1'} : GOT_HERE}
           : f,
     )

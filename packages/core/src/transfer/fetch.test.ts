@@ -94,6 +94,8 @@ describe('fetchFiles over the in-memory transport', () => {
     it(`lands every file byte for byte (batch: ${batch})`, async () => {
       const d = await dest()
       let calls = 0
+      const list = [...files.keys()].map(entry)
+      const done: FileEntry[] = []
       const result = await withClient(
         (client) =>
           fetchFiles({
@@ -101,10 +103,11 @@ describe('fetchFiles over the in-memory transport', () => {
             // What the transport declares (supports.batch), as every caller passes it.
             batch: batch !== false,
             folder: FOLDER,
-            files: [...files.keys()].map(entry),
+            files: list,
             mode: 'land',
             root: d,
             concurrency: 3,
+            onFileDone: (f) => done.push(f),
           }),
         {},
         {batch},
@@ -116,6 +119,9 @@ describe('fetchFiles over the in-memory transport', () => {
       )
       assert.deepEqual(await tree(d), [...files.keys()].sort())
       for (const [p, b] of files) assert.ok((await readFile(path.join(d, p))).equals(b), p)
+      // onFileDone hands over the list's own entries (the requester keeps no map from path to entry), each once.
+      assert.equal(done.length, list.length)
+      for (const f of list) assert.ok(done.includes(f), f.path)
     })
   }
 
@@ -171,8 +177,18 @@ describe('fetchFiles over the in-memory transport', () => {
     await withClient(async (client, source) => {
       await fetchFiles({client, folder: FOLDER, files: [...files.keys()].map(entry), mode: 'land', root: d, concurrency: 2})
       const opens = source.opens.length
-      const again = await fetchFiles({client, folder: FOLDER, files: [...files.keys()].map(entry), mode: 'land', root: d, concurrency: 2})
+      const done: string[] = []
+      const again = await fetchFiles({
+        client,
+        folder: FOLDER,
+        files: [...files.keys()].map(entry),
+        mode: 'land',
+        root: d,
+        concurrency: 2,
+        onFileDone: (f) => done.push(f.path),
+      })
       assert.equal(again.skipped, 4)
+      assert.deepEqual(done.sort(), [...files.keys()].sort(), 'a file found in place is done too')
       assert.equal(source.opens.length, opens, 'a file in place was fetched again')
       const v = await dest()
       const verified = await fetchFiles({client, folder: FOLDER, files: [...files.keys()].map(entry), mode: 'verify', concurrency: 2})

@@ -43,6 +43,11 @@ export interface FetchOptions {
   batch?: boolean
   onEvent?(ev: FetchEvent): void
   /**
+   * Called with each file of `files` once it is in place (or checked, in verify mode), or was
+   * found there already: the entry itself, so a caller needs no map from path to entry.
+   */
+  onFileDone?(file: FileEntry): void
+  /**
    * A differing local file at a target is kept under this name (in its directory) before
    * the peer's version replaces it; without it, it is replaced. Given the path and the
    * local content's SHA-256.
@@ -523,6 +528,7 @@ async function fetchBatchInto(
         landing.dir.release()
         result.skipped++
         opts.onEvent?.({event: 'file-done', path: file.path, size: file.size!, skipped: true})
+        opts.onFileDone?.(file)
         continue
       }
     }
@@ -677,6 +683,7 @@ function reportDone(opts: FetchOptions, result: FetchResult, file: FileEntry): v
   result.bytes += file.size!
   opts.onEvent?.({event: 'bytes', path: file.path, bytes: file.size!})
   opts.onEvent?.({event: 'file-done', path: file.path, size: file.size!, skipped: false})
+  opts.onFileDone?.(file)
 }
 
 async function runSingle(opts: FetchOptions, state: FetchState, file: FileEntry, result: FetchResult): Promise<void> {
@@ -686,6 +693,7 @@ async function runSingle(opts: FetchOptions, state: FetchState, file: FileEntry,
   if (r.skipped) result.skipped++
   else result.fetched++
   opts.onEvent?.({event: 'file-done', path: file.path, size: file.size ?? r.bytes, skipped: r.skipped})
+  opts.onFileDone?.(file)
 }
 
 /**

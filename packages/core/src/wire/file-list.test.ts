@@ -15,6 +15,9 @@ const SHA = 'a'.repeat(64)
 const lines: Array<{entry: FileEntry; line: string}> = [
   {entry: {path: 'File1'}, line: 'File1'},
   {entry: {path: 'd/f.txt', size: 12, sha256: SHA, mtimeMs: 1700000000123}, line: `d/f.txt\tmtime=1700000000123\tsha256=${SHA}\tsize=12`},
+  // Names of 13 characters and more are copied out of their line (ownString): kept exactly, non-ASCII included.
+  {entry: {path: 'ç/日本語のファイル名-long.txt', size: 5, sha256: SHA, mtimeMs: 1}, line: `ç/日本語のファイル名-long.txt\tmtime=1\tsha256=${SHA}\tsize=5`},
+  {entry: {path: 'a-longer-name/with.slash', sha256: SHA}, line: `a-longer-name/with.slash\tsha256=${SHA}`},
   {entry: {path: 'a\tb', size: 0}, line: 'a%09b\tenc=pct\tsize=0'},
   {entry: {path: 'x', size: 3, sha256: SHA, ext: {got: '1'}}, line: `x\tgot=1\tsha256=${SHA}\tsize=3`},
   {entry: {path: 'empty', ext: {type: 'dir'}}, line: 'empty\ttype=dir'},
@@ -54,6 +57,24 @@ describe('file lines', () => {
       assert.deepEqual(fileFromText(line), entry, line)
       assert.deepEqual(fileFromText(line), fileFromLine(parseLine(line)), line)
     }
+  })
+
+  it('a mark alone on a line (got=1, ign=1) is one shared, frozen object; anything else is the line’s own', () => {
+    const a = fileFromText(`a\tgot=1\tmtime=1\tsha256=${SHA}\tsize=1`)
+    const b = fileFromText('b\tgot=1')
+    assert.deepEqual(a.ext, {got: '1'})
+    assert.equal(a.ext, b.ext)
+    assert.ok(Object.isFrozen(a.ext))
+    assert.equal(fileFromText('c\tign=1').ext, fileFromLine(parseLine('d\tign=1')).ext)
+    const own = [fileFromText('e\tgot=2'), fileFromText('f\tgot=1\tign=1'), fileFromText('g\tzz=1')]
+    assert.deepEqual(
+      own.map((f) => [f.ext, Object.isFrozen(f.ext)]),
+      [
+        [{got: '2'}, false],
+        [{got: '1', ign: '1'}, false],
+        [{zz: '1'}, false],
+      ],
+    )
   })
 
   it('fileFromText refuses what parseLine and fileFromLine refuse, with the same code', () => {

@@ -34,15 +34,53 @@ function toEntry(
     path = pctDecode(path)
   }
   if (path === '') throw new FpeerError('E_MSG_BAD_FIELD', 'empty file name')
+  if (sha256 !== undefined && !SHA256_HEX.test(sha256)) throw new FpeerError('E_MSG_BAD_FIELD', `bad sha256 for ${JSON.stringify(path.slice(0, 80))}`)
+  // The name and hash are copied out of the line they were cut from: a slice would keep the
+  // whole line alive beside the entry (about 100 bytes more per file of a received list).
+  path = ownString(path)
+  // The usual line (all three attributes) in one literal: its fields in the object, not in a second array.
+  if (size !== undefined && sha256 !== undefined && mtime !== undefined) {
+    const sz = parseDecimal(size, 'size')
+    const hex = ownHex(sha256)
+    const ms = parseDecimal(mtime, 'mtime')
+    return ext === undefined ? {path, size: sz, sha256: hex, mtimeMs: ms} : {path, size: sz, sha256: hex, mtimeMs: ms, ext: sharedExt(ext)}
+  }
   const entry: FileEntry = {path}
   if (size !== undefined) entry.size = parseDecimal(size, 'size')
-  if (sha256 !== undefined) {
-    if (!SHA256_HEX.test(sha256)) throw new FpeerError('E_MSG_BAD_FIELD', `bad sha256 for ${JSON.stringify(path.slice(0, 80))}`)
-    entry.sha256 = sha256
-  }
+  if (sha256 !== undefined) entry.sha256 = ownHex(sha256)
   if (mtime !== undefined) entry.mtimeMs = parseDecimal(mtime, 'mtime')
-  if (ext) entry.ext = ext
+  if (ext) entry.ext = sharedExt(ext)
   return entry
+}
+
+/** The marks a FilesUpdated puts on nearly every line, one frozen object each (nothing writes an entry's `ext`). */
+const MARKS: Readonly<Record<string, Readonly<Record<string, string>>>> = Object.freeze({
+  got: Object.freeze({got: '1'}),
+  ign: Object.freeze({ign: '1'}),
+  del: Object.freeze({del: '1'}),
+})
+
+/** `ext` itself, or the shared object of the one mark it holds alone: 100,000 `{got: '1'}` were as many objects. */
+function sharedExt(ext: Record<string, string>): Record<string, string> {
+  let only: string | undefined
+  for (const key in ext) {
+    if (only !== undefined) return ext
+    only = key
+  }
+  return only !== undefined && ext[only] === '1' && Object.hasOwn(MARKS, only) ? (MARKS[only] as Record<string, string>) : ext
+}
+
+/**
+ * V8 makes a substring of 13 or more characters a view of its parent string. A copy of
+ * its own (exact for any string, lone surrogates included) lets the parent line go.
+ */
+function ownString(s: string): string {
+  return s.length < 13 ? s : (JSON.parse(JSON.stringify(s)) as string)
+}
+
+/** ownString for a checked hex hash, which is ASCII: a byte copy is enough. */
+function ownHex(s: string): string {
+  return Buffer.from(s, 'latin1').toString('latin1')
 }
 
 /**

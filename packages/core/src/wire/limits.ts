@@ -27,6 +27,18 @@ export const CONTROL_MAX_PER_ADDRESS = 32
  */
 export const CONTROL_BUFFER_BYTES = 32 * 1024 * 1024
 /**
+ * Bytes of replies to our own file lists (a FilesUpdated answering the FilesToGet we sent)
+ * held beyond CONTROL_BUFFER_BYTES, across all of a server's control connections. Each
+ * connection may use it only for as many bytes as its reply can hold (REPLY_ALLOWANCE):
+ * a 1,000,000-file FilesUpdated (about 110 MB) fits; anything unasked-for still meets the
+ * shared budget (docs/security.md).
+ */
+export const CONTROL_REPLY_BYTES = 256 * 1024 * 1024
+/** Bytes a reply may add to each file line of the list it answers (`\tgot=1`, `\tign=1`, with room to spare). */
+export const REPLY_BYTES_PER_FILE = 16
+/** Bytes a reply may add once: Line 1's attributes (id, nonce, grant, signature) and the port and protocol lines. */
+export const REPLY_HEAD_BYTES = 64 * 1024
+/**
  * Most versions in one update (a FilesToGet with `update=1`); more is E_MSG_TOO_MANY_FILES.
  * Each version costs a signature check and disk work on the receiver: the cap bounds what
  * one message can make a peer do, and a sender splits a larger change into several updates.
