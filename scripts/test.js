@@ -67,8 +67,14 @@ if (files.length === 0) {
   console.error('no test files found: run `npm run build` first')
   process.exit(1)
 }
+/**
+ * Four files at once on a 2-core machine: each file mostly waits (on processes it started,
+ * on peers converging), about half a core each, so three left a core idle on a quiet machine
+ * and gave the suite too small a share beside other busy processes.
+ */
+const concurrency = Number(process.env.FPEER_TEST_CONCURRENCY || 4)
 // The runner's API, not `node --test`: the command line sorts its files by name, the API starts them in the order given.
-const stream = run({files, concurrency: Number(process.env.FPEER_TEST_CONCURRENCY || 3)})
+const stream = run({files, concurrency})
 // The run's totals, from the closing diagnostics the reporters print ("pass 1381", …).
 const totals = {}
 stream.on('test:diagnostic', ({nesting, message}) => {
