@@ -2,7 +2,7 @@
 // One file, so that its uses of the default ports (127.0.0.1:7734/7735) never overlap.
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
-import {cp, mkdir, readFile} from 'node:fs/promises'
+import {cp, mkdir, readFile, rm} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {Config} from '@oclif/core'
@@ -92,6 +92,10 @@ describe('command examples, run as written', () => {
   let world: DocWorld
   let template: string
   let seedHome: string
+  /** The seed home with ./docs of `exampleDir` shared as 00-MainDocuments: copied, not made again by an `fpeer share` per example. */
+  let sharedHome: string
+  /** Where every example runs, laid anew from the template for each: one path, so that one shared home fits them all. */
+  let exampleDir: string
   let env: NodeJS.ProcessEnv
   let examples: Array<{id: string; text: string}>
 
@@ -107,6 +111,12 @@ describe('command examples, run as written', () => {
     await world.run('fpeer serve ./host-docs --name 00-MainDocuments --open --host 127.0.0.1 --data-port HTTP=0 --json', 'host', {bg: true})
     seedHome = world.home('seed')
     await world.run('fpeer id >/dev/null', 'seed')
+    exampleDir = path.join(world.dir, 'example')
+    sharedHome = path.join(world.dir, 'seed-shared')
+    await cp(template, exampleDir, {recursive: true, preserveTimestamps: true})
+    await cp(seedHome, sharedHome, {recursive: true})
+    const s = await world.run('fpeer share ./docs --name 00-MainDocuments', 'seed', {cwd: exampleDir, home: sharedHome})
+    assert.equal(s.code, 0, s.stderr)
     const config = await Config.load({root: CLI, userPlugins: false, devPlugins: false})
     const {ROOT_EXAMPLES} = (await import(path.join(CLI, 'dist/help.js'))) as {ROOT_EXAMPLES: string[]}
     examples = [
@@ -137,15 +147,14 @@ describe('command examples, run as written', () => {
       const command = ex.text.split(/\s+/)[1] ?? ''
       if (!ex.text.includes('--resume')) {
         n++
-        cwd = path.join(world.dir, `ex-${n}`)
+        // The example before has exited (and a serve was stopped with its process group): its directory can go.
+        cwd = exampleDir
+        await rm(cwd, {recursive: true, force: true})
+        await cp(template, cwd, {recursive: true, preserveTimestamps: true})
         home = path.join(world.dir, `ex-${n}-home`)
-        await cp(template, cwd, {recursive: true})
-        await cp(seedHome, home, {recursive: true})
         // `request` makes the share itself; these need none.
-        if (!['request', 'share', 'id', 'protocols', 'message', 'status'].includes(command)) {
-          const s = await world.run('fpeer share ./docs --name 00-MainDocuments', 'seed', {cwd, home})
-          assert.equal(s.code, 0, s.stderr)
-        }
+        const shared = !['request', 'share', 'id', 'protocols', 'message', 'status'].includes(command)
+        await cp(shared ? sharedHome : seedHome, home, {recursive: true})
       }
       const bg = command === 'serve'
       const r = await world.run(ex.text, 'seed', {cwd, home, env, bg, timeoutMs: 60_000})

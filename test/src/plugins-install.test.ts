@@ -59,6 +59,12 @@ function run(
   })
 }
 
+/**
+ * A bound for an install or update that hangs, not an expected time: one takes about 25 s on a
+ * quiet machine, and went past 180 s at load 50 (npm, verdaccio and the CLI all starved).
+ */
+const INSTALL_BOUND_MS = 600_000
+
 /** The unscoped names a careless expansion of `sftp` / `ftp` falls back to: strangers' packages on the public registry. */
 const DECOYS = ['sftp', 'ftp']
 
@@ -259,7 +265,7 @@ describe('fpeer plugins:install refuses names it does not know, without asking a
 
 describe(
   'fpeer plugins:install sftp from a registry that also holds decoy unscoped `sftp` and `ftp`, a request over SFTP, then plugins:uninstall',
-  {timeout: 1_200_000},
+  {timeout: 3_600_000},
   () => {
     let work: string
     let verdaccio: Awaited<ReturnType<typeof startVerdaccio>> | undefined
@@ -354,7 +360,7 @@ describe(
         ['host', host],
         ['requester', requester],
       ] as const) {
-        const r = await p.run(['plugins:install', 'sftp'], {timeoutMs: 180_000})
+        const r = await p.run(['plugins:install', 'sftp'], {timeoutMs: INSTALL_BOUND_MS})
         assert.equal(r.code, 0, `${r.stdout}${r.stderr}\nverdaccio: ${verdaccio!.log()}`)
         const plugins = await p.json<{plugins: Array<{name: string; type: string; version: string; protocols: string[]}>}>(['plugins']).then((d) => d.plugins)
         const sftp = plugins.find((x) => x.name === '@fpeer/plugin-sftp')
@@ -446,14 +452,14 @@ describe(
     it('plugins:install again after the uninstall, then plugins:update: SFTP comes back, still on the CLI core, and a request over it is confirmed', async () => {
       // The uninstall left the core link in package.json (a dependency, not a plugin): harmless, and reused.
       assert.equal(existsSync(path.join(dataDir('requester'), 'node_modules/@fpeer/plugin-sftp')), false)
-      const r = await requester.run(['plugins:install', 'sftp'], {timeoutMs: 180_000})
+      const r = await requester.run(['plugins:install', 'sftp'], {timeoutMs: INSTALL_BOUND_MS})
       assert.equal(r.code, 0, r.stdout + r.stderr)
       await assertSharesCliCore(dataDir('requester'))
       // A data dir an older fpeer filled, whose core entry points elsewhere: update re-points it to this CLI's.
       const pjsonPath = path.join(dataDir('requester'), 'package.json')
       const pjson = JSON.parse(await readFile(pjsonPath, 'utf8')) as {dependencies: Record<string, string>}
       await writeFile(pjsonPath, JSON.stringify({...pjson, dependencies: {...pjson.dependencies, '@fpeer/core': '^0.1.0'}}, null, 2))
-      const u = await requester.run(['plugins:update'], {timeoutMs: 180_000})
+      const u = await requester.run(['plugins:update'], {timeoutMs: INSTALL_BOUND_MS})
       assert.equal(u.code, 0, u.stdout + u.stderr)
       await assertSharesCliCore(dataDir('requester'))
       assert.deepEqual(

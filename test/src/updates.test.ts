@@ -45,7 +45,8 @@ class Network {
     for (const [h, j] of edges) {
       const host = this.peers[h]!
       const joiner = this.peers[j]!
-      assert.equal((await host.run(['allow', 'docs', await joiner.id()])).code, 0)
+      // The ID serve printed when it started: no `fpeer id` process per edge.
+      assert.equal((await host.run(['allow', 'docs', joiner.ready!.id])).code, 0)
       const r = await joiner.run(['request', `${host.address}:7734`, 'docs', '--into', this.dirs[j]!, '--bind', joiner.address, '--json'])
       assert.equal(r.code, 0, `peer${j} joining from peer${h}: ${r.stdout} ${r.stderr}`)
     }
