@@ -130,8 +130,11 @@ export interface TransferClient {
    * once the transfer has started; the stream yields the bytes from `offset` to the end.
    * May be called up to `concurrency` times at once. Errors: E_NOT_FOUND, E_ACCESS,
    * E_CONNECT, E_CONNECTION_LOST, E_TIMEOUT, E_HOST_KEY_MISMATCH, E_TRANSFER.
+   * `size` is the whole file's size as core expects it (a hint, never trusted: core checks
+   * every byte): a transport may take a bulk path for a large file. A stream MAY yield
+   * chunks of any size; core never assumes one chunk per socket read.
    */
-  get(folder: string, path: string, options?: {offset?: number; signal?: AbortSignal}): Promise<{stream: Readable; size?: number}>
+  get(folder: string, path: string, options?: {offset?: number; signal?: AbortSignal; size?: number}): Promise<{stream: Readable; size?: number}>
   /**
    * Required when the transport declares `supports.batch`, and used only then: fetches many
    * small files in one round trip. Core asks only for files whose
