@@ -14,6 +14,7 @@ export type {
   ManualFile,
   ManualListing,
   ManualRequest,
+  OpenedFile,
   PlacedState,
   ServeOptions,
   TransferClient,

@@ -125,7 +125,12 @@ export function bulkGet(opts: BulkGetOptions): Promise<BulkReply> {
               return false
             }
             const length = parsed.headers['content-length']
-            if (parsed.headers['transfer-encoding'] !== undefined || length === undefined || !/^\d{1,15}$/.test(length) || (parsed.status !== 200 && parsed.status !== 206)) {
+            if (
+              parsed.headers['transfer-encoding'] !== undefined ||
+              length === undefined ||
+              !/^\d{1,15}$/.test(length) ||
+              (parsed.status !== 200 && parsed.status !== 206)
+            ) {
               settled = true
               socket.destroy()
               resolve({simple: false, head: parsed})
@@ -156,7 +161,7 @@ export function bulkGet(opts: BulkGetOptions): Promise<BulkReply> {
           }
           if (left === 0) {
             handOn()
-            body!.push(null)
+            body?.push(null)
             socket.destroy()
             return false
           }
@@ -177,14 +182,17 @@ export function bulkGet(opts: BulkGetOptions): Promise<BulkReply> {
     })
     socket.on('connect', () => {
       const lines = Object.entries(opts.headers).map(([k, v]) => `${k}: ${v}\r\n`)
-      socket.write(`GET ${opts.path} HTTP/1.1\r\nhost: ${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}\r\nconnection: close\r\n${lines.join('')}\r\n`)
+      socket.write(
+        `GET ${opts.path} HTTP/1.1\r\nhost: ${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}\r\nconnection: close\r\n${lines.join('')}\r\n`,
+      )
     })
-    if (opts.signal) {
-      const onAbort = () => fail(opts.mapError(opts.signal!.reason ?? new DOMException('aborted', 'AbortError'), settled))
-      if (opts.signal.aborted) onAbort()
+    const signal = opts.signal
+    if (signal) {
+      const onAbort = () => fail(opts.mapError(signal.reason ?? new DOMException('aborted', 'AbortError'), settled))
+      if (signal.aborted) onAbort()
       else {
-        opts.signal.addEventListener('abort', onAbort, {once: true})
-        socket.once('close', () => opts.signal!.removeEventListener('abort', onAbort))
+        signal.addEventListener('abort', onAbort, {once: true})
+        socket.once('close', () => signal.removeEventListener('abort', onAbort))
       }
     }
   })

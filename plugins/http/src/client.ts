@@ -318,7 +318,7 @@ interface BulkTarget {
 }
 
 /** Files of at least this many bytes still to fetch are read on a connection of their own (bulk-get.ts); smaller ones share the pool's. */
-const BULK_FROM = 4 << 20
+const BULK_FROM = 1 << 20
 
 /** Creates the pool; no connection is made until the first get(). */
 export async function connectHttp(options: ConnectOptions): Promise<TransferClient> {

@@ -1,14 +1,17 @@
 // The FileSource core hands to transport servers: shared folders on local disk, confined and access-checked.
-import {closeSync, constants, createReadStream, fstatSync, openSync, readSync, readlinkSync, statSync} from 'node:fs'
+import {closeSync, constants, createReadStream, fstatSync, openSync, read as readCb, readSync, readlinkSync, statSync} from 'node:fs'
 import {opendir, realpath, stat} from 'node:fs/promises'
 import {Readable} from 'node:stream'
 import path from 'node:path'
+import {promisify} from 'node:util'
 import {FpeerError, isFpeerError} from '../errors.js'
 import type {AccessContext, FileSource, FileStat} from '../transport.js'
 import {FolderDirs} from './folder-dirs.js'
 import {SMALL_FILE_BYTES, isIgnoredName} from './scan.js'
 import {checkRelativePath, resolveForReadSync} from './safe-path.js'
 import {IgnoreRulesCache} from './ignore-rules.js'
+
+const readAt = promisify(readCb)
 
 /**
  * Reads of at most SLAB_PIECE bytes are carved from one SLAB_BYTES allocation, as Buffer's
@@ -275,7 +278,16 @@ export class LocalFileSource implements FileSource {
       }
       const stream = createReadStream('', {fd, start, end, highWaterMark: 1 << 20, autoClose: true})
       handedOver = true
-      return {stream, size: st.size, mtimeMs}
+      const held = fd
+      let at = start
+      const read = async (buf: Buffer): Promise<number> => {
+        const want = Math.min(buf.length, end + 1 - at)
+        if (want <= 0) return 0
+        const {bytesRead} = await readAt(held, buf, 0, want, at)
+        at += bytesRead
+        return bytesRead
+      }
+      return {stream, size: st.size, mtimeMs, read}
     } catch (err) {
       if (isFpeerError(err)) throw err
       const code = (err as NodeJS.ErrnoException).code
