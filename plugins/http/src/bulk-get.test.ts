@@ -198,6 +198,27 @@ describe('HTTP client: large files on connections of their own', {timeout: 120_0
     }
   })
 
+  it('a reader slower than the idle timeout is not the peer stalling: the file still arrives whole', async () => {
+    // Far more than the reader's buffers and the sockets' hold, so the socket is paused for the reader.
+    const huge = Buffer.alloc(64 << 20, 5)
+    await writeFile(path.join(dir, 'docs', 'huge.bin'), huge)
+    const client = await connectHttp({host: '127.0.0.1', port: server.port, identity, concurrency: 1, timeoutMs: 300})
+    try {
+      const got = await client.get('docs', 'huge.bin', {size: huge.length})
+      const hash = createHash('sha256')
+      let bytes = 0
+      for await (const chunk of got.stream) {
+        // Each pause is longer than the timeout, with the socket's buffers full behind it.
+        if (bytes === 0) await new Promise((resolve) => setTimeout(resolve, 700))
+        hash.update(chunk as Buffer)
+        bytes += (chunk as Buffer).length
+      }
+      assert.deepEqual({bytes, sha256: hash.digest('hex')}, {bytes: huge.length, sha256: sha(huge)})
+    } finally {
+      await client.close()
+    }
+  })
+
   it('a reply that is not HTTP is E_TRANSFER', async () => {
     const ssh = await rawServer((socket) => socket.end('SSH-2.0-OpenSSH_9.6\r\n\r\n'))
     const c = await connectHttp({host: '127.0.0.1', port: ssh.port, identity, concurrency: 1, timeoutMs: 30_000})

@@ -91,7 +91,11 @@ export function bulkGet(opts: BulkGetOptions): Promise<BulkReply> {
       if (used > from && body) {
         const view = slab.subarray(from, used)
         from = used
-        if (!body.push(view)) socket.pause()
+        if (!body.push(view)) {
+          // The reader is behind: no byte read is our silence, not the peer's, so the idle timer waits too.
+          socket.pause()
+          socket.setTimeout(0)
+        }
       }
     }
     const socket: Socket = connect({
@@ -145,7 +149,11 @@ export function bulkGet(opts: BulkGetOptions): Promise<BulkReply> {
               // Chunks are counted, not measured: `read()` in byte mode would join buffered chunks into a copy.
               objectMode: true,
               highWaterMark: 8,
-              read: () => socket.resume(),
+              read: () => {
+                if (!socket.isPaused()) return
+                socket.setTimeout(opts.timeoutMs)
+                socket.resume()
+              },
               destroy: (err, cb) => {
                 socket.destroy()
                 cb(err)
