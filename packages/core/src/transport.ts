@@ -66,26 +66,16 @@ export interface FileSource {
    * Opens a file for reading from `start` (inclusive) to `end` (inclusive). `data`, when
    * present, holds that whole range already read (small files, no descriptor left open): a
    * server may send it and leave `stream` untouched, which saves a stream per file when
-   * thousands are sent.
+   * thousands are sent. A large range's stream from core's LocalFileSource also has a
+   * positional reader (`positionalReader`, fs/local-source.ts), which a server may read
+   * through into buffers it reuses.
    */
-  open(folder: string, path: string, who: AccessContext, range?: {start?: number; end?: number}): Promise<OpenedFile>
-}
-
-/** A file opened by `FileSource.open`: its range as a stream, and for large ranges a way to read it into buffers the server reuses. */
-export interface OpenedFile {
-  stream: Readable
-  size: number
-  mtimeMs: number
-  /** The whole range, already read (small files): a server may send it and leave `stream` untouched. */
-  data?: Buffer
-  /**
-   * Present for a streamed range: reads its next bytes into `buf` (positional reads on the
-   * descriptor that was checked), resolving with how many, 0 at the end of the range. A
-   * server may read through it instead of `stream`, one read at a time, and reuse its
-   * buffers (a stream hands out a new buffer per read, which the garbage collector then
-   * chases); it destroys `stream` afterwards, which closes the file.
-   */
-  read?(buf: Buffer): Promise<number>
+  open(
+    folder: string,
+    path: string,
+    who: AccessContext,
+    range?: {start?: number; end?: number},
+  ): Promise<{stream: Readable; size: number; mtimeMs: number; data?: Buffer}>
 }
 
 /** What core gives a transport server. */

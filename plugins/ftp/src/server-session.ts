@@ -1,7 +1,7 @@
 // One FTP control connection: login, working directory, passive data endpoint, and the read-only command set.
 import {isIPv6, type Socket} from 'node:net'
 import type {Readable} from 'node:stream'
-import {isFpeerError, type AccessContext, type FileSource, type FileStat, type Logger} from '@fpeer/core/plugin'
+import {isFpeerError, positionalReader, type AccessContext, type FileSource, type FileStat, type Logger} from '@fpeer/core/plugin'
 import {
   MLST_FACTS,
   formatEpsv,
@@ -432,7 +432,7 @@ export class FtpSession {
         `${baseName(abs)} (${opened.size - start} bytes)`,
         opened.data ?? opened.stream,
         opened.size - start,
-        opened.data ? undefined : opened.read,
+        opened.data ? undefined : positionalReader(opened.stream),
       )
     } finally {
       passive.close()

@@ -8,6 +8,7 @@ import {
   ConnectionGuard,
   FpeerError,
   isFpeerError,
+  positionalReader,
   silentLogger,
   type AccessContext,
   type FileSource,
@@ -228,8 +229,9 @@ async function sendOpened(req: IncomingMessage, res: ServerResponse, opened: Ope
     res.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, length))
     return
   }
-  if (opened.read) {
-    await sendByReads(res, opened as Opened & {read: NonNullable<Opened['read']>}, length)
+  const read = positionalReader(opened.stream)
+  if (read) {
+    await sendByReads(res, opened, read, length)
     return
   }
   // pipeline keeps backpressure end to end; on any failure it destroys the response, so a
@@ -247,7 +249,7 @@ const SEND_BUFFER_BYTES = 1 << 20
  * and the garbage collector chasing 512 of them cost a sender more CPU than the reads. A
  * file that ends early (it shrank) destroys the response, so the client sees the drop.
  */
-async function sendByReads(res: ServerResponse, opened: Opened & {read: NonNullable<Opened['read']>}, length: number): Promise<void> {
+async function sendByReads(res: ServerResponse, opened: Opened, read: (buf: Buffer) => Promise<number>, length: number): Promise<void> {
   const free: Buffer[] = Array.from({length: SEND_BUFFERS}, () => Buffer.allocUnsafe(SEND_BUFFER_BYTES))
   let failure: Error | undefined
   let wake: (() => void) | undefined
@@ -267,7 +269,7 @@ async function sendByReads(res: ServerResponse, opened: Opened & {read: NonNulla
       while (free.length === 0 && !failure) await new Promise<void>((r) => (wake = r))
       if (failure) throw failure
       const buf = free.pop()!
-      const n = await opened.read(buf.length <= length - sent ? buf : buf.subarray(0, length - sent))
+      const n = await read(buf.length <= length - sent ? buf : buf.subarray(0, length - sent))
       if (n === 0) throw new Error(`file ended ${length - sent} bytes early`)
       sent += n
       res.write(n === buf.length ? buf : buf.subarray(0, n), (err) => {

@@ -105,8 +105,7 @@ export class FaultySource implements FileSource {
     const opened = await this.#base.open(folder, path, who, range)
     const stall = this.#plan.stall?.get(path)
     if (stall !== undefined) {
-      // Without `read` either: a server must go through the stream that holds.
-      const {data: _whole, read: _reads, ...rest} = opened
+      const {data: _whole, ...rest} = opened
       this.stalls.open++
       const stream = holdAfter(opened.stream, stall, () => this.stalls.held++)
       stream.once('close', () => this.stalls.open--)
@@ -116,7 +115,7 @@ export class FaultySource implements FileSource {
     if (drop && drop.times > 0) {
       drop.times--
       // Without `data`: a server must read the cut stream, not the bytes read ahead.
-      const {data: _whole, read: _reads, ...rest} = opened
+      const {data: _whole, ...rest} = opened
       return {...rest, stream: cutAfter(opened.stream, drop.afterBytes)}
     }
     return opened

@@ -13,6 +13,21 @@ import {IgnoreRulesCache} from './ignore-rules.js'
 
 const readAt = promisify(readCb)
 
+/** Positional readers of the streams LocalFileSource.open made, by stream (positionalReader). */
+const readers = new WeakMap<Readable, (buf: Buffer) => Promise<number>>()
+
+/**
+ * For a stream LocalFileSource.open made for a large range: a reader of that range's next
+ * bytes into `buf` (positional reads on the descriptor that was checked), resolving with how
+ * many, 0 at its end. A server may read through it instead of the stream, one read at a time,
+ * and reuse its buffers (a stream hands out a new buffer per read, which the garbage collector
+ * then chases); it destroys the stream afterwards, which closes the file. Undefined for any
+ * other stream, so a FileSource that wraps the stream (faults, throttling) is read through it.
+ */
+export function positionalReader(stream: Readable): ((buf: Buffer) => Promise<number>) | undefined {
+  return readers.get(stream)
+}
+
 /**
  * Reads of at most SLAB_PIECE bytes are carved from one SLAB_BYTES allocation, as Buffer's
  * own pool does below 4 KiB. A piece a slow reader holds keeps its whole slab alive: at
@@ -287,7 +302,8 @@ export class LocalFileSource implements FileSource {
         at += bytesRead
         return bytesRead
       }
-      return {stream, size: st.size, mtimeMs, read}
+      readers.set(stream, read)
+      return {stream, size: st.size, mtimeMs}
     } catch (err) {
       if (isFpeerError(err)) throw err
       const code = (err as NodeJS.ErrnoException).code
