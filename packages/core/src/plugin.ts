@@ -37,6 +37,7 @@ export {
 } from './net/errors-map.js'
 export {FETCH_RETRY, backoffMs, pause, retry, shouldRetry, type RetryOptions, type RetryPolicy} from './net/retry.js'
 export {checkRelativePath} from './fs/safe-path.js'
+export {positionalReader} from './fs/local-source.js'
 export {ByteBudget, ConnectionGuard, GuardedConnection, type ConnectionLimits, type GuardOptions} from './net/limits.js'
 export {ConnectionPool, DEFAULT_POOL_IDLE_TIMEOUT_MS, type ConnectionPoolOptions, type Lease} from './net/pool.js'
 export {Identity, PeerId, generateKeyPair, keyPairFromSecretKey, verifySignature, type KeyPair} from './identity.js'

@@ -66,7 +66,9 @@ export interface FileSource {
    * Opens a file for reading from `start` (inclusive) to `end` (inclusive). `data`, when
    * present, holds that whole range already read (small files, no descriptor left open): a
    * server may send it and leave `stream` untouched, which saves a stream per file when
-   * thousands are sent.
+   * thousands are sent. A large range's stream from core's LocalFileSource also has a
+   * positional reader (`positionalReader`, fs/local-source.ts), which a server may read
+   * through into buffers it reuses.
    */
   open(
     folder: string,
@@ -130,8 +132,11 @@ export interface TransferClient {
    * once the transfer has started; the stream yields the bytes from `offset` to the end.
    * May be called up to `concurrency` times at once. Errors: E_NOT_FOUND, E_ACCESS,
    * E_CONNECT, E_CONNECTION_LOST, E_TIMEOUT, E_HOST_KEY_MISMATCH, E_TRANSFER.
+   * `size` is the whole file's size as core expects it (a hint, never trusted: core checks
+   * every byte): a transport may take a bulk path for a large file. A stream MAY yield
+   * chunks of any size; core never assumes one chunk per socket read.
    */
-  get(folder: string, path: string, options?: {offset?: number; signal?: AbortSignal}): Promise<{stream: Readable; size?: number}>
+  get(folder: string, path: string, options?: {offset?: number; signal?: AbortSignal; size?: number}): Promise<{stream: Readable; size?: number}>
   /**
    * Required when the transport declares `supports.batch`, and used only then: fetches many
    * small files in one round trip. Core asks only for files whose

@@ -1,7 +1,7 @@
 // One FTP control connection: login, working directory, passive data endpoint, and the read-only command set.
 import {isIPv6, type Socket} from 'node:net'
 import type {Readable} from 'node:stream'
-import {isFpeerError, type AccessContext, type FileSource, type FileStat, type Logger} from '@fpeer/core/plugin'
+import {isFpeerError, positionalReader, type AccessContext, type FileSource, type FileStat, type Logger} from '@fpeer/core/plugin'
 import {
   MLST_FACTS,
   formatEpsv,
@@ -426,7 +426,14 @@ export class FtpSession {
         return this.#reply(554, 'Restart offset is beyond the end of the file')
       }
       // A small file comes already read (`data`): one write, no stream to make and drain.
-      await this.#send(passive, `${baseName(abs)} (${opened.size - start} bytes)`, opened.data ?? opened.stream, opened.size - start)
+      // A large one is read into a few reused buffers where the source can (`read`), not streamed.
+      await this.#send(
+        passive,
+        `${baseName(abs)} (${opened.size - start} bytes)`,
+        opened.data ?? opened.stream,
+        opened.size - start,
+        opened.data ? undefined : positionalReader(opened.stream),
+      )
     } finally {
       passive.close()
     }
@@ -455,7 +462,7 @@ export class FtpSession {
   }
 
   /** Waits for the data connection, sends `source` on it and gives the final reply. Never 226 unless every byte went. */
-  async #send(passive: PassiveEndpoint, what: string, source: Readable | Buffer, expected: number): Promise<void> {
+  async #send(passive: PassiveEndpoint, what: string, source: Readable | Buffer, expected: number, reads?: (buf: Buffer) => Promise<number>): Promise<void> {
     let data: Socket
     try {
       data = await passive.connection()
@@ -464,7 +471,7 @@ export class FtpSession {
       return this.#reply(425, 'No data connection')
     }
     this.#reply(150, `Opening BINARY mode data connection for ${what}`)
-    const outcome = await this.#pump(data, source, expected)
+    const outcome = await this.#pump(data, source, expected, reads)
     switch (outcome) {
       case 'ok':
         return this.#reply(226, 'Transfer complete')
@@ -478,14 +485,57 @@ export class FtpSession {
     }
   }
 
-  async #pump(data: Socket, body: Readable | Buffer, expected: number): Promise<Outcome> {
+  /**
+   * Sends up to `expected` bytes by positional reads into a few buffers, each reused once the
+   * socket has taken it (a stream hands out a new MiB per read, which the garbage collector
+   * then chases). Stops early, without error, when `stopped()`; returns the bytes sent, so a
+   * file that shrank shows as fewer than `expected`.
+   */
+  async #sendByReads(
+    data: Socket,
+    read: (buf: Buffer) => Promise<number>,
+    expected: number,
+    stopped: () => boolean,
+    onWait: (wake: () => void) => void,
+  ): Promise<number> {
+    const free = Array.from({length: SEND_BUFFERS}, () => Buffer.allocUnsafe(SEND_BUFFER_BYTES))
+    let wake: (() => void) | undefined
+    let sent = 0
+    while (sent < expected && !stopped()) {
+      while (free.length === 0 && !stopped())
+        await new Promise<void>((resolve) => {
+          wake = resolve
+          onWait(resolve)
+        })
+      const buf = free.pop()
+      if (!buf || stopped()) break
+      const n = await read(buf.length <= expected - sent ? buf : buf.subarray(0, expected - sent))
+      if (n === 0 || stopped()) break
+      sent += n
+      data.write(n === buf.length ? buf : buf.subarray(0, n), (err) => {
+        if (!err) free.push(buf)
+        const w = wake
+        wake = undefined
+        w?.()
+      })
+    }
+    return sent
+  }
+
+  async #pump(data: Socket, body: Readable | Buffer, expected: number, reads?: (buf: Buffer) => Promise<number>): Promise<Outcome> {
     const source: Readable | undefined = Buffer.isBuffer(body) ? undefined : body
     let outcome: Outcome | undefined
     let finished = false
+    // Wakes a send by reads that waits for a buffer the socket still holds.
+    let wake: (() => void) | undefined
     const fail = (o: Outcome) => {
       if (outcome !== undefined || finished) return
       outcome = o
-      source?.destroy()
+      const w = wake
+      wake = undefined
+      w?.()
+      // With reads, the source is destroyed (its descriptor closed) only once no read is under way: below.
+      if (!reads) source?.destroy()
       // The 451/426 that follows on the control connection is what marks the file as cut (a 226
       // never follows). No reset: it would throw away bytes already in flight, which the client
       // can keep and resume from, and on Linux it can read as a clean end anyway. After a read
@@ -499,12 +549,21 @@ export class FtpSession {
     source?.on('error', () => {}) // reported through the iterator below; keep a late one from crashing
     let sent = 0
     try {
-      for await (const chunk of source ?? [body as Buffer]) {
-        if (outcome !== undefined) break
-        const buf = chunk as Buffer
-        sent += buf.length
-        if (!data.write(buf)) await drainOrClose(data)
-      }
+      if (reads)
+        sent = await this.#sendByReads(
+          data,
+          reads,
+          expected,
+          () => outcome !== undefined,
+          (w) => (wake = w),
+        )
+      else
+        for await (const chunk of source ?? [body as Buffer]) {
+          if (outcome !== undefined) break
+          const buf = chunk as Buffer
+          sent += buf.length
+          if (!data.write(buf)) await drainOrClose(data)
+        }
       if (outcome === undefined && sent !== expected) fail('source')
       if (outcome === undefined) {
         await new Promise<void>((resolve, reject) => data.end((err?: Error | null) => (err ? reject(err) : resolve())))
@@ -514,11 +573,16 @@ export class FtpSession {
       fail(data.destroyed ? 'client' : 'source')
     } finally {
       this.#transfer = undefined
+      if (reads) source?.destroy()
     }
     if (outcome === 'source') await closeGracefully(data, this.#deps.limits.dataTimeoutMs)
     return outcome ?? 'ok'
   }
 }
+
+/** Buffers one large file is sent through, each reused once the data socket has taken it. */
+const SEND_BUFFERS = 3
+const SEND_BUFFER_BYTES = 1 << 20
 
 /**
  * Ends a data connection and waits until the client has closed its side too, that is, has

@@ -2,6 +2,7 @@
 import {Transform, type Readable, type TransformCallback} from 'node:stream'
 import {Pool} from 'undici'
 import {FpeerError, checkRelativePath, mapNetworkError, type BatchItem, type ConnectOptions, type ExtraCodes, type TransferClient} from '@fpeer/core/plugin'
+import {bulkGet} from './bulk-get.js'
 import {encodeSegment, filePath} from './url.js'
 
 /** undici's own error codes, by the contract code they mean; Node's system codes are core's (mapNetworkError). */
@@ -103,18 +104,26 @@ export class HttpTransferClient implements TransferClient {
   readonly #pool: Pool
   /** Sent with every request: the grant secret of the message that named this server (§4.6). */
   readonly #auth: Record<string, string>
+  /** Where large files are fetched from on connections of their own (bulk-get.ts); without it, every GET goes through the pool. */
+  readonly #bulk: BulkTarget | undefined
   #closing: Promise<void> | undefined
+  readonly #open = new Set<Readable>()
 
-  constructor(pool: Pool, grant?: string) {
+  constructor(pool: Pool, grant?: string, bulk?: BulkTarget) {
     this.#pool = pool
     this.#auth = grant ? {authorization: `Bearer ${grant}`} : {}
+    this.#bulk = bulk
   }
 
-  async get(folder: string, rel: string, options: {offset?: number; signal?: AbortSignal} = {}): Promise<{stream: Readable; size?: number}> {
+  async get(folder: string, rel: string, options: {offset?: number; signal?: AbortSignal; size?: number} = {}): Promise<{stream: Readable; size?: number}> {
     const offset = options.offset ?? 0
     if (!Number.isSafeInteger(offset) || offset < 0) throw new FpeerError('E_INTERNAL', `bad offset ${offset}`)
     const path = filePath(folder, rel)
     const context = `GET ${path}`
+    if (this.#bulk && options.size !== undefined && options.size - offset >= BULK_FROM) {
+      const got = await this.#getBulk(path, context, offset, options.signal)
+      if (got) return got
+    }
     let res
     try {
       res = await this.#pool.request({
@@ -154,6 +163,41 @@ export class HttpTransferClient implements TransferClient {
       return drop(new FpeerError('E_TRANSFER', `${context}: offset ${offset} is beyond the end of the file`))
     }
     return drop(statusError(status, context))
+  }
+
+  /**
+   * A large file on a connection of its own (bulk-get.ts). Resolves undefined when the reply
+   * is not a plain 200 or 206 with a length (an error status, a server that ignored Range, a
+   * chunked body): the pool's GET then asks again and reads whatever form it has.
+   */
+  async #getBulk(path: string, context: string, offset: number, signal?: AbortSignal): Promise<{stream: Readable; size: number} | undefined> {
+    if (this.#closing) throw new FpeerError('E_CONNECTION_LOST', `${context}: the client is closed`)
+    const reply = await bulkGet({
+      ...this.#bulk!,
+      path,
+      headers: {'accept-encoding': 'identity', ...this.#auth, ...(offset > 0 ? {range: `bytes=${offset}-`} : {})},
+      ...(signal ? {signal} : {}),
+      mapError: (err, midBody) => mapError(err, context, midBody),
+    })
+    if (!reply.simple) return undefined
+    const {head, stream} = reply
+    let size = reply.length
+    if (head.status === 206) {
+      const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(head.headers['content-range'] ?? '')
+      if (!m || Number(m[1]) !== offset || Number(m[3]) !== offset + reply.length) {
+        stream.destroy()
+        throw new FpeerError('E_TRANSFER', `${context}: server sent range ${JSON.stringify(head.headers['content-range'])} for offset ${offset}`)
+      }
+      size = Number(m[3])
+    } else if (offset > 0) {
+      // A server that ignored Range: the pool's GET skips the bytes already here.
+      stream.destroy()
+      return undefined
+    }
+    // close() ends bulk connections too, as it ends the pool's.
+    this.#open.add(stream)
+    stream.once('close', () => this.#open.delete(stream))
+    return {stream, size}
   }
 
   /**
@@ -253,6 +297,7 @@ export class HttpTransferClient implements TransferClient {
   }
 
   close(): Promise<void> {
+    for (const s of this.#open) s.destroy()
     this.#closing ??= this.#pool.destroy().catch(() => {})
     return this.#closing
   }
@@ -263,6 +308,17 @@ const BATCH_FILE_BYTES = 4 << 20
 
 /** Bytes of oversized bodies one batch reply may make the client read and drop: core's bound on the bytes of one batch. */
 const MAX_DROPPED_BYTES = 8 << 20
+
+/** Where a client opens the connections of large files (bulk-get.ts). */
+interface BulkTarget {
+  host: string
+  port: number
+  localAddress?: string
+  timeoutMs: number
+}
+
+/** Files of at least this many bytes still to fetch are read on a connection of their own (bulk-get.ts); smaller ones share the pool's. */
+const BULK_FROM = 1 << 20
 
 /** Creates the pool; no connection is made until the first get(). */
 export async function connectHttp(options: ConnectOptions): Promise<TransferClient> {
@@ -276,5 +332,10 @@ export async function connectHttp(options: ConnectOptions): Promise<TransferClie
     headersTimeout: options.timeoutMs,
     bodyTimeout: options.timeoutMs,
   })
-  return new HttpTransferClient(pool, options.grant)
+  return new HttpTransferClient(pool, options.grant, {
+    host: options.host,
+    port: options.port,
+    timeoutMs: options.timeoutMs,
+    ...(options.localAddress ? {localAddress: options.localAddress} : {}),
+  })
 }

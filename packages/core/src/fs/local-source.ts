@@ -1,14 +1,32 @@
 // The FileSource core hands to transport servers: shared folders on local disk, confined and access-checked.
-import {closeSync, constants, createReadStream, fstatSync, openSync, readSync, readlinkSync, statSync} from 'node:fs'
+import {closeSync, constants, createReadStream, fstatSync, openSync, read as readCb, readSync, readlinkSync, statSync} from 'node:fs'
 import {opendir, realpath, stat} from 'node:fs/promises'
 import {Readable} from 'node:stream'
 import path from 'node:path'
+import {promisify} from 'node:util'
 import {FpeerError, isFpeerError} from '../errors.js'
 import type {AccessContext, FileSource, FileStat} from '../transport.js'
 import {FolderDirs} from './folder-dirs.js'
 import {SMALL_FILE_BYTES, isIgnoredName} from './scan.js'
 import {checkRelativePath, resolveForReadSync} from './safe-path.js'
 import {IgnoreRulesCache} from './ignore-rules.js'
+
+const readAt = promisify(readCb)
+
+/** Positional readers of the streams LocalFileSource.open made, by stream (positionalReader). */
+const readers = new WeakMap<Readable, (buf: Buffer) => Promise<number>>()
+
+/**
+ * For a stream LocalFileSource.open made for a large range: a reader of that range's next
+ * bytes into `buf` (positional reads on the descriptor that was checked), resolving with how
+ * many, 0 at its end. A server may read through it instead of the stream, one read at a time,
+ * and reuse its buffers (a stream hands out a new buffer per read, which the garbage collector
+ * then chases); it destroys the stream afterwards, which closes the file. Undefined for any
+ * other stream, so a FileSource that wraps the stream (faults, throttling) is read through it.
+ */
+export function positionalReader(stream: Readable): ((buf: Buffer) => Promise<number>) | undefined {
+  return readers.get(stream)
+}
 
 /**
  * Reads of at most SLAB_PIECE bytes are carved from one SLAB_BYTES allocation, as Buffer's
@@ -275,6 +293,16 @@ export class LocalFileSource implements FileSource {
       }
       const stream = createReadStream('', {fd, start, end, highWaterMark: 1 << 20, autoClose: true})
       handedOver = true
+      const held = fd
+      let at = start
+      const read = async (buf: Buffer): Promise<number> => {
+        const want = Math.min(buf.length, end + 1 - at)
+        if (want <= 0) return 0
+        const {bytesRead} = await readAt(held, buf, 0, want, at)
+        at += bytesRead
+        return bytesRead
+      }
+      readers.set(stream, read)
       return {stream, size: st.size, mtimeMs}
     } catch (err) {
       if (isFpeerError(err)) throw err

@@ -350,7 +350,11 @@ async function streamInto(
     await w
   }
   try {
-    const {stream} = await opts.client.get(opts.folder, opts.remotePathOf?.(file) ?? file.path, {offset, ...(opts.signal ? {signal: opts.signal} : {})})
+    const {stream} = await opts.client.get(opts.folder, opts.remotePathOf?.(file) ?? file.path, {
+      offset,
+      ...(file.size === undefined ? {} : {size: file.size}),
+      ...(opts.signal ? {signal: opts.signal} : {}),
+    })
     for await (const chunk of stream) {
       const buf = chunk as Buffer
       received += buf.length
