@@ -20,7 +20,7 @@ import {OwedForwards, applyOwing} from './owed.js'
 import {PushQueue} from './push-queue.js'
 import {TimeSlice} from './time-slice.js'
 import {type SyncContext, fetcherFrom, pushUpdate} from './update.js'
-import {type FileVersion, entryToVersion, identical, verifyVersion} from './version.js'
+import {type FileVersion, compareVectors, entryToVersion, identical, verifyVersion} from './version.js'
 
 /** What the node lends: its settings, its folders and peers as they are now, its counters. */
 export interface PeerSyncDeps {
@@ -109,13 +109,21 @@ export class PeerSync {
     )
   }
 
-  /** The versions still our newest of their paths (same origin and lamport as our record's) that `peer` is not known to hold. */
+  /**
+   * The versions `peer` should still be offered: not superseded here (a record of ours that is
+   * another version and not an older one: a later edit, a tombstone, another peer's newer
+   * version) and not known to be held by the peer. A record missing or older than the version
+   * is a read that has not seen it yet (the journal read while the change that made it was
+   * being appended), not a reason to drop it: a 20-peer soak lost a local rename that way,
+   * offered to no neighbour until the periodic catch-up.
+   */
   async #current(folder: string, peer: string, versions: FileVersion[]): Promise<FileVersion[]> {
     const records = await this.#deps.sync(folder)?.records()
     if (!records) return []
     return versions.filter((v) => {
       const ours = records.get(v.path)?.version
-      return ours !== undefined && ours.origin === v.origin && ours.lamport === v.lamport && !this.#holders.holds(folder, peer, v)
+      const superseded = ours !== undefined && !(ours.origin === v.origin && ours.lamport === v.lamport) && compareVectors(ours.vv, v.vv) !== 'less'
+      return !superseded && !this.#holders.holds(folder, peer, v)
     })
   }
 
