@@ -7,7 +7,7 @@ import {describe, it} from 'node:test'
 import {FpeerError} from '../errors.js'
 import {Identity, generateKeyPair} from '../identity.js'
 import {Home} from '../store/home.js'
-import type {FileRecord} from '../store/peerfile.js'
+import type {FileRecord, PeerRecord} from '../store/peerfile.js'
 import type {FileEntry} from '../wire/types.js'
 import {silentLogger} from '../transport.js'
 import {type ExchangeDeps, StateExchange, lacking} from './exchange.js'
@@ -58,6 +58,22 @@ describe('lacking', () => {
   }
 })
 
+/** An exchange over an in-memory structure (only `records()` is read from the folder here; applying is the pull's business), with one peer. */
+function exchangeOver(
+  records: Map<string, FileRecord>,
+  owed: OwedForwards,
+  peer: PeerRecord,
+  deps: Pick<ExchangeDeps, 'pull' | 'push'> & Partial<ExchangeDeps>,
+): StateExchange {
+  return new StateExchange({
+    log: silentLogger,
+    sync: () => ({records: async () => records}) as unknown as FolderSync,
+    peers: () => [peer],
+    owed: () => owed,
+    ...deps,
+  })
+}
+
 describe('StateExchange.withPeer', () => {
   const X = x.id.compact
   const peer = {id: 'PEER', address: '127.0.0.1', controlPort: 7734, protocols: ['HTTP'], role: 'member' as const, confirmedAt: ''}
@@ -71,12 +87,7 @@ describe('StateExchange.withPeer', () => {
       await owed.owe([peer.id], [owedOnly])
       const records = new Map([held, owedOnly].map((h) => [h.path, rec(h.path, h)]))
       const pushed: FileVersion[][] = []
-      const ex = new StateExchange({
-        log: silentLogger,
-        // Only the structure is read from the folder here; applying is the pull's business.
-        sync: () => ({records: async () => records}) as unknown as FolderSync,
-        peers: () => [peer],
-        owed: () => owed,
+      const ex = exchangeOver(records, owed, peer, {
         pull,
         push: async (_f, _p, versions) => {
           pushed.push(versions)
@@ -112,11 +123,7 @@ describe('StateExchange.withPeer', () => {
       let answer: (() => void) | undefined
       let answered: (() => void) | undefined
       const seenFirst = new Promise<void>((r) => (answered = r))
-      const ex = new StateExchange({
-        log: silentLogger,
-        sync: () => ({records: async () => records}) as unknown as FolderSync,
-        peers: () => [peer],
-        owed: () => owed,
+      const ex = exchangeOver(records, owed, peer, {
         pull: async (_f, _p, seen) => {
           pulls++
           if (pulls === 1) await new Promise<void>((r) => (answer = r))
@@ -198,11 +205,7 @@ describe('StateExchange retries an exchange whose pull did not reach the peer', 
     const pushed: FileVersion[][] = []
     let pulls = 0
     const work = new Set<Promise<unknown>>()
-    const ex = new StateExchange({
-      log: silentLogger,
-      sync: () => ({records: async () => records}) as unknown as FolderSync,
-      peers: () => [peer],
-      owed: () => owed,
+    const ex = exchangeOver(records, owed, peer, {
       pull: async (_f, _p, seen) => {
         if (++pulls <= failures) throw new FpeerError(code as 'E_TIMEOUT', 'not reached')
         seen([])
