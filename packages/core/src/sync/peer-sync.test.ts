@@ -221,6 +221,34 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
     }
   })
 
+  it('a version our record read has not caught up with (missing, or an older one) is still offered; one our record supersedes is not', async () => {
+    for (const lag of ['missing', 'older'] as const) {
+      try {
+        const [a, b] = await mesh(2)
+        b!.peers = [record(a!)]
+        await writeFile(path.join(a!.dir, 'r.txt'), 'one\n')
+        const [first] = (await a!.sync.rescan()).versions
+        await writeFile(path.join(a!.dir, 'r.txt'), 'two\n')
+        const [second] = (await a!.sync.rescan()).versions
+        // The journal read lags the append that made `second`: it shows nothing, or `first`.
+        const real = a!.sync.records.bind(a!.sync)
+        const now = (await real()).get('r.txt')!
+        a!.sync.records = async () => (lag === 'missing' ? new Map() : new Map([['r.txt', {...now, version: first!}]]))
+        assert.deepEqual(await a!.peerSync.pushVersions(FOLDER, [second!], []), {peers: 1, failed: 0})
+        await quiet([a!, b!])
+        a!.sync.records = real
+        assert.equal(b!.updates, 1, lag)
+        assert.equal(await readFile(path.join(b!.dir, 'r.txt'), 'utf8'), 'two\n', lag)
+        // `first` is superseded by our record (`second`): not offered, and its caller is not failed.
+        assert.deepEqual(await a!.peerSync.pushVersions(FOLDER, [first!], [], [b!.identity.id.toString()]), {peers: 1, failed: 0})
+        await quiet([a!, b!])
+        assert.equal(b!.updates, 1, lag)
+      } finally {
+        await closeAll()
+      }
+    }
+  })
+
   it('pulls from a peer asked while one is under way share it: one request, one result, passed on to the other peers', async () => {
     try {
       const [a, b, c] = await mesh(3)
