@@ -73,6 +73,26 @@ describe('Peerfile', () => {
     assert.equal((await new Peerfile(home, pf.folder).files()).has('a.txt'), false)
   })
 
+  it('recordsOf gives the records of the paths asked for, as files() reads them, whether remembered or read afresh; changing a files() map changes neither', async () => {
+    const pf = fresh()
+    const all = new Map<string, FileRecord>()
+    for (const r of [rec('a.txt'), rec('b.txt', {version: version('b.txt')}), rec('c.txt')]) all.set(r.path, r)
+    await pf.put([...all.values()], all)
+    for (const reader of [pf, new Peerfile(home, pf.folder)]) {
+      const some = await reader.recordsOf(['b.txt', 'c.txt', 'none.txt'])
+      assert.deepEqual([...some.keys()], ['b.txt', 'c.txt'])
+      assert.deepEqual(some.get('b.txt')?.version, version('b.txt'))
+      const copy = await reader.files()
+      copy.delete('b.txt')
+      assert.equal((await reader.recordsOf(['b.txt'])).size, 1)
+      assert.equal((await reader.files()).has('b.txt'), true)
+    }
+    // Written since: read again, not the remembered structure.
+    all.delete('c.txt')
+    await pf.drop(['c.txt'], all)
+    assert.deepEqual([...(await new Peerfile(home, pf.folder).recordsOf(['a.txt', 'c.txt'])).keys()], ['a.txt'])
+  })
+
   it('a torn last line (a crash mid-append) is skipped and marks the journal damaged; the next append starts a new line; compaction drops it', async () => {
     const pf = fresh()
     const all = new Map([['a.txt', rec('a.txt')]])

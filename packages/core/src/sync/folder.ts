@@ -86,6 +86,11 @@ export class FolderSync {
     return this.peerfile.files()
   }
 
+  /** The records of `paths` only (a path without one is absent), without copying the whole structure. */
+  recordsOf(paths: Iterable<string>): Promise<Map<string, FileRecord>> {
+    return this.peerfile.recordsOf(paths)
+  }
+
   /**
    * The structure as rescan() would give it, without walking the folder when nothing can
    * have changed since the last rescan: the watcher (`watched`) has seen no event since

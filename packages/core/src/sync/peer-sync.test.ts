@@ -231,12 +231,12 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
         await writeFile(path.join(a!.dir, 'r.txt'), 'two\n')
         const [second] = (await a!.sync.rescan()).versions
         // The journal read lags the append that made `second`: it shows nothing, or `first`.
-        const real = a!.sync.records.bind(a!.sync)
-        const now = (await real()).get('r.txt')!
-        a!.sync.records = async () => (lag === 'missing' ? new Map() : new Map([['r.txt', {...now, version: first!}]]))
+        const real = a!.sync.recordsOf.bind(a!.sync)
+        const now = (await a!.sync.records()).get('r.txt')!
+        a!.sync.recordsOf = async () => (lag === 'missing' ? new Map() : new Map([['r.txt', {...now, version: first!}]]))
         assert.deepEqual(await a!.peerSync.pushVersions(FOLDER, [second!], []), {peers: 1, failed: 0})
         await quiet([a!, b!])
-        a!.sync.records = real
+        a!.sync.recordsOf = real
         assert.equal(b!.updates, 1, lag)
         assert.equal(await readFile(path.join(b!.dir, 'r.txt'), 'utf8'), 'two\n', lag)
         // `first` is superseded by our record (`second`): not offered, and its caller is not failed.

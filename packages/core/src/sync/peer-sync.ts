@@ -118,7 +118,7 @@ export class PeerSync {
    * offered to no neighbour until the periodic catch-up.
    */
   async #current(folder: string, peer: string, versions: FileVersion[]): Promise<FileVersion[]> {
-    const records = await this.#deps.sync(folder)?.records()
+    const records = await this.#deps.sync(folder)?.recordsOf(versions.map((v) => v.path))
     if (!records) return []
     return versions.filter((v) => {
       const ours = records.get(v.path)?.version

@@ -254,7 +254,7 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
   const slice = new TimeSlice()
   // An update floods: most offers carry versions we took from another neighbour, signed exactly
   // as ours was checked then; those are not checked again (as a catch-up's structure is not).
-  const held = await sync.records()
+  const held = await sync.recordsOf(ftg.files.map((e) => e.path))
   for (const e of ftg.files) {
     await slice.tick()
     const v = entryToVersion(e)
