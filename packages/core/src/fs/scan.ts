@@ -1,10 +1,12 @@
 // Walks a shared folder and hashes its files, reusing hashes whose size, mtime and inode have not changed.
 import {createHash} from 'node:crypto'
-import {createReadStream, lstatSync, readFileSync} from 'node:fs'
-import {opendir} from 'node:fs/promises'
+import {constants, lstatSync} from 'node:fs'
+import {open, opendir} from 'node:fs/promises'
 import path from 'node:path'
 import {IGNORE_FILE, IgnoreRules} from './ignore-rules.js'
 import {isReservedName} from './safe-path.js'
+import {hashFile, type HashedFile} from './scan-hash.js'
+import {ScanPool} from './scan-pool.js'
 
 /** One file of a folder's file structure. */
 export interface IndexedFile {
@@ -24,7 +26,13 @@ export function keptMode(st: {mode: number}): number | undefined {
 
 export async function sha256File(absPath: string): Promise<string> {
   const hash = createHash('sha256')
-  for await (const chunk of createReadStream(absPath, {highWaterMark: 1 << 20})) hash.update(chunk as Buffer)
+  // Not through a link at its last step: what is hashed is the file the folder holds there.
+  const fh = await open(absPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+  try {
+    for await (const chunk of fh.createReadStream({highWaterMark: 1 << 20, autoClose: false})) hash.update(chunk as Buffer)
+  } finally {
+    await fh.close()
+  }
   return hash.digest('hex')
 }
 
@@ -68,20 +76,21 @@ const IGNORE_NAME = IGNORE_FILE
 export const SMALL_FILE_BYTES = 256 * 1024
 /** The longest a scan runs synchronous work before letting the event loop serve others. */
 const SLICE_MS = 10
-
-function sha256Small(absPath: string): string {
-  return createHash('sha256').update(readFileSync(absPath)).digest('hex')
-}
+/** Files to hash per batch sent to a scan thread; a scan with fewer than this to hash starts no thread. */
+const BATCH_FILES = 256
 
 /**
  * Scans `root` and returns its files sorted by path. `previous` supplies known hashes:
  * a file whose size, mtime and inode match is not read again. Large files are hashed
  * `concurrency` at a time.
  *
- * Per-file metadata work is synchronous (an lstat, and reading a small file to hash it):
- * through libuv's thread pool each costs tens of microseconds of queueing, against a few
- * for the system call, and a folder of 10,000 files makes 10,000 of them. The scan yields
- * to the event loop every few milliseconds, so a serving peer keeps answering meanwhile.
+ * The main thread walks. A known file is checked with one lstat; a new or changed one is
+ * hashed by hashFile (open without following a link, fstat, read, close: the record is the
+ * opened file's). Once BATCH_FILES files are waiting to be hashed, they go in batches to a
+ * ScanPool, a thread per core, each reading with synchronous calls into its own buffer; a
+ * scan with fewer hashes them on this thread (a small file at once, a large one streamed,
+ * `concurrency` at a time), yielding to the event loop every few milliseconds, so a serving
+ * peer keeps answering meanwhile.
  */
 export async function scanFolder(
   root: string,
@@ -92,53 +101,94 @@ export async function scanFolder(
 ): Promise<IndexedFile[]> {
   const out: IndexedFile[] = []
   const pending = new Set<Promise<void>>()
-  let slice = performance.now()
-  // The folder's .fpeerignore: ignored files are not part of its structure, so never offered.
-  for await (const {rel, abs} of walk(root, '', rules, skips)) {
-    if (performance.now() - slice > SLICE_MS) {
-      await new Promise((r) => setImmediate(r))
-      slice = performance.now()
-    }
-    let st
-    try {
-      st = lstatSync(abs, {throwIfNoEntry: false})
-    } catch {
-      continue // unreadable parent: not part of the structure
-    }
-    if (!st?.isFile()) continue // vanished while scanning, or no longer a file
-    const mtimeMs = Math.trunc(st.mtimeMs)
-    const old = previous?.get(rel)
-    if (old && old.size === st.size && old.mtimeMs === mtimeMs && (old.ino === undefined || old.ino === st.ino)) {
-      // chmod changes no mtime: the mode is read fresh every scan.
-      const m = keptMode(st)
-      if (old.ino === st.ino && old.mode === m) {
-        // Unchanged: the known record itself, not a copy (100,000 of them per scan of a large folder).
-        out.push(old)
-        continue
-      }
-      const {mode: _old, ...same} = old
-      out.push({...same, ino: st.ino, ...(m ? {mode: m} : {})})
-      continue
-    }
-    if (st.size <= SMALL_FILE_BYTES) {
-      try {
-        out.push({path: rel, size: st.size, mtimeMs, sha256: sha256Small(abs), ino: st.ino, ...(keptMode(st) ? {mode: 0o755} : {})})
-      } catch {
-        // Unreadable or vanished: not part of the structure until it can be read.
-      }
-      continue
-    }
-    const ino = st.ino
-    const size = st.size
-    const mode = keptMode(st)
-    const task = sha256File(abs).then(
-      (sha256) => void out.push({path: rel, size, mtimeMs, sha256, ino, ...(mode ? {mode} : {})}),
-      () => {}, // unreadable or vanished, as above
-    )
+  let pool: ScanPool | undefined
+  let batch: Array<{rel: string; abs: string}> = []
+  const record = (rel: string, f: HashedFile | undefined) => {
+    // Unreadable, vanished or no longer a file: not part of the structure until it can be read.
+    if (f) out.push({path: rel, size: f.size, mtimeMs: f.mtimeMs, sha256: f.sha256, ino: f.ino, ...(keptMode(f) ? {mode: 0o755} : {})})
+  }
+  const track = async (task: Promise<void>, limit: number) => {
     pending.add(task)
     void task.finally(() => pending.delete(task))
-    if (pending.size >= concurrency) await Promise.race(pending)
+    if (pending.size >= limit) await Promise.race(pending)
   }
-  await Promise.all(pending)
+  const send = async () => {
+    const items = batch
+    batch = []
+    pool ??= new ScanPool()
+    await track(
+      pool.hash(items.map((it) => it.abs)).then((files) => items.forEach((it, i) => record(it.rel, files[i]))),
+      2 * pool.size,
+    )
+  }
+  let slice = performance.now()
+  try {
+    // The folder's .fpeerignore: ignored files are not part of its structure, so never offered.
+    for await (const {rel, abs} of walk(root, '', rules, skips)) {
+      if (performance.now() - slice > SLICE_MS) {
+        await new Promise((r) => setImmediate(r))
+        slice = performance.now()
+      }
+      const old = previous?.get(rel)
+      if (old) {
+        let st
+        try {
+          st = lstatSync(abs, {throwIfNoEntry: false})
+        } catch {
+          continue // unreadable parent: not part of the structure
+        }
+        if (!st?.isFile()) continue // vanished while scanning, or no longer a file
+        const mtimeMs = Math.trunc(st.mtimeMs)
+        if (old.size === st.size && old.mtimeMs === mtimeMs && (old.ino === undefined || old.ino === st.ino)) {
+          // chmod changes no mtime: the mode is read fresh every scan.
+          const m = keptMode(st)
+          if (old.ino === st.ino && old.mode === m) {
+            // Unchanged: the known record itself, not a copy (100,000 of them per scan of a large folder).
+            out.push(old)
+            continue
+          }
+          const {mode: _old, ...same} = old
+          out.push({...same, ino: st.ino, ...(m ? {mode: m} : {})})
+          continue
+        }
+      }
+      batch.push({rel, abs})
+      if (batch.length >= BATCH_FILES) await send()
+    }
+    if (pool && batch.length) await send()
+    await Promise.all(pending)
+    // Too few to be worth a thread: hashed here.
+    const buf = Buffer.allocUnsafe(batch.length ? SMALL_FILE_BYTES : 0)
+    for (const {rel, abs} of batch) {
+      if (performance.now() - slice > SLICE_MS) {
+        await new Promise((r) => setImmediate(r))
+        slice = performance.now()
+      }
+      let st
+      try {
+        st = lstatSync(abs, {throwIfNoEntry: false})
+      } catch {
+        continue
+      }
+      if (!st?.isFile()) continue
+      if (st.size <= SMALL_FILE_BYTES) {
+        record(rel, hashFile(abs, buf))
+        continue
+      }
+      const mtimeMs = Math.trunc(st.mtimeMs)
+      const {ino, size} = st
+      const mode = keptMode(st)
+      await track(
+        sha256File(abs).then(
+          (sha256) => void out.push({path: rel, size, mtimeMs, sha256, ino, ...(mode ? {mode} : {})}),
+          () => {}, // unreadable or vanished, as above
+        ),
+        concurrency,
+      )
+    }
+    await Promise.all(pending)
+  } finally {
+    await pool?.close()
+  }
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
 }

@@ -1,0 +1,105 @@
+// The scan's hashing, on a real disk: on this thread for a few files, in scan threads for many; what it refuses to read; what it reuses.
+import assert from 'node:assert/strict'
+import {createHash} from 'node:crypto'
+import {execFileSync} from 'node:child_process'
+import {mkdirSync, writeFileSync} from 'node:fs'
+import {chmod, mkdir, mkdtemp, realpath, rm, symlink, unlink, writeFile} from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import {after, before, describe, it} from 'node:test'
+import {hashFile} from './scan-hash.js'
+import {SMALL_FILE_BYTES, scanFolder, sha256File} from './scan.js'
+
+const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex')
+
+/** Content that differs from file to file and in length (0 bytes included). */
+const contentOf = (i: number) => Buffer.alloc(i % 97, `file ${i};`)
+
+describe('scanFolder', () => {
+  let work: string
+
+  before(async () => {
+    work = await realpath(await mkdtemp(path.join(os.tmpdir(), 'fpeer-scan-')))
+  })
+
+  after(async () => {
+    await rm(work, {recursive: true, force: true})
+  })
+
+  /** `n` files in directories of 50, one large and one executable among them; returns the expected path → sha256. */
+  async function folder(name: string, n: number): Promise<{root: string; expected: Map<string, string>}> {
+    const root = path.join(work, name)
+    const expected = new Map<string, string>()
+    for (let i = 0; i < n; i++) {
+      const rel = `d${String(Math.floor(i / 50)).padStart(3, '0')}/f${i}.bin`
+      if (i % 50 === 0) mkdirSync(path.join(root, path.dirname(rel)), {recursive: true})
+      writeFileSync(path.join(root, rel), contentOf(i))
+      expected.set(rel, sha(contentOf(i)))
+    }
+    const big = Buffer.alloc(SMALL_FILE_BYTES * 3 + 17, 'big')
+    await writeFile(path.join(root, 'big.bin'), big)
+    expected.set('big.bin', sha(big))
+    await writeFile(path.join(root, 'run.sh'), '#!/bin/sh\n')
+    await chmod(path.join(root, 'run.sh'), 0o755)
+    expected.set('run.sh', sha('#!/bin/sh\n'))
+    return {root, expected}
+  }
+
+  for (const [label, n] of [
+    ['a few files, hashed on this thread', 20],
+    ['enough files for the scan threads', 1_300],
+  ] as const) {
+    it(`${label}: every file once, sorted, with its hash, size and exec bit`, async () => {
+      const {root, expected} = await folder(`f${n}`, n)
+      await symlink('/etc/passwd', path.join(root, 'd000', 'link'))
+      execFileSync('mkfifo', [path.join(root, 'd000', 'fifo')])
+      const skips = {symlinks: [] as string[]}
+      const scan = await scanFolder(root, undefined, 8, skips)
+      assert.equal(scan.length, expected.size)
+      const paths = scan.map((f) => f.path)
+      assert.deepEqual(paths, [...paths].sort())
+      for (const f of scan) {
+        assert.equal(f.sha256, expected.get(f.path), f.path)
+        assert.equal(typeof f.ino, 'number')
+      }
+      assert.equal(scan.find((f) => f.path === 'big.bin')?.size, SMALL_FILE_BYTES * 3 + 17)
+      assert.equal(scan.find((f) => f.path === 'run.sh')?.mode, 0o755)
+      assert.equal(scan.find((f) => f.path === 'd000/f1.bin')?.mode, undefined)
+      assert.deepEqual(skips.symlinks, ['d000/link'])
+    })
+  }
+
+  it('a rescan keeps the records of unchanged files (the same objects) and hashes again only what changed', async () => {
+    const {root, expected} = await folder('again', 600)
+    const first = await scanFolder(root)
+    const previous = new Map(first.map((f) => [f.path, f]))
+    // Changed content and size; a file removed; a file added.
+    await writeFile(path.join(root, 'd001/f60.bin'), 'changed')
+    await unlink(path.join(root, 'd002/f100.bin'))
+    await writeFile(path.join(root, 'd002/new.bin'), 'new')
+    const second = await scanFolder(root, previous)
+    const byPath = new Map(second.map((f) => [f.path, f]))
+    assert.equal(byPath.get('d001/f60.bin')?.sha256, sha('changed'))
+    assert.equal(byPath.get('d002/new.bin')?.sha256, sha('new'))
+    assert.equal(byPath.has('d002/f100.bin'), false)
+    assert.equal(second.length, expected.size)
+    assert.equal(byPath.get('d000/f1.bin'), previous.get('d000/f1.bin'))
+  })
+
+  it('hashFile reads no link, no FIFO and no directory, and records the opened file', async () => {
+    const dir = path.join(work, 'single')
+    await mkdir(dir)
+    const buf = Buffer.alloc(8)
+    await writeFile(path.join(dir, 'a'), 'hello, hashing in small slices')
+    const got = hashFile(path.join(dir, 'a'), buf)
+    assert.equal(got?.sha256, sha('hello, hashing in small slices'))
+    assert.equal(got?.size, 30)
+    await symlink('a', path.join(dir, 'to-a'))
+    assert.equal(hashFile(path.join(dir, 'to-a'), buf), undefined)
+    execFileSync('mkfifo', [path.join(dir, 'fifo')])
+    assert.equal(hashFile(path.join(dir, 'fifo'), buf), undefined) // and did not block
+    assert.equal(hashFile(dir, buf), undefined)
+    assert.equal(hashFile(path.join(dir, 'missing'), buf), undefined)
+    await assert.rejects(sha256File(path.join(dir, 'to-a')), {code: 'ELOOP'})
+  })
+})
