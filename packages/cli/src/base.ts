@@ -91,6 +91,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (!this.jsonEnabled()) process.stderr.write(escapeForTerminal(text, {keep: '\t\n'}) + '\n')
   }
 
+  #json: boolean | undefined
+
+  /** oclif's answer, asked once: it reads the environment each time, and `out` asks for every line. */
+  override jsonEnabled(): boolean {
+    return (this.#json ??= super.jsonEnabled())
+  }
+
   /** Writes a human result to stdout, unless --json is on (then the returned object is the output); escaped as `note` is. */
   protected out(text: string): void {
     if (!this.jsonEnabled()) process.stdout.write(escapeForTerminal(text, {keep: '\t\n'}) + '\n')

@@ -10,7 +10,19 @@ export default class Files extends BaseCommand<typeof Files> {
 
   async run(): Promise<{folder: string; files: Awaited<ReturnType<typeof folderFiles>>}> {
     const files = await folderFiles(this.home, this.args.folder)
-    for (const f of files) this.out(tty`${f.sha256}  ${f.size}\t${f.path}`)
+    // Under --json the document is the output: no line is made only to be dropped (100,000 of them).
+    if (!this.jsonEnabled()) {
+      // Written in slices of lines, not one write per file.
+      let slice = ''
+      for (const f of files) {
+        slice += tty`${f.sha256}  ${f.size}\t${f.path}\n`
+        if (slice.length >= 1 << 16) {
+          this.out(slice.slice(0, -1))
+          slice = ''
+        }
+      }
+      if (slice) this.out(slice.slice(0, -1))
+    }
     return {folder: this.args.folder, files}
   }
 }
