@@ -1,8 +1,7 @@
 // Walks a shared folder and hashes its files, reusing hashes whose size, mtime and inode have not changed.
 import {createHash} from 'node:crypto'
-import {constants, lstatSync} from 'node:fs'
-import {open, opendir} from 'node:fs/promises'
-import path from 'node:path'
+import {constants, lstatSync, opendirSync} from 'node:fs'
+import {open} from 'node:fs/promises'
 import {IGNORE_FILE, IgnoreRules} from './ignore-rules.js'
 import {isReservedName} from './safe-path.js'
 import {hashFile, type HashedFile} from './scan-hash.js'
@@ -48,22 +47,32 @@ export interface ScanSkips {
   emptyDirs?: string[]
 }
 
-async function* walk(root: string, rel: string, rules: IgnoreRules, skips?: ScanSkips): AsyncGenerator<{rel: string; abs: string}> {
-  const dir = await opendir(path.join(root, rel), {bufferSize: 256})
+/**
+ * The folder's files, directory by directory in name order. Each directory is read with
+ * synchronous calls (256 entries a system call); the caller yields to the event loop between
+ * files as it sees fit.
+ */
+function* walk(root: string, rel: string, rules: IgnoreRules, skips?: ScanSkips): Generator<{rel: string; abs: string}> {
+  const base = root.endsWith('/') ? root : `${root}/`
+  const dir = opendirSync(rel === '' ? root : base + rel, {bufferSize: 256})
   const subdirs: string[] = []
   let entries = 0
-  for await (const ent of dir) {
-    if (isIgnoredName(ent.name)) continue
-    const r = rel === '' ? ent.name : `${rel}/${ent.name}`
-    if (!rules.empty || r === IGNORE_NAME) {
-      if (rules.ignores(r, ent.isDirectory())) continue
+  try {
+    for (let ent = dir.readSync(); ent !== null; ent = dir.readSync()) {
+      if (isIgnoredName(ent.name)) continue
+      const r = rel === '' ? ent.name : `${rel}/${ent.name}`
+      if (!rules.empty || r === IGNORE_NAME) {
+        if (rules.ignores(r, ent.isDirectory())) continue
+      }
+      if (ent.isDirectory() || ent.isFile()) entries++
+      if (ent.isDirectory()) subdirs.push(r)
+      else if (ent.isFile()) yield {rel: r, abs: base + r}
+      // Symlinks are not shared (docs/protocol.md §9, "Symlinks"): following one could leave
+      // the folder. They are reported so the user learns of them; sockets and devices are not files.
+      else if (ent.isSymbolicLink()) skips?.symlinks.push(r)
     }
-    if (ent.isDirectory() || ent.isFile()) entries++
-    if (ent.isDirectory()) subdirs.push(r)
-    else if (ent.isFile()) yield {rel: r, abs: path.join(root, r)}
-    // Symlinks are not shared (docs/protocol.md §9, "Symlinks"): following one could leave
-    // the folder. They are reported so the user learns of them; sockets and devices are not files.
-    else if (ent.isSymbolicLink()) skips?.symlinks.push(r)
+  } finally {
+    dir.closeSync()
   }
   // Only leaves: a directory holding an empty one is made by creating that one.
   if (entries === 0 && rel !== '') skips?.emptyDirs?.push(rel)
@@ -124,7 +133,7 @@ export async function scanFolder(
   let slice = performance.now()
   try {
     // The folder's .fpeerignore: ignored files are not part of its structure, so never offered.
-    for await (const {rel, abs} of walk(root, '', rules, skips)) {
+    for (const {rel, abs} of walk(root, '', rules, skips)) {
       if (performance.now() - slice > SLICE_MS) {
         await new Promise((r) => setImmediate(r))
         slice = performance.now()
