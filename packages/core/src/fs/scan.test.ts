@@ -8,6 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {hashFile} from './scan-hash.js'
+import {ScanPool} from './scan-pool.js'
 import {SMALL_FILE_BYTES, scanFolder, sha256File} from './scan.js'
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex')
@@ -68,6 +69,49 @@ describe('scanFolder', () => {
       assert.deepEqual(skips.symlinks, ['d000/link'])
     })
   }
+
+  it('scan threads that cannot start, or that fail a batch, leave the files to this thread: the scan is whole', async () => {
+    const {root, expected} = await folder('threadless', 700)
+    const check = (scan: Awaited<ReturnType<typeof scanFolder>>) => {
+      assert.equal(scan.length, expected.size)
+      for (const f of scan) assert.equal(f.sha256, expected.get(f.path), f.path)
+    }
+    check(
+      await scanFolder(root, undefined, 8, undefined, undefined, () => {
+        throw new Error('no threads here')
+      }),
+    )
+    // The second batch sent fails (a thread that stopped): its files and those after it are hashed here.
+    let sent = 0
+    class Failing extends ScanPool {
+      override async hash(paths: string[]) {
+        if (++sent === 2) throw new Error('a scan thread stopped')
+        return super.hash(paths)
+      }
+    }
+    check(await scanFolder(root, undefined, 8, undefined, undefined, () => new Failing(1)))
+    assert.ok(sent >= 2)
+  })
+
+  it('a pool whose thread ends settles what it held (answered, or E_INTERNAL) and fails every later batch', async () => {
+    const pool = new ScanPool(1)
+    const dir = path.join(work, 'pool')
+    await mkdir(dir)
+    await writeFile(path.join(dir, 'a'), 'a')
+    assert.equal((await pool.hash([path.join(dir, 'a'), path.join(dir, 'none')]))[1], undefined)
+    const held = pool.hash([path.join(dir, 'a')])
+    await pool.close()
+    // Whether the thread answered before it ended is a race; that the batch never hangs is not.
+    assert.ok(
+      ['answered', 'E_INTERNAL'].includes(
+        await held.then(
+          () => 'answered',
+          (e: {code?: string}) => String(e.code),
+        ),
+      ),
+    )
+    await assert.rejects(pool.hash([path.join(dir, 'a')]), {code: 'E_INTERNAL'})
+  })
 
   it('a rescan keeps the records of unchanged files (the same objects) and hashes again only what changed', async () => {
     const {root, expected} = await folder('again', 600)

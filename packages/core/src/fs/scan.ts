@@ -99,7 +99,8 @@ const BATCH_FILES = 256
  * ScanPool, a thread per core, each reading with synchronous calls into its own buffer; a
  * scan with fewer hashes them on this thread (a small file at once, a large one streamed,
  * `concurrency` at a time), yielding to the event loop every few milliseconds, so a serving
- * peer keeps answering meanwhile.
+ * peer keeps answering meanwhile. So are the files of a scan whose threads could not start or
+ * stopped (`threads` makes the pool). The scan is slower then, never incomplete.
  */
 export async function scanFolder(
   root: string,
@@ -107,10 +108,14 @@ export async function scanFolder(
   concurrency = 8,
   skips?: ScanSkips,
   rules: IgnoreRules = IgnoreRules.load(root),
+  threads: () => ScanPool = () => new ScanPool(),
 ): Promise<IndexedFile[]> {
   const out: IndexedFile[] = []
   const pending = new Set<Promise<void>>()
   let pool: ScanPool | undefined
+  // No thread could start, or one stopped: what was meant for them is hashed here instead.
+  let threadless = false
+  const left: Array<{rel: string; abs: string}> = []
   let batch: Array<{rel: string; abs: string}> = []
   const record = (rel: string, f: HashedFile | undefined) => {
     // Unreadable, vanished or no longer a file: not part of the structure until it can be read.
@@ -124,9 +129,25 @@ export async function scanFolder(
   const send = async () => {
     const items = batch
     batch = []
-    pool ??= new ScanPool()
+    if (!pool && !threadless) {
+      try {
+        pool = threads()
+      } catch {
+        threadless = true
+      }
+    }
+    if (!pool || threadless) {
+      for (const it of items) left.push(it)
+      return
+    }
     await track(
-      pool.hash(items.map((it) => it.abs)).then((files) => items.forEach((it, i) => record(it.rel, files[i]))),
+      pool.hash(items.map((it) => it.abs)).then(
+        (files) => items.forEach((it, i) => record(it.rel, files[i])),
+        () => {
+          threadless = true
+          for (const it of items) left.push(it)
+        },
+      ),
       2 * pool.size,
     )
   }
@@ -166,9 +187,10 @@ export async function scanFolder(
     }
     if (pool && batch.length) await send()
     await Promise.all(pending)
-    // Too few to be worth a thread: hashed here.
-    const buf = Buffer.allocUnsafe(batch.length ? SMALL_FILE_BYTES : 0)
-    for (const {rel, abs} of batch) {
+    // Too few to be worth a thread (or no thread to take them): hashed here.
+    const here = left.concat(batch)
+    const buf = Buffer.allocUnsafe(here.length ? SMALL_FILE_BYTES : 0)
+    for (const {rel, abs} of here) {
       if (performance.now() - slice > SLICE_MS) {
         await new Promise((r) => setImmediate(r))
         slice = performance.now()
