@@ -3,6 +3,7 @@ import {opendir, realpath, rm, stat} from 'node:fs/promises'
 import path from 'node:path'
 import {FpeerError, fromLocalError} from './errors.js'
 import {type Identity, PeerId} from './identity.js'
+import type {LandedStat} from './fs/lander.js'
 import type {FolderConfig} from './store/config.js'
 import type {Home} from './store/home.js'
 import {type FileRecord, type PeerRecord, isLive} from './store/peerfile.js'
@@ -158,21 +159,25 @@ export async function requestAndRecord(home: Home, opts: Omit<RequestOptions, 'i
   // A re-request of a folder held here that fails midway replaced some files: their records
   // take the host's versions, so the folder and its records agree (and no rescan takes them
   // for this peer's own edits).
+  // Each file landed here, as it was just before its rename: its record keeps that, not a later look at the path.
+  const landedStats = new WeakMap<FileEntry, LandedStat>()
+  const onLanded = (f: FileEntry, st: LandedStat) => void landedStats.set(f, st)
+  const adopted = (entry: FileEntry) => ({entry, ...versionField(entry), ...(landedStats.has(entry) ? {landed: landedStats.get(entry)} : {})})
   const onPartial = existing
     ? async (landed: FileEntry[]) => {
-        if (landed.length) await new FolderSync(home, existing, identity).adopt(landed.map((entry) => ({entry, ...versionField(entry)})))
+        if (landed.length) await new FolderSync(home, existing, identity).adopt(landed.map(adopted))
       }
     : undefined
   const records = existing ? await new FolderSync(home, existing, identity).records() : undefined
   const recorded = records ? (p: string) => records.get(p)?.sha256 : undefined
-  const result = await requestFolder({...opts, identity, ...(onPartial ? {onPartial} : {}), ...(recorded ? {recorded} : {})})
+  const result = await requestFolder({...opts, identity, onLanded, ...(onPartial ? {onPartial} : {}), ...(recorded ? {recorded} : {})})
   // A dry run records nothing: no share, no peer, no structure.
   if (opts.dryRun) return result
   const folder = await config.share({name: opts.folder, path: result.into})
   // Seed step 17, and the host's versions kept, so later updates compare against them.
   // Not fetched here (ignored, or a name the protocol cannot carry): not recorded as held either.
   const ignored = new Set([...result.ignored, ...result.unsupported])
-  await new FolderSync(home, folder, identity).adopt(result.files.filter((e) => !ignored.has(e.path)).map((entry) => ({entry, ...versionField(entry)})))
+  await new FolderSync(home, folder, identity).adopt(result.files.filter((e) => !ignored.has(e.path)).map(adopted))
   await home.peerfile(opts.folder).addPeer({
     id: PeerId.parse(result.host.id).toString(),
     address: result.host.address,

@@ -1,6 +1,6 @@
 // The Lander's worker thread (fs/lander.ts): lands checked small files with the same no-follow system calls as fetch's landSmall, off the main thread.
 import {randomBytes} from 'node:crypto'
-import {closeSync, constants, futimesSync, openSync, renameSync, unlinkSync, writeSync} from 'node:fs'
+import {closeSync, constants, fstatSync, futimesSync, openSync, renameSync, unlinkSync, writeSync} from 'node:fs'
 import {isMainThread, parentPort} from 'node:worker_threads'
 import type {LandReply, LandRequest} from './lander.js'
 
@@ -22,8 +22,10 @@ function serve(port: NonNullable<typeof parentPort>): void {
   port.on('message', (req: LandRequest) => {
     const data = Buffer.from(req.buf)
     const failures: LandReply['failures'] = []
+    const landed: LandReply['landed'] = []
     req.items.forEach((it, i) => {
       let part: string | undefined
+      let stat: LandReply['landed'][number] = null
       try {
         // O_EXCL|O_NOFOLLOW: a name that exists, a symlink included, is never opened.
         let fd: number | undefined
@@ -45,6 +47,13 @@ function serve(port: NonNullable<typeof parentPort>): void {
               // keeping the peer's mtime is best effort
             }
           }
+          // What landed, as the file itself says (the record takes it, not a later look at the path).
+          try {
+            const st = fstatSync(fd)
+            stat = [st.size, Math.trunc(st.mtimeMs), st.ino]
+          } catch {
+            stat = null
+          }
         } finally {
           closeSync(fd)
         }
@@ -56,6 +65,7 @@ function serve(port: NonNullable<typeof parentPort>): void {
           if (code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST') throw Object.assign(new Error('is a directory here'), {unsafe: true})
           throw err
         }
+        landed[i] = stat
       } catch (err) {
         const e = err as NodeJS.ErrnoException & {unsafe?: boolean}
         failures.push({
@@ -74,7 +84,7 @@ function serve(port: NonNullable<typeof parentPort>): void {
         }
       }
     })
-    port.postMessage({id: req.id, failures} satisfies LandReply)
+    port.postMessage({id: req.id, failures, landed} satisfies LandReply)
   })
 }
 

@@ -10,10 +10,18 @@ export interface LandRequest {
   items: Array<{base: string; prefix: string; name: string; off: number; len: number; mtimeMs?: number; mode: number}>
 }
 
-/** The items of a request that did not land (each part file already removed), by index. */
+/** The items of a request that did not land (each part file already removed), by index; and the fstat of each that did ([size, mtimeMs, ino]; null when unknown). */
 export interface LandReply {
   id: number
   failures: Array<{i: number; message: string; code?: string; syscall?: string; unsafe?: boolean}>
+  landed: Array<[number, number, number] | null>
+}
+
+/** A landed file as its own descriptor said just before it was renamed into place: what the folder's record keeps. */
+export interface LandedStat {
+  size: number
+  mtimeMs: number
+  ino: number
 }
 
 /** A checked file to land: its content, the held directory and the names in it. */
@@ -59,10 +67,11 @@ export class Lander {
   }
 
   /**
-   * Lands `items` in order; resolves with, per item, undefined (landed) or the error that
-   * stopped it (a system error with its code, or E_PATH_UNSAFE for a directory at the target).
+   * Lands `items` in order; resolves with, per item, its LandedStat (landed; undefined when
+   * its fstat failed) or the error that stopped it (a system error with its code, or
+   * E_PATH_UNSAFE for a directory at the target).
    */
-  async land(items: LandItem[]): Promise<Array<Error | undefined>> {
+  async land(items: LandItem[]): Promise<Array<Error | LandedStat | undefined>> {
     if (this.#broken) throw this.#broken
     // One buffer for the request, handed over (not copied): cloning a Buffer that views a
     // socket chunk would copy the whole chunk.
@@ -89,7 +98,10 @@ export class Lander {
       this.#waiting.set(id, {resolve, reject})
       this.#worker.postMessage({id, buf, items: wire} satisfies LandRequest, [buf])
     })
-    const out: Array<Error | undefined> = items.map(() => undefined)
+    const out: Array<Error | LandedStat | undefined> = items.map((_it, i) => {
+      const st = reply.landed[i]
+      return st ? {size: st[0], mtimeMs: st[1], ino: st[2]} : undefined
+    })
     for (const f of reply.failures) {
       const rel = items[f.i]?.rel ?? ''
       out[f.i] = f.unsafe

@@ -5,6 +5,7 @@ import {FpeerError, fromLocalError, isFpeerError} from '../errors.js'
 import {type Identity, PeerId} from '../identity.js'
 import {FolderDirs} from '../fs/folder-dirs.js'
 import {IgnoreRules} from '../fs/ignore-rules.js'
+import type {LandedStat} from '../fs/lander.js'
 import {LocalFileSource} from '../fs/local-source.js'
 import {checkRelativePath, prepareForWrite} from '../fs/safe-path.js'
 import {sha256File} from '../fs/scan.js'
@@ -66,6 +67,8 @@ export interface RequestOptions {
    * that the records of a folder already held here can agree with its disk.
    */
   onPartial?(landed: FileEntry[]): Promise<void>
+  /** A file of the FilesToGet landed here, with its part file's fstat just before the rename: what its record should keep. */
+  onLanded?(file: FileEntry, stat: LandedStat): void
   /** For a folder already held here: the SHA-256 this peer recorded for a path (its last known copy), if any. */
   recorded?(path: string): string | undefined
   /** Called for protocol MANUAL; resolves when the user has placed the files (or throws to stop, resumable). `check` tells which are not in place. */
@@ -467,8 +470,9 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
           // A file holding what this peer last recorded for it (a re-request of a folder held here) is an old copy, not an edit: replaced without a conflict copy.
           const conflictName = (p: string, sha256: string) =>
             opts.recorded?.(p) === sha256 ? undefined : conflictPath({path: p, origin: opts.identity.id.compact, sha256})
-          const done = (f: FileEntry) => {
+          const done = (f: FileEntry, stat?: LandedStat) => {
             landed.push(f)
+            if (stat) opts.onLanded?.(f, stat)
             landedHook?.(f)
           }
           return fetchFiles({

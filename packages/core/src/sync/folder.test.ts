@@ -1,7 +1,7 @@
 // FolderSync on real files: what a rescan turns into versions, and what apply may touch.
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
-import {mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, utimes, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {describe, it} from 'node:test'
@@ -79,6 +79,46 @@ describe('FolderSync.rescan', () => {
       assert.deepEqual(
         (await sync.rescan()).versions.map((v) => v.path),
         ['new.txt'],
+      )
+    } finally {
+      await rm(base, {recursive: true, force: true})
+    }
+  })
+})
+
+describe('FolderSync.adopt (the requester records what it fetched)', () => {
+  const sha = (t: string) => createHash('sha256').update(t).digest('hex')
+
+  it('keeps what landed, not what the path holds when it records: an edit in between is the next rescan’s version', async () => {
+    const base = await mkdtemp(path.join(os.tmpdir(), 'fpeer-sync-'))
+    try {
+      const dir = path.join(base, 'docs')
+      await mkdir(dir)
+      const landedAt = new Date(1_600_000_000_000)
+      for (const n of ['a.txt', 'b.txt']) {
+        await writeFile(path.join(dir, n), 'host')
+        await utimes(path.join(dir, n), landedAt, landedAt)
+      }
+      const st = await stat(path.join(dir, 'a.txt'))
+      const landed = {size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino}
+      // A local program rewrites a.txt (same size) after it landed and before it is recorded.
+      await writeFile(path.join(dir, 'a.txt'), 'edit')
+      await utimes(path.join(dir, 'a.txt'), new Date(), new Date(1_600_000_005_000))
+      const sync = new FolderSync(
+        new Home(path.join(base, 'home')),
+        {name: 'docs', path: dir, open: false, allow: [], createdAt: ''},
+        new Identity(generateKeyPair()),
+      )
+      const entry = (p: string) => ({path: p, sha256: sha('host'), size: 4, mtimeMs: landedAt.getTime()})
+      // b.txt comes with no stat (found in place, or a large file): the path is looked at.
+      await sync.adopt([{entry: entry('a.txt'), landed}, {entry: entry('b.txt')}])
+      const records = await sync.records()
+      assert.equal(records.get('a.txt')?.mtimeMs, landedAt.getTime())
+      assert.equal(records.get('b.txt')?.ino, (await stat(path.join(dir, 'b.txt'))).ino)
+      const {versions} = await sync.rescan()
+      assert.deepEqual(
+        versions.map((v) => [v.path, v.sha256]),
+        [['a.txt', sha('edit')]],
       )
     } finally {
       await rm(base, {recursive: true, force: true})

@@ -10,6 +10,7 @@ import {FolderDirs, setLandedMode} from '../fs/folder-dirs.js'
 import {PART_PREFIX, checkRelativePath} from '../fs/safe-path.js'
 import {IGNORE_FILE, IgnoreRulesCache} from '../fs/ignore-rules.js'
 import {type IndexedFile, type ScanSkips, scanFolder} from '../fs/scan.js'
+import type {LandedStat} from '../fs/lander.js'
 import {hashExisting} from '../transfer/fetch.js'
 import type {FolderConfig} from '../store/config.js'
 import type {Home} from '../store/home.js'
@@ -245,24 +246,31 @@ export class FolderSync {
    * Records the outcome of joining this folder: the entries of the host's FilesToGet,
    * with their versions, as this peer's structure (the files were fetched and checked).
    */
-  adopt(entries: Array<{entry: FileEntry; version?: FileVersion}>): Promise<void> {
+  adopt(entries: Array<{entry: FileEntry; version?: FileVersion; landed?: LandedStat}>): Promise<void> {
     return this.#run(() =>
       this.#withDirs(async (_root, dirs) => {
         const all = await this.peerfile.files()
         const changed: FileRecord[] = []
-        for (const {entry, version} of entries) {
+        for (const {entry, version, landed} of entries) {
           if (version?.deleted) {
             const r: FileRecord = {path: entry.path, size: 0, mtimeMs: version.mtimeMs, sha256: '', version}
             all.set(entry.path, r)
             changed.push(r)
             continue
           }
-          const st = lstatInside(dirs, entry.path)
-          if (!st?.isFile()) continue
+          // Landed here: what the file was just before its rename (a later edit then differs from the
+          // record, and the next scan takes it as a change). Otherwise (found in place, a large
+          // file) what the path holds now.
+          let st: LandedStat | undefined = landed
+          if (!st) {
+            const now = lstatInside(dirs, entry.path)
+            if (!now?.isFile()) continue
+            st = {size: now.size, mtimeMs: Math.trunc(now.mtimeMs), ino: now.ino}
+          }
           const r: FileRecord = {
             path: entry.path,
             size: st.size,
-            mtimeMs: Math.trunc(st.mtimeMs),
+            mtimeMs: st.mtimeMs,
             ino: st.ino,
             sha256: entry.sha256!,
             ...(version ? {version} : {}),

@@ -8,6 +8,7 @@ import {PassThrough} from 'node:stream'
 import {after, before, describe, it} from 'node:test'
 import {isFpeerError} from '../errors.js'
 import {FaultySource, type FaultPlan} from '../conformance/faults.js'
+import type {LandedStat} from '../fs/lander.js'
 import {LocalFileSource} from '../fs/local-source.js'
 import {PART_PREFIX} from '../fs/safe-path.js'
 import {SMALL_FILE_BYTES} from '../fs/scan.js'
@@ -130,8 +131,19 @@ describe('fetchFiles over the in-memory transport', () => {
       const d = await dest()
       const small = ['a.txt', 'dir/b.bin', 'empty']
       const landed = small.map((p, i) => ({...entry(p), mtimeMs: 1_600_000_000_000 + i * 1000, ...(p === 'a.txt' ? {ext: {mode: '755'}} : {})}))
+      const stats = new Map<FileEntry, LandedStat | undefined>()
       await withClient((client) =>
-        fetchFiles({client, batch: true, folder: FOLDER, files: landed, mode: 'land', root: d, concurrency: 2, landerFrom: thread ? 1 : 1e9}),
+        fetchFiles({
+          client,
+          batch: true,
+          folder: FOLDER,
+          files: landed,
+          mode: 'land',
+          root: d,
+          concurrency: 2,
+          landerFrom: thread ? 1 : 1e9,
+          onFileDone: (f, st) => stats.set(f, st),
+        }),
       )
       assert.deepEqual(await tree(d), [...small].sort())
       for (const f of landed) {
@@ -139,6 +151,8 @@ describe('fetchFiles over the in-memory transport', () => {
         const st = await stat(path.join(d, f.path))
         assert.equal(Math.trunc(st.mtimeMs), f.mtimeMs, `mtime of ${f.path}`)
         assert.equal((st.mode & 0o100) !== 0, f.path === 'a.txt', `mode of ${f.path}`)
+        // Each is reported with the landed file's own stat (what the folder's record keeps).
+        assert.deepEqual(stats.get(f), {size: st.size, mtimeMs: f.mtimeMs, ino: st.ino}, `stat of ${f.path}`)
       }
       // A directory appears at a target after the landing was prepared (its directory is new: no look there).
       const e = await dest()

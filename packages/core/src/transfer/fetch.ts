@@ -1,11 +1,11 @@
 // Fetching a file list from a peer: bounded concurrency, hash while streaming, land atomically or only verify.
 import {createHash, hash as hashOnce} from 'node:crypto'
-import {closeSync, createReadStream, futimesSync, readSync, writeSync, writev} from 'node:fs'
+import {closeSync, createReadStream, fstatSync, futimesSync, readSync, writeSync, writev} from 'node:fs'
 import path from 'node:path'
 import {promisify} from 'node:util'
 import {FpeerError, fromSystemError, isFpeerError, isLocalWriteError} from '../errors.js'
 import {type Dir, FolderDirs, execMode, findPart, landedMode, partPrefix, setLandedMode} from '../fs/folder-dirs.js'
-import {type LandItem, Lander} from '../fs/lander.js'
+import {type LandItem, type LandedStat, Lander} from '../fs/lander.js'
 import {checkRelativePath} from '../fs/safe-path.js'
 import {SMALL_FILE_BYTES} from '../fs/scan.js'
 import {isAbortError, isRetryable, isUnsupported, mapNetworkError} from '../net/errors-map.js'
@@ -44,9 +44,12 @@ export interface FetchOptions {
   onEvent?(ev: FetchEvent): void
   /**
    * Called with each file of `files` once it is in place (or checked, in verify mode), or was
-   * found there already: the entry itself, so a caller needs no map from path to entry.
+   * found there already: the entry itself, so a caller needs no map from path to entry. A
+   * small file landed here comes with the fstat its part file had just before the rename
+   * (`landed`): what a record of it should keep, since the path may change again before the
+   * caller looks.
    */
-  onFileDone?(file: FileEntry): void
+  onFileDone?(file: FileEntry, landed?: LandedStat): void
   /**
    * A differing local file at a target is kept under this name (in its directory) before
    * the peer's version replaces it; without it, it is replaced. Given the path and the
@@ -434,8 +437,9 @@ async function attemptSmall(opts: FetchOptions, file: FileEntry, expected: strin
  * the caller checks the directory's place before the first and after the last of its
  * renames (Dir.renameInPlace), and reports none of them landed before that.
  */
-function landSmall(content: Buffer, file: FileEntry, landing: Landing, bracketed = false): void {
+function landSmall(content: Buffer, file: FileEntry, landing: Landing, bracketed = false): LandedStat | undefined {
   const {fd, name: part} = landing.dir.createExclusive(landing.prefix, undefined, file.ext?.mode === '755' ? execMode() : landedMode())
+  let stat: LandedStat | undefined
   try {
     for (let off = 0; off < content.length; ) off += writeSync(fd, content, off, content.length - off)
     if (file.mtimeMs !== undefined) {
@@ -445,6 +449,7 @@ function landSmall(content: Buffer, file: FileEntry, landing: Landing, bracketed
         // keeping the peer's mtime is best effort, as for large files
       }
     }
+    stat = statOf(fd)
     closeSync(fd)
   } catch (err) {
     closeSync(fd)
@@ -457,6 +462,17 @@ function landSmall(content: Buffer, file: FileEntry, landing: Landing, bracketed
   } catch (err) {
     dropPart(landing, part)
     throw err
+  }
+  return stat
+}
+
+/** The size, mtime and inode of an open file, or undefined when fstat fails (the caller then looks at the path). */
+function statOf(fd: number): LandedStat | undefined {
+  try {
+    const st = fstatSync(fd)
+    return {size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino}
+  } catch {
+    return undefined
   }
 }
 
@@ -556,11 +572,11 @@ async function fetchBatchInto(
     // directory's place is checked before its first rename here and again before any of
     // them is reported (counted, announced as landed), not twice per file.
     const placed = new Set<Dir>()
-    let unreported: FileEntry[] = []
+    let unreported: Array<{file: FileEntry; stat?: LandedStat | undefined}> = []
     const report = () => {
       for (const d of placed) d.verifyPlace()
       placed.clear()
-      for (const f of unreported) reportDone(opts, result, f)
+      for (const u of unreported) reportDone(opts, result, u.file, u.stat)
       unreported = []
     }
     // Files handed to the lander: sent LAND_CHUNK at a time while the rest arrive, all
@@ -578,11 +594,11 @@ async function fetchBatchInto(
       landing.push(
         state.lander!.land(items).then(
           (outcomes) =>
-            outcomes.forEach((err, i) => {
+            outcomes.forEach((outcome, i) => {
               const f = landed[i]!
-              if (!err) return void unreported.push(f)
+              if (!(outcome instanceof Error)) return void unreported.push({file: f, stat: outcome})
               done.delete(f.path)
-              landFailure ??= fetchError(err, opts, f)
+              landFailure ??= fetchError(outcome, opts, f)
             }),
           // The thread itself failed (it could not start, or died): these files, and all
           // after them, land here instead, as they would without it.
@@ -591,8 +607,7 @@ async function fetchBatchInto(
             items.forEach((it, i) => {
               const f = landed[i]!
               try {
-                landSmall(it.data, f, {dir: it.dir, name: it.name, prefix: it.prefix}, true)
-                unreported.push(f)
+                unreported.push({file: f, stat: landSmall(it.data, f, {dir: it.dir, name: it.name, prefix: it.prefix}, true)})
               } catch (err) {
                 done.delete(f.path)
                 landFailure ??= fetchError(err, opts, f)
@@ -647,13 +662,14 @@ async function fetchBatchInto(
           if (toLand.length >= LAND_CHUNK) sendLand()
           continue
         }
+        let stat
         try {
-          landSmall(item.data, file, t, true)
+          stat = landSmall(item.data, file, t, true)
         } catch (err) {
           done.delete(file.path)
           throw fetchError(err, opts, file)
         }
-        unreported.push(file)
+        unreported.push({file, stat})
       }
       await settleLanding()
       if (landFailure) throw landFailure
@@ -682,12 +698,12 @@ async function fetchBatchInto(
 }
 
 /** Counts a batch's file as fetched and tells the caller, once it is in place (or checked, in verify mode). */
-function reportDone(opts: FetchOptions, result: FetchResult, file: FileEntry): void {
+function reportDone(opts: FetchOptions, result: FetchResult, file: FileEntry, stat?: LandedStat): void {
   result.fetched++
   result.bytes += file.size!
   opts.onEvent?.({event: 'bytes', path: file.path, bytes: file.size!})
   opts.onEvent?.({event: 'file-done', path: file.path, size: file.size!, skipped: false})
-  opts.onFileDone?.(file)
+  opts.onFileDone?.(file, stat)
 }
 
 async function runSingle(opts: FetchOptions, state: FetchState, file: FileEntry, result: FetchResult): Promise<void> {
