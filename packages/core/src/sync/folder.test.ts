@@ -124,6 +124,31 @@ describe('FolderSync.adopt (the requester records what it fetched)', () => {
       await rm(base, {recursive: true, force: true})
     }
   })
+
+  it('a file deleted between its landing and the record is recorded as landed, and the next rescan makes the deletion a version', async () => {
+    const base = await mkdtemp(path.join(os.tmpdir(), 'fpeer-sync-'))
+    try {
+      const dir = path.join(base, 'docs')
+      await mkdir(dir)
+      await writeFile(path.join(dir, 'gone.txt'), 'host')
+      const st = await stat(path.join(dir, 'gone.txt'))
+      await rm(path.join(dir, 'gone.txt'))
+      const sync = new FolderSync(
+        new Home(path.join(base, 'home')),
+        {name: 'docs', path: dir, open: false, allow: [], createdAt: ''},
+        new Identity(generateKeyPair()),
+      )
+      const entry = {path: 'gone.txt', sha256: sha('host'), size: 4, mtimeMs: Math.trunc(st.mtimeMs)}
+      await sync.adopt([{entry, landed: {size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino}}])
+      assert.equal((await sync.records()).get('gone.txt')?.sha256, sha('host'))
+      assert.deepEqual(
+        (await sync.rescan()).versions.map((v) => [v.path, v.deleted]),
+        [['gone.txt', true]],
+      )
+    } finally {
+      await rm(base, {recursive: true, force: true})
+    }
+  })
 })
 
 describe('FolderSync.apply on a folder with links and names of its own', () => {
