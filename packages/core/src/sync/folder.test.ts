@@ -11,18 +11,26 @@ import {Home} from '../store/home.js'
 import {type ContentFetcher, FolderSync} from './folder.js'
 import {conflictPath, signVersion} from './version.js'
 
+/** A fresh folder `docs` and a home in a temp dir, the folder's FolderSync, and the temp dir removed after `fn`. */
+async function inFolder(fn: (dir: string, sync: FolderSync) => Promise<void>): Promise<void> {
+  const base = await mkdtemp(path.join(os.tmpdir(), 'fpeer-sync-'))
+  try {
+    const dir = path.join(base, 'docs')
+    await mkdir(dir)
+    await fn(
+      dir,
+      new FolderSync(new Home(path.join(base, 'home')), {name: 'docs', path: dir, open: false, allow: [], createdAt: ''}, new Identity(generateKeyPair())),
+    )
+  } finally {
+    await rm(base, {recursive: true, force: true})
+  }
+}
+
 describe('FolderSync.rescan', () => {
   it('turns each deleted file into one deletion, also beside an old tombstone, and a quiet rescan into none', async () => {
-    const base = await mkdtemp(path.join(os.tmpdir(), 'fpeer-sync-'))
-    try {
-      const dir = path.join(base, 'docs')
-      await mkdir(path.join(dir, 'd'), {recursive: true})
+    await inFolder(async (dir, sync) => {
+      await mkdir(path.join(dir, 'd'))
       for (const n of ['a.txt', 'b.txt', 'd/c.txt']) await writeFile(path.join(dir, n), n)
-      const sync = new FolderSync(
-        new Home(path.join(base, 'home')),
-        {name: 'docs', path: dir, open: false, allow: [], createdAt: ''},
-        new Identity(generateKeyPair()),
-      )
       await sync.rescan()
       await rm(path.join(dir, 'b.txt'))
       assert.deepEqual(
@@ -36,22 +44,12 @@ describe('FolderSync.rescan', () => {
         ['d/c.txt', true],
         ['e.txt', false],
       ])
-    } finally {
-      await rm(base, {recursive: true, force: true})
-    }
+    })
   })
 
   it('records a folder’s first content as the original and later changes as signed versions', async () => {
-    const base = await mkdtemp(path.join(os.tmpdir(), 'fpeer-sync-'))
-    try {
-      const dir = path.join(base, 'docs')
-      await mkdir(dir)
+    await inFolder(async (dir, sync) => {
       await writeFile(path.join(dir, 'a.txt'), 'one')
-      const sync = new FolderSync(
-        new Home(path.join(base, 'home')),
-        {name: 'docs', path: dir, open: false, allow: [], createdAt: ''},
-        new Identity(generateKeyPair()),
-      )
       assert.deepEqual((await sync.rescan()).versions, [])
       await writeFile(path.join(dir, 'a.txt'), 'two')
       const {versions} = await sync.rescan()
@@ -59,30 +57,18 @@ describe('FolderSync.rescan', () => {
         versions.map((v) => [v.path, v.deleted, v.lamport]),
         [['a.txt', false, 1]],
       )
-    } finally {
-      await rm(base, {recursive: true, force: true})
-    }
+    })
   })
 
   it('files added to a folder that was shared empty become versions too', async () => {
-    const base = await mkdtemp(path.join(os.tmpdir(), 'fpeer-sync-'))
-    try {
-      const dir = path.join(base, 'docs')
-      await mkdir(dir)
-      const sync = new FolderSync(
-        new Home(path.join(base, 'home')),
-        {name: 'docs', path: dir, open: false, allow: [], createdAt: ''},
-        new Identity(generateKeyPair()),
-      )
+    await inFolder(async (dir, sync) => {
       assert.deepEqual((await sync.rescan()).versions, [])
       await writeFile(path.join(dir, 'new.txt'), 'hello')
       assert.deepEqual(
         (await sync.rescan()).versions.map((v) => v.path),
         ['new.txt'],
       )
-    } finally {
-      await rm(base, {recursive: true, force: true})
-    }
+    })
   })
 })
 
@@ -90,10 +76,7 @@ describe('FolderSync.adopt (the requester records what it fetched)', () => {
   const sha = (t: string) => createHash('sha256').update(t).digest('hex')
 
   it('keeps what landed, not what the path holds when it records: an edit in between is the next rescan’s version', async () => {
-    const base = await mkdtemp(path.join(os.tmpdir(), 'fpeer-sync-'))
-    try {
-      const dir = path.join(base, 'docs')
-      await mkdir(dir)
+    await inFolder(async (dir, sync) => {
       const landedAt = new Date(1_600_000_000_000)
       for (const n of ['a.txt', 'b.txt']) {
         await writeFile(path.join(dir, n), 'host')
@@ -104,11 +87,6 @@ describe('FolderSync.adopt (the requester records what it fetched)', () => {
       // A local program rewrites a.txt (same size) after it landed and before it is recorded.
       await writeFile(path.join(dir, 'a.txt'), 'edit')
       await utimes(path.join(dir, 'a.txt'), new Date(), new Date(1_600_000_005_000))
-      const sync = new FolderSync(
-        new Home(path.join(base, 'home')),
-        {name: 'docs', path: dir, open: false, allow: [], createdAt: ''},
-        new Identity(generateKeyPair()),
-      )
       const entry = (p: string) => ({path: p, sha256: sha('host'), size: 4, mtimeMs: landedAt.getTime()})
       // b.txt comes with no stat (found in place, or a large file): the path is looked at.
       await sync.adopt([{entry: entry('a.txt'), landed}, {entry: entry('b.txt')}])
@@ -120,24 +98,14 @@ describe('FolderSync.adopt (the requester records what it fetched)', () => {
         versions.map((v) => [v.path, v.sha256]),
         [['a.txt', sha('edit')]],
       )
-    } finally {
-      await rm(base, {recursive: true, force: true})
-    }
+    })
   })
 
   it('a file deleted between its landing and the record is recorded as landed, and the next rescan makes the deletion a version', async () => {
-    const base = await mkdtemp(path.join(os.tmpdir(), 'fpeer-sync-'))
-    try {
-      const dir = path.join(base, 'docs')
-      await mkdir(dir)
+    await inFolder(async (dir, sync) => {
       await writeFile(path.join(dir, 'gone.txt'), 'host')
       const st = await stat(path.join(dir, 'gone.txt'))
       await rm(path.join(dir, 'gone.txt'))
-      const sync = new FolderSync(
-        new Home(path.join(base, 'home')),
-        {name: 'docs', path: dir, open: false, allow: [], createdAt: ''},
-        new Identity(generateKeyPair()),
-      )
       const entry = {path: 'gone.txt', sha256: sha('host'), size: 4, mtimeMs: Math.trunc(st.mtimeMs)}
       await sync.adopt([{entry, landed: {size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino}}])
       assert.equal((await sync.records()).get('gone.txt')?.sha256, sha('host'))
@@ -145,9 +113,7 @@ describe('FolderSync.adopt (the requester records what it fetched)', () => {
         (await sync.rescan()).versions.map((v) => [v.path, v.deleted]),
         [['gone.txt', true]],
       )
-    } finally {
-      await rm(base, {recursive: true, force: true})
-    }
+    })
   })
 })
 
