@@ -1,6 +1,6 @@
 // Hashing one file for a scan, the same way on the main thread and in a scan thread (fs/scan-pool.ts).
 import {createHash} from 'node:crypto'
-import {closeSync, constants, fstatSync, openSync, readSync} from 'node:fs'
+import {type Stats, closeSync, constants, createReadStream, fstatSync, openSync, readSync} from 'node:fs'
 
 /** What a scan learns of one file: its state as opened, and the SHA-256 of exactly `size` bytes. */
 export interface HashedFile {
@@ -47,4 +47,83 @@ export function hashFile(abs: string, buf: Buffer): HashedFile | undefined {
   } finally {
     closeSync(fd)
   }
+}
+
+/** What hashSteady read: a size and hash that always describe the same bytes, and the file's state before reading. */
+export interface SteadyHash {
+  /** Bytes hashed: the size a version signed from this must carry. */
+  size: number
+  sha256: string
+  /** The mtime fstat gave before the read (truncated to ms): a change during or after the read moves it, so the next scan reads the file again. */
+  mtimeMs: number
+  ino: number
+  mode: number
+  /** The file held still while read: same size and times before and after, and exactly that many bytes. */
+  steady: boolean
+}
+
+/** Reads at most `before.size + 1` bytes from the start of `fd`: one more than fstat said shows a file that grew. */
+async function hashOpen(fd: number, before: Stats): Promise<{size: number; sha256: string}> {
+  const hash = createHash('sha256')
+  let size = 0
+  if (before.size < 256 * 1024) {
+    const buf = Buffer.allocUnsafe(before.size + 1)
+    for (let n = -1; size < buf.length && n !== 0; size += n) {
+      n = readSync(fd, buf, size, buf.length - size, size)
+    }
+    hash.update(buf.subarray(0, size))
+  } else {
+    for await (const chunk of createReadStream('', {fd, start: 0, end: before.size, highWaterMark: 1 << 20, autoClose: false})) {
+      hash.update(chunk as Buffer)
+      size += (chunk as Buffer).length
+    }
+  }
+  return {size, sha256: hash.digest('hex')}
+}
+
+/**
+ * Hashes a file that a writer may be changing, for a version to be signed from it: `open`
+ * gives a descriptor (opened without following a link) and its fstat. The size returned is
+ * always the number of bytes hashed, never a size seen at another moment: a version whose
+ * size and hash describe different contents can be fetched by no peer, and keeps being
+ * offered. A file that did not hold still is read again, up to `tries` times; after that
+ * what was read last is returned with `steady` false (the caller records it under the mtime
+ * seen before that read, so the next scan reads the file again). Undefined when `open` throws
+ * (gone, not a regular file, unreadable).
+ */
+export async function hashSteady(open: () => {fd: number; st: Stats}, tries = 3): Promise<SteadyHash | undefined> {
+  for (let attempt = 1; ; attempt++) {
+    let opened
+    try {
+      opened = open()
+    } catch {
+      return undefined
+    }
+    const {fd, st} = opened
+    try {
+      const {size, sha256} = await hashOpen(fd, st)
+      const after = fstatSync(fd)
+      const steady = size === st.size && after.size === st.size && after.mtimeMs === st.mtimeMs && after.ctimeMs === st.ctimeMs
+      if (steady || attempt >= tries) return {size, sha256, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, mode: st.mode, steady}
+    } catch {
+      return undefined
+    } finally {
+      closeSync(fd)
+    }
+  }
+}
+
+/** hashSteady of a path: opened without following a link at its last step, never blocking on a FIFO. */
+export function hashSteadyPath(abs: string, tries = 3): Promise<SteadyHash | undefined> {
+  return hashSteady(() => {
+    const fd = openSync(abs, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+    try {
+      const st = fstatSync(fd)
+      if (!st.isFile()) throw new Error('not a regular file')
+      return {fd, st}
+    } catch (err) {
+      closeSync(fd)
+      throw err
+    }
+  }, tries)
 }

@@ -2,12 +2,12 @@
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
 import {execFileSync} from 'node:child_process'
-import {mkdirSync, writeFileSync} from 'node:fs'
+import {fstatSync, mkdirSync, openSync, writeFileSync} from 'node:fs'
 import {chmod, mkdir, mkdtemp, realpath, rm, symlink, unlink, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {hashFile} from './scan-hash.js'
+import {hashFile, hashSteady, hashSteadyPath} from './scan-hash.js'
 import {ScanPool} from './scan-pool.js'
 import {SMALL_FILE_BYTES, scanFolder, sha256File} from './scan.js'
 
@@ -145,5 +145,51 @@ describe('scanFolder', () => {
     assert.equal(hashFile(dir, buf), undefined)
     assert.equal(hashFile(path.join(dir, 'missing'), buf), undefined)
     await assert.rejects(sha256File(path.join(dir, 'to-a')), {code: 'ELOOP'})
+  })
+
+  for (const [label, before, afterwards] of [
+    ['small', 'x'.repeat(29), 'x'.repeat(29) + 'edit 1371\n'],
+    ['large', Buffer.alloc(SMALL_FILE_BYTES + 5, 'a'), Buffer.alloc(SMALL_FILE_BYTES + 99, 'b')],
+    ['truncated', 'a longer first content', ''],
+  ] as const) {
+    it(`hashSteady (${label}): a file written between the fstat and the read gives a size and hash of the same bytes, steady on a second read`, async () => {
+      const dir = path.join(work, `steady-${label}`)
+      await mkdir(dir)
+      const file = path.join(dir, 'f')
+      await writeFile(file, before)
+      // Each open sees the file, then a writer changes it before the read: once (read again, steady), or every time.
+      const openThenWrite = (times: number) => {
+        let n = 0
+        return () => {
+          const fd = openSync(file, 'r')
+          const st = fstatSync(fd)
+          if (n++ < times) writeFileSync(file, n % 2 ? afterwards : before)
+          return {fd, st}
+        }
+      }
+      const once = await hashSteady(openThenWrite(1))
+      assert.equal(once?.steady, true)
+      assert.equal(once?.size, Buffer.byteLength(afterwards))
+      assert.equal(once?.sha256, sha(afterwards))
+      // Never still: what was read last, with a size that is that read's length (at most one byte past the fstat's size).
+      await writeFile(file, before)
+      const never = await hashSteady(openThenWrite(3), 3)
+      assert.equal(never?.steady, false)
+      const read = Buffer.from(afterwards).subarray(0, Buffer.byteLength(before) + 1)
+      assert.equal(never?.size, read.length)
+      assert.equal(never?.sha256, sha(read))
+      // A quiet file: one read.
+      assert.deepEqual(await hashSteadyPath(file).then((h) => [h?.steady, h?.size, h?.sha256]), [true, Buffer.byteLength(afterwards), sha(afterwards)])
+    })
+  }
+
+  it('hashSteadyPath reads no link, no FIFO and no directory', async () => {
+    const dir = path.join(work, 'steady-refuses')
+    await mkdir(dir)
+    await writeFile(path.join(dir, 'a'), 'a')
+    await symlink('a', path.join(dir, 'to-a'))
+    execFileSync('mkfifo', [path.join(dir, 'fifo')])
+    for (const n of ['to-a', 'fifo', 'missing']) assert.equal(await hashSteadyPath(path.join(dir, n)), undefined, n)
+    assert.equal(await hashSteadyPath(dir), undefined)
   })
 })

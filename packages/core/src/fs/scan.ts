@@ -4,7 +4,7 @@ import {constants, lstatSync, opendirSync} from 'node:fs'
 import {open} from 'node:fs/promises'
 import {IGNORE_FILE, IgnoreRules} from './ignore-rules.js'
 import {isReservedName} from './safe-path.js'
-import {hashFile, type HashedFile} from './scan-hash.js'
+import {hashFile, hashSteadyPath, type HashedFile} from './scan-hash.js'
 import {ScanPool} from './scan-pool.js'
 
 /** One file of a folder's file structure. */
@@ -206,14 +206,14 @@ export async function scanFolder(
         record(rel, hashFile(abs, buf))
         continue
       }
-      const mtimeMs = Math.trunc(st.mtimeMs)
-      const {ino, size} = st
-      const mode = keptMode(st)
+      // Size, times and hash from one descriptor: a size seen by the lstat above and a hash of what
+      // a writer left a moment later would make a version no peer can fetch.
       await track(
-        sha256File(abs).then(
-          (sha256) => void out.push({path: rel, size, mtimeMs, sha256, ino, ...(mode ? {mode} : {})}),
-          () => {}, // unreadable or vanished, as above
-        ),
+        hashSteadyPath(abs).then((h) => {
+          if (!h) return // unreadable, vanished or replaced, as above
+          const mode = keptMode(h)
+          out.push({path: rel, size: h.size, mtimeMs: h.mtimeMs, sha256: h.sha256, ino: h.ino, ...(mode ? {mode} : {})})
+        }),
         concurrency,
       )
     }

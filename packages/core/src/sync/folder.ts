@@ -10,8 +10,8 @@ import {FolderDirs, setLandedMode} from '../fs/folder-dirs.js'
 import {PART_PREFIX, checkRelativePath} from '../fs/safe-path.js'
 import {IGNORE_FILE, IgnoreRulesCache} from '../fs/ignore-rules.js'
 import {type IndexedFile, type ScanSkips, scanFolder} from '../fs/scan.js'
+import {type SteadyHash, hashSteady} from '../fs/scan-hash.js'
 import type {LandedStat} from '../fs/lander.js'
-import {hashExisting} from '../transfer/fetch.js'
 import type {FolderConfig} from '../store/config.js'
 import type {Home} from '../store/home.js'
 import {type FileRecord, type Peerfile, isLive} from '../store/peerfile.js'
@@ -201,7 +201,11 @@ export class FolderSync {
     for (const f of scan) {
       const prev = all.get(f.path)
       if (prev && isLive(prev)) found++
-      if (prev && isLive(prev) && prev.sha256 === f.sha256) {
+      // Same content: the record is brought up to date, the version kept. Unless that version names
+      // another size than the content it hashes (signed from a size seen at one moment and a hash
+      // read at another, before fpeer hashed both from one read): no peer could ever fetch it, so it
+      // is replaced by a new one.
+      if (prev && isLive(prev) && prev.sha256 === f.sha256 && (!prev.version || prev.version.size === f.size)) {
         if (prev.size !== f.size || prev.mtimeMs !== f.mtimeMs || prev.ino !== f.ino || prev.mode !== f.mode) {
           const r = {...f, ...(prev.version ? {version: prev.version} : {})}
           all.set(f.path, r)
@@ -447,30 +451,33 @@ export class FolderSync {
         }
         for (const l of landed) {
           await slice.tick()
-          const st = lstatInside(dirs, l.path)
-          if (!st?.isFile()) throw new FpeerError('E_IO', `${l.path} did not land`)
-          let version = l.version
-          let sha = version?.sha256
-          if (!version) {
-            // A conflict copy: new here, so it is our change, signed by us like any other.
-            sha = await hashInside(dirs, l.path)
+          const landedVersion = l.version
+          let r: FileRecord
+          if (landedVersion) {
+            const st = lstatInside(dirs, l.path)
+            if (!st?.isFile()) throw new FpeerError('E_IO', `${l.path} did not land`)
+            r = {path: l.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: landedVersion.sha256, version: landedVersion}
+          } else {
+            // A conflict copy: new here, so it is our change, signed by us like any other, from one read.
+            const h = await hashSteadyInside(dirs, l.path)
+            if (!h) throw new FpeerError('E_IO', `${l.path} did not land`)
             clock++
-            version = signVersion(
+            const version = signVersion(
               this.folder.name,
               {
                 path: l.path,
                 deleted: false,
-                sha256: sha,
-                size: st.size,
-                mtimeMs: Math.trunc(st.mtimeMs),
+                sha256: h.sha256,
+                size: h.size,
+                mtimeMs: h.mtimeMs,
                 lamport: clock,
                 vv: {...all.get(l.path)?.version?.vv, [this.#identity.id.compact]: clock},
               },
               this.#identity,
             )
             result.created.push(version)
+            r = {path: l.path, size: h.size, mtimeMs: h.mtimeMs, ino: h.ino, sha256: h.sha256, version}
           }
-          const r: FileRecord = {path: l.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: sha!, version}
           all.set(l.path, r)
           changed.push(r)
         }
@@ -532,9 +539,14 @@ export class FolderSync {
         if (!st?.isFile()) continue
         const mtimeMs = Math.trunc(st.mtimeMs)
         const unchanged = rec && isLive(rec) && rec.size === st.size && rec.mtimeMs === mtimeMs && rec.ino === st.ino
-        const sha = unchanged ? rec.sha256 : await hashInside(dirs, v.path).catch(() => undefined)
-        if (sha !== v.sha256) continue
-        r = {path: v.path, size: st.size, mtimeMs, ino: st.ino, sha256: sha, version: v}
+        if (unchanged) {
+          if (rec.sha256 !== v.sha256) continue
+          r = {path: v.path, size: st.size, mtimeMs, ino: st.ino, sha256: rec.sha256, version: v}
+        } else {
+          const h = await hashSteadyInside(dirs, v.path).catch(() => undefined)
+          if (h?.sha256 !== v.sha256) continue
+          r = {path: v.path, size: h.size, mtimeMs: h.mtimeMs, ino: h.ino, sha256: h.sha256, version: v}
+        }
       }
       all.set(v.path, r)
       changed.push(r)
@@ -564,15 +576,18 @@ export class FolderSync {
       if ((!rec || !isLive(rec)) && !onDisk) continue
       if (rec && isLive(rec) && !onDisk) continue // deleted locally: the next rescan records it; nothing to protect
       if (!onDisk) continue
-      const sha = await hashInside(dirs, p)
-      if (rec && isLive(rec) && rec.sha256 === sha) continue
+      // Size and hash of one read (the lstat above may predate a writer's last write: a version
+      // signed from both would name a size its content does not have, and no peer could fetch it).
+      const h = await hashSteadyInside(dirs, p)
+      if (!h) throw new FpeerError('E_IO', `cannot read ${p}`)
+      if (rec && isLive(rec) && rec.sha256 === h.sha256 && (!rec.version || rec.version.size === h.size)) continue
       clock++
       const v = signVersion(
         this.folder.name,
-        {path: p, deleted: false, sha256: sha, size: st!.size, mtimeMs: Math.trunc(st!.mtimeMs), lamport: clock, vv: {...rec?.version?.vv, [me]: clock}},
+        {path: p, deleted: false, sha256: h.sha256, size: h.size, mtimeMs: h.mtimeMs, lamport: clock, vv: {...rec?.version?.vv, [me]: clock}},
         this.#identity,
       )
-      const r: FileRecord = {path: p, size: st!.size, mtimeMs: Math.trunc(st!.mtimeMs), ino: st!.ino, sha256: sha, version: v}
+      const r: FileRecord = {path: p, size: h.size, mtimeMs: h.mtimeMs, ino: h.ino, sha256: h.sha256, version: v}
       all.set(p, r)
       changed.push(r)
       result.created.push(v)
@@ -638,14 +653,12 @@ function lstatInside(dirs: FolderDirs, rel: string): Stats | undefined {
   }
 }
 
-/** The SHA-256 of the regular file at `rel`, opened without following links. */
-async function hashInside(dirs: FolderDirs, rel: string): Promise<string> {
+/** hashSteady of the regular file at `rel`, opened without following links: a size and a hash of the same bytes. */
+async function hashSteadyInside(dirs: FolderDirs, rel: string): Promise<SteadyHash | undefined> {
   const {parent, name} = split(rel)
   const dir = dirs.need(parent, false)
   try {
-    const sha = await hashExisting(dir, name)
-    if (!sha) throw new FpeerError('E_IO', `cannot read ${rel}`)
-    return sha
+    return await hashSteady(() => dir.openFile(name))
   } finally {
     dir.release()
   }
