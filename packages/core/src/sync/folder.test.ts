@@ -284,6 +284,34 @@ describe('FolderSync.apply on a folder with links and names of its own', () => {
       await rm(base, {recursive: true, force: true})
     }
   })
+
+  it('versions it holds already are skipped before their paths are looked at: an unscanned edit of one is left to the rescan, an edit of a path that changes is kept', async () => {
+    const {base, dir, sync} = await setup()
+    try {
+      const held = version('b.txt', 'b from there\n')
+      await sync.apply([held], fetcher({'b.txt': 'b from there\n'}))
+      // Local edits the journal has not seen: of a path the next update skips, and of one it changes.
+      await writeFile(path.join(dir, 'b.txt'), 'b edited here\n')
+      await writeFile(path.join(dir, 'a.txt'), 'a edited here\n')
+      const r = await sync.apply([held, version('a.txt', 'a from there\n')], fetcher({'a.txt': 'a from there\n'}))
+      // a.txt was caught up (our version, then theirs wins with our edit as a conflict copy); b.txt not looked at.
+      assert.deepEqual(
+        r.created.map((v) => v.path).filter((p) => !p.includes('conflict')),
+        ['a.txt'],
+      )
+      assert.equal(r.conflicts.length, 1)
+      assert.equal(await readFile(path.join(dir, r.conflicts[0]!), 'utf8'), 'a edited here\n')
+      assert.equal(await readFile(path.join(dir, 'b.txt'), 'utf8'), 'b edited here\n')
+      // The rescan makes the b.txt edit our version, a successor of the one held.
+      const {versions} = await sync.rescan()
+      assert.deepEqual(
+        versions.map((v) => [v.path, v.sha256, (v.vv[held.origin] ?? 0) >= held.lamport]),
+        [['b.txt', sha('b edited here\n'), true]],
+      )
+    } finally {
+      await rm(base, {recursive: true, force: true})
+    }
+  })
 })
 
 describe('FolderSync after an apply cut short (kill -9 between landing and recording)', () => {

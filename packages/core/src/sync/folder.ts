@@ -312,6 +312,12 @@ export class FolderSync {
           this.#log?.info('ignored incoming file', {folder: this.folder.name, path: v.path})
           return false
         })
+        // What we hold already, or something newer that knew of it, is skipped now: a catch-up
+        // offers the peer's whole structure, and looking at each of its paths on disk below (under
+        // the folder's lock, with every other pull and push waiting) made a restarted hub's
+        // exchanges cost a system call per file of the folder per peer. Catching up a local edit
+        // only adds a newer version of ours, so a version skipped here would be skipped after it too.
+        incoming = incoming.filter((v) => decide(all.get(v.path)?.version, v).action !== 'skip')
         // A local edit not yet scanned must not be overwritten unseen: scan the paths first.
         await this.#catchUpLocal(
           dirs,
