@@ -585,7 +585,11 @@ export class FolderSync {
       // Size and hash of one read (the lstat above may predate a writer's last write: a version
       // signed from both would name a size its content does not have, and no peer could fetch it).
       const h = await hashSteadyInside(dirs, p)
-      if (!h) throw new FpeerError('E_IO', `cannot read ${p}`)
+      if (!h) {
+        // Deleted or replaced since the lstat: the next rescan records what is there; nothing to protect now.
+        if (!lstatInside(dirs, p)?.isFile()) continue
+        throw new FpeerError('E_IO', `cannot read ${p}`)
+      }
       if (rec && isLive(rec) && rec.sha256 === h.sha256 && (!rec.version || rec.version.size === h.size)) continue
       clock++
       const v = signVersion(
