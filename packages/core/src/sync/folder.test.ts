@@ -293,6 +293,8 @@ describe('FolderSync.apply on a folder with links and names of its own', () => {
       // Local edits the journal has not seen: of a path the next update skips, and of one it changes.
       await writeFile(path.join(dir, 'b.txt'), 'b edited here\n')
       await writeFile(path.join(dir, 'a.txt'), 'a edited here\n')
+      // Theirs clearly newer (lamport, not the identities' order, picks the winner): it wins, and our edit is the conflict copy.
+      lamport += 100
       const r = await sync.apply([held, version('a.txt', 'a from there\n')], fetcher({'a.txt': 'a from there\n'}))
       // a.txt was caught up (our version, then theirs wins with our edit as a conflict copy); b.txt not looked at.
       assert.deepEqual(
