@@ -8,6 +8,7 @@ import {type Dir, FolderDirs, execMode, findPart, landedMode, partPrefix, setLan
 import {type LandItem, type LandedStat, Lander} from '../fs/lander.js'
 import {checkRelativePath} from '../fs/safe-path.js'
 import {SMALL_FILE_BYTES} from '../fs/scan.js'
+import {hashSteady} from '../fs/scan-hash.js'
 import {isAbortError, isRetryable, isUnsupported, mapNetworkError} from '../net/errors-map.js'
 import {FETCH_RETRY, type RetryPolicy, backoffMs, pause, retry, shouldRetry} from '../net/retry.js'
 import type {TransferClient} from '../transport.js'
@@ -145,30 +146,13 @@ function requireHash(file: FileEntry): string {
   return file.sha256
 }
 
-/** The SHA-256 of a regular file already at the target (opened without following links), or '' when it cannot be read. */
+/**
+ * The SHA-256 of a regular file already at the target (opened without following links), or ''
+ * when it cannot be read or changed while it was read (then it is not taken as the expected content).
+ */
 export async function hashExisting(dir: Dir, name: string): Promise<string> {
-  let opened
-  try {
-    opened = dir.openFile(name)
-  } catch {
-    return ''
-  }
-  const {fd, st} = opened
-  try {
-    const hash = createHash('sha256')
-    if (st.size <= SMALL_FILE_BYTES) {
-      const buf = Buffer.allocUnsafe(st.size)
-      let got = 0
-      for (let n = -1; got < st.size && n !== 0; got += n) n = readSync(fd, buf, got, st.size - got, got)
-      return hash.update(buf.subarray(0, got)).digest('hex')
-    }
-    for await (const chunk of createReadStream('', {fd, highWaterMark: 1 << 20, autoClose: false})) hash.update(chunk as Buffer)
-    return hash.digest('hex')
-  } catch {
-    return ''
-  } finally {
-    closeSync(fd)
-  }
+  const h = await hashSteady(() => dir.openFile(name), 1)
+  return h?.steady ? h.sha256 : ''
 }
 
 /**
