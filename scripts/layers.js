@@ -17,7 +17,7 @@ const src = at > 0 && process.argv[at + 1] ? path.resolve(process.argv[at + 1]) 
  * entry ("wire/") holds every file under it. Same-layer imports are allowed, cycles are not.
  */
 export const LAYERS = [
-  ['errors.ts', 'display.ts', 'lifecycle.ts'],
+  ['errors.ts', 'display.ts', 'lifecycle.ts', 'memory.ts'],
   ['identity.ts'],
   ['wire/'],
   ['transport.ts', 'log.ts', 'oclif-hooks.ts'],

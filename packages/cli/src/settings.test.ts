@@ -10,6 +10,7 @@ describe('readSettings', () => {
     assert.deepEqual(s.timeouts, {reply: 120_000, transfer: 3_600_000, stall: 60_000, io: 30_000, message: 30_000})
     assert.equal(s.rescanIntervalMs, 60_000)
     assert.equal(s.syncIntervalMs, 300_000)
+    assert.equal(s.idleReclaimMs, 5000)
     assert.equal(s.home, undefined)
     assert.equal(s.logLevel, undefined)
     assert.equal(s.debug, false)
@@ -21,6 +22,7 @@ describe('readSettings', () => {
       FPEER_LOG_LEVEL: 'warn',
       FPEER_STALL_TIMEOUT_MS: '1500',
       FPEER_SYNC_INTERVAL_MS: '0',
+      FPEER_IDLE_RECLAIM_MS: '0',
       FPEER_REPLY_TIMEOUT_MS: '',
       DEBUG: '1',
     })
@@ -29,6 +31,7 @@ describe('readSettings', () => {
     assert.equal(s.timeouts.stall, 1500)
     assert.equal(s.timeouts.reply, 120_000)
     assert.equal(s.syncIntervalMs, 0)
+    assert.equal(s.idleReclaimMs, 0)
     assert.equal(s.debug, true)
   })
 
@@ -42,6 +45,7 @@ describe('readSettings', () => {
     ['FPEER_MESSAGE_TIMEOUT_MS', '0x10'],
     ['FPEER_RESCAN_INTERVAL_MS', '0'],
     ['FPEER_SYNC_INTERVAL_MS', 'off'],
+    ['FPEER_IDLE_RECLAIM_MS', '5s'],
     ['FPEER_LOG_LEVEL', 'INFO'],
     ['FPEER_LOG_LEVEL', 'trace'],
   ]

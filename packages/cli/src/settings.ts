@@ -13,6 +13,7 @@ export interface Settings {
   timeouts: HandshakeTimeouts
   rescanIntervalMs: number
   syncIntervalMs: number
+  idleReclaimMs: number
   /** serve: from accept to the first complete line on a control connection. */
   firstLineTimeoutMs: number
   /** serve: bytes of unparsed messages held across all control connections. */
@@ -29,7 +30,7 @@ export interface EnvVar {
 /** setTimeout's limit: a longer delay would fire at once. */
 const MAX_MS = 2 ** 31 - 1
 
-const MS_VARS: ReadonlyArray<{name: string; key: keyof HandshakeTimeouts | 'rescan' | 'sync' | 'firstLine'; dflt: number; zero?: boolean; meaning: string}> = [
+const MS_VARS: ReadonlyArray<{name: string; key: keyof HandshakeTimeouts | 'rescan' | 'sync' | 'firstLine' | 'idle'; dflt: number; zero?: boolean; meaning: string}> = [
   {
     name: 'FPEER_REPLY_TIMEOUT_MS',
     key: 'reply',
@@ -65,6 +66,14 @@ const MS_VARS: ReadonlyArray<{name: string; key: keyof HandshakeTimeouts | 'resc
     dflt: 300_000,
     zero: true,
     meaning: 'serve: exchange state with every peer this often; 0 turns this off (the exchange at start always runs)',
+  },
+  {
+    name: 'FPEER_IDLE_RECLAIM_MS',
+    key: 'idle',
+    dflt: 5000,
+    zero: true,
+    meaning:
+      'serve: once idle this long after work that grew its memory, give that memory back (one full garbage collection, tens of ms); 0 turns this off',
   },
 ]
 
@@ -144,6 +153,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     timeouts: {reply: ms.reply!, transfer: ms.transfer!, stall: ms.stall!, io: ms.io!, message: ms.message!},
     rescanIntervalMs: ms.rescan!,
     syncIntervalMs: ms.sync!,
+    idleReclaimMs: ms.idle!,
     firstLineTimeoutMs: ms.firstLine!,
     controlBufferBytes: bytesVar(env, 'FPEER_CONTROL_BUFFER_BYTES', CONTROL_BUFFER_BYTES),
   }

@@ -15,6 +15,7 @@ import type {ConfigStore, FolderConfig} from './store/config.js'
 import type {Home} from './store/home.js'
 import {type FileRecord, Peerfile, type PeerRecord, isLive} from './store/peerfile.js'
 import {StatsFile, type SyncStats} from './store/stats.js'
+import {IdleReclaim} from './memory.js'
 import {CatchUp} from './sync/catch-up.js'
 import {StateExchange} from './sync/exchange.js'
 import {FolderRunner, FolderRunners} from './sync/folder-runner.js'
@@ -70,6 +71,8 @@ export interface PeerNodeOptions {
   firstLineTimeoutMs?: number
   /** Bytes of unparsed messages held across all control connections (default 64 MiB). */
   controlBufferBytes?: number
+  /** A serving node idle this long (ms) after its heap grew gives the memory back (memory.ts); 0 or unset: never. */
+  idleReclaimMs?: number
 }
 
 /** Turns a record into its file line: version attributes when it has one, a tombstone when deleted. */
@@ -133,7 +136,18 @@ export class PeerNode {
       onRefresh: (folders) => this.#runners.update(folders),
       ...(control ? {refreshMs: 1000} : {}),
     })
-    this.#stats = new StatsFile({home: options.home.dir, ...(control ? {flushMs: 1000} : {})})
+    const reclaim =
+      control && options.idleReclaimMs
+        ? new IdleReclaim({
+            idleMs: options.idleReclaimMs,
+            onReclaim: (r) => {
+              options.log.debug('idle: memory given back', {heapBefore: r.before, heapAfter: r.after, ms: Math.round(r.ms)})
+              this.#stats.touch()
+            },
+            onUnavailable: (reason) => options.log.info('idle memory reclaim unavailable', {reason}),
+          })
+        : undefined
+    this.#stats = new StatsFile({home: options.home.dir, ...(control ? {flushMs: 1000} : {}), ...(reclaim ? {reclaims: () => reclaim.reclaims} : {})})
     this.#servers = new TransportServers({
       registry: options.registry,
       host: options.host,
@@ -171,6 +185,7 @@ export class PeerNode {
       refused: (f, id) => this.#refusedBy(f, id),
     })
     const parts: Startable[] = [this.#access, this.#stats, this.#runners, this.#servers]
+    if (reclaim) parts.push(reclaim)
     if (control) {
       const timeouts = options.timeouts ?? defaultTimeouts()
       const ctx = this.#hostContext()

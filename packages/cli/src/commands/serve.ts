@@ -106,6 +106,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
       timeouts: this.settings.timeouts,
       rescanIntervalMs: this.settings.rescanIntervalMs,
       syncIntervalMs: this.settings.syncIntervalMs,
+      idleReclaimMs: this.settings.idleReclaimMs,
       publicAddresses: parsePublicAddresses(this.flags['public-address'] ?? []),
       firstLineTimeoutMs: this.settings.firstLineTimeoutMs,
       controlBufferBytes: this.settings.controlBufferBytes,

@@ -25,11 +25,21 @@ export class StatsFile implements Startable {
   #stopped = false
   #signal: AbortSignal | undefined
   readonly #onAbort = () => this.#halt()
+  readonly #reclaims: (() => {count: number; lastAt?: number}) | undefined
 
-  /** `flushMs` undefined: written at stop only (a one-shot command). */
-  constructor(options: {home: string; flushMs?: number}) {
+  /**
+   * `flushMs` undefined: written at stop only (a one-shot command). `reclaims`: the idle
+   * memory reclaims done (memory.ts), written under `memory`.
+   */
+  constructor(options: {home: string; flushMs?: number; reclaims?: () => {count: number; lastAt?: number}}) {
     this.#file = path.join(options.home, 'stats.json')
     this.#flushMs = options.flushMs
+    this.#reclaims = options.reclaims
+  }
+
+  /** Something besides the counters changed (the memory after a reclaim): write at the next flush. */
+  touch(): void {
+    this.#dirty = true
   }
 
   /** Timers running now (0 or 1): for tests that check a stop leaves none. */
@@ -50,7 +60,7 @@ export class StatsFile implements Startable {
     const {rss, heapTotal, heapUsed, external, arrayBuffers} = process.memoryUsage()
     // Each V8 space's size (KiB, committed): young-generation sizing shows apart from what the old space holds.
     const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name.replace(/_space$/, ''), Math.round(sp.space_size / 1024)]))
-    const memory = {rss, heapTotal, heapUsed, external, arrayBuffers, spaces}
+    const memory = {rss, heapTotal, heapUsed, external, arrayBuffers, spaces, ...(this.#reclaims ? {reclaims: this.#reclaims()} : {})}
     await writeFile(this.#file, JSON.stringify({pid: process.pid, ...this.stats, memory}) + '\n', {mode: 0o600}).catch(() => {})
   }
 
