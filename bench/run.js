@@ -12,6 +12,7 @@
 //   BENCH_TIMEOUT_S=600      one fpeer run or one anchors.sh invocation is killed after this
 //   BENCH_FPEER_ROOT=DIR     time the fpeer built in another checkout (e.g. an older commit's
 //                            worktree) with this bench, to compare two builds on the same data
+//   BENCH_PROF=DIR           every fpeer process writes a V8 CPU profile (--cpu-prof) into DIR
 //   BENCH_HOST, BENCH_REQUESTER  loopback addresses of the host and the requester (default
 //                            127.0.0.1 and 127.0.0.2), so two benches can run side by side
 //   --tmpfs                  data, fpeer homes, targets and the anchors' work on a tmpfs (a fresh
@@ -115,6 +116,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
  * `onLine` sees every stderr line as it comes (only the last 20 KB of stderr are kept).
  */
 function run(cmd, args, {env = process.env, timeoutMs = TIMEOUT_MS, cwd = ROOT, rss = false, onLine} = {}) {
+  args = profiled(cmd, args)
   const rssFile = rss && GNU_TIME ? path.join(place.temp, `fpeer-bench-rss-${process.pid}-${Math.random().toString(36).slice(2)}`) : undefined
   if (rssFile) [cmd, args] = [GNU_TIME, ['-f', '%M %U %S', '-o', rssFile, cmd, ...args]]
   return new Promise((resolve, reject) => {
@@ -191,8 +193,15 @@ function resetPeak(pid) {
   }
 }
 
+/** With BENCH_PROF, an fpeer process is started with --cpu-prof (not allowed in NODE_OPTIONS). */
+function profiled(cmd, args) {
+  if (!process.env.BENCH_PROF || cmd !== process.execPath || args[0] !== FPEER) return args
+  return ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_PROF)}`, ...args]
+}
+
 /** Starts a long-running process and resolves with it and its first stdout line (a JSON ready document). */
 function startServer(cmd, args, env) {
+  args = profiled(cmd, args)
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true})
     children.add(child)

@@ -2,15 +2,16 @@
 // `npm run soak`: the churn of the churn test for a long time (default 30 minutes, 20 peers), in
 // cycles: churn (edits, kill -9 and restarts), then every peer up and a wait until all hold the
 // expected tree. Reports convergence times (median, max), bytes fetched per change, and each serve
-// process's RSS and open fds at start and end (from /proc); peers 0 and 1 are never killed, so
-// theirs show growth over the whole run. Prints bytes per change for every cycle, every peer in
+// process's RSS and open fds at start and end (from /proc, each once the never-killed peers
+// have been idle long enough to give back what their last work grew: idle to idle); peers 0
+// and 1 are never killed, so theirs show growth over the whole run. Prints bytes per change for every cycle, every peer in
 // the end table, and PASS/FAIL on convergence, on restarts and on growth past 10 %; exits 1 on any
 // FAIL. A restart that never says it listens is a finding (its log tail printed, the others
 // converge without it, the next cycle tries it again), not the end of the run; so is a cycle that
 // does not converge within 5 minutes (what differed is printed, the next cycle goes on from there).
 // Each cycle also prints the never-killed peers' memory by kind (from stats.json: heap used and
 // total, each V8 space, external, array buffers), and the end their RSS growth after cycle 1 (the
-// young generation grows to 2 × 16 MiB in a young serve): told apart from the verdict, not in it.
+// warm-up of a young serve: JIT code, malloc's arenas): told apart from the verdict, not in it.
 //
 //   --minutes M        churn for this long in all (default 30)
 //   --peers N          peers (default 20), on 127.0.93.1 … 127.0.93.N with the default ports
@@ -102,12 +103,34 @@ const memoryOf = async (i) => {
   return m ? ` (heap ${f(m.heapUsed)}/${f(m.heapTotal)}, external ${f(m.external)}, arrayBuffers ${f(m.arrayBuffers)}${spaces})` : ''
 }
 
+/**
+ * RSS is compared idle to idle: a serve gives back, once idle, the memory its last burst of
+ * work grew (FPEER_IDLE_RECLAIM_MS, packages/core/src/memory.ts), and what it keeps then is
+ * what it holds. Waits (at most 30 s) until each never-killed peer's stats.json shows a reclaim
+ * after `since`; returns the peers that showed none (measured anyway).
+ */
+const idleSettled = async (since) => {
+  const end = Date.now() + 30_000
+  const pending = new Set([0, 1].filter((i) => i < peers))
+  while (pending.size && Date.now() < end) {
+    for (const i of [...pending]) {
+      const m = JSON.parse(await readFile(path.join(churn.peers[i].home, 'stats.json'), 'utf8').catch(() => '{}')).memory
+      if ((m?.reclaims?.lastAt ?? 0) > since) pending.delete(i)
+    }
+    if (pending.size) await new Promise((r) => setTimeout(r, 250))
+  }
+  if (pending.size) say(`peer ${[...pending].join(', ')}: no idle reclaim within 30 s; measured as they are`)
+  return [...pending]
+}
+
 let failure
 const converged = []
 /** One row per cycle, converged or not: its changes, kills, bytes fetched and convergence time (null: it did not converge). */
 const cycleRows = []
 let startProcs = []
-/** The processes after the first cycle: a young serve's V8 heap grows to its working size then (the young generation to 2 × 16 MiB), shown apart from growth after it. */
+/** When the last cycle's churn ended: a reclaim after it is one of the idle peer that followed. */
+let churnEnd = 0
+/** The processes after the first cycle, idle: a young serve warms up then (JIT code, malloc's arenas), shown apart from growth after it. */
 let warmProcs = []
 let endProcs = []
 let bytes = 0
@@ -120,6 +143,8 @@ try {
   say(`soak: ${peers} peers, ${cycles} cycles of ${cycleMs / 1000} s, seed ${seed}`)
   await churn.build()
   await churn.converge(120_000)
+  // Any reclaim since the serves started: their start-up (scan, joins, first exchanges) is over.
+  await idleSettled(0)
   startProcs = await churn.procs()
   const first = startProcs.filter((p) => p.peer < 2)
   const firstMem = await Promise.all(first.map((p) => memoryOf(p.peer)))
@@ -129,6 +154,7 @@ try {
   for (let c = 0; c < cycles && !stopping && !interrupted; c++) {
     const before = {bytes: await churn.bytesFetched(), changes: churn.changes, kills: churn.kills}
     await churn.run(cycleMs, 400, 4000, 2)
+    churnEnd = Date.now()
     // A restart that never came up is a finding (churn.startFailures, with the peer's log tail),
     // not the end of the run: the others converge without it, and the next cycle tries it again.
     const failedBefore = churn.startFailures.length
@@ -158,7 +184,9 @@ try {
       say(`cycle ${c + 1}/${cycles} convergence:\n    ${churn.lagging.slice(laggingBefore).join('\n    ')}`)
       say(`cycle ${c + 1}/${cycles}: ${row.changes} changes, ${row.kills} kills${down.length ? `, peer ${down.join(', ')} down (did not restart)` : ''}; ${row.convergeMs === null ? 'NOT converged' : `converged ${row.convergeMs} ms after every peer was up`}; ${row.bytes} bytes fetched, ${row.bytesPerChange} per change`)
     }
-    // The never-killed peers' RSS and fds each cycle: the trend, and figures even from a run cut short.
+    // The never-killed peers' RSS and fds each cycle, idle (after a reclaim since the churn ended):
+    // the trend, and figures even from a run cut short.
+    await idleSettled(churnEnd)
     const all = await churn.procs()
     if (c === 0) warmProcs = all
     const now = all.filter((p) => p.peer < 2)
@@ -171,7 +199,11 @@ try {
   await settleCounters()
   bytes = (await churn.bytesFetched().catch(() => bytesAtStart)) - bytesAtStart
   changes = churn.changes - changesAtStart
+  if (!failure) await idleSettled(churnEnd).catch(() => {})
   endProcs = await churn.procs().catch(() => [])
+  const last = endProcs.filter((p) => p.peer < 2)
+  const lastMem = await Promise.all(last.map((p) => memoryOf(p.peer).catch(() => '')))
+  say(`end: ${last.map((p, k) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB fds ${p.fds}${lastMem[k]}`).join('; ')}`)
   churn.tallyLogs()
   await cleanUp()
 }
