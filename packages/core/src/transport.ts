@@ -153,7 +153,12 @@ export interface TransferClient {
   close(): Promise<void>
 }
 
-/** One result of `TransferClient.getMany`. */
+/**
+ * One result of `TransferClient.getMany`. `data` may be a view of a larger buffer the
+ * transport received (no copy per file): core hashes and lands or sends it before it asks
+ * for the next result but a few, so the buffer it views is let go soon; a consumer that
+ * keeps results longer copies them.
+ */
 export type BatchItem = {path: string; data: Buffer} | {path: string; error: import('./errors.js').FpeerError}
 
 /** What a requester must get by hand (protocol MANUAL), as core hands it to `Transport.handOver`. */
@@ -228,6 +233,14 @@ export interface Transport {
   serve?(options: ServeOptions): Promise<TransportServer>
   /** Connects to a peer. Required when `supports.fetch`. */
   connect?(options: ConnectOptions): Promise<TransferClient>
+  /**
+   * Optional: loads what `connect` will need (a client library a transport imports on first
+   * use), without connecting. A requester calls it while it waits for the host's FilesToGet,
+   * for the protocol the host will most likely name, so the loading overlaps that wait
+   * instead of following it. Safe to call any number of times; a failure is ignored
+   * (`connect` then meets it and reports it).
+   */
+  prepare?(): Promise<void>
   /**
    * For transports where a person moves the bytes (MANUAL; `supports.fetch` is false):
    * shows what to get and where from, then resolves once nothing is missing (core checks

@@ -279,7 +279,8 @@ export class HttpTransferClient implements TransferClient {
             yield {path: item.path, error: statusError(want.status, `${context}: ${item.path}`)}
           } else {
             if (buf.length < want.size) break
-            yield {path: item.path, data: Buffer.from(buf.subarray(0, want.size))}
+            // A view of the received bytes, not a copy (core hashes and lands it at once: transport.ts BatchItem).
+            yield {path: item.path, data: buf.subarray(0, want.size)}
             buf = buf.subarray(want.size)
           }
           want = undefined
