@@ -310,6 +310,15 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     const bpr: BePeerRequest = signMessage({type: 'BePeerRequest', folder: opts.folder, meta}, opts.identity)
     opts.onEvent?.({event: 'phase', phase: 'BePeerRequest'})
     await channel.send(bpr)
+    // While the host answers: load the client of the protocol it will most likely name (the
+    // one asked for, else the first of ours, as an fpeer host picks), so that overlaps the wait.
+    const likely = meta.want ?? protocols.find((p) => p !== 'MANUAL')
+    if (likely && opts.registry.has(likely)) {
+      const t = opts.registry.get(likely)
+      void Promise.resolve()
+        .then(() => t.prepare?.())
+        .catch(() => {})
+    }
 
     const first = await channel.next(opts.timeouts.reply)
     if (first.type === 'PeerError' && first.code === 'E_DELEGATED' && opts.followDelegation !== false && !opts.extraMeta?.ticket) {

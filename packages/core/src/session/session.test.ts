@@ -200,6 +200,30 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
     assert.equal(host.confirmed.at(-1)?.address, '127.0.0.2')
   })
 
+  it('loads the likely transport’s client while the host answers: prepare() runs before connect(), once per request', async () => {
+    reset()
+    const calls: string[] = []
+    const mine = new TransportRegistry()
+    mine.add(
+      {
+        ...transport,
+        prepare: async () => void calls.push('prepare'),
+        connect: async (options) => {
+          calls.push('connect')
+          return transport.connect!(options)
+        },
+      },
+      'memory',
+    )
+    const r = await request({registry: mine})
+    assert.equal(r.transfer.fetched, 3)
+    assert.deepEqual(calls, ['prepare', 'connect'])
+    // A prepare() that fails costs the request nothing: connect() decides.
+    const failing = new TransportRegistry()
+    failing.add({...transport, prepare: () => Promise.reject(new Error('cannot load'))}, 'memory')
+    assert.equal((await request({registry: failing})).transfer.fetched, 3)
+  })
+
   it('an unknown folder is refused with E_UNKNOWN_FOLDER, the peer’s code, and nothing is created', async () => {
     reset()
     const into = path.join(work, 'never')
