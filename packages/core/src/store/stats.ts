@@ -1,5 +1,6 @@
-// Counters of update traffic, kept in memory and flushed to `stats.json` in the home (`fpeer status --json` shows them).
-import {writeFile} from 'node:fs/promises'
+// Counters of update traffic, kept in memory and flushed to `stats.json` in the home (for scripts, the soak and the tests; replaced whole, never seen half-written).
+import {randomBytes} from 'node:crypto'
+import {readdir, rename, unlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {getHeapSpaceStatistics} from 'node:v8'
 import type {Startable} from '../lifecycle.js'
@@ -26,6 +27,9 @@ export class StatsFile implements Startable {
   #signal: AbortSignal | undefined
   readonly #onAbort = () => this.#halt()
   readonly #reclaims: (() => {count: number; lastAt?: number}) | undefined
+  /** Where a flush writes before it renames over stats.json: this object's own name, so nothing else writes it. */
+  readonly #tmp: string
+  #writing: Promise<void> | undefined
 
   /**
    * `flushMs` undefined: written at stop only (a one-shot command). `reclaims`: the idle
@@ -33,6 +37,7 @@ export class StatsFile implements Startable {
    */
   constructor(options: {home: string; flushMs?: number; reclaims?: () => {count: number; lastAt?: number}}) {
     this.#file = path.join(options.home, 'stats.json')
+    this.#tmp = path.join(options.home, `.stats.json.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
     this.#flushMs = options.flushMs
     this.#reclaims = options.reclaims
   }
@@ -55,19 +60,45 @@ export class StatsFile implements Startable {
   /** Writes the counters if they changed since the last write (`force`: anyway); a failed write is not an error of the peer. */
   async flush(force = false): Promise<void> {
     if (!this.#dirty && !force) return
+    // One write at a time: a periodic flush that finds one under way leaves the counters for the next.
+    if (this.#writing && !force) return
+    while (this.#writing) await this.#writing
     this.#dirty = false
     // The process's memory by kind (heap, off-heap buffers, all of it) beside the counters: a soak tells a leak from heap sizing with it.
     const {rss, heapTotal, heapUsed, external, arrayBuffers} = process.memoryUsage()
     // Each V8 space's size (KiB, committed): young-generation sizing shows apart from what the old space holds.
     const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name.replace(/_space$/, ''), Math.round(sp.space_size / 1024)]))
     const memory = {rss, heapTotal, heapUsed, external, arrayBuffers, spaces, ...(this.#reclaims ? {reclaims: this.#reclaims()} : {})}
-    await writeFile(this.#file, JSON.stringify({pid: process.pid, ...this.stats, memory}) + '\n', {mode: 0o600}).catch(() => {})
+    this.#writing = this.#replace(JSON.stringify({pid: process.pid, ...this.stats, memory}) + '\n').finally(() => (this.#writing = undefined))
+    await this.#writing
+  }
+
+  /** Replaces stats.json whole (a temporary file renamed over it), so a reader never sees half of it; a failure keeps the old one. */
+  async #replace(text: string): Promise<void> {
+    try {
+      await writeFile(this.#tmp, text, {mode: 0o600})
+      await rename(this.#tmp, this.#file)
+    } catch {
+      await unlink(this.#tmp).catch(() => {})
+    }
+  }
+
+  /** Temporary files of flushes that a killed process left (its pid is gone). */
+  async #removeLeftovers(): Promise<void> {
+    const dir = path.dirname(this.#file)
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      const pid = /^\.stats\.json\.(\d+)\.[0-9a-f]+\.tmp$/.exec(name)?.[1]
+      if (pid === undefined || Number(pid) === process.pid || alive(Number(pid))) continue
+      await unlink(path.join(dir, name)).catch(() => {})
+    }
   }
 
   async start(signal: AbortSignal): Promise<void> {
     if (this.#flushMs === undefined || this.#stopped || signal.aborted || this.#timer) return
     this.#signal = signal
     signal.addEventListener('abort', this.#onAbort, {once: true})
+    await this.#removeLeftovers()
+    if (this.#stopped) return
     this.#timer = setInterval(() => void this.flush(), this.#flushMs)
     this.#timer.unref()
   }
@@ -83,5 +114,15 @@ export class StatsFile implements Startable {
     this.#stopped = true
     clearInterval(this.#timer)
     this.#timer = undefined
+  }
+}
+
+/** Whether a process with this pid exists (EPERM: it does, another user's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
