@@ -21,6 +21,9 @@
 //   --catch-up-ms T    FPEER_SYNC_INTERVAL_MS of every peer (default 300000, fpeer's own: what users run;
 //                      0 turns the periodic catch-up off, as the churn test does, so only the exchange at
 //                      start, owed forwards and retries bring peers together)
+//   --max-own-files N  once a peer owns N live files, its edits only modify them: the tree stops
+//                      growing after the first cycles, so RSS growth after that is not data the
+//                      peers are asked to keep (default: unbounded, the tree grows all run)
 //   --log-dir DIR      keep each serve's stderr in DIR/peer<i>.log (appended across restarts)
 //   --log-level L      FPEER_LOG_LEVEL of every serve (default warn; info or debug to trace a slow cycle)
 //   --stable-node-options "FLAGS"
@@ -51,6 +54,7 @@ const peers = arg('peers', 20)
 const cycleMs = arg('cycle-seconds', 60) * 1000
 const seed = arg('seed', Date.now() % 1_000_000)
 const catchUpMs = arg('catch-up-ms', 300_000)
+const maxOwnFiles = process.argv.includes('--max-own-files') ? arg('max-own-files', undefined) : undefined
 const json = process.argv.includes('--json')
 const prefix = process.argv.includes('--prefix') ? process.argv[process.argv.indexOf('--prefix') + 1] : '127.0.93'
 if (!/^127\.\d{1,3}\.\d{1,3}$/.test(prefix ?? '')) {
@@ -71,6 +75,7 @@ const churn = new Churn({
   // Two concurrent edits per cycle.
   sharedFiles: cycles * 2,
   stable: 2,
+  ...(maxOwnFiles !== undefined ? {maxOwnFiles} : {}),
   ...(stableNodeOptions ? {stableEnv: {NODE_OPTIONS: stableNodeOptions}} : {}),
   env: {FPEER_SYNC_INTERVAL_MS: String(catchUpMs), FPEER_RESCAN_INTERVAL_MS: '10000', FPEER_STALL_TIMEOUT_MS: '5000', FPEER_LOG_LEVEL: logLevel},
   log: say,
@@ -96,8 +101,17 @@ const median = (xs) => {
 }
 
 /** What peer `i`'s last stats flush says of its memory by kind (heap used/total, external, array buffers), in MiB. */
+/** A peer's stats.json (replaced whole by serve; {} when there is none yet). */
+const statsOf = async (i) => {
+  try {
+    return JSON.parse(await readFile(path.join(churn.peers[i].home, 'stats.json'), 'utf8'))
+  } catch {
+    return {}
+  }
+}
+
 const memoryOf = async (i) => {
-  const m = JSON.parse(await readFile(path.join(churn.peers[i].home, 'stats.json'), 'utf8').catch(() => '{}')).memory
+  const m = (await statsOf(i)).memory
   const f = (b) => (b / 1048576).toFixed(1)
   const spaces = m?.spaces ? `, spaces ${Object.entries(m.spaces).filter(([, k]) => k >= 1024).map(([n, k]) => `${n} ${(k / 1024).toFixed(1)}`).join(' ')}` : ''
   return m ? ` (heap ${f(m.heapUsed)}/${f(m.heapTotal)}, external ${f(m.external)}, arrayBuffers ${f(m.arrayBuffers)}${spaces})` : ''
@@ -114,7 +128,7 @@ const idleSettled = async (since) => {
   const pending = new Set([0, 1].filter((i) => i < peers))
   while (pending.size && Date.now() < end) {
     for (const i of [...pending]) {
-      const m = JSON.parse(await readFile(path.join(churn.peers[i].home, 'stats.json'), 'utf8').catch(() => '{}')).memory
+      const m = (await statsOf(i)).memory
       if ((m?.reclaims?.lastAt ?? 0) > since) pending.delete(i)
     }
     if (pending.size) await new Promise((r) => setTimeout(r, 250))
@@ -140,7 +154,7 @@ let changesAtStart = 0
 /** Counters are flushed once a second: let the last ones land before reading them. */
 const settleCounters = () => new Promise((r) => setTimeout(r, 1500))
 try {
-  say(`soak: ${peers} peers, ${cycles} cycles of ${cycleMs / 1000} s, seed ${seed}`)
+  say(`soak: ${peers} peers, ${cycles} cycles of ${cycleMs / 1000} s, seed ${seed}${maxOwnFiles !== undefined ? `, at most ${maxOwnFiles} own files per peer` : ''}`)
   await churn.build()
   await churn.converge(120_000)
   // Any reclaim since the serves started: their start-up (scan, joins, first exchanges) is over.
@@ -229,6 +243,7 @@ const allConverged = !failure && (interrupted || cycleRows.length === cycles) &&
 const summary = {
   seed,
   peers,
+  ...(maxOwnFiles !== undefined ? {maxOwnFiles} : {}),
   cycles: cycleRows.length,
   ...(interrupted ? {interrupted: `stopped by SIGINT after ${cycleRows.length} of ${cycles} cycles`} : {}),
   edges: churn.edges.length,
@@ -250,7 +265,7 @@ const mib = (k) => (k === null ? '-' : (k / 1024).toFixed(1))
 const signed = (x) => (x === null ? '-' : `${x > 0 ? '+' : ''}${x}%`)
 if (json) process.stdout.write(JSON.stringify(summary) + '\n')
 else {
-  console.log(`soak: ${peers} peers, ${summary.edges} edges, seed ${seed}: ${summary.cycles} cycles${interrupted ? ` (of ${cycles}: stopped by SIGINT)` : ''}, ${changes} changes, ${summary.kills} kills`)
+  console.log(`soak: ${peers} peers, ${summary.edges} edges, seed ${seed}${maxOwnFiles !== undefined ? `, at most ${maxOwnFiles} own files per peer` : ''}: ${summary.cycles} cycles${interrupted ? ` (of ${cycles}: stopped by SIGINT)` : ''}, ${changes} changes, ${summary.kills} kills`)
   console.log(`convergence after every peer was up: median ${summary.convergeMs.median} ms, max ${summary.convergeMs.max} ms (${converged.length} of ${cycleRows.length} cycles converged)`)
   console.log('cycle  changes  kills  converged (ms)  bytes fetched  bytes/change')
   for (const r of cycleRows) console.log(`${String(r.cycle).padStart(5)}  ${String(r.changes).padStart(7)}  ${String(r.kills).padStart(5)}  ${String(r.convergeMs ?? 'NO').padStart(14)}  ${String(r.bytes).padStart(13)}  ${String(r.bytesPerChange).padStart(12)}`)

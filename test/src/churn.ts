@@ -41,6 +41,12 @@ export interface ChurnOptions {
   env: NodeJS.ProcessEnv
   /** Peers never killed (the soak measures their RSS and fds over the whole run). */
   stable?: number
+  /**
+   * Once a peer owns this many live files, its every edit is a modification: the tree, and
+   * what each peer records of it, stop growing (the soak then tells a leak from data the
+   * peers are asked to keep). Unset: creations, deletions and renames go on all run long.
+   */
+  maxOwnFiles?: number
   /** Extra environment of the stable peers' serves only (the soak's diagnostic node flags, e.g. NODE_OPTIONS). */
   stableEnv?: NodeJS.ProcessEnv
   log?: (line: string) => void
@@ -376,7 +382,8 @@ export class Churn {
     const p = this.rng.int(this.options.peers)
     const dir = this.dirs[p]!
     const mine = [...this.owned].filter(([, o]) => o.owner === p && o.content !== undefined).map(([rel]) => rel)
-    const op = mine.length === 0 ? 0 : this.rng.int(10)
+    const full = this.options.maxOwnFiles !== undefined && mine.length >= this.options.maxOwnFiles
+    const op = mine.length === 0 ? 0 : full ? 4 : this.rng.int(10)
     const n = this.#n++
     if (op < 4) {
       const rel = `own/p${p}/f${n}.txt`
