@@ -30,7 +30,13 @@ export interface EnvVar {
 /** setTimeout's limit: a longer delay would fire at once. */
 const MAX_MS = 2 ** 31 - 1
 
-const MS_VARS: ReadonlyArray<{name: string; key: keyof HandshakeTimeouts | 'rescan' | 'sync' | 'firstLine' | 'idle'; dflt: number; zero?: boolean; meaning: string}> = [
+const MS_VARS: ReadonlyArray<{
+  name: string
+  key: keyof HandshakeTimeouts | 'rescan' | 'sync' | 'firstLine' | 'idle'
+  dflt: number
+  zero?: boolean
+  meaning: string
+}> = [
   {
     name: 'FPEER_REPLY_TIMEOUT_MS',
     key: 'reply',
@@ -72,8 +78,7 @@ const MS_VARS: ReadonlyArray<{name: string; key: keyof HandshakeTimeouts | 'resc
     key: 'idle',
     dflt: 5000,
     zero: true,
-    meaning:
-      'serve: once idle this long after work that grew its memory, give that memory back (one full garbage collection, tens of ms); 0 turns this off',
+    meaning: 'serve: once idle this long after work that grew its memory, give that memory back (one full garbage collection, tens of ms); 0 turns this off',
   },
 ]
 
