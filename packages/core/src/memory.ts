@@ -35,10 +35,11 @@ type Post = (method: string) => Promise<void>
  * all of it, since V8 collects when something is allocated. A serving peer is idle most of
  * its life, so after each burst it asks once for the collection V8 makes under memory
  * pressure (the inspector's HeapProfiler.collectGarbage: a full, compacting collection that
- * also shrinks the young generation), 30-50 ms of pause, and not again until the heap has
- * grown again. Idle means the event loop was busy less than `busyBelow` of each tick for
- * `idleMs`; the next burst of work is served as fast as before, the heap growing back as it
- * needs. One per process is enough; two (tests running several nodes) only collect twice.
+ * also shrinks the young generation), tens of ms of pause (37-222 ms, median 92 ms, with 20
+ * peers sharing two cores), and not again until the heap has grown again. Idle means the
+ * event loop was busy less than `busyBelow` of each tick for `idleMs`; the next burst of
+ * work is served as fast as before, the heap growing back as it needs. One per process is
+ * enough; two (tests running several nodes) only collect twice.
  */
 export class IdleReclaim implements Startable {
   readonly #options: IdleReclaimOptions
