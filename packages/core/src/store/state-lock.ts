@@ -22,16 +22,21 @@ function startTimeOf(pid: number): string | undefined {
 
 const SELF = `${process.pid} ${startTimeOf(process.pid) ?? ''}\n`
 
+/** Whether a process with this pid exists (EPERM: it does, another user's). */
+export function pidRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
 /** Whether the process that wrote `holder` ("pid starttime") still runs. */
 function holderAlive(holder: string): boolean {
   const [pidText, start] = holder.trim().split(' ')
   const pid = Number(pidText)
-  if (!Number.isInteger(pid) || pid <= 0) return false
-  try {
-    process.kill(pid, 0)
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
+  if (!Number.isInteger(pid) || pid <= 0 || !pidRuns(pid)) return false
   // The pid runs: the same process unless /proc says it started at another time (pid reused).
   const now = startTimeOf(pid)
   return !start || now === undefined || now === start

@@ -1,9 +1,11 @@
 // Counters of update traffic, kept in memory and flushed to `stats.json` in the home (for scripts, the soak and the tests; replaced whole, never seen half-written).
 import {randomBytes} from 'node:crypto'
+import {constants} from 'node:fs'
 import {readdir, rename, unlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {getHeapSpaceStatistics} from 'node:v8'
 import type {Startable} from '../lifecycle.js'
+import {pidRuns} from './state-lock.js'
 
 /** Counters of update traffic, written to `stats.json` in the home. */
 export interface SyncStats {
@@ -76,7 +78,8 @@ export class StatsFile implements Startable {
   /** Replaces stats.json whole (a temporary file renamed over it), so a reader never sees half of it; a failure keeps the old one. */
   async #replace(text: string): Promise<void> {
     try {
-      await writeFile(this.#tmp, text, {mode: 0o600})
+      // Never through a link planted at the temporary name.
+      await writeFile(this.#tmp, text, {mode: 0o600, flag: constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW})
       await rename(this.#tmp, this.#file)
     } catch {
       await unlink(this.#tmp).catch(() => {})
@@ -88,7 +91,7 @@ export class StatsFile implements Startable {
     const dir = path.dirname(this.#file)
     for (const name of await readdir(dir).catch(() => [] as string[])) {
       const pid = /^\.stats\.json\.(\d+)\.[0-9a-f]+\.tmp$/.exec(name)?.[1]
-      if (pid === undefined || Number(pid) === process.pid || alive(Number(pid))) continue
+      if (pid === undefined || Number(pid) === process.pid || pidRuns(Number(pid))) continue
       await unlink(path.join(dir, name)).catch(() => {})
     }
   }
@@ -114,15 +117,5 @@ export class StatsFile implements Startable {
     this.#stopped = true
     clearInterval(this.#timer)
     this.#timer = undefined
-  }
-}
-
-/** Whether a process with this pid exists (EPERM: it does, another user's). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
