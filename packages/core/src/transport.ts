@@ -135,8 +135,18 @@ export interface TransferClient {
    * `size` is the whole file's size as core expects it (a hint, never trusted: core checks
    * every byte): a transport may take a bulk path for a large file. A stream MAY yield
    * chunks of any size; core never assumes one chunk per socket read.
+   *
+   * `release`, when given, lets a transport reuse the memory its chunks view: core calls it
+   * with a chunk the stream yielded once core will never read that chunk again (hashed, and
+   * written to disk when it lands). Each chunk is released at most once; a chunk core never
+   * releases (a failed transfer, a consumer other than core) is simply left to the GC, so a
+   * transport may only reuse memory that every chunk viewing it has been released from.
    */
-  get(folder: string, path: string, options?: {offset?: number; signal?: AbortSignal; size?: number}): Promise<{stream: Readable; size?: number}>
+  get(
+    folder: string,
+    path: string,
+    options?: {offset?: number; signal?: AbortSignal; size?: number},
+  ): Promise<{stream: Readable; size?: number; release?(chunk: Buffer): void}>
   /**
    * Required when the transport declares `supports.batch`, and used only then: fetches many
    * small files in one round trip. Core asks only for files whose

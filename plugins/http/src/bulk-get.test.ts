@@ -99,6 +99,45 @@ describe('HTTP client: large files on connections of their own', {timeout: 120_0
     }
   })
 
+  it('a reader that releases what it read gets the rest in the same few buffers; a chunk kept, or released twice, is never overwritten', async () => {
+    const many = randomBytes(40 << 20)
+    await writeFile(path.join(dir, 'docs', 'many.bin'), many)
+    const client = await connectHttp({host: '127.0.0.1', port: server.port, identity, concurrency: 1, timeoutMs: 30_000})
+    try {
+      const read = async (release: boolean) => {
+        const got = await client.get('docs', 'many.bin', {size: many.length})
+        assert.ok(got.release, 'a bulk GET lets its chunks be released')
+        const buffers = new Set<ArrayBufferLike>()
+        let kept: Buffer | undefined
+        let at = 0
+        for await (const chunk of got.stream) {
+          const c = chunk as Buffer
+          // Each chunk is checked as it comes: a buffer reused too early would already show here or in `kept`.
+          assert.ok(c.equals(many.subarray(at, at + c.length)), `bytes at ${at}`)
+          at += c.length
+          buffers.add(c.buffer)
+          if (!release) continue
+          if (!kept) kept = c
+          else {
+            got.release!(c)
+            got.release!(c)
+            got.release!(Buffer.alloc(16))
+          }
+        }
+        assert.equal(at, many.length)
+        if (kept) assert.ok(kept.equals(many.subarray(0, kept.length)), 'the chunk never released is intact')
+        return buffers.size
+      }
+      // 40 MiB is twenty 2 MiB slabs: read whole without releases, in far fewer with them.
+      assert.ok((await read(false)) >= 20)
+      const reused = await read(true)
+      assert.ok(reused <= 14, `${reused} buffers for 40 MiB read with releases`)
+    } finally {
+      await client.close()
+      await rm(path.join(dir, 'docs', 'many.bin'))
+    }
+  })
+
   it('a file that shrinks while it is sent (by reads into reused buffers) reaches the client as E_CONNECTION_LOST, and the server goes on serving', async () => {
     const shrinking = path.join(dir, 'docs', 'shrinks.bin')
     // Far more than the reader's buffers, the sender's three and the sockets' can hold before the reader reads.

@@ -115,7 +115,11 @@ export class HttpTransferClient implements TransferClient {
     this.#bulk = bulk
   }
 
-  async get(folder: string, rel: string, options: {offset?: number; signal?: AbortSignal; size?: number} = {}): Promise<{stream: Readable; size?: number}> {
+  async get(
+    folder: string,
+    rel: string,
+    options: {offset?: number; signal?: AbortSignal; size?: number} = {},
+  ): Promise<{stream: Readable; size?: number; release?(chunk: Buffer): void}> {
     const offset = options.offset ?? 0
     if (!Number.isSafeInteger(offset) || offset < 0) throw new FpeerError('E_INTERNAL', `bad offset ${offset}`)
     const path = filePath(folder, rel)
@@ -170,7 +174,12 @@ export class HttpTransferClient implements TransferClient {
    * is not a plain 200 or 206 with a length (an error status, a server that ignored Range, a
    * chunked body): the pool's GET then asks again and reads whatever form it has.
    */
-  async #getBulk(path: string, context: string, offset: number, signal?: AbortSignal): Promise<{stream: Readable; size: number} | undefined> {
+  async #getBulk(
+    path: string,
+    context: string,
+    offset: number,
+    signal?: AbortSignal,
+  ): Promise<{stream: Readable; size: number; release(chunk: Buffer): void} | undefined> {
     if (this.#closing) throw new FpeerError('E_CONNECTION_LOST', `${context}: the client is closed`)
     const reply = await bulkGet({
       ...this.#bulk!,
@@ -180,7 +189,7 @@ export class HttpTransferClient implements TransferClient {
       mapError: (err, midBody) => mapError(err, context, midBody),
     })
     if (!reply.simple) return undefined
-    const {head, stream} = reply
+    const {head, stream, release} = reply
     let size = reply.length
     if (head.status === 206) {
       const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(head.headers['content-range'] ?? '')
@@ -197,7 +206,7 @@ export class HttpTransferClient implements TransferClient {
     // close() ends bulk connections too, as it ends the pool's.
     this.#open.add(stream)
     stream.once('close', () => this.#open.delete(stream))
-    return {stream, size}
+    return {stream, size, release}
   }
 
   /**

@@ -4,7 +4,7 @@ import {createHash} from 'node:crypto'
 import {mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile, mkdir} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import {PassThrough} from 'node:stream'
+import {PassThrough, Readable} from 'node:stream'
 import {after, before, describe, it} from 'node:test'
 import {isFpeerError} from '../errors.js'
 import {FaultySource, type FaultPlan} from '../conformance/faults.js'
@@ -439,6 +439,52 @@ describe('fetchFiles over the in-memory transport', () => {
       await assert.rejects(fetchFiles({client: bare, batch: true, folder: FOLDER, files: all, mode: 'verify', concurrency: 2}), {code: 'E_PLUGIN'})
       assert.equal(source.opens.length, opens, 'a fetch with a malformed client opened a file')
     })
+  })
+
+  it('a transport that reuses released chunks gets each back once, only after it is hashed and written: what lands is intact', async () => {
+    // Larger than two write batches, so chunks are released while later ones are still read.
+    const data = content((9 << 20) + 5, 3)
+    await writeFile(path.join(src, 'reused.bin'), data)
+    try {
+      const file: FileEntry = {path: 'reused.bin', size: data.length, sha256: sha(data)}
+      for (const mode of ['land', 'verify'] as const) {
+        const d = await dest()
+        await withClient(async (client) => {
+          const yielded = new Set<Buffer>()
+          let released = 0
+          const scribbling: TransferClient = {
+            ...client,
+            get: async (folder, p, options) => {
+              const {stream, size} = await client.get(folder, p, options)
+              async function* copies() {
+                for await (const chunk of stream) {
+                  const own = Buffer.from(chunk as Buffer)
+                  yielded.add(own)
+                  yield own
+                }
+              }
+              return {
+                stream: Readable.from(copies()),
+                ...(size === undefined ? {} : {size}),
+                // What a reusing transport does: the memory is overwritten by later reads at once.
+                release: (chunk: Buffer) => {
+                  assert.ok(yielded.delete(chunk), 'a chunk was released twice, or was not one the stream yielded')
+                  released++
+                  chunk.fill(0xee)
+                },
+              }
+            },
+          }
+          const r = await fetchFiles({client: scribbling, folder: FOLDER, files: [file], mode, root: d, concurrency: 1})
+          assert.equal(r.fetched, 1)
+          assert.equal(yielded.size, 0, `${mode}: every chunk is released once the fetch succeeded`)
+          assert.ok(released > 2, `${mode}: the file came in several chunks (${released})`)
+        })
+        if (mode === 'land') assert.ok((await readFile(path.join(d, 'reused.bin'))).equals(data), 'the landed bytes are the ones hashed')
+      }
+    } finally {
+      await rm(path.join(src, 'reused.bin'))
+    }
   })
 
   /** A client whose get(), stream or getMany() fails the way some libraries abort: a bare AbortError, no FpeerError. */

@@ -315,14 +315,20 @@ async function streamInto(
   let batchBytes = 0
   let written = offset
   let writing: Promise<unknown> | undefined
+  // The transport's way to reuse the memory of chunks that are hashed and written (transport.ts).
+  let release: ((chunk: Buffer) => void) | undefined
   // A write runs while the next chunks arrive, so it can fail (ENOSPC) before anything awaits
   // it: the failure is caught at once (never an unhandled rejection) and rethrown at the
   // next await, which also stops reading from the peer.
   const flush = () => {
     const at = written
+    const chunks = batch
     written += batchBytes
-    const p = writevAt(fd!, batch, at).then(
-      () => undefined,
+    const p = writevAt(fd!, chunks, at).then(
+      () => {
+        // Only a completed write lets the chunks go; a failed one leaves them to the GC.
+        if (release) for (const c of chunks) release(c)
+      },
       (err: unknown) => ({failed: err}),
     )
     batch = []
@@ -337,11 +343,13 @@ async function streamInto(
     await w
   }
   try {
-    const {stream} = await opts.client.get(opts.folder, opts.remotePathOf?.(file) ?? file.path, {
+    const opened = await opts.client.get(opts.folder, opts.remotePathOf?.(file) ?? file.path, {
       offset,
       ...(file.size === undefined ? {} : {size: file.size}),
       ...(opts.signal ? {signal: opts.signal} : {}),
     })
+    const stream = opened.stream
+    release = opened.release?.bind(opened)
     for await (const chunk of stream) {
       const buf = chunk as Buffer
       received += buf.length
@@ -350,6 +358,7 @@ async function streamInto(
         throw new FpeerError('E_SIZE_MISMATCH', `${file.path}: peer sent more than the ${file.size} bytes announced`)
       }
       hash.update(buf)
+      opts.onEvent?.({event: 'bytes', path: file.path, bytes: buf.length})
       if (fd !== undefined) {
         batch.push(buf)
         batchBytes += buf.length
@@ -358,8 +367,7 @@ async function streamInto(
           writing = flush()
           writing.catch(() => {}) // handled: settle() rethrows it
         }
-      }
-      opts.onEvent?.({event: 'bytes', path: file.path, bytes: buf.length})
+      } else release?.(buf)
     }
     await settle()
     if (fd !== undefined && batch.length) await flush()
