@@ -1,5 +1,6 @@
 // The batch endpoint on the wire, with real curl: literal frames, refusals, limits, and fetchFiles falling back to GET; the client's reading of oversized frames.
 import assert from 'node:assert/strict'
+import {randomBytes} from 'node:crypto'
 import {execFile} from 'node:child_process'
 import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
 import http from 'node:http'
@@ -141,6 +142,53 @@ describe('getMany() against a server whose files grew since they were listed', {
     }
     return got
   }
+
+  it('a reply that arrives cut anywhere (inside frame lines, across bodies, one byte at a time) gives every file byte for byte', async () => {
+    const files = [randomBytes(1000), randomBytes(300_000), Buffer.alloc(0), randomBytes(5), randomBytes(70_000)]
+    const reply = Buffer.concat([
+      frame(200, files[0]!),
+      frame(200, files[1]!),
+      frame(200, files[2]!),
+      frame(404, Buffer.alloc(0)),
+      frame(200, files[3]!),
+      frame(200, files[4]!),
+    ])
+    const server = http.createServer((req, res) => {
+      req.resume()
+      req.once('end', async () => {
+        res.writeHead(200, {'content-type': 'application/vnd.fpeer.batch', 'content-length': reply.length})
+        res.socket?.setNoDelay(true)
+        const sizes = [1, 3, 7, 1, 2, 1000, 65_541, 9, 1, 40_000]
+        for (let at = 0, i = 0; at < reply.length; i++) {
+          const piece = reply.subarray(at, at + sizes[i % sizes.length]!)
+          at += piece.length
+          // Each piece reaches the socket before the next is written, so the client reads it apart more often than not.
+          await new Promise<void>((resolve) => res.write(piece, () => setImmediate(resolve)))
+        }
+        res.end()
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.43', resolve))
+    const client = await connectHttp({
+      host: '127.0.0.43',
+      port: (server.address() as net.AddressInfo).port,
+      identity: new Identity(generateKeyPair()),
+      concurrency: 1,
+      timeoutMs: 10_000,
+    })
+    try {
+      const items = [...files.slice(0, 3), Buffer.alloc(1), ...files.slice(3)].map((b, i) => ({path: `f${i}`, size: b.length}))
+      const got: Array<Buffer | string> = []
+      for await (const item of client.getMany!('docs', items)) got.push('error' in item ? item.error.code : Buffer.from(item.data))
+      assert.equal(got.length, 6)
+      assert.equal(got[3], 'E_NOT_FOUND')
+      for (const [i, want] of [0, 1, 2, 4, 5].entries()) assert.ok((got[want] as Buffer).equals(files[i]!), `file ${want}`)
+    } finally {
+      await client.close()
+      server.closeAllConnections()
+      await new Promise((r) => server.close(r))
+    }
+  })
 
   it('an oversized body fails alone (E_SIZE_MISMATCH): it is dropped and the files after it arrive', async () => {
     const reply = Buffer.concat([

@@ -247,9 +247,27 @@ export class HttpTransferClient implements TransferClient {
     // Bytes of an oversized body still to drop, and all dropped so far in this reply.
     let drop = 0
     let dropped = 0
+    // A body that spans chunks is gathered in `gather`, into one buffer of its size: joining what is
+    // left with each whole new chunk would copy every byte of the reply once more, and leave
+    // a fresh 64 KiB buffer behind per chunk for the GC.
+    let gather: Buffer | undefined
+    let gatheredBytes = 0
     try {
       for await (const chunk of res.body) {
-        buf = buf.length === 0 ? (chunk as Buffer) : Buffer.concat([buf, chunk as Buffer])
+        let rest = chunk as Buffer
+        if (gather && want) {
+          const n = Math.min(want.size - gatheredBytes, rest.length)
+          rest.copy(gather, gatheredBytes, 0, n)
+          gatheredBytes += n
+          rest = rest.subarray(n)
+          if (gatheredBytes < want.size) continue
+          yield {path: items[index]!.path, data: gather}
+          gather = undefined
+          want = undefined
+          index++
+        }
+        // What is left over here is at most a frame line's first bytes.
+        buf = buf.length === 0 ? rest : Buffer.concat([buf, rest])
         for (;;) {
           if (drop > 0) {
             const n = Math.min(drop, buf.length)
@@ -287,7 +305,12 @@ export class HttpTransferClient implements TransferClient {
           if (want.status !== 200) {
             yield {path: item.path, error: statusError(want.status, `${context}: ${item.path}`)}
           } else {
-            if (buf.length < want.size) break
+            if (buf.length < want.size) {
+              gather = Buffer.allocUnsafe(want.size)
+              gatheredBytes = buf.copy(gather)
+              buf = buf.subarray(buf.length)
+              break
+            }
             // A view of the received bytes, not a copy (core hashes and lands it at once: transport.ts BatchItem).
             yield {path: item.path, data: buf.subarray(0, want.size)}
             buf = buf.subarray(want.size)
@@ -303,7 +326,7 @@ export class HttpTransferClient implements TransferClient {
       // Stopped early (an error here or in the caller): drop the connection, not the rest of the reply.
       if (!complete && !res.body.destroyed) res.body.destroy()
     }
-    if (index !== items.length || drop > 0) throw new FpeerError('E_CONNECTION_LOST', `${context}: reply ended after ${index} files`)
+    if (index !== items.length || drop > 0 || gather) throw new FpeerError('E_CONNECTION_LOST', `${context}: reply ended after ${index} files`)
   }
 
   close(): Promise<void> {
