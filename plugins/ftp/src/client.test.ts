@@ -1,6 +1,6 @@
 // Tests of the FTP client beyond the conformance suite: pool bounds, local address binding, timeouts, stale and abandoned connections.
 import assert from 'node:assert/strict'
-import {readFile} from 'node:fs/promises'
+import {readFile, rm, writeFile} from 'node:fs/promises'
 import {createServer, type Socket} from 'node:net'
 import path from 'node:path'
 import type {Readable} from 'node:stream'
@@ -203,16 +203,53 @@ describe('FTP client', {timeout: 120_000}, () => {
     }
   })
 
-  it('close() fails waiting gets, is safe twice, and later gets fail', async () => {
+  it('a large file arrives in views of a few buffers that come back by release(); one kept is never overwritten', async () => {
+    const many = Buffer.from(Array.from({length: 40 << 20}, (_, i) => (i * 7 + (i >> 12)) & 0xff))
+    const file = path.join(tree.root, 'many.bin')
+    await writeFile(file, many)
     const client = await connectFtp(options(server.port, {concurrency: 1}))
-    const busy = await client.get(FOLDER, BIG_FILE)
-    const waiting = client.get(FOLDER, BIG_FILE)
-    await new Promise((r) => setTimeout(r, 50))
-    await client.close()
-    await client.close()
-    await rejectsWith(waiting, 'E_STATE')
-    await rejectsWith(readAll(busy.stream), 'E_CONNECTION_LOST')
-    await rejectsWith(client.get(FOLDER, BIG_FILE), 'E_STATE')
+    try {
+      const got = await client.get(FOLDER, 'many.bin')
+      assert.ok(got.release, 'a large get lets its chunks be released')
+      const buffers = new Set<ArrayBufferLike>()
+      let kept: Buffer | undefined
+      let at = 0
+      for await (const chunk of got.stream) {
+        const c = chunk as Buffer
+        assert.ok(c.equals(many.subarray(at, at + c.length)), `bytes at ${at}`)
+        at += c.length
+        buffers.add(c.buffer)
+        if (!kept) kept = c
+        else got.release!(c)
+      }
+      assert.equal(at, many.length)
+      assert.ok(kept?.equals(many.subarray(0, kept.length)), 'the chunk never released is intact')
+      assert.ok(buffers.size <= 14, `${buffers.size} buffers for 40 MiB read with releases`)
+      // The connection goes back to the pool after a whole file, and serves the next one.
+      assert.ok((await readAll((await client.get(FOLDER, BIG_FILE)).stream)).equals(big))
+    } finally {
+      await client.close()
+      await rm(file)
+    }
+  })
+
+  it('close() fails waiting gets, is safe twice, and later gets fail', async () => {
+    // Larger than what the reader buffers before it stops the data connection (a few MiB), so the unread transfer is still running at close().
+    const huge = path.join(tree.root, 'huge.bin')
+    await writeFile(huge, Buffer.alloc(48 << 20, 5))
+    try {
+      const client = await connectFtp(options(server.port, {concurrency: 1}))
+      const busy = await client.get(FOLDER, 'huge.bin')
+      const waiting = client.get(FOLDER, BIG_FILE)
+      await new Promise((r) => setTimeout(r, 50))
+      await client.close()
+      await client.close()
+      await rejectsWith(waiting, 'E_STATE')
+      await rejectsWith(readAll(busy.stream), 'E_CONNECTION_LOST')
+      await rejectsWith(client.get(FOLDER, BIG_FILE), 'E_STATE')
+    } finally {
+      await rm(huge)
+    }
   })
 })
 

@@ -1,8 +1,18 @@
 // The FTP transport client: basic-ftp connections in core's ConnectionPool, one per concurrent transfer, each RETR streamed to the caller.
-import {Socket, type SocketConnectOpts} from 'node:net'
+import {Socket, type SocketConnectOpts, type SocketConstructorOpts} from 'node:net'
 import {PassThrough, Readable, Writable} from 'node:stream'
 import {Client} from 'basic-ftp'
-import {ConnectionPool, FpeerError, isFpeerError, silentLogger, type BatchItem, type ConnectOptions, type Logger, type TransferClient} from '@fpeer/core/plugin'
+import {
+  ConnectionPool,
+  FpeerError,
+  SlabStream,
+  isFpeerError,
+  silentLogger,
+  type BatchItem,
+  type ConnectOptions,
+  type Logger,
+  type TransferClient,
+} from '@fpeer/core/plugin'
 import {pipelineRetr} from './client-batch.js'
 import {mapFtpError} from './client-errors.js'
 
@@ -39,9 +49,26 @@ function abortError(signal: AbortSignal): FpeerError {
  * connection only from the control connection's address) and send without Nagle's delay,
  * which otherwise stalls every command/reply round trip by a delayed ACK (~40 ms).
  */
+/**
+ * A large file's data connection, while its RETR runs: read with `onread` into core's
+ * SlabStream, not through 'data' events into basic-ftp's pipeline (which then sees none and
+ * only waits for the end). `attach` learns the socket, for pausing it.
+ */
+interface DataBody {
+  onread: {buffer: () => Buffer; callback: (n: number) => boolean}
+  attach(socket: Socket): void
+}
+const dataBodies = new WeakMap<Client, DataBody>()
+
+/** Files of at least this many bytes still to fetch are read into slabs (DataBody); smaller ones as basic-ftp reads them. */
+const BULK_FROM = 1 << 20
+
 function tuneSockets(client: Client, localAddress: string | undefined): void {
   client.ftp._newSocket = () => {
-    const socket = new Socket()
+    const body = dataBodies.get(client)
+    // `onread` is read by the constructor (net.connect passes its options there); @types/node lists it under connect only.
+    const socket = new Socket((body ? {onread: body.onread} : {}) as SocketConstructorOpts)
+    body?.attach(socket)
     socket.setNoDelay(true)
     if (localAddress) {
       const connect = socket.connect.bind(socket) as (options: SocketConnectOpts, listener?: () => void) => Socket
@@ -101,7 +128,11 @@ export class FtpClientPool implements TransferClient {
     this.#pool.release(conn, true)
   }
 
-  async get(folder: string, path: string, options: {offset?: number; signal?: AbortSignal} = {}): Promise<{stream: Readable; size?: number}> {
+  async get(
+    folder: string,
+    path: string,
+    options: {offset?: number; signal?: AbortSignal} = {},
+  ): Promise<{stream: Readable; size?: number; release?(chunk: Buffer): void}> {
     if (UNSENDABLE_NAME.test(folder) || UNSENDABLE_NAME.test(path)) {
       throw new FpeerError('E_PATH_UNSAFE', `FTP cannot name ${JSON.stringify(path)}: CR and LF cannot travel in FTP commands`)
     }
@@ -181,7 +212,7 @@ export class FtpClientPool implements TransferClient {
     offset: number,
     signal: AbortSignal | undefined,
     reused: boolean,
-  ): Promise<{stream: Readable; size?: number}> {
+  ): Promise<{stream: Readable; size?: number; release?(chunk: Buffer): void}> {
     const onAbort = () => client.close()
     signal?.addEventListener('abort', onAbort, {once: true})
     const unlisten = () => signal?.removeEventListener('abort', onAbort)
@@ -206,22 +237,49 @@ export class FtpClientPool implements TransferClient {
     // reads `out`, which replays `inner` and then throws if the transfer failed. Ending `inner`
     // on failure too (and throwing after it) hands the caller every byte that did arrive, so a
     // resumed fetch continues from there; destroying the stream would discard what is buffered.
+    // A large file's bytes go to `slabs` instead (DataBody), and `out` is its stream.
     const inner = new PassThrough({highWaterMark: 1 << 18})
     let failure: FpeerError | undefined
-    const out = Readable.from(
-      (async function* () {
-        for await (const chunk of inner) yield chunk as Buffer
-        if (failure) throw failure
-      })(),
-      {objectMode: false, highWaterMark: 1 << 16},
-    )
     let started = false
     let done = false
+    let dataSocket: Socket | undefined
+    const slabs =
+      size !== undefined && size - offset >= BULK_FROM
+        ? new SlabStream({
+            pause: () => dataSocket?.pause(),
+            resume: () => dataSocket?.resume(),
+            // Closing `out` closes `inner`, which closes the connection (below).
+            destroy: () => {},
+          })
+        : undefined
+    const out = slabs
+      ? slabs.stream
+      : Readable.from(
+          (async function* () {
+            for await (const chunk of inner) yield chunk as Buffer
+            if (failure) throw failure
+          })(),
+          {objectMode: false, highWaterMark: 1 << 16},
+        )
     return new Promise((resolve, reject) => {
       const begin = () => {
         if (started) return
         started = true
-        resolve(size === undefined ? {stream: out} : {stream: out, size})
+        const release = slabs ? {release: (chunk: Buffer) => slabs.release(chunk)} : {}
+        resolve(size === undefined ? {stream: out, ...release} : {stream: out, size, ...release})
+      }
+      if (slabs) {
+        dataBodies.set(client, {
+          onread: {
+            buffer: () => slabs.room(),
+            callback: (n) => {
+              begin()
+              slabs.commit(n)
+              return true
+            },
+          },
+          attach: (socket) => (dataSocket = socket),
+        })
       }
       // Never ends `inner` itself: basic-ftp ends its destination even when the transfer
       // failed, and a reader must not take a cut file for a whole one.
@@ -254,18 +312,25 @@ export class FtpClientPool implements TransferClient {
       client.downloadTo(sink, remote, offset).then(
         () => {
           done = true
+          dataBodies.delete(client)
           unlisten()
           begin()
+          if (slabs) slabs.end()
           inner.end()
           this.#pool.release(client, true)
         },
         (err: unknown) => {
           done = true
+          dataBodies.delete(client)
           unlisten()
           const e = signal?.aborted ? abortError(signal) : mapFtpError(err, `FTP RETR ${remote}`, started ? 'transfer' : 'start')
           // Only a clean error reply before any byte (550: no such file) leaves the connection reusable.
           this.#pool.release(client, !started && replyCode(err) === 550)
-          if (started) {
+          if (started && slabs) {
+            // Chunks not yet read are dropped with the stream: core resumes after what it wrote.
+            slabs.fail(e)
+            inner.destroy()
+          } else if (started) {
             failure = e
             inner.end()
           } else {
