@@ -84,7 +84,8 @@ function serve(port: NonNullable<typeof parentPort>): void {
         }
       }
     })
-    port.postMessage({id: req.id, failures, landed} satisfies LandReply)
+    // Every write is done: the buffer goes back to be filled again.
+    port.postMessage({id: req.id, buf: req.buf, failures, landed} satisfies LandReply, [req.buf])
   })
 }
 
