@@ -293,8 +293,9 @@ async function sendByReads(res: ServerResponse, opened: Opened, read: (buf: Buff
 
 /** Limits of one batch request (docs/protocol.md §6, "HTTP batch"). */
 export const BATCH_LIMITS = {files: 4096, requestBytes: 4 << 20, fileBytes: 4 << 20}
-/** Bytes of batch frames gathered before one write to the socket. */
+/** Bytes of batch frames gathered before one write to the socket, and the buffers they are gathered in. */
 const BATCH_WRITE_BYTES = 64 << 10
+const BATCH_WRITE_BUFFERS = 4
 
 /** Reads a request body of at most `limit` bytes; undefined when it is larger. */
 async function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
@@ -346,20 +347,52 @@ async function sendBatch(req: IncomingMessage, res: ServerResponse, files: FileS
   }
   res.writeHead(200, {'Content-Type': 'application/vnd.fpeer.batch', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff'})
   // Frames are gathered and written BATCH_WRITE_BYTES at a time: a write per 4 KiB file was
-  // one writev(2) per file, the largest share of serving a batch of small files.
-  const out: Buffer[] = []
-  let outBytes = 0
-  const push = async (buf: Buffer) => {
-    out.push(buf)
-    outBytes += buf.length
-    if (outBytes >= BATCH_WRITE_BYTES) await flush()
+  // one writev(2) per file, the largest share of serving a batch of small files. They are
+  // gathered by copy into a few buffers, each filled again once the socket has taken it: a
+  // fresh one per write left 64 KiB per 16 files for the GC to find.
+  const free: Buffer[] = []
+  let made = 0
+  let cur: Buffer | undefined
+  let curBytes = 0
+  let failure: Error | undefined
+  let wake: (() => void) | undefined
+  const notify = () => {
+    const w = wake
+    wake = undefined
+    w?.()
   }
-  const flush = async () => {
-    if (!out.length) return
-    const ok = res.write(out.length === 1 ? out[0]! : Buffer.concat(out, outBytes))
-    out.length = 0
-    outBytes = 0
-    if (!ok) await new Promise((r) => res.once('drain', r))
+  const onClose = () => {
+    failure ??= new Error('the client went away')
+    notify()
+  }
+  res.once('close', onClose)
+  const flush = () => {
+    if (!cur || curBytes === 0) return
+    const buf = cur
+    cur = undefined
+    res.write(buf.subarray(0, curBytes), (err) => {
+      if (err) failure ??= err
+      else free.push(buf)
+      notify()
+    })
+    curBytes = 0
+  }
+  const push = async (bytes: Buffer) => {
+    for (let at = 0; at < bytes.length; ) {
+      if (!cur) {
+        if (free.length === 0 && made < BATCH_WRITE_BUFFERS) {
+          made++
+          free.push(Buffer.allocUnsafe(BATCH_WRITE_BYTES))
+        }
+        while (free.length === 0 && !failure) await new Promise<void>((r) => (wake = r))
+        if (failure) throw failure
+        cur = free.pop()!
+      }
+      const n = bytes.copy(cur, curBytes, at)
+      at += n
+      curBytes += n
+      if (curBytes === cur.length) flush()
+    }
   }
   for (const rel of paths) {
     let opened: Opened | undefined
@@ -394,8 +427,16 @@ async function sendBatch(req: IncomingMessage, res: ServerResponse, files: FileS
     await push(Buffer.from(`200 ${got}\n`, 'latin1'))
     for (const c of chunks) await push(c)
   }
-  await flush()
-  res.end()
+  flush()
+  try {
+    await new Promise<void>((resolve, reject) => {
+      if (failure) return reject(failure)
+      res.end(() => (failure ? reject(failure) : resolve()))
+      res.once('close', () => (res.writableFinished ? resolve() : reject(failure ?? new Error('the client went away'))))
+    })
+  } finally {
+    res.off('close', onClose)
+  }
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, files: FileSource): Promise<void> {
