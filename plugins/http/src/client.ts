@@ -71,6 +71,59 @@ function wrapBody(body: Readable, skip: number, context: string): Readable {
   return out
 }
 
+/**
+ * The chunks of `body` one at a time, as they came off the socket. `for await` on a byte
+ * stream reads with read(), which joins every chunk buffered meanwhile into a new one: a copy
+ * of most of a batch reply whenever the reader (core, landing files) is behind. Ends when
+ * the body ends or closes; throws its error.
+ */
+async function* chunksOf(body: Readable): AsyncGenerator<Buffer> {
+  const queue: Buffer[] = []
+  let ended = false
+  let failed: {err: unknown} | undefined
+  let wake: (() => void) | undefined
+  const notify = () => {
+    const w = wake
+    wake = undefined
+    w?.()
+  }
+  const onData = (chunk: Buffer) => {
+    queue.push(chunk)
+    if (queue.length >= 8) body.pause()
+    notify()
+  }
+  const onEnd = () => {
+    ended = true
+    notify()
+  }
+  const onError = (err: unknown) => {
+    failed ??= {err}
+    notify()
+  }
+  body.on('data', onData)
+  body.on('end', onEnd)
+  body.on('close', onEnd)
+  body.on('error', onError)
+  try {
+    for (;;) {
+      const chunk = queue.shift()
+      if (chunk) {
+        if (queue.length < 2 && body.isPaused()) body.resume()
+        yield chunk
+        continue
+      }
+      if (failed) throw failed.err
+      if (ended) return
+      await new Promise<void>((resolve) => (wake = resolve))
+    }
+  } finally {
+    body.off('data', onData)
+    body.off('end', onEnd)
+    body.off('close', onEnd)
+    body.off('error', onError)
+  }
+}
+
 function emptyStream(): Readable {
   const out = new Transform()
   out.end()
@@ -253,8 +306,8 @@ export class HttpTransferClient implements TransferClient {
     let gather: Buffer | undefined
     let gatheredBytes = 0
     try {
-      for await (const chunk of res.body) {
-        let rest = chunk as Buffer
+      for await (const chunk of chunksOf(res.body)) {
+        let rest = chunk
         if (gather && want) {
           const n = Math.min(want.size - gatheredBytes, rest.length)
           rest.copy(gather, gatheredBytes, 0, n)
