@@ -1,6 +1,7 @@
 // In-process tests of fetchFiles over the in-memory transport: lands and verifies, and fails with typed codes on bad content, dropped connections and aborts.
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
+import {closeSync, openSync, writeSync} from 'node:fs'
 import {mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile, mkdir} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -16,7 +17,7 @@ import {Identity, generateKeyPair} from '../identity.js'
 import {createMemoryTransport, type MemoryTransportOptions} from '../testing/memory-transport.js'
 import type {TransferClient} from '../transport.js'
 import type {FileEntry} from '../wire/types.js'
-import {type FetchEvent, fetchFiles} from './fetch.js'
+import {type FetchEvent, fetchFiles, writevFully} from './fetch.js'
 
 const FOLDER = 'share'
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex')
@@ -549,5 +550,41 @@ describe('fetchFiles over the in-memory transport', () => {
       assert.equal(source.opens.length, 0)
     })
     assert.deepEqual(await tree(d), [])
+  })
+})
+
+describe('writevFully', () => {
+  it('writes every byte when writev(2) writes fewer than asked, at the right offsets; a write of nothing is E_IO', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'fpeer-writev-'))
+    try {
+      const file = path.join(dir, 'part')
+      await writeFile(file, Buffer.alloc(5, 0x2e))
+      const fd = openSync(file, 'r+')
+      try {
+        const parts = [content(3000, 1), Buffer.alloc(0), content(10, 2), content(7000, 3)]
+        let calls = 0
+        // A writer that never writes more than 1,234 bytes per call, as a filling disk might.
+        const short = async (f: number, bufs: Buffer[], at: number) => {
+          calls++
+          const all = Buffer.concat(bufs).subarray(0, 1234)
+          return writeSync(f, all, 0, all.length, at)
+        }
+        await writevFully(fd, parts, 5, short)
+        const want = Buffer.concat([Buffer.alloc(5, 0x2e), ...parts])
+        assert.ok((await readFile(file)).equals(want), 'every byte, after the 5 already there')
+        assert.equal(calls, Math.ceil(10_010 / 1234))
+        await assert.rejects(
+          writevFully(fd, [content(10)], 0, async () => 0),
+          (err: unknown) => isFpeerError(err, 'E_IO'),
+        )
+        // The real writev(2): one call, everything written.
+        await writevFully(fd, [content(100, 4), content(50, 5)], 0)
+        assert.ok((await readFile(file)).subarray(0, 150).equals(Buffer.concat([content(100, 4), content(50, 5)])))
+      } finally {
+        closeSync(fd)
+      }
+    } finally {
+      await rm(dir, {recursive: true, force: true})
+    }
   })
 })

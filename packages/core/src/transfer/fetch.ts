@@ -79,6 +79,40 @@ const WRITE_BATCH = 4 << 20
 const writevAt = promisify(writev)
 
 /**
+ * Writes every byte of `buffers` at `position`. writev(2) may write fewer bytes than asked
+ * (a disk filling up midway, a signal) and say so only in its count: the rest is written
+ * by another call, which then fails with the cause if there is one. A part file with a gap
+ * would otherwise hold bytes that were never hashed.
+ */
+export async function writevFully(
+  fd: number,
+  buffers: Buffer[],
+  position: number,
+  write: (fd: number, buffers: Buffer[], position: number) => Promise<number> = async (f, b, p) => (await writevAt(f, b, p)).bytesWritten,
+): Promise<void> {
+  let rest = buffers
+  let at = position
+  for (;;) {
+    const want = rest.reduce((n, b) => n + b.length, 0)
+    if (want === 0) return
+    const n = await write(fd, rest, at)
+    if (n === want) return
+    if (!(n > 0)) throw new FpeerError('E_IO', `a write of ${want} bytes at offset ${at} wrote nothing`)
+    at += n
+    let skip = n
+    const left: Buffer[] = []
+    for (const b of rest) {
+      if (skip >= b.length) skip -= b.length
+      else {
+        left.push(skip > 0 ? b.subarray(skip) : b)
+        skip = 0
+      }
+    }
+    rest = left
+  }
+}
+
+/**
  * Where a file lands: a directory of the folder held open (fs/folder-dirs.ts) and the
  * target's name in it. Part files are created beside it, exclusively, with a prefix fixed
  * per name (so a resume can find one) and a random suffix (so none can be planted ahead).
@@ -276,6 +310,9 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
     if (offset > 0) hash = await hashPrefix(fd!, offset)
     const received = await streamInto(opts, file, expected, fd, offset, hash)
     if (landing && fd !== undefined && part) {
+      // The bytes hashed are the bytes held: a part of any other size is never renamed into place.
+      const held = fstatSync(fd).size
+      if (held !== received) throw new FpeerError('E_IO', `${file.path}: the part file holds ${held} bytes, not the ${received} received`)
       if (file.mtimeMs !== undefined) {
         try {
           futimesSync(fd, new Date(), new Date(file.mtimeMs))
@@ -324,7 +361,7 @@ async function streamInto(
     const at = written
     const chunks = batch
     written += batchBytes
-    const p = writevAt(fd!, chunks, at).then(
+    const p = writevFully(fd!, chunks, at).then(
       () => {
         // Only a completed write lets the chunks go; a failed one leaves them to the GC.
         if (release) for (const c of chunks) release(c)
