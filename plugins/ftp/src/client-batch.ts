@@ -87,6 +87,12 @@ export async function* pipelineRetr(client: Client, o: PipelineOptions, done: (o
   }
   const sendMore = () => {
     let item: {path: string; size: number} | undefined
+    // The commands of one call leave in one write(2), not one per EPSV and RETR.
+    const control = ftp.socket
+    if (control.writableCorked === 0) {
+      control.cork()
+      process.nextTick(() => control.uncork())
+    }
     while (!stopped && !dirty && queue.length < o.window && (item = o.items[next])) {
       next++
       const {path, size} = item

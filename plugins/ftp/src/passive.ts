@@ -33,7 +33,8 @@ export interface PassiveOptions {
 export class PassivePort {
   readonly #options: PassiveOptions
   #server: Server | undefined
-  #listening: Promise<Server> | undefined
+  /** The listener and its port, read once: each address() is a getsockname(2), per file. */
+  #listening: Promise<{server: Server; port: number}> | undefined
   #slot: {take(socket: Socket): boolean} | undefined
   #closed = false
 
@@ -44,7 +45,7 @@ export class PassivePort {
   /** A slot for one data connection; the previous slot, if still open, is closed. */
   async open(): Promise<PassiveEndpoint> {
     if (this.#closed) throw new Error('passive port closed')
-    const server = await this.#listen()
+    const {server, port} = await this.#listen()
     let accepted: Socket | undefined
     let closed = false
     let settle: {resolve(s: Socket): void; reject(e: Error): void}
@@ -65,10 +66,7 @@ export class PassivePort {
     }, this.#options.acceptTimeoutMs)
     timer.unref()
     const endpoint: PassiveEndpoint = {
-      get port() {
-        const addr = server.address()
-        return typeof addr === 'object' && addr ? addr.port : 0
-      },
+      port,
       connection: () => connected,
       close: () => {
         if (closed) return
@@ -102,7 +100,7 @@ export class PassivePort {
     if (server.listening) server.close()
   }
 
-  #listen(): Promise<Server> {
+  #listen(): Promise<{server: Server; port: number}> {
     if (this.#listening) return this.#listening
     const o = this.#options
     const server: Server = createServer({pauseOnConnect: true})
@@ -122,13 +120,15 @@ export class PassivePort {
       o.log.warn('ftp: passive listener failed', {error: err.message})
       this.close()
     })
-    this.#listening = new Promise<Server>((resolve, reject) => {
+    this.#listening = new Promise<{server: Server; port: number}>((resolve, reject) => {
       server.once('error', reject)
       server.listen({host: o.host, port: 0, exclusive: true}, () => {
         server.off('error', reject)
+        const addr = server.address()
+        const port = typeof addr === 'object' && addr ? addr.port : 0
         // Closed while it started (the session ended): let go of the port at once.
         if (this.#closed) server.close()
-        resolve(server)
+        resolve({server, port})
       })
     })
     // A failed listen is tried again at the next PASV/EPSV.

@@ -167,6 +167,13 @@ export class FtpSession {
       this.#socket.destroy()
       return
     }
+    // Replies of one turn of the event loop leave in one write: a 226 and the next file's
+    // 229 often come together, and each write(2) of a short reply on a no-delay socket is a
+    // packet and a wake-up of the peer.
+    if (this.#socket.writableCorked === 0) {
+      this.#socket.cork()
+      process.nextTick(() => this.#socket.uncork())
+    }
     this.#socket.write(formatReply(code, text))
   }
 
