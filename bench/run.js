@@ -13,6 +13,8 @@
 //   BENCH_FPEER_ROOT=DIR     time the fpeer built in another checkout (e.g. an older commit's
 //                            worktree) with this bench, to compare two builds on the same data
 //   BENCH_PROF=DIR           every fpeer process writes a V8 CPU profile (--cpu-prof) into DIR
+//   BENCH_NODE_FLAGS='…'     more node flags for every fpeer process, e.g. `--heapsnapshot-signal=SIGUSR2
+//                            --diagnostic-dir=DIR` or `--import=FILE` (a probe of its own)
 //   BENCH_HOST, BENCH_REQUESTER  loopback addresses of the host and the requester (default
 //                            127.0.0.1 and 127.0.0.2), so two benches can run side by side
 //   --tmpfs                  data, fpeer homes, targets and the anchors' work on a tmpfs (a fresh
@@ -193,10 +195,12 @@ function resetPeak(pid) {
   }
 }
 
-/** With BENCH_PROF, an fpeer process is started with --cpu-prof (not allowed in NODE_OPTIONS). */
+/** With BENCH_PROF, an fpeer process is started with --cpu-prof, and with BENCH_NODE_FLAGS' flags (neither is allowed in NODE_OPTIONS). */
 function profiled(cmd, args) {
-  if (!process.env.BENCH_PROF || cmd !== process.execPath || args[0] !== FPEER) return args
-  return ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_PROF)}`, ...args]
+  if (cmd !== process.execPath || args[0] !== FPEER) return args
+  const flags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)
+  if (process.env.BENCH_PROF) flags.push('--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_PROF)}`)
+  return [...flags, ...args]
 }
 
 /** Starts a long-running process and resolves with it and its first stdout line (a JSON ready document). */
