@@ -244,49 +244,96 @@ const SEND_BUFFERS = 3
 const SEND_BUFFER_BYTES = 1 << 20
 
 /**
- * Sends exactly `length` bytes of a large file by positional reads into a few buffers that
- * are reused once the socket has taken them: a stream would hand out a new MiB per read,
- * and the garbage collector chasing 512 of them cost a sender more CPU than the reads. A
- * file that ends early (it shrank) destroys the response, so the client sees the drop.
+ * The few buffers a response is written from, each handed out again once the socket has
+ * taken it: a fresh buffer per write left one per write for the garbage collector, which
+ * cost a sender more CPU than the bytes. Once the client goes away (or a write fails),
+ * take() and end() throw.
  */
-async function sendByReads(res: ServerResponse, opened: Opened, read: (buf: Buffer) => Promise<number>, length: number): Promise<void> {
-  const free: Buffer[] = Array.from({length: SEND_BUFFERS}, () => Buffer.allocUnsafe(SEND_BUFFER_BYTES))
-  let failure: Error | undefined
-  let wake: (() => void) | undefined
-  const notify = () => {
-    const w = wake
-    wake = undefined
+class SendBuffers {
+  readonly #res: ServerResponse
+  readonly #free: Buffer[] = []
+  readonly #count: number
+  readonly #bytes: number
+  #made = 0
+  #failure: Error | undefined
+  #wake: (() => void) | undefined
+  readonly #onClose = () => this.#fail(new Error('the client went away'))
+
+  constructor(res: ServerResponse, count: number, bytes: number) {
+    this.#res = res
+    this.#count = count
+    this.#bytes = bytes
+    res.once('close', this.#onClose)
+  }
+
+  /** A buffer to fill: a new one while fewer than `count` exist, else the next the socket gives back. */
+  async take(): Promise<Buffer> {
+    if (this.#free.length === 0 && this.#made < this.#count && !this.#failure) {
+      this.#made++
+      return Buffer.allocUnsafe(this.#bytes)
+    }
+    while (this.#free.length === 0 && !this.#failure) await new Promise<void>((r) => (this.#wake = r))
+    if (this.#failure) throw this.#failure
+    return this.#free.pop() as Buffer
+  }
+
+  /** Writes the first `length` bytes of `buf`, a buffer take() gave; it comes back once written. */
+  send(buf: Buffer, length: number): void {
+    this.#res.write(length === buf.length ? buf : buf.subarray(0, length), (err) => {
+      if (err) this.#fail(err)
+      else this.#free.push(buf)
+      this.#notify()
+    })
+  }
+
+  /** Ends the response; resolves once all of it is written. */
+  async end(): Promise<void> {
+    const res = this.#res
+    await new Promise<void>((resolve, reject) => {
+      if (this.#failure) return reject(this.#failure)
+      res.end(() => (this.#failure ? reject(this.#failure) : resolve()))
+      res.once('close', () => (res.writableFinished ? resolve() : reject(this.#failure ?? new Error('the client went away'))))
+    })
+  }
+
+  dispose(): void {
+    this.#res.off('close', this.#onClose)
+  }
+
+  #fail(err: Error): void {
+    this.#failure ??= err
+    this.#notify()
+  }
+
+  #notify(): void {
+    const w = this.#wake
+    this.#wake = undefined
     w?.()
   }
-  const onClose = () => {
-    failure ??= new Error('the client went away')
-    notify()
-  }
-  res.once('close', onClose)
+}
+
+/**
+ * Sends exactly `length` bytes of a large file by positional reads into SendBuffers (a
+ * stream would hand out a new MiB per read). A file that ends early (it shrank) destroys
+ * the response, so the client sees the drop.
+ */
+async function sendByReads(res: ServerResponse, opened: Opened, read: (buf: Buffer) => Promise<number>, length: number): Promise<void> {
+  const buffers = new SendBuffers(res, SEND_BUFFERS, SEND_BUFFER_BYTES)
   try {
     let sent = 0
     while (sent < length) {
-      while (free.length === 0 && !failure) await new Promise<void>((r) => (wake = r))
-      if (failure) throw failure
-      const buf = free.pop()!
+      const buf = await buffers.take()
       const n = await read(buf.length <= length - sent ? buf : buf.subarray(0, length - sent))
       if (n === 0) throw new Error(`file ended ${length - sent} bytes early`)
       sent += n
-      res.write(n === buf.length ? buf : buf.subarray(0, n), (err) => {
-        if (err) failure ??= err
-        else free.push(buf)
-        notify()
-      })
+      buffers.send(buf, n)
     }
-    await new Promise<void>((resolve, reject) => {
-      res.end(() => (failure ? reject(failure) : resolve()))
-      res.once('close', () => (res.writableFinished ? resolve() : reject(failure ?? new Error('the client went away'))))
-    })
+    await buffers.end()
   } catch (err) {
     res.destroy(err as Error)
     throw err
   } finally {
-    res.off('close', onClose)
+    buffers.dispose()
     opened.stream.destroy()
   }
 }
@@ -348,94 +395,63 @@ async function sendBatch(req: IncomingMessage, res: ServerResponse, files: FileS
   res.writeHead(200, {'Content-Type': 'application/vnd.fpeer.batch', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff'})
   // Frames are gathered and written BATCH_WRITE_BYTES at a time: a write per 4 KiB file was
   // one writev(2) per file, the largest share of serving a batch of small files. They are
-  // gathered by copy into a few buffers, each filled again once the socket has taken it: a
-  // fresh one per write left 64 KiB per 16 files for the GC to find.
-  const free: Buffer[] = []
-  let made = 0
+  // gathered by copy into SendBuffers, not joined into a fresh buffer per write.
+  const buffers = new SendBuffers(res, BATCH_WRITE_BUFFERS, BATCH_WRITE_BYTES)
   let cur: Buffer | undefined
   let curBytes = 0
-  let failure: Error | undefined
-  let wake: (() => void) | undefined
-  const notify = () => {
-    const w = wake
-    wake = undefined
-    w?.()
-  }
-  const onClose = () => {
-    failure ??= new Error('the client went away')
-    notify()
-  }
-  res.once('close', onClose)
   const flush = () => {
     if (!cur || curBytes === 0) return
-    const buf = cur
+    buffers.send(cur, curBytes)
     cur = undefined
-    res.write(buf.subarray(0, curBytes), (err) => {
-      if (err) failure ??= err
-      else free.push(buf)
-      notify()
-    })
     curBytes = 0
   }
   const push = async (bytes: Buffer) => {
     for (let at = 0; at < bytes.length; ) {
-      if (!cur) {
-        if (free.length === 0 && made < BATCH_WRITE_BUFFERS) {
-          made++
-          free.push(Buffer.allocUnsafe(BATCH_WRITE_BYTES))
-        }
-        while (free.length === 0 && !failure) await new Promise<void>((r) => (wake = r))
-        if (failure) throw failure
-        cur = free.pop()!
-      }
+      cur ??= await buffers.take()
       const n = bytes.copy(cur, curBytes, at)
       at += n
       curBytes += n
       if (curBytes === cur.length) flush()
     }
   }
-  for (const rel of paths) {
-    let opened: Opened | undefined
-    let status = 200
-    try {
-      if (rel === '') throw new FpeerError('E_PATH_UNSAFE', 'bad path')
-      opened = await files.open(folder, rel, who)
-      if (opened.size > BATCH_LIMITS.fileBytes) status = 413
-    } catch (err) {
-      status = statusFor(err)
-    }
-    if (status !== 200 || !opened) {
-      if (opened && !opened.data) opened.stream.destroy()
-      await push(Buffer.from(`${status} 0\n`))
-      continue
-    }
-    const chunks: Buffer[] = []
-    let got = 0
-    if (opened.data) {
-      got = opened.data.length
-      chunks.push(opened.data)
-    } else {
-      for await (const chunk of opened.stream) {
-        got += (chunk as Buffer).length
-        if (got > opened.size) break
-        chunks.push(chunk as Buffer)
-      }
-      opened.stream.destroy()
-    }
-    // A file that changed under us cannot be framed honestly: drop the connection (the caller tears it down).
-    if (got !== opened.size) throw new Error(`file changed while being sent`)
-    await push(Buffer.from(`200 ${got}\n`, 'latin1'))
-    for (const c of chunks) await push(c)
-  }
-  flush()
   try {
-    await new Promise<void>((resolve, reject) => {
-      if (failure) return reject(failure)
-      res.end(() => (failure ? reject(failure) : resolve()))
-      res.once('close', () => (res.writableFinished ? resolve() : reject(failure ?? new Error('the client went away'))))
-    })
+    for (const rel of paths) {
+      let opened: Opened | undefined
+      let status = 200
+      try {
+        if (rel === '') throw new FpeerError('E_PATH_UNSAFE', 'bad path')
+        opened = await files.open(folder, rel, who)
+        if (opened.size > BATCH_LIMITS.fileBytes) status = 413
+      } catch (err) {
+        status = statusFor(err)
+      }
+      if (status !== 200 || !opened) {
+        if (opened && !opened.data) opened.stream.destroy()
+        await push(Buffer.from(`${status} 0\n`))
+        continue
+      }
+      const chunks: Buffer[] = []
+      let got = 0
+      if (opened.data) {
+        got = opened.data.length
+        chunks.push(opened.data)
+      } else {
+        for await (const chunk of opened.stream) {
+          got += (chunk as Buffer).length
+          if (got > opened.size) break
+          chunks.push(chunk as Buffer)
+        }
+        opened.stream.destroy()
+      }
+      // A file that changed under us cannot be framed honestly: drop the connection (the caller tears it down).
+      if (got !== opened.size) throw new Error(`file changed while being sent`)
+      await push(Buffer.from(`200 ${got}\n`, 'latin1'))
+      for (const c of chunks) await push(c)
+    }
+    flush()
+    await buffers.end()
   } finally {
-    res.off('close', onClose)
+    buffers.dispose()
   }
 }
 
