@@ -9,6 +9,7 @@ import path from 'node:path'
 import type {Readable} from 'node:stream'
 import {after, before, describe, it} from 'node:test'
 import {type FpeerError, Identity, LocalFileSource, generateKeyPair, type TransportServer} from '@fpeer/core'
+import {readReleasing} from '@fpeer/core/testing'
 import {parseHead} from './bulk-get.js'
 import {connectHttp} from './client.js'
 import {serveHttp} from './server.js'
@@ -104,29 +105,12 @@ describe('HTTP client: large files on connections of their own', {timeout: 120_0
     await writeFile(path.join(dir, 'docs', 'many.bin'), many)
     const client = await connectHttp({host: '127.0.0.1', port: server.port, identity, concurrency: 1, timeoutMs: 30_000})
     try {
-      const read = async (release: boolean) => {
+      const read = async (releasing: boolean) => {
         const got = await client.get('docs', 'many.bin', {size: many.length})
         assert.ok(got.release, 'a bulk GET lets its chunks be released')
-        const buffers = new Set<ArrayBufferLike>()
-        let kept: Buffer | undefined
-        let at = 0
-        for await (const chunk of got.stream) {
-          const c = chunk as Buffer
-          // Each chunk is checked as it comes: a buffer reused too early would already show here or in `kept`.
-          assert.ok(c.equals(many.subarray(at, at + c.length)), `bytes at ${at}`)
-          at += c.length
-          buffers.add(c.buffer)
-          if (!release) continue
-          if (!kept) kept = c
-          else {
-            got.release!(c)
-            got.release!(c)
-            got.release!(Buffer.alloc(16))
-          }
-        }
-        assert.equal(at, many.length)
-        if (kept) assert.ok(kept.equals(many.subarray(0, kept.length)), 'the chunk never released is intact')
-        return buffers.size
+        const {buffers, keptIntact} = await readReleasing(got, many, releasing)
+        assert.ok(keptIntact, 'the chunk never released is intact')
+        return buffers
       }
       // 40 MiB is twenty 2 MiB slabs: read whole without releases, in far fewer with them.
       assert.ok((await read(false)) >= 20)

@@ -3,4 +3,4 @@ export {createMemoryTransport, createHandOverTransport, type MemoryTransportOpti
 export {channelPair, socketPair, type PairAddresses} from './channel-pair.js'
 export {freePort, waitForPort, runTool, startProcess, OwnedProcess, type ToolResult} from './process.js'
 export {makeSyncPeer, peerRecord, type SyncPeer, type SyncPeerOptions, type ServeOverride} from './sync-peer.js'
-export {until, fileTree} from './checks.js'
+export {until, fileTree, readReleasing} from './checks.js'
