@@ -43,13 +43,6 @@ function abortError(signal: AbortSignal): FpeerError {
 }
 
 /**
- * basic-ftp has no option for the local address or TCP_NODELAY. Its one socket seam,
- * `FTPContext._newSocket` (public in its typings, used for control and data sockets alike),
- * is wrapped so both bind to `localAddress` when given (fpeer's server accepts a data
- * connection only from the control connection's address) and send without Nagle's delay,
- * which otherwise stalls every command/reply round trip by a delayed ACK (~40 ms).
- */
-/**
  * A large file's data connection, while its RETR runs: read with `onread` into core's
  * SlabStream, not through 'data' events into basic-ftp's pipeline (which then sees none and
  * only waits for the end). `attach` learns the socket, for pausing it.
@@ -63,6 +56,14 @@ const dataBodies = new WeakMap<Client, DataBody>()
 /** Files of at least this many bytes still to fetch are read into slabs (DataBody); smaller ones as basic-ftp reads them. */
 const BULK_FROM = 1 << 20
 
+/**
+ * basic-ftp has no option for the local address or TCP_NODELAY. Its one socket seam,
+ * `FTPContext._newSocket` (public in its typings, used for control and data sockets alike),
+ * is wrapped so both bind to `localAddress` when given (fpeer's server accepts a data
+ * connection only from the control connection's address) and send without Nagle's delay,
+ * which otherwise stalls every command/reply round trip by a delayed ACK (~40 ms).
+ * While a large file's RETR runs, the data socket is made with its DataBody's `onread`.
+ */
 function tuneSockets(client: Client, localAddress: string | undefined): void {
   client.ftp._newSocket = () => {
     const body = dataBodies.get(client)
