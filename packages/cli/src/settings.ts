@@ -65,7 +65,12 @@ const MS_VARS: ReadonlyArray<{
     dflt: DEFAULT_FIRST_LINE_TIMEOUT_MS,
     meaning: "serve: a control connection's first line must arrive this long after it opens (slow and silent senders are dropped)",
   },
-  {name: 'FPEER_RESCAN_INTERVAL_MS', key: 'rescan', dflt: 60_000, meaning: 'serve: rescan every shared folder this often (besides file-system events)'},
+  {
+    name: 'FPEER_RESCAN_INTERVAL_MS',
+    key: 'rescan',
+    dflt: 60_000,
+    meaning: 'serve: walk every shared folder whole this often (between these, a file-system event rescans only the paths it named)',
+  },
   {
     name: 'FPEER_SYNC_INTERVAL_MS',
     key: 'sync',

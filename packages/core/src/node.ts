@@ -61,7 +61,7 @@ export interface PeerNodeOptions {
   control?: boolean
   /** Watch folders, rescan and catch up with peers (the daemon); false for one-shot use. */
   sync?: boolean
-  /** Full rescan every this many ms (also after file-system events). */
+  /** Full rescan every this many ms; a file-system event rescans only the paths it named (FolderSync.rescan). */
   rescanIntervalMs?: number
   /** Catch up with every peer every this many ms (and at start). */
   syncIntervalMs?: number

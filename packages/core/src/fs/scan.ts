@@ -81,6 +81,90 @@ function* walk(root: string, rel: string, rules: IgnoreRules, skips?: ScanSkips)
 
 const IGNORE_NAME = IGNORE_FILE
 
+/**
+ * Whether `rel` is a path a walk of the whole folder would reach: no name on the way is one
+ * fpeer never shares or one the ignore rules leave out, and each directory on the way is a
+ * directory (a symlink is never walked through). `rel` itself may be anything or nothing.
+ */
+function reachable(base: string, rel: string, rules: IgnoreRules): boolean {
+  const names = rel.split('/')
+  for (const [i, name] of names.entries()) {
+    if (isIgnoredName(name)) return false
+    if (i === names.length - 1) break
+    const dir = names.slice(0, i + 1).join('/')
+    if (!rules.empty && rules.ignores(dir, true)) return false
+    let st
+    try {
+      st = lstatSync(base + dir, {throwIfNoEntry: false})
+    } catch {
+      return false
+    }
+    if (!st?.isDirectory()) return false
+  }
+  return true
+}
+
+/**
+ * What a walk of the whole folder would yield at and under each of `from` (sorted, none under
+ * another): a file is itself, a directory is walked, anything else (gone, a symlink, ignored)
+ * yields nothing, a symlink being reported as the whole walk reports it.
+ */
+function* walkFrom(root: string, from: readonly string[], rules: IgnoreRules, skips?: ScanSkips): Generator<{rel: string; abs: string}> {
+  const base = root.endsWith('/') ? root : `${root}/`
+  for (const rel of from) {
+    if (!reachable(base, rel, rules)) continue
+    let st
+    try {
+      st = lstatSync(base + rel, {throwIfNoEntry: false})
+    } catch {
+      continue
+    }
+    if (!st || (rel === IGNORE_NAME ? rules.ignores(rel) : !rules.empty && rules.ignores(rel, st.isDirectory()))) continue
+    if (st.isDirectory()) {
+      // Gone or unreadable between the lstat and the open: as if it had not been there (its own event rescans it).
+      let it
+      try {
+        it = walk(root, rel, rules, skips)
+        const first = it.next()
+        if (first.done) continue
+        yield first.value
+      } catch {
+        continue
+      }
+      yield* it
+    } else if (st.isFile()) yield {rel, abs: base + rel}
+    else if (st.isSymbolicLink()) skips?.symlinks.push(rel)
+  }
+}
+
+/**
+ * Whether the directory `rel` now holds nothing a walk would count (no file, no directory
+ * that is not ignored): a leaf it would list among ScanSkips.emptyDirs. False for anything
+ * that is not a reachable directory.
+ */
+export function isEmptyLeaf(root: string, rel: string, rules: IgnoreRules): boolean {
+  const base = root.endsWith('/') ? root : `${root}/`
+  if (rel === '' || !reachable(base, rel, rules)) return false
+  if (!rules.empty && rules.ignores(rel, true)) return false
+  let dir
+  try {
+    if (!lstatSync(base + rel, {throwIfNoEntry: false})?.isDirectory()) return false
+    dir = opendirSync(base + rel, {bufferSize: 32})
+  } catch {
+    return false
+  }
+  try {
+    for (let ent = dir.readSync(); ent !== null; ent = dir.readSync()) {
+      if (isIgnoredName(ent.name) || !(ent.isDirectory() || ent.isFile())) continue
+      if (!rules.empty && rules.ignores(`${rel}/${ent.name}`, ent.isDirectory())) continue
+      return false
+    }
+  } finally {
+    dir.closeSync()
+  }
+  return true
+}
+
 /** Files up to this size are read and hashed in one synchronous call; larger ones are streamed. */
 export const SMALL_FILE_BYTES = 256 * 1024
 /** The longest a scan runs synchronous work before letting the event loop serve others. */
@@ -91,7 +175,8 @@ const BATCH_FILES = 256
 /**
  * Scans `root` and returns its files sorted by path. `previous` supplies known hashes:
  * a file whose size, mtime and inode match is not read again. Large files are hashed
- * `concurrency` at a time.
+ * `concurrency` at a time. `from` (sorted relative paths, none under another) limits the
+ * scan to those paths and what is under them: the files a whole walk would find there.
  *
  * The main thread walks. A known file is checked with one lstat; a new or changed one is
  * hashed by hashFile (open without following a link, fstat, read, close: the record is the
@@ -109,6 +194,7 @@ export async function scanFolder(
   skips?: ScanSkips,
   rules: IgnoreRules = IgnoreRules.load(root),
   threads: () => ScanPool = () => new ScanPool(),
+  from?: readonly string[],
 ): Promise<IndexedFile[]> {
   const out: IndexedFile[] = []
   const pending = new Set<Promise<void>>()
@@ -154,7 +240,7 @@ export async function scanFolder(
   let slice = performance.now()
   try {
     // The folder's .fpeerignore: ignored files are not part of its structure, so never offered.
-    for (const {rel, abs} of walk(root, '', rules, skips)) {
+    for (const {rel, abs} of from ? walkFrom(root, from, rules, skips) : walk(root, '', rules, skips)) {
       if (performance.now() - slice > SLICE_MS) {
         await new Promise((r) => setImmediate(r))
         slice = performance.now()

@@ -4,7 +4,7 @@ import {mkdir, mkdtemp, realpath, rename, rm, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {FolderWatcher} from './watch.js'
+import {DIRTY_MAX, FolderWatcher} from './watch.js'
 
 /** Polls `cond` every 20 ms for up to 10 s (inotify events reach the watcher asynchronously). */
 async function until(what: string, cond: () => boolean): Promise<void> {
@@ -71,5 +71,41 @@ describe('FolderWatcher', () => {
     } finally {
       w.close()
     }
+  })
+
+  it('names the paths that changed (takeDirty), each set once, and gives up naming past DIRTY_MAX', async () => {
+    const root = path.join(work, 'dirty')
+    await mkdir(path.join(root, 'a'), {recursive: true})
+    await writeFile(path.join(root, 'a', 'old.txt'), 'old')
+    const w = new FolderWatcher(root, () => {})
+    try {
+      await w.start()
+      assert.deepEqual(w.takeDirty(), [])
+      await writeFile(path.join(root, 'a', 'old.txt'), 'edited')
+      await writeFile(path.join(root, 'top.txt'), 'new')
+      // A directory with a file made before its watcher can be there: the directory is named once watched.
+      await mkdir(path.join(root, 'n', 'deep'), {recursive: true})
+      await writeFile(path.join(root, 'n', 'deep', 'early.txt'), 'early')
+      await until('the new directories to be watched', () => w.watching.includes('n/deep'))
+      await mkdir(path.join(root, 'last'))
+      await until('the last directory to be watched', () => w.watching.includes('last'))
+      const dirty = w.takeDirty()
+      assert.ok(dirty, 'named')
+      for (const p of ['a/old.txt', 'top.txt', 'n', 'last']) assert.ok(dirty.includes(p), `${p} in ${JSON.stringify(dirty)}`)
+      assert.ok(
+        dirty.every((p) => ['a/old.txt', 'top.txt', 'last'].includes(p) || p === 'n' || p.startsWith('n/')),
+        JSON.stringify(dirty),
+      )
+      assert.deepEqual(w.takeDirty(), [], 'a new set starts at each call')
+      // More than DIRTY_MAX names: only a walk of everything can tell.
+      for (let i = 0; i <= DIRTY_MAX; i++) await writeFile(path.join(root, 'a', `f${i}`), '')
+      await mkdir(path.join(root, 'after'))
+      await until('the directory made after them to be watched', () => w.watching.includes('after'))
+      assert.equal(w.takeDirty(), undefined)
+      assert.deepEqual(w.takeDirty(), [])
+    } finally {
+      w.close()
+    }
+    assert.equal(w.takeDirty(), undefined, 'a closed watcher names nothing')
   })
 })

@@ -4,6 +4,9 @@ import {lstat, opendir} from 'node:fs/promises'
 import path from 'node:path'
 import {isIgnoredName} from './scan.js'
 
+/** Paths remembered between two takeDirty() calls; past this many, the next rescan walks the whole folder anyway. */
+export const DIRTY_MAX = 4096
+
 /**
  * Node 20's `fs.watch(dir, {recursive: true})` on Linux stops reporting once a watched
  * subdirectory is removed (fpeer's staging folders are), so this keeps one inotify
@@ -23,6 +26,12 @@ export class FolderWatcher {
   /** Every directory is watched (start() finished) and none was lost to an error since. */
   #whole = false
   #events = 0
+  /**
+   * The paths events named since the last takeDirty() (relative; a directory's stands for
+   * everything under it); undefined once an event named none or there were more than
+   * DIRTY_MAX: then only a walk of the whole folder can tell what changed.
+   */
+  #dirty: Set<string> | undefined = new Set()
 
   constructor(root: string, onChange: () => void, onError: (err: Error) => void = () => {}) {
     this.#root = root
@@ -50,7 +59,30 @@ export class FolderWatcher {
     return this.#whole && !this.#closed ? this.#events : undefined
   }
 
-  async #add(rel: string): Promise<void> {
+  /**
+   * What changed since the last call, as the paths to look at again (FolderSync's partial
+   * rescan), and starts a new set; undefined when that cannot be told (not watched whole, an
+   * event without a name, too many): the caller walks everything.
+   */
+  takeDirty(): string[] | undefined {
+    const dirty = this.#dirty
+    this.#dirty = new Set()
+    return dirty && this.changes !== undefined ? [...dirty] : undefined
+  }
+
+  #mark(rel: string): void {
+    if (!this.#dirty) return
+    // The root itself: anything in the folder.
+    if (rel === '') this.#dirty = undefined
+    else if (this.#dirty.add(rel).size > DIRTY_MAX) this.#dirty = undefined
+  }
+
+  /**
+   * Watches `rel` and the directories under it. `fresh`: a directory that appeared after start,
+   * whose first files may have come before its watcher: it counts as changed once watched, so
+   * the next rescan looks at what it holds by then and events tell the rest.
+   */
+  async #add(rel: string, fresh = false): Promise<void> {
     if (this.#closed || this.#watchers.has(rel)) return
     const abs = path.join(this.#root, rel)
     // A file (or a symlink) named in an event gets no watcher: its directory's watcher sees it.
@@ -62,6 +94,8 @@ export class FolderWatcher {
         const child = name ? String(name) : ''
         if (child && isIgnoredName(child)) return
         this.#events++
+        // Without a name the event is about the directory itself: everything in it.
+        this.#mark(child ? (rel ? `${rel}/${child}` : child) : rel)
         this.#onChange()
         // A new directory needs its own watcher; a removed or renamed one lets go of its own and its subdirectories'.
         if (event === 'rename' && child) void this.#changed(rel ? `${rel}/${child}` : child).catch(() => {})
@@ -80,6 +114,11 @@ export class FolderWatcher {
       this.#drop(rel)
     })
     this.#watchers.set(rel, {w, ino: st.ino})
+    if (fresh) {
+      this.#events++
+      this.#mark(rel)
+      this.#onChange()
+    }
     let dir
     try {
       dir = await opendir(abs)
@@ -87,7 +126,7 @@ export class FolderWatcher {
       return
     }
     for await (const ent of dir) {
-      if (ent.isDirectory() && !isIgnoredName(ent.name)) await this.#add(rel ? `${rel}/${ent.name}` : ent.name)
+      if (ent.isDirectory() && !isIgnoredName(ent.name)) await this.#add(rel ? `${rel}/${ent.name}` : ent.name, fresh)
     }
   }
 
@@ -96,7 +135,7 @@ export class FolderWatcher {
     const st = await lstat(path.join(this.#root, rel)).catch(() => undefined)
     if (st?.isDirectory() && this.#watchers.get(rel)?.ino === st.ino) return
     this.#drop(rel)
-    if (st?.isDirectory()) await this.#add(rel)
+    if (st?.isDirectory()) await this.#add(rel, true)
   }
 
   /** Closes the watcher of `rel` and of every directory under it. */

@@ -68,6 +68,27 @@ describe('FolderRunner', () => {
     await r.stop()
   })
 
+  it('an event-driven rescan is told the paths the watcher named; the periodic one is told nothing (it walks everything)', async () => {
+    const {home, f} = await folder()
+    await writeFile(path.join(f.path, 'kept.txt'), 'kept')
+    const told: Array<string[] | undefined> = []
+    let r: FolderRunner | undefined
+    r = runner(home, f, [], {rescan: () => told.push(r!.sync.dirty())})
+    await r.start(new AbortController().signal)
+    // The watcher starts in the background: once it watches the whole folder, one write is seen.
+    await until('the folder to be watched whole', () => r!.changes !== undefined)
+    await writeFile(path.join(f.path, 'edited.txt'), 'edited\n')
+    await until('a rescan', () => told.length > 0)
+    assert.deepEqual(told, [['edited.txt']])
+    await r.stop()
+    const periodic: Array<string[] | undefined> = []
+    r = runner(home, f, [], {rescanMs: 30, rescan: () => periodic.push(r!.sync.dirty())})
+    await r.start(new AbortController().signal)
+    await until('a periodic rescan', () => periodic.length > 0)
+    await r.stop()
+    assert.equal(periodic[0], undefined)
+  })
+
   it('the periodic rescan runs every rescanMs; abort through the signal ends it and the watcher', async () => {
     const {home, f} = await folder()
     const rescans: string[] = []

@@ -17,7 +17,7 @@ export interface FolderRunnerOptions {
   log?: Logger
   /** Watch the folder and rescan it periodically (the daemon); false: only hold its FolderSync (one-shot use). */
   live: boolean
-  /** Full rescan every this many ms (also after file-system events). */
+  /** Full rescan every this many ms; a file-system event rescans only the paths it named (FolderSync.rescan). */
   rescanMs: number
   /** Remove what a killed fpeer left in the folder (part files, staging folders) before watching it. */
   clean: boolean
@@ -38,6 +38,8 @@ export class FolderRunner implements Startable {
   #debounce: NodeJS.Timeout | undefined
   #interval: NodeJS.Timeout | undefined
   #stopped = false
+  /** The periodic tick came: the next rescan walks the whole folder, whatever the watcher saw. */
+  #fullDue = false
   #signal: AbortSignal | undefined
   readonly #onAbort = () => this.#halt()
 
@@ -47,6 +49,15 @@ export class FolderRunner implements Startable {
     this.#log = options.log ?? silentLogger
     this.sync = new FolderSync(options.home, folder, options.identity, options.log)
     this.sync.watched = () => this.changes
+    this.sync.dirty = () => {
+      const dirty = this.#watcher?.takeDirty()
+      // The periodic rescan walks everything: what the events missed (an overflowed inotify queue) shows there.
+      if (this.#fullDue) {
+        this.#fullDue = false
+        return undefined
+      }
+      return dirty
+    }
   }
 
   /** Timers running now (a pending debounced rescan, the periodic one): for tests that check a stop leaves none. */
@@ -79,7 +90,10 @@ export class FolderRunner implements Startable {
     const w = new FolderWatcher(f.path, () => this.schedule(), warn)
     this.#watcher = w
     void w.start().catch(warn)
-    this.#interval = setInterval(() => this.schedule(0), this.#options.rescanMs)
+    this.#interval = setInterval(() => {
+      this.#fullDue = true
+      this.schedule(0)
+    }, this.#options.rescanMs)
     this.#interval.unref()
   }
 

@@ -1,7 +1,7 @@
 // FolderSync on real files: what a rescan turns into versions, and what apply may touch.
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
-import {mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, utimes, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, utimes, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {describe, it} from 'node:test'
@@ -86,6 +86,163 @@ describe('FolderSync.rescan', () => {
         (await sync.rescan()).versions.map((v) => v.path),
         ['new.txt'],
       )
+    })
+  })
+})
+
+describe('FolderSync.rescan of the paths the watcher named', () => {
+  /** A small seeded generator: a failing round can be run again as it was. */
+  function rng(seed: number): (n: number) => number {
+    let x = seed >>> 0 || 1
+    return (n) => {
+      x ^= x << 13
+      x >>>= 0
+      x ^= x >>> 17
+      x ^= x << 5
+      x >>>= 0
+      return x % n
+    }
+  }
+  const sorted = (a: readonly string[] | undefined) => [...(a ?? [])].sort()
+
+  it('finds what a walk of the whole folder finds: 40 rounds of edits, deletions, new and emptied directories, links and renames', async () => {
+    const seed = Number(process.env.FPEER_PARTIAL_SEED ?? 20261130)
+    const pick = rng(seed)
+    await inFolder(async (dir, sync) => {
+      const abs = (p: string) => path.join(dir, p)
+      for (const d of ['a/b', 'c', 'e/f/g']) await mkdir(abs(d), {recursive: true})
+      for (const f of ['x.txt', 'a/1.txt', 'a/b/2.txt', 'c/3.txt', 'e/f/g/4.txt']) await writeFile(abs(f), f)
+      await sync.rescan()
+      let files = ['x.txt', 'a/1.txt', 'a/b/2.txt', 'c/3.txt', 'e/f/g/4.txt']
+      let n = 0
+      for (let round = 0; round < 40; round++) {
+        // What a watcher would name: the entry in the directory where each change happened.
+        const named = new Set<string>()
+        for (let k = 0; k < 1 + pick(3); k++) {
+          n++
+          const op = pick(7)
+          const some = files.length ? files[pick(files.length)]! : undefined
+          if (op === 0 || !some) {
+            const d = ['', 'a', 'a/b', 'c', `new${n}`, `new${n}/deep`][pick(6)]!
+            const f = d ? `${d}/n${n}.txt` : `n${n}.txt`
+            const top = d.startsWith('new') ? `new${n}` : f
+            await mkdir(path.dirname(abs(f)), {recursive: true})
+            await writeFile(abs(f), `${n}`)
+            files.push(f)
+            named.add(top)
+          } else if (op === 1) {
+            await writeFile(abs(some), `edit ${n}`)
+            named.add(some)
+          } else if (op === 2) {
+            await rm(abs(some))
+            files = files.filter((f) => f !== some)
+            named.add(some)
+          } else if (op === 3) {
+            const to = `${path.posix.dirname(some) === '.' ? '' : `${path.posix.dirname(some)}/`}r${n}.txt`
+            await rename(abs(some), abs(to))
+            files = files.map((f) => (f === some ? to : f))
+            named.add(some).add(to)
+          } else if (op === 4) {
+            const d = `${['a', 'c', 'e'][pick(3)]}/empty${n}`
+            await mkdir(abs(d), {recursive: true})
+            named.add(d)
+          } else if (op === 5) {
+            const top = some.split('/')[0]!
+            if (top === some) continue
+            await rm(abs(top), {recursive: true, force: true})
+            files = files.filter((f) => !f.startsWith(`${top}/`))
+            named.add(top)
+          } else {
+            const l = `link${n}`
+            await symlink(abs(some), abs(l))
+            named.add(l)
+          }
+        }
+        const partial = sync.partialScans
+        sync.dirty = () => [...named]
+        const seen = await sync.rescan()
+        assert.equal(sync.partialScans, partial + 1, `round ${round} (seed ${seed}) looked at the named paths only`)
+        const skips = sync.lastSkips
+        // A walk of everything right after: nothing left to find, and the same links and empty directories.
+        sync.dirty = () => undefined
+        const again = await sync.rescan()
+        assert.deepEqual(
+          again.versions.map((v) => [v.path, v.deleted]),
+          [],
+          `round ${round} (seed ${seed}): the partial rescan missed what a whole one found`,
+        )
+        assert.equal(sync.partialScans, partial + 1)
+        assert.deepEqual(sorted(skips.emptyDirs), sorted(sync.lastSkips.emptyDirs), `round ${round} (seed ${seed}): empty directories`)
+        assert.deepEqual(sorted(skips.symlinks), sorted(sync.lastSkips.symlinks), `round ${round} (seed ${seed}): links`)
+        const live = [...seen.records.values()].filter((r) => r.sha256 !== '').map((r) => r.path)
+        assert.deepEqual(live.sort(), [...files].sort(), `round ${round} (seed ${seed}): the records are the folder's files`)
+      }
+    })
+  })
+
+  it('walks everything when the journal was written by another process and when the ignore file is named', async () => {
+    await inFolder(async (dir, sync, identity) => {
+      for (const f of ['x.txt', 'y.txt', 'z.txt']) await writeFile(path.join(dir, f), f)
+      await sync.rescan()
+      // Another process (`fpeer push`) on the same home records an edit; ours is told of another path only.
+      const other = new FolderSync(new Home(path.join(path.dirname(dir), 'home')), sync.folder, identity)
+      await writeFile(path.join(dir, 'x.txt'), 'x by another process')
+      assert.deepEqual(
+        (await other.rescan()).versions.map((v) => v.path),
+        ['x.txt'],
+      )
+      await writeFile(path.join(dir, 'z.txt'), 'z, never named')
+      await writeFile(path.join(dir, 'y.txt'), 'y, named')
+      sync.dirty = () => ['y.txt']
+      assert.deepEqual((await sync.rescan()).versions.map((v) => v.path).sort(), ['y.txt', 'z.txt'])
+      assert.equal(sync.partialScans, 0, 'the journal moved under it: the whole folder was walked')
+      // From a rescan of its own, the named paths are enough again.
+      await writeFile(path.join(dir, 'y.txt'), 'y again')
+      assert.deepEqual(
+        (await sync.rescan()).versions.map((v) => v.path),
+        ['y.txt'],
+      )
+      assert.equal(sync.partialScans, 1)
+      // A new ignore file can leave out what was shared: only a whole walk knows.
+      await writeFile(path.join(dir, '.fpeerignore'), 'z.txt\n')
+      sync.dirty = () => ['.fpeerignore']
+      await sync.rescan()
+      assert.equal(sync.partialScans, 1)
+      assert.equal((await sync.records()).has('z.txt'), false, 'the newly ignored file left the structure')
+    })
+  })
+
+  it('after an apply of its own, the landed paths are looked at alone and are no new version', async () => {
+    await inFolder(async (dir, sync) => {
+      await writeFile(path.join(dir, 'a.txt'), 'a')
+      await sync.rescan()
+      const origin = new Identity(generateKeyPair())
+      const text = 'from a peer\n'
+      const v = signVersion(
+        'docs',
+        {
+          path: 'sub/b.txt',
+          deleted: false,
+          sha256: createHash('sha256').update(text).digest('hex'),
+          size: text.length,
+          mtimeMs: 1_700_000_000_000,
+          lamport: 3,
+          vv: {[origin.id.compact]: 3},
+        },
+        origin,
+      )
+      const result = await sync.apply([v], async (items, staging) => {
+        for (const {entry} of items) {
+          await mkdir(path.dirname(path.join(staging, entry.path)), {recursive: true})
+          await writeFile(path.join(staging, entry.path), text)
+        }
+      })
+      assert.deepEqual(result.fetched, ['sub/b.txt'])
+      // What the watcher saw of the landing: the new directory.
+      sync.dirty = () => ['sub']
+      assert.deepEqual((await sync.rescan()).versions, [])
+      assert.equal(sync.partialScans, 1)
+      assert.equal(sync.scans, 2)
     })
   })
 })

@@ -9,7 +9,7 @@ import type {Identity} from '../identity.js'
 import {FolderDirs, setLandedMode} from '../fs/folder-dirs.js'
 import {PART_PREFIX, checkRelativePath} from '../fs/safe-path.js'
 import {IGNORE_FILE, IgnoreRulesCache} from '../fs/ignore-rules.js'
-import {type IndexedFile, type ScanSkips, scanFolder} from '../fs/scan.js'
+import {type IndexedFile, type ScanSkips, isEmptyLeaf, scanFolder} from '../fs/scan.js'
 import {type SteadyHash, hashSteady} from '../fs/scan-hash.js'
 import type {LandedStat} from '../fs/lander.js'
 import type {FolderConfig} from '../store/config.js'
@@ -68,6 +68,20 @@ export class FolderSync {
   watched: () => number | undefined = () => undefined
   /** The watcher's event count before the last rescan began, and the journal as that rescan left it. */
   #scanned: {changes: number; journal: string | undefined} | undefined
+  /**
+   * The paths the watcher saw change since it was last asked (FolderWatcher.takeDirty), given
+   * by the folder's runner; undefined: not known, the next rescan walks the whole folder.
+   */
+  dirty: () => string[] | undefined = () => undefined
+  /**
+   * The journal's stamp when this process last knew its records and the disk agreed on every
+   * path the watcher has not named since: at the end of a rescan, and after this process's own
+   * applies, which record what they land. A partial rescan starts only from there; any other
+   * writer of the journal (another fpeer process) leaves a stamp that is not this one.
+   */
+  #base: string | undefined
+  /** Partial rescans run (of the paths the watcher named, not the whole folder). */
+  partialScans = 0
 
   constructor(home: Home, folder: FolderConfig, identity: Identity, log?: Logger) {
     this.folder = folder
@@ -75,6 +89,20 @@ export class FolderSync {
     this.#identity = identity
     this.#log = log
     this.#home = home
+  }
+
+  /**
+   * Runs one of this process's own writes of the folder and its journal (an apply, an adopt),
+   * which record every file they land as landed: records and disk still agree wherever the
+   * watcher has not named a path, so the next rescan may still look at the named ones only,
+   * unless someone else wrote the journal before (the stamp moved) or the write failed.
+   */
+  async #keepingBase<T>(fn: () => Promise<T>): Promise<T> {
+    const kept = this.#base !== undefined && this.#base === (await this.peerfile.stamp())
+    this.#base = undefined
+    const out = await fn()
+    if (kept) this.#base = await this.peerfile.stamp()
+    return out
   }
 
   /** The folder's apply queue: the home orders this process's changes to it; the peerfile's lock file orders processes. */
@@ -120,9 +148,13 @@ export class FolderSync {
   rescan(): Promise<{versions: FileVersion[]; records: Map<string, FileRecord>; recovered: FileVersion[]}> {
     return this.#run(async () => {
       this.scans++
-      // Read before the walk: an event during it makes the next current() walk again.
+      // Read before the walk: an event during it makes the next current() walk again, and names its path for that one.
       const changes = this.watched()
+      const dirty = this.dirty()
+      const base = this.#base
       this.#scanned = undefined
+      // Cleared until this rescan has recorded what it found: one that fails leaves the next to walk everything.
+      this.#base = undefined
       const all = await this.peerfile.files()
       // An apply cut short landed files it never recorded: they are its versions, not ours.
       const intents = await this.peerfile.intents()
@@ -134,11 +166,21 @@ export class FolderSync {
       const damaged = this.peerfile.damaged
       const skips: ScanSkips = {symlinks: [], emptyDirs: []}
       const rules = this.#rules.rules(this.folder.path, 0)
-      const scan = await scanFolder(this.folder.path, liveOf(all), 8, skips, rules)
+      // Only the paths the watcher named, when everything else is known to be as recorded.
+      const from =
+        dirty && base !== undefined && !initial && !damaged && intents.length === 0 && !dirty.includes(IGNORE_FILE) && base === (await this.peerfile.stamp())
+          ? outermost(dirty)
+          : undefined
+      const scan = await scanFolder(this.folder.path, liveOf(all), 8, skips, rules, undefined, from)
       // A file ignored since it was recorded leaves the structure without a deletion: peers keep theirs.
-      const dropped = rules.empty ? [IGNORE_FILE].filter((p) => all.has(p)) : [...all.keys()].filter((p) => rules.ignores(p))
+      // (The rules are as the last rescan read them when only some paths are looked at: the ignore file did not change.)
+      const dropped = from ? [] : rules.empty ? [IGNORE_FILE].filter((p) => all.has(p)) : [...all.keys()].filter((p) => rules.ignores(p))
       for (const p of dropped) all.delete(p)
-      const {versions, changed} = this.#diff(all, scan, initial, damaged)
+      const {versions, changed} = this.#diff(all, scan, initial, damaged, from && underAny(from))
+      if (from) {
+        this.partialScans++
+        this.#mergeSkips(skips, from, rules)
+      }
       if (damaged) {
         this.#log?.warn('the folder journal was damaged: rebuilt from the disk; files it did not know are taken as found, not as new versions', {
           folder: this.folder.name,
@@ -158,8 +200,32 @@ export class FolderSync {
       // The structure as now recorded (tombstones included): what a re-read of the journal would give.
       const journal = await this.peerfile.stamp()
       if (changes !== undefined) this.#scanned = {changes, journal}
+      this.#base = journal
       return {versions, records: all, recovered: this.takeRecovered()}
     })
+  }
+
+  /**
+   * Completes a partial rescan's skips (found under `from` only) into the whole folder's: what
+   * the last rescan reported elsewhere is kept; at and under `from`, and on the way to it, what
+   * was found now. A path that went away may leave its directory an empty leaf.
+   */
+  #mergeSkips(skips: ScanSkips, from: string[], rules: ReturnType<IgnoreRulesCache['rules']>): void {
+    const under = underAny(from)
+    const before = this.lastSkips
+    // A directory on the way to a path that is there holds something now; one under it was walked again.
+    const onTheWay = new Set(from.flatMap((p) => ancestorsOf(p)))
+    const empty = new Set((before.emptyDirs ?? []).filter((d) => !under(d) && !onTheWay.has(d)))
+    for (const d of skips.emptyDirs ?? []) empty.add(d)
+    for (const p of from) {
+      const parent = path.posix.dirname(p)
+      if (parent !== '.' && !empty.has(parent) && !under(parent) && isEmptyLeaf(this.folder.path, parent, rules)) {
+        // Its last entry went: a leaf now; its own parent holds it, so is not one.
+        empty.add(parent)
+      }
+    }
+    skips.emptyDirs = [...empty].sort()
+    skips.symlinks = before.symlinks.filter((s) => !under(s)).concat(skips.symlinks)
   }
 
   /** Recovered versions no result has carried yet (an apply that failed after recovering): the caller passes them on. */
@@ -188,15 +254,22 @@ export class FolderSync {
   }
 
   /** Computes records for what changed between `all` and `scan`, updating `all` in place. */
-  #diff(all: Map<string, FileRecord>, scan: IndexedFile[], initial: boolean, damaged = false): {versions: FileVersion[]; changed: FileRecord[]} {
+  #diff(
+    all: Map<string, FileRecord>,
+    scan: IndexedFile[],
+    initial: boolean,
+    damaged = false,
+    scope?: (path: string) => boolean,
+  ): {versions: FileVersion[]; changed: FileRecord[]} {
     let clock = lamportOf(all)
     const versions: FileVersion[] = []
     const changed: FileRecord[] = []
     const me = this.#identity.id.compact
     // A live record the scan did not find was deleted. Counting tells whether there is one:
     // the set of 100,000 paths that finds it is made only then (a first share never needs it).
+    // `scope`: the scan looked only there, so only a record there can have been deleted.
     let liveBefore = 0
-    for (const r of all.values()) if (isLive(r)) liveBefore++
+    for (const r of all.values()) if (isLive(r) && (!scope || scope(r.path))) liveBefore++
     let found = 0
     for (const f of scan) {
       const prev = all.get(f.path)
@@ -231,7 +304,7 @@ export class FolderSync {
     const seen = found < liveBefore ? new Set(scan.map((f) => f.path)) : undefined
     // Setting a key already present while iterating visits no new entry.
     for (const [p, prev] of all) {
-      if (!seen || seen.has(p) || !isLive(prev)) continue
+      if (!seen || seen.has(p) || !isLive(prev) || (scope && !scope(p))) continue
       clock++
       const v = signVersion(
         this.folder.name,
@@ -252,39 +325,41 @@ export class FolderSync {
    */
   adopt(entries: Array<{entry: FileEntry; version?: FileVersion; landed?: LandedStat}>): Promise<void> {
     return this.#run(() =>
-      this.#withDirs(async (_root, dirs) => {
-        const all = await this.peerfile.files()
-        const changed: FileRecord[] = []
-        for (const {entry, version, landed} of entries) {
-          if (version?.deleted) {
-            const r: FileRecord = {path: entry.path, size: 0, mtimeMs: version.mtimeMs, sha256: '', version}
+      this.#keepingBase(() =>
+        this.#withDirs(async (_root, dirs) => {
+          const all = await this.peerfile.files()
+          const changed: FileRecord[] = []
+          for (const {entry, version, landed} of entries) {
+            if (version?.deleted) {
+              const r: FileRecord = {path: entry.path, size: 0, mtimeMs: version.mtimeMs, sha256: '', version}
+              all.set(entry.path, r)
+              changed.push(r)
+              continue
+            }
+            // Landed here: what the file was just before its rename (a later edit then differs from the
+            // record, and the next scan takes it as a change). Otherwise (found in place, a large
+            // file) what the path holds now.
+            let st: LandedStat | undefined = landed
+            if (!st) {
+              const now = lstatInside(dirs, entry.path)
+              if (!now?.isFile()) continue
+              st = {size: now.size, mtimeMs: Math.trunc(now.mtimeMs), ino: now.ino}
+            }
+            const r: FileRecord = {
+              path: entry.path,
+              size: st.size,
+              mtimeMs: st.mtimeMs,
+              ino: st.ino,
+              sha256: entry.sha256!,
+              ...(version ? {version} : {}),
+            }
             all.set(entry.path, r)
             changed.push(r)
-            continue
           }
-          // Landed here: what the file was just before its rename (a later edit then differs from the
-          // record, and the next scan takes it as a change). Otherwise (found in place, a large
-          // file) what the path holds now.
-          let st: LandedStat | undefined = landed
-          if (!st) {
-            const now = lstatInside(dirs, entry.path)
-            if (!now?.isFile()) continue
-            st = {size: now.size, mtimeMs: Math.trunc(now.mtimeMs), ino: now.ino}
-          }
-          const r: FileRecord = {
-            path: entry.path,
-            size: st.size,
-            mtimeMs: st.mtimeMs,
-            ino: st.ino,
-            sha256: entry.sha256!,
-            ...(version ? {version} : {}),
-          }
-          all.set(entry.path, r)
-          changed.push(r)
-        }
-        await this.peerfile.put(changed, all)
-        await this.peerfile.touch()
-      }),
+          await this.peerfile.put(changed, all)
+          await this.peerfile.touch()
+        }),
+      ),
     )
   }
 
@@ -299,208 +374,210 @@ export class FolderSync {
     // a symlink, so a symlinked directory in the folder can neither be written through nor
     // have files deleted or read through it (docs/security.md, "Files on disk").
     return this.#run(() =>
-      this.#withDirs(async (root, dirs) => {
-        const all = await this.peerfile.files()
-        // Before anything reads the disk against the records: a file an earlier apply landed
-        // but never recorded must not look like a local edit to `#catchUpLocal` below.
-        await this.#recoverIntents(dirs, all, await this.peerfile.intents())
-        const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: [], recovered: []}
-        // Ignored here (.fpeerignore): never accepted, whatever a peer offers.
-        const rules = this.#rules.rules(root, 0)
-        incoming = incoming.filter((v) => {
-          if (!rules.ignores(v.path)) return true
-          this.#log?.info('ignored incoming file', {folder: this.folder.name, path: v.path})
-          return false
-        })
-        // What we hold already, or something newer that knew of it, is skipped now: a catch-up
-        // offers the peer's whole structure, and looking at each of its paths on disk below (under
-        // the folder's lock, with every other pull and push waiting) made a restarted hub's
-        // exchanges cost a system call per file of the folder per peer. Catching up a local edit
-        // only adds a newer version of ours, so a version skipped here would be skipped after it too.
-        incoming = incoming.filter((v) => decide(all.get(v.path)?.version, v).action !== 'skip')
-        // A local edit not yet scanned must not be overwritten unseen: scan the paths first.
-        await this.#catchUpLocal(
-          dirs,
-          all,
-          incoming.map((v) => v.path),
-          result,
-        )
-        let clock = lamportOf(all)
-        const bySha = new Map<string, string>()
-        for (const r of all.values()) if (isLive(r) && r.sha256) bySha.set(r.sha256, r.path)
+      this.#keepingBase(() =>
+        this.#withDirs(async (root, dirs) => {
+          const all = await this.peerfile.files()
+          // Before anything reads the disk against the records: a file an earlier apply landed
+          // but never recorded must not look like a local edit to `#catchUpLocal` below.
+          await this.#recoverIntents(dirs, all, await this.peerfile.intents())
+          const result: ApplyResult = {applied: [], created: [], fetched: [], copied: [], conflicts: [], recovered: []}
+          // Ignored here (.fpeerignore): never accepted, whatever a peer offers.
+          const rules = this.#rules.rules(root, 0)
+          incoming = incoming.filter((v) => {
+            if (!rules.ignores(v.path)) return true
+            this.#log?.info('ignored incoming file', {folder: this.folder.name, path: v.path})
+            return false
+          })
+          // What we hold already, or something newer that knew of it, is skipped now: a catch-up
+          // offers the peer's whole structure, and looking at each of its paths on disk below (under
+          // the folder's lock, with every other pull and push waiting) made a restarted hub's
+          // exchanges cost a system call per file of the folder per peer. Catching up a local edit
+          // only adds a newer version of ours, so a version skipped here would be skipped after it too.
+          incoming = incoming.filter((v) => decide(all.get(v.path)?.version, v).action !== 'skip')
+          // A local edit not yet scanned must not be overwritten unseen: scan the paths first.
+          await this.#catchUpLocal(
+            dirs,
+            all,
+            incoming.map((v) => v.path),
+            result,
+          )
+          let clock = lamportOf(all)
+          const bySha = new Map<string, string>()
+          for (const r of all.values()) if (isLive(r) && r.sha256) bySha.set(r.sha256, r.path)
 
-        const toFetch: Array<{remotePath: string; entry: FileEntry}> = []
-        const landed: Array<{path: string; version?: FileVersion}> = []
-        const deletions: FileVersion[] = []
-        const moves: Array<{from: string; to: string}> = []
-        const copies: Array<{from: string; to: string}> = []
-        // Every loop over the incoming versions below does synchronous disk work per item; it
-        // yields every few ms so a big update does not stall the server's other connections.
-        const slice = new TimeSlice()
+          const toFetch: Array<{remotePath: string; entry: FileEntry}> = []
+          const landed: Array<{path: string; version?: FileVersion}> = []
+          const deletions: FileVersion[] = []
+          const moves: Array<{from: string; to: string}> = []
+          const copies: Array<{from: string; to: string}> = []
+          // Every loop over the incoming versions below does synchronous disk work per item; it
+          // yields every few ms so a big update does not stall the server's other connections.
+          const slice = new TimeSlice()
 
-        const unique = dedupe(incoming)
-        // A peer that met the same conflict sends its conflict copy as a version of its own: that
-        // version lands the copy, and making it here too would list its path twice (a 20-peer soak
-        // refused such updates whole with E_MSG_BAD_FIELD until the next exchange).
-        const incomingPaths = new Set(unique.map((v) => v.path))
-        for (const v of unique) {
-          await slice.tick()
-          checkRelativePath(v.path)
-          const local = all.get(v.path)
-          const d = decide(local?.version, v)
-          if (d.action === 'skip') continue
-          if (local?.version === undefined && local && isLive(local) && !v.deleted && local.sha256 === v.sha256) {
-            // The original content already here: adopt the statement, nothing moves.
-            landed.push({path: v.path, version: v})
-            result.applied.push(v)
-            continue
-          }
-          if (d.action === 'keep-conflict') {
-            if (v.deleted) continue
-            const cp = conflictPath(v)
-            if ((all.get(cp) && isLive(all.get(cp)!)) || incomingPaths.has(cp)) continue
-            const have = bySha.get(v.sha256)
-            if (have) copies.push({from: have, to: cp})
-            else toFetch.push({remotePath: v.path, entry: {path: cp, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
-            landed.push({path: cp})
-            result.conflicts.push(cp)
-            continue
-          }
-          if (d.action === 'take-conflict' && local && isLive(local)) {
-            const cp = conflictPath({path: v.path, origin: local.version?.origin ?? this.#identity.id.compact, sha256: local.sha256})
-            // Its version in this batch lands the same content (copied from here before the winner replaces it).
-            if (!incomingPaths.has(cp)) {
-              moves.push({from: v.path, to: cp})
+          const unique = dedupe(incoming)
+          // A peer that met the same conflict sends its conflict copy as a version of its own: that
+          // version lands the copy, and making it here too would list its path twice (a 20-peer soak
+          // refused such updates whole with E_MSG_BAD_FIELD until the next exchange).
+          const incomingPaths = new Set(unique.map((v) => v.path))
+          for (const v of unique) {
+            await slice.tick()
+            checkRelativePath(v.path)
+            const local = all.get(v.path)
+            const d = decide(local?.version, v)
+            if (d.action === 'skip') continue
+            if (local?.version === undefined && local && isLive(local) && !v.deleted && local.sha256 === v.sha256) {
+              // The original content already here: adopt the statement, nothing moves.
+              landed.push({path: v.path, version: v})
+              result.applied.push(v)
+              continue
+            }
+            if (d.action === 'keep-conflict') {
+              if (v.deleted) continue
+              const cp = conflictPath(v)
+              if ((all.get(cp) && isLive(all.get(cp)!)) || incomingPaths.has(cp)) continue
+              const have = bySha.get(v.sha256)
+              if (have) copies.push({from: have, to: cp})
+              else toFetch.push({remotePath: v.path, entry: {path: cp, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
               landed.push({path: cp})
               result.conflicts.push(cp)
+              continue
             }
+            if (d.action === 'take-conflict' && local && isLive(local)) {
+              const cp = conflictPath({path: v.path, origin: local.version?.origin ?? this.#identity.id.compact, sha256: local.sha256})
+              // Its version in this batch lands the same content (copied from here before the winner replaces it).
+              if (!incomingPaths.has(cp)) {
+                moves.push({from: v.path, to: cp})
+                landed.push({path: cp})
+                result.conflicts.push(cp)
+              }
+            }
+            result.applied.push(v)
+            clock = Math.max(clock, v.lamport)
+            if (v.deleted) {
+              deletions.push(v)
+              continue
+            }
+            const have = bySha.get(v.sha256)
+            if (have && have !== v.path) copies.push({from: have, to: v.path})
+            else if (!(local && isLive(local) && local.sha256 === v.sha256))
+              toFetch.push({remotePath: v.path, entry: {path: v.path, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
+            landed.push({path: v.path, version: v})
           }
-          result.applied.push(v)
-          clock = Math.max(clock, v.lamport)
-          if (v.deleted) {
-            deletions.push(v)
-            continue
-          }
-          const have = bySha.get(v.sha256)
-          if (have && have !== v.path) copies.push({from: have, to: v.path})
-          else if (!(local && isLive(local) && local.sha256 === v.sha256))
-            toFetch.push({remotePath: v.path, entry: {path: v.path, sha256: v.sha256, size: v.size, mtimeMs: v.mtimeMs}})
-          landed.push({path: v.path, version: v})
-        }
 
-        // Conflict copies of our own versions first (before anything overwrites them), then local copies, then the network.
-        // The loser keeps its content under its conflict name (a hard link, or a copy where links
-        // are not possible); the winner then replaces the path by rename, so the path never vanishes.
-        // Every place something will land must be reachable without a symlink before a byte moves.
-        for (const l of landed) {
-          await slice.tick()
-          dirs.open(checkRelativePath(l.path).slice(0, -1), false)?.release()
-        }
-        // From the first rename on, a crash leaves landed files the journal does not know: the
-        // intent says which versions they are, so recovery records them as those (not as ours).
-        // Conflict copies need none: a rescan signs them as ours, as this apply would.
-        const intended = [...landed.flatMap((l) => (l.version ? [l.version] : [])), ...deletions]
-        const intending = intended.length > 0 && (copies.length > 0 || toFetch.length > 0 || deletions.length > 0)
-        if (intending) await this.peerfile.intend(intended)
-        for (const m of moves) await linkOrCopyInside(dirs, m.from, m.to)
-        for (const c of copies) {
-          await copyInside(dirs, c.from, c.to)
-          result.copied.push(c.to)
-        }
-        if (toFetch.length > 0) {
-          // Fetch everything into a staging folder first, so a failure (bad hash, dropped
-          // peer) leaves the folder and its records exactly as they were. Its name is reserved
-          // (never offered or accepted) and random, and mkdir makes it or fails: a user's own
-          // `.fpeer` file or a planted link cannot be in its way.
-          const stagingName = `${PART_PREFIX}staging-${randomBytes(8).toString('hex')}`
-          const top = dirs.need([], false)
-          try {
-            mkdirSync(top.at(stagingName), 0o700)
-          } finally {
-            top.release()
+          // Conflict copies of our own versions first (before anything overwrites them), then local copies, then the network.
+          // The loser keeps its content under its conflict name (a hard link, or a copy where links
+          // are not possible); the winner then replaces the path by rename, so the path never vanishes.
+          // Every place something will land must be reachable without a symlink before a byte moves.
+          for (const l of landed) {
+            await slice.tick()
+            dirs.open(checkRelativePath(l.path).slice(0, -1), false)?.release()
           }
-          const staging = path.join(root, stagingName)
-          try {
-            await fetch(toFetch, staging)
-            const staged = new FolderDirs(staging)
+          // From the first rename on, a crash leaves landed files the journal does not know: the
+          // intent says which versions they are, so recovery records them as those (not as ours).
+          // Conflict copies need none: a rescan signs them as ours, as this apply would.
+          const intended = [...landed.flatMap((l) => (l.version ? [l.version] : [])), ...deletions]
+          const intending = intended.length > 0 && (copies.length > 0 || toFetch.length > 0 || deletions.length > 0)
+          if (intending) await this.peerfile.intend(intended)
+          for (const m of moves) await linkOrCopyInside(dirs, m.from, m.to)
+          for (const c of copies) {
+            await copyInside(dirs, c.from, c.to)
+            result.copied.push(c.to)
+          }
+          if (toFetch.length > 0) {
+            // Fetch everything into a staging folder first, so a failure (bad hash, dropped
+            // peer) leaves the folder and its records exactly as they were. Its name is reserved
+            // (never offered or accepted) and random, and mkdir makes it or fails: a user's own
+            // `.fpeer` file or a planted link cannot be in its way.
+            const stagingName = `${PART_PREFIX}staging-${randomBytes(8).toString('hex')}`
+            const top = dirs.need([], false)
             try {
-              for (const f of toFetch) {
-                await slice.tick()
-                moveInside(staged, dirs, f.entry.path)
+              mkdirSync(top.at(stagingName), 0o700)
+            } finally {
+              top.release()
+            }
+            const staging = path.join(root, stagingName)
+            try {
+              await fetch(toFetch, staging)
+              const staged = new FolderDirs(staging)
+              try {
+                for (const f of toFetch) {
+                  await slice.tick()
+                  moveInside(staged, dirs, f.entry.path)
+                }
+              } finally {
+                staged.close()
               }
             } finally {
-              staged.close()
+              await rm(staging, {recursive: true, force: true})
             }
-          } finally {
-            await rm(staging, {recursive: true, force: true})
+            for (const f of toFetch) result.fetched.push(f.entry.path)
           }
-          for (const f of toFetch) result.fetched.push(f.entry.path)
-        }
-        for (const v of deletions) {
-          await slice.tick()
-          try {
-            unlinkInside(dirs, v.path)
-          } catch (err) {
-            // A parent here is a symlink or a file: the path is not in this folder as far as
-            // fpeer can see, so there is nothing of ours to delete. Recorded, never followed.
-            if (!isFpeerError(err, 'E_PATH_UNSAFE')) throw err
-            this.#log?.warn('deletion not applied: its path goes through a symlink or a file here', {folder: this.folder.name, path: v.path, code: err.code})
+          for (const v of deletions) {
+            await slice.tick()
+            try {
+              unlinkInside(dirs, v.path)
+            } catch (err) {
+              // A parent here is a symlink or a file: the path is not in this folder as far as
+              // fpeer can see, so there is nothing of ours to delete. Recorded, never followed.
+              if (!isFpeerError(err, 'E_PATH_UNSAFE')) throw err
+              this.#log?.warn('deletion not applied: its path goes through a symlink or a file here', {folder: this.folder.name, path: v.path, code: err.code})
+            }
           }
-        }
 
-        // Record: deletions as tombstones, landed paths as scanned now; conflict copies become our own versions.
-        const changed: FileRecord[] = []
-        for (const v of deletions) {
-          const r: FileRecord = {path: v.path, size: 0, mtimeMs: v.mtimeMs, sha256: '', version: v}
-          all.set(v.path, r)
-          changed.push(r)
-        }
-        for (const l of landed) {
-          await slice.tick()
-          const landedVersion = l.version
-          let r: FileRecord
-          if (landedVersion) {
-            const st = lstatInside(dirs, l.path)
-            if (!st?.isFile()) throw new FpeerError('E_IO', `${l.path} did not land`)
-            r = {path: l.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: landedVersion.sha256, version: landedVersion}
-          } else {
-            // A conflict copy: new here, so it is our change, signed by us like any other, from one read.
-            const h = await hashSteadyInside(dirs, l.path)
-            if (!h) throw new FpeerError('E_IO', `${l.path} did not land`)
-            clock++
-            const version = signVersion(
-              this.folder.name,
-              {
-                path: l.path,
-                deleted: false,
-                sha256: h.sha256,
-                size: h.size,
-                mtimeMs: h.mtimeMs,
-                lamport: clock,
-                vv: {...all.get(l.path)?.version?.vv, [this.#identity.id.compact]: clock},
-              },
-              this.#identity,
-            )
-            result.created.push(version)
-            r = {path: l.path, size: h.size, mtimeMs: h.mtimeMs, ino: h.ino, sha256: h.sha256, version}
+          // Record: deletions as tombstones, landed paths as scanned now; conflict copies become our own versions.
+          const changed: FileRecord[] = []
+          for (const v of deletions) {
+            const r: FileRecord = {path: v.path, size: 0, mtimeMs: v.mtimeMs, sha256: '', version: v}
+            all.set(v.path, r)
+            changed.push(r)
           }
-          all.set(l.path, r)
-          changed.push(r)
-        }
-        await this.peerfile.put(changed, all)
-        if (intending) await this.peerfile.clearIntents()
-        if (result.applied.length || result.conflicts.length) {
-          this.#log?.info('applied update', {
-            folder: this.folder.name,
-            applied: result.applied.length,
-            fetched: result.fetched.length,
-            copied: result.copied.length,
-            conflicts: result.conflicts.length,
-          })
-        }
-        result.recovered = this.takeRecovered()
-        return result
-      }),
+          for (const l of landed) {
+            await slice.tick()
+            const landedVersion = l.version
+            let r: FileRecord
+            if (landedVersion) {
+              const st = lstatInside(dirs, l.path)
+              if (!st?.isFile()) throw new FpeerError('E_IO', `${l.path} did not land`)
+              r = {path: l.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: landedVersion.sha256, version: landedVersion}
+            } else {
+              // A conflict copy: new here, so it is our change, signed by us like any other, from one read.
+              const h = await hashSteadyInside(dirs, l.path)
+              if (!h) throw new FpeerError('E_IO', `${l.path} did not land`)
+              clock++
+              const version = signVersion(
+                this.folder.name,
+                {
+                  path: l.path,
+                  deleted: false,
+                  sha256: h.sha256,
+                  size: h.size,
+                  mtimeMs: h.mtimeMs,
+                  lamport: clock,
+                  vv: {...all.get(l.path)?.version?.vv, [this.#identity.id.compact]: clock},
+                },
+                this.#identity,
+              )
+              result.created.push(version)
+              r = {path: l.path, size: h.size, mtimeMs: h.mtimeMs, ino: h.ino, sha256: h.sha256, version}
+            }
+            all.set(l.path, r)
+            changed.push(r)
+          }
+          await this.peerfile.put(changed, all)
+          if (intending) await this.peerfile.clearIntents()
+          if (result.applied.length || result.conflicts.length) {
+            this.#log?.info('applied update', {
+              folder: this.folder.name,
+              applied: result.applied.length,
+              fetched: result.fetched.length,
+              copied: result.copied.length,
+              conflicts: result.conflicts.length,
+            })
+          }
+          result.recovered = this.takeRecovered()
+          return result
+        }),
+      ),
     )
   }
 
@@ -607,6 +684,25 @@ export class FolderSync {
 }
 
 /** The live records of a structure (a scan's known hashes): the map itself when it holds no tombstone. */
+/** The paths of `paths` not under another of them, sorted. */
+function outermost(paths: string[]): string[] {
+  const set = new Set(paths)
+  return paths.filter((p) => !ancestorsOf(p).some((a) => set.has(a))).sort()
+}
+
+/** Every directory above `p` (`a/b/c` → `a`, `a/b`). */
+function ancestorsOf(p: string): string[] {
+  const out: string[] = []
+  for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) out.push(p.slice(0, i))
+  return out
+}
+
+/** Whether a path is one of `roots` or under one. */
+function underAny(roots: string[]): (p: string) => boolean {
+  const set = new Set(roots)
+  return (p) => set.has(p) || ancestorsOf(p).some((a) => set.has(a))
+}
+
 function liveOf(all: Map<string, FileRecord>): Map<string, FileRecord> {
   let live: Map<string, FileRecord> | undefined
   for (const [p, r] of all) {
