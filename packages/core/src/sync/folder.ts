@@ -148,6 +148,7 @@ export class FolderSync {
   rescan(): Promise<{versions: FileVersion[]; records: Map<string, FileRecord>; recovered: FileVersion[]}> {
     return this.#run(async () => {
       this.scans++
+      const began = performance.now()
       // Read before the walk: an event during it makes the next current() walk again, and names its path for that one.
       const changes = this.watched()
       const dirty = this.dirty()
@@ -201,6 +202,13 @@ export class FolderSync {
       const journal = await this.peerfile.stamp()
       if (changes !== undefined) this.#scanned = {changes, journal}
       this.#base = journal
+      this.#log?.debug('rescanned', {
+        folder: this.folder.name,
+        looked: from ? from.length : 'all',
+        files: scan.length,
+        versions: versions.length,
+        ms: Math.round(performance.now() - began),
+      })
       return {versions, records: all, recovered: this.takeRecovered()}
     })
   }
