@@ -64,7 +64,16 @@ class CountingSource implements FileSource {
     const opened = await this.base.open(f, p, who, range)
     this.open_++
     this.maxOpen = Math.max(this.maxOpen, this.open_)
-    opened.stream.once('close', () => this.open_--)
+    // Done once its last byte is read ('end'), or once it fails ('close' alone): the server sends
+    // 226 only after 'end', so the client cannot start its next transfer before. Counting to
+    // 'close' (the fd closed in the thread pool, later on a loaded machine) counted that one too.
+    let done = false
+    const finish = () => {
+      if (!done) this.open_--
+      done = true
+    }
+    opened.stream.once('end', finish)
+    opened.stream.once('close', finish)
     return opened
   }
 }
