@@ -189,7 +189,7 @@ const BATCH_FILES = 256
  */
 export async function scanFolder(
   root: string,
-  previous?: Map<string, IndexedFile>,
+  previous?: Pick<Map<string, IndexedFile>, 'get'>,
   concurrency = 8,
   skips?: ScanSkips,
   rules: IgnoreRules = IgnoreRules.load(root),
