@@ -88,4 +88,22 @@ describe('the fast path of fpeer --version and fpeer id', {timeout: 120_000}, ()
     assert.notEqual(r.code, 0)
     assert.equal(JSON.parse(r.stdout).error.code, 'E_USAGE')
   })
+
+  it("a command through oclif skips oclif's own engines check (semver is never loaded), unless OCLIF_DISABLE_ENGINE_WARNING says otherwise", async () => {
+    const semver = path.join(dir, 'semver.cjs')
+    await writeFile(
+      semver,
+      "process.on('exit', () => process.stderr.write(Object.keys(require.cache).some((k) => /node_modules[\\\\/]semver[\\\\/]/.test(k)) ? '\\nPROBE semver\\n' : '\\nPROBE none\\n'))\n",
+    )
+    const run = (env: NodeJS.ProcessEnv) =>
+      new Promise<string>((resolve) => {
+        execFile(process.execPath, ['--require', semver, BIN, 'protocols', '--json'], {env, timeout: 60_000}, (_err, _stdout, stderr) =>
+          resolve(stderr.trimEnd().split('\n').pop() ?? ''),
+        )
+      })
+    const env = envWith({FPEER_HOME: path.join(dir, 'home-semver')})
+    assert.equal(await run(env), 'PROBE none')
+    // The user's own setting is kept: with the check asked for, oclif loads semver to make it.
+    assert.equal(await run({...env, OCLIF_DISABLE_ENGINE_WARNING: '0'}), 'PROBE semver')
+  })
 })
