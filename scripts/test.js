@@ -9,6 +9,11 @@ import {spec} from 'node:test/reporters'
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..')
 const only = process.argv.slice(2)
 
+// Tests import @fpeer/core through its bundle: after a bare `tsc -b`, bring it up to date first.
+const core = path.join(root, 'packages/core')
+const {bundleIsStale, writeBundle} = await import(path.join(core, 'bundle.js'))
+if (bundleIsStale(core)) await writeBundle(core, {prune: true})
+
 function find(dir) {
   let out = []
   let entries

@@ -194,7 +194,7 @@ async function assertSharesCliCore(dataDir: string): Promise<void> {
   const pluginRoot = path.join(dataDir, 'node_modules/@fpeer/plugin-sftp')
   assert.equal(realpathSync(pluginRoot).startsWith(realpathSync(dataDir)), true, 'the plugin is the installed one, not a link to the workspace')
   const fromPlugin = createRequire(path.join(pluginRoot, 'package.json')).resolve('@fpeer/core/plugin')
-  assert.equal(fromPlugin, path.join(CLI_CORE, 'dist/plugin.js'))
+  assert.equal(fromPlugin, path.join(CLI_CORE, 'dist/bundle/plugin.js'))
   const plugin = (await import(pathToFileURL(path.join(pluginRoot, 'dist/index.js')).href)) as {mapSshError(err: unknown, context: string): unknown}
   // SFTP status 2 (no such file): the plugin's own code builds this FpeerError from the core it resolved.
   const err = plugin.mapSshError(Object.assign(new Error('No such file'), {code: 2}), 'reading')

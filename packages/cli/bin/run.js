@@ -1,12 +1,30 @@
 #!/usr/bin/env node
 // The fpeer entry point: settles oclif's settings and directories, hands the command line to oclif, then lets stdout drain however slow its reader is.
+import {existsSync} from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {fastPath} from '../dist/fast-path.js'
-import {jsonWritten} from '../dist/json-out.js'
 import {manifestIsStale} from './manifest.js'
 
 const cliRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+// @fpeer/core is imported through its bundle (packages/core/bundle.js). In a source tree, a bare
+// `tsc -b` leaves that bundle older than the code: it is rewritten here once, before anything
+// imports core, so fpeer never runs code older than its build. (Two stats; an installed core
+// has no tsbuildinfo and is taken as it is.)
+const coreSource = path.join(cliRoot, '..', 'core')
+if (existsSync(path.join(coreSource, 'bundle.js'))) {
+  const {bundleIsStale, writeBundle} = await import(path.join(coreSource, 'bundle.js'))
+  if (bundleIsStale(coreSource)) {
+    try {
+      await writeBundle(coreSource)
+    } catch (err) {
+      process.stderr.write(`fpeer: could not rebuild @fpeer/core's bundle (${err.message}); run \`npm run build\`\n`)
+    }
+  }
+}
+
+const {fastPath} = await import('../dist/fast-path.js')
+const {jsonWritten} = await import('../dist/json-out.js')
 
 // `fpeer -V` and `fpeer --version` are the `version` command, so that `--json` works with them.
 const argv = process.argv.slice(2)
