@@ -9,10 +9,14 @@ import {spec} from 'node:test/reporters'
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..')
 const only = process.argv.slice(2)
 
-// Tests import @fpeer/core through its bundle: after a bare `tsc -b`, bring it up to date first.
+// Tests import @fpeer/core, and run fpeer, through their bundles: after a bare `tsc -b`, bring
+// them up to date once here (each fpeer process started would otherwise rebuild the CLI's).
 const core = path.join(root, 'packages/core')
+const cli = path.join(root, 'packages/cli')
 const {bundleIsStale, writeBundle} = await import(path.join(core, 'bundle.js'))
 if (bundleIsStale(core)) await writeBundle(core, {prune: true})
+const {cliBundleIsStale, writeCliBundle} = await import(path.join(cli, 'bundle.js'))
+if (cliBundleIsStale(cli)) await writeCliBundle(cli, {prune: true})
 
 function find(dir) {
   let out = []

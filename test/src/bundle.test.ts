@@ -1,5 +1,6 @@
-// @fpeer/core's bundle (packages/core/bundle.js): what importers get is the bundle, one copy of each class across the entries, every export of dist/ and both worker threads; a build after it makes it stale and a rebuild brings it back.
+// The bundles (packages/core/bundle.js, packages/cli/bundle.js): what importers get is the bundle, one copy of each class across the entries, every export of dist/ and both worker threads; the CLI's holds every command, hook and the help class oclif is told of, and its fast path loads no oclif; a build after a bundle makes it stale and a rebuild brings it back.
 import assert from 'node:assert/strict'
+import {spawnSync} from 'node:child_process'
 import {cp, readFile, readdir, rm, stat, symlink, utimes, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
@@ -12,12 +13,35 @@ import * as testing from '@fpeer/core/testing'
 import {ROOT, tempDir} from './harness.js'
 
 const CORE = path.join(ROOT, 'packages/core')
+const CLI = path.join(ROOT, 'packages/cli')
 
 interface Bundler {
   bundleIsStale(coreRoot: string): boolean
   writeBundle(coreRoot: string, options?: {prune?: boolean}): Promise<{dir: string; files: number}>
 }
 const bundler = (await import(pathToFileURL(path.join(CORE, 'bundle.js')).href)) as Bundler
+interface CliBundler {
+  cliBundleIsStale(cliRoot: string): boolean
+  writeCliBundle(cliRoot: string, options?: {prune?: boolean}): Promise<{dir: string; files: number}>
+}
+const cliBundler = (await import(pathToFileURL(path.join(CLI, 'bundle.js')).href)) as CliBundler
+
+/** The command files of a compiled CLI, as oclif command IDs. */
+async function commandIds(dist: string, prefix = ''): Promise<string[]> {
+  const ids: string[] = []
+  for (const e of await readdir(path.join(dist, 'commands', prefix), {withFileTypes: true})) {
+    const rel = prefix ? `${prefix}/${e.name}` : e.name
+    if (e.isDirectory()) ids.push(...(await commandIds(dist, rel)))
+    else if (e.name.endsWith('.js') && !e.name.endsWith('.test.js'))
+      ids.push(
+        rel
+          .slice(0, -3)
+          .replace(/\/index$/, '')
+          .replaceAll('/', ':'),
+      )
+  }
+  return ids.sort()
+}
 
 /** Each entry of the package, its compiled module and its bundle file. */
 const ENTRIES: Array<[string, string, string]> = [
@@ -109,6 +133,61 @@ describe("@fpeer/core's bundle", () => {
       await bundler.writeBundle(copy, {prune: true})
       assert.ok(!(await readdir(dir)).includes('chunk-OLDBUILD.js'))
       assert.ok(!(await readdir(dir)).some((n) => n.endsWith('.tmp')))
+    })
+  })
+
+  describe("the CLI's bundle", () => {
+    type Target = {target: string; identifier: string}
+    let pjson: {oclif: {commands: Target; helpClass: Target; hooks: Record<string, Target>}}
+    let cli: Record<string, unknown>
+    before(async () => {
+      pjson = JSON.parse(await readFile(path.join(CLI, 'package.json'), 'utf8')) as typeof pjson
+      cli = (await import(pathToFileURL(path.join(CLI, 'dist/bundle/cli.js')).href)) as Record<string, unknown>
+    })
+
+    it('holds every command of dist/commands, under the IDs the manifest lists', async () => {
+      const {target, identifier} = pjson.oclif.commands
+      assert.equal(path.join(CLI, target), path.join(CLI, 'dist/bundle/cli.js'))
+      const commands = cli[identifier] as Record<string, {run?: unknown}>
+      const ids = await commandIds(path.join(CLI, 'dist'))
+      assert.ok(ids.includes('request') && ids.includes('message:send') && ids.includes('plugins'), ids.join(' '))
+      assert.deepEqual(Object.keys(commands).sort(), ids)
+      for (const id of ids) assert.equal(typeof commands[id]?.run, 'function', id)
+      const manifest = JSON.parse(await readFile(path.join(CLI, 'oclif.manifest.json'), 'utf8')) as {commands: Record<string, unknown>}
+      assert.deepEqual(Object.keys(manifest.commands).sort(), ids)
+    })
+
+    it('exports the help class and each hook oclif is told of', () => {
+      for (const t of [pjson.oclif.helpClass, ...Object.values(pjson.oclif.hooks)]) {
+        assert.equal(path.join(CLI, t.target), path.join(CLI, 'dist/bundle/cli.js'))
+        assert.equal(typeof cli[t.identifier], 'function', t.identifier)
+      }
+    })
+
+    it('fast.js, the fast path, loads no oclif', () => {
+      const code = `await import(${JSON.stringify(pathToFileURL(path.join(CLI, 'dist/bundle/fast.js')).href)}); console.log(Boolean(globalThis.oclif))`
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], {encoding: 'utf8', timeout: 60_000})
+      assert.equal(r.stdout.trim(), 'false', r.stderr)
+    })
+
+    it('is stale after a build and fresh once rebuilt, in a copy of the compiled CLI', async () => {
+      const work = await tempDir('fpeer-cli-bundle-')
+      try {
+        const copy = path.join(work, 'cli')
+        await cp(path.join(CLI, 'dist'), path.join(copy, 'dist'), {recursive: true, filter: (src) => !src.includes(`${path.sep}bundle`)})
+        await cp(path.join(CLI, 'bundle.js'), path.join(copy, 'bundle.js'))
+        await symlink(path.join(ROOT, 'node_modules'), path.join(work, 'node_modules'))
+        assert.equal(cliBundler.cliBundleIsStale(copy), false)
+        await writeFile(path.join(copy, 'tsconfig.tsbuildinfo'), '{}')
+        assert.equal(cliBundler.cliBundleIsStale(copy), true)
+        await cliBundler.writeCliBundle(copy, {prune: true})
+        assert.equal(cliBundler.cliBundleIsStale(copy), false)
+        const built = (await readdir(path.join(copy, 'dist/bundle'))).sort()
+        assert.ok(built.includes('cli.js') && built.includes('fast.js'), built.join(' '))
+        assert.ok(!built.some((n) => n.endsWith('.tmp')))
+      } finally {
+        await rm(work, {recursive: true, force: true})
+      }
     })
   })
 })

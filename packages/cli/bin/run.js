@@ -23,8 +23,20 @@ if (existsSync(path.join(coreSource, 'bundle.js'))) {
   }
 }
 
-const {fastPath} = await import('../dist/fast-path.js')
-const {jsonWritten} = await import('../dist/json-out.js')
+// The CLI's own modules and @oclif/core come bundled (bundle.js): rebuilt here the same way.
+if (existsSync(path.join(cliRoot, 'bundle.js'))) {
+  const {cliBundleIsStale, writeCliBundle} = await import(path.join(cliRoot, 'bundle.js'))
+  if (cliBundleIsStale(cliRoot)) {
+    try {
+      await writeCliBundle(cliRoot)
+    } catch (err) {
+      process.stderr.write(`fpeer: could not rebuild the CLI's bundle (${err.message}); run \`npm run build\`\n`)
+    }
+  }
+}
+
+// fast.js loads no oclif; cli.js (below) shares its chunks, so both see one --json writer.
+const {fastPath, jsonWritten} = await import('../dist/bundle/fast.js')
 
 // `fpeer -V` and `fpeer --version` are the `version` command, so that `--json` works with them.
 const argv = process.argv.slice(2)
@@ -52,7 +64,7 @@ async function runOclif() {
   // On import, oclif checks node against its own engines range (older than fpeer's >=20.18.1),
   // loading semver's 48 modules on every start to do so: 7 % of a command's start-up CPU.
   process.env.OCLIF_DISABLE_ENGINE_WARNING ??= '1'
-  const {handle, run, settings} = await import('@oclif/core')
+  const {handle, run, settings} = await import('../dist/bundle/cli.js')
 
   // fpeer and its plugins ship compiled JavaScript: never look for TypeScript sources, so a
   // linked plugin does not print oclif's "cannot be auto-transpiled" warning on every start.

@@ -23,10 +23,11 @@ describe('the fast path of fpeer --version and fpeer id', {timeout: 120_000}, ()
   before(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'fpeer-fast-path-'))
     probe = path.join(dir, 'probe.cjs')
-    // ESM imports of a CommonJS package land in require.cache too.
+    // oclif, bundled (the CLI's dist/bundle/cli.js) or not, puts its settings on globalThis.oclif
+    // as it loads; an unbundled copy's modules land in require.cache too.
     await writeFile(
       probe,
-      "process.on('exit', () => process.stderr.write(Object.keys(require.cache).some((k) => k.includes('@oclif/core')) ? '\\nPROBE oclif\\n' : '\\nPROBE fast\\n'))\n",
+      "process.on('exit', () => process.stderr.write(globalThis.oclif || Object.keys(require.cache).some((k) => k.includes('@oclif/core')) ? '\\nPROBE oclif\\n' : '\\nPROBE fast\\n'))\n",
     )
   })
   after(async () => {
