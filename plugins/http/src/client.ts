@@ -1,6 +1,7 @@
 // The HTTP transport's client: fetches files from a peer's HTTP server through an undici connection pool.
+import {createRequire} from 'node:module'
 import {Transform, type Readable, type TransformCallback} from 'node:stream'
-import {Pool} from 'undici'
+import type {Pool} from 'undici'
 import {FpeerError, checkRelativePath, mapNetworkError, type BatchItem, type ConnectOptions, type ExtraCodes, type TransferClient} from '@fpeer/core/plugin'
 import {bulkGet} from './bulk-get.js'
 import {encodeSegment, filePath} from './url.js'
@@ -406,9 +407,36 @@ interface BulkTarget {
 /** Files of at least this many bytes still to fetch are read on a connection of their own (bulk-get.ts); smaller ones share the pool's. */
 const BULK_FROM = 1 << 20
 
+let poolClass: typeof Pool | undefined
+
+/**
+ * undici's Pool, loaded on first use from its own module and the request API undici's index
+ * puts on every dispatcher (the same `Object.assign(Dispatcher.prototype, api)` as the index):
+ * 31 modules, not the index's 111 (fetch, WebSocket, the cache and the mocks as well); 0.17
+ * against 0.28 CPU-s for a process to load. client.test.ts checks that it is the very class
+ * undici exports and that it can request without the index; should a later undici move these
+ * files, the index is loaded instead.
+ */
+export function undiciPool(): typeof Pool {
+  if (poolClass) return poolClass
+  const require = createRequire(import.meta.url)
+  try {
+    const pool = require('undici/lib/dispatcher/pool.js') as typeof Pool
+    const dispatcher = require('undici/lib/dispatcher/dispatcher.js') as {prototype: object}
+    const api = require('undici/lib/api/index.js') as object
+    if (!('request' in dispatcher.prototype)) Object.assign(dispatcher.prototype, api)
+    poolClass = pool
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err
+    poolClass = (require('undici') as typeof import('undici')).Pool
+  }
+  return poolClass
+}
+
 /** Creates the pool; no connection is made until the first get(). */
 export async function connectHttp(options: ConnectOptions): Promise<TransferClient> {
   const host = options.host.includes(':') ? `[${options.host}]` : options.host
+  const Pool = undiciPool()
   const pool = new Pool(`http://${host}:${options.port}`, {
     connections: Math.max(1, options.concurrency),
     pipelining: 1,
