@@ -6,8 +6,10 @@
 // loads no oclif; `cli.js` holds oclif's run, the commands (COMMANDS, oclif's "explicit"
 // discovery), the help class and the hooks, so each exists once whichever way it is reached.
 // @fpeer/* stay imports: the plugins must share the CLI's one core. Not published: dist/bundle/ is.
-import {mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {readdirSync} from 'node:fs'
 import path from 'node:path'
+// The same staleness rule, esbuild options and safe writes as core's (a source tree has both).
+import {bundleOptions, olderThanBuild, writeOutputs} from '../core/bundle.js'
 
 /**
  * Left to node_modules: fpeer's own packages (one core for the CLI and every plugin); oclif's
@@ -16,20 +18,9 @@ import path from 'node:path'
  */
 const NEVER_BUNDLED = ['@fpeer/*', 'typescript', 'ts-node', 'tsx', 'semver']
 
-function mtimeMs(file) {
-  try {
-    return statSync(file).mtimeMs
-  } catch {
-    return undefined
-  }
-}
-
-/** True when `tsc -b` built the CLI after its bundle was written (or none was). Only a source tree has the tsbuildinfo. */
+/** True when `tsc -b` built the CLI after its bundle was written, or none was (olderThanBuild). */
 export function cliBundleIsStale(cliRoot) {
-  const built = mtimeMs(path.join(cliRoot, 'tsconfig.tsbuildinfo'))
-  if (built === undefined) return false
-  const written = mtimeMs(path.join(cliRoot, 'dist', 'bundle', 'cli.js'))
-  return written === undefined || written < built
+  return olderThanBuild(cliRoot, 'cli.js')
 }
 
 /** Command files under dist/commands → oclif command IDs (`message/send.js` → `message:send`, `plugins/index.js` → `plugins`). */
@@ -62,17 +53,14 @@ function entrySources(dist) {
   return {cli, fast}
 }
 
-/**
- * Writes dist/bundle/ from dist/: chunks (named by content) first, then fast.js, cli.js (the
- * freshness stamp) last, each through a temporary file and a rename, so a concurrent start
- * never reads half a file. With `prune`, chunks of older builds go.
- */
+/** Writes dist/bundle/ from dist/ (core's writeOutputs). */
 export async function writeCliBundle(cliRoot, {prune = false} = {}) {
   const esbuild = await import('esbuild')
   const dist = path.join(cliRoot, 'dist')
   const outdir = path.join(dist, 'bundle')
   const sources = entrySources(dist)
   const result = await esbuild.build({
+    ...bundleOptions(outdir),
     entryPoints: [
       {in: 'fpeer-entry:cli', out: 'cli'},
       {in: 'fpeer-entry:fast', out: 'fast'},
@@ -86,31 +74,10 @@ export async function writeCliBundle(cliRoot, {prune = false} = {}) {
         },
       },
     ],
-    outdir,
-    bundle: true,
-    splitting: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
     external: NEVER_BUNDLED,
     // oclif is CommonJS: its require() of a path it computes (a plugin's CommonJS hook) needs a real one.
     banner: {js: "import {createRequire as __fpeerCreateRequire} from 'node:module'; const require = __fpeerCreateRequire(import.meta.url);"},
-    keepNames: true,
-    chunkNames: 'chunk-[hash]',
-    entryNames: '[name]',
-    write: false,
-    logLevel: 'warning',
   })
-  mkdirSync(outdir, {recursive: true})
-  const rank = (f) => (f.path.endsWith(`${path.sep}cli.js`) ? 2 : f.path.endsWith(`${path.sep}fast.js`) ? 1 : 0)
-  for (const file of [...result.outputFiles].sort((a, b) => rank(a) - rank(b))) {
-    const tmp = `${file.path}.${process.pid}.tmp`
-    writeFileSync(tmp, file.contents)
-    renameSync(tmp, file.path)
-  }
-  if (prune) {
-    const keep = new Set(result.outputFiles.map((f) => path.basename(f.path)))
-    for (const name of readdirSync(outdir)) if (name.startsWith('chunk-') && !keep.has(name)) rmSync(path.join(outdir, name), {force: true})
-  }
-  return {dir: outdir, files: result.outputFiles.length}
+  // cli.js, the freshness stamp, last.
+  return writeOutputs(outdir, result.outputFiles, ['fast.js', 'cli.js'], prune)
 }

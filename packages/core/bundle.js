@@ -29,54 +29,72 @@ function mtimeMs(file) {
 }
 
 /**
- * True when `tsc -b` built core after its bundle was written (or none was), so the bundle may
- * hold older code than dist/. Only a source tree has the tsbuildinfo; an installed package's
- * bundle came with it and is taken as it is.
+ * True when `tsc -b` built the package at `root` after `stamp` (a file of its bundle) was
+ * written, or none was: the bundle may hold older code than dist/. Only a source tree has the
+ * tsbuildinfo; an installed package's bundle came with it and is taken as it is.
  */
-export function bundleIsStale(coreRoot) {
-  const built = mtimeMs(path.join(coreRoot, 'tsconfig.tsbuildinfo'))
+export function olderThanBuild(root, stamp) {
+  const built = mtimeMs(path.join(root, 'tsconfig.tsbuildinfo'))
   if (built === undefined) return false
-  const written = mtimeMs(path.join(coreRoot, 'dist', 'bundle', 'index.js'))
+  const written = mtimeMs(path.join(root, 'dist', 'bundle', stamp))
   return written === undefined || written < built
 }
 
+/** True when core's bundle may hold older code than dist/ (olderThanBuild). */
+export function bundleIsStale(coreRoot) {
+  return olderThanBuild(coreRoot, 'index.js')
+}
+
 /**
- * Writes dist/bundle/ from dist/. Safe against a concurrent run and a concurrent reader: chunks
- * are named by their content and written first, entries (fixed names) last, each through a
- * temporary file and a rename; index.js, the freshness stamp, is the very last.
+ * Writes esbuild's output files into `outdir`, safe against a concurrent run and a concurrent
+ * reader: chunks (named by their content) first, then the entries in the order of `last` (the
+ * freshness stamp at its end), each through a temporary file and a rename. With `prune` (the
+ * build's own run, nothing else running), chunks of older builds go; a rebuild at start leaves
+ * them, as another process may be importing the old entries.
  */
-export async function writeBundle(coreRoot, {prune = false} = {}) {
-  const esbuild = await import('esbuild')
-  const dist = path.join(coreRoot, 'dist')
-  const outdir = path.join(dist, 'bundle')
-  const result = await esbuild.build({
-    entryPoints: Object.entries(ENTRIES).map(([out, src]) => ({out, in: path.join(dist, src)})),
+export function writeOutputs(outdir, outputFiles, last, prune) {
+  mkdirSync(outdir, {recursive: true})
+  const rank = (f) => last.indexOf(path.basename(f.path))
+  for (const file of [...outputFiles].sort((a, b) => rank(a) - rank(b))) {
+    const tmp = `${file.path}.${process.pid}.tmp`
+    writeFileSync(tmp, file.contents)
+    renameSync(tmp, file.path)
+  }
+  if (prune) {
+    const keep = new Set(outputFiles.map((f) => path.basename(f.path)))
+    for (const name of readdirSync(outdir)) if (name.startsWith('chunk-') && !keep.has(name)) rmSync(path.join(outdir, name), {force: true})
+  }
+  return {dir: outdir, files: outputFiles.length}
+}
+
+/** The esbuild options both bundles (core's and the CLI's) are made with. */
+export function bundleOptions(outdir) {
+  return {
     outdir,
     bundle: true,
     splitting: true,
     format: 'esm',
     platform: 'node',
     target: 'node20',
-    packages: 'external',
     // Class and function names stay what the code says (errors and logs print them).
     keepNames: true,
     chunkNames: 'chunk-[hash]',
     entryNames: '[name]',
     write: false,
     logLevel: 'warning',
-  })
-  mkdirSync(outdir, {recursive: true})
-  const entryFiles = new Set(Object.keys(ENTRIES).map((name) => path.join(outdir, `${name}.js`)))
-  const order = (f) => (f.path.endsWith(`${path.sep}index.js`) ? 2 : entryFiles.has(f.path) ? 1 : 0)
-  for (const file of [...result.outputFiles].sort((a, b) => order(a) - order(b))) {
-    const tmp = `${file.path}.${process.pid}.tmp`
-    writeFileSync(tmp, file.contents)
-    renameSync(tmp, file.path)
   }
-  // With `prune` (the build's own run, nothing else running), chunks of older builds go. A
-  // rebuild at start leaves them: another process may be importing the old entries.
-  if (!prune) return {dir: outdir, files: result.outputFiles.length}
-  const keep = new Set(result.outputFiles.map((f) => path.basename(f.path)))
-  for (const name of readdirSync(outdir)) if (name.startsWith('chunk-') && !keep.has(name)) rmSync(path.join(outdir, name), {force: true})
-  return {dir: outdir, files: result.outputFiles.length}
+}
+
+/** Writes dist/bundle/ from dist/ (writeOutputs). */
+export async function writeBundle(coreRoot, {prune = false} = {}) {
+  const esbuild = await import('esbuild')
+  const dist = path.join(coreRoot, 'dist')
+  const outdir = path.join(dist, 'bundle')
+  const result = await esbuild.build({
+    ...bundleOptions(outdir),
+    entryPoints: Object.entries(ENTRIES).map(([out, src]) => ({out, in: path.join(dist, src)})),
+    packages: 'external',
+  })
+  // index.js, the freshness stamp, last.
+  return writeOutputs(outdir, result.outputFiles, [...Object.keys(ENTRIES).filter((n) => n !== 'index').map((n) => `${n}.js`), 'index.js'], prune)
 }

@@ -176,6 +176,8 @@ describe("@fpeer/core's bundle", () => {
         const copy = path.join(work, 'cli')
         await cp(path.join(CLI, 'dist'), path.join(copy, 'dist'), {recursive: true, filter: (src) => !src.includes(`${path.sep}bundle`)})
         await cp(path.join(CLI, 'bundle.js'), path.join(copy, 'bundle.js'))
+        // The CLI's bundler shares core's helpers, from beside it as in the repository.
+        await cp(path.join(CORE, 'bundle.js'), path.join(work, 'core', 'bundle.js'))
         await symlink(path.join(ROOT, 'node_modules'), path.join(work, 'node_modules'))
         assert.equal(cliBundler.cliBundleIsStale(copy), false)
         await writeFile(path.join(copy, 'tsconfig.tsbuildinfo'), '{}')
