@@ -5,6 +5,7 @@ import path from 'node:path'
 import {finished} from 'node:stream/promises'
 import {run} from 'node:test'
 import {spec} from 'node:test/reporters'
+import {pathToFileURL} from 'node:url'
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..')
 const only = process.argv.slice(2)
@@ -13,9 +14,9 @@ const only = process.argv.slice(2)
 // them up to date once here (each fpeer process started would otherwise rebuild the CLI's).
 const core = path.join(root, 'packages/core')
 const cli = path.join(root, 'packages/cli')
-const {bundleIsStale, writeBundle} = await import(path.join(core, 'bundle.js'))
+const {bundleIsStale, writeBundle} = await import(pathToFileURL(path.join(core, 'bundle.js')).href)
 if (bundleIsStale(core)) await writeBundle(core, {prune: true})
-const {cliBundleIsStale, writeCliBundle} = await import(path.join(cli, 'bundle.js'))
+const {cliBundleIsStale, writeCliBundle} = await import(pathToFileURL(path.join(cli, 'bundle.js')).href)
 if (cliBundleIsStale(cli)) await writeCliBundle(cli, {prune: true})
 
 function find(dir) {

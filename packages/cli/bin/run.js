@@ -2,7 +2,7 @@
 // The fpeer entry point: settles oclif's settings and directories, hands the command line to oclif, then lets stdout drain however slow its reader is.
 import {existsSync} from 'node:fs'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
+import {fileURLToPath, pathToFileURL} from 'node:url'
 import {manifestIsStale} from './manifest.js'
 
 const cliRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
@@ -13,7 +13,7 @@ const cliRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 // has no tsbuildinfo and is taken as it is.)
 const coreSource = path.join(cliRoot, '..', 'core')
 if (existsSync(path.join(coreSource, 'bundle.js'))) {
-  const {bundleIsStale, writeBundle} = await import(path.join(coreSource, 'bundle.js'))
+  const {bundleIsStale, writeBundle} = await import(pathToFileURL(path.join(coreSource, 'bundle.js')).href)
   if (bundleIsStale(coreSource)) {
     try {
       await writeBundle(coreSource)
@@ -25,7 +25,7 @@ if (existsSync(path.join(coreSource, 'bundle.js'))) {
 
 // The CLI's own modules and @oclif/core come bundled (bundle.js): rebuilt here the same way.
 if (existsSync(path.join(cliRoot, 'bundle.js'))) {
-  const {cliBundleIsStale, writeCliBundle} = await import(path.join(cliRoot, 'bundle.js'))
+  const {cliBundleIsStale, writeCliBundle} = await import(pathToFileURL(path.join(cliRoot, 'bundle.js')).href)
   if (cliBundleIsStale(cliRoot)) {
     try {
       await writeCliBundle(cliRoot)
