@@ -1,6 +1,6 @@
 // End to end: `fpeer plugins:install sftp` from a real npm registry (verdaccio on loopback) that also holds decoy unscoped `sftp`/`ftp` packages, a request over it on the CLI's own core, uninstall, reinstall and update.
 import assert from 'node:assert/strict'
-import {type ChildProcess, spawn} from 'node:child_process'
+import {type ChildProcess, spawn, spawnSync} from 'node:child_process'
 import {existsSync, realpathSync} from 'node:fs'
 import http from 'node:http'
 import {lstat, mkdir, readFile, readdir, rm, writeFile} from 'node:fs/promises'
@@ -182,6 +182,16 @@ async function coresUnder(dataDir: string): Promise<Array<{at: string; real: str
 }
 
 /**
+ * Where node-gyp finds Node's headers without downloading them (this machine's npm config says
+ * so; the tests' own npmrc carries it on): only then can npm build ssh2's native crypto here,
+ * and only then is that checked.
+ */
+const NODE_HEADERS = ((): string | undefined => {
+  const dir = spawnSync('npm', ['config', 'get', 'nodedir'], {encoding: 'utf8', timeout: 60_000}).stdout?.trim()
+  return dir && existsSync(path.join(dir, 'include/node/node.h')) ? dir : undefined
+})()
+
+/**
  * The installed plugin shares the CLI's core: exactly one @fpeer/core under the data dir, a
  * link to the CLI's, recorded as a `file:` dependency; what the plugin resolves for
  * `@fpeer/core/plugin` is the CLI's file; and an FpeerError the plugin's own code makes has the
@@ -201,6 +211,11 @@ async function assertSharesCliCore(dataDir: string): Promise<void> {
   assert.equal(Object.getPrototypeOf(err), FpeerError.prototype)
   assert.ok(err instanceof FpeerError)
   assert.equal((err as FpeerError).code, 'E_NOT_FOUND')
+  // npm 11 ran ssh2's install script (the data dir's allowScripts): its native crypto is built.
+  if (!NODE_HEADERS) return
+  const client = createRequire(createRequire(path.join(pluginRoot, 'package.json')).resolve('ssh2-sftp-client'))
+  const binding = path.join(path.dirname(client.resolve('ssh2/package.json')), 'lib/protocol/crypto/build/Release/sshcrypto.node')
+  assert.ok(existsSync(binding), `${binding}: ssh2's native crypto was not built`)
 }
 
 async function stopChild(child: ChildProcess | undefined): Promise<void> {
@@ -284,7 +299,10 @@ describe(
       verdaccio = await startVerdaccio(path.join(work, 'verdaccio'))
       const npmrc = path.join(work, 'npmrc')
       // Anonymous publish still needs some token for npm to send; verdaccio allows $all for @fpeer/* and the decoys.
-      await writeFile(npmrc, `registry=${verdaccio.url}\n//${verdaccio.url.slice('http://'.length)}:_authToken=anonymous\n`)
+      await writeFile(
+        npmrc,
+        `registry=${verdaccio.url}\n//${verdaccio.url.slice('http://'.length)}:_authToken=anonymous\n${NODE_HEADERS ? `nodedir=${NODE_HEADERS}\n` : ''}`,
+      )
       npmEnv = {
         npm_config_userconfig: npmrc,
         npm_config_cache: path.join(work, 'npm-cache'),

@@ -5,7 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {after, before, describe, it} from 'node:test'
-import {CORE_PACKAGE, cliCoreDir, coreSpec, linkCliCore} from './plugin-core.js'
+import {ALLOWED_SCRIPTS, CORE_PACKAGE, cliCoreDir, coreSpec, linkCliCore} from './plugin-core.js'
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..')
 
@@ -29,8 +29,23 @@ describe('linkCliCore', () => {
       dependencies: {'@fpeer/core': 'file:/opt/cli/node_modules/@fpeer/core'},
       oclif: {plugins: [], schema: 1},
       private: true,
+      allowScripts: {ssh2: true, 'cpu-features': true},
     })
     assert.deepEqual(await readdir(data), ['package.json'])
+  })
+
+  it("allows ssh2's and cpu-features' install scripts, keeping a choice the user made, and adds them to a data dir an older fpeer linked", async () => {
+    const data = path.join(dir, 'scripts')
+    await linkCliCore(data, 'x', '/c')
+    const pjson = await read(data)
+    await writeFile(path.join(data, 'package.json'), JSON.stringify({...pjson, allowScripts: {'cpu-features': false, other: true}}))
+    assert.equal(await linkCliCore(data, 'x', '/c'), true)
+    assert.deepEqual((await read(data)).allowScripts, {ssh2: true, 'cpu-features': false, other: true})
+    assert.equal(await linkCliCore(data, 'x', '/c'), false)
+    // Linked by an older fpeer: the core dependency is right, the allowScripts missing.
+    await writeFile(path.join(data, 'package.json'), JSON.stringify({...pjson, allowScripts: undefined}))
+    assert.equal(await linkCliCore(data, 'x', '/c'), true)
+    assert.deepEqual((await read(data)).allowScripts, ALLOWED_SCRIPTS)
   })
 
   it('keeps what is there, changes nothing when already linked, and re-points a moved CLI', async () => {
@@ -40,7 +55,11 @@ describe('linkCliCore', () => {
     const before = {name: '@fpeer/cli', dependencies: {'@fpeer/plugin-sftp': '^0.1.0', [CORE_PACKAGE]: '^0.1.0'}, oclif: {plugins, schema: 1}, private: true}
     await writeFile(path.join(data, 'package.json'), JSON.stringify(before))
     assert.equal(await linkCliCore(data, 'x', '/old/core'), true)
-    assert.deepEqual(await read(data), {...before, dependencies: {'@fpeer/plugin-sftp': '^0.1.0', [CORE_PACKAGE]: coreSpec('/old/core')}})
+    assert.deepEqual(await read(data), {
+      ...before,
+      dependencies: {'@fpeer/plugin-sftp': '^0.1.0', [CORE_PACKAGE]: coreSpec('/old/core')},
+      allowScripts: ALLOWED_SCRIPTS,
+    })
     assert.equal(await linkCliCore(data, 'x', '/old/core'), false)
     assert.equal(await linkCliCore(data, 'x', '/new/core'), true)
     assert.deepEqual((await read(data)).dependencies, {'@fpeer/plugin-sftp': '^0.1.0', [CORE_PACKAGE]: 'file:/new/core'})

@@ -29,13 +29,24 @@ export function coreSpec(coreDir: string): string {
   return `file:${coreDir}`
 }
 
+/**
+ * Install scripts the data dir allows (package.json's `allowScripts`). npm 11, which
+ * plugin-plugins runs, warns about every dependency install script that field does not name,
+ * and its documentation says such scripts are blocked by default (11.19-11.21 still run them).
+ * fpeer's SFTP plugin needs ssh2's (its native crypto; without it, SFTP runs on JavaScript
+ * ciphers at about two thirds of the speed) and cpu-features' (ssh2's optional dependency), so
+ * they are named; nothing else is. An entry the user set is kept.
+ */
+export const ALLOWED_SCRIPTS: Readonly<Record<string, boolean>> = {ssh2: true, 'cpu-features': true}
+
 /** What @oclif/plugin-plugins writes into a fresh data dir (its `initPJSON`), so its own reads see nothing new. */
 function freshPjson(name: string): Record<string, unknown> {
   return {name, dependencies: {}, oclif: {plugins: [], schema: 1}, private: true}
 }
 
 /**
- * Makes the plugin install in `dataDir` depend on `coreDir` by path. npm (7+) then satisfies
+ * Makes the plugin install in `dataDir` depend on `coreDir` by path, and allow the install
+ * scripts of ALLOWED_SCRIPTS. npm (7+) then satisfies
  * every plugin's `@fpeer/core` peer dependency with a link to it instead of installing a
  * second copy, and reports a version the plugin's peer range refuses as an error instead of
  * loading two cores. Run before every install and update: it also re-points the link when the
@@ -53,9 +64,11 @@ export async function linkCliCore(dataDir: string, cliName: string, coreDir: str
     pjson = freshPjson(cliName)
   }
   const deps = (typeof pjson.dependencies === 'object' && pjson.dependencies !== null ? pjson.dependencies : {}) as Record<string, string>
+  const allowed = (typeof pjson.allowScripts === 'object' && pjson.allowScripts !== null ? pjson.allowScripts : {}) as Record<string, boolean>
   const spec = coreSpec(coreDir)
-  if (deps[CORE_PACKAGE] === spec) return false
+  if (deps[CORE_PACKAGE] === spec && Object.keys(ALLOWED_SCRIPTS).every((name) => name in allowed)) return false
   pjson.dependencies = {...deps, [CORE_PACKAGE]: spec}
+  pjson.allowScripts = {...ALLOWED_SCRIPTS, ...allowed}
   await mkdir(dataDir, {recursive: true})
   // Written whole, then renamed: an interrupted write must not leave plugin-plugins a truncated file.
   const tmp = `${file}.${process.pid}.tmp`
