@@ -25,7 +25,7 @@ import {type SyncContext, receiveUpdate} from './sync/update.js'
 import {type FileVersion, versionToEntry} from './sync/version.js'
 import {TransportServers} from './transfer/servers.js'
 import type {Logger} from './transport.js'
-import type {FileEntry} from './wire/types.js'
+import {type FileEntry, extWith, withExt} from './wire/types.js'
 
 export {DEFAULT_PORTS} from './transfer/servers.js'
 export type {SyncStats} from './store/stats.js'
@@ -79,7 +79,7 @@ export interface PeerNodeOptions {
 export function recordToEntry(r: FileRecord): FileEntry {
   const e = r.version ? versionToEntry(r.version) : {path: r.path, size: r.size, sha256: r.sha256, mtimeMs: r.mtimeMs}
   // The exec bit travels beside the version (covered by the message's signature, not the version's).
-  return r.mode === 0o755 && !r.version?.deleted ? {...e, ext: {...e.ext, mode: '755'}} : e
+  return r.mode === 0o755 && !r.version?.deleted ? withExt(e, extWith(e.ext, 'mode', '755')) : e
 }
 
 /**

@@ -18,7 +18,7 @@ import {type PeerEndpoint, withPeerClient} from '../transfer/peer-client.js'
 import {type AccessContext, type Logger, type ManualRequest, type PlacedState, type TransportServer, unnameable} from '../transport.js'
 import {conflictPath} from '../wire/version.js'
 import {signMessage} from '../wire/signing.js'
-import {type BePeerRequest, type FileEntry, type FilesToGet, type FilesUpdated, isDirEntry} from '../wire/types.js'
+import {type BePeerRequest, type FileEntry, type FilesToGet, type FilesUpdated, extWith, isDirEntry, withExt} from '../wire/types.js'
 import {type HandshakeTimeouts, keepAliveCeiling} from './context.js'
 import {LandedAnnouncer} from './early.js'
 import {expectType, randomNonce, sameFiles, verifyReply} from './handshake.js'
@@ -187,6 +187,13 @@ async function removeEmpty(into: string, top: string): Promise<void> {
   }
 }
 
+/** One line of a plan, as a literal (no `{...base, action}`: see withExt). */
+function planEntry(f: FileEntry, action: PlanEntry['action'], conflict?: string): PlanEntry {
+  const e: PlanEntry = f.size === undefined ? {path: f.path, action} : {path: f.path, size: f.size, action}
+  if (conflict !== undefined) e.conflict = conflict
+  return e
+}
+
 /**
  * What landing `files` in `into` would do, read without writing: each target is looked at
  * through the folder's directories held without following links, and hashed only when
@@ -198,13 +205,12 @@ async function planLanding(into: string, files: FileEntry[], ignored: Set<string
   const out: PlanEntry[] = []
   try {
     for (const f of files) {
-      const base = {path: f.path, ...(f.size === undefined ? {} : {size: f.size})}
       if (ignored.has(f.path)) {
-        out.push({...base, action: 'ignored'})
+        out.push(planEntry(f, 'ignored'))
         continue
       }
       if (unsupported.has(f.path)) {
-        out.push({...base, action: 'unsupported'})
+        out.push(planEntry(f, 'unsupported'))
         continue
       }
       const segments = f.path.split('/')
@@ -218,12 +224,12 @@ async function planLanding(into: string, files: FileEntry[], ignored: Set<string
       try {
         const st = dir?.lstat(name)
         if (!dir || !st?.isFile()) {
-          out.push({...base, action: 'fetch'})
+          out.push(planEntry(f, 'fetch'))
           continue
         }
         const local = await hashExisting(dir, name)
-        if (local === f.sha256) out.push({...base, action: 'same'})
-        else out.push({...base, action: 'conflict', conflict: conflictPath({path: f.path, origin: identity.id.compact, sha256: local})})
+        if (local === f.sha256) out.push(planEntry(f, 'same'))
+        else out.push(planEntry(f, 'conflict', conflictPath({path: f.path, origin: identity.id.compact, sha256: local})))
       } finally {
         dir?.release()
       }
@@ -515,9 +521,9 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     // Entries without attributes of their own share one: 100,000 `got=1` objects were as many allocations.
     const fuFiles = ftg.files.map((f) =>
       skippedHere.has(f.path)
-        ? {...f, ext: f.ext ? {...f.ext, ign: '1'} : IGNORED_HERE}
+        ? withExt(f, f.ext ? extWith(f.ext, 'ign', '1') : IGNORED_HERE)
         : gotHere(f)
-          ? {...f, ext: f.ext ? {...f.ext, got: '1'} : GOT_HERE}
+          ? withExt(f, f.ext ? extWith(f.ext, 'got', '1') : GOT_HERE)
           : f,
     )
     const fu: FilesUpdated = signMessage(

@@ -4,7 +4,7 @@ import {appendFile, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {type FileRecord, Peerfile, isLive} from './peerfile.js'
+import {type FileRecord, Peerfile, isLive, withVersion} from './peerfile.js'
 
 const rec = (p: string, extra: Partial<FileRecord> = {}): FileRecord => ({path: p, size: 3, mtimeMs: 1_700_000_000_000, sha256: 'a'.repeat(64), ...extra})
 const version = (p: string, deleted = false) => ({
@@ -143,5 +143,22 @@ describe('Peerfile', () => {
     release()
     await Promise.all([first, second])
     assert.deepEqual(order, ['first in', 'first out', 'second'])
+  })
+})
+
+describe('withVersion', () => {
+  it('is the scanned record with the version, carrying only the fields it has', () => {
+    const v = {path: 'a', deleted: false, sha256: 'b'.repeat(64), size: 1, mtimeMs: 2, lamport: 3, origin: 'o', vv: {o: 3}, sig: 's'}
+    assert.deepEqual(withVersion({path: 'a', size: 1, mtimeMs: 2, sha256: v.sha256, ino: 7, mode: 0o755}, v), {
+      path: 'a',
+      size: 1,
+      mtimeMs: 2,
+      sha256: v.sha256,
+      ino: 7,
+      mode: 0o755,
+      version: v,
+    })
+    const bare = withVersion({path: 'a', size: 1, mtimeMs: 2, sha256: v.sha256}, undefined)
+    assert.deepEqual(Object.keys(bare), ['path', 'size', 'mtimeMs', 'sha256'])
   })
 })

@@ -14,7 +14,7 @@ import {type SteadyHash, hashSteady} from '../fs/scan-hash.js'
 import type {LandedStat} from '../fs/lander.js'
 import type {FolderConfig} from '../store/config.js'
 import type {Home} from '../store/home.js'
-import {type FileRecord, type Peerfile, isLive} from '../store/peerfile.js'
+import {type FileRecord, type Peerfile, isLive, withVersion} from '../store/peerfile.js'
 import type {Logger} from '../transport.js'
 import type {FileEntry} from '../wire/types.js'
 import {TimeSlice} from './time-slice.js'
@@ -288,7 +288,7 @@ export class FolderSync {
       // is replaced by a new one.
       if (prev && isLive(prev) && prev.sha256 === f.sha256 && (!prev.version || prev.version.size === f.size)) {
         if (prev.size !== f.size || prev.mtimeMs !== f.mtimeMs || prev.ino !== f.ino || prev.mode !== f.mode) {
-          const r = {...f, ...(prev.version ? {version: prev.version} : {})}
+          const r = withVersion(f, prev.version)
           all.set(f.path, r)
           changed.push(r)
         }
@@ -303,7 +303,7 @@ export class FolderSync {
           {path: f.path, deleted: false, sha256: f.sha256, size: f.size, mtimeMs: f.mtimeMs, lamport: clock, vv: {...prev?.version?.vv, [me]: clock}},
           this.#identity,
         )
-        r = {...f, version}
+        r = withVersion(f, version)
         versions.push(version)
       }
       all.set(f.path, r)

@@ -15,7 +15,7 @@ import {type PeerEndpoint, withPeerClient} from '../transfer/peer-client.js'
 import {type Logger, unnameable} from '../transport.js'
 import {MAX_UPDATE_VERSIONS} from '../wire/limits.js'
 import {signMessage, verifyMessage} from '../wire/signing.js'
-import type {FileEntry, FilesToGet, FilesUpdated, Message, TrustedPeerConfirm} from '../wire/types.js'
+import {type FileEntry, type FilesToGet, type FilesUpdated, type Message, type TrustedPeerConfirm, extWith} from '../wire/types.js'
 import type {ApplyResult, ContentFetcher, FolderSync} from './folder.js'
 import {type OwedForwards, applyOwing} from './owed.js'
 import {TimeSlice} from './time-slice.js'
@@ -327,8 +327,8 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
   const took = new Set([...result.fetched, ...result.copied, ...result.applied.map((v) => v.path)])
   const files: FileEntry[] = versions.map((v) => {
     const r = records.get(v.path)
-    const e: FileEntry = r?.version ? versionToEntry(r.version) : {path: v.path, ...(r ? {sha256: r.sha256, size: r.size} : {})}
-    if (took.has(v.path) && !v.deleted) e.ext = {...e.ext, got: '1'}
+    const e: FileEntry = r?.version ? versionToEntry(r.version) : r ? {path: v.path, sha256: r.sha256, size: r.size} : {path: v.path}
+    if (took.has(v.path) && !v.deleted) e.ext = extWith(e.ext, 'got', '1')
     return e
   })
   const serveProtocol = ctx.servedPort(ftg.protocol) !== undefined ? ftg.protocol : 'HTTP'

@@ -7,7 +7,7 @@ import {formatMessage, parseMessage} from './codec.js'
 import {fileFromLine, fileFromText, fileLineText} from './file-list.js'
 import {parseLine} from './frame.js'
 import {signMessage, takeSignedBody, verifyMessage} from './signing.js'
-import type {FileEntry, FilesToGet} from './types.js'
+import {type FileEntry, type FilesToGet, extWith, withExt} from './types.js'
 
 const SHA = 'a'.repeat(64)
 
@@ -114,5 +114,25 @@ describe('a signed file list is formatted once', () => {
     const signed = signMessage(ftg, identity)
     signed.files = signed.files.slice(1)
     assert.equal(takeSignedBody(signed), undefined)
+  })
+})
+
+describe('entries rebuilt with other attributes', () => {
+  it('withExt keeps the given fields and only those, and writes the line the spread it replaces would', () => {
+    for (const {entry} of lines) {
+      const e = withExt(entry, {got: '1'})
+      assert.deepEqual(e, {...entry, ext: {got: '1'}})
+      assert.deepEqual(Object.keys(e), [...Object.keys(entry).filter((k) => k !== 'ext'), 'ext'])
+      assert.equal(fileLineText(e), fileLineText({...entry, ext: {got: '1'}}))
+      assert.match(fileLineText(e), /\tgot=1(\t|$)/)
+    }
+  })
+
+  it('extWith adds or replaces one attribute in a new object, leaving the old one as it was', () => {
+    const ext = Object.freeze({ver: '3', origin: 'o'})
+    assert.deepEqual(extWith(ext, 'got', '1'), {ver: '3', origin: 'o', got: '1'})
+    assert.deepEqual(extWith(ext, 'ver', '4'), {origin: 'o', ver: '4'})
+    assert.deepEqual(extWith(undefined, 'mode', '755'), {mode: '755'})
+    assert.deepEqual(ext, {ver: '3', origin: 'o'})
   })
 })

