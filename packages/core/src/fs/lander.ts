@@ -3,9 +3,18 @@ import {Worker} from 'node:worker_threads'
 import {FpeerError} from '../errors.js'
 import type {Dir} from './folder-dirs.js'
 
-/** Request buffers kept for reuse, and the least one holds (most requests are smaller). */
+/**
+ * Request buffers kept for reuse, and the least one holds: 64 files of 4 KiB (fetch.ts's
+ * LAND_CHUNK); larger requests get a buffer of their size.
+ */
 const SPARE_BUFFERS = 4
-const MIN_BUFFER_BYTES = 1 << 20
+const MIN_BUFFER_BYTES = 256 << 10
+/**
+ * Requests the thread may have queued before room() makes senders wait. Landing (an open,
+ * write, rename per file) is slower than receiving: without a bound, a fetch of 100,000
+ * small files queued up to 100 MB of request buffers here while the thread caught up.
+ */
+const MAX_QUEUED = 8
 
 /** One file for the worker: where (a held directory's /proc/self/fd path), under which names, which bytes of the request's buffer. */
 export interface LandRequest {
@@ -59,6 +68,8 @@ export class Lander {
    */
   readonly #spare: ArrayBuffer[] = []
   readonly #waiting = new Map<number, {resolve: (r: LandReply) => void; reject: (e: Error) => void}>()
+  /** Senders waiting in room(), let go as replies come back (or when the thread fails). */
+  #roomWaiters: Array<() => void> = []
   #next = 0
   #broken: Error | undefined
 
@@ -69,14 +80,34 @@ export class Lander {
       const w = this.#waiting.get(r.id)
       this.#waiting.delete(r.id)
       w?.resolve(r)
+      this.#letWaitersGo()
     })
     const fail = (err: Error) => {
       this.#broken ??= err
       for (const w of this.#waiting.values()) w.reject(err)
       this.#waiting.clear()
+      this.#letWaitersGo()
     }
     this.#worker.on('error', fail)
     this.#worker.on('exit', () => fail(new FpeerError('E_INTERNAL', 'the landing thread stopped')))
+  }
+
+  /**
+   * Resolves once the thread has fewer than MAX_QUEUED requests queued (at once when it has,
+   * or when it failed: land() then says so). A sender that awaits it before reading more
+   * holds back its peer through TCP instead of holding the bytes here.
+   */
+  room(): Promise<void> {
+    if (this.#waiting.size < MAX_QUEUED || this.#broken) return Promise.resolve()
+    return new Promise((resolve) => this.#roomWaiters.push(resolve))
+  }
+
+  #letWaitersGo(): void {
+    while (this.#waiting.size < MAX_QUEUED || this.#broken) {
+      const go = this.#roomWaiters.shift()
+      if (!go) return
+      go()
+    }
   }
 
   /**

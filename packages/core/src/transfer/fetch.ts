@@ -688,7 +688,11 @@ async function fetchBatchInto(
             ...(file.mtimeMs === undefined ? {} : {mtimeMs: file.mtimeMs}),
           })
           toLandFiles.push(file)
-          if (toLand.length >= LAND_CHUNK) sendLand()
+          if (toLand.length >= LAND_CHUNK) {
+            sendLand()
+            // The next files are read only once the thread has room for them.
+            await state.lander?.room()
+          }
           continue
         }
         let stat
