@@ -29,6 +29,21 @@ describe('PeerId', () => {
   })
 })
 
+describe('generateKeyPair', () => {
+  it('makes tweetnacl’s form of a pair: the seed, then the public key tweetnacl derives from it; a new seed each time', () => {
+    const seen = new Set<string>()
+    for (let i = 0; i < 20; i++) {
+      const keys = generateKeyPair()
+      assert.equal(keys.secretKey.length, 64)
+      const fromSeed = nacl.sign.keyPair.fromSeed(keys.secretKey.slice(0, 32))
+      assert.deepEqual(Buffer.from(keys.publicKey), Buffer.from(fromSeed.publicKey))
+      assert.deepEqual(Buffer.from(keys.secretKey), Buffer.from(fromSeed.secretKey))
+      seen.add(Buffer.from(keys.secretKey).toString('hex'))
+    }
+    assert.equal(seen.size, 20)
+  })
+})
+
 describe('verifySignature', () => {
   const me = new Identity(generateKeyPair())
   const other = new Identity(generateKeyPair())

@@ -1,5 +1,5 @@
 // Peer identity: an ed25519 key pair (tweetnacl), the printable peer ID, and detached signatures.
-import {type KeyObject, createPrivateKey, createPublicKey, sign as cryptoSign, verify as cryptoVerify} from 'node:crypto'
+import {type KeyObject, createPrivateKey, createPublicKey, generateKeyPairSync, sign as cryptoSign, verify as cryptoVerify} from 'node:crypto'
 import nacl from 'tweetnacl'
 import {FpeerError} from './errors.js'
 
@@ -115,9 +115,29 @@ export interface KeyPair {
   readonly secretKey: Uint8Array
 }
 
+/**
+ * A new key pair, in tweetnacl's form (secret key = 32-byte seed, then the public key).
+ * Made by Node's native crypto from the system's CSPRNG: tweetnacl's JavaScript took 15-45 ms
+ * (a point multiplication), paid by every first command on a new home. The same seed gives
+ * the same pair either way (identity.test.ts compares them with tweetnacl's fromSeed).
+ */
 export function generateKeyPair(): KeyPair {
-  const kp = nacl.sign.keyPair()
-  return {publicKey: kp.publicKey, secretKey: kp.secretKey}
+  const {privateKey, publicKey} = generateKeyPairSync('ed25519')
+  const der = privateKey.export({format: 'der', type: 'pkcs8'})
+  const spki = publicKey.export({format: 'der', type: 'spki'})
+  const seed = der.subarray(ED25519_PKCS8_PREFIX.length)
+  const pub = spki.subarray(ED25519_SPKI_PREFIX.length)
+  if (!startsWith(der, ED25519_PKCS8_PREFIX) || !startsWith(spki, ED25519_SPKI_PREFIX) || seed.length !== 32 || pub.length !== nacl.sign.publicKeyLength) {
+    throw new FpeerError('E_INTERNAL', 'Node made an ed25519 key in an unexpected form')
+  }
+  const secretKey = new Uint8Array(64)
+  secretKey.set(seed, 0)
+  secretKey.set(pub, 32)
+  return {publicKey: new Uint8Array(pub), secretKey}
+}
+
+function startsWith(b: Buffer, prefix: Buffer): boolean {
+  return b.length >= prefix.length && b.subarray(0, prefix.length).equals(prefix)
 }
 
 export function keyPairFromSecretKey(secretKey: Uint8Array): KeyPair {
