@@ -9,11 +9,18 @@ export const SLICE_MS = 10
  * run) once SLICE_MS have passed.
  */
 export class TimeSlice {
-  #start = performance.now()
+  readonly #now: () => number
+  #start: number
+
+  /** `now` is the clock (a test's own, to decide when a slice ends). */
+  constructor(now: () => number = () => performance.now()) {
+    this.#now = now
+    this.#start = now()
+  }
 
   async tick(): Promise<void> {
-    if (performance.now() - this.#start < SLICE_MS) return
+    if (this.#now() - this.#start < SLICE_MS) return
     await new Promise((resolve) => setImmediate(resolve))
-    this.#start = performance.now()
+    this.#start = this.#now()
   }
 }
