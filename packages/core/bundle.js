@@ -49,8 +49,9 @@ export function bundleIsStale(coreRoot) {
  * Writes esbuild's output files into `outdir`, safe against a concurrent run and a concurrent
  * reader: chunks (named by their content) first, then the entries in the order of `last` (the
  * freshness stamp at its end), each through a temporary file and a rename. With `prune` (the
- * build's own run, nothing else running), chunks of older builds go; a rebuild at start leaves
- * them, as another process may be importing the old entries.
+ * build's own run, nothing else running), whatever else is in `outdir` goes (chunks and
+ * entries of older builds); a rebuild at start leaves them, as another process may be
+ * importing the old entries.
  */
 export function writeOutputs(outdir, outputFiles, last, prune) {
   mkdirSync(outdir, {recursive: true})
@@ -62,7 +63,8 @@ export function writeOutputs(outdir, outputFiles, last, prune) {
   }
   if (prune) {
     const keep = new Set(outputFiles.map((f) => path.basename(f.path)))
-    for (const name of readdirSync(outdir)) if (name.startsWith('chunk-') && !keep.has(name)) rmSync(path.join(outdir, name), {force: true})
+    // Everything else there is an older build's: its chunks, an entry no longer bundled, a crashed writer's temporary file.
+    for (const name of readdirSync(outdir)) if (!keep.has(name)) rmSync(path.join(outdir, name), {force: true})
   }
   return {dir: outdir, files: outputFiles.length}
 }

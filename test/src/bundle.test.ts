@@ -124,14 +124,17 @@ describe("@fpeer/core's bundle", () => {
       }
     })
 
-    it('prunes the chunks of an older build only when asked', async () => {
+    it('prunes the chunks and entries of an older build only when asked', async () => {
       const dir = path.join(copy, 'dist/bundle')
-      const old = path.join(dir, 'chunk-OLDBUILD.js')
-      await writeFile(old, 'export {}\n')
+      await writeFile(path.join(dir, 'chunk-OLDBUILD.js'), 'export {}\n')
+      await writeFile(path.join(dir, 'gone-thread.js'), 'export {}\n')
       await bundler.writeBundle(copy)
       assert.ok((await readdir(dir)).includes('chunk-OLDBUILD.js'))
+      assert.ok((await readdir(dir)).includes('gone-thread.js'))
       await bundler.writeBundle(copy, {prune: true})
       assert.ok(!(await readdir(dir)).includes('chunk-OLDBUILD.js'))
+      assert.ok(!(await readdir(dir)).includes('gone-thread.js'))
+      assert.ok((await readdir(dir)).includes('index.js'))
       assert.ok(!(await readdir(dir)).some((n) => n.endsWith('.tmp')))
     })
   })
