@@ -87,11 +87,16 @@ export default class Serve extends BaseCommand<typeof Serve> {
     process.on('SIGHUP', onHup)
     // Signals are handled from before the ports open: one that comes while serve starts, or
     // the moment it says it is ready (a busy machine may run the reader first), is never fatal.
-    // SIGINT/SIGTERM then stop it cleanly.
-    const stopRequested = new Promise<void>((resolve) => {
-      process.once('SIGINT', () => resolve())
-      process.once('SIGTERM', () => resolve())
-    })
+    // SIGINT/SIGTERM then stop it cleanly, and a second one at once. One listener stays from
+    // here to the end: between a `once` listener's removal and the next one's, a signal would
+    // meet Node's default action and kill serve without a word (seen on a loaded machine).
+    let signals = 0
+    let onSecond: (() => void) | undefined
+    let onFirst: (() => void) | undefined
+    const onSignal = () => (++signals === 1 ? onFirst : onSecond)?.()
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+    const stopRequested = new Promise<void>((resolve) => (onFirst = resolve))
     const node = new PeerNode({
       home: this.home,
       identity,
@@ -124,20 +129,20 @@ export default class Serve extends BaseCommand<typeof Serve> {
       )
     await stopRequested
     process.off('SIGHUP', onHup)
-    this.log_.info('stopping')
     // Whatever peers do, serve is gone within STOP_DEADLINE_MS of the signal; a second signal ends it at once.
     const force = (why: string) => {
       this.log_.warn('stopping now, without waiting for the rest', {why})
       process.exit(1)
     }
+    onSecond = () => force('a second signal')
+    // A second signal that came before this point (nothing handled it yet) counts too.
+    if (signals > 1) onSecond()
+    this.log_.info('stopping')
     const watchdog = setTimeout(() => force(`not stopped within ${STOP_DEADLINE_MS} ms`), STOP_DEADLINE_MS)
-    const again = () => force('a second signal')
-    process.once('SIGINT', again)
-    process.once('SIGTERM', again)
     await node.stop()
     clearTimeout(watchdog)
-    process.off('SIGINT', again)
-    process.off('SIGTERM', again)
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
     // The ready document was the output; returning undefined keeps oclif from printing another.
     return undefined as never
   }
