@@ -11,8 +11,8 @@ const SPARE_BUFFERS = 4
 const MIN_BUFFER_BYTES = 256 << 10
 /**
  * Requests the thread may have queued before room() makes senders wait. Landing (an open,
- * write, rename per file) is slower than receiving: without a bound, a fetch of 100,000
- * small files queued up to 100 MB of request buffers here while the thread caught up.
+ * write, rename per file) can be slower than receiving: without a bound, a fetch onto a disk
+ * slower than the network would hold every file received here until the thread caught up.
  */
 const MAX_QUEUED = 8
 
