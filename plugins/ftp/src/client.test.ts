@@ -64,16 +64,24 @@ class CountingSource implements FileSource {
     const opened = await this.base.open(f, p, who, range)
     this.open_++
     this.maxOpen = Math.max(this.maxOpen, this.open_)
-    // Done once its last byte is read ('end'), or once it fails ('close' alone): the server sends
-    // 226 only after 'end', so the client cannot start its next transfer before. Counting to
-    // 'close' (the fd closed in the thread pool, later on a loaded machine) counted that one too.
+    // Done once its last byte is read ('end') or once the server destroys it. A large file is
+    // read by positional reads (positionalReader), so its stream never ends: the server
+    // destroys it before the 226, and only then may the client start its next transfer.
+    // Counting to 'close' (the fd closed in the thread pool, later on a loaded machine) counted
+    // the finished one as still open: CI on Node 26 saw 3 at once with a bound of 2.
     let done = false
     const finish = () => {
       if (!done) this.open_--
       done = true
     }
-    opened.stream.once('end', finish)
-    opened.stream.once('close', finish)
+    const stream = opened.stream
+    const destroy = stream.destroy.bind(stream)
+    stream.destroy = (err?: Error) => {
+      finish()
+      return destroy(err)
+    }
+    stream.once('end', finish)
+    stream.once('close', finish)
     return opened
   }
 }
