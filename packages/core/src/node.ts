@@ -125,7 +125,7 @@ export class PeerNode {
           clean,
           rescanMs: options.rescanIntervalMs ?? 60_000,
           rescan: (folder) =>
-            void this.#track(this.pushChanges(folder).catch((err: Error) => options.log.warn('rescan failed', {folder, reason: err.message}))),
+            void this.#track(this.pushChanges(folder, {settle: true}).catch((err: Error) => options.log.warn('rescan failed', {folder, reason: err.message}))),
         }),
     })
     // Configuration is re-read every second by a serving peer; a one-shot node reads it once.
@@ -301,9 +301,9 @@ export class PeerNode {
     this.#stats.count(what, n)
   }
 
-  /** Rescans a folder and pushes every new version to its peers (`fpeer push`, the watcher). */
-  pushChanges(folder: string): Promise<{versions: number; peers: number; failed: number}> {
-    return this.#peerSync.pushChanges(folder)
+  /** Rescans a folder and pushes every new version to its peers (`fpeer push`, the watcher: `settle`, FolderSync.rescan). */
+  pushChanges(folder: string, options: {settle?: boolean} = {}): Promise<{versions: number; peers: number; failed: number}> {
+    return this.#peerSync.pushChanges(folder, options)
   }
 
   /** IDs of the folder's peers that updates go to (confirmed, with a control port, not seed-form), but `exclude`. */

@@ -4,7 +4,7 @@ import {mkdir, mkdtemp, realpath, rename, rm, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {DIRTY_MAX, FolderWatcher} from './watch.js'
+import {DIRTY_MAX, FolderWatcher, SETTLE_MS} from './watch.js'
 
 /** Polls `cond` every 20 ms for up to 10 s (inotify events reach the watcher asynchronously). */
 async function until(what: string, cond: () => boolean): Promise<void> {
@@ -107,5 +107,44 @@ describe('FolderWatcher', () => {
       w.close()
     }
     assert.equal(w.takeDirty(), undefined, 'a closed watcher names nothing')
+  })
+
+  it('takeDirty(now) holds back a path written less than SETTLE_MS before, and gives it once settled or once held HOLD_MAX long', async () => {
+    const root = path.join(work, 'settle')
+    await mkdir(root, {recursive: true})
+    const w = new FolderWatcher(root, () => {})
+    // Never settles, held at most a minute: the times passed below decide, not the machine's speed.
+    const hot = new FolderWatcher(
+      root,
+      () => {},
+      () => {},
+      {settleMs: Number.MAX_SAFE_INTEGER, holdMaxMs: 60_000},
+    )
+    try {
+      await w.start()
+      await hot.start()
+      const before = performance.now()
+      await writeFile(path.join(root, 'log.txt'), 'one\n')
+      await writeFile(path.join(root, 'done.txt'), 'done\n')
+      await until('the events', () => w.held === 2 && hot.held === 2)
+      const seen = performance.now()
+      // At `before`, both were written "just now": held back, and still named afterwards.
+      assert.deepEqual(w.takeDirty(before), [])
+      assert.equal(w.held, 2)
+      // An hour on, both have settled (events that came meanwhile made them no later than now).
+      assert.deepEqual(w.takeDirty(performance.now() + 3_600_000 + SETTLE_MS)?.sort(), ['done.txt', 'log.txt'], 'both settled')
+      assert.equal(w.held, 0)
+      // Without `now`: everything named, nothing held (a listing for a request, `fpeer push`).
+      await writeFile(path.join(root, 'log.txt'), 'three\n')
+      await until('the third event', () => w.held === 1)
+      assert.deepEqual(w.takeDirty(), ['log.txt'])
+      // Written without pause for longer than holdMaxMs: given anyway.
+      assert.deepEqual(hot.takeDirty(seen), [])
+      assert.deepEqual(hot.takeDirty(before + 59_000), [], 'held for less than a minute')
+      assert.deepEqual(hot.takeDirty(seen + 60_001)?.sort(), ['done.txt', 'log.txt'], 'held longer than a minute')
+    } finally {
+      w.close()
+      hot.close()
+    }
   })
 })

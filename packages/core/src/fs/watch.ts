@@ -7,6 +7,18 @@ import {isIgnoredName} from './scan.js'
 /** Paths remembered between two takeDirty() calls; past this many, the next rescan walks the whole folder anyway. */
 export const DIRTY_MAX = 4096
 
+/** takeDirty(now) holds back a path with an event less than this long ago: it is still being written. */
+export const SETTLE_MS = 50
+/** ...but not one first named longer ago than this: a file written without pause is still looked at this often. */
+export const HOLD_MAX_MS = 10_000
+
+export interface FolderWatcherOptions {
+  /** SETTLE_MS by default (tests). */
+  settleMs?: number
+  /** HOLD_MAX_MS by default (tests). */
+  holdMaxMs?: number
+}
+
 /**
  * Node 20's `fs.watch(dir, {recursive: true})` on Linux stops reporting once a watched
  * subdirectory is removed (fpeer's staging folders are), so this keeps one inotify
@@ -31,12 +43,16 @@ export class FolderWatcher {
    * everything under it); undefined once an event named none or there were more than
    * DIRTY_MAX: then only a walk of the whole folder can tell what changed.
    */
-  #dirty: Set<string> | undefined = new Set()
+  #dirty: Map<string, {first: number; last: number}> | undefined = new Map()
+  readonly #settleMs: number
+  readonly #holdMaxMs: number
 
-  constructor(root: string, onChange: () => void, onError: (err: Error) => void = () => {}) {
+  constructor(root: string, onChange: () => void, onError: (err: Error) => void = () => {}, options: FolderWatcherOptions = {}) {
     this.#root = root
     this.#onChange = onChange
     this.#onError = onError
+    this.#settleMs = options.settleMs ?? SETTLE_MS
+    this.#holdMaxMs = options.holdMaxMs ?? HOLD_MAX_MS
   }
 
   /** Directories watched now (relative paths, '' the root): what bounds the watcher's memory and inotify watches. */
@@ -63,18 +79,41 @@ export class FolderWatcher {
    * What changed since the last call, as the paths to look at again (FolderSync's partial
    * rescan), and starts a new set; undefined when that cannot be told (not watched whole, an
    * event without a name, too many): the caller walks everything.
+   *
+   * With `now` (performance.now()), a path whose last event came less than SETTLE_MS before
+   * is held back for a later call, unless it was first named more than HOLD_MAX_MS before:
+   * a file still being written (a long copy) is read once it is done, not at every rescan
+   * that other changes bring meanwhile. `held` tells how many were held back.
    */
-  takeDirty(): string[] | undefined {
+  takeDirty(now?: number): string[] | undefined {
     const dirty = this.#dirty
-    this.#dirty = new Set()
-    return dirty && this.changes !== undefined ? [...dirty] : undefined
+    this.#dirty = new Map()
+    if (!dirty || this.changes === undefined) return undefined
+    if (now === undefined) return [...dirty.keys()]
+    const out: string[] = []
+    for (const [p, t] of dirty) {
+      if (now - t.last < this.#settleMs && now - t.first < this.#holdMaxMs) this.#dirty.set(p, t)
+      else out.push(p)
+    }
+    return out
+  }
+
+  /** Paths named and not yet taken (held back by takeDirty(now), or named since). */
+  get held(): number {
+    return this.#dirty?.size ?? 0
   }
 
   #mark(rel: string): void {
     if (!this.#dirty) return
     // The root itself: anything in the folder.
-    if (rel === '') this.#dirty = undefined
-    else if (this.#dirty.add(rel).size > DIRTY_MAX) this.#dirty = undefined
+    if (rel === '') {
+      this.#dirty = undefined
+      return
+    }
+    const now = performance.now()
+    const t = this.#dirty.get(rel)
+    if (t) t.last = now
+    else if (this.#dirty.set(rel, {first: now, last: now}).size > DIRTY_MAX) this.#dirty = undefined
   }
 
   /**

@@ -2,7 +2,8 @@
 import {Home} from '../store/home.js'
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
-import {mkdir, mkdtemp, rm, stat, utimes, writeFile} from 'node:fs/promises'
+import {writeFileSync} from 'node:fs'
+import {appendFile, mkdir, mkdtemp, rm, stat, utimes, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {after, describe, it} from 'node:test'
@@ -53,8 +54,9 @@ describe('FolderRunner', () => {
     assert.equal(r.watching, true)
     assert.equal(r.timers, 1, 'the periodic rescan')
     // The watcher starts in the background: a burst of writes, again until it reports; each burst makes one rescan.
+    // (Written in one turn of the event loop, so their events come together however slow the machine is.)
     for (let i = 0; rescans.length === 0 && i < 30; i++) {
-      for (let j = 0; j < 5; j++) await writeFile(path.join(f.path, `f${i}-${j}.txt`), `${i}\n`)
+      for (let j = 0; j < 5; j++) writeFileSync(path.join(f.path, `f${i}-${j}.txt`), `${i}\n`)
       await until('a rescan', () => rescans.length > 0, 1000).catch(() => {})
     }
     assert.deepEqual(rescans, ['F'])
@@ -88,6 +90,47 @@ describe('FolderRunner', () => {
     await r.stop()
     assert.equal(periodic[0], undefined)
   })
+
+  it('a file written without pause delays the rest no longer than MAX_WAIT_MS, and is itself looked at once its writes stop', async () => {
+    const {home, f} = await folder()
+    const told: Array<string[] | undefined> = []
+    let r: FolderRunner | undefined
+    // As the node's rescans do (settle): paths written a moment ago are held back.
+    r = runner(home, f, [], {rescan: () => told.push(r!.sync.dirty(performance.now()))})
+    await r.start(new AbortController().signal)
+    try {
+      await watchedWhileLogged(r, f, told)
+    } finally {
+      await r.stop()
+    }
+  })
+
+  /** The body of the test above: a busy log beside a single change. */
+  async function watchedWhileLogged(r: FolderRunner, f: FolderConfig, told: Array<string[] | undefined>): Promise<void> {
+    await until('the folder to be watched whole', () => r.changes !== undefined)
+    // A log appended every 10 ms (events far closer than DEBOUNCE_MS), for at most 20 s.
+    let writing = true
+    let appends = 0
+    const writer = (async () => {
+      for (const end = Date.now() + 20_000; writing && Date.now() < end; appends++) {
+        await appendFile(path.join(f.path, 'busy.log'), `line ${appends}\n`)
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+    })()
+    try {
+      await until('the log to be written', () => appends > 5)
+      await writeFile(path.join(f.path, 'other.txt'), 'other\n')
+      // Before: every append put the rescan off again, so other.txt waited for the log to stop.
+      await until('a rescan naming other.txt while the log is still written', () => told.some((d) => d?.includes('other.txt')) || !writing, 15_000)
+      assert.ok(writing && told.some((d) => d?.includes('other.txt')), `told ${JSON.stringify(told)}`)
+    } finally {
+      writing = false
+      await writer
+    }
+    // The log's writes stopped: it settles and a rescan names it.
+    const n = told.length
+    await until('a rescan naming the log', () => told.slice(n).some((d) => d?.includes('busy.log')) || told.slice(0, n).some((d) => d?.includes('busy.log')))
+  }
 
   it('the periodic rescan runs every rescanMs; abort through the signal ends it and the watcher', async () => {
     const {home, f} = await folder()

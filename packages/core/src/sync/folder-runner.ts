@@ -8,8 +8,14 @@ import type {FolderConfig} from '../store/config.js'
 import {type Logger, silentLogger} from '../transport.js'
 import {FolderSync} from './folder.js'
 
-/** File-system events closer together than this make one rescan. */
-export const DEBOUNCE_MS = 300
+/** File-system events closer together than this make one rescan... */
+export const DEBOUNCE_MS = 100
+/**
+ * ...which comes at the latest this long after the first of them: a file written without
+ * pause (a log, a long copy) delays the rest of the folder no longer than this. That rescan
+ * holds such a file back until its events stop (FolderWatcher.takeDirty).
+ */
+export const MAX_WAIT_MS = 1000
 
 export interface FolderRunnerOptions {
   home: Home
@@ -21,7 +27,10 @@ export interface FolderRunnerOptions {
   rescanMs: number
   /** Remove what a killed fpeer left in the folder (part files, staging folders) before watching it. */
   clean: boolean
-  /** Rescans the folder and pushes what changed; the caller owns (tracks, cancels) that work. */
+  /**
+   * Rescans the folder and pushes what changed; the caller owns (tracks, cancels) that work.
+   * The rescan asks `sync.dirty(now)`, so that paths still being written are held back.
+   */
   rescan: (folder: string) => void
 }
 
@@ -36,6 +45,8 @@ export class FolderRunner implements Startable {
   readonly #log: Logger
   #watcher: FolderWatcher | undefined
   #debounce: NodeJS.Timeout | undefined
+  /** When the first event of the pending rescan came (performance.now()); undefined: none pending. */
+  #pendingSince: number | undefined
   #interval: NodeJS.Timeout | undefined
   #stopped = false
   /** The periodic tick came: the next rescan walks the whole folder, whatever the watcher saw. */
@@ -49,13 +60,18 @@ export class FolderRunner implements Startable {
     this.#log = options.log ?? silentLogger
     this.sync = new FolderSync(options.home, folder, options.identity, options.log)
     this.sync.watched = () => this.changes
-    this.sync.dirty = () => {
-      const dirty = this.#watcher?.takeDirty()
+    this.sync.held = () => this.#watcher?.held ?? 0
+    this.sync.dirty = (now) => {
       // The periodic rescan walks everything: what the events missed (an overflowed inotify queue) shows there.
       if (this.#fullDue) {
         this.#fullDue = false
+        this.#watcher?.takeDirty()
         return undefined
       }
+      const dirty = this.#watcher?.takeDirty(now)
+      // Paths held back as still being written: looked at once their events stop (the rescan
+      // this schedules, or one their next event schedules).
+      if (now !== undefined && this.#watcher?.held) this.schedule()
       return dirty
     }
   }
@@ -97,14 +113,24 @@ export class FolderRunner implements Startable {
     this.#interval.unref()
   }
 
-  /** Debounces file-system events (and the periodic tick) into one rescan-and-push. */
+  /**
+   * Debounces file-system events (and the periodic tick) into one rescan-and-push: `delayMs`
+   * after the last call, and never more than MAX_WAIT_MS after the first one it waits for
+   * (events that never pause would otherwise put the rescan off for good).
+   */
   schedule(delayMs = DEBOUNCE_MS): void {
     if (this.#stopped) return
+    const now = performance.now()
+    this.#pendingSince ??= now
     clearTimeout(this.#debounce)
-    this.#debounce = setTimeout(() => {
-      this.#debounce = undefined
-      this.#options.rescan(this.folder.name)
-    }, delayMs)
+    this.#debounce = setTimeout(
+      () => {
+        this.#debounce = undefined
+        this.#pendingSince = undefined
+        this.#options.rescan(this.folder.name)
+      },
+      Math.max(0, Math.min(delayMs, this.#pendingSince + MAX_WAIT_MS - now)),
+    )
     this.#debounce.unref()
   }
 
@@ -118,6 +144,7 @@ export class FolderRunner implements Startable {
     clearTimeout(this.#debounce)
     clearInterval(this.#interval)
     this.#debounce = undefined
+    this.#pendingSince = undefined
     this.#interval = undefined
     this.#watcher?.close()
     this.#watcher = undefined

@@ -72,7 +72,9 @@ export class FolderSync {
    * The paths the watcher saw change since it was last asked (FolderWatcher.takeDirty), given
    * by the folder's runner; undefined: not known, the next rescan walks the whole folder.
    */
-  dirty: () => string[] | undefined = () => undefined
+  dirty: (now?: number) => string[] | undefined = () => undefined
+  /** Paths the watcher named that the last `dirty(now)` held back (still being written); given by the folder's runner. */
+  held: () => number = () => 0
   /**
    * The journal's stamp when this process last knew its records and the disk agreed on every
    * path the watcher has not named since: at the end of a rescan, and after this process's own
@@ -144,14 +146,18 @@ export class FolderSync {
    * content (no versions); after that every change (new, changed, deleted file) becomes
    * a version signed by this peer. Returns the new versions, to be pushed to the peers, and
    * those an interrupted apply had landed (`recovered`, ApplyResult's), to be passed on too.
+   * `settle` (the runner's own rescans): a path the watcher saw written a moment ago is left
+   * for a later rescan, so a file is not read while it is still being written.
    */
-  rescan(): Promise<{versions: FileVersion[]; records: Map<string, FileRecord>; recovered: FileVersion[]}> {
+  rescan(options: {settle?: boolean} = {}): Promise<{versions: FileVersion[]; records: Map<string, FileRecord>; recovered: FileVersion[]}> {
     return this.#run(async () => {
       this.scans++
       const began = performance.now()
       // Read before the walk: an event during it makes the next current() walk again, and names its path for that one.
       const changes = this.watched()
-      const dirty = this.dirty()
+      const dirty = this.dirty(options.settle ? performance.now() : undefined)
+      // A path held back is not looked at now: current() must not take this listing as the folder's.
+      const complete = this.held() === 0
       const base = this.#base
       this.#scanned = undefined
       // Cleared until this rescan has recorded what it found: one that fails leaves the next to walk everything.
@@ -200,7 +206,7 @@ export class FolderSync {
       if (initial) await this.peerfile.touch()
       // The structure as now recorded (tombstones included): what a re-read of the journal would give.
       const journal = await this.peerfile.stamp()
-      if (changes !== undefined) this.#scanned = {changes, journal}
+      if (changes !== undefined && complete) this.#scanned = {changes, journal}
       this.#base = journal
       this.#log?.debug('rescanned', {
         folder: this.folder.name,

@@ -173,10 +173,10 @@ export class PeerSync {
   }
 
   /** Rescans a folder and pushes every new version to its peers (`fpeer push`, the watcher). */
-  async pushChanges(folder: string): Promise<{versions: number; peers: number; failed: number}> {
+  async pushChanges(folder: string, options: {settle?: boolean} = {}): Promise<{versions: number; peers: number; failed: number}> {
     const sync = this.#deps.sync(folder)
     if (!sync) throw new FpeerError('E_NO_SUCH_FOLDER', `no shared folder named ${JSON.stringify(folder)}`)
-    const {versions, recovered} = await sync.rescan()
+    const {versions, recovered} = await sync.rescan(options)
     // Not ours and not counted as ours: passed on as a forward is, beside the push.
     this.forward(folder, recovered, [])
     if (versions.length === 0) return {versions: 0, peers: 0, failed: 0}
