@@ -127,9 +127,8 @@ describe('FolderRunner', () => {
       writing = false
       await writer
     }
-    // The log's writes stopped: it settles and a rescan names it.
-    const n = told.length
-    await until('a rescan naming the log', () => told.slice(n).some((d) => d?.includes('busy.log')) || told.slice(0, n).some((d) => d?.includes('busy.log')))
+    // The log's writes stopped: it settles, a rescan names it, and nothing is left held back.
+    await until('every event of the log to be taken by a rescan', () => told.some((d) => d?.includes('busy.log')) && r.sync.held() === 0)
   }
 
   it('the periodic rescan runs every rescanMs; abort through the signal ends it and the watcher', async () => {
