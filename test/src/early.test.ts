@@ -1,4 +1,4 @@
-// End to end: the host checks files back while the requester still fetches the rest (early=1, protocol 4.9), over HTTP and SFTP, through the fpeer binary.
+// End to end: the host checks files back while the requester still fetches the rest (early=1, protocol 4.9), and the large file while it is fetched (follow=1, 4.10), over HTTP, FTP and SFTP, through the fpeer binary.
 import assert from 'node:assert/strict'
 import {mkdir, rm, writeFile} from 'node:fs/promises'
 import path from 'node:path'
@@ -14,7 +14,7 @@ const FOLDER = 'early'
 const SMALL = 1500
 const BIG = 8 * 1024 * 1024
 
-describe('early fetch-back (protocol 4.9) through the fpeer binary', () => {
+describe('early fetch-back (protocol 4.9, 4.10) through the fpeer binary', () => {
   let work: string
   let shared: string
   let env: NodeJS.ProcessEnv
@@ -30,7 +30,7 @@ describe('early fetch-back (protocol 4.9) through the fpeer binary', () => {
     }
     await writeFile(path.join(shared, 'big.bin'), pseudoRandom(BIG, 99))
     env = oclifDirs(path.join(work, 'oclif'))
-    await linkPlugins(env, ['sftp'])
+    await linkPlugins(env, ['sftp', 'ftp'])
     host = await Peer.create('127.0.0.1', env)
   })
 
@@ -40,7 +40,7 @@ describe('early fetch-back (protocol 4.9) through the fpeer binary', () => {
     await rm(work, {recursive: true, force: true})
   })
 
-  for (const protocol of ['HTTP', 'SFTP']) {
+  for (const protocol of ['HTTP', 'FTP', 'SFTP']) {
     it(`over ${protocol}: the host checked files back before FilesUpdated, every byte was checked, both list each other`, async () => {
       const requester = await Peer.create(`127.0.0.${requesters.length + 2}`, env)
       requesters.push(requester)
@@ -61,6 +61,8 @@ describe('early fetch-back (protocol 4.9) through the fpeer binary', () => {
       const files = Number(/files=(\d+)/.exec(line()!)?.[1])
       assert.equal(files, SMALL + 1, 'every file was checked back')
       assert.ok(early >= 1 && early <= SMALL + 1, `files checked early: ${early}`)
+      // big.bin (8 MiB) was announced as it began to come, and read back as it grew (4.10).
+      assert.equal(Number(/followed=(\d+)/.exec(line()!)?.[1]), 1, line())
       assert.deepEqual(((await host.json(['peers', FOLDER])).peers as Array<{id: string}>).map((p) => p.id).includes(id), true)
       assert.equal(((await requester.json(['peers', FOLDER])).peers as Array<{address: string}>)[0]?.address, '127.0.0.1')
     })

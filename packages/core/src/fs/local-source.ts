@@ -28,6 +28,11 @@ export function positionalReader(stream: Readable): ((buf: Buffer) => Promise<nu
   return readers.get(stream)
 }
 
+/** Gives a stream core made a positional reader of its own (transfer/follow.ts: a part file followed as it is written). */
+export function setPositionalReader(stream: Readable, read: (buf: Buffer) => Promise<number>): void {
+  readers.set(stream, read)
+}
+
 /**
  * Reads of at most SLAB_PIECE bytes are carved from one SLAB_BYTES allocation, as Buffer's
  * own pool does below 4 KiB. A piece a slow reader holds keeps its whole slab alive: at

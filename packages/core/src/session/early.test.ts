@@ -187,4 +187,63 @@ describe('FetchBack: the host’s queue of files to check', () => {
     assert.equal(sawAbort, true)
     assert.equal(closed, true)
   })
+
+  it('follow(): each growing file on a connection of its own, at most `lanes` at once, beside the queue; finish() waits for all', async () => {
+    let open = 0
+    let most = 0
+    let connections = 0
+    const release = new Map<string, () => void>()
+    const checked: string[] = []
+    const fb = new FetchBack(
+      async (work) => {
+        connections++
+        return work(client)
+      },
+      async (_c, files) => {
+        const one = files.length === 1 && files[0]!.path.startsWith('g') ? files[0]! : undefined
+        if (one) {
+          open++
+          most = Math.max(most, open)
+          await new Promise<void>((r) => release.set(one.path, r))
+          open--
+        }
+        checked.push(...files.map((f) => f.path))
+        return {files: files.length, fetched: files.length, skipped: 0, bytes: files.reduce((n, f) => n + f.size, 0)}
+      },
+      {lanes: 2},
+    )
+    fb.follow([1, 2, 3].map((i) => ({path: `g${i}`, sha256: H(`g${i}`), size: 10})))
+    fb.add([{path: 'a', sha256: H('a'), size: 1}])
+    // The queue is not held up by the growing files it sits beside.
+    while (!checked.includes('a')) await new Promise((r) => setImmediate(r))
+    assert.equal(open, 2)
+    let finished = false
+    const done = fb.finish().then((r) => {
+      finished = true
+      return r
+    })
+    for (const g of ['g1', 'g2', 'g3']) {
+      while (!release.has(g)) await new Promise((r) => setImmediate(r))
+      assert.equal(finished, false)
+      release.get(g)!()
+    }
+    assert.deepEqual(await done, {files: 4, bytes: 31})
+    assert.equal(most, 2)
+    // One for the queue, one per growing file.
+    assert.equal(connections, 4)
+  })
+
+  it('a growing file that fails rejects `failed` and finish(); cancel() stops the lanes', async () => {
+    const fb = new FetchBack(connect, async (_c, files, signal) => {
+      if (files[0]!.path === 'bad') throw new FpeerError('E_HASH_MISMATCH', 'bad copy')
+      return new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error)))
+    })
+    fb.follow([
+      {path: 'slow', sha256: H('s'), size: 1},
+      {path: 'bad', sha256: H('b'), size: 1},
+    ])
+    await assert.rejects(fb.failed, {code: 'E_HASH_MISMATCH'})
+    await assert.rejects(fb.finish(), {code: 'E_HASH_MISMATCH'})
+    await fb.cancel()
+  })
 })

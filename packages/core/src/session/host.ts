@@ -20,7 +20,7 @@ import {
 } from '../wire/types.js'
 import {type HostContext, keepAliveCeiling} from './context.js'
 import {checkTicket, issueTicket} from './delegation.js'
-import {type CheckFile, FetchBack, isCheckable, isProgress, progressFiles, sameEndpoint} from './early.js'
+import {type CheckFile, FetchBack, growingFiles, isCheckable, isProgress, progressFiles, sameEndpoint} from './early.js'
 import {expectType, parseProtocolList, randomNonce, sameFiles, verifyReply} from './handshake.js'
 
 /**
@@ -171,6 +171,8 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
   let ftg: FilesToGet = {type: 'FilesToGet', folder, port, protocol, files, meta: {}}
   // 4.9: we take progress messages from a requester that can send them (not over MANUAL: the user places the files).
   const offersEarly = !plain && request.meta.early === '1' && protocol !== 'MANUAL' && ctx.early !== false
+  // 4.10: and reads back a large file while the requester still fetches it, when it offers that too.
+  const offersFollow = offersEarly && request.meta.follow === '1'
   if (plain) {
     // The seed's plain form: no attributes at all, so a seed peer reads it unchanged.
     ftg = {...ftg, files: live.map((f) => ({path: f.path}))}
@@ -182,6 +184,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
       grant: grant.token,
       ...(protocol === 'MANUAL' ? {via: 'HTTP'} : {}),
       ...(offersEarly ? {early: '1'} : {}),
+      ...(offersFollow ? {follow: '1'} : {}),
     }
     ftg = signMessage(ftg, ctx.identity)
   }
@@ -211,6 +214,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     const unannounced = new Map<string, FileEntry>()
     for (const f of live) if (!isDirEntry(f)) unannounced.set(f.path, f)
     let announced = 0
+    let followed = 0
     let back: {fetch: FetchBack; endpoint: PeerEndpoint} | undefined
     let fu: FilesUpdated
     try {
@@ -226,7 +230,9 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
         }
         if (!offersEarly) throw new FpeerError('E_MSG_UNEXPECTED', 'a progress FilesUpdated (part=1) in a handshake that did not agree on early=1')
         const files = progressFiles(msg, unannounced)
+        const growing = growingFiles(msg, offersFollow)
         announced += files.length
+        followed += growing?.size ?? 0
         if (!back) {
           const endpoint: PeerEndpoint = {
             protocol: msg.protocol,
@@ -256,7 +262,10 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
         } else if (!sameEndpoint(back.endpoint, msg)) {
           throw new FpeerError('E_MSG_BAD_FIELD', 'a progress FilesUpdated names another port, protocol or grant than the first')
         }
-        back.fetch.add(files)
+        if (growing) {
+          back.fetch.add(files.filter((f) => !growing.has(f.path)))
+          back.fetch.follow(files.filter((f) => growing.has(f.path)))
+        } else back.fetch.add(files)
       }
       if (!sameFiles(plain ? live : files, fu.files)) throw new FpeerError('E_MSG_BAD_FIELD', 'FilesUpdated does not list the files of the FilesToGet')
       if (back && !sameEndpoint(back.endpoint, fu))
@@ -325,6 +334,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
       files: verified.files,
       bytes: verified.bytes,
       early: announced,
+      followed,
       from: `${address}:${fu.port}`,
     })
     await ctx.confirmPeer(folder, {

@@ -21,6 +21,7 @@ import {signMessage} from '../wire/signing.js'
 import {type BePeerRequest, type FileEntry, type FilesToGet, type FilesUpdated, extWith, isDirEntry, withExt} from '../wire/types.js'
 import {type HandshakeTimeouts, keepAliveCeiling} from './context.js'
 import {LandedAnnouncer} from './early.js'
+import {FollowedFiles, followingSource} from '../transfer/follow.js'
 import {expectType, randomNonce, sameFiles, verifyReply} from './handshake.js'
 
 export interface RequestOptions {
@@ -78,6 +79,13 @@ export interface RequestOptions {
    * back while the rest is fetched; default true. False sends the request as before 4.9.
    */
   early?: boolean
+  /**
+   * With `early`, also offer to serve large files while they are still being fetched
+   * (`follow=1`, protocol 4.10); default true. `followFrom` is the size from which a file is
+   * served so (default FOLLOW_FROM, 8 MiB).
+   */
+  follow?: boolean
+  followFrom?: number
   /** Sees each message of the handshake as it crosses the wire, as text (`fpeer demo`). */
   onWire?(direction: 'sent' | 'received', text: string): void
 }
@@ -287,6 +295,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
   let stopKeepAlive = () => {}
   let announcer: LandedAnnouncer | undefined
   let landedHook: ((file: FileEntry) => void) | undefined
+  let followed: FollowedFiles | undefined
   // Bytes moved by our transfer: what our keep-alives report as progress.
   let moved = 0
   const onEvent: RequestOptions['onEvent'] = (ev) => {
@@ -312,7 +321,10 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     if (opts.expectedHost) meta.to = opts.expectedHost.compact
     if (opts.protocol) meta.want = opts.protocol.toUpperCase()
     if (opts.controlPort) meta.ctl = String(opts.controlPort)
-    if (opts.early !== false && !opts.dryRun) meta.early = '1'
+    if (opts.early !== false && !opts.dryRun) {
+      meta.early = '1'
+      if (opts.follow !== false) meta.follow = '1'
+    }
     const bpr: BePeerRequest = signMessage({type: 'BePeerRequest', folder: opts.folder, meta}, opts.identity)
     opts.onEvent?.({event: 'phase', phase: 'BePeerRequest'})
     await channel.send(bpr)
@@ -412,9 +424,11 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     const grants = new GrantTable()
     const {token: grant} = grants.issue(opts.folder, hostId)
     const isHost = (who: AccessContext) => grants.allows(opts.folder, who)
-    const source = new LocalFileSource({root: (f) => (f === opts.folder ? root : undefined), mayRead: (f, who) => isHost(who) && f === opts.folder}, () => [
+    const local = new LocalFileSource({root: (f) => (f === opts.folder ? root : undefined), mayRead: (f, who) => isHost(who) && f === opts.folder}, () => [
       opts.folder,
     ])
+    // 4.10: a large file still being fetched is served from its part as it is written.
+    const source = followingSource(local, opts.folder, isHost, () => followed)
     // The temporary server is an implementation detail of this handshake: its chatter is debug.
     // Started before the fetch, so a busy --fetch-port stops the request before any byte moves.
     server = await serving.serve!({
@@ -476,6 +490,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
         })
         const a = announcer
         landedHook = (f) => a.landed(f)
+        if (meta.follow === '1' && ftg.meta.follow === '1') followed = new FollowedFiles((f) => a.growing(f))
       }
       try {
         // A transfer that moves no byte for the stall timeout fails, whatever the connection timeout says.
@@ -502,6 +517,8 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
             conflictName,
             onEvent,
             onFileDone: done,
+            ...(followed ? {follow: followed} : {}),
+            ...(opts.followFrom === undefined ? {} : {followFrom: opts.followFrom}),
             ...(opts.signal ? {signal: opts.signal} : {}),
           })
         })
@@ -509,6 +526,9 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
         // What landed (each file checked) is recorded, so a folder held here and its records agree.
         await opts.onPartial?.(landed).catch((e: Error) => opts.log.warn('cannot record the files that landed', {reason: e.message}))
         throw err
+      } finally {
+        // Nothing is followed past the fetch: what landed is read from the folder from now on.
+        followed?.end()
       }
     }
 

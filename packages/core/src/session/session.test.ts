@@ -4,6 +4,7 @@ import {createHash} from 'node:crypto'
 import {writeFileSync} from 'node:fs'
 import {mkdir, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises'
 import net from 'node:net'
+import {Readable} from 'node:stream'
 import os from 'node:os'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
@@ -27,6 +28,7 @@ import {serveConnection} from './host.js'
 import {requestFolder, type RequestOptions} from './requester.js'
 
 const FOLDER = 'share'
+type Opened = Awaited<ReturnType<FileSource['open']>>
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex')
 const TIMEOUTS = defaultTimeouts({reply: 20_000, transfer: 60_000, stall: 20_000, io: 20_000, message: 20_000})
 const FILES: Record<string, string> = {'a.txt': 'hello\n', 'dir/b.txt': 'b'.repeat(5000), 'dir/deeper/c.bin': 'c'.repeat(300_000)}
@@ -51,6 +53,8 @@ interface Host {
   onFetchEvent: (ev: FetchEvent) => void
   /** Holds the host's server from opening a file until the returned promise settles (undefined: at once). */
   gate: (path: string) => Promise<void> | undefined
+  /** Reshapes what the host's server sends of a file (a stream held back or cut). */
+  shape: (path: string, opened: Opened) => Opened
   /** The fields of each `verified peer copy` the host logged. */
   verifiedLogs: Array<Record<string, unknown>>
   /** Told each handshake failure's code, as the host logs it. */
@@ -91,7 +95,7 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
       list: (folder, p, who) => local.list(folder, p, who),
       open: async (folder, p, who: AccessContext, range) => {
         await h.gate(p)
-        return local.open(folder, p, who, range)
+        return h.shape(p, await local.open(folder, p, who, range))
       },
     }
     const served: TransportServer = await transport.serve({host: '127.0.0.1', port: 0, files: source, identity})
@@ -108,6 +112,7 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
       early: true,
       onFetchEvent: () => {},
       gate: () => undefined,
+      shape: (_p, o) => o,
       verifiedLogs: [],
       onFailed: () => {},
       close: async () => {},
@@ -176,6 +181,7 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
     host.early = true
     host.onFetchEvent = () => {}
     host.gate = () => undefined
+    host.shape = (_p, o) => o
     host.onFailed = () => {}
   }
 
@@ -411,6 +417,137 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
     })
   })
 
+  describe('serving a large file while it is still fetched (follow=1, protocol 4.10)', () => {
+    const BIG = 6 << 20
+    const big = Buffer.alloc(BIG)
+    for (let i = 0; i < BIG; i++) big[i] = (i * 31 + (i >> 12)) & 0xff
+    const bigEntry = {path: 'big.bin', size: BIG, sha256: sha(big), mtimeMs: 1_700_000_000_000}
+    /** Lists big.bin beside the other files for the length of `work`. */
+    const withBig = async <T>(work: () => Promise<T>): Promise<T> => {
+      await writeFile(path.join(hostDir, 'big.bin'), big)
+      host.list = (e) => [...e, bigEntry]
+      try {
+        return await work()
+      } finally {
+        await rm(path.join(hostDir, 'big.bin'), {force: true})
+      }
+    }
+    /** `source`'s bytes, with those from `at` on held back until `until` settles. */
+    async function* holdBack(source: Readable, at: number, until: Promise<unknown>): AsyncGenerator<Buffer> {
+      let sent = 0
+      for await (const chunk of source) {
+        const c = chunk as Buffer
+        if (sent + c.length > at && sent < at) {
+          yield c.subarray(0, at - sent)
+          await until
+          yield c.subarray(at - sent)
+        } else {
+          if (sent >= at) await until
+          yield c
+        }
+        sent += c.length
+      }
+    }
+    /** Every text a request sends, whole. */
+    const sentTexts = () => {
+      const texts: string[] = []
+      return {texts, onWire: (direction: 'sent' | 'received', text: string) => (direction === 'sent' ? texts.push(text) : undefined)}
+    }
+
+    it('the host reads a large file back as it lands, before the requester has all of it, then confirms', async () => {
+      reset()
+      await withBig(async () => {
+        // The host's server holds back big.bin's last MiB until the host has read bytes of big.bin
+        // back from the requester: only possible while the requester still fetches it (4.10).
+        // Without it the host reads it back after FilesUpdated, which cannot come before the
+        // last MiB; the bound only turns that hang into a failure.
+        const readBack = new Promise<string>((resolve) => {
+          host.onFetchEvent = (ev) => {
+            if (ev.event === 'bytes' && ev.path === 'big.bin') resolve('while fetched')
+          }
+        })
+        const bound = new Promise<string>((resolve) => setTimeout(() => resolve('bound'), 15_000).unref())
+        const released = Promise.race([readBack, bound])
+        host.shape = (p, o) => (p === 'big.bin' ? {...o, stream: Readable.from(holdBack(o.stream, BIG - (1 << 20), released))} : o)
+        const wire = sentTexts()
+        const logs = host.verifiedLogs.length
+        const before = host.confirmed.length
+        const r = await request({followFrom: 1 << 20, onWire: wire.onWire})
+        assert.equal(await released, 'while fetched')
+        assert.equal(r.transfer.fetched, 4)
+        assert.deepEqual(await readFile(path.join(r.into, 'big.bin')), big)
+        for (const [p, c] of Object.entries(FILES)) assert.equal(await readFile(path.join(r.into, p), 'utf8'), c)
+        assert.equal(host.confirmed.length, before + 1)
+        assert.match(wire.texts[0]!.split('\n')[0]!, /\tfollow=1/)
+        const growing = wire.texts.filter((t) => /\tpart=1/.test(t.split('\n')[0]!) && /\nbig\.bin\t(?:[^\n]*\t)?grow=1(?:\t|\n)/.test(t))
+        assert.equal(growing.length, 1, 'big.bin is announced once, as growing')
+        assert.equal(wire.texts.filter((t) => /\tpart=1/.test(t.split('\n')[0]!) && /\nbig\.bin\t/.test(t)).length, 1, 'and not again when it lands')
+        const v = host.verifiedLogs.slice(logs)
+        assert.equal(v.length, 1)
+        assert.equal(v[0]!.files, 4)
+        assert.equal(v[0]!.bytes, BIG + Object.values(FILES).reduce((n, c) => n + c.length, 0))
+      })
+    })
+
+    it('when the requester’s fetch of it is cut and resumed, the host reads the new attempt and still confirms', async () => {
+      reset()
+      await withBig(async () => {
+        // The first time the host serves big.bin, the stream fails after 5 MiB: the requester
+        // resumes, while the host's read of the first attempt fails and is asked again.
+        let cut = false
+        host.shape = (p, o) => {
+          if (p !== 'big.bin' || cut) return o
+          cut = true
+          return {
+            ...o,
+            stream: Readable.from(
+              (async function* () {
+                let sent = 0
+                for await (const chunk of o.stream) {
+                  yield chunk as Buffer
+                  sent += (chunk as Buffer).length
+                  if (sent >= 5 << 20) {
+                    o.stream.destroy()
+                    throw new FpeerError('E_CONNECTION_LOST', 'cut by the test')
+                  }
+                }
+              })(),
+            ),
+          }
+        }
+        const before = host.confirmed.length
+        const retries: string[] = []
+        const r = await request({
+          followFrom: 1 << 20,
+          onEvent: (ev) => {
+            if (ev.event === 'retry') retries.push(ev.path)
+          },
+        })
+        assert.equal(cut, true)
+        assert.deepEqual(retries, ['big.bin'])
+        assert.deepEqual(await readFile(path.join(r.into, 'big.bin')), big)
+        assert.equal(host.confirmed.length, before + 1)
+      })
+    })
+
+    it('a requester that does not offer follow=1 announces no growing file; its large file is checked once it landed', async () => {
+      reset()
+      await withBig(async () => {
+        const wire = sentTexts()
+        const before = host.confirmed.length
+        const r = await request({followFrom: 1 << 20, follow: false, onWire: wire.onWire})
+        assert.deepEqual(await readFile(path.join(r.into, 'big.bin')), big)
+        assert.equal(host.confirmed.length, before + 1)
+        assert.doesNotMatch(wire.texts[0]!.split('\n')[0]!, /\tfollow=1/)
+        assert.match(wire.texts[0]!.split('\n')[0]!, /\tearly=1/)
+        assert.equal(
+          wire.texts.some((t) => /\tgrow=1/.test(t)),
+          false,
+        )
+      })
+    })
+  })
+
   describe('a hostile requester using early=1', () => {
     /**
      * Runs the requester's side by hand: a signed BePeerRequest with early=1, then the
@@ -481,6 +618,51 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
       const again = await request()
       assert.equal(again.transfer.fetched, 3)
       assert.equal(host.confirmed.length, before + 1)
+    })
+
+    it('a file announced as growing (grow=1) whose bytes differ is E_HASH_MISMATCH, nobody confirmed', async () => {
+      reset()
+      const dir = path.join(work, 'hostile-grow')
+      await mkdir(path.join(dir, 'dir', 'deeper'), {recursive: true})
+      // Same size as the host's c.bin, other content.
+      await writeFile(path.join(dir, 'dir', 'deeper', 'c.bin'), 'C'.repeat(300_000))
+      const before = host.confirmed.length
+      const {reply} = await hostile(
+        dir,
+        (ftg, port) =>
+          partOf(
+            ftg.files.filter((f) => f.path === 'dir/deeper/c.bin').map((f) => ({...f, ext: {...f.ext, grow: '1'}})),
+            port,
+            ftg.nonce,
+          ),
+        {early: '1', follow: '1'},
+      )
+      assert.equal(reply.type === 'PeerError' && reply.code, 'E_HASH_MISMATCH')
+      assert.equal(host.confirmed.length, before)
+    })
+
+    it('grow=1 in a handshake without follow=1, or grow with another value, is E_MSG_BAD_FIELD', async () => {
+      reset()
+      const dir = path.join(work, 'hostile-grow-unasked')
+      await mkdir(dir, {recursive: true})
+      const before = host.confirmed.length
+      for (const [meta, grow] of [
+        [{early: '1'}, '1'],
+        [{early: '1', follow: '1'}, 'yes'],
+      ] as const) {
+        const {reply} = await hostile(
+          dir,
+          (ftg, port) =>
+            partOf(
+              ftg.files.filter((f) => f.path === 'a.txt').map((f) => ({...f, ext: {...f.ext, grow}})),
+              port,
+              ftg.nonce,
+            ),
+          meta,
+        )
+        assert.equal(reply.type === 'PeerError' && reply.code, 'E_MSG_BAD_FIELD', JSON.stringify(meta))
+      }
+      assert.equal(host.confirmed.length, before)
     })
 
     it('a progress message naming a file not in the FilesToGet is E_MSG_BAD_FIELD', async () => {

@@ -11,6 +11,7 @@ import {SMALL_FILE_BYTES} from '../fs/scan.js'
 import {hashSteady} from '../fs/scan-hash.js'
 import {isAbortError, isRetryable, isUnsupported, mapNetworkError} from '../net/errors-map.js'
 import {FETCH_RETRY, type RetryPolicy, backoffMs, pause, retry, shouldRetry} from '../net/retry.js'
+import {FOLLOW_FROM, type FollowedFiles, PartFollow} from './follow.js'
 import type {TransferClient} from '../transport.js'
 import type {FileEntry} from '../wire/types.js'
 
@@ -60,6 +61,12 @@ export interface FetchOptions {
   /** Where a file is on the peer when that differs from where it lands here (conflict copies). */
   remotePathOf?(file: FileEntry): string
   signal?: AbortSignal
+  /**
+   * Land mode: large files (at least `followFrom` bytes, default FOLLOW_FROM) are followed
+   * while they are written, so this peer's server can send them on before they land (4.10).
+   */
+  follow?: FollowedFiles
+  followFrom?: number
   /** Fetches of at least this many batched files land them in a worker thread (default LANDER_FROM); for tests of both ways. */
   landerFrom?: number
 }
@@ -75,6 +82,8 @@ export interface FetchResult {
 
 /** Bytes of a large file gathered before one write. */
 const WRITE_BATCH = 4 << 20
+/** A followed part (4.10) is written at least this often, whatever has gathered. */
+const FOLLOW_FLUSH_MS = 250
 
 const writevAt = promisify(writev)
 
@@ -306,9 +315,15 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
     }
   }
   if (landing && fd === undefined) ({fd, name: part} = landing.dir.createExclusive(landing.prefix))
+  let follow: PartFollow | undefined
   try {
+    if (landing && part && opts.follow && file.size !== undefined && file.size >= (opts.followFrom ?? FOLLOW_FROM)) {
+      // A descriptor of its own, read-only: readers keep reading it after the rename.
+      follow = new PartFollow(landing.dir.openFile(part).fd, file.size, offset)
+      opts.follow.started(file, follow)
+    }
     if (offset > 0) hash = await hashPrefix(fd!, offset)
-    const received = await streamInto(opts, file, expected, fd, offset, hash)
+    const received = await streamInto(opts, file, expected, fd, offset, hash, follow)
     if (landing && fd !== undefined && part) {
       // The bytes hashed are the bytes held: a part of any other size is never renamed into place.
       const held = fstatSync(fd).size
@@ -323,10 +338,16 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
       setLandedMode(fd, file.ext?.mode === '755')
       landing.dir.rename(part, landing.name)
       part = undefined
+      follow?.landed()
+      if (follow) opts.follow!.landed(file.path)
     }
     return received - offset
   } catch (err) {
     const e = fetchError(err, opts, file)
+    if (follow) {
+      follow.failed(e)
+      opts.follow!.attemptFailed(file.path)
+    }
     // A stop (Ctrl-C, --timeout) keeps the good prefix too: `fpeer request --resume` starts after it; a local write failure never does.
     if (landing && part && !(opts.resume && (isRetryable(e) || (opts.signal?.aborted && e.kind !== 'io')))) dropPart(landing, part)
     throw e
@@ -343,6 +364,7 @@ async function streamInto(
   fd: number | undefined,
   offset: number,
   hash: ReturnType<typeof createHash>,
+  follow?: PartFollow,
 ): Promise<number> {
   let received = offset
   // Chunks are written in batches of WRITE_BATCH bytes, one batch in flight while the next
@@ -352,6 +374,7 @@ async function streamInto(
   let batchBytes = 0
   let written = offset
   let writing: Promise<unknown> | undefined
+  let flushedAt = Date.now()
   // The transport's way to reuse the memory of chunks that are hashed and written (transport.ts).
   let release: ((chunk: Buffer) => void) | undefined
   // A write runs while the next chunks arrive, so it can fail (ENOSPC) before anything awaits
@@ -361,8 +384,10 @@ async function streamInto(
     const at = written
     const chunks = batch
     written += batchBytes
+    const upTo = written
     const p = writevFully(fd!, chunks, at).then(
       () => {
+        follow?.progress(upTo)
         // Only a completed write lets the chunks go; a failed one leaves them to the GC.
         if (release) for (const c of chunks) release(c)
       },
@@ -399,8 +424,11 @@ async function streamInto(
       if (fd !== undefined) {
         batch.push(buf)
         batchBytes += buf.length
-        if (batchBytes >= WRITE_BATCH) {
+        // A followed part (4.10) is also written at least every FOLLOW_FLUSH_MS, so the host's
+        // read of it never waits on a slow link for a whole batch to gather.
+        if (batchBytes >= WRITE_BATCH || (follow && Date.now() - flushedAt >= FOLLOW_FLUSH_MS)) {
           await settle()
+          flushedAt = Date.now()
           writing = flush()
           writing.catch(() => {}) // handled: settle() rethrows it
         }
