@@ -20,6 +20,11 @@
 //   --tmpfs                  data, fpeer homes, targets and the anchors' work on a tmpfs (a fresh
 //                            directory under /dev/shm, removed at the end): the software alone
 //   --json                   one JSON document on stdout (the tables then go to stderr)
+//   --link=RATE              emulate a full-duplex link of RATE each way (tc's units: 1gbit,
+//                            500mbit) between the serving and the fetching side, for fpeer and
+//                            the anchors alike: loopback has no bandwidth limit, a LAN does, and
+//                            there a request's two transfers (fetch, fetch-back) can overlap.
+//                            Needs root and tc; shapes loopback's egress (HTB) and removes it at the end
 //
 // Loopback only: the host serves on 127.0.0.1, the requester binds 127.0.0.2 (BENCH_HOST and
 // BENCH_REQUESTER change them). Every process
@@ -40,6 +45,7 @@ const RUNS = Math.max(1, Math.min(50, Number(process.env.BENCH_RUNS || 3) || 3))
 const TIMEOUT_MS = Math.max(10, Number(process.env.BENCH_TIMEOUT_S || 600) || 600) * 1000
 const JSON_OUT = process.argv.includes('--json')
 const TMPFS = process.argv.includes('--tmpfs')
+const LINK = process.argv.find((a) => a.startsWith('--link='))?.slice('--link='.length)
 const HOST = process.env.BENCH_HOST || '127.0.0.1'
 const REQUESTER = process.env.BENCH_REQUESTER || '127.0.0.2'
 /** GNU time gives each process's peak RSS from the kernel's own accounting (wait4). */
@@ -99,6 +105,67 @@ async function cleanup() {
   for (const c of children) killTree(c, 'SIGKILL')
   await Promise.all([...temps].map((d) => rm(d, {recursive: true, force: true})))
   if (place.base) await rm(place.base, {recursive: true, force: true})
+  if (linkShaped) await tc(['qdisc', 'del', 'dev', 'lo', 'root'])
+}
+
+/** The anchors' server ports (anchors.sh): a packet from one goes down the link, a packet to one goes up. */
+const ANCHOR_PORTS = [
+  [18730, 18730],
+  [18080, 18080],
+  [12222, 12222],
+  [12121, 12121],
+  [12200, 12299],
+]
+
+/** A range of ports as u32 value/mask pairs (as a CIDR cover of an address range). */
+function portMasks([lo, hi]) {
+  const out = []
+  for (let at = lo; at <= hi; ) {
+    let size = 1
+    while ((at & (size * 2 - 1)) === 0 && at + size * 2 - 1 <= hi && size < 0x10000) size *= 2
+    out.push([at, 0xffff & ~(size - 1)])
+    at += size
+  }
+  return out
+}
+
+let linkShaped = false
+
+function tc(args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('tc', args, {stdio: ['ignore', 'ignore', 'pipe']})
+    let err = ''
+    child.stderr.on('data', (d) => (err += d))
+    child.on('error', reject)
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`tc ${args.join(' ')}: ${err.trim() || `exit ${code}`}`))))
+  })
+}
+
+/**
+ * --link=RATE: two HTB classes on loopback's egress, one per direction, each of RATE: down
+ * (to the requester's address, and from an anchor's server port) and up (from the requester's
+ * address, and to an anchor's server port). Everything else on loopback is not shaped.
+ */
+async function shapeLink(rate) {
+  if (!/^\d+(\.\d+)?[kmg]?bit$/.test(rate)) throw new Error(`--link=${rate}: give a rate as tc writes it, e.g. 1gbit or 500mbit`)
+  const r = await run('tc', ['qdisc', 'show', 'dev', 'lo'], {timeoutMs: 10_000})
+  if (r.code !== 0) throw new Error(`--link needs tc (apt-get install iproute2) and root: ${r.stderr.trim()}`)
+  if (!/noqueue|pfifo_fast/.test(r.stdout) || /htb|tbf|netem/.test(r.stdout)) throw new Error(`--link: loopback is shaped already (${r.stdout.trim()}); remove that first`)
+  await tc(['qdisc', 'add', 'dev', 'lo', 'root', 'handle', '1:', 'htb', 'default', '30'])
+  linkShaped = true
+  const cls = (id, ceil) => tc(['class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', `1:${id}`, 'htb', 'rate', ceil, 'ceil', ceil, 'quantum', '65536', 'burst', '1m', 'cburst', '1m'])
+  await cls(10, rate)
+  await cls(20, rate)
+  await cls(30, '100gbit')
+  const filter = (flow, ...match) => tc(['filter', 'add', 'dev', 'lo', 'protocol', 'ip', 'parent', '1:', 'prio', '1', 'u32', ...match, 'flowid', `1:${flow}`])
+  await filter(10, 'match', 'ip', 'dst', `${REQUESTER}/32`)
+  await filter(20, 'match', 'ip', 'src', `${REQUESTER}/32`)
+  for (const range of ANCHOR_PORTS)
+    for (const [port, mask] of portMasks(range)) {
+      await filter(10, 'match', 'ip', 'sport', String(port), `0x${mask.toString(16)}`)
+      await filter(20, 'match', 'ip', 'dport', String(port), `0x${mask.toString(16)}`)
+    }
+  log(`link: ${rate} each way between the serving side and ${REQUESTER} (and the anchors' servers), on loopback`)
 }
 
 let stopping = false
@@ -637,6 +704,7 @@ async function useTmpfs() {
 async function main() {
   const scenarios = pickScenarios()
   if (TMPFS) await useTmpfs()
+  if (LINK) await shapeLink(LINK)
   log(`runs ${RUNS}; scenarios ${scenarios.map((s) => s.name).join(', ')}; data in ${place.data}${TMPFS ? ' (tmpfs)' : ''}`)
   const workloads = new Set(scenarios.map((s) => s.workload))
   if (workloads.has('small') || workloads.has('large')) {
@@ -660,7 +728,7 @@ async function main() {
     })
     results.push({scenario: sc.name, kind: sc.kind, workload: sc.workload, protocol: sc.protocol, bytes: fpeer.bytes, files: fpeer.files, fpeer, anchors: refs})
   }
-  const doc = {date: new Date().toISOString(), fpeer: FPEER_ROOT, node: process.version, cpus: os.cpus().length, runs: RUNS, storage: TMPFS ? 'tmpfs' : 'disk', results}
+  const doc = {date: new Date().toISOString(), fpeer: FPEER_ROOT, node: process.version, cpus: os.cpus().length, runs: RUNS, storage: TMPFS ? 'tmpfs' : 'disk', link: LINK ?? 'loopback', results}
   // With --json the tables still reach a person, on stderr.
   if (JSON_OUT) process.stderr.write(`${table(results)}\n`)
   process.stdout.write(JSON_OUT ? JSON.stringify(doc, null, 2) + '\n' : `${table(results)}\n`)
