@@ -17,7 +17,9 @@ import {Identity, generateKeyPair} from '../identity.js'
 import {createMemoryTransport, type MemoryTransportOptions} from '../testing/memory-transport.js'
 import type {TransferClient} from '../transport.js'
 import type {FileEntry} from '../wire/types.js'
-import {type FetchEvent, fetchFiles, writevFully} from './fetch.js'
+import {FolderDirs, partPrefix} from '../fs/folder-dirs.js'
+import {type FetchEvent, fetchFiles, openPartReader, writevFully} from './fetch.js'
+import {FollowedFiles} from './follow.js'
 
 const FOLDER = 'share'
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex')
@@ -550,6 +552,101 @@ describe('fetchFiles over the in-memory transport', () => {
       assert.equal(source.opens.length, 0)
     })
     assert.deepEqual(await tree(d), [])
+  })
+})
+
+describe('following a large file as it lands (protocol 4.10)', () => {
+  let work: string
+  before(async () => {
+    work = await mkdtemp(path.join(os.tmpdir(), 'fpeer-fetch-follow-'))
+  })
+  after(async () => {
+    await rm(work, {recursive: true, force: true})
+  })
+
+  it('fetchFiles announces a file of at least followFrom bytes once, reads of it follow the part, and after it lands they go to the folder', async () => {
+    const src = path.join(work, 'src')
+    const dst = path.join(work, 'dst')
+    await mkdir(src, {recursive: true})
+    await mkdir(dst, {recursive: true})
+    const big = content(3 << 20, 3)
+    const small = content(1 << 20, 4)
+    await writeFile(path.join(src, 'big.bin'), big)
+    await writeFile(path.join(src, 'small.bin'), small)
+    const transport = createMemoryTransport()
+    const identity = new Identity(generateKeyPair())
+    const server = await transport.serve({
+      host: '127.0.0.1',
+      port: 0,
+      files: new LocalFileSource({root: (f) => (f === FOLDER ? src : undefined), mayRead: () => true}, () => [FOLDER]),
+      identity,
+    })
+    const client = await transport.connect({host: '127.0.0.1', port: server.port, identity: new Identity(generateKeyPair()), concurrency: 2, timeoutMs: 10_000})
+    const announced: string[] = []
+    let readBack: Promise<Buffer> | undefined
+    const followed = new FollowedFiles((f) => {
+      announced.push(f.path)
+      // What the requester's server would send the host, read while the fetch goes on.
+      readBack = followed.open(f.path).then(async (o) => {
+        assert.ok(o, 'a followed file is served from its part')
+        const chunks: Buffer[] = []
+        for await (const c of o.stream) chunks.push(c as Buffer)
+        return Buffer.concat(chunks)
+      })
+    })
+    try {
+      await fetchFiles({
+        client,
+        folder: FOLDER,
+        files: [
+          {path: 'big.bin', size: big.length, sha256: sha(big)},
+          {path: 'small.bin', size: small.length, sha256: sha(small)},
+        ],
+        mode: 'land',
+        root: dst,
+        concurrency: 2,
+        follow: followed,
+        followFrom: 2 << 20,
+      })
+    } finally {
+      followed.end()
+      await client.close()
+      await server.close()
+    }
+    assert.deepEqual(announced, ['big.bin'], 'only the file of at least followFrom bytes')
+    assert.ok(readBack)
+    assert.deepEqual(await readBack, big)
+    assert.deepEqual(await readFile(path.join(dst, 'big.bin')), big)
+    assert.equal(await followed.open('big.bin'), undefined, 'landed: read from the folder')
+  })
+
+  it('a part whose name was swapped for another file before it is reopened is not followed', async () => {
+    const root = path.join(work, 'swap')
+    await mkdir(root, {recursive: true})
+    const dirs = new FolderDirs(root)
+    const dir = dirs.need([])
+    try {
+      const landing = {dir, name: 'big.bin', prefix: partPrefix('big.bin')}
+      const {fd, name} = dir.createExclusive(landing.prefix)
+      try {
+        const same = openPartReader(landing, name, fd)
+        assert.ok(same !== undefined, 'the part itself is followed')
+        closeSync(same)
+        // Another file under the part's name: never served in its place.
+        await rename(path.join(root, name), path.join(root, 'moved-away'))
+        await writeFile(path.join(root, name), 'planted')
+        assert.equal(openPartReader(landing, name, fd), undefined)
+        // A link there is not followed either.
+        await rm(path.join(root, name))
+        await symlink(path.join(root, 'moved-away'), path.join(root, name))
+        assert.equal(openPartReader(landing, name, fd), undefined)
+      } finally {
+        closeSync(fd)
+      }
+    } finally {
+      dir.release()
+      dirs.close()
+    }
   })
 })
 

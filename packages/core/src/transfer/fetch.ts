@@ -126,7 +126,7 @@ export async function writevFully(
  * target's name in it. Part files are created beside it, exclusively, with a prefix fixed
  * per name (so a resume can find one) and a random suffix (so none can be planted ahead).
  */
-interface Landing {
+export interface Landing {
   dir: Dir
   name: string
   prefix: string
@@ -318,9 +318,11 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
   let follow: PartFollow | undefined
   try {
     if (landing && part && opts.follow && file.size !== undefined && file.size >= (opts.followFrom ?? FOLLOW_FROM)) {
-      // A descriptor of its own, read-only: readers keep reading it after the rename.
-      follow = new PartFollow(landing.dir.openFile(part).fd, file.size, offset)
-      opts.follow.started(file, follow)
+      const reader = openPartReader(landing, part, fd!)
+      if (reader !== undefined) {
+        follow = new PartFollow(reader, file.size, offset)
+        opts.follow.started(file, follow)
+      }
     }
     if (offset > 0) hash = await hashPrefix(fd!, offset)
     const received = await streamInto(opts, file, expected, fd, offset, hash, follow)
@@ -354,6 +356,26 @@ async function attemptOne(opts: FetchOptions, file: FileEntry, expected: string,
   } finally {
     if (fd !== undefined) closeSync(fd)
   }
+}
+
+/**
+ * A read-only descriptor of the part open as `fd`, for serving it while it is written (4.10):
+ * its own, so readers keep reading after the rename. Opened by name without following a
+ * link, then proven to be the same file as `fd` (device and inode): a name swapped in the
+ * meantime is never served. Undefined when that fails: the file is then not followed.
+ */
+export function openPartReader(landing: Landing, part: string, fd: number): number | undefined {
+  let reader: number | undefined
+  try {
+    reader = landing.dir.openFile(part).fd
+    const a = fstatSync(reader)
+    const b = fstatSync(fd)
+    if (a.ino === b.ino && a.dev === b.dev) return reader
+  } catch {
+    // not followed
+  }
+  if (reader !== undefined) closeSync(reader)
+  return undefined
 }
 
 /** Streams the file into `fd` from `offset` (or only hashes it, without one); checks size and hash. Returns the bytes now held. */

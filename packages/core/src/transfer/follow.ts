@@ -180,6 +180,8 @@ export class FollowedFiles {
   readonly #waiters = new Set<() => void>()
   readonly #first: (file: FileEntry) => void
   readonly #seen = new Set<string>()
+  /** Paths announced that have not landed yet: once the fetch ends, those are not found. */
+  readonly #unlanded = new Set<string>()
   #ended = false
 
   /** `first` is told of each path when its first attempt begins: the moment to announce it. */
@@ -202,6 +204,7 @@ export class FollowedFiles {
     this.#wake()
     if (!this.#seen.has(file.path)) {
       this.#seen.add(file.path)
+      this.#unlanded.add(file.path)
       this.#first(file)
     }
   }
@@ -215,6 +218,7 @@ export class FollowedFiles {
   /** The file is in place: reads from now on go to it. */
   landed(path: string): void {
     this.#files.delete(path)
+    this.#unlanded.delete(path)
     this.#wake()
   }
 
@@ -240,7 +244,8 @@ export class FollowedFiles {
     for (;;) {
       const f = this.#files.get(path)
       if (!f) {
-        if (this.#seen.has(path) && this.#ended) throw new FpeerError('E_NOT_FOUND', `no such file: ${path}`)
+        // Announced, and the fetch ended without it: what the folder holds there is not it.
+        if (this.#unlanded.has(path) && this.#ended) throw new FpeerError('E_NOT_FOUND', `no such file: ${path}`)
         return undefined
       }
       if (f.follow) {
