@@ -306,6 +306,33 @@ describe('updates in process (sync/update.ts)', () => {
     }
   })
 
+  it('passes what it took on at once, while the sender still checks its copy: a slow check holds no forward', async () => {
+    await pair()
+    try {
+      const versions = await change({'a.txt': 'one\n'})
+      // The sender's read of the receiver's copy (its check) is held until the receiver has
+      // passed the version on; a receiver that forwarded only after the confirmation never would.
+      let release = () => {}
+      const held = new Promise<void>((resolve) => (release = resolve))
+      receiver.serve = (p) => (p === 'a.txt' ? held.then(() => ({stream: Readable.from([Buffer.from('one\n')]), size: 4, mtimeMs: 0})) : undefined)
+      const pushing = push(versions)
+      try {
+        await until(() => receiver.forwarded.length === 1, 'the receiver to pass the version on while the sender checks its copy')
+      } finally {
+        release()
+      }
+      assert.deepEqual(await pushing, {got: 1, verified: 1})
+      await settled()
+      assert.deepEqual(receiver.failures, [])
+      assert.deepEqual(
+        receiver.forwarded.map((vs) => vs.map((v) => v.path)),
+        [['a.txt']],
+      )
+    } finally {
+      await unpair()
+    }
+  })
+
   it('content that does not match its version’s sha256 is refused (E_HASH_MISMATCH) and lands nothing', async () => {
     await pair()
     try {

@@ -323,6 +323,14 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
   } finally {
     stopKeepAlive()
   }
+  // Seed update step 4: each updated peer passes the update on, once, to its other peers. At
+  // once, not after the sender's check of our copy: what we took is checked here already (every
+  // byte against the signed version), and the check and its confirmation only tell the sender
+  // we hold it. A chain of peers then passes a change on a hop at a time, not a fetch-back at a time.
+  if (result.applied.length) ctx.forward(folder, result.applied, [sender.toString()])
+  // What an earlier, failed apply landed: it may have come from another peer, so none is left out.
+  if (result.recovered.length) ctx.forward(folder, result.recovered, [])
+  if (result.created.length) ctx.forward(folder, result.created, [])
   const records = await sync.records()
   const took = new Set([...result.fetched, ...result.copied, ...result.applied.map((v) => v.path)])
   const files: FileEntry[] = versions.map((v) => {
@@ -364,10 +372,5 @@ export async function receiveUpdate(channel: MessageChannel, ftg: FilesToGet, ct
     verifyReply(tpc, sender, fuNonce)
   } finally {
     grant.revoke()
-    // Seed update step 4: each updated peer passes the update on, once, to its other peers.
-    if (result.applied.length) ctx.forward(folder, result.applied, [sender.toString()])
-    // What an earlier, failed apply landed: it may have come from another peer, so none is left out.
-    if (result.recovered.length) ctx.forward(folder, result.recovered, [])
-    if (result.created.length) ctx.forward(folder, result.created, [])
   }
 }
