@@ -29,6 +29,8 @@
 //   --stable-node-options "FLAGS"
 //                      NODE_OPTIONS of the never-killed peers only, for diagnosis (e.g.
 //                      "--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=/tmp/snaps")
+//   --stable-env "K=V …" more environment of the never-killed peers only, to compare settings a user
+//                      can give serve (e.g. "MALLOC_ARENA_MAX=2")
 //   --json             one JSON summary on stdout instead of the text report
 // SIGINT ends the run after the cycle under way and reports the cycles done; a second one ends it at once.
 import {readFile} from 'node:fs/promises'
@@ -64,6 +66,17 @@ if (!/^127\.\d{1,3}\.\d{1,3}$/.test(prefix ?? '')) {
 const logDir = process.argv.includes('--log-dir') ? path.resolve(process.argv[process.argv.indexOf('--log-dir') + 1] ?? '.') : undefined
 const logLevel = process.argv.includes('--log-level') ? process.argv[process.argv.indexOf('--log-level') + 1] : 'warn'
 const stableNodeOptions = process.argv.includes('--stable-node-options') ? process.argv[process.argv.indexOf('--stable-node-options') + 1] : undefined
+const stableEnvArg = process.argv.includes('--stable-env') ? process.argv[process.argv.indexOf('--stable-env') + 1] : undefined
+const stableEnv = {}
+for (const kv of (stableEnvArg ?? '').split(/\s+/).filter(Boolean)) {
+  const at = kv.indexOf('=')
+  if (at < 1) {
+    console.error(`--stable-env wants K=V pairs, not ${JSON.stringify(kv)}`)
+    process.exit(2)
+  }
+  stableEnv[kv.slice(0, at)] = kv.slice(at + 1)
+}
+if (stableNodeOptions) stableEnv.NODE_OPTIONS = stableNodeOptions
 const cycles = Math.max(1, Math.round((minutes * 60_000) / cycleMs))
 const say = (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`)
 
@@ -76,7 +89,7 @@ const churn = new Churn({
   sharedFiles: cycles * 2,
   stable: 2,
   ...(maxOwnFiles !== undefined ? {maxOwnFiles} : {}),
-  ...(stableNodeOptions ? {stableEnv: {NODE_OPTIONS: stableNodeOptions}} : {}),
+  ...(Object.keys(stableEnv).length ? {stableEnv} : {}),
   env: {FPEER_SYNC_INTERVAL_MS: String(catchUpMs), FPEER_RESCAN_INTERVAL_MS: '10000', FPEER_STALL_TIMEOUT_MS: '5000', FPEER_LOG_LEVEL: logLevel},
   log: say,
   logDir,
