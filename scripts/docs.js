@@ -91,6 +91,8 @@ export function render() {
     '|---|---|---|',
     ...ENVIRONMENT.map((v) => `| \`${v.name}\` | ${cell(v.default)} | ${cell(v.meaning)} |`),
     '',
+    MALLOC_NOTE,
+    '',
     '## Signals',
     '',
     SIGNALS,
@@ -100,6 +102,7 @@ export function render() {
   return lines.join('\n').replace(/\n{3,}/g, '\n\n').trimEnd() + '\n'
 }
 
+const MALLOC_NOTE = `A long-running \`${bin} serve\` on Linux with glibc: set \`MALLOC_ARENA_MAX=2\` in its environment (glibc's variable, not fpeer's; docs/fpeer.service does). glibc gives each thread that allocates an arena of its own and keeps what is freed there, so a serve running for days holds what its busiest moments left in several arenas; with two, that memory is used again. \`npm run soak\` with \`--stable-env MALLOC_ARENA_MAX=2\` measures the difference.`
 const SIGNALS = `SIGINT (Ctrl-C) stops \`${bin} request\` with exit 130 (\`E_INTERRUPTED\`): the terminal is restored, what was fetched is kept, and \`${bin} request --resume FOLDER\` goes on from there. SIGINT and SIGTERM stop \`${bin} serve\` cleanly (exit 0). SIGHUP is ignored by \`${bin} serve\`: it re-reads its configuration every second, so there is nothing to reload. A systemd unit for \`${bin} serve\`: docs/fpeer.service.`
 
 /** roff text: backslashes and leading dots or quotes escaped, dashes as minus signs (so `--json` can be searched and copied). */
@@ -142,6 +145,7 @@ export function renderMan() {
   for (const r of exitCodeTable()) out.push('.TP', `.B ${r.code}`, roff(r.meaning))
   out.push('.SH ENVIRONMENT', roff('An invalid value is an error (E_USAGE, exit 2) naming the variable.'))
   for (const v of ENVIRONMENT) out.push('.TP', `.B ${roff(v.name)}`, roff(`${v.meaning} (default: ${v.default})`))
+  out.push('.PP', roff(MALLOC_NOTE.replaceAll('`', '')))
   out.push('.SH SIGNALS', roff(SIGNALS.replaceAll('`', '')))
   out.push('.SH EXAMPLES', '.nf', ...ROOT_EXAMPLES.map((e) => roff(e)), '.fi')
   out.push('.SH SEE ALSO', roff('docs/commands.md, docs/scripting.md, docs/protocol.md, docs/security.md, docs/fpeer.service'))
