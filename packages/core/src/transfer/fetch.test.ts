@@ -620,6 +620,68 @@ describe('following a large file as it lands (protocol 4.10)', () => {
     assert.equal(await followed.open('big.bin'), undefined, 'landed: read from the folder')
   })
 
+  it('a followed file that comes slowly is written every FOLLOW_FLUSH_MS, not once a whole batch has gathered: its reader gets bytes long before the last one is sent', async () => {
+    const size = 3 << 20
+    const body = content(size, 5)
+    const dst = path.join(work, 'slow-dst')
+    await mkdir(dst, {recursive: true})
+    // A slow link: 32 KiB at a time, a few ms apart (3 MiB in all, below one 4 MiB write batch).
+    let sent = 0
+    const source = {
+      folders: async () => [FOLDER],
+      stat: async () => ({type: 'file' as const, size, mtimeMs: 0}),
+      list: async () => [],
+      open: async () => ({
+        stream: Readable.from(
+          (async function* () {
+            for (let at = 0; at < size; at += 32 << 10) {
+              await new Promise((r) => setTimeout(r, 5))
+              sent = Math.min(size, at + (32 << 10))
+              yield body.subarray(at, sent)
+            }
+          })(),
+        ),
+        size,
+        mtimeMs: 0,
+      }),
+    }
+    const transport = createMemoryTransport({batch: false})
+    const server = await transport.serve({host: '127.0.0.1', port: 0, files: source, identity: new Identity(generateKeyPair())})
+    const client = await transport.connect({host: '127.0.0.1', port: server.port, identity: new Identity(generateKeyPair()), concurrency: 1, timeoutMs: 10_000})
+    let sentAtFirstByte: number | undefined
+    let readBack: Promise<Buffer> | undefined
+    const followed = new FollowedFiles((f) => {
+      readBack = followed.open(f.path).then(async (o) => {
+        assert.ok(o)
+        const chunks: Buffer[] = []
+        for await (const c of o.stream) {
+          sentAtFirstByte ??= sent
+          chunks.push(c as Buffer)
+        }
+        return Buffer.concat(chunks)
+      })
+    })
+    try {
+      await fetchFiles({
+        client,
+        folder: FOLDER,
+        files: [{path: 'slow.bin', size, sha256: sha(body)}],
+        mode: 'land',
+        root: dst,
+        concurrency: 1,
+        follow: followed,
+        followFrom: 1 << 20,
+      })
+    } finally {
+      followed.end()
+      await client.close()
+      await server.close()
+    }
+    assert.ok(readBack)
+    assert.deepEqual(await readBack, body)
+    assert.ok(sentAtFirstByte !== undefined && sentAtFirstByte < size, `the reader's first bytes came when ${sentAtFirstByte} of ${size} were sent`)
+  })
+
   it('a part whose name was swapped for another file before it is reopened is not followed', async () => {
     const root = path.join(work, 'swap')
     await mkdir(root, {recursive: true})
