@@ -1,5 +1,5 @@
-// Loaded into `fpeer serve` by `FUZZ_MEM_LOG=file node bench/fuzz.js` (NODE_OPTIONS=--import): appends serve's memory figures to that file every 250 ms, to tell retained objects from buffers from GC lag.
-import {appendFileSync} from 'node:fs'
+// Loaded into `fpeer serve` by `FUZZ_MEM_LOG=file node bench/fuzz.js` (NODE_OPTIONS=--import), or into every fpeer process of a bench by `FUZZ_MEM_LOG=file BENCH_NODE_FLAGS=--import=…/mem-probe.js`: appends serve's memory figures to that file every 250 ms, to tell retained objects from buffers from GC lag.
+import {appendFileSync, readFileSync} from 'node:fs'
 import v8 from 'node:v8'
 import vm from 'node:vm'
 
@@ -11,7 +11,15 @@ const mb = (n) => Math.round(n / 1048576)
 let k = 0
 const timer = setInterval(() => {
   const m = process.memoryUsage()
-  const row = {t: Date.now(), who: 'serve', rss: mb(m.rss), heapUsed: mb(m.heapUsed), heapTotal: mb(m.heapTotal), external: mb(m.external), arrayBuffers: mb(m.arrayBuffers)}
+  const row = {t: Date.now(), who: process.argv[2] ?? 'serve', pid: process.pid, rss: mb(m.rss), heapUsed: mb(m.heapUsed), heapTotal: mb(m.heapTotal), external: mb(m.external), arrayBuffers: mb(m.arrayBuffers)}
+  // Linux: anonymous memory (heaps, buffers, malloc) apart from mapped files (the node binary's pages), and the thread count.
+  try {
+    const st = readFileSync('/proc/self/status', 'utf8')
+    const kb = (k) => Number(st.match(new RegExp(`^${k}:\\s+(\\d+)`, 'm'))?.[1])
+    Object.assign(row, {rssAnon: Math.round(kb('RssAnon') / 1024), rssFile: Math.round(kb('RssFile') / 1024), threads: kb('Threads')})
+  } catch {
+    // not Linux
+  }
   if (gc && ++k % 20 === 0) {
     gc()
     const a = process.memoryUsage()
