@@ -17,6 +17,7 @@
 // confirmed peer of the open folder (whose signed updates are fuzzed too) from 127.77.2.1, the
 // final legitimate requests from 127.77.3.x. Every process started is killed and the temp
 // directory removed on exit, including on Ctrl-C.
+import './usage.js'
 import {spawn} from 'node:child_process'
 import {appendFileSync, createWriteStream} from 'node:fs'
 import {createHash} from 'node:crypto'

@@ -33,6 +33,7 @@
 // Loopback only: the host serves on 127.0.0.1, the requester binds 127.0.0.2 (BENCH_HOST and
 // BENCH_REQUESTER change them). Every process
 // started here is killed and every temp directory removed on exit, including on Ctrl-C.
+import './usage.js'
 import {spawn} from 'node:child_process'
 import {existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {chmod, mkdir, mkdtemp, readFile, rm, readdir, stat, writeFile} from 'node:fs/promises'

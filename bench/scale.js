@@ -12,6 +12,7 @@
 // Peak RSS of a short-lived process is GNU time's "Maximum resident set size"; of `fpeer
 // serve`, its VmHWM read from /proc just before it is stopped. Loopback only: the host
 // serves on SCALE_HOST_ADDR, the requester binds SCALE_REQ_ADDR.
+import './usage.js'
 import {spawn} from 'node:child_process'
 import {mkdirSync, existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'

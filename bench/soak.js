@@ -33,6 +33,7 @@
 //                      can give serve (e.g. "MALLOC_ARENA_MAX=2")
 //   --json             one JSON summary on stdout instead of the text report
 // SIGINT ends the run after the cycle under way and reports the cycles done; a second one ends it at once.
+import './usage.js'
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
