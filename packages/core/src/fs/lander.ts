@@ -1,6 +1,7 @@
 // Lands checked small files in a worker thread, so the main thread receives and checks the next ones meanwhile.
 import {Worker} from 'node:worker_threads'
 import {FpeerError} from '../errors.js'
+import {WORKER_LIMITS} from '../memory.js'
 import type {Dir} from './folder-dirs.js'
 
 /**
@@ -74,8 +75,7 @@ export class Lander {
   #broken: Error | undefined
 
   constructor() {
-    // The thread keeps nothing past a request: a young generation of 4 MiB, not V8's default 32, is plenty.
-    this.#worker = new Worker(new URL('./lander-thread.js', import.meta.url), {resourceLimits: {maxYoungGenerationSizeMb: 4}})
+    this.#worker = new Worker(new URL('./lander-thread.js', import.meta.url), {resourceLimits: WORKER_LIMITS})
     this.#worker.on('message', (r: LandReply) => {
       if (this.#spare.length < SPARE_BUFFERS) this.#spare.push(r.buf)
       const w = this.#waiting.get(r.id)
