@@ -123,7 +123,7 @@ export async function folderPeers(home: Home, folder: string): Promise<PeerRecor
 export async function folderFiles(home: Home, folder: string) {
   await home.config.requireFolder(folder)
   // One array, built in one pass and sorted in place: a listing of 100,000 files is held once beside the records.
-  const out: Array<Omit<FileRecord, 'ino' | 'version'> & {version?: {lamport: number; origin: string}}> = []
+  const out: Array<Omit<FileRecord, 'ino' | 'version' | 'racy'> & {version?: {lamport: number; origin: string}}> = []
   // A folder's versions come from a few peers: each origin's display form is made once, not per file.
   const origins = new Map<string, string>()
   const originOf = (compact: string) => {
@@ -133,7 +133,7 @@ export async function folderFiles(home: Home, folder: string) {
   }
   for (const r of (await home.peerfile(folder).files({remember: false})).values()) {
     if (!isLive(r)) continue
-    const {ino: _ino, version, ...f} = r
+    const {ino: _ino, racy: _racy, version, ...f} = r
     out.push({...f, ...(version ? {version: {lamport: version.lamport, origin: originOf(version.origin)}} : {})})
   }
   return out.sort((a, b) => (a.path < b.path ? -1 : 1))

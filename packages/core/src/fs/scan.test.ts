@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
 import {execFileSync} from 'node:child_process'
-import {fstatSync, mkdirSync, openSync, writeFileSync} from 'node:fs'
+import {fstatSync, mkdirSync, openSync, readdirSync, statSync, utimesSync, writeFileSync} from 'node:fs'
 import {chmod, mkdir, mkdtemp, realpath, rm, symlink, unlink, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -44,6 +44,12 @@ describe('scanFolder', () => {
     await chmod(path.join(root, 'run.sh'), 0o755)
     expected.set('run.sh', sha('#!/bin/sh\n'))
     return {root, expected}
+  }
+
+  /** Sets every file under `root` an hour back: written long before any scan. */
+  async function age(root: string): Promise<void> {
+    const old = new Date(Date.now() - 3_600_000)
+    for (const e of readdirSync(root, {recursive: true, withFileTypes: true})) if (e.isFile()) utimesSync(path.join(e.parentPath, e.name), old, old)
   }
 
   for (const [label, n] of [
@@ -115,7 +121,10 @@ describe('scanFolder', () => {
 
   it('a rescan keeps the records of unchanged files (the same objects) and hashes again only what changed', async () => {
     const {root, expected} = await folder('again', 600)
+    // Written long before the scan: none is racy (a file hashed while its mtime is now is read again).
+    await age(root)
     const first = await scanFolder(root)
+    assert.equal(first.filter((f) => f.racy).length, 0)
     const previous = new Map(first.map((f) => [f.path, f]))
     // Changed content and size; a file removed; a file added.
     await writeFile(path.join(root, 'd001/f60.bin'), 'changed')
@@ -128,6 +137,28 @@ describe('scanFolder', () => {
     assert.equal(byPath.has('d002/f100.bin'), false)
     assert.equal(second.length, expected.size)
     assert.equal(byPath.get('d000/f1.bin'), previous.get('d000/f1.bin'))
+  })
+
+  it('a file whose mtime is within RACY_MS of the scan is marked racy and hashed again by the next scan, threads or not', async () => {
+    for (const n of [20, 1_300]) {
+      const {root} = await folder(`racy${n}`, n)
+      await age(root)
+      const fresh = path.join(root, 'd000', 'fresh.bin')
+      await writeFile(fresh, 'one\n')
+      const first = await scanFolder(root)
+      assert.deepEqual(
+        first.filter((f) => f.racy).map((f) => f.path),
+        ['d000/fresh.bin'],
+      )
+      // Rewritten in the same tick: stat says nothing changed; the mark makes the scan look.
+      const {mtime} = statSync(fresh)
+      await writeFile(fresh, 'two\n')
+      utimesSync(fresh, mtime, mtime)
+      const previous = new Map(first.map((f) => [f.path, f]))
+      const second = new Map((await scanFolder(root, previous)).map((f) => [f.path, f]))
+      assert.equal(second.get('d000/fresh.bin')?.sha256, sha('two\n'), `${n} files`)
+      assert.equal(second.get('d000/f1.bin'), previous.get('d000/f1.bin'), 'an old file is not read again')
+    }
   })
 
   it('hashFile reads no link, no FIFO and no directory, and records the opened file', async () => {

@@ -16,6 +16,24 @@ export interface IndexedFile {
   ino?: number
   /** 0o755 when the owner may execute it, else absent (0o644): the one permission bit fpeer carries (§4.1 `mode=`). */
   mode?: number
+  /**
+   * Hashed while its mtime was still "now" (isRacy): a write in the same clock tick would leave
+   * size, mtime and inode as they are, so the next scan hashes it again instead of trusting them.
+   */
+  racy?: true
+}
+
+/**
+ * How far behind the time a read began a file's mtime must be for size, mtime and inode to
+ * prove, later, that the content read is still there. Linux stamps files from a coarse clock (up
+ * to 10 ms behind), fpeer keeps whole milliseconds, and FAT keeps even seconds: a write just
+ * after the read can leave the same stamp. Git calls such entries "racily clean".
+ */
+export const RACY_MS = 2_000
+
+/** Whether a file hashed from a read that began at `since` (ms) has an mtime too recent to vouch for it later. */
+export function isRacy(mtimeMs: number, since: number): boolean {
+  return mtimeMs >= since - RACY_MS
 }
 
 /** The mode fpeer keeps of a file: the owner's exec bit, as 0o755, or undefined for 0o644. Never setuid, setgid or sticky. */
@@ -33,6 +51,23 @@ export async function sha256File(absPath: string): Promise<string> {
     await fh.close()
   }
   return hash.digest('hex')
+}
+
+/**
+ * Whether a record's size, mtime (whole ms) and inode match `st` and may stand for the file's
+ * content without a read: not when the record is racy (isRacy). A record from before inodes
+ * were kept matches any inode.
+ */
+export function stampVouches(rec: IndexedFile, st: {size: number; mtimeMs: number; ino: number}): boolean {
+  return !rec.racy && rec.size === st.size && rec.mtimeMs === Math.trunc(st.mtimeMs) && (rec.ino === undefined || rec.ino === st.ino)
+}
+
+/** The record of a file hashed from a read that began at `since`. */
+export function indexed(rel: string, h: {size: number; mtimeMs: number; sha256: string; ino: number; mode: number}, since: number): IndexedFile {
+  const f: IndexedFile = {path: rel, size: h.size, mtimeMs: h.mtimeMs, sha256: h.sha256, ino: h.ino}
+  if (keptMode(h)) f.mode = 0o755
+  if (isRacy(h.mtimeMs, since)) f.racy = true
+  return f
 }
 
 /** Names fpeer never shares: its own (`.fpeer`, `.fpeer-*` in any case or Unicode spelling), the names it never accepts either. */
@@ -203,9 +238,11 @@ export async function scanFolder(
   let threadless = false
   const left: Array<{rel: string; abs: string}> = []
   let batch: Array<{rel: string; abs: string}> = []
+  // Every read of this scan begins after this: a file whose mtime is not well before it is racy.
+  const since = Date.now()
   const record = (rel: string, f: HashedFile | undefined) => {
     // Unreadable, vanished or no longer a file: not part of the structure until it can be read.
-    if (f) out.push({path: rel, size: f.size, mtimeMs: f.mtimeMs, sha256: f.sha256, ino: f.ino, ...(keptMode(f) ? {mode: 0o755} : {})})
+    if (f) out.push(indexed(rel, f, since))
   }
   const track = async (task: Promise<void>, limit: number) => {
     pending.add(task)
@@ -254,8 +291,7 @@ export async function scanFolder(
           continue // unreadable parent: not part of the structure
         }
         if (!st?.isFile()) continue // vanished while scanning, or no longer a file
-        const mtimeMs = Math.trunc(st.mtimeMs)
-        if (old.size === st.size && old.mtimeMs === mtimeMs && (old.ino === undefined || old.ino === st.ino)) {
+        if (stampVouches(old, st)) {
           // chmod changes no mtime: the mode is read fresh every scan.
           const m = keptMode(st)
           if (old.ino === st.ino && old.mode === m) {
@@ -296,9 +332,7 @@ export async function scanFolder(
       // a writer left a moment later would make a version no peer can fetch.
       await track(
         hashSteadyPath(abs).then((h) => {
-          if (!h) return // unreadable, vanished or replaced, as above
-          const mode = keptMode(h)
-          out.push({path: rel, size: h.size, mtimeMs: h.mtimeMs, sha256: h.sha256, ino: h.ino, ...(mode ? {mode} : {})})
+          if (h) out.push(indexed(rel, h, since)) // else unreadable, vanished or replaced, as above
         }),
         concurrency,
       )

@@ -26,6 +26,7 @@ export function withVersion(f: IndexedFile, version: FileVersion | undefined): F
   const r: FileRecord = {path: f.path, size: f.size, mtimeMs: f.mtimeMs, sha256: f.sha256}
   if (f.ino !== undefined) r.ino = f.ino
   if (f.mode !== undefined) r.mode = f.mode
+  if (f.racy) r.racy = true
   if (version) r.version = version
   return r
 }
@@ -58,7 +59,7 @@ interface PeersDoc {
 /** The journal is read this many bytes at a time. */
 const JOURNAL_READ_BYTES = 1 << 20
 
-type JournalLine = {p: string; s: number; m: number; h: string; i?: number; x?: 1; v?: VersionLine} | {p: string; d: 1}
+type JournalLine = {p: string; s: number; m: number; h: string; i?: number; x?: 1; r?: 1; v?: VersionLine} | {p: string; d: 1}
 interface VersionLine {
   d?: 1
   l: number
@@ -451,6 +452,7 @@ function toLine(f: FileRecord): JournalLine {
     h: f.sha256,
     ...(f.ino === undefined ? {} : {i: f.ino}),
     ...(f.mode === 0o755 ? {x: 1 as const} : {}),
+    ...(f.racy ? {r: 1 as const} : {}),
   }
   const v = f.version
   if (v) line.v = {...(v.deleted ? {d: 1 as const} : {}), l: v.lamport, o: v.origin, vv: v.vv, s: v.sig, h: v.sha256, z: v.size, m: v.mtimeMs}
@@ -465,6 +467,7 @@ function fromLine(rec: Exclude<JournalLine, {d: 1}>): FileRecord {
     sha256: rec.h,
     ...(rec.i === undefined ? {} : {ino: rec.i}),
     ...(rec.x === 1 ? {mode: 0o755} : {}),
+    ...(rec.r === 1 ? {racy: true as const} : {}),
   }
   const v = rec.v
   if (v) r.version = {path: rec.p, deleted: v.d === 1, sha256: v.h, size: v.z, mtimeMs: v.m, lamport: v.l, origin: v.o, vv: v.vv, sig: v.s}

@@ -58,6 +58,35 @@ describe('FolderSync.rescan', () => {
     })
   })
 
+  it('a same-size edit in the clock tick the rescan read the file is the next rescan’s version, in another process too; an old mtime is trusted', async () => {
+    await inFolder(async (dir, sync, identity) => {
+      const file = path.join(dir, 'a.txt')
+      await writeFile(file, 'one\n')
+      assert.deepEqual((await sync.rescan()).versions, [])
+      assert.equal((await sync.records()).get('a.txt')?.racy, true, 'read while its mtime was now')
+      // A write in the same tick: same inode, same size, same mtime (set back here, as a coarse clock leaves it).
+      const {mtime} = await stat(file)
+      await writeFile(file, 'two\n')
+      await utimes(file, mtime, mtime)
+      // Another process (`fpeer push`): the mark is in the journal.
+      const again = new FolderSync(new Home(path.join(path.dirname(dir), 'home')), sync.folder, identity)
+      const {versions} = await again.rescan()
+      assert.deepEqual(
+        versions.map((v) => [v.path, v.sha256]),
+        [['a.txt', createHash('sha256').update('two\n').digest('hex')]],
+      )
+      // Aged: read again, the same content, and the mark is gone from the record.
+      const old = new Date(Date.now() - 3_600_000)
+      await utimes(file, old, old)
+      assert.deepEqual((await again.rescan()).versions, [])
+      assert.equal((await again.records()).get('a.txt')?.racy, undefined)
+      // From now on size, mtime and inode vouch for it (no read): what rsync’s quick check and git trust too.
+      await writeFile(file, 'six\n')
+      await utimes(file, old, old)
+      assert.deepEqual((await again.rescan()).versions, [])
+    })
+  })
+
   it('a version of ours whose size is not its content’s (signed from a stat and a read of different moments) is replaced at the next rescan', async () => {
     await inFolder(async (dir, sync, identity) => {
       await writeFile(path.join(dir, 'a.txt'), 'one')

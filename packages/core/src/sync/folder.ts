@@ -9,7 +9,7 @@ import type {Identity} from '../identity.js'
 import {FolderDirs, setLandedMode} from '../fs/folder-dirs.js'
 import {PART_PREFIX, checkRelativePath} from '../fs/safe-path.js'
 import {IGNORE_FILE, IgnoreRulesCache} from '../fs/ignore-rules.js'
-import {type IndexedFile, type ScanSkips, isEmptyLeaf, scanFolder} from '../fs/scan.js'
+import {type IndexedFile, type ScanSkips, indexed, isEmptyLeaf, scanFolder, stampVouches} from '../fs/scan.js'
 import {type SteadyHash, hashSteady} from '../fs/scan-hash.js'
 import type {LandedStat} from '../fs/lander.js'
 import type {FolderConfig} from '../store/config.js'
@@ -293,7 +293,7 @@ export class FolderSync {
       // read at another, before fpeer hashed both from one read): no peer could ever fetch it, so it
       // is replaced by a new one.
       if (prev && isLive(prev) && prev.sha256 === f.sha256 && (!prev.version || prev.version.size === f.size)) {
-        if (prev.size !== f.size || prev.mtimeMs !== f.mtimeMs || prev.ino !== f.ino || prev.mode !== f.mode) {
+        if (prev.size !== f.size || prev.mtimeMs !== f.mtimeMs || prev.ino !== f.ino || prev.mode !== f.mode || prev.racy !== f.racy) {
           const r = withVersion(f, prev.version)
           all.set(f.path, r)
           changed.push(r)
@@ -555,6 +555,7 @@ export class FolderSync {
               r = {path: l.path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs), ino: st.ino, sha256: landedVersion.sha256, version: landedVersion}
             } else {
               // A conflict copy: new here, so it is our change, signed by us like any other, from one read.
+              const since = Date.now()
               const h = await hashSteadyInside(dirs, l.path)
               if (!h) throw new FpeerError('E_IO', `${l.path} did not land`)
               clock++
@@ -572,7 +573,7 @@ export class FolderSync {
                 this.#identity,
               )
               result.created.push(version)
-              r = {path: l.path, size: h.size, mtimeMs: h.mtimeMs, ino: h.ino, sha256: h.sha256, version}
+              r = withVersion(indexed(l.path, h, since), version)
             }
             all.set(l.path, r)
             changed.push(r)
@@ -634,15 +635,14 @@ export class FolderSync {
         r = {path: v.path, size: 0, mtimeMs: v.mtimeMs, sha256: '', version: v}
       } else {
         if (!st?.isFile()) continue
-        const mtimeMs = Math.trunc(st.mtimeMs)
-        const unchanged = rec && isLive(rec) && rec.size === st.size && rec.mtimeMs === mtimeMs && rec.ino === st.ino
-        if (unchanged) {
+        if (rec && isLive(rec) && stampVouches(rec, st)) {
           if (rec.sha256 !== v.sha256) continue
-          r = {path: v.path, size: st.size, mtimeMs, ino: st.ino, sha256: rec.sha256, version: v}
+          r = {path: v.path, size: st.size, mtimeMs: rec.mtimeMs, ino: st.ino, sha256: rec.sha256, version: v}
         } else {
+          const since = Date.now()
           const h = await hashSteadyInside(dirs, v.path).catch(() => undefined)
-          if (h?.sha256 !== v.sha256) continue
-          r = {path: v.path, size: h.size, mtimeMs: h.mtimeMs, ino: h.ino, sha256: h.sha256, version: v}
+          if (!h || h.sha256 !== v.sha256) continue
+          r = withVersion(indexed(v.path, h, since), v)
         }
       }
       all.set(v.path, r)
@@ -668,13 +668,13 @@ export class FolderSync {
       // Through a symlinked parent there is no file of this folder: never read one out there.
       const st = lstatInside(dirs, p)
       const onDisk = st?.isFile()
-      if (rec && isLive(rec) && onDisk && st!.size === rec.size && Math.trunc(st!.mtimeMs) === rec.mtimeMs && (rec.ino === undefined || rec.ino === st!.ino))
-        continue
+      if (rec && isLive(rec) && onDisk && stampVouches(rec, st!)) continue
       if ((!rec || !isLive(rec)) && !onDisk) continue
       if (rec && isLive(rec) && !onDisk) continue // deleted locally: the next rescan records it; nothing to protect
       if (!onDisk) continue
       // Size and hash of one read (the lstat above may predate a writer's last write: a version
       // signed from both would name a size its content does not have, and no peer could fetch it).
+      const since = Date.now()
       const h = await hashSteadyInside(dirs, p)
       if (!h) {
         // Deleted or replaced since the lstat: the next rescan records what is there; nothing to protect now.
@@ -688,7 +688,7 @@ export class FolderSync {
         {path: p, deleted: false, sha256: h.sha256, size: h.size, mtimeMs: h.mtimeMs, lamport: clock, vv: {...rec?.version?.vv, [me]: clock}},
         this.#identity,
       )
-      const r: FileRecord = {path: p, size: h.size, mtimeMs: h.mtimeMs, ino: h.ino, sha256: h.sha256, version: v}
+      const r = withVersion(indexed(p, h, since), v)
       all.set(p, r)
       changed.push(r)
       result.created.push(v)
