@@ -1,5 +1,6 @@
 // Attacks on connections: resets on refused sockets, idle and dripping floods on every port, slow senders, and SIGTERM under load.
 import assert from 'node:assert/strict'
+import {once} from 'node:events'
 import {readFile, readdir, rm} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
@@ -103,6 +104,17 @@ function talk(host: string, port: number, from: string, send: string | undefined
 }
 
 /** Resolves `p`, or rejects once `ms` have passed (then the named bound was broken). */
+/**
+ * Resolves once `socket` may be written again, has failed (EPIPE when the server cut it: talk()
+ * keeps the reply) or has closed; leaves no listener behind (a 100-chunk loop added 100).
+ */
+async function drainedOrClosed(socket: net.Socket): Promise<void> {
+  const ac = new AbortController()
+  await Promise.race([once(socket, 'drain', {signal: ac.signal}), once(socket, 'close', {signal: ac.signal})])
+    .catch(() => {})
+    .finally(() => ac.abort())
+}
+
 async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
   let t: NodeJS.Timeout | undefined
   try {
@@ -213,7 +225,7 @@ describe('connections: a hostile peer can neither crash serve nor lock others ou
           await new Promise<void>((resolve) => c.socket.once('connect', () => resolve()))
           // 100 MiB, written with backpressure until the server closes the connection.
           for (let i = 0; i < 100 && !c.socket.destroyed && c.socket.writable; i++) {
-            if (!c.socket.write(chunk)) await new Promise((r) => (c.socket.once('drain', r), c.socket.once('close', r)))
+            if (!c.socket.write(chunk)) await drainedOrClosed(c.socket)
           }
           return c.reply
         }),
