@@ -145,15 +145,20 @@ describe('scanFolder', () => {
       await age(root)
       const fresh = path.join(root, 'd000', 'fresh.bin')
       await writeFile(fresh, 'one\n')
+      // A whole second, set exactly: a Date's milliseconds do not survive utimes (…564 came back …563.999).
+      const tick = Math.floor(Date.now() / 1000)
+      utimesSync(fresh, tick, tick)
       const first = await scanFolder(root)
       assert.deepEqual(
         first.filter((f) => f.racy).map((f) => f.path),
         ['d000/fresh.bin'],
       )
       // Rewritten in the same tick: stat says nothing changed; the mark makes the scan look.
-      const {mtime} = statSync(fresh)
+      const before = statSync(fresh)
       await writeFile(fresh, 'two\n')
-      utimesSync(fresh, mtime, mtime)
+      utimesSync(fresh, tick, tick)
+      const after = statSync(fresh)
+      assert.deepEqual([after.size, after.mtimeMs, after.ino], [before.size, before.mtimeMs, before.ino], 'the stamp is the same')
       const previous = new Map(first.map((f) => [f.path, f]))
       const second = new Map((await scanFolder(root, previous)).map((f) => [f.path, f]))
       assert.equal(second.get('d000/fresh.bin')?.sha256, sha('two\n'), `${n} files`)

@@ -62,12 +62,17 @@ describe('FolderSync.rescan', () => {
     await inFolder(async (dir, sync, identity) => {
       const file = path.join(dir, 'a.txt')
       await writeFile(file, 'one\n')
+      // A whole second, set exactly (a Date's milliseconds do not survive utimes).
+      const tick = Math.floor(Date.now() / 1000)
+      await utimes(file, tick, tick)
       assert.deepEqual((await sync.rescan()).versions, [])
       assert.equal((await sync.records()).get('a.txt')?.racy, true, 'read while its mtime was now')
       // A write in the same tick: same inode, same size, same mtime (set back here, as a coarse clock leaves it).
-      const {mtime} = await stat(file)
+      const before = await stat(file)
       await writeFile(file, 'two\n')
-      await utimes(file, mtime, mtime)
+      await utimes(file, tick, tick)
+      const after = await stat(file)
+      assert.deepEqual([after.size, after.mtimeMs, after.ino], [before.size, before.mtimeMs, before.ino], 'the stamp is the same')
       // Another process (`fpeer push`): the mark is in the journal.
       const again = new FolderSync(new Home(path.join(path.dirname(dir), 'home')), sync.folder, identity)
       const {versions} = await again.rescan()
@@ -466,6 +471,41 @@ describe('FolderSync.apply on a folder with links and names of its own', () => {
         (await readdir(dir)).filter((n) => n.startsWith('.fpeer-')),
         [],
       )
+    } finally {
+      await rm(base, {recursive: true, force: true})
+    }
+  })
+
+  it('a same-size local edit in the tick the rescan read the file is kept as a conflict copy, not overwritten by a version that follows ours', async () => {
+    const {base, dir, sync} = await setup()
+    try {
+      const file = path.join(dir, 'a.txt')
+      await writeFile(file, 'edit one\n')
+      const tick = Math.floor(Date.now() / 1000)
+      await utimes(file, tick, tick)
+      const [ours] = (await sync.rescan()).versions
+      // Rewritten in the same clock tick: size, mtime and inode as recorded; only the content differs.
+      await writeFile(file, 'edit two\n')
+      await utimes(file, tick, tick)
+      // Their edit of our version: it replaces ours, so only the catch-up of the unscanned edit keeps it.
+      lamport += 100
+      const theirs = signVersion(
+        'docs',
+        {
+          path: 'a.txt',
+          deleted: false,
+          sha256: sha('from there\n'),
+          size: 11,
+          mtimeMs: 1_700_000_000_000,
+          lamport,
+          vv: {...ours!.vv, [origin.id.compact]: lamport},
+        },
+        origin,
+      )
+      const r = await sync.apply([theirs], fetcher({'a.txt': 'from there\n'}))
+      assert.equal(await readFile(file, 'utf8'), 'from there\n')
+      assert.equal(r.conflicts.length, 1, 'the unscanned edit was caught up as our version first')
+      assert.equal(await readFile(path.join(dir, r.conflicts[0]!), 'utf8'), 'edit two\n')
     } finally {
       await rm(base, {recursive: true, force: true})
     }
