@@ -9,7 +9,7 @@ import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {hashFile, hashSteady, hashSteadyPath} from './scan-hash.js'
 import {ScanPool} from './scan-pool.js'
-import {SMALL_FILE_BYTES, scanFolder, sha256File} from './scan.js'
+import {RACY_MS, SMALL_FILE_BYTES, scanFolder, sha256File, stampVouches} from './scan.js'
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex')
 
@@ -164,6 +164,34 @@ describe('scanFolder', () => {
       assert.equal(second.get('d000/fresh.bin')?.sha256, sha('two\n'), `${n} files`)
       assert.equal(second.get('d000/f1.bin'), previous.get('d000/f1.bin'), 'an old file is not read again')
     }
+  })
+
+  it('a file dated in the future is read once, then vouched for by its stamp until its date comes, threads or not', async () => {
+    for (const n of [20, 1_300]) {
+      const {root} = await folder(`future${n}`, n)
+      await age(root)
+      const future = path.join(root, 'd000', 'future.bin')
+      await writeFile(future, 'from a clock ahead of ours\n')
+      const tick = Math.floor(Date.now() / 1000) + 3600
+      utimesSync(future, tick, tick)
+      const first = new Map((await scanFolder(root)).map((f) => [f.path, f]))
+      const rec = first.get('d000/future.bin')
+      assert.equal(rec?.racy, true, 'racy: its date is not behind the read')
+      // No write until now can have stamped an hour ahead: the record itself is kept, not read again.
+      const second = new Map((await scanFolder(root, first)).map((f) => [f.path, f]))
+      assert.equal(second.get('d000/future.bin'), rec, `${n} files: the future-dated file is not read again`)
+      assert.equal(second.get('d000/future.bin')?.racy, true, 'and keeps its mark for when its date comes')
+    }
+    // Once its date is within RACY_MS of now, or past, a racy record no longer vouches; a plain one always does.
+    const st = {size: 4, mtimeMs: 1_000_000_000_000, ino: 7}
+    const racy = {path: 'f', size: 4, mtimeMs: st.mtimeMs, sha256: sha('x'), ino: 7, racy: true as const}
+    assert.equal(stampVouches(racy, st, st.mtimeMs - RACY_MS - 1), true)
+    assert.equal(stampVouches(racy, st, st.mtimeMs - RACY_MS), false)
+    assert.equal(stampVouches(racy, st, st.mtimeMs + 10_000), false)
+    const {racy: _, ...plain} = racy
+    assert.equal(stampVouches(plain, st, st.mtimeMs + 10_000), true)
+    assert.equal(stampVouches(plain, {...st, size: 5}, st.mtimeMs + 10_000), false)
+    assert.equal(stampVouches(racy, {...st, ino: 8}, st.mtimeMs - 60_000), false)
   })
 
   it('hashFile reads no link, no FIFO and no directory, and records the opened file', async () => {

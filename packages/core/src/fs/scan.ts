@@ -54,12 +54,16 @@ export async function sha256File(absPath: string): Promise<string> {
 }
 
 /**
- * Whether a record's size, mtime (whole ms) and inode match `st` and may stand for the file's
- * content without a read: not when the record is racy (isRacy). A record from before inodes
- * were kept matches any inode.
+ * Whether a record's size, mtime (whole ms) and inode match `st` (just taken, at `now`) and may
+ * stand for the file's content without a read. A record from before inodes were kept matches
+ * any inode. A racy record (isRacy) does not, except while its mtime is still more than RACY_MS
+ * ahead of `now`: a write since the record was made would have stamped a time up to now, not
+ * that one. So a file dated in the future (clock skew, an archive's dates) is read again once
+ * its date has come, not on every scan until then.
  */
-export function stampVouches(rec: IndexedFile, st: {size: number; mtimeMs: number; ino: number}): boolean {
-  return !rec.racy && rec.size === st.size && rec.mtimeMs === Math.trunc(st.mtimeMs) && (rec.ino === undefined || rec.ino === st.ino)
+export function stampVouches(rec: IndexedFile, st: {size: number; mtimeMs: number; ino: number}, now = Date.now()): boolean {
+  if (rec.size !== st.size || rec.mtimeMs !== Math.trunc(st.mtimeMs) || (rec.ino !== undefined && rec.ino !== st.ino)) return false
+  return !rec.racy || rec.mtimeMs > now + RACY_MS
 }
 
 /** The record of a file hashed from a read that began at `since`. */
