@@ -2,7 +2,8 @@
 // `npm run soak`: the churn of the churn test for a long time (default 30 minutes, 20 peers), in
 // cycles: churn (edits, kill -9 and restarts), then every peer up and a wait until all hold the
 // expected tree. Reports convergence times (median, max), bytes fetched per change, and each serve
-// process's RSS and open fds at start and end (from /proc, each once the never-killed peers
+// process's RSS (with its split: private memory, and mapped files' pages such as the node
+// binary's code) and open fds at start and end (from /proc, each once the never-killed peers
 // have been idle long enough to give back what their last work grew: idle to idle); peers 0
 // and 1 are never killed, so theirs show growth over the whole run. Prints bytes per change for every cycle, every peer in
 // the end table, and PASS/FAIL on convergence, on restarts and on growth past 10 %; exits 1 on any
@@ -176,7 +177,7 @@ try {
   startProcs = await churn.procs()
   const first = startProcs.filter((p) => p.peer < 2)
   const firstMem = await Promise.all(first.map((p) => memoryOf(p.peer)))
-  say(`start: ${first.map((p, k) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB fds ${p.fds}${firstMem[k]}`).join('; ')}`)
+  say(`start: ${first.map((p, k) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB (anon ${(p.anonKiB / 1024).toFixed(1)}, file ${(p.fileKiB / 1024).toFixed(1)}) fds ${p.fds}${firstMem[k]}`).join('; ')}`)
   bytesAtStart = await churn.bytesFetched()
   changesAtStart = churn.changes
   for (let c = 0; c < cycles && !stopping && !interrupted; c++) {
@@ -219,7 +220,7 @@ try {
     if (c === 0) warmProcs = all
     const now = all.filter((p) => p.peer < 2)
     const mem = await Promise.all(now.map((p) => memoryOf(p.peer)))
-    say(`cycle ${c + 1}/${cycles}: ${now.map((p, k) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB fds ${p.fds}${mem[k]}`).join('; ')}`)
+    say(`cycle ${c + 1}/${cycles}: ${now.map((p, k) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB (anon ${(p.anonKiB / 1024).toFixed(1)}, file ${(p.fileKiB / 1024).toFixed(1)}) fds ${p.fds}${mem[k]}`).join('; ')}`)
   }
 } catch (err) {
   failure = err
@@ -231,7 +232,7 @@ try {
   endProcs = await churn.procs().catch(() => [])
   const last = endProcs.filter((p) => p.peer < 2)
   const lastMem = await Promise.all(last.map((p) => memoryOf(p.peer).catch(() => '')))
-  say(`end: ${last.map((p, k) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB fds ${p.fds}${lastMem[k]}`).join('; ')}`)
+  say(`end: ${last.map((p, k) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB (anon ${(p.anonKiB / 1024).toFixed(1)}, file ${(p.fileKiB / 1024).toFixed(1)}) fds ${p.fds}${lastMem[k]}`).join('; ')}`)
   churn.tallyLogs()
   await cleanUp()
 }
@@ -248,7 +249,7 @@ const procRows = Array.from({length: peers}, (_, peer) => {
   const w = warmBy.get(peer)
   // Information beside the verdict, which stays start→end: RSS growth after the first cycle, once the V8 heap has its working size.
   const afterCycle1 = restarted || !w || w.pid !== e.pid ? null : {rssKiB: w.rssKiB, rssPct: pct(w.rssKiB, e.rssKiB)}
-  return {peer, up: e !== undefined, restarted, rssKiB: [s?.rssKiB ?? null, e?.rssKiB ?? null], fds: [s?.fds ?? null, e?.fds ?? null], growthPct: restarted ? null : {rss: pct(s.rssKiB, e.rssKiB), fds: pct(s.fds, e.fds)}, afterCycle1}
+  return {peer, up: e !== undefined, restarted, rssKiB: [s?.rssKiB ?? null, e?.rssKiB ?? null], anonKiB: [s?.anonKiB ?? null, e?.anonKiB ?? null], fileKiB: [s?.fileKiB ?? null, e?.fileKiB ?? null], fds: [s?.fds ?? null, e?.fds ?? null], growthPct: restarted ? null : {rss: pct(s.rssKiB, e.rssKiB), fds: pct(s.fds, e.fds)}, afterCycle1}
 })
 const GROWTH_LIMIT_PCT = 10
 const longLived = procRows.filter((r) => r.growthPct)

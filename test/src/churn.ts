@@ -64,6 +64,9 @@ export interface Proc {
   peer: number
   pid: number
   rssKiB: number
+  /** Of rssKiB: private memory (heap, malloc), and pages of mapped files (the node binary's code, shared and clean). */
+  anonKiB: number
+  fileKiB: number
   fds: number
 }
 
@@ -593,8 +596,10 @@ export class Churn {
       try {
         const status = await readFile(`/proc/${pid}/status`, 'utf8')
         const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0)
+        const anonKiB = Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? 0)
+        const fileKiB = Number(/RssFile:\s+(\d+)/.exec(status)?.[1] ?? 0)
         const fds = (await readdir(`/proc/${pid}/fd`)).length
-        out.push({peer: i, pid, rssKiB, fds})
+        out.push({peer: i, pid, rssKiB, anonKiB, fileKiB, fds})
       } catch {
         // Exited meanwhile.
       }
