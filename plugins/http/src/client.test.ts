@@ -31,4 +31,17 @@ describe('undiciPool', () => {
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], {encoding: 'utf8', timeout: 60_000})
     assert.deepEqual(JSON.parse(r.stdout) as unknown, {body: 'hello /x', pool: true, index: false, fetch: false}, r.stderr)
   })
+  it("is loaded by the transport's prepare(), which a requester runs while the host answers, and not before", () => {
+    const transport = new URL('./transport.js', import.meta.url).href
+    const code = [
+      `const {httpTransport} = await import(${JSON.stringify(transport)})`,
+      "const {createRequire} = await import('node:module')",
+      "const pool = () => Object.keys(createRequire(import.meta.url).cache).some((k) => k.endsWith('/lib/dispatcher/pool.js'))",
+      'const before = pool()',
+      'await httpTransport.prepare()',
+      'console.log(JSON.stringify({before, after: pool()}))',
+    ].join('\n')
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], {encoding: 'utf8', timeout: 60_000})
+    assert.deepEqual(JSON.parse(r.stdout) as unknown, {before: false, after: true}, r.stderr)
+  })
 })
