@@ -15,17 +15,9 @@ import {
 } from '@fpeer/core/plugin'
 import {pipelineRetr} from './client-batch.js'
 import {mapFtpError} from './client-errors.js'
+import {UNSENDABLE_NAME} from './names.js'
 
-/** FTP has no way to put CR or LF in a path: RFC 959 lines end at CRLF, and basic-ftp refuses them. */
-const UNSENDABLE_NAME = /[\r\n]/
-
-/**
- * Transport.canName: core leaves such names out of an FTP exchange (E_UNSUPPORTED warning)
- * instead of failing it, so one name with CR or LF cannot lock a requester out of a folder.
- */
-export function canNameOverFtp(path: string): boolean {
-  return !UNSENDABLE_NAME.test(path)
-}
+export {canNameOverFtp} from './names.js'
 
 /** Files of one getMany() whose EPSV and RETR are sent before the oldest has ended. */
 const PIPELINE_WINDOW = 4
