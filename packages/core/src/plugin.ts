@@ -42,4 +42,4 @@ export {ByteBudget, ConnectionGuard, GuardedConnection, type ConnectionLimits, t
 export {ConnectionPool, DEFAULT_POOL_IDLE_TIMEOUT_MS, type ConnectionPoolOptions, type Lease} from './net/pool.js'
 export {SlabStream, type SlabSocket} from './net/slab-stream.js'
 export {Identity, PeerId, generateKeyPair, keyPairFromSecretKey, verifySignature, type KeyPair} from './identity.js'
-export {checkTransport} from './registry.js'
+export {checkTransport, loadOnUse} from './registry.js'

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 import {FpeerError} from './errors.js'
-import {TransportRegistry, checkTransport} from './registry.js'
+import {TransportRegistry, checkTransport, loadOnUse} from './registry.js'
 import type {Transport} from './transport.js'
 
 const supports = {serve: true, fetch: true, resume: true, peerAuth: false, serverAuth: false, batch: false}
@@ -80,5 +80,27 @@ describe('TransportRegistry.addHookResult', () => {
     const r = new TransportRegistry()
     assert.throws(() => r.add({protocol: 'X'} as unknown as Transport, 'p'), {code: 'E_PLUGIN'})
     assert.equal(r.has('X'), false)
+  })
+})
+
+describe('loadOnUse', () => {
+  it("gives the loaded module, and a part that cannot load is E_PLUGIN naming the protocol, the part and the loader's reason", async () => {
+    assert.deepEqual(await loadOnUse('MYP', 'client', async () => ({connect: 1})), {connect: 1})
+    // A real failed import, as from a plugin installed without its files or dependencies.
+    const missingModule = new URL('./no-such-module-here.js', import.meta.url).href
+    const missing = Object.assign(new Error("Cannot find package 'ssh2' imported from client.js"), {code: 'ERR_MODULE_NOT_FOUND'})
+    await assert.rejects(
+      loadOnUse('SFTP', 'client', () => import(missingModule)),
+      (err: unknown) =>
+        err instanceof FpeerError &&
+        err.code === 'E_PLUGIN' &&
+        (err.cause as {code?: string}).code === 'ERR_MODULE_NOT_FOUND' &&
+        err.message.startsWith('the SFTP plugin cannot load its client: ') &&
+        /fpeer plugins/.test(err.hint ?? ''),
+    )
+    await assert.rejects(
+      loadOnUse('FTP', 'server', () => Promise.reject(missing)),
+      {code: 'E_PLUGIN', message: /FTP plugin cannot load its server: Cannot find package 'ssh2'/},
+    )
   })
 })

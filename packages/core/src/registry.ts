@@ -14,6 +14,23 @@ const PROTOCOL = /^[A-Za-z][A-Za-z0-9._+-]{0,31}$/
 const SUPPORTS = ['serve', 'fetch', 'resume', 'peerAuth', 'serverAuth'] as const
 
 /**
+ * Loads a part of a transport on first use (its client, its server), as a thin hook's
+ * transport does: a part that cannot load (a plugin installed without its dependencies, a
+ * damaged file) is E_PLUGIN naming the protocol and the part, with how to repair it, not a
+ * raw module error deep in a request or serve.
+ */
+export async function loadOnUse<T>(protocol: string, part: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load()
+  } catch (err) {
+    throw new FpeerError('E_PLUGIN', `the ${protocol} plugin cannot load its ${part}: ${err instanceof Error ? err.message : String(err)}`, {
+      cause: err,
+      hint: 'reinstall the plugin that provides it (`fpeer plugins` lists them)',
+    })
+  }
+}
+
+/**
  * Checks at run time that what a plugin's hook returned is a Transport: a plugin is code
  * this peer was not compiled with, and a malformed one must fail when it registers, naming
  * the plugin, not as a TypeError in the middle of a transfer. E_PLUGIN.

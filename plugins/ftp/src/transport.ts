@@ -1,6 +1,8 @@
 // The FTP transport as the CLI registers it: its client (and basic-ftp with it) and its server load on first use, not when the hook runs.
-import type {Transport} from '@fpeer/core/plugin'
+import {loadOnUse, type Transport} from '@fpeer/core/plugin'
 import {canNameOverFtp} from './names.js'
+
+const client = () => loadOnUse('FTP', 'client', () => import('./client.js'))
 
 /** Builds the FTP transport; `ftpTransport` is this one. Every plugin has a `createXTransport`, `serveX` and `connectX`. */
 export function createFtpTransport(): Transport {
@@ -8,10 +10,10 @@ export function createFtpTransport(): Transport {
     protocol: 'FTP',
     description: 'FTP: read-only passive-mode server, basic-ftp client; no encryption, no peer authentication',
     supports: {serve: true, fetch: true, resume: true, peerAuth: false, serverAuth: false, batch: true},
-    serve: async (options) => (await import('./server.js')).serveFtp(options),
-    connect: async (options) => (await import('./client.js')).connectFtp(options),
+    serve: async (options) => (await loadOnUse('FTP', 'server', () => import('./server.js'))).serveFtp(options),
+    connect: async (options) => (await client()).connectFtp(options),
     // A requester loads the client while the host answers, not after its FilesToGet.
-    prepare: async () => void (await import('./client.js')),
+    prepare: async () => void (await client()),
     canName: canNameOverFtp,
   }
 }
