@@ -125,6 +125,12 @@ const statsOf = async (i) => {
   }
 }
 
+/** One never-killed serve as the log lines show it: RSS, its private and file-backed parts, fds, then `mem` (memoryOf). */
+const procLine = (p, mem) => {
+  const mib = (kib) => (kib / 1024).toFixed(1)
+  return `peer${p.peer} rss ${mib(p.rssKiB)} MiB (anon ${mib(p.anonKiB)}, file ${mib(p.fileKiB)}) fds ${p.fds}${mem}`
+}
+
 const memoryOf = async (i) => {
   const m = (await statsOf(i)).memory
   const f = (b) => (b / 1048576).toFixed(1)
@@ -177,7 +183,7 @@ try {
   startProcs = await churn.procs()
   const first = startProcs.filter((p) => p.peer < 2)
   const firstMem = await Promise.all(first.map((p) => memoryOf(p.peer)))
-  say(`start: ${first.map((p, k) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB (anon ${(p.anonKiB / 1024).toFixed(1)}, file ${(p.fileKiB / 1024).toFixed(1)}) fds ${p.fds}${firstMem[k]}`).join('; ')}`)
+  say(`start: ${first.map((p, k) => procLine(p, firstMem[k])).join('; ')}`)
   bytesAtStart = await churn.bytesFetched()
   changesAtStart = churn.changes
   for (let c = 0; c < cycles && !stopping && !interrupted; c++) {
@@ -220,7 +226,7 @@ try {
     if (c === 0) warmProcs = all
     const now = all.filter((p) => p.peer < 2)
     const mem = await Promise.all(now.map((p) => memoryOf(p.peer)))
-    say(`cycle ${c + 1}/${cycles}: ${now.map((p, k) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB (anon ${(p.anonKiB / 1024).toFixed(1)}, file ${(p.fileKiB / 1024).toFixed(1)}) fds ${p.fds}${mem[k]}`).join('; ')}`)
+    say(`cycle ${c + 1}/${cycles}: ${now.map((p, k) => procLine(p, mem[k])).join('; ')}`)
   }
 } catch (err) {
   failure = err
@@ -232,7 +238,7 @@ try {
   endProcs = await churn.procs().catch(() => [])
   const last = endProcs.filter((p) => p.peer < 2)
   const lastMem = await Promise.all(last.map((p) => memoryOf(p.peer).catch(() => '')))
-  say(`end: ${last.map((p, k) => `peer${p.peer} rss ${(p.rssKiB / 1024).toFixed(1)} MiB (anon ${(p.anonKiB / 1024).toFixed(1)}, file ${(p.fileKiB / 1024).toFixed(1)}) fds ${p.fds}${lastMem[k]}`).join('; ')}`)
+  say(`end: ${last.map((p, k) => procLine(p, lastMem[k])).join('; ')}`)
   churn.tallyLogs()
   await cleanUp()
 }
