@@ -55,19 +55,30 @@ describe("fpeer's compile cache", {timeout: 120_000}, () => {
     assert.deepEqual(files(dir).sort(), first.sort())
   })
 
-  it('is not used in a directory others may write, nor through a symlink', {skip: !SUPPORTED && 'Node 20 has no compile cache'}, async () => {
-    const open = path.join(work, 'open')
-    await mkdir(path.join(open, 'node-compile-cache'), {recursive: true})
-    await chmod(path.join(open, 'node-compile-cache'), 0o777)
-    await run(open)
-    assert.deepEqual(files(path.join(open, 'node-compile-cache')), [], 'nothing written where others could plant code')
+  it(
+    'is not used in a directory others may write, through a symlink, or in a directory held by one others may write',
+    {skip: !SUPPORTED && 'Node 20 has no compile cache'},
+    async () => {
+      const open = path.join(work, 'open')
+      await mkdir(path.join(open, 'node-compile-cache'), {recursive: true})
+      await chmod(path.join(open, 'node-compile-cache'), 0o777)
+      await run(open)
+      assert.deepEqual(files(path.join(open, 'node-compile-cache')), [], 'nothing written where others could plant code')
 
-    const linked = path.join(work, 'linked')
-    const elsewhere = path.join(work, 'elsewhere')
-    await mkdir(elsewhere, {mode: 0o700})
-    await mkdir(linked, {mode: 0o700})
-    await symlink(elsewhere, path.join(linked, 'node-compile-cache'))
-    await run(linked)
-    assert.deepEqual(files(elsewhere), [], 'nothing written through the link')
-  })
+      const linked = path.join(work, 'linked')
+      const elsewhere = path.join(work, 'elsewhere')
+      await mkdir(elsewhere, {mode: 0o700})
+      await mkdir(linked, {mode: 0o700})
+      await symlink(elsewhere, path.join(linked, 'node-compile-cache'))
+      await run(linked)
+      assert.deepEqual(files(elsewhere), [], 'nothing written through the link')
+
+      // A private cache directory in a directory others may write: they could swap it after the check.
+      const shared = path.join(work, 'shared')
+      await mkdir(path.join(shared, 'node-compile-cache'), {recursive: true, mode: 0o700})
+      await chmod(shared, 0o777)
+      await run(shared)
+      assert.deepEqual(files(path.join(shared, 'node-compile-cache')), [], 'nothing written under a parent others may write')
+    },
+  )
 })
