@@ -14,13 +14,16 @@ import {
   type TransferClient,
 } from '@fpeer/core/plugin'
 import {pipelineRetr} from './client-batch.js'
+import {blockModeRefused, blockRetr} from './client-block.js'
 import {mapFtpError} from './client-errors.js'
 import {UNSENDABLE_NAME} from './names.js'
 
 export {canNameOverFtp} from './names.js'
 
-/** Files of one getMany() whose EPSV and RETR are sent before the oldest has ended. */
+/** Files of one getMany() whose EPSV and RETR are sent before the oldest has ended (stream mode). */
 const PIPELINE_WINDOW = 4
+/** Files of one getMany() whose RETR is sent before the oldest has ended, in block mode: one data connection for all, so more. */
+const BLOCK_WINDOW = 16
 
 /** Replies to SIZE that mean "not supported here", not "no such file". */
 const SIZE_UNSUPPORTED = new Set([500, 501, 502, 504])
@@ -101,6 +104,8 @@ export class FtpClientPool implements TransferClient {
   readonly #opts: ConnectOptions
   readonly #log: Logger
   readonly #pool: ConnectionPool<Client>
+  /** Whether the server takes MODE B: unknown until the first getMany() asks; false after a refusal. */
+  #blockMode: boolean | undefined
 
   constructor(options: ConnectOptions) {
     this.#opts = options
@@ -153,7 +158,9 @@ export class FtpClientPool implements TransferClient {
   }
 
   /**
-   * Small files on one borrowed connection, pipelined (client-batch.ts): EPSV and RETR only,
+   * Small files on one borrowed connection, pipelined. In block mode (client-block.ts) where
+   * the server takes it (fpeer's does): one data connection for the whole batch. Else in
+   * stream mode (client-batch.ts): EPSV and RETR only,
    * no SIZE (core knows each size, and checks it and the hash), several files' commands
    * ahead, each file whole into memory. A 550 is that item's error; a body larger than
    * announced stops at the first byte too many (E_SIZE_MISMATCH); any other failure is
@@ -174,11 +181,10 @@ export class FtpClientPool implements TransferClient {
       try {
         const {host, localAddress, timeoutMs} = this.#opts
         const rest = items.slice(from)
-        for await (const item of pipelineRetr(
-          client,
-          {host, localAddress, folder, items: rest, window: PIPELINE_WINDOW, timeoutMs, signal},
-          (o) => (outcome = o),
-        )) {
+        const block = this.#blockMode !== false
+        const retr = block ? blockRetr : pipelineRetr
+        const window = block ? BLOCK_WINDOW : PIPELINE_WINDOW
+        for await (const item of retr(client, {host, localAddress, folder, items: rest, window, timeoutMs, signal}, (o) => (outcome = o))) {
           yielded++
           yield item
         }
@@ -187,6 +193,12 @@ export class FtpClientPool implements TransferClient {
         continue
       } catch (err) {
         if (signal?.aborted) throw abortError(signal)
+        // MODE B refused (any server but fpeer's), or not kept to: stream mode from now on, on a fresh connection.
+        if (yielded === 0 && blockModeRefused(err)) {
+          this.#log.debug('ftp: block mode not available, using stream mode', {host: this.#opts.host, error: (err as Error).message})
+          this.#blockMode = false
+          continue
+        }
         // A parked connection the server closed while idle answers nothing at all: one fresh
         // connection is part of borrowing it, not a retry of the transfer.
         if (attempt === 0 && reused && yielded === 0 && outcome.silent && isFpeerError(err, 'E_CONNECTION_LOST')) continue

@@ -215,3 +215,28 @@ export function urlPath(rel: string): string {
     .map((s) => encodeURIComponent(s).replace(/[!'()*~]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`))
     .join('/')
 }
+
+/**
+ * Decodes block mode's framing (RFC 959 3.4.2): the files ended by an EOF block, the
+ * descriptors seen, and the bytes of a file not ended (a connection cut mid-file).
+ */
+export function parseBlocks(buf: Buffer): {files: Buffer[]; descriptors: Set<number>; unfinished: Buffer | undefined} {
+  const files: Buffer[] = []
+  const descriptors = new Set<number>()
+  let current: Buffer[] | undefined
+  let at = 0
+  while (at + 3 <= buf.length) {
+    const desc = buf[at]!
+    const count = buf.readUInt16BE(at + 1)
+    descriptors.add(desc)
+    current ??= []
+    current.push(buf.subarray(at + 3, Math.min(buf.length, at + 3 + count)))
+    at += 3 + count
+    if (at <= buf.length && desc & 0x40) {
+      files.push(Buffer.concat(current))
+      current = undefined
+    }
+  }
+  if (at < buf.length) (current ??= []).push(buf.subarray(at))
+  return {files, descriptors, unfinished: current && Buffer.concat(current)}
+}

@@ -9,6 +9,11 @@ export interface PassiveEndpoint {
   connection(): Promise<Socket>
   /** Stops listening and destroys the data connection, if any. Safe to call twice. */
   close(): void
+  /**
+   * Hands the accepted data connection over to the caller, who then owns it (block mode keeps
+   * one across transfers): close() no longer destroys it. Undefined before a connection came.
+   */
+  keep(): Socket | undefined
 }
 
 export interface PassiveOptions {
@@ -48,6 +53,7 @@ export class PassivePort {
     const {server, port} = await this.#listen()
     let accepted: Socket | undefined
     let closed = false
+    let kept = false
     let settle: {resolve(s: Socket): void; reject(e: Error): void}
     const connected = new Promise<Socket>((resolve, reject) => (settle = {resolve, reject}))
     connected.catch(() => {})
@@ -77,8 +83,13 @@ export class PassivePort {
         // from a client that connected as soon as it read the port: that connection must not
         // become the next slot's. This listener goes, and the next PASV/EPSV opens another.
         if (!accepted) this.#drop(server)
-        accepted?.destroy()
+        if (!kept) accepted?.destroy()
         settle.reject(new Error('no data connection'))
+      },
+      keep: () => {
+        if (!accepted || closed) return undefined
+        kept = true
+        return accepted
       },
     }
     this.#slot = slot

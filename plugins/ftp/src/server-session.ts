@@ -106,6 +106,10 @@ export class FtpSession {
   /** The endpoint a running command took: teardown must close it too, or its listener outlives the session. */
   #inUse: PassiveEndpoint | undefined
   #transfer: {abort(): void} | undefined
+  /** MODE: S (stream, RFC 959's default: a data connection per transfer) or B (block: one kept across transfers). */
+  #mode: 'S' | 'B' = 'S'
+  /** Block mode's data connection, kept from one transfer to the next until MODE S, PASV/EPSV, a failed transfer or the session's end. */
+  #blockData: Socket | undefined
 
   constructor(socket: Socket, deps: SessionDeps) {
     this.#socket = socket
@@ -147,6 +151,7 @@ export class FtpSession {
     this.#passive?.close()
     this.#passive = undefined
     this.#inUse?.close()
+    this.#dropBlockData()
     this.#port?.close()
     this.#deps.onClose()
   }
@@ -299,7 +304,7 @@ export class FtpSession {
       case 'TYPE':
         return this.#type(arg)
       case 'MODE':
-        return arg.toUpperCase() === 'S' ? this.#reply(200, 'Mode set to S') : this.#reply(504, 'Only stream mode is supported')
+        return this.#setMode(arg)
       case 'STRU':
         return arg.toUpperCase() === 'F' ? this.#reply(200, 'Structure set to F') : this.#reply(504, 'Only file structure is supported')
       case 'PASV':
@@ -307,6 +312,8 @@ export class FtpSession {
       case 'EPSV':
         return this.#pasv(true, arg)
       case 'REST': {
+        // Block mode restarts at markers, not byte offsets (RFC 959 3.5): fpeer sends none.
+        if (this.#mode === 'B') return this.#reply(504, 'REST needs stream mode (MODE S)')
         const offset = parseRestOffset(arg)
         if (offset === undefined) return this.#reply(501, 'REST needs a byte offset')
         this.#rest = offset
@@ -354,6 +361,24 @@ export class FtpSession {
     this.#reply(501, 'Option not understood')
   }
 
+  /**
+   * MODE S or MODE B. Block mode (RFC 959 3.4.2) frames each transfer as blocks, a 3-byte
+   * header (descriptor, 16-bit count) before each, and ends it with an EOF block, so one data
+   * connection carries any number of files: no connect, accept and close per small file.
+   */
+  #setMode(arg: string): void {
+    const mode = arg.toUpperCase()
+    if (mode !== 'S' && mode !== 'B') return this.#reply(504, 'Only stream (S) and block (B) modes are supported')
+    this.#mode = mode
+    if (mode === 'S') this.#dropBlockData()
+    this.#reply(200, `Mode set to ${mode}`)
+  }
+
+  #dropBlockData(): void {
+    this.#blockData?.destroy()
+    this.#blockData = undefined
+  }
+
   #type(arg: string): void {
     const t = arg.toUpperCase().replace(/ +/g, ' ')
     // ASCII mode is accepted but sends bytes unchanged, like vsftpd by default: fpeer moves files, not text.
@@ -395,6 +420,8 @@ export class FtpSession {
     } else if (v6) {
       return this.#reply(502, 'PASV cannot name an IPv6 address, use EPSV')
     }
+    // A new data connection is asked for: block mode's kept one is done with.
+    this.#dropBlockData()
     this.#takePassive()?.close()
     let endpoint: PassiveEndpoint
     try {
@@ -409,6 +436,35 @@ export class FtpSession {
     this.#reply(extended ? 229 : 227, extended ? formatEpsv(endpoint.port) : formatPasv(this.#localHost, endpoint.port)!)
   }
 
+  /**
+   * The data connection for one transfer: stream mode's passive slot, used once and closed;
+   * in block mode, the connection kept from an earlier transfer, or else the slot's, kept.
+   */
+  #takeChannel(): DataChannel | undefined {
+    const kept = this.#blockData
+    if (this.#mode === 'B' && kept && !kept.destroyed) return {connection: async () => kept, done: () => {}, block: true, reused: true}
+    if (this.#mode === 'S') {
+      const passive = this.#takePassive()
+      return passive && {connection: () => passive.connection(), done: () => passive.close(), block: false, reused: false}
+    }
+    // Block mode: the slot stays the session's until its connection comes and is kept, so a
+    // RETR refused before that (550) leaves it to the next one.
+    const passive = this.#passive
+    if (!passive) return undefined
+    return {
+      connection: async () => {
+        const socket = await passive.connection()
+        if (this.#passive === passive) this.#passive = undefined
+        this.#blockData = passive.keep()
+        passive.close()
+        return socket
+      },
+      done: () => {},
+      block: true,
+      reused: false,
+    }
+  }
+
   /** The prepared data endpoint, taken for one command: each transfer uses one and closes it. */
   #takePassive(): PassiveEndpoint | undefined {
     const p = this.#passive
@@ -420,7 +476,7 @@ export class FtpSession {
   async #retr(arg: string): Promise<void> {
     const start = this.#rest
     this.#rest = 0
-    const passive = this.#takePassive()
+    const passive = this.#takeChannel()
     if (!passive) return this.#reply(425, 'Use PASV or EPSV first')
     try {
       const abs = resolvePath(this.#cwd, arg)
@@ -442,13 +498,13 @@ export class FtpSession {
         opened.data ? undefined : positionalReader(opened.stream),
       )
     } finally {
-      passive.close()
+      passive.done()
     }
   }
 
   async #listing(verb: 'LIST' | 'NLST' | 'MLSD', arg: string): Promise<void> {
     this.#rest = 0
-    const passive = this.#takePassive()
+    const passive = this.#takeChannel()
     if (!passive) return this.#reply(425, 'Use PASV or EPSV first')
     try {
       const target = resolvePath(this.#cwd, verb === 'MLSD' ? arg : stripListOptions(arg))
@@ -464,24 +520,28 @@ export class FtpSession {
       const body = Buffer.from(lines.map((l) => `${l}\r\n`).join(''))
       await this.#send(passive, verb === 'MLSD' ? 'MLSD' : 'file list', body, body.length)
     } finally {
-      passive.close()
+      passive.done()
     }
   }
 
   /** Waits for the data connection, sends `source` on it and gives the final reply. Never 226 unless every byte went. */
-  async #send(passive: PassiveEndpoint, what: string, source: Readable | Buffer, expected: number, reads?: (buf: Buffer) => Promise<number>): Promise<void> {
+  async #send(channel: DataChannel, what: string, source: Readable | Buffer, expected: number, reads?: (buf: Buffer) => Promise<number>): Promise<void> {
     let data: Socket
     try {
-      data = await passive.connection()
+      data = await channel.connection()
     } catch {
       if (!Buffer.isBuffer(source)) source.destroy()
       return this.#reply(425, 'No data connection')
     }
-    this.#reply(150, `Opening BINARY mode data connection for ${what}`)
-    const outcome = await this.#pump(data, source, expected, reads)
+    if (channel.reused) this.#reply(125, `Data connection already open, block mode transfer of ${what}`)
+    else this.#reply(150, `Opening BINARY ${channel.block ? 'block' : 'stream'} mode data connection for ${what}`)
+    const outcome = channel.block ? await this.#pumpBlocks(data, source, expected, reads) : await this.#pump(data, source, expected, reads)
+    // A block transfer that failed has lost its framing: its connection was dropped, the next transfer needs a new one.
+    if (channel.block && outcome !== 'ok' && this.#blockData === data) this.#blockData = undefined
     switch (outcome) {
       case 'ok':
-        return this.#reply(226, 'Transfer complete')
+        // Block mode keeps the connection: 250, not 226 ("closing data connection").
+        return channel.block ? this.#reply(250, 'Transfer complete, data connection kept open') : this.#reply(226, 'Transfer complete')
       case 'source':
         return this.#reply(451, 'Local error reading the file, transfer aborted')
       case 'client':
@@ -499,7 +559,7 @@ export class FtpSession {
    * file that shrank shows as fewer than `expected`.
    */
   async #sendByReads(
-    data: Socket,
+    write: (buf: Buffer, done: (err?: Error | null) => void) => void,
     read: (buf: Buffer) => Promise<number>,
     expected: number,
     stopped: () => boolean,
@@ -519,7 +579,7 @@ export class FtpSession {
       const n = await read(buf.length <= expected - sent ? buf : buf.subarray(0, expected - sent))
       if (n === 0 || stopped()) break
       sent += n
-      data.write(n === buf.length ? buf : buf.subarray(0, n), (err) => {
+      write(n === buf.length ? buf : buf.subarray(0, n), (err) => {
         if (!err) free.push(buf)
         const w = wake
         wake = undefined
@@ -558,7 +618,7 @@ export class FtpSession {
     try {
       if (reads)
         sent = await this.#sendByReads(
-          data,
+          (buf, done) => data.write(buf, done),
           reads,
           expected,
           () => outcome !== undefined,
@@ -585,6 +645,106 @@ export class FtpSession {
     if (outcome === 'source') await closeGracefully(data, this.#deps.limits.dataTimeoutMs)
     return outcome ?? 'ok'
   }
+
+  /**
+   * Sends `expected` bytes on block mode's kept connection: blocks of at most 65,535 bytes,
+   * each after its header (descriptor 0, count), then an empty EOF block (descriptor 64).
+   * Whatever goes wrong (the file ended short or grew, the client went, an ABOR) drops the
+   * connection: a file cut midway cannot be framed, and the client must not take the next
+   * file's bytes for this one's. Its listeners come off again, for the next transfer.
+   */
+  async #pumpBlocks(data: Socket, body: Readable | Buffer, expected: number, reads?: (buf: Buffer) => Promise<number>): Promise<Outcome> {
+    const source: Readable | undefined = Buffer.isBuffer(body) ? undefined : body
+    let outcome: Outcome | undefined
+    let wake: (() => void) | undefined
+    const fail = (o: Outcome) => {
+      if (outcome !== undefined) return
+      outcome = o
+      const w = wake
+      wake = undefined
+      w?.()
+      if (!reads) source?.destroy()
+      data.destroy()
+    }
+    const gone = () => fail('client')
+    this.#transfer = {abort: () => fail('aborted')}
+    data.setTimeout(this.#deps.limits.dataTimeoutMs)
+    data.on('timeout', gone)
+    data.on('error', gone)
+    data.on('close', gone)
+    source?.on('error', () => {}) // reported through the iterator below; keep a late one from crashing
+    let sent = 0
+    try {
+      if (reads)
+        sent = await this.#sendByReads(
+          (buf, done) => writeBlocks(data, buf, done),
+          reads,
+          expected,
+          () => outcome !== undefined,
+          (w) => (wake = w),
+        )
+      else
+        for await (const chunk of source ?? [body as Buffer]) {
+          if (outcome !== undefined) break
+          const buf = chunk as Buffer
+          sent += buf.length
+          // More than announced cannot be framed as this file: stop before sending it.
+          if (sent > expected) break
+          if (!writeBlocks(data, buf)) await drainOrClose(data)
+        }
+      if (outcome === undefined && sent !== expected) fail('source')
+      if (outcome === undefined) await new Promise<void>((resolve) => writeBlocks(data, EOF_BLOCK, () => resolve(), true))
+    } catch {
+      fail(data.destroyed ? 'client' : 'source')
+    } finally {
+      this.#transfer = undefined
+      if (reads) source?.destroy()
+      data.off('timeout', gone)
+      data.off('error', gone)
+      data.off('close', gone)
+      data.setTimeout(0)
+    }
+    return outcome ?? 'ok'
+  }
+}
+
+/** The data connection of one transfer (FtpSession.#takeChannel). */
+interface DataChannel {
+  connection(): Promise<Socket>
+  /** The transfer is over: stream mode's slot closes; block mode's kept connection stays. */
+  done(): void
+  block: boolean
+  /** Block mode's connection, open since an earlier transfer (125, not 150). */
+  reused: boolean
+}
+
+/** Block mode's last block of a transfer: descriptor 64 (EOF), no bytes. */
+const EOF_BLOCK = Buffer.from([0x40, 0, 0])
+/** The most bytes one block carries: its count is 16 bits. */
+const MAX_BLOCK = 0xffff
+
+/**
+ * Writes `buf` as blocks of at most 65,535 bytes, each after its header (descriptor 0), in one
+ * write(2) where the socket allows; `raw` writes `buf` as it is (a header already made).
+ * `done` is called once all of it was handed to the kernel. Returns write()'s backpressure.
+ */
+function writeBlocks(data: Socket, buf: Buffer, done?: (err?: Error | null) => void, raw = false): boolean {
+  if (raw) return data.write(buf, done)
+  if (buf.length === 0) {
+    if (done) process.nextTick(done)
+    return true
+  }
+  if (data.writableCorked === 0) {
+    data.cork()
+    process.nextTick(() => data.uncork())
+  }
+  let ok = true
+  for (let at = 0; at < buf.length; at += MAX_BLOCK) {
+    const piece = buf.subarray(at, at + MAX_BLOCK)
+    data.write(Buffer.from([0, piece.length >> 8, piece.length & 0xff]))
+    ok = data.write(piece, at + MAX_BLOCK >= buf.length ? done : undefined)
+  }
+  return ok
 }
 
 /** Buffers one large file is sent through, each reused once the data socket has taken it. */

@@ -19,6 +19,7 @@ import {
   drain,
   localSource,
   makeTree,
+  parseBlocks,
   serve,
   type Reply,
   type Tree,
@@ -141,8 +142,9 @@ describe('fpeer FTP server', {timeout: 120_000}, () => {
       ['TYPE I', 200],
       ['TYPE A', 200],
       ['TYPE E', 504],
+      ['MODE B', 200],
+      ['MODE C', 504],
       ['MODE S', 200],
-      ['MODE B', 504],
       ['STRU F', 200],
       ['STRU R', 504],
       ['NOOP', 200],
@@ -315,6 +317,60 @@ describe('fpeer FTP server', {timeout: 120_000}, () => {
     await fetch(await epsvPort())
   })
 
+  it('MODE B: one data connection carries the session’s files, each as blocks ended by EOF; a 550 leaves it to the next; MODE S closes it', async () => {
+    const ftp = await login()
+    await ftp.cmd('MODE B', 200)
+    // Not before a data connection is asked for.
+    await ftp.cmd(`RETR /${FOLDER}/empty.bin`, 425)
+    const data = await ftp.epsv()
+    const got = drain(data)
+    const small = tree.files.filter((f) => f !== BIG_FILE).slice(0, 3)
+    // A refusal before the connection was taken leaves it for the next file.
+    await ftp.cmd(`RETR /${FOLDER}/no-such-file.bin`, 550)
+    const asked = [...small, BIG_FILE, 'empty.bin', small[0]!]
+    for (const [i, name] of asked.entries()) {
+      ftp.send(`RETR /${FOLDER}/${name}`)
+      // The first transfer opens the connection (150); the rest find it open (125).
+      await ftp.expect(i === 0 ? 150 : 125)
+      await ftp.expect(250)
+      if (i === 1) await ftp.cmd(`RETR /${FOLDER}/missing-too.bin`, 550)
+    }
+    // Stream-mode byte offsets do not apply to block mode.
+    await ftp.cmd('REST 5', 504)
+    await ftp.cmd('MODE S', 200)
+    const {data: body} = await got
+    const {files, descriptors, unfinished} = parseBlocks(body)
+    assert.equal(unfinished, undefined)
+    assert.deepEqual([...descriptors].sort(), [0, 64])
+    assert.equal(files.length, asked.length)
+    for (const [i, name] of asked.entries()) assert.ok(files[i]!.equals(await readFile(path.join(tree.root, name))), name)
+    // Back in stream mode: a data connection per transfer, ended by closing it.
+    const again = await retr(ftp, `/${FOLDER}/${small[1]!}`)
+    assert.equal(again.last?.code, 226)
+    assert.ok(again.data.equals(await readFile(path.join(tree.root, small[1]!))))
+  })
+
+  it('MODE B: a new EPSV replaces the kept connection; a listing is framed too', async () => {
+    const ftp = await login()
+    await ftp.cmd('MODE B', 200)
+    const first = await ftp.epsv()
+    const firstGot = drain(first)
+    await ftp.cmd(`RETR /${FOLDER}/${tree.files[0]!}`, 150)
+    await ftp.expect(250)
+    const second = await ftp.epsv()
+    // The kept connection closed when the next was asked for, with the one file it carried.
+    assert.equal(parseBlocks((await firstGot).data).files.length, 1)
+    const got = drain(second)
+    await ftp.cmd(`NLST /${FOLDER}`, 150)
+    await ftp.expect(250)
+    await ftp.cmd('QUIT', 221)
+    const names = parseBlocks((await got).data)
+      .files[0]!.toString()
+      .split('\r\n')
+      .filter(Boolean)
+    assert.ok(names.includes(BIG_FILE))
+  })
+
   it('REST resumes at the offset; a bad or too large offset is refused', async () => {
     const whole = await readFile(path.join(tree.root, BIG_FILE))
     const ftp = await login()
@@ -386,6 +442,62 @@ describe('fpeer FTP server under faults and limits', {timeout: 120_000}, () => {
       assert.equal((await ftp.next()).code, 451)
       assert.ok(body.length <= 1 << 20, `sent ${body.length} bytes`)
       // The data connection just ends: the 451 on the control connection is what a client must trust.
+    } finally {
+      await ftp.close()
+      await server.close()
+    }
+  })
+
+  it('MODE B: a read error or a short file mid-transfer is 451 and drops the kept connection, so no later file is framed wrongly', async () => {
+    // The short source makes every file 100 bytes, the empty one too: only the faulty one serves a next file.
+    for (const [source, next] of [
+      [new FaultySource(localSource(tree), {drop: new Map([[BIG_FILE, {times: 1, afterBytes: 1 << 20}]])}), true],
+      [new ShortSource(localSource(tree)), false],
+    ] as const) {
+      const server = await serve(source)
+      const ftp = await RawFtp.login(server.port)
+      try {
+        await ftp.cmd('MODE B', 200)
+        const data = await ftp.epsv()
+        const got = drain(data)
+        ftp.send(`RETR /${FOLDER}/${BIG_FILE}`)
+        await ftp.expect(150)
+        assert.equal((await ftp.next()).code, 451)
+        const {files, unfinished} = parseBlocks((await got).data)
+        // Never an EOF block for the cut file.
+        assert.equal(files.length, 0)
+        assert.ok((unfinished?.length ?? 0) < BIG_BYTES)
+        // The next transfer needs a new data connection.
+        await ftp.cmd(`RETR /${FOLDER}/empty.bin`, 425)
+        if (!next) continue
+        const again = drain(await ftp.epsv())
+        await ftp.cmd(`RETR /${FOLDER}/empty.bin`, 150)
+        await ftp.expect(250)
+        await ftp.cmd('MODE S', 200)
+        assert.deepEqual(parseBlocks((await again).data).files, [Buffer.alloc(0)])
+      } finally {
+        await ftp.close()
+        await server.close()
+      }
+    }
+  })
+
+  it('MODE B: ABOR stops a transfer (426, 226) and drops the kept connection; the session goes on', async () => {
+    const server = await serve(new EndlessSource(localSource(tree)))
+    const ftp = await RawFtp.login(server.port)
+    try {
+      await ftp.cmd('MODE B', 200)
+      const data = await ftp.epsv()
+      data.pause()
+      ftp.send(`RETR /${FOLDER}/${BIG_FILE}`)
+      await ftp.expect(150)
+      ftp.send(Buffer.from([0xff, 0xf4, 0xff, 0xf2, ...Buffer.from('ABOR\r\n')]))
+      await ftp.expect(426)
+      await ftp.expect(226)
+      data.resume()
+      await drain(data)
+      await ftp.cmd(`RETR /${FOLDER}/empty.bin`, 425)
+      await ftp.cmd('NOOP', 200)
     } finally {
       await ftp.close()
       await server.close()
