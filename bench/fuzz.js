@@ -815,7 +815,7 @@ async function runHttp(i, server, print) {
 // --- FTP ------------------------------------------------------------------------------------
 
 const FTP_VERBS = ['CWD', 'PWD', 'CDUP', 'TYPE', 'MODE', 'STRU', 'PASV', 'EPSV', 'REST', 'SIZE', 'MDTM', 'MLST', 'RETR', 'LIST', 'NLST', 'MLSD', 'ABOR', 'PORT', 'EPRT', 'STOR', 'DELE', 'SITE', 'FEAT', 'OPTS', 'NOOP', 'HELP', 'SYST', 'USER', 'PASS', 'AUTH', 'PBSZ', 'PROT', 'XCWD', 'XPWD', 'RNFR', 'RNTO', 'MKD', 'QUIT', 'ZZZZ', 'A', 'ABCDE']
-const FTP_ARGS = [...PATHS.map((p) => `/${OPEN}/${p}`), ...PATHS, '/', '..', '-la', '-la /open-share', 'A', 'I', 'E', 'S', 'F', '0', '-1', '99999999999999999999', '1048575', '127,0,0,1,4,1', '|1|127.0.0.1|1025|', '|2|::1|1025|', '|||1|', 'UTF8 ON', 'TLS', `/${PRIVATE}/secret.txt`, `/${PRIVATE}`, 'x'.repeat(9000), '']
+const FTP_ARGS = [...PATHS.map((p) => `/${OPEN}/${p}`), ...PATHS, '/', '..', '-la', '-la /open-share', 'A', 'I', 'E', 'S', 'B', 'F', '0', '-1', '99999999999999999999', '1048575', '127,0,0,1,4,1', '|1|127.0.0.1|1025|', '|2|::1|1025|', '|||1|', 'UTF8 ON', 'TLS', `/${PRIVATE}/secret.txt`, `/${PRIVATE}`, 'x'.repeat(9000), '']
 
 function ftpCommand(rng) {
   if (rng.chance(0.05)) return rng.bytes(rng.range(1, 200))
