@@ -12,6 +12,20 @@ import type {Client} from 'basic-ftp'
 import {FpeerError, type BatchItem} from '@fpeer/core/plugin'
 import {mapFtpError} from './client-errors.js'
 
+/**
+ * Starts one basic-ftp task for a whole batch: it routes every reply to `onReply` and times
+ * out a silent server, and what it fails with goes to `fail`. Returns what ends the task, to
+ * call when the batch is over, so basic-ftp stops timing out the control connection and
+ * routing replies there.
+ */
+export function batchTask(client: Client, folder: string, onReply: (res: unknown) => void, fail: (err: FpeerError) => void): () => void {
+  const task = client.ftp.handle(undefined, (res) => onReply(res))
+  task.catch((err: unknown) => fail(mapFtpError(err, `FTP RETR in ${folder}`, 'transfer')))
+  // handle() sets up its task synchronously: its resolver is there now.
+  const resolve = (client.ftp as unknown as {_task?: {resolver: {resolve(v: unknown): void}}})._task?.resolver.resolve
+  return resolve ? () => resolve(undefined) : () => client.close()
+}
+
 /** Replies to EPSV that mean "not supported here": core then fetches one by one with get(). */
 const EPSV_UNSUPPORTED = new Set([500, 501, 502, 504, 522])
 
@@ -71,7 +85,7 @@ export async function* pipelineRetr(client: Client, o: PipelineOptions, done: (o
     wake = undefined
     w?.()
   }
-  let resolveTask: ((v: unknown) => void) | undefined
+  let resolveTask: (() => void) | undefined
 
   const fail = (err: FpeerError) => {
     if (stopped) return
@@ -82,7 +96,7 @@ export async function* pipelineRetr(client: Client, o: PipelineOptions, done: (o
     if (stopped) return
     stopped = true
     for (const f of queue) f.data?.destroy()
-    resolveTask?.(undefined)
+    resolveTask?.()
     poke()
   }
   const sendMore = () => {
@@ -198,12 +212,7 @@ export async function* pipelineRetr(client: Client, o: PipelineOptions, done: (o
   if (o.items.length === 0) return done({clean: true, silent: false})
   const onAbort = () => fail(new FpeerError('E_TRANSFER', 'FTP transfer aborted', {cause: o.signal?.reason}))
   o.signal?.addEventListener('abort', onAbort, {once: true})
-  // One basic-ftp task for the batch: it routes every reply here and times out a silent server.
-  const task = ftp.handle(undefined, (res) => onReply(res))
-  task.catch((err: unknown) => fail(mapFtpError(err, `FTP RETR in ${o.folder}`, 'transfer')))
-  // handle() sets up its task synchronously; its resolver ends the task when the batch is
-  // over, so basic-ftp stops timing out the control connection and routing replies here.
-  resolveTask = (ftp as unknown as {_task?: {resolver: {resolve(v: unknown): void}}})._task?.resolver.resolve ?? (() => client.close())
+  resolveTask = batchTask(client, o.folder, onReply, fail)
   let yielded = 0
   try {
     if (o.signal?.aborted) onAbort()

@@ -11,7 +11,7 @@
 import {Socket} from 'node:net'
 import type {Client} from 'basic-ftp'
 import {FpeerError, isFpeerError, type BatchItem} from '@fpeer/core/plugin'
-import type {PipelineOptions, PipelineOutcome} from './client-batch.js'
+import {batchTask, type PipelineOptions, type PipelineOutcome} from './client-batch.js'
 import {mapFtpError} from './client-errors.js'
 
 /** Block descriptors (RFC 959 3.4.2): the only ones a file structure transfer from fpeer uses. */
@@ -70,7 +70,7 @@ export async function* blockRetr(client: Client, o: PipelineOptions, done: (outc
   let anyReply = false
   let data: Socket | undefined
   let wake: (() => void) | undefined
-  let resolveTask: ((v: unknown) => void) | undefined
+  let resolveTask: (() => void) | undefined
   const poke = () => {
     const w = wake
     wake = undefined
@@ -85,7 +85,7 @@ export async function* blockRetr(client: Client, o: PipelineOptions, done: (outc
     if (stopped) return
     stopped = true
     data?.destroy()
-    resolveTask?.(undefined)
+    resolveTask?.()
     poke()
   }
   const send = (line: string, expect: Expect) => {
@@ -312,9 +312,7 @@ export async function* blockRetr(client: Client, o: PipelineOptions, done: (outc
   if (o.items.length === 0) return done({clean: true, silent: false})
   const onAbort = () => fail(new FpeerError('E_TRANSFER', 'FTP transfer aborted', {cause: o.signal?.reason}))
   o.signal?.addEventListener('abort', onAbort, {once: true})
-  const task = ftp.handle(undefined, (res) => onReply(res))
-  task.catch((err: unknown) => fail(mapFtpError(err, `FTP RETR in ${o.folder}`, 'transfer')))
-  resolveTask = (ftp as unknown as {_task?: {resolver: {resolve(v: unknown): void}}})._task?.resolver.resolve ?? (() => client.close())
+  resolveTask = batchTask(client, o.folder, onReply, fail)
   let yielded = 0
   try {
     if (o.signal?.aborted) onAbort()

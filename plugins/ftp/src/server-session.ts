@@ -559,7 +559,7 @@ export class FtpSession {
    * file that shrank shows as fewer than `expected`.
    */
   async #sendByReads(
-    write: (buf: Buffer, done: (err?: Error | null) => void) => void,
+    write: Write,
     read: (buf: Buffer) => Promise<number>,
     expected: number,
     stopped: () => boolean,
@@ -589,6 +589,34 @@ export class FtpSession {
     return sent
   }
 
+  /**
+   * Sends a file's bytes by `write`: by positional reads where the source allows (`reads`),
+   * else as the source yields them (a small file: its one Buffer). Stops when `stopped()`, and
+   * before a chunk that would pass `expected` (more than announced: in block mode it could not
+   * be framed as this file). Returns the bytes counted, so a file that shrank or grew shows as
+   * other than `expected`.
+   */
+  async #sendBody(
+    data: Socket,
+    write: Write,
+    body: Readable | Buffer,
+    expected: number,
+    reads: ((buf: Buffer) => Promise<number>) | undefined,
+    stopped: () => boolean,
+    onWait: (wake: () => void) => void,
+  ): Promise<number> {
+    if (reads) return this.#sendByReads(write, reads, expected, stopped, onWait)
+    let sent = 0
+    for await (const chunk of Buffer.isBuffer(body) ? [body] : body) {
+      if (stopped()) break
+      const buf = chunk as Buffer
+      sent += buf.length
+      if (sent > expected) break
+      if (!write(buf)) await drainOrClose(data)
+    }
+    return sent
+  }
+
   async #pump(data: Socket, body: Readable | Buffer, expected: number, reads?: (buf: Buffer) => Promise<number>): Promise<Outcome> {
     const source: Readable | undefined = Buffer.isBuffer(body) ? undefined : body
     let outcome: Outcome | undefined
@@ -614,23 +642,16 @@ export class FtpSession {
     data.on('error', () => fail('client'))
     data.on('close', () => fail('client'))
     source?.on('error', () => {}) // reported through the iterator below; keep a late one from crashing
-    let sent = 0
     try {
-      if (reads)
-        sent = await this.#sendByReads(
-          (buf, done) => data.write(buf, done),
-          reads,
-          expected,
-          () => outcome !== undefined,
-          (w) => (wake = w),
-        )
-      else
-        for await (const chunk of source ?? [body as Buffer]) {
-          if (outcome !== undefined) break
-          const buf = chunk as Buffer
-          sent += buf.length
-          if (!data.write(buf)) await drainOrClose(data)
-        }
+      const sent = await this.#sendBody(
+        data,
+        (buf, done) => data.write(buf, done),
+        body,
+        expected,
+        reads,
+        () => outcome !== undefined,
+        (w) => (wake = w),
+      )
       if (outcome === undefined && sent !== expected) fail('source')
       if (outcome === undefined) {
         await new Promise<void>((resolve, reject) => data.end((err?: Error | null) => (err ? reject(err) : resolve())))
@@ -673,25 +694,16 @@ export class FtpSession {
     data.on('error', gone)
     data.on('close', gone)
     source?.on('error', () => {}) // reported through the iterator below; keep a late one from crashing
-    let sent = 0
     try {
-      if (reads)
-        sent = await this.#sendByReads(
-          (buf, done) => writeBlocks(data, buf, done),
-          reads,
-          expected,
-          () => outcome !== undefined,
-          (w) => (wake = w),
-        )
-      else
-        for await (const chunk of source ?? [body as Buffer]) {
-          if (outcome !== undefined) break
-          const buf = chunk as Buffer
-          sent += buf.length
-          // More than announced cannot be framed as this file: stop before sending it.
-          if (sent > expected) break
-          if (!writeBlocks(data, buf)) await drainOrClose(data)
-        }
+      const sent = await this.#sendBody(
+        data,
+        (buf, done) => writeBlocks(data, buf, done),
+        body,
+        expected,
+        reads,
+        () => outcome !== undefined,
+        (w) => (wake = w),
+      )
       if (outcome === undefined && sent !== expected) fail('source')
       if (outcome === undefined) await new Promise<void>((resolve) => writeBlocks(data, EOF_BLOCK, () => resolve(), true))
     } catch {
@@ -707,6 +719,9 @@ export class FtpSession {
     return outcome ?? 'ok'
   }
 }
+
+/** Hands bytes to the data connection; `done` once the kernel has them; false when it wants a drain first. */
+type Write = (buf: Buffer, done?: (err?: Error | null) => void) => boolean
 
 /** The data connection of one transfer (FtpSession.#takeChannel). */
 interface DataChannel {
