@@ -116,7 +116,7 @@ describe('FTP client, block mode against fpeer’s server', {timeout: 60_000}, (
  * nobody asked for; `cut` sends half a block and closes; `early-big` sends 10 bytes before
  * its 150. In stream mode (after MODE S, or never B) it serves `ok-N` the plain way.
  */
-async function scriptedServer(opts: {refuseModeB?: boolean} = {}): Promise<{port: number; commands: string[]; close(): Promise<void>}> {
+async function scriptedServer(opts: {refuseModeB?: boolean; closeEach?: boolean} = {}): Promise<{port: number; commands: string[]; close(): Promise<void>}> {
   const sockets = new Set<Socket>()
   const commands: string[] = []
   const servers: Server[] = []
@@ -186,6 +186,12 @@ async function scriptedServer(opts: {refuseModeB?: boolean} = {}): Promise<{port
             s.write(Buffer.concat([frame(0x40, Buffer.alloc(0)), frame(0x40, Buffer.from('unasked'))]))
             return
           } else s.write(frame(0x40, body(name)))
+          if (opts.closeEach) {
+            // As RFC 959 allows: the data connection closed after each file, and 226 says so.
+            s.end()
+            data = undefined
+            return reply('226 done, closing data connection')
+          }
           return reply('250 done')
         }
         default:
@@ -220,7 +226,7 @@ async function scriptedServer(opts: {refuseModeB?: boolean} = {}): Promise<{port
 }
 
 describe('FTP client, block mode against a server that frames wrongly', {timeout: 60_000}, () => {
-  const run = async (items: Array<{path: string; size: number}>, serverOpts: {refuseModeB?: boolean} = {}) => {
+  const run = async (items: Array<{path: string; size: number}>, serverOpts: {refuseModeB?: boolean; closeEach?: boolean} = {}) => {
     const server = await scriptedServer(serverOpts)
     const client = await connectFtp(options(server.port, {timeoutMs: 2000}))
     try {
@@ -252,6 +258,19 @@ describe('FTP client, block mode against a server that frames wrongly', {timeout
       [5, 7],
     )
     assert.equal(commands.filter((c) => c === 'MODE B').length, 1)
+  })
+
+  it('a server that closes the data connection after each file in block mode (226): the files after it come in stream mode, every one whole', async () => {
+    const items = [3, 4, 5, 6].map((n) => ({path: `ok-${n}`, size: n}))
+    const {got, error, commands} = await run(items, {closeEach: true})
+    assert.equal(error, undefined)
+    assert.deepEqual(
+      got.map((i) => [i.path, 'data' in i ? i.data.length : -1]),
+      items.map((i) => [i.path, i.size]),
+    )
+    // Block mode once; then a data connection per file.
+    assert.equal(commands.filter((c) => c === 'MODE B').length, 1)
+    assert.ok(commands.filter((c) => c === 'EPSV').length >= 4)
   })
 
   it('a block with a descriptor fpeer does not send: no file taken from it, and the batch goes on in stream mode', async () => {

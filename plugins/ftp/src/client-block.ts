@@ -301,7 +301,13 @@ export async function* blockRetr(client: Client, o: PipelineOptions, done: (outc
         }
         if (code >= 300) return fail(mapFtpError(res, `FTP RETR ${f.remote}`, 'transfer'))
         f.replied = true
-        return settle()
+        settle()
+        // 226 is "closing data connection": a server that does so after each file in block mode
+        // (RFC 959 allows it) cannot carry the next file on it. This file is handed over if
+        // its body is whole; the rest goes in stream mode.
+        if (code === 226)
+          fail(new FpeerError('E_UNSUPPORTED', 'FTP: the server closes the data connection after each file in block mode', {details: {ftpMode: 'B'}}))
+        return
       }
       case 'mode-s':
         if (code >= 300) return fail(new FpeerError('E_TRANSFER', `FTP: MODE S refused (${code})`))

@@ -193,8 +193,9 @@ export class FtpClientPool implements TransferClient {
         continue
       } catch (err) {
         if (signal?.aborted) throw abortError(signal)
-        // MODE B refused (any server but fpeer's), or not kept to: stream mode from now on, on a fresh connection.
-        if (yielded === 0 && blockModeRefused(err)) {
+        // MODE B refused (any server but fpeer's), or not kept to: stream mode from now on, on a
+        // fresh connection, for the files not handed over yet. Once only: the mode is then stream.
+        if (blockModeRefused(err)) {
           this.#log.debug('ftp: block mode not available, using stream mode', {host: this.#opts.host, error: (err as Error).message})
           this.#blockMode = false
           continue
