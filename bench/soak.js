@@ -22,9 +22,10 @@
 //   --catch-up-ms T    FPEER_SYNC_INTERVAL_MS of every peer (default 300000, fpeer's own: what users run;
 //                      0 turns the periodic catch-up off, as the churn test does, so only the exchange at
 //                      start, owed forwards and retries bring peers together)
-//   --max-own-files N  once a peer owns N live files, its edits only modify them: the tree stops
-//                      growing after the first cycles, so RSS growth after that is not data the
-//                      peers are asked to keep (default: unbounded, the tree grows all run)
+//   --max-own-files N  once a peer owns N live files, its edits only modify them, each rewriting
+//                      the file's edit line: neither the tree nor any file grows after the first
+//                      cycles, so RSS growth after that is not data the peers are asked to keep
+//                      (default: unbounded, the tree and its files grow all run)
 //   --log-dir DIR      keep each serve's stderr in DIR/peer<i>.log (appended across restarts)
 //   --log-level L      FPEER_LOG_LEVEL of every serve (default warn; info or debug to trace a slow cycle)
 //   --stable-node-options "FLAGS"

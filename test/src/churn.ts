@@ -44,7 +44,9 @@ export interface ChurnOptions {
   /**
    * Once a peer owns this many live files, its every edit is a modification: the tree, and
    * what each peer records of it, stop growing (the soak then tells a leak from data the
-   * peers are asked to keep). Unset: creations, deletions and renames go on all run long.
+   * peers are asked to keep). A modification then rewrites the file's edit line instead of
+   * appending one, so no file grows either. Unset: creations, deletions and renames go on
+   * all run long, and each modification appends a line.
    */
   maxOwnFiles?: number
   /** Extra environment of the stable peers' serves only (the soak's diagnostic node flags, e.g. NODE_OPTIONS). */
@@ -398,7 +400,9 @@ export class Churn {
       this.#note(`peer${p}${this.up[p] ? '' : ' (down)'} create ${rel}`)
     } else if (op < 7) {
       const rel = this.rng.pick(mine)
-      const content = `${this.owned.get(rel)!.content}edit ${n}\n`
+      const before = this.owned.get(rel)!.content!
+      // Bounded (maxOwnFiles): the first line and the newest edit, so no file grows all run either.
+      const content = `${this.options.maxOwnFiles !== undefined ? before.slice(0, before.indexOf('\n') + 1) : before}edit ${n}\n`
       await writeFile(path.join(dir, rel), content)
       this.owned.set(rel, {owner: p, content})
       this.#wrote(rel, content)
