@@ -1,6 +1,6 @@
 // The scan's hashing, on a real disk: on this thread for a few files, in scan threads for many; what it refuses to read; what it reuses.
 import assert from 'node:assert/strict'
-import {createHash} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 import {execFileSync} from 'node:child_process'
 import {fstatSync, mkdirSync, openSync, readdirSync, statSync, utimesSync, writeFileSync} from 'node:fs'
 import {chmod, mkdir, mkdtemp, realpath, rm, symlink, unlink, writeFile} from 'node:fs/promises'
@@ -215,6 +215,8 @@ describe('scanFolder', () => {
     ['small', 'x'.repeat(29), 'x'.repeat(29) + 'edit 1371\n'],
     ['large', Buffer.alloc(SMALL_FILE_BYTES + 5, 'a'), Buffer.alloc(SMALL_FILE_BYTES + 99, 'b')],
     ['truncated', 'a longer first content', ''],
+    // Several reads of 1 MiB through the two alternating buffers, each MiB different: a piece hashed out of order or twice changes the hash.
+    ['several reads', randomBytes(3 * 1024 * 1024 + 17), randomBytes(4 * 1024 * 1024 + 1001)],
   ] as const) {
     it(`hashSteady (${label}): a file written between the fstat and the read gives a size and hash of the same bytes, steady on a second read`, async () => {
       const dir = path.join(work, `steady-${label}`)
