@@ -51,6 +51,30 @@ describe('MessageChannel stall timeout', () => {
     }
   })
 
+  it('a message that arrived while this process had no CPU is read before the stall clock is judged', async () => {
+    behave = (s) => {
+      // 100 ms in, the peer's whole message reaches this process's socket, and then this process
+      // is busy for twice the stall timeout: when it runs again the clock is out, yet the
+      // message is waiting to be read.
+      // (After the timers of this turn of the loop: the next turn runs its timers, the stall
+      // clock's among them, before it reads any socket.)
+      setTimeout(() => {
+        setImmediate(() => {
+          s.write('PeerError\n*\nE_BUSY\nlater\n\n')
+          const until = Date.now() + 400
+          while (Date.now() < until);
+        })
+      }, 100)
+    }
+    const channel = await connectChannel('127.0.0.1', port)
+    try {
+      const msg = await channel.next(Infinity, {stallMs: 200})
+      assert.equal(msg.type, 'PeerError')
+    } finally {
+      await channel.close()
+    }
+  })
+
   it('silence past the stall timeout is E_TIMEOUT naming the address', async () => {
     behave = () => {}
     const channel = await connectChannel('127.0.0.1', port)

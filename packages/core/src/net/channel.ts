@@ -215,6 +215,8 @@ export class MessageChannel {
     // checked) its strings and objects take more memory than its bytes did, and releasing
     // it at parse time let further messages fill the budget again beside it.
     if (this.#queue.length === 0 && !this.#decoder.inMessage) this.#release()
+    // Whether the clock ran out once already with nothing read since: see below.
+    let lookedAgain = false
     for (;;) {
       const lines = this.#queue.shift()
       if (lines) {
@@ -232,6 +234,15 @@ export class MessageChannel {
       // silent while it waited for us (a host while its requester fetched 100,000 files).
       const now = Date.now()
       const left = stallMs === undefined ? deadline - now : Math.min(deadline, Math.max(this.#lastByteAt, started) + stallMs) - now
+      if (left <= 0 && !lookedAgain) {
+        // A timer that fires runs before the sockets are read in the same turn of the event
+        // loop. When this process itself got no CPU for a while (a loaded machine, a laptop
+        // resumed), the peer's bytes may be waiting in the socket already: read them first,
+        // and only a clock still out after that is the peer's silence.
+        lookedAgain = true
+        await new Promise<void>((resolve) => setImmediate(resolve))
+        continue
+      }
       if (left <= 0) {
         const stalled = stallMs !== undefined && deadline > now
         throw new FpeerError(
@@ -247,6 +258,7 @@ export class MessageChannel {
           },
         )
       }
+      lookedAgain = false
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left)
         this.#waiter = {
