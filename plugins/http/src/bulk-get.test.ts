@@ -221,6 +221,32 @@ describe('HTTP client: large files on connections of their own', {timeout: 120_0
     }
   })
 
+  it('bytes that arrived while this process had no CPU are read before the idle timeout is judged', async () => {
+    const body = Buffer.alloc(1 << 20, 7)
+    const late = await rawServer((socket) => {
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`)
+      socket.write(body.subarray(0, 1 << 16))
+      // 100 ms in, the rest reaches this process's socket, and then this process is busy for
+      // twice the idle timeout, after the timers of that turn of the event loop: the next turn
+      // runs the idle timer before it reads the socket.
+      setTimeout(() => {
+        setImmediate(() => {
+          socket.end(body.subarray(1 << 16))
+          const until = Date.now() + 400
+          while (Date.now() < until);
+        })
+      }, 100)
+    })
+    const c = await connectHttp({host: '127.0.0.1', port: late.port, identity, concurrency: 1, timeoutMs: 200})
+    try {
+      const got = await c.get('docs', 'big.bin', {size: body.length})
+      assert.deepEqual(await drain(got.stream), {bytes: body.length, sha256: sha(body)})
+    } finally {
+      await c.close()
+      await late.close()
+    }
+  })
+
   it('a reader slower than the idle timeout is not the peer stalling: the file still arrives whole', async () => {
     // Far more than the reader's buffers and the sockets' hold, so the socket is paused for the reader.
     const huge = Buffer.alloc(64 << 20, 5)

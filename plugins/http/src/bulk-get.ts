@@ -145,7 +145,16 @@ export function bulkGet(opts: BulkGetOptions): Promise<BulkReply> {
         },
       },
     })
-    socket.setTimeout(opts.timeoutMs, () => fail(new FpeerError('E_TIMEOUT', `no byte from the peer in ${opts.timeoutMs} ms`)))
+    socket.setTimeout(opts.timeoutMs, () => {
+      // A timer runs before the sockets are read in the same turn of the event loop: when this
+      // process itself had no CPU for a while, the peer's bytes may be waiting already. They
+      // are read first (a read re-arms the idle timer); only a socket that still read nothing,
+      // and that no slow reader holds paused, is the peer's silence.
+      const seen = socket.bytesRead
+      setImmediate(() => {
+        if (socket.bytesRead === seen && !socket.isPaused()) fail(new FpeerError('E_TIMEOUT', `no byte from the peer in ${opts.timeoutMs} ms`))
+      })
+    })
     socket.on('error', (err) => fail(opts.mapError(err, settled)))
     socket.on('close', () => {
       if (!settled) fail(opts.mapError(Object.assign(new Error('the connection closed before a reply'), {code: 'ECONNRESET'}), false))
