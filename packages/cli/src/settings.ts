@@ -49,7 +49,7 @@ const MS_VARS: ReadonlyArray<{
     key: 'stall',
     dflt: DEFAULT_TIMEOUTS.stall,
     meaning:
-      'how long a transfer, a push of changes to a peer or the wait for a peer that is transferring may go without progress; past it the transfer fails with E_TIMEOUT and a push is retried with backoff (request --stall-timeout sets it per request)',
+      'how long a transfer, a push of changes to a peer or the wait for a peer that is transferring may go without progress (bytes that reached this peer while it was too busy to read them count: they are read before a stall is declared); past it the transfer fails with E_TIMEOUT and a push is retried with backoff (request --stall-timeout sets it per request)',
   },
   {
     name: 'FPEER_TRANSFER_TIMEOUT_MS',
