@@ -33,10 +33,16 @@
 //                      "--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=/tmp/snaps")
 //   --stable-env "K=V …" more environment of the never-killed peers only, to compare settings a user
 //                      can give serve (e.g. "MALLOC_ARENA_MAX=2")
+//   --malloc-stats     with gdb on PATH: each line of the never-killed peers' memory also gives glibc's
+//                      own account (malloc_stats(), the serve paused for a moment): what malloc holds
+//                      from the system and how much of it is in use, so growth that is freed memory
+//                      malloc keeps is told apart from memory the program holds
 //   --json             one JSON summary on stdout instead of the text report
 // SIGINT ends the run after the cycle under way and reports the cycles done; a second one ends it at once.
 import './usage.js'
-import {readFile} from 'node:fs/promises'
+import {execFile} from 'node:child_process'
+import {mkdtemp, readFile, rm} from 'node:fs/promises'
+import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -80,6 +86,7 @@ for (const kv of (stableEnvArg ?? '').split(/\s+/).filter(Boolean)) {
   stableEnv[kv.slice(0, at)] = kv.slice(at + 1)
 }
 if (stableNodeOptions) stableEnv.NODE_OPTIONS = stableNodeOptions
+const mallocStats = process.argv.includes('--malloc-stats')
 const cycles = Math.max(1, Math.round((minutes * 60_000) / cycleMs))
 const say = (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`)
 
@@ -129,7 +136,8 @@ const statsOf = async (i) => {
 /** One never-killed serve as the log lines show it: RSS, its private and file-backed parts, fds, then `mem` (memoryOf). */
 const procLine = (p, mem) => {
   const mib = (kib) => (kib / 1024).toFixed(1)
-  return `peer${p.peer} rss ${mib(p.rssKiB)} MiB (anon ${mib(p.anonKiB)}, file ${mib(p.fileKiB)}) fds ${p.fds}${mem}`
+  const malloc = p.malloc ? `, malloc holds ${mib(p.malloc.systemKiB)} MiB, ${mib(p.malloc.inUseKiB)} in use` : mallocStats ? ', malloc: no figures (gdb?)' : ''
+  return `peer${p.peer} rss ${mib(p.rssKiB)} MiB (anon ${mib(p.anonKiB)}, file ${mib(p.fileKiB)}) fds ${p.fds}${mem}${malloc}`
 }
 
 const memoryOf = async (i) => {
@@ -137,6 +145,36 @@ const memoryOf = async (i) => {
   const f = (b) => (b / 1048576).toFixed(1)
   const spaces = m?.spaces ? `, spaces ${Object.entries(m.spaces).filter(([, k]) => k >= 1024).map(([n, k]) => `${n} ${(k / 1024).toFixed(1)}`).join(' ')}` : ''
   return m ? ` (heap ${f(m.heapUsed)}/${f(m.heapTotal)}, external ${f(m.external)}, arrayBuffers ${f(m.arrayBuffers)}${spaces})` : ''
+}
+
+/**
+ * glibc's account of process `pid`'s malloc, from malloc_stats() called in it through gdb (its
+ * stderr pointed at a file for the call, then put back): {systemKiB, inUseKiB} of all arenas and
+ * mapped blocks, or undefined (no gdb, not glibc, not allowed to attach).
+ */
+async function mallocOf(pid) {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'fpeer-soak-malloc-'))
+  const out = path.join(dir, 'stats')
+  try {
+    // open(2) flags O_WRONLY|O_CREAT (65), mode 0600 (384).
+    const commands = ['set $s = (int) dup(2)', `set $f = (int) open("${out}", 65, 384)`, 'call (int) dup2($f, 2)', 'call (void) malloc_stats()', 'call (int) dup2($s, 2)', 'call (int) close($f)', 'call (int) close($s)']
+    await new Promise((resolve, reject) => execFile('gdb', ['-p', String(pid), '-batch', ...commands.flatMap((c) => ['-ex', c])], {timeout: 60_000}, (err) => (err ? reject(err) : resolve())))
+    const text = await readFile(out, 'utf8')
+    const total = text.slice(text.lastIndexOf('Total'))
+    const system = Number(/system bytes\s*=\s*(\d+)/.exec(total)?.[1])
+    const inUse = Number(/in use bytes\s*=\s*(\d+)/.exec(total)?.[1])
+    return Number.isFinite(system) && Number.isFinite(inUse) ? {systemKiB: Math.round(system / 1024), inUseKiB: Math.round(inUse / 1024)} : undefined
+  } catch {
+    return undefined
+  } finally {
+    await rm(dir, {recursive: true, force: true})
+  }
+}
+
+/** With --malloc-stats, adds `malloc` ({systemKiB, inUseKiB}) to each of `procs` (in place); returns them. */
+async function withMalloc(procs) {
+  if (mallocStats) for (const p of procs) p.malloc = await mallocOf(p.pid)
+  return procs
 }
 
 /**
@@ -182,7 +220,7 @@ try {
   // Any reclaim since the serves started: their start-up (scan, joins, first exchanges) is over.
   await idleSettled(0)
   startProcs = await churn.procs()
-  const first = startProcs.filter((p) => p.peer < 2)
+  const first = await withMalloc(startProcs.filter((p) => p.peer < 2))
   const firstMem = await Promise.all(first.map((p) => memoryOf(p.peer)))
   say(`start: ${first.map((p, k) => procLine(p, firstMem[k])).join('; ')}`)
   bytesAtStart = await churn.bytesFetched()
@@ -225,7 +263,7 @@ try {
     await idleSettled(churnEnd)
     const all = await churn.procs()
     if (c === 0) warmProcs = all
-    const now = all.filter((p) => p.peer < 2)
+    const now = await withMalloc(all.filter((p) => p.peer < 2))
     const mem = await Promise.all(now.map((p) => memoryOf(p.peer)))
     say(`cycle ${c + 1}/${cycles}: ${now.map((p, k) => procLine(p, mem[k])).join('; ')}`)
   }
@@ -237,7 +275,7 @@ try {
   changes = churn.changes - changesAtStart
   if (!failure) await idleSettled(churnEnd).catch(() => {})
   endProcs = await churn.procs().catch(() => [])
-  const last = endProcs.filter((p) => p.peer < 2)
+  const last = await withMalloc(endProcs.filter((p) => p.peer < 2)).catch(() => [])
   const lastMem = await Promise.all(last.map((p) => memoryOf(p.peer).catch(() => '')))
   say(`end: ${last.map((p, k) => procLine(p, lastMem[k])).join('; ')}`)
   churn.tallyLogs()
@@ -256,7 +294,7 @@ const procRows = Array.from({length: peers}, (_, peer) => {
   const w = warmBy.get(peer)
   // Information beside the verdict, which stays start→end: RSS growth after the first cycle, once the V8 heap has its working size.
   const afterCycle1 = restarted || !w || w.pid !== e.pid ? null : {rssKiB: w.rssKiB, rssPct: pct(w.rssKiB, e.rssKiB)}
-  return {peer, up: e !== undefined, restarted, rssKiB: [s?.rssKiB ?? null, e?.rssKiB ?? null], anonKiB: [s?.anonKiB ?? null, e?.anonKiB ?? null], fileKiB: [s?.fileKiB ?? null, e?.fileKiB ?? null], fds: [s?.fds ?? null, e?.fds ?? null], growthPct: restarted ? null : {rss: pct(s.rssKiB, e.rssKiB), fds: pct(s.fds, e.fds)}, afterCycle1}
+  return {peer, up: e !== undefined, restarted, rssKiB: [s?.rssKiB ?? null, e?.rssKiB ?? null], anonKiB: [s?.anonKiB ?? null, e?.anonKiB ?? null], fileKiB: [s?.fileKiB ?? null, e?.fileKiB ?? null], fds: [s?.fds ?? null, e?.fds ?? null], ...(mallocStats && peer < 2 ? {mallocKiB: [s?.malloc ?? null, e?.malloc ?? null]} : {}), growthPct: restarted ? null : {rss: pct(s.rssKiB, e.rssKiB), fds: pct(s.fds, e.fds)}, afterCycle1}
 })
 const GROWTH_LIMIT_PCT = 10
 const longLived = procRows.filter((r) => r.growthPct)
@@ -300,6 +338,10 @@ else {
   console.log(`serve starts: ${summary.startMs.starts}, ready after median ${summary.startMs.median} ms, max ${summary.startMs.max} ms`)
   console.log(`restarts: ${summary.verdict.restarts}${churn.startFailures.length ? ` (${churn.startFailures.length} did not come up: ${churn.startFailures.map((f) => `peer${f.peer}`).join(', ')})` : ''}`)
   for (const f of churn.startFailures) console.log(`  peer${f.peer} at ${(f.at / 1000).toFixed(1)} s: ${f.error}\n    ${f.logTail.slice(-10).join('\n    ')}`)
+  for (const r of procRows.filter((r) => r.mallocKiB?.every(Boolean))) {
+    const [a, b] = r.mallocKiB
+    console.log(`peer ${r.peer}: malloc holds ${mib(a.systemKiB)} → ${mib(b.systemKiB)} MiB, ${mib(a.inUseKiB)} → ${mib(b.inUseKiB)} MiB of it in use`)
+  }
   for (const r of procRows.filter((r) => r.afterCycle1)) console.log(`peer ${r.peer}: RSS after cycle 1 ${mib(r.afterCycle1.rssKiB)} MiB, ${signed(r.afterCycle1.rssPct)} to the end`)
   console.log(`growth of never-restarted peers (RSS and fds, start→end, limit ${GROWTH_LIMIT_PCT}%): ${summary.verdict.growth}${grew.length ? ` (peer ${grew.map((r) => r.peer).join(', ')})` : ''}`)
   if (failure) console.log(`FAILED: ${failure.message ?? failure}`)
