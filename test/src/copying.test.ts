@@ -43,7 +43,7 @@ function alive(peer: Peer): boolean {
   return peer.ready !== undefined && !peer.serveStderr.includes('stopping')
 }
 
-describe('copying keeps what rsync keeps and overwrites nothing unseen', {timeout: 240_000}, () => {
+describe('copying keeps what rsync keeps and overwrites nothing unseen', {timeout: 600_000}, () => {
   let work: string
   let host: Peer
   let src: string
@@ -196,7 +196,7 @@ describe('copying keeps what rsync keeps and overwrites nothing unseen', {timeou
   })
 })
 
-describe('push --dry-run and --push-port', {timeout: 120_000}, () => {
+describe('push --dry-run and --push-port', {timeout: 600_000}, () => {
   it('a dry run lists what a push would send and records nothing; a bad --push-port is a usage error', async () => {
     const work = await tempDir()
     const me = await Peer.create('127.0.77.9')
@@ -229,7 +229,7 @@ describe('push --dry-run and --push-port', {timeout: 120_000}, () => {
   })
 })
 
-describe('unshare, disallow and forget take effect on a running serve', {timeout: 240_000}, () => {
+describe('unshare, disallow and forget take effect on a running serve', {timeout: 600_000}, () => {
   let work: string
   let host: Peer
   let me: Peer

@@ -12,7 +12,7 @@ import {fileURLToPath} from 'node:url'
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js')
 const SUPPORTED = typeof (module as {enableCompileCache?: unknown}).enableCompileCache === 'function'
 
-describe("fpeer's compile cache", {timeout: 120_000}, () => {
+describe("fpeer's compile cache", {timeout: 600_000}, () => {
   let work: string
   before(async () => {
     work = await mkdtemp(path.join(os.tmpdir(), 'fpeer-compile-cache-'))

@@ -17,7 +17,7 @@ interface Ran {
   oclif: boolean
 }
 
-describe('the fast path of fpeer --version and fpeer id', {timeout: 120_000}, () => {
+describe('the fast path of fpeer --version and fpeer id', {timeout: 600_000}, () => {
   let dir: string
   let probe: string
   before(async () => {

@@ -9,7 +9,7 @@ import {fileURLToPath} from 'node:url'
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/run.js')
 
-describe('V8 heap growth of fpeer commands', {timeout: 120_000}, () => {
+describe('V8 heap growth of fpeer commands', {timeout: 600_000}, () => {
   let home: string
   before(async () => {
     home = await mkdtemp(path.join(os.tmpdir(), 'fpeer-heap-growth-'))

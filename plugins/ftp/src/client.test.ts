@@ -86,7 +86,7 @@ class CountingSource implements FileSource {
   }
 }
 
-describe('FTP client', {timeout: 120_000}, () => {
+describe('FTP client', {timeout: 600_000}, () => {
   let tree: Tree
   let source: CountingSource
   let server: TransportServer

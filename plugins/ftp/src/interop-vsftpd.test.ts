@@ -46,7 +46,7 @@ async function waitForPort(port: number, child: ChildProcess, stderr: () => stri
   throw new Error(`vsftpd did not listen on ${port}: ${stderr()}`)
 }
 
-describe('the FTP client against vsftpd', {timeout: 120_000, skip: !isRoot && 'vsftpd must be started as root (it chroots anonymous users)'}, () => {
+describe('the FTP client against vsftpd', {timeout: 600_000, skip: !isRoot && 'vsftpd must be started as root (it chroots anonymous users)'}, () => {
   let tree: Tree
   let vsftpd: ChildProcess | undefined
   let port: number

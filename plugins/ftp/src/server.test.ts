@@ -70,7 +70,7 @@ class ShortSource extends RecordingSource {
   }
 }
 
-describe('fpeer FTP server', {timeout: 120_000}, () => {
+describe('fpeer FTP server', {timeout: 600_000}, () => {
   let tree: Tree
   let source: RecordingSource
   let server: TransportServer
@@ -420,7 +420,7 @@ describe('fpeer FTP server', {timeout: 120_000}, () => {
   })
 })
 
-describe('fpeer FTP server under faults and limits', {timeout: 120_000}, () => {
+describe('fpeer FTP server under faults and limits', {timeout: 600_000}, () => {
   let tree: Tree
   before(async () => {
     tree = await makeTree()

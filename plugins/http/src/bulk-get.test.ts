@@ -68,7 +68,7 @@ describe('parseHead', () => {
   })
 })
 
-describe('HTTP client: large files on connections of their own', {timeout: 120_000}, () => {
+describe('HTTP client: large files on connections of their own', {timeout: 600_000}, () => {
   let dir: string
   let server: TransportServer
   const big = randomBytes(5 * (1 << 20) + 123)

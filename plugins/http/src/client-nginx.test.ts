@@ -27,7 +27,7 @@ async function rejectsCode(fn: () => Promise<unknown>, code: string): Promise<vo
   })
 }
 
-describe('fpeer HTTP client against nginx', {timeout: 120_000}, () => {
+describe('fpeer HTTP client against nginx', {timeout: 600_000}, () => {
   let fx: Fixture
   let work: string
   let nginx: ChildProcess

@@ -24,7 +24,7 @@ async function curl(fx: Fixture, url: string, ...extra: string[]): Promise<{stat
   return {status: Number(r.stdout.subarray(cut + 1).toString()), body: r.stdout.subarray(0, cut), headers: await readFile(headerFile, 'utf8')}
 }
 
-describe('fpeer HTTP server with curl and wget', {timeout: 120_000}, () => {
+describe('fpeer HTTP server with curl and wget', {timeout: 600_000}, () => {
   let fx: Fixture
   let server: TransportServer
   let origin: string

@@ -47,7 +47,7 @@ function run(args: string[]): Promise<Run> {
   })
 }
 
-describe('OpenSSH sftp against the fpeer SFTP server', {skip: !existsSync(SFTP) && `${SFTP} not installed`, timeout: 120_000}, () => {
+describe('OpenSSH sftp against the fpeer SFTP server', {skip: !existsSync(SFTP) && `${SFTP} not installed`, timeout: 600_000}, () => {
   let base: string
   let root: string
   let server: TransportServer

@@ -56,7 +56,7 @@ async function rejectsWith(fn: () => Promise<unknown>, code: ErrorCode): Promise
   return caught
 }
 
-describe('the fpeer SFTP client against OpenSSH sshd', {skip: cannotRun(), timeout: 120_000}, () => {
+describe('the fpeer SFTP client against OpenSSH sshd', {skip: cannotRun(), timeout: 600_000}, () => {
   let base: string
   let chroot: string
   let sshd: ChildProcess
