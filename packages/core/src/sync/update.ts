@@ -63,29 +63,20 @@ function stallBounded(ctx: SyncContext): SyncContext {
  */
 async function sendWithin(channel: MessageChannel, msg: Message, stallMs: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined
-  let over = false
   const stalled = new Promise<never>((_, reject) => {
-    // Judged after this turn's socket work (setImmediate), as the channel's stall clock is: a
-    // process that itself had no CPU may have a drained socket it has not been told of yet.
-    timer = setTimeout(
-      () =>
-        setImmediate(() => {
-          if (over) return
-          channel.socket.destroy()
-          reject(
-            new FpeerError('E_TIMEOUT', `${channel.remoteAddress}:${channel.remotePort} took no bytes for ${stallMs / 1000} s`, {
-              details: {address: `${channel.remoteAddress}:${channel.remotePort}`, timeoutMs: stallMs},
-              hint: 'the peer stopped making progress: is it still running? (FPEER_STALL_TIMEOUT_MS sets how long to wait)',
-            }),
-          )
+    timer = setTimeout(() => {
+      channel.socket.destroy()
+      reject(
+        new FpeerError('E_TIMEOUT', `${channel.remoteAddress}:${channel.remotePort} took no bytes for ${stallMs / 1000} s`, {
+          details: {address: `${channel.remoteAddress}:${channel.remotePort}`, timeoutMs: stallMs},
+          hint: 'the peer stopped making progress: is it still running? (FPEER_STALL_TIMEOUT_MS sets how long to wait)',
         }),
-      stallMs,
-    )
+      )
+    }, stallMs)
   })
   try {
     await Promise.race([channel.send(msg), stalled])
   } finally {
-    over = true
     clearTimeout(timer)
   }
 }
