@@ -60,7 +60,7 @@ export interface RequestOptions {
    * Replaces the plain fetch for a folder this peer already holds (a catch-up): decides
    * per version what to take and fetches only that. Returns what it fetched or copied.
    */
-  apply?(ftg: FilesToGet, fetchFrom: PeerEndpoint & {peer: PeerId}): Promise<{transfer: FetchResult; got: Set<string>}>
+  apply?(ftg: FilesToGet, fetchFrom: PeerEndpoint & {peer: PeerId}, progress: ApplyProgress): Promise<{transfer: FetchResult; got: Set<string>}>
   /** Stops the request: the channel and the transfer end, and the request fails with the signal's reason (an FpeerError: E_INTERRUPTED, E_TIMEOUT). */
   signal?: AbortSignal
   /**
@@ -298,6 +298,8 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
   let followed: FollowedFiles | undefined
   // Bytes moved by our transfer: what our keep-alives report as progress.
   let moved = 0
+  // An apply waiting its turn (ApplyProgress): every keep-alive tick counts.
+  let queued = false
   const onEvent: RequestOptions['onEvent'] = (ev) => {
     if (ev.event === 'bytes') moved += ev.bytes
     opts.onEvent?.(ev)
@@ -366,7 +368,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     // A host that announced keep-alives understands ours, and sends its own while it checks our copy.
     const theirStall = parseKeepAlive(ftg.meta.ka)
     const keepAlives = theirStall !== undefined
-    if (keepAlives) stopKeepAlive = channel.keepAlive(() => moved, keepAliveEvery(theirStall))
+    if (keepAlives) stopKeepAlive = channel.keepAlive(() => (queued ? ++moved : moved), keepAliveEvery(theirStall))
     opts.onEvent?.({
       event: 'files-to-get',
       host: hostId.toString(),
@@ -445,7 +447,11 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     })
     const from = {protocol: ftg.protocol, host: hostAddress, port: ftg.port, peer: hostId, grant: ftg.meta.grant, localAddress: opts.bind}
     if (opts.apply) {
-      const r = await opts.apply(unsupported.size ? {...ftg, files: ftg.files.filter((f) => !unsupported.has(f.path))} : ftg, from)
+      queued = true
+      const progress: ApplyProgress = {onEvent, fetching: () => void (queued = false)}
+      const r = await opts.apply(unsupported.size ? {...ftg, files: ftg.files.filter((f) => !unsupported.has(f.path))} : ftg, from, progress).finally(() => {
+        queued = false
+      })
       transfer = r.transfer
       const got = r.got
       gotHere = (f) => got.has(f.path)
@@ -608,6 +614,18 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
 /** The `ext` of a FilesUpdated line that carries only `ign=1` or `got=1` (shared, never changed: fileToLine copies it). */
 const IGNORED_HERE: Readonly<Record<string, string>> = Object.freeze({ign: '1'})
 const GOT_HERE: Readonly<Record<string, string>> = Object.freeze({got: '1'})
+
+/**
+ * What an `apply` tells the handshake of its progress, for the keep-alives the host waits on
+ * (4.7): its fetch's events, and the moment its fetch starts. Until then it waits its turn
+ * behind the folder's other applies (one at a time), and every tick counts as progress, as it
+ * does for a received update (sync/update.ts): a busy peer is not a hung one, and a host that
+ * gave up would leave the apply fetching with a revoked grant (E_ACCESS) when its turn came.
+ */
+export interface ApplyProgress {
+  onEvent(ev: FetchEvent): void
+  fetching(): void
+}
 
 /** Failures of ours that a host ending the handshake causes (its connection closed, its grant revoked). */
 const CUT_BY_HOST: ReadonlySet<string> = new Set(['E_CONNECTION_LOST', 'E_ACCESS', 'E_TRANSFER', 'E_CONNECT', 'E_NOT_FOUND'])

@@ -18,6 +18,8 @@ import {JoinedPulls, PeerSync} from './peer-sync.js'
 
 const FOLDER = 'docs'
 const TIMEOUTS = defaultTimeouts({reply: 20_000, transfer: 60_000, stall: 20_000, io: 20_000, message: 20_000})
+/** Small enough that a stall test ends soon, large enough that timers late on a busy machine do not fire it. */
+const SHORT_STALL = 1500
 
 /** One peer in this process (testing/sync-peer.ts) with its PeerSync, and what this suite watches it do. */
 interface Peer extends SyncPeer {
@@ -51,7 +53,7 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
 
   const record = (p: Peer): PeerRecord => peerRecord(p, transport.protocol)
 
-  async function peer(address: string, own: TransportRegistry = registry): Promise<Peer> {
+  async function peer(address: string, own: TransportRegistry = registry, timeouts = TIMEOUTS): Promise<Peer> {
     // Filled in by makeSyncPeer below; the callbacks only run once it is.
     const p = {peers: [], requests: 0, updates: 0, refused: [], tracked: new Set()} as unknown as Peer
     const isPeer = (id: string) => p.peers.some((r) => r.id === id)
@@ -61,7 +63,7 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
       address,
       transport,
       registry: own,
-      timeouts: TIMEOUTS,
+      timeouts,
       folder: FOLDER,
       isPeer,
       forward: (f, versions, exclude) => p.peerSync.forward(f, versions, exclude),
@@ -88,7 +90,7 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
       identity,
       registry,
       log: silentLogger,
-      timeouts: TIMEOUTS,
+      timeouts,
       concurrency: 2,
       daemon: false,
       localAddress: () => address,
@@ -301,6 +303,49 @@ describe('PeerSync in process (sync/peer-sync.ts)', () => {
       await quiet([a, b, c])
       assert.equal(await readFile(path.join(c.dir, 'p.txt'), 'utf8'), 'pulled\n')
       assert.deepEqual([b.updates, c.updates], [0, 1])
+    } finally {
+      await closeAll()
+    }
+  })
+
+  it('a pull that waits its turn behind the folder’s other applies keeps the host waiting past its stall timeout, and then fetches with a live grant', async () => {
+    try {
+      const a = await peer('127.0.0.2')
+      // The host gives up on a requester that shows no progress for SHORT_STALL (and revokes its grant).
+      const b = await peer('127.0.0.3', registry, defaultTimeouts({...TIMEOUTS, stall: SHORT_STALL}))
+      a.peers = [record(b)]
+      b.peers = [record(a)]
+      await writeFile(path.join(b.dir, 'held.txt'), 'held\n')
+      await writeFile(path.join(b.dir, 'p.txt'), 'pulled\n')
+      const held = (await b.sync.rescan()).records.get('held.txt')!.version!
+      // a's folder is busy: an apply holds its queue (its fetch waits on the gate).
+      let release = () => {}
+      const gate = new Promise<void>((r) => (release = r))
+      const busy = a.sync.apply([held], async () => {
+        await gate
+        throw new FpeerError('E_INTERRUPTED', 'let go by the test')
+      })
+      busy.catch(() => {})
+      const pull = a.peerSync.pullFrom(FOLDER, record(b))
+      pull.catch(() => {})
+      try {
+        await until(() => b.grants.size === 1, 'b answered the pull with a grant')
+        // The pull's apply now waits behind the busy one, past three of b's stall timeouts;
+        // without keep-alives b gives up after one and revokes the grant the pull fetches with.
+        const from = Date.now()
+        await until(() => {
+          assert.equal(b.grants.size, 1, 'b gave up on the waiting pull')
+          return Date.now() - from >= 3 * SHORT_STALL
+        }, 'three stall timeouts passed')
+      } finally {
+        release()
+      }
+      await assert.rejects(busy, (e) => isFpeerError(e, 'E_INTERRUPTED'))
+      assert.equal(await pull, 2)
+      assert.equal(await readFile(path.join(a.dir, 'p.txt'), 'utf8'), 'pulled\n')
+      assert.equal(await readFile(path.join(a.dir, 'held.txt'), 'utf8'), 'held\n')
+      await quiet([a, b])
+      assert.equal(b.grants.size, 0)
     } finally {
       await closeAll()
     }

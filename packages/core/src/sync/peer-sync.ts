@@ -265,7 +265,7 @@ export class PeerSync {
           timeouts: d.timeouts,
           log: d.log,
           ...(signal ? {signal} : {}),
-          apply: async (ftg, from) => {
+          apply: async (ftg, from, progress) => {
             d.count('messagesIn')
             // The peer's own structure only: a busy peer may have handed us to another (10.5).
             if (ftg.meta.id === PeerId.parse(peer.id).compact) {
@@ -295,7 +295,14 @@ export class PeerSync {
               d.forwardTargets(folder, []),
               versions,
               () => sync.records(),
-              () => sync.apply(versions, fetcherFrom(ctx, folder, from)),
+              // Until its fetch starts, the apply waits behind the folder's others: the host is told we are busy, not hung.
+              () => {
+                const fetch = fetcherFrom(ctx, folder, from, progress.onEvent)
+                return sync.apply(versions, (items, staging) => {
+                  progress.fetching()
+                  return fetch(items, staging)
+                })
+              },
             )
             applied = res.applied
             // What an earlier, failed apply landed may have come from any peer: none is left out.
@@ -315,6 +322,7 @@ export class PeerSync {
                     mode: 'land',
                     root: sync.folder.path,
                     concurrency: ctx.concurrency,
+                    onEvent: progress.onEvent,
                     ...(signal ? {signal} : {}),
                   }),
                 )

@@ -8,7 +8,7 @@ import path from 'node:path'
 import {Readable} from 'node:stream'
 import {after, before, describe, it} from 'node:test'
 import {formatDestination} from '../access/replay-guard.js'
-import {isFpeerError} from '../errors.js'
+import {FpeerError, isFpeerError} from '../errors.js'
 import {randomNonce} from '../identity.js'
 import {MessageChannel, connectChannel} from '../net/channel.js'
 import {TransportRegistry} from '../registry.js'
@@ -402,6 +402,36 @@ describe('updates in process (sync/update.ts)', () => {
       assert.deepEqual(receiver.failures, [])
       assert.deepEqual(await readFile(path.join(receiver.dir, 'slow.bin')), content)
     } finally {
+      await unpair()
+    }
+  })
+
+  it('a receiver that waits its turn behind the folder’s other applies keeps the sender waiting with keep-alives, past the stall timeout', async () => {
+    await pair({sender: defaultTimeouts({...TIMEOUTS, stall: SHORT_STALL})})
+    let release = () => {}
+    try {
+      const [held] = await change({'held.txt': 'held\n'})
+      const versions = await change({'queued.txt': 'queued\n'})
+      // The receiver's folder is busy: an apply holds its queue (its fetch waits on the gate).
+      const gate = new Promise<void>((r) => (release = r))
+      const busy = receiver.sync.apply([held!], async () => {
+        await gate
+        throw new FpeerError('E_INTERRUPTED', 'let go by the test')
+      })
+      busy.catch(() => {})
+      let done = false
+      const pushed = push(versions).finally(() => void (done = true))
+      pushed.catch(() => {})
+      // Keep-alives over three of the sender's stall timeouts while the update waits; without them it gives up after one (E_TIMEOUT).
+      await until(() => receiver.keepAlives >= 12 || done, 'the receiver sent keep-alives over three stall timeouts')
+      release()
+      assert.deepEqual(await pushed, {got: 1, verified: 1})
+      await assert.rejects(busy, (e) => isFpeerError(e, 'E_INTERRUPTED'))
+      await settled()
+      assert.deepEqual(receiver.failures, [])
+      assert.equal(await readFile(path.join(receiver.dir, 'queued.txt'), 'utf8'), 'queued\n')
+    } finally {
+      release()
       await unpair()
     }
   })
