@@ -44,7 +44,10 @@
 //                      NODE_OPTIONS of the never-killed peers only, for diagnosis (e.g.
 //                      "--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=/tmp/snaps")
 //   --stable-env "K=V …" more environment of the never-killed peers only, to compare settings a user
-//                      can give serve (e.g. "MALLOC_ARENA_MAX=2")
+//                      can give serve (e.g. "MALLOC_ARENA_MAX=2"); it wins over the unit's
+//   --no-unit-env      leave out the environment docs/fpeer.service gives serve (its Environment=
+//                      lines but FPEER_HOME), which every serve of the soak otherwise runs with: the
+//                      soak measures serve as the documented unit runs it
 //   --malloc-stats     with gdb on PATH: each line of the never-killed peers' memory also gives glibc's
 //                      own account (malloc_stats(), the serve paused for a moment): what malloc holds
 //                      from the system and how much of it is in use, so growth that is freed memory
@@ -99,6 +102,14 @@ for (const kv of (stableEnvArg ?? '').split(/\s+/).filter(Boolean)) {
   stableEnv[kv.slice(0, at)] = kv.slice(at + 1)
 }
 if (stableNodeOptions) stableEnv.NODE_OPTIONS = stableNodeOptions
+// What docs/fpeer.service sets in serve's environment (glibc's malloc settings), but the home: every serve runs with it.
+const unitEnv = {}
+if (!process.argv.includes('--no-unit-env')) {
+  for (const line of (await readFile(path.join(ROOT, 'docs/fpeer.service'), 'utf8')).split('\n')) {
+    const m = /^Environment=([A-Z_][A-Z0-9_]*)=(\S*)$/.exec(line.trim())
+    if (m && m[1] !== 'FPEER_HOME') unitEnv[m[1]] = m[2]
+  }
+}
 const mallocStats = process.argv.includes('--malloc-stats')
 const cycles = Math.max(1, Math.round((minutes * 60_000) / cycleMs))
 const say = (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`)
@@ -113,7 +124,7 @@ const churn = new Churn({
   stable: 2,
   ...(maxOwnFiles !== undefined ? {maxOwnFiles} : {}),
   ...(Object.keys(stableEnv).length ? {stableEnv} : {}),
-  env: {FPEER_SYNC_INTERVAL_MS: String(catchUpMs), FPEER_RESCAN_INTERVAL_MS: '10000', FPEER_STALL_TIMEOUT_MS: '5000', FPEER_LOG_LEVEL: logLevel},
+  env: {...unitEnv, FPEER_SYNC_INTERVAL_MS: String(catchUpMs), FPEER_RESCAN_INTERVAL_MS: '10000', FPEER_STALL_TIMEOUT_MS: '5000', FPEER_LOG_LEVEL: logLevel},
   log: say,
   logDir,
 })
@@ -239,7 +250,7 @@ let changesAtStart = 0
 /** Counters are flushed once a second: let the last ones land before reading them. */
 const settleCounters = () => new Promise((r) => setTimeout(r, 1500))
 try {
-  say(`soak: ${peers} peers, ${cycles} cycles of ${cycleMs / 1000} s, seed ${seed}${maxOwnFiles !== undefined ? `, at most ${maxOwnFiles} own files per peer` : ''}`)
+  say(`soak: ${peers} peers, ${cycles} cycles of ${cycleMs / 1000} s, seed ${seed}${maxOwnFiles !== undefined ? `, at most ${maxOwnFiles} own files per peer` : ''}${Object.keys(unitEnv).length ? `; every serve with docs/fpeer.service's ${Object.entries(unitEnv).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''}`)
   await churn.build()
   await churn.converge(120_000)
   // Any reclaim since the serves started: their start-up (scan, joins, first exchanges) is over.
@@ -373,6 +384,7 @@ const summary = {
   cycles: cycleRows.length,
   ...(interrupted ? {interrupted: `stopped by SIGINT after ${cycleRows.length} of ${cycles} cycles`} : {}),
   edges: churn.edges.length,
+  unitEnv,
   changes,
   kills: churn.kills,
   convergeMs: {median: median(converged), max: Math.max(0, ...converged), all: converged},
