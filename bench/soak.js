@@ -60,6 +60,7 @@ import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
+import {unitEnvironment} from './unit-env.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const {Churn} = await import(path.join(ROOT, 'test/dist/src/churn.js'))
@@ -103,11 +104,13 @@ for (const kv of (stableEnvArg ?? '').split(/\s+/).filter(Boolean)) {
 }
 if (stableNodeOptions) stableEnv.NODE_OPTIONS = stableNodeOptions
 // What docs/fpeer.service sets in serve's environment (glibc's malloc settings), but the home: every serve runs with it.
-const unitEnv = {}
+let unitEnv = {}
 if (!process.argv.includes('--no-unit-env')) {
-  for (const line of (await readFile(path.join(ROOT, 'docs/fpeer.service'), 'utf8')).split('\n')) {
-    const m = /^Environment=([A-Z_][A-Z0-9_]*)=(\S*)$/.exec(line.trim())
-    if (m && m[1] !== 'FPEER_HOME') unitEnv[m[1]] = m[2]
+  try {
+    unitEnv = unitEnvironment(await readFile(path.join(ROOT, 'docs/fpeer.service'), 'utf8'))
+  } catch (err) {
+    console.error(`${err.message} (--no-unit-env runs the soak without the unit's environment)`)
+    process.exit(2)
   }
 }
 const mallocStats = process.argv.includes('--malloc-stats')
