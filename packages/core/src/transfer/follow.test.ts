@@ -1,6 +1,7 @@
 // Following a part file as it is written (protocol 4.10): readers get what is on disk, wait for more, and let the descriptor go.
 import assert from 'node:assert/strict'
-import {closeSync, fstatSync, openSync, writeSync} from 'node:fs'
+import {execFileSync} from 'node:child_process'
+import {closeSync, constants, fstatSync, openSync, read as readCb, writeSync} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -146,6 +147,40 @@ describe('PartFollow: one attempt’s part, read as it is written', {timeout: 30
     follow.landed()
     assert.equal(isOpen(p.readFd), false)
     p.closeWriter()
+  })
+
+  it('serves what was written while every thread of the pool is blocked: its reads do not queue behind the landing’s writes', async () => {
+    // Each pool thread blocks in a read of an empty FIFO until a byte is written to it.
+    const fifo = path.join(dir, `fifo${++n}`)
+    execFileSync('mkfifo', [fifo])
+    const pipeFd = openSync(fifo, constants.O_RDWR)
+    const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4
+    let blocked = threads
+    for (let i = 0; i < threads; i++) readCb(pipeFd, Buffer.alloc(1), 0, 1, null, () => void blocked--)
+    const p = part(dir, `p${++n}`)
+    const follow = new PartFollow(p.readFd, SIZE, 0)
+    const stream = follow.open()
+    try {
+      p.write(0, SIZE)
+      follow.progress(SIZE)
+      // Through the pool, this read would wait for a thread until the finally below frees one.
+      const read = positionalReader(stream)!
+      const buf = Buffer.alloc(SIZE)
+      let got = 0
+      while (got < SIZE) got += await read(buf.subarray(got))
+      assert.deepEqual(buf, expected(0, SIZE))
+      assert.equal(blocked, threads, 'the pool was still blocked while the part was read')
+    } finally {
+      while (blocked > 0) {
+        writeSync(pipeFd, 'x')
+        await turn()
+      }
+      closeSync(pipeFd)
+      stream.destroy()
+      follow.landed()
+      p.closeWriter()
+    }
+    while (isOpen(p.readFd)) await turn()
   })
 })
 
