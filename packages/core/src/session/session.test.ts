@@ -59,6 +59,8 @@ interface Host {
   verifiedLogs: Array<Record<string, unknown>>
   /** Told each handshake failure's code, as the host logs it. */
   onFailed: (code: string) => void
+  /** The host's calls of its transport's prepare() and connect(), in order. */
+  transportCalls: string[]
   close(): Promise<void>
 }
 
@@ -99,6 +101,19 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
       },
     }
     const served: TransportServer = await transport.serve({host: '127.0.0.1', port: 0, files: source, identity})
+    // The host's own registry: the same transport, with its prepare() and connect() recorded.
+    const hostRegistry = new TransportRegistry()
+    hostRegistry.add(
+      {
+        ...transport,
+        prepare: async () => void h.transportCalls.push('prepare'),
+        connect: async (options) => {
+          h.transportCalls.push('connect')
+          return transport.connect!(options)
+        },
+      },
+      'memory',
+    )
     const sessions = new Set<Promise<void>>()
     const h: Host = {
       identity,
@@ -115,11 +130,12 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
       shape: (_p, o) => o,
       verifiedLogs: [],
       onFailed: () => {},
+      transportCalls: [],
       close: async () => {},
     }
     const ctx: HostContext = {
       identity,
-      registry,
+      registry: hostRegistry,
       log: {
         ...silentLogger,
         info: (msg, fields) => (msg === 'verified peer copy' ? h.verifiedLogs.push(fields ?? {}) : undefined),
@@ -228,6 +244,18 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
     const failing = new TransportRegistry()
     failing.add({...transport, prepare: () => Promise.reject(new Error('cannot load'))}, 'memory')
     assert.equal((await request({registry: failing})).transfer.fetched, 3)
+  })
+
+  it('the host loads its fetch-back client once the FilesToGet is sent: prepare() before its first connect(), early or not', async () => {
+    for (const early of [true, false]) {
+      reset()
+      host.early = early
+      host.transportCalls.length = 0
+      const r = await request()
+      assert.equal(r.transfer.fetched, 3)
+      assert.equal(host.transportCalls[0], 'prepare', `early=${early}: ${host.transportCalls.join(', ')}`)
+      assert.ok(host.transportCalls.includes('connect'), 'the host read the copy back')
+    }
   })
 
   it('an unknown folder is refused with E_UNKNOWN_FOLDER, the peer’s code, and nothing is created', async () => {
