@@ -77,6 +77,22 @@ describe('file lines', () => {
     )
   })
 
+  it('long attribute values come out exactly (quotes, backslashes, controls, non-ASCII), each copied out of its line', () => {
+    const origin = 'A'.repeat(52)
+    const entries: FileEntry[] = [
+      {path: 'versioned.txt', size: 2, sha256: SHA, mtimeMs: 5, ext: {origin, osig: 'ab'.repeat(64), ver: '7', vv: `${origin}:7`}},
+      {path: 'odd', ext: {za: 'a "quoted" \\ value over 13', zb: 'tab\there, ctrl \u0001, “non-ASCII” ü'}},
+    ]
+    for (const entry of entries) {
+      const line = fileLineText(entry)
+      assert.deepEqual(fileFromText(line), entry, line)
+      assert.deepEqual(fileFromLine(parseLine(line)), entry, line)
+    }
+    // Through a whole message too, where a value cut from the text would hold all of it.
+    const msg = parseMessage(formatMessage({type: 'FilesToGet', folder: 'f', port: 1, protocol: 'HTTP', files: entries, meta: {}})) as FilesToGet
+    assert.deepEqual(msg.files, entries)
+  })
+
   it('fileFromText refuses what parseLine and fileFromLine refuse, with the same code', () => {
     for (const {line, code} of refused) {
       assert.equal(
