@@ -192,12 +192,14 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
   ctx.log.info('sent FilesToGet', {peer: sender?.short ?? address, folder, protocol, files: files.length})
   try {
     await untilAborted(channel.send(ftg), signal, stopping)
-    // The fetch-back (seed step 13) most likely goes by the protocol the requester fetches by
-    // (MANUAL's copy is read back over HTTP): that client loads now, while the requester sets
-    // up. Loaded at the first progress message (4.9), it ran in front of the requester's first
-    // read of this host, about 40 ms of a 512 MiB request's wall time for undici.
+    // A new peer's copy is read back (seed step 13), most likely by the protocol it fetches by
+    // (MANUAL's over HTTP): that client loads now, while the requester sets up. Loaded at the
+    // first progress message (4.9), it ran in front of the requester's first read of this
+    // host, about 40 ms of a 512 MiB request's wall time for undici. A confirmed peer catching
+    // up often fetches nothing, so nothing is read back: a serve that only hosts those does
+    // without the client, as before.
     const backBy = protocol === 'MANUAL' ? 'HTTP' : protocol
-    if (ctx.registry.has(backBy)) {
+    if (!rejoin && live.length > 0 && ctx.registry.has(backBy)) {
       const t = ctx.registry.get(backBy)
       void Promise.resolve()
         .then(() => t.prepare?.())

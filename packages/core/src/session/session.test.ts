@@ -246,7 +246,7 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
     assert.equal((await request({registry: failing})).transfer.fetched, 3)
   })
 
-  it('the host loads its fetch-back client once the FilesToGet is sent: prepare() before its first connect(), early or not', async () => {
+  it('the host loads its fetch-back client once the FilesToGet is sent to a new peer: prepare() before its first connect(), early or not', async () => {
     for (const early of [true, false]) {
       reset()
       host.early = early
@@ -256,6 +256,12 @@ describe('the handshake in process (host.ts and requester.ts)', () => {
       assert.equal(host.transportCalls[0], 'prepare', `early=${early}: ${host.transportCalls.join(', ')}`)
       assert.ok(host.transportCalls.includes('connect'), 'the host read the copy back')
     }
+    // A confirmed peer catching up may fetch nothing to read back: no client is loaded ahead for it.
+    reset()
+    host.isPeer = () => true
+    host.transportCalls.length = 0
+    await request()
+    assert.ok(!host.transportCalls.includes('prepare'), host.transportCalls.join(', '))
   })
 
   it('an unknown folder is refused with E_UNKNOWN_FOLDER, the peer’s code, and nothing is created', async () => {
