@@ -3,7 +3,7 @@ import {FpeerError} from '../errors.js'
 import {BePeerRequestFromWire, BePeerRequestToWire} from './be-peer-request.js'
 import {checkFolderName} from './fields.js'
 import {FilesToGetFromWire, FilesToGetToWire} from './files-to-get.js'
-import {fileFromText, fileLineText} from './file-list.js'
+import {type Origins, fileFromText, fileLineText} from './file-list.js'
 import {FilesUpdatedFromWire, FilesUpdatedToWire} from './files-updated.js'
 import {type Line, formatLine, parseLine, splitMessages} from './frame.js'
 import {PeerErrorFromWire, PeerErrorToWire} from './peer-error.js'
@@ -54,7 +54,11 @@ export function parseLines(input: Iterable<string>): Message {
   }
   const folder = lines[1]!.value === '*' && type === 'PeerError' ? '*' : checkFolderName(lines[1]!.value)
   const msg = FROM_WIRE[type](lines, folder)
-  if (listed && 'files' in msg) for (let r; !(r = rest.next()).done; ) msg.files.push(fileFromText(r.value))
+  if (listed && 'files' in msg) {
+    // The message's own table of origins: its entries share one string per peer (file-list.ts).
+    const origins: Origins = new Map()
+    for (let r; !(r = rest.next()).done; ) msg.files.push(fileFromText(r.value, origins))
+  }
   return msg
 }
 

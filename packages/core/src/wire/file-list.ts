@@ -27,6 +27,7 @@ function toEntry(
   sha256: string | undefined,
   mtime: string | undefined,
   ext: Record<string, string> | undefined,
+  origins?: Origins,
 ): FileEntry {
   let path = name
   if (enc !== undefined) {
@@ -43,13 +44,13 @@ function toEntry(
     const sz = parseDecimal(size, 'size')
     const hex = ownHex(sha256)
     const ms = parseDecimal(mtime, 'mtime')
-    return ext === undefined ? {path, size: sz, sha256: hex, mtimeMs: ms} : {path, size: sz, sha256: hex, mtimeMs: ms, ext: ownExt(ext)}
+    return ext === undefined ? {path, size: sz, sha256: hex, mtimeMs: ms} : {path, size: sz, sha256: hex, mtimeMs: ms, ext: ownExt(ext, origins)}
   }
   const entry: FileEntry = {path}
   if (size !== undefined) entry.size = parseDecimal(size, 'size')
   if (sha256 !== undefined) entry.sha256 = ownHex(sha256)
   if (mtime !== undefined) entry.mtimeMs = parseDecimal(mtime, 'mtime')
-  if (ext) entry.ext = ownExt(ext)
+  if (ext) entry.ext = ownExt(ext, origins)
   return entry
 }
 
@@ -59,12 +60,12 @@ function toEntry(
  * from the text kept the whole message text alive for as long as any entry or version made
  * from it: a 100,000-file FilesToGet held 75 MiB as entries, 73 MiB as versions alone; now
  * 49 and 42 (bench/list-memory.js), for about 0.1 s more to parse it. An `origin` (one of a
- * folder's few peers) is one string shared by the entries that name it.
+ * folder's few peers) is one string shared by the entries of a message that name it.
  */
-function ownExt(ext: Record<string, string>): Record<string, string> {
+function ownExt(ext: Record<string, string>, origins: Origins | undefined): Record<string, string> {
   const shared = sharedExt(ext)
   if (shared !== ext) return shared
-  for (const key in ext) ext[key] = key === 'origin' ? sharedOrigin(ext[key]!) : ownValue(ext[key]!)
+  for (const key in ext) ext[key] = key === 'origin' ? sharedOrigin(ext[key]!, origins) : ownValue(ext[key]!)
   return ext
 }
 
@@ -77,16 +78,17 @@ function ownValue(s: string): string {
   return NOT_PLAIN_IN_JSON.test(s) ? ownString(s) : (JSON.parse(`"${s}"`) as string)
 }
 
-/** Origins seen in file lines, each held once; forgotten all at once past ORIGINS_HELD (a hostile list of distinct ones). */
-const origins = new Map<string, string>()
+/** The origins one message's file lines named, each held once (its parse owns the table). */
+export type Origins = Map<string, string>
+
+/** Origins a table holds at most: past them (a hostile list of distinct ones), each is copied alone. */
 const ORIGINS_HELD = 1024
 
-function sharedOrigin(s: string): string {
-  let held = origins.get(s)
+function sharedOrigin(s: string, origins: Origins | undefined): string {
+  let held = origins?.get(s)
   if (held === undefined) {
-    if (origins.size >= ORIGINS_HELD) origins.clear()
-    held = ownString(s)
-    origins.set(held, held)
+    held = ownValue(s)
+    if (origins && origins.size < ORIGINS_HELD) origins.set(held, held)
   }
   return held
 }
@@ -124,9 +126,10 @@ function ownHex(s: string): string {
 /**
  * fileFromLine(parseLine(text)), without the Line, its attribute object and the copy the
  * extension attributes were split into: a 100,000-file list is parsed into its entries
- * alone. Same checks and errors as the two it stands for.
+ * alone. Same checks and errors as the two it stands for. `origins`: the message's table of
+ * shared origins (ownExt).
  */
-export function fileFromText(text: string): FileEntry {
+export function fileFromText(text: string, origins?: Origins): FileEntry {
   const tab = text.indexOf('\t')
   if (tab < 0) return fileFromLine({value: text, attrs: {}})
   let enc: string | undefined
@@ -165,7 +168,7 @@ export function fileFromText(text: string): FileEntry {
     if (next < 0) break
     at = next + 1
   }
-  return toEntry(text.slice(0, tab), enc, size, sha256, mtime, ext)
+  return toEntry(text.slice(0, tab), enc, size, sha256, mtime, ext, origins)
 }
 
 /**
