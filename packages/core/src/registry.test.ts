@@ -83,6 +83,24 @@ describe('TransportRegistry.addHookResult', () => {
   })
 })
 
+describe('TransportRegistry.prepare', () => {
+  it('starts the named transport’s prepare() in the background; an unknown protocol or a failing prepare() is no error', async () => {
+    const r = new TransportRegistry()
+    let calls = 0
+    let done!: () => void
+    const prepared = new Promise<void>((resolve) => (done = resolve))
+    r.add({...good(), prepare: async () => void (++calls, done())}, 'p')
+    r.add({...good(), protocol: 'FAILS', prepare: () => Promise.reject(new Error('cannot load'))}, 'q')
+    r.prepare('test')
+    r.prepare('NOPE')
+    r.prepare('FAILS')
+    await prepared
+    assert.equal(calls, 1)
+    // A rejection left unhandled would fail this test file's process.
+    await new Promise((resolve) => setImmediate(resolve))
+  })
+})
+
 describe('loadOnUse', () => {
   it("gives the loaded module, and a part that cannot load is E_PLUGIN naming the protocol, the part and the loader's reason", async () => {
     assert.deepEqual(await loadOnUse('MYP', 'client', async () => ({connect: 1})), {connect: 1})

@@ -111,6 +111,19 @@ export class TransportRegistry {
     return found.transport
   }
 
+  /**
+   * Starts loading the client of `protocol` ahead of its first connect (Transport.prepare),
+   * in the background: an unknown protocol or a failed load is ignored, connect() decides.
+   */
+  prepare(protocol: string): void {
+    const found = this.#byProtocol.get(protocol.toUpperCase())
+    if (!found?.transport.prepare) return
+    const t = found.transport
+    void Promise.resolve()
+      .then(() => t.prepare?.())
+      .catch(() => {})
+  }
+
   list(): RegisteredTransport[] {
     return [...this.#byProtocol.values()].sort((a, b) => (a.transport.protocol < b.transport.protocol ? -1 : 1))
   }

@@ -198,13 +198,7 @@ async function hostHandshake(channel: MessageChannel, request: BePeerRequest, ct
     // host, about 40 ms of a 512 MiB request's wall time for undici. A confirmed peer catching
     // up often fetches nothing, so nothing is read back: a serve that only hosts those does
     // without the client, as before.
-    const backBy = protocol === 'MANUAL' ? 'HTTP' : protocol
-    if (!rejoin && live.length > 0 && ctx.registry.has(backBy)) {
-      const t = ctx.registry.get(backBy)
-      void Promise.resolve()
-        .then(() => t.prepare?.())
-        .catch(() => {})
-    }
+    if (!rejoin && live.length > 0) ctx.registry.prepare(protocol === 'MANUAL' ? 'HTTP' : protocol)
     // A requester that sends keep-alives (ka=1) may take as long as its copy takes, as long as
     // it makes progress; one that does not (a seed peer) gets the absolute transfer limit.
     const theirStall = plain ? undefined : parseKeepAlive(request.meta.ka)

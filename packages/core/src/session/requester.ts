@@ -333,12 +333,7 @@ async function requestInto(opts: RequestOptions, root: string): Promise<RequestR
     // While the host answers: load the client of the protocol it will most likely name (the
     // one asked for, else the first of ours, as an fpeer host picks), so that overlaps the wait.
     const likely = meta.want ?? protocols.find((p) => p !== 'MANUAL')
-    if (likely && opts.registry.has(likely)) {
-      const t = opts.registry.get(likely)
-      void Promise.resolve()
-        .then(() => t.prepare?.())
-        .catch(() => {})
-    }
+    if (likely) opts.registry.prepare(likely)
 
     const first = await channel.next(opts.timeouts.reply)
     if (first.type === 'PeerError' && first.code === 'E_DELEGATED' && opts.followDelegation !== false && !opts.extraMeta?.ticket) {
