@@ -1,5 +1,7 @@
 // The file-line fast paths (parse without a Line object, format without one, a signed list formatted once) against literal wire text.
 import assert from 'node:assert/strict'
+import {randomBytes} from 'node:crypto'
+import v8 from 'node:v8'
 import {describe, it} from 'node:test'
 import {FpeerError} from '../errors.js'
 import {Identity, generateKeyPair} from '../identity.js'
@@ -37,6 +39,25 @@ const refused: Array<{line: string; code: string}> = [
   {line: 'f\tk=%zz', code: 'E_MSG_BAD_ENCODING'},
   {line: `f${Array.from({length: 33}, (_, i) => `\tk${i}=1`).join('')}`, code: 'E_MSG_BAD_FIELD'},
 ]
+
+/** The value of every string node in a heap snapshot of this process (one entry per node, so a copy counts twice). */
+async function heapStrings(): Promise<string[]> {
+  const chunks: Buffer[] = []
+  for await (const c of v8.getHeapSnapshot()) chunks.push(c as Buffer)
+  const snap = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+    snapshot: {meta: {node_fields: string[]; node_types: [string[]]}}
+    nodes: number[]
+    strings: string[]
+  }
+  const fields = snap.snapshot.meta.node_fields
+  const typeAt = fields.indexOf('type')
+  const nameAt = fields.indexOf('name')
+  const types = snap.snapshot.meta.node_types[0]
+  const stringTypes = new Set(['string', 'concatenated string', 'sliced string'].map((t) => types.indexOf(t)))
+  const out: string[] = []
+  for (let i = 0; i < snap.nodes.length; i += fields.length) if (stringTypes.has(snap.nodes[i + typeAt]!)) out.push(snap.strings[snap.nodes[i + nameAt]!]!)
+  return out
+}
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -77,7 +98,7 @@ describe('file lines', () => {
     )
   })
 
-  it('long attribute values come out exactly (quotes, backslashes, controls, non-ASCII), each copied out of its line', () => {
+  it('long attribute values come out exactly (quotes, backslashes, controls, non-ASCII)', () => {
     const origin = 'A'.repeat(52)
     const entries: FileEntry[] = [
       {path: 'versioned.txt', size: 2, sha256: SHA, mtimeMs: 5, ext: {origin, osig: 'ab'.repeat(64), ver: '7', vv: `${origin}:7`}},
@@ -91,6 +112,47 @@ describe('file lines', () => {
     // Through a whole message too, where a value cut from the text would hold all of it.
     const msg = parseMessage(formatMessage({type: 'FilesToGet', folder: 'f', port: 1, protocol: 'HTTP', files: entries, meta: {}})) as FilesToGet
     assert.deepEqual(msg.files, entries)
+  })
+
+  it('entries parsed from a message hold neither its text nor a line of it, and share one string per origin', async () => {
+    // Everything is made at run time, so no script source in the heap holds these strings.
+    const origin = Array.from(randomBytes(52), (b) => 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'[b & 31]).join('')
+    const marker = `m-${randomBytes(8).toString('hex')}`
+    const osigs = [0, 1, 2].map(() => randomBytes(64).toString('hex'))
+    const parse = () =>
+      (
+        parseMessage(
+          Buffer.from(
+            formatMessage({
+              type: 'FilesToGet',
+              folder: 'f',
+              port: 1,
+              protocol: 'HTTP',
+              files: osigs.map((osig, i) => ({
+                path: `${marker}/${i}`,
+                size: 1,
+                sha256: SHA,
+                mtimeMs: 1,
+                ext: {origin, osig, ver: String(i + 1), vv: `${origin}:${i + 1}`},
+              })),
+              meta: {},
+            }),
+          ),
+        ) as FilesToGet
+      ).files
+    const files = parse()
+    // A heap snapshot collects garbage first: what it shows is what the entries keep.
+    const strings = await heapStrings()
+    // This test's own `origin`, and the one string the three entries share.
+    assert.equal(strings.filter((s) => s === origin).length, 2, 'the three entries share one origin string')
+    const holdsALine = strings.filter((s) => s.includes(marker) && osigs.some((o) => s.includes(o)))
+    assert.deepEqual(
+      holdsALine.map((s) => s.slice(0, 80)),
+      [],
+      'no string holds a file line, or the message, beside the entries',
+    )
+    assert.equal(files.length, 3)
+    for (const f of files) assert.equal(f.ext?.origin, origin)
   })
 
   it('fileFromText refuses what parseLine and fileFromLine refuse, with the same code', () => {
