@@ -116,9 +116,11 @@ describe('file lines', () => {
 
   it('entries parsed from a message hold neither its text nor a line of it, and share one string per origin', async () => {
     // Everything is made at run time, so no script source in the heap holds these strings.
-    const origin = Array.from(randomBytes(52), (b) => 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'[b & 31]).join('')
+    const base32 = () => Array.from(randomBytes(52), (b) => 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'[b & 31]).join('')
+    const origin = base32()
+    const control = base32()
     const marker = `m-${randomBytes(8).toString('hex')}`
-    const osigs = [0, 1, 2].map(() => randomBytes(64).toString('hex'))
+    const osigs = Array.from({length: 30}, () => randomBytes(64).toString('hex'))
     const parse = () =>
       (
         parseMessage(
@@ -141,17 +143,21 @@ describe('file lines', () => {
         ) as FilesToGet
       ).files
     const files = parse()
-    // A heap snapshot collects garbage first: what it shows is what the entries keep.
+    // A heap snapshot collects garbage first: what it shows is what is kept. How many string
+    // nodes a string of this test's makes is the engine's affair (one on Node 20, one or two on
+    // 26): `control`, made as `origin` is and never parsed, is the measure. Thirty entries
+    // with copies of their own would make thirty more; sharing, one, and here a few at most.
     const strings = await heapStrings()
-    // This test's own `origin`, and the one string the three entries share.
-    assert.equal(strings.filter((s) => s === origin).length, 2, 'the three entries share one origin string')
     const holdsALine = strings.filter((s) => s.includes(marker) && osigs.some((o) => s.includes(o)))
     assert.deepEqual(
       holdsALine.map((s) => s.slice(0, 80)),
       [],
       'no string holds a file line, or the message, beside the entries',
     )
-    assert.equal(files.length, 3)
+    const count = (x: string) => strings.filter((s) => s === x).length
+    const more = count(origin) - count(control)
+    assert.ok(more >= 1 && more <= 3, `the 30 entries share their origin: ${more} more strings of it than of the control`)
+    assert.equal(files.length, 30)
     for (const f of files) assert.equal(f.ext?.origin, origin)
   })
 
